@@ -1,0 +1,114 @@
+//! Typed ipvsadm commands: what the grammar produces from a command line and
+//! what the control thread executes.
+//!
+//! The grammar (`grammar`) turns argv into a [`Command`] after validating it
+//! completely, with ipvsadm's messages and exit codes; the server executes
+//! it against the daemon's configuration; the formatters (`format`) turn the
+//! result into ipvsadm's bytes. Configuration payloads are the engine's own
+//! model types, so nothing is translated twice.
+
+use std::net::IpAddr;
+
+use dataplane::model::{DestConfig, ServiceConfig, ServiceKey};
+use serde::{Deserialize, Serialize};
+
+/// One ipvsadm command, fully validated on the client side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// `-A`
+    AddService(ServiceConfig),
+    /// `-E` (replaces the whole service configuration)
+    EditService(ServiceConfig),
+    /// `-D`
+    DeleteService(ServiceKey),
+    /// `-C`
+    Clear,
+    /// `-R`: the client reads stdin and sends the parsed commands.
+    Restore(Vec<Command>),
+    /// `-S`
+    Save { numeric: bool },
+    /// `-a`
+    AddServer(ServiceKey, DestConfig),
+    /// `-e` (replaces the whole destination configuration)
+    EditServer(ServiceKey, DestConfig),
+    /// `-d`
+    DeleteServer {
+        service: ServiceKey,
+        addr: IpAddr,
+        port: u16,
+    },
+    /// `-L`, `-l`
+    List(ListOptions),
+    /// `-Z [service]`
+    Zero(Option<ServiceKey>),
+    /// `--set tcp tcpfin udp`; a 0 leaves that timeout unchanged.
+    SetTimeouts { tcp: u32, tcp_fin: u32, udp: u32 },
+    /// `--start-daemon`
+    StartDaemon(DaemonConfig),
+    /// `--stop-daemon`
+    StopDaemon(DaemonState),
+    /// `-h`
+    Help,
+    /// `-v`
+    Version,
+}
+
+/// What `-L` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListKind {
+    /// Services and destinations, with one of the detail formats.
+    Services(Detail),
+    /// `-c`; `persistent_conn` adds the PE columns.
+    Connections { persistent_conn: bool },
+    /// `--timeout`
+    Timeout,
+    /// `--daemon`
+    Daemon,
+}
+
+/// Column set of a service listing. When several are given, the first of
+/// stats, rate, thresholds, persistent-conn, tun-info wins (ipvsadm's rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Detail {
+    Default,
+    Stats,
+    Rate,
+    Thresholds,
+    PersistentConn,
+    TunInfo,
+}
+
+/// Options of `-L`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListOptions {
+    pub kind: ListKind,
+    /// `-n`
+    pub numeric: bool,
+    /// `-X`/`--exact`
+    pub exact: bool,
+    /// `--nosort`
+    pub nosort: bool,
+    /// `--json` (a UVS extension)
+    pub json: bool,
+    /// List only this service (no version header).
+    pub service: Option<ServiceKey>,
+}
+
+/// Sync daemon role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DaemonState {
+    Master,
+    Backup,
+}
+
+/// `--start-daemon` parameters as given (defaults are the kernel's to fill).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonConfig {
+    pub state: DaemonState,
+    pub mcast_interface: String,
+    pub syncid: u8,
+    pub sync_maxlen: Option<u16>,
+    pub mcast_group: Option<IpAddr>,
+    pub mcast_port: Option<u16>,
+    pub mcast_ttl: Option<u8>,
+}

@@ -1,0 +1,13 @@
+//! UVS control plane: the language operators speak to the director.
+//!
+//! * [`command`]: typed ipvsadm commands.
+//! * [`grammar`]: ipvsadm 1.31's command line -> [`command::Command`], with
+//!   ipvsadm's error messages and exit codes.
+//! * [`format`]: configuration, counters and connections -> ipvsadm's exact
+//!   output bytes (and JSON).
+//!
+//! No DPDK here: the crate uses only the engine's pure configuration model.
+
+pub mod command;
+pub mod format;
+pub mod grammar;

@@ -1,0 +1,21 @@
+//! UVS engine: everything a director does to a packet, and the DPDK worker
+//! that drives it.
+//!
+//! The pure modules (`buf`, `wire`, `model`, `stats`, `config`, `sched`,
+//! `conn`, `xmit`, `net`) know nothing of DPDK: they work on byte buffers
+//! through [`buf::PacketBuf`], take time from an injected clock, and are
+//! tested without EAL. The `dpdk` module (feature `dpdk`) is the only place
+//! with `unsafe` in this crate: EAL, mempools, mbufs, ports, rings, lcores.
+
+pub mod buf;
+pub mod config;
+pub mod conn;
+pub mod model;
+pub mod net;
+pub mod sched;
+pub mod stats;
+pub mod wire;
+pub mod xmit;
+
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
