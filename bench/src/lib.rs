@@ -1,0 +1,1 @@
+//! UVS benchmark helpers (shared by the benches and the traffic generator).
