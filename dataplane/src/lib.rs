@@ -12,6 +12,7 @@ pub mod config;
 pub mod conn;
 pub mod model;
 pub mod net;
+pub mod rss;
 pub mod sched;
 pub mod stats;
 pub mod wire;
