@@ -150,11 +150,13 @@ fn dotted(mask: u32) -> String {
     std::net::Ipv4Addr::from(mask).to_string()
 }
 
-fn service_proto(key: &ServiceKey) -> Protocol {
+/// The protocol whose port names a service's real servers use. The kernel
+/// reports no protocol for fwmark services, so ipvsadm prints their real
+/// servers' ports as numbers even without `-n`.
+fn service_proto(key: &ServiceKey) -> Option<Protocol> {
     match key {
-        ServiceKey::Addr { protocol, .. } => *protocol,
-        // The kernel reports fwmark services as TCP; port names follow it.
-        ServiceKey::Fwmark { .. } => Protocol::Tcp,
+        ServiceKey::Addr { protocol, .. } => Some(*protocol),
+        ServiceKey::Fwmark { .. } => None,
     }
 }
 
@@ -209,7 +211,7 @@ fn service_rule(key: &ServiceKey, numeric: bool, r: &dyn Resolver) -> String {
 /// Real-server text: cut to 28 characters unless the address is IPv6.
 fn dest_text(key: &ServiceKey, d: &Dest, numeric: bool, r: &dyn Resolver) -> String {
     let c = &d.config;
-    let mut s = names::addrport(&c.addr, c.port, Some(service_proto(key)), numeric, r);
+    let mut s = names::addrport(&c.addr, c.port, service_proto(key), numeric, r);
     if Family::of(&c.addr) != Family::V6 {
         names::cut(&mut s, 28);
     }
@@ -458,13 +460,7 @@ pub fn save(snapshot: &Snapshot, numeric: bool, resolver: &dyn Resolver) -> Stri
         out.push('\n');
         for d in sort::dests(&svc.dests, false) {
             let c = &d.config;
-            let addr = names::addrport(
-                &c.addr,
-                c.port,
-                Some(service_proto(&cfg.key)),
-                numeric,
-                resolver,
-            );
+            let addr = names::addrport(&c.addr, c.port, service_proto(&cfg.key), numeric, resolver);
             let switch = match c.method {
                 ForwardMethod::Masq => "-m",
                 ForwardMethod::Route => "-g",

@@ -46,8 +46,8 @@ fn addr_diff(first_af: Family, a: &IpAddr, b: &IpAddr) -> i32 {
     0
 }
 
-/// (fwmark, af, protocol, address, port) as the kernel reports a service;
-/// fwmark services report protocol TCP and a zero address and port.
+/// (fwmark, af, protocol, address, port) as libipvs reports a service;
+/// fwmark services come with protocol 0 and a zero address and port.
 fn service_fields(k: &ServiceKey) -> (u32, Family, u8, IpAddr, u16) {
     match *k {
         ServiceKey::Addr {
@@ -60,7 +60,7 @@ fn service_fields(k: &ServiceKey) -> (u32, Family, u8, IpAddr, u16) {
                 Family::V4 => dataplane::model::V4_ANY,
                 Family::V6 => dataplane::model::V6_ANY,
             };
-            (mark, family, 6, zero, 0)
+            (mark, family, 0, zero, 0)
         }
     }
 }
@@ -226,5 +226,32 @@ mod tests {
             )),
             Ordering::Equal
         );
+    }
+
+    proptest::proptest! {
+        /// Within 198.18.0.0/15 no two addresses are 2^31 apart, so the C
+        /// comparator is a total order there and the merge sort must agree
+        /// with a plain sort on (protocol, address, port).
+        #[test]
+        fn agrees_with_total_order_when_no_quirk(
+            raw in proptest::collection::vec((0u32..0x2_0000, 0u16..4, proptest::bool::ANY), 0..40)
+        ) {
+            let keys: Vec<ServiceKey> = raw
+                .iter()
+                .map(|(host, port, udp)| ServiceKey::Addr {
+                    protocol: if *udp { Protocol::Udp } else { Protocol::Tcp },
+                    addr: IpAddr::V4((0xC612_0000 | host).into()),
+                    port: *port,
+                })
+                .collect();
+            let mut ours = keys.clone();
+            merge_sort(&mut ours, &|x, y| cmp_services(x, y));
+            let mut plain = keys;
+            plain.sort_by_key(|k| match k {
+                ServiceKey::Addr { protocol, addr, port } => (protocol.number(), *addr, *port),
+                ServiceKey::Fwmark { .. } => (0, dataplane::model::V4_ANY, 0),
+            });
+            proptest::prop_assert_eq!(ours, plain);
+        }
     }
 }

@@ -730,3 +730,35 @@ fn json_lists_services_with_stats() {
     assert_eq!(d["persistent_conns"], 57);
     assert_eq!(d["rates"]["inbps"], 20500);
 }
+
+#[test]
+fn fwmark_real_servers_keep_numeric_ports_with_names() {
+    let key = ServiceKey::Fwmark {
+        mark: 7,
+        family: Family::V4,
+    };
+    let snap = Snapshot {
+        generation: 1,
+        services: vec![service(
+            ServiceConfig::new(key),
+            vec![dest("198.19.1.10", 80, ForwardMethod::Route, 1, 0, 0)],
+        )],
+        timeouts: Timeouts::default(),
+    };
+    let names = Names(HashMap::new());
+    let view = ListView {
+        snapshot: &snap,
+        stats: &StatsView::default(),
+        conn_tab_size: 4096,
+    };
+    let mut o = opts(Detail::Default);
+    o.numeric = false;
+    let text = list_services(&view, Detail::Default, &o, &names).unwrap();
+    assert!(text.ends_with(
+        "FWM  7 wlc\n  -> 198.19.1.10:80               Route   1      0          0         \n"
+    ));
+    assert_eq!(
+        save(&snap, false, &names),
+        "-A -f 7 -s wlc\n-a -f 7 -r 198.19.1.10:80 -g -w 1\n"
+    );
+}
