@@ -1122,4 +1122,59 @@ mod tests {
         s.apply(&ConfigOp::EditDest(vip(), cfg)).unwrap();
         assert!(!d.is_overloaded());
     }
+
+    #[test]
+    fn edit_dest_range_and_gue_errors() {
+        let mut s = store_with_service();
+        s.apply(&ConfigOp::AddDest(vip(), dest(1, 1))).unwrap();
+        let mut d = dest(1, -3);
+        refused(
+            &mut s,
+            ConfigOp::EditDest(vip(), d.clone()),
+            ApplyError::OutOfRange(OpKind::EditDest, "negative weight"),
+            "Numerical result out of range",
+        );
+        d.weight = 1;
+        d.method = ForwardMethod::Tunnel(TunnelConfig {
+            kind: TunnelType::Gue,
+            port: 0,
+            csum: Default::default(),
+        });
+        refused(
+            &mut s,
+            ConfigOp::EditDest(vip(), d),
+            ApplyError::Invalid(OpKind::EditDest, "GUE tunnel without a port"),
+            "Invalid operation.  Possibly wrong module version, address not unicast, ...",
+        );
+        let mut d = dest(1, 1);
+        d.u_threshold = u32::MAX;
+        assert_eq!(
+            s.apply(&ConfigOp::EditDest(vip(), d)).unwrap_err().errno(),
+            22
+        );
+    }
+
+    #[test]
+    fn failed_batch_touches_no_shared_state() {
+        let mut s = store_with_service();
+        s.apply(&ConfigOp::AddDest(vip(), dest(1, 2))).unwrap();
+        let d = Arc::clone(&s.snapshot().services[0].dests[0].shared);
+        let ops = [
+            ConfigOp::EditDest(vip(), dest(1, 9)),
+            ConfigOp::DeleteDest {
+                service: vip(),
+                addr: v4(198, 19, 0, 1),
+                port: 80,
+            },
+            ConfigOp::DeleteService(tcp(v4(198, 18, 0, 9), 80)),
+        ];
+        assert_eq!(
+            s.apply_all(&ops),
+            Err((2, ApplyError::NoService(OpKind::DeleteService)))
+        );
+        assert_eq!(d.weight(), 2);
+        assert!(d.is_available());
+        assert_eq!(s.trash_len(), 0);
+        assert_eq!(dest_order(&s), vec![v4(198, 19, 0, 1)]);
+    }
 }
