@@ -686,5 +686,72 @@ pub fn json_services(view: &ListView, opts: &ListOptions) -> Result<String, List
     Ok(format!("{v}\n"))
 }
 
+/// `-L -c --json`: `{"connections": [ConnEntry...]}` with the fields of
+/// [`ConnEntry`] (addresses numeric, `expires` in seconds, `pe` null or
+/// `[name, data]`).
+pub fn json_connections(conns: &[ConnEntry]) -> String {
+    format!("{}\n", json!({ "connections": conns }))
+}
+
+/// `-L --timeout --json`: `{"tcp": 900, "tcp_fin": 120, "udp": 300}`.
+pub fn json_timeouts(t: &Timeouts) -> String {
+    format!(
+        "{}\n",
+        json!({"tcp": t.tcp, "tcp_fin": t.tcp_fin, "udp": t.udp})
+    )
+}
+
+/// `-L --daemon --json`: `{"daemons": [{"state": "master"|"backup",
+/// "mcast_interface", "syncid", "maxlen", "group" (null or address),
+/// "port", "ttl"}]}`.
+pub fn json_daemons(list: &[DaemonStatus]) -> String {
+    let items: Vec<Value> = list
+        .iter()
+        .map(|d| {
+            json!({
+                "state": match d.state { DaemonState::Master => "master", DaemonState::Backup => "backup" },
+                "mcast_interface": d.mcast_interface,
+                "syncid": d.syncid,
+                "maxlen": d.maxlen,
+                "group": d.group.map(|g| names::ntop(&g)),
+                "port": d.port,
+                "ttl": d.ttl,
+            })
+        })
+        .collect();
+    format!("{}\n", json!({ "daemons": items }))
+}
+
+/// What a `-L` may need, gathered by the caller. `conns` and `daemons` are
+/// only read for `-c` and `--daemon`; pass empty slices otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct ListSources<'a> {
+    pub view: ListView<'a>,
+    pub conns: &'a [ConnEntry],
+    pub daemons: &'a [DaemonStatus],
+}
+
+/// Any `-L`: dispatches on the list kind and `--json`.
+pub fn list(
+    src: &ListSources,
+    opts: &ListOptions,
+    resolver: &dyn Resolver,
+) -> Result<String, ListError> {
+    use crate::command::ListKind;
+    let timeouts = &src.view.snapshot.timeouts;
+    Ok(match (opts.kind, opts.json) {
+        (ListKind::Services(_), true) => json_services(&src.view, opts)?,
+        (ListKind::Services(detail), false) => list_services(&src.view, detail, opts, resolver)?,
+        (ListKind::Connections { .. }, true) => json_connections(src.conns),
+        (ListKind::Connections { persistent_conn }, false) => {
+            connections(src.conns, persistent_conn, opts.numeric, resolver)
+        }
+        (ListKind::Timeout, true) => json_timeouts(timeouts),
+        (ListKind::Timeout, false) => self::timeouts(timeouts),
+        (ListKind::Daemon, true) => json_daemons(src.daemons),
+        (ListKind::Daemon, false) => daemons(src.daemons),
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -762,3 +762,58 @@ fn fwmark_real_servers_keep_numeric_ports_with_names() {
         "-A -f 7 -s wlc\n-a -f 7 -r 198.19.1.10:80 -g -w 1\n"
     );
 }
+
+#[test]
+fn list_dispatches_every_kind() {
+    let snap = reference_snapshot();
+    let stats = StatsView::default();
+    let view = ListView {
+        snapshot: &snap,
+        stats: &stats,
+        conn_tab_size: 4096,
+    };
+    let c = conn(
+        "UDP",
+        299,
+        "UDP",
+        ("198.18.2.4", 33000),
+        ("198.18.0.1", 53),
+        ("198.19.1.20", 53),
+    );
+    let src = ListSources {
+        view,
+        conns: std::slice::from_ref(&c),
+        daemons: &[],
+    };
+    let mut o = opts(Detail::Default);
+    assert_eq!(super::list(&src, &o, &NoNames).unwrap(), DEFAULT);
+    o.kind = ListKind::Timeout;
+    assert_eq!(
+        super::list(&src, &o, &NoNames).unwrap(),
+        "Timeout (tcp tcpfin udp): 900 120 300\n"
+    );
+    o.json = true;
+    assert_eq!(
+        super::list(&src, &o, &NoNames).unwrap(),
+        "{\"tcp\":900,\"tcp_fin\":120,\"udp\":300}\n"
+    );
+    o.kind = ListKind::Connections {
+        persistent_conn: false,
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&super::list(&src, &o, &NoNames).unwrap()).unwrap();
+    assert_eq!(v["connections"][0]["client"], "198.18.2.4");
+    assert_eq!(v["connections"][0]["expires"], 299);
+    o.json = false;
+    assert_eq!(
+        super::list(&src, &o, &NoNames).unwrap().lines().nth(2),
+        Some("UDP 04:59  UDP         198.18.2.4:33000   198.18.0.1:53      198.19.1.20:53")
+    );
+    o.kind = ListKind::Daemon;
+    assert_eq!(super::list(&src, &o, &NoNames).unwrap(), "");
+    o.json = true;
+    assert_eq!(
+        super::list(&src, &o, &NoNames).unwrap(),
+        "{\"daemons\":[]}\n"
+    );
+}
