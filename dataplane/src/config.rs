@@ -193,7 +193,7 @@ impl ApplyError {
 }
 
 /// Counters since the `-Z` zero point, and the estimated rates.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StatsRow {
     pub counters: Counters,
     pub rates: Rates,

@@ -7,8 +7,11 @@
 //! real-server text to 28 characters and the sort order (with its
 //! signed-difference quirk, see [`sort`]) are all kept.
 //!
-//! Everything here is a pure function from a read-only [`ListView`] (or a
-//! few plain values) to a `String`; nothing reads the daemon's state itself.
+//! Everything here is a pure function from a [`Listing`] (or a few plain
+//! values) to a `String`; nothing reads the daemon's state itself. A
+//! `Listing` is plain serialisable data captured from the configuration
+//! snapshot and the statistics at one moment, so the daemon can send it and
+//! the client can format it, resolving names on its own side.
 //! Name lookups go through a [`Resolver`] so tests are deterministic.
 //!
 //! Known differences from a kernel director:
@@ -48,9 +51,10 @@ use std::net::IpAddr;
 
 use dataplane::config::{StatsRow, StatsView};
 use dataplane::model::{
-    ConnEntry, Dest, Family, ForwardMethod, Protocol, SchedFlags, Service, ServiceConfig,
-    ServiceKey, Snapshot, Timeouts, TunnelCsum, TunnelType,
+    ConnEntry, DestConfig, Family, ForwardMethod, Protocol, SchedFlags, ServiceConfig, ServiceKey,
+    Snapshot, Timeouts, TunnelCsum, TunnelType,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::command::{DaemonState, Detail, ListOptions};
@@ -59,14 +63,83 @@ pub use names::{NoNames, Resolver, SystemResolver};
 /// IPVS version ipvsadm reports (the kernel's 1.2.1).
 pub const IPVS_VERSION: &str = "1.2.1";
 
-/// Everything a service listing reads, captured at one moment.
-#[derive(Debug, Clone, Copy)]
-pub struct ListView<'a> {
-    pub snapshot: &'a Snapshot,
-    /// Counters since the zero point and rates, per service and destination.
-    pub stats: &'a StatsView,
+/// One real server as listings show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestListing {
+    pub config: DestConfig,
+    pub active: u32,
+    pub inactive: u32,
+    /// Persistence templates bound to it.
+    pub persistent: u32,
+    /// Counters since the zero point, and rates.
+    pub stats: StatsRow,
+}
+
+/// One service as listings show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceListing {
+    pub config: ServiceConfig,
+    pub stats: StatsRow,
+    /// In the kernel's list order (newest first).
+    pub dests: Vec<DestListing>,
+}
+
+/// Everything a service listing or `-S` reads, captured at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
     /// Connection hash-table size, shown as `size=` in the header.
     pub conn_tab_size: u32,
+    /// In creation order.
+    pub services: Vec<ServiceListing>,
+}
+
+impl Listing {
+    /// Reads a snapshot's services, their connection counters and their
+    /// statistics (from [`dataplane::config::ConfigStore::stats_view`]).
+    pub fn capture(snapshot: &Snapshot, stats: &StatsView, conn_tab_size: u32) -> Listing {
+        let services = snapshot
+            .services
+            .iter()
+            .map(|s| {
+                let key = s.config.key;
+                ServiceListing {
+                    config: s.config.clone(),
+                    stats: stats.service(&key),
+                    dests: s
+                        .dests
+                        .iter()
+                        .map(|d| DestListing {
+                            config: d.config.clone(),
+                            active: d.shared.active(),
+                            inactive: d.shared.inactive(),
+                            persistent: d
+                                .shared
+                                .persistconns
+                                .load(std::sync::atomic::Ordering::Relaxed),
+                            stats: stats.dest(&key, d.config.addr, d.config.port),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Listing {
+            conn_tab_size,
+            services,
+        }
+    }
+
+    /// The service with exactly this key.
+    pub fn service(&self, key: &ServiceKey) -> Option<&ServiceListing> {
+        self.services.iter().find(|s| &s.config.key == key)
+    }
+
+    /// The services `-L` shows: one (or ESRCH), or all in listing order.
+    fn selected(&self, opts: &ListOptions) -> Result<Vec<&ServiceListing>, ListError> {
+        match &opts.service {
+            Some(k) => Ok(vec![self.service(k).ok_or(ListError::NoSuchService)?]),
+            None => Ok(sort::services(&self.services, opts.nosort)),
+        }
+    }
 }
 
 /// A listing the kernel would refuse.
@@ -209,7 +282,7 @@ fn service_rule(key: &ServiceKey, numeric: bool, r: &dyn Resolver) -> String {
 }
 
 /// Real-server text: cut to 28 characters unless the address is IPv6.
-fn dest_text(key: &ServiceKey, d: &Dest, numeric: bool, r: &dyn Resolver) -> String {
+fn dest_text(key: &ServiceKey, d: &DestListing, numeric: bool, r: &dyn Resolver) -> String {
     let c = &d.config;
     let mut s = names::addrport(&c.addr, c.port, service_proto(key), numeric, r);
     if Family::of(&c.addr) != Family::V6 {
@@ -220,7 +293,7 @@ fn dest_text(key: &ServiceKey, d: &Dest, numeric: bool, r: &dyn Resolver) -> Str
 
 /// The default service line: `<text> <sched> (flags) persistent T mask M
 /// pe P ops`.
-fn service_line(svc: &Service, numeric: bool, r: &dyn Resolver) -> String {
+fn service_line(svc: &ServiceListing, numeric: bool, r: &dyn Resolver) -> String {
     let cfg = &svc.config;
     let mut s = format!("{} {}", service_text(&cfg.key, numeric, r), cfg.scheduler);
     if any_sched_flag(cfg) {
@@ -313,47 +386,35 @@ fn rates5(row: &StatsRow, exact: bool) -> String {
 
 fn print_service(
     out: &mut String,
-    view: &ListView,
-    svc: &Service,
+    svc: &ServiceListing,
     detail: Detail,
     opts: &ListOptions,
     r: &dyn Resolver,
 ) {
     let key = &svc.config.key;
     let n = opts.numeric;
-    match detail {
-        Detail::Stats => {
-            let row = view.stats.service(key);
-            let _ = writeln!(
-                out,
-                "{:<33}{}",
-                service_text(key, n, r),
-                counters5(&row, opts.exact)
-            );
-        }
-        Detail::Rate => {
-            let row = view.stats.service(key);
-            let _ = writeln!(
-                out,
-                "{:<33}{}",
-                service_text(key, n, r),
-                rates5(&row, opts.exact)
-            );
-        }
-        _ => {
-            let _ = writeln!(out, "{}", service_line(svc, n, r));
-        }
-    }
+    let _ = match detail {
+        Detail::Stats => writeln!(
+            out,
+            "{:<33}{}",
+            service_text(key, n, r),
+            counters5(&svc.stats, opts.exact)
+        ),
+        Detail::Rate => writeln!(
+            out,
+            "{:<33}{}",
+            service_text(key, n, r),
+            rates5(&svc.stats, opts.exact)
+        ),
+        _ => writeln!(out, "{}", service_line(svc, n, r)),
+    };
     for d in sort::dests(&svc.dests, opts.nosort) {
         let name = dest_text(key, d, n, r);
         let c = &d.config;
-        let sh = &d.shared;
-        let row = || view.stats.dest(key, c.addr, c.port);
         let _ = match detail {
-            Detail::Stats => writeln!(out, "  -> {name:<28}{}", counters5(&row(), opts.exact)),
+            Detail::Stats => writeln!(out, "  -> {name:<28}{}", counters5(&d.stats, opts.exact)),
             Detail::Rate => {
-                let row = row();
-                let t = &row.rates;
+                let t = &d.stats.rates;
                 writeln!(
                     out,
                     "  -> {name:<28} {:>8} {:>8} {:>8}{}{}",
@@ -367,19 +428,16 @@ fn print_service(
             Detail::Thresholds => writeln!(
                 out,
                 "  -> {name:<28} {:<10} {:<10} {:<10} {:<10}",
-                c.u_threshold,
-                c.l_threshold,
-                sh.active(),
-                sh.inactive()
+                c.u_threshold, c.l_threshold, d.active, d.inactive
             ),
             Detail::PersistentConn => writeln!(
                 out,
                 "  -> {name:<28} {:<9} {:<11} {:<10} {:<10}",
-                // %u of an int weight
+                // ipvsadm prints the int weight with %u.
                 c.weight as u32,
-                sh.persistconns.load(std::sync::atomic::Ordering::Relaxed),
-                sh.active(),
-                sh.inactive()
+                d.persistent,
+                d.active,
+                d.inactive
             ),
             Detail::TunInfo => writeln!(
                 out,
@@ -387,16 +445,16 @@ fn print_service(
                 c.method.name(),
                 tun_info(&c.method),
                 c.weight,
-                sh.active(),
-                sh.inactive()
+                d.active,
+                d.inactive
             ),
             Detail::Default => writeln!(
                 out,
                 "  -> {name:<28} {:<7} {:<6} {:<10} {:<10}",
                 c.method.name(),
                 c.weight,
-                sh.active(),
-                sh.inactive()
+                d.active,
+                d.inactive
             ),
         };
     }
@@ -405,34 +463,31 @@ fn print_service(
 /// `-L` of services: the version header (unless one service is asked
 /// for), the titles of `detail`, then each service and its destinations.
 pub fn list_services(
-    view: &ListView,
+    listing: &Listing,
     detail: Detail,
     opts: &ListOptions,
     resolver: &dyn Resolver,
 ) -> Result<String, ListError> {
+    let services = listing.selected(opts)?;
     let mut out = String::new();
-    let services: Vec<&Service> = match &opts.service {
-        Some(k) => vec![view.snapshot.service(k).ok_or(ListError::NoSuchService)?],
-        None => {
-            let _ = writeln!(
-                out,
-                "IP Virtual Server version {IPVS_VERSION} (size={})",
-                view.conn_tab_size
-            );
-            sort::services(&view.snapshot.services, opts.nosort)
-        }
-    };
+    if opts.service.is_none() {
+        let _ = writeln!(
+            out,
+            "IP Virtual Server version {IPVS_VERSION} (size={})",
+            listing.conn_tab_size
+        );
+    }
     out.push_str(&title(detail));
     for svc in services {
-        print_service(&mut out, view, svc, detail, opts, resolver);
+        print_service(&mut out, svc, detail, opts, resolver);
     }
     Ok(out)
 }
 
 /// `-S`: rules in `-R` format, sorted; thresholds are not saved.
-pub fn save(snapshot: &Snapshot, numeric: bool, resolver: &dyn Resolver) -> String {
+pub fn save(listing: &Listing, numeric: bool, resolver: &dyn Resolver) -> String {
     let mut out = String::new();
-    for svc in sort::services(&snapshot.services, false) {
+    for svc in sort::services(&listing.services, false) {
         let cfg = &svc.config;
         let name = service_rule(&cfg.key, numeric, resolver);
         let _ = write!(out, "-A {name} -s {}", cfg.scheduler);
@@ -592,17 +647,25 @@ fn stats_json(row: &StatsRow) -> (Value, Value) {
     )
 }
 
-fn dest_json(key: &ServiceKey, d: &Dest, view: &ListView) -> Value {
+fn dest_json(d: &DestListing) -> Value {
     let c = &d.config;
     let tunnel = match c.method {
         ForwardMethod::Tunnel(t) => json!({
-            "type": match t.kind { TunnelType::Ipip => "ipip", TunnelType::Gue => "gue", TunnelType::Gre => "gre" },
+            "type": match t.kind {
+                TunnelType::Ipip => "ipip",
+                TunnelType::Gue => "gue",
+                TunnelType::Gre => "gre",
+            },
             "port": t.port,
-            "csum": match t.csum { TunnelCsum::NoCsum => "nocsum", TunnelCsum::Csum => "csum", TunnelCsum::RemCsum => "remcsum" },
+            "csum": match t.csum {
+                TunnelCsum::NoCsum => "nocsum",
+                TunnelCsum::Csum => "csum",
+                TunnelCsum::RemCsum => "remcsum",
+            },
         }),
         _ => Value::Null,
     };
-    let (stats, rates) = stats_json(&view.stats.dest(key, c.addr, c.port));
+    let (stats, rates) = stats_json(&d.stats);
     json!({
         "address": names::ntop(&c.addr),
         "port": c.port,
@@ -611,15 +674,15 @@ fn dest_json(key: &ServiceKey, d: &Dest, view: &ListView) -> Value {
         "weight": c.weight,
         "u_threshold": c.u_threshold,
         "l_threshold": c.l_threshold,
-        "active_conns": d.shared.active(),
-        "inactive_conns": d.shared.inactive(),
-        "persistent_conns": d.shared.persistconns.load(std::sync::atomic::Ordering::Relaxed),
+        "active_conns": d.active,
+        "inactive_conns": d.inactive,
+        "persistent_conns": d.persistent,
         "stats": stats,
         "rates": rates,
     })
 }
 
-fn service_json(svc: &Service, view: &ListView, nosort: bool) -> Value {
+fn service_json(svc: &ServiceListing, nosort: bool) -> Value {
     let cfg = &svc.config;
     let (protocol, address, port, fwmark) = match cfg.key {
         ServiceKey::Addr {
@@ -647,13 +710,16 @@ fn service_json(svc: &Service, view: &ListView, nosort: bool) -> Value {
         Family::V4 => json!(dotted(cfg.netmask)),
         Family::V6 => json!(cfg.netmask),
     };
-    let (stats, rates) = stats_json(&view.stats.service(&cfg.key));
+    let (stats, rates) = stats_json(&svc.stats);
     json!({
         "protocol": protocol,
         "address": address,
         "port": port,
         "fwmark": fwmark,
-        "family": match cfg.key.family() { Family::V4 => "ipv4", Family::V6 => "ipv6" },
+        "family": match cfg.key.family() {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        },
         "scheduler": cfg.scheduler,
         "flags": flags,
         "persistent": cfg.persistent,
@@ -664,23 +730,20 @@ fn service_json(svc: &Service, view: &ListView, nosort: bool) -> Value {
         "rates": rates,
         "dests": sort::dests(&svc.dests, nosort)
             .into_iter()
-            .map(|d| dest_json(&cfg.key, d, view))
+            .map(dest_json)
             .collect::<Vec<_>>(),
     })
 }
 
 /// `-L --json`: the schema is in the module documentation.
-pub fn json_services(view: &ListView, opts: &ListOptions) -> Result<String, ListError> {
-    let services: Vec<&Service> = match &opts.service {
-        Some(k) => vec![view.snapshot.service(k).ok_or(ListError::NoSuchService)?],
-        None => sort::services(&view.snapshot.services, opts.nosort),
-    };
+pub fn json_services(listing: &Listing, opts: &ListOptions) -> Result<String, ListError> {
+    let services = listing.selected(opts)?;
     let v = json!({
         "version": IPVS_VERSION,
-        "conn_tab_size": view.conn_tab_size,
+        "conn_tab_size": listing.conn_tab_size,
         "services": services
             .into_iter()
-            .map(|s| service_json(s, view, opts.nosort))
+            .map(|s| service_json(s, opts.nosort))
             .collect::<Vec<_>>(),
     });
     Ok(format!("{v}\n"))
@@ -726,7 +789,8 @@ pub fn json_daemons(list: &[DaemonStatus]) -> String {
 /// only read for `-c` and `--daemon`; pass empty slices otherwise.
 #[derive(Debug, Clone, Copy)]
 pub struct ListSources<'a> {
-    pub view: ListView<'a>,
+    pub listing: &'a Listing,
+    pub timeouts: Timeouts,
     pub conns: &'a [ConnEntry],
     pub daemons: &'a [DaemonStatus],
 }
@@ -738,16 +802,16 @@ pub fn list(
     resolver: &dyn Resolver,
 ) -> Result<String, ListError> {
     use crate::command::ListKind;
-    let timeouts = &src.view.snapshot.timeouts;
+    let t = &src.timeouts;
     Ok(match (opts.kind, opts.json) {
-        (ListKind::Services(_), true) => json_services(&src.view, opts)?,
-        (ListKind::Services(detail), false) => list_services(&src.view, detail, opts, resolver)?,
+        (ListKind::Services(_), true) => json_services(src.listing, opts)?,
+        (ListKind::Services(detail), false) => list_services(src.listing, detail, opts, resolver)?,
         (ListKind::Connections { .. }, true) => json_connections(src.conns),
         (ListKind::Connections { persistent_conn }, false) => {
             connections(src.conns, persistent_conn, opts.numeric, resolver)
         }
-        (ListKind::Timeout, true) => json_timeouts(timeouts),
-        (ListKind::Timeout, false) => self::timeouts(timeouts),
+        (ListKind::Timeout, true) => json_timeouts(t),
+        (ListKind::Timeout, false) => timeouts(t),
         (ListKind::Daemon, true) => json_daemons(src.daemons),
         (ListKind::Daemon, false) => daemons(src.daemons),
     })

@@ -12,7 +12,9 @@
 use std::cmp::Ordering;
 use std::net::IpAddr;
 
-use dataplane::model::{Dest, Family, Service, ServiceKey};
+use dataplane::model::{DestConfig, Family, ServiceKey};
+
+use super::{DestListing, ServiceListing};
 
 /// `(int)(a - b)` on unsigned 32-bit values, as C computes it.
 fn diff(a: u32, b: u32) -> i32 {
@@ -89,8 +91,7 @@ pub fn cmp_services(a: &ServiceKey, b: &ServiceKey) -> i32 {
 }
 
 /// `ipvs_cmp_dests`: address, then port.
-pub fn cmp_dests(a: &Dest, b: &Dest) -> i32 {
-    let (x, y) = (&a.config, &b.config);
+pub fn cmp_dests(x: &DestConfig, y: &DestConfig) -> i32 {
     let r = addr_diff(Family::of(&x.addr), &x.addr, &y.addr);
     if r != 0 {
         return r;
@@ -125,10 +126,10 @@ pub fn merge_sort<T: Clone>(v: &mut [T], cmp: &dyn Fn(&T, &T) -> i32) {
 }
 
 /// Services in listing order: sorted, or creation order with `nosort`.
-pub fn services(list: &[Service], nosort: bool) -> Vec<&Service> {
-    let mut v: Vec<&Service> = list.iter().collect();
+pub fn services(list: &[ServiceListing], nosort: bool) -> Vec<&ServiceListing> {
+    let mut v: Vec<&ServiceListing> = list.iter().collect();
     if !nosort {
-        merge_sort(&mut v, &|a: &&Service, b: &&Service| {
+        merge_sort(&mut v, &|a: &&ServiceListing, b: &&ServiceListing| {
             cmp_services(&a.config.key, &b.config.key)
         });
     }
@@ -137,10 +138,12 @@ pub fn services(list: &[Service], nosort: bool) -> Vec<&Service> {
 
 /// Destinations in listing order: sorted, or the kernel's list order
 /// (newest first) with `nosort`.
-pub fn dests(list: &[Dest], nosort: bool) -> Vec<&Dest> {
-    let mut v: Vec<&Dest> = list.iter().collect();
+pub fn dests(list: &[DestListing], nosort: bool) -> Vec<&DestListing> {
+    let mut v: Vec<&DestListing> = list.iter().collect();
     if !nosort {
-        merge_sort(&mut v, &|a: &&Dest, b: &&Dest| cmp_dests(a, b));
+        merge_sort(&mut v, &|a: &&DestListing, b: &&DestListing| {
+            cmp_dests(&a.config, &b.config)
+        });
     }
     v
 }

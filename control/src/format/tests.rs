@@ -207,6 +207,10 @@ fn reference_snapshot() -> Snapshot {
     }
 }
 
+fn cap(snap: &Snapshot) -> Listing {
+    Listing::capture(snap, &StatsView::default(), 4096)
+}
+
 fn opts(detail: Detail) -> ListOptions {
     ListOptions {
         kind: ListKind::Services(detail),
@@ -222,11 +226,7 @@ fn list(snap: &Snapshot, stats: &StatsView, o: &ListOptions) -> String {
     let ListKind::Services(detail) = o.kind else {
         panic!("services listing expected");
     };
-    let view = ListView {
-        snapshot: snap,
-        stats,
-        conn_tab_size: 4096,
-    };
+    let view = Listing::capture(snap, stats, 4096);
     list_services(&view, detail, o, &NoNames).expect("listing")
 }
 
@@ -252,11 +252,7 @@ fn one_service_has_no_version_header() {
         .collect();
     assert_eq!(list(&snap, &StatsView::default(), &o), want);
     o.service = Some(udp("198.18.0.9", 53));
-    let view = ListView {
-        snapshot: &snap,
-        stats: &StatsView::default(),
-        conn_tab_size: 4096,
-    };
+    let view = Listing::capture(&snap, &StatsView::default(), 4096);
     let err = list_services(&view, Detail::Default, &o, &NoNames).unwrap_err();
     assert_eq!(err.to_string(), "No such service");
 }
@@ -436,7 +432,7 @@ fn save_writes_rules_sorted_without_thresholds() {
         "-A -f 7 -6 -s wlc\n",
         "-a -f 7 -6 -r [2001:db8::10]:0 -g -w 1\n",
     );
-    assert_eq!(save(&snap, true, &NoNames), want);
+    assert_eq!(save(&cap(&snap), true, &NoNames), want);
 }
 
 #[test]
@@ -472,7 +468,7 @@ fn save_other_tunnels_pe_and_v6_mask() {
         "-a --sctp-service [2001:db8::1]:5060 -r [2001:db8::2]:5060 -i -w 3 --tun-type gre --tun-csum\n",
         "-a --sctp-service [2001:db8::1]:5060 -r [2001:db8::3]:5060 -i -w 0 --tun-type gue --tun-port 6080 --tun-remcsum\n",
     );
-    assert_eq!(save(&snap, true, &NoNames), want);
+    assert_eq!(save(&cap(&snap), true, &NoNames), want);
     // The same service in a listing: "mh ()" for flag-3 only, mask as a
     // prefix length, pe after it.
     let text = list(&snap, &StatsView::default(), &opts(Detail::Default));
@@ -656,11 +652,7 @@ fn names_resolved_and_truncated_33_28_but_not_ipv6() {
         ],
         timeouts: Timeouts::default(),
     };
-    let view = ListView {
-        snapshot: &snap,
-        stats: &StatsView::default(),
-        conn_tab_size: 4096,
-    };
+    let view = Listing::capture(&snap, &StatsView::default(), 4096);
     let mut o = opts(Detail::Default);
     o.numeric = false;
     let text = list_services(&view, Detail::Default, &o, &names).unwrap();
@@ -669,7 +661,7 @@ fn names_resolved_and_truncated_33_28_but_not_ipv6() {
         format!("IP Virtual Server version 1.2.1 (size=4096)\n{NAMES}")
     );
     // -S is never truncated.
-    let saved = save(&snap, false, &names);
+    let saved = save(&cap(&snap), false, &names);
     assert!(saved.contains(
         "-a -t frontend-01.loadbalancer.example.test:http -r backend-01.servers.example.test:http -m -w 1\n"
     ));
@@ -707,11 +699,7 @@ fn listing_applies_the_sort_quirk() {
 #[test]
 fn json_lists_services_with_stats() {
     let (snap, stats) = one_service_stats();
-    let view = ListView {
-        snapshot: &snap,
-        stats: &stats,
-        conn_tab_size: 4096,
-    };
+    let view = Listing::capture(&snap, &stats, 4096);
     let text = json_services(&view, &opts(Detail::Default)).unwrap();
     assert!(text.ends_with('\n'));
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -746,11 +734,7 @@ fn fwmark_real_servers_keep_numeric_ports_with_names() {
         timeouts: Timeouts::default(),
     };
     let names = Names(HashMap::new());
-    let view = ListView {
-        snapshot: &snap,
-        stats: &StatsView::default(),
-        conn_tab_size: 4096,
-    };
+    let view = Listing::capture(&snap, &StatsView::default(), 4096);
     let mut o = opts(Detail::Default);
     o.numeric = false;
     let text = list_services(&view, Detail::Default, &o, &names).unwrap();
@@ -758,7 +742,7 @@ fn fwmark_real_servers_keep_numeric_ports_with_names() {
         "FWM  7 wlc\n  -> 198.19.1.10:80               Route   1      0          0         \n"
     ));
     assert_eq!(
-        save(&snap, false, &names),
+        save(&cap(&snap), false, &names),
         "-A -f 7 -s wlc\n-a -f 7 -r 198.19.1.10:80 -g -w 1\n"
     );
 }
@@ -767,11 +751,7 @@ fn fwmark_real_servers_keep_numeric_ports_with_names() {
 fn list_dispatches_every_kind() {
     let snap = reference_snapshot();
     let stats = StatsView::default();
-    let view = ListView {
-        snapshot: &snap,
-        stats: &stats,
-        conn_tab_size: 4096,
-    };
+    let view = Listing::capture(&snap, &stats, 4096);
     let c = conn(
         "UDP",
         299,
@@ -781,7 +761,8 @@ fn list_dispatches_every_kind() {
         ("198.19.1.20", 53),
     );
     let src = ListSources {
-        view,
+        listing: &view,
+        timeouts: Timeouts::default(),
         conns: std::slice::from_ref(&c),
         daemons: &[],
     };
@@ -815,5 +796,19 @@ fn list_dispatches_every_kind() {
     assert_eq!(
         super::list(&src, &o, &NoNames).unwrap(),
         "{\"daemons\":[]}\n"
+    );
+}
+
+#[test]
+fn listing_survives_serialisation_for_client_side_formatting() {
+    let (snap, stats) = one_service_stats();
+    let listing = Listing::capture(&snap, &stats, 4096);
+    let wire = serde_json::to_string(&listing).unwrap();
+    let back: Listing = serde_json::from_str(&wire).unwrap();
+    assert_eq!(back, listing);
+    let o = opts(Detail::Stats);
+    assert_eq!(
+        without_header(&list_services(&back, Detail::Stats, &o, &NoNames).unwrap()),
+        STATS
     );
 }
