@@ -10,6 +10,7 @@
 pub mod buf;
 pub mod config;
 pub mod conn;
+pub mod estimator;
 pub mod model;
 pub mod net;
 pub mod rss;
