@@ -5,8 +5,8 @@
 //! bounded in number and with read deadlines, keeps the code obvious while
 //! meeting the two rules that matter: a slow or silent client never blocks
 //! the others, and nothing a client sends can wedge or crash the daemon.
-//! Commands themselves are executed one at a time (the [`Executor`] sits
-//! behind a mutex), so each is validated and applied atomically.
+//! The [`Executor`] serialises configuration changes itself, so each command
+//! is validated and applied atomically.
 //!
 //! The socket is created mode 0600 (root only) unless a group is configured,
 //! then 0660 owned by that group. A stale socket file from a previous run is
@@ -18,15 +18,20 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use crate::proto::{read_frame, write_frame, FrameError, Request, Response, MAX_REQUEST};
 
 /// Executes one request. Implemented by the daemon (and by tests).
-pub trait Executor: Send {
-    fn execute(&mut self, req: &Request) -> Response;
+///
+/// Called from several client threads at once: the implementation
+/// serialises changes itself, and should hold its lock only while it reads
+/// or changes state, not while it formats output or resolves names (a slow
+/// reverse lookup for one `-L` must not hold up other clients).
+pub trait Executor: Send + Sync {
+    fn execute(&self, req: &Request) -> Response;
 }
 
 /// Server limits.
@@ -122,7 +127,7 @@ impl Server {
         }
 
         let stop = Arc::new(AtomicBool::new(false));
-        let exec: Arc<Mutex<dyn Executor>> = Arc::new(Mutex::new(exec));
+        let exec: Arc<dyn Executor> = Arc::new(exec);
         let active = Arc::new(AtomicUsize::new(0));
         let stop2 = stop.clone();
         let accept = thread::Builder::new()
@@ -161,7 +166,7 @@ impl Drop for Server {
 fn accept_loop(
     listener: UnixListener,
     stop: Arc<AtomicBool>,
-    exec: Arc<Mutex<dyn Executor>>,
+    exec: Arc<dyn Executor>,
     active: Arc<AtomicUsize>,
     limits: Limits,
 ) {
@@ -194,20 +199,12 @@ fn accept_loop(
     }
 }
 
-fn serve_client(mut stream: UnixStream, exec: &Mutex<dyn Executor>, limits: &Limits) {
+fn serve_client(mut stream: UnixStream, exec: &Arc<dyn Executor>, limits: &Limits) {
     let _ = stream.set_read_timeout(Some(limits.idle_timeout));
     let _ = stream.set_write_timeout(Some(limits.idle_timeout));
     loop {
         let resp = match read_frame::<_, Request>(&mut stream, limits.max_request) {
-            Ok(req) => {
-                // A panic inside an executor poisons the mutex; keep serving
-                // with the state as it was (commands apply all-or-nothing).
-                let mut guard = match exec.lock() {
-                    Ok(g) => g,
-                    Err(p) => p.into_inner(),
-                };
-                guard.execute(&req)
-            }
+            Ok(req) => exec.execute(&req),
             Err(FrameError::Closed) => return,
             Err(FrameError::TooLarge(n, limit)) => {
                 let _ = write_frame(
@@ -236,7 +233,7 @@ mod tests {
 
     struct Echo;
     impl Executor for Echo {
-        fn execute(&mut self, req: &Request) -> Response {
+        fn execute(&self, req: &Request) -> Response {
             Response::ok(req.argv.join(" "))
         }
     }
