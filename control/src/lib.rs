@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod command;
+pub mod director;
 pub mod format;
 pub mod grammar;
 pub mod proto;
