@@ -34,6 +34,8 @@ pub mod parse;
 pub mod validate;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 pub use address::{OfflineResolver, Resolver, SystemResolver};
