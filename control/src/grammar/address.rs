@@ -96,19 +96,11 @@ pub fn atoi(s: &str) -> i32 {
     }
 }
 
-/// ipvsadm's `parse_fwmark`: `strtoul` (64-bit), whole string, 1..=u32::MAX.
-/// A minus sign negates modulo 2^64, as `strtoul` does.
+/// ipvsadm's `parse_fwmark`: `strtol` on the whole string, stored in an
+/// `unsigned long` and required to be 1..=u32::MAX (so every negative value
+/// fails).
 pub fn parse_fwmark(s: &str) -> Option<u32> {
-    let n = c_number(s)?;
-    if n.magnitude > u128::from(u64::MAX) {
-        return None; // ERANGE
-    }
-    let m = n.magnitude as u64;
-    let v = if n.negative { m.wrapping_neg() } else { m };
-    if v == 0 || v > u64::from(u32::MAX) {
-        return None;
-    }
-    Some(v as u32)
+    string_to_number(s, 1, i64::from(u32::MAX)).map(|v| v as u32)
 }
 
 /// glibc `inet_aton`: 1 to 4 parts, each decimal, octal (`0` prefix) or hex
@@ -383,8 +375,9 @@ mod tests {
         assert_eq!(parse_fwmark("0"), None);
         assert_eq!(parse_fwmark("-1"), None);
         assert_eq!(parse_fwmark("1x"), None);
-        // strtoul negates modulo 2^64.
-        assert_eq!(parse_fwmark("-18446744073709551615"), Some(1));
+        assert_eq!(parse_fwmark(" +7"), Some(7));
+        assert_eq!(parse_fwmark("-18446744073709551615"), None);
+        assert_eq!(parse_fwmark("-4294967295"), None);
     }
 
     #[test]

@@ -24,8 +24,11 @@
 //!   reads stdin and fills it with [`parse_restore`]. A popt error on a
 //!   restore line aborts the restore too (ipvsadm would skip the line), and
 //!   nothing of a rejected restore is applied.
-//! * A second `-h`/`-v` after the command gives ``invalid option `<word>'``
-//!   naming the whole argv word, as popt's `poptBadOption` does.
+//! * A second command (`-A ... -E`, or `-h`/`-v` after the command) gives
+//!   ``invalid option `<word>'`` (exit 2), naming the argv word popt consumed
+//!   last. This follows ipvsadm's source, whose option loop has no case for
+//!   commands; reference section 1.1 says "multiple commands specified", a
+//!   message that exists in ipvsadm but cannot be reached.
 
 pub mod address;
 pub mod error;
@@ -59,18 +62,15 @@ pub fn parse_with(args: &[String], resolver: &dyn Resolver) -> Result<Command, G
     parse::parse_command(args, resolver, false)
 }
 
-/// Splits one `-R` input line into words as ipvsadm does: on spaces, tabs
-/// and carriage returns, dropping a leading `ipvsadm`.
+/// Splits one `-R` input line into words as ipvsadm's `config_stream_read`
+/// does: on spaces, tabs and carriage returns, dropping every word that is
+/// exactly `ipvsadm` (ipvsadm drops it wherever it appears, which in
+/// practice is the leading program name of saved lines).
 pub fn restore_words(line: &str) -> Vec<String> {
-    let mut words: Vec<String> = line
-        .split([' ', '\t', '\r'])
-        .filter(|w| !w.is_empty())
+    line.split([' ', '\t', '\r'])
+        .filter(|w| !w.is_empty() && *w != "ipvsadm")
         .map(str::to_string)
-        .collect();
-    if words.first().map(String::as_str) == Some("ipvsadm") {
-        words.remove(0);
-    }
-    words
+        .collect()
 }
 
 /// Parses `ipvsadm -R` input (e.g. `ipvsadm-save` output) into the commands
@@ -79,7 +79,9 @@ pub fn restore_words(line: &str) -> Vec<String> {
 /// * Lines are split with [`restore_words`]; empty lines are skipped.
 /// * Lines whose first word starts with `#` are skipped, as the
 ///   `ipvsadm-restore` wrapper removes comment lines before ipvsadm sees
-///   them (ipvsadm's own tokenizer does not handle them reliably).
+///   them (ipvsadm's own comment detection never triggers: it looks for `#`
+///   in the delimiter after a word). A `#` later in a line is an ordinary
+///   word, as in ipvsadm.
 /// * Every line is checked as a command line; `-R` inside restore input is
 ///   refused with the "Try `ipvsadm -h'" hint (exit 255), as ipvsadm does.
 /// * The first rejected line aborts the whole restore: the error keeps

@@ -226,9 +226,14 @@ pub fn parse_command(
             | Tag::Zero
             | Tag::Set
             | Tag::StartDaemon
-            | Tag::StopDaemon => return Err(GrammarError::fail("multiple commands specified")),
-            Tag::Help | Tag::Version => {
-                return Err(GrammarError::fail(format!("invalid option `{}'", p.word)))
+            | Tag::StopDaemon
+            | Tag::Help
+            | Tag::Version => {
+                // ipvsadm's option loop has no case for commands: a second
+                // command falls to its default case, which names the argv
+                // word popt consumed last (`set_command`'s "multiple
+                // commands specified" is unreachable).
+                return Err(GrammarError::fail(format!("invalid option `{}'", p.word)));
             }
             Tag::TcpService | Tag::UdpService | Tag::SctpService => {
                 set_option(&mut options, OptId::Service)?;

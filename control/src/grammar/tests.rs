@@ -99,9 +99,13 @@ const ERRORS: &[(&str, &str, i32)] = &[
     ("--bogus -L", TRY_HELP, E255),
     ("-t", TRY_HELP, E255),
     ("-- -L", TRY_HELP, E255),
-    ("-A -t 198.18.0.1:80 -E", "multiple commands specified", E2),
-    ("-L -L", "multiple commands specified", E2),
-    ("-Ln --start-daemon x", "multiple commands specified", E2),
+    // A second command is not a known option inside ipvsadm's option loop:
+    // popt's last consumed word is named (for --start-daemon, its value).
+    ("-A -t 198.18.0.1:80 -E", "invalid option `-E'", E2),
+    ("-L -L", "invalid option `-L'", E2),
+    ("-LZ", "invalid option `-LZ'", E2),
+    ("-Ln --start-daemon master", "invalid option `master'", E2),
+    ("-C --set=1", "--set=1: option does not take an argument", E255),
     ("-A -t 198.18.0.1:80 -s rr -s wlc", "multiple 'scheduler' options specified", E2),
     ("-A -t 198.18.0.1:80 -u 198.18.0.1:53", "multiple 'service-address' options specified", E2),
     ("-A -f 1 -t 198.18.0.1:80", "multiple 'service-address' options specified", E2),
@@ -767,7 +771,9 @@ fn restore_semantics() {
                 ipvsadm -a -t 198.18.0.1:80 -r 198.18.1.1:80 -m -w 2\r\n\
                 \t  \r\n\
                 ipvsadm\n\
-                -A -t [2001:db8::1]:443 -s wlc\n";
+                \t# indented comment\n\
+                -A -t [2001:db8::1]:443 ipvsadm -s wlc\n\
+                -D -t 198.18.0.1:80";
     let cmds = parse_restore_with(text, &Stub).expect("restores");
     let mut d = dest(v4(198, 18, 1, 1), 80, ForwardMethod::Masq);
     d.weight = 2;
@@ -780,6 +786,7 @@ fn restore_semantics() {
             }),
             Command::AddServer(vip_key(), d),
             Command::AddService(ServiceConfig::new(tcp(v6("2001:db8::1"), 443))),
+            Command::DeleteService(vip_key()),
         ]
     );
 }
@@ -802,6 +809,15 @@ fn restore_errors_name_the_line_and_keep_the_message() {
     assert_eq!(
         (e.message.as_str(), e.exit_code, e.line),
         ("--bogus: unknown option", 255, Some(1))
+    );
+}
+
+#[test]
+fn restore_comment_marks_inside_a_line_are_words() {
+    let e = parse_restore_with("-C # flush\n", &Stub).expect_err("rejects");
+    assert_eq!(
+        (e.message.as_str(), e.exit_code, e.line),
+        ("unexpected argument #", 2, Some(1))
     );
 }
 
