@@ -7,7 +7,7 @@
 //! behaves the same: the program name is not sent.
 //!
 //! Socket discovery, in order: `--socket PATH` (or `--socket=PATH`) before
-//! the ipvsadm command, the `UVS_SOCKET` environment variable, then
+//! the ipvsadm command (see `grammar::split_client_options`), the `UVS_SOCKET` environment variable, then
 //! [`DEFAULT_SOCKET`].
 
 use std::io::{self, Read};
@@ -18,21 +18,6 @@ use crate::proto::{read_frame, write_frame, Request, Response, MAX_RESPONSE};
 
 /// Where uvsd serves its control socket unless configured otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/uvs/uvsadm.sock";
-
-/// Splits a leading `--socket PATH` / `--socket=PATH` off the arguments
-/// (program name already removed).
-pub fn split_socket_option(args: &[String]) -> Result<(Option<String>, Vec<String>), String> {
-    match args.first().map(String::as_str) {
-        Some("--socket") => match args.get(1) {
-            Some(p) => Ok((Some(p.clone()), args[2..].to_vec())),
-            None => Err("--socket: missing argument".to_string()),
-        },
-        Some(a) if a.starts_with("--socket=") => {
-            Ok((Some(a["--socket=".len()..].to_string()), args[1..].to_vec()))
-        }
-        _ => Ok((None, args.to_vec())),
-    }
-}
 
 /// The socket path from the option, the environment or the default.
 pub fn socket_path(option: Option<String>, env: Option<String>) -> PathBuf {
@@ -62,13 +47,7 @@ pub fn call(path: &std::path::Path, req: &Request) -> io::Result<Response> {
 /// Runs the client with `args` (program name removed); returns the exit
 /// status after printing the daemon's answer.
 pub fn run(args: &[String]) -> i32 {
-    let (sock_opt, argv) = match split_socket_option(args) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("{e}");
-            return 2;
-        }
-    };
+    let (sock_opt, argv) = crate::grammar::split_client_options(args);
     let path = socket_path(sock_opt, std::env::var("UVS_SOCKET").ok());
     let stdin = if wants_stdin(&argv) {
         let mut text = String::new();
@@ -105,20 +84,6 @@ mod tests {
 
     fn v(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn socket_option_forms() {
-        let (s, rest) = split_socket_option(&v(&["--socket", "/tmp/x", "-L", "-n"])).unwrap();
-        assert_eq!(s.as_deref(), Some("/tmp/x"));
-        assert_eq!(rest, v(&["-L", "-n"]));
-        let (s, rest) = split_socket_option(&v(&["--socket=/tmp/y", "-Ln"])).unwrap();
-        assert_eq!(s.as_deref(), Some("/tmp/y"));
-        assert_eq!(rest, v(&["-Ln"]));
-        let (s, rest) = split_socket_option(&v(&["-L"])).unwrap();
-        assert_eq!(s, None);
-        assert_eq!(rest, v(&["-L"]));
-        assert!(split_socket_option(&v(&["--socket"])).is_err());
     }
 
     #[test]

@@ -196,15 +196,18 @@ impl<D: Dataplane> Director<D> {
                 None => {
                     return Err(Refusal::new(
                         UNSUPPORTED,
-                        format!("uvsd: rules command {} is not a configuration change", i + 1),
+                        format!(
+                            "uvsd: rules command {} is not a configuration change",
+                            i + 1
+                        ),
                     ))
                 }
             }
         }
         let mut store = self.store();
-        store
-            .apply_all(&ops)
-            .map_err(|(i, e)| Refusal::new(KERNEL_ERROR, format!("{e}\n(rules command {})", i + 1)))?;
+        store.apply_all(&ops).map_err(|(i, e)| {
+            Refusal::new(KERNEL_ERROR, format!("{e}\n(rules command {})", i + 1))
+        })?;
         self.dataplane.publish(store.snapshot());
         Ok(())
     }
