@@ -37,6 +37,7 @@ pub mod icmp;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod sctp;
 pub mod tcp;
 #[cfg(test)]
 pub(crate) mod testutil;
