@@ -592,23 +592,25 @@ impl ConnTable {
         if c.flags & cflags::TEMPLATE != 0 {
             return Verdict::Forward;
         }
-        let (available, weight) = match &c.dest {
-            Some(d) => (d.is_available(), d.weight()),
-            None => (false, 0),
-        };
-        if dir == Dir::In && c.proto == TCP && proto_tcp::is_new_conn(tcp_flags) {
-            let nodest0 = self.sysctls.expire_nodest_conn && weight == 0;
-            if nodest0 || self.reuse_expected(c) {
-                self.free(i);
-                return Verdict::Expired;
+        if dir == Dir::In {
+            // Destination checks read the shared DestShared line only for
+            // client packets, as the kernel's ip_vs_in does.
+            let dest = c.dest.as_deref();
+            if c.proto == TCP && proto_tcp::is_new_conn(tcp_flags) {
+                let nodest0 =
+                    self.sysctls.expire_nodest_conn && dest.is_none_or(|d| d.weight() == 0);
+                if nodest0 || self.reuse_expected(c) {
+                    self.free(i);
+                    return Verdict::Expired;
+                }
             }
-        }
-        if dir == Dir::In && !available {
-            if self.sysctls.expire_nodest_conn {
-                self.free(i);
-                return Verdict::Expired;
+            if !dest.is_some_and(DestShared::is_available) {
+                if self.sysctls.expire_nodest_conn {
+                    self.free(i);
+                    return Verdict::Expired;
+                }
+                return Verdict::Drop;
             }
-            return Verdict::Drop;
         }
         self.transition(i, dir, tcp_flags, now);
         Verdict::Forward
