@@ -13,7 +13,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use super::timer::{self, before, tick_of_ms, HasLink, Link, Wheel, TICKS_PER_SEC};
+use super::timer::{self, before, tick_of_ms, HasLink, Wheel, TICKS_PER_SEC, UNLINKED};
 use super::{proto_tcp, proto_udp, ConnAddr, ConnId, ConnKey, Dir, Sysctls, Verdict, IPPROTO_IP};
 use crate::model::{dest_flags, ConnEntry, DestShared, ForwardMethod, ServiceShared, Timeouts};
 
@@ -44,39 +44,62 @@ pub mod cflags {
 }
 
 /// One connection or template.
+///
+/// Laid out by hand in two cache lines: everything an inbound packet reads
+/// or writes (key, state, flags, chain link, expiry, wheel slot tick,
+/// destination) is in the first 64 bytes, so an established flow's packet
+/// touches one bucket word and one line of its entry.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub struct Conn {
+    // --- hot line ---
     caddr: ConnAddr,
     vaddr: ConnAddr,
-    daddr: ConnAddr,
     cport: u16,
     vport: u16,
-    dport: u16,
     proto: u8,
     state: u8,
     flags: u16,
+    next_in: u32,
+    /// Tick at which the entry expires.
+    expires: u32,
+    /// Wheel: tick at which the entry is next examined (<= `expires`).
+    at: u32,
     /// Controlling template, or NIL.
     control: u32,
+    dest: Option<Arc<DestShared>>,
+    // --- second line: reply direction and cold fields ---
+    daddr: ConnAddr,
+    dport: u16,
+    next_out: u32,
+    prev_t: u32,
+    next_t: u32,
     /// Number of connections this template controls.
     n_control: u32,
     /// Templates: current timeout in ticks.
     timeout: u32,
-    /// Tick at which the entry expires.
-    expires: u32,
-    next_in: u32,
-    next_out: u32,
-    link: Link,
-    method: ForwardMethod,
-    dest: Option<Arc<DestShared>>,
     svc: Option<Arc<ServiceShared>>,
+    method: ForwardMethod,
 }
 
 impl HasLink for Conn {
-    fn link(&self) -> &Link {
-        &self.link
+    fn prev(&self) -> u32 {
+        self.prev_t
     }
-    fn link_mut(&mut self) -> &mut Link {
-        &mut self.link
+    fn next(&self) -> u32 {
+        self.next_t
+    }
+    fn at(&self) -> u32 {
+        self.at
+    }
+    fn set_prev(&mut self, v: u32) {
+        self.prev_t = v
+    }
+    fn set_next(&mut self, v: u32) {
+        self.next_t = v
+    }
+    fn set_at(&mut self, v: u32) {
+        self.at = v
     }
 }
 
@@ -98,7 +121,9 @@ impl Conn {
             expires: 0,
             next_in: NIL,
             next_out: NIL,
-            link: Link::unlinked(),
+            at: 0,
+            prev_t: UNLINKED,
+            next_t: UNLINKED,
             method: ForwardMethod::Route,
             dest: None,
             svc: None,
@@ -457,7 +482,7 @@ impl ConnTable {
         let exp = now_t.wrapping_add(ticks.min(MAX_TIMEOUT_TICKS));
         let c = &mut self.ents[i as usize];
         c.expires = exp;
-        let (linked, at) = (c.link.is_linked(), c.link.at);
+        let (linked, at) = (c.is_linked(), c.at);
         if !linked {
             self.wheel.schedule(&mut self.ents, i, exp);
         } else if before(exp, at) {
@@ -503,7 +528,8 @@ impl ConnTable {
             c.timeout = 0;
             c.next_in = NIL;
             c.next_out = NIL;
-            c.link = Link::unlinked();
+            c.prev_t = UNLINKED;
+            c.next_t = UNLINKED;
             c.method = n.method;
             c.dest = Some(Arc::clone(n.dest));
             c.svc = n.svc.map(Arc::clone);
@@ -559,7 +585,8 @@ impl ConnTable {
             c.timeout = timeout;
             c.next_in = NIL;
             c.next_out = NIL;
-            c.link = Link::unlinked();
+            c.prev_t = UNLINKED;
+            c.next_t = UNLINKED;
             c.method = method;
             c.dest = Some(Arc::clone(dest));
             c.svc = svc.map(Arc::clone);
@@ -661,8 +688,8 @@ impl ConnTable {
             UDP => assure = dir == Dir::Out,
             _ => {}
         }
-        let ctl = c.control;
-        if assure && ctl != NIL {
+        if assure && c.control != NIL {
+            let ctl = c.control;
             self.ents[ctl as usize].flags |= cflags::ASSURED;
         }
         let t = self.state_timeout_ticks(&self.ents[i as usize]);
@@ -862,4 +889,24 @@ fn unbind(d: &DestShared, template: bool, inactive: bool) {
 fn conns(d: &DestShared) -> u64 {
     u64::from(d.activeconns.load(Ordering::Relaxed))
         + u64::from(d.inactconns.load(Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::Conn;
+    use std::mem::{align_of, offset_of, size_of};
+
+    #[test]
+    fn entry_hot_fields_share_one_cache_line() {
+        assert_eq!((size_of::<Conn>(), align_of::<Conn>()), (128, 64));
+        for end in [
+            offset_of!(Conn, dest) + 8,
+            offset_of!(Conn, at) + 4,
+            offset_of!(Conn, expires) + 4,
+            offset_of!(Conn, next_in) + 4,
+            offset_of!(Conn, flags) + 2,
+        ] {
+            assert!(end <= 64, "hot field ends at {end}");
+        }
+    }
 }

@@ -62,10 +62,19 @@ impl Link {
     }
 }
 
-/// Access to the wheel link stored in each slab entry.
+/// Access to the wheel links stored in each slab entry. Separate fields
+/// rather than one [`Link`], so an entry can keep `at` (read on every
+/// re-arm) on its hot cache line and `prev`/`next` on a cold one.
 pub trait HasLink {
-    fn link(&self) -> &Link;
-    fn link_mut(&mut self) -> &mut Link;
+    fn prev(&self) -> u32;
+    fn next(&self) -> u32;
+    fn at(&self) -> u32;
+    fn set_prev(&mut self, v: u32);
+    fn set_next(&mut self, v: u32);
+    fn set_at(&mut self, v: u32);
+    fn is_linked(&self) -> bool {
+        self.next() != UNLINKED
+    }
 }
 
 /// The wheel: sentinel nodes and the cursor. Entries are passed in.
@@ -103,23 +112,44 @@ impl Wheel {
         self.cap + SLOTS as u32
     }
 
-    fn node<'a, E: HasLink>(&'a mut self, ents: &'a mut [E], i: u32) -> &'a mut Link {
+    fn prev_of<E: HasLink>(&self, ents: &[E], i: u32) -> u32 {
         if i < self.cap {
-            ents[i as usize].link_mut()
+            ents[i as usize].prev()
         } else {
-            &mut self.heads[(i - self.cap) as usize]
+            self.heads[(i - self.cap) as usize].prev
+        }
+    }
+
+    fn next_of<E: HasLink>(&self, ents: &[E], i: u32) -> u32 {
+        if i < self.cap {
+            ents[i as usize].next()
+        } else {
+            self.heads[(i - self.cap) as usize].next
+        }
+    }
+
+    fn set_prev<E: HasLink>(&mut self, ents: &mut [E], i: u32, v: u32) {
+        if i < self.cap {
+            ents[i as usize].set_prev(v)
+        } else {
+            self.heads[(i - self.cap) as usize].prev = v
+        }
+    }
+
+    fn set_next<E: HasLink>(&mut self, ents: &mut [E], i: u32, v: u32) {
+        if i < self.cap {
+            ents[i as usize].set_next(v)
+        } else {
+            self.heads[(i - self.cap) as usize].next = v
         }
     }
 
     fn push_tail<E: HasLink>(&mut self, ents: &mut [E], head: u32, i: u32) {
-        let tail = self.node(ents, head).prev;
-        {
-            let n = self.node(ents, i);
-            n.prev = tail;
-            n.next = head;
-        }
-        self.node(ents, tail).next = i;
-        self.node(ents, head).prev = i;
+        let tail = self.prev_of(ents, head);
+        ents[i as usize].set_prev(tail);
+        ents[i as usize].set_next(head);
+        self.set_next(ents, tail, i);
+        self.set_prev(ents, head, i);
     }
 
     /// Links entry `i` (currently unlinked) to be examined at tick `at`.
@@ -132,18 +162,19 @@ impl Wheel {
             self.cap + (at as usize & (SLOTS - 1)) as u32
         };
         self.push_tail(ents, head, i);
-        ents[i as usize].link_mut().at = at;
+        ents[i as usize].set_at(at);
     }
 
     /// Unlinks entry `i` if it is linked.
     pub fn unlink<E: HasLink>(&mut self, ents: &mut [E], i: u32) {
-        let Link { prev, next, .. } = *ents[i as usize].link();
+        let (prev, next) = (ents[i as usize].prev(), ents[i as usize].next());
         if next == UNLINKED {
             return;
         }
-        self.node(ents, prev).next = next;
-        self.node(ents, next).prev = prev;
-        *ents[i as usize].link_mut() = Link::unlinked();
+        self.set_next(ents, prev, next);
+        self.set_prev(ents, next, prev);
+        ents[i as usize].set_prev(UNLINKED);
+        ents[i as usize].set_next(UNLINKED);
     }
 
     /// Moves entry `i` to be examined at `at` (O(1)).
@@ -169,19 +200,14 @@ impl Wheel {
             }
             // Splice the whole slot onto the (empty) pending list.
             let slot = self.cap + (self.cur as usize & (SLOTS - 1)) as u32;
-            let Link {
-                prev: last,
-                next: first,
-                ..
-            } = *self.node(ents, slot);
+            let (last, first) = (self.prev_of(ents, slot), self.next_of(ents, slot));
             if first != slot {
-                self.node(ents, first).prev = p;
-                self.node(ents, last).next = p;
+                self.set_prev(ents, first, p);
+                self.set_next(ents, last, p);
                 self.heads[SLOTS].next = first;
                 self.heads[SLOTS].prev = last;
-                let h = self.node(ents, slot);
-                h.next = slot;
-                h.prev = slot;
+                self.set_next(ents, slot, slot);
+                self.set_prev(ents, slot, slot);
             }
             self.cur = self.cur.wrapping_add(1);
         }
@@ -195,11 +221,23 @@ mod tests {
     #[derive(Default, Clone)]
     struct E(Link);
     impl HasLink for E {
-        fn link(&self) -> &Link {
-            &self.0
+        fn prev(&self) -> u32 {
+            self.0.prev
         }
-        fn link_mut(&mut self) -> &mut Link {
-            &mut self.0
+        fn next(&self) -> u32 {
+            self.0.next
+        }
+        fn at(&self) -> u32 {
+            self.0.at
+        }
+        fn set_prev(&mut self, v: u32) {
+            self.0.prev = v
+        }
+        fn set_next(&mut self, v: u32) {
+            self.0.next = v
+        }
+        fn set_at(&mut self, v: u32) {
+            self.0.at = v
         }
     }
 
@@ -236,7 +274,7 @@ mod tests {
         w.reschedule(&mut e, 1, 20);
         w.unlink(&mut e, 0);
         assert_eq!(drain(&mut w, &mut e, 1000), [1]);
-        assert!(!e[0].0.is_linked());
+        assert!(!e[0].is_linked());
     }
 
     #[test]
