@@ -138,7 +138,7 @@ const ERRORS: &[(&str, &str, i32)] = &[
     ("-S -c", "Illegal 'connection' option with the 'save' command", E2),
     ("-Z -t 198.18.0.1:80 -n", "Illegal 'numeric' option with the 'zero' command", E2),
     ("--set 1 2 3 -n", "Illegal 'numeric' option with the 'set' command", E2),
-    ("-L --syncid 3", "Illegal 'syncid' option with the 'list' command", E2),
+    ("-L --syncid 256", "illegal syncid specified", E2),
     ("-L -s rr", "Illegal 'scheduler' option with the 'list' command", E2),
     ("--stop-daemon master --mcast-interface eth1", "Illegal 'mcast-interface' option with the 'stop-daemon' command", E2),
     ("--start-daemon master -n", "Illegal 'numeric' option with the 'start-daemon' command", E2),
