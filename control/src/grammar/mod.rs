@@ -176,6 +176,7 @@ Either long or short options are allowed.
   --start-daemon              start the connection synchronisation daemon
   --stop-daemon               stop the connection synchronisation daemon
   --help            -h        print this help
+  --version         -v        print the version
 
 virtual-service:
   --tcp-service|-t  service-address   host[:port], protocol TCP
@@ -215,16 +216,17 @@ Options:
   --numeric      -n                   print addresses and ports as numbers
   --exact        -X                   print whole numbers in --stats and --rate
   --json                              machine-readable listing (UVS extension)
-  --mcast-interface interface         multicast interface of the sync daemon
-  --syncid sid                        sync daemon id (0..255, default 0)
-  --sync-maxlen length                largest sync message payload
-  --mcast-group address               sync multicast group (default 224.0.0.81)
-  --mcast-port port                   sync multicast port (default 8848)
-  --mcast-ttl ttl                     sync multicast TTL (default 1)
   --ops          -o                   one-packet scheduling (UDP and fwmark services)
   --sched-flags  -b flags             scheduler flags, comma-separated:
                                       flag-1..flag-3, sh-fallback, sh-port,
                                       mh-fallback, mh-port
+Daemon Options:
+  --syncid sid                        sync daemon id (0..255, default 0)
+  --sync-maxlen length                largest sync message payload
+  --mcast-interface interface         multicast interface of the sync daemon
+  --mcast-group address               sync multicast group (default 224.0.0.81)
+  --mcast-port port                   sync multicast port (default 8848)
+  --mcast-ttl ttl                     sync multicast TTL (default 1)
 ";
 
 /// Fuzzing entry point (shared by `fuzz/fuzz_targets/grammar.rs` and a

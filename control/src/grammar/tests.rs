@@ -140,6 +140,8 @@ const ERRORS: &[(&str, &str, i32)] = &[
     ("--set 1 2 3 -n", "Illegal 'numeric' option with the 'set' command", E2),
     ("-L --syncid 256", "illegal syncid specified", E2),
     ("-L -s rr", "Illegal 'scheduler' option with the 'list' command", E2),
+    // `-list` is a bundle: -l, -i, -s with the value "t".
+    ("-list", "Illegal 'scheduler' option with the 'list' command", E2),
     ("--stop-daemon master --mcast-interface eth1", "Illegal 'mcast-interface' option with the 'stop-daemon' command", E2),
     ("--start-daemon master -n", "Illegal 'numeric' option with the 'start-daemon' command", E2),
     ("-L -c -t 198.18.0.1:80", "The option 'service-address' conflicts with the 'connection' option in the 'list' command", E2),
@@ -279,6 +281,20 @@ fn help_and_version_ignore_what_follows() {
     assert_eq!(ok("--version"), Command::Version);
     assert!(usage().starts_with(VERSION_LINE));
     assert!(usage().ends_with('\n'));
+}
+
+#[test]
+fn usage_names_every_option() {
+    for def in options::OPTIONS {
+        let long = format!("--{}", def.long);
+        assert!(usage().contains(&long), "{long} missing from usage");
+        if let Some(c) = def.short {
+            assert!(
+                usage().contains(&format!("-{c}")),
+                "-{c} missing from usage"
+            );
+        }
+    }
 }
 
 #[test]
