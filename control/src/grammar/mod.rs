@@ -24,11 +24,19 @@
 //!   reads stdin and fills it with [`parse_restore`]. A popt error on a
 //!   restore line aborts the restore too (ipvsadm would skip the line), and
 //!   nothing of a rejected restore is applied.
+//! * `-b ,` (a flag list with no flag) crashes ipvsadm; here it is
+//!   ``invalid scheduler flag `,'``.
+//! * The help hint always names `ipvsadm`, whatever argv[0] was.
+//!
+//! Where reference section 1 and ipvsadm's source disagree, the source wins
+//! (each case has a test):
 //! * A second command (`-A ... -E`, or `-h`/`-v` after the command) gives
 //!   ``invalid option `<word>'`` (exit 2), naming the argv word popt consumed
-//!   last. This follows ipvsadm's source, whose option loop has no case for
-//!   commands; reference section 1.1 says "multiple commands specified", a
-//!   message that exists in ipvsadm but cannot be reached.
+//!   last: ipvsadm's option loop has no case for commands, so the "multiple
+//!   commands specified" message the reference quotes cannot be reached.
+//! * `--syncid` is accepted (and ignored) with `-L`, as ipvsadm's option
+//!   table allows it.
+//! * In `-R` input every word `ipvsadm` is dropped, not only a leading one.
 
 pub mod address;
 pub mod error;
