@@ -26,7 +26,7 @@
 //!   nothing of a rejected restore is applied.
 //! * `-b ,` (a flag list with no flag) crashes ipvsadm; here it is
 //!   ``invalid scheduler flag `,'``.
-//! * The help hint always names `ipvsadm`, whatever argv[0] was.
+//! * The help hint always names `ipvsadm`, whatever `argv[0]` was.
 //!
 //! Where reference section 1 and ipvsadm's source disagree, the source wins
 //! (each case has a test):
@@ -57,7 +57,7 @@ use crate::command::Command;
 /// What `-v` prints (followed by a newline).
 pub const VERSION_LINE: &str = "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)";
 
-/// Parses one ipvsadm command line; `args` excludes argv[0]. No arguments
+/// Parses one ipvsadm command line; `args` excludes `argv[0]`. No arguments
 /// means `-L` (names resolved). Host names and service names are resolved
 /// with the system resolver.
 pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
