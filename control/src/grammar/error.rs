@@ -68,7 +68,7 @@ impl GrammarError {
         }
     }
 
-    /// ipvsadm's `tryhelp_exit(`argv[0]`, -1)`.
+    /// ipvsadm's `tryhelp_exit(argv[0], -1)`.
     pub fn try_help() -> GrammarError {
         GrammarError {
             message: TRY_HELP.to_string(),

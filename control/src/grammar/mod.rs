@@ -10,7 +10,7 @@
 //! Layout:
 //! * [`options`]: the option table and a popt-like tokenizer;
 //! * [`address`]: numbers, `host[:port]`, `inet_aton`, name lookups;
-//! * [`parse`]: the per-option state machine and post-parse checks;
+//! * [`mod@parse`]: the per-option state machine and post-parse checks;
 //! * [`validate`]: per-command allowed/required options, list conflicts,
 //!   the tunnel option matrix and scheduler flags;
 //! * [`error`]: the error type, [`GrammarError`].
@@ -64,7 +64,7 @@ pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
     parse::parse_command(args, &SystemResolver, false)
 }
 
-/// [`parse`] with a chosen resolver (tests and fuzzing use
+/// [`parse()`] with a chosen resolver (tests and fuzzing use
 /// [`OfflineResolver`] so that no lookup waits on DNS).
 pub fn parse_with(args: &[String], resolver: &dyn Resolver) -> Result<Command, GrammarError> {
     parse::parse_command(args, resolver, false)
