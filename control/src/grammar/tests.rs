@@ -240,6 +240,9 @@ const ERRORS: &[(&str, &str, i32)] = &[
     ("-A -t 198.18.0.1:0", "Zero port specified for non-persistent service", E2),
     ("-E -u 198.18.0.1", "Zero port specified for non-persistent service", E2),
     ("-A -t [2001:db8::1]:0 -s rr", "Zero port specified for non-persistent service", E2),
+    // A bracketed IPv4 address loses its port (ipvsadm looks for the `:`
+    // inside the brackets).
+    ("-A -t [198.18.0.1]:80", "Zero port specified for non-persistent service", E2),
     // --json is a listing extension only
     ("-A -t 198.18.0.1:80 --json", "Illegal 'json' option with the 'add-service' command", E2),
     ("-S --json", "Illegal 'json' option with the 'save' command", E2),
