@@ -10,7 +10,7 @@
 //! Layout:
 //! * [`options`]: the option table and a popt-like tokenizer;
 //! * [`address`]: numbers, `host[:port]`, `inet_aton`, name lookups;
-//! * [`parse`]: the per-option state machine and post-parse checks;
+//! * [`mod@parse`]: the per-option state machine and post-parse checks;
 //! * [`validate`]: per-command allowed/required options, list conflicts,
 //!   the tunnel option matrix and scheduler flags;
 //! * [`error`]: the error type, [`GrammarError`].
@@ -24,11 +24,19 @@
 //!   reads stdin and fills it with [`parse_restore`]. A popt error on a
 //!   restore line aborts the restore too (ipvsadm would skip the line), and
 //!   nothing of a rejected restore is applied.
+//! * `-b ,` (a flag list with no flag) crashes ipvsadm; here it is
+//!   ``invalid scheduler flag `,'``.
+//! * The help hint always names `ipvsadm`, whatever `argv[0]` was.
+//!
+//! Where reference section 1 and ipvsadm's source disagree, the source wins
+//! (each case has a test):
 //! * A second command (`-A ... -E`, or `-h`/`-v` after the command) gives
 //!   ``invalid option `<word>'`` (exit 2), naming the argv word popt consumed
-//!   last. This follows ipvsadm's source, whose option loop has no case for
-//!   commands; reference section 1.1 says "multiple commands specified", a
-//!   message that exists in ipvsadm but cannot be reached.
+//!   last: ipvsadm's option loop has no case for commands, so the "multiple
+//!   commands specified" message the reference quotes cannot be reached.
+//! * `--syncid` is accepted (and ignored) with `-L`, as ipvsadm's option
+//!   table allows it.
+//! * In `-R` input every word `ipvsadm` is dropped, not only a leading one.
 
 pub mod address;
 pub mod error;
@@ -49,14 +57,14 @@ use crate::command::Command;
 /// What `-v` prints (followed by a newline).
 pub const VERSION_LINE: &str = "ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v1.2.1)";
 
-/// Parses one ipvsadm command line; `args` excludes argv[0]. No arguments
+/// Parses one ipvsadm command line; `args` excludes `argv[0]`. No arguments
 /// means `-L` (names resolved). Host names and service names are resolved
 /// with the system resolver.
 pub fn parse(args: &[String]) -> Result<Command, GrammarError> {
     parse::parse_command(args, &SystemResolver, false)
 }
 
-/// [`parse`] with a chosen resolver (tests and fuzzing use
+/// [`parse()`] with a chosen resolver (tests and fuzzing use
 /// [`OfflineResolver`] so that no lookup waits on DNS).
 pub fn parse_with(args: &[String], resolver: &dyn Resolver) -> Result<Command, GrammarError> {
     parse::parse_command(args, resolver, false)
@@ -176,6 +184,7 @@ Either long or short options are allowed.
   --start-daemon              start the connection synchronisation daemon
   --stop-daemon               stop the connection synchronisation daemon
   --help            -h        print this help
+  --version         -v        print the version
 
 virtual-service:
   --tcp-service|-t  service-address   host[:port], protocol TCP
@@ -215,16 +224,17 @@ Options:
   --numeric      -n                   print addresses and ports as numbers
   --exact        -X                   print whole numbers in --stats and --rate
   --json                              machine-readable listing (UVS extension)
-  --mcast-interface interface         multicast interface of the sync daemon
-  --syncid sid                        sync daemon id (0..255, default 0)
-  --sync-maxlen length                largest sync message payload
-  --mcast-group address               sync multicast group (default 224.0.0.81)
-  --mcast-port port                   sync multicast port (default 8848)
-  --mcast-ttl ttl                     sync multicast TTL (default 1)
   --ops          -o                   one-packet scheduling (UDP and fwmark services)
   --sched-flags  -b flags             scheduler flags, comma-separated:
                                       flag-1..flag-3, sh-fallback, sh-port,
                                       mh-fallback, mh-port
+Daemon Options:
+  --syncid sid                        sync daemon id (0..255, default 0)
+  --sync-maxlen length                largest sync message payload
+  --mcast-interface interface         multicast interface of the sync daemon
+  --mcast-group address               sync multicast group (default 224.0.0.81)
+  --mcast-port port                   sync multicast port (default 8848)
+  --mcast-ttl ttl                     sync multicast TTL (default 1)
 ";
 
 /// Fuzzing entry point (shared by `fuzz/fuzz_targets/grammar.rs` and a

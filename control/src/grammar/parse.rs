@@ -482,6 +482,8 @@ pub fn parse_command(
     }
 
     let key = service_key(&svc);
+    // Every command that needs a key had its service option required by
+    // generic_opt_check above, so this fallback error is never produced.
     let need_key = || key.ok_or_else(GrammarError::try_help);
     Ok(match cmd {
         Cmd::Add | Cmd::Edit => {

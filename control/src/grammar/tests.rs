@@ -138,8 +138,10 @@ const ERRORS: &[(&str, &str, i32)] = &[
     ("-S -c", "Illegal 'connection' option with the 'save' command", E2),
     ("-Z -t 198.18.0.1:80 -n", "Illegal 'numeric' option with the 'zero' command", E2),
     ("--set 1 2 3 -n", "Illegal 'numeric' option with the 'set' command", E2),
-    ("-L --syncid 3", "Illegal 'syncid' option with the 'list' command", E2),
+    ("-L --syncid 256", "illegal syncid specified", E2),
     ("-L -s rr", "Illegal 'scheduler' option with the 'list' command", E2),
+    // `-list` is a bundle: -l, -i, -s with the value "t".
+    ("-list", "Illegal 'scheduler' option with the 'list' command", E2),
     ("--stop-daemon master --mcast-interface eth1", "Illegal 'mcast-interface' option with the 'stop-daemon' command", E2),
     ("--start-daemon master -n", "Illegal 'numeric' option with the 'start-daemon' command", E2),
     ("-L -c -t 198.18.0.1:80", "The option 'service-address' conflicts with the 'connection' option in the 'list' command", E2),
@@ -238,6 +240,9 @@ const ERRORS: &[(&str, &str, i32)] = &[
     ("-A -t 198.18.0.1:0", "Zero port specified for non-persistent service", E2),
     ("-E -u 198.18.0.1", "Zero port specified for non-persistent service", E2),
     ("-A -t [2001:db8::1]:0 -s rr", "Zero port specified for non-persistent service", E2),
+    // A bracketed IPv4 address loses its port (ipvsadm looks for the `:`
+    // inside the brackets).
+    ("-A -t [198.18.0.1]:80", "Zero port specified for non-persistent service", E2),
     // --json is a listing extension only
     ("-A -t 198.18.0.1:80 --json", "Illegal 'json' option with the 'add-service' command", E2),
     ("-S --json", "Illegal 'json' option with the 'save' command", E2),
@@ -279,6 +284,20 @@ fn help_and_version_ignore_what_follows() {
     assert_eq!(ok("--version"), Command::Version);
     assert!(usage().starts_with(VERSION_LINE));
     assert!(usage().ends_with('\n'));
+}
+
+#[test]
+fn usage_names_every_option() {
+    for def in options::OPTIONS {
+        let long = format!("--{}", def.long);
+        assert!(usage().contains(&long), "{long} missing from usage");
+        if let Some(c) = def.short {
+            assert!(
+                usage().contains(&format!("-{c}")),
+                "-{c} missing from usage"
+            );
+        }
+    }
 }
 
 #[test]
@@ -841,4 +860,82 @@ fn socket_option_is_stripped_before_the_command() {
     let (s, rest) = split_client_options(&argv("--socket"));
     assert_eq!((s, rest.clone()), (None, argv("--socket")));
     assert_eq!(parse_with(&rest, &Stub).map_err(|e| e.exit_code), Err(255));
+}
+
+#[test]
+fn restore_reads_save_output() {
+    // The -S example of reference 2.11, moved to the test address ranges.
+    let saved = "\
+-A -t 198.18.0.1:80 -s wlc
+-a -t 198.18.0.1:80 -r 198.19.1.10:80 -m -w 1
+-a -t 198.18.0.1:80 -r 198.19.1.11:80 -m -w 2
+-A -t 198.18.0.2:443 -s sh -b sh-fallback,sh-port
+-a -t 198.18.0.2:443 -r 198.19.1.30:443 -i -w 1 --tun-type gue --tun-port 6080 --tun-nocsum
+-A -u 198.18.0.1:53 -s rr -p 360 -M 255.255.255.0 -o
+-a -u 198.18.0.1:53 -r 198.19.1.20:53 -g -w 1
+-A -f 7 -6 -s wlc
+-a -f 7 -6 -r [2001:db8::10]:0 -g -w 1
+";
+    let web = vip_key();
+    let tls = tcp(v4(198, 18, 0, 2), 443);
+    let dns = ServiceKey::Addr {
+        protocol: Protocol::Udp,
+        addr: v4(198, 18, 0, 1),
+        port: 53,
+    };
+    let fw = ServiceKey::Fwmark {
+        mark: 7,
+        family: Family::V6,
+    };
+    let mut w2 = dest(v4(198, 19, 1, 11), 80, ForwardMethod::Masq);
+    w2.weight = 2;
+    let want = vec![
+        Command::AddService(ServiceConfig::new(web)),
+        Command::AddServer(web, dest(v4(198, 19, 1, 10), 80, ForwardMethod::Masq)),
+        Command::AddServer(web, w2),
+        Command::AddService(ServiceConfig {
+            scheduler: "sh".into(),
+            sched_flags: SchedFlags(SchedFlags::SCHED1 | SchedFlags::SCHED2),
+            ..ServiceConfig::new(tls)
+        }),
+        Command::AddServer(
+            tls,
+            dest(
+                v4(198, 19, 1, 30),
+                443,
+                ForwardMethod::Tunnel(TunnelConfig {
+                    kind: TunnelType::Gue,
+                    port: 6080,
+                    csum: TunnelCsum::NoCsum,
+                }),
+            ),
+        ),
+        Command::AddService(ServiceConfig {
+            scheduler: "rr".into(),
+            persistent: Some(360),
+            netmask: 0xffff_ff00,
+            one_packet: true,
+            ..ServiceConfig::new(dns)
+        }),
+        Command::AddServer(dns, dest(v4(198, 19, 1, 20), 53, ForwardMethod::Route)),
+        Command::AddService(ServiceConfig::new(fw)),
+        Command::AddServer(fw, dest(v6("2001:db8::10"), 0, ForwardMethod::Route)),
+    ];
+    assert_eq!(parse_restore_with(saved, &Stub), Ok(want));
+}
+
+#[test]
+fn system_resolver_reads_etc_services() {
+    // The real entry point: numeric address (no DNS), port name from the
+    // machine's /etc/services, which lists http as 80/tcp on every
+    // distribution that ships the file.
+    let Ok(services) = std::fs::read_to_string("/etc/services") else {
+        return; // no services database on this machine: nothing to compare
+    };
+    let http = address::lookup_service(&address::parse_services(&services), "http", "tcp");
+    assert_eq!(http, Some(80));
+    assert_eq!(
+        parse(&argv("-A -t 198.18.0.1:http")),
+        Ok(Command::AddService(ServiceConfig::new(vip_key())))
+    );
 }

@@ -64,7 +64,9 @@ enum Rule {
 }
 
 /// The rule for `opt` under `cmd` (ipvsadm's `commands_v_options`, plus
-/// `--json`, allowed with `-L` only).
+/// `--json`, allowed with `-L` only). `--syncid` is accepted (and unused)
+/// with `-L`, as in ipvsadm's table, although the reference's command table
+/// does not list it.
 fn rule(cmd: Cmd, opt: OptId) -> Rule {
     use OptId as O;
     use Rule::{Allowed, Illegal, OneOf, Required};
@@ -89,6 +91,7 @@ fn rule(cmd: Cmd, opt: OptId) -> Rule {
             | O::Thresholds
             | O::PersistentConn
             | O::NoSort
+            | O::SyncId
             | O::Exact
             | O::TunInfo
             | O::Json => Allowed,
