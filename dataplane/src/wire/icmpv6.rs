@@ -244,7 +244,7 @@ mod tests {
     fn checksum_fill_then_verify_with_pseudo_header() {
         let mut b = ns_for_2001_db8_1();
         let src: Ipv6Addr = "2001:db8::2".parse().unwrap();
-        let dst: Ipv6Addr = "ff02::1:ff00:1".parse().unwrap();
+        let dst: Ipv6Addr = "2001:db8::1".parse().unwrap();
         let mut p = Icmpv6Packet::new_checked(&mut b[..]).unwrap();
         p.fill_checksum(src, dst);
         assert!(p.verify_checksum(src, dst));
