@@ -1090,4 +1090,10 @@ fn batched_lookup_matches_single_lookups() {
         assert_eq!(*o, t.lookup_in(k));
     }
     assert_eq!(out.iter().filter(|o| o.is_some()).count(), 10);
+    let okeys: Vec<ConnKey> = (90..140)
+        .map(|p| ConnKey::new(TCP, ip("198.18.1.10"), 80, ip("198.18.2.3"), p))
+        .collect();
+    let mut oout = vec![None; okeys.len()];
+    t.lookup_out_batch(&okeys, &mut oout);
+    assert_eq!(oout, out, "reply keys find the same entries");
 }
