@@ -666,7 +666,9 @@ impl ConnTable {
     /// Per-packet work on an existing connection. See [`Verdict`].
     pub fn on_packet(&mut self, id: ConnId, dir: Dir, tcp_flags: u8, now: u64) -> Verdict {
         let i = id.0;
-        let c = &self.ents[i as usize];
+        let Some(c) = self.ents.get(i as usize) else {
+            return Verdict::Expired;
+        };
         if c.flags & cflags::LIVE == 0 {
             return Verdict::Expired;
         }
