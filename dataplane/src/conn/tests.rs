@@ -1070,3 +1070,30 @@ mod props {
         }
     }
 }
+
+#[test]
+fn batched_lookup_matches_single_lookups() {
+    let d = nat("198.18.1.10");
+    let mut t = ConnTable::new(128, None, 0);
+    for p in 0..100 {
+        t.create(
+            &new_conn(TCP, "198.18.2.3", p, &d, ForwardMethod::Masq),
+            SYN,
+            0,
+        )
+        .unwrap();
+    }
+    let keys: Vec<ConnKey> = (90..140).map(|p| in_key(TCP, "198.18.2.3", p)).collect();
+    let mut out = vec![Some(ConnId(u32::MAX)); keys.len()];
+    t.lookup_in_batch(&keys, &mut out);
+    for (k, o) in keys.iter().zip(&out) {
+        assert_eq!(*o, t.lookup_in(k));
+    }
+    assert_eq!(out.iter().filter(|o| o.is_some()).count(), 10);
+    let okeys: Vec<ConnKey> = (90..140)
+        .map(|p| ConnKey::new(TCP, ip("198.18.1.10"), 80, ip("198.18.2.3"), p))
+        .collect();
+    let mut oout = vec![None; okeys.len()];
+    t.lookup_out_batch(&okeys, &mut oout);
+    assert_eq!(oout, out, "reply keys find the same entries");
+}
