@@ -26,7 +26,9 @@
 //!   from the cache keeps the same destination alive in its trash).
 //!   Each call should describe one change: rr's cursor rule and wrr's
 //!   reset are defined per change, so folding several changes into one call
-//!   can give a different (still valid) cursor.
+//!   can give a different (still valid) cursor. Equally, do not call it when
+//!   a new snapshot left this service's destinations alone (wrr would reset
+//!   its cursor where the kernel does not): [`dests_changed`] tells.
 //! * [`Scheduler::schedule`] returns the index of the chosen destination in
 //!   the same slice, or `None` ("no destination available"). It must be
 //!   given the list of the last `update`.
@@ -304,6 +306,18 @@ pub fn new_with(
             })
         }
     })
+}
+
+/// Whether a service's destination list differs between two snapshots:
+/// another length, another destination at some position (by identity of its
+/// shared state), or another configuration. The worker calls
+/// [`Scheduler::update`] only when this is true.
+pub fn dests_changed(old: &[Dest], new: &[Dest]) -> bool {
+    old.len() != new.len()
+        || old
+            .iter()
+            .zip(new)
+            .any(|(a, b)| !std::sync::Arc::ptr_eq(&a.shared, &b.shared) || a.config != b.config)
 }
 
 // ---- Helpers shared by several schedulers: the kernel's `atomic_read`s. ----
