@@ -88,6 +88,19 @@
 //! the wlc-style cross products. These modules do the same (`i32` wrapping,
 //! `i64` products) so that even absurd counts or weights choose as the
 //! kernel does.
+//!
+//! # Known differences from the kernel
+//! * mh folds an IPv6 real server's address by XOR of its four words; under
+//!   an IPv4 service (a mixed-family tunnel destination) the kernel reads
+//!   only the first word, so such tables differ.
+//! * lblcr: a set member whose server was deleted is not weighed when
+//!   expiry drops the most loaded member (its counters are not visible).
+//! * lblc/lblcr garbage collection runs at most once per
+//!   [`Scheduler::expire`] call: call it at least every 60 s.
+//! * twos: a total weight that wraps a C `int` to -1 makes the kernel
+//!   divide by zero; here the call fails.
+//! * The lblc cap (24576 entries) is the one described for the Debian
+//!   6.12 sources in ipvs.md 3.9; upstream has no cap.
 
 use std::fmt;
 use std::net::IpAddr;
