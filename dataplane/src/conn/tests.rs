@@ -368,10 +368,11 @@ fn thresholds_set_and_clear_overload() {
         })
         .collect();
     assert!(d.is_overloaded());
-    t.expire(300 * S, 1); // frees ids[0]: 3 left, 12 < 12 is false
+    t.expire(300 * S, 100); // frees ids[0]: 3 left, 12 < 12 is false
     assert_eq!(t.len(), 3);
     assert!(d.is_overloaded());
-    t.expire(301 * S, 1); // 2 left: 8 < 12
+    t.expire(301 * S, 100); // 2 left: 8 < 12
+    assert_eq!(t.len(), 2);
     assert!(!d.is_overloaded());
     drop(ids);
 
