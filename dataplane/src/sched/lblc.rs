@@ -203,6 +203,23 @@ mod tests {
     }
 
     #[test]
+    fn a_full_table_serves_without_caching() {
+        let d = ab();
+        let mut s = Lblc::new(Overhead::TotalConns, DAY);
+        s.update(&d);
+        let key = |i: u32| std::net::Ipv4Addr::from(0xc613_0000 | i).to_string();
+        for i in 0..CAP as u32 {
+            assert_eq!(to(&mut s, &d, &key(i), 0), Some(0));
+        }
+        assert_eq!(s.table.live(), CAP);
+        // One more address: scheduled by wlc, not cached.
+        conns(&d[0], 1, 0);
+        assert_eq!(to(&mut s, &d, &key(CAP as u32), 1), Some(1));
+        assert_eq!(s.table.live(), CAP);
+        assert!(s.table.get(&key(CAP as u32).parse().unwrap()).is_none());
+    }
+
+    #[test]
     fn nothing_eligible_fails() {
         let d = list(&[("198.18.1.11", 0)]);
         let mut s = Lblc::new(Overhead::TotalConns, DAY);

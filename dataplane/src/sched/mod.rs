@@ -26,7 +26,9 @@
 //!   from the cache keeps the same destination alive in its trash).
 //!   Each call should describe one change: rr's cursor rule and wrr's
 //!   reset are defined per change, so folding several changes into one call
-//!   can give a different (still valid) cursor.
+//!   can give a different (still valid) cursor. Equally, do not call it when
+//!   a new snapshot left this service's destinations alone (wrr would reset
+//!   its cursor where the kernel does not): [`dests_changed`] tells.
 //! * [`Scheduler::schedule`] returns the index of the chosen destination in
 //!   the same slice, or `None` ("no destination available"). It must be
 //!   given the list of the last `update`.
@@ -86,6 +88,19 @@
 //! the wlc-style cross products. These modules do the same (`i32` wrapping,
 //! `i64` products) so that even absurd counts or weights choose as the
 //! kernel does.
+//!
+//! # Known differences from the kernel
+//! * mh folds an IPv6 real server's address by XOR of its four words; under
+//!   an IPv4 service (a mixed-family tunnel destination) the kernel reads
+//!   only the first word, so such tables differ.
+//! * lblcr: a set member whose server was deleted is not weighed when
+//!   expiry drops the most loaded member (its counters are not visible).
+//! * lblc/lblcr garbage collection runs at most once per
+//!   [`Scheduler::expire`] call: call it at least every 60 s.
+//! * twos: a total weight that wraps a C `int` to -1 makes the kernel
+//!   divide by zero; here the call fails.
+//! * The lblc cap (24576 entries) is the one described for the Debian
+//!   6.12 sources in ipvs.md 3.9; upstream has no cap.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -304,6 +319,18 @@ pub fn new_with(
             })
         }
     })
+}
+
+/// Whether a service's destination list differs between two snapshots:
+/// another length, another destination at some position (by identity of its
+/// shared state), or another configuration. The worker calls
+/// [`Scheduler::update`] only when this is true.
+pub fn dests_changed(old: &[Dest], new: &[Dest]) -> bool {
+    old.len() != new.len()
+        || old
+            .iter()
+            .zip(new)
+            .any(|(a, b)| !std::sync::Arc::ptr_eq(&a.shared, &b.shared) || a.config != b.config)
 }
 
 // ---- Helpers shared by several schedulers: the kernel's `atomic_read`s. ----

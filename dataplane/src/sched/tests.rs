@@ -161,3 +161,19 @@ fn splitmix_is_deterministic_per_seed() {
     assert_eq!(xs, ys);
     assert_ne!(xs, zs);
 }
+
+#[test]
+fn dests_changed_sees_add_delete_edit_and_nothing_else() {
+    let d = list(&[("198.18.1.11", 1), ("198.18.1.12", 2)]);
+    let same: Vec<Dest> = d.clone();
+    assert!(!dests_changed(&d, &same));
+    assert!(dests_changed(&d, &d[1..]));
+    let mut added = vec![dest("198.18.1.13", 80, 1)];
+    added.extend(d.iter().cloned());
+    assert!(dests_changed(&d, &added));
+    let edited = vec![d[0].clone(), edit_weight(&d[1], 3)];
+    assert!(dests_changed(&d, &edited));
+    // Same address and port but a new destination (deleted, then added).
+    let readded = vec![d[0].clone(), dest("198.18.1.12", 80, 2)];
+    assert!(dests_changed(&d, &readded));
+}
