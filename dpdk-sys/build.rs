@@ -62,6 +62,7 @@ fn main() {
         .allowlist_type("rte_.*")
         .allowlist_var("RTE_.*")
         .allowlist_var("rte_.*")
+        .allowlist_var("RING_F_.*")
         .allowlist_var("LCORE_ID_ANY")
         .allowlist_var("SOCKET_ID_ANY")
         .allowlist_function("uvs_.*")

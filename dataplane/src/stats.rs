@@ -61,7 +61,10 @@ pub struct Slot {
 #[inline(always)]
 fn bump(c: &AtomicU64, by: u64) {
     // Single writer per slot: load + store is enough and avoids a locked op.
-    c.store(c.load(Ordering::Relaxed).wrapping_add(by), Ordering::Relaxed);
+    c.store(
+        c.load(Ordering::Relaxed).wrapping_add(by),
+        Ordering::Relaxed,
+    );
 }
 
 impl Slot {
