@@ -1,1 +1,205 @@
-//! (placeholder: filled in by its owner)
+//! Forwarding rewrites: what each IPVS forwarding method does to a packet
+//! on the wire (ipvs.md section 5), one file per method.
+//!
+//! * [`nat`] — masquerading: inbound destination to the real server,
+//!   outbound source back to the virtual service, checksums patched
+//!   incrementally (RFC 1624).
+//! * [`dr`] — direct routing: only the TTL (and the IPv4 header checksum)
+//!   changes; the caller sets the real server's MAC.
+//! * [`tunnel`] — IPIP / GUE / GRE encapsulation with an outer IPv4 or
+//!   IPv6 header (the families may differ), and decapsulation for tests
+//!   and for ICMP errors about the director's own tunnel packets.
+//! * [`icmp`] — ICMP errors about NAT connections translated in both
+//!   directions, and the errors the director itself sends: fragmentation
+//!   needed / packet too big, time exceeded, port unreachable.
+//!
+//! # Common contract
+//! * Every function takes the packet as `&mut impl PacketBuf` (an mbuf in
+//!   the worker, a `TestBuf` in tests) plus the [`PacketMeta`] that
+//!   [`parse_packet`](crate::wire::parse_packet) produced for exactly these
+//!   bytes, plus plain parameters. They never allocate, log or panic.
+//! * Checks come first: on `Err` the packet is unchanged (headroom is
+//!   claimed before anything is written, so [`XmitError::NoHeadroom`]
+//!   leaves it unchanged too).
+//! * Forwarding decrements TTL / hop limit (5, common part); a packet with
+//!   TTL <= 1 is refused with [`XmitError::TtlExpired`] and the caller
+//!   answers it with [`icmp::icmp_error_reply`] (time exceeded).
+//! * The Ethernet header (with its VLAN tag, if any) stays in front. The
+//!   caller fills in the MAC addresses after next-hop resolution
+//!   ([`set_macs`]); encapsulation moves it forward to make room for the
+//!   outer headers, decapsulation moves it back.
+//! * After a rewrite the `PacketMeta` no longer describes the packet; parse
+//!   again if it is needed.
+
+pub mod dr;
+pub mod icmp;
+pub mod nat;
+pub mod tunnel;
+
+use std::net::IpAddr;
+
+use crate::buf::PacketBuf;
+use crate::wire::ethernet::{EthernetFrame, MacAddr};
+use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::{Fragment, PacketMeta, ParseError, L3};
+
+/// Why a rewrite refused a packet. The packet is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum XmitError {
+    /// Not an IP packet (ARP).
+    #[error("not an IP packet")]
+    NotIp,
+    /// An address of the other family than the packet's where the method
+    /// cannot change the family (NAT, ICMP errors).
+    #[error("address family does not match the packet")]
+    FamilyMismatch,
+    /// A later fragment (no L4 header): the director does not reassemble.
+    #[error("non-first fragment cannot be rewritten")]
+    Fragment,
+    /// L4 protocol the method cannot rewrite (NAT: not TCP/UDP/SCTP/echo).
+    #[error("protocol not supported by this forwarding method")]
+    UnsupportedProtocol,
+    /// TTL or hop limit would reach 0: answer with time exceeded.
+    #[error("TTL or hop limit exceeded")]
+    TtlExpired,
+    /// Larger than the path MTU and may not be fragmented: answer with
+    /// fragmentation needed / packet too big carrying this MTU.
+    #[error("packet larger than the MTU {mtu}")]
+    TooBig { mtu: u16 },
+    /// Larger than the MTU but fragmentable: the director does not
+    /// fragment, the packet is dropped.
+    #[error("packet would need fragmentation")]
+    NeedsFragmentation,
+    /// The tunnel overhead leaves an MTU below 68 (5.4).
+    #[error("tunnel MTU below 68")]
+    MtuTooSmall,
+    /// The mbuf has no headroom for the headers to insert.
+    #[error("no headroom for the new headers")]
+    NoHeadroom,
+    /// The result would exceed the maximum IP packet size.
+    #[error("result exceeds the maximum IP length")]
+    TooLong,
+    /// GUE tunnel without a destination port (it is mandatory).
+    #[error("GUE tunnel without a port")]
+    GuePortMissing,
+    /// The bytes do not match the `PacketMeta` or a header is malformed.
+    #[error("malformed packet: {0}")]
+    Malformed(ParseError),
+    /// Decapsulation of something that is not IPIP/GUE/GRE.
+    #[error("not a tunnel packet")]
+    NotTunnel,
+    /// The director never answers an ICMP error (or, for frag-needed,
+    /// any ICMP) with an ICMP error.
+    #[error("no ICMP error in reply to ICMP")]
+    IcmpInReplyToIcmp,
+    /// The packet's source may not be answered (unspecified, multicast,
+    /// broadcast).
+    #[error("source address may not be answered")]
+    BadSource,
+    /// The ICMP message's checksum does not verify (NAT in_icmp, 5.5).
+    #[error("ICMP checksum does not verify")]
+    BadChecksum,
+}
+
+impl From<ParseError> for XmitError {
+    fn from(e: ParseError) -> Self {
+        XmitError::Malformed(e)
+    }
+}
+
+/// Refuses what no forwarding method can transmit: non-IP, TTL <= 1, and
+/// a frame shorter than the meta says.
+pub(crate) fn check_forwardable(data: &[u8], meta: &PacketMeta) -> Result<(), XmitError> {
+    if meta.l3 == L3::Arp {
+        return Err(XmitError::NotIp);
+    }
+    if data.len() < meta.l3_end() || usize::from(meta.l4_offset) > meta.l3_end() {
+        return Err(XmitError::Malformed(ParseError::Truncated));
+    }
+    if meta.ttl <= 1 {
+        return Err(XmitError::TtlExpired);
+    }
+    Ok(())
+}
+
+/// Decrements TTL / hop limit (IPv4: header checksum patched per RFC 1624).
+/// Callers ran [`check_forwardable`] first.
+pub(crate) fn decrement_ttl(data: &mut [u8], meta: &PacketMeta) {
+    let l3 = usize::from(meta.l3_offset);
+    match meta.l3 {
+        L3::Ipv4 => {
+            if let Some(h) = data.get_mut(l3..) {
+                Ipv4Packet::new_unchecked(h).decrement_ttl();
+            }
+        }
+        L3::Ipv6 => {
+            if let Some(h) = data.get_mut(l3 + 7) {
+                *h = h.saturating_sub(1);
+            }
+        }
+        L3::Arp => {}
+    }
+}
+
+/// Refuses a later fragment, which has no L4 header to rewrite.
+pub(crate) fn check_not_later_fragment(meta: &PacketMeta) -> Result<(), XmitError> {
+    if meta.fragment == Fragment::Later {
+        return Err(XmitError::Fragment);
+    }
+    Ok(())
+}
+
+/// Whether `addr` has the packet's family.
+pub(crate) fn same_family(meta: &PacketMeta, addr: &IpAddr) -> bool {
+    matches!(
+        (meta.l3, addr),
+        (L3::Ipv4, IpAddr::V4(_)) | (L3::Ipv6, IpAddr::V6(_))
+    )
+}
+
+/// Sets source and destination MAC of the frame (after next-hop
+/// resolution). `Malformed` if the frame has no Ethernet header.
+pub fn set_macs(buf: &mut impl PacketBuf, src: MacAddr, dst: MacAddr) -> Result<(), XmitError> {
+    let mut eth = EthernetFrame::new_checked(buf.data_mut())?;
+    eth.set_src_addr(src);
+    eth.set_dst_addr(dst);
+    Ok(())
+}
+
+/// The MTU check of 5.4 for NAT and DR: `Ok` if the IP packet fits `mtu`;
+/// otherwise `TooBig` (IPv4 with DF, or IPv6) or `NeedsFragmentation`.
+pub fn check_mtu(meta: &PacketMeta, mtu: u16) -> Result<(), XmitError> {
+    if meta.ip_len <= mtu {
+        return Ok(());
+    }
+    match meta.l3 {
+        L3::Ipv4 if !meta.dont_frag => Err(XmitError::NeedsFragmentation),
+        _ => Err(XmitError::TooBig { mtu }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::parse_packet;
+    use crate::wire::testutil::{frame, L4};
+
+    #[test]
+    fn mtu_check_separates_df_from_fragmentable() {
+        let f = frame(
+            "198.18.0.1".parse().unwrap(),
+            "198.18.0.2".parse().unwrap(),
+            L4::Udp,
+            1,
+            2,
+            None,
+            &[0u8; 100],
+        );
+        let mut m = parse_packet(&f).unwrap();
+        assert_eq!(check_mtu(&m, 128), Ok(()));
+        m.dont_frag = true;
+        assert_eq!(check_mtu(&m, 127), Err(XmitError::TooBig { mtu: 127 }));
+        m.dont_frag = false;
+        assert_eq!(check_mtu(&m, 127), Err(XmitError::NeedsFragmentation));
+    }
+}
