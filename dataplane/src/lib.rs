@@ -19,3 +19,5 @@ pub mod xmit;
 
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+#[cfg(feature = "dpdk")]
+pub mod worker;
