@@ -468,3 +468,26 @@ mac = "02:00:00:00:01:11"
         assert!(e.contains("workers"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod example_configs {
+    use super::*;
+
+    /// Every shipped example parses and validates.
+    #[test]
+    fn examples_in_configs_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                Config::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                n += 1;
+            }
+        }
+        assert!(
+            n >= 3,
+            "expected the net_tap, net_pcap and net_memif examples"
+        );
+    }
+}

@@ -110,7 +110,13 @@ pub fn run(v: Validated) -> Result<(), String> {
 fn start_and_serve(v: &Validated, sigs: &Termination) -> Result<(), String> {
     let cfg = &v.raw;
     let nworkers = cfg.workers.lcores.len();
-    let mut eal = Eal::init(&cfg.eal.args).map_err(|e| e.to_string())?;
+    let mut eal = Eal::init(&cfg.eal.args).map_err(|e| {
+        let mut m = e.to_string();
+        if m.contains("hugepage") || m.contains("hugetlbfs") {
+            m.push_str(" (reserve hugepages and mount hugetlbfs on /dev/hugepages, or add --no-huge to eal.args)");
+        }
+        m
+    })?;
     for &l in &cfg.workers.lcores {
         if !eal.lcore_enabled(l) || l == eal.main_lcore() {
             return Err(format!(
