@@ -26,7 +26,9 @@ fn host(ns: &str, ifname: &str, mac: &str, addrs: &[&str]) {
 }
 
 fn ping(ns: &str, args: &[&str]) -> String {
-    let mut v = vec!["ip", "netns", "exec", ns, "ping", "-c", "3", "-i", "0.3", "-W", "2"];
+    let mut v = vec![
+        "ip", "netns", "exec", ns, "ping", "-c", "3", "-i", "0.3", "-W", "2",
+    ];
     v.extend_from_slice(args);
     sh(&v)
 }
@@ -73,12 +75,40 @@ via = "2001:db8:1::2"
     let ns_c = format!("uvs-{tag_c}");
     let ns_s = format!("uvs-{tag_s}");
     let netns = Netns::create(&[&ns_c, &ns_s]);
-    host(&ns_c, &tag_c, CLIENT_MAC, &["198.18.0.2/24", "2001:db8::2/64"]);
-    host(&ns_s, &tag_s, SERVER_MAC, &["198.18.1.2/24", "2001:db8:1::2/64"]);
+    host(
+        &ns_c,
+        &tag_c,
+        CLIENT_MAC,
+        &["198.18.0.2/24", "2001:db8::2/64"],
+    );
+    host(
+        &ns_s,
+        &tag_s,
+        SERVER_MAC,
+        &["198.18.1.2/24", "2001:db8:1::2/64"],
+    );
     // The server-side host also has addresses on a network the director
     // reaches only through it (static routes above).
-    sh(&["ip", "-n", &ns_s, "addr", "add", "198.19.100.1/32", "dev", "lo"]);
-    sh(&["ip", "-n", &ns_s, "addr", "add", "2001:db8:100::1/128", "dev", "lo"]);
+    sh(&[
+        "ip",
+        "-n",
+        &ns_s,
+        "addr",
+        "add",
+        "198.19.100.1/32",
+        "dev",
+        "lo",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &ns_s,
+        "addr",
+        "add",
+        "2001:db8:100::1/128",
+        "dev",
+        "lo",
+    ]);
 
     // Hosts resolve the director and get echo replies (v4 and v6); the
     // taps' links read DOWN in the director's namespace after the move.
@@ -103,7 +133,10 @@ via = "2001:db8:1::2"
 
     let (status, stderr) = uvsd.stop();
     drop(netns);
-    assert!(status.is_some_and(|s| s.success()), "uvsd exit {status:?}: {stderr}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "uvsd exit {status:?}: {stderr}"
+    );
     // The director resolved the hosts: its neighbour tables at shutdown.
     for want in [
         format!("neighbor 198.18.0.2 lladdr {CLIENT_MAC} port client learned"),
@@ -128,5 +161,8 @@ via = "2001:db8:1::2"
     assert!(counter("queued_for_resolution") >= 1, "{stderr}");
 
     assert_eq!(leftovers(&prefix), Vec::<std::path::PathBuf>::new());
-    assert!(!common::ok(&["ip", "link", "show", &tag_c]), "tap {tag_c} still exists");
+    assert!(
+        !common::ok(&["ip", "link", "show", &tag_c]),
+        "tap {tag_c} still exists"
+    );
 }

@@ -10,7 +10,10 @@ use common::{leftovers, Scratch, UVSD};
 /// Runs uvsd with `args`; returns (status code, stderr).
 fn run(args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(UVSD).args(args).output().expect("uvsd runs");
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn assert_one_clear_line(stderr: &str, want: &str) {
@@ -18,7 +21,10 @@ fn assert_one_clear_line(stderr: &str, want: &str) {
     assert_eq!(lines.len(), 1, "exactly one line, got: {stderr:?}");
     assert!(lines[0].starts_with("uvsd: "), "{stderr:?}");
     assert!(lines[0].contains(want), "want {want:?} in {stderr:?}");
-    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{stderr:?}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr:?}"
+    );
 }
 
 fn config(dir: &Scratch, name: &str, body: &str) -> String {
@@ -92,7 +98,10 @@ fn unknown_device_is_named_and_nothing_is_left() {
     );
     let (code, err) = run(&["--config", &c]);
     assert_eq!(code, Some(1));
-    assert_one_clear_line(&err, "port uplink (net_nosuchdriver0,x=1): unknown or unusable device");
+    assert_one_clear_line(
+        &err,
+        "port uplink (net_nosuchdriver0,x=1): unknown or unusable device",
+    );
     assert_eq!(leftovers(&prefix), Vec::<std::path::PathBuf>::new());
 }
 

@@ -40,7 +40,10 @@ impl Drop for Scratch {
 
 /// Runs a command, panicking with its output if it fails.
 pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
     assert!(
         out.status.success(),
         "{args:?} failed: {}{}",
@@ -115,7 +118,11 @@ impl Daemon {
             let _ = err.read_to_string(&mut s);
             let _ = etx.send(s);
         });
-        let mut d = Daemon { child: Some(child), stderr_rx: erx, stdout: vec![] };
+        let mut d = Daemon {
+            child: Some(child),
+            stderr_rx: erx,
+            stdout: vec![],
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
@@ -128,7 +135,10 @@ impl Daemon {
                 }
                 Err(_) => {
                     let (st, err) = d.stop();
-                    panic!("uvsd did not become ready ({st:?}): stdout {:?} stderr {err}", d.stdout);
+                    panic!(
+                        "uvsd did not become ready ({st:?}): stdout {:?} stderr {err}",
+                        d.stdout
+                    );
                 }
             }
         }
@@ -136,8 +146,12 @@ impl Daemon {
 
     /// SIGTERM, wait (20 s at most), and return the exit status and stderr.
     pub fn stop(&mut self) -> (Option<ExitStatus>, String) {
-        let Some(mut child) = self.child.take() else { return (None, String::new()) };
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let Some(mut child) = self.child.take() else {
+            return (None, String::new());
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Ok(Some(s)) = child.try_wait() {
@@ -150,7 +164,10 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        let err = self.stderr_rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+        let err = self
+            .stderr_rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_default();
         (status, err)
     }
 }
@@ -166,7 +183,10 @@ pub fn leftovers(prefix: &str) -> Vec<PathBuf> {
     let mut v = vec![];
     if let Ok(rd) = std::fs::read_dir("/dev/hugepages") {
         for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&format!("{prefix}map_")) {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{prefix}map_"))
+            {
                 v.push(e.path());
             }
         }
@@ -187,5 +207,8 @@ pub fn require_root() {
         .find(|l| l.starts_with("Uid:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .unwrap_or("1");
-    assert_eq!(uid, "0", "this end-to-end test needs root (namespaces, taps, hugepages): run scripts/test as root");
+    assert_eq!(
+        uid, "0",
+        "this end-to-end test needs root (namespaces, taps, hugepages): run scripts/test as root"
+    );
 }

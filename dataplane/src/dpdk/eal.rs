@@ -50,6 +50,24 @@ impl MemLog {
         Some(MemLog { file, buf })
     }
 
+    /// Bytes logged so far.
+    fn mark(&self) -> usize {
+        // SAFETY: fflush on our own open stream updates the size.
+        unsafe { libc::fflush(self.file) };
+        self.buf.1
+    }
+
+    /// The last non-empty line logged after `mark`, if any.
+    fn last_line_since(&self, mark: usize) -> Option<String> {
+        let text = self.text();
+        text.get(mark.min(text.len())..)?
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(str::to_string)
+    }
+
     /// The last non-empty line the EAL logged, if any.
     fn last_line(&self) -> Option<String> {
         // SAFETY: fflush on our own open stream updates buf/size.
@@ -208,10 +226,15 @@ impl Eal {
         Ok(Eal { runtime_dir, log })
     }
 
-    /// The EAL's last log line since start-up (for error messages of port
-    /// set-up, which also logs its reasons there).
-    pub fn last_log_line(&self) -> Option<String> {
-        self.log.as_ref().and_then(MemLog::last_line)
+    /// A position in the start-up log (see [`Eal::log_line_since`]).
+    pub fn log_mark(&self) -> usize {
+        self.log.as_ref().map_or(0, MemLog::mark)
+    }
+
+    /// The EAL's last log line after `mark` (for error messages of port
+    /// set-up, which logs its reasons there), while start-up is quiet.
+    pub fn log_line_since(&self, mark: usize) -> Option<String> {
+        self.log.as_ref().and_then(|l| l.last_line_since(mark))
     }
 
     /// Ends the quiet start-up: EAL logs go to stderr again. Returns what
