@@ -30,6 +30,7 @@
 //! and neighbour tables and fills in the MAC addresses.
 
 mod index;
+mod stage;
 #[cfg(test)]
 mod tests;
 
@@ -50,6 +51,7 @@ use crate::xmit::tunnel::{encapsulate, gue_source_port, TunnelParams};
 use crate::xmit::{check_mtu, dr::dr_xmit, nat, XmitError};
 
 pub use index::ServiceIndex;
+pub use stage::{ConfigCell, ConnDump, LbStage, PortRoutes};
 
 /// What to do with a packet after the load-balancing stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,6 +252,11 @@ impl Lb {
 
     pub fn snapshot(&self) -> &Arc<Snapshot> {
         &self.snap
+    }
+
+    /// Every virtual service address of the current snapshot.
+    pub fn service_addrs(&self) -> Vec<IpAddr> {
+        self.index.vips().copied().collect()
     }
 
     /// Whether `addr` is a virtual service address (answered in ARP/NDP).

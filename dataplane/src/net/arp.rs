@@ -34,7 +34,7 @@ pub(super) fn input<B: PacketBuf>(
     let req = ArpRepr::parse(&p);
     let sender = IpAddr::V4(req.sender_ip);
     let sender_ok = !req.sender_ip.is_unspecified() && iface.on_link(sender);
-    let for_us = iface.has_addr(IpAddr::V4(req.target_ip));
+    let for_us = st.answers_for(iface, IpAddr::V4(req.target_ip));
     match req.operation {
         op::REQUEST if for_us => {
             if sender_ok {

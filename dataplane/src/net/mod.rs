@@ -257,6 +257,18 @@ pub trait Stage<B: PacketBuf> {
     fn process(&mut self, rx_port: u16, buf: B, meta: &PacketMeta, now_ms: u64) -> StageVerdict<B>;
     /// Called once at the end of every burst (flush batched work).
     fn end_burst(&mut self, _now_ms: u64) {}
+    /// Called on every turn of the worker loop, with or without traffic:
+    /// configuration pick-up and housekeeping. Returns true when the set of
+    /// [`Stage::service_addrs`] may have changed.
+    fn tick(&mut self, _now_ms: u64) -> bool {
+        false
+    }
+    /// Addresses the stage serves (virtual service addresses): the stack
+    /// answers ARP and neighbour solicitations for those on a port's
+    /// connected prefix, as for its own addresses.
+    fn service_addrs(&self) -> Vec<IpAddr> {
+        Vec::new()
+    }
 }
 
 /// The stage of a director with nothing to balance: drops everything.

@@ -110,7 +110,7 @@ pub(super) fn input<B: PacketBuf>(
         return st.drop_buf(buf, Counter::ConsumedNeighbor);
     }
     // A solicitation.
-    if !iface.has_addr(IpAddr::V6(target)) {
+    if !st.answers_for(iface, IpAddr::V6(target)) {
         return st.drop_buf(buf, Counter::DropIcmp6Other);
     }
     let dad = src.is_unspecified();

@@ -30,6 +30,8 @@ pub struct Stack<B> {
     neigh: NeighborTable<B>,
     counters: Arc<NetCounters>,
     last_tick: u64,
+    /// Virtual service addresses answered in ARP/NDP (from the stage).
+    service_addrs: Vec<IpAddr>,
 }
 
 /// How often [`Stack::tick`] does work.
@@ -51,6 +53,7 @@ impl<B: PacketBuf> Stack<B> {
             neigh,
             counters,
             last_tick: 0,
+            service_addrs: Vec::new(),
         })
     }
 
@@ -66,6 +69,18 @@ impl<B: PacketBuf> Stack<B> {
 
     pub(super) fn iface(&self, port: u16) -> Option<&Interface> {
         self.ifaces.iter().find(|i| i.port == port)
+    }
+
+    /// Sets the virtual service addresses to answer ARP/NDP for (between
+    /// bursts, when the configuration changed).
+    pub fn set_service_addrs(&mut self, addrs: Vec<IpAddr>) {
+        self.service_addrs = addrs;
+    }
+
+    /// Whether ARP/NDP for `ip` on `iface` is ours to answer: one of the
+    /// port's addresses, or a virtual service address on its segment.
+    pub(super) fn answers_for(&self, iface: &Interface, ip: IpAddr) -> bool {
+        iface.has_addr(ip) || (iface.on_link(ip) && self.service_addrs.contains(&ip))
     }
 
     /// Whether `ip` is one of the director's own addresses (any port).
