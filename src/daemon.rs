@@ -153,10 +153,10 @@ fn start_and_serve(v: &Validated, sigs: &Termination) -> Result<(), String> {
         eprint!("{startup_log}");
     }
     let running = Running { ports, pool, eal };
-    let ids: Vec<(u16, MacAddr)> = running
+    let ids: Vec<(u16, MacAddr, u16)> = running
         .ports
         .iter()
-        .map(|p| (p.id(), MacAddr(p.mac())))
+        .map(|p| (p.id(), MacAddr(p.mac()), p.mtu()))
         .collect();
     let l3 = v.l3(&ids);
 

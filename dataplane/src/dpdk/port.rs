@@ -281,6 +281,18 @@ impl Port {
         })
     }
 
+    /// The port's MTU (1500 when the driver does not say).
+    pub fn mtu(&self) -> u16 {
+        let mut mtu = 0u16;
+        // SAFETY: valid port, valid out pointer.
+        let rc = unsafe { dpdk_sys::rte_eth_dev_get_mtu(self.id, &mut mtu) };
+        if rc == 0 && mtu >= 1280 {
+            mtu
+        } else {
+            1500
+        }
+    }
+
     /// Link up according to the driver (informational only).
     pub fn link_up(&self) -> bool {
         let mut l = dpdk_sys::rte_eth_link::default();

@@ -45,11 +45,13 @@ fn stack() -> Stack<TestBuf> {
                     "198.18.0.1/24".parse().unwrap(),
                     "2001:db8::1/64".parse().unwrap(),
                 ],
+                mtu: 1500,
             },
             Interface {
                 port: 1,
                 mac: MacAddr(SERVER_SIDE_MAC),
                 addrs: vec!["198.18.1.1/24".parse().unwrap()],
+                mtu: 1500,
             },
         ],
         routes: vec![(
@@ -360,24 +362,44 @@ fn icmpv6_echo_waits_for_ndp_and_advertisement_releases_it() {
     assert_eq!(sent, vec![(0, want)]);
 }
 
-#[test]
-fn traffic_not_for_us_goes_to_the_stage() {
-    struct RouteAll;
-    impl Stage<TestBuf> for RouteAll {
-        fn process(
-            &mut self,
-            _p: u16,
-            buf: TestBuf,
-            meta: &crate::wire::PacketMeta,
-            _n: u64,
-        ) -> StageVerdict<TestBuf> {
-            StageVerdict::Route { buf, dst: meta.dst }
+/// A stage that routes everything to its destination and owns one VIP.
+struct RouteAll;
+
+const VIP: [u8; 4] = [198, 18, 0, 100];
+
+impl Stage<TestBuf> for RouteAll {
+    fn process(
+        &mut self,
+        _p: u16,
+        buf: TestBuf,
+        meta: &crate::wire::PacketMeta,
+        _n: u64,
+        routes: &RouteView<'_>,
+    ) -> StageVerdict<TestBuf> {
+        if meta.dst == IpAddr::from(DIRECTOR) {
+            return StageVerdict::Pass { buf };
         }
+        assert!(
+            routes.route(meta.dst).is_some(),
+            "the stage sees the routes"
+        );
+        StageVerdict::Route { buf, dst: meta.dst }
     }
+    fn answers_for(&self, ip: IpAddr) -> bool {
+        ip == IpAddr::from(VIP)
+    }
+}
+
+#[test]
+fn traffic_goes_through_the_stage_first() {
     let mut st = stack();
     let f = echo_request(HOST, [198, 19, 0, 9], DIRECTOR_MAC);
     assert!(input(&mut st, 0, &f, 0).is_empty());
-    assert_eq!(st.counters().get(Counter::DropNotLocal), 1, "NoStage drops");
+    assert_eq!(
+        st.counters().get(Counter::DropNotLocal),
+        1,
+        "NoStage passes, not ours: dropped"
+    );
     let mut io = TestIo::default();
     st.input(0, TestBuf::new(&f), 0, &mut io, &mut RouteAll);
     assert_eq!(
@@ -386,5 +408,56 @@ fn traffic_not_for_us_goes_to_the_stage() {
         "an ARP request for the gateway of 198.19.0.0/16"
     );
     assert_eq!(io.sent[0].0, 1);
-    assert_eq!(st.counters().get(Counter::Forwarded), 2);
+    // Passed back: the stack answers its own echo.
+    let mut io = TestIo::default();
+    st.input(
+        0,
+        TestBuf::new(&echo_request(HOST, DIRECTOR, DIRECTOR_MAC)),
+        0,
+        &mut io,
+        &mut RouteAll,
+    );
+    assert_eq!(st.counters().get(Counter::IcmpEchoReplied), 1);
+    assert_eq!(st.counters().get(Counter::Forwarded), 3);
+}
+
+#[test]
+fn the_stage_vips_are_answered_in_arp() {
+    let mut st = stack();
+    let req = arp_frame([0xff; 6], HOST_MAC, 1, HOST_MAC, HOST, [0; 6], VIP);
+    let mut io = TestIo::default();
+    st.input(0, TestBuf::new(&req), 0, &mut io, &mut RouteAll);
+    let want = arp_frame(HOST_MAC, DIRECTOR_MAC, 2, DIRECTOR_MAC, VIP, HOST_MAC, HOST);
+    assert_eq!(io.sent, vec![(0, want)]);
+    assert!(input(&mut st, 0, &req, 0).is_empty(), "NoStage has no VIPs");
+}
+
+#[test]
+fn route_view_gives_source_address_and_mtu() {
+    let ifaces = vec![Interface {
+        port: 3,
+        mac: MacAddr(DIRECTOR_MAC),
+        addrs: vec![
+            "198.18.1.1/24".parse().unwrap(),
+            "2001:db8:1::1/64".parse().unwrap(),
+        ],
+        mtu: 9000,
+    }];
+    let cfg = L3Config {
+        interfaces: ifaces.clone(),
+        routes: vec![(
+            "198.19.0.0/16".parse().unwrap(),
+            "198.18.1.2".parse().unwrap(),
+        )],
+        neighbors: vec![],
+    };
+    let routes = cfg.route_table().unwrap();
+    let v = RouteView::new(&routes, &ifaces);
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert_eq!(v.route(ip("198.19.0.9")), Some((ip("198.18.1.1"), 9000)));
+    assert_eq!(
+        v.route(ip("2001:db8:1::77")),
+        Some((ip("2001:db8:1::1"), 9000))
+    );
+    assert_eq!(v.route(ip("198.18.7.7")), None, "no route");
 }
