@@ -232,7 +232,7 @@ impl<B: PacketBuf> Stack<B> {
             return;
         }
         self.counters.inc(Counter::NeighborLearned);
-        let counters = Arc::clone(&self.counters);
+        let counters = &self.counters;
         let n = self.neigh.release(ip, |port, mac, mut buf| {
             buf.data_mut()[0..6].copy_from_slice(&mac.0);
             counters.inc(Counter::Tx);
@@ -249,7 +249,7 @@ impl<B: PacketBuf> Stack<B> {
         self.last_tick = now;
         let mut due: [(IpAddr, u16); 8] = [(IpAddr::V4([0, 0, 0, 0].into()), 0); 8];
         let mut n_due = 0;
-        let counters = Arc::clone(&self.counters);
+        let counters = &self.counters;
         self.neigh.expire(
             now,
             |ip, port| {
