@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use dataplane::dpdk::{lcore, Eal, Mempool, Port, PortConf, Termination};
+use dataplane::dpdk::{lcore, Eal, Mempool, Port, PortConf, Ring, Termination};
 use dataplane::net::{NetCounters, NoStage, Stack};
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::worker::{Worker, WorkerReport};
@@ -163,6 +163,13 @@ fn start_and_serve(v: &Validated, sigs: &Termination) -> Result<(), String> {
     // The control plane (ipvsadm socket, rules) plugs in here.
     let control = control_hook::start(&cfg.control, &running)?;
 
+    // Each worker's inbox for neighbour answers shared by the others.
+    let mut inboxes = vec![];
+    for w in 0..nworkers {
+        let r = Ring::new(&running.eal, &format!("uvs_inbox{w}"), 1024, true)
+            .map_err(|e| e.to_string())?;
+        inboxes.push(Arc::new(r));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let mut launched = vec![];
     let mut counters = vec![];
@@ -170,12 +177,29 @@ fn start_and_serve(v: &Validated, sigs: &Termination) -> Result<(), String> {
     let mut err = None;
     for (w, &lcore) in cfg.workers.lcores.iter().enumerate() {
         let c = Arc::new(NetCounters::default());
-        let stack = Stack::new(&l3, Arc::clone(&c)).map_err(|e| e.to_string())?;
-        let mut queues = vec![];
-        for port in &running.ports {
-            let rx = (w < usize::from(port.rx_queues())).then_some(w as u16);
-            queues.push(port.claim(rx, w as u16).map_err(|e| e.to_string())?);
-        }
+        // Errors from here on stop the workers already launched (below).
+        let stack = match Stack::new(&l3, Arc::clone(&c)) {
+            Ok(s) => s,
+            Err(e) => {
+                err = Some(e.to_string());
+                break;
+            }
+        };
+        let queues: Result<Vec<_>, _> = running
+            .ports
+            .iter()
+            .map(|port| {
+                let rx = (w < usize::from(port.rx_queues())).then_some(w as u16);
+                port.claim(rx, w as u16)
+            })
+            .collect();
+        let queues = match queues {
+            Ok(q) => q,
+            Err(e) => {
+                err = Some(e.to_string());
+                break;
+            }
+        };
         let report = Arc::new(Mutex::new(None::<WorkerReport>));
         let worker = Worker {
             index: w,
@@ -186,6 +210,13 @@ fn start_and_serve(v: &Validated, sigs: &Termination) -> Result<(), String> {
             stop: Arc::clone(&stop),
             counters: Arc::clone(&c),
             report: Arc::clone(&report),
+            inbox: Arc::clone(&inboxes[w]),
+            peers: inboxes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != w)
+                .map(|(_, r)| Arc::clone(r))
+                .collect(),
         };
         match lcore::launch(&running.eal, lcore, move || worker.run()) {
             Ok(()) => {
@@ -232,6 +263,9 @@ fn start_and_serve(v: &Validated, sigs: &Termination) -> Result<(), String> {
     }
     control.stop();
     report(&running, &counters, &reports);
+    // Inboxes hold mbufs of the pool: free them before the ports, the pool
+    // and EAL go.
+    drop(inboxes);
     drop(running);
     if let Some(e) = err {
         return Err(e);

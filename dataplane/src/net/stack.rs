@@ -21,6 +21,11 @@ pub trait Io<B> {
     fn alloc(&mut self) -> Option<B>;
     /// Queues `buf` for transmission on `port` (the worker batches).
     fn tx(&mut self, port: u16, buf: B);
+    /// A neighbour answer (ARP reply, neighbour advertisement) that other
+    /// workers should see too: with RSS, answers to one worker's request
+    /// may land on another worker's queue. The worker copies `frame` to its
+    /// peers; the default (one worker, tests) does nothing.
+    fn share(&mut self, _port: u16, _frame: &[u8]) {}
 }
 
 /// The L2/L3 state of one worker. See the module docs of [`super`].
