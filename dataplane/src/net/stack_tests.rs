@@ -22,6 +22,7 @@ const V6_HOST: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 #[derive(Default)]
 struct TestIo {
     sent: Vec<(u16, Vec<u8>)>,
+    shared: Vec<(u16, Vec<u8>)>,
 }
 
 impl Io<TestBuf> for TestIo {
@@ -30,6 +31,9 @@ impl Io<TestBuf> for TestIo {
     }
     fn tx(&mut self, port: u16, buf: TestBuf) {
         self.sent.push((port, buf.data().to_vec()));
+    }
+    fn share(&mut self, port: u16, frame: &[u8]) {
+        self.shared.push((port, frame.to_vec()));
     }
 }
 
@@ -460,4 +464,39 @@ fn route_view_gives_source_address_and_mtu() {
         Some((ip("2001:db8:1::1"), 9000))
     );
     assert_eq!(v.route(ip("198.18.7.7")), None, "no route");
+}
+
+#[test]
+fn neighbour_answers_are_shared_with_other_workers_and_requests_are_not() {
+    let mut st = stack();
+    let reply = arp_frame(
+        SERVER_SIDE_MAC,
+        GW_MAC,
+        2,
+        GW_MAC,
+        [198, 18, 1, 2],
+        SERVER_SIDE_MAC,
+        [198, 18, 1, 1],
+    );
+    let mut io = TestIo::default();
+    st.input(1, TestBuf::new(&reply), 0, &mut io, &mut NoStage);
+    assert_eq!(io.shared, vec![(1, reply.clone())]);
+    // What another worker does with the shared copy: learns, sends nothing.
+    let mut other = stack();
+    let mut io2 = TestIo::default();
+    other.input(1, TestBuf::new(&io.shared[0].1), 0, &mut io2, &mut NoStage);
+    assert!(io2.sent.is_empty());
+    assert_eq!(
+        other
+            .neighbors()
+            .get(&IpAddr::from([198, 18, 1, 2]))
+            .unwrap()
+            .mac,
+        MacAddr(GW_MAC)
+    );
+    // A request for us is answered, not shared.
+    let req = arp_frame([0xff; 6], HOST_MAC, 1, HOST_MAC, HOST, [0; 6], DIRECTOR);
+    let mut io = TestIo::default();
+    st.input(0, TestBuf::new(&req), 0, &mut io, &mut NoStage);
+    assert!(io.shared.is_empty());
 }
