@@ -6,8 +6,15 @@
 //! * [`format`]: configuration, counters and connections -> ipvsadm's exact
 //!   output bytes (and JSON).
 //!
+//! * [`proto`], [`server`], [`client`]: the control socket (framing documented
+//!   in `proto`), served by uvsd's control thread and spoken by uvsadm.
+//!
 //! No DPDK here: the crate uses only the engine's pure configuration model.
 
+pub mod client;
 pub mod command;
+pub mod director;
 pub mod format;
 pub mod grammar;
+pub mod proto;
+pub mod server;

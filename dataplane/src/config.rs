@@ -1,1 +1,1180 @@
-//! (placeholder: filled in by its owner)
+//! The configuration store: executes configuration commands with the IPVS
+//! kernel's semantics and errors, and publishes immutable [`Snapshot`]s.
+//!
+//! Why here and not in `control`: what the kernel keeps besides the plain
+//! configuration (deleted destinations still referenced by connections, the
+//! `-Z` zero points, the rate estimators) is engine state, and the
+//! validation rules are the kernel's, not ipvsadm's. `control` translates its
+//! typed commands into [`ConfigOp`]s, so this crate does not depend on it.
+//!
+//! Rules kept from the kernel (reference sections 1.8, 1.9, 3.0, 4.7, 4.8):
+//! * Every operation is validated completely before anything changes: the
+//!   store stages the operation on a copy of its state and commits only on
+//!   success, so a failing operation changes nothing. [`ConfigStore::apply_all`]
+//!   stages a whole list the same way (all or nothing, for `-R`).
+//! * Errors carry the kernel's errno and the operation, and
+//!   [`ApplyError::message`] gives libipvs's text for that pair.
+//! * A new destination (also one revived from the trash) goes to the front of
+//!   its service's list; an edit does not move it.
+//! * A deleted destination (by `-d`, `-D` or `-C`) loses its AVAILABLE flag
+//!   and waits in the trash while anything else (connections, a worker's old
+//!   snapshot) still holds its [`DestShared`]. Adding the same address:port
+//!   to the same service key revives it with its counters, statistics and
+//!   zero point intact. The kernel frees unreferenced trash after 120 s idle;
+//!   UVS frees it at the next operation, so only a referenced destination
+//!   can come back.
+//! * `-Z` cannot clear per-worker counters (each worker is their only
+//!   writer), so it records a zero point per service and destination;
+//!   listings show counters since it. It also resets the rate estimators.
+//!
+//! Known differences, on purpose:
+//! * `--pe sip` is refused with ENOENT ("Scheduler or persistence engine not
+//!   found"), as a kernel without `ip_vs_pe_sip` does: UVS has no SIP engine.
+//! * The scheduler `none` is refused (ENOENT): UVS ships exactly the
+//!   [`SCHEDULERS`].
+//! * Firewall-mark services are accepted, listed and saved, but the data
+//!   plane has no netfilter marks, so no packet ever matches them.
+//! * Whether a real-server address is "local" is not known here: IPv4
+//!   zero-net, limited-broadcast and multicast addresses and IPv6
+//!   unspecified, multicast, v4-mapped and link-local addresses are refused
+//!   with EINVAL.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::estimator::{Estimator, Rates};
+use crate::model::{
+    dest_flags, DestConfig, DestShared, Family, ForwardMethod, Service, ServiceConfig, ServiceKey,
+    ServiceShared, Snapshot, Timeouts, TunnelType,
+};
+use crate::stats::Counters;
+
+/// Scheduler names the kernel (and UVS) knows.
+pub const SCHEDULERS: [&str; 14] = [
+    "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos",
+];
+
+/// One configuration change, as the kernel receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOp {
+    /// `-A`
+    AddService(ServiceConfig),
+    /// `-E`: replaces the service's configuration; destinations stay.
+    EditService(ServiceConfig),
+    /// `-D`
+    DeleteService(ServiceKey),
+    /// `-C`
+    Flush,
+    /// `-a`
+    AddDest(ServiceKey, DestConfig),
+    /// `-e`: replaces the destination's configuration; it keeps its place.
+    EditDest(ServiceKey, DestConfig),
+    /// `-d`
+    DeleteDest {
+        service: ServiceKey,
+        addr: IpAddr,
+        port: u16,
+    },
+    /// `--set`: 0 leaves that timeout unchanged.
+    SetTimeouts { tcp: u32, tcp_fin: u32, udp: u32 },
+    /// `-Z`: one service (and its destinations) or everything.
+    Zero(Option<ServiceKey>),
+}
+
+impl ConfigOp {
+    pub fn kind(&self) -> OpKind {
+        match self {
+            ConfigOp::AddService(_) => OpKind::AddService,
+            ConfigOp::EditService(_) => OpKind::EditService,
+            ConfigOp::DeleteService(_) => OpKind::DeleteService,
+            ConfigOp::Flush => OpKind::Flush,
+            ConfigOp::AddDest(..) => OpKind::AddDest,
+            ConfigOp::EditDest(..) => OpKind::EditDest,
+            ConfigOp::DeleteDest { .. } => OpKind::DeleteDest,
+            ConfigOp::SetTimeouts { .. } => OpKind::SetTimeouts,
+            ConfigOp::Zero(_) => OpKind::Zero,
+        }
+    }
+}
+
+/// Which operation failed: libipvs words its messages per operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    AddService,
+    EditService,
+    DeleteService,
+    Flush,
+    AddDest,
+    EditDest,
+    DeleteDest,
+    SetTimeouts,
+    Zero,
+}
+
+/// A refused operation: the kernel's errno, the operation, and (for EINVAL
+/// and ERANGE) why, for logs. Its `Display` is exactly what ipvsadm prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// EEXIST: the service or destination already exists.
+    #[error("{}", self.message())]
+    Exists(OpKind),
+    /// ESRCH: the service does not exist.
+    #[error("{}", self.message())]
+    NoService(OpKind),
+    /// ENOENT: unknown scheduler or persistence engine, or no such
+    /// destination.
+    #[error("{}", self.message())]
+    NotFound(OpKind),
+    /// EINVAL, with the reason.
+    #[error("{}", self.message())]
+    Invalid(OpKind, &'static str),
+    /// ERANGE, with the reason.
+    #[error("{}", self.message())]
+    OutOfRange(OpKind, &'static str),
+}
+
+impl ApplyError {
+    /// Linux errno number.
+    pub fn errno(&self) -> i32 {
+        match self {
+            ApplyError::Exists(_) => 17,
+            ApplyError::NoService(_) => 3,
+            ApplyError::NotFound(_) => 2,
+            ApplyError::Invalid(..) => 22,
+            ApplyError::OutOfRange(..) => 34,
+        }
+    }
+
+    pub fn op(&self) -> OpKind {
+        match *self {
+            ApplyError::Exists(op)
+            | ApplyError::NoService(op)
+            | ApplyError::NotFound(op)
+            | ApplyError::Invalid(op, _)
+            | ApplyError::OutOfRange(op, _) => op,
+        }
+    }
+
+    /// Why the kernel refused, beyond the errno (empty when the message says
+    /// it all).
+    pub fn detail(&self) -> &'static str {
+        match self {
+            ApplyError::Invalid(_, why) | ApplyError::OutOfRange(_, why) => why,
+            _ => "",
+        }
+    }
+
+    /// The text libipvs's `ipvs_strerror` gives for this operation and
+    /// errno, falling back to `strerror()` as it does.
+    pub fn message(&self) -> &'static str {
+        use OpKind as K;
+        match *self {
+            ApplyError::Exists(K::AddService) => "Service already exists",
+            ApplyError::Exists(K::AddDest) => "Destination already exists",
+            ApplyError::Exists(_) => "File exists",
+            ApplyError::NoService(K::AddDest | K::EditDest | K::DeleteDest) => {
+                "Service not defined"
+            }
+            ApplyError::NoService(K::EditService | K::DeleteService | K::Zero) => "No such service",
+            ApplyError::NoService(_) => "No such process",
+            ApplyError::NotFound(K::AddService | K::EditService) => {
+                "Scheduler or persistence engine not found"
+            }
+            ApplyError::NotFound(K::EditDest | K::DeleteDest) => "No such destination",
+            ApplyError::NotFound(_) => "No such file or directory",
+            ApplyError::Invalid(..) => {
+                "Invalid operation.  Possibly wrong module version, address not unicast, ..."
+            }
+            ApplyError::OutOfRange(..) => "Numerical result out of range",
+        }
+    }
+}
+
+/// Counters since the `-Z` zero point, and the estimated rates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatsRow {
+    pub counters: Counters,
+    pub rates: Rates,
+}
+
+/// Statistics of every listed object, read at one moment (for listings).
+#[derive(Debug, Clone, Default)]
+pub struct StatsView {
+    pub services: HashMap<ServiceKey, StatsRow>,
+    pub dests: HashMap<(ServiceKey, IpAddr, u16), StatsRow>,
+}
+
+impl StatsView {
+    /// A service's row (zeros if unknown).
+    pub fn service(&self, key: &ServiceKey) -> StatsRow {
+        self.services.get(key).copied().unwrap_or_default()
+    }
+
+    /// A destination's row (zeros if unknown).
+    pub fn dest(&self, key: &ServiceKey, addr: IpAddr, port: u16) -> StatsRow {
+        self.dests
+            .get(&(*key, addr, port))
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// Zero point and estimator of one statistics owner.
+#[derive(Debug, Clone, Copy)]
+struct Track {
+    zero: Counters,
+    est: Estimator,
+}
+
+impl Track {
+    fn starting_at(now: Counters) -> Track {
+        Track {
+            zero: now,
+            est: Estimator::new(now),
+        }
+    }
+
+    fn zero(&mut self, now: Counters) {
+        self.zero = now;
+        self.est.reset(now);
+    }
+
+    fn row(&self, now: Counters) -> StatsRow {
+        StatsRow {
+            counters: now.since(&self.zero),
+            rates: self.est.rates(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct DestEntry {
+    config: DestConfig,
+    shared: Arc<DestShared>,
+    track: Track,
+    /// The weight mirrors, thresholds and OVERLOAD must be synced at commit.
+    touched: bool,
+}
+
+#[derive(Debug, Clone)]
+struct ServiceEntry {
+    config: ServiceConfig,
+    /// Kernel list order: front = most recently added.
+    dests: Vec<DestEntry>,
+    shared: Arc<ServiceShared>,
+    track: Track,
+}
+
+#[derive(Debug, Clone)]
+struct TrashEntry {
+    service: ServiceKey,
+    dest: DestEntry,
+}
+
+#[derive(Debug, Clone, Default)]
+struct State {
+    /// Creation order.
+    services: Vec<ServiceEntry>,
+    timeouts: Timeouts,
+    trash: Vec<TrashEntry>,
+}
+
+/// The daemon's configuration and what the kernel keeps beside it.
+#[derive(Debug)]
+pub struct ConfigStore {
+    state: State,
+    snapshot: Arc<Snapshot>,
+}
+
+impl Default for ConfigStore {
+    fn default() -> Self {
+        ConfigStore::new()
+    }
+}
+
+impl ConfigStore {
+    /// An empty configuration with default timeouts (generation 0).
+    pub fn new() -> ConfigStore {
+        ConfigStore {
+            state: State::default(),
+            snapshot: Arc::new(Snapshot::default()),
+        }
+    }
+
+    /// The current configuration, as workers should see it.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshot)
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        self.state.timeouts
+    }
+
+    /// Executes one operation; on error nothing changed.
+    pub fn apply(&mut self, op: &ConfigOp) -> Result<(), ApplyError> {
+        self.purge_trash();
+        let mut staged = self.state.clone();
+        stage(&mut staged, op)?;
+        self.commit(staged);
+        Ok(())
+    }
+
+    /// Executes all operations or none: on the first failure, returns its
+    /// index and error and nothing changed.
+    pub fn apply_all(&mut self, ops: &[ConfigOp]) -> Result<(), (usize, ApplyError)> {
+        self.purge_trash();
+        let mut staged = self.state.clone();
+        for (i, op) in ops.iter().enumerate() {
+            stage(&mut staged, op).map_err(|e| (i, e))?;
+        }
+        self.commit(staged);
+        Ok(())
+    }
+
+    /// One estimator step (call every [`crate::estimator::TICK_SECONDS`]).
+    pub fn tick_estimators(&mut self) {
+        for s in &mut self.state.services {
+            s.track.est.tick(s.shared.stats.total());
+            for d in &mut s.dests {
+                d.track.est.tick(d.shared.stats.total());
+            }
+        }
+        for t in &mut self.state.trash {
+            t.dest.track.est.tick(t.dest.shared.stats.total());
+        }
+    }
+
+    /// A service's counters since its zero point and its rates.
+    pub fn service_stats(&self, key: &ServiceKey) -> Option<StatsRow> {
+        self.state
+            .services
+            .iter()
+            .find(|s| &s.config.key == key)
+            .map(|s| s.track.row(s.shared.stats.total()))
+    }
+
+    /// A destination's counters since its zero point and its rates.
+    pub fn dest_stats(&self, key: &ServiceKey, addr: IpAddr, port: u16) -> Option<StatsRow> {
+        let s = self.state.services.iter().find(|s| &s.config.key == key)?;
+        let d = s
+            .dests
+            .iter()
+            .find(|d| d.config.addr == addr && d.config.port == port)?;
+        Some(d.track.row(d.shared.stats.total()))
+    }
+
+    /// Every service's and destination's statistics, for a listing.
+    pub fn stats_view(&self) -> StatsView {
+        let mut v = StatsView::default();
+        for s in &self.state.services {
+            let key = s.config.key;
+            v.services.insert(key, s.track.row(s.shared.stats.total()));
+            for d in &s.dests {
+                v.dests.insert(
+                    (key, d.config.addr, d.config.port),
+                    d.track.row(d.shared.stats.total()),
+                );
+            }
+        }
+        v
+    }
+
+    /// How many deleted destinations are waiting in the trash.
+    pub fn trash_len(&self) -> usize {
+        self.state.trash.len()
+    }
+
+    /// Frees trashed destinations nothing else references any more.
+    fn purge_trash(&mut self) {
+        self.state
+            .trash
+            .retain(|t| Arc::strong_count(&t.dest.shared) > 1);
+    }
+
+    fn commit(&mut self, mut new: State) {
+        let live: HashSet<*const DestShared> = new
+            .services
+            .iter()
+            .flat_map(|s| s.dests.iter().map(|d| Arc::as_ptr(&d.shared)))
+            .collect();
+        for s in &self.state.services {
+            for d in &s.dests {
+                if !live.contains(&Arc::as_ptr(&d.shared)) {
+                    d.shared
+                        .flags
+                        .fetch_and(!dest_flags::AVAILABLE, Ordering::Relaxed);
+                }
+            }
+        }
+        for s in &mut new.services {
+            for d in &mut s.dests {
+                d.shared
+                    .flags
+                    .fetch_or(dest_flags::AVAILABLE, Ordering::Relaxed);
+                if d.touched {
+                    sync_mirrors(&d.shared, &d.config);
+                    d.touched = false;
+                }
+            }
+        }
+        self.state = new;
+        let snapshot = Snapshot {
+            generation: self.snapshot.generation + 1,
+            services: self
+                .state
+                .services
+                .iter()
+                .map(|s| Service {
+                    config: s.config.clone(),
+                    dests: s
+                        .dests
+                        .iter()
+                        .map(|d| crate::model::Dest {
+                            config: d.config.clone(),
+                            shared: Arc::clone(&d.shared),
+                        })
+                        .collect(),
+                    shared: Arc::clone(&s.shared),
+                })
+                .collect(),
+            timeouts: self.state.timeouts,
+        };
+        self.snapshot = Arc::new(snapshot);
+    }
+}
+
+/// Copies the configured values into the shared mirrors and re-evaluates
+/// OVERLOAD as newer kernels do on `-a`/`-e` (4.7): set when the connection
+/// count reaches the upper threshold, cleared when there is none or when the
+/// count is below the low-water mark, otherwise unchanged.
+fn sync_mirrors(d: &DestShared, cfg: &DestConfig) {
+    d.weight.store(cfg.weight, Ordering::Relaxed);
+    if cfg.weight > 0 {
+        d.last_weight.store(cfg.weight, Ordering::Relaxed);
+    }
+    d.u_threshold.store(cfg.u_threshold, Ordering::Relaxed);
+    d.l_threshold.store(cfg.l_threshold, Ordering::Relaxed);
+    let u = cfg.u_threshold;
+    let conns = d.active().saturating_add(d.inactive());
+    if u == 0 {
+        d.flags.fetch_and(!dest_flags::OVERLOAD, Ordering::Relaxed);
+    } else if conns >= u {
+        d.flags.fetch_or(dest_flags::OVERLOAD, Ordering::Relaxed);
+    } else {
+        let low = if cfg.l_threshold != 0 {
+            cfg.l_threshold
+        } else {
+            u - u / 4
+        };
+        if conns < low {
+            d.flags.fetch_and(!dest_flags::OVERLOAD, Ordering::Relaxed);
+        }
+    }
+}
+
+fn service_index(st: &State, key: &ServiceKey) -> Option<usize> {
+    st.services.iter().position(|s| &s.config.key == key)
+}
+
+fn validate_service(op: OpKind, cfg: &ServiceConfig) -> Result<(), ApplyError> {
+    if cfg.key.family() == Family::V6 && !(1..=128).contains(&cfg.netmask) {
+        return Err(ApplyError::Invalid(op, "IPv6 netmask outside 1..128"));
+    }
+    Ok(())
+}
+
+fn check_engines(op: OpKind, cfg: &ServiceConfig) -> Result<(), ApplyError> {
+    if !SCHEDULERS.contains(&cfg.scheduler.as_str()) || cfg.pe.is_some() {
+        return Err(ApplyError::NotFound(op));
+    }
+    Ok(())
+}
+
+/// Checks shared by `-a` and `-e`, in the kernel's order.
+fn validate_dest(op: OpKind, svc: &ServiceConfig, d: &DestConfig) -> Result<(), ApplyError> {
+    let tunnel = matches!(d.method, ForwardMethod::Tunnel(_));
+    if Family::of(&d.addr) != svc.key.family() && !tunnel {
+        return Err(ApplyError::Invalid(
+            op,
+            "different address family is allowed only for tunneling servers",
+        ));
+    }
+    if d.weight < 0 {
+        return Err(ApplyError::OutOfRange(op, "negative weight"));
+    }
+    if d.u_threshold > i32::MAX as u32 {
+        return Err(ApplyError::Invalid(op, "upper threshold above INT_MAX"));
+    }
+    if d.l_threshold > d.u_threshold {
+        return Err(ApplyError::OutOfRange(
+            op,
+            "lower threshold above upper threshold",
+        ));
+    }
+    if let ForwardMethod::Tunnel(t) = d.method {
+        if t.kind == TunnelType::Gue && t.port == 0 {
+            return Err(ApplyError::Invalid(op, "GUE tunnel without a port"));
+        }
+    }
+    Ok(())
+}
+
+/// The kernel's "local or unicast" test, without knowing local addresses.
+fn is_unicast(addr: &IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            !(o[0] == 0 || a.is_broadcast() || a.is_multicast())
+        }
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            let mapped = s[..5] == [0; 5] && s[5] == 0xffff;
+            let link_local = s[0] & 0xffc0 == 0xfe80;
+            !(a.is_unspecified() || a.is_multicast() || mapped || link_local)
+        }
+    }
+}
+
+fn trash_dests(st: &mut State, svc: ServiceEntry) {
+    let key = svc.config.key;
+    for dest in svc.dests {
+        st.trash.push(TrashEntry { service: key, dest });
+    }
+}
+
+/// Applies `op` to `st`. `st` is a scratch copy: on error the caller drops
+/// it, so checks may come in the kernel's order rather than all up front.
+fn stage(st: &mut State, op: &ConfigOp) -> Result<(), ApplyError> {
+    let kind = op.kind();
+    match op {
+        ConfigOp::AddService(cfg) => {
+            validate_service(kind, cfg)?;
+            if service_index(st, &cfg.key).is_some() {
+                return Err(ApplyError::Exists(kind));
+            }
+            check_engines(kind, cfg)?;
+            let shared = Arc::new(ServiceShared::default());
+            let track = Track::starting_at(shared.stats.total());
+            st.services.push(ServiceEntry {
+                config: cfg.clone(),
+                dests: Vec::new(),
+                shared,
+                track,
+            });
+        }
+        ConfigOp::EditService(cfg) => {
+            validate_service(kind, cfg)?;
+            let i = service_index(st, &cfg.key).ok_or(ApplyError::NoService(kind))?;
+            check_engines(kind, cfg)?;
+            st.services[i].config = cfg.clone();
+        }
+        ConfigOp::DeleteService(key) => {
+            let i = service_index(st, key).ok_or(ApplyError::NoService(kind))?;
+            let svc = st.services.remove(i);
+            trash_dests(st, svc);
+        }
+        ConfigOp::Flush => {
+            for svc in std::mem::take(&mut st.services) {
+                trash_dests(st, svc);
+            }
+        }
+        ConfigOp::AddDest(key, d) => {
+            let i = service_index(st, key).ok_or(ApplyError::NoService(kind))?;
+            validate_dest(kind, &st.services[i].config, d)?;
+            let same = |e: &DestEntry| e.config.addr == d.addr && e.config.port == d.port;
+            if st.services[i].dests.iter().any(same) {
+                return Err(ApplyError::Exists(kind));
+            }
+            let revived = st
+                .trash
+                .iter()
+                .position(|t| &t.service == key && same(&t.dest));
+            let entry = match revived {
+                Some(t) => {
+                    let mut e = st.trash.remove(t).dest;
+                    e.config = d.clone();
+                    e.touched = true;
+                    e
+                }
+                None => {
+                    if !is_unicast(&d.addr) {
+                        return Err(ApplyError::Invalid(kind, "address not unicast"));
+                    }
+                    let shared = Arc::new(DestShared::new(d));
+                    let track = Track::starting_at(shared.stats.total());
+                    DestEntry {
+                        config: d.clone(),
+                        shared,
+                        track,
+                        touched: true,
+                    }
+                }
+            };
+            st.services[i].dests.insert(0, entry);
+        }
+        ConfigOp::EditDest(key, d) => {
+            let i = service_index(st, key).ok_or(ApplyError::NoService(kind))?;
+            validate_dest(kind, &st.services[i].config, d)?;
+            let e = st.services[i]
+                .dests
+                .iter_mut()
+                .find(|e| e.config.addr == d.addr && e.config.port == d.port)
+                .ok_or(ApplyError::NotFound(kind))?;
+            e.config = d.clone();
+            e.touched = true;
+        }
+        ConfigOp::DeleteDest {
+            service,
+            addr,
+            port,
+        } => {
+            let i = service_index(st, service).ok_or(ApplyError::NoService(kind))?;
+            let j = st.services[i]
+                .dests
+                .iter()
+                .position(|e| e.config.addr == *addr && e.config.port == *port)
+                .ok_or(ApplyError::NotFound(kind))?;
+            let dest = st.services[i].dests.remove(j);
+            st.trash.push(TrashEntry {
+                service: *service,
+                dest,
+            });
+        }
+        ConfigOp::SetTimeouts { tcp, tcp_fin, udp } => {
+            let t = &mut st.timeouts;
+            for (slot, v) in [
+                (&mut t.tcp, tcp),
+                (&mut t.tcp_fin, tcp_fin),
+                (&mut t.udp, udp),
+            ] {
+                if *v != 0 {
+                    *slot = *v;
+                }
+            }
+        }
+        ConfigOp::Zero(which) => {
+            let zero_service = |s: &mut ServiceEntry| {
+                s.track.zero(s.shared.stats.total());
+                for d in &mut s.dests {
+                    d.track.zero(d.shared.stats.total());
+                }
+            };
+            match which {
+                Some(key) => {
+                    let i = service_index(st, key).ok_or(ApplyError::NoService(kind))?;
+                    zero_service(&mut st.services[i]);
+                }
+                None => st.services.iter_mut().for_each(zero_service),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Protocol, TunnelConfig};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    }
+
+    fn tcp(addr: IpAddr, port: u16) -> ServiceKey {
+        ServiceKey::Addr {
+            protocol: Protocol::Tcp,
+            addr,
+            port,
+        }
+    }
+
+    fn vip() -> ServiceKey {
+        tcp(v4(198, 18, 0, 1), 80)
+    }
+
+    fn dest(last: u8, weight: i32) -> DestConfig {
+        DestConfig {
+            addr: v4(198, 19, 0, last),
+            port: 80,
+            method: ForwardMethod::Masq,
+            weight,
+            u_threshold: 0,
+            l_threshold: 0,
+        }
+    }
+
+    fn store_with_service() -> ConfigStore {
+        let mut s = ConfigStore::new();
+        s.apply(&ConfigOp::AddService(ServiceConfig::new(vip())))
+            .expect("add service");
+        s
+    }
+
+    fn dest_order(s: &ConfigStore) -> Vec<IpAddr> {
+        let snap = s.snapshot();
+        snap.service(&vip())
+            .map(|svc| svc.dests.iter().map(|d| d.config.addr).collect())
+            .unwrap_or_default()
+    }
+
+    /// Asserts `op` fails with `want` and `message`, and changes nothing.
+    fn refused(s: &mut ConfigStore, op: ConfigOp, want: ApplyError, message: &str) {
+        let before = s.snapshot();
+        let err = s.apply(&op).expect_err("must be refused");
+        assert_eq!(err, want);
+        assert_eq!(err.to_string(), message);
+        let after = s.snapshot();
+        assert_eq!(before.generation, after.generation);
+        assert_eq!(before.services.len(), after.services.len());
+    }
+
+    #[test]
+    fn add_service_errors() {
+        let mut s = store_with_service();
+        refused(
+            &mut s,
+            ConfigOp::AddService(ServiceConfig::new(vip())),
+            ApplyError::Exists(OpKind::AddService),
+            "Service already exists",
+        );
+        let mut cfg = ServiceConfig::new(tcp(v4(198, 18, 0, 2), 80));
+        cfg.scheduler = "bogus".into();
+        refused(
+            &mut s,
+            ConfigOp::AddService(cfg.clone()),
+            ApplyError::NotFound(OpKind::AddService),
+            "Scheduler or persistence engine not found",
+        );
+        cfg.scheduler = "rr".into();
+        cfg.pe = Some("sip".into());
+        refused(
+            &mut s,
+            ConfigOp::AddService(cfg),
+            ApplyError::NotFound(OpKind::AddService),
+            "Scheduler or persistence engine not found",
+        );
+        let mut v6 = ServiceConfig::new(tcp("2001:db8::1".parse().unwrap(), 80));
+        v6.netmask = 129;
+        let err = s.apply(&ConfigOp::AddService(v6)).unwrap_err();
+        assert_eq!(err.errno(), 22);
+        assert_eq!(
+            err.to_string(),
+            "Invalid operation.  Possibly wrong module version, address not unicast, ..."
+        );
+    }
+
+    #[test]
+    fn every_shipped_scheduler_is_accepted() {
+        let mut s = ConfigStore::new();
+        for (i, name) in SCHEDULERS.iter().enumerate() {
+            let mut cfg = ServiceConfig::new(tcp(v4(198, 18, 1, i as u8 + 1), 80));
+            cfg.scheduler = name.to_string();
+            s.apply(&ConfigOp::AddService(cfg)).expect(name);
+        }
+        assert_eq!(s.snapshot().services.len(), 14);
+    }
+
+    #[test]
+    fn edit_delete_zero_service_errors() {
+        let mut s = store_with_service();
+        let other = tcp(v4(198, 18, 0, 9), 80);
+        refused(
+            &mut s,
+            ConfigOp::EditService(ServiceConfig::new(other)),
+            ApplyError::NoService(OpKind::EditService),
+            "No such service",
+        );
+        refused(
+            &mut s,
+            ConfigOp::DeleteService(other),
+            ApplyError::NoService(OpKind::DeleteService),
+            "No such service",
+        );
+        refused(
+            &mut s,
+            ConfigOp::Zero(Some(other)),
+            ApplyError::NoService(OpKind::Zero),
+            "No such service",
+        );
+        let mut cfg = ServiceConfig::new(vip());
+        cfg.scheduler = "nope".into();
+        refused(
+            &mut s,
+            ConfigOp::EditService(cfg),
+            ApplyError::NotFound(OpKind::EditService),
+            "Scheduler or persistence engine not found",
+        );
+    }
+
+    #[test]
+    fn edit_service_replaces_config_and_keeps_dests() {
+        let mut s = store_with_service();
+        s.apply(&ConfigOp::AddDest(vip(), dest(1, 1))).unwrap();
+        let mut cfg = ServiceConfig::new(vip());
+        cfg.scheduler = "rr".into();
+        cfg.persistent = Some(360);
+        s.apply(&ConfigOp::EditService(cfg.clone())).unwrap();
+        let snap = s.snapshot();
+        let svc = snap.service(&vip()).unwrap();
+        assert_eq!(svc.config, cfg);
+        assert_eq!(svc.dests.len(), 1);
+    }
+
+    #[test]
+    fn dest_errors() {
+        let mut s = store_with_service();
+        let other = tcp(v4(198, 18, 0, 9), 80);
+        for (op, kind) in [
+            (ConfigOp::AddDest(other, dest(1, 1)), OpKind::AddDest),
+            (ConfigOp::EditDest(other, dest(1, 1)), OpKind::EditDest),
+            (
+                ConfigOp::DeleteDest {
+                    service: other,
+                    addr: v4(198, 19, 0, 1),
+                    port: 80,
+                },
+                OpKind::DeleteDest,
+            ),
+        ] {
+            refused(
+                &mut s,
+                op,
+                ApplyError::NoService(kind),
+                "Service not defined",
+            );
+        }
+        s.apply(&ConfigOp::AddDest(vip(), dest(1, 1))).unwrap();
+        refused(
+            &mut s,
+            ConfigOp::AddDest(vip(), dest(1, 5)),
+            ApplyError::Exists(OpKind::AddDest),
+            "Destination already exists",
+        );
+        refused(
+            &mut s,
+            ConfigOp::EditDest(vip(), dest(2, 1)),
+            ApplyError::NotFound(OpKind::EditDest),
+            "No such destination",
+        );
+        refused(
+            &mut s,
+            ConfigOp::DeleteDest {
+                service: vip(),
+                addr: v4(198, 19, 0, 2),
+                port: 80,
+            },
+            ApplyError::NotFound(OpKind::DeleteDest),
+            "No such destination",
+        );
+        let mut d = dest(3, 1);
+        d.u_threshold = 10;
+        d.l_threshold = 11;
+        let err = s.apply(&ConfigOp::AddDest(vip(), d.clone())).unwrap_err();
+        assert_eq!(err.errno(), 34);
+        assert_eq!(err.to_string(), "Numerical result out of range");
+        d.l_threshold = 0;
+        d.weight = -1;
+        assert_eq!(
+            s.apply(&ConfigOp::AddDest(vip(), d)).unwrap_err().errno(),
+            34
+        );
+        let mut gue = dest(4, 1);
+        gue.method = ForwardMethod::Tunnel(TunnelConfig {
+            kind: TunnelType::Gue,
+            port: 0,
+            csum: Default::default(),
+        });
+        assert!(matches!(
+            s.apply(&ConfigOp::AddDest(vip(), gue)).unwrap_err(),
+            ApplyError::Invalid(OpKind::AddDest, _)
+        ));
+        assert_eq!(dest_order(&s), vec![v4(198, 19, 0, 1)]);
+    }
+
+    #[test]
+    fn mixed_family_only_for_tunnel_and_unicast_only() {
+        let mut s = store_with_service();
+        let mut d = dest(1, 1);
+        d.addr = "2001:db8::10".parse().unwrap();
+        assert_eq!(
+            s.apply(&ConfigOp::AddDest(vip(), d.clone()))
+                .unwrap_err()
+                .errno(),
+            22
+        );
+        d.method = ForwardMethod::Tunnel(TunnelConfig::default());
+        s.apply(&ConfigOp::AddDest(vip(), d))
+            .expect("tunnel may mix");
+        for bad in [
+            v4(224, 0, 0, 1),
+            v4(255, 255, 255, 255),
+            v4(0, 0, 0, 0),
+            IpAddr::V6("fe80::1".parse::<Ipv6Addr>().unwrap()),
+        ] {
+            let mut d = dest(1, 1);
+            d.addr = bad;
+            d.method = ForwardMethod::Tunnel(TunnelConfig::default());
+            let err = s.apply(&ConfigOp::AddDest(vip(), d)).unwrap_err();
+            assert_eq!(
+                err,
+                ApplyError::Invalid(OpKind::AddDest, "address not unicast")
+            );
+        }
+    }
+
+    #[test]
+    fn new_dests_go_to_the_front_and_edit_does_not_move() {
+        let mut s = store_with_service();
+        for i in 1..=3 {
+            s.apply(&ConfigOp::AddDest(vip(), dest(i, 1))).unwrap();
+        }
+        let order = vec![v4(198, 19, 0, 3), v4(198, 19, 0, 2), v4(198, 19, 0, 1)];
+        assert_eq!(dest_order(&s), order);
+        s.apply(&ConfigOp::EditDest(vip(), dest(1, 7))).unwrap();
+        assert_eq!(dest_order(&s), order);
+        let snap = s.snapshot();
+        let d = &snap.service(&vip()).unwrap().dests[2];
+        assert_eq!(d.config.weight, 7);
+        assert_eq!(d.shared.weight(), 7);
+    }
+
+    #[test]
+    fn generation_counts_changes_and_services_keep_creation_order() {
+        let mut s = ConfigStore::new();
+        assert_eq!(s.snapshot().generation, 0);
+        let keys = [tcp(v4(198, 18, 0, 9), 80), tcp(v4(198, 18, 0, 1), 80)];
+        for k in keys {
+            s.apply(&ConfigOp::AddService(ServiceConfig::new(k)))
+                .unwrap();
+        }
+        let snap = s.snapshot();
+        assert_eq!(snap.generation, 2);
+        let got: Vec<_> = snap.services.iter().map(|s| s.config.key).collect();
+        assert_eq!(got, keys);
+    }
+
+    #[test]
+    fn deleted_dest_referenced_is_revived_with_stats() {
+        let mut s = store_with_service();
+        s.apply(&ConfigOp::AddDest(vip(), dest(1, 1))).unwrap();
+        s.apply(&ConfigOp::AddDest(vip(), dest(2, 1))).unwrap();
+        let snap = s.snapshot();
+        let held = Arc::clone(&snap.service(&vip()).unwrap().dests[1].shared);
+        drop(snap);
+        held.stats.slot(0).conn();
+        held.activeconns.store(3, Ordering::Relaxed);
+        s.apply(&ConfigOp::DeleteDest {
+            service: vip(),
+            addr: v4(198, 19, 0, 1),
+            port: 80,
+        })
+        .unwrap();
+        assert!(!held.is_available());
+        assert_eq!(s.trash_len(), 1);
+        assert_eq!(s.dest_stats(&vip(), v4(198, 19, 0, 1), 80), None);
+        // Re-added with another weight: the same shared object, at the front.
+        s.apply(&ConfigOp::AddDest(vip(), dest(1, 4))).unwrap();
+        assert_eq!(s.trash_len(), 0);
+        assert!(held.is_available());
+        assert_eq!(held.weight(), 4);
+        assert_eq!(held.active(), 3);
+        let snap = s.snapshot();
+        let first = &snap.service(&vip()).unwrap().dests[0];
+        assert!(Arc::ptr_eq(&first.shared, &held));
+        let row = s.dest_stats(&vip(), v4(198, 19, 0, 1), 80).unwrap();
+        assert_eq!(row.counters.conns, 1);
+    }
+
+    #[test]
+    fn service_delete_trashes_dests_and_readd_revives() {
+        let mut s = store_with_service();
+        s.apply(&ConfigOp::AddDest(vip(), dest(1, 1))).unwrap();
+        let held = Arc::clone(&s.snapshot().services[0].dests[0].shared);
+        s.apply(&ConfigOp::Flush).unwrap();
+        assert!(!held.is_available());
+        s.apply(&ConfigOp::AddService(ServiceConfig::new(vip())))
+            .unwrap();
+        s.apply(&ConfigOp::AddDest(vip(), dest(1, 1))).unwrap();
+        assert!(Arc::ptr_eq(
+            &s.snapshot().services[0].dests[0].shared,
+            &held
+        ));
+    }
+
+    #[test]
+    fn unreferenced_trash_is_freed_and_not_revived() {
+        let mut s = store_with_service();
+        s.apply(&ConfigOp::AddDest(vip(), dest(1, 1))).unwrap();
+        let old = Arc::clone(&s.snapshot().services[0].dests[0].shared);
+        old.stats.slot(0).conn();
+        let weak = Arc::downgrade(&old);
+        drop(old);
+        s.apply(&ConfigOp::DeleteDest {
+            service: vip(),
+            addr: v4(198, 19, 0, 1),
+            port: 80,
+        })
+        .unwrap();
+        s.apply(&ConfigOp::AddDest(vip(), dest(1, 1))).unwrap();
+        assert!(weak.upgrade().is_none());
+        let row = s.dest_stats(&vip(), v4(198, 19, 0, 1), 80).unwrap();
+        assert_eq!(row.counters.conns, 0);
+    }
+
+    #[test]
+    fn zero_points_per_service_and_all() {
+        let mut s = store_with_service();
+        let other = tcp(v4(198, 18, 0, 2), 80);
+        s.apply(&ConfigOp::AddService(ServiceConfig::new(other)))
+            .unwrap();
+        s.apply(&ConfigOp::AddDest(vip(), dest(1, 1))).unwrap();
+        let snap = s.snapshot();
+        let svc = snap.service(&vip()).unwrap();
+        svc.shared.stats.slot(0).inbound(100);
+        svc.shared.stats.slot(1).inbound(50);
+        svc.dests[0].shared.stats.slot(0).inbound(100);
+        snap.service(&other).unwrap().shared.stats.slot(0).conn();
+        s.tick_estimators();
+        assert_eq!(s.service_stats(&vip()).unwrap().counters.inbytes, 150);
+        assert_ne!(s.service_stats(&vip()).unwrap().rates, Rates::default());
+        s.apply(&ConfigOp::Zero(Some(vip()))).unwrap();
+        let row = s.service_stats(&vip()).unwrap();
+        assert_eq!(row.counters, Counters::default());
+        assert_eq!(row.rates, Rates::default());
+        let d = s.dest_stats(&vip(), v4(198, 19, 0, 1), 80).unwrap();
+        assert_eq!(d.counters.inpkts, 0);
+        assert_eq!(s.service_stats(&other).unwrap().counters.conns, 1);
+        // Counting goes on from the zero point.
+        svc.shared.stats.slot(0).inbound(7);
+        assert_eq!(s.service_stats(&vip()).unwrap().counters.inbytes, 7);
+        s.apply(&ConfigOp::Zero(None)).unwrap();
+        assert_eq!(s.service_stats(&other).unwrap().counters.conns, 0);
+        assert_eq!(s.service_stats(&vip()).unwrap().counters.inbytes, 0);
+        let view = s.stats_view();
+        assert_eq!(view.service(&other).counters.conns, 0);
+    }
+
+    #[test]
+    fn timeouts_zero_means_unchanged() {
+        let mut s = ConfigStore::new();
+        s.apply(&ConfigOp::SetTimeouts {
+            tcp: 0,
+            tcp_fin: 30,
+            udp: 0,
+        })
+        .unwrap();
+        let t = s.snapshot().timeouts;
+        assert_eq!((t.tcp, t.tcp_fin, t.udp), (900, 30, 300));
+    }
+
+    #[test]
+    fn apply_all_is_all_or_nothing() {
+        let mut s = ConfigStore::new();
+        let ops = [
+            ConfigOp::AddService(ServiceConfig::new(vip())),
+            ConfigOp::AddDest(vip(), dest(1, 1)),
+            ConfigOp::AddDest(vip(), dest(1, 1)),
+        ];
+        assert_eq!(
+            s.apply_all(&ops),
+            Err((2, ApplyError::Exists(OpKind::AddDest)))
+        );
+        assert!(s.snapshot().services.is_empty());
+        assert_eq!(s.snapshot().generation, 0);
+        s.apply_all(&ops[..2]).unwrap();
+        assert_eq!(dest_order(&s), vec![v4(198, 19, 0, 1)]);
+        assert_eq!(s.snapshot().generation, 1);
+    }
+
+    #[test]
+    fn mirrors_and_overload_follow_edits() {
+        let mut s = store_with_service();
+        s.apply(&ConfigOp::AddDest(vip(), dest(1, 3))).unwrap();
+        let d = Arc::clone(&s.snapshot().services[0].dests[0].shared);
+        // Weight 0 keeps the last non-zero weight.
+        s.apply(&ConfigOp::EditDest(vip(), dest(1, 0))).unwrap();
+        assert_eq!(d.weight(), 0);
+        assert_eq!(d.last_weight.load(Ordering::Relaxed), 3);
+        // 8 connections, new upper threshold 8: overloaded at once.
+        d.activeconns.store(5, Ordering::Relaxed);
+        d.inactconns.store(3, Ordering::Relaxed);
+        let mut cfg = dest(1, 2);
+        cfg.u_threshold = 8;
+        s.apply(&ConfigOp::EditDest(vip(), cfg.clone())).unwrap();
+        assert!(d.is_overloaded());
+        assert_eq!(d.u_threshold.load(Ordering::Relaxed), 8);
+        // u = 10: low-water 10 - 2 = 8; 8 is not below: unchanged (set).
+        cfg.u_threshold = 10;
+        s.apply(&ConfigOp::EditDest(vip(), cfg.clone())).unwrap();
+        assert!(d.is_overloaded());
+        // u = 12: low-water 9 > 8: cleared.
+        cfg.u_threshold = 12;
+        s.apply(&ConfigOp::EditDest(vip(), cfg.clone())).unwrap();
+        assert!(!d.is_overloaded());
+        // u = 0: never overloaded.
+        cfg.u_threshold = 4;
+        s.apply(&ConfigOp::EditDest(vip(), cfg.clone())).unwrap();
+        assert!(d.is_overloaded());
+        cfg.u_threshold = 0;
+        s.apply(&ConfigOp::EditDest(vip(), cfg)).unwrap();
+        assert!(!d.is_overloaded());
+    }
+
+    #[test]
+    fn edit_dest_range_and_gue_errors() {
+        let mut s = store_with_service();
+        s.apply(&ConfigOp::AddDest(vip(), dest(1, 1))).unwrap();
+        let mut d = dest(1, -3);
+        refused(
+            &mut s,
+            ConfigOp::EditDest(vip(), d.clone()),
+            ApplyError::OutOfRange(OpKind::EditDest, "negative weight"),
+            "Numerical result out of range",
+        );
+        d.weight = 1;
+        d.method = ForwardMethod::Tunnel(TunnelConfig {
+            kind: TunnelType::Gue,
+            port: 0,
+            csum: Default::default(),
+        });
+        refused(
+            &mut s,
+            ConfigOp::EditDest(vip(), d),
+            ApplyError::Invalid(OpKind::EditDest, "GUE tunnel without a port"),
+            "Invalid operation.  Possibly wrong module version, address not unicast, ...",
+        );
+        let mut d = dest(1, 1);
+        d.u_threshold = u32::MAX;
+        assert_eq!(
+            s.apply(&ConfigOp::EditDest(vip(), d)).unwrap_err().errno(),
+            22
+        );
+    }
+
+    #[test]
+    fn failed_batch_touches_no_shared_state() {
+        let mut s = store_with_service();
+        s.apply(&ConfigOp::AddDest(vip(), dest(1, 2))).unwrap();
+        let d = Arc::clone(&s.snapshot().services[0].dests[0].shared);
+        let ops = [
+            ConfigOp::EditDest(vip(), dest(1, 9)),
+            ConfigOp::DeleteDest {
+                service: vip(),
+                addr: v4(198, 19, 0, 1),
+                port: 80,
+            },
+            ConfigOp::DeleteService(tcp(v4(198, 18, 0, 9), 80)),
+        ];
+        assert_eq!(
+            s.apply_all(&ops),
+            Err((2, ApplyError::NoService(OpKind::DeleteService)))
+        );
+        assert_eq!(d.weight(), 2);
+        assert!(d.is_available());
+        assert_eq!(s.trash_len(), 0);
+        assert_eq!(dest_order(&s), vec![v4(198, 19, 0, 1)]);
+    }
+}

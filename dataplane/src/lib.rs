@@ -10,8 +10,11 @@
 pub mod buf;
 pub mod config;
 pub mod conn;
+pub mod estimator;
+pub mod lb;
 pub mod model;
 pub mod net;
+pub mod rss;
 pub mod sched;
 pub mod stats;
 pub mod wire;

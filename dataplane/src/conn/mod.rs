@@ -1,1 +1,206 @@
-//! (placeholder: filled in by its owner)
+//! The connection table: one per worker, no locks.
+//!
+//! Why it looks like this: a director's per-packet work is one lookup in
+//! this table, one state transition and one timer re-arm, and at 10 M
+//! connections the table is most of the daemon's memory. So entries live in
+//! one slab allocated at start-up and are named by `u32` ([`ConnId`]); each
+//! entry sits in two chained hash indexes (inbound and NAT-reply) whose
+//! buckets and chain links are `u32`s, and in a hashed timer wheel
+//! ([`timer`]) through `u32` links stored in the entry. Nothing allocates
+//! after [`ConnTable::new`]. Memory per connection is reported by
+//! [`ConnTable::memory_bytes`] (slab + both bucket arrays + wheel heads).
+//!
+//! Semantics follow Linux IPVS (reference 4.1-4.9): TCP state tables
+//! ([`proto_tcp`]), UDP's single state ([`proto_udp`]), active/inactive/
+//! persistent accounting and `-x`/`-y` thresholds on the shared
+//! [`DestShared`](crate::model::DestShared) atomics, persistence templates
+//! ([`persist`]), deleted destinations, `conn_reuse_mode`.
+//!
+//! # What the engine calls
+//! Time is an injected clock: `now` is milliseconds from any fixed origin,
+//! passed to every call (tests drive it by hand).
+//!
+//! Per packet (no allocation, no lock; counter updates are relaxed atomics):
+//! * [`ConnTable::lookup_in`]`(&ConnKey::new(proto, client, cport, vaddr,
+//!   vport)) -> Option<ConnId>` for client packets;
+//!   [`ConnTable::lookup_out`]`(&ConnKey::new(proto, daddr, dport, client,
+//!   cport))` for NAT replies. ICMP errors look up the embedded header the
+//!   same way and do not call `on_packet` (ICMP never has entries).
+//!   Prefer [`ConnTable::lookup_in_batch`] / [`ConnTable::lookup_out_batch`]
+//!   over a whole rx burst: at millions of entries a lookup is memory
+//!   latency, and the batch overlaps the misses (see `bench/CONNTRACK.md`).
+//! * [`ConnTable::on_packet`]`(id, dir, tcp_flags, now) -> Verdict`: applies
+//!   `conn_reuse_mode` and deleted-destination rules, runs the state machine,
+//!   moves the active/inactive counters, marks the template ASSURED and
+//!   re-arms the timer. [`Verdict::Expired`] means the entry is gone: treat
+//!   the packet as having no connection (schedule it if it can start one,
+//!   else drop it). [`Verdict::Drop`] means drop silently (destination
+//!   deleted, `expire_nodest_conn=0`).
+//! * For a packet without an entry that may start one
+//!   ([`proto_tcp::is_new_conn`], any UDP): for persistent services
+//!   [`persist::template_key`] then [`ConnTable::find_template`] (valid ->
+//!   reuse its destination) or, after scheduling,
+//!   [`ConnTable::create_template`]; then [`ConnTable::create`] with
+//!   `control: Some(template)`, which binds the destination, runs the first
+//!   packet through the state machine and re-arms the template.
+//!   One-packet (`-o`) UDP flows are never inserted: call
+//!   [`ConnTable::one_packet`] instead (bind and release around the packet).
+//! * [`ConnTable::get`]`(id) -> &Conn` for the rewrite (addresses, ports,
+//!   forwarding method, destination, service).
+//!
+//! The only per-packet work that is not a plain load/store: relaxed atomic
+//! read-modify-writes on the destination's counters at state changes, and
+//! dropping the last `Arc` of a deleted destination when its last entry is
+//! freed (a deallocation, once per deleted destination).
+//!
+//! Between bursts: [`ConnTable::expire`]`(now, max)` frees at most `max` due
+//! entries (templates still controlling connections are re-armed with 60 s).
+//! Control path: [`ConnTable::set_timeouts`], [`ConnTable::set_sysctls`],
+//! [`ConnTable::len`], [`ConnTable::iter_entries`] (rows of `ipvsadm -L -c`),
+//! [`ConnTable::flush_unavailable`] (`expire_nodest_conn=1` after a delete).
+
+pub mod persist;
+pub mod proto_tcp;
+pub mod proto_udp;
+pub mod table;
+pub mod timer;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+pub use table::{Conn, ConnTable, CreateError, NewConn};
+
+/// IP protocol number of fwmark templates ("IP" in listings).
+pub const IPPROTO_IP: u8 = 0;
+
+/// An IPv4 or IPv6 address in 16 bytes: IPv6 as is, IPv4 as `::ffff:a.b.c.d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct ConnAddr(pub [u8; 16]);
+
+impl ConnAddr {
+    pub const fn from_v4(a: [u8; 4]) -> ConnAddr {
+        let mut b = [0u8; 16];
+        b[10] = 0xff;
+        b[11] = 0xff;
+        b[12] = a[0];
+        b[13] = a[1];
+        b[14] = a[2];
+        b[15] = a[3];
+        ConnAddr(b)
+    }
+
+    pub const fn from_v6(a: [u8; 16]) -> ConnAddr {
+        ConnAddr(a)
+    }
+
+    /// Whether this is an IPv4 (mapped) address.
+    pub fn is_v4(&self) -> bool {
+        self.0[..10] == [0; 10] && self.0[10] == 0xff && self.0[11] == 0xff
+    }
+
+    pub fn to_ip(&self) -> IpAddr {
+        if self.is_v4() {
+            IpAddr::V4(Ipv4Addr::new(
+                self.0[12], self.0[13], self.0[14], self.0[15],
+            ))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(self.0))
+        }
+    }
+
+    fn words(&self) -> (u64, u64) {
+        let (a, b) = self.0.split_at(8);
+        let mut x = [0u8; 8];
+        let mut y = [0u8; 8];
+        x.copy_from_slice(a);
+        y.copy_from_slice(b);
+        (u64::from_ne_bytes(x), u64::from_ne_bytes(y))
+    }
+}
+
+impl From<IpAddr> for ConnAddr {
+    fn from(a: IpAddr) -> ConnAddr {
+        match a {
+            IpAddr::V4(v) => ConnAddr::from_v4(v.octets()),
+            IpAddr::V6(v) => ConnAddr::from_v6(v.octets()),
+        }
+    }
+}
+
+/// A lookup key: inbound `(proto, client, cport, vaddr, vport)` or
+/// NAT-reply `(proto, daddr, dport, client, cport)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub proto: u8,
+    pub src: ConnAddr,
+    pub sport: u16,
+    pub dst: ConnAddr,
+    pub dport: u16,
+}
+
+impl ConnKey {
+    pub fn new(proto: u8, src: ConnAddr, sport: u16, dst: ConnAddr, dport: u16) -> ConnKey {
+        ConnKey {
+            proto,
+            src,
+            sport,
+            dst,
+            dport,
+        }
+    }
+}
+
+/// Names an entry of one worker's table. Valid until the entry is freed
+/// (by `expire`, or by `on_packet` returning [`Verdict::Expired`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u32);
+
+/// Direction of a packet relative to the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// Client to server (the inbound key matched).
+    In,
+    /// Server to client through the director (the NAT-reply key matched).
+    Out,
+}
+
+/// What to do with a packet of an existing connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward it along the connection.
+    Forward,
+    /// Drop it silently: the destination was deleted and
+    /// `expire_nodest_conn` is 0; the entry lives on until its timeout.
+    Drop,
+    /// The entry was expired (conn_reuse_mode, or a deleted/quiesced
+    /// destination with `expire_nodest_conn=1`) and is gone: handle the
+    /// packet as one without a connection.
+    Expired,
+}
+
+/// Sysctl-like switches of the table (reference 4.8/4.10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sysctls {
+    /// `expire_nodest_conn` (default false).
+    pub expire_nodest_conn: bool,
+    /// `expire_quiescent_template` (default false).
+    pub expire_quiescent_template: bool,
+    /// `conn_reuse_mode` bits: 1 = TIME_WAIT/CLOSE, 2 = also FIN_WAIT for
+    /// non-NAT (default 1).
+    pub conn_reuse_mode: u8,
+    /// `secure_tcp` table in force (mode 3; default false).
+    pub secure_tcp: bool,
+}
+
+impl Default for Sysctls {
+    fn default() -> Self {
+        Sysctls {
+            expire_nodest_conn: false,
+            expire_quiescent_template: false,
+            conn_reuse_mode: 1,
+            secure_tcp: false,
+        }
+    }
+}

@@ -99,6 +99,10 @@ pub enum XmitError {
     /// The ICMP message's checksum does not verify (NAT in_icmp, 5.5).
     #[error("ICMP checksum does not verify")]
     BadChecksum,
+    /// Fragmentation needed about a tunnel packet whose client packet did
+    /// not have DF: the client does no PMTU discovery, nothing is sent.
+    #[error("client does not use PMTU discovery")]
+    NoPmtud,
 }
 
 impl From<ParseError> for XmitError {
@@ -181,8 +185,137 @@ pub fn check_mtu(meta: &PacketMeta, mtu: u16) -> Result<(), XmitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::parse_packet;
+    use crate::buf::TestBuf;
+    use crate::model::{TunnelConfig, TunnelCsum, TunnelType};
     use crate::wire::testutil::{frame, L4};
+    use crate::wire::{parse_icmp_quote, parse_packet};
+    use proptest::prelude::*;
+
+    /// Runs every rewrite on a frame the classifier accepted; none may
+    /// panic, and a refusal must leave the bytes unchanged.
+    fn all_rewrites(f: &[u8]) {
+        let Ok(m) = parse_packet(f) else { return };
+        let (a4, a6): (IpAddr, IpAddr) = (
+            "198.19.0.5".parse().unwrap(),
+            "2001:db8:2::5".parse().unwrap(),
+        );
+        let same = if m.is_ipv6() { a6 } else { a4 };
+        let check = |b: &TestBuf, r: Result<(), XmitError>| {
+            if r.is_err() {
+                assert_eq!(b.data(), f, "refusal {r:?} changed the packet");
+            }
+        };
+        let mut b = TestBuf::new(f);
+        check(&b.clone(), nat::nat_inbound(&mut b, &m, same, 8080));
+        let mut b = TestBuf::new(f);
+        check(&b.clone(), nat::nat_outbound(&mut b, &m, same, 80));
+        let mut b = TestBuf::new(f);
+        check(&b.clone(), dr::dr_xmit(&mut b, &m));
+        for kind in [TunnelType::Ipip, TunnelType::Gue, TunnelType::Gre] {
+            for (src, dst) in [(a4, a4), (a6, a6)] {
+                let p = tunnel::TunnelParams {
+                    config: TunnelConfig {
+                        kind,
+                        port: 6080,
+                        csum: TunnelCsum::Csum,
+                    },
+                    src,
+                    dst,
+                    ident: 1,
+                    gue_sport: 50000,
+                    mtu: 1500,
+                    pmtu_disc: true,
+                    inner_csum_partial: true,
+                };
+                let mut b = TestBuf::new(f);
+                let r = tunnel::encapsulate(&mut b, &m, &p);
+                if r.is_err() {
+                    assert_eq!(b.data(), f);
+                } else {
+                    let _ = tunnel::decapsulate(&mut b);
+                }
+            }
+        }
+        for k in [
+            icmp::IcmpErrorKind::TimeExceeded,
+            icmp::IcmpErrorKind::PortUnreachable,
+            icmp::IcmpErrorKind::TooBig { mtu: 1400 },
+        ] {
+            let mut b = TestBuf::new(f);
+            let r = icmp::icmp_error_reply(&mut b, &m, k, same);
+            if r.is_err() {
+                assert_eq!(b.data(), f);
+            }
+        }
+        if let Ok(q) = parse_icmp_quote(f, &m) {
+            let mut b = TestBuf::new(f);
+            check(&b.clone(), icmp::nat_icmp_inbound(&mut b, &m, &q, same, 1));
+            let mut b = TestBuf::new(f);
+            check(&b.clone(), icmp::nat_icmp_outbound(&mut b, &m, &q, same, 1));
+            for kind in [TunnelType::Ipip, TunnelType::Gue, TunnelType::Gre] {
+                let cfg = TunnelConfig {
+                    kind,
+                    port: q.dport,
+                    csum: TunnelCsum::NoCsum,
+                };
+                if let Ok(tq) = icmp::parse_tunnel_error(f, &m, &q, &cfg) {
+                    let mut b = TestBuf::new(f);
+                    check(
+                        &b.clone(),
+                        icmp::tunnel_error_to_client(&mut b, &m, &tq, 1400, a4),
+                    );
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn rewrites_never_panic_on_mutated_frames(
+            v6 in any::<bool>(),
+            l4 in prop_oneof![Just(L4::Tcp), Just(L4::Udp), Just(L4::IcmpEcho)],
+            edits in proptest::collection::vec((0usize..200, any::<u8>()), 0..4),
+            cut in 20usize..200,
+            error_wrap in any::<bool>(),
+            tunnel_first in any::<bool>(),
+        ) {
+            let (s, d): (IpAddr, IpAddr) = if v6 {
+                ("2001:db8:1::10".parse().unwrap(), "2001:db8::100".parse().unwrap())
+            } else {
+                ("198.18.1.10".parse().unwrap(), "198.18.0.100".parse().unwrap())
+            };
+            let mut f = frame(s, d, l4, 1000, 80, None, b"0123456789abcdef");
+            if tunnel_first && !v6 {
+                // An IPIP packet of the director's, so the tunnel-error path runs.
+                let m = parse_packet(&f).unwrap();
+                let p = tunnel::TunnelParams {
+                    config: TunnelConfig::default(),
+                    src: "198.18.0.1".parse().unwrap(),
+                    dst: "198.19.0.5".parse().unwrap(),
+                    ident: 1,
+                    gue_sport: 0,
+                    mtu: 1500,
+                    pmtu_disc: true,
+                    inner_csum_partial: false,
+                };
+                let mut b = TestBuf::new(&f);
+                tunnel::encapsulate(&mut b, &m, &p).unwrap();
+                f = b.data().to_vec();
+            }
+            if error_wrap {
+                // Wrap it in an ICMP error so the quote paths run too.
+                let m = parse_packet(&f).unwrap();
+                let mut b = TestBuf::new(&f);
+                icmp::icmp_error_reply(&mut b, &m, icmp::IcmpErrorKind::PortUnreachable, d).unwrap();
+                f = b.data().to_vec();
+            }
+            for (pos, val) in edits {
+                if pos < f.len() { f[pos] = val; }
+            }
+            f.truncate(cut);
+            all_rewrites(&f);
+        }
+    }
 
     #[test]
     fn mtu_check_separates_df_from_fragmentable() {

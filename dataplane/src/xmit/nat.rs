@@ -130,6 +130,10 @@ fn rewrite(
     if end - l4 < l4_min_len(meta) {
         return Err(XmitError::Malformed(crate::wire::ParseError::Truncated));
     }
+    if meta.protocol == protocol::UDP && meta.fragment == Fragment::No {
+        // A fresh checksum may be needed below; its length must be sound.
+        udp::UdpPacket::new_checked(&data[l4..end])?;
+    }
 
     // Addresses: where they sit in the IP header.
     let (addr_at, addr_len) = match (meta.l3, side) {

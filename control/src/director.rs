@@ -1,0 +1,368 @@
+//! The director's command executor: what "the kernel plus ipvsadm" is for a
+//! running uvsd.
+//!
+//! A request (argv, and stdin for `-R`) is parsed by [`crate::grammar`] with
+//! ipvsadm's messages and exit codes, executed against the
+//! [`ConfigStore`] with the kernel's semantics and errors, and answered with
+//! ipvsadm's output bytes from [`crate::format`]. Every accepted change
+//! produces a new immutable snapshot that is handed to the data plane
+//! through [`Dataplane::publish`]; a rejected command changes nothing.
+//!
+//! Locking: the store sits behind one mutex, held only while a command
+//! reads or changes it. Listings capture what they need under the lock and
+//! format (and resolve names) after releasing it.
+//!
+//! What UVS refuses that ipvsadm would accept, each with a clear message:
+//! fwmark services (the data plane has no netfilter marks to match), the
+//! `sip` persistence engine (the kernel's ENOENT text), and the connection
+//! sync daemon (not implemented yet).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dataplane::config::{ConfigOp, ConfigStore};
+use dataplane::model::{ConnEntry, ServiceKey, Snapshot};
+
+use crate::command::{Command, ListKind};
+use crate::format::{self, ListSources, Listing, Resolver};
+use crate::grammar::{self, GrammarError};
+use crate::proto::{Request, Response};
+use crate::server::Executor;
+
+/// What the executor needs from the data plane.
+pub trait Dataplane: Send + Sync {
+    /// Makes `snapshot` the configuration the workers use.
+    fn publish(&self, snapshot: Arc<Snapshot>);
+    /// Every connection and template the workers hold (for `-L -c`).
+    fn connections(&self) -> Vec<ConnEntry>;
+    /// The connection table size shown as `size=` in listings.
+    fn conn_tab_size(&self) -> u32;
+}
+
+/// Exit status ipvsadm uses when the kernel refuses a change.
+const KERNEL_ERROR: i32 = 255;
+/// Exit status of a failed listing (ipvsadm exits 1 there).
+const LIST_ERROR: i32 = 1;
+/// Exit status for what UVS refuses on its own.
+const UNSUPPORTED: i32 = 2;
+
+/// Runs ipvsadm commands against the configuration store.
+pub struct Director<D: Dataplane> {
+    store: Mutex<ConfigStore>,
+    dataplane: D,
+    names: Box<dyn Resolver + Send + Sync>,
+    hosts: Box<dyn grammar::Resolver + Send + Sync>,
+}
+
+impl<D: Dataplane> std::fmt::Debug for Director<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Director").finish_non_exhaustive()
+    }
+}
+
+/// Why a command was not carried out: the text and status to answer with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: i32,
+    /// stderr text, newline-terminated.
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(code: i32, message: impl Into<String>) -> Refusal {
+        let mut message = message.into();
+        if !message.ends_with('\n') {
+            message.push('\n');
+        }
+        Refusal { code, message }
+    }
+}
+
+impl From<GrammarError> for Refusal {
+    fn from(e: GrammarError) -> Refusal {
+        let mut msg = e.message.clone();
+        if let Some(line) = e.line {
+            msg.push_str(&format!("\n(restore input line {line})"));
+        }
+        Refusal::new(e.exit_code, msg)
+    }
+}
+
+/// Refuses what the data plane cannot serve, naming it.
+fn check_servable(cmd: &Command) -> Result<(), String> {
+    let fwmark = |k: &ServiceKey| matches!(k, ServiceKey::Fwmark { .. });
+    match cmd {
+        Command::AddService(c) | Command::EditService(c) if fwmark(&c.key) => Err(
+            "uvsd: fwmark services are not supported (the data plane has no firewall marks to match)"
+                .into(),
+        ),
+        Command::AddServer(k, _) | Command::EditServer(k, _) if fwmark(k) => Err(
+            "uvsd: fwmark services are not supported (the data plane has no firewall marks to match)"
+                .into(),
+        ),
+        Command::StartDaemon(_) | Command::StopDaemon(_) => {
+            Err("uvsd: the connection synchronisation daemon is not supported yet".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The store operation of a modifying command; `None` for the others.
+fn to_op(cmd: &Command) -> Option<ConfigOp> {
+    Some(match cmd {
+        Command::AddService(c) => ConfigOp::AddService(c.clone()),
+        Command::EditService(c) => ConfigOp::EditService(c.clone()),
+        Command::DeleteService(k) => ConfigOp::DeleteService(*k),
+        Command::Clear => ConfigOp::Flush,
+        Command::AddServer(k, d) => ConfigOp::AddDest(*k, d.clone()),
+        Command::EditServer(k, d) => ConfigOp::EditDest(*k, d.clone()),
+        Command::DeleteServer {
+            service,
+            addr,
+            port,
+        } => ConfigOp::DeleteDest {
+            service: *service,
+            addr: *addr,
+            port: *port,
+        },
+        Command::SetTimeouts { tcp, tcp_fin, udp } => ConfigOp::SetTimeouts {
+            tcp: *tcp,
+            tcp_fin: *tcp_fin,
+            udp: *udp,
+        },
+        Command::Zero(k) => ConfigOp::Zero(*k),
+        _ => return None,
+    })
+}
+
+impl<D: Dataplane> Director<D> {
+    /// A director with an empty configuration, resolving names with the
+    /// system's resolver.
+    pub fn new(dataplane: D) -> Director<D> {
+        Director::with_resolvers(
+            dataplane,
+            Box::new(format::SystemResolver::new()),
+            Box::new(grammar::SystemResolver),
+        )
+    }
+
+    /// A director with chosen resolvers (tests use offline ones).
+    pub fn with_resolvers(
+        dataplane: D,
+        names: Box<dyn Resolver + Send + Sync>,
+        hosts: Box<dyn grammar::Resolver + Send + Sync>,
+    ) -> Director<D> {
+        let store = ConfigStore::new();
+        dataplane.publish(store.snapshot());
+        Director {
+            store: Mutex::new(store),
+            dataplane,
+            names,
+            hosts,
+        }
+    }
+
+    pub fn dataplane(&self) -> &D {
+        &self.dataplane
+    }
+
+    fn store(&self) -> MutexGuard<'_, ConfigStore> {
+        // A panic while holding the lock cannot leave a half-applied change
+        // (ops apply to a copy first), so a poisoned lock is still sound.
+        match self.store.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The current configuration snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.store().snapshot()
+    }
+
+    /// Advances the rate estimators; call every 2 seconds.
+    pub fn tick_estimators(&self) {
+        self.store().tick_estimators();
+    }
+
+    /// Applies ipvsadm-save text (the config's `rules` file) before the
+    /// ports start. All or nothing: any refused line fails the whole load.
+    pub fn load_rules(&self, text: &str) -> Result<(), Refusal> {
+        let cmds = grammar::parse_restore_with(text, self.hosts.as_ref())?;
+        let mut ops = Vec::new();
+        for (i, cmd) in cmds.iter().enumerate() {
+            check_servable(cmd).map_err(|m| Refusal::new(UNSUPPORTED, m))?;
+            match to_op(cmd) {
+                Some(op) => ops.push(op),
+                None => {
+                    return Err(Refusal::new(
+                        UNSUPPORTED,
+                        format!(
+                            "uvsd: rules command {} is not a configuration change",
+                            i + 1
+                        ),
+                    ))
+                }
+            }
+        }
+        let mut store = self.store();
+        store.apply_all(&ops).map_err(|(i, e)| {
+            Refusal::new(KERNEL_ERROR, format!("{e}\n(rules command {})", i + 1))
+        })?;
+        self.dataplane.publish(store.snapshot());
+        Ok(())
+    }
+
+    /// Runs one parsed command; `stdin` is the restore input. Returns what
+    /// ipvsadm would print and its exit status.
+    pub fn run(&self, cmd: &Command, stdin: Option<&str>) -> Response {
+        if let Err(m) = check_servable(cmd) {
+            return refuse(UNSUPPORTED, m);
+        }
+        if let Some(op) = to_op(cmd) {
+            let mut store = self.store();
+            return match store.apply(&op) {
+                Ok(()) => {
+                    self.dataplane.publish(store.snapshot());
+                    Response::ok(String::new())
+                }
+                Err(e) => refuse(KERNEL_ERROR, e.to_string()),
+            };
+        }
+        match cmd {
+            Command::Help => Response::ok(grammar::usage().to_string()),
+            Command::Version => Response::ok(format!("{}\n", grammar::VERSION_LINE)),
+            Command::Save { numeric } => {
+                let listing = self.capture();
+                Response::ok(format::save(&listing, *numeric, self.names.as_ref()))
+            }
+            Command::List(opts) => {
+                let (listing, timeouts) = {
+                    let store = self.store();
+                    (
+                        Listing::capture(
+                            &store.snapshot(),
+                            &store.stats_view(),
+                            self.dataplane.conn_tab_size(),
+                        ),
+                        store.timeouts(),
+                    )
+                };
+                let conns = match opts.kind {
+                    ListKind::Connections { .. } => self.dataplane.connections(),
+                    _ => Vec::new(),
+                };
+                let src = ListSources {
+                    listing: &listing,
+                    timeouts,
+                    conns: &conns,
+                    daemons: &[],
+                };
+                match format::list(&src, opts, self.names.as_ref()) {
+                    Ok(text) => Response::ok(text),
+                    Err(e) => refuse(LIST_ERROR, e.to_string()),
+                }
+            }
+            Command::Restore(given) => match stdin {
+                Some(text) => match grammar::parse_restore_with(text, self.hosts.as_ref()) {
+                    Ok(cmds) => self.restore(&cmds),
+                    Err(e) => Refusal::from(e).into(),
+                },
+                None => self.restore(given),
+            },
+            // Modifying commands were handled above; daemons were refused.
+            _ => refuse(UNSUPPORTED, "uvsd: command not supported"),
+        }
+    }
+
+    /// `-R`: every line was parsed already (a client-side error aborted the
+    /// whole restore before anything changed); lines UVS cannot serve abort
+    /// it too, naming the line. Then the lines run in order as ipvsadm runs
+    /// them: a kernel error is printed and the next line still runs, and the
+    /// status is the last line's. Workers get one snapshot at the end.
+    fn restore(&self, cmds: &[Command]) -> Response {
+        for (i, cmd) in cmds.iter().enumerate() {
+            if let Err(m) = check_servable(cmd) {
+                return refuse(
+                    UNSUPPORTED,
+                    format!("{m}\n(restore command {}; nothing was restored)", i + 1),
+                );
+            }
+        }
+        let mut all = Response::default();
+        let mut changed = false;
+        for cmd in cmds {
+            let r = match to_op(cmd) {
+                Some(op) => match self.store().apply(&op) {
+                    Ok(()) => {
+                        changed = true;
+                        Response::ok(String::new())
+                    }
+                    Err(e) => refuse(KERNEL_ERROR, e.to_string()),
+                },
+                None => self.run(cmd, None),
+            };
+            all.stdout.push_str(&r.stdout);
+            all.stderr.push_str(&r.stderr);
+            all.code = r.code;
+        }
+        if changed {
+            let store = self.store();
+            self.dataplane.publish(store.snapshot());
+        }
+        all
+    }
+
+    fn capture(&self) -> Listing {
+        let store = self.store();
+        Listing::capture(
+            &store.snapshot(),
+            &store.stats_view(),
+            self.dataplane.conn_tab_size(),
+        )
+    }
+
+    /// Parses and runs a request as ipvsadm would, returning what it prints.
+    pub fn handle(&self, argv: &[String], stdin: Option<&str>) -> Response {
+        match grammar::parse_with(argv, self.hosts.as_ref()) {
+            Ok(cmd) => self.run(&cmd, stdin),
+            Err(e) => Refusal::from(e).into(),
+        }
+    }
+}
+
+fn refuse(code: i32, message: impl Into<String>) -> Response {
+    Refusal::new(code, message).into()
+}
+
+impl From<Refusal> for Response {
+    fn from(r: Refusal) -> Response {
+        Response::err(r.code, r.message)
+    }
+}
+
+impl<D: Dataplane> Executor for Director<D> {
+    fn execute(&self, req: &Request) -> Response {
+        self.handle(&req.argv, req.stdin.as_deref())
+    }
+}
+
+/// A data plane with no workers: keeps the last snapshot. Used by tests and
+/// by tools that only need the configuration language.
+#[derive(Debug, Default)]
+pub struct NoDataplane {
+    pub last: Mutex<Option<Arc<Snapshot>>>,
+}
+
+impl Dataplane for NoDataplane {
+    fn publish(&self, snapshot: Arc<Snapshot>) {
+        if let Ok(mut g) = self.last.lock() {
+            *g = Some(snapshot);
+        }
+    }
+    fn connections(&self) -> Vec<ConnEntry> {
+        Vec::new()
+    }
+    fn conn_tab_size(&self) -> u32 {
+        4096
+    }
+}

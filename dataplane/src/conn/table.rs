@@ -1,0 +1,989 @@
+//! The slab, the two hash indexes, accounting and expiry.
+//!
+//! Memory layout (why it is small): a [`Conn`] is one slab slot holding the
+//! three addresses (16 bytes each), ports, state, flags, the `u32` chain
+//! links of both hash indexes, the `u32` timer-wheel links, the template
+//! link and two `Arc` pointers (destination and service, which keep a
+//! deleted destination's counters alive as the kernel's "trash" does). The
+//! bucket arrays hold one `u32` per bucket, one bucket per slot rounded up
+//! to a power of two. [`ConnTable::memory_bytes`] adds these up.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use super::timer::{self, before, tick_of_ms, HasLink, Wheel, TICKS_PER_SEC, UNLINKED};
+use super::{proto_tcp, proto_udp, ConnAddr, ConnId, ConnKey, Dir, Sysctls, Verdict, IPPROTO_IP};
+use crate::model::{dest_flags, ConnEntry, DestShared, ForwardMethod, ServiceShared, Timeouts};
+
+const NIL: u32 = u32::MAX;
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+
+/// Re-arm timeout of a template that expired while still controlling
+/// connections.
+pub const TEMPLATE_REARM_SECS: u32 = 60;
+/// Longest timeout we arm (keeps wrapping tick comparisons valid).
+const MAX_TIMEOUT_TICKS: u32 = 1 << 30;
+
+/// Flag bits of [`Conn::flags`].
+pub mod cflags {
+    /// Slot holds a connection.
+    pub const LIVE: u16 = 0x1;
+    /// Persistence template.
+    pub const TEMPLATE: u16 = 0x2;
+    /// Counted in `inactconns` (else in `activeconns`; templates neither).
+    pub const INACTIVE: u16 = 0x4;
+    /// No server-to-client packet seen on a non-NAT connection.
+    pub const NOOUTPUT: u16 = 0x8;
+    /// Template: a controlled connection got established / saw a reply.
+    pub const ASSURED: u16 = 0x10;
+    /// Linked in the NAT-reply index.
+    pub const HASHED_OUT: u16 = 0x20;
+}
+
+/// One connection or template.
+///
+/// Laid out by hand in two cache lines: everything an inbound packet reads
+/// or writes (key, state, flags, chain link, expiry, wheel slot tick,
+/// destination) is in the first 64 bytes, so an established flow's packet
+/// touches one bucket word and one line of its entry.
+#[derive(Debug)]
+#[repr(C, align(64))]
+pub struct Conn {
+    // --- hot line ---
+    caddr: ConnAddr,
+    vaddr: ConnAddr,
+    cport: u16,
+    vport: u16,
+    proto: u8,
+    state: u8,
+    flags: u16,
+    next_in: u32,
+    /// Tick at which the entry expires.
+    expires: u32,
+    /// Wheel: tick at which the entry is next examined (<= `expires`).
+    at: u32,
+    /// Controlling template, or NIL.
+    control: u32,
+    dest: Option<Arc<DestShared>>,
+    // --- second line: reply direction and cold fields ---
+    daddr: ConnAddr,
+    dport: u16,
+    next_out: u32,
+    prev_t: u32,
+    next_t: u32,
+    /// Number of connections this template controls.
+    n_control: u32,
+    /// Templates: current timeout in ticks.
+    timeout: u32,
+    svc: Option<Arc<ServiceShared>>,
+    method: ForwardMethod,
+}
+
+impl HasLink for Conn {
+    fn prev(&self) -> u32 {
+        self.prev_t
+    }
+    fn next(&self) -> u32 {
+        self.next_t
+    }
+    fn at(&self) -> u32 {
+        self.at
+    }
+    fn set_prev(&mut self, v: u32) {
+        self.prev_t = v
+    }
+    fn set_next(&mut self, v: u32) {
+        self.next_t = v
+    }
+    fn set_at(&mut self, v: u32) {
+        self.at = v
+    }
+}
+
+impl Conn {
+    fn empty() -> Conn {
+        Conn {
+            caddr: ConnAddr::default(),
+            vaddr: ConnAddr::default(),
+            daddr: ConnAddr::default(),
+            cport: 0,
+            vport: 0,
+            dport: 0,
+            proto: 0,
+            state: 0,
+            flags: 0,
+            control: NIL,
+            n_control: 0,
+            timeout: 0,
+            expires: 0,
+            next_in: NIL,
+            next_out: NIL,
+            at: 0,
+            prev_t: UNLINKED,
+            next_t: UNLINKED,
+            method: ForwardMethod::Route,
+            dest: None,
+            svc: None,
+        }
+    }
+
+    pub fn proto(&self) -> u8 {
+        self.proto
+    }
+    pub fn client(&self) -> (ConnAddr, u16) {
+        (self.caddr, self.cport)
+    }
+    pub fn virt(&self) -> (ConnAddr, u16) {
+        (self.vaddr, self.vport)
+    }
+    pub fn real(&self) -> (ConnAddr, u16) {
+        (self.daddr, self.dport)
+    }
+    /// Protocol state number (TCP: [`proto_tcp::state`]).
+    pub fn state(&self) -> u8 {
+        self.state
+    }
+    pub fn flags(&self) -> u16 {
+        self.flags
+    }
+    pub fn is_template(&self) -> bool {
+        self.flags & cflags::TEMPLATE != 0
+    }
+    pub fn method(&self) -> &ForwardMethod {
+        &self.method
+    }
+    pub fn dest(&self) -> Option<&Arc<DestShared>> {
+        self.dest.as_ref()
+    }
+    pub fn service(&self) -> Option<&Arc<ServiceShared>> {
+        self.svc.as_ref()
+    }
+    /// Controlling template.
+    pub fn control(&self) -> Option<ConnId> {
+        (self.control != NIL).then_some(ConnId(self.control))
+    }
+    /// Connections controlled by this template.
+    pub fn n_control(&self) -> u32 {
+        self.n_control
+    }
+
+    fn in_key_eq(&self, k: &ConnKey) -> bool {
+        self.cport == k.sport
+            && self.vport == k.dport
+            && self.proto == k.proto
+            && self.caddr == k.src
+            && self.vaddr == k.dst
+    }
+    fn out_key_eq(&self, k: &ConnKey) -> bool {
+        self.dport == k.sport
+            && self.cport == k.dport
+            && self.proto == k.proto
+            && self.daddr == k.src
+            && self.caddr == k.dst
+    }
+    fn in_key(&self) -> ConnKey {
+        ConnKey::new(self.proto, self.caddr, self.cport, self.vaddr, self.vport)
+    }
+    fn out_key(&self) -> ConnKey {
+        ConnKey::new(self.proto, self.daddr, self.dport, self.caddr, self.cport)
+    }
+}
+
+/// A connection limit shared by every worker's table (`max connections`):
+/// creation beyond it is refused.
+#[derive(Debug)]
+pub struct ConnBudget {
+    max: u32,
+    count: AtomicU32,
+}
+
+impl ConnBudget {
+    pub fn new(max: u32) -> ConnBudget {
+        ConnBudget {
+            max,
+            count: AtomicU32::new(0),
+        }
+    }
+    /// Entries (connections and templates) alive in all tables.
+    pub fn count(&self) -> u32 {
+        self.count.load(Ordering::Relaxed)
+    }
+    fn take(&self) -> bool {
+        if self.count.fetch_add(1, Ordering::Relaxed) >= self.max {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            false
+        } else {
+            true
+        }
+    }
+    fn give(&self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a connection could not be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CreateError {
+    /// The maximum number of connections is reached; the packet is refused.
+    #[error("connection table full")]
+    Full,
+}
+
+/// What [`ConnTable::create`] needs for a new connection.
+#[derive(Debug, Clone)]
+pub struct NewConn<'a> {
+    /// IP protocol number (6 TCP, 17 UDP).
+    pub proto: u8,
+    pub client: ConnAddr,
+    pub cport: u16,
+    pub vaddr: ConnAddr,
+    pub vport: u16,
+    pub daddr: ConnAddr,
+    pub dport: u16,
+    pub method: ForwardMethod,
+    pub dest: &'a Arc<DestShared>,
+    pub svc: Option<&'a Arc<ServiceShared>>,
+    /// Controlling persistence template.
+    pub control: Option<ConnId>,
+}
+
+/// One worker's connection table. See the module docs of [`super`].
+#[derive(Debug)]
+pub struct ConnTable {
+    ents: Vec<Conn>,
+    buckets_in: Vec<u32>,
+    buckets_out: Vec<u32>,
+    mask: u32,
+    seed: [u64; 3],
+    wheel: Wheel,
+    free_head: u32,
+    len: u32,
+    refused: u64,
+    budget: Option<Arc<ConnBudget>>,
+    timeouts: Timeouts,
+    sysctls: Sysctls,
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    let r = u128::from(a).wrapping_mul(u128::from(b));
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+fn secs_to_ticks(s: u32) -> u32 {
+    s.saturating_mul(TICKS_PER_SEC).min(MAX_TIMEOUT_TICKS)
+}
+
+impl ConnTable {
+    /// A table with room for `capacity` entries (connections and templates;
+    /// the per-worker maximum), optionally also limited by a `budget` shared
+    /// with the other workers. `now` is the clock in milliseconds.
+    /// All memory is allocated here.
+    pub fn new(capacity: u32, budget: Option<Arc<ConnBudget>>, now: u64) -> ConnTable {
+        let capacity = capacity.min(u32::MAX - timer::SLOTS as u32 - 2);
+        let nb = (capacity.max(2) as usize).next_power_of_two();
+        let mut ents = Vec::with_capacity(capacity as usize);
+        for i in 0..capacity {
+            let mut c = Conn::empty();
+            c.next_in = if i + 1 < capacity { i + 1 } else { NIL };
+            ents.push(c);
+        }
+        let rs = RandomState::new();
+        let seed = [
+            rs.hash_one(1u8) | 1,
+            rs.hash_one(2u8) | 1,
+            rs.hash_one(3u8) | 1,
+        ];
+        ConnTable {
+            ents,
+            buckets_in: vec![NIL; nb],
+            buckets_out: vec![NIL; nb],
+            mask: (nb - 1) as u32,
+            seed,
+            wheel: Wheel::new(capacity, tick_of_ms(now)),
+            free_head: if capacity > 0 { 0 } else { NIL },
+            len: 0,
+            refused: 0,
+            budget,
+            timeouts: Timeouts::default(),
+            sysctls: Sysctls::default(),
+        }
+    }
+
+    /// Bytes of memory the table holds: slab, bucket arrays, wheel heads.
+    pub fn memory_bytes(&self) -> usize {
+        self.ents.capacity() * std::mem::size_of::<Conn>()
+            + (self.buckets_in.capacity() + self.buckets_out.capacity()) * 4
+            + self.wheel.memory_bytes()
+    }
+
+    /// Maximum number of entries.
+    pub fn capacity(&self) -> u32 {
+        self.ents.len() as u32
+    }
+    /// Live entries (connections and templates).
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Creations refused because the maximum was reached.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// `--set tcp tcpfin udp` (all values final; 0 handling is the control
+    /// side's). Takes effect at each connection's next re-arm.
+    pub fn set_timeouts(&mut self, t: Timeouts) {
+        self.timeouts = t;
+    }
+    pub fn set_sysctls(&mut self, s: Sysctls) {
+        self.sysctls = s;
+    }
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// The entry `id` (which must be live).
+    pub fn get(&self, id: ConnId) -> &Conn {
+        &self.ents[id.0 as usize]
+    }
+
+    fn bucket(&self, k: &ConnKey) -> usize {
+        let (s0, s1) = k.src.words();
+        let (d0, d1) = k.dst.words();
+        let p = u64::from(k.sport) | u64::from(k.dport) << 16 | u64::from(k.proto) << 32;
+        let h = mix(s0 ^ self.seed[0], s1 ^ 0x9e37_79b9_7f4a_7c15)
+            ^ mix(d0 ^ self.seed[1], d1 ^ 0xc2b2_ae3d_27d4_eb4f)
+            ^ mix(p ^ self.seed[2], 0x1656_67b1_9e37_79f9);
+        ((h ^ (h >> 32)) as u32 & self.mask) as usize
+    }
+
+    /// Inbound lookup: `(proto, client, cport, vaddr, vport)`. Templates are
+    /// never returned.
+    pub fn lookup_in(&self, k: &ConnKey) -> Option<ConnId> {
+        self.walk_in(self.buckets_in[self.bucket(k)], k)
+    }
+
+    /// Inbound lookup of a burst: `out[j] = lookup_in(&keys[j])`.
+    ///
+    /// Why: at millions of entries each lookup is two dependent cache
+    /// misses (bucket word, then entry). Doing the bucket loads of the whole
+    /// burst first, then the first entry loads, then the compares, lets the
+    /// CPU keep many misses in flight instead of waiting for each in turn
+    /// (2-4x fewer ns per packet in `bench/CONNTRACK.md`). `keys` and `out`
+    /// are processed up to the shorter length.
+    pub fn lookup_in_batch(&self, keys: &[ConnKey], out: &mut [Option<ConnId>]) {
+        self.lookup_batch(keys, out, Dir::In);
+    }
+
+    /// NAT-reply lookup of a burst: `out[j] = lookup_out(&keys[j])`.
+    pub fn lookup_out_batch(&self, keys: &[ConnKey], out: &mut [Option<ConnId>]) {
+        self.lookup_batch(keys, out, Dir::Out);
+    }
+
+    fn lookup_batch(&self, keys: &[ConnKey], out: &mut [Option<ConnId>], dir: Dir) {
+        const B: usize = 32;
+        let buckets = if dir == Dir::In {
+            &self.buckets_in
+        } else {
+            &self.buckets_out
+        };
+        let n = keys.len().min(out.len());
+        let mut start = 0;
+        while start < n {
+            let end = (start + B).min(n);
+            let mut heads = [NIL; B];
+            for (h, k) in heads.iter_mut().zip(&keys[start..end]) {
+                *h = buckets[self.bucket(k)];
+            }
+            for &h in &heads[..end - start] {
+                if h != NIL {
+                    // Start the entry's cache miss now; compared below.
+                    std::hint::black_box(self.ents[h as usize].cport);
+                }
+            }
+            for (j, k) in keys[start..end].iter().enumerate() {
+                out[start + j] = match dir {
+                    Dir::In => self.walk_in(heads[j], k),
+                    Dir::Out => self.walk_out(heads[j], k),
+                };
+            }
+            start = end;
+        }
+    }
+
+    fn walk_in(&self, mut i: u32, k: &ConnKey) -> Option<ConnId> {
+        while i != NIL {
+            let c = &self.ents[i as usize];
+            if c.in_key_eq(k) && c.flags & cflags::TEMPLATE == 0 {
+                return Some(ConnId(i));
+            }
+            i = c.next_in;
+        }
+        None
+    }
+
+    fn walk_out(&self, mut i: u32, k: &ConnKey) -> Option<ConnId> {
+        while i != NIL {
+            let c = &self.ents[i as usize];
+            if c.out_key_eq(k) {
+                return Some(ConnId(i));
+            }
+            i = c.next_out;
+        }
+        None
+    }
+
+    /// NAT-reply lookup: `(proto, daddr, dport, client, cport)`.
+    pub fn lookup_out(&self, k: &ConnKey) -> Option<ConnId> {
+        self.walk_out(self.buckets_out[self.bucket(k)], k)
+    }
+
+    /// Template lookup by its exact key (see [`super::persist`]).
+    pub(super) fn lookup_template(&self, k: &ConnKey) -> Option<u32> {
+        let mut i = self.buckets_in[self.bucket(k)];
+        while i != NIL {
+            let c = &self.ents[i as usize];
+            if c.in_key_eq(k) && c.flags & cflags::TEMPLATE != 0 {
+                return Some(i);
+            }
+            i = c.next_in;
+        }
+        None
+    }
+
+    fn hash_in(&mut self, i: u32) {
+        let b = self.bucket(&self.ents[i as usize].in_key());
+        self.ents[i as usize].next_in = self.buckets_in[b];
+        self.buckets_in[b] = i;
+    }
+
+    fn hash_out(&mut self, i: u32) {
+        let b = self.bucket(&self.ents[i as usize].out_key());
+        self.ents[i as usize].next_out = self.buckets_out[b];
+        self.buckets_out[b] = i;
+        self.ents[i as usize].flags |= cflags::HASHED_OUT;
+    }
+
+    pub(super) fn unhash_in(&mut self, i: u32) {
+        let b = self.bucket(&self.ents[i as usize].in_key());
+        let next = self.ents[i as usize].next_in;
+        if self.buckets_in[b] == i {
+            self.buckets_in[b] = next;
+        } else {
+            let mut j = self.buckets_in[b];
+            while j != NIL {
+                let nj = self.ents[j as usize].next_in;
+                if nj == i {
+                    self.ents[j as usize].next_in = next;
+                    break;
+                }
+                j = nj;
+            }
+        }
+        self.ents[i as usize].next_in = NIL;
+    }
+
+    fn unhash_out(&mut self, i: u32) {
+        if self.ents[i as usize].flags & cflags::HASHED_OUT == 0 {
+            return;
+        }
+        let b = self.bucket(&self.ents[i as usize].out_key());
+        let next = self.ents[i as usize].next_out;
+        if self.buckets_out[b] == i {
+            self.buckets_out[b] = next;
+        } else {
+            let mut j = self.buckets_out[b];
+            while j != NIL {
+                let nj = self.ents[j as usize].next_out;
+                if nj == i {
+                    self.ents[j as usize].next_out = next;
+                    break;
+                }
+                j = nj;
+            }
+        }
+        let c = &mut self.ents[i as usize];
+        c.next_out = NIL;
+        c.flags &= !cflags::HASHED_OUT;
+    }
+
+    /// Takes a free slot, honouring the maximum.
+    fn alloc(&mut self) -> Result<u32, CreateError> {
+        if self.free_head == NIL {
+            self.refused += 1;
+            return Err(CreateError::Full);
+        }
+        if let Some(b) = &self.budget {
+            if !b.take() {
+                self.refused += 1;
+                return Err(CreateError::Full);
+            }
+        }
+        let i = self.free_head;
+        self.free_head = self.ents[i as usize].next_in;
+        self.len += 1;
+        Ok(i)
+    }
+
+    /// Arms entry `i` to expire `ticks` from `now_t`. O(1); usually only a
+    /// store (the wheel is touched only when the expiry moves earlier).
+    fn arm(&mut self, i: u32, ticks: u32, now_t: u32) {
+        let exp = now_t.wrapping_add(ticks.min(MAX_TIMEOUT_TICKS));
+        let c = &mut self.ents[i as usize];
+        c.expires = exp;
+        let (linked, at) = (c.is_linked(), c.at);
+        if !linked {
+            self.wheel.schedule(&mut self.ents, i, exp);
+        } else if before(exp, at) {
+            self.wheel.reschedule(&mut self.ents, i, exp);
+        }
+    }
+
+    fn state_timeout_ticks(&self, c: &Conn) -> u32 {
+        let secs = match c.proto {
+            TCP => proto_tcp::timeout_secs(c.state, &self.timeouts),
+            _ => proto_udp::timeout_secs(&self.timeouts),
+        };
+        secs_to_ticks(secs)
+    }
+
+    /// Creates a connection for the client packet that starts it (the
+    /// engine has scheduled `n.dest`), binds it to the destination (counted
+    /// inactive first, OVERLOAD set at the upper threshold), runs that first
+    /// packet through the state machine from NONE, and restarts the
+    /// controlling template's timer.
+    pub fn create(&mut self, n: &NewConn, tcp_flags: u8, now: u64) -> Result<ConnId, CreateError> {
+        let i = self.alloc()?;
+        let control = match n.control {
+            Some(t) if self.is_live_template(t.0) => t.0,
+            _ => NIL,
+        };
+        {
+            let c = &mut self.ents[i as usize];
+            c.caddr = n.client;
+            c.cport = n.cport;
+            c.vaddr = n.vaddr;
+            c.vport = n.vport;
+            c.daddr = n.daddr;
+            c.dport = n.dport;
+            c.proto = n.proto;
+            c.state = proto_tcp::state::NONE;
+            c.flags = cflags::LIVE | cflags::INACTIVE;
+            if !matches!(n.method, ForwardMethod::Masq) {
+                c.flags |= cflags::NOOUTPUT;
+            }
+            c.control = control;
+            c.n_control = 0;
+            c.timeout = 0;
+            c.next_in = NIL;
+            c.next_out = NIL;
+            c.prev_t = UNLINKED;
+            c.next_t = UNLINKED;
+            c.method = n.method;
+            c.dest = Some(Arc::clone(n.dest));
+            c.svc = n.svc.map(Arc::clone);
+        }
+        bind(n.dest, false);
+        self.hash_in(i);
+        self.hash_out(i);
+        if control != NIL {
+            self.ents[control as usize].n_control += 1;
+            let t = self.ents[control as usize].timeout;
+            self.arm(control, t, tick_of_ms(now));
+        }
+        self.transition(i, Dir::In, tcp_flags, now);
+        Ok(ConnId(i))
+    }
+
+    pub(super) fn is_live_template(&self, i: u32) -> bool {
+        self.ents.get(i as usize).is_some_and(|c| {
+            c.flags & (cflags::LIVE | cflags::TEMPLATE) == cflags::LIVE | cflags::TEMPLATE
+        })
+    }
+
+    /// Creates a persistence template with key `k` (see
+    /// [`super::persist::template_key`]) pointing at `dest`, expiring
+    /// `timeout_secs` (the service's persistence timeout) from `now`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_template(
+        &mut self,
+        k: &ConnKey,
+        daddr: ConnAddr,
+        dport: u16,
+        method: ForwardMethod,
+        dest: &Arc<DestShared>,
+        svc: Option<&Arc<ServiceShared>>,
+        timeout_secs: u32,
+        now: u64,
+    ) -> Result<ConnId, CreateError> {
+        let i = self.alloc()?;
+        let timeout = secs_to_ticks(timeout_secs);
+        {
+            let c = &mut self.ents[i as usize];
+            c.caddr = k.src;
+            c.cport = k.sport;
+            c.vaddr = k.dst;
+            c.vport = k.dport;
+            c.daddr = daddr;
+            c.dport = dport;
+            c.proto = k.proto;
+            c.state = proto_tcp::state::NONE;
+            c.flags = cflags::LIVE | cflags::TEMPLATE;
+            c.control = NIL;
+            c.n_control = 0;
+            c.timeout = timeout;
+            c.next_in = NIL;
+            c.next_out = NIL;
+            c.prev_t = UNLINKED;
+            c.next_t = UNLINKED;
+            c.method = method;
+            c.dest = Some(Arc::clone(dest));
+            c.svc = svc.map(Arc::clone);
+        }
+        bind(dest, true);
+        self.hash_in(i);
+        self.arm(i, timeout, tick_of_ms(now));
+        Ok(ConnId(i))
+    }
+
+    /// A one-packet (`-o`) UDP datagram: the connection is never inserted;
+    /// its counters go up and down around the packet, and the controlling
+    /// template (if any) is restarted.
+    pub fn one_packet(&mut self, dest: &DestShared, control: Option<ConnId>, now: u64) {
+        bind(dest, false);
+        unbind(dest, false, true);
+        if let Some(t) = control.filter(|t| self.is_live_template(t.0)) {
+            let to = self.ents[t.0 as usize].timeout;
+            self.arm(t.0, to, tick_of_ms(now));
+        }
+    }
+
+    /// Per-packet work on an existing connection. See [`Verdict`].
+    pub fn on_packet(&mut self, id: ConnId, dir: Dir, tcp_flags: u8, now: u64) -> Verdict {
+        let i = id.0;
+        let Some(c) = self.ents.get(i as usize) else {
+            return Verdict::Expired;
+        };
+        if c.flags & cflags::LIVE == 0 {
+            return Verdict::Expired;
+        }
+        if c.flags & cflags::TEMPLATE != 0 {
+            return Verdict::Forward;
+        }
+        if dir == Dir::In {
+            // Destination checks read the shared DestShared line only for
+            // client packets, as the kernel's ip_vs_in does.
+            let dest = c.dest.as_deref();
+            if c.proto == TCP && proto_tcp::is_new_conn(tcp_flags) {
+                let nodest0 =
+                    self.sysctls.expire_nodest_conn && dest.is_none_or(|d| d.weight() == 0);
+                if nodest0 || self.reuse_expected(c) {
+                    self.free(i);
+                    return Verdict::Expired;
+                }
+            }
+            if !dest.is_some_and(DestShared::is_available) {
+                if self.sysctls.expire_nodest_conn {
+                    self.free(i);
+                    return Verdict::Expired;
+                }
+                return Verdict::Drop;
+            }
+        }
+        self.transition(i, dir, tcp_flags, now);
+        Verdict::Forward
+    }
+
+    /// `conn_reuse_mode`: may a new SYN replace this entry?
+    fn reuse_expected(&self, c: &Conn) -> bool {
+        use proto_tcp::state::*;
+        let mode = self.sysctls.conn_reuse_mode;
+        mode != 0
+            && c.control == NIL
+            && (c.state == TIME_WAIT
+                || c.state == CLOSE
+                || (mode & 2 != 0 && c.state == FIN_WAIT && c.flags & cflags::NOOUTPUT != 0))
+    }
+
+    /// State transition, accounting, template marking and re-arm.
+    fn transition(&mut self, i: u32, dir: Dir, tcp_flags: u8, now: u64) {
+        let secure = self.sysctls.secure_tcp;
+        let c = &mut self.ents[i as usize];
+        let mut assure = false;
+        match c.proto {
+            TCP => {
+                let nooutput = c.flags & cflags::NOOUTPUT != 0;
+                if nooutput && dir == Dir::Out {
+                    c.flags &= !cflags::NOOUTPUT;
+                }
+                let table = proto_tcp::Table::select(dir, nooutput && dir == Dir::In);
+                let new = proto_tcp::next_state(c.state, table, tcp_flags, secure);
+                if new != c.state {
+                    if let Some(d) = &c.dest {
+                        let inactive = c.flags & cflags::INACTIVE != 0;
+                        let active_new = proto_tcp::is_active(new);
+                        if !inactive && !active_new {
+                            d.activeconns.fetch_sub(1, Ordering::Relaxed);
+                            d.inactconns.fetch_add(1, Ordering::Relaxed);
+                            c.flags |= cflags::INACTIVE;
+                        } else if inactive && active_new {
+                            d.activeconns.fetch_add(1, Ordering::Relaxed);
+                            d.inactconns.fetch_sub(1, Ordering::Relaxed);
+                            c.flags &= !cflags::INACTIVE;
+                        }
+                    }
+                    c.state = new;
+                }
+                assure = new == proto_tcp::state::ESTABLISHED;
+            }
+            UDP => assure = dir == Dir::Out,
+            _ => {}
+        }
+        if assure && c.control != NIL {
+            let ctl = c.control;
+            self.ents[ctl as usize].flags |= cflags::ASSURED;
+        }
+        let t = self.state_timeout_ticks(&self.ents[i as usize]);
+        self.arm(i, t, tick_of_ms(now));
+    }
+
+    /// Frees entry `i`: unlinks it everywhere, releases its destination
+    /// (counters, OVERLOAD) and its template.
+    fn free(&mut self, i: u32) {
+        self.unhash_in(i);
+        self.unhash_out(i);
+        self.wheel.unlink(&mut self.ents, i);
+        let c = &mut self.ents[i as usize];
+        let template = c.flags & cflags::TEMPLATE != 0;
+        let inactive = c.flags & cflags::INACTIVE != 0;
+        if let Some(d) = c.dest.take() {
+            unbind(&d, template, inactive);
+        }
+        c.svc = None;
+        let ctl = c.control;
+        c.control = NIL;
+        c.flags = 0;
+        c.next_in = self.free_head;
+        self.free_head = i;
+        self.len -= 1;
+        if ctl != NIL {
+            let t = &mut self.ents[ctl as usize];
+            t.n_control = t.n_control.saturating_sub(1);
+        }
+        if let Some(b) = &self.budget {
+            b.give();
+        }
+    }
+
+    /// Processes due timers: frees expired entries, re-arms templates that
+    /// still control connections with 60 s. Examines at most `max` entries
+    /// and returns how many it examined (call again while it returns `max`).
+    pub fn expire(&mut self, now: u64, max: usize) -> usize {
+        let now_t = tick_of_ms(now);
+        let mut n = 0;
+        while n < max {
+            let Some(i) = self.wheel.pop_due(&mut self.ents, now_t) else {
+                break;
+            };
+            n += 1;
+            let c = &mut self.ents[i as usize];
+            if before(now_t, c.expires) {
+                let e = c.expires;
+                self.wheel.schedule(&mut self.ents, i, e);
+            } else if c.n_control > 0 {
+                let t = secs_to_ticks(TEMPLATE_REARM_SECS);
+                c.timeout = t;
+                self.arm(i, t, now_t);
+            } else {
+                self.free(i);
+            }
+        }
+        n
+    }
+
+    /// `expire_nodest_conn=1` after a destination was deleted: frees every
+    /// connection whose destination is unavailable, then the templates of
+    /// such destinations that no longer control anything. O(capacity); run
+    /// once per delete, between bursts.
+    pub fn flush_unavailable(&mut self) -> usize {
+        let mut n = 0;
+        for pass_templates in [false, true] {
+            for i in 0..self.ents.len() as u32 {
+                let c = &self.ents[i as usize];
+                if c.flags & cflags::LIVE == 0 || c.is_template() != pass_templates {
+                    continue;
+                }
+                let gone = !c.dest.as_ref().is_some_and(|d| d.is_available());
+                if gone && c.n_control == 0 {
+                    self.free(i);
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Rows of `ipvsadm -L -c` for every live entry (control path; allocates).
+    pub fn iter_entries(&self, now: u64) -> impl Iterator<Item = ConnEntry> + '_ {
+        let now_t = tick_of_ms(now);
+        self.ents
+            .iter()
+            .filter(|c| c.flags & cflags::LIVE != 0)
+            .map(move |c| {
+                let left = if before(now_t, c.expires) {
+                    c.expires.wrapping_sub(now_t)
+                } else {
+                    0
+                };
+                let state = if c.is_template() {
+                    if c.flags & cflags::ASSURED != 0 {
+                        "ASSURED"
+                    } else {
+                        "NONE"
+                    }
+                } else if c.proto == TCP {
+                    proto_tcp::name(c.state)
+                } else if c.proto == UDP {
+                    proto_udp::NAME
+                } else {
+                    "NONE"
+                };
+                let protocol = match c.proto {
+                    TCP => "TCP",
+                    UDP => "UDP",
+                    132 => "SCTP",
+                    IPPROTO_IP => "IP",
+                    _ => "IP",
+                };
+                ConnEntry {
+                    protocol: protocol.to_string(),
+                    client: c.caddr.to_ip(),
+                    cport: c.cport,
+                    vaddr: c.vaddr.to_ip(),
+                    vport: c.vport,
+                    daddr: c.daddr.to_ip(),
+                    dport: c.dport,
+                    state: state.to_string(),
+                    expires: left / TICKS_PER_SEC,
+                    pe: None,
+                }
+            })
+    }
+
+    /// Average number of entries examined by a successful inbound lookup
+    /// (index quality diagnostic; O(capacity)).
+    pub fn mean_probe_len(&self) -> f64 {
+        let (mut sum, mut n) = (0u64, 0u64);
+        for &head in &self.buckets_in {
+            let mut depth = 0;
+            let mut i = head;
+            while i != NIL {
+                depth += 1;
+                sum += depth;
+                n += 1;
+                i = self.ents[i as usize].next_in;
+            }
+        }
+        if n == 0 {
+            0.0
+        } else {
+            sum as f64 / n as f64
+        }
+    }
+
+    /// Ids of live entries (tests and diagnostics).
+    pub fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.ents
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.flags & cflags::LIVE != 0)
+            .map(|(i, _)| ConnId(i as u32))
+    }
+
+    pub(super) fn sysctls(&self) -> &Sysctls {
+        &self.sysctls
+    }
+
+    /// Takes a template out of matching: rewrites vport/dport to 0xffff and
+    /// cport to 0, and rehashes it (kernel `ip_vs_check_template`).
+    pub(super) fn neutralise(&mut self, i: u32) {
+        if self.ents[i as usize].vport == 0xffff {
+            return;
+        }
+        self.unhash_in(i);
+        let c = &mut self.ents[i as usize];
+        c.vport = 0xffff;
+        c.dport = 0xffff;
+        c.cport = 0;
+        self.hash_in(i);
+    }
+}
+
+/// Counts a new entry on its destination (kernel `ip_vs_bind_dest`): a
+/// template in `persistconns`, a connection in `inactconns`; sets OVERLOAD
+/// when active + inactive reaches the upper threshold.
+fn bind(d: &DestShared, template: bool) {
+    if template {
+        d.persistconns.fetch_add(1, Ordering::Relaxed);
+    } else {
+        d.inactconns.fetch_add(1, Ordering::Relaxed);
+    }
+    let u = d.u_threshold.load(Ordering::Relaxed);
+    if u != 0 && conns(d) >= u64::from(u) {
+        d.flags.fetch_or(dest_flags::OVERLOAD, Ordering::Relaxed);
+    }
+}
+
+/// Releases an entry from its destination (kernel `ip_vs_unbind_dest`) and
+/// clears OVERLOAD below the low-water mark.
+fn unbind(d: &DestShared, template: bool, inactive: bool) {
+    if template {
+        d.persistconns.fetch_sub(1, Ordering::Relaxed);
+    } else if inactive {
+        d.inactconns.fetch_sub(1, Ordering::Relaxed);
+    } else {
+        d.activeconns.fetch_sub(1, Ordering::Relaxed);
+    }
+    let l = u64::from(d.l_threshold.load(Ordering::Relaxed));
+    let u = u64::from(d.u_threshold.load(Ordering::Relaxed));
+    let clear = if l != 0 {
+        conns(d) < l
+    } else if u != 0 {
+        conns(d) * 4 < u * 3
+    } else {
+        true
+    };
+    if clear {
+        d.flags.fetch_and(!dest_flags::OVERLOAD, Ordering::Relaxed);
+    }
+}
+
+fn conns(d: &DestShared) -> u64 {
+    u64::from(d.activeconns.load(Ordering::Relaxed))
+        + u64::from(d.inactconns.load(Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::Conn;
+    use std::mem::{align_of, offset_of, size_of};
+
+    #[test]
+    fn entry_hot_fields_share_one_cache_line() {
+        assert_eq!((size_of::<Conn>(), align_of::<Conn>()), (128, 64));
+        for end in [
+            offset_of!(Conn, dest) + 8,
+            offset_of!(Conn, at) + 4,
+            offset_of!(Conn, expires) + 4,
+            offset_of!(Conn, next_in) + 4,
+            offset_of!(Conn, flags) + 2,
+        ] {
+            assert!(end <= 64, "hot field ends at {end}");
+        }
+    }
+}
