@@ -8,14 +8,17 @@
 //! milliseconds; [`Io`] gives the stack fresh buffers and a transmit
 //! function, which the worker backs with a mempool and tx bursts.
 //!
-//! * [`Stack::input`]: one received frame. ARP requests for our addresses
-//!   are answered, ARP replies and neighbour advertisements are learned,
-//!   neighbour solicitations for our addresses are answered, ICMP/ICMPv6
-//!   echo requests to our addresses are answered (the reply is routed, so it
-//!   resolves its next hop like any other packet). IP not for us goes to
-//!   the [`Stage`] (the load balancer plugs in there). Everything else is
-//!   dropped and counted by reason ([`Counter`]). VLAN-tagged frames are
-//!   counted and dropped: no port has a VLAN configured.
+//! * [`Stack::input`]: one received frame. ARP and neighbour discovery are
+//!   the stack's: requests and solicitations for our addresses (and the
+//!   stage's service addresses on the segment) are answered, replies and
+//!   advertisements are learned. Every other IPv4/IPv6 packet goes to the
+//!   [`Stage`] first (the load balancer plugs in there, so it also sees ICMP
+//!   errors sent to our addresses and VIPs equal to a port address); what
+//!   it passes back is ours if it is an ICMP/ICMPv6 echo request to our
+//!   addresses (the reply is routed, so it resolves its next hop like any
+//!   other packet). Everything else is dropped and counted by reason
+//!   ([`Counter`]). VLAN-tagged frames are counted and dropped: no port has
+//!   a VLAN configured.
 //! * [`Stack::send_ip`]: route and resolve an IP packet (a reply, or what
 //!   the stage forwards): known neighbour -> Ethernet header and tx; unknown
 //!   -> ARP request / neighbour solicitation and a bounded parking queue.
