@@ -145,16 +145,17 @@ pub struct Validated {
 }
 
 impl Validated {
-    /// The L3 configuration with each port's DPDK id and actual MAC.
-    pub fn l3(&self, ids_and_macs: &[(u16, MacAddr)]) -> L3Config {
+    /// The L3 configuration with each port's DPDK id, actual MAC and MTU.
+    pub fn l3(&self, ports: &[(u16, MacAddr, u16)]) -> L3Config {
         L3Config {
-            interfaces: ids_and_macs
+            interfaces: ports
                 .iter()
                 .zip(&self.port_addrs)
-                .map(|((port, mac), addrs)| Interface {
+                .map(|((port, mac, mtu), addrs)| Interface {
                     port: *port,
                     mac: *mac,
                     addrs: addrs.clone(),
+                    mtu: *mtu,
                 })
                 .collect(),
             routes: self.routes.clone(),
@@ -303,8 +304,8 @@ impl Config {
             neighbors,
         };
         // Conflicts and gateways, with placeholder ids (file order).
-        let placeholder: Vec<(u16, MacAddr)> = (0..v.raw.ports.len())
-            .map(|i| (i as u16, MacAddr([2, 0, 0, 0, 0, 0])))
+        let placeholder: Vec<(u16, MacAddr, u16)> = (0..v.raw.ports.len())
+            .map(|i| (i as u16, MacAddr([2, 0, 0, 0, 0, 0]), 1500))
             .collect();
         v.l3(&placeholder).route_table().map_err(|e| {
             // Name ports rather than placeholder ids.

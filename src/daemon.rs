@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use dataplane::dpdk::{lcore, Eal, Mempool, Port, PortConf, Termination};
+use dataplane::dpdk::{lcore, Eal, Mempool, Port, PortConf, Ring, Termination};
 use dataplane::lb::{Lb, LbSettings, LbStage, PortRoutes};
 use dataplane::net::{NetCounters, Stack};
 use dataplane::wire::ethernet::MacAddr;
@@ -164,10 +164,10 @@ fn start_and_serve(
         eprint!("{startup_log}");
     }
     let running = Running { ports, pool, eal };
-    let ids: Vec<(u16, MacAddr)> = running
+    let ids: Vec<(u16, MacAddr, u16)> = running
         .ports
         .iter()
-        .map(|p| (p.id(), MacAddr(p.mac())))
+        .map(|p| (p.id(), MacAddr(p.mac()), p.mtu()))
         .collect();
     let l3 = v.l3(&ids);
 
@@ -180,6 +180,13 @@ fn start_and_serve(
     };
     let per_ms = (dataplane::dpdk::tsc_hz() / 1000).max(1);
 
+    // Each worker's inbox for neighbour answers shared by the others.
+    let mut inboxes = vec![];
+    for w in 0..nworkers {
+        let r = Ring::new(&running.eal, &format!("uvs_inbox{w}"), 1024, true)
+            .map_err(|e| e.to_string())?;
+        inboxes.push(Arc::new(r));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let mut launched = vec![];
     let mut counters = vec![];
@@ -187,12 +194,29 @@ fn start_and_serve(
     let mut err = None;
     for (w, &lcore) in cfg.workers.lcores.iter().enumerate() {
         let c = Arc::new(NetCounters::default());
-        let stack = Stack::new(&l3, Arc::clone(&c)).map_err(|e| e.to_string())?;
-        let mut queues = vec![];
-        for port in &running.ports {
-            let rx = (w < usize::from(port.rx_queues())).then_some(w as u16);
-            queues.push(port.claim(rx, w as u16).map_err(|e| e.to_string())?);
-        }
+        // Errors from here on stop the workers already launched (below).
+        let stack = match Stack::new(&l3, Arc::clone(&c)) {
+            Ok(s) => s,
+            Err(e) => {
+                err = Some(e.to_string());
+                break;
+            }
+        };
+        let queues: Result<Vec<_>, _> = running
+            .ports
+            .iter()
+            .map(|port| {
+                let rx = (w < usize::from(port.rx_queues())).then_some(w as u16);
+                port.claim(rx, w as u16)
+            })
+            .collect();
+        let queues = match queues {
+            Ok(q) => q,
+            Err(e) => {
+                err = Some(e.to_string());
+                break;
+            }
+        };
         let report = Arc::new(Mutex::new(None::<WorkerReport>));
         let (cell, dump) = control_hook::worker_shares(director, w);
         let now = dataplane::dpdk::tsc_cycles() / per_ms;
@@ -215,6 +239,13 @@ fn start_and_serve(
             stop: Arc::clone(&stop),
             counters: Arc::clone(&c),
             report: Arc::clone(&report),
+            inbox: Arc::clone(&inboxes[w]),
+            peers: inboxes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != w)
+                .map(|(_, r)| Arc::clone(r))
+                .collect(),
         };
         match lcore::launch(&running.eal, lcore, move || worker.run()) {
             Ok(()) => {
@@ -261,6 +292,9 @@ fn start_and_serve(
     }
     control.stop();
     report(&running, &counters, &reports);
+    // Inboxes hold mbufs of the pool: free them before the ports, the pool
+    // and EAL go.
+    drop(inboxes);
     drop(running);
     if let Some(e) = err {
         return Err(e);

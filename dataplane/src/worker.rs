@@ -9,15 +9,18 @@
 //!
 //! Each worker owns tx queue `index` of every port, so no tx queue is
 //! shared, and the rx queues it was given. It stops when the shared stop
-//! flag is set, between bursts. Its neighbour table is its own: with several
-//! workers a neighbour is learned by the worker that receives the answer.
+//! flag is set, between bursts. Its neighbour table is its own; since with
+//! RSS the answer to one worker's ARP request or solicitation may arrive on
+//! another worker's queue, a worker copies every neighbour answer it
+//! receives into its peers' inbox rings (mbufs from the pool, no heap), and
+//! each worker drains its inbox with its rx queues.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::buf::PacketBuf;
-use crate::dpdk::{self, Burst, Mbuf, Mempool, PortQueue};
+use crate::dpdk::{self, Burst, Mbuf, Mempool, PortQueue, Ring};
 use crate::net::neighbor::State;
 use crate::net::{Io, NetCounters, Stack, Stage};
 use crate::wire::ethernet::MacAddr;
@@ -41,6 +44,10 @@ pub struct Worker<S: Stage<Mbuf>> {
     pub stop: Arc<AtomicBool>,
     pub counters: Arc<NetCounters>,
     pub report: Arc<Mutex<Option<WorkerReport>>>,
+    /// Frames other workers share with this one (neighbour answers).
+    pub inbox: Arc<Ring>,
+    /// The other workers' inboxes.
+    pub peers: Vec<Arc<Ring>>,
 }
 
 impl<S: Stage<Mbuf>> std::fmt::Debug for Worker<S> {
@@ -57,6 +64,8 @@ struct WorkerIo<'a> {
     tx: &'a mut [Burst],
     pool: &'a Mempool,
     counters: &'a NetCounters,
+    /// Where to copy neighbour answers (empty for frames from the inbox).
+    peers: &'a [Arc<Ring>],
 }
 
 impl WorkerIo<'_> {
@@ -78,6 +87,25 @@ impl Io<Mbuf> for WorkerIo<'_> {
     #[inline]
     fn alloc(&mut self) -> Option<Mbuf> {
         self.pool.alloc()
+    }
+
+    fn share(&mut self, port: u16, frame: &[u8]) {
+        for peer in self.peers {
+            let Some(mut m) = self.pool.alloc() else {
+                self.counters.inc(crate::net::Counter::DropNoBuffer);
+                return;
+            };
+            if !m.append(frame.len()) {
+                continue;
+            }
+            m.data_mut().copy_from_slice(frame);
+            m.set_port(port);
+            let mut one = Burst::new();
+            if one.push(m).is_ok() {
+                peer.enqueue(&mut one);
+            }
+            // Anything not enqueued (inbox full) is freed with `one`.
+        }
     }
 
     #[inline]
@@ -119,6 +147,7 @@ impl<S: Stage<Mbuf>> Worker<S> {
                     tx: &mut tx[..nports],
                     pool: &self.pool,
                     counters: &self.counters,
+                    peers: &self.peers,
                 };
                 for m in rx.drain() {
                     self.stack.input(port, m, now, &mut io, &mut self.stage);
@@ -131,7 +160,14 @@ impl<S: Stage<Mbuf>> Worker<S> {
                 tx: &mut tx[..nports],
                 pool: &self.pool,
                 counters: &self.counters,
+                peers: &[],
             };
+            if self.inbox.dequeue(&mut rx) > 0 {
+                for m in rx.drain() {
+                    let port = m.port();
+                    self.stack.input(port, m, now, &mut io, &mut self.stage);
+                }
+            }
             self.stack.tick(now, &mut io);
             io.flush();
             if self.stage.tick(now) {

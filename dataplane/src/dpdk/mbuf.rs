@@ -44,6 +44,13 @@ impl Mbuf {
         self.raw().port
     }
 
+    /// Records the port the frame belongs to (for frames handed between
+    /// workers).
+    pub fn set_port(&mut self, port: u16) {
+        // SAFETY: we own the mbuf; a plain field write.
+        unsafe { self.0.as_mut().port = port };
+    }
+
     /// The RSS hash the NIC computed (valid when the NIC set it).
     pub fn rss_hash(&self) -> u32 {
         // SAFETY: reading a plain u32 out of a union of plain integers.

@@ -165,10 +165,7 @@ impl<B: PacketBuf> Stage<B> for LbStage {
     ) -> StageVerdict<B> {
         match self.lb.process(&mut buf, meta, now, &self.egress) {
             Action::Forward(dst) => StageVerdict::Route { buf, dst },
-            Action::Pass => StageVerdict::Drop {
-                buf,
-                counted: false,
-            },
+            Action::Pass => StageVerdict::Pass { buf },
             Action::Drop(_) => StageVerdict::Drop { buf, counted: true },
         }
     }

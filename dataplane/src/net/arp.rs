@@ -62,6 +62,7 @@ pub(super) fn input<B: PacketBuf>(
         }
         op::REPLY if sender_ok => {
             st.learn(sender, port, req.sender_hw, now, io);
+            io.share(port, buf.data());
             st.drop_buf(buf, Counter::ConsumedNeighbor);
         }
         _ => st.drop_buf(buf, Counter::DropArpOther),

@@ -8,14 +8,17 @@
 //! milliseconds; [`Io`] gives the stack fresh buffers and a transmit
 //! function, which the worker backs with a mempool and tx bursts.
 //!
-//! * [`Stack::input`]: one received frame. ARP requests for our addresses
-//!   are answered, ARP replies and neighbour advertisements are learned,
-//!   neighbour solicitations for our addresses are answered, ICMP/ICMPv6
-//!   echo requests to our addresses are answered (the reply is routed, so it
-//!   resolves its next hop like any other packet). IP not for us goes to
-//!   the [`Stage`] (the load balancer plugs in there). Everything else is
-//!   dropped and counted by reason ([`Counter`]). VLAN-tagged frames are
-//!   counted and dropped: no port has a VLAN configured.
+//! * [`Stack::input`]: one received frame. ARP and neighbour discovery are
+//!   the stack's: requests and solicitations for our addresses (and the
+//!   stage's service addresses on the segment) are answered, replies and
+//!   advertisements are learned. Every other IPv4/IPv6 packet goes to the
+//!   [`Stage`] first (the load balancer plugs in there, so it also sees ICMP
+//!   errors sent to our addresses and VIPs equal to a port address); what
+//!   it passes back is ours if it is an ICMP/ICMPv6 echo request to our
+//!   addresses (the reply is routed, so it resolves its next hop like any
+//!   other packet). Everything else is dropped and counted by reason
+//!   ([`Counter`]). VLAN-tagged frames are counted and dropped: no port has
+//!   a VLAN configured.
 //! * [`Stack::send_ip`]: route and resolve an IP packet (a reply, or what
 //!   the stage forwards): known neighbour -> Ethernet header and tx; unknown
 //!   -> ARP request / neighbour solicitation and a bounded parking queue.
@@ -125,6 +128,8 @@ pub struct Interface {
     pub mac: MacAddr,
     /// Our addresses on it, with their on-link prefix lengths.
     pub addrs: Vec<Prefix>,
+    /// The port's MTU (IP packet size), for the stage's too-big checks.
+    pub mtu: u16,
 }
 
 impl Interface {
@@ -245,13 +250,18 @@ pub enum StageVerdict<B> {
     /// Route the packet toward `dst` (the stack resolves the next hop and
     /// writes the Ethernet header; the IP packet must start at byte 14).
     Route { buf: B, dst: IpAddr },
+    /// Not the stage's: the stack handles it (echo to our addresses) or
+    /// drops it (`drop_not_local`, `drop_local_not_icmp`).
+    Pass { buf: B },
     /// Drop it (the stack counts it as `drop_not_local` unless the stage
     /// counted it itself and says so with `counted`).
     Drop { buf: B, counted: bool },
 }
 
-/// The stage between classification and transmit for IP traffic that is
-/// not for the director's own addresses: the load balancer implements it.
+/// The stage between classification and transmit, where the load balancer
+/// plugs in. It sees every IPv4/IPv6 packet except neighbour discovery
+/// before the stack's own handling (so a VIP may equal a port address), and
+/// [`Pass`](StageVerdict::Pass)es what is not its business.
 pub trait Stage<B: PacketBuf> {
     /// One packet of the burst, with its classification.
     fn process(&mut self, rx_port: u16, buf: B, meta: &PacketMeta, now_ms: u64) -> StageVerdict<B>;
@@ -271,7 +281,7 @@ pub trait Stage<B: PacketBuf> {
     }
 }
 
-/// The stage of a director with nothing to balance: drops everything.
+/// The stage of a director with nothing to balance: passes everything.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoStage;
 
@@ -283,10 +293,7 @@ impl<B: PacketBuf> Stage<B> for NoStage {
         _meta: &PacketMeta,
         _now_ms: u64,
     ) -> StageVerdict<B> {
-        StageVerdict::Drop {
-            buf,
-            counted: false,
-        }
+        StageVerdict::Pass { buf }
     }
 }
 
@@ -330,6 +337,7 @@ mod tests {
             port,
             mac: MacAddr([2, 0, 0, 0, 0, port as u8]),
             addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+            mtu: 1500,
         };
         let mut c = L3Config {
             interfaces: vec![iface(0, &["198.18.0.1/24"]), iface(1, &["198.18.1.1/24"])],

@@ -105,6 +105,7 @@ pub(super) fn input<B: PacketBuf>(
         if let Some(mac) = ll {
             if iface.on_link(IpAddr::V6(target)) || target.is_unicast_link_local() {
                 st.learn(IpAddr::V6(target), port, mac, now, io);
+                io.share(port, buf.data());
             }
         }
         return st.drop_buf(buf, Counter::ConsumedNeighbor);

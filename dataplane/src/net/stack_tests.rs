@@ -22,6 +22,7 @@ const V6_HOST: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 #[derive(Default)]
 struct TestIo {
     sent: Vec<(u16, Vec<u8>)>,
+    shared: Vec<(u16, Vec<u8>)>,
 }
 
 impl Io<TestBuf> for TestIo {
@@ -30,6 +31,9 @@ impl Io<TestBuf> for TestIo {
     }
     fn tx(&mut self, port: u16, buf: TestBuf) {
         self.sent.push((port, buf.data().to_vec()));
+    }
+    fn share(&mut self, port: u16, frame: &[u8]) {
+        self.shared.push((port, frame.to_vec()));
     }
 }
 
@@ -45,11 +49,13 @@ fn stack() -> Stack<TestBuf> {
                     "198.18.0.1/24".parse().unwrap(),
                     "2001:db8::1/64".parse().unwrap(),
                 ],
+                mtu: 1500,
             },
             Interface {
                 port: 1,
                 mac: MacAddr(SERVER_SIDE_MAC),
                 addrs: vec!["198.18.1.1/24".parse().unwrap()],
+                mtu: 1500,
             },
         ],
         routes: vec![(
@@ -360,24 +366,36 @@ fn icmpv6_echo_waits_for_ndp_and_advertisement_releases_it() {
     assert_eq!(sent, vec![(0, want)]);
 }
 
-#[test]
-fn traffic_not_for_us_goes_to_the_stage() {
-    struct RouteAll;
-    impl Stage<TestBuf> for RouteAll {
-        fn process(
-            &mut self,
-            _p: u16,
-            buf: TestBuf,
-            meta: &crate::wire::PacketMeta,
-            _n: u64,
-        ) -> StageVerdict<TestBuf> {
-            StageVerdict::Route { buf, dst: meta.dst }
+/// A stage that routes everything but the director's own address.
+struct RouteAll;
+
+const VIP: [u8; 4] = [198, 18, 0, 100];
+
+impl Stage<TestBuf> for RouteAll {
+    fn process(
+        &mut self,
+        _p: u16,
+        buf: TestBuf,
+        meta: &crate::wire::PacketMeta,
+        _n: u64,
+    ) -> StageVerdict<TestBuf> {
+        if meta.dst == IpAddr::from(DIRECTOR) {
+            return StageVerdict::Pass { buf };
         }
+        StageVerdict::Route { buf, dst: meta.dst }
     }
+}
+
+#[test]
+fn traffic_goes_through_the_stage_first() {
     let mut st = stack();
     let f = echo_request(HOST, [198, 19, 0, 9], DIRECTOR_MAC);
     assert!(input(&mut st, 0, &f, 0).is_empty());
-    assert_eq!(st.counters().get(Counter::DropNotLocal), 1, "NoStage drops");
+    assert_eq!(
+        st.counters().get(Counter::DropNotLocal),
+        1,
+        "NoStage passes, not ours: dropped"
+    );
     let mut io = TestIo::default();
     st.input(0, TestBuf::new(&f), 0, &mut io, &mut RouteAll);
     assert_eq!(
@@ -386,5 +404,66 @@ fn traffic_not_for_us_goes_to_the_stage() {
         "an ARP request for the gateway of 198.19.0.0/16"
     );
     assert_eq!(io.sent[0].0, 1);
-    assert_eq!(st.counters().get(Counter::Forwarded), 2);
+    // Passed back: the stack answers its own echo.
+    let mut io = TestIo::default();
+    st.input(
+        0,
+        TestBuf::new(&echo_request(HOST, DIRECTOR, DIRECTOR_MAC)),
+        0,
+        &mut io,
+        &mut RouteAll,
+    );
+    assert_eq!(st.counters().get(Counter::IcmpEchoReplied), 1);
+    assert_eq!(st.counters().get(Counter::Forwarded), 3);
+}
+
+#[test]
+fn service_addresses_on_the_segment_are_answered_in_arp() {
+    let mut st = stack();
+    let req = arp_frame([0xff; 6], HOST_MAC, 1, HOST_MAC, HOST, [0; 6], VIP);
+    assert!(
+        input(&mut st, 0, &req, 0).is_empty(),
+        "not a service address yet"
+    );
+    st.set_service_addrs(vec![IpAddr::from(VIP)]);
+    let want = arp_frame(HOST_MAC, DIRECTOR_MAC, 2, DIRECTOR_MAC, VIP, HOST_MAC, HOST);
+    assert_eq!(input(&mut st, 0, &req, 0), vec![(0, want)]);
+    // Not on the server-side segment.
+    let req = arp_frame([0xff; 6], GW_MAC, 1, GW_MAC, [198, 18, 1, 2], [0; 6], VIP);
+    assert!(input(&mut st, 1, &req, 0).is_empty());
+}
+
+#[test]
+fn neighbour_answers_are_shared_with_other_workers_and_requests_are_not() {
+    let mut st = stack();
+    let reply = arp_frame(
+        SERVER_SIDE_MAC,
+        GW_MAC,
+        2,
+        GW_MAC,
+        [198, 18, 1, 2],
+        SERVER_SIDE_MAC,
+        [198, 18, 1, 1],
+    );
+    let mut io = TestIo::default();
+    st.input(1, TestBuf::new(&reply), 0, &mut io, &mut NoStage);
+    assert_eq!(io.shared, vec![(1, reply.clone())]);
+    // What another worker does with the shared copy: learns, sends nothing.
+    let mut other = stack();
+    let mut io2 = TestIo::default();
+    other.input(1, TestBuf::new(&io.shared[0].1), 0, &mut io2, &mut NoStage);
+    assert!(io2.sent.is_empty());
+    assert_eq!(
+        other
+            .neighbors()
+            .get(&IpAddr::from([198, 18, 1, 2]))
+            .unwrap()
+            .mac,
+        MacAddr(GW_MAC)
+    );
+    // A request for us is answered, not shared.
+    let req = arp_frame([0xff; 6], HOST_MAC, 1, HOST_MAC, HOST, [0; 6], DIRECTOR);
+    let mut io = TestIo::default();
+    st.input(0, TestBuf::new(&req), 0, &mut io, &mut NoStage);
+    assert!(io.shared.is_empty());
 }
