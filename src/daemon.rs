@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use dataplane::dpdk::{lcore, Eal, Mempool, Port, PortConf, Ring, Termination};
 use dataplane::lb::{Lb, LbSettings, LbStage, PortRoutes};
 use dataplane::net::{NetCounters, Stack};
+use dataplane::rss::Ownership;
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::worker::{Worker, WorkerReport};
 
@@ -229,7 +230,7 @@ fn start_and_serve(
         lb.set_snapshot(cell.load());
         let mut stack = stack;
         stack.set_service_addrs(lb.service_addrs());
-        let stage = LbStage::new(lb, cell, dump, egress.clone());
+        let stage = LbStage::new(lb, w, Ownership::new(nworkers), cell, dump, egress.clone());
         let worker = Worker {
             index: w,
             queues,
@@ -239,13 +240,7 @@ fn start_and_serve(
             stop: Arc::clone(&stop),
             counters: Arc::clone(&c),
             report: Arc::clone(&report),
-            inbox: Arc::clone(&inboxes[w]),
-            peers: inboxes
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != w)
-                .map(|(_, r)| Arc::clone(r))
-                .collect(),
+            inboxes: inboxes.iter().map(Arc::clone).collect(),
         };
         match lcore::launch(&running.eal, lcore, move || worker.run()) {
             Ok(()) => {

@@ -109,6 +109,56 @@ impl Toeplitz {
     }
 }
 
+/// Which worker owns a connection: the queue RSS would pick when hashing
+/// only the client endpoint (address and port), as a NIC configured for
+/// source-only fields on the client side and destination-only fields on
+/// the server side does. Both directions of a NAT connection name the same
+/// client endpoint, so both find the same owner.
+#[derive(Debug, Clone)]
+pub struct Ownership {
+    workers: usize,
+    hash: Toeplitz,
+    reta: Reta,
+}
+
+impl Ownership {
+    /// Ownership among `workers` workers with the default key and a
+    /// round-robin table of 128 entries (DPDK's usual defaults).
+    pub fn new(workers: usize) -> Ownership {
+        let n = workers.clamp(1, usize::from(u16::MAX));
+        Ownership {
+            workers: n,
+            hash: Toeplitz::new(&DEFAULT_KEY),
+            reta: Reta::round_robin(128, n as u16),
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// The worker owning connections of client `addr:port`.
+    #[inline]
+    pub fn owner(&self, addr: IpAddr, port: u16) -> usize {
+        if self.workers == 1 {
+            return 0;
+        }
+        let mut buf = [0u8; 18];
+        let n = match addr {
+            IpAddr::V4(a) => {
+                buf[..4].copy_from_slice(&a.octets());
+                4
+            }
+            IpAddr::V6(a) => {
+                buf[..16].copy_from_slice(&a.octets());
+                16
+            }
+        };
+        buf[n..n + 2].copy_from_slice(&port.to_be_bytes());
+        usize::from(self.reta.queue(self.hash.hash(&buf[..n + 2])))
+    }
+}
+
 /// A redirection table: hash -> queue (= worker index).
 #[derive(Debug, Clone)]
 pub struct Reta {
@@ -177,6 +227,20 @@ mod tests {
             t.hash_tuple(IpAddr::V6(s), IpAddr::V6(d), 2794, 1766),
             0x4020_7d3d
         );
+    }
+
+    #[test]
+    fn ownership_is_a_function_of_the_client_endpoint_and_spreads() {
+        let o = Ownership::new(2);
+        let c: IpAddr = "198.18.0.2".parse().unwrap();
+        let mut per = [0usize; 2];
+        for p in 1000..3000u16 {
+            let w = o.owner(c, p);
+            assert_eq!(w, o.owner(c, p));
+            per[w] += 1;
+        }
+        assert!(per[0] > 800 && per[1] > 800, "{per:?}");
+        assert!((0..100).all(|p| Ownership::new(1).owner(c, p) == 0));
     }
 
     #[test]

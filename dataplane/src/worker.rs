@@ -44,10 +44,10 @@ pub struct Worker<S: Stage<Mbuf>> {
     pub stop: Arc<AtomicBool>,
     pub counters: Arc<NetCounters>,
     pub report: Arc<Mutex<Option<WorkerReport>>>,
-    /// Frames other workers share with this one (neighbour answers).
-    pub inbox: Arc<Ring>,
-    /// The other workers' inboxes.
-    pub peers: Vec<Arc<Ring>>,
+    /// Every worker's inbox, by worker index (this worker's own included):
+    /// neighbour answers shared by the others, and packets whose connection
+    /// this worker owns that arrived on another worker's queue.
+    pub inboxes: Vec<Arc<Ring>>,
 }
 
 impl<S: Stage<Mbuf>> std::fmt::Debug for Worker<S> {
@@ -64,12 +64,37 @@ struct WorkerIo<'a> {
     tx: &'a mut [Burst],
     pool: &'a Mempool,
     counters: &'a NetCounters,
-    /// Where to copy neighbour answers (empty for frames from the inbox).
-    peers: &'a [Arc<Ring>],
+    /// Every worker's inbox, by index.
+    inboxes: &'a [Arc<Ring>],
+    /// This worker's index.
+    me: usize,
+    /// Whether neighbour answers are copied to the others (not for frames
+    /// that came from the inbox: they were shared already).
+    share: bool,
+    /// Hand-overs waiting to be enqueued, one burst per owner.
+    handoff: &'a mut [Burst],
 }
 
 impl WorkerIo<'_> {
+    /// Enqueues the hand-overs gathered for `w` into its inbox; what does
+    /// not fit is counted and freed.
+    fn flush_handoff(&mut self, w: usize) {
+        let b = &mut self.handoff[w];
+        if b.is_empty() {
+            return;
+        }
+        self.inboxes[w].enqueue(b);
+        if !b.is_empty() {
+            self.counters
+                .add(crate::net::Counter::DropHandOverFull, b.len() as u64);
+            b.clear();
+        }
+    }
+
     fn flush(&mut self) {
+        for w in 0..self.handoff.len().min(self.inboxes.len()) {
+            self.flush_handoff(w);
+        }
         for (q, b) in self.queues.iter_mut().zip(self.tx.iter_mut()) {
             if !b.is_empty() {
                 q.tx_burst(b);
@@ -90,7 +115,11 @@ impl Io<Mbuf> for WorkerIo<'_> {
     }
 
     fn share(&mut self, port: u16, frame: &[u8]) {
-        for peer in self.peers {
+        if !self.share {
+            return;
+        }
+        let me = self.me;
+        for (_, peer) in self.inboxes.iter().enumerate().filter(|(i, _)| *i != me) {
             let Some(mut m) = self.pool.alloc() else {
                 self.counters.inc(crate::net::Counter::DropNoBuffer);
                 return;
@@ -105,6 +134,23 @@ impl Io<Mbuf> for WorkerIo<'_> {
                 peer.enqueue(&mut one);
             }
             // Anything not enqueued (inbox full) is freed with `one`.
+        }
+    }
+
+    #[inline]
+    fn hand_over(&mut self, worker: usize, port: u16, mut buf: Mbuf) {
+        if worker == self.me || worker >= self.handoff.len().min(self.inboxes.len()) {
+            // Ownership never names this worker or a missing one; dropping
+            // beats looping the packet.
+            self.counters.inc(crate::net::Counter::DropHandOverFull);
+            return;
+        }
+        buf.set_port(port);
+        if let Err(buf) = self.handoff[worker].push(buf) {
+            self.flush_handoff(worker);
+            if self.handoff[worker].push(buf).is_err() {
+                self.counters.inc(crate::net::Counter::DropHandOverFull);
+            }
         }
     }
 
@@ -126,6 +172,8 @@ impl Io<Mbuf> for WorkerIo<'_> {
 
 /// At most this many ports per worker (tx bursts live on the stack).
 pub const MAX_PORTS: usize = 8;
+/// At most this many workers exchange hand-overs (bursts on the stack).
+pub const MAX_WORKERS: usize = 16;
 
 impl<S: Stage<Mbuf>> Worker<S> {
     /// Polls until the stop flag is set. Returns 0.
@@ -133,6 +181,8 @@ impl<S: Stage<Mbuf>> Worker<S> {
         let hz = dpdk::tsc_hz().max(1000);
         let per_ms = hz / 1000;
         let mut tx: [Burst; MAX_PORTS] = std::array::from_fn(|_| Burst::new());
+        let mut handoff: [Burst; MAX_WORKERS] = std::array::from_fn(|_| Burst::new());
+        let nworkers = self.inboxes.len().min(MAX_WORKERS);
         let nports = self.queues.len().min(MAX_PORTS);
         let mut rx = Burst::new();
         while !self.stop.load(Ordering::Relaxed) {
@@ -147,7 +197,10 @@ impl<S: Stage<Mbuf>> Worker<S> {
                     tx: &mut tx[..nports],
                     pool: &self.pool,
                     counters: &self.counters,
-                    peers: &self.peers,
+                    inboxes: &self.inboxes,
+                    me: self.index,
+                    share: true,
+                    handoff: &mut handoff[..nworkers],
                 };
                 for m in rx.drain() {
                     self.stack.input(port, m, now, &mut io, &mut self.stage);
@@ -160,9 +213,17 @@ impl<S: Stage<Mbuf>> Worker<S> {
                 tx: &mut tx[..nports],
                 pool: &self.pool,
                 counters: &self.counters,
-                peers: &[],
+                inboxes: &self.inboxes,
+                me: self.index,
+                share: false,
+                handoff: &mut handoff[..nworkers],
             };
-            if self.inbox.dequeue(&mut rx) > 0 {
+            let n = match self.inboxes.get(self.index) {
+                Some(inbox) => inbox.dequeue(&mut rx),
+                None => 0,
+            };
+            if n > 0 {
+                self.counters.add(crate::net::Counter::HandedIn, n as u64);
                 for m in rx.drain() {
                     let port = m.port();
                     self.stack.input(port, m, now, &mut io, &mut self.stage);

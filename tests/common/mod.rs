@@ -3,6 +3,8 @@
 //! so tests running in parallel never collide.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -23,6 +23,7 @@ use super::{Action, Egress, Lb};
 use crate::buf::PacketBuf;
 use crate::model::{ConnEntry, Snapshot};
 use crate::net::{Interface, RouteTable, Stage, StageVerdict};
+use crate::rss::Ownership;
 use crate::wire::PacketMeta;
 
 /// The configuration the control thread publishes and workers pick up.
@@ -132,6 +133,8 @@ const EXPIRE_BUDGET: usize = 4096;
 #[derive(Debug)]
 pub struct LbStage {
     lb: Lb,
+    me: usize,
+    owners: Ownership,
     config: Arc<ConfigCell>,
     dump: Arc<ConnDump>,
     egress: PortRoutes,
@@ -139,9 +142,19 @@ pub struct LbStage {
 }
 
 impl LbStage {
-    pub fn new(lb: Lb, config: Arc<ConfigCell>, dump: Arc<ConnDump>, egress: PortRoutes) -> Self {
+    /// The stage of worker `me` of `owners.workers()`.
+    pub fn new(
+        lb: Lb,
+        me: usize,
+        owners: Ownership,
+        config: Arc<ConfigCell>,
+        dump: Arc<ConnDump>,
+        egress: PortRoutes,
+    ) -> Self {
         LbStage {
             lb,
+            me,
+            owners,
             config,
             dump,
             egress,
@@ -163,6 +176,17 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         meta: &PacketMeta,
         now: u64,
     ) -> StageVerdict<B> {
+        // Connection ownership (DESIGN.md): the worker chosen by the client
+        // endpoint handles both directions; a packet that RSS (or the
+        // kernel, for taps) delivered elsewhere is handed to its owner.
+        if self.owners.workers() > 1 {
+            if let Some((addr, port)) = self.lb.client_endpoint(meta) {
+                let owner = self.owners.owner(addr, port);
+                if owner != self.me {
+                    return StageVerdict::HandOver { buf, worker: owner };
+                }
+            }
+        }
         match self.lb.process(&mut buf, meta, now, &self.egress) {
             Action::Forward(dst) => StageVerdict::Route { buf, dst },
             Action::Pass => StageVerdict::Pass { buf },

@@ -88,6 +88,12 @@ counters! {
     DropNeighborFull => "drop_neighbor_table_full",
     /// A frame arrived on a port with no L3 configuration.
     DropUnknownPort => "drop_unknown_port",
+    /// Packets handed to the worker that owns their connection.
+    HandedOver => "handed_over",
+    /// Packets received from other workers (their connection is ours).
+    HandedIn => "handed_in",
+    /// Hand-overs lost because the owner's inbox was full.
+    DropHandOverFull => "drop_handover_full",
 }
 
 const N: usize = Counter::ALL.len();

@@ -256,6 +256,9 @@ pub enum StageVerdict<B> {
     /// Drop it (the stack counts it as `drop_not_local` unless the stage
     /// counted it itself and says so with `counted`).
     Drop { buf: B, counted: bool },
+    /// The packet belongs to a connection another worker owns: hand it to
+    /// worker `worker` (the worker batches hand-overs per owner).
+    HandOver { buf: B, worker: usize },
 }
 
 /// The stage between classification and transmit, where the load balancer

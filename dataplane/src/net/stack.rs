@@ -25,6 +25,11 @@ pub trait Io<B> {
     /// may land on another worker's queue. The worker copies `frame` to its
     /// peers; the default (one worker, tests) does nothing.
     fn share(&mut self, _port: u16, _frame: &[u8]) {}
+    /// A packet for worker `worker`, received on `port` (connection
+    /// ownership, see `lb`). The default (one worker, tests) drops it.
+    fn hand_over(&mut self, _worker: usize, _port: u16, buf: B) {
+        drop(buf);
+    }
 }
 
 /// The L2/L3 state of one worker. See the module docs of [`super`].
@@ -153,6 +158,10 @@ impl<B: PacketBuf> Stack<B> {
                 return drop(buf);
             }
             StageVerdict::Pass { buf } => buf,
+            StageVerdict::HandOver { buf, worker } => {
+                self.counters.inc(Counter::HandedOver);
+                return io.hand_over(worker, rx_port, buf);
+            }
         };
         match meta.l3 {
             L3::Ipv4 if self.is_local(meta.dst) && meta.protocol == protocol::ICMP => {

@@ -1,0 +1,162 @@
+//! Several workers, and configuration changes under traffic, end to end.
+//!
+//! Two workers poll two queues per tap port. The kernel spreads each tap's
+//! packets over its queues by its own flow hash, unrelated to UVS's, so a
+//! NAT connection's packets arrive at both workers; the worker that owns
+//! the connection (chosen from the client endpoint) must get them all,
+//! through the hand-over rings. The shutdown report's counters show how
+//! many were handed over.
+
+mod common;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::lab::{conns_per_server, lock, sha, Lab, VIP};
+
+/// `name=value` from a worker's counters line of the shutdown report.
+fn counter(report: &str, worker: usize, name: &str) -> u64 {
+    let line = report
+        .lines()
+        .find(|l| l.starts_with(&format!("uvsd: worker {worker} counters:")))
+        .unwrap_or_else(|| panic!("no counters for worker {worker}: {report}"));
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+#[test]
+fn two_workers_hand_nat_replies_to_the_connection_owner() {
+    let _g = lock();
+    let mut lab = Lab::with_workers("m", "nat", 3, 2, 2);
+    lab.ok(&format!("-A -t {VIP}:80 -s rr"));
+    for i in 1..=3 {
+        lab.ok(&format!("-a -t {VIP}:80 -r 198.18.1.1{i}:80 -m"));
+    }
+    // Many short connections from two client addresses: every one answered.
+    for n in 0..40 {
+        let from = if n % 2 == 0 {
+            "198.18.0.2"
+        } else {
+            "198.18.0.3"
+        };
+        lab.who(from, VIP);
+    }
+    assert!(lab.blob_matches(VIP), "download across two workers differs");
+    lab.ok(&format!("-A -u {VIP}:53 -s rr"));
+    lab.ok(&format!("-a -u {VIP}:53 -r 198.18.1.11:53 -m"));
+    for n in 0..10 {
+        let q = format!("q{n}");
+        assert_eq!(lab.udp(VIP, &q), Some(format!("rs1 {q}")));
+    }
+    let stats = lab.ok("-L -n --stats");
+    let per = conns_per_server(&stats);
+    let total: u64 = per
+        .iter()
+        .filter(|(a, _)| a.ends_with(":80"))
+        .map(|(_, c)| c)
+        .sum();
+    assert_eq!(total, 41, "{stats}");
+
+    let (status, report) = lab.stop_daemon();
+    assert!(status.is_some_and(|s| s.success()), "{report}");
+    let handed: u64 = (0..2).map(|w| counter(&report, w, "handed_over")).sum();
+    let received: u64 = (0..2).map(|w| counter(&report, w, "handed_in")).sum();
+    assert!(handed > 0, "no packet was handed over: {report}");
+    assert!(received >= handed, "hand-overs lost: {report}");
+    assert_eq!(
+        (0..2)
+            .map(|w| counter(&report, w, "drop_handover_full"))
+            .sum::<u64>(),
+        0
+    );
+}
+
+#[test]
+fn a_thousand_changes_to_other_services_lose_nothing_on_a_busy_one() {
+    let _g = lock();
+    let lab = Lab::with_workers("c", "nat", 2, 2, 2);
+    lab.ok(&format!("-A -t {VIP}:80 -s rr"));
+    lab.ok(&format!("-a -t {VIP}:80 -r 198.18.1.11:80 -m"));
+    lab.ok(&format!("-a -t {VIP}:80 -r 198.18.1.12:80 -m"));
+
+    // A slow download and a stream of short requests on the busy service
+    // while the configuration changes 1000 times elsewhere.
+    let done = Arc::new(AtomicBool::new(false));
+    let p = lab.p.clone();
+    let want = sha(&std::fs::read(format!("/tmp/{p}-www/blob")).unwrap());
+    let slow = {
+        let p = p.clone();
+        std::thread::spawn(move || {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &format!("{p}-cli")])
+                .args(["curl", "-s", "-f", "-m", "60", "--limit-rate", "150k"])
+                .arg(format!("http://{VIP}/blob"))
+                .output()
+                .unwrap();
+            out.status.success() && sha(&out.stdout) == want
+        })
+    };
+    let short = {
+        let (p, done) = (p.clone(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, 0u32);
+            while !done.load(Ordering::SeqCst) {
+                let st = Command::new("ip")
+                    .args(["netns", "exec", &format!("{p}-cli")])
+                    .args(["curl", "-s", "-f", "-o", "/dev/null", "-m", "5"])
+                    .args(["--interface", "198.18.0.3"])
+                    .arg(format!("http://{VIP}/who"))
+                    .status()
+                    .unwrap();
+                if st.success() {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+            (ok, failed)
+        })
+    };
+    let mut changes = 0;
+    let mut round = 0u32;
+    while changes < 1000 {
+        let port = 1000 + round % 50;
+        let svc = format!("-t 198.18.0.101:{port}");
+        for line in [
+            format!("-A {svc} -s wlc"),
+            format!("-a {svc} -r 198.18.1.11:80 -m -w 2"),
+            format!("-a {svc} -r 198.18.1.12:80 -m"),
+            format!("-e {svc} -r 198.18.1.12:80 -m -w 0"),
+            format!("-E {svc} -s sh"),
+            format!("-d {svc} -r 198.18.1.11:80"),
+            format!("-D {svc}"),
+            "--set 900 120 300".to_string(),
+        ] {
+            lab.ok(&line);
+            changes += 1;
+        }
+        round += 1;
+    }
+    done.store(true, Ordering::SeqCst);
+    let (ok, failed) = short.join().unwrap();
+    assert!(
+        slow.join().unwrap(),
+        "the long download broke during the changes"
+    );
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} short requests failed",
+        ok + failed
+    );
+    assert!(ok > 0);
+    // Only the busy service is left, with its counters intact.
+    let list = lab.ok("-S -n");
+    assert_eq!(
+        list.lines().filter(|l| l.starts_with("-A")).count(),
+        1,
+        "{list}"
+    );
+}
