@@ -25,6 +25,9 @@ impl Egress for Routes {
     fn route(&self, _dst: IpAddr) -> Option<(IpAddr, u16)> {
         Some((IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1)), 1500))
     }
+    fn mtu(&self, _dst: IpAddr) -> u16 {
+        1500
+    }
 }
 
 const VIP: [u8; 4] = [198, 18, 0, 100];

@@ -151,6 +151,12 @@ pub trait Egress {
     /// The director's source address and the path MTU towards `dst`
     /// (`None`: no route).
     fn route(&self, dst: IpAddr) -> Option<(IpAddr, u16)>;
+    /// The path MTU towards `dst` alone (NAT and DR need no source
+    /// address; an implementation with one MTU answers without a lookup).
+    #[inline]
+    fn mtu(&self, dst: IpAddr) -> u16 {
+        self.route(dst).map_or(u16::MAX, |r| r.1)
+    }
 }
 
 /// Start-up settings of a worker's stage.
@@ -745,13 +751,11 @@ fn rewrite_in<B: PacketBuf, E: Egress>(
 ) -> Result<(), XmitError> {
     match method {
         ForwardMethod::Masq => {
-            let mtu = eg.route(daddr).map_or(u16::MAX, |r| r.1);
-            check_mtu(meta, mtu)?;
+            check_mtu(meta, eg.mtu(daddr))?;
             nat::nat_inbound(buf, meta, daddr, dport)
         }
         ForwardMethod::Route => {
-            let mtu = eg.route(daddr).map_or(u16::MAX, |r| r.1);
-            check_mtu(meta, mtu)?;
+            check_mtu(meta, eg.mtu(daddr))?;
             dr_xmit(buf, meta)
         }
         ForwardMethod::Tunnel(cfg) => {

@@ -123,6 +123,11 @@ impl Egress for PortRoutes {
         };
         Some((src, self.mtu))
     }
+
+    #[inline]
+    fn mtu(&self, _dst: IpAddr) -> u16 {
+        self.mtu
+    }
 }
 
 /// How often a worker expires connections, and how many at most per turn.
