@@ -192,9 +192,9 @@ struct SvcSched {
     key: ServiceKey,
     name: String,
     sched: Option<Box<dyn Scheduler>>,
-    /// The destination list the scheduler last saw (identity + config), to
-    /// tell whether a new snapshot changed it.
-    seen: Vec<(usize, crate::model::DestConfig)>,
+    /// The destination list the scheduler last saw, to tell whether a new
+    /// snapshot changed it.
+    seen: Vec<Dest>,
 }
 
 /// One worker's load-balancing stage.
@@ -218,10 +218,6 @@ impl std::fmt::Debug for Lb {
             .field("conns", &self.conns.len())
             .finish_non_exhaustive()
     }
-}
-
-fn dest_identity(d: &Dest) -> usize {
-    Arc::as_ptr(&d.shared) as usize
 }
 
 impl Lb {
@@ -281,11 +277,7 @@ impl Lb {
         let mut scheds = Vec::with_capacity(snap.services.len());
         for svc in &snap.services {
             let cfg = &svc.config;
-            let seen: Vec<(usize, crate::model::DestConfig)> = svc
-                .dests
-                .iter()
-                .map(|d| (dest_identity(d), d.config.clone()))
-                .collect();
+            let seen = svc.dests.clone();
             let reuse = old
                 .iter()
                 .position(|s| s.key == cfg.key && s.name == cfg.scheduler && s.sched.is_some());
@@ -294,7 +286,7 @@ impl Lb {
                     let mut s = old.swap_remove(i);
                     if let Some(sch) = s.sched.as_mut() {
                         sch.set_flags(cfg.sched_flags);
-                        if s.seen != seen {
+                        if sched::dests_changed(&s.seen, &seen) {
                             sch.update(&svc.dests);
                         }
                     }
@@ -554,24 +546,14 @@ impl Lb {
         svc.shared.stats.slot(worker).conn();
         dest.stats.slot(worker).conn();
         bump(&counters.created);
-        match rewrite_in(
-            buf,
-            meta,
-            &method,
-            daddr.to_ip(),
+        let out = Outbound {
+            method,
+            daddr: daddr.to_ip(),
             dport,
-            eg,
-            settings,
-            ip_id,
-        ) {
-            Ok(()) => {
-                let len = u64::from(meta.ip_len);
-                svc.shared.stats.slot(worker).inbound(len);
-                dest.stats.slot(worker).inbound(len);
-                Action::Forward(daddr.to_ip())
-            }
-            Err(e) => refused(counters, buf, meta, e, eg),
-        }
+            svc: Some(&svc.shared),
+            dest,
+        };
+        out.send(buf, meta, worker, eg, settings, ip_id, counters)
     }
 
     /// A client packet along connection `id`.
@@ -596,26 +578,14 @@ impl Lb {
         let Some(dest) = c.dest() else {
             return drop_counted(counters, LbDrop::DestUnavailable);
         };
-        match rewrite_in(
-            buf,
-            meta,
-            &method,
-            daddr.to_ip(),
+        let out = Outbound {
+            method,
+            daddr: daddr.to_ip(),
             dport,
-            eg,
-            settings,
-            ip_id,
-        ) {
-            Ok(()) => {
-                let len = u64::from(meta.ip_len);
-                if let Some(s) = c.service() {
-                    s.stats.slot(*worker).inbound(len);
-                }
-                dest.stats.slot(*worker).inbound(len);
-                Action::Forward(daddr.to_ip())
-            }
-            Err(e) => refused(counters, buf, meta, e, eg),
-        }
+            svc: c.service(),
+            dest,
+        };
+        out.send(buf, meta, *worker, eg, settings, ip_id, counters)
     }
 
     /// A NAT reply along connection `id`: back to the client as the VIP.
@@ -733,6 +703,54 @@ fn unreachable<B: PacketBuf>(counters: &LbCounters, buf: &mut B, meta: &PacketMe
             Action::Forward(meta.src)
         }
         Err(_) => drop_counted(counters, LbDrop::NoDestination),
+    }
+}
+
+/// Where a client packet goes: a connection's (or a one-packet flow's)
+/// forwarding method, real server and statistics owners.
+struct Outbound<'a> {
+    method: ForwardMethod,
+    daddr: IpAddr,
+    dport: u16,
+    svc: Option<&'a Arc<crate::model::ServiceShared>>,
+    dest: &'a DestShared,
+}
+
+impl Outbound<'_> {
+    /// Rewrites and counts the packet, or answers with ICMP where IPVS does.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn send<B: PacketBuf, E: Egress>(
+        &self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        worker: usize,
+        eg: &E,
+        settings: &LbSettings,
+        ip_id: &mut u16,
+        counters: &LbCounters,
+    ) -> Action {
+        let r = rewrite_in(
+            buf,
+            meta,
+            &self.method,
+            self.daddr,
+            self.dport,
+            eg,
+            settings,
+            ip_id,
+        );
+        match r {
+            Ok(()) => {
+                let len = u64::from(meta.ip_len);
+                if let Some(s) = self.svc {
+                    s.stats.slot(worker).inbound(len);
+                }
+                self.dest.stats.slot(worker).inbound(len);
+                Action::Forward(self.daddr)
+            }
+            Err(e) => refused(counters, buf, meta, e, eg),
+        }
     }
 }
 
