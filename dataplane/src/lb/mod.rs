@@ -777,7 +777,7 @@ fn rewrite_in<B: PacketBuf, E: Egress>(
             dr_xmit(buf, meta)
         }
         ForwardMethod::Tunnel(cfg) => {
-            let (src, mtu) = eg.route(daddr).ok_or(XmitError::FamilyMismatch)?;
+            let (src, mtu) = eg.route(daddr).ok_or(XmitError::NoRoute)?;
             *ip_id = ip_id.wrapping_add(1);
             let flow =
                 (u32::from(meta.sport) << 16 | u32::from(meta.dport)).wrapping_mul(0x9e37_79b1);
@@ -817,6 +817,7 @@ fn refused<B: PacketBuf, E: Egress>(
             eg.route(meta.src).map(|r| r.0),
         ),
         XmitError::NeedsFragmentation => return drop_counted(counters, LbDrop::TooBig),
+        XmitError::NoRoute => return drop_counted(counters, LbDrop::NoRoute),
         _ => return drop_counted(counters, LbDrop::Rewrite),
     };
     match src.map(|s| icmp_error_reply(buf, meta, kind, s)) {

@@ -99,6 +99,9 @@ pub enum XmitError {
     /// The ICMP message's checksum does not verify (NAT in_icmp, 5.5).
     #[error("ICMP checksum does not verify")]
     BadChecksum,
+    /// No route (no source address) towards the destination.
+    #[error("no route towards the destination")]
+    NoRoute,
     /// Fragmentation needed about a tunnel packet whose client packet did
     /// not have DF: the client does no PMTU discovery, nothing is sent.
     #[error("client does not use PMTU discovery")]
