@@ -457,7 +457,7 @@ impl Lb {
             ForwardMethod,
             ConnAddr,
             u16,
-            &DestShared,
+            &Arc<DestShared>,
         ) = if let Some(timeout) = svc.config.persistent {
             let tk = persist::template_key(&svc.config, proto, src, dst, meta.dport);
             let t = match conns.find_template(&tk.key) {
@@ -494,7 +494,7 @@ impl Lb {
             // snapshot rather than clone the template's reference.
             let (m, a) = (*c.method(), c.real().0);
             match svc.dests.iter().find(|x| Arc::ptr_eq(&x.shared, d)) {
-                Some(x) => (Some(t), m, a, dport, &*x.shared),
+                Some(x) => (Some(t), m, a, dport, &x.shared),
                 None => return drop_counted(counters, LbDrop::DestUnavailable),
             }
         } else {
@@ -516,16 +516,13 @@ impl Lb {
                 d.config.method,
                 ConnAddr::from(d.config.addr),
                 dport,
-                &*d.shared,
+                &d.shared,
             )
         };
 
         if one_packet {
             conns.one_packet(dest, control, now);
         } else {
-            let Some(dest_arc) = svc.dests.iter().find(|x| std::ptr::eq(&*x.shared, dest)) else {
-                return drop_counted(counters, LbDrop::DestUnavailable);
-            };
             let n = NewConn {
                 proto,
                 client: src,
@@ -535,7 +532,7 @@ impl Lb {
                 daddr,
                 dport,
                 method,
-                dest: &dest_arc.shared,
+                dest,
                 svc: Some(&svc.shared),
                 control,
             };

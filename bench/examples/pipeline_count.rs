@@ -1,0 +1,127 @@
+//! Instruction counts of the per-packet decision, for valgrind's callgrind
+//! (counts are repeatable whatever else the machine does, unlike time):
+//!
+//!   cargo build --release -p uvs-bench --example pipeline_count
+//!   valgrind --tool=callgrind --toggle-collect='pipeline_count::send' \
+//!       target/release/examples/pipeline_count established 1000 100000
+//!
+//! Modes: `established N P` sends P ACKs of N established NAT flows;
+//! `new SCHED P` sends P SYNs of new flows to a 10-server service.
+//! Instructions per packet = the collected Ir / P (`send` copies the frame
+//! into the buffer, parses it and runs `Lb::process`).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use dataplane::buf::{PacketBuf, TestBuf};
+use dataplane::config::{ConfigOp, ConfigStore};
+use dataplane::lb::{Action, Egress, Lb, LbSettings};
+use dataplane::model::{DestConfig, ForwardMethod, Protocol, ServiceConfig, ServiceKey};
+use dataplane::wire::parse_packet;
+use etherparse::PacketBuilder;
+
+struct Routes;
+impl Egress for Routes {
+    fn route(&self, _dst: IpAddr) -> Option<(IpAddr, u16)> {
+        Some((IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1)), 1500))
+    }
+    fn mtu(&self, _dst: IpAddr) -> u16 {
+        1500
+    }
+}
+
+fn tcp(n: u32, syn: bool) -> Vec<u8> {
+    let a = 0xC612_8000u32 | (n >> 14 & 0x7fff);
+    let port = 1024 + (n & 0x3fff) as u16;
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(a.to_be_bytes(), [198, 18, 0, 100], 64)
+        .tcp(port, 80, 1, 1024);
+    let b = if syn { b.syn() } else { b.ack(1) };
+    let mut out = Vec::new();
+    b.write(&mut out, &[]).unwrap();
+    out
+}
+
+fn lb(sched: &str, capacity: u32) -> Lb {
+    let mut st = ConfigStore::new();
+    let key = ServiceKey::Addr {
+        protocol: Protocol::Tcp,
+        addr: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100)),
+        port: 80,
+    };
+    let mut cfg = ServiceConfig::new(key);
+    cfg.scheduler = sched.into();
+    st.apply(&ConfigOp::AddService(cfg)).unwrap();
+    for i in 0..10u8 {
+        st.apply(&ConfigOp::AddDest(
+            key,
+            DestConfig {
+                addr: IpAddr::V4(Ipv4Addr::new(198, 18, 1, 11 + i)),
+                port: 8080,
+                method: ForwardMethod::Masq,
+                weight: 1 + i32::from(i % 3),
+                u_threshold: 0,
+                l_threshold: 0,
+            },
+        ))
+        .unwrap();
+    }
+    let mut lb = Lb::new(
+        0,
+        LbSettings {
+            capacity,
+            ..LbSettings::default()
+        },
+        0,
+    );
+    lb.set_snapshot(st.snapshot());
+    std::mem::forget(st);
+    lb
+}
+
+#[inline(never)]
+fn send(lb: &mut Lb, buf: &mut TestBuf, f: &[u8], now: u64) -> Action {
+    if buf.len() != f.len() {
+        *buf = TestBuf::new(f);
+    }
+    buf.data_mut().copy_from_slice(f);
+    let m = parse_packet(buf.data()).unwrap();
+    lb.process(buf, &m, now, &Routes)
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    let mode = a.get(1).map_or("established", String::as_str);
+    let arg: String = a.get(2).cloned().unwrap_or_else(|| "1000".into());
+    let packets: u32 = a.get(3).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let mut forwarded = 0u32;
+    match mode {
+        "new" => {
+            let mut l = lb(&arg, packets + 1024);
+            let mut buf = TestBuf::new(&tcp(0, true));
+            let frames: Vec<Vec<u8>> = (0..packets).map(|k| tcp(k, true)).collect();
+            for f in &frames {
+                if let Action::Forward(_) = send(&mut l, &mut buf, f, 1) {
+                    forwarded += 1;
+                }
+            }
+        }
+        _ => {
+            let n: u32 = arg.parse().unwrap();
+            let mut l = lb("rr", n + n / 8 + 64);
+            let mut buf = TestBuf::new(&tcp(0, true));
+            for i in 0..n {
+                send(&mut l, &mut buf, &tcp(i, true), 1);
+            }
+            let frames: Vec<Vec<u8>> = (0..4096u32)
+                .map(|k| tcp(k.wrapping_mul(2_654_435_761) % n, false))
+                .collect();
+            for k in 0..packets {
+                if let Action::Forward(_) = send(&mut l, &mut buf, &frames[(k & 4095) as usize], 2)
+                {
+                    forwarded += 1;
+                }
+            }
+        }
+    }
+    println!("{mode} {arg}: {forwarded} of {packets} forwarded");
+}
