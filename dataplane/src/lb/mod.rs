@@ -333,9 +333,23 @@ impl Lb {
 
     /// The client endpoint that owns this packet's connection, for
     /// hand-over between workers: the source of a packet to a virtual
-    /// service, else the destination (a NAT reply goes to the client).
-    pub fn client_endpoint(&self, meta: &PacketMeta) -> Option<(IpAddr, u16)> {
-        if meta.l3 == L3::Arp || meta.is_icmp() {
+    /// service, else the destination (a NAT reply goes to the client). For
+    /// an ICMP error, the same rule applied to the packet it quotes (sent by
+    /// the director to a client, or by a client to a real server). `None`
+    /// for other ICMP and ARP.
+    pub fn client_endpoint(&self, frame: &[u8], meta: &PacketMeta) -> Option<(IpAddr, u16)> {
+        if meta.l3 == L3::Arp {
+            return None;
+        }
+        if meta.is_icmp_error() {
+            let q = parse_icmp_quote(frame, meta).ok()?;
+            return Some(if self.index.is_vip(&q.src) {
+                (q.dst, q.dport)
+            } else {
+                (q.src, q.sport)
+            });
+        }
+        if meta.is_icmp() {
             return None;
         }
         if self.index.is_vip(&meta.dst) {

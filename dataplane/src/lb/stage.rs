@@ -185,7 +185,7 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         // endpoint handles both directions; a packet that RSS (or the
         // kernel, for taps) delivered elsewhere is handed to its owner.
         if self.owners.workers() > 1 {
-            if let Some((addr, port)) = self.lb.client_endpoint(meta) {
+            if let Some((addr, port)) = self.lb.client_endpoint(buf.data(), meta) {
                 let owner = self.owners.owner(addr, port);
                 if owner != self.me {
                     return StageVerdict::HandOver { buf, worker: owner };

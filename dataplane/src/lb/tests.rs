@@ -650,3 +650,41 @@ mod pipeline_props {
         assert_eq!(fuzz_pipeline(&data), 1);
     }
 }
+
+#[test]
+fn client_endpoint_names_the_client_in_both_directions_and_in_icmp_quotes() {
+    let st = masq3("rr");
+    let mut lb = lb_for(&st);
+    let syn = tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, SYN);
+    let m = parse_packet(&syn).unwrap();
+    let client = Some((ip("198.18.0.2"), 40000));
+    assert_eq!(lb.client_endpoint(&syn, &m), client);
+    let (a, _) = run(&mut lb, &syn, 0);
+    let Action::Forward(rs) = a else {
+        panic!("{a:?}")
+    };
+    let reply = tcp_frame(&rs.to_string(), 8080, "198.18.0.2", 40000, SYNACK);
+    assert_eq!(
+        lb.client_endpoint(&reply, &parse_packet(&reply).unwrap()),
+        client
+    );
+    // The real server's port unreachable about the forwarded SYN (client
+    // -> real server): built by the director's own ICMP builder.
+    let (_, fwd) = run(
+        &mut lb,
+        &tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, ACK),
+        1,
+    );
+    let mut b = TestBuf::new(&fwd);
+    let fm = parse_packet(b.data()).unwrap();
+    crate::xmit::icmp::icmp_error_reply(
+        &mut b,
+        &fm,
+        crate::xmit::icmp::IcmpErrorKind::PortUnreachable,
+        rs,
+    )
+    .unwrap();
+    let em = parse_packet(b.data()).unwrap();
+    assert!(em.is_icmp_error());
+    assert_eq!(lb.client_endpoint(b.data(), &em), client);
+}
