@@ -135,6 +135,49 @@ fn rewrite(
         udp::UdpPacket::new_checked(&data[l4..end])?;
     }
 
+    // The common case, an IPv4 TCP or UDP (with a checksum) datagram, in
+    // straight-line code: TTL, address and port with one RFC 1624 update of
+    // each checksum, no slices or loops. The general path below handles
+    // the rest and serves as the reference for the property tests.
+    if let (L3::Ipv4, IpAddr::V4(new_a)) = (meta.l3, addr) {
+        let csum_rel = match meta.protocol {
+            protocol::TCP => Some(tcp::CHECKSUM_OFFSET),
+            protocol::UDP if get16(data, l4 + udp::CHECKSUM_OFFSET) != 0 => {
+                Some(udp::CHECKSUM_OFFSET)
+            }
+            _ => None,
+        };
+        if let Some(csum_rel) = csum_rel {
+            let addr_at = l3 + if side == Side::Src { 12 } else { 16 };
+            let port_at = l4 + if side == Side::Src { 0 } else { 2 };
+            let old_a = u32::from_be_bytes([
+                data[addr_at],
+                data[addr_at + 1],
+                data[addr_at + 2],
+                data[addr_at + 3],
+            ]);
+            let new_a = u32::from(new_a);
+            // TTL is the high byte of the 16-bit word at offset 8.
+            let old_ttl_word = get16(data, l3 + 8);
+            let new_ttl_word = old_ttl_word.wrapping_sub(0x0100);
+            let ip_c = checksum::update16(get16(data, l3 + 10), old_ttl_word, new_ttl_word);
+            let ip_c = checksum::update32(ip_c, old_a, new_a);
+            set16(data, l3 + 8, new_ttl_word);
+            set16(data, l3 + 10, ip_c);
+            data[addr_at..addr_at + 4].copy_from_slice(&new_a.to_be_bytes());
+            let csum_at = l4 + csum_rel;
+            let old_port = get16(data, port_at);
+            let c = checksum::update32(get16(data, csum_at), old_a, new_a);
+            let mut c = checksum::update16(c, old_port, port);
+            if meta.protocol == protocol::UDP && c == 0 {
+                c = 0xffff;
+            }
+            set16(data, port_at, port);
+            set16(data, csum_at, c);
+            return Ok(());
+        }
+    }
+
     // Addresses: where they sit in the IP header.
     let (addr_at, addr_len) = match (meta.l3, side) {
         (L3::Ipv4, Side::Src) => (l3 + 12, 4),
