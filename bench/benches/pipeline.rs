@@ -119,10 +119,31 @@ fn established(c: &mut Criterion) {
             .map(|k| tcp(k.wrapping_mul(2_654_435_761) % n, false))
             .collect();
         let mut k = 0usize;
-        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+        g.bench_with_input(BenchmarkId::new("single", n), &n, |b, _| {
             b.iter(|| {
                 k = (k + 1) & 4095;
                 black_box(send(&mut lb, &mut buf, &frames[k], 2))
+            })
+        });
+        // Bursts of 32 as a worker receives them: the stage sees the whole
+        // burst first (Lb::warm: batched lookup when the table is large),
+        // then each packet. Reported per burst; divide by 32.
+        let mut bufs: Vec<TestBuf> = (0..32).map(|_| TestBuf::new(&frames[0])).collect();
+        let mut k = 0usize;
+        g.bench_with_input(BenchmarkId::new("burst32", n), &n, |b, _| {
+            b.iter(|| {
+                k = (k + 32) & 4095;
+                for (j, buf) in bufs.iter_mut().enumerate() {
+                    buf.data_mut().copy_from_slice(&frames[k + j]);
+                }
+                {
+                    let views: Vec<&[u8]> = bufs.iter().map(|b| b.data()).collect();
+                    lb.warm(&views);
+                }
+                for buf in bufs.iter_mut() {
+                    let m = parse_packet(buf.data()).unwrap();
+                    black_box(lb.process(buf, &m, 2, &Routes));
+                }
             })
         });
         println!(

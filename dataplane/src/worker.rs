@@ -202,6 +202,15 @@ impl<S: Stage<Mbuf>> Worker<S> {
                     share: true,
                     handoff: &mut handoff[..nworkers],
                 };
+                {
+                    let ms = rx.as_mut_slice();
+                    let mut frames: [&[u8]; dpdk::BURST_SIZE] = [&[]; dpdk::BURST_SIZE];
+                    let n = ms.len().min(dpdk::BURST_SIZE);
+                    for (f, m) in frames.iter_mut().zip(ms.iter()) {
+                        *f = m.data();
+                    }
+                    self.stage.warm(&frames[..n]);
+                }
                 for m in rx.drain() {
                     self.stack.input(port, m, now, &mut io, &mut self.stage);
                 }

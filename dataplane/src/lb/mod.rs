@@ -64,6 +64,10 @@ pub enum Action {
     Drop(LbDrop),
 }
 
+/// Tables at least this large are looked up a burst at a time first
+/// ([`Lb::warm`]); below it they fit the caches.
+pub const WARM_MIN_CONNS: usize = 1 << 16;
+
 /// Why the load balancer dropped a packet. Indexes [`LbCounters`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LbDrop {
@@ -361,6 +365,47 @@ impl Lb {
 
     fn drop(&self, r: LbDrop) -> Action {
         drop_counted(&self.counters, r)
+    }
+
+    /// Looks a whole rx burst up in the connection table ahead of
+    /// [`Lb::process`], when the table is too large for the caches: the
+    /// batched lookup issues every bucket and entry load of the burst before
+    /// waiting for any, so the per-packet lookups that follow find them in
+    /// cache (bench/ENGINE.md). Smaller tables skip it (nothing to gain).
+    pub fn warm(&self, frames: &[&[u8]]) {
+        const B: usize = 32;
+        if self.conns.len() < WARM_MIN_CONNS {
+            return;
+        }
+        let blank = ConnKey::new(0, ConnAddr::default(), 0, ConnAddr::default(), 0);
+        let mut keys_in = [blank; B];
+        let mut keys_out = [blank; B];
+        let (mut n_in, mut n_out) = (0, 0);
+        for f in frames.iter().take(B) {
+            let Ok(m) = crate::wire::parse_packet(f) else {
+                continue;
+            };
+            if !matches!(m.protocol, protocol::TCP | protocol::UDP) || m.l3 == L3::Arp {
+                continue;
+            }
+            let k = ConnKey::new(
+                m.protocol,
+                ConnAddr::from(m.src),
+                m.sport,
+                ConnAddr::from(m.dst),
+                m.dport,
+            );
+            if self.index.is_vip(&m.dst) {
+                keys_in[n_in] = k;
+                n_in += 1;
+            } else {
+                keys_out[n_out] = k;
+                n_out += 1;
+            }
+        }
+        let mut out = [None; B];
+        self.conns.lookup_in_batch(&keys_in[..n_in], &mut out);
+        self.conns.lookup_out_batch(&keys_out[..n_out], &mut out);
     }
 
     /// The load-balancing decision for one parsed packet; see the module

@@ -199,6 +199,11 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         }
     }
 
+    #[inline]
+    fn warm(&mut self, frames: &[&[u8]]) {
+        self.lb.warm(frames);
+    }
+
     fn tick(&mut self, now: u64) -> bool {
         let mut changed = false;
         if self.config.generation() != self.lb.generation() {

@@ -268,6 +268,9 @@ pub enum StageVerdict<B> {
 pub trait Stage<B: PacketBuf> {
     /// One packet of the burst, with its classification.
     fn process(&mut self, rx_port: u16, buf: B, meta: &PacketMeta, now_ms: u64) -> StageVerdict<B>;
+    /// Called with a whole received burst before its packets are processed
+    /// one by one (batched lookups that overlap cache misses).
+    fn warm(&mut self, _frames: &[&[u8]]) {}
     /// Called once at the end of every burst (flush batched work).
     fn end_burst(&mut self, _now_ms: u64) {}
     /// Called on every turn of the worker loop, with or without traffic:
