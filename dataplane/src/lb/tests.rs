@@ -688,3 +688,61 @@ fn client_endpoint_names_the_client_in_both_directions_and_in_icmp_quotes() {
     assert!(em.is_icmp_error());
     assert_eq!(lb.client_endpoint(b.data(), &em), client);
 }
+
+#[test]
+fn warming_a_burst_changes_no_decision() {
+    let st = masq3("rr");
+    let mut lb = Lb::new(
+        0,
+        LbSettings {
+            capacity: 80_000,
+            ..LbSettings::default()
+        },
+        0,
+    );
+    lb.set_snapshot(st.snapshot());
+    // More connections than WARM_MIN_CONNS, so warm() does its batch.
+    let n = super::WARM_MIN_CONNS as u32 + 100;
+    let client = |i: u32| format!("198.18.{}.{}", 2 + (i >> 16), (i >> 8) & 0xff);
+    let mut owner = Vec::new();
+    for i in 0..n {
+        let (a, _) = run(
+            &mut lb,
+            &tcp_frame(
+                &client(i),
+                1024 + (i & 0xff) as u16,
+                "198.18.0.100",
+                80,
+                SYN,
+            ),
+            0,
+        );
+        let Action::Forward(rs) = a else {
+            panic!("{a:?}")
+        };
+        if i % 997 == 0 {
+            owner.push((i, rs));
+        }
+    }
+    assert!(lb.conns().len() >= super::WARM_MIN_CONNS);
+    let frames: Vec<Vec<u8>> = owner
+        .iter()
+        .map(|(i, _)| {
+            tcp_frame(
+                &client(*i),
+                1024 + (i & 0xff) as u16,
+                "198.18.0.100",
+                80,
+                ACK,
+            )
+        })
+        .collect();
+    for chunk in frames.chunks(32).zip(owner.chunks(32)) {
+        let views: Vec<&[u8]> = chunk.0.iter().map(|f| f.as_slice()).collect();
+        lb.warm(&views);
+        for (f, (_, rs)) in chunk.0.iter().zip(chunk.1) {
+            let (a, _) = run(&mut lb, f, 1);
+            assert_eq!(a, Action::Forward(*rs));
+        }
+    }
+}
