@@ -224,6 +224,7 @@ fn start_and_serve(
         let settings = LbSettings {
             capacity: cfg.workers.conn_capacity,
             seed: now ^ (w as u64) << 32,
+            mem_advice: Some(dataplane::dpdk::advise_huge_pages),
             ..LbSettings::default()
         };
         let mut lb = Lb::new(w, settings, now);

@@ -72,6 +72,16 @@ fn store(sched: &str) -> ConfigStore {
     st
 }
 
+/// With `--features dpdk` and `PIPELINE_THP=1`, the connection table asks
+/// for transparent huge pages as the daemon's does.
+fn advice() -> Option<dataplane::conn::table::MemAdvice> {
+    #[cfg(feature = "dpdk")]
+    if std::env::var_os("PIPELINE_THP").is_some() {
+        return Some(dataplane::dpdk::advise_huge_pages);
+    }
+    None
+}
+
 fn sizes() -> Vec<u32> {
     std::env::var("PIPELINE_SIZES")
         .ok()
@@ -103,6 +113,7 @@ fn established(c: &mut Criterion) {
             0,
             LbSettings {
                 capacity: n + n / 8 + 64,
+                mem_advice: advice(),
                 ..LbSettings::default()
             },
             0,

@@ -250,6 +250,10 @@ pub struct NewConn<'a> {
     pub control: Option<ConnId>,
 }
 
+/// Memory advice for a freshly reserved, not yet touched array: its
+/// address and length in bytes (see [`ConnTable::with_advice`]).
+pub type MemAdvice = fn(*mut u8, usize);
+
 /// One worker's connection table. See the module docs of [`super`].
 #[derive(Debug)]
 pub struct ConnTable {
@@ -282,9 +286,33 @@ impl ConnTable {
     /// with the other workers. `now` is the clock in milliseconds.
     /// All memory is allocated here.
     pub fn new(capacity: u32, budget: Option<Arc<ConnBudget>>, now: u64) -> ConnTable {
+        ConnTable::with_advice(capacity, budget, now, None)
+    }
+
+    /// [`ConnTable::new`], calling `advise` on the slab and the bucket
+    /// arrays after reserving them and before touching them (the daemon
+    /// asks for transparent huge pages there, see `dpdk::advise_huge_pages`).
+    pub fn with_advice(
+        capacity: u32,
+        budget: Option<Arc<ConnBudget>>,
+        now: u64,
+        advise: Option<MemAdvice>,
+    ) -> ConnTable {
         let capacity = capacity.min(u32::MAX - timer::SLOTS as u32 - 2);
         let nb = (capacity.max(2) as usize).next_power_of_two();
-        let mut ents = Vec::with_capacity(capacity as usize);
+        let mut ents: Vec<Conn> = Vec::with_capacity(capacity as usize);
+        let mut buckets_in: Vec<u32> = Vec::with_capacity(nb);
+        let mut buckets_out: Vec<u32> = Vec::with_capacity(nb);
+        if let Some(f) = advise {
+            f(
+                ents.as_mut_ptr().cast(),
+                ents.capacity() * std::mem::size_of::<Conn>(),
+            );
+            f(buckets_in.as_mut_ptr().cast(), nb * 4);
+            f(buckets_out.as_mut_ptr().cast(), nb * 4);
+        }
+        buckets_in.resize(nb, NIL);
+        buckets_out.resize(nb, NIL);
         for i in 0..capacity {
             let mut c = Conn::empty();
             c.next_in = if i + 1 < capacity { i + 1 } else { NIL };
@@ -298,8 +326,8 @@ impl ConnTable {
         ];
         ConnTable {
             ents,
-            buckets_in: vec![NIL; nb],
-            buckets_out: vec![NIL; nb],
+            buckets_in,
+            buckets_out,
             mask: (nb - 1) as u32,
             seed,
             wheel: Wheel::new(capacity, tick_of_ms(now)),

@@ -21,10 +21,13 @@
 mod eal;
 pub mod lcore;
 mod mbuf;
+mod mem;
 mod mempool;
 mod port;
 mod ring;
 mod signals;
+
+pub use mem::advise_huge_pages;
 
 pub use eal::Eal;
 pub use mbuf::{Burst, Drain, Mbuf, BURST_SIZE};

@@ -176,6 +176,8 @@ pub struct LbSettings {
     pub gue_ports: (u16, u16),
     /// Seed of the worker's random source (twos).
     pub seed: u64,
+    /// Memory advice for the connection table's arrays (huge pages).
+    pub mem_advice: Option<crate::conn::table::MemAdvice>,
 }
 
 impl Default for LbSettings {
@@ -187,6 +189,7 @@ impl Default for LbSettings {
             pmtu_disc: true,
             gue_ports: (32768, 60999),
             seed: 0x5eed,
+            mem_advice: None,
         }
     }
 }
@@ -228,7 +231,7 @@ impl Lb {
     /// A stage for worker `worker` (its statistics slot) with an empty
     /// configuration. `now` is the clock in milliseconds.
     pub fn new(worker: usize, settings: LbSettings, now: u64) -> Lb {
-        let mut conns = ConnTable::new(settings.capacity, None, now);
+        let mut conns = ConnTable::with_advice(settings.capacity, None, now, settings.mem_advice);
         conns.set_sysctls(settings.sysctls);
         Lb {
             worker,
