@@ -746,3 +746,52 @@ fn warming_a_burst_changes_no_decision() {
         }
     }
 }
+
+#[test]
+fn tunnel_packet_too_big_for_the_path_gets_frag_needed_back_to_the_client() {
+    let tun = TunnelConfig {
+        kind: TunnelType::Ipip,
+        port: 0,
+        csum: TunnelCsum::NoCsum,
+    };
+    let k = svc_key(Protocol::Tcp, "198.18.0.100", 80);
+    let st = store(
+        k,
+        "rr",
+        None,
+        &[dest("198.18.1.11", 80, ForwardMethod::Tunnel(tun), 1)],
+    );
+    let mut lb = lb_for(&st);
+    run(
+        &mut lb,
+        &tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, SYN),
+        0,
+    );
+    // A full-size segment with DF: 1500 bytes of IP, 20 more would not fit.
+    let mut f = frame(
+        ip("198.18.0.2"),
+        ip("198.18.0.100"),
+        L4::Tcp,
+        40000,
+        80,
+        None,
+        &[0x55; 1460],
+    );
+    let m = parse_packet(&f).unwrap();
+    let l3 = usize::from(m.l3_offset);
+    // Set DF and fix the IPv4 header checksum for the changed word.
+    let old = u16::from_be_bytes([f[l3 + 6], f[l3 + 7]]);
+    f[l3 + 6] |= 0x40;
+    let new = u16::from_be_bytes([f[l3 + 6], f[l3 + 7]]);
+    let c = checksum::update16(u16::from_be_bytes([f[l3 + 10], f[l3 + 11]]), old, new);
+    f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+    let (a, out) = run(&mut lb, &f, 1);
+    assert_eq!(a, Action::Forward(ip("198.18.0.2")));
+    let e = parse_packet(&out).unwrap();
+    assert_eq!((e.protocol, e.icmp_type, e.icmp_code), (1, 3, 4));
+    // The next-hop MTU field (bytes 6-7 of the ICMP header) says what fits.
+    let l4 = usize::from(e.l4_offset);
+    assert_eq!(u16::from_be_bytes([out[l4 + 6], out[l4 + 7]]), 1480);
+    assert!(checksums_ok(&out));
+    assert_eq!(lb.counters().icmp_sent.load(Ordering::Relaxed), 1);
+}
