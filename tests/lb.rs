@@ -184,20 +184,28 @@ fn weight_zero_deletion_timeouts_and_a_vanishing_server() {
     let slow = std::thread::spawn(move || {
         let out = Command::new("ip")
             .args(["netns", "exec", &format!("{p}-cli")])
-            .args(["curl", "-s", "-f", "-m", "30", "--limit-rate", "200k"])
+            .args(["curl", "-s", "-f", "-m", "60", "--limit-rate", "200k"])
             .arg(format!("http://{VIP}/blob"))
             .output()
             .unwrap();
         out.status.success() && sha(&out.stdout) == want
     });
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    let busy = lab.ok("-L -n");
-    let busy_rs = busy
-        .lines()
-        .filter_map(|l| l.strip_prefix("  -> "))
-        .find(|l| l.split_whitespace().nth(3) == Some("1"))
-        .map(|l| l.split_whitespace().next().unwrap().to_string())
-        .unwrap_or_else(|| panic!("no active connection: {busy}"));
+    // Wait (at most 20 s on a busy machine) for the download's connection.
+    let mut busy = String::new();
+    let mut busy_rs = None;
+    for _ in 0..200 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        busy = lab.ok("-L -n");
+        busy_rs = busy
+            .lines()
+            .filter_map(|l| l.strip_prefix("  -> "))
+            .find(|l| l.split_whitespace().nth(3) == Some("1"))
+            .map(|l| l.split_whitespace().next().unwrap().to_string());
+        if busy_rs.is_some() {
+            break;
+        }
+    }
+    let busy_rs = busy_rs.unwrap_or_else(|| panic!("no active connection: {busy}"));
     lab.ok(&format!("-e -t {VIP}:80 -r {busy_rs} -m -w 0"));
     let busy_name = if busy_rs.starts_with("198.18.1.11") {
         "rs1"

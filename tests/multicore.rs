@@ -91,7 +91,7 @@ fn a_thousand_changes_to_other_services_lose_nothing_on_a_busy_one() {
         std::thread::spawn(move || {
             let out = Command::new("ip")
                 .args(["netns", "exec", &format!("{p}-cli")])
-                .args(["curl", "-s", "-f", "-m", "60", "--limit-rate", "150k"])
+                .args(["curl", "-s", "-f", "-m", "120", "--limit-rate", "150k"])
                 .arg(format!("http://{VIP}/blob"))
                 .output()
                 .unwrap();
@@ -105,7 +105,7 @@ fn a_thousand_changes_to_other_services_lose_nothing_on_a_busy_one() {
             while !done.load(Ordering::SeqCst) {
                 let st = Command::new("ip")
                     .args(["netns", "exec", &format!("{p}-cli")])
-                    .args(["curl", "-s", "-f", "-o", "/dev/null", "-m", "5"])
+                    .args(["curl", "-s", "-f", "-o", "/dev/null", "-m", "15"])
                     .args(["--interface", "198.18.0.3"])
                     .arg(format!("http://{VIP}/who"))
                     .status()

@@ -163,18 +163,25 @@ addresses = ["198.18.1.1/24", "2001:db8:1::1/64"]
 
     /// A UDP request to `vip:53` and its answer.
     pub fn udp(&self, vip: &str, payload: &str) -> Option<String> {
-        let out = Command::new("bash")
-            .args([
-                "-c",
-                &format!(
-                    "echo {payload} | ip netns exec {}-cli nc -u -w 2 {vip} 53",
-                    self.p
-                ),
-            ])
-            .output()
-            .unwrap();
-        let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (!s.is_empty()).then_some(s)
+        // UDP may lose a datagram (a real client retries): up to 3 tries,
+        // each a new request from a new source port.
+        for _ in 0..3 {
+            let out = Command::new("bash")
+                .args([
+                    "-c",
+                    &format!(
+                        "echo {payload} | ip netns exec {}-cli nc -u -w 2 {vip} 53",
+                        self.p
+                    ),
+                ])
+                .output()
+                .unwrap();
+            let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if !s.is_empty() {
+                return Some(s);
+            }
+        }
+        None
     }
 
     /// sha256 of the test blob the servers serve, and of a download.
