@@ -1,1 +1,352 @@
-//! (placeholder: filled in by its owner)
+//! L2/L3 on the director's own ports: what a host must do to be reachable,
+//! and the next-hop resolution every forwarded packet needs.
+//!
+//! Why it is in the engine and pure: ARP, NDP and ICMP echo run on every
+//! worker's fast path, and their correctness (the exact reply bytes, when
+//! to learn a neighbour, when to give up) is best shown on byte buffers.
+//! Everything here works on [`PacketBuf`] with time injected in
+//! milliseconds; [`Io`] gives the stack fresh buffers and a transmit
+//! function, which the worker backs with a mempool and tx bursts.
+//!
+//! * [`Stack::input`]: one received frame. ARP requests for our addresses
+//!   are answered, ARP replies and neighbour advertisements are learned,
+//!   neighbour solicitations for our addresses are answered, ICMP/ICMPv6
+//!   echo requests to our addresses are answered (the reply is routed, so it
+//!   resolves its next hop like any other packet). IP not for us goes to
+//!   the [`Stage`] (the load balancer plugs in there). Everything else is
+//!   dropped and counted by reason ([`Counter`]). VLAN-tagged frames are
+//!   counted and dropped: no port has a VLAN configured.
+//! * [`Stack::send_ip`]: route and resolve an IP packet (a reply, or what
+//!   the stage forwards): known neighbour -> Ethernet header and tx; unknown
+//!   -> ARP request / neighbour solicitation and a bounded parking queue.
+//! * [`Stack::tick`]: retries and expiry; call it between bursts.
+
+mod arp;
+pub mod counters;
+mod icmp;
+mod ndp;
+pub mod neighbor;
+pub mod route;
+mod stack;
+
+pub use counters::{Counter, NetCounters};
+pub use neighbor::NeighborTable;
+pub use route::{Route, RouteTable};
+pub use stack::{Io, Stack};
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use crate::buf::PacketBuf;
+use crate::wire::ethernet::MacAddr;
+use crate::wire::PacketMeta;
+
+/// An address with a prefix length (`198.18.0.1/24`, `2001:db8::/32`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Prefix {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl Prefix {
+    /// `addr/len`; `None` if `len` is too long for the family.
+    pub fn new(addr: IpAddr, len: u8) -> Option<Prefix> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (len <= max).then_some(Prefix { addr, len })
+    }
+
+    /// Whether `ip` (same family) is inside the prefix.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.len))
+                    .unwrap_or(0);
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the two prefixes share any address.
+    pub fn overlaps(&self, other: &Prefix) -> bool {
+        let shorter = if self.len <= other.len { self } else { other };
+        let longer = if self.len <= other.len { other } else { self };
+        shorter.contains(longer.addr)
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// Why a prefix string did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an address/length such as 198.18.0.1/24 or 2001:db8::1/64")]
+pub struct PrefixError(pub String);
+
+impl FromStr for Prefix {
+    type Err = PrefixError;
+    fn from_str(s: &str) -> Result<Prefix, PrefixError> {
+        let err = || PrefixError(s.to_string());
+        let (a, l) = s.split_once('/').ok_or_else(err)?;
+        let addr: IpAddr = a.parse().map_err(|_| err())?;
+        let len: u8 = l.parse().map_err(|_| err())?;
+        Prefix::new(addr, len).ok_or_else(err)
+    }
+}
+
+/// Parses `02:00:00:00:00:01`.
+pub fn parse_mac(s: &str) -> Option<MacAddr> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in out.iter_mut() {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(MacAddr(out))
+}
+
+/// The L3 identity of one port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// The DPDK port id.
+    pub port: u16,
+    pub mac: MacAddr,
+    /// Our addresses on it, with their on-link prefix lengths.
+    pub addrs: Vec<Prefix>,
+}
+
+impl Interface {
+    pub fn has_addr(&self, ip: IpAddr) -> bool {
+        self.addrs.iter().any(|p| p.addr == ip)
+    }
+    /// Whether `ip` is on one of this port's connected prefixes.
+    pub fn on_link(&self, ip: IpAddr) -> bool {
+        self.addrs.iter().any(|p| p.contains(ip))
+    }
+    /// The IPv4 address to speak from toward `peer` (same prefix first).
+    pub fn v4_source(&self, peer: Ipv4Addr) -> Option<Ipv4Addr> {
+        let pick = |p: &Prefix| match p.addr {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        };
+        self.addrs
+            .iter()
+            .filter(|p| p.contains(IpAddr::V4(peer)))
+            .find_map(pick)
+            .or_else(|| self.addrs.iter().find_map(pick))
+    }
+    /// The IPv6 address to speak from toward `peer` (same prefix first).
+    pub fn v6_source(&self, peer: Ipv6Addr) -> Option<Ipv6Addr> {
+        let pick = |p: &Prefix| match p.addr {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        };
+        self.addrs
+            .iter()
+            .filter(|p| p.contains(IpAddr::V6(peer)))
+            .find_map(pick)
+            .or_else(|| self.addrs.iter().find_map(pick))
+    }
+}
+
+/// The whole L3 configuration a worker's [`Stack`] starts from.
+#[derive(Debug, Clone, Default)]
+pub struct L3Config {
+    pub interfaces: Vec<Interface>,
+    /// Static routes: prefix via gateway (the port is the gateway's).
+    pub routes: Vec<(Prefix, IpAddr)>,
+    /// Static neighbours: address and MAC (the port is found by prefix).
+    pub neighbors: Vec<(IpAddr, MacAddr)>,
+}
+
+/// Why an [`L3Config`] cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum L3ConfigError {
+    #[error("address {0} is configured twice")]
+    DuplicateAddress(IpAddr),
+    #[error("address {a} (port {pa}) overlaps prefix {b} of another port (port {pb})")]
+    Overlap {
+        a: Prefix,
+        pa: u16,
+        b: Prefix,
+        pb: u16,
+    },
+    #[error("route to {to}: gateway {via} is not on any port's connected prefix")]
+    GatewayNotOnLink { to: Prefix, via: IpAddr },
+    #[error("neighbor {0} is not on any port's connected prefix")]
+    NeighborNotOnLink(IpAddr),
+}
+
+impl L3Config {
+    /// Checks addresses are unique and ports' prefixes do not overlap, and
+    /// builds the route table (connected routes, then static ones).
+    pub fn route_table(&self) -> Result<RouteTable, L3ConfigError> {
+        let all: Vec<(u16, Prefix)> = self
+            .interfaces
+            .iter()
+            .flat_map(|i| i.addrs.iter().map(move |p| (i.port, *p)))
+            .collect();
+        for (i, (pa, a)) in all.iter().enumerate() {
+            for (pb, b) in &all[i + 1..] {
+                if a.addr == b.addr {
+                    return Err(L3ConfigError::DuplicateAddress(a.addr));
+                }
+                if pa != pb && a.overlaps(b) {
+                    return Err(L3ConfigError::Overlap {
+                        a: *a,
+                        pa: *pa,
+                        b: *b,
+                        pb: *pb,
+                    });
+                }
+            }
+        }
+        let mut t = RouteTable::new();
+        for (port, p) in &all {
+            t.add(Route {
+                prefix: *p,
+                via: None,
+                port: *port,
+            });
+        }
+        for (to, via) in &self.routes {
+            let port = t
+                .connected_port(*via)
+                .ok_or(L3ConfigError::GatewayNotOnLink { to: *to, via: *via })?;
+            t.add(Route {
+                prefix: *to,
+                via: Some(*via),
+                port,
+            });
+        }
+        for (ip, _) in &self.neighbors {
+            t.connected_port(*ip)
+                .ok_or(L3ConfigError::NeighborNotOnLink(*ip))?;
+        }
+        Ok(t)
+    }
+}
+
+/// What the forwarding stage did with a packet.
+#[derive(Debug)]
+pub enum StageVerdict<B> {
+    /// Route the packet toward `dst` (the stack resolves the next hop and
+    /// writes the Ethernet header; the IP packet must start at byte 14).
+    Route { buf: B, dst: IpAddr },
+    /// Drop it (the stack counts it as `drop_not_local` unless the stage
+    /// counted it itself and says so with `counted`).
+    Drop { buf: B, counted: bool },
+}
+
+/// The stage between classification and transmit for IP traffic that is
+/// not for the director's own addresses: the load balancer implements it.
+pub trait Stage<B: PacketBuf> {
+    /// One packet of the burst, with its classification.
+    fn process(&mut self, rx_port: u16, buf: B, meta: &PacketMeta, now_ms: u64) -> StageVerdict<B>;
+    /// Called once at the end of every burst (flush batched work).
+    fn end_burst(&mut self, _now_ms: u64) {}
+}
+
+/// The stage of a director with nothing to balance: drops everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoStage;
+
+impl<B: PacketBuf> Stage<B> for NoStage {
+    fn process(
+        &mut self,
+        _rx_port: u16,
+        buf: B,
+        _meta: &PacketMeta,
+        _now_ms: u64,
+    ) -> StageVerdict<B> {
+        StageVerdict::Drop {
+            buf,
+            counted: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_parse_contain_and_overlap() {
+        let p: Prefix = "198.18.0.1/24".parse().unwrap();
+        assert!(p.contains("198.18.0.200".parse().unwrap()));
+        assert!(!p.contains("198.18.1.1".parse().unwrap()));
+        assert!(!p.contains("2001:db8::1".parse().unwrap()));
+        let all: Prefix = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("198.19.1.1".parse().unwrap()));
+        let v6: Prefix = "2001:db8::1/64".parse().unwrap();
+        assert!(v6.contains("2001:db8::ffff".parse().unwrap()));
+        assert!(!v6.contains("2001:db8:1::1".parse().unwrap()));
+        assert!(p.overlaps(&"198.18.0.0/16".parse().unwrap()));
+        assert!(!p.overlaps(&"198.18.1.1/24".parse().unwrap()));
+        assert!("198.18.0.1/33".parse::<Prefix>().is_err());
+        assert!("198.18.0.1".parse::<Prefix>().is_err());
+        assert!("2001:db8::/129".parse::<Prefix>().is_err());
+    }
+
+    #[test]
+    fn macs_parse_strictly() {
+        assert_eq!(
+            parse_mac("02:00:00:00:01:0a"),
+            Some(MacAddr([2, 0, 0, 0, 1, 10]))
+        );
+        assert_eq!(parse_mac("02:00:00:00:01"), None);
+        assert_eq!(parse_mac("02:00:00:00:01:0a:0b"), None);
+        assert_eq!(parse_mac("2:0:0:0:1:a"), None);
+        assert_eq!(parse_mac("02-00-00-00-01-0a"), None);
+    }
+
+    #[test]
+    fn config_rejects_conflicts_and_off_link_gateways() {
+        let iface = |port, addrs: &[&str]| Interface {
+            port,
+            mac: MacAddr([2, 0, 0, 0, 0, port as u8]),
+            addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        };
+        let mut c = L3Config {
+            interfaces: vec![iface(0, &["198.18.0.1/24"]), iface(1, &["198.18.1.1/24"])],
+            routes: vec![(
+                "198.19.0.0/16".parse().unwrap(),
+                "198.18.1.2".parse().unwrap(),
+            )],
+            neighbors: vec![],
+        };
+        let t = c.route_table().unwrap();
+        assert_eq!(
+            t.next_hop("198.19.0.5".parse().unwrap()),
+            Some((1, "198.18.1.2".parse().unwrap()))
+        );
+        c.routes[0].1 = "198.18.7.2".parse().unwrap();
+        assert!(matches!(
+            c.route_table(),
+            Err(L3ConfigError::GatewayNotOnLink { .. })
+        ));
+        c.routes.clear();
+        c.interfaces[1] = iface(1, &["198.18.0.9/24"]);
+        assert!(matches!(
+            c.route_table(),
+            Err(L3ConfigError::Overlap { .. })
+        ));
+        c.interfaces[1] = iface(1, &["198.18.0.1/24"]);
+        assert!(matches!(
+            c.route_table(),
+            Err(L3ConfigError::DuplicateAddress(_))
+        ));
+    }
+}

@@ -1,0 +1,60 @@
+//! Running closures on EAL worker lcores.
+//!
+//! `rte_eal_remote_launch` takes a C function and a pointer; we pass a
+//! boxed closure through the pointer and run it under `catch_unwind`, so a
+//! panicking worker reports failure instead of unwinding into C (which is
+//! undefined behaviour).
+
+use std::os::raw::{c_int, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::{call_err, DpdkError, Eal};
+
+type Job = Box<dyn FnOnce() -> i32 + Send + 'static>;
+
+extern "C" fn trampoline(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the Box<Job> leaked by `launch`, received exactly once.
+    let job: Box<Job> = unsafe { Box::from_raw(arg.cast::<Job>()) };
+    catch_unwind(AssertUnwindSafe(move || (*job)())).unwrap_or(-1)
+}
+
+/// Runs `f` on worker lcore `lcore`. Its return value (or -1 if it
+/// panicked) is what [`wait`] returns.
+pub fn launch<F>(eal: &Eal, lcore: u32, f: F) -> Result<(), DpdkError>
+where
+    F: FnOnce() -> i32 + Send + 'static,
+{
+    if !eal.lcore_enabled(lcore) || lcore == eal.main_lcore() {
+        return Err(DpdkError::Call {
+            what: format!("launching a worker on lcore {lcore}"),
+            reason: "not an enabled EAL worker lcore (check eal.args -l/--lcores and that it is not the main lcore)".into(),
+        });
+    }
+    let job: Box<Job> = Box::new(Box::new(f));
+    let arg = Box::into_raw(job).cast::<c_void>();
+    // SAFETY: trampoline takes ownership of `arg` when it runs; on failure
+    // it never runs and we take the box back.
+    let rc = unsafe { dpdk_sys::rte_eal_remote_launch(Some(trampoline), arg, lcore) };
+    if rc != 0 {
+        // SAFETY: launch failed, so the closure was not handed over.
+        drop(unsafe { Box::from_raw(arg.cast::<Job>()) });
+        return Err(call_err(format!("launching a worker on lcore {lcore}"), rc));
+    }
+    Ok(())
+}
+
+/// Waits for the job on `lcore` to finish; its return value.
+pub fn wait(_eal: &Eal, lcore: u32) -> i32 {
+    // SAFETY: EAL initialised; waiting on an idle lcore returns at once.
+    unsafe { dpdk_sys::rte_eal_wait_lcore(lcore) }
+}
+
+/// Registers the calling non-EAL thread with EAL (for mempool caches).
+pub fn register_thread(_eal: &Eal) -> Result<(), DpdkError> {
+    // SAFETY: EAL initialised; registers the current thread only.
+    let rc = unsafe { dpdk_sys::rte_thread_register() };
+    if rc != 0 {
+        return Err(call_err("registering a thread with EAL", super::errno()));
+    }
+    Ok(())
+}

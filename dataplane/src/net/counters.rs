@@ -1,0 +1,149 @@
+//! Per-worker counters of the L2/L3 layer: what was answered, and every
+//! drop by its reason.
+//!
+//! One writer (the worker) per set, relaxed load+store like
+//! [`crate::stats`]; the control thread or the shutdown report reads them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::wire::ParseError;
+
+macro_rules! counters {
+    ($($(#[$m:meta])* $v:ident => $s:literal,)*) => {
+        /// What a counter counts. Drop reasons are the `Drop*` variants.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Counter { $($(#[$m])* $v,)* }
+
+        impl Counter {
+            /// Every counter, in index order.
+            pub const ALL: &'static [Counter] = &[$(Counter::$v,)*];
+            /// Stable snake_case name (logs, stats output, tests).
+            pub const fn as_str(self) -> &'static str {
+                match self { $(Counter::$v => $s,)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Frames received.
+    Rx => "rx",
+    /// Frames handed to a tx queue.
+    Tx => "tx",
+    /// ARP requests for our addresses answered.
+    ArpReplied => "arp_replied",
+    /// ARP requests we sent to resolve a next hop.
+    ArpRequested => "arp_requested",
+    /// Neighbour solicitations for our addresses answered.
+    NdpAdvertised => "ndp_advertised",
+    /// Neighbour solicitations we sent to resolve a next hop.
+    NdpSolicited => "ndp_solicited",
+    /// Neighbour entries learned or refreshed from ARP/NDP.
+    NeighborLearned => "neighbor_learned",
+    /// ICMP echo requests answered.
+    IcmpEchoReplied => "icmp_echo_replied",
+    /// ICMPv6 echo requests answered.
+    Icmp6EchoReplied => "icmp6_echo_replied",
+    /// Packets parked until their next hop resolves.
+    Queued => "queued_for_resolution",
+    /// Parked packets sent after resolution.
+    Released => "released_after_resolution",
+    /// Frames handed to the forwarding stage.
+    Forwarded => "to_stage",
+    /// Malformed frames (the parser's reason is counted separately).
+    DropMalformed => "drop_malformed",
+    /// 802.1Q/802.1ad tagged frames: no VLAN is configured on any port.
+    DropVlan => "drop_vlan_tagged",
+    /// Unicast frames for another MAC (promiscuous ports).
+    DropOtherMac => "drop_other_mac",
+    /// ARP that is neither a request for our address nor a reply.
+    DropArpOther => "drop_arp_not_for_us",
+    /// ARP replies and NDP advertisements, consumed after learning.
+    ConsumedNeighbor => "consumed_neighbor_reply",
+    /// ICMP other than an echo request to us.
+    DropIcmpOther => "drop_icmp_other",
+    /// ICMPv6 other than echo/NS/NA to us (router advertisements...).
+    DropIcmp6Other => "drop_icmp6_other",
+    /// Bad IPv4 header or ICMP/ICMPv6 checksum.
+    DropChecksum => "drop_bad_checksum",
+    /// NDP with a hop limit other than 255 (RFC 4861 7.1.1).
+    DropNdpHopLimit => "drop_ndp_hop_limit",
+    /// Fragmented ICMP to us.
+    DropFragment => "drop_fragment",
+    /// IP for one of our addresses that is not ICMP (nothing listens).
+    DropLocalOther => "drop_local_not_icmp",
+    /// IP not for us, and no forwarding stage wanted it.
+    DropNotLocal => "drop_not_local",
+    /// No route to the destination.
+    DropNoRoute => "drop_no_route",
+    /// The queue of packets waiting for resolution was full.
+    DropPendingFull => "drop_pending_full",
+    /// The next hop did not answer ARP/NDP in time.
+    DropUnresolved => "drop_unresolved",
+    /// No mbuf for an ARP request or neighbour solicitation.
+    DropNoBuffer => "drop_no_buffer",
+    /// The tx queue was full.
+    DropTxFull => "drop_tx_full",
+    /// Neighbour table full: a new entry could not be stored.
+    DropNeighborFull => "drop_neighbor_table_full",
+    /// A frame arrived on a port with no L3 configuration.
+    DropUnknownPort => "drop_unknown_port",
+}
+
+const N: usize = Counter::ALL.len();
+
+/// One worker's L2/L3 counters, plus parse errors by reason.
+#[derive(Debug)]
+#[repr(align(64))]
+pub struct NetCounters {
+    values: [AtomicU64; N],
+    parse: [AtomicU64; ParseError::COUNT],
+}
+
+impl Default for NetCounters {
+    fn default() -> Self {
+        NetCounters {
+            values: std::array::from_fn(|_| AtomicU64::new(0)),
+            parse: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl NetCounters {
+    #[inline(always)]
+    pub fn add(&self, c: Counter, n: u64) {
+        let a = &self.values[c as usize];
+        a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+    #[inline(always)]
+    pub fn inc(&self, c: Counter) {
+        self.add(c, 1);
+    }
+    #[inline(always)]
+    pub fn parse_error(&self, e: ParseError) {
+        let a = &self.parse[e.index()];
+        a.store(a.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        self.inc(Counter::DropMalformed);
+    }
+    pub fn get(&self, c: Counter) -> u64 {
+        self.values[c as usize].load(Ordering::Relaxed)
+    }
+    pub fn get_parse(&self, e: ParseError) -> u64 {
+        self.parse[e.index()].load(Ordering::Relaxed)
+    }
+    /// Non-zero counters as `(name, value)`, parse errors as
+    /// `malformed_<reason>`.
+    pub fn nonzero(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = Counter::ALL
+            .iter()
+            .map(|c| (c.as_str().to_string(), self.get(*c)))
+            .collect();
+        v.extend(
+            ParseError::ALL
+                .iter()
+                .map(|e| (format!("malformed_{}", e.as_str()), self.get_parse(*e))),
+        );
+        v.retain(|(_, n)| *n != 0);
+        v
+    }
+}

@@ -1,0 +1,273 @@
+//! One worker's L2/L3 stack: dispatch of received frames, routing and
+//! neighbour resolution of what it sends.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::neighbor::{Lookup, NeighborTable};
+use super::{arp, icmp, ndp};
+use super::{
+    Counter, Interface, L3Config, L3ConfigError, NetCounters, RouteTable, Stage, StageVerdict,
+};
+use crate::buf::PacketBuf;
+use crate::wire::ethernet::{ethertype, MacAddr, HEADER_LEN};
+use crate::wire::ipv4::protocol;
+use crate::wire::{icmpv6, parse_packet, L3};
+
+/// What the stack needs from its worker: fresh buffers and a transmit.
+pub trait Io<B> {
+    /// An empty buffer with room to append a frame, or `None`.
+    fn alloc(&mut self) -> Option<B>;
+    /// Queues `buf` for transmission on `port` (the worker batches).
+    fn tx(&mut self, port: u16, buf: B);
+}
+
+/// The L2/L3 state of one worker. See the module docs of [`super`].
+#[derive(Debug)]
+pub struct Stack<B> {
+    ifaces: Vec<Interface>,
+    routes: RouteTable,
+    neigh: NeighborTable<B>,
+    counters: Arc<NetCounters>,
+    last_tick: u64,
+}
+
+/// How often [`Stack::tick`] does work.
+const TICK_MS: u64 = 100;
+
+impl<B: PacketBuf> Stack<B> {
+    /// A stack for `cfg` (validated here), counting into `counters`.
+    pub fn new(cfg: &L3Config, counters: Arc<NetCounters>) -> Result<Self, L3ConfigError> {
+        let routes = cfg.route_table()?;
+        let mut neigh = NeighborTable::new();
+        for (ip, mac) in &cfg.neighbors {
+            if let Some(port) = routes.connected_port(*ip) {
+                neigh.add_static(*ip, port, *mac);
+            }
+        }
+        Ok(Stack {
+            ifaces: cfg.interfaces.clone(),
+            routes,
+            neigh,
+            counters,
+            last_tick: 0,
+        })
+    }
+
+    pub fn counters(&self) -> &NetCounters {
+        &self.counters
+    }
+    pub fn neighbors(&self) -> &NeighborTable<B> {
+        &self.neigh
+    }
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    pub(super) fn iface(&self, port: u16) -> Option<&Interface> {
+        self.ifaces.iter().find(|i| i.port == port)
+    }
+
+    /// Whether `ip` is one of the director's own addresses (any port).
+    pub fn is_local(&self, ip: IpAddr) -> bool {
+        self.ifaces.iter().any(|i| i.has_addr(ip))
+    }
+
+    pub(super) fn drop_buf(&self, buf: B, why: Counter) {
+        self.counters.inc(why);
+        drop(buf);
+    }
+
+    pub(super) fn tx(&self, io: &mut impl Io<B>, port: u16, buf: B) {
+        self.counters.inc(Counter::Tx);
+        io.tx(port, buf);
+    }
+
+    /// Handles one received frame.
+    pub fn input(
+        &mut self,
+        rx_port: u16,
+        buf: B,
+        now: u64,
+        io: &mut impl Io<B>,
+        stage: &mut impl Stage<B>,
+    ) {
+        self.counters.inc(Counter::Rx);
+        let Some(iface) = self.iface(rx_port) else {
+            return self.drop_buf(buf, Counter::DropUnknownPort);
+        };
+        let my_mac = iface.mac;
+        let meta = match parse_packet(buf.data()) {
+            Ok(m) => m,
+            Err(e) => {
+                self.counters.parse_error(e);
+                return;
+            }
+        };
+        if meta.vlan.is_some() {
+            return self.drop_buf(buf, Counter::DropVlan);
+        }
+        let dst_mac = MacAddr::from_slice(&buf.data()[0..6]).unwrap_or(MacAddr([0; 6]));
+        if !dst_mac.is_multicast() && dst_mac != my_mac {
+            return self.drop_buf(buf, Counter::DropOtherMac);
+        }
+        match meta.l3 {
+            L3::Arp => arp::input(self, rx_port, buf, &meta, now, io),
+            L3::Ipv4 if self.is_local(meta.dst) => {
+                if meta.protocol == protocol::ICMP {
+                    icmp::input(self, buf, &meta, now, io)
+                } else {
+                    self.drop_buf(buf, Counter::DropLocalOther)
+                }
+            }
+            L3::Ipv6
+                if meta.protocol == protocol::ICMPV6
+                    && matches!(
+                        meta.icmp_type,
+                        icmpv6::kind::NEIGHBOR_SOLICIT | icmpv6::kind::NEIGHBOR_ADVERT
+                    ) =>
+            {
+                ndp::input(self, rx_port, buf, &meta, now, io)
+            }
+            L3::Ipv6 if self.is_local(meta.dst) => {
+                if meta.protocol == protocol::ICMPV6 {
+                    ndp::echo(self, buf, &meta, now, io)
+                } else {
+                    self.drop_buf(buf, Counter::DropLocalOther)
+                }
+            }
+            L3::Ipv6 if meta.dst.is_multicast() => self.drop_buf(buf, Counter::DropIcmp6Other),
+            L3::Ipv4 | L3::Ipv6 => {
+                self.counters.inc(Counter::Forwarded);
+                match stage.process(rx_port, buf, &meta, now) {
+                    StageVerdict::Route { buf, dst } => self.send_ip(buf, dst, now, io),
+                    StageVerdict::Drop { buf, counted } => {
+                        if !counted {
+                            self.counters.inc(Counter::DropNotLocal);
+                        }
+                        drop(buf);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Routes `buf` (an IP packet at byte 14 of an Ethernet frame) toward
+    /// `dst`: fills the Ethernet header and transmits, or resolves the next
+    /// hop first (the packet waits in a bounded queue).
+    pub fn send_ip(&mut self, mut buf: B, dst: IpAddr, now: u64, io: &mut impl Io<B>) {
+        let Some((port, hop)) = self.routes.next_hop(dst) else {
+            return self.drop_buf(buf, Counter::DropNoRoute);
+        };
+        let Some(my_mac) = self.iface(port).map(|i| i.mac) else {
+            return self.drop_buf(buf, Counter::DropNoRoute);
+        };
+        if buf.len() < HEADER_LEN {
+            return self.drop_buf(buf, Counter::DropMalformed);
+        }
+        let et = if dst.is_ipv4() {
+            ethertype::IPV4
+        } else {
+            ethertype::IPV6
+        };
+        {
+            let d = buf.data_mut();
+            d[6..12].copy_from_slice(&my_mac.0);
+            d[12..14].copy_from_slice(&et.to_be_bytes());
+        }
+        match self.neigh.lookup(hop, port, now) {
+            Lookup::Mac(mac) => {
+                buf.data_mut()[0..6].copy_from_slice(&mac.0);
+                self.tx(io, port, buf);
+            }
+            Lookup::Resolve { probe } => {
+                if probe {
+                    self.solicit(hop, port, io);
+                }
+                match self.neigh.park(hop, port, buf) {
+                    Ok(()) => self.counters.inc(Counter::Queued),
+                    Err(buf) => self.drop_buf(buf, Counter::DropPendingFull),
+                }
+            }
+            Lookup::Full => self.drop_buf(buf, Counter::DropNeighborFull),
+        }
+    }
+
+    /// Sends an ARP request or neighbour solicitation for `hop` on `port`.
+    fn solicit(&mut self, hop: IpAddr, port: u16, io: &mut impl Io<B>) {
+        let Some(iface) = self.iface(port) else {
+            return;
+        };
+        let Some(mut buf) = io.alloc() else {
+            self.counters.inc(Counter::DropNoBuffer);
+            return;
+        };
+        let built = match hop {
+            IpAddr::V4(h) => arp::build_request(&mut buf, iface, h),
+            IpAddr::V6(h) => ndp::build_solicitation(&mut buf, iface, h),
+        };
+        if built {
+            self.counters.inc(if hop.is_ipv4() {
+                Counter::ArpRequested
+            } else {
+                Counter::NdpSolicited
+            });
+            self.tx(io, port, buf);
+        } else {
+            self.drop_buf(buf, Counter::DropNoBuffer);
+        }
+    }
+
+    /// Records a neighbour and sends whatever waited for it.
+    pub(super) fn learn(
+        &mut self,
+        ip: IpAddr,
+        port: u16,
+        mac: MacAddr,
+        now: u64,
+        io: &mut impl Io<B>,
+    ) {
+        if mac.is_multicast() || mac == MacAddr([0; 6]) {
+            return;
+        }
+        if !self.neigh.learn(ip, port, mac, now) {
+            self.counters.inc(Counter::DropNeighborFull);
+            return;
+        }
+        self.counters.inc(Counter::NeighborLearned);
+        let counters = Arc::clone(&self.counters);
+        let n = self.neigh.release(ip, |port, mac, mut buf| {
+            buf.data_mut()[0..6].copy_from_slice(&mac.0);
+            counters.inc(Counter::Tx);
+            io.tx(port, buf);
+        });
+        self.counters.add(Counter::Released, n as u64);
+    }
+
+    /// Retries and expiry of pending resolutions; cheap when nothing is due.
+    pub fn tick(&mut self, now: u64, io: &mut impl Io<B>) {
+        if now.saturating_sub(self.last_tick) < TICK_MS {
+            return;
+        }
+        self.last_tick = now;
+        let mut due: [(IpAddr, u16); 8] = [(IpAddr::V4([0, 0, 0, 0].into()), 0); 8];
+        let mut n_due = 0;
+        let counters = Arc::clone(&self.counters);
+        self.neigh.expire(
+            now,
+            |ip, port| {
+                if n_due < due.len() {
+                    due[n_due] = (ip, port);
+                    n_due += 1;
+                }
+            },
+            |buf| {
+                counters.inc(Counter::DropUnresolved);
+                drop(buf);
+            },
+        );
+        for &(ip, port) in &due[..n_due] {
+            self.solicit(ip, port, io);
+        }
+    }
+}
