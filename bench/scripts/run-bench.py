@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Runs benchmark suites as interleaved repeats and writes median and spread.
+
+Why interleaved: two-process memif runs on these VMs flip between a fast and
+a slow state from run to run (shared/reference/dpdk-notes.md). A figure is
+only trustworthy next to the reference measured just before or after it, so
+every round runs every case of a group back to back (alternating which goes
+first), and uvsd figures are reported as the ratio to testpmd macswap of the
+same round, with median and spread over the rounds.
+
+    bench/scripts/run-bench.py testpmd --repeats 5 --duration 5 --out bench/results/testpmd
+    bench/scripts/run-bench.py uvsd-established --methods nat --flows 1000,1000000 --out ...
+    bench/scripts/run-bench.py --summarize bench/results/testpmd
+
+Each run is one call of memif-testpmd.sh or memif-uvsd.sh; its JSON line
+(uvs-pktgen's result) goes to OUT/runs.jsonl with suite, group, case and
+round added. OUT/summary.md and OUT/summary.json hold the tables.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def case(name, script, dut_arg, gen_args):
+    return {"case": name, "script": script, "dut_arg": dut_arg, "gen": gen_args}
+
+
+def testpmd_case(fwd, gen):
+    return case(f"testpmd-{fwd}", "memif-testpmd.sh", fwd, gen)
+
+
+def uvsd_case(method, gen):
+    return case(f"uvsd-{method}", "memif-uvsd.sh", method, gen)
+
+
+def groups_for(a):
+    """The suite as a list of groups; each group's first case is its reference."""
+    common = ["--size", str(a.size), "--duration", str(a.duration), "--warmup", str(a.warmup)]
+    protos = a.protos.split(",")
+    flows = [int(f) for f in a.flows.split(",")]
+    methods = a.methods.split(",")
+    groups = []
+    if a.suite == "testpmd":
+        for p in protos:
+            for f in flows:
+                gen = common + ["--proto", p, "--flows", str(f)]
+                groups.append({"group": f"{p} established {f} flows",
+                               "cases": [testpmd_case("macswap", gen), testpmd_case("io", gen)]})
+    elif a.suite == "testpmd-new":
+        for p in protos:
+            gen = common + ["--proto", p, "--mode", "new"]
+            groups.append({"group": f"{p} new flows",
+                           "cases": [testpmd_case("macswap", gen), testpmd_case("io", gen)]})
+    elif a.suite == "uvsd-established":
+        for p in protos:
+            for f in flows:
+                gen = common + ["--proto", p, "--flows", str(f)]
+                groups.append({"group": f"{p} established {f} flows",
+                               "cases": [testpmd_case("macswap", gen)]
+                               + [uvsd_case(m, gen) for m in methods]})
+    elif a.suite == "uvsd-new":
+        for p in protos:
+            gen = common + ["--proto", p, "--mode", "new"]
+            groups.append({"group": f"{p} new flows",
+                           "cases": [testpmd_case("macswap", gen)]
+                           + [uvsd_case(m, gen) for m in methods]})
+    elif a.suite == "uvsd-mixed":
+        for p in protos:
+            for f in flows:
+                gen = common + ["--proto", p, "--flows", str(f), "--mode", "mixed",
+                                "--new-every", str(a.new_every)]
+                groups.append({"group": f"{p} mixed {f} flows, 1 new in {a.new_every}",
+                               "cases": [testpmd_case("macswap", gen)]
+                               + [uvsd_case(m, gen) for m in methods]})
+    else:
+        sys.exit(f"unknown suite {a.suite}")
+    return groups
+
+
+def run_case(c, extra_env):
+    cmd = [os.path.join(HERE, c["script"]), c["dut_arg"]] + c["gen"]
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **extra_env})
+    line = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
+    try:
+        r = json.loads(line)
+    except json.JSONDecodeError:
+        r = {"error": (p.stderr.strip().splitlines() or ["no output"])[-1], "rc": p.returncode}
+    r["started"] = started
+    r["command"] = " ".join(["bench/scripts/" + c["script"], c["dut_arg"]] + c["gen"])
+    return r
+
+
+def run(a):
+    os.makedirs(a.out, exist_ok=True)
+    groups = groups_for(a)
+    path = os.path.join(a.out, "runs.jsonl")
+    with open(path, "a") as out:
+        for rnd in range(a.repeats):
+            order = groups[rnd % len(groups):] + groups[:rnd % len(groups)]
+            for g in order:
+                cases = g["cases"] if rnd % 2 == 0 else list(reversed(g["cases"]))
+                for c in cases:
+                    r = run_case(c, {})
+                    r.update({"suite": a.suite, "group": g["group"], "case": c["case"],
+                              "reference": g["cases"][0]["case"], "round": rnd})
+                    out.write(json.dumps(r) + "\n")
+                    out.flush()
+                    msg = r.get("error") or f"{r['valid_mpps']:.3f} Mpps valid, loss {r['loss_pct']:.3f}%"
+                    print(f"round {rnd} | {g['group']} | {c['case']}: {msg}", file=sys.stderr)
+    summarize(a.out)
+
+
+def stats(xs):
+    if not xs:
+        return None
+    m = statistics.median(xs)
+    return {"n": len(xs), "median": m, "min": min(xs), "max": max(xs),
+            "spread_pct": (max(xs) - min(xs)) * 100.0 / m if m else 0.0}
+
+
+def summarize(out_dir):
+    runs = [json.loads(l) for l in open(os.path.join(out_dir, "runs.jsonl")) if l.strip()]
+    table = {}
+    for r in runs:
+        key = (r["suite"], r["group"], r["case"])
+        table.setdefault(key, []).append(r)
+    rows = []
+    for (suite, group, case_name), rs in table.items():
+        ok = [r for r in rs if "error" not in r]
+        ref_name = rs[0]["reference"]
+        ratios = []
+        for r in ok:
+            ref = [x for x in runs if x["suite"] == suite and x["group"] == group
+                   and x["case"] == ref_name and x["round"] == r["round"] and "error" not in x]
+            if ref and ref[0]["valid_mpps"] > 0 and case_name != ref_name:
+                ratios.append(r["valid_mpps"] / ref[0]["valid_mpps"])
+        rows.append({
+            "suite": suite, "group": group, "case": case_name, "reference": ref_name,
+            "runs": len(rs), "failed": len(rs) - len(ok),
+            "errors": sorted({r["error"] for r in rs if "error" in r}),
+            "valid_mpps": stats([r["valid_mpps"] for r in ok]),
+            "tx_mpps": stats([r["tx_mpps"] for r in ok]),
+            "loss_pct": stats([r["loss_pct"] for r in ok]),
+            "invalid": sum(r["rx_invalid"] for r in ok),
+            "ratio_to_reference": stats(ratios),
+            "mem": sorted({r.get("mem", "?") for r in ok}),
+            "command": rs[0]["command"],
+        })
+    with open(os.path.join(out_dir, "summary.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    lines = ["| suite | traffic | forwarder | runs | Mpps median | min - max | spread | loss median | "
+             "ratio to reference (median, min - max) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        v, l, q = row["valid_mpps"], row["loss_pct"], row["ratio_to_reference"]
+        if v is None:
+            lines.append(f"| {row['suite']} | {row['group']} | {row['case']} | 0/{row['runs']} | "
+                         f"failed: {'; '.join(row['errors'])} | | | | |")
+            continue
+        ratio = (f"{q['median']:.3f} ({q['min']:.3f} - {q['max']:.3f}) vs {row['reference']}"
+                 if q else "reference")
+        lines.append(
+            f"| {row['suite']} | {row['group']} | {row['case']} | {v['n']}/{row['runs']} | "
+            f"{v['median']:.2f} | {v['min']:.2f} - {v['max']:.2f} | {v['spread_pct']:.0f} % | "
+            f"{l['median']:.4f} % | {ratio} |")
+    with open(os.path.join(out_dir, "summary.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("suite", nargs="?",
+                   choices=["testpmd", "testpmd-new", "uvsd-established", "uvsd-new", "uvsd-mixed"])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--protos", default="udp,tcp")
+    p.add_argument("--flows", default="1000", help="comma-separated flow counts")
+    p.add_argument("--methods", default="nat", help="uvsd forwarding methods: nat,dr,tun")
+    p.add_argument("--new-every", type=int, default=10)
+    p.add_argument("--out", default=None)
+    p.add_argument("--summarize", metavar="DIR", help="only rebuild DIR's summary from runs.jsonl")
+    a = p.parse_args()
+    if a.summarize:
+        summarize(a.summarize)
+        return
+    if not a.suite:
+        p.error("a suite is required")
+    a.out = a.out or os.path.join(HERE, "..", "results", a.suite)
+    run(a)
+
+
+if __name__ == "__main__":
+    main()
