@@ -87,6 +87,8 @@ def groups_for(a):
 def run_case(c, extra_env):
     cmd = [os.path.join(HERE, c["script"]), c["dut_arg"]] + c["gen"]
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    # Other processes on the two CPUs slow both sides: keep the load with the figure.
+    load = float(open("/proc/loadavg").read().split()[0])
     p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **extra_env})
     line = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
     try:
@@ -94,6 +96,7 @@ def run_case(c, extra_env):
     except json.JSONDecodeError:
         r = {"error": (p.stderr.strip().splitlines() or ["no output"])[-1], "rc": p.returncode}
     r["started"] = started
+    r["loadavg_1min"] = load
     r["command"] = " ".join(["bench/scripts/" + c["script"], c["dut_arg"]] + c["gen"])
     return r
 
