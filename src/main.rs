@@ -1,5 +1,70 @@
-//! uvsd: the UVS daemon (filled in by the bring-up).
+//! uvsd: the UVS daemon. Reads its config, owns the DPDK ports, runs the
+//! workers and stops cleanly on SIGINT/SIGTERM.
+//!
+//! Start-up errors print one line on stderr and exit with status 1; no
+//! input ever produces a panic trace (a panic hook keeps even an internal
+//! error to one line).
+
+mod config;
+mod control_hook;
+mod daemon;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// UVS: a userspace (DPDK) virtual server driven by ipvsadm commands.
+#[derive(Debug, Parser)]
+#[command(name = "uvsd", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("UVS_GIT_REV"), ")"))]
+struct Args {
+    /// The daemon's TOML config (see README: "Config").
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
 fn main() {
-    eprintln!("uvsd: not built yet");
-    std::process::exit(2);
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("uvsd: internal error: {msg}{at}");
+    }));
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                e.exit();
+            }
+            let first = e.to_string();
+            let first = first
+                .lines()
+                .next()
+                .unwrap_or("bad arguments")
+                .trim_start_matches("error: ");
+            fail(&format!("{first} (usage: uvsd --config FILE)"));
+        }
+    };
+    let Some(path) = args.config else {
+        fail("no config given (usage: uvsd --config FILE)");
+    };
+    let validated = match config::Config::load(&path) {
+        Ok(v) => v,
+        Err(e) => fail(&e.to_string()),
+    };
+    if let Err(e) = daemon::run(validated) {
+        fail(&e);
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("uvsd: {msg}");
+    std::process::exit(1);
 }

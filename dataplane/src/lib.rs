@@ -21,3 +21,5 @@ pub mod xmit;
 
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+#[cfg(feature = "dpdk")]
+pub mod worker;

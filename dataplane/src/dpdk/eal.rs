@@ -50,6 +50,24 @@ impl MemLog {
         Some(MemLog { file, buf })
     }
 
+    /// Bytes logged so far.
+    fn mark(&self) -> usize {
+        // SAFETY: fflush on our own open stream updates the size.
+        unsafe { libc::fflush(self.file) };
+        self.buf.1
+    }
+
+    /// The last non-empty line logged after `mark`, if any.
+    fn last_line_since(&self, mark: usize) -> Option<String> {
+        let text = self.text();
+        text.get(mark.min(text.len())..)?
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(str::to_string)
+    }
+
     /// The last non-empty line the EAL logged, if any.
     fn last_line(&self) -> Option<String> {
         // SAFETY: fflush on our own open stream updates buf/size.
@@ -95,6 +113,74 @@ impl Drop for MemLog {
     }
 }
 
+/// Where EAL will put its runtime directory (`rte_eal_get_runtime_dir`
+/// is only valid after init): `/var/run/dpdk/<prefix>` for root,
+/// `$XDG_RUNTIME_DIR/dpdk/<prefix>` or `/tmp/dpdk/<prefix>` otherwise.
+fn runtime_dir_guess<S: AsRef<str>>(args: &[S]) -> Option<PathBuf> {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    if args
+        .iter()
+        .any(|a| *a == "--in-memory" || *a == "--no-shconf")
+    {
+        return None;
+    }
+    let prefix = args
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| match a.strip_prefix("--file-prefix=") {
+            Some(v) => Some(v.to_string()),
+            None if *a == "--file-prefix" => args.get(i + 1).map(|v| v.to_string()),
+            None => None,
+        })
+        .unwrap_or_else(|| "rte".into());
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let root = unsafe { libc::getuid() } == 0;
+    let base = if root {
+        PathBuf::from("/var/run")
+    } else {
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp"))
+    };
+    Some(base.join("dpdk").join(prefix))
+}
+
+/// fd 2 pointed at /dev/null until dropped.
+struct Stderr {
+    saved: i32,
+}
+
+impl Stderr {
+    fn silence() -> Option<Stderr> {
+        // SAFETY: plain fd calls on fds we own (the dup and /dev/null); a
+        // failure leaves stderr untouched.
+        unsafe {
+            let saved = libc::dup(2);
+            if saved < 0 {
+                return None;
+            }
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+            if null < 0 {
+                libc::close(saved);
+                return None;
+            }
+            libc::dup2(null, 2);
+            libc::close(null);
+            Some(Stderr { saved })
+        }
+    }
+}
+
+impl Drop for Stderr {
+    fn drop(&mut self) {
+        // SAFETY: restores the descriptor saved by silence(), which we own.
+        unsafe {
+            libc::dup2(self.saved, 2);
+            libc::close(self.saved);
+        }
+    }
+}
+
 impl Eal {
     /// Starts EAL with `args` (without a program name; one is prepended).
     pub fn init<S: AsRef<str>>(args: &[S]) -> Result<Eal, DpdkError> {
@@ -110,12 +196,23 @@ impl Eal {
         let mut argv: Vec<*mut c_char> = cargs.iter().map(|c| c.as_ptr().cast_mut()).collect();
         let log = MemLog::open();
         let argc = argv.len() as i32;
+        let dir_guess = runtime_dir_guess(args);
+        let existed = dir_guess.as_ref().is_some_and(|d| d.exists());
+        // EAL also prints its fatal alerts straight to stderr; they are in
+        // the captured log too, so silence fd 2 for the call.
+        let quiet = Stderr::silence();
         // SAFETY: argv holds argc pointers to NUL-terminated strings that
         // live (in `cargs`) until after the call and beyond (EAL may keep
         // pointers to them: cargs is leaked below on success).
         let rc = unsafe { dpdk_sys::rte_eal_init(argc, argv.as_mut_ptr()) };
+        drop(quiet);
         if rc < 0 {
             let code = super::errno();
+            // A failed init leaves its fresh runtime directory behind; one
+            // that existed before may belong to a running process.
+            if let (Some(d), false) = (&dir_guess, existed) {
+                let _ = std::fs::remove_dir_all(d);
+            }
             let mut msg = strerror(code);
             if let Some(line) = log.as_ref().and_then(MemLog::last_line) {
                 msg = format!("{msg} ({line})");
@@ -129,10 +226,15 @@ impl Eal {
         Ok(Eal { runtime_dir, log })
     }
 
-    /// The EAL's last log line since start-up (for error messages of port
-    /// set-up, which also logs its reasons there).
-    pub fn last_log_line(&self) -> Option<String> {
-        self.log.as_ref().and_then(MemLog::last_line)
+    /// A position in the start-up log (see [`Eal::log_line_since`]).
+    pub fn log_mark(&self) -> usize {
+        self.log.as_ref().map_or(0, MemLog::mark)
+    }
+
+    /// The EAL's last log line after `mark` (for error messages of port
+    /// set-up, which logs its reasons there), while start-up is quiet.
+    pub fn log_line_since(&self, mark: usize) -> Option<String> {
+        self.log.as_ref().and_then(|l| l.last_line_since(mark))
     }
 
     /// Ends the quiet start-up: EAL logs go to stderr again. Returns what

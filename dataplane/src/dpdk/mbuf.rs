@@ -44,6 +44,13 @@ impl Mbuf {
         self.raw().port
     }
 
+    /// Records the port the frame belongs to (for frames handed between
+    /// workers).
+    pub fn set_port(&mut self, port: u16) {
+        // SAFETY: we own the mbuf; a plain field write.
+        unsafe { self.0.as_mut().port = port };
+    }
+
     /// The RSS hash the NIC computed (valid when the NIC set it).
     pub fn rss_hash(&self) -> u32 {
         // SAFETY: reading a plain u32 out of a union of plain integers.
@@ -202,6 +209,18 @@ impl Burst {
         }
     }
 
+    /// Takes every mbuf out, in order; those not taken are freed when the
+    /// iterator drops.
+    pub fn drain(&mut self) -> Drain<'_> {
+        let len = self.len;
+        self.len = 0;
+        Drain {
+            burst: self,
+            next: 0,
+            len,
+        }
+    }
+
     pub(crate) fn raw_parts(&mut self) -> (*mut *mut dpdk_sys::rte_mbuf, &mut usize) {
         (self.ptrs.as_mut_ptr(), &mut self.len)
     }
@@ -218,5 +237,34 @@ impl Burst {
 impl Drop for Burst {
     fn drop(&mut self) {
         self.clear();
+    }
+}
+
+/// Iterator of [`Burst::drain`].
+#[derive(Debug)]
+pub struct Drain<'a> {
+    burst: &'a mut Burst,
+    next: usize,
+    len: usize,
+}
+
+impl Iterator for Drain<'_> {
+    type Item = Mbuf;
+    #[inline(always)]
+    fn next(&mut self) -> Option<Mbuf> {
+        if self.next >= self.len {
+            return None;
+        }
+        let p = self.burst.ptrs[self.next];
+        self.next += 1;
+        NonNull::new(p).map(Mbuf::from_raw)
+    }
+}
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        for m in self.by_ref() {
+            drop(m);
+        }
     }
 }

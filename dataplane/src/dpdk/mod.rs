@@ -14,6 +14,7 @@
 //!   on open, stopped and closed on drop.
 //! * [`Ring`]: an `rte_ring` of mbufs between lcores.
 //! * [`lcore`]: launching closures on EAL worker lcores, panics caught.
+//! * [`Termination`]: SIGINT/SIGTERM blocked before EAL starts threads.
 //!
 //! Every `unsafe` block says why it holds in a `// SAFETY:` comment.
 
@@ -24,12 +25,14 @@ mod mbuf;
 mod mempool;
 mod port;
 mod ring;
+mod signals;
 
 pub use eal::Eal;
-pub use mbuf::{Burst, Mbuf, BURST_SIZE};
+pub use mbuf::{Burst, Drain, Mbuf, BURST_SIZE};
 pub use mempool::Mempool;
 pub use port::{Port, PortConf, PortQueue, PortStats};
 pub use ring::Ring;
+pub use signals::Termination;
 
 use std::ffi::CStr;
 

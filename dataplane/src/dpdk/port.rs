@@ -82,9 +82,11 @@ fn port_by_name(name: &str) -> Option<u16> {
 impl Port {
     /// Probes (if needed), configures and starts the device of `conf`.
     pub fn open(eal: &Eal, conf: &PortConf, pool: Arc<Mempool>) -> Result<Port, DpdkError> {
+        let mark = eal.log_mark();
         let err = |what: &str, rc: i32| {
             let mut e = call_err(format!("port {} ({}): {what}", conf.name, conf.device), rc);
-            if let (DpdkError::Call { reason, .. }, Some(line)) = (&mut e, eal.last_log_line()) {
+            if let (DpdkError::Call { reason, .. }, Some(line)) = (&mut e, eal.log_line_since(mark))
+            {
                 reason.push_str(&format!(" ({line})"));
             }
             e
@@ -185,11 +187,17 @@ impl Port {
                 return Err(err(&format!("setting up tx queue {q}"), rc));
             }
         }
+        // Drivers that cannot set a MAC (net_pcap, net_null) still receive
+        // every frame (promiscuous below): the configured MAC is then the
+        // director's in software only.
+        let mut soft_mac = None;
         if let Some(mac) = conf.mac {
             let mut a = dpdk_sys::rte_ether_addr { addr_bytes: mac };
             // SAFETY: valid port; a valid address struct.
             let rc = unsafe { dpdk_sys::rte_eth_dev_default_mac_addr_set(id, &mut a) };
-            if rc != 0 {
+            if rc == -libc::ENOTSUP {
+                soft_mac = Some(mac);
+            } else if rc != 0 {
                 return Err(err("setting the MAC address", rc));
             }
         }
@@ -211,7 +219,7 @@ impl Port {
         Ok(Port {
             id,
             name: conf.name.clone(),
-            mac: a.addr_bytes,
+            mac: soft_mac.unwrap_or(a.addr_bytes),
             rx_queues: conf.rx_queues,
             tx_queues: conf.tx_queues,
             rx_offload_capa: info.rx_offload_capa,
@@ -271,6 +279,18 @@ impl Port {
             rx,
             tx,
         })
+    }
+
+    /// The port's MTU (1500 when the driver does not say).
+    pub fn mtu(&self) -> u16 {
+        let mut mtu = 0u16;
+        // SAFETY: valid port, valid out pointer.
+        let rc = unsafe { dpdk_sys::rte_eth_dev_get_mtu(self.id, &mut mtu) };
+        if rc == 0 && mtu >= 1280 {
+            mtu
+        } else {
+            1500
+        }
     }
 
     /// Link up according to the driver (informational only).

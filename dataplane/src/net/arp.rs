@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::stack::{Io, Stack};
-use super::{Counter, Interface};
+use super::{Counter, Interface, Stage};
 use crate::buf::PacketBuf;
 use crate::wire::arp::{self, op, ArpPacket, ArpRepr};
 use crate::wire::ethernet::{ethertype, EthernetRepr, MacAddr, HEADER_LEN};
@@ -24,6 +24,7 @@ pub(super) fn input<B: PacketBuf>(
     meta: &PacketMeta,
     now: u64,
     io: &mut impl Io<B>,
+    stage: &impl Stage<B>,
 ) {
     let l3 = usize::from(meta.l3_offset);
     let Some(iface) = st.iface(port) else { return };
@@ -34,7 +35,8 @@ pub(super) fn input<B: PacketBuf>(
     let req = ArpRepr::parse(&p);
     let sender = IpAddr::V4(req.sender_ip);
     let sender_ok = !req.sender_ip.is_unspecified() && iface.on_link(sender);
-    let for_us = iface.has_addr(IpAddr::V4(req.target_ip));
+    let for_us =
+        iface.has_addr(IpAddr::V4(req.target_ip)) || stage.answers_for(IpAddr::V4(req.target_ip));
     match req.operation {
         op::REQUEST if for_us => {
             if sender_ok {
@@ -62,6 +64,7 @@ pub(super) fn input<B: PacketBuf>(
         }
         op::REPLY if sender_ok => {
             st.learn(sender, port, req.sender_hw, now, io);
+            io.share(port, buf.data());
             st.drop_buf(buf, Counter::ConsumedNeighbor);
         }
         _ => st.drop_buf(buf, Counter::DropArpOther),

@@ -125,6 +125,8 @@ pub struct Interface {
     pub mac: MacAddr,
     /// Our addresses on it, with their on-link prefix lengths.
     pub addrs: Vec<Prefix>,
+    /// The port's MTU (IP packet size), for the stage's too-big checks.
+    pub mtu: u16,
 }
 
 impl Interface {
@@ -245,21 +247,64 @@ pub enum StageVerdict<B> {
     /// Route the packet toward `dst` (the stack resolves the next hop and
     /// writes the Ethernet header; the IP packet must start at byte 14).
     Route { buf: B, dst: IpAddr },
+    /// Not the stage's: the stack handles it (echo to our addresses) or
+    /// drops it (`drop_not_local`, `drop_local_not_icmp`).
+    Pass { buf: B },
     /// Drop it (the stack counts it as `drop_not_local` unless the stage
     /// counted it itself and says so with `counted`).
     Drop { buf: B, counted: bool },
 }
 
-/// The stage between classification and transmit for IP traffic that is
-/// not for the director's own addresses: the load balancer implements it.
+/// The routing facts a stage needs to rewrite a packet before the stack
+/// sends it: the director's source address and the MTU toward `dst`.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteView<'a> {
+    routes: &'a RouteTable,
+    ifaces: &'a [Interface],
+}
+
+impl<'a> RouteView<'a> {
+    pub fn new(routes: &'a RouteTable, ifaces: &'a [Interface]) -> Self {
+        RouteView { routes, ifaces }
+    }
+
+    /// `(source address, MTU)` toward `dst`; `None` without a route or
+    /// without an address of that family on the outgoing port.
+    pub fn route(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
+        let (port, hop) = self.routes.next_hop(dst)?;
+        let iface = self.ifaces.iter().find(|i| i.port == port)?;
+        let src = match hop {
+            IpAddr::V4(h) => IpAddr::V4(iface.v4_source(h)?),
+            IpAddr::V6(h) => IpAddr::V6(iface.v6_source(h)?),
+        };
+        Some((src, iface.mtu))
+    }
+}
+
+/// The stage between classification and transmit, where the load balancer
+/// plugs in. It sees every IPv4/IPv6 packet except neighbour discovery
+/// before the stack's own handling (so a VIP may equal a port address), and
+/// [`Pass`](StageVerdict::Pass)es what is not its business.
 pub trait Stage<B: PacketBuf> {
     /// One packet of the burst, with its classification.
-    fn process(&mut self, rx_port: u16, buf: B, meta: &PacketMeta, now_ms: u64) -> StageVerdict<B>;
+    fn process(
+        &mut self,
+        rx_port: u16,
+        buf: B,
+        meta: &PacketMeta,
+        now_ms: u64,
+        routes: &RouteView<'_>,
+    ) -> StageVerdict<B>;
+    /// Addresses (VIPs) the stack must answer ARP and neighbour
+    /// solicitations for, besides the ports' own addresses.
+    fn answers_for(&self, _ip: IpAddr) -> bool {
+        false
+    }
     /// Called once at the end of every burst (flush batched work).
     fn end_burst(&mut self, _now_ms: u64) {}
 }
 
-/// The stage of a director with nothing to balance: drops everything.
+/// The stage of a director with nothing to balance: passes everything.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoStage;
 
@@ -270,11 +315,9 @@ impl<B: PacketBuf> Stage<B> for NoStage {
         buf: B,
         _meta: &PacketMeta,
         _now_ms: u64,
+        _routes: &RouteView<'_>,
     ) -> StageVerdict<B> {
-        StageVerdict::Drop {
-            buf,
-            counted: false,
-        }
+        StageVerdict::Pass { buf }
     }
 }
 
@@ -318,6 +361,7 @@ mod tests {
             port,
             mac: MacAddr([2, 0, 0, 0, 0, port as u8]),
             addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+            mtu: 1500,
         };
         let mut c = L3Config {
             interfaces: vec![iface(0, &["198.18.0.1/24"]), iface(1, &["198.18.1.1/24"])],
@@ -350,3 +394,6 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod stack_tests;

@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use super::icmp::REPLY_TTL;
 use super::stack::{Io, Stack};
-use super::{Counter, Interface};
+use super::{Counter, Interface, Stage};
 use crate::buf::PacketBuf;
 use crate::wire::ethernet::{ethertype, EthernetRepr, MacAddr, HEADER_LEN};
 use crate::wire::icmpv6::{kind, na_flags, ndp_option, Icmpv6Packet, NDP_HEADER_LEN};
@@ -70,6 +70,7 @@ pub(super) fn input<B: PacketBuf>(
     meta: &PacketMeta,
     now: u64,
     io: &mut impl Io<B>,
+    stage: &impl Stage<B>,
 ) {
     let (src, _dst) = match checked(&buf, meta) {
         Ok(a) => a,
@@ -105,12 +106,13 @@ pub(super) fn input<B: PacketBuf>(
         if let Some(mac) = ll {
             if iface.on_link(IpAddr::V6(target)) || target.is_unicast_link_local() {
                 st.learn(IpAddr::V6(target), port, mac, now, io);
+                io.share(port, buf.data());
             }
         }
         return st.drop_buf(buf, Counter::ConsumedNeighbor);
     }
     // A solicitation.
-    if !iface.has_addr(IpAddr::V6(target)) {
+    if !iface.has_addr(IpAddr::V6(target)) && !stage.answers_for(IpAddr::V6(target)) {
         return st.drop_buf(buf, Counter::DropIcmp6Other);
     }
     let dad = src.is_unspecified();

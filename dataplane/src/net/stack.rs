@@ -7,7 +7,8 @@ use std::sync::Arc;
 use super::neighbor::{Lookup, NeighborTable};
 use super::{arp, icmp, ndp};
 use super::{
-    Counter, Interface, L3Config, L3ConfigError, NetCounters, RouteTable, Stage, StageVerdict,
+    Counter, Interface, L3Config, L3ConfigError, NetCounters, RouteTable, RouteView, Stage,
+    StageVerdict,
 };
 use crate::buf::PacketBuf;
 use crate::wire::ethernet::{ethertype, MacAddr, HEADER_LEN};
@@ -20,6 +21,11 @@ pub trait Io<B> {
     fn alloc(&mut self) -> Option<B>;
     /// Queues `buf` for transmission on `port` (the worker batches).
     fn tx(&mut self, port: u16, buf: B);
+    /// A neighbour answer (ARP reply, neighbour advertisement) that other
+    /// workers should see too: with RSS, answers to one worker's request
+    /// may land on another worker's queue. The worker copies `frame` to its
+    /// peers; the default (one worker, tests) does nothing.
+    fn share(&mut self, _port: u16, _frame: &[u8]) {}
 }
 
 /// The L2/L3 state of one worker. See the module docs of [`super`].
@@ -111,44 +117,40 @@ impl<B: PacketBuf> Stack<B> {
         if !dst_mac.is_multicast() && dst_mac != my_mac {
             return self.drop_buf(buf, Counter::DropOtherMac);
         }
+        let is_ndp = meta.l3 == L3::Ipv6
+            && meta.protocol == protocol::ICMPV6
+            && matches!(
+                meta.icmp_type,
+                icmpv6::kind::NEIGHBOR_SOLICIT | icmpv6::kind::NEIGHBOR_ADVERT
+            );
+        if meta.l3 == L3::Arp {
+            return arp::input(self, rx_port, buf, &meta, now, io, &*stage);
+        }
+        if is_ndp {
+            return ndp::input(self, rx_port, buf, &meta, now, io, &*stage);
+        }
+        self.counters.inc(Counter::Forwarded);
+        let view = RouteView::new(&self.routes, &self.ifaces);
+        let buf = match stage.process(rx_port, buf, &meta, now, &view) {
+            StageVerdict::Route { buf, dst } => return self.send_ip(buf, dst, now, io),
+            StageVerdict::Drop { buf, counted } => {
+                if !counted {
+                    self.counters.inc(Counter::DropNotLocal);
+                }
+                return drop(buf);
+            }
+            StageVerdict::Pass { buf } => buf,
+        };
         match meta.l3 {
-            L3::Arp => arp::input(self, rx_port, buf, &meta, now, io),
-            L3::Ipv4 if self.is_local(meta.dst) => {
-                if meta.protocol == protocol::ICMP {
-                    icmp::input(self, buf, &meta, now, io)
-                } else {
-                    self.drop_buf(buf, Counter::DropLocalOther)
-                }
+            L3::Ipv4 if self.is_local(meta.dst) && meta.protocol == protocol::ICMP => {
+                icmp::input(self, buf, &meta, now, io)
             }
-            L3::Ipv6
-                if meta.protocol == protocol::ICMPV6
-                    && matches!(
-                        meta.icmp_type,
-                        icmpv6::kind::NEIGHBOR_SOLICIT | icmpv6::kind::NEIGHBOR_ADVERT
-                    ) =>
-            {
-                ndp::input(self, rx_port, buf, &meta, now, io)
+            L3::Ipv6 if self.is_local(meta.dst) && meta.protocol == protocol::ICMPV6 => {
+                ndp::echo(self, buf, &meta, now, io)
             }
-            L3::Ipv6 if self.is_local(meta.dst) => {
-                if meta.protocol == protocol::ICMPV6 {
-                    ndp::echo(self, buf, &meta, now, io)
-                } else {
-                    self.drop_buf(buf, Counter::DropLocalOther)
-                }
-            }
+            _ if self.is_local(meta.dst) => self.drop_buf(buf, Counter::DropLocalOther),
             L3::Ipv6 if meta.dst.is_multicast() => self.drop_buf(buf, Counter::DropIcmp6Other),
-            L3::Ipv4 | L3::Ipv6 => {
-                self.counters.inc(Counter::Forwarded);
-                match stage.process(rx_port, buf, &meta, now) {
-                    StageVerdict::Route { buf, dst } => self.send_ip(buf, dst, now, io),
-                    StageVerdict::Drop { buf, counted } => {
-                        if !counted {
-                            self.counters.inc(Counter::DropNotLocal);
-                        }
-                        drop(buf);
-                    }
-                }
-            }
+            _ => self.drop_buf(buf, Counter::DropNotLocal),
         }
     }
 
@@ -235,7 +237,7 @@ impl<B: PacketBuf> Stack<B> {
             return;
         }
         self.counters.inc(Counter::NeighborLearned);
-        let counters = Arc::clone(&self.counters);
+        let counters = &self.counters;
         let n = self.neigh.release(ip, |port, mac, mut buf| {
             buf.data_mut()[0..6].copy_from_slice(&mac.0);
             counters.inc(Counter::Tx);
@@ -252,7 +254,7 @@ impl<B: PacketBuf> Stack<B> {
         self.last_tick = now;
         let mut due: [(IpAddr, u16); 8] = [(IpAddr::V4([0, 0, 0, 0].into()), 0); 8];
         let mut n_due = 0;
-        let counters = Arc::clone(&self.counters);
+        let counters = &self.counters;
         self.neigh.expire(
             now,
             |ip, port| {

@@ -1,0 +1,494 @@
+//! The daemon's configuration file (`uvsd --config FILE`).
+//!
+//! The keys are a contract shared with the docs, the tests and the users
+//! (DESIGN.md): keys may be added, never renamed, and an unknown key is an
+//! error, so a typo cannot silently change behaviour. Parsing is followed by
+//! validation of everything that can be checked without DPDK (addresses,
+//! prefixes, MACs, conflicts, gateways), so a bad file fails before any
+//! device is touched.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use dataplane::net::{parse_mac, Interface, L3Config, Prefix};
+use dataplane::wire::ethernet::MacAddr;
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub eal: Eal,
+    pub workers: Workers,
+    #[serde(default)]
+    pub control: Control,
+    #[serde(rename = "port", default)]
+    pub ports: Vec<Port>,
+    #[serde(rename = "route", default)]
+    pub routes: Vec<RouteEntry>,
+    #[serde(rename = "neighbor", default)]
+    pub neighbors: Vec<NeighborEntry>,
+}
+
+/// `[eal]`: arguments passed to `rte_eal_init` as they are.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Eal {
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// `[workers]`: one poll-mode worker per listed lcore.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Workers {
+    pub lcores: Vec<u32>,
+}
+
+/// `[control]`: the Unix socket of the ipvsadm-compatible control plane.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+    /// ipvsadm-save lines applied before the ports start.
+    #[serde(default)]
+    pub rules: Option<PathBuf>,
+    /// Group allowed to use the socket (mode 0660 instead of 0600).
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// The socket path when the file does not say.
+pub const DEFAULT_SOCKET: &str = "/run/uvs/uvsadm.sock";
+
+fn default_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_SOCKET)
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            socket: default_socket(),
+            rules: None,
+            group: None,
+        }
+    }
+}
+
+/// `[[port]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    pub name: String,
+    /// A vdev spec (`net_tap0,iface=uvs-c`) or a PCI address.
+    pub device: String,
+    #[serde(default = "one")]
+    pub queues: u16,
+    #[serde(default)]
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+fn one() -> u16 {
+    1
+}
+
+/// `[[route]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteEntry {
+    pub to: String,
+    pub via: String,
+}
+
+/// `[[neighbor]]`: a static ARP/NDP entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NeighborEntry {
+    pub ip: String,
+    pub mac: String,
+}
+
+/// Why a configuration cannot be used. The text is the message uvsd prints.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
+    #[error("config {path}: {msg}")]
+    Parse { path: PathBuf, msg: String },
+    #[error("config {path}: {msg}")]
+    Invalid { path: PathBuf, msg: String },
+}
+
+/// Most rx/tx queue pairs per port.
+pub const MAX_QUEUES: u16 = 16;
+
+/// The config after validation, with parsed values.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub raw: Config,
+    /// Per port, in file order: MAC to set and addresses.
+    pub port_macs: Vec<Option<MacAddr>>,
+    pub port_addrs: Vec<Vec<Prefix>>,
+    pub routes: Vec<(Prefix, IpAddr)>,
+    pub neighbors: Vec<(IpAddr, MacAddr)>,
+}
+
+impl Validated {
+    /// The L3 configuration with each port's DPDK id, actual MAC and MTU.
+    pub fn l3(&self, ports: &[(u16, MacAddr, u16)]) -> L3Config {
+        L3Config {
+            interfaces: ports
+                .iter()
+                .zip(&self.port_addrs)
+                .map(|((port, mac, mtu), addrs)| Interface {
+                    port: *port,
+                    mac: *mac,
+                    addrs: addrs.clone(),
+                    mtu: *mtu,
+                })
+                .collect(),
+            routes: self.routes.clone(),
+            neighbors: self.neighbors.clone(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Validated, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
+            path: path.to_path_buf(),
+            err,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates `text` (`path` is for messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Validated, ConfigError> {
+        let raw: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            msg: one_line(&e.to_string()),
+        })?;
+        raw.validate().map_err(|msg| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            msg,
+        })
+    }
+
+    fn validate(self) -> Result<Validated, String> {
+        if self.workers.lcores.is_empty() {
+            return Err("workers.lcores is empty: list at least one worker lcore".into());
+        }
+        for (i, l) in self.workers.lcores.iter().enumerate() {
+            if self.workers.lcores[..i].contains(l) {
+                return Err(format!("workers.lcores lists lcore {l} twice"));
+            }
+        }
+        if self.ports.is_empty() {
+            return Err("no [[port]]: the director needs at least one port".into());
+        }
+        if self.ports.len() > dataplane::worker::MAX_PORTS {
+            return Err(format!(
+                "at most {} ports are supported",
+                dataplane::worker::MAX_PORTS
+            ));
+        }
+        let mut port_macs = vec![];
+        let mut port_addrs = vec![];
+        for (i, p) in self.ports.iter().enumerate() {
+            if p.name.trim().is_empty() {
+                return Err(format!("port #{}: name is empty", i + 1));
+            }
+            if self.ports[..i].iter().any(|q| q.name == p.name) {
+                return Err(format!("port name {:?} is used twice", p.name));
+            }
+            if p.device.trim().is_empty() {
+                return Err(format!("port {}: device is empty", p.name));
+            }
+            if self.ports[..i]
+                .iter()
+                .any(|q| dev_name(&q.device) == dev_name(&p.device))
+            {
+                return Err(format!(
+                    "port {}: device {} is used by two ports",
+                    p.name,
+                    dev_name(&p.device)
+                ));
+            }
+            if p.queues == 0 || p.queues > MAX_QUEUES {
+                return Err(format!(
+                    "port {}: queues must be 1..={MAX_QUEUES}, not {}",
+                    p.name, p.queues
+                ));
+            }
+            let mac = match &p.mac {
+                None => None,
+                Some(m) => Some(
+                    parse_mac(m)
+                        .filter(|m| !m.is_multicast() && m.0 != [0; 6])
+                        .ok_or_else(|| {
+                            format!(
+                                "port {}: mac {m:?} is not a unicast MAC such as 02:00:00:00:00:01",
+                                p.name
+                            )
+                        })?,
+                ),
+            };
+            port_macs.push(mac);
+            let addrs = p
+                .addresses
+                .iter()
+                .map(|a| {
+                    a.parse::<Prefix>()
+                        .map_err(|e| format!("port {}: {e}", p.name))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for a in &addrs {
+                if a.addr.is_multicast() || a.addr.is_unspecified() {
+                    return Err(format!("port {}: {a} is not a unicast address", p.name));
+                }
+            }
+            port_addrs.push(addrs);
+        }
+        let routes = self
+            .routes
+            .iter()
+            .map(|r| {
+                let to: Prefix = r.to.parse().map_err(|e| format!("route: {e}"))?;
+                let via: IpAddr = r.via.parse().map_err(|_| {
+                    format!("route to {}: via {:?} is not an IP address", r.to, r.via)
+                })?;
+                if to.addr.is_ipv4() != via.is_ipv4() {
+                    return Err(format!(
+                        "route to {}: via {via} is of the other address family",
+                        r.to
+                    ));
+                }
+                Ok((to, via))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let neighbors = self
+            .neighbors
+            .iter()
+            .map(|n| {
+                let ip: IpAddr =
+                    n.ip.parse()
+                        .map_err(|_| format!("neighbor: {:?} is not an IP address", n.ip))?;
+                let mac = parse_mac(&n.mac)
+                    .filter(|m| !m.is_multicast())
+                    .ok_or_else(|| {
+                        format!("neighbor {ip}: mac {:?} is not a unicast MAC", n.mac)
+                    })?;
+                Ok((ip, mac))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let v = Validated {
+            raw: self,
+            port_macs,
+            port_addrs,
+            routes,
+            neighbors,
+        };
+        // Conflicts and gateways, with placeholder ids (file order).
+        let placeholder: Vec<(u16, MacAddr, u16)> = (0..v.raw.ports.len())
+            .map(|i| (i as u16, MacAddr([2, 0, 0, 0, 0, 0]), 1500))
+            .collect();
+        v.l3(&placeholder).route_table().map_err(|e| {
+            // Name ports rather than placeholder ids.
+            let mut s = e.to_string();
+            for (i, p) in v.raw.ports.iter().enumerate().rev() {
+                s = s.replace(&format!("(port {i})"), &format!("(port {})", p.name));
+            }
+            s
+        })?;
+        Ok(v)
+    }
+}
+
+/// The device name in a spec: the part before the first comma.
+pub fn dev_name(spec: &str) -> &str {
+    spec.split(',').next().unwrap_or(spec).trim()
+}
+
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEMO: &str = r#"
+[eal]
+args = ["--no-pci", "--file-prefix=uvs"]
+
+[workers]
+lcores = [1]
+
+[control]
+socket = "/run/uvs/uvsadm.sock"
+rules = "configs/demo.rules"
+
+[[port]]
+name = "client"
+device = "net_tap0,iface=uvs-c"
+queues = 1
+mac = "02:00:00:00:00:01"
+addresses = ["198.18.0.1/24", "2001:db8::1/64"]
+
+[[port]]
+name = "server"
+device = "net_tap1,iface=uvs-s"
+addresses = ["198.18.1.1/24"]
+
+[[route]]
+to = "0.0.0.0/0"
+via = "198.18.0.254"
+
+[[neighbor]]
+ip = "198.18.1.11"
+mac = "02:00:00:00:01:11"
+"#;
+
+    fn parse(s: &str) -> Result<Validated, String> {
+        Config::parse(s, Path::new("t.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_design_example_parses_with_every_key() {
+        let v = parse(DEMO).unwrap();
+        let c = &v.raw;
+        assert_eq!(c.eal.args, ["--no-pci", "--file-prefix=uvs"]);
+        assert_eq!(c.workers.lcores, [1]);
+        assert_eq!(c.control.socket, PathBuf::from("/run/uvs/uvsadm.sock"));
+        assert_eq!(c.control.rules, Some(PathBuf::from("configs/demo.rules")));
+        assert_eq!(c.control.group, None);
+        assert_eq!(c.ports.len(), 2);
+        assert_eq!(c.ports[1].queues, 1, "queues defaults to 1");
+        assert_eq!(v.port_macs[0], Some(MacAddr([2, 0, 0, 0, 0, 1])));
+        assert_eq!(v.port_macs[1], None);
+        assert_eq!(v.port_addrs[0][1].to_string(), "2001:db8::1/64");
+        assert_eq!(v.routes[0].1, "198.18.0.254".parse::<IpAddr>().unwrap());
+        assert_eq!(v.neighbors[0].1, MacAddr([2, 0, 0, 0, 1, 0x11]));
+    }
+
+    #[test]
+    fn control_section_is_optional_with_the_default_socket() {
+        let s = DEMO.replace(
+            "[control]\nsocket = \"/run/uvs/uvsadm.sock\"\nrules = \"configs/demo.rules\"\n",
+            "",
+        );
+        let v = parse(&s).unwrap();
+        assert_eq!(v.raw.control, Control::default());
+        assert_eq!(v.raw.control.socket, PathBuf::from(DEFAULT_SOCKET));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        for (from, to, key) in [
+            ("queues = 1", "queues = 1\nqueue = 2", "queue"),
+            ("[workers]", "[workers]\ncores = [2]", "cores"),
+            ("[eal]", "[eal]\nargz = []", "argz"),
+            ("[[route]]", "[[routes]]", "routes"),
+            (
+                "rules = ",
+                "group = \"uvs\"\nrulez = \"x\"\nrules = ",
+                "rulez",
+            ),
+        ] {
+            let e = parse(&DEMO.replacen(from, to, 1)).unwrap_err();
+            assert!(e.contains("unknown field") && e.contains(key), "{key}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_the_port_named() {
+        for (from, to, want) in [
+            ("02:00:00:00:00:01", "02:00:00:00:01", "port client: mac"),
+            (
+                "\"198.18.0.1/24\", ",
+                "\"198.18.0.1\", ",
+                "not an address/length",
+            ),
+            ("queues = 1", "queues = 0", "queues must be"),
+            ("lcores = [1]", "lcores = []", "workers.lcores is empty"),
+            ("lcores = [1]", "lcores = [1, 1]", "twice"),
+            (
+                "via = \"198.18.0.254\"",
+                "via = \"198.18.9.254\"",
+                "not on any port",
+            ),
+            (
+                "via = \"198.18.0.254\"",
+                "via = \"2001:db8::fe\"",
+                "other address family",
+            ),
+            (
+                "ip = \"198.18.1.11\"",
+                "ip = \"198.18.5.11\"",
+                "not on any port",
+            ),
+            (
+                "[\"198.18.1.1/24\"]",
+                "[\"198.18.0.1/24\"]",
+                "configured twice",
+            ),
+            ("[\"198.18.1.1/24\"]", "[\"198.18.0.9/16\"]", "overlaps"),
+            (
+                "net_tap1,iface=uvs-s",
+                "net_tap0,iface=uvs-x",
+                "used by two ports",
+            ),
+            ("name = \"server\"", "name = \"client\"", "used twice"),
+        ] {
+            let s = DEMO.replacen(from, to, 1);
+            assert_ne!(s, DEMO, "{from} must be in the example");
+            let e = parse(&s).unwrap_err();
+            assert!(e.contains(want), "{from} -> {to}: {e}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_are_one_line() {
+        let e = parse("[eal\nargs=[").unwrap_err();
+        assert!(e.starts_with("config t.toml: "), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn missing_required_sections_are_errors() {
+        let e = parse("[eal]\nargs=[]\n").unwrap_err();
+        assert!(e.contains("workers"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod example_configs {
+    use super::*;
+
+    /// Every shipped example parses and validates.
+    #[test]
+    fn examples_in_configs_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                Config::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                n += 1;
+            }
+        }
+        assert!(
+            n >= 3,
+            "expected the net_tap, net_pcap and net_memif examples"
+        );
+    }
+}

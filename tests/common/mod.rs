@@ -1,0 +1,214 @@
+//! Helpers for the daemon's end-to-end tests: a running uvsd that is
+//! stopped on drop, network namespaces removed on drop, and unique names
+//! so tests running in parallel never collide.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const UVSD: &str = env!("CARGO_BIN_EXE_uvsd");
+
+/// A name unique to this test process and `tag` (short: tap names are
+/// limited to 15 characters).
+pub fn unique(tag: &str) -> String {
+    format!("u{}{tag}", std::process::id() % 100_000)
+}
+
+/// A scratch directory for one test, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        let d = std::env::temp_dir().join(format!("uvs-test-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Scratch(d)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether a command succeeds (output discarded).
+pub fn ok(args: &[&str]) -> bool {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Network namespaces deleted on drop (even when the test fails).
+pub struct Netns(pub Vec<String>);
+
+impl Netns {
+    pub fn create(names: &[&str]) -> Netns {
+        let ns = Netns(names.iter().map(|s| s.to_string()).collect());
+        for n in names {
+            let _ = ok(&["ip", "netns", "del", n]);
+            sh(&["ip", "netns", "add", n]);
+            sh(&["ip", "-n", n, "link", "set", "lo", "up"]);
+        }
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = ok(&["ip", "netns", "del", n]);
+        }
+    }
+}
+
+/// A uvsd child process; SIGTERM (then SIGKILL) on drop.
+pub struct Daemon {
+    pub child: Option<Child>,
+    stderr_rx: mpsc::Receiver<String>,
+    pub stdout: Vec<String>,
+}
+
+impl Daemon {
+    /// Starts uvsd with `config` and waits for its "ready" line.
+    pub fn start(config: &Path) -> Daemon {
+        let mut child = Command::new(UVSD)
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("uvsd starts");
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let (etx, erx) = mpsc::channel();
+        let mut err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            let _ = etx.send(s);
+        });
+        let mut d = Daemon {
+            child: Some(child),
+            stderr_rx: erx,
+            stdout: vec![],
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(l) => {
+                    let ready = l.starts_with("uvsd: ready");
+                    d.stdout.push(l);
+                    if ready {
+                        return d;
+                    }
+                }
+                Err(_) => {
+                    let (st, err) = d.stop();
+                    panic!(
+                        "uvsd did not become ready ({st:?}): stdout {:?} stderr {err}",
+                        d.stdout
+                    );
+                }
+            }
+        }
+    }
+
+    /// SIGTERM, wait (20 s at most), and return the exit status and stderr.
+    pub fn stop(&mut self) -> (Option<ExitStatus>, String) {
+        let Some(mut child) = self.child.take() else {
+            return (None, String::new());
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                break Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let err = self
+            .stderr_rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_default();
+        (status, err)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Hugepage files and the runtime directory EAL would leave for `prefix`.
+pub fn leftovers(prefix: &str) -> Vec<PathBuf> {
+    let mut v = vec![];
+    if let Ok(rd) = std::fs::read_dir("/dev/hugepages") {
+        for e in rd.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{prefix}map_"))
+            {
+                v.push(e.path());
+            }
+        }
+    }
+    let run = PathBuf::from("/var/run/dpdk").join(prefix);
+    if run.exists() {
+        v.push(run);
+    }
+    v
+}
+
+/// Fails clearly when the machine cannot run DPDK tests.
+pub fn require_root() {
+    // SAFETY-free check: /proc/self/status Uid line.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("1");
+    assert_eq!(
+        uid, "0",
+        "this end-to-end test needs root (namespaces, taps, hugepages): run scripts/test as root"
+    );
+}
