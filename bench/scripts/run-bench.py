@@ -129,6 +129,17 @@ def stats(xs):
             "spread_pct": (max(xs) - min(xs)) * 100.0 / m if m else 0.0}
 
 
+def cpu(r, who):
+    """Share of the window the generator ("gen") or the DUT ("peer") ran."""
+    return ((r.get(f"{who}_sched") or {}).get("cpu")) or None
+
+
+def per_dut_cpu(r):
+    """Mpps per second of DUT CPU time: the figure with descheduling taken out."""
+    c = cpu(r, "peer")
+    return r["valid_mpps"] / c if c else None
+
+
 def summarize(out_dir):
     runs = [json.loads(l) for l in open(os.path.join(out_dir, "runs.jsonl")) if l.strip()]
     table = {}
@@ -139,12 +150,14 @@ def summarize(out_dir):
     for (suite, group, case_name), rs in table.items():
         ok = [r for r in rs if "error" not in r]
         ref_name = rs[0]["reference"]
-        ratios = []
+        ratios, norm_ratios = [], []
         for r in ok:
             ref = [x for x in runs if x["suite"] == suite and x["group"] == group
                    and x["case"] == ref_name and x["round"] == r["round"] and "error" not in x]
             if ref and ref[0]["valid_mpps"] > 0 and case_name != ref_name:
                 ratios.append(r["valid_mpps"] / ref[0]["valid_mpps"])
+                if per_dut_cpu(r) and per_dut_cpu(ref[0]):
+                    norm_ratios.append(per_dut_cpu(r) / per_dut_cpu(ref[0]))
         rows.append({
             "suite": suite, "group": group, "case": case_name, "reference": ref_name,
             "runs": len(rs), "failed": len(rs) - len(ok),
@@ -154,26 +167,36 @@ def summarize(out_dir):
             "loss_pct": stats([r["loss_pct"] for r in ok]),
             "invalid": sum(r["rx_invalid"] for r in ok),
             "ratio_to_reference": stats(ratios),
+            "gen_cpu_share": stats([c for c in (cpu(r, "gen") for r in ok) if c]),
+            "dut_cpu_share": stats([c for c in (cpu(r, "peer") for r in ok) if c]),
+            "mpps_per_dut_cpu": stats([x for x in (per_dut_cpu(r) for r in ok) if x]),
+            "ratio_per_dut_cpu": stats(norm_ratios),
             "mem": sorted({r.get("mem", "?") for r in ok}),
             "command": rs[0]["command"],
         })
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(rows, f, indent=1)
-    lines = ["| suite | traffic | forwarder | runs | Mpps median | min - max | spread | loss median | "
-             "ratio to reference (median, min - max) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| traffic | forwarder | runs | Mpps median | min - max | spread | loss median | "
+             "CPU share gen / DUT | Mpps per DUT CPU-s | ratio to reference (median, min - max) | "
+             "ratio per DUT CPU-s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         v, l, q = row["valid_mpps"], row["loss_pct"], row["ratio_to_reference"]
         if v is None:
-            lines.append(f"| {row['suite']} | {row['group']} | {row['case']} | 0/{row['runs']} | "
-                         f"failed: {'; '.join(row['errors'])} | | | | |")
+            lines.append(f"| {row['group']} | {row['case']} | 0/{row['runs']} | "
+                         f"failed: {'; '.join(row['errors'])} | | | | | | | |")
             continue
         ratio = (f"{q['median']:.3f} ({q['min']:.3f} - {q['max']:.3f}) vs {row['reference']}"
                  if q else "reference")
+        g, d, n, nq = (row["gen_cpu_share"], row["dut_cpu_share"], row["mpps_per_dut_cpu"],
+                       row["ratio_per_dut_cpu"])
+        share = f"{g['median']:.2f} / {d['median']:.2f}" if g and d else "-"
+        norm = f"{n['median']:.2f} ({n['min']:.2f} - {n['max']:.2f})" if n else "-"
+        nratio = f"{nq['median']:.3f} ({nq['min']:.3f} - {nq['max']:.3f})" if nq else ("reference" if not q else "-")
         lines.append(
-            f"| {row['suite']} | {row['group']} | {row['case']} | {v['n']}/{row['runs']} | "
+            f"| {row['group']} | {row['case']} | {v['n']}/{row['runs']} | "
             f"{v['median']:.2f} | {v['min']:.2f} - {v['max']:.2f} | {v['spread_pct']:.0f} % | "
-            f"{l['median']:.4f} % | {ratio} |")
+            f"{l['median']:.4f} % | {share} | {norm} | {ratio} | {nratio} |")
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -5,5 +5,6 @@
 
 pub mod check;
 pub mod flows;
+pub mod sched;
 pub mod telemetry;
 pub mod template;

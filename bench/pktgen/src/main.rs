@@ -17,6 +17,7 @@
 //!
 //! Usage: `uvs-pktgen [OPTIONS] -- <EAL arguments>`.
 
+use std::collections::HashMap;
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,7 @@ use serde_json::json;
 
 use uvs_pktgen::check::{Checker, Expect};
 use uvs_pktgen::flows::{stride, FlowSpace};
+use uvs_pktgen::sched;
 use uvs_pktgen::telemetry::{EthStats, Telemetry};
 use uvs_pktgen::template::{FrameSpec, Proto, Template, TCP_ACK, TCP_SYN};
 
@@ -340,6 +342,9 @@ fn run(a: &Args) -> Result<(), String> {
     let t0 = tsc_cycles();
     let warm_end = t0 + secs(a.warmup);
     let mut at_window = None::<(u64, Counts, Option<EthStats>)>;
+    let peer_pid = peer.as_ref().and_then(|t| t.pid);
+    let mut sched_start = (None, HashMap::new());
+    let mut sched_end = (None, HashMap::new());
     let mut window_end = u64::MAX;
     let mut tx_end = None::<u64>;
     let mut drain_end = u64::MAX;
@@ -352,6 +357,10 @@ fn run(a: &Args) -> Result<(), String> {
                 Some(t) => Some(t.eth_stats(a.peer_port).map_err(|e| e.to_string())?),
                 None => None,
             };
+            sched_start = (
+                sched::this_thread(),
+                peer_pid.map(sched::threads).unwrap_or_default(),
+            );
             let start = tsc_cycles();
             at_window = Some((start, c, ps));
             window_end = start + secs(a.duration);
@@ -359,6 +368,10 @@ fn run(a: &Args) -> Result<(), String> {
         if tx_end.is_none() && now >= window_end {
             counts_end = c;
             tx_end = Some(now);
+            sched_end = (
+                sched::this_thread(),
+                peer_pid.map(sched::threads).unwrap_or_default(),
+            );
             if let Some(t) = peer.as_mut() {
                 peer_end = Some(t.eth_stats(a.peer_port).map_err(|e| e.to_string())?);
             }
@@ -433,6 +446,18 @@ fn run(a: &Args) -> Result<(), String> {
         }
         _ => serde_json::Value::Null,
     };
+    let window_ns = window_s * 1e9;
+    let share = |t: Option<sched::Times>| {
+        t.map(|t| json!({"cpu": t.cpu_ns as f64 / window_ns, "wait": t.wait_ns as f64 / window_ns}))
+    };
+    let gen_sched = match (sched_start.0, sched_end.0) {
+        (Some(a), Some(b)) => Some(sched::Times {
+            cpu_ns: b.cpu_ns.saturating_sub(a.cpu_ns),
+            wait_ns: b.wait_ns.saturating_sub(a.wait_ns),
+        }),
+        _ => None,
+    };
+    let peer_sched = sched::busiest(&sched_start.1, &sched_end.1);
     let result = json!({
         "tool": "uvs-pktgen",
         "label": a.label,
@@ -468,6 +493,8 @@ fn run(a: &Args) -> Result<(), String> {
         "peer": peer_json,
         "first_invalid_hex": first_invalid[..first_invalid_len].iter().map(|b| format!("{b:02x}")).collect::<String>(),
         "tsc_hz": hz,
+        "gen_sched": share(gen_sched),
+        "peer_sched": share(peer_sched),
     });
     println!("{result}");
     eprintln!(

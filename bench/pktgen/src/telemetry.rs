@@ -35,6 +35,8 @@ pub struct Telemetry {
     fd: OwnedFd,
     path: String,
     buf: Vec<u8>,
+    /// The peer's process id, from the greeting.
+    pub pid: Option<u32>,
 }
 
 /// The ethdev counters the benchmark uses.
@@ -89,8 +91,14 @@ impl Telemetry {
             fd,
             path: p.clone(),
             buf: vec![0; MAX_REPLY],
+            pid: None,
         };
-        t.read()?; // {"version": ..., "pid": ..., "max_output_len": ...}
+        // {"version": ..., "pid": ..., "max_output_len": ...}
+        let greeting = t.read()?;
+        t.pid = serde_json::from_str::<serde_json::Value>(&greeting)
+            .ok()
+            .and_then(|v| v.get("pid")?.as_u64())
+            .and_then(|p| u32::try_from(p).ok());
         Ok(t)
     }
 
