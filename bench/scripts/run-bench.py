@@ -24,6 +24,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -84,6 +85,30 @@ def groups_for(a):
     return groups
 
 
+def cpu_busy(interval=0.5):
+    """Fraction of all CPUs busy over `interval` seconds (/proc/stat)."""
+    def sample():
+        f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        idle = f[3] + f[4]
+        return sum(f[:8]), idle
+    t0, i0 = sample()
+    time.sleep(interval)
+    t1, i1 = sample()
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_quiet(limit_s, threshold):
+    """Waits (at most limit_s) until other processes leave the CPUs mostly idle.
+
+    Returns the busy fraction seen last (before our run starts)."""
+    deadline = time.time() + limit_s
+    busy = cpu_busy()
+    while busy > threshold and time.time() < deadline:
+        time.sleep(1.0)
+        busy = cpu_busy()
+    return busy
+
+
 def run_case(c, extra_env):
     cmd = [os.path.join(HERE, c["script"]), c["dut_arg"]] + c["gen"]
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -111,7 +136,9 @@ def run(a):
             for g in order:
                 cases = g["cases"] if rnd % 2 == 0 else list(reversed(g["cases"]))
                 for c in cases:
+                    busy = wait_quiet(a.wait_quiet, a.quiet_below) if a.wait_quiet > 0 else cpu_busy()
                     r = run_case(c, {})
+                    r["others_busy_before"] = busy
                     r.update({"suite": a.suite, "group": g["group"], "case": c["case"],
                               "reference": g["cases"][0]["case"], "round": rnd})
                     out.write(json.dumps(r) + "\n")
@@ -215,6 +242,10 @@ def main():
     p.add_argument("--methods", default="nat", help="uvsd forwarding methods: nat,dr,tun")
     p.add_argument("--new-every", type=int, default=10)
     p.add_argument("--out", default=None)
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                   help="before each run, wait up to S seconds for the CPUs to be mostly idle")
+    p.add_argument("--quiet-below", type=float, default=0.25,
+                   help="busy fraction of all CPUs that counts as quiet (default 0.25)")
     p.add_argument("--summarize", metavar="DIR", help="only rebuild DIR's summary from runs.jsonl")
     a = p.parse_args()
     if a.summarize:
