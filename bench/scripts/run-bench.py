@@ -167,8 +167,19 @@ def per_dut_cpu(r):
     return r["valid_mpps"] / c if c else None
 
 
-def summarize(out_dir):
+def clean(r, min_share):
+    """Whether both the generator and the DUT ran at least min_share of the window."""
+    if min_share <= 0:
+        return True
+    g, d = cpu(r, "gen"), cpu(r, "peer")
+    return bool(g and d and g >= min_share and d >= min_share)
+
+
+def summarize(out_dir, min_share=0.0):
     runs = [json.loads(l) for l in open(os.path.join(out_dir, "runs.jsonl")) if l.strip()]
+    for r in runs:
+        if "error" not in r and not clean(r, min_share):
+            r["error"] = f"descheduled: a CPU share below {min_share}"
     table = {}
     for r in runs:
         key = (r["suite"], r["group"], r["case"])
@@ -201,7 +212,8 @@ def summarize(out_dir):
             "mem": sorted({r.get("mem", "?") for r in ok}),
             "command": rs[0]["command"],
         })
-    with open(os.path.join(out_dir, "summary.json"), "w") as f:
+    suffix = f"-cpu{min_share:g}" if min_share > 0 else ""
+    with open(os.path.join(out_dir, f"summary{suffix}.json"), "w") as f:
         json.dump(rows, f, indent=1)
     lines = ["| traffic | forwarder | runs | Mpps median | min - max | spread | loss median | "
              "CPU share gen / DUT | Mpps per DUT CPU-s | ratio to reference (median, min - max) | "
@@ -224,7 +236,7 @@ def summarize(out_dir):
             f"| {row['group']} | {row['case']} | {v['n']}/{row['runs']} | "
             f"{v['median']:.2f} | {v['min']:.2f} - {v['max']:.2f} | {v['spread_pct']:.0f} % | "
             f"{l['median']:.4f} % | {share} | {norm} | {ratio} | {nratio} |")
-    with open(os.path.join(out_dir, "summary.md"), "w") as f:
+    with open(os.path.join(out_dir, f"summary{suffix}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -247,9 +259,12 @@ def main():
     p.add_argument("--quiet-below", type=float, default=0.25,
                    help="busy fraction of all CPUs that counts as quiet (default 0.25)")
     p.add_argument("--summarize", metavar="DIR", help="only rebuild DIR's summary from runs.jsonl")
+    p.add_argument("--min-cpu-share", type=float, default=0.0,
+                   help="with --summarize: count only runs where generator and DUT both ran at "
+                        "least this share of the window (writes summary-cpuX.md)")
     a = p.parse_args()
     if a.summarize:
-        summarize(a.summarize)
+        summarize(a.summarize, a.min_cpu_share)
         return
     if not a.suite:
         p.error("a suite is required")
