@@ -130,8 +130,12 @@ def run(a):
     os.makedirs(a.out, exist_ok=True)
     groups = groups_for(a)
     path = os.path.join(a.out, "runs.jsonl")
+    # Appending to earlier rounds: continue their numbering (ratios pair by round).
+    first = 0
+    if os.path.exists(path):
+        first = 1 + max((json.loads(l).get("round", -1) for l in open(path) if l.strip()), default=-1)
     with open(path, "a") as out:
-        for rnd in range(a.repeats):
+        for rnd in range(first, first + a.repeats):
             order = groups[rnd % len(groups):] + groups[:rnd % len(groups)]
             for g in order:
                 cases = g["cases"] if rnd % 2 == 0 else list(reversed(g["cases"]))
