@@ -6,5 +6,6 @@
 pub mod check;
 pub mod flows;
 pub mod sched;
+pub mod schedule;
 pub mod telemetry;
 pub mod template;

@@ -32,8 +32,9 @@ use serde_json::json;
 use uvs_pktgen::check::{Checker, Expect};
 use uvs_pktgen::flows::{stride, FlowSpace};
 use uvs_pktgen::sched;
+use uvs_pktgen::schedule::Schedule;
 use uvs_pktgen::telemetry::{EthStats, Telemetry};
-use uvs_pktgen::template::{FrameSpec, Proto, Template, TCP_ACK, TCP_SYN};
+use uvs_pktgen::template::{FrameSpec, Proto, Template};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -150,83 +151,6 @@ fn mac_text(m: [u8; 6]) -> String {
         .join(":")
 }
 
-/// Which flow the next packet belongs to, and its TCP flags.
-///
-/// Established flows are numbers `0..flows`, visited with a stride; the
-/// first round opens them (SYN), later rounds are ACKs. New flows are
-/// numbers from `flows` up through the rest of the flow space, then round.
-struct Schedule {
-    flows: u64,
-    step: u64,
-    next_est: u64,
-    opening_left: u64,
-    new_base: u64,
-    new_span: u64,
-    next_new: u64,
-    new_every: u64,
-    until_new: u64,
-}
-
-impl Schedule {
-    fn new(mode: &str, flows: u64, step: u64, new_every: u64, space: u64) -> Schedule {
-        let (new_base, est) = match mode {
-            "new" => (0, 0),
-            _ => (flows, flows),
-        };
-        Schedule {
-            flows: est,
-            step,
-            next_est: 0,
-            opening_left: est,
-            new_base,
-            new_span: space - new_base,
-            next_new: 0,
-            new_every: match mode {
-                "new" => 1,
-                "mixed" => new_every.max(1),
-                _ => 0,
-            },
-            until_new: new_every.max(1),
-        }
-    }
-
-    #[inline(always)]
-    fn next(&mut self) -> (u64, u8) {
-        let new = match self.new_every {
-            0 => false,
-            1 => true,
-            _ => {
-                self.until_new -= 1;
-                if self.until_new == 0 {
-                    self.until_new = self.new_every;
-                    true
-                } else {
-                    false
-                }
-            }
-        };
-        if new && self.opening_left == 0 {
-            let f = self.new_base + self.next_new;
-            self.next_new += 1;
-            if self.next_new == self.new_span {
-                self.next_new = 0;
-            }
-            return (f, TCP_SYN);
-        }
-        let f = self.next_est;
-        self.next_est += self.step;
-        if self.next_est >= self.flows {
-            self.next_est -= self.flows;
-        }
-        if self.opening_left > 0 {
-            self.opening_left -= 1;
-            (f, TCP_SYN)
-        } else {
-            (f, TCP_ACK)
-        }
-    }
-}
-
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
     built: u64,
@@ -328,7 +252,7 @@ fn run(a: &Args) -> Result<(), String> {
     };
 
     let step = stride(a.flows, a.sequential);
-    let mut sched = Schedule::new(&a.mode, a.flows, step, a.new_every, clients.len());
+    let mut sched = Schedule::new(&a.mode, a.flows, step, a.new_every, clients.len())?;
     let frame_len = tpl.len();
     let rate_per_cycle = a.rate_mpps.map(|r| r * 1e6 / hz as f64);
     let secs = |s: f64| (s * hz as f64) as u64;
@@ -352,7 +276,7 @@ fn run(a: &Args) -> Result<(), String> {
     let mut counts_end = Counts::default();
     loop {
         let now = tsc_cycles();
-        if at_window.is_none() && now >= warm_end && sched.opening_left == 0 {
+        if at_window.is_none() && now >= warm_end && sched.opened() {
             let ps = match peer.as_mut() {
                 Some(t) => Some(t.eth_stats(a.peer_port).map_err(|e| e.to_string())?),
                 None => None,
