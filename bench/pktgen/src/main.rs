@@ -316,7 +316,7 @@ fn run(a: &Args) -> Result<(), String> {
                     if tx_pool.alloc_bulk(&mut txb, want) {
                         for m in txb.as_mut_slice() {
                             m.set_len(frame_len);
-                            let (f, flags) = sched.next();
+                            let (f, flags) = sched.next_packet();
                             let (src, sport) = clients.flow(f);
                             tpl.patch(m.data_mut(), src, sport, flags);
                         }
