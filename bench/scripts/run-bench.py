@@ -157,6 +157,8 @@ def run(a):
                     out.write(json.dumps(r) + "\n")
                     out.flush()
                     msg = r.get("error") or f"{r['valid_mpps']:.3f} Mpps valid, loss {r['loss_pct']:.3f}%"
+                    if "error" not in r and not clean(r, a.min_cpu_share):
+                        msg += " (still descheduled: left out of the clean summary)"
                     print(f"round {rnd} | {g['group']} | {c['case']}: {msg}", file=sys.stderr)
     summarize(a.out)
     if a.min_cpu_share > 0:
@@ -240,13 +242,16 @@ def summarize(out_dir, min_share=0.0):
             lines.append(f"| {row['group']} | {row['case']} | 0/{row['runs']} | "
                          f"failed: {'; '.join(row['errors'])} | | | | | | | |")
             continue
-        ratio = (f"{q['median']:.3f} ({q['min']:.3f} - {q['max']:.3f}) vs {row['reference']}"
-                 if q else "reference")
+        is_ref = row["case"] == row["reference"]
+        ratio = ("reference" if is_ref else
+                 f"{q['median']:.3f} ({q['min']:.3f} - {q['max']:.3f}) vs {row['reference']}"
+                 if q else "no paired round")
         g, d, n, nq = (row["gen_cpu_share"], row["dut_cpu_share"], row["mpps_per_dut_cpu"],
                        row["ratio_per_dut_cpu"])
         share = f"{g['median']:.2f} / {d['median']:.2f}" if g and d else "-"
         norm = f"{n['median']:.2f} ({n['min']:.2f} - {n['max']:.2f})" if n else "-"
-        nratio = f"{nq['median']:.3f} ({nq['min']:.3f} - {nq['max']:.3f})" if nq else ("reference" if not q else "-")
+        nratio = ("reference" if is_ref else
+                  f"{nq['median']:.3f} ({nq['min']:.3f} - {nq['max']:.3f})" if nq else "-")
         lines.append(
             f"| {row['group']} | {row['case']} | {v['n']}/{row['runs']} | "
             f"{v['median']:.2f} | {v['min']:.2f} - {v['max']:.2f} | {v['spread_pct']:.0f} % | "
