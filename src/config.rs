@@ -43,6 +43,14 @@ pub struct Eal {
 #[serde(deny_unknown_fields)]
 pub struct Workers {
     pub lcores: Vec<u32>,
+    /// Connections (and persistence templates) each worker can hold; new
+    /// connections beyond it are refused and counted. About 140 bytes each.
+    #[serde(default = "default_conn_capacity")]
+    pub conn_capacity: u32,
+}
+
+fn default_conn_capacity() -> u32 {
+    1 << 20
 }
 
 /// `[control]`: the Unix socket of the ipvsadm-compatible control plane.
@@ -179,6 +187,9 @@ impl Config {
     }
 
     fn validate(self) -> Result<Validated, String> {
+        if self.workers.conn_capacity == 0 {
+            return Err("workers.conn_capacity must be at least 1".into());
+        }
         if self.workers.lcores.is_empty() {
             return Err("workers.lcores is empty: list at least one worker lcore".into());
         }

@@ -18,12 +18,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dataplane::dpdk::{lcore, Eal, Mempool, Port, PortConf, Ring, Termination};
-use dataplane::net::{NetCounters, NoStage, Stack};
+use dataplane::lb::{Lb, LbSettings, LbStage, PortRoutes};
+use dataplane::net::{NetCounters, Stack};
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::worker::{Worker, WorkerReport};
 
 use crate::config::Validated;
 use crate::control_hook;
+
+/// IP MTU of every port (the standard Ethernet payload).
+const PORT_MTU: u16 = 1500;
 
 /// Descriptors per rx/tx queue.
 const DESCRIPTORS: u16 = 1024;
@@ -101,13 +105,20 @@ pub fn run(v: Validated) -> Result<(), String> {
             ));
         }
     }
+    // The control plane and the rules file come first: a bad rules file
+    // ends start-up before any port exists.
+    let director = control_hook::prepare(&cfg.control, nworkers, cfg.workers.conn_capacity)?;
     let eal_args = cfg.eal.args.clone();
-    let result = start_and_serve(&v, &sigs);
+    let result = start_and_serve(&v, &sigs, &director);
     remove_hugepage_files(&eal_args);
     result
 }
 
-fn start_and_serve(v: &Validated, sigs: &Termination) -> Result<(), String> {
+fn start_and_serve(
+    v: &Validated,
+    sigs: &Termination,
+    director: &Arc<control_hook::UvsDirector>,
+) -> Result<(), String> {
     let cfg = &v.raw;
     let nworkers = cfg.workers.lcores.len();
     let mut eal = Eal::init(&cfg.eal.args).map_err(|e| {
@@ -160,8 +171,14 @@ fn start_and_serve(v: &Validated, sigs: &Termination) -> Result<(), String> {
         .collect();
     let l3 = v.l3(&ids);
 
-    // The control plane (ipvsadm socket, rules) plugs in here.
-    let control = control_hook::start(&cfg.control, &running)?;
+    // The control plane: the ipvsadm socket (rules were applied already).
+    let control = control_hook::start(&cfg.control, director)?;
+    let egress = PortRoutes {
+        routes: l3.route_table().map_err(|e| e.to_string())?,
+        interfaces: l3.interfaces.clone(),
+        mtu: PORT_MTU,
+    };
+    let per_ms = (dataplane::dpdk::tsc_hz() / 1000).max(1);
 
     // Each worker's inbox for neighbour answers shared by the others.
     let mut inboxes = vec![];
@@ -201,11 +218,23 @@ fn start_and_serve(v: &Validated, sigs: &Termination) -> Result<(), String> {
             }
         };
         let report = Arc::new(Mutex::new(None::<WorkerReport>));
+        let (cell, dump) = control_hook::worker_shares(director, w);
+        let now = dataplane::dpdk::tsc_cycles() / per_ms;
+        let settings = LbSettings {
+            capacity: cfg.workers.conn_capacity,
+            seed: now ^ (w as u64) << 32,
+            ..LbSettings::default()
+        };
+        let mut lb = Lb::new(w, settings, now);
+        lb.set_snapshot(cell.load());
+        let mut stack = stack;
+        stack.set_service_addrs(lb.service_addrs());
+        let stage = LbStage::new(lb, cell, dump, egress.clone());
         let worker = Worker {
             index: w,
             queues,
             stack,
-            stage: NoStage,
+            stage,
             pool: Arc::clone(&running.pool),
             stop: Arc::clone(&stop),
             counters: Arc::clone(&c),

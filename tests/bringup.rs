@@ -49,6 +49,8 @@ fn namespaces_ping_the_director_and_it_resolves_them() {
 args = ["-l", "0-1", "--no-pci", "--file-prefix={prefix}", "--huge-unlink"]
 [workers]
 lcores = [1]
+[control]
+socket = "{sock}"
 [[port]]
 name = "client"
 device = "net_tap_{tag_c},iface={tag_c}"
@@ -66,7 +68,8 @@ via = "198.18.1.2"
 [[route]]
 to = "2001:db8:100::/64"
 via = "2001:db8:1::2"
-"#
+"#,
+            sock = dir.path("uvsadm.sock").display()
         ),
     )
     .unwrap();

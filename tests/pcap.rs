@@ -176,8 +176,10 @@ fn replayed_requests_get_exact_replies() {
         format!(
             "[eal]\nargs = [\"-l\", \"0-1\", \"--no-pci\", \"--no-huge\", \"-m\", \"256\", \"--file-prefix={prefix}\"]\n\
              [workers]\nlcores = [1]\n\
+             [control]\nsocket = \"{}\"\n\
              [[port]]\nname = \"wire\"\ndevice = \"net_pcap_{prefix},rx_pcap={},tx_pcap={}\"\n\
              mac = \"02:00:00:00:00:01\"\naddresses = [\"198.18.0.1/24\", \"2001:db8::1/64\"]\n",
+            dir.path("uvsadm.sock").display(),
             rx.display(),
             tx.display()
         ),

@@ -24,6 +24,7 @@ use dataplane::conn::{ConnAddr, ConnKey, ConnTable, Dir, NewConn};
 use dataplane::model::{DestConfig, DestShared, ForwardMethod};
 
 const TCP: u8 = 6;
+const BURST: usize = 32;
 const VIP: ConnAddr = ConnAddr::from_v4([198, 18, 0, 1]);
 /// Client addresses span 198.18.0.0/15 (131072 addresses).
 const CLIENTS: u32 = 1 << 17;
@@ -99,6 +100,10 @@ fn bench(c: &mut Criterion) {
         let built = t0.elapsed();
         let rss = rss_bytes().saturating_sub(rss0);
         println!(
+            "conntrack n={n}: mean probe length {:.3}",
+            t.mean_probe_len()
+        );
+        println!(
             "conntrack n={n}: built in {:.2?} ({:.0} ns/create); table {:.1} B/conn, RSS growth {:.1} B/conn, entry {} B",
             built,
             built.as_nanos() as f64 / f64::from(n),
@@ -128,6 +133,74 @@ fn bench(c: &mut Criterion) {
                 black_box(t.on_packet(id, Dir::In, ACK, now))
             })
         });
+        // The same work a burst at a time, with the batched lookup.
+        let mut z: u64 = 1;
+        let mut keys = [ConnKey::new(TCP, VIP, 0, VIP, 80); BURST];
+        let mut ids = [None; BURST];
+        g.throughput(criterion::Throughput::Elements(BURST as u64));
+        g.bench_function(format!("burst32_lookup_in_batch+on_packet/{n}"), |b| {
+            b.iter(|| {
+                for k in keys.iter_mut() {
+                    let i = loop {
+                        z = (z
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407))
+                            & (span - 1);
+                        if z < u64::from(n) {
+                            break z as u32;
+                        }
+                    };
+                    let (c, p) = client(i);
+                    *k = ConnKey::new(TCP, c, p, VIP, 80);
+                }
+                t.lookup_in_batch(&keys, &mut ids);
+                for id in ids.iter().flatten() {
+                    now += 1;
+                    black_box(t.on_packet(*id, Dir::In, ACK, now));
+                }
+            })
+        });
+        g.throughput(criterion::Throughput::Elements(1));
+        // Calibration: the machine's random-access memory latency, as a
+        // pointer chase through one random cycle (Sattolo) over an array as
+        // large as the slab (capped at 128 MiB): every read's address comes
+        // from the previous read, as bucket -> entry does.
+        let words = (n as usize * std::mem::size_of::<dataplane::conn::Conn>() / 8).min(1 << 24);
+        let mut arr: Vec<u32> = (0..words as u32).collect();
+        let mut r: u64 = 0x2545_f491_4f6c_dd1d;
+        for k in (1..words).rev() {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            arr.swap(k, (r % k as u64) as usize);
+        }
+        let mut w: u32 = 0;
+        g.bench_function(format!("baseline_pointer_chase/{n}"), |b| {
+            b.iter(|| {
+                w = arr[w as usize];
+                black_box(w)
+            })
+        });
+        drop(arr);
+        // Expiry: jump the clock past every timeout and time the wheel
+        // freeing all entries in batches of 1024 (not a criterion loop: it
+        // can only run once per table).
+        let t0 = Instant::now();
+        let end = now + 3_600_000;
+        let mut examined = 0usize;
+        loop {
+            let k = t.expire(end, 1024);
+            examined += k;
+            if k < 1024 {
+                break;
+            }
+        }
+        let el = t0.elapsed();
+        println!(
+            "conntrack n={n}: expired all in {el:.2?}: {:.0} ns per entry examined ({examined} examined, {} left)",
+            el.as_nanos() as f64 / examined.max(1) as f64,
+            t.len()
+        );
         drop(t);
     }
     g.finish();

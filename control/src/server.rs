@@ -34,6 +34,12 @@ pub trait Executor: Send + Sync {
     fn execute(&self, req: &Request) -> Response;
 }
 
+impl<E: Executor + ?Sized> Executor for Arc<E> {
+    fn execute(&self, req: &Request) -> Response {
+        (**self).execute(req)
+    }
+}
+
 /// Server limits.
 #[derive(Debug, Clone)]
 pub struct Limits {

@@ -11,6 +11,7 @@ pub mod buf;
 pub mod config;
 pub mod conn;
 pub mod estimator;
+pub mod lb;
 pub mod model;
 pub mod net;
 pub mod rss;

@@ -170,6 +170,9 @@ impl<S: Stage<Mbuf>> Worker<S> {
             }
             self.stack.tick(now, &mut io);
             io.flush();
+            if self.stage.tick(now) {
+                self.stack.set_service_addrs(self.stage.service_addrs());
+            }
         }
         let neighbors = self
             .stack

@@ -1,3 +1,5 @@
 #![no_main]
-// (placeholder: filled in by its owner)
-libfuzzer_sys::fuzz_target!(|_data: &[u8]| {});
+//! The whole classify, lookup, schedule, rewrite path on arbitrary bytes.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = dataplane::lb::fuzz_pipeline(data);
+});

@@ -26,6 +26,9 @@
 //!   [`ConnTable::lookup_out`]`(&ConnKey::new(proto, daddr, dport, client,
 //!   cport))` for NAT replies. ICMP errors look up the embedded header the
 //!   same way and do not call `on_packet` (ICMP never has entries).
+//!   Prefer [`ConnTable::lookup_in_batch`] / [`ConnTable::lookup_out_batch`]
+//!   over a whole rx burst: at millions of entries a lookup is memory
+//!   latency, and the batch overlaps the misses (see `bench/CONNTRACK.md`).
 //! * [`ConnTable::on_packet`]`(id, dir, tcp_flags, now) -> Verdict`: applies
 //!   `conn_reuse_mode` and deleted-destination rules, runs the state machine,
 //!   moves the active/inactive counters, marks the template ASSURED and
@@ -44,6 +47,11 @@
 //!   [`ConnTable::one_packet`] instead (bind and release around the packet).
 //! * [`ConnTable::get`]`(id) -> &Conn` for the rewrite (addresses, ports,
 //!   forwarding method, destination, service).
+//!
+//! The only per-packet work that is not a plain load/store: relaxed atomic
+//! read-modify-writes on the destination's counters at state changes, and
+//! dropping the last `Arc` of a deleted destination when its last entry is
+//! freed (a deallocation, once per deleted destination).
 //!
 //! Between bursts: [`ConnTable::expire`]`(now, max)` frees at most `max` due
 //! entries (templates still controlling connections are re-armed with 60 s).

@@ -368,10 +368,11 @@ fn thresholds_set_and_clear_overload() {
         })
         .collect();
     assert!(d.is_overloaded());
-    t.expire(300 * S, 1); // frees ids[0]: 3 left, 12 < 12 is false
+    t.expire(300 * S, 100); // frees ids[0]: 3 left, 12 < 12 is false
     assert_eq!(t.len(), 3);
     assert!(d.is_overloaded());
-    t.expire(301 * S, 1); // 2 left: 8 < 12
+    t.expire(301 * S, 100); // 2 left: 8 < 12
+    assert_eq!(t.len(), 2);
     assert!(!d.is_overloaded());
     drop(ids);
 
@@ -1069,4 +1070,130 @@ mod props {
             }
         }
     }
+}
+
+#[test]
+fn batched_lookup_matches_single_lookups() {
+    let d = nat("198.18.1.10");
+    let mut t = ConnTable::new(128, None, 0);
+    for p in 0..100 {
+        t.create(
+            &new_conn(TCP, "198.18.2.3", p, &d, ForwardMethod::Masq),
+            SYN,
+            0,
+        )
+        .unwrap();
+    }
+    let keys: Vec<ConnKey> = (90..140).map(|p| in_key(TCP, "198.18.2.3", p)).collect();
+    let mut out = vec![Some(ConnId(u32::MAX)); keys.len()];
+    t.lookup_in_batch(&keys, &mut out);
+    for (k, o) in keys.iter().zip(&out) {
+        assert_eq!(*o, t.lookup_in(k));
+    }
+    assert_eq!(out.iter().filter(|o| o.is_some()).count(), 10);
+    let okeys: Vec<ConnKey> = (90..140)
+        .map(|p| ConnKey::new(TCP, ip("198.18.1.10"), 80, ip("198.18.2.3"), p))
+        .collect();
+    let mut oout = vec![None; okeys.len()];
+    t.lookup_out_batch(&okeys, &mut oout);
+    assert_eq!(oout, out, "reply keys find the same entries");
+}
+
+#[test]
+fn secure_tcp_switch_uses_the_secure_table() {
+    let g = dr("198.18.1.11");
+    let mut t = ConnTable::new(4, None, 0);
+    t.set_sysctls(Sysctls {
+        secure_tcp: true,
+        ..Sysctls::default()
+    });
+    // INPUT-ONLY syn from NONE: SYNACK in the secure table (SYN_RECV normally).
+    let c = t
+        .create(
+            &new_conn(TCP, "198.18.2.3", 1, &g, ForwardMethod::Route),
+            SYN,
+            0,
+        )
+        .unwrap();
+    assert_eq!(state(&t, c), "SYNACK");
+    assert_eq!(counts(&g), (1, 0, 0), "SYNACK counts as active");
+    assert_eq!(row(&t, c, 0).expires, 120);
+}
+
+#[test]
+fn udp_reply_assures_the_template_and_one_packet_restarts_it() {
+    let r = dest("198.18.1.10", 53, ForwardMethod::Masq, 0, 0);
+    let mut svc = persistent_svc(53, u32::MAX);
+    svc.key = ServiceKey::Addr {
+        protocol: Protocol::Udp,
+        addr: "198.18.0.1".parse().unwrap(),
+        port: 53,
+    };
+    let mut t = ConnTable::new(8, None, 0);
+    let tk = template_key(&svc, UDP, ip("198.18.2.3"), ip("198.18.0.1"), 53);
+    let tid = t
+        .create_template(
+            &tk.key,
+            r.addr.into(),
+            53,
+            ForwardMethod::Masq,
+            &r,
+            None,
+            100,
+            0,
+        )
+        .unwrap();
+    let mut n = new_conn(UDP, "198.18.2.3", 5000, &r, ForwardMethod::Masq);
+    n.vport = 53;
+    n.control = Some(tid);
+    let c = t.create(&n, 0, 0).unwrap();
+    assert_eq!(t.get(tid).flags() & cflags::ASSURED, 0);
+    t.on_packet(c, Dir::In, 0, S);
+    assert_eq!(
+        t.get(tid).flags() & cflags::ASSURED,
+        0,
+        "client packets do not assure"
+    );
+    t.on_packet(c, Dir::Out, 0, S);
+    assert_ne!(t.get(tid).flags() & cflags::ASSURED, 0);
+    // A one-packet datagram 50 s later restarts the template (100 s).
+    t.one_packet(&r, Some(tid), 50 * S);
+    let tpl = t.iter_entries(50 * S).find(|e| e.cport == 0).unwrap();
+    assert_eq!((tpl.state.as_str(), tpl.expires), ("ASSURED", 100));
+    assert_eq!(counts(&r), (0, 1, 1));
+}
+
+#[test]
+fn stale_ids_and_replies_are_harmless() {
+    let r = nat("198.18.1.10");
+    let mut t = ConnTable::new(2, None, 0);
+    let c = t
+        .create(
+            &new_conn(UDP, "198.18.2.3", 1, &r, ForwardMethod::Masq),
+            0,
+            0,
+        )
+        .unwrap();
+    t.expire(300 * S, 10);
+    assert_eq!(t.on_packet(c, Dir::In, 0, 300 * S), Verdict::Expired);
+    assert_eq!(
+        t.on_packet(ConnId(7), Dir::In, 0, 300 * S),
+        Verdict::Expired
+    );
+    assert_eq!(counts(&r), (0, 0, 0));
+    // Replies of a deleted destination's connection still pass (only
+    // client packets are dropped, as in the kernel's ip_vs_in).
+    let c = t
+        .create(
+            &new_conn(TCP, "198.18.2.3", 2, &r, ForwardMethod::Masq),
+            SYN,
+            300 * S,
+        )
+        .unwrap();
+    r.flags.fetch_and(!dest_flags::AVAILABLE, Ordering::Relaxed);
+    assert_eq!(
+        t.on_packet(c, Dir::Out, SYN | ACK, 300 * S),
+        Verdict::Forward
+    );
+    assert_eq!(t.on_packet(c, Dir::In, ACK, 300 * S), Verdict::Drop);
 }

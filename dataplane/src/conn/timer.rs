@@ -198,6 +198,12 @@ impl Wheel {
             if before(now_tick, self.cur) {
                 return None;
             }
+            // More than a round behind (the clock jumped, or expire was not
+            // called for a while): visiting the last SLOTS ticks visits every
+            // slot once, which examines every entry, so skip the rest.
+            if now_tick.wrapping_sub(self.cur) >= SLOTS as u32 {
+                self.cur = now_tick.wrapping_sub(SLOTS as u32 - 1);
+            }
             // Splice the whole slot onto the (empty) pending list.
             let slot = self.cap + (self.cur as usize & (SLOTS - 1)) as u32;
             let (last, first) = (self.prev_of(ents, slot), self.next_of(ents, slot));
@@ -288,6 +294,21 @@ mod tests {
         // Stop here; something scheduled in the past comes out next call.
         w.reschedule(&mut e, 0, 50);
         assert_eq!(drain(&mut w, &mut e, 110), [1, 2, 0]);
+    }
+
+    #[test]
+    fn a_long_clock_jump_visits_each_slot_once() {
+        let mut e = ents(3);
+        let mut w = Wheel::new(3, 0);
+        w.schedule(&mut e, 0, 5);
+        w.schedule(&mut e, 1, 5 + 3 * SLOTS as u32);
+        w.schedule(&mut e, 2, 7);
+        let now = 10 * SLOTS as u32 + 3;
+        assert_eq!(drain(&mut w, &mut e, now), [0, 1, 2]);
+        // The cursor is at now + 1: a later schedule at now + 1 is due next.
+        w.schedule(&mut e, 0, now + 1);
+        assert!(drain(&mut w, &mut e, now).is_empty());
+        assert_eq!(drain(&mut w, &mut e, now + 1), [0]);
     }
 
     #[test]

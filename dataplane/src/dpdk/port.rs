@@ -71,6 +71,24 @@ fn device_name(spec: &str) -> &str {
     spec.split(',').next().unwrap_or(spec).trim()
 }
 
+/// The name ethdev gives a device: PCI addresses in their full
+/// `domain:bus:device.function` form (`03:00.0` -> `0000:03:00.0`).
+fn ethdev_name(name: &str) -> String {
+    let b = name.as_bytes();
+    let short_pci = b.len() == 7
+        && b[2] == b':'
+        && b[5] == b'.'
+        && name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| i == 2 || i == 5 || c.is_ascii_hexdigit());
+    if short_pci {
+        format!("0000:{}", name.to_ascii_lowercase())
+    } else {
+        name.to_string()
+    }
+}
+
 fn port_by_name(name: &str) -> Option<u16> {
     let c = CString::new(name).ok()?;
     let mut id = 0u16;
@@ -91,7 +109,8 @@ impl Port {
             }
             e
         };
-        let name = device_name(&conf.device);
+        let name = ethdev_name(device_name(&conf.device));
+        let name = name.as_str();
         let id = match port_by_name(name) {
             Some(id) => id,
             None => {
@@ -387,5 +406,21 @@ impl Drop for PortQueue {
         self.port
             .claimed_tx
             .fetch_and(!(1 << self.tx), Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names_are_what_ethdev_calls_them() {
+        assert_eq!(ethdev_name(device_name("net_tap0,iface=uvs-c")), "net_tap0");
+        assert_eq!(ethdev_name(device_name("03:00.1")), "0000:03:00.1");
+        assert_eq!(
+            ethdev_name(device_name("0000:03:00.1,rx=4")),
+            "0000:03:00.1"
+        );
+        assert_eq!(ethdev_name("net_pcap0"), "net_pcap0");
     }
 }

@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::stack::{Io, Stack};
-use super::{Counter, Interface, Stage};
+use super::{Counter, Interface};
 use crate::buf::PacketBuf;
 use crate::wire::arp::{self, op, ArpPacket, ArpRepr};
 use crate::wire::ethernet::{ethertype, EthernetRepr, MacAddr, HEADER_LEN};
@@ -24,7 +24,6 @@ pub(super) fn input<B: PacketBuf>(
     meta: &PacketMeta,
     now: u64,
     io: &mut impl Io<B>,
-    stage: &impl Stage<B>,
 ) {
     let l3 = usize::from(meta.l3_offset);
     let Some(iface) = st.iface(port) else { return };
@@ -35,8 +34,7 @@ pub(super) fn input<B: PacketBuf>(
     let req = ArpRepr::parse(&p);
     let sender = IpAddr::V4(req.sender_ip);
     let sender_ok = !req.sender_ip.is_unspecified() && iface.on_link(sender);
-    let for_us =
-        iface.has_addr(IpAddr::V4(req.target_ip)) || stage.answers_for(IpAddr::V4(req.target_ip));
+    let for_us = st.answers_for(iface, IpAddr::V4(req.target_ip));
     match req.operation {
         op::REQUEST if for_us => {
             if sender_ok {

@@ -8,14 +8,17 @@
 //! milliseconds; [`Io`] gives the stack fresh buffers and a transmit
 //! function, which the worker backs with a mempool and tx bursts.
 //!
-//! * [`Stack::input`]: one received frame. ARP requests for our addresses
-//!   are answered, ARP replies and neighbour advertisements are learned,
-//!   neighbour solicitations for our addresses are answered, ICMP/ICMPv6
-//!   echo requests to our addresses are answered (the reply is routed, so it
-//!   resolves its next hop like any other packet). IP not for us goes to
-//!   the [`Stage`] (the load balancer plugs in there). Everything else is
-//!   dropped and counted by reason ([`Counter`]). VLAN-tagged frames are
-//!   counted and dropped: no port has a VLAN configured.
+//! * [`Stack::input`]: one received frame. ARP and neighbour discovery are
+//!   the stack's: requests and solicitations for our addresses (and the
+//!   stage's service addresses on the segment) are answered, replies and
+//!   advertisements are learned. Every other IPv4/IPv6 packet goes to the
+//!   [`Stage`] first (the load balancer plugs in there, so it also sees ICMP
+//!   errors sent to our addresses and VIPs equal to a port address); what
+//!   it passes back is ours if it is an ICMP/ICMPv6 echo request to our
+//!   addresses (the reply is routed, so it resolves its next hop like any
+//!   other packet). Everything else is dropped and counted by reason
+//!   ([`Counter`]). VLAN-tagged frames are counted and dropped: no port has
+//!   a VLAN configured.
 //! * [`Stack::send_ip`]: route and resolve an IP packet (a reply, or what
 //!   the stage forwards): known neighbour -> Ethernet header and tx; unknown
 //!   -> ARP request / neighbour solicitation and a bounded parking queue.
@@ -255,53 +258,27 @@ pub enum StageVerdict<B> {
     Drop { buf: B, counted: bool },
 }
 
-/// The routing facts a stage needs to rewrite a packet before the stack
-/// sends it: the director's source address and the MTU toward `dst`.
-#[derive(Debug, Clone, Copy)]
-pub struct RouteView<'a> {
-    routes: &'a RouteTable,
-    ifaces: &'a [Interface],
-}
-
-impl<'a> RouteView<'a> {
-    pub fn new(routes: &'a RouteTable, ifaces: &'a [Interface]) -> Self {
-        RouteView { routes, ifaces }
-    }
-
-    /// `(source address, MTU)` toward `dst`; `None` without a route or
-    /// without an address of that family on the outgoing port.
-    pub fn route(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
-        let (port, hop) = self.routes.next_hop(dst)?;
-        let iface = self.ifaces.iter().find(|i| i.port == port)?;
-        let src = match hop {
-            IpAddr::V4(h) => IpAddr::V4(iface.v4_source(h)?),
-            IpAddr::V6(h) => IpAddr::V6(iface.v6_source(h)?),
-        };
-        Some((src, iface.mtu))
-    }
-}
-
 /// The stage between classification and transmit, where the load balancer
 /// plugs in. It sees every IPv4/IPv6 packet except neighbour discovery
 /// before the stack's own handling (so a VIP may equal a port address), and
 /// [`Pass`](StageVerdict::Pass)es what is not its business.
 pub trait Stage<B: PacketBuf> {
     /// One packet of the burst, with its classification.
-    fn process(
-        &mut self,
-        rx_port: u16,
-        buf: B,
-        meta: &PacketMeta,
-        now_ms: u64,
-        routes: &RouteView<'_>,
-    ) -> StageVerdict<B>;
-    /// Addresses (VIPs) the stack must answer ARP and neighbour
-    /// solicitations for, besides the ports' own addresses.
-    fn answers_for(&self, _ip: IpAddr) -> bool {
-        false
-    }
+    fn process(&mut self, rx_port: u16, buf: B, meta: &PacketMeta, now_ms: u64) -> StageVerdict<B>;
     /// Called once at the end of every burst (flush batched work).
     fn end_burst(&mut self, _now_ms: u64) {}
+    /// Called on every turn of the worker loop, with or without traffic:
+    /// configuration pick-up and housekeeping. Returns true when the set of
+    /// [`Stage::service_addrs`] may have changed.
+    fn tick(&mut self, _now_ms: u64) -> bool {
+        false
+    }
+    /// Addresses the stage serves (virtual service addresses): the stack
+    /// answers ARP and neighbour solicitations for those on a port's
+    /// connected prefix, as for its own addresses.
+    fn service_addrs(&self) -> Vec<IpAddr> {
+        Vec::new()
+    }
 }
 
 /// The stage of a director with nothing to balance: passes everything.
@@ -315,7 +292,6 @@ impl<B: PacketBuf> Stage<B> for NoStage {
         buf: B,
         _meta: &PacketMeta,
         _now_ms: u64,
-        _routes: &RouteView<'_>,
     ) -> StageVerdict<B> {
         StageVerdict::Pass { buf }
     }

@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use super::icmp::REPLY_TTL;
 use super::stack::{Io, Stack};
-use super::{Counter, Interface, Stage};
+use super::{Counter, Interface};
 use crate::buf::PacketBuf;
 use crate::wire::ethernet::{ethertype, EthernetRepr, MacAddr, HEADER_LEN};
 use crate::wire::icmpv6::{kind, na_flags, ndp_option, Icmpv6Packet, NDP_HEADER_LEN};
@@ -70,7 +70,6 @@ pub(super) fn input<B: PacketBuf>(
     meta: &PacketMeta,
     now: u64,
     io: &mut impl Io<B>,
-    stage: &impl Stage<B>,
 ) {
     let (src, _dst) = match checked(&buf, meta) {
         Ok(a) => a,
@@ -112,7 +111,7 @@ pub(super) fn input<B: PacketBuf>(
         return st.drop_buf(buf, Counter::ConsumedNeighbor);
     }
     // A solicitation.
-    if !iface.has_addr(IpAddr::V6(target)) && !stage.answers_for(IpAddr::V6(target)) {
+    if !st.answers_for(iface, IpAddr::V6(target)) {
         return st.drop_buf(buf, Counter::DropIcmp6Other);
     }
     let dad = src.is_unspecified();

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use super::neighbor::{Lookup, NeighborTable};
 use super::{arp, icmp, ndp};
 use super::{
-    Counter, Interface, L3Config, L3ConfigError, NetCounters, RouteTable, RouteView, Stage,
-    StageVerdict,
+    Counter, Interface, L3Config, L3ConfigError, NetCounters, RouteTable, Stage, StageVerdict,
 };
 use crate::buf::PacketBuf;
 use crate::wire::ethernet::{ethertype, MacAddr, HEADER_LEN};
@@ -36,6 +35,8 @@ pub struct Stack<B> {
     neigh: NeighborTable<B>,
     counters: Arc<NetCounters>,
     last_tick: u64,
+    /// Virtual service addresses answered in ARP/NDP (from the stage).
+    service_addrs: Vec<IpAddr>,
 }
 
 /// How often [`Stack::tick`] does work.
@@ -57,6 +58,7 @@ impl<B: PacketBuf> Stack<B> {
             neigh,
             counters,
             last_tick: 0,
+            service_addrs: Vec::new(),
         })
     }
 
@@ -72,6 +74,18 @@ impl<B: PacketBuf> Stack<B> {
 
     pub(super) fn iface(&self, port: u16) -> Option<&Interface> {
         self.ifaces.iter().find(|i| i.port == port)
+    }
+
+    /// Sets the virtual service addresses to answer ARP/NDP for (between
+    /// bursts, when the configuration changed).
+    pub fn set_service_addrs(&mut self, addrs: Vec<IpAddr>) {
+        self.service_addrs = addrs;
+    }
+
+    /// Whether ARP/NDP for `ip` on `iface` is ours to answer: one of the
+    /// port's addresses, or a virtual service address on its segment.
+    pub(super) fn answers_for(&self, iface: &Interface, ip: IpAddr) -> bool {
+        iface.has_addr(ip) || (iface.on_link(ip) && self.service_addrs.contains(&ip))
     }
 
     /// Whether `ip` is one of the director's own addresses (any port).
@@ -124,14 +138,13 @@ impl<B: PacketBuf> Stack<B> {
                 icmpv6::kind::NEIGHBOR_SOLICIT | icmpv6::kind::NEIGHBOR_ADVERT
             );
         if meta.l3 == L3::Arp {
-            return arp::input(self, rx_port, buf, &meta, now, io, &*stage);
+            return arp::input(self, rx_port, buf, &meta, now, io);
         }
         if is_ndp {
-            return ndp::input(self, rx_port, buf, &meta, now, io, &*stage);
+            return ndp::input(self, rx_port, buf, &meta, now, io);
         }
         self.counters.inc(Counter::Forwarded);
-        let view = RouteView::new(&self.routes, &self.ifaces);
-        let buf = match stage.process(rx_port, buf, &meta, now, &view) {
+        let buf = match stage.process(rx_port, buf, &meta, now) {
             StageVerdict::Route { buf, dst } => return self.send_ip(buf, dst, now, io),
             StageVerdict::Drop { buf, counted } => {
                 if !counted {

@@ -366,7 +366,7 @@ fn icmpv6_echo_waits_for_ndp_and_advertisement_releases_it() {
     assert_eq!(sent, vec![(0, want)]);
 }
 
-/// A stage that routes everything to its destination and owns one VIP.
+/// A stage that routes everything but the director's own address.
 struct RouteAll;
 
 const VIP: [u8; 4] = [198, 18, 0, 100];
@@ -378,19 +378,11 @@ impl Stage<TestBuf> for RouteAll {
         buf: TestBuf,
         meta: &crate::wire::PacketMeta,
         _n: u64,
-        routes: &RouteView<'_>,
     ) -> StageVerdict<TestBuf> {
         if meta.dst == IpAddr::from(DIRECTOR) {
             return StageVerdict::Pass { buf };
         }
-        assert!(
-            routes.route(meta.dst).is_some(),
-            "the stage sees the routes"
-        );
         StageVerdict::Route { buf, dst: meta.dst }
-    }
-    fn answers_for(&self, ip: IpAddr) -> bool {
-        ip == IpAddr::from(VIP)
     }
 }
 
@@ -426,44 +418,19 @@ fn traffic_goes_through_the_stage_first() {
 }
 
 #[test]
-fn the_stage_vips_are_answered_in_arp() {
+fn service_addresses_on_the_segment_are_answered_in_arp() {
     let mut st = stack();
     let req = arp_frame([0xff; 6], HOST_MAC, 1, HOST_MAC, HOST, [0; 6], VIP);
-    let mut io = TestIo::default();
-    st.input(0, TestBuf::new(&req), 0, &mut io, &mut RouteAll);
-    let want = arp_frame(HOST_MAC, DIRECTOR_MAC, 2, DIRECTOR_MAC, VIP, HOST_MAC, HOST);
-    assert_eq!(io.sent, vec![(0, want)]);
-    assert!(input(&mut st, 0, &req, 0).is_empty(), "NoStage has no VIPs");
-}
-
-#[test]
-fn route_view_gives_source_address_and_mtu() {
-    let ifaces = vec![Interface {
-        port: 3,
-        mac: MacAddr(DIRECTOR_MAC),
-        addrs: vec![
-            "198.18.1.1/24".parse().unwrap(),
-            "2001:db8:1::1/64".parse().unwrap(),
-        ],
-        mtu: 9000,
-    }];
-    let cfg = L3Config {
-        interfaces: ifaces.clone(),
-        routes: vec![(
-            "198.19.0.0/16".parse().unwrap(),
-            "198.18.1.2".parse().unwrap(),
-        )],
-        neighbors: vec![],
-    };
-    let routes = cfg.route_table().unwrap();
-    let v = RouteView::new(&routes, &ifaces);
-    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-    assert_eq!(v.route(ip("198.19.0.9")), Some((ip("198.18.1.1"), 9000)));
-    assert_eq!(
-        v.route(ip("2001:db8:1::77")),
-        Some((ip("2001:db8:1::1"), 9000))
+    assert!(
+        input(&mut st, 0, &req, 0).is_empty(),
+        "not a service address yet"
     );
-    assert_eq!(v.route(ip("198.18.7.7")), None, "no route");
+    st.set_service_addrs(vec![IpAddr::from(VIP)]);
+    let want = arp_frame(HOST_MAC, DIRECTOR_MAC, 2, DIRECTOR_MAC, VIP, HOST_MAC, HOST);
+    assert_eq!(input(&mut st, 0, &req, 0), vec![(0, want)]);
+    // Not on the server-side segment.
+    let req = arp_frame([0xff; 6], GW_MAC, 1, GW_MAC, [198, 18, 1, 2], [0; 6], VIP);
+    assert!(input(&mut st, 1, &req, 0).is_empty());
 }
 
 #[test]

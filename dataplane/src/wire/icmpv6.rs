@@ -196,6 +196,73 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
     }
 }
 
+/// A neighbor solicitation or advertisement as plain values, with the
+/// link-layer address option that goes with it (source for NS, target for
+/// NA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NdpRepr {
+    /// [`kind::NEIGHBOR_SOLICIT`] or [`kind::NEIGHBOR_ADVERT`].
+    pub msg_type: u8,
+    /// NA flags ([`na_flags`]); 0 for NS.
+    pub flags: u8,
+    pub target: Ipv6Addr,
+    pub lladdr: Option<MacAddr>,
+}
+
+impl NdpRepr {
+    fn lladdr_option(msg_type: u8) -> u8 {
+        if msg_type == kind::NEIGHBOR_SOLICIT {
+            ndp_option::SOURCE_LL_ADDR
+        } else {
+            ndp_option::TARGET_LL_ADDR
+        }
+    }
+
+    /// Reads an NS/NA; `Unsupported` for other types, `BadNdpOption` for a
+    /// malformed option list, code other than 0 is `Unsupported` too
+    /// (RFC 4861 7.1.1).
+    pub fn parse<T: AsRef<[u8]>>(p: &Icmpv6Packet<T>) -> Result<NdpRepr, ParseError> {
+        let ty = p.msg_type();
+        if !matches!(ty, kind::NEIGHBOR_SOLICIT | kind::NEIGHBOR_ADVERT) || p.msg_code() != 0 {
+            return Err(ParseError::Unsupported);
+        }
+        let target = p.ndp_target().ok_or(ParseError::Truncated)?;
+        Ok(NdpRepr {
+            msg_type: ty,
+            flags: if ty == kind::NEIGHBOR_ADVERT {
+                p.na_flags() & 0xe0
+            } else {
+                0
+            },
+            target,
+            lladdr: p.ndp_lladdr(Self::lladdr_option(ty))?,
+        })
+    }
+
+    /// Bytes [`emit`](Self::emit) writes.
+    pub fn buffer_len(&self) -> usize {
+        NDP_HEADER_LEN + if self.lladdr.is_some() { 8 } else { 0 }
+    }
+
+    /// Writes the message (with its option) to the front of `buf` and
+    /// fills the checksum for the given IPv6 source and destination.
+    pub fn emit(&self, buf: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr) -> Result<(), ParseError> {
+        let n = self.buffer_len();
+        let b = buf.get_mut(..n).ok_or(ParseError::Truncated)?;
+        b.fill(0);
+        b[field::TYPE] = self.msg_type;
+        b[field::NA_FLAGS] = self.flags;
+        b[field::TARGET].copy_from_slice(&self.target.octets());
+        if let Some(mac) = self.lladdr {
+            b[24] = Self::lladdr_option(self.msg_type);
+            b[25] = 1;
+            b[26..32].copy_from_slice(&mac.0);
+        }
+        Icmpv6Packet::new_unchecked(b).fill_checksum(src, dst);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +291,28 @@ mod tests {
     }
 
     #[test]
+    fn advert_repr_round_trips_with_target_lladdr() {
+        let na = NdpRepr {
+            msg_type: kind::NEIGHBOR_ADVERT,
+            flags: na_flags::SOLICITED | na_flags::OVERRIDE,
+            target: "2001:db8::100".parse().unwrap(),
+            lladdr: Some(MacAddr([2, 0, 0, 0, 0, 1])),
+        };
+        let (src, dst): (Ipv6Addr, Ipv6Addr) = (
+            "2001:db8::100".parse().unwrap(),
+            "2001:db8::7".parse().unwrap(),
+        );
+        let mut b = [0u8; 32];
+        na.emit(&mut b, src, dst).unwrap();
+        assert_eq!(b[0], 136);
+        assert_eq!(b[4], 0x60, "S and O flags");
+        assert_eq!(b[24..26], [2, 1], "target link-layer option, 8 bytes");
+        let p = Icmpv6Packet::new_checked(&b[..]).unwrap();
+        assert!(p.verify_checksum(src, dst));
+        assert_eq!(NdpRepr::parse(&p), Ok(na));
+    }
+
+    #[test]
     fn zero_length_ndp_option_is_malformed() {
         let mut b = ns_for_2001_db8_1();
         b[25] = 0;
@@ -244,7 +333,7 @@ mod tests {
     fn checksum_fill_then_verify_with_pseudo_header() {
         let mut b = ns_for_2001_db8_1();
         let src: Ipv6Addr = "2001:db8::2".parse().unwrap();
-        let dst: Ipv6Addr = "ff02::1:ff00:1".parse().unwrap();
+        let dst: Ipv6Addr = "2001:db8::1".parse().unwrap();
         let mut p = Icmpv6Packet::new_checked(&mut b[..]).unwrap();
         p.fill_checksum(src, dst);
         assert!(p.verify_checksum(src, dst));

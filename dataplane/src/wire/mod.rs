@@ -498,6 +498,9 @@ pub fn fuzz_views(data: &[u8]) -> u64 {
     }
     if let Ok(i) = icmpv6::Icmpv6Packet::new_checked(data) {
         eat(u64::from(i.mtu()) + u64::from(i.na_flags()) + i.payload().len() as u64);
+        if let Ok(r) = icmpv6::NdpRepr::parse(&i) {
+            eat(u64::from(r.flags) + u64::from(r.lladdr.map_or(0, |m| m.0[5])));
+        }
         if let Some(t) = i.ndp_target() {
             eat(u64::from(t.octets()[0]));
         }

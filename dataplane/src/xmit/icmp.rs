@@ -10,6 +10,12 @@
 //!   (TTL <= 1), fragmentation needed / packet too big (5.4) and port
 //!   unreachable when a service has no destination (4.9).
 //!
+//! A third job is the error about one of the director's own IPv4 tunnel
+//! packets (5.5): [`parse_tunnel_error`] finds the client's packet inside
+//! the quoted tunnel packet, [`tunnel_error_to_client`] re-emits the error
+//! to the client about it (for fragmentation needed with the MTU reduced
+//! by the tunnel overhead, and only if the client packet had DF).
+//!
 //! Translation rewrites the outer address, the quoted address and the
 //! quoted port, recomputes the quoted IPv4 header checksum and the whole
 //! ICMP checksum, and, like IPVS, leaves the quoted L4 checksum alone (it
@@ -326,6 +332,160 @@ fn translate(
     Ok(())
 }
 
+/// The client's packet inside an ICMP error about one of the director's
+/// own tunnel packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelErrorQuote {
+    /// The client's original packet (offsets from the frame start).
+    pub inner: IcmpQuote,
+    /// Bytes of outer IP header and tunnel header in front of it.
+    pub overhead: u16,
+    /// DF of the quoted outer header (copied from the client's packet).
+    pub outer_df: bool,
+}
+
+/// Finds the client's packet quoted inside an ICMPv4 error about a tunnel
+/// packet the director sent to a destination with tunnel configuration
+/// `cfg` (IPIP: protocol 4; GUE: UDP to `cfg.port`; GRE: protocol 47).
+/// Only IPv4 in IPv4, as IPVS.
+pub fn parse_tunnel_error(
+    frame: &[u8],
+    meta: &PacketMeta,
+    quote: &IcmpQuote,
+    cfg: &crate::model::TunnelConfig,
+) -> Result<TunnelErrorQuote, XmitError> {
+    use crate::model::TunnelType;
+    if meta.l3 != L3::Ipv4 || !meta.is_icmp_error() {
+        return Err(XmitError::NotTunnel);
+    }
+    let end = meta.l3_end().min(frame.len());
+    let q3 = usize::from(quote.l3_offset);
+    let q4 = usize::from(quote.l4_offset);
+    let outer = Ipv4Packet::new_quoted(frame.get(q3..end).ok_or(ParseError::Truncated)?)?;
+    let l4 = frame.get(q4..end).ok_or(ParseError::Truncated)?;
+    let inner_rel = match (cfg.kind, quote.protocol) {
+        (TunnelType::Ipip, protocol::IPIP) => 0,
+        (TunnelType::Gre, protocol::GRE) => {
+            let g = crate::wire::gre::GrePacket::new_checked(l4)?;
+            if g.protocol() != crate::wire::ethernet::ethertype::IPV4 {
+                return Err(XmitError::NotTunnel);
+            }
+            g.header_len()
+        }
+        (TunnelType::Gue, protocol::UDP) if quote.dport == cfg.port => {
+            let g = crate::wire::gue::GuePacket::new_checked(
+                l4.get(crate::wire::udp::HEADER_LEN..)
+                    .ok_or(ParseError::Truncated)?,
+            )?;
+            if g.protocol() != protocol::IPIP {
+                return Err(XmitError::NotTunnel);
+            }
+            crate::wire::udp::HEADER_LEN + g.header_len()
+        }
+        _ => return Err(XmitError::NotTunnel),
+    };
+    let inner_at = q4 + inner_rel;
+    let inner = Ipv4Packet::new_quoted(frame.get(inner_at..end).ok_or(ParseError::Truncated)?)?;
+    let ihl = inner.header_len();
+    let ports = frame
+        .get(inner_at + ihl..inner_at + ihl + 4)
+        .ok_or(ParseError::Truncated)?;
+    Ok(TunnelErrorQuote {
+        inner: IcmpQuote {
+            l3_offset: inner_at as u16,
+            l4_offset: (inner_at + ihl) as u16,
+            src: IpAddr::V4(inner.src_addr()),
+            dst: IpAddr::V4(inner.dst_addr()),
+            protocol: inner.protocol(),
+            sport: u16::from_be_bytes([ports[0], ports[1]]),
+            dport: u16::from_be_bytes([ports[2], ports[3]]),
+        },
+        overhead: (inner_at - q3) as u16,
+        outer_df: outer.dont_frag(),
+    })
+}
+
+/// Re-emits an ICMP error about the director's own tunnel packet to the
+/// client, in place: the buffer becomes L2 + a new ICMPv4 error from `src`
+/// to the client, with the same type and code, quoting the client's packet
+/// (as much as was quoted). For fragmentation needed the MTU is
+/// `path_mtu` (the director's updated PMTU to the real server; 0 = the
+/// reported one) minus the tunnel overhead, and nothing is sent
+/// ([`XmitError::NoPmtud`]) if the client packet had no DF. The caller
+/// sets the MAC addresses for the route to the client.
+pub fn tunnel_error_to_client(
+    buf: &mut impl PacketBuf,
+    meta: &PacketMeta,
+    tq: &TunnelErrorQuote,
+    path_mtu: u16,
+    src: IpAddr,
+) -> Result<(), XmitError> {
+    let IpAddr::V4(src4) = src else {
+        return Err(XmitError::FamilyMismatch);
+    };
+    let IpAddr::V4(client) = tq.inner.src else {
+        return Err(XmitError::FamilyMismatch);
+    };
+    if meta.l3 != L3::Ipv4 || !meta.is_icmp_error() {
+        return Err(XmitError::NotTunnel);
+    }
+    if !answerable_source(&tq.inner.src) {
+        return Err(XmitError::BadSource);
+    }
+    let end = meta.l3_end();
+    let l2 = usize::from(meta.l3_offset);
+    let l4 = usize::from(meta.l4_offset);
+    let inner_at = usize::from(tq.inner.l3_offset);
+    let hdr = ipv4::HEADER_LEN + icmp::HEADER_LEN;
+    if buf.len() < end || inner_at > end || inner_at < l2 + hdr || l4 + icmp::HEADER_LEN > end {
+        return Err(XmitError::Malformed(ParseError::Truncated));
+    }
+    let data = buf.data();
+    let rest = if meta.icmp_type == icmp::kind::DEST_UNREACHABLE
+        && meta.icmp_code == icmp::code::FRAG_NEEDED
+    {
+        if !tq.outer_df {
+            return Err(XmitError::NoPmtud);
+        }
+        let reported = crate::wire::get16(data, l4 + 6);
+        let mut mtu = if path_mtu != 0 { path_mtu } else { reported };
+        if usize::from(mtu) > 68 + usize::from(tq.overhead) {
+            mtu -= tq.overhead;
+        }
+        u32::from(mtu)
+    } else {
+        u32::from_be_bytes([data[l4 + 4], data[l4 + 5], data[l4 + 6], data[l4 + 7]])
+    };
+    let quote_len = (end - inner_at).min(QUOTE_MAX_V4);
+    let (ty, code) = (meta.icmp_type, meta.icmp_code);
+    // Drop what is in front of the new headers, then move L2 up to them.
+    let cut = inner_at - hdr - l2;
+    let tail = buf.len() - (inner_at + quote_len);
+    let data = buf.data_mut();
+    data.copy_within(0..l2, cut);
+    buf.adj(cut);
+    buf.trim(tail);
+    let data = buf.data_mut();
+    let msg_len = icmp::HEADER_LEN + quote_len;
+    Ipv4Repr {
+        src: src4,
+        dst: client,
+        protocol: protocol::ICMP,
+        payload_len: msg_len as u16,
+        ttl: ERROR_TTL,
+        dscp_ecn: ERROR_TOS,
+        ident: 0,
+        dont_frag: false,
+    }
+    .emit(&mut data[l2..])?;
+    let m = &mut data[l2 + ipv4::HEADER_LEN..l2 + hdr + quote_len];
+    m[0] = ty;
+    m[1] = code;
+    m[4..8].copy_from_slice(&rest.to_be_bytes());
+    icmp::Icmpv4Packet::new_unchecked(m).fill_checksum();
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,6 +676,81 @@ mod tests {
             Err(XmitError::BadChecksum)
         );
         assert_eq!(b.data(), &e[..]);
+    }
+
+    #[test]
+    fn frag_needed_about_a_gue_packet_reaches_the_client_with_reduced_mtu() {
+        use crate::model::{TunnelConfig, TunnelCsum, TunnelType};
+        use crate::xmit::tunnel::{encapsulate, TunnelParams};
+        let (client, vip, rip) = addrs(false);
+        let me = ip("198.18.0.1");
+        let f = frame(client, vip, L4::Tcp, 40000, 80, None, &[5; 100]);
+        let mut df = f.clone();
+        df[20] |= 0x40; // client uses PMTU discovery
+        Ipv4Packet::new_unchecked(&mut df[14..]).fill_checksum();
+        let m = parse_packet(&df).unwrap();
+        let cfg = TunnelConfig {
+            kind: TunnelType::Gue,
+            port: 6080,
+            csum: TunnelCsum::NoCsum,
+        };
+        let p = TunnelParams {
+            config: cfg,
+            src: me,
+            dst: rip,
+            ident: 9,
+            gue_sport: 50000,
+            mtu: 1500,
+            pmtu_disc: true,
+            inner_csum_partial: false,
+        };
+        let mut b = TestBuf::new(&df);
+        encapsulate(&mut b, &m, &p).unwrap();
+        let sent = b.data().to_vec();
+        // A router on the way to the real server reports MTU 1400.
+        let sm = parse_packet(&sent).unwrap();
+        let mut e = TestBuf::new(&sent);
+        icmp_error_reply(
+            &mut e,
+            &sm,
+            IcmpErrorKind::TooBig { mtu: 1400 },
+            ip("198.19.9.9"),
+        )
+        .unwrap();
+        let em = parse_packet(e.data()).unwrap();
+        let q = parse_icmp_quote(e.data(), &em).unwrap();
+        let tq = parse_tunnel_error(e.data(), &em, &q, &cfg).unwrap();
+        assert_eq!(tq.overhead, 20 + 8 + 4);
+        assert_eq!((tq.inner.src, tq.inner.dst), (client, vip));
+        assert_eq!((tq.inner.sport, tq.inner.dport), (40000, 80));
+        tunnel_error_to_client(&mut e, &em, &tq, 0, me).unwrap();
+        let out = parse_packet(e.data()).unwrap();
+        assert_eq!((out.src, out.dst), (me, client));
+        assert_eq!((out.icmp_type, out.icmp_code), (3, 4));
+        assert_eq!(e.data()[38..42], (1400u32 - 32).to_be_bytes());
+        assert!(checksums_ok(e.data()));
+        let oq = parse_icmp_quote(e.data(), &out).unwrap();
+        assert_eq!(
+            (oq.src, oq.sport, oq.dst, oq.dport),
+            (client, 40000, vip, 80)
+        );
+        // Without DF on the client's packet nothing is reported.
+        let mut nodf = tq;
+        nodf.outer_df = false;
+        let mut e2 = TestBuf::new(&sent);
+        icmp_error_reply(
+            &mut e2,
+            &sm,
+            IcmpErrorKind::TooBig { mtu: 1400 },
+            ip("198.19.9.9"),
+        )
+        .unwrap();
+        let before = e2.data().to_vec();
+        assert_eq!(
+            tunnel_error_to_client(&mut e2, &em, &nodf, 0, me),
+            Err(XmitError::NoPmtud)
+        );
+        assert_eq!(e2.data(), &before[..]);
     }
 
     fn addrs(v6: bool) -> (IpAddr, IpAddr, IpAddr) {

@@ -99,6 +99,10 @@ pub enum XmitError {
     /// The ICMP message's checksum does not verify (NAT in_icmp, 5.5).
     #[error("ICMP checksum does not verify")]
     BadChecksum,
+    /// Fragmentation needed about a tunnel packet whose client packet did
+    /// not have DF: the client does no PMTU discovery, nothing is sent.
+    #[error("client does not use PMTU discovery")]
+    NoPmtud,
 }
 
 impl From<ParseError> for XmitError {
@@ -248,6 +252,20 @@ mod tests {
             check(&b.clone(), icmp::nat_icmp_inbound(&mut b, &m, &q, same, 1));
             let mut b = TestBuf::new(f);
             check(&b.clone(), icmp::nat_icmp_outbound(&mut b, &m, &q, same, 1));
+            for kind in [TunnelType::Ipip, TunnelType::Gue, TunnelType::Gre] {
+                let cfg = TunnelConfig {
+                    kind,
+                    port: q.dport,
+                    csum: TunnelCsum::NoCsum,
+                };
+                if let Ok(tq) = icmp::parse_tunnel_error(f, &m, &q, &cfg) {
+                    let mut b = TestBuf::new(f);
+                    check(
+                        &b.clone(),
+                        icmp::tunnel_error_to_client(&mut b, &m, &tq, 1400, a4),
+                    );
+                }
+            }
         }
     }
 
@@ -256,9 +274,10 @@ mod tests {
         fn rewrites_never_panic_on_mutated_frames(
             v6 in any::<bool>(),
             l4 in prop_oneof![Just(L4::Tcp), Just(L4::Udp), Just(L4::IcmpEcho)],
-            edits in proptest::collection::vec((0usize..120, any::<u8>()), 0..4),
-            cut in 20usize..140,
+            edits in proptest::collection::vec((0usize..200, any::<u8>()), 0..4),
+            cut in 20usize..200,
             error_wrap in any::<bool>(),
+            tunnel_first in any::<bool>(),
         ) {
             let (s, d): (IpAddr, IpAddr) = if v6 {
                 ("2001:db8:1::10".parse().unwrap(), "2001:db8::100".parse().unwrap())
@@ -266,6 +285,23 @@ mod tests {
                 ("198.18.1.10".parse().unwrap(), "198.18.0.100".parse().unwrap())
             };
             let mut f = frame(s, d, l4, 1000, 80, None, b"0123456789abcdef");
+            if tunnel_first && !v6 {
+                // An IPIP packet of the director's, so the tunnel-error path runs.
+                let m = parse_packet(&f).unwrap();
+                let p = tunnel::TunnelParams {
+                    config: TunnelConfig::default(),
+                    src: "198.18.0.1".parse().unwrap(),
+                    dst: "198.19.0.5".parse().unwrap(),
+                    ident: 1,
+                    gue_sport: 0,
+                    mtu: 1500,
+                    pmtu_disc: true,
+                    inner_csum_partial: false,
+                };
+                let mut b = TestBuf::new(&f);
+                tunnel::encapsulate(&mut b, &m, &p).unwrap();
+                f = b.data().to_vec();
+            }
             if error_wrap {
                 // Wrap it in an ICMP error so the quote paths run too.
                 let m = parse_packet(&f).unwrap();

@@ -1,0 +1,896 @@
+//! The load-balancing stage of a worker: classify, connection lookup or
+//! schedule-and-create, rewrite, and the next hop to send to.
+//!
+//! Why a separate, pure stage: everything IPVS decides about a packet lives
+//! here, over a [`PacketBuf`] and an injected clock, so the exact code a
+//! worker runs is unit-tested packet by packet without EAL. The worker (or a
+//! test) owns one [`Lb`] per lcore: its connection-table shard, its
+//! scheduler instances (cursors, Maglev tables) and its view of the current
+//! configuration snapshot. Nothing here allocates, locks, logs or makes a
+//! syscall on the packet path; a new snapshot is taken in between bursts
+//! ([`Lb::set_snapshot`]), which is where per-snapshot indexes and
+//! scheduler tables are rebuilt.
+//!
+//! What [`Lb::process`] does, in IPVS's order (reference 4.1, 5.1-5.5):
+//! 1. ICMP errors quoting a known connection are translated (NAT) or
+//!    forwarded along the connection (DR, TUN).
+//! 2. TCP/UDP packets of a known connection (client side, or the real-server
+//!    side of NAT) run the state machine and are rewritten by the
+//!    connection's forwarding method.
+//! 3. Packets to a virtual service that may start a connection (TCP SYN,
+//!    any UDP) are scheduled (persistence templates first), a connection
+//!    is created, and the packet is sent like 2. No destination: ICMP port
+//!    unreachable back to the client.
+//! 4. Everything else is not the load balancer's: [`Action::Pass`], for the
+//!    L2/L3 stage (own addresses, ARP, NDP) to handle or drop.
+//!
+//! The stage rewrites the IP packet in place and returns the L3 address to
+//! send it to (the real server, the client, or the sender of a packet that
+//! got an ICMP error); the worker resolves that address through its route
+//! and neighbour tables and fills in the MAC addresses.
+
+mod index;
+mod stage;
+#[cfg(test)]
+mod tests;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::buf::PacketBuf;
+use crate::conn::{
+    persist, proto_tcp, ConnAddr, ConnId, ConnKey, ConnTable, Dir, NewConn, Sysctls, Verdict,
+};
+use crate::model::{Dest, DestShared, ForwardMethod, ServiceKey, Snapshot};
+use crate::sched::{self, SchedConfig, SchedInput, Scheduler, SplitMix64};
+use crate::wire::ipv4::protocol;
+use crate::wire::{parse_icmp_quote, Fragment, PacketMeta, L3};
+use crate::xmit::icmp::{icmp_error_reply, nat_icmp_inbound, nat_icmp_outbound, IcmpErrorKind};
+use crate::xmit::tunnel::{encapsulate, gue_source_port, TunnelParams};
+use crate::xmit::{check_mtu, dr::dr_xmit, nat, XmitError};
+
+pub use index::ServiceIndex;
+pub use stage::{ConfigCell, ConnDump, LbStage, PortRoutes};
+
+/// What to do with a packet after the load-balancing stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Not load-balanced traffic: the L2/L3 stage decides.
+    Pass,
+    /// Rewritten; send it towards this address (route, then neighbour).
+    Forward(IpAddr),
+    /// Drop it; the reason was counted.
+    Drop(LbDrop),
+}
+
+/// Why the load balancer dropped a packet. Indexes [`LbCounters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbDrop {
+    /// A non-SYN TCP packet to a virtual service with no connection.
+    NoConnection = 0,
+    /// Its connection's destination was deleted (`expire_nodest_conn=0`).
+    DestUnavailable = 1,
+    /// The scheduler found no destination and no ICMP could be sent.
+    NoDestination = 2,
+    /// The connection table is full.
+    TableFull = 3,
+    /// A later fragment to a virtual service (no ports to look up).
+    Fragment = 4,
+    /// The rewrite refused the packet (malformed, no headroom...).
+    Rewrite = 5,
+    /// Too big for the path and may not be fragmented, and no ICMP could
+    /// be sent back.
+    TooBig = 6,
+    /// TTL / hop limit exhausted and no ICMP could be sent back.
+    TtlExpired = 7,
+    /// No route (no source address) towards a tunnel destination.
+    NoRoute = 8,
+    /// An ICMP error that failed its checksum or could not be translated.
+    BadIcmp = 9,
+}
+
+impl LbDrop {
+    pub const COUNT: usize = 10;
+    pub const ALL: [LbDrop; LbDrop::COUNT] = [
+        LbDrop::NoConnection,
+        LbDrop::DestUnavailable,
+        LbDrop::NoDestination,
+        LbDrop::TableFull,
+        LbDrop::Fragment,
+        LbDrop::Rewrite,
+        LbDrop::TooBig,
+        LbDrop::TtlExpired,
+        LbDrop::NoRoute,
+        LbDrop::BadIcmp,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LbDrop::NoConnection => "no_connection",
+            LbDrop::DestUnavailable => "dest_unavailable",
+            LbDrop::NoDestination => "no_destination",
+            LbDrop::TableFull => "table_full",
+            LbDrop::Fragment => "fragment",
+            LbDrop::Rewrite => "rewrite",
+            LbDrop::TooBig => "too_big",
+            LbDrop::TtlExpired => "ttl_expired",
+            LbDrop::NoRoute => "no_route",
+            LbDrop::BadIcmp => "bad_icmp",
+        }
+    }
+}
+
+/// A worker's load-balancer counters: written by that worker only (relaxed
+/// load + store), read by the control thread.
+#[derive(Debug, Default)]
+pub struct LbCounters {
+    drops: [AtomicU64; LbDrop::COUNT],
+    /// Connections created.
+    pub created: AtomicU64,
+    /// ICMP errors the director sent (unreachable, frag needed, time
+    /// exceeded).
+    pub icmp_sent: AtomicU64,
+    /// ICMP errors translated or forwarded along a connection.
+    pub icmp_related: AtomicU64,
+}
+
+#[inline(always)]
+fn bump(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
+impl LbCounters {
+    pub fn drops(&self, r: LbDrop) -> u64 {
+        self.drops[r as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// Where to send from: the routing facts a rewrite needs.
+pub trait Egress {
+    /// The director's source address and the path MTU towards `dst`
+    /// (`None`: no route).
+    fn route(&self, dst: IpAddr) -> Option<(IpAddr, u16)>;
+}
+
+/// Start-up settings of a worker's stage.
+#[derive(Debug, Clone, Copy)]
+pub struct LbSettings {
+    /// Connection-table capacity of this worker (entries).
+    pub capacity: u32,
+    pub sysctls: Sysctls,
+    pub sched: SchedConfig,
+    /// `pmtu_disc`: copy DF into tunnel headers and send frag-needed.
+    pub pmtu_disc: bool,
+    /// Range GUE outer source ports are drawn from.
+    pub gue_ports: (u16, u16),
+    /// Seed of the worker's random source (twos).
+    pub seed: u64,
+}
+
+impl Default for LbSettings {
+    fn default() -> Self {
+        LbSettings {
+            capacity: 1 << 20,
+            sysctls: Sysctls::default(),
+            sched: SchedConfig::default(),
+            pmtu_disc: true,
+            gue_ports: (32768, 60999),
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// One service's per-worker scheduling state.
+struct SvcSched {
+    key: ServiceKey,
+    name: String,
+    sched: Option<Box<dyn Scheduler>>,
+    /// The destination list the scheduler last saw (identity + config), to
+    /// tell whether a new snapshot changed it.
+    seen: Vec<(usize, crate::model::DestConfig)>,
+}
+
+/// One worker's load-balancing stage.
+pub struct Lb {
+    worker: usize,
+    settings: LbSettings,
+    snap: Arc<Snapshot>,
+    index: ServiceIndex,
+    scheds: Vec<SvcSched>,
+    conns: ConnTable,
+    rng: SplitMix64,
+    ip_id: u16,
+    counters: Arc<LbCounters>,
+}
+
+impl std::fmt::Debug for Lb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lb")
+            .field("worker", &self.worker)
+            .field("generation", &self.snap.generation)
+            .field("conns", &self.conns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn dest_identity(d: &Dest) -> usize {
+    Arc::as_ptr(&d.shared) as usize
+}
+
+impl Lb {
+    /// A stage for worker `worker` (its statistics slot) with an empty
+    /// configuration. `now` is the clock in milliseconds.
+    pub fn new(worker: usize, settings: LbSettings, now: u64) -> Lb {
+        let mut conns = ConnTable::new(settings.capacity, None, now);
+        conns.set_sysctls(settings.sysctls);
+        Lb {
+            worker,
+            settings,
+            snap: Arc::new(Snapshot::default()),
+            index: ServiceIndex::default(),
+            scheds: Vec::new(),
+            conns,
+            rng: SplitMix64::new(settings.seed ^ (worker as u64).wrapping_mul(0x9e37_79b9)),
+            ip_id: (worker as u16).wrapping_mul(7919),
+            counters: Arc::new(LbCounters::default()),
+        }
+    }
+
+    /// The counters, for the control thread.
+    pub fn counters(&self) -> Arc<LbCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    pub fn conns(&self) -> &ConnTable {
+        &self.conns
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.snap.generation
+    }
+
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snap
+    }
+
+    /// Every virtual service address of the current snapshot.
+    pub fn service_addrs(&self) -> Vec<IpAddr> {
+        self.index.vips().copied().collect()
+    }
+
+    /// Whether `addr` is a virtual service address (answered in ARP/NDP).
+    pub fn is_vip(&self, addr: &IpAddr) -> bool {
+        self.index.is_vip(addr)
+    }
+
+    /// Takes a new configuration (between bursts). Schedulers of services
+    /// whose name is unchanged keep their state and see the destination
+    /// list change; new or re-scheduled services get fresh schedulers.
+    pub fn set_snapshot(&mut self, snap: Arc<Snapshot>) {
+        if Arc::ptr_eq(&snap, &self.snap) {
+            return;
+        }
+        let mut old: Vec<SvcSched> = std::mem::take(&mut self.scheds);
+        let mut scheds = Vec::with_capacity(snap.services.len());
+        for svc in &snap.services {
+            let cfg = &svc.config;
+            let seen: Vec<(usize, crate::model::DestConfig)> = svc
+                .dests
+                .iter()
+                .map(|d| (dest_identity(d), d.config.clone()))
+                .collect();
+            let reuse = old
+                .iter()
+                .position(|s| s.key == cfg.key && s.name == cfg.scheduler && s.sched.is_some());
+            let entry = match reuse {
+                Some(i) => {
+                    let mut s = old.swap_remove(i);
+                    if let Some(sch) = s.sched.as_mut() {
+                        sch.set_flags(cfg.sched_flags);
+                        if s.seen != seen {
+                            sch.update(&svc.dests);
+                        }
+                    }
+                    s.seen = seen;
+                    s
+                }
+                None => {
+                    let mut sch =
+                        sched::new_with(&cfg.scheduler, cfg.sched_flags, &self.settings.sched).ok();
+                    if let Some(s) = sch.as_mut() {
+                        s.update(&svc.dests);
+                    }
+                    SvcSched {
+                        key: cfg.key,
+                        name: cfg.scheduler.clone(),
+                        sched: sch,
+                        seen,
+                    }
+                }
+            };
+            scheds.push(entry);
+        }
+        self.index = ServiceIndex::build(&snap);
+        self.scheds = scheds;
+        if self.conns.timeouts() != snap.timeouts {
+            self.conns.set_timeouts(snap.timeouts);
+        }
+        if self.settings.sysctls.expire_nodest_conn {
+            self.conns.flush_unavailable();
+        }
+        self.snap = snap;
+    }
+
+    /// Housekeeping between bursts: expires at most `budget` connections
+    /// and runs the schedulers' garbage collection.
+    pub fn housekeeping(&mut self, now: u64, budget: usize) -> usize {
+        for s in self.scheds.iter_mut() {
+            if let Some(sch) = s.sched.as_mut() {
+                sch.expire(now);
+            }
+        }
+        self.conns.expire(now, budget)
+    }
+
+    /// The client endpoint that owns this packet's connection, for
+    /// hand-over between workers: the source of a packet to a virtual
+    /// service, else the destination (a NAT reply goes to the client).
+    pub fn client_endpoint(&self, meta: &PacketMeta) -> Option<(IpAddr, u16)> {
+        if meta.l3 == L3::Arp || meta.is_icmp() {
+            return None;
+        }
+        if self.index.is_vip(&meta.dst) {
+            Some((meta.src, meta.sport))
+        } else {
+            Some((meta.dst, meta.dport))
+        }
+    }
+
+    fn drop(&self, r: LbDrop) -> Action {
+        drop_counted(&self.counters, r)
+    }
+
+    /// The load-balancing decision for one parsed packet; see the module
+    /// docs. `meta` must describe `buf` as it is.
+    pub fn process<B: PacketBuf, E: Egress>(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        now: u64,
+        eg: &E,
+    ) -> Action {
+        if meta.l3 == L3::Arp {
+            return Action::Pass;
+        }
+        if meta.is_icmp_error() {
+            return self.related_icmp(buf, meta, eg);
+        }
+        let proto = meta.protocol;
+        if proto != protocol::TCP && proto != protocol::UDP {
+            return Action::Pass;
+        }
+        if meta.fragment == Fragment::Later {
+            return if self.index.is_vip(&meta.dst) {
+                self.drop(LbDrop::Fragment)
+            } else {
+                Action::Pass
+            };
+        }
+        let flags = if proto == protocol::TCP {
+            meta.tcp_flags
+        } else {
+            0
+        };
+        let src = ConnAddr::from(meta.src);
+        let dst = ConnAddr::from(meta.dst);
+        let key = ConnKey::new(proto, src, meta.sport, dst, meta.dport);
+        if let Some(id) = self.conns.lookup_in(&key) {
+            match self.conns.on_packet(id, Dir::In, flags, now) {
+                Verdict::Forward => return self.xmit_in(id, buf, meta, eg),
+                Verdict::Drop => return self.drop(LbDrop::DestUnavailable),
+                Verdict::Expired => {}
+            }
+        } else if let Some(id) = self.conns.lookup_out(&key) {
+            return match self.conns.on_packet(id, Dir::Out, flags, now) {
+                Verdict::Forward => self.xmit_out(id, buf, meta),
+                Verdict::Drop => self.drop(LbDrop::DestUnavailable),
+                Verdict::Expired => Action::Pass,
+            };
+        }
+        self.new_connection(buf, meta, now, eg)
+    }
+
+    /// Schedules a packet without a connection.
+    fn new_connection<B: PacketBuf, E: Egress>(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        now: u64,
+        eg: &E,
+    ) -> Action {
+        let proto = meta.protocol;
+        let Some(si) = self.index.find(proto, &meta.dst, meta.dport) else {
+            return Action::Pass;
+        };
+        if proto == protocol::TCP && !proto_tcp::is_new_conn(meta.tcp_flags) {
+            return self.drop(LbDrop::NoConnection);
+        }
+        // Disjoint borrows of the stage's parts: no reference count is
+        // touched for the snapshot, the service or the destination.
+        let Lb {
+            snap,
+            scheds,
+            conns,
+            rng,
+            worker,
+            counters,
+            settings,
+            ip_id,
+            ..
+        } = self;
+        let worker = *worker;
+        let svc = &snap.services[si];
+        let svc_port = match svc.config.key {
+            ServiceKey::Addr { port, .. } => port,
+            ServiceKey::Fwmark { .. } => 0,
+        };
+        let src = ConnAddr::from(meta.src);
+        let dst = ConnAddr::from(meta.dst);
+        let flags = if proto == protocol::TCP {
+            meta.tcp_flags
+        } else {
+            0
+        };
+        let one_packet = svc.config.one_packet && proto == protocol::UDP;
+        let mut input = SchedInput {
+            src: meta.src,
+            src_port: meta.sport,
+            dst: meta.dst,
+            protocol: proto,
+            now,
+            rng,
+        };
+        let sched = scheds[si].sched.as_mut();
+
+        // The destination (and controlling template) for the new connection.
+        let (control, method, daddr, dport, dest): (
+            Option<ConnId>,
+            ForwardMethod,
+            ConnAddr,
+            u16,
+            &DestShared,
+        ) = if let Some(timeout) = svc.config.persistent {
+            let tk = persist::template_key(&svc.config, proto, src, dst, meta.dport);
+            let t = match conns.find_template(&tk.key) {
+                Some(t) => t,
+                None => {
+                    let Some(i) = sched.and_then(|s| s.schedule(&svc.dests, &mut input)) else {
+                        return unreachable(counters, buf, meta);
+                    };
+                    let d = &svc.dests[i];
+                    let tdport = if tk.dport_from_dest { d.config.port } else { 0 };
+                    match conns.create_template(
+                        &tk.key,
+                        ConnAddr::from(d.config.addr),
+                        tdport,
+                        d.config.method,
+                        &d.shared,
+                        Some(&svc.shared),
+                        timeout,
+                        now,
+                    ) {
+                        Ok(t) => t,
+                        Err(_) => return drop_counted(counters, LbDrop::TableFull),
+                    }
+                }
+            };
+            // The template's destination: it may be one a newer snapshot
+            // no longer lists (persistent clients keep a quiesced server).
+            let c = conns.get(t);
+            let Some(d) = c.dest() else {
+                return unreachable(counters, buf, meta);
+            };
+            let dport = persist::persistent_conn_dport(svc_port, meta.dport, d.port);
+            // Found by address in the service to borrow it from the
+            // snapshot rather than clone the template's reference.
+            let (m, a) = (*c.method(), c.real().0);
+            match svc.dests.iter().find(|x| Arc::ptr_eq(&x.shared, d)) {
+                Some(x) => (Some(t), m, a, dport, &*x.shared),
+                None => return drop_counted(counters, LbDrop::DestUnavailable),
+            }
+        } else {
+            if svc_port == 0 {
+                // A non-persistent port-0 service never schedules.
+                return unreachable(counters, buf, meta);
+            }
+            let Some(i) = sched.and_then(|s| s.schedule(&svc.dests, &mut input)) else {
+                return unreachable(counters, buf, meta);
+            };
+            let d = &svc.dests[i];
+            let dport = if d.config.port == 0 {
+                meta.dport
+            } else {
+                d.config.port
+            };
+            (
+                None,
+                d.config.method,
+                ConnAddr::from(d.config.addr),
+                dport,
+                &*d.shared,
+            )
+        };
+
+        if one_packet {
+            conns.one_packet(dest, control, now);
+        } else {
+            let Some(dest_arc) = svc.dests.iter().find(|x| std::ptr::eq(&*x.shared, dest)) else {
+                return drop_counted(counters, LbDrop::DestUnavailable);
+            };
+            let n = NewConn {
+                proto,
+                client: src,
+                cport: meta.sport,
+                vaddr: dst,
+                vport: meta.dport,
+                daddr,
+                dport,
+                method,
+                dest: &dest_arc.shared,
+                svc: Some(&svc.shared),
+                control,
+            };
+            if conns.create(&n, flags, now).is_err() {
+                return drop_counted(counters, LbDrop::TableFull);
+            }
+        }
+        svc.shared.stats.slot(worker).conn();
+        dest.stats.slot(worker).conn();
+        bump(&counters.created);
+        match rewrite_in(
+            buf,
+            meta,
+            &method,
+            daddr.to_ip(),
+            dport,
+            eg,
+            settings,
+            ip_id,
+        ) {
+            Ok(()) => {
+                let len = u64::from(meta.ip_len);
+                svc.shared.stats.slot(worker).inbound(len);
+                dest.stats.slot(worker).inbound(len);
+                Action::Forward(daddr.to_ip())
+            }
+            Err(e) => refused(counters, buf, meta, e, eg),
+        }
+    }
+
+    /// A client packet along connection `id`.
+    fn xmit_in<B: PacketBuf, E: Egress>(
+        &mut self,
+        id: ConnId,
+        buf: &mut B,
+        meta: &PacketMeta,
+        eg: &E,
+    ) -> Action {
+        let Lb {
+            conns,
+            settings,
+            ip_id,
+            worker,
+            counters,
+            ..
+        } = self;
+        let c = conns.get(id);
+        let method = *c.method();
+        let (daddr, dport) = c.real();
+        let Some(dest) = c.dest() else {
+            return drop_counted(counters, LbDrop::DestUnavailable);
+        };
+        match rewrite_in(
+            buf,
+            meta,
+            &method,
+            daddr.to_ip(),
+            dport,
+            eg,
+            settings,
+            ip_id,
+        ) {
+            Ok(()) => {
+                let len = u64::from(meta.ip_len);
+                if let Some(s) = c.service() {
+                    s.stats.slot(*worker).inbound(len);
+                }
+                dest.stats.slot(*worker).inbound(len);
+                Action::Forward(daddr.to_ip())
+            }
+            Err(e) => refused(counters, buf, meta, e, eg),
+        }
+    }
+
+    /// A NAT reply along connection `id`: back to the client as the VIP.
+    fn xmit_out<B: PacketBuf>(&mut self, id: ConnId, buf: &mut B, meta: &PacketMeta) -> Action {
+        let c = self.conns.get(id);
+        let (vaddr, vport) = c.virt();
+        let len = u64::from(meta.ip_len);
+        match nat::nat_outbound(buf, meta, vaddr.to_ip(), vport) {
+            Ok(()) => {
+                if let Some(s) = c.service() {
+                    s.stats.slot(self.worker).outbound(len);
+                }
+                if let Some(d) = c.dest() {
+                    d.stats.slot(self.worker).outbound(len);
+                }
+                Action::Forward(meta.dst)
+            }
+            Err(_) => drop_counted(&self.counters, LbDrop::Rewrite),
+        }
+    }
+
+    /// ICMP errors related to a connection (5.5).
+    fn related_icmp<B: PacketBuf, E: Egress>(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        eg: &E,
+    ) -> Action {
+        let Ok(q) = parse_icmp_quote(buf.data(), meta) else {
+            return Action::Pass;
+        };
+        if q.protocol != protocol::TCP && q.protocol != protocol::UDP {
+            return Action::Pass;
+        }
+        // From the client side: the quote is a packet VIP -> client.
+        let inbound = ConnKey::new(
+            q.protocol,
+            ConnAddr::from(q.dst),
+            q.dport,
+            ConnAddr::from(q.src),
+            q.sport,
+        );
+        if let Some(id) = self.conns.lookup_in(&inbound) {
+            let c = self.conns.get(id);
+            let method = *c.method();
+            let (daddr, dport) = c.real();
+            let daddr = daddr.to_ip();
+            let r = match method {
+                ForwardMethod::Masq => nat_icmp_inbound(buf, meta, &q, daddr, dport),
+                ForwardMethod::Route => dr_xmit(buf, meta),
+                ForwardMethod::Tunnel(cfg) => match eg.route(daddr) {
+                    Some((src, mtu)) => {
+                        self.ip_id = self.ip_id.wrapping_add(1);
+                        let p = TunnelParams {
+                            config: cfg,
+                            src,
+                            dst: daddr,
+                            ident: self.ip_id,
+                            gue_sport: self.settings.gue_ports.0,
+                            mtu,
+                            pmtu_disc: self.settings.pmtu_disc,
+                            inner_csum_partial: false,
+                        };
+                        encapsulate(buf, meta, &p)
+                    }
+                    None => return self.drop(LbDrop::NoRoute),
+                },
+            };
+            return match r {
+                Ok(()) => {
+                    bump(&self.counters.icmp_related);
+                    Action::Forward(daddr)
+                }
+                Err(_) => self.drop(LbDrop::BadIcmp),
+            };
+        }
+        // From a real server: the quote is a packet client -> real server.
+        let outbound = ConnKey::new(
+            q.protocol,
+            ConnAddr::from(q.dst),
+            q.dport,
+            ConnAddr::from(q.src),
+            q.sport,
+        );
+        if let Some(id) = self.conns.lookup_out(&outbound) {
+            let (vaddr, vport) = self.conns.get(id).virt();
+            return match nat_icmp_outbound(buf, meta, &q, vaddr.to_ip(), vport) {
+                Ok(()) => {
+                    bump(&self.counters.icmp_related);
+                    Action::Forward(meta.dst)
+                }
+                Err(_) => self.drop(LbDrop::BadIcmp),
+            };
+        }
+        Action::Pass
+    }
+
+    /// Rows of `ipvsadm -L -c` for this worker's shard.
+    pub fn connections(&self, now: u64) -> impl Iterator<Item = crate::model::ConnEntry> + '_ {
+        self.conns.iter_entries(now)
+    }
+}
+
+fn drop_counted(counters: &LbCounters, r: LbDrop) -> Action {
+    bump(&counters.drops[r as usize]);
+    Action::Drop(r)
+}
+
+/// No destination: ICMP port unreachable from the VIP to the client (4.9),
+/// never a TCP reset.
+fn unreachable<B: PacketBuf>(counters: &LbCounters, buf: &mut B, meta: &PacketMeta) -> Action {
+    match icmp_error_reply(buf, meta, IcmpErrorKind::PortUnreachable, meta.dst) {
+        Ok(()) => {
+            bump(&counters.icmp_sent);
+            Action::Forward(meta.src)
+        }
+        Err(_) => drop_counted(counters, LbDrop::NoDestination),
+    }
+}
+
+/// Rewrites a client packet for `method` towards `daddr:dport`, with the
+/// MTU check of the path (5.4).
+#[allow(clippy::too_many_arguments)]
+fn rewrite_in<B: PacketBuf, E: Egress>(
+    buf: &mut B,
+    meta: &PacketMeta,
+    method: &ForwardMethod,
+    daddr: IpAddr,
+    dport: u16,
+    eg: &E,
+    settings: &LbSettings,
+    ip_id: &mut u16,
+) -> Result<(), XmitError> {
+    match method {
+        ForwardMethod::Masq => {
+            let mtu = eg.route(daddr).map_or(u16::MAX, |r| r.1);
+            check_mtu(meta, mtu)?;
+            nat::nat_inbound(buf, meta, daddr, dport)
+        }
+        ForwardMethod::Route => {
+            let mtu = eg.route(daddr).map_or(u16::MAX, |r| r.1);
+            check_mtu(meta, mtu)?;
+            dr_xmit(buf, meta)
+        }
+        ForwardMethod::Tunnel(cfg) => {
+            let (src, mtu) = eg.route(daddr).ok_or(XmitError::FamilyMismatch)?;
+            *ip_id = ip_id.wrapping_add(1);
+            let flow =
+                (u32::from(meta.sport) << 16 | u32::from(meta.dport)).wrapping_mul(0x9e37_79b1);
+            let p = TunnelParams {
+                config: *cfg,
+                src,
+                dst: daddr,
+                ident: *ip_id,
+                gue_sport: gue_source_port(flow, settings.gue_ports.0, settings.gue_ports.1),
+                mtu,
+                pmtu_disc: settings.pmtu_disc,
+                inner_csum_partial: false,
+            };
+            encapsulate(buf, meta, &p)
+        }
+    }
+}
+
+/// A rewrite refused the packet: answer with ICMP where IPVS does
+/// (frag needed / packet too big, time exceeded), else count the drop.
+fn refused<B: PacketBuf, E: Egress>(
+    counters: &LbCounters,
+    buf: &mut B,
+    meta: &PacketMeta,
+    e: XmitError,
+    eg: &E,
+) -> Action {
+    let (kind, reason, src) = match e {
+        XmitError::TooBig { mtu } => (
+            IcmpErrorKind::TooBig { mtu },
+            LbDrop::TooBig,
+            Some(meta.dst),
+        ),
+        XmitError::TtlExpired => (
+            IcmpErrorKind::TimeExceeded,
+            LbDrop::TtlExpired,
+            eg.route(meta.src).map(|r| r.0),
+        ),
+        XmitError::NeedsFragmentation => return drop_counted(counters, LbDrop::TooBig),
+        _ => return drop_counted(counters, LbDrop::Rewrite),
+    };
+    match src.map(|s| icmp_error_reply(buf, meta, kind, s)) {
+        Some(Ok(())) => {
+            bump(&counters.icmp_sent);
+            Action::Forward(meta.src)
+        }
+        _ => drop_counted(counters, reason),
+    }
+}
+
+/// The whole classify, lookup, schedule, rewrite path on arbitrary bytes:
+/// the body of the `pipeline` fuzz target (and of a property test). `data`
+/// is read as a sequence of frames, each prefixed by a one-byte length; they
+/// go through one stage configured with NAT, DR and tunnel services, so
+/// later frames can hit connections earlier ones created. Returns the number
+/// of frames forwarded, so the work cannot be optimised away.
+pub fn fuzz_pipeline(data: &[u8]) -> usize {
+    use crate::config::{ConfigOp, ConfigStore};
+    use crate::model::{DestConfig, Protocol, ServiceConfig, TunnelCsum, TunnelType};
+
+    struct Fixed;
+    impl Egress for Fixed {
+        fn route(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
+            match dst {
+                IpAddr::V4(_) => Some((IpAddr::from([198, 18, 1, 1]), 1500)),
+                IpAddr::V6(_) => None,
+            }
+        }
+    }
+    let mut st = ConfigStore::new();
+    let vip = IpAddr::from([198, 18, 0, 100]);
+    let methods = [
+        ForwardMethod::Masq,
+        ForwardMethod::Route,
+        ForwardMethod::Tunnel(crate::model::TunnelConfig {
+            kind: TunnelType::Gue,
+            port: 6080,
+            csum: TunnelCsum::Csum,
+        }),
+    ];
+    for (i, (proto, port)) in [
+        (Protocol::Tcp, 80u16),
+        (Protocol::Udp, 53),
+        (Protocol::Tcp, 0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let key = ServiceKey::Addr {
+            protocol: proto,
+            addr: vip,
+            port,
+        };
+        let mut cfg = ServiceConfig::new(key);
+        cfg.scheduler = ["rr", "sh", "wlc"][i].into();
+        if port == 0 {
+            cfg.persistent = Some(60);
+        }
+        let _ = st.apply(&ConfigOp::AddService(cfg));
+        let _ = st.apply(&ConfigOp::AddDest(
+            key,
+            DestConfig {
+                addr: IpAddr::from([198, 18, 1, 11 + i as u8]),
+                port,
+                method: methods[i],
+                weight: 1,
+                u_threshold: 0,
+                l_threshold: 0,
+            },
+        ));
+    }
+    let mut lb = Lb::new(
+        0,
+        LbSettings {
+            capacity: 64,
+            ..LbSettings::default()
+        },
+        0,
+    );
+    lb.set_snapshot(st.snapshot());
+    let mut forwarded = 0;
+    let mut rest = data;
+    let mut now = 0u64;
+    while let Some((&n, tail)) = rest.split_first() {
+        let n = usize::from(n).min(tail.len());
+        let (f, next) = tail.split_at(n);
+        rest = next;
+        now += 1000;
+        let mut b = crate::buf::TestBuf::new(f);
+        if let Ok(m) = crate::wire::parse_packet(b.data()) {
+            if let Action::Forward(_) = lb.process(&mut b, &m, now, &Fixed) {
+                forwarded += 1;
+            }
+        }
+        lb.housekeeping(now, 16);
+    }
+    forwarded
+}

@@ -1,0 +1,190 @@
+//! The load balancer as a worker's [`Stage`], and what it shares with the
+//! control thread.
+//!
+//! Sharing without locks on the packet path:
+//! * [`ConfigCell`]: the control thread publishes each new configuration
+//!   snapshot with one atomic pointer swap (`arc-swap`); a worker compares
+//!   the published generation with its own on every loop turn and takes the
+//!   new snapshot between bursts. A worker therefore sees the old or the new
+//!   configuration, never a mix.
+//! * [`ConnDump`]: `ipvsadm -L -c` asks each worker for its connection rows
+//!   through a request counter; the worker answers between bursts. The mutex
+//!   around the rows is only ever taken on that control path.
+//! * Counters are per worker ([`LbCounters`], statistics slots).
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use super::{Action, Egress, Lb};
+use crate::buf::PacketBuf;
+use crate::model::{ConnEntry, Snapshot};
+use crate::net::{Interface, RouteTable, Stage, StageVerdict};
+use crate::wire::PacketMeta;
+
+/// The configuration the control thread publishes and workers pick up.
+#[derive(Debug)]
+pub struct ConfigCell {
+    current: ArcSwap<Snapshot>,
+    generation: AtomicU64,
+}
+
+impl Default for ConfigCell {
+    fn default() -> Self {
+        ConfigCell {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            generation: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ConfigCell {
+    /// Publishes `snap` to every worker.
+    pub fn publish(&self, snap: Arc<Snapshot>) {
+        let g = snap.generation;
+        self.current.store(snap);
+        self.generation.store(g, Ordering::Release);
+    }
+
+    /// The generation last published (one atomic load).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The snapshot last published.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+}
+
+/// A worker's answer channel for connection listings.
+#[derive(Debug, Default)]
+pub struct ConnDump {
+    requested: AtomicU64,
+    answered: AtomicU64,
+    rows: Mutex<Vec<ConnEntry>>,
+}
+
+impl ConnDump {
+    /// Control side: asks the worker for its rows and waits up to
+    /// `timeout` for them. `None` if the worker did not answer (stopped).
+    pub fn collect(&self, timeout: Duration) -> Option<Vec<ConnEntry>> {
+        let want = self.requested.fetch_add(1, Ordering::AcqRel) + 1;
+        let start = Instant::now();
+        while self.answered.load(Ordering::Acquire) < want {
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let rows = match self.rows.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        Some(rows)
+    }
+
+    /// Worker side: answers a pending request, if any (between bursts).
+    fn serve(&self, lb: &Lb, now: u64) {
+        let req = self.requested.load(Ordering::Acquire);
+        if req == self.answered.load(Ordering::Relaxed) {
+            return;
+        }
+        let rows: Vec<ConnEntry> = lb.connections(now).collect();
+        match self.rows.lock() {
+            Ok(mut g) => *g = rows,
+            Err(p) => *p.into_inner() = rows,
+        }
+        self.answered.store(req, Ordering::Release);
+    }
+}
+
+/// Routing facts for rewrites, from the port configuration.
+#[derive(Debug, Clone)]
+pub struct PortRoutes {
+    pub routes: RouteTable,
+    pub interfaces: Vec<Interface>,
+    /// IP MTU of every port.
+    pub mtu: u16,
+}
+
+impl Egress for PortRoutes {
+    fn route(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
+        let (port, _) = self.routes.next_hop(dst)?;
+        let iface = self.interfaces.iter().find(|i| i.port == port)?;
+        let src = match dst {
+            IpAddr::V4(d) => IpAddr::V4(iface.v4_source(d)?),
+            IpAddr::V6(d) => IpAddr::V6(iface.v6_source(d)?),
+        };
+        Some((src, self.mtu))
+    }
+}
+
+/// How often a worker expires connections, and how many at most per turn.
+const HOUSEKEEPING_MS: u64 = 10;
+const EXPIRE_BUDGET: usize = 4096;
+
+/// The load balancer plugged into a worker.
+#[derive(Debug)]
+pub struct LbStage {
+    lb: Lb,
+    config: Arc<ConfigCell>,
+    dump: Arc<ConnDump>,
+    egress: PortRoutes,
+    last_housekeeping: u64,
+}
+
+impl LbStage {
+    pub fn new(lb: Lb, config: Arc<ConfigCell>, dump: Arc<ConnDump>, egress: PortRoutes) -> Self {
+        LbStage {
+            lb,
+            config,
+            dump,
+            egress,
+            last_housekeeping: 0,
+        }
+    }
+
+    pub fn lb(&self) -> &Lb {
+        &self.lb
+    }
+}
+
+impl<B: PacketBuf> Stage<B> for LbStage {
+    #[inline]
+    fn process(
+        &mut self,
+        _rx_port: u16,
+        mut buf: B,
+        meta: &PacketMeta,
+        now: u64,
+    ) -> StageVerdict<B> {
+        match self.lb.process(&mut buf, meta, now, &self.egress) {
+            Action::Forward(dst) => StageVerdict::Route { buf, dst },
+            Action::Pass => StageVerdict::Pass { buf },
+            Action::Drop(_) => StageVerdict::Drop { buf, counted: true },
+        }
+    }
+
+    fn tick(&mut self, now: u64) -> bool {
+        let mut changed = false;
+        if self.config.generation() != self.lb.generation() {
+            self.lb.set_snapshot(self.config.load());
+            changed = true;
+        }
+        if now.saturating_sub(self.last_housekeeping) >= HOUSEKEEPING_MS {
+            self.last_housekeeping = now;
+            self.lb.housekeeping(now, EXPIRE_BUDGET);
+        }
+        self.dump.serve(&self.lb, now);
+        changed
+    }
+
+    fn service_addrs(&self) -> Vec<IpAddr> {
+        self.lb.service_addrs()
+    }
+}

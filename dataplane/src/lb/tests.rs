@@ -1,0 +1,652 @@
+//! The load-balancing stage packet by packet, as a user would check it on
+//! the wire: where each packet goes, what it looks like, and what the
+//! counters say.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+
+use super::*;
+use crate::buf::TestBuf;
+use crate::config::{ConfigOp, ConfigStore};
+use crate::model::{
+    DestConfig, ForwardMethod, Protocol, ServiceConfig, ServiceKey, TunnelConfig, TunnelCsum,
+    TunnelType,
+};
+use crate::wire::testutil::{checksums_ok, frame, L4};
+use crate::wire::{checksum, parse_packet, tcp};
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const SYNACK: u8 = 0x12;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+struct Routes;
+impl Egress for Routes {
+    fn route(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
+        Some(match dst {
+            IpAddr::V4(_) => (ip("198.18.1.1"), 1500),
+            IpAddr::V6(_) => (ip("2001:db8:1::1"), 1500),
+        })
+    }
+}
+
+fn svc_key(proto: Protocol, vip: &str, port: u16) -> ServiceKey {
+    ServiceKey::Addr {
+        protocol: proto,
+        addr: ip(vip),
+        port,
+    }
+}
+
+fn dest(addr: &str, port: u16, method: ForwardMethod, weight: i32) -> DestConfig {
+    DestConfig {
+        addr: ip(addr),
+        port,
+        method,
+        weight,
+        u_threshold: 0,
+        l_threshold: 0,
+    }
+}
+
+/// A store with one service on `key` and destinations added in order
+/// (so the kernel list order is the reverse).
+fn store(
+    key: ServiceKey,
+    sched: &str,
+    persistent: Option<u32>,
+    dests: &[DestConfig],
+) -> ConfigStore {
+    let mut st = ConfigStore::new();
+    let mut cfg = ServiceConfig::new(key);
+    cfg.scheduler = sched.into();
+    cfg.persistent = persistent;
+    st.apply(&ConfigOp::AddService(cfg)).unwrap();
+    for d in dests {
+        st.apply(&ConfigOp::AddDest(key, d.clone())).unwrap();
+    }
+    st
+}
+
+fn lb_for(st: &ConfigStore) -> Lb {
+    let mut lb = Lb::new(
+        0,
+        LbSettings {
+            capacity: 4096,
+            ..LbSettings::default()
+        },
+        0,
+    );
+    lb.set_snapshot(st.snapshot());
+    lb
+}
+
+/// A TCP frame with the given flags.
+fn tcp_frame(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
+    let mut f = frame(ip(src), ip(dst), L4::Tcp, sport, dport, None, b"");
+    let m = parse_packet(&f).unwrap();
+    let off = usize::from(m.l4_offset);
+    let old = u16::from_be_bytes([f[off + 12], f[off + 13]]);
+    f[off + 13] = flags;
+    let new = u16::from_be_bytes([f[off + 12], f[off + 13]]);
+    // Patch the TCP checksum for the changed word (RFC 1624).
+    let mut t = tcp::TcpPacket::new_checked(&mut f[off..]).unwrap();
+    let c = checksum::update16(t.checksum(), old, new);
+    t.set_checksum(c);
+    f
+}
+
+fn run(lb: &mut Lb, f: &[u8], now: u64) -> (Action, Vec<u8>) {
+    let mut b = TestBuf::new(f);
+    let m = parse_packet(b.data()).unwrap();
+    let a = lb.process(&mut b, &m, now, &Routes);
+    (a, b.data().to_vec())
+}
+
+fn dst_of(f: &[u8]) -> (IpAddr, u16) {
+    let m = parse_packet(f).unwrap();
+    (m.dst, m.dport)
+}
+
+fn masq3(sched: &str) -> ConfigStore {
+    let k = svc_key(Protocol::Tcp, "198.18.0.100", 80);
+    store(
+        k,
+        sched,
+        None,
+        &[
+            dest("198.18.1.11", 8080, ForwardMethod::Masq, 1),
+            dest("198.18.1.12", 8080, ForwardMethod::Masq, 1),
+            dest("198.18.1.13", 8080, ForwardMethod::Masq, 1),
+        ],
+    )
+}
+
+#[test]
+fn nat_connection_is_rewritten_both_ways_and_sticks_to_its_server() {
+    let st = masq3("rr");
+    let mut lb = lb_for(&st);
+    let (a, out) = run(
+        &mut lb,
+        &tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, SYN),
+        0,
+    );
+    let Action::Forward(rs) = a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(dst_of(&out), (rs, 8080));
+    assert!(checksums_ok(&out));
+    let m = parse_packet(&out).unwrap();
+    assert_eq!(m.src, ip("198.18.0.2"), "NAT keeps the client address");
+    assert_eq!(m.ttl, 63);
+
+    // The server's SYN-ACK goes back to the client from the VIP.
+    let (a, back) = run(
+        &mut lb,
+        &tcp_frame(&rs.to_string(), 8080, "198.18.0.2", 40000, SYNACK),
+        1,
+    );
+    assert_eq!(a, Action::Forward(ip("198.18.0.2")));
+    let m = parse_packet(&back).unwrap();
+    assert_eq!((m.src, m.sport), (ip("198.18.0.100"), 80));
+    assert!(checksums_ok(&back));
+
+    // Later packets of the flow reach the same server.
+    for i in 0..5 {
+        let (a, _) = run(
+            &mut lb,
+            &tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, ACK),
+            2 + i,
+        );
+        assert_eq!(a, Action::Forward(rs));
+    }
+    assert_eq!(lb.conns().len(), 1);
+
+    // Counters: 1 connection, 6 packets in, 1 out, on the service.
+    let snap = st.snapshot();
+    let t = snap.services[0].shared.stats.total();
+    assert_eq!((t.conns, t.inpkts, t.outpkts), (1, 6, 1));
+}
+
+#[test]
+fn rr_spreads_thirty_connections_ten_each() {
+    let st = masq3("rr");
+    let mut lb = lb_for(&st);
+    let mut per: std::collections::HashMap<IpAddr, u32> = Default::default();
+    for p in 0..30u16 {
+        let (a, _) = run(
+            &mut lb,
+            &tcp_frame("198.18.0.2", 41000 + p, "198.18.0.100", 80, SYN),
+            0,
+        );
+        let Action::Forward(rs) = a else {
+            panic!("{a:?}")
+        };
+        *per.entry(rs).or_default() += 1;
+    }
+    assert_eq!(per.len(), 3);
+    assert!(per.values().all(|&n| n == 10), "{per:?}");
+    // SYN_RECV counts as active (since Linux 4.8).
+    for d in &st.snapshot().services[0].dests {
+        assert_eq!(d.shared.active(), 10);
+    }
+}
+
+#[test]
+fn wrr_follows_weights_three_two_one() {
+    let k = svc_key(Protocol::Tcp, "198.18.0.100", 80);
+    let st = store(
+        k,
+        "wrr",
+        None,
+        &[
+            dest("198.18.1.11", 80, ForwardMethod::Masq, 3),
+            dest("198.18.1.12", 80, ForwardMethod::Masq, 2),
+            dest("198.18.1.13", 80, ForwardMethod::Masq, 1),
+        ],
+    );
+    let mut lb = lb_for(&st);
+    let mut per: std::collections::HashMap<IpAddr, u32> = Default::default();
+    for p in 0..60u16 {
+        let (a, _) = run(
+            &mut lb,
+            &tcp_frame("198.18.0.2", 1000 + p, "198.18.0.100", 80, SYN),
+            0,
+        );
+        let Action::Forward(rs) = a else {
+            panic!("{a:?}")
+        };
+        *per.entry(rs).or_default() += 1;
+    }
+    assert_eq!(per[&ip("198.18.1.11")], 30);
+    assert_eq!(per[&ip("198.18.1.12")], 20);
+    assert_eq!(per[&ip("198.18.1.13")], 10);
+}
+
+#[test]
+fn direct_routing_changes_only_the_ttl() {
+    let k = svc_key(Protocol::Tcp, "198.18.0.100", 80);
+    let st = store(
+        k,
+        "rr",
+        None,
+        &[dest("198.18.1.11", 80, ForwardMethod::Route, 1)],
+    );
+    let mut lb = lb_for(&st);
+    let f = tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, SYN);
+    let (a, out) = run(&mut lb, &f, 0);
+    assert_eq!(a, Action::Forward(ip("198.18.1.11")));
+    let (m0, m1) = (parse_packet(&f).unwrap(), parse_packet(&out).unwrap());
+    assert_eq!((m1.dst, m1.dport), (ip("198.18.0.100"), 80));
+    assert_eq!(m1.ttl, m0.ttl - 1);
+    // Everything from the IP payload on is untouched.
+    assert_eq!(
+        &out[usize::from(m1.l4_offset)..],
+        &f[usize::from(m0.l4_offset)..]
+    );
+    assert!(checksums_ok(&out));
+}
+
+#[test]
+fn tunnel_destinations_get_the_packet_encapsulated() {
+    for (kind, outer_proto) in [
+        (TunnelType::Ipip, 4u8),
+        (TunnelType::Gre, 47),
+        (TunnelType::Gue, 17),
+    ] {
+        let tun = TunnelConfig {
+            kind,
+            port: if kind == TunnelType::Gue { 6080 } else { 0 },
+            csum: TunnelCsum::NoCsum,
+        };
+        let k = svc_key(Protocol::Tcp, "198.18.0.100", 80);
+        let st = store(
+            k,
+            "rr",
+            None,
+            &[dest("198.18.1.11", 80, ForwardMethod::Tunnel(tun), 1)],
+        );
+        let mut lb = lb_for(&st);
+        let f = tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, SYN);
+        let (a, out) = run(&mut lb, &f, 0);
+        assert_eq!(a, Action::Forward(ip("198.18.1.11")));
+        let m = parse_packet(&out).unwrap();
+        assert_eq!((m.src, m.dst), (ip("198.18.1.1"), ip("198.18.1.11")));
+        assert_eq!(m.protocol, outer_proto, "{kind:?}");
+        // The inner packet (still to the VIP) is at the end of the frame.
+        let inner_len = f.len() - 14;
+        let inner = &out[out.len() - inner_len..];
+        let mut framed = f[..14].to_vec();
+        framed.extend_from_slice(inner);
+        let im = parse_packet(&framed).unwrap();
+        assert_eq!((im.dst, im.dport), (ip("198.18.0.100"), 80));
+    }
+}
+
+#[test]
+fn no_destination_gets_icmp_port_unreachable_not_a_reset() {
+    let k = svc_key(Protocol::Tcp, "198.18.0.100", 80);
+    let st = store(
+        k,
+        "wlc",
+        None,
+        &[dest("198.18.1.11", 80, ForwardMethod::Masq, 0)],
+    );
+    let mut lb = lb_for(&st);
+    let (a, out) = run(
+        &mut lb,
+        &tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, SYN),
+        0,
+    );
+    assert_eq!(a, Action::Forward(ip("198.18.0.2")));
+    let m = parse_packet(&out).unwrap();
+    assert_eq!((m.src, m.dst), (ip("198.18.0.100"), ip("198.18.0.2")));
+    assert_eq!((m.protocol, m.icmp_type, m.icmp_code), (1, 3, 3));
+    assert!(checksums_ok(&out));
+    assert_eq!(lb.counters().icmp_sent.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn stray_and_foreign_packets() {
+    let st = masq3("rr");
+    let mut lb = lb_for(&st);
+    // A mid-flow ACK for no connection is dropped and counted.
+    let (a, _) = run(
+        &mut lb,
+        &tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, ACK),
+        0,
+    );
+    assert_eq!(a, Action::Drop(LbDrop::NoConnection));
+    assert_eq!(lb.counters().drops(LbDrop::NoConnection), 1);
+    // Not a virtual service: not the load balancer's business.
+    let (a, _) = run(
+        &mut lb,
+        &tcp_frame("198.18.0.2", 40000, "198.18.0.1", 22, SYN),
+        0,
+    );
+    assert_eq!(a, Action::Pass);
+    let (a, _) = run(
+        &mut lb,
+        &tcp_frame("198.18.0.2", 40000, "198.18.0.100", 81, SYN),
+        0,
+    );
+    assert_eq!(a, Action::Pass);
+}
+
+#[test]
+fn persistence_keeps_a_client_on_one_server() {
+    let k = svc_key(Protocol::Tcp, "198.18.0.100", 80);
+    let st = store(
+        k,
+        "rr",
+        Some(300),
+        &[
+            dest("198.18.1.11", 80, ForwardMethod::Masq, 1),
+            dest("198.18.1.12", 80, ForwardMethod::Masq, 1),
+            dest("198.18.1.13", 80, ForwardMethod::Masq, 1),
+        ],
+    );
+    let mut lb = lb_for(&st);
+    let mut seen = Vec::new();
+    for c in ["198.18.0.2", "198.18.0.3", "198.18.0.4"] {
+        let mut first = None;
+        for p in 0..6u16 {
+            let (a, _) = run(
+                &mut lb,
+                &tcp_frame(c, 42000 + p, "198.18.0.100", 80, SYN),
+                0,
+            );
+            let Action::Forward(rs) = a else {
+                panic!("{a:?}")
+            };
+            assert_eq!(*first.get_or_insert(rs), rs, "client {c} moved");
+        }
+        seen.push(first.unwrap());
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 3, "rr still spreads different clients");
+    // 3 templates + 18 connections.
+    assert_eq!(lb.conns().len(), 21);
+}
+
+#[test]
+fn weight_zero_lets_existing_flows_finish_and_sends_new_ones_elsewhere() {
+    let k = svc_key(Protocol::Tcp, "198.18.0.100", 80);
+    let mut st = store(
+        k,
+        "rr",
+        None,
+        &[
+            dest("198.18.1.11", 80, ForwardMethod::Masq, 1),
+            dest("198.18.1.12", 80, ForwardMethod::Masq, 1),
+        ],
+    );
+    let mut lb = lb_for(&st);
+    let (a, _) = run(
+        &mut lb,
+        &tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, SYN),
+        0,
+    );
+    let Action::Forward(busy) = a else {
+        panic!("{a:?}")
+    };
+    let mut quiesced = dest(&busy.to_string(), 80, ForwardMethod::Masq, 0);
+    quiesced.weight = 0;
+    st.apply(&ConfigOp::EditDest(k, quiesced)).unwrap();
+    lb.set_snapshot(st.snapshot());
+    let (a, _) = run(
+        &mut lb,
+        &tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, ACK),
+        1,
+    );
+    assert_eq!(a, Action::Forward(busy), "the existing flow goes on");
+    for p in 0..5u16 {
+        let (a, _) = run(
+            &mut lb,
+            &tcp_frame("198.18.0.3", 50000 + p, "198.18.0.100", 80, SYN),
+            2,
+        );
+        assert!(matches!(a, Action::Forward(rs) if rs != busy), "{a:?}");
+    }
+}
+
+#[test]
+fn deleted_destination_drops_its_connections_and_new_ones_go_elsewhere() {
+    let k = svc_key(Protocol::Tcp, "198.18.0.100", 80);
+    let mut st = store(
+        k,
+        "rr",
+        None,
+        &[
+            dest("198.18.1.11", 80, ForwardMethod::Masq, 1),
+            dest("198.18.1.12", 80, ForwardMethod::Masq, 1),
+        ],
+    );
+    let mut lb = lb_for(&st);
+    let (a, _) = run(
+        &mut lb,
+        &tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, SYN),
+        0,
+    );
+    let Action::Forward(gone) = a else {
+        panic!("{a:?}")
+    };
+    st.apply(&ConfigOp::DeleteDest {
+        service: k,
+        addr: gone,
+        port: 80,
+    })
+    .unwrap();
+    lb.set_snapshot(st.snapshot());
+    let (a, _) = run(
+        &mut lb,
+        &tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, ACK),
+        1,
+    );
+    assert_eq!(a, Action::Drop(LbDrop::DestUnavailable));
+    let (a, _) = run(
+        &mut lb,
+        &tcp_frame("198.18.0.2", 40001, "198.18.0.100", 80, SYN),
+        1,
+    );
+    assert!(matches!(a, Action::Forward(rs) if rs != gone), "{a:?}");
+}
+
+#[test]
+fn ipv6_nat_round_trip() {
+    let k = svc_key(Protocol::Tcp, "2001:db8::100", 80);
+    let st = store(
+        k,
+        "rr",
+        None,
+        &[dest("2001:db8:1::11", 8080, ForwardMethod::Masq, 1)],
+    );
+    let mut lb = lb_for(&st);
+    let (a, out) = run(
+        &mut lb,
+        &tcp_frame("2001:db8::2", 40000, "2001:db8::100", 80, SYN),
+        0,
+    );
+    assert_eq!(a, Action::Forward(ip("2001:db8:1::11")));
+    assert_eq!(dst_of(&out), (ip("2001:db8:1::11"), 8080));
+    assert!(checksums_ok(&out));
+    let (a, back) = run(
+        &mut lb,
+        &tcp_frame("2001:db8:1::11", 8080, "2001:db8::2", 40000, SYNACK),
+        1,
+    );
+    assert_eq!(a, Action::Forward(ip("2001:db8::2")));
+    let m = parse_packet(&back).unwrap();
+    assert_eq!((m.src, m.sport), (ip("2001:db8::100"), 80));
+    assert!(checksums_ok(&back));
+}
+
+#[test]
+fn one_packet_udp_schedules_every_datagram() {
+    let k = svc_key(Protocol::Udp, "198.18.0.100", 53);
+    let mut st = ConfigStore::new();
+    let mut cfg = ServiceConfig::new(k);
+    cfg.scheduler = "rr".into();
+    cfg.one_packet = true;
+    st.apply(&ConfigOp::AddService(cfg)).unwrap();
+    for a in ["198.18.1.11", "198.18.1.12"] {
+        st.apply(&ConfigOp::AddDest(k, dest(a, 53, ForwardMethod::Masq, 1)))
+            .unwrap();
+    }
+    let mut lb = lb_for(&st);
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let f = frame(
+            ip("198.18.0.2"),
+            ip("198.18.0.100"),
+            L4::Udp,
+            5353,
+            53,
+            None,
+            b"q",
+        );
+        let (a, _) = run(&mut lb, &f, 0);
+        let Action::Forward(rs) = a else {
+            panic!("{a:?}")
+        };
+        got.push(rs);
+    }
+    assert_ne!(got[0], got[1], "the same flow alternates under -o");
+    assert_eq!(got[0], got[2]);
+    assert_eq!(
+        lb.conns().len(),
+        0,
+        "one-packet connections are never inserted"
+    );
+}
+
+#[test]
+fn udp_flow_keeps_its_server_and_replies_come_back_from_the_vip() {
+    let k = svc_key(Protocol::Udp, "198.18.0.100", 53);
+    let st = store(
+        k,
+        "rr",
+        None,
+        &[
+            dest("198.18.1.11", 53, ForwardMethod::Masq, 1),
+            dest("198.18.1.12", 53, ForwardMethod::Masq, 1),
+        ],
+    );
+    let mut lb = lb_for(&st);
+    let q = frame(
+        ip("198.18.0.2"),
+        ip("198.18.0.100"),
+        L4::Udp,
+        5353,
+        53,
+        None,
+        b"q",
+    );
+    let (a, _) = run(&mut lb, &q, 0);
+    let Action::Forward(rs) = a else {
+        panic!("{a:?}")
+    };
+    let (a2, _) = run(&mut lb, &q, 1);
+    assert_eq!(a2, Action::Forward(rs));
+    let r = frame(rs, ip("198.18.0.2"), L4::Udp, 53, 5353, None, b"answer");
+    let (a, back) = run(&mut lb, &r, 2);
+    assert_eq!(a, Action::Forward(ip("198.18.0.2")));
+    let m = parse_packet(&back).unwrap();
+    assert_eq!((m.src, m.sport), (ip("198.18.0.100"), 53));
+    assert!(checksums_ok(&back));
+}
+
+#[test]
+fn expired_connections_are_freed_by_housekeeping() {
+    let k = svc_key(Protocol::Udp, "198.18.0.100", 53);
+    let st = store(
+        k,
+        "rr",
+        None,
+        &[dest("198.18.1.11", 53, ForwardMethod::Masq, 1)],
+    );
+    let mut lb = lb_for(&st);
+    let q = frame(
+        ip("198.18.0.2"),
+        ip("198.18.0.100"),
+        L4::Udp,
+        5353,
+        53,
+        None,
+        b"q",
+    );
+    run(&mut lb, &q, 0);
+    assert_eq!(lb.conns().len(), 1);
+    lb.housekeeping(299_000, 1000);
+    assert_eq!(lb.conns().len(), 1, "UDP lives 300 s");
+    lb.housekeeping(301_000, 1000);
+    assert_eq!(lb.conns().len(), 0);
+    assert_eq!(st.snapshot().services[0].dests[0].shared.inactive(), 0);
+}
+
+mod pipeline_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Valid frames towards the fuzz pipeline's services, then mutated, so
+    /// that the property reaches deep into the stage.
+    fn frames() -> impl Strategy<Value = Vec<u8>> {
+        let seeds = vec![
+            tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, SYN),
+            tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, ACK),
+            tcp_frame("198.18.1.11", 80, "198.18.0.2", 40000, SYNACK),
+            frame(
+                ip("198.18.0.3"),
+                ip("198.18.0.100"),
+                L4::Udp,
+                999,
+                53,
+                None,
+                b"x",
+            ),
+            tcp_frame("198.18.0.4", 1, "198.18.0.100", 8443, SYN),
+        ];
+        (
+            proptest::collection::vec((0usize..5, any::<u16>(), any::<u8>()), 1..12),
+            Just(seeds),
+        )
+            .prop_map(|(picks, seeds)| {
+                let mut out = Vec::new();
+                for (i, at, v) in picks {
+                    let mut f = seeds[i].clone();
+                    if v % 3 != 0 {
+                        let at = usize::from(at) % f.len();
+                        f[at] = v;
+                    }
+                    out.push(f.len().min(255) as u8);
+                    out.extend_from_slice(&f[..f.len().min(255)]);
+                }
+                out
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn pipeline_never_panics_on_mutated_traffic(data in frames()) {
+            let _ = fuzz_pipeline(&data);
+        }
+
+        #[test]
+        fn pipeline_never_panics_on_arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = fuzz_pipeline(&data);
+        }
+    }
+
+    #[test]
+    fn valid_traffic_is_forwarded_by_the_fuzz_pipeline() {
+        let f = tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, SYN);
+        let mut data = vec![f.len() as u8];
+        data.extend_from_slice(&f);
+        assert_eq!(fuzz_pipeline(&data), 1);
+    }
+}
