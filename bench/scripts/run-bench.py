@@ -147,7 +147,7 @@ def run(a):
                         r = run_case(c, {})
                         r["others_busy_before"] = busy
                         r["attempt"] = attempt
-                        if "error" in r or clean(r, a.min_cpu_share):
+                        if "error" in r or clean(r, a.min_cpu_share) or attempt == a.retries:
                             break
                         print(f"round {rnd} | {g['group']} | {c['case']}: descheduled "
                               f"(CPU share gen {cpu(r, 'gen'):.2f}, DUT {cpu(r, 'peer'):.2f}), again",
