@@ -150,7 +150,7 @@ def run(a):
                         if "error" in r or clean(r, a.min_cpu_share) or attempt == a.retries:
                             break
                         print(f"round {rnd} | {g['group']} | {c['case']}: descheduled "
-                              f"(CPU share gen {cpu(r, 'gen'):.2f}, DUT {cpu(r, 'peer'):.2f}), again",
+                              f"(CPU share gen {cpu(r, 'gen') or 0:.2f}, DUT {cpu(r, 'peer') or 0:.2f}), again",
                               file=sys.stderr)
                     r.update({"suite": a.suite, "group": g["group"], "case": c["case"],
                               "reference": g["cases"][0]["case"], "round": rnd})
