@@ -8,7 +8,8 @@ traffic group, one bar per forwarder at the median of the rounds, a line
 from the slowest to the fastest round, and every round as a dot (so the
 fast and slow states of two-process memif runs stay visible). When a group
 has cases other than its reference, a second chart shows each round's ratio
-to the reference of the same round. PNG through matplotlib when it is
+to the reference of the same round. Bars (PNG) use only runs where generator and DUT
+both had at least 90 % of their CPU; descheduled runs are hollow grey dots. PNG through matplotlib when it is
 installed (pip install matplotlib), else a hand-written SVG of the same bars.
 """
 
@@ -32,8 +33,22 @@ def load(d):
     return runs, groups, cases
 
 
+MIN_SHARE = 0.9
+
+
+def clean(r):
+    """Generator and DUT both ran at least MIN_SHARE of the window."""
+    g = (r.get("gen_sched") or {}).get("cpu") or 0
+    d = (r.get("peer_sched") or {}).get("cpu") or 0
+    return g >= MIN_SHARE and d >= MIN_SHARE
+
+
 def values(runs, group, case, key="valid_mpps"):
     return [r[key] for r in runs if r["group"] == group and r["case"] == case]
+
+
+def clean_values(runs, group, case):
+    return values([r for r in runs if clean(r)], group, case)
 
 
 def ratios(runs, group, case):
@@ -59,10 +74,21 @@ def bars_png(plt, runs, groups, cases, title, ylabel, path, getter):
     width = 0.8 / len(cases)
     for ci, c in enumerate(cases):
         for gi, g in enumerate(groups):
-            xs = getter(runs, g, c)
-            if not xs:
-                continue
             x = gi + (ci - (len(cases) - 1) / 2) * width
+            if getter is values:
+                # Bars from clean runs only; descheduled runs as hollow grey dots.
+                ok = clean_values(runs, g, c)
+                bad = [r["valid_mpps"] for r in runs
+                       if r["group"] == g and r["case"] == c and not clean(r)]
+                ax.plot([x] * len(bad), bad, "o", mfc="none", color="grey", markersize=4,
+                        label="descheduled run" if gi == 0 and ci == 0 else None)
+                xs = ok
+            else:
+                xs = getter(runs, g, c)
+            if not xs:
+                ax.bar(x, 0, width * 0.9, color=COLOURS[ci % len(COLOURS)],
+                       label=c if gi == 0 else None)
+                continue
             med = statistics.median(xs)
             ax.bar(x, med, width * 0.9, color=COLOURS[ci % len(COLOURS)],
                    label=c if gi == 0 else None)
@@ -133,7 +159,7 @@ def main():
         out = a.out or d
         os.makedirs(out, exist_ok=True)
         name = os.path.basename(os.path.normpath(d))
-        charts = [(f"{name}-mpps", "Mpps returned to the generator (valid)", cases, values)]
+        charts = [(f"{name}-mpps", "Mpps returned (valid); bars: runs with >= 90 % CPU", cases, values)]
         others = [c for c in cases if any(ratios(runs, g, c) for g in groups)]
         if others:
             charts.append((f"{name}-ratio", "ratio to the reference of the same round", others, ratios))
