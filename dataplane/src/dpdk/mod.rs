@@ -18,6 +18,7 @@
 //!
 //! Every `unsafe` block says why it holds in a `// SAFETY:` comment.
 
+mod bulk;
 mod eal;
 pub mod lcore;
 mod mbuf;

@@ -1,0 +1,97 @@
+# Shared by the memif scenario scripts: paths, memory mode, waiting, clean-up.
+# Sourced, not run. Every scenario starts one device under test (testpmd or
+# uvsd) as the memif server on BENCH_DUT_CPU and uvs-pktgen as the memif client
+# on BENCH_GEN_CPU, one core each, and removes everything it created on exit.
+
+set -euo pipefail
+
+BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BENCH_DUT_CPU=${BENCH_DUT_CPU:-1}
+BENCH_GEN_CPU=${BENCH_GEN_CPU:-0}
+PKTGEN=${PKTGEN:-$BENCH_ROOT/target/release/uvs-pktgen}
+# hugepages (default when at least 256 x 2 MB are free) or nohuge.
+BENCH_MEM=${BENCH_MEM:-auto}
+
+bench_log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+
+# Builds the generator once (release) if it is not there.
+bench_build_pktgen() {
+    if [[ ! -x $PKTGEN ]]; then
+        bench_log "building uvs-pktgen (release)"
+        (cd "$BENCH_ROOT" && cargo build --release -q -p uvs-pktgen) >&2
+    fi
+}
+
+# EAL memory arguments. Hugepages need a mounted hugetlbfs (dpdk-notes.md);
+# --huge-unlink leaves no map_* files behind. --no-huge is copy-mode only and
+# roughly halves mbuf-heavy throughput; it is never combined with --in-memory.
+bench_mem_args() {
+    local mode=$BENCH_MEM free
+    if [[ $mode == auto ]]; then
+        free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
+        if [[ ${free:-0} -ge 256 ]] && mountpoint -q /dev/hugepages; then mode=hugepages; else mode=nohuge; fi
+    fi
+    case $mode in
+        hugepages) echo "--huge-unlink" ;;
+        nohuge) echo "--no-huge -m 512" ;;
+        *) echo "BENCH_MEM must be auto, hugepages or nohuge" >&2; return 2 ;;
+    esac
+}
+
+bench_mem_mode() {
+    case "$(bench_mem_args)" in --no-huge*) echo nohuge ;; *) echo hugepages ;; esac
+}
+
+# A private work directory and file prefixes for one scenario run.
+bench_setup() {
+    BENCH_ID="uvsb$$"
+    BENCH_WORK=$(mktemp -d "/tmp/${BENCH_ID}.XXXX")
+    BENCH_SOCK="$BENCH_WORK/memif.sock"
+    BENCH_DUT_PREFIX="${BENCH_ID}-dut"
+    BENCH_GEN_PREFIX="${BENCH_ID}-gen"
+    BENCH_DUT_PID=""
+    trap bench_teardown EXIT
+    trap 'exit 130' INT TERM
+}
+
+# Stops the device under test (by its pid only) and removes what EAL left.
+bench_teardown() {
+    if [[ -n ${BENCH_DUT_PID:-} ]] && kill -0 "$BENCH_DUT_PID" 2>/dev/null; then
+        kill -INT "$BENCH_DUT_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$BENCH_DUT_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$BENCH_DUT_PID" 2>/dev/null || true
+        wait "$BENCH_DUT_PID" 2>/dev/null || true
+    fi
+    rm -rf "/var/run/dpdk/${BENCH_DUT_PREFIX:-none}" "/var/run/dpdk/${BENCH_GEN_PREFIX:-none}"
+    rm -f /dev/hugepages/"${BENCH_DUT_PREFIX:-none}"map_* /dev/hugepages/"${BENCH_GEN_PREFIX:-none}"map_*
+    if [[ -n ${BENCH_WORK:-} && -d $BENCH_WORK ]]; then
+        if [[ -n ${BENCH_KEEP_LOGS:-} ]]; then bench_log "logs kept in $BENCH_WORK"; else rm -rf "$BENCH_WORK"; fi
+    fi
+}
+
+# Waits up to $2 seconds for file $1 (the DUT's telemetry socket) to appear.
+bench_wait_file() {
+    local f=$1 t=${2:-20} i
+    for ((i = 0; i < t * 10; i++)); do
+        [[ -e $f ]] && return 0
+        if [[ -n ${BENCH_DUT_PID:-} ]] && ! kill -0 "$BENCH_DUT_PID" 2>/dev/null; then
+            return 1
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# Runs the generator as memif client against the DUT; prints its JSON line.
+# Arguments: generator options (they override the defaults set here).
+bench_run_pktgen() {
+    local mem
+    mem=$(bench_mem_args)
+    # shellcheck disable=SC2086
+    "$PKTGEN" \
+        --device "net_memif0,role=client,socket=$BENCH_SOCK,mac=02:00:00:00:00:10" \
+        --peer-telemetry "/var/run/dpdk/$BENCH_DUT_PREFIX/dpdk_telemetry.v2" \
+        "$@" \
+        -- --lcores "0@$BENCH_GEN_CPU" --main-lcore 0 --no-pci \
+        --file-prefix="$BENCH_GEN_PREFIX" $mem --log-level=lib.eal:warning
+}

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# One uvsd measurement: uvsd load-balances a VIP (NAT, DR or TUN) on one
+# net_memif port (one-armed: clients and real servers behind the same port),
+# driven by uvs-pktgen, which checks the rewrite on what comes back.
+#
+#   bench/scripts/memif-uvsd.sh nat|dr|tun [generator options...]
+#   e.g. bench/scripts/memif-uvsd.sh nat --proto tcp --flows 1000000 --duration 5
+#
+# The daemon config (the DESIGN.md contract) and its ipvsadm-save rules are
+# written into the run's work directory: uvsd is the memif server on
+# BENCH_DUT_CPU (control on lcore 0, one worker on lcore 1, both on that CPU,
+# as testpmd in memif-testpmd.sh), real servers 198.18.1.11.. have static
+# neighbour entries, the generator is the client on BENCH_GEN_CPU. Pass the
+# same generator options as to memif-testpmd.sh to get comparable figures.
+# UVSD=path selects the daemon binary (default: target/release/uvsd, built
+# if missing). BENCH_SERVERS sets the number of real servers (default 4).
+
+source "$(dirname "$0")/common.sh"
+
+method=${1:-}
+case $method in nat) flag=-m ;; dr) flag=-g ;; tun) flag=-i ;;
+    *) echo "usage: $0 nat|dr|tun [uvs-pktgen options]" >&2; exit 2 ;; esac
+shift
+
+# The protocol and VIP the generator will use decide the service.
+proto=udp vip=198.18.0.100:80
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+    case ${args[i]} in
+        --proto) proto=${args[i + 1]} ;;
+        --proto=*) proto=${args[i]#--proto=} ;;
+        --vip) vip=${args[i + 1]} ;;
+        --vip=*) vip=${args[i]#--vip=} ;;
+    esac
+done
+case $proto in tcp) pflag=-t ;; udp) pflag=-u ;; *) echo "bad --proto $proto" >&2; exit 2 ;; esac
+
+UVSD=${UVSD:-$BENCH_ROOT/target/release/uvsd}
+if [[ ! -x $UVSD ]]; then
+    bench_log "building uvsd (release)"
+    (cd "$BENCH_ROOT" && cargo build --release -q --bin uvsd) >&2
+fi
+bench_build_pktgen
+bench_setup
+servers=${BENCH_SERVERS:-4}
+
+{
+    echo "-A $pflag $vip -s rr"
+    for ((s = 0; s < servers; s++)); do
+        echo "-a $pflag $vip -r 198.18.1.$((11 + s)):${vip##*:} $flag -w 1"
+    done
+} >"$BENCH_WORK/bench.rules"
+
+read -r -a mem <<<"$(bench_mem_args)"
+{
+    echo "[eal]"
+    printf 'args = ["--lcores", "0@%s,1@%s", "--main-lcore", "0", "--no-pci", "--file-prefix=%s"' \
+        "$BENCH_DUT_CPU" "$BENCH_DUT_CPU" "$BENCH_DUT_PREFIX"
+    for m in "${mem[@]}"; do printf ', "%s"' "$m"; done
+    echo "]"
+    echo
+    echo "[workers]"
+    echo "lcores = [1]"
+    echo
+    echo "[control]"
+    echo "socket = \"$BENCH_WORK/uvsadm.sock\""
+    echo "rules = \"$BENCH_WORK/bench.rules\""
+    echo
+    echo "[[port]]"
+    echo 'name = "bench"'
+    echo "device = \"net_memif0,role=server,socket=$BENCH_SOCK\""
+    echo "queues = 1"
+    echo 'mac = "02:00:00:00:00:01"'
+    echo 'addresses = ["198.18.0.1/15"]'
+    for ((s = 0; s < servers; s++)); do
+        echo
+        echo "[[neighbor]]"
+        echo "ip = \"198.18.1.$((11 + s))\""
+        printf 'mac = "02:00:00:00:01:%02x"\n' $((11 + s))
+    done
+} >"$BENCH_WORK/uvsd.toml"
+
+"$UVSD" --config "$BENCH_WORK/uvsd.toml" >"$BENCH_WORK/uvsd.log" 2>&1 </dev/null &
+BENCH_DUT_PID=$!
+if ! bench_wait_file "/var/run/dpdk/$BENCH_DUT_PREFIX/dpdk_telemetry.v2" 30; then
+    cat "$BENCH_WORK/uvsd.toml" "$BENCH_WORK/uvsd.log" >&2
+    echo "uvsd did not start" >&2
+    exit 1
+fi
+# The rules are applied before the ports start; the control socket shows the
+# daemon is through start-up. A daemon without a control plane yet still runs.
+if ! bench_wait_file "$BENCH_WORK/uvsadm.sock" 5; then
+    bench_log "uvsd has no control socket after 5 s: the service rules may not be in force"
+fi
+sleep 0.5
+out=$(bench_run_pktgen --dst-mac 02:00:00:00:00:01 --expect "$method" --label "uvsd-$method" "$@") || {
+    tail -20 "$BENCH_WORK/uvsd.log" >&2
+    exit 1
+}
+python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["dut"]=sys.argv[2]; r["mem"]=sys.argv[3]; print(json.dumps(r))' \
+    "$out" "uvsd-$method" "$(bench_mem_mode)"
