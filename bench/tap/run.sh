@@ -6,10 +6,12 @@
 #
 #   bench/tap/run.sh [-r ROUNDS] [-d WRK_SECONDS] [-t IPERF_SECONDS]
 #                    [-c WRK_CONNS_PER_PROCESS] [-m nat|dr|nat,dr] [-o OUTDIR]
+#                    [-s nginx|python]
 #
 # Per method, one topology (scripts/topo.sh, prefix "tb": client ns tb-cli,
 # bridge ns tb-br, real servers tb-rs1..3), real servers running nginx on
-# port 8080 (one worker each) and iperf3 -s on port 5201 (rs1). Then, for
+# port 8080 (one worker each; -s python: topo.sh's python3 http.server on
+# port 80 instead) and iperf3 -s on port 5201 (rs1). Then, for
 # each round, both forwarders one after the other (order alternates by
 # round), each started fresh on lcores 0-1 with one forwarding lcore (1),
 # --no-huge -m 512, and its two taps named tbc / tbb moved into tb-cli / tb-br:
@@ -18,13 +20,20 @@
 #            servers' own addresses on an on-link route through tbc, the
 #            servers reach the client on an on-link route through eth0, so
 #            ARP and all traffic cross testpmd unchanged (plain L2 wire).
+#            The client uses source address 198.18.0.3 here and 198.18.0.2
+#            through uvsd: the servers' TIME_WAIT sockets of one forwarder's
+#            run then never meet the other's SYNs (whose TCP timestamps have
+#            another per-address-pair offset, so PAWS would drop them and the
+#            client would retry after 1 s), which made the first rounds of
+#            this benchmark measure the previous run's leftovers.
 #   uvsd:    VIP 198.18.0.100, TCP 8080 rr over the 3 servers and TCP 5201
 #            to rs1, by NAT (-m) or DR (-g), applied from a rules file.
 #
 # Measured per forwarder and round:
 #   conn/s   3 wrk processes (1 thread, C connections each, 'Connection:
 #            close', so every request is a new TCP connection) for D seconds,
-#            the sum of their Requests/sec. testpmd: one wrk per real server
+#            the sum of their Requests/sec; and the client's SYN
+#            retransmissions during that time (TcpExtTCPSynRetrans). testpmd: one wrk per real server
 #            address; uvsd: all three to the VIP.
 #   up/down  iperf3, one stream, T seconds, client -> server (up) and -R
 #            (down), received bits/s.
@@ -36,14 +45,15 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 
-rounds=5 dur=8 itime=5 conns=8 methods=nat out=
-while getopts "r:d:t:c:m:o:h" o; do
+rounds=5 dur=8 itime=5 conns=8 methods=nat out= server=nginx
+while getopts "r:d:t:c:m:o:s:h" o; do
     case $o in
         r) rounds=$OPTARG ;; d) dur=$OPTARG ;; t) itime=$OPTARG ;;
-        c) conns=$OPTARG ;; m) methods=$OPTARG ;; o) out=$OPTARG ;;
-        *) sed -n '2,33p' "$0"; exit 2 ;;
+        c) conns=$OPTARG ;; m) methods=$OPTARG ;; o) out=$OPTARG ;; s) server=$OPTARG ;;
+        *) sed -n '2,43p' "$0"; exit 2 ;;
     esac
 done
+case $server in nginx) hport=8080 ;; python) hport=80 ;; *) echo "-s nginx|python" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "run.sh needs root (namespaces, taps)" >&2; exit 1; }
 out=${out:-bench/tap/results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"
@@ -108,15 +118,15 @@ busy_others() {
     echo "dpdk (testpmd, uvsd): $(pkg-config --modversion libdpdk 2>/dev/null || echo '?')"
     echo "wrk: $(dpkg-query -W -f '${Version}' wrk 2>/dev/null || echo '?')  iperf3: $(iperf3 --version | head -1)"
     echo "nginx: $(nginx -v 2>&1)"
-    echo "params: rounds=$rounds wrk_seconds=$dur wrk_processes=3 conns_per_process=$conns iperf_seconds=$itime methods=$methods"
+    echo "params: rounds=$rounds wrk_seconds=$dur wrk_processes=3 conns_per_process=$conns iperf_seconds=$itime methods=$methods server=$server:$hport"
     echo "eal: -l 0-1 --no-pci --no-huge -m 512 (both), one forwarding lcore (1)"
 } | tee "$out/machine.txt"
 
-printf "method\tround\tslot\tforwarder\tloadavg\tconn_per_s\twrk_errors\tup_bps\tdown_bps\tbusy_others\n" > "$out/results.tsv"
+printf "method\tround\tslot\tforwarder\tloadavg\tconn_per_s\twrk_errors\tsyn_retrans\tup_bps\tdown_bps\tbusy_others\n" > "$out/results.tsv"
 
 # nginx, one worker, on port 8080 in each real server; iperf3 -s in rs1.
 start_servers() {
-    for i in 1 2 3; do
+    [ "$server" = nginx ] && for i in 1 2 3; do
         local d=$tmp/nginx-rs$i
         mkdir -p "$d"
         cat > "$d/nginx.conf" <<EOF
@@ -141,7 +151,7 @@ EOF
     nsx "$P-rs1" iperf3 -s -p 5201 >"$tmp/iperf3-s.log" 2>&1 &
     for i in 1 2 3; do
         for _ in $(seq 100); do
-            nsx "$P-rs$i" bash -c "exec 3<>/dev/tcp/127.0.0.1/8080" 2>/dev/null && break
+            nsx "$P-rs$i" bash -c "exec 3<>/dev/tcp/127.0.0.1/$hport" 2>/dev/null && break
             sleep 0.1
         done
     done
@@ -169,7 +179,7 @@ start_testpmd() {
     grep -qi "start packet forwarding" "$log" || { cat "$log"; echo "testpmd did not start" >&2; return 1; }
     "$root/scripts/topo.sh" attach "$P"
     # A plain wire: on-link routes both ways through the taps.
-    nsx "$P-cli" ip route replace 198.18.1.0/24 dev "${P}c"
+    nsx "$P-cli" ip route replace 198.18.1.0/24 dev "${P}c" src 198.18.0.3
     for i in 1 2 3; do nsx "$P-rs$i" ip route replace 198.18.0.0/24 dev eth0; done
 }
 
@@ -177,8 +187,8 @@ start_uvsd() {
     local log=$1 method=$2 flag
     case $method in nat) flag=-m ;; dr) flag=-g ;; esac
     {
-        echo "-A -t 198.18.0.100:8080 -s rr"
-        for i in 1 2 3; do echo "-a -t 198.18.0.100:8080 -r 198.18.1.1$i:8080 $flag -w 1"; done
+        echo "-A -t 198.18.0.100:$hport -s rr"
+        for i in 1 2 3; do echo "-a -t 198.18.0.100:$hport -r 198.18.1.1$i:$hport $flag -w 1"; done
         echo "-A -t 198.18.0.100:5201 -s rr"
         echo "-a -t 198.18.0.100:5201 -r 198.18.1.11:5201 $flag -w 1"
     } > "$tmp/rules"
@@ -214,24 +224,33 @@ EOF
     for i in 1 2 3; do nsx "$P-rs$i" ip route del 198.18.0.0/24 dev eth0 2>/dev/null || true; done
 }
 
-# One measurement: wrk then iperf3 up and down. Prints "conn/s errors up down".
+# The client namespace's count of retransmitted SYNs.
+syn_retrans() {
+    nsx "$P-cli" cat /proc/net/netstat | awk '/^TcpExt:/ {
+        if (!h) { for (i = 1; i <= NF; i++) k[i] = $i; h = 1 }
+        else for (i = 1; i <= NF; i++) if (k[i] == "TCPSynRetrans") print $i }'
+}
+
+# One measurement: wrk then iperf3 up and down. Prints "conn/s errors syn_retrans up down".
 measure() {
     local tag=$1; shift
     local targets=("$@") ok=1 t
     for t in "${targets[@]}"; do
         # warm-up and check: the path answers (ARP, neighbour, service)
-        nsx "$P-cli" curl -s -f -m 3 -o /dev/null "http://$t:8080/who" || ok=0
+        nsx "$P-cli" curl -s -f -m 3 -o /dev/null "http://$t:$hport/who" || ok=0
     done
-    [ $ok = 1 ] || { echo "$tag: path check failed" >&2; echo "NA NA NA NA"; return; }
-    local pids=() k=0
+    [ $ok = 1 ] || { echo "$tag: path check failed" >&2; echo "NA NA NA NA NA"; return; }
+    local pids=() k=0 syn0
+    syn0=$(syn_retrans)
     for t in "${targets[@]}"; do
         k=$((k + 1))
         nsx "$P-cli" wrk -t1 -c"$conns" -d"${dur}s" --timeout 2s -H 'Connection: close' \
-            "http://$t:8080/who" >"$out/$tag.wrk$k.txt" 2>&1 &
+            "http://$t:$hport/who" >"$out/$tag.wrk$k.txt" 2>&1 &
         pids+=($!)
     done
     wait "${pids[@]}" || true
-    local rps errs
+    local rps errs syn
+    syn=$(($(syn_retrans) - syn0))
     rps=$(cat "$out/$tag".wrk*.txt | awk '/^Requests\/sec:/ {s += $2} END {printf "%.0f", s}')
     errs=$(cat "$out/$tag".wrk*.txt | awk '/Socket errors:/ {gsub(",",""); s += $4 + $6 + $8 + $10}
         /Non-2xx/ {s += $NF} END {print s + 0}')
@@ -243,13 +262,14 @@ measure() {
     local up down
     up=$(python3 -c 'import json,sys; print("%.0f" % json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"])' "$out/$tag.up.json" 2>/dev/null || echo NA)
     down=$(python3 -c 'import json,sys; print("%.0f" % json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"])' "$out/$tag.down.json" 2>/dev/null || echo NA)
-    echo "$rps $errs $up $down"
+    echo "$rps $errs $syn $up $down"
 }
 
 for method in ${methods//,/ }; do
     case $method in nat|dr) ;; *) echo "unknown method $method" >&2; exit 2 ;; esac
     echo "== topology for $method"
-    "$root/scripts/topo.sh" create "$P" "$method" 3 1
+    # two client addresses: 198.18.0.2 (uvsd) and 198.18.0.3 (testpmd)
+    "$root/scripts/topo.sh" create "$P" "$method" 3 2
     start_servers
     for r in $(seq 1 "$rounds"); do
         if [ $((r % 2)) = 1 ]; then order="testpmd uvsd"; else order="uvsd testpmd"; fi
@@ -268,11 +288,11 @@ for method in ${methods//,/ }; do
                 UVS_SOCKET=$tmp/uvsadm.sock "$UVSADM" -L -n --stats >"$out/$tag.stats.txt" 2>&1 || true
             fi
             stop_fwd
-            read -r rps errs up down <<<"$res"
-            printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$method" "$r" "$slot" "$f" "$la" \
-                "$rps" "$errs" "$up" "$down" "${others:--}" >> "$out/results.tsv"
-            printf "%-4s round %d %-8s load %-15s conn/s %-7s errors %-5s up %-11s down %-11s busy: %s\n" \
-                "$method" "$r" "$f" "$la" "$rps" "$errs" "$up" "$down" "${others:--}"
+            read -r rps errs syn up down <<<"$res"
+            printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$method" "$r" "$slot" "$f" "$la" \
+                "$rps" "$errs" "$syn" "$up" "$down" "${others:--}" >> "$out/results.tsv"
+            printf "%-4s round %d %-8s load %-15s conn/s %-7s errors %-4s synretr %-5s up %-11s down %-11s busy: %s\n" \
+                "$method" "$r" "$f" "$la" "$rps" "$errs" "$syn" "$up" "$down" "${others:--}"
         done
     done
     # next method: fresh topology

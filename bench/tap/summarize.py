@@ -59,13 +59,13 @@ def main():
             med = "%.2f" % statistics.median(ratios) if ratios else "n/a"
             print(f"| {label} | {cells[0]} | {cells[1]} | {' '.join(per)} | {med} |")
         print()
-        print("| round | forwarder (in order) | loadavg 1/5/15 at start | conn/s | wrk errors "
+        print("| round | forwarder (in order) | loadavg 1/5/15 at start | conn/s | wrk errors | SYN retrans "
               "| up Gbit/s | down Gbit/s | other processes >20% CPU at start |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in sorted(mine, key=lambda r: (int(r["round"]), int(r["slot"]))):
             up, down = num(r["up_bps"]), num(r["down_bps"])
             print(f"| {r['round']} | {r['forwarder']} | {r['loadavg']} | {r['conn_per_s']} "
-                  f"| {r['wrk_errors']} | {'%.3f' % (up / 1e9) if up else 'NA'} "
+                  f"| {r['wrk_errors']} | {r.get('syn_retrans', '-')} | {'%.3f' % (up / 1e9) if up else 'NA'} "
                   f"| {'%.3f' % (down / 1e9) if down else 'NA'} | {r.get('busy_others', '-')} |")
         print()
 
