@@ -7,7 +7,11 @@ in that round) and the median of those ratios. Rounds where either
 forwarder has no figure (a failed path check) are left out of the ratios
 and said so.
 
-Usage: summarize.py results.tsv
+Several files (runs) are pooled: their rounds are taken together, each
+still pairing the two forwarders of the same round of the same run, and the
+per-round table is left out.
+
+Usage: summarize.py results.tsv [more results.tsv ...]
 """
 import csv
 import statistics
@@ -28,12 +32,18 @@ def num(v):
 
 
 def main():
-    rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+    rows = []
+    for k, path in enumerate(sys.argv[1:]):
+        for r in csv.DictReader(open(path), delimiter="\t"):
+            r["key"] = (k, int(r["round"]))
+            rows.append(r)
     for method in sorted({r["method"] for r in rows}):
         mine = [r for r in rows if r["method"] == method]
-        rounds = sorted({int(r["round"]) for r in mine})
-        by = {(int(r["round"]), r["forwarder"]): r for r in mine}
-        print(f"### {method.upper()}: {len(rounds)} rounds\n")
+        rounds = sorted({r["key"] for r in mine})
+        by = {(r["key"], r["forwarder"]): r for r in mine}
+        nruns = len({k for k, _ in rounds})
+        pooled = f" from {nruns} runs, pooled" if nruns > 1 else ""
+        print(f"### {method.upper()}: {len(rounds)} rounds{pooled}\n")
         print("| metric | testpmd median (min-max) | uvsd median (min-max) "
               "| uvsd/testpmd per round | median ratio |")
         print("|---|---|---|---|---|")
@@ -59,10 +69,12 @@ def main():
             med = "%.2f" % statistics.median(ratios) if ratios else "n/a"
             print(f"| {label} | {cells[0]} | {cells[1]} | {' '.join(per)} | {med} |")
         print()
+        if nruns > 1:
+            continue
         print("| round | forwarder (in order) | loadavg 1/5/15 at start | conn/s | wrk errors | SYN retrans "
               "| up Gbit/s | down Gbit/s | other processes >20% CPU at start |")
         print("|---|---|---|---|---|---|---|---|---|")
-        for r in sorted(mine, key=lambda r: (int(r["round"]), int(r["slot"]))):
+        for r in sorted(mine, key=lambda r: (r["key"], int(r["slot"]))):
             up, down = num(r["up_bps"]), num(r["down_bps"])
             print(f"| {r['round']} | {r['forwarder']} | {r['loadavg']} | {r['conn_per_s']} "
                   f"| {r['wrk_errors']} | {r.get('syn_retrans', '-')} | {'%.3f' % (up / 1e9) if up else 'NA'} "
