@@ -61,6 +61,11 @@ read -r -a mem <<<"$(bench_mem_args)"
     echo
     echo "[workers]"
     echo "lcores = [1]"
+    # Room for every connection a run creates: with --mode new every packet
+    # opens one, and TCP SYN_RECV entries live 60 s (UDP 300 s), so a table
+    # of the default 1 Mi entries fills within the first second and new
+    # flows are then refused (counted as table_full) for the rest of the run.
+    echo "conn_capacity = ${UVS_CONN_CAPACITY:-16777216}"
     echo
     echo "[control]"
     echo "socket = \"$BENCH_WORK/uvsadm.sock\""
