@@ -9,68 +9,13 @@
 //! bench/PIPELINE.md.
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use dataplane::buf::{PacketBuf, TestBuf};
-use dataplane::config::{ConfigOp, ConfigStore};
-use dataplane::lb::{Action, Egress, Lb, LbSettings};
-use dataplane::model::{DestConfig, ForwardMethod, Protocol, ServiceConfig, ServiceKey};
+use dataplane::lb::{Action, Lb, LbSettings};
 use dataplane::wire::parse_packet;
-use etherparse::PacketBuilder;
-
-struct Routes;
-impl Egress for Routes {
-    fn route(&self, _dst: IpAddr) -> Option<(IpAddr, u16)> {
-        Some((IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1)), 1500))
-    }
-    fn mtu(&self, _dst: IpAddr) -> u16 {
-        1500
-    }
-}
-
-const VIP: [u8; 4] = [198, 18, 0, 100];
-
-/// A 64-byte-class TCP frame from client `n` (198.18.128.0/17, port from n).
-fn tcp(n: u32, syn: bool) -> Vec<u8> {
-    let a = 0xC612_8000u32 | (n >> 14 & 0x7fff);
-    let port = 1024 + (n & 0x3fff) as u16;
-    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4(a.to_be_bytes(), VIP, 64)
-        .tcp(port, 80, 1, 1024);
-    let b = if syn { b.syn() } else { b.ack(1) };
-    let mut out = Vec::new();
-    b.write(&mut out, &[]).unwrap();
-    out
-}
-
-fn store(sched: &str) -> ConfigStore {
-    let mut st = ConfigStore::new();
-    let key = ServiceKey::Addr {
-        protocol: Protocol::Tcp,
-        addr: IpAddr::V4(Ipv4Addr::from(VIP)),
-        port: 80,
-    };
-    let mut cfg = ServiceConfig::new(key);
-    cfg.scheduler = sched.into();
-    st.apply(&ConfigOp::AddService(cfg)).unwrap();
-    for i in 0..10u8 {
-        st.apply(&ConfigOp::AddDest(
-            key,
-            DestConfig {
-                addr: IpAddr::V4(Ipv4Addr::new(198, 18, 1, 11 + i)),
-                port: 8080,
-                method: ForwardMethod::Masq,
-                weight: 1 + i32::from(i % 3),
-                u_threshold: 0,
-                l_threshold: 0,
-            },
-        ))
-        .unwrap();
-    }
-    st
-}
+use uvs_bench::{store, tcp, Routes};
 
 /// With `--features dpdk` and `PIPELINE_THP=1`, the connection table asks
 /// for transparent huge pages as the daemon's does.

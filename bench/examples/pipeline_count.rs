@@ -10,61 +10,13 @@
 //! Instructions per packet = the collected Ir / P (`send` copies the frame
 //! into the buffer, parses it and runs `Lb::process`).
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use dataplane::buf::{PacketBuf, TestBuf};
-use dataplane::config::{ConfigOp, ConfigStore};
-use dataplane::lb::{Action, Egress, Lb, LbSettings};
-use dataplane::model::{DestConfig, ForwardMethod, Protocol, ServiceConfig, ServiceKey};
+use dataplane::lb::{Action, Lb, LbSettings};
 use dataplane::wire::parse_packet;
-use etherparse::PacketBuilder;
-
-struct Routes;
-impl Egress for Routes {
-    fn route(&self, _dst: IpAddr) -> Option<(IpAddr, u16)> {
-        Some((IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1)), 1500))
-    }
-    fn mtu(&self, _dst: IpAddr) -> u16 {
-        1500
-    }
-}
-
-fn tcp(n: u32, syn: bool) -> Vec<u8> {
-    let a = 0xC612_8000u32 | (n >> 14 & 0x7fff);
-    let port = 1024 + (n & 0x3fff) as u16;
-    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4(a.to_be_bytes(), [198, 18, 0, 100], 64)
-        .tcp(port, 80, 1, 1024);
-    let b = if syn { b.syn() } else { b.ack(1) };
-    let mut out = Vec::new();
-    b.write(&mut out, &[]).unwrap();
-    out
-}
+use uvs_bench::{store, tcp, Routes};
 
 fn lb(sched: &str, capacity: u32) -> Lb {
-    let mut st = ConfigStore::new();
-    let key = ServiceKey::Addr {
-        protocol: Protocol::Tcp,
-        addr: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100)),
-        port: 80,
-    };
-    let mut cfg = ServiceConfig::new(key);
-    cfg.scheduler = sched.into();
-    st.apply(&ConfigOp::AddService(cfg)).unwrap();
-    for i in 0..10u8 {
-        st.apply(&ConfigOp::AddDest(
-            key,
-            DestConfig {
-                addr: IpAddr::V4(Ipv4Addr::new(198, 18, 1, 11 + i)),
-                port: 8080,
-                method: ForwardMethod::Masq,
-                weight: 1 + i32::from(i % 3),
-                u_threshold: 0,
-                l_threshold: 0,
-            },
-        ))
-        .unwrap();
-    }
+    let st = store(sched);
     let mut lb = Lb::new(
         0,
         LbSettings {

@@ -4,8 +4,9 @@
 //! The pure modules (`buf`, `wire`, `model`, `stats`, `config`, `sched`,
 //! `conn`, `xmit`, `net`) know nothing of DPDK: they work on byte buffers
 //! through [`buf::PacketBuf`], take time from an injected clock, and are
-//! tested without EAL. The `dpdk` module (feature `dpdk`) is the only place
-//! with `unsafe` in this crate: EAL, mempools, mbufs, ports, rings, lcores.
+//! tested without EAL. The `dpdk` module (feature `dpdk`: EAL, mempools,
+//! mbufs, ports, rings, lcores) is the only code of this crate that is not
+//! safe Rust, each block with its SAFETY comment.
 
 pub mod buf;
 pub mod config;
