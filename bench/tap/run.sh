@@ -95,6 +95,8 @@ cleanup() {
     stop_fwd
     "$root/scripts/topo.sh" destroy "$P" || true
     rm -rf "$tmp"
+    # testpmd leaves its EAL runtime directory behind (uvsd removes its own).
+    rm -rf "/var/run/dpdk/tapbench-tp-$$" "/var/run/dpdk/tapbench-uvs-$$"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
