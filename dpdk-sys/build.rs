@@ -108,6 +108,9 @@ fn main() {
     }
     // Driver libraries are not in libdpdk.pc; rte_vdev_init lives here.
     println!("cargo:rustc-link-lib=dylib=rte_bus_vdev");
+    // rte_eth_from_rings (ports over rings of our own: the single-process
+    // benchmark and tests).
+    println!("cargo:rustc-link-lib=dylib=rte_net_ring");
     println!("cargo:rerun-if-changed=wrapper.h");
     println!("cargo:rerun-if-changed=shim.c");
     println!("cargo:rerun-if-changed=build.rs");

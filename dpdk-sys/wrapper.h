@@ -14,6 +14,7 @@
 #include <rte_dev.h>
 #include <rte_version.h>
 #include <rte_malloc.h>
+#include <rte_eth_ring.h>
 
 /* Macros that bindgen cannot turn into functions (shim.c). */
 int uvs_errno(void);

@@ -17,12 +17,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use dataplane::dpdk::{lcore, Eal, Mempool, Port, PortConf, Ring, Termination};
+use dataplane::dpdk::{lcore, Eal, Mempool, Port, PortConf, Termination};
 use dataplane::lb::{Lb, LbSettings, LbStage, PortRoutes};
 use dataplane::net::{NetCounters, Stack};
 use dataplane::rss::Ownership;
 use dataplane::wire::ethernet::MacAddr;
-use dataplane::worker::{Worker, WorkerReport};
+use dataplane::worker::{Mesh, Worker, WorkerParts, WorkerReport, MESH_RING_SIZE};
 
 use crate::config::Validated;
 use crate::control_hook;
@@ -181,13 +181,9 @@ fn start_and_serve(
     };
     let per_ms = (dataplane::dpdk::tsc_hz() / 1000).max(1);
 
-    // Each worker's inbox for neighbour answers shared by the others.
-    let mut inboxes = vec![];
-    for w in 0..nworkers {
-        let r = Ring::new(&running.eal, &format!("uvs_inbox{w}"), 1024, true)
-            .map_err(|e| e.to_string())?;
-        inboxes.push(Arc::new(r));
-    }
+    // The rings between workers: hand-overs and shared neighbour answers.
+    let mesh =
+        Mesh::new(&running.eal, "uvs_ho", nworkers, MESH_RING_SIZE).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut launched = vec![];
     let mut counters = vec![];
@@ -232,7 +228,7 @@ fn start_and_serve(
         let mut stack = stack;
         stack.set_service_addrs(lb.service_addrs());
         let stage = LbStage::new(lb, w, Ownership::new(nworkers), cell, dump, egress.clone());
-        let worker = Worker {
+        let worker = Worker::new(WorkerParts {
             index: w,
             queues,
             stack,
@@ -241,8 +237,8 @@ fn start_and_serve(
             stop: Arc::clone(&stop),
             counters: Arc::clone(&c),
             report: Arc::clone(&report),
-            inboxes: inboxes.iter().map(Arc::clone).collect(),
-        };
+            links: mesh.links(w),
+        });
         match lcore::launch(&running.eal, lcore, move || worker.run()) {
             Ok(()) => {
                 launched.push(lcore);
@@ -288,9 +284,9 @@ fn start_and_serve(
     }
     control.stop();
     report(&running, &counters, &reports);
-    // Inboxes hold mbufs of the pool: free them before the ports, the pool
-    // and EAL go.
-    drop(inboxes);
+    // The mesh's rings hold mbufs of the pool: free them before the ports,
+    // the pool and EAL go.
+    drop(mesh);
     drop(running);
     if let Some(e) = err {
         return Err(e);

@@ -1,28 +1,40 @@
 //! The poll-mode worker: one per EAL lcore, run to completion.
 //!
-//! Loop: for each of its rx queues, receive a burst into a stack array,
-//! hand each frame to the L2/L3 [`Stack`] (which answers ARP/NDP/ICMP and
-//! passes other IP traffic to the [`Stage`], where the load balancer plugs
-//! in), collect what is to be sent in per-port tx bursts, flush them, then
-//! run the stack's timers. Nothing here allocates, locks, logs or makes a
-//! syscall; time is the TSC converted to milliseconds once per burst.
+//! Loop: for each of its rx queues, receive a burst into a preallocated
+//! array, hand each frame to the L2/L3 [`Stack`] (which answers ARP/NDP/ICMP
+//! and passes other IP traffic to the [`Stage`], where the load balancer
+//! plugs in), collect what is to be sent in per-port tx bursts, flush them,
+//! then drain what the other workers handed over and run the timers.
+//! Nothing here allocates, locks, logs or makes a syscall; time is the TSC
+//! converted to milliseconds once per turn.
 //!
 //! Each worker owns tx queue `index` of every port, so no tx queue is
 //! shared, and the rx queues it was given. It stops when the shared stop
-//! flag is set, between bursts. Its neighbour table is its own; since with
-//! RSS the answer to one worker's ARP request or solicitation may arrive on
-//! another worker's queue, a worker copies every neighbour answer it
-//! receives into its peers' inbox rings (mbufs from the pool, no heap), and
-//! each worker drains its inbox with its rx queues.
+//! flag is set, between turns.
+//!
+//! Workers talk through a [`Mesh`] of single-producer single-consumer
+//! rings, one per ordered pair (DESIGN.md: "per-pair rte_ring"): worker `a`
+//! is the only producer of ring `a -> b` and `b` its only consumer, so
+//! neither side pays for the compare-and-swap a shared multi-producer ring
+//! needs, and one busy sender cannot starve another's hand-overs. Two kinds
+//! of packets travel there: packets whose connection the receiver owns but
+//! that arrived on the sender's queue (hand-over, in per-owner bursts), and
+//! copies of neighbour answers (with RSS, the answer to one worker's ARP
+//! request may arrive on another worker's queue; neighbour tables are per
+//! worker).
+//!
+//! [`Worker::poll`] is one turn of the loop, so that a benchmark can drive
+//! several workers (and a generator) from one thread (`uvs-loop` in
+//! bench/pktgen); [`Worker::run`] polls until stopped.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::buf::PacketBuf;
-use crate::dpdk::{self, Burst, Mbuf, Mempool, PortQueue, Ring};
+use crate::dpdk::{self, Burst, DpdkError, Eal, Mbuf, Mempool, PortQueue, Ring};
 use crate::net::neighbor::State;
-use crate::net::{Io, NetCounters, Stack, Stage};
+use crate::net::{Counter, Io, NetCounters, Stack, Stage};
 use crate::wire::ethernet::MacAddr;
 
 /// What a worker leaves behind when it stops (read by the daemon).
@@ -32,8 +44,70 @@ pub struct WorkerReport {
     pub neighbors: Vec<(IpAddr, u16, MacAddr, bool)>,
 }
 
-/// One worker's resources.
-pub struct Worker<S: Stage<Mbuf>> {
+/// At most this many ports per worker (tx bursts are preallocated).
+pub const MAX_PORTS: usize = 8;
+/// At most this many workers exchange hand-overs.
+pub const MAX_WORKERS: usize = 16;
+/// Slots of each ring between two workers.
+pub const MESH_RING_SIZE: u32 = 1024;
+
+/// One worker's ends of the mesh.
+#[derive(Debug, Default)]
+pub struct Links {
+    /// `to[w]`: the ring this worker alone fills for worker `w` (None for
+    /// itself).
+    pub to: Vec<Option<Arc<Ring>>>,
+    /// The rings the other workers fill for this one (this worker alone
+    /// drains them).
+    pub from: Vec<Arc<Ring>>,
+}
+
+/// The single-producer single-consumer rings between every ordered pair
+/// of `n` workers.
+#[derive(Debug)]
+pub struct Mesh {
+    /// `rings[a][b]`: from worker `a` to worker `b` (None when `a == b`).
+    rings: Vec<Vec<Option<Arc<Ring>>>>,
+}
+
+impl Mesh {
+    /// Creates `n * (n - 1)` rings of `size` slots named `{prefix}{a}_{b}`.
+    pub fn new(eal: &Eal, prefix: &str, n: usize, size: u32) -> Result<Mesh, DpdkError> {
+        let mut rings = Vec::with_capacity(n);
+        for a in 0..n {
+            let mut row = Vec::with_capacity(n);
+            for b in 0..n {
+                row.push(if a == b {
+                    None
+                } else {
+                    Some(Arc::new(Ring::new(
+                        eal,
+                        &format!("{prefix}{a}_{b}"),
+                        size,
+                        false,
+                    )?))
+                });
+            }
+            rings.push(row);
+        }
+        Ok(Mesh { rings })
+    }
+
+    /// Worker `w`'s ends.
+    pub fn links(&self, w: usize) -> Links {
+        Links {
+            to: self.rings.get(w).cloned().unwrap_or_default(),
+            from: self
+                .rings
+                .iter()
+                .filter_map(|row| row.get(w).and_then(|r| r.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// What a worker is built from.
+pub struct WorkerParts<S: Stage<Mbuf>> {
     pub index: usize,
     /// One entry per port: tx queue `index`, plus this worker's rx queue on
     /// that port if it has one.
@@ -44,10 +118,31 @@ pub struct Worker<S: Stage<Mbuf>> {
     pub stop: Arc<AtomicBool>,
     pub counters: Arc<NetCounters>,
     pub report: Arc<Mutex<Option<WorkerReport>>>,
-    /// Every worker's inbox, by worker index (this worker's own included):
-    /// neighbour answers shared by the others, and packets whose connection
-    /// this worker owns that arrived on another worker's queue.
-    pub inboxes: Vec<Arc<Ring>>,
+    pub links: Links,
+}
+
+/// One worker's resources and its preallocated bursts.
+pub struct Worker<S: Stage<Mbuf>> {
+    /// First, so that anything left in it is freed while the pool and the
+    /// queues are still held.
+    bursts: Box<Bursts>,
+    index: usize,
+    queues: Vec<PortQueue>,
+    stack: Stack<Mbuf>,
+    stage: S,
+    pool: Arc<Mempool>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<NetCounters>,
+    report: Arc<Mutex<Option<WorkerReport>>>,
+    links: Links,
+    per_ms: u64,
+}
+
+/// The bursts a turn fills, allocated once with the worker.
+struct Bursts {
+    rx: Burst,
+    tx: [Burst; MAX_PORTS],
+    handoff: [Burst; MAX_WORKERS],
 }
 
 impl<S: Stage<Mbuf>> std::fmt::Debug for Worker<S> {
@@ -64,43 +159,41 @@ struct WorkerIo<'a> {
     tx: &'a mut [Burst],
     pool: &'a Mempool,
     counters: &'a NetCounters,
-    /// Every worker's inbox, by index.
-    inboxes: &'a [Arc<Ring>],
-    /// This worker's index.
-    me: usize,
+    /// The rings to the other workers, by worker index.
+    to: &'a [Option<Arc<Ring>>],
     /// Whether neighbour answers are copied to the others (not for frames
-    /// that came from the inbox: they were shared already).
+    /// that came from them: they were shared already).
     share: bool,
     /// Hand-overs waiting to be enqueued, one burst per owner.
     handoff: &'a mut [Burst],
 }
 
 impl WorkerIo<'_> {
-    /// Enqueues the hand-overs gathered for `w` into its inbox; what does
-    /// not fit is counted and freed.
+    /// Enqueues the hand-overs gathered for `w`; what does not fit is
+    /// counted and freed.
     fn flush_handoff(&mut self, w: usize) {
         let b = &mut self.handoff[w];
         if b.is_empty() {
             return;
         }
-        self.inboxes[w].enqueue(b);
+        if let Some(Some(ring)) = self.to.get(w) {
+            ring.enqueue(b);
+        }
         if !b.is_empty() {
-            self.counters
-                .add(crate::net::Counter::DropHandOverFull, b.len() as u64);
+            self.counters.add(Counter::DropHandOverFull, b.len() as u64);
             b.clear();
         }
     }
 
     fn flush(&mut self) {
-        for w in 0..self.handoff.len().min(self.inboxes.len()) {
+        for w in 0..self.handoff.len() {
             self.flush_handoff(w);
         }
         for (q, b) in self.queues.iter_mut().zip(self.tx.iter_mut()) {
             if !b.is_empty() {
                 q.tx_burst(b);
                 if !b.is_empty() {
-                    self.counters
-                        .add(crate::net::Counter::DropTxFull, b.len() as u64);
+                    self.counters.add(Counter::DropTxFull, b.len() as u64);
                     b.clear();
                 }
             }
@@ -118,10 +211,9 @@ impl Io<Mbuf> for WorkerIo<'_> {
         if !self.share {
             return;
         }
-        let me = self.me;
-        for (_, peer) in self.inboxes.iter().enumerate().filter(|(i, _)| *i != me) {
+        for ring in self.to.iter().flatten() {
             let Some(mut m) = self.pool.alloc() else {
-                self.counters.inc(crate::net::Counter::DropNoBuffer);
+                self.counters.inc(Counter::DropNoBuffer);
                 return;
             };
             if !m.append(frame.len()) {
@@ -131,25 +223,25 @@ impl Io<Mbuf> for WorkerIo<'_> {
             m.set_port(port);
             let mut one = Burst::new();
             if one.push(m).is_ok() {
-                peer.enqueue(&mut one);
+                ring.enqueue(&mut one);
             }
-            // Anything not enqueued (inbox full) is freed with `one`.
+            // Anything not enqueued (ring full) is freed with `one`.
         }
     }
 
     #[inline]
     fn hand_over(&mut self, worker: usize, port: u16, mut buf: Mbuf) {
-        if worker == self.me || worker >= self.handoff.len().min(self.inboxes.len()) {
+        if !matches!(self.to.get(worker), Some(Some(_))) || worker >= self.handoff.len() {
             // Ownership never names this worker or a missing one; dropping
             // beats looping the packet.
-            self.counters.inc(crate::net::Counter::DropHandOverFull);
+            self.counters.inc(Counter::DropHandOverFull);
             return;
         }
         buf.set_port(port);
         if let Err(buf) = self.handoff[worker].push(buf) {
             self.flush_handoff(worker);
             if self.handoff[worker].push(buf).is_err() {
-                self.counters.inc(crate::net::Counter::DropHandOverFull);
+                self.counters.inc(Counter::DropHandOverFull);
             }
         }
     }
@@ -157,93 +249,132 @@ impl Io<Mbuf> for WorkerIo<'_> {
     #[inline]
     fn tx(&mut self, port: u16, buf: Mbuf) {
         let Some(i) = self.queues.iter().position(|q| q.port_id() == port) else {
-            self.counters.inc(crate::net::Counter::DropNoRoute);
+            self.counters.inc(Counter::DropNoRoute);
             return;
         };
         if let Err(buf) = self.tx[i].push(buf) {
             self.queues[i].tx_burst(&mut self.tx[i]);
             if let Err(buf) = self.tx[i].push(buf) {
-                self.counters.inc(crate::net::Counter::DropTxFull);
+                self.counters.inc(Counter::DropTxFull);
                 drop(buf);
             }
         }
     }
 }
 
-/// At most this many ports per worker (tx bursts live on the stack).
-pub const MAX_PORTS: usize = 8;
-/// At most this many workers exchange hand-overs (bursts on the stack).
-pub const MAX_WORKERS: usize = 16;
-
 impl<S: Stage<Mbuf>> Worker<S> {
-    /// Polls until the stop flag is set. Returns 0.
-    pub fn run(mut self) -> i32 {
-        let hz = dpdk::tsc_hz().max(1000);
-        let per_ms = hz / 1000;
-        let mut tx: [Burst; MAX_PORTS] = std::array::from_fn(|_| Burst::new());
-        let mut handoff: [Burst; MAX_WORKERS] = std::array::from_fn(|_| Burst::new());
-        let nworkers = self.inboxes.len().min(MAX_WORKERS);
-        let nports = self.queues.len().min(MAX_PORTS);
-        let mut rx = Burst::new();
-        while !self.stop.load(Ordering::Relaxed) {
-            let now = dpdk::tsc_cycles() / per_ms;
-            for qi in 0..nports {
-                if self.queues[qi].rx_burst(&mut rx) == 0 {
-                    continue;
-                }
-                let port = self.queues[qi].port_id();
-                let mut io = WorkerIo {
-                    queues: &mut self.queues[..nports],
-                    tx: &mut tx[..nports],
-                    pool: &self.pool,
-                    counters: &self.counters,
-                    inboxes: &self.inboxes,
-                    me: self.index,
-                    share: true,
-                    handoff: &mut handoff[..nworkers],
-                };
-                {
-                    let ms = rx.as_mut_slice();
-                    let mut frames: [&[u8]; dpdk::BURST_SIZE] = [&[]; dpdk::BURST_SIZE];
-                    let n = ms.len().min(dpdk::BURST_SIZE);
-                    for (f, m) in frames.iter_mut().zip(ms.iter()) {
-                        *f = m.data();
-                    }
-                    self.stage.warm(&frames[..n]);
-                }
-                for m in rx.drain() {
-                    self.stack.input(port, m, now, &mut io, &mut self.stage);
-                }
-                self.stage.end_burst(now);
-                io.flush();
+    /// A worker ready to poll (at most [`MAX_PORTS`] ports and
+    /// [`MAX_WORKERS`] workers are used).
+    pub fn new(p: WorkerParts<S>) -> Self {
+        let mut queues = p.queues;
+        queues.truncate(MAX_PORTS);
+        let mut links = p.links;
+        links.to.truncate(MAX_WORKERS);
+        Worker {
+            index: p.index,
+            queues,
+            stack: p.stack,
+            stage: p.stage,
+            pool: p.pool,
+            stop: p.stop,
+            counters: p.counters,
+            report: p.report,
+            links,
+            bursts: Box::new(Bursts {
+                rx: Burst::new(),
+                tx: std::array::from_fn(|_| Burst::new()),
+                handoff: std::array::from_fn(|_| Burst::new()),
+            }),
+            per_ms: (dpdk::tsc_hz() / 1000).max(1),
+        }
+    }
+
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    pub fn stage(&self) -> &S {
+        &self.stage
+    }
+
+    /// One turn: every rx queue once, then the rings from the other
+    /// workers, then the timers. Returns how many packets it took in.
+    pub fn poll(&mut self) -> usize {
+        let now = dpdk::tsc_cycles() / self.per_ms;
+        let nports = self.queues.len();
+        let nworkers = self.links.to.len();
+        let b = &mut *self.bursts;
+        let mut taken = 0;
+        for qi in 0..nports {
+            if self.queues[qi].rx_burst(&mut b.rx) == 0 {
+                continue;
             }
+            taken += b.rx.len();
+            let port = self.queues[qi].port_id();
             let mut io = WorkerIo {
-                queues: &mut self.queues[..nports],
-                tx: &mut tx[..nports],
+                queues: &mut self.queues,
+                tx: &mut b.tx[..nports],
                 pool: &self.pool,
                 counters: &self.counters,
-                inboxes: &self.inboxes,
-                me: self.index,
-                share: false,
-                handoff: &mut handoff[..nworkers],
+                to: &self.links.to,
+                share: true,
+                handoff: &mut b.handoff[..nworkers],
             };
-            let n = match self.inboxes.get(self.index) {
-                Some(inbox) => inbox.dequeue(&mut rx),
-                None => 0,
-            };
-            if n > 0 {
-                self.counters.add(crate::net::Counter::HandedIn, n as u64);
-                for m in rx.drain() {
-                    let port = m.port();
-                    self.stack.input(port, m, now, &mut io, &mut self.stage);
+            {
+                let ms = b.rx.as_mut_slice();
+                let mut frames: [&[u8]; dpdk::BURST_SIZE] = [&[]; dpdk::BURST_SIZE];
+                let n = ms.len().min(dpdk::BURST_SIZE);
+                for (f, m) in frames.iter_mut().zip(ms.iter()) {
+                    *f = m.data();
                 }
+                self.stage.warm(&frames[..n]);
             }
-            self.stack.tick(now, &mut io);
+            for m in b.rx.drain() {
+                self.stack.input(port, m, now, &mut io, &mut self.stage);
+            }
+            self.stage.end_burst(now);
             io.flush();
-            if self.stage.tick(now) {
-                self.stack.set_service_addrs(self.stage.service_addrs());
+        }
+        let mut io = WorkerIo {
+            queues: &mut self.queues,
+            tx: &mut b.tx[..nports],
+            pool: &self.pool,
+            counters: &self.counters,
+            to: &self.links.to,
+            share: false,
+            handoff: &mut b.handoff[..nworkers],
+        };
+        for ring in &self.links.from {
+            let n = ring.dequeue(&mut b.rx);
+            if n == 0 {
+                continue;
+            }
+            taken += n;
+            self.counters.add(Counter::HandedIn, n as u64);
+            for m in b.rx.drain() {
+                let port = m.port();
+                self.stack.input(port, m, now, &mut io, &mut self.stage);
             }
         }
+        self.stack.tick(now, &mut io);
+        io.flush();
+        if self.stage.tick(now) {
+            self.stack.set_service_addrs(self.stage.service_addrs());
+        }
+        taken
+    }
+
+    /// Polls until the stop flag is set, then leaves its report. Returns 0.
+    pub fn run(mut self) -> i32 {
+        while !self.stop.load(Ordering::Relaxed) {
+            self.poll();
+        }
+        self.finish();
+        0
+    }
+
+    /// Leaves the worker's report (neighbour entries) for the daemon.
+    pub fn finish(&mut self) {
         let neighbors = self
             .stack
             .neighbors()
@@ -254,7 +385,6 @@ impl<S: Stage<Mbuf>> Worker<S> {
         if let Ok(mut r) = self.report.lock() {
             *r = Some(WorkerReport { neighbors });
         }
-        0
     }
 }
 

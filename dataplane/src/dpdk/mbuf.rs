@@ -135,6 +135,11 @@ pub struct Burst {
     len: usize,
 }
 
+// SAFETY: the first `len` pointers are mbufs this Burst owns exclusively,
+// as each Mbuf owns its own; moving the Burst moves their ownership, which
+// is as sound as moving the Mbufs (see `Mbuf`'s Send). The rest are unused.
+unsafe impl Send for Burst {}
+
 impl Default for Burst {
     fn default() -> Self {
         Burst::new()

@@ -34,7 +34,7 @@ pub use eal::Eal;
 pub use mbuf::{Burst, Drain, Mbuf, BURST_SIZE};
 pub use mempool::Mempool;
 pub use port::{Port, PortConf, PortQueue, PortStats};
-pub use ring::Ring;
+pub use ring::{ring_port, Ring};
 pub use signals::Termination;
 
 use std::ffi::CStr;

@@ -93,3 +93,44 @@ impl Drop for Ring {
         unsafe { dpdk_sys::rte_ring_free(self.raw.as_ptr()) };
     }
 }
+
+/// Creates an ethdev whose rx queue `i` reads `rx[i]` and tx queue `i`
+/// writes `tx[i]` (`rte_eth_from_rings`), for a generator or a test that
+/// feeds a port and drains it from the same process. Returns the ethdev's
+/// name (the driver prefixes `name` with `net_ring_`): open it afterwards
+/// with [`super::Port::open`] and that name as device. The rings must
+/// outlive the port; ring ports do not free them.
+pub fn ring_port(_eal: &Eal, name: &str, rx: &[&Ring], tx: &[&Ring]) -> Result<String, DpdkError> {
+    let cname = CString::new(name).map_err(|_| DpdkError::Nul(name.to_string()))?;
+    let mut rxp: Vec<*mut dpdk_sys::rte_ring> = rx.iter().map(|r| r.raw.as_ptr()).collect();
+    let mut txp: Vec<*mut dpdk_sys::rte_ring> = tx.iter().map(|r| r.raw.as_ptr()).collect();
+    // SAFETY: EAL initialised; valid C string; the arrays hold valid rings
+    // and live across the call (the driver copies the pointers); the counts
+    // are the arrays' lengths.
+    let rc = unsafe {
+        dpdk_sys::rte_eth_from_rings(
+            cname.as_ptr(),
+            rxp.as_mut_ptr(),
+            rxp.len() as u32,
+            txp.as_mut_ptr(),
+            txp.len() as u32,
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(call_err(
+            format!("creating ring port {name}"),
+            super::errno(),
+        ));
+    }
+    let mut buf = [0 as std::ffi::c_char; 64];
+    // SAFETY: rc is the new port's id; buf has RTE_ETH_NAME_MAX_LEN (64)
+    // bytes, which the call requires, and receives a NUL-terminated name.
+    let rc = unsafe { dpdk_sys::rte_eth_dev_get_name_by_port(rc as u16, buf.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(call_err(format!("naming ring port {name}"), rc));
+    }
+    // SAFETY: NUL-terminated by the call above, within buf.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Ok(name.to_string_lossy().into_owned())
+}

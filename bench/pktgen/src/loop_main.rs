@@ -1,0 +1,567 @@
+//! `uvs-loop`: the single-process benchmark — uvsd's worker pipeline between
+//! ports inside one process, against an empty pipeline, on one core.
+//!
+//! Why: two-process memif runs on these VMs flip between a fast and a slow
+//! state (dpdk-notes.md), so their absolute figures move from run to run.
+//! Here the generator, the pipeline and the sink share one thread and one
+//! core: nothing waits on another process, and the difference between the
+//! uvsd pipeline and an empty one (rx burst straight to tx burst, as
+//! testpmd's io forwarding) is the cost uvsd adds per packet. That is the
+//! figure to track from commit to commit.
+//!
+//! The port is a `net_ring` ethdev over rings this program owns
+//! (`rte_eth_from_rings`): per queue, the generator fills the rx ring and
+//! the sink drains the tx ring. The pipeline is the daemon's own
+//! [`Worker`] (L2/L3 stack, load-balancing stage, per-pair hand-over
+//! rings), polled one turn at a time. Each turn: the generator builds a
+//! burst per queue from the packet template (the whole frame is copied in,
+//! as a NIC's DMA would, because NAT rewrote the last one in place),
+//! enqueues it, every worker polls once, the sink checks and frees what
+//! came out.
+//!
+//! With `--workers 2`, packets are put on the queue of the worker that owns
+//! their connection (`--handover none`) or of the other one (`--handover
+//! all`): the difference per packet is what a hand-over costs.
+//!
+//! Rounds alternate the empty pipeline and uvsd, so a slow spell of the
+//! machine hits both; each round prints a JSON line, the last line is the
+//! summary (medians).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+use dataplane::buf::PacketBuf;
+use dataplane::config::{ConfigOp, ConfigStore};
+use dataplane::dpdk::{
+    ring_port, tsc_cycles, tsc_hz, Burst, Eal, Mempool, Port, PortConf, PortQueue, Ring,
+};
+use dataplane::lb::{ConfigCell, ConnDump, Lb, LbSettings, LbStage, PortRoutes};
+use dataplane::model::{
+    DestConfig, ForwardMethod, Protocol, ServiceConfig, ServiceKey, TunnelConfig,
+};
+use dataplane::net::{Counter, Interface, L3Config, NetCounters, Prefix, Stack};
+use dataplane::rss::Ownership;
+use dataplane::wire::ethernet::MacAddr;
+use dataplane::worker::{Mesh, Worker, WorkerParts};
+use serde_json::json;
+
+use uvs_pktgen::check::{Checker, Expect};
+use uvs_pktgen::flows::{stride, FlowSpace};
+use uvs_pktgen::schedule::Schedule;
+use uvs_pktgen::template::{FrameSpec, Proto, Template};
+
+const DUT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const GEN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+const RING_SLOTS: u32 = 1024;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "uvs-loop",
+    about = "uvsd's pipeline against an empty one, in one process on one core"
+)]
+struct Args {
+    /// Forwarding method of the real servers: nat, dr or tun.
+    #[arg(long, default_value = "nat", value_parser = ["nat", "dr", "tun"])]
+    method: String,
+    /// tcp or udp.
+    #[arg(long, default_value = "udp", value_parser = ["tcp", "udp"])]
+    proto: String,
+    /// established (the same flows over and over), new (every packet a new
+    /// flow) or mixed (one new in --new-every).
+    #[arg(long, default_value = "established", value_parser = ["established", "new", "mixed"])]
+    mode: String,
+    /// Established flows.
+    #[arg(long, default_value_t = 1000)]
+    flows: u64,
+    /// In mixed mode, one packet in this many opens a new flow.
+    #[arg(long, default_value_t = 10)]
+    new_every: u64,
+    /// Ethernet frame size including FCS.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Workers (queues), all polled by this thread.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=2))]
+    workers: u16,
+    /// With 2 workers: put packets on their owner's queue (none) or on the
+    /// other worker's (all).
+    #[arg(long, default_value = "none", value_parser = ["none", "all"])]
+    handover: String,
+    /// Real servers.
+    #[arg(long, default_value_t = 4)]
+    servers: u8,
+    /// Rounds of each pipeline (alternating).
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    /// Seconds of each measurement window.
+    #[arg(long, default_value_t = 2.0)]
+    duration: f64,
+    /// Seconds of traffic before each window (and every established flow
+    /// opened once before the first).
+    #[arg(long, default_value_t = 0.5)]
+    warmup: f64,
+    /// Free text copied into the JSON lines.
+    #[arg(long, default_value = "")]
+    label: String,
+    /// EAL arguments (after `--`; default: one lcore, no huge pages).
+    #[arg(last = true)]
+    eal: Vec<String>,
+}
+
+/// One of the two pipelines under test.
+enum Pipeline {
+    /// rx burst straight to tx burst on the same queue.
+    Empty(Vec<PortQueue>),
+    /// The daemon's workers.
+    Uvsd(Vec<Worker<LbStage>>),
+}
+
+impl Pipeline {
+    fn name(&self) -> &'static str {
+        match self {
+            Pipeline::Empty(_) => "empty",
+            Pipeline::Uvsd(_) => "uvsd",
+        }
+    }
+
+    #[inline]
+    fn poll(&mut self, b: &mut Burst) {
+        match self {
+            Pipeline::Empty(qs) => {
+                for q in qs {
+                    if q.rx_burst(b) > 0 {
+                        q.tx_burst(b);
+                        b.clear();
+                    }
+                }
+            }
+            Pipeline::Uvsd(ws) => {
+                for w in ws {
+                    w.poll();
+                }
+            }
+        }
+    }
+}
+
+/// What one round measured.
+#[derive(Debug, Clone, Copy, Default)]
+struct Round {
+    sent: u64,
+    received: u64,
+    valid: u64,
+    secs: f64,
+}
+
+impl Round {
+    fn mpps(&self) -> f64 {
+        self.valid as f64 / self.secs / 1e6
+    }
+}
+
+/// The generator and the sink around the port's rings.
+struct Traffic {
+    pool: Arc<Mempool>,
+    tpl: Template,
+    clients: FlowSpace,
+    checker: Checker,
+    owners: Ownership,
+    all_handover: bool,
+    rx: Vec<Arc<Ring>>,
+    tx: Vec<Arc<Ring>>,
+    /// Per queue: generated packets not yet taken by the ring.
+    pending: Vec<Burst>,
+    hz: u64,
+}
+
+impl Traffic {
+    /// Runs `pipe` for `warmup` seconds (and until every established flow
+    /// was opened), then measures `duration` seconds.
+    fn round(&mut self, pipe: &mut Pipeline, sched: &mut Schedule, a: &Args) -> Round {
+        let hz = self.hz as f64;
+        let t0 = tsc_cycles();
+        let warm_end = t0 + (a.warmup * hz) as u64;
+        let mut start = None::<(u64, Round)>;
+        let mut r = Round::default();
+        let mut scratch = Burst::new();
+        let mut gen = Burst::new();
+        loop {
+            let now = tsc_cycles();
+            match start {
+                None if now >= warm_end && sched.opened() => start = Some((now, r)),
+                Some((s, before)) if now - s >= (a.duration * hz) as u64 => {
+                    return Round {
+                        sent: r.sent - before.sent,
+                        received: r.received - before.received,
+                        valid: r.valid - before.valid,
+                        secs: (now - s) as f64 / hz,
+                    };
+                }
+                _ => {}
+            }
+            // Generate one burst, spread over the queues.
+            if self.pool.alloc_bulk(&mut gen, dataplane::dpdk::BURST_SIZE) {
+                for m in gen.drain() {
+                    let mut m = m;
+                    let len = self.tpl.len();
+                    m.set_len(len);
+                    m.data_mut().copy_from_slice(&self.tpl.bytes);
+                    let (f, flags) = sched.next_packet();
+                    let (src, sport) = self.clients.flow(f);
+                    self.tpl.patch(m.data_mut(), src, sport, flags);
+                    let mut q = 0;
+                    if self.rx.len() > 1 {
+                        q = self.owners.owner(IpAddr::V4(Ipv4Addr::from(src)), sport);
+                        if self.all_handover {
+                            q = 1 - q;
+                        }
+                    }
+                    // A full burst for this queue: the ring takes what it can.
+                    if let Err(m) = self.pending[q].push(m) {
+                        self.rx[q].enqueue(&mut self.pending[q]);
+                        if let Err(m) = self.pending[q].push(m) {
+                            drop(m);
+                            continue;
+                        }
+                    }
+                    r.sent += 1;
+                }
+            }
+            for (ring, p) in self.rx.iter().zip(self.pending.iter_mut()) {
+                if !p.is_empty() {
+                    ring.enqueue(p);
+                }
+            }
+            pipe.poll(&mut scratch);
+            for ring in &self.tx {
+                while ring.dequeue(&mut scratch) > 0 {
+                    r.received += scratch.len() as u64;
+                    for m in scratch.as_mut_slice() {
+                        if self.checker.check(m.data()) {
+                            r.valid += 1;
+                        }
+                    }
+                    scratch.clear();
+                }
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let a = Args::parse();
+    match run(&a) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("uvs-loop: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The service: VIP:80 under rr with `servers` real servers 198.18.1.11..
+fn rules(a: &Args, vip: SocketAddrV4) -> Result<ConfigStore, String> {
+    let protocol = if a.proto == "tcp" {
+        Protocol::Tcp
+    } else {
+        Protocol::Udp
+    };
+    let key = ServiceKey::Addr {
+        protocol,
+        addr: IpAddr::V4(*vip.ip()),
+        port: vip.port(),
+    };
+    let mut st = ConfigStore::new();
+    let mut svc = ServiceConfig::new(key);
+    svc.scheduler = "rr".into();
+    st.apply(&ConfigOp::AddService(svc))
+        .map_err(|e| format!("{e:?}"))?;
+    for s in 0..a.servers {
+        let method = match a.method.as_str() {
+            "nat" => ForwardMethod::Masq,
+            "dr" => ForwardMethod::Route,
+            _ => ForwardMethod::Tunnel(TunnelConfig::default()),
+        };
+        st.apply(&ConfigOp::AddDest(
+            key,
+            DestConfig {
+                addr: IpAddr::V4(Ipv4Addr::new(198, 18, 1, 11 + s)),
+                port: vip.port(),
+                method,
+                weight: 1,
+                u_threshold: 0,
+                l_threshold: 0,
+            },
+        ))
+        .map_err(|e| format!("{e:?}"))?;
+    }
+    Ok(st)
+}
+
+fn run(a: &Args) -> Result<(), String> {
+    let vip = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 100), 80);
+    let clients = FlowSpace::parse("198.18.128.0/17").map_err(|e| e.to_string())?;
+    if a.mode != "new" && !(1..=clients.len() / 2).contains(&a.flows) {
+        return Err(format!("--flows must be 1..={}", clients.len() / 2));
+    }
+    if !(a.duration > 0.0 && a.warmup >= 0.0 && a.rounds > 0) {
+        return Err("--duration and --rounds must be positive".into());
+    }
+    if a.servers == 0 || a.servers > 200 {
+        return Err("--servers must be 1..=200".into());
+    }
+    let prefix = format!("--file-prefix=uvs-loop-{}", std::process::id());
+    let eal_args: Vec<String> = if a.eal.is_empty() {
+        ["-l", "0", "--no-huge", "-m", "512", "--no-pci", &prefix]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        a.eal.clone()
+    };
+    let mut eal = Eal::init(&eal_args).map_err(|e| e.to_string())?;
+    eal.quiet_end();
+    let nq = usize::from(a.workers);
+    let pool =
+        Arc::new(Mempool::new(&eal, "loop_pool", 16383, 256, -1).map_err(|e| e.to_string())?);
+    let mut rx = vec![];
+    let mut tx = vec![];
+    for q in 0..nq {
+        rx.push(Arc::new(
+            Ring::new(&eal, &format!("loop_rx{q}"), RING_SLOTS, false)
+                .map_err(|e| e.to_string())?,
+        ));
+        tx.push(Arc::new(
+            Ring::new(&eal, &format!("loop_tx{q}"), RING_SLOTS, false)
+                .map_err(|e| e.to_string())?,
+        ));
+    }
+    let rx_refs: Vec<&Ring> = rx.iter().map(|r| r.as_ref()).collect();
+    let tx_refs: Vec<&Ring> = tx.iter().map(|r| r.as_ref()).collect();
+    // Two ports over the same rings: one for each pipeline (queues are
+    // claimed once per port); only one of them is polled at a time.
+    let open = |name: &str| -> Result<Arc<Port>, String> {
+        let dev = ring_port(&eal, name, &rx_refs, &tx_refs).map_err(|e| e.to_string())?;
+        Ok(Arc::new(
+            Port::open(
+                &eal,
+                &PortConf {
+                    name: name.into(),
+                    device: dev,
+                    rx_queues: a.workers,
+                    tx_queues: a.workers,
+                    mac: Some(DUT_MAC),
+                    descriptors: 1024,
+                },
+                Arc::clone(&pool),
+            )
+            .map_err(|e| e.to_string())?,
+        ))
+    };
+    let port = open("uvsd")?;
+    let empty_port = open("empty")?;
+    let proto = if a.proto == "tcp" {
+        Proto::Tcp
+    } else {
+        Proto::Udp
+    };
+    let tpl = Template::new(&FrameSpec {
+        src_mac: GEN_MAC,
+        dst_mac: port.mac(),
+        vip: *vip.ip(),
+        vport: vip.port(),
+        proto,
+        frame_size: a.size,
+    })
+    .map_err(|e| e.to_string())?;
+    let expect = match a.method.as_str() {
+        "nat" => Expect::Nat,
+        "dr" => Expect::Dr,
+        _ => Expect::Tun,
+    };
+    let checker = |expect| Checker {
+        expect,
+        own_mac: GEN_MAC,
+        peer_mac: port.mac(),
+        vip: *vip.ip(),
+        proto: proto.number(),
+        clients,
+    };
+
+    // The uvsd pipeline: what src/daemon.rs builds, on this port.
+    let l3 = L3Config {
+        interfaces: vec![Interface {
+            port: port.id(),
+            mac: MacAddr(port.mac()),
+            addrs: vec![
+                Prefix::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)), 15).ok_or("bad prefix")?
+            ],
+            mtu: 1500,
+        }],
+        routes: vec![],
+        neighbors: (0..a.servers)
+            .map(|s| {
+                (
+                    IpAddr::V4(Ipv4Addr::new(198, 18, 1, 11 + s)),
+                    MacAddr([2, 0, 0, 0, 1, 11 + s]),
+                )
+            })
+            .collect(),
+    };
+    let egress = PortRoutes {
+        routes: l3.route_table().map_err(|e| e.to_string())?,
+        interfaces: l3.interfaces.clone(),
+        mtu: 1500,
+    };
+    let st = rules(a, vip)?;
+    let cell = Arc::new(ConfigCell::default());
+    cell.publish(st.snapshot());
+    let per_worker = match a.mode.as_str() {
+        // Every packet opens a connection that lives for minutes.
+        "new" | "mixed" => 1 << 24,
+        _ => (a.flows + a.flows / 8 + 4096).min(u64::from(u32::MAX)) as u32,
+    };
+    let mesh = Mesh::new(&eal, "loop_ho", nq, 1024).map_err(|e| e.to_string())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut counters = vec![];
+    let mut workers = vec![];
+    for w in 0..nq {
+        let c = Arc::new(NetCounters::default());
+        let mut lb = Lb::new(
+            w,
+            LbSettings {
+                capacity: per_worker,
+                mem_advice: Some(dataplane::dpdk::advise_huge_pages),
+                ..LbSettings::default()
+            },
+            0,
+        );
+        lb.set_snapshot(cell.load());
+        let mut stack = Stack::new(&l3, Arc::clone(&c)).map_err(|e| e.to_string())?;
+        stack.set_service_addrs(lb.service_addrs());
+        let stage = LbStage::new(
+            lb,
+            w,
+            Ownership::new(nq),
+            Arc::clone(&cell),
+            Arc::new(ConnDump::default()),
+            egress.clone(),
+        );
+        workers.push(Worker::new(WorkerParts {
+            index: w,
+            queues: vec![port
+                .claim(Some(w as u16), w as u16)
+                .map_err(|e| e.to_string())?],
+            stack,
+            stage,
+            pool: Arc::clone(&pool),
+            stop: Arc::clone(&stop),
+            counters: Arc::clone(&c),
+            report: Arc::new(Mutex::new(None)),
+            links: mesh.links(w),
+        }));
+        counters.push(c);
+    }
+    let mut uvsd = Pipeline::Uvsd(workers);
+
+    let mut traffic = Traffic {
+        pool: Arc::clone(&pool),
+        tpl,
+        clients,
+        checker: checker(expect),
+        owners: Ownership::new(nq),
+        all_handover: a.handover == "all",
+        rx: rx.clone(),
+        tx: tx.clone(),
+        pending: (0..nq).map(|_| Burst::new()).collect(),
+        hz: tsc_hz(),
+    };
+    let step = stride(a.flows, false);
+    let mut sched_uvsd = Schedule::new(&a.mode, a.flows, step, a.new_every, clients.len())?;
+    let mut sched_empty = Schedule::new(&a.mode, a.flows, step, a.new_every, clients.len())?;
+
+    let mut empty = Pipeline::Empty(
+        (0..a.workers)
+            .map(|q| empty_port.claim(Some(q), q))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?,
+    );
+    let mut mpps: [Vec<f64>; 2] = [vec![], vec![]];
+    for round in 0..a.rounds {
+        // Alternate which goes first, so neither always follows the other.
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for which in order {
+            let (pipe, sched, exp) = if which == 0 {
+                (&mut empty, &mut sched_empty, Expect::Io)
+            } else {
+                (&mut uvsd, &mut sched_uvsd, expect)
+            };
+            traffic.checker = checker(exp);
+            let r = traffic.round(pipe, sched, a);
+            mpps[which].push(r.mpps());
+            println!(
+                "{}",
+                json!({
+                    "tool": "uvs-loop", "label": a.label, "round": round,
+                    "pipeline": pipe.name(), "method": a.method, "proto": a.proto,
+                    "mode": a.mode, "flows": a.flows, "size": a.size,
+                    "workers": a.workers, "handover": a.handover,
+                    "sent": r.sent, "received": r.received, "valid": r.valid,
+                    "window_s": r.secs, "mpps": r.mpps(),
+                    "ns_per_packet": 1e3 / r.mpps(),
+                })
+            );
+        }
+    }
+    let handed: u64 = counters.iter().map(|c| c.get(Counter::HandedOver)).sum();
+    let handed_in: u64 = counters.iter().map(|c| c.get(Counter::HandedIn)).sum();
+    let lost_handover: u64 = counters
+        .iter()
+        .map(|c| c.get(Counter::DropHandOverFull))
+        .sum();
+    let (e, u) = (median(mpps[0].clone()), median(mpps[1].clone()));
+    let ns = |m: f64| 1e3 / m;
+    println!(
+        "{}",
+        json!({
+            "tool": "uvs-loop", "label": a.label, "summary": true,
+            "method": a.method, "proto": a.proto, "mode": a.mode, "flows": a.flows,
+            "size": a.size, "workers": a.workers, "handover": a.handover,
+            "rounds": a.rounds, "duration_s": a.duration,
+            "empty_mpps": mpps[0], "uvsd_mpps": mpps[1],
+            "empty_median_mpps": e, "uvsd_median_mpps": u,
+            "ratio": u / e,
+            "uvsd_ns_per_packet": ns(u) - ns(e),
+            "handed_over": handed, "handed_in": handed_in,
+            "drop_handover_full": lost_handover,
+        })
+    );
+    eprintln!(
+        "uvs-loop: {} {} {} {} flows, {} worker(s), hand-over {}: empty {:.2} Mpps, uvsd {:.2} Mpps ({:.2}x), uvsd adds {:.1} ns per packet",
+        a.method, a.proto, a.mode, a.flows, a.workers, a.handover, e, u, u / e, ns(u) - ns(e)
+    );
+    // Workers and queues before the ports, the ports before the rings and
+    // the pool, all before EAL.
+    drop(uvsd);
+    drop(empty);
+    drop(traffic);
+    drop(mesh);
+    drop(port);
+    drop(empty_port);
+    drop(rx);
+    drop(tx);
+    drop(pool);
+    drop(eal);
+    Ok(())
+}

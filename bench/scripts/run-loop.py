@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Runs the single-process benchmark (uvs-loop) over its cases and writes
+the table.
+
+Why a separate suite: uvs-loop runs generator, pipeline and sink on one
+thread, so its figures do not flip with the two-process fast/slow states of
+the memif runs; the uvsd pipeline is measured against an empty pipeline in
+the same process, round by round, and reported as the nanoseconds uvsd adds
+per packet. That is the number to compare from commit to commit.
+
+    bench/scripts/run-loop.py --out bench/results/loop            # every case
+    bench/scripts/run-loop.py --quick --out /tmp/loop             # a smoke run
+    bench/scripts/run-loop.py --summarize bench/results/loop
+
+OUT/runs.jsonl holds every JSON line of every case (rounds and summaries),
+OUT/summary.md and OUT/summary.json the table.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+
+
+def cases(quick):
+    """(name, uvs-loop arguments) of the suite."""
+    out = []
+    flows = [1000, 1000000] if quick else [1000, 100000, 1000000, 10000000]
+    for f in flows:
+        for m in ["nat", "dr", "tun"]:
+            out.append((f"udp established {f} flows {m}",
+                        ["--proto", "udp", "--flows", str(f), "--method", m]))
+    for f in ([1000] if quick else [1000, 1000000]):
+        out.append((f"tcp established {f} flows nat",
+                    ["--proto", "tcp", "--flows", str(f), "--method", "nat"]))
+    for p in ["udp", "tcp"]:
+        out.append((f"{p} new flows nat", ["--proto", p, "--mode", "new", "--method", "nat"]))
+    out.append(("udp mixed 1000000 flows 1 new in 10 nat",
+                ["--proto", "udp", "--mode", "mixed", "--flows", "1000000", "--method", "nat"]))
+    for h in ["none", "all"]:
+        out.append((f"udp established 1000 flows nat, 2 workers, hand-over {h}",
+                    ["--proto", "udp", "--flows", "1000", "--workers", "2", "--handover", h]))
+        if not quick:
+            out.append((f"udp established 1000000 flows nat, 2 workers, hand-over {h}",
+                        ["--proto", "udp", "--flows", "1000000", "--workers", "2",
+                         "--handover", h]))
+    return out
+
+
+def build():
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "uvs-pktgen", "--bin", "uvs-loop"],
+                   cwd=ROOT, check=True)
+    return os.path.join(ROOT, "target", "release", "uvs-loop")
+
+
+def summarize(out):
+    rows = []
+    with open(os.path.join(out, "runs.jsonl")) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("summary"):
+                rows.append(r)
+    meta = {}
+    meta_path = os.path.join(out, "meta.json")
+    if os.path.exists(meta_path):
+        with open(meta_path) as f:
+            meta = json.load(f)
+    lines = ["# uvs-loop: uvsd's pipeline against an empty one, one process, one core", ""]
+    if meta:
+        lines += [f"Run {meta.get('started', '?')} on {meta.get('host', '?')}, "
+                  f"load average before: {meta.get('load', '?')}; "
+                  f"{meta.get('rounds')} rounds of {meta.get('duration')} s per pipeline, "
+                  f"alternating.", ""]
+    lines += ["| case | empty Mpps (median) | uvsd Mpps (median, min-max) | ratio | "
+              "uvsd ns/packet | hand-overs |",
+              "|---|---|---|---|---|---|"]
+    for r in rows:
+        u = r["uvsd_mpps"]
+        lines.append(
+            f"| {r['label']} | {r['empty_median_mpps']:.2f} | {r['uvsd_median_mpps']:.2f} "
+            f"({min(u):.2f}-{max(u):.2f}) | {r['ratio']:.3f} | {r['uvsd_ns_per_packet']:.1f} | "
+            f"{r['handed_over']} |")
+    lines.append("")
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write("\n".join(lines))
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    print("\n".join(lines))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--duration", type=float, default=2.0)
+    ap.add_argument("--quick", action="store_true", help="fewer cases, 2 rounds of 0.5 s")
+    ap.add_argument("--only", default="", help="run only cases whose name contains this")
+    ap.add_argument("--summarize", action="store_true", help="only rewrite the tables of OUT")
+    a = ap.parse_args()
+    if a.summarize:
+        summarize(a.out)
+        return
+    if a.quick:
+        a.rounds, a.duration = 2, 0.5
+    os.makedirs(a.out, exist_ok=True)
+    exe = build()
+    with open(os.path.join(a.out, "meta.json"), "w") as f:
+        json.dump({"started": datetime.datetime.utcnow().isoformat(timespec="seconds") + "Z",
+                   "host": os.uname().nodename, "load": os.getloadavg()[0],
+                   "rounds": a.rounds, "duration": a.duration,
+                   "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                            capture_output=True, text=True).stdout.strip()}, f)
+    runs = open(os.path.join(a.out, "runs.jsonl"), "w")
+    failed = 0
+    for name, args in cases(a.quick):
+        if a.only and a.only not in name:
+            continue
+        cmd = [exe, "--rounds", str(a.rounds), "--duration", str(a.duration), "--label", name] + args
+        print("+", " ".join(cmd[1:]), file=sys.stderr, flush=True)
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        sys.stderr.write(p.stderr)
+        if p.returncode != 0:
+            failed += 1
+            continue
+        runs.write(p.stdout)
+        runs.flush()
+    runs.close()
+    summarize(a.out)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
