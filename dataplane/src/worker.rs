@@ -299,6 +299,9 @@ impl<S: Stage<Mbuf>> Worker<S> {
 
     /// One turn: every rx queue once, then the rings from the other
     /// workers, then the timers. Returns how many packets it took in.
+    /// Never inlined: one call per turn costs nothing, and profiles and
+    /// callgrind (bench/scripts/loop-instructions.sh) can then name it.
+    #[inline(never)]
     pub fn poll(&mut self) -> usize {
         let now = dpdk::tsc_cycles() / self.per_ms;
         let nports = self.queues.len();

@@ -62,6 +62,10 @@ pub enum Lookup {
 pub struct NeighborTable<B> {
     map: HashMap<IpAddr, Neighbor>,
     pending: VecDeque<Pending<B>>,
+    /// Bumped whenever a known entry may change or go (learning, static
+    /// entries, eviction), so that callers caching lookups know when to
+    /// forget them.
+    generation: u64,
 }
 
 #[derive(Debug)]
@@ -82,11 +86,30 @@ impl<B> NeighborTable<B> {
         NeighborTable {
             map: HashMap::with_capacity(MAX_NEIGHBORS),
             pending: VecDeque::with_capacity(MAX_PENDING),
+            generation: 0,
+        }
+    }
+
+    /// Changes whenever a lookup that gave a MAC might now give another
+    /// answer (besides a Reachable entry's own expiry, see [`Self::valid_until`]).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Until when a lookup of `ip` that gave a MAC stays true if the
+    /// generation does not change: never ending for static entries.
+    pub fn valid_until(&self, ip: &IpAddr) -> u64 {
+        match self.map.get(ip).map(|n| n.state) {
+            Some(State::Static) => u64::MAX,
+            Some(State::Reachable { until }) => until,
+            _ => 0,
         }
     }
 
     /// A static entry (from the config).
     pub fn add_static(&mut self, ip: IpAddr, port: u16, mac: MacAddr) {
+        self.generation += 1;
         self.map.insert(
             ip,
             Neighbor {
@@ -121,6 +144,7 @@ impl<B> NeighborTable<B> {
         if self.map.len() < MAX_NEIGHBORS {
             return true;
         }
+        self.generation += 1;
         self.map.retain(|_, n| match n.state {
             State::Static => true,
             State::Reachable { until } => until > now,
@@ -136,6 +160,7 @@ impl<B> NeighborTable<B> {
                 State::Static => Lookup::Mac(n.mac),
                 State::Reachable { until } if until > now && n.port == port => Lookup::Mac(n.mac),
                 State::Reachable { .. } => {
+                    self.generation += 1;
                     n.port = port;
                     n.state = State::Incomplete {
                         probes: 1,
@@ -169,6 +194,7 @@ impl<B> NeighborTable<B> {
     /// option). Static entries are not overridden. `false` if the table is
     /// full.
     pub fn learn(&mut self, ip: IpAddr, port: u16, mac: MacAddr, now: u64) -> bool {
+        self.generation += 1;
         if let Some(n) = self.map.get_mut(&ip) {
             if n.state != State::Static {
                 *n = Neighbor {

@@ -42,6 +42,42 @@ pub struct Stack<B> {
     last_tick: u64,
     /// Virtual service addresses answered in ARP/NDP (from the stage).
     service_addrs: Vec<IpAddr>,
+    /// Recent destinations resolved to a port and both MACs.
+    hops: Box<[Option<Hop>; HOP_CACHE]>,
+}
+
+/// A destination resolved through the route table and the neighbour table.
+///
+/// Why: every forwarded packet needs the route lookup (a scan of the
+/// routes), the port's MAC and a neighbour-table lookup (a hash probe); a
+/// director sends to few next hops (its real servers and gateways), so a
+/// small direct-mapped cache answers almost every packet with one compare.
+/// An entry is trusted while the neighbour table's generation is the one
+/// it was made under and the neighbour's own validity has not run out.
+#[derive(Debug, Clone, Copy)]
+struct Hop {
+    dst: IpAddr,
+    port: u16,
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    until: u64,
+    generation: u64,
+}
+
+/// Entries of the next-hop cache (a power of two).
+const HOP_CACHE: usize = 64;
+
+#[inline]
+fn hop_slot(dst: IpAddr) -> usize {
+    let k = match dst {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            u32::from_be_bytes([o[12], o[13], o[14], o[15]])
+                ^ u32::from_be_bytes([o[8], o[9], o[10], o[11]])
+        }
+    };
+    (k.wrapping_mul(0x9E37_79B9) >> 26) as usize & (HOP_CACHE - 1)
 }
 
 /// How often [`Stack::tick`] does work.
@@ -64,6 +100,7 @@ impl<B: PacketBuf> Stack<B> {
             counters,
             last_tick: 0,
             service_addrs: Vec::new(),
+            hops: Box::new([None; HOP_CACHE]),
         })
     }
 
@@ -180,6 +217,25 @@ impl<B: PacketBuf> Stack<B> {
     /// `dst`: fills the Ethernet header and transmits, or resolves the next
     /// hop first (the packet waits in a bounded queue).
     pub fn send_ip(&mut self, mut buf: B, dst: IpAddr, now: u64, io: &mut impl Io<B>) {
+        let slot = hop_slot(dst);
+        if let Some(h) = self.hops[slot] {
+            if h.dst == dst
+                && h.generation == self.neigh.generation()
+                && now < h.until
+                && buf.len() >= HEADER_LEN
+            {
+                let et = if dst.is_ipv4() {
+                    ethertype::IPV4
+                } else {
+                    ethertype::IPV6
+                };
+                let d = buf.data_mut();
+                d[0..6].copy_from_slice(&h.dst_mac.0);
+                d[6..12].copy_from_slice(&h.src_mac.0);
+                d[12..14].copy_from_slice(&et.to_be_bytes());
+                return self.tx(io, h.port, buf);
+            }
+        }
         let Some((port, hop)) = self.routes.next_hop(dst) else {
             return self.drop_buf(buf, Counter::DropNoRoute);
         };
@@ -202,6 +258,14 @@ impl<B: PacketBuf> Stack<B> {
         match self.neigh.lookup(hop, port, now) {
             Lookup::Mac(mac) => {
                 buf.data_mut()[0..6].copy_from_slice(&mac.0);
+                self.hops[slot] = Some(Hop {
+                    dst,
+                    port,
+                    src_mac: my_mac,
+                    dst_mac: mac,
+                    until: self.neigh.valid_until(&hop),
+                    generation: self.neigh.generation(),
+                });
                 self.tx(io, port, buf);
             }
             Lookup::Resolve { probe } => {

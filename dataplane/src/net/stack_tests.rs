@@ -467,3 +467,45 @@ fn neighbour_answers_are_shared_with_other_workers_and_requests_are_not() {
     st.input(0, TestBuf::new(&req), 0, &mut io, &mut NoStage);
     assert!(io.shared.is_empty());
 }
+
+#[test]
+fn cached_next_hops_follow_a_moved_neighbour_and_its_expiry() {
+    let mut st = stack();
+    let to_host = echo_request([198, 18, 1, 7], HOST, SERVER_SIDE_MAC);
+    let route = |st: &mut Stack<TestBuf>, now: u64| {
+        let mut io = TestIo::default();
+        st.input(1, TestBuf::new(&to_host), now, &mut io, &mut RouteAll);
+        io.sent
+    };
+    // The host answers our ARP request: from now on packets go to its MAC.
+    let sent = route(&mut st, 0);
+    assert_eq!(sent.len(), 1, "an ARP request: {sent:?}");
+    let reply = arp_frame(
+        DIRECTOR_MAC,
+        HOST_MAC,
+        2,
+        HOST_MAC,
+        HOST,
+        DIRECTOR_MAC,
+        DIRECTOR,
+    );
+    assert_eq!(input(&mut st, 0, &reply, 1).len(), 1, "the parked packet");
+    for now in [2, 3] {
+        let sent = route(&mut st, now);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(&sent[0].1[0..12], &[HOST_MAC, DIRECTOR_MAC].concat());
+    }
+    // The host moves to another MAC (an unsolicited ARP reply): the next
+    // packet follows it, not the cached MAC.
+    let moved = [0x02, 0, 0, 0, 0xaa, 0x09];
+    let announce = arp_frame(DIRECTOR_MAC, moved, 2, moved, HOST, DIRECTOR_MAC, DIRECTOR);
+    input(&mut st, 0, &announce, 4);
+    let sent = route(&mut st, 5);
+    assert_eq!(&sent[0].1[0..6], &moved);
+    // Past the neighbour's reachable time the cache is not trusted either:
+    // the packet waits for a new resolution.
+    let later = 4 + neighbor::REACHABLE_MS + 1;
+    let sent = route(&mut st, later);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(&sent[0].1[12..14], &[0x08, 0x06], "an ARP request again");
+}
