@@ -224,10 +224,14 @@ fn port_by_name(name: &str) -> Option<u16> {
 /// table of `reta_size` entries, then what the driver reads back. Nothing
 /// here fails the port; refusals are recorded in `rss`.
 fn program_rss(id: u16, reta_size: u16, key: &mut [u8], rss: &mut RssState) {
-    let mut c = dpdk_sys::rte_eth_rss_conf::default();
-    c.rss_key = key.as_mut_ptr();
-    c.rss_key_len = key.len() as u8;
-    c.rss_hf = rss.fields;
+    // Later DPDK releases add fields (the hash algorithm): default them.
+    #[allow(clippy::needless_update)]
+    let mut c = dpdk_sys::rte_eth_rss_conf {
+        rss_key: key.as_mut_ptr(),
+        rss_key_len: key.len() as u8,
+        rss_hf: rss.fields,
+        ..Default::default()
+    };
     // SAFETY: started port; c and the key it points to outlive the call.
     let rc = unsafe { dpdk_sys::rte_eth_dev_rss_hash_update(id, &mut c) };
     rss.key_set = rc == 0;
@@ -274,9 +278,11 @@ fn program_rss(id: u16, reta_size: u16, key: &mut [u8], rss: &mut RssState) {
     }
 
     let mut back = vec![0u8; key.len().max(crate::rss::MAX_KEY)];
-    let mut c = dpdk_sys::rte_eth_rss_conf::default();
-    c.rss_key = back.as_mut_ptr();
-    c.rss_key_len = back.len() as u8;
+    let mut c = dpdk_sys::rte_eth_rss_conf {
+        rss_key: back.as_mut_ptr(),
+        rss_key_len: back.len() as u8,
+        ..Default::default()
+    };
     // SAFETY: started port; the buffer is at least the device's key size
     // and outlives the call.
     let rc = unsafe { dpdk_sys::rte_eth_dev_rss_hash_conf_get(id, &mut c) };
