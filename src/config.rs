@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use dataplane::net::{parse_mac, Interface, L3Config, Prefix};
+use dataplane::rss::RssSide;
 use dataplane::wire::ethernet::MacAddr;
 use serde::Deserialize;
 
@@ -97,6 +98,11 @@ pub struct Port {
     pub mac: Option<String>,
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// Which side the port faces, for RSS with several queues: "client"
+    /// (hash the source endpoint), "server" (the destination endpoint, which
+    /// is the client in NAT replies) or "all" (the 4-tuple; the default).
+    #[serde(default)]
+    pub rss: Option<String>,
 }
 
 fn one() -> u16 {
@@ -140,6 +146,8 @@ pub struct Validated {
     /// Per port, in file order: MAC to set and addresses.
     pub port_macs: Vec<Option<MacAddr>>,
     pub port_addrs: Vec<Vec<Prefix>>,
+    /// Per port: the side it faces for RSS (`rss`, "all" when absent).
+    pub port_rss: Vec<RssSide>,
     pub routes: Vec<(Prefix, IpAddr)>,
     pub neighbors: Vec<(IpAddr, MacAddr)>,
 }
@@ -209,6 +217,7 @@ impl Config {
         }
         let mut port_macs = vec![];
         let mut port_addrs = vec![];
+        let mut port_rss = vec![];
         for (i, p) in self.ports.iter().enumerate() {
             if p.name.trim().is_empty() {
                 return Err(format!("port #{}: name is empty", i + 1));
@@ -249,6 +258,13 @@ impl Config {
                 ),
             };
             port_macs.push(mac);
+            let rss = match &p.rss {
+                None => RssSide::All,
+                Some(r) => r
+                    .parse::<RssSide>()
+                    .map_err(|e| format!("port {}: {e}", p.name))?,
+            };
+            port_rss.push(rss);
             let addrs = p
                 .addresses
                 .iter()
@@ -300,6 +316,7 @@ impl Config {
             raw: self,
             port_macs,
             port_addrs,
+            port_rss,
             routes,
             neighbors,
         };
@@ -353,6 +370,7 @@ device = "net_tap0,iface=uvs-c"
 queues = 1
 mac = "02:00:00:00:00:01"
 addresses = ["198.18.0.1/24", "2001:db8::1/64"]
+rss = "client"
 
 [[port]]
 name = "server"
@@ -388,6 +406,37 @@ mac = "02:00:00:00:01:11"
         assert_eq!(v.port_addrs[0][1].to_string(), "2001:db8::1/64");
         assert_eq!(v.routes[0].1, "198.18.0.254".parse::<IpAddr>().unwrap());
         assert_eq!(v.neighbors[0].1, MacAddr([2, 0, 0, 0, 1, 0x11]));
+        assert_eq!(
+            v.port_rss,
+            [RssSide::Client, RssSide::All],
+            "rss defaults to all"
+        );
+    }
+
+    #[test]
+    fn rss_names_the_side_a_port_faces() {
+        for (value, side) in [
+            ("client", RssSide::Client),
+            ("server", RssSide::Server),
+            ("all", RssSide::All),
+        ] {
+            let v =
+                parse(&DEMO.replace("rss = \"client\"", &format!("rss = \"{value}\""))).unwrap();
+            assert_eq!(v.port_rss[0], side, "{value}");
+        }
+        for bad in ["\"clients\"", "\"Client\"", "\"\""] {
+            let e = parse(&DEMO.replace("rss = \"client\"", &format!("rss = {bad}"))).unwrap_err();
+            assert!(
+                e.starts_with("config t.toml: port client: rss must be \"client\""),
+                "{e}"
+            );
+            assert!(
+                e.contains("\"server\"") && e.contains("\"all\"") && e.contains(bad),
+                "{e}"
+            );
+        }
+        let e = parse(&DEMO.replace("rss = \"client\"", "rss = 1")).unwrap_err();
+        assert!(e.contains("rss") && !e.contains('\n'), "{e}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use dataplane::dpdk::{lcore, Eal, Mempool, Port, PortConf, Termination};
 use dataplane::lb::{Lb, LbSettings, LbStage, PortRoutes};
 use dataplane::net::{NetCounters, Stack};
-use dataplane::rss::Ownership;
+use dataplane::rss::{Ownership, Reta};
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::worker::{Mesh, Worker, WorkerParts, WorkerReport, MESH_RING_SIZE};
 
@@ -93,6 +93,49 @@ fn remove_hugepage_files(args: &[String]) {
     }
 }
 
+/// Connection ownership that follows the NICs: the redirection table read
+/// back from the ports whose NIC hashes the client endpoint with the
+/// software's key, when they all report the same one (rx queue `w` is
+/// polled by worker `w`, so a queue index is a worker index). Otherwise the
+/// software default, and hand-over does the work. Logs, per port, which of
+/// the two it is.
+fn ownership(ports: &[Arc<Port>], nworkers: usize) -> Ownership {
+    let tables: Vec<Reta> = ports
+        .iter()
+        .filter(|p| p.rss().nic_ownership())
+        .filter_map(|p| p.rss().reta.clone())
+        .collect();
+    let (own, why) = if nworkers <= 1 {
+        (Ownership::new(nworkers), None)
+    } else {
+        match Ownership::from_tables(nworkers, &tables) {
+            Ok(o) => (o, None),
+            Err(e) => (Ownership::new(nworkers), Some(e)),
+        }
+    };
+    for p in ports {
+        let rss = p.rss();
+        let verdict = if nworkers <= 1 {
+            "one worker, nothing to hand over".to_string()
+        } else if rss.nic_ownership() && rss.reta.as_ref() == Some(own.reta()) {
+            "NIC-side ownership in effect".to_string()
+        } else {
+            let mut v = "hand-over does the work".to_string();
+            if let Some(w) = why.as_ref().filter(|_| rss.nic_ownership()) {
+                v.push_str(&format!(" ({w})"));
+            }
+            v
+        };
+        println!(
+            "uvsd: port {} rss {}: {verdict}: {}",
+            p.name(),
+            rss.side,
+            rss.describe()
+        );
+    }
+    own
+}
+
 /// Runs the director until SIGINT/SIGTERM.
 pub fn run(v: Validated) -> Result<(), String> {
     let sigs = Termination::block();
@@ -157,9 +200,11 @@ fn start_and_serve(
             descriptors: DESCRIPTORS,
         };
         ports.push(Arc::new(
-            Port::open(&eal, &conf, Arc::clone(&pool)).map_err(|e| e.to_string())?,
+            Port::open_rss(&eal, &conf, v.port_rss[i], Arc::clone(&pool))
+                .map_err(|e| e.to_string())?,
         ));
     }
+    let ownership = ownership(&ports, nworkers);
     let startup_log = eal.quiet_end();
     if std::env::var_os("UVS_EAL_LOG").is_some() {
         eprint!("{startup_log}");
@@ -227,7 +272,7 @@ fn start_and_serve(
         lb.set_snapshot(cell.load());
         let mut stack = stack;
         stack.set_service_addrs(lb.service_addrs());
-        let stage = LbStage::new(lb, w, Ownership::new(nworkers), cell, dump, egress.clone());
+        let stage = LbStage::new(lb, w, ownership.clone(), cell, dump, egress.clone());
         let worker = Worker::new(WorkerParts {
             index: w,
             queues,

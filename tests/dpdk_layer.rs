@@ -1,6 +1,8 @@
 //! The safe DPDK layer against a real EAL (one per test process, so one
 //! test function): mbuf ownership and pool accounting, bursts, rings,
-//! a port on net_null, lcore launch with panics caught,
+//! a port on net_null, the RSS a two-queue net_tap port reports (it refuses
+//! the endpoint-only hash, the key and the table, and starts anyway),
+//! lcore launch with panics caught,
 //! and cleanup of the runtime directory.
 
 mod common;
@@ -9,6 +11,7 @@ use std::sync::Arc;
 
 use dataplane::buf::PacketBuf;
 use dataplane::dpdk::{lcore, Burst, DpdkError, Eal, Mempool, Port, PortConf, Ring, BURST_SIZE};
+use dataplane::rss::{Ownership, RssSide};
 
 #[test]
 fn dpdk_layer_end_to_end() {
@@ -101,6 +104,38 @@ fn dpdk_layer_end_to_end() {
     assert!(b.is_empty());
     drop(q);
     assert!(port.claim(Some(0), 0).is_ok(), "released on drop");
+
+    // RSS on the client endpoint over two tap queues: net_tap refuses most
+    // of it, the port starts anyway and says what it has.
+    let tap = PortConf {
+        name: "rss".into(),
+        device: format!("net_tap9,iface={}", common::unique("rss")),
+        rx_queues: 2,
+        tx_queues: 2,
+        mac: None,
+        descriptors: 128,
+    };
+    let tap = Arc::new(Port::open_rss(&eal, &tap, RssSide::Client, Arc::clone(&pool)).unwrap());
+    let rss = tap.rss().clone();
+    let line = rss.describe();
+    assert_eq!((rss.side, rss.queues), (RssSide::Client, 2));
+    assert_ne!(rss.fields, 0, "RSS is on: {line}");
+    assert_eq!(tap.rss_hf, rss.fields);
+    assert_eq!(rss.requested & !rss.fields, 0, "{line}");
+    // net_tap hashes its own way: no endpoint-only fields, no settable key,
+    // no table. All of it is reported, none of it is claimed.
+    assert!(!rss.endpoint_only(), "{line}");
+    assert!(!rss.key_set && line.contains("refused the key"), "{line}");
+    assert!(
+        rss.reta.is_none() && line.contains("redirection table"),
+        "{line}"
+    );
+    assert!(!rss.nic_ownership(), "{line}");
+    let e = Ownership::from_tables(2, &rss.reta.into_iter().collect::<Vec<_>>()).unwrap_err();
+    assert!(e.contains("no multi-queue port"), "{e}");
+    let q1 = tap.claim(Some(1), 1).expect("second queue usable");
+    drop(q1);
+    drop(tap);
 
     // Workers: return values and panics come back through wait().
     lcore::launch(&eal, 1, || 7).unwrap();

@@ -14,8 +14,21 @@
 //! The hash input follows the Microsoft RSS specification (and DPDK's
 //! `rte_softrss`): source address, destination address, then source and
 //! destination ports, all in network byte order.
+//!
+//! The NIC side (`dpdk::port`) programs what this module assumes: on a port
+//! that faces clients ([`RssSide::Client`]) the NIC hashes only the source
+//! address and port, on a port that faces real servers
+//! ([`RssSide::Server`]) only the destination address and port, with
+//! [`DEFAULT_KEY`] and a round-robin table. The daemon then builds
+//! [`Ownership`] from the table the ports actually report
+//! ([`Ownership::from_tables`]), because a round-robin table of 512 entries
+//! and one of 128 send the same hash to different queues unless the queue
+//! count divides 128. Whatever a driver refuses only makes hand-over more
+//! frequent.
 
+use std::fmt;
 use std::net::IpAddr;
+use std::str::FromStr;
 
 /// The RSS key most NICs default to (Microsoft's verification key), 40 bytes.
 pub const DEFAULT_KEY: [u8; 40] = [
@@ -26,6 +39,66 @@ pub const DEFAULT_KEY: [u8; 40] = [
 
 /// Longest key supported (52 bytes: some NICs use it for IPv6 inputs).
 pub const MAX_KEY: usize = 52;
+
+/// The key to program into a NIC whose key is `size` bytes: [`DEFAULT_KEY`]
+/// zero-padded (or cut) to that size; 40 bytes when the driver does not say
+/// (`size` 0). A key whose first 40 bytes are the default gives the default
+/// hash for every input up to 36 bytes (an IPv6 4-tuple), since the hash of
+/// an `n`-byte input reads only the first `n + 4` key bytes.
+pub fn nic_key(size: usize) -> Vec<u8> {
+    let size = if size == 0 { DEFAULT_KEY.len() } else { size };
+    let mut k = vec![0u8; size];
+    let n = size.min(DEFAULT_KEY.len());
+    k[..n].copy_from_slice(&DEFAULT_KEY[..n]);
+    k
+}
+
+/// Which endpoint of a port's traffic RSS hashes (the `rss` key of a
+/// `[[port]]`): the client's, seen from the side the port faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RssSide {
+    /// The port faces clients: client packets carry the client as source,
+    /// so hash source address and source port only.
+    Client,
+    /// The port faces real servers: NAT replies carry the client as
+    /// destination, so hash destination address and destination port only.
+    Server,
+    /// Both directions or unknown: the usual 4-tuple hash. Ownership then
+    /// relies on hand-over.
+    #[default]
+    All,
+}
+
+impl RssSide {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RssSide::Client => "client",
+            RssSide::Server => "server",
+            RssSide::All => "all",
+        }
+    }
+}
+
+impl fmt::Display for RssSide {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RssSide {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RssSide, String> {
+        match s {
+            "client" => Ok(RssSide::Client),
+            "server" => Ok(RssSide::Server),
+            "all" => Ok(RssSide::All),
+            _ => Err(format!(
+                "rss must be \"client\" (the port faces clients), \"server\" (it faces real servers) or \"all\", not {s:?}"
+            )),
+        }
+    }
+}
 
 /// A Toeplitz hasher over a fixed key.
 #[derive(Debug, Clone)]
@@ -133,8 +206,44 @@ impl Ownership {
         }
     }
 
+    /// Ownership among `workers` workers that follows a NIC's redirection
+    /// table (queue index = worker index) with the default key. Refused if
+    /// the table names a queue that is not a worker.
+    pub fn with_reta(workers: usize, reta: Reta) -> Result<Ownership, String> {
+        let n = workers.clamp(1, usize::from(u16::MAX));
+        if let Some(&q) = reta.entries.iter().find(|&&q| usize::from(q) >= n) {
+            return Err(format!(
+                "the redirection table names queue {q} but there are {n} worker(s)"
+            ));
+        }
+        Ok(Ownership {
+            workers: n,
+            hash: Toeplitz::new(&DEFAULT_KEY),
+            reta,
+        })
+    }
+
+    /// Ownership that follows the tables the multi-queue ports report: the
+    /// one table they all share. Without one (no table read back, or ports
+    /// that differ) the reason comes back and the caller falls back to
+    /// [`Ownership::new`], leaving the work to hand-over.
+    pub fn from_tables(workers: usize, tables: &[Reta]) -> Result<Ownership, String> {
+        let Some(first) = tables.first() else {
+            return Err("no multi-queue port reported its redirection table".into());
+        };
+        if tables.iter().any(|t| t != first) {
+            return Err("the ports' redirection tables differ".into());
+        }
+        Ownership::with_reta(workers, first.clone())
+    }
+
     pub fn workers(&self) -> usize {
         self.workers
+    }
+
+    /// The redirection table in use.
+    pub fn reta(&self) -> &Reta {
+        &self.reta
     }
 
     /// The worker owning connections of client `addr:port`.
@@ -160,7 +269,7 @@ impl Ownership {
 }
 
 /// A redirection table: hash -> queue (= worker index).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reta {
     entries: Vec<u16>,
 }
@@ -183,6 +292,16 @@ impl Reta {
             return Reta::round_robin(1, 1);
         }
         Reta { entries }
+    }
+
+    /// The entries, index order.
+    pub fn entries(&self) -> &[u16] {
+        &self.entries
+    }
+
+    /// Whether the table is entry `i` = queue `i % queues` throughout.
+    pub fn is_round_robin(&self, queues: u16) -> bool {
+        *self == Reta::round_robin(self.entries.len(), queues)
     }
 
     /// The queue for `hash` (the low bits index the table, as NICs do).
@@ -251,5 +370,151 @@ mod tests {
         assert_eq!(r.queue(129), 1);
         let one = Reta::round_robin(64, 1);
         assert!((0..1000).all(|h| one.queue(h) == 0));
+    }
+
+    /// The queue a NIC picks for `input`: Toeplitz with the programmed key,
+    /// the low bits of the hash index a table of `size` entries (a power of
+    /// two), entry `i` of a round-robin table is queue `i % queues`.
+    fn nic_queue(key: &[u8], input: &[u8], size: u32, queues: u32) -> usize {
+        let h = Toeplitz::new(key).hash(input);
+        ((h & (size - 1)) % queues) as usize
+    }
+
+    /// Address then port in network byte order: what a NIC hashes with
+    /// `L3_SRC_ONLY | L4_SRC_ONLY` (source endpoint) or `..._DST_ONLY`.
+    fn endpoint(addr: IpAddr, port: u16) -> Vec<u8> {
+        let mut v = match addr {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        v.extend_from_slice(&port.to_be_bytes());
+        v
+    }
+
+    fn clients() -> Vec<(IpAddr, u16)> {
+        let mut v = vec![];
+        for i in 0..40u16 {
+            let a4 = IpAddr::V4(Ipv4Addr::new(198, 18, (i % 3) as u8, 2 + i as u8));
+            let a6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2 + i));
+            v.push((a4, 1024 + 977 * i));
+            v.push((a6, 40000 + 13 * i));
+        }
+        v
+    }
+
+    #[test]
+    fn the_padded_key_gives_the_default_hash() {
+        assert_eq!(nic_key(40), DEFAULT_KEY);
+        assert_eq!(nic_key(0), DEFAULT_KEY, "unknown size: the 40-byte key");
+        let k = nic_key(52);
+        assert_eq!(k.len(), 52);
+        assert_eq!(k[..40], DEFAULT_KEY);
+        assert!(k[40..].iter().all(|&b| b == 0));
+        assert_eq!(nic_key(16), DEFAULT_KEY[..16]);
+        // The 36-byte IPv6 vector of the specification, with the padded key.
+        let s: Ipv6Addr = "3ffe:2501:200:1fff::7".parse().unwrap();
+        let d: Ipv6Addr = "3ffe:2501:200:3::1".parse().unwrap();
+        assert_eq!(
+            Toeplitz::new(&k).hash_tuple(IpAddr::V6(s), IpAddr::V6(d), 2794, 1766),
+            0x4020_7d3d
+        );
+    }
+
+    #[test]
+    fn ownership_from_a_nics_table_matches_the_nics_queue() {
+        for size in [64u32, 128, 512] {
+            for queues in 1..=4u16 {
+                let reta = Reta::round_robin(size as usize, queues);
+                let own = Ownership::with_reta(usize::from(queues), reta).unwrap();
+                for (addr, port) in clients() {
+                    let nic =
+                        nic_queue(&nic_key(52), &endpoint(addr, port), size, u32::from(queues));
+                    assert_eq!(
+                        own.owner(addr, port),
+                        nic,
+                        "{size} entries, {queues} queues, {addr} {port}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn table_size_matters_unless_the_queue_count_divides_it() {
+        let differ = |queues: u16| {
+            let small = Ownership::with_reta(3, Reta::round_robin(128, queues)).unwrap();
+            let big = Ownership::with_reta(3, Reta::round_robin(512, queues)).unwrap();
+            clients()
+                .iter()
+                .filter(|(a, p)| small.owner(*a, *p) != big.owner(*a, *p))
+                .count()
+        };
+        assert_eq!(differ(2), 0);
+        assert!(differ(3) > 0, "3 queues over 128 and 512 entries differ");
+        // Ownership::new is the 128-entry table.
+        let new = Ownership::new(3);
+        let from128 = Ownership::with_reta(3, Reta::round_robin(128, 3)).unwrap();
+        assert!(clients()
+            .iter()
+            .all(|(a, p)| new.owner(*a, *p) == from128.owner(*a, *p)));
+    }
+
+    #[test]
+    fn both_directions_of_a_nat_connection_reach_the_owner() {
+        let rs: IpAddr = "198.18.1.11".parse().unwrap();
+        let rs6: IpAddr = "2001:db8:1::11".parse().unwrap();
+        let own = Ownership::with_reta(4, Reta::round_robin(512, 4)).unwrap();
+        let mut four_tuple_elsewhere = 0;
+        for (client, cport) in clients() {
+            let rs = if client.is_ipv4() { rs } else { rs6 };
+            // Client -> VIP:80 on the client port (source-only fields: the
+            // VIP does not enter the hash).
+            let request = endpoint(client, cport);
+            // Server:80 -> client after NAT on the server port
+            // (destination-only fields): the reply's destination.
+            let (reply_dst, reply_dport) = (client, cport);
+            let reply = endpoint(reply_dst, reply_dport);
+            let key = nic_key(52);
+            let q_in = nic_queue(&key, &request, 512, 4);
+            let q_back = nic_queue(&key, &reply, 512, 4);
+            assert_eq!(q_in, q_back, "{client} {cport}");
+            assert_eq!(q_in, own.owner(client, cport), "{client} {cport}");
+            // With the usual 4-tuple hash the reply lands by chance.
+            let h = Toeplitz::new(&key).hash_tuple(rs, client, 80, cport);
+            if (h & 511) % 4 != q_in as u32 {
+                four_tuple_elsewhere += 1;
+            }
+        }
+        assert!(four_tuple_elsewhere > 0);
+    }
+
+    #[test]
+    fn tables_are_adopted_only_when_they_agree_and_name_workers() {
+        let rr = Reta::round_robin(512, 2);
+        let own = Ownership::from_tables(2, &[rr.clone(), rr.clone()]).unwrap();
+        assert_eq!(own.reta(), &rr);
+        assert_eq!(own.workers(), 2);
+        let e = Ownership::from_tables(2, &[]).unwrap_err();
+        assert!(e.contains("no multi-queue port"), "{e}");
+        let e = Ownership::from_tables(2, &[rr.clone(), Reta::round_robin(128, 2)]).unwrap_err();
+        assert!(e.contains("differ"), "{e}");
+        let e = Ownership::with_reta(2, Reta::round_robin(64, 3)).unwrap_err();
+        assert!(e.contains("queue 2") && e.contains("2 worker"), "{e}");
+        assert!(rr.is_round_robin(2));
+        assert!(!rr.is_round_robin(3));
+    }
+
+    #[test]
+    fn rss_side_names_parse_and_bad_ones_list_the_choices() {
+        for side in [RssSide::Client, RssSide::Server, RssSide::All] {
+            assert_eq!(side.as_str().parse::<RssSide>(), Ok(side));
+        }
+        assert_eq!(RssSide::default(), RssSide::All);
+        let e = "Client".parse::<RssSide>().unwrap_err();
+        assert!(
+            e.contains("\"client\"") && e.contains("\"server\"") && e.contains("\"all\""),
+            "{e}"
+        );
+        assert!(e.contains("\"Client\""), "{e}");
     }
 }

@@ -19,6 +19,11 @@
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 
+/// `RTE_BIT64(63)`: bindgen evaluates macros as `i64` and drops this one,
+/// the only RSS flag that does not fit. `shim.c` checks the value against
+/// the header at build time.
+pub const RTE_ETH_RSS_L3_SRC_ONLY: u64 = 1 << 63;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -28,6 +33,14 @@ mod tests {
         let f: u64 = RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RSS_IP;
         assert_ne!(f, 0);
         assert_eq!(RTE_ETH_TX_OFFLOAD_IPV4_CKSUM, 1u64 << 1);
+        // The four endpoint selectors RSS ownership relies on are distinct bits.
+        let only = [
+            RTE_ETH_RSS_L3_SRC_ONLY,
+            RTE_ETH_RSS_L3_DST_ONLY,
+            RTE_ETH_RSS_L4_SRC_ONLY,
+            RTE_ETH_RSS_L4_DST_ONLY,
+        ];
+        assert_eq!(only.iter().fold(0, |a, b| a | b).count_ones(), 4);
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub use mem::advise_huge_pages;
 pub use eal::Eal;
 pub use mbuf::{Burst, Drain, Mbuf, BURST_SIZE};
 pub use mempool::Mempool;
-pub use port::{Port, PortConf, PortQueue, PortStats};
+pub use port::{endpoint_fields, rss_request, Port, PortConf, PortQueue, PortStats, RssState};
 pub use ring::{ring_port, Ring};
 pub use signals::Termination;
 

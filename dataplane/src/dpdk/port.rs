@@ -8,12 +8,25 @@
 //! Link status is recorded for display only: nothing waits for or gates on
 //! it (a tap whose kernel side moved to another namespace reports DOWN while
 //! it forwards fine).
+//!
+//! RSS with several queues: a connection is owned by the worker whose queue
+//! RSS picks for the client endpoint (`crate::rss`), so a port is asked to
+//! hash only that endpoint (source fields on a port facing clients,
+//! destination fields on one facing real servers), with the key and a
+//! round-robin redirection table that the software hash also uses. Drivers
+//! differ in what they let an application set (net_tap and net_memif refuse
+//! most of it), and none of it is needed for correctness, so every step is
+//! best-effort: the port starts anyway and [`Port::rss`] reports what the
+//! driver actually has, read back where the driver allows, for the daemon to
+//! build ownership from and to say whether hand-over or the NIC does the
+//! work.
 
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{call_err, Burst, DpdkError, Eal, Mempool, BURST_SIZE};
+use super::{call_err, strerror, Burst, DpdkError, Eal, Mempool, BURST_SIZE};
+use crate::rss::{nic_key, Reta, RssSide, DEFAULT_KEY};
 
 /// What the daemon asks of a port.
 #[derive(Debug, Clone)]
@@ -45,6 +58,114 @@ pub struct PortStats {
     pub rx_nombuf: u64,
 }
 
+/// The L3/L4 hash fields that select only the client endpoint on a port
+/// facing `side` (0 for [`RssSide::All`]).
+pub fn endpoint_fields(side: RssSide) -> u64 {
+    match side {
+        RssSide::Client => dpdk_sys::RTE_ETH_RSS_L3_SRC_ONLY | dpdk_sys::RTE_ETH_RSS_L4_SRC_ONLY,
+        RssSide::Server => dpdk_sys::RTE_ETH_RSS_L3_DST_ONLY | dpdk_sys::RTE_ETH_RSS_L4_DST_ONLY,
+        RssSide::All => 0,
+    }
+}
+
+/// The `rss_hf` to ask of a device that can do `capa`
+/// (`flow_type_rss_offloads`): IP, TCP and UDP flow types, restricted to
+/// the client endpoint's fields for `side`, masked with what the device can
+/// do (ethdev refuses a configuration that asks for more).
+pub fn rss_request(side: RssSide, capa: u64) -> u64 {
+    let types = dpdk_sys::RTE_ETH_RSS_IP | dpdk_sys::RTE_ETH_RSS_TCP | dpdk_sys::RTE_ETH_RSS_UDP;
+    (types | endpoint_fields(side)) & capa
+}
+
+/// The RSS of a started port, as far as its driver tells.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RssState {
+    /// What the configuration asked for (`rss` of the port).
+    pub side: RssSide,
+    /// Rx queues RSS spreads over (1: no RSS).
+    pub queues: u16,
+    /// `rss_hf` asked for, after the capability mask (0 with one queue).
+    pub requested: u64,
+    /// `rss_hf` in effect: read back, else what `rte_eth_dev_configure`
+    /// accepted.
+    pub fields: u64,
+    /// The driver accepted [`DEFAULT_KEY`], padded to its key size.
+    pub key_set: bool,
+    /// The key read back (None: the driver does not tell).
+    pub key: Option<Vec<u8>>,
+    /// The redirection table read back (None: the driver has none or does
+    /// not tell). Entries are queue indices, which are worker indices.
+    pub reta: Option<Reta>,
+    /// What the driver refused, in words, for the start-up log.
+    pub refused: Vec<String>,
+}
+
+impl RssState {
+    /// The hash fields select only the client endpoint.
+    pub fn endpoint_only(&self) -> bool {
+        let want = endpoint_fields(self.side);
+        want != 0 && self.fields & want == want
+    }
+
+    /// The NIC hashes with the software's key: read back equal to the
+    /// default (as far as it is needed for an IPv6 endpoint, 22 bytes), or,
+    /// when it cannot be read, accepted.
+    pub fn default_key(&self) -> bool {
+        match &self.key {
+            Some(k) => {
+                let n = k.len().min(DEFAULT_KEY.len());
+                n >= 22 && k[..n] == DEFAULT_KEY[..n]
+            }
+            None => self.key_set,
+        }
+    }
+
+    /// The NIC itself sends a connection's packets on this port to the
+    /// queue of their owner, provided the daemon's ownership uses this
+    /// port's table (`reta`).
+    pub fn nic_ownership(&self) -> bool {
+        self.queues > 1 && self.endpoint_only() && self.default_key() && self.reta.is_some()
+    }
+
+    /// One line on what the port has: fields, key, table, refusals.
+    pub fn describe(&self) -> String {
+        if self.queues <= 1 {
+            return "one rx queue, no RSS".into();
+        }
+        let fields = if self.endpoint_only() {
+            format!(
+                "{}-only fields",
+                if self.side == RssSide::Client {
+                    "source"
+                } else {
+                    "destination"
+                }
+            )
+        } else if self.side == RssSide::All {
+            "4-tuple fields".into()
+        } else {
+            "no endpoint-only fields".into()
+        };
+        let key = match (&self.key, self.default_key()) {
+            (_, true) => "default key",
+            (Some(_), false) => "another key",
+            (None, false) => "key unknown",
+        };
+        let reta = match &self.reta {
+            Some(r) if r.is_round_robin(self.queues) => {
+                format!("table of {} round-robin", r.entries().len())
+            }
+            Some(r) => format!("table of {} (not round-robin)", r.entries().len()),
+            None => "table unknown".into(),
+        };
+        let mut line = format!("rss_hf {:#x}, {fields}, {key}, {reta}", self.fields);
+        if !self.refused.is_empty() {
+            line.push_str(&format!("; driver refused {}", self.refused.join(", ")));
+        }
+        line
+    }
+}
+
 /// An open, started ethdev.
 #[derive(Debug)]
 pub struct Port {
@@ -59,6 +180,7 @@ pub struct Port {
     pub tx_offload_capa: u64,
     /// RSS hash functions in use (0 with one queue).
     pub rss_hf: u64,
+    rss: RssState,
     driver: String,
     claimed_rx: AtomicU64,
     claimed_tx: AtomicU64,
@@ -97,9 +219,97 @@ fn port_by_name(name: &str) -> Option<u16> {
     (rc == 0).then_some(id)
 }
 
+/// The run-time part of RSS on a started port with several rx queues:
+/// the key (again: some drivers take it only at run time), a round-robin
+/// table of `reta_size` entries, then what the driver reads back. Nothing
+/// here fails the port; refusals are recorded in `rss`.
+fn program_rss(id: u16, reta_size: u16, key: &mut [u8], rss: &mut RssState) {
+    // Later DPDK releases add fields (the hash algorithm): default them.
+    #[allow(clippy::needless_update)]
+    let mut c = dpdk_sys::rte_eth_rss_conf {
+        rss_key: key.as_mut_ptr(),
+        rss_key_len: key.len() as u8,
+        rss_hf: rss.fields,
+        ..Default::default()
+    };
+    // SAFETY: started port; c and the key it points to outlive the call.
+    let rc = unsafe { dpdk_sys::rte_eth_dev_rss_hash_update(id, &mut c) };
+    rss.key_set = rc == 0;
+    if rc != 0 {
+        rss.refused.push(format!("the key ({})", strerror(rc)));
+    }
+
+    if reta_size == 0 {
+        rss.refused
+            .push("a redirection table (the driver reports none)".into());
+    } else {
+        let size = usize::from(reta_size);
+        let group = dpdk_sys::RTE_ETH_RETA_GROUP_SIZE as usize;
+        let mut t = vec![dpdk_sys::rte_eth_rss_reta_entry64::default(); size.div_ceil(group)];
+        for i in 0..size {
+            t[i / group].mask |= 1 << (i % group);
+            t[i / group].reta[i % group] = (i % usize::from(rss.queues)) as u16;
+        }
+        // SAFETY: started port; t holds reta_size entries in groups of 64 as
+        // ethdev expects, each marked in its group's mask; queue numbers are
+        // below the rx queue count.
+        let rc = unsafe { dpdk_sys::rte_eth_dev_rss_reta_update(id, t.as_mut_ptr(), reta_size) };
+        if rc != 0 {
+            rss.refused
+                .push(format!("the round-robin table ({})", strerror(rc)));
+        }
+        for e in &mut t {
+            e.reta = [u16::MAX; 64];
+        }
+        // SAFETY: as above; the driver fills the masked entries.
+        let rc = unsafe { dpdk_sys::rte_eth_dev_rss_reta_query(id, t.as_mut_ptr(), reta_size) };
+        if rc == 0 {
+            let entries: Vec<u16> = (0..size).map(|i| t[i / group].reta[i % group]).collect();
+            if entries.iter().all(|&q| q < rss.queues) {
+                rss.reta = Some(Reta::from_entries(entries));
+            } else {
+                rss.refused
+                    .push("a readable table (it names queues that do not exist)".into());
+            }
+        } else {
+            rss.refused
+                .push(format!("reading the table back ({})", strerror(rc)));
+        }
+    }
+
+    let mut back = vec![0u8; key.len().max(crate::rss::MAX_KEY)];
+    let mut c = dpdk_sys::rte_eth_rss_conf {
+        rss_key: back.as_mut_ptr(),
+        rss_key_len: back.len() as u8,
+        ..Default::default()
+    };
+    // SAFETY: started port; the buffer is at least the device's key size
+    // and outlives the call.
+    let rc = unsafe { dpdk_sys::rte_eth_dev_rss_hash_conf_get(id, &mut c) };
+    if rc == 0 {
+        rss.fields = c.rss_hf;
+        let n = usize::from(c.rss_key_len).min(back.len());
+        if back[..n].iter().any(|&b| b != 0) {
+            rss.key = Some(back[..n].to_vec());
+        }
+    }
+}
+
 impl Port {
-    /// Probes (if needed), configures and starts the device of `conf`.
+    /// Probes (if needed), configures and starts the device of `conf`, with
+    /// the usual 4-tuple RSS when it has several rx queues.
     pub fn open(eal: &Eal, conf: &PortConf, pool: Arc<Mempool>) -> Result<Port, DpdkError> {
+        Port::open_rss(eal, conf, RssSide::All, pool)
+    }
+
+    /// [`Port::open`], with RSS on the client endpoint as seen from `side`
+    /// (best-effort; see [`Port::rss`]).
+    pub fn open_rss(
+        eal: &Eal,
+        conf: &PortConf,
+        side: RssSide,
+        pool: Arc<Mempool>,
+    ) -> Result<Port, DpdkError> {
         let mark = eal.log_mark();
         let err = |what: &str, rc: i32| {
             let mut e = call_err(format!("port {} ({}): {what}", conf.name, conf.device), rc);
@@ -155,22 +365,59 @@ impl Port {
                 ),
             });
         }
-        let mut eth_conf = dpdk_sys::rte_eth_conf::default();
-        let mut rss_hf = 0;
-        if conf.rx_queues > 1 {
-            rss_hf =
-                (dpdk_sys::RTE_ETH_RSS_IP | dpdk_sys::RTE_ETH_RSS_TCP | dpdk_sys::RTE_ETH_RSS_UDP)
-                    & info.flow_type_rss_offloads;
-            eth_conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
-            eth_conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
-        }
-        // SAFETY: valid port, counts checked against the device's maxima,
-        // eth_conf outlives the call.
-        let rc = unsafe {
-            dpdk_sys::rte_eth_dev_configure(id, conf.rx_queues, conf.tx_queues, &eth_conf)
+        let mut rss = RssState {
+            side,
+            queues: conf.rx_queues,
+            ..RssState::default()
         };
+        let mut key = nic_key(usize::from(info.hash_key_size));
+        // Configure with the fields and key asked for; if the driver refuses,
+        // without the key, then with the plain 4-tuple fields.
+        let attempts: Vec<(u64, bool)> = if conf.rx_queues > 1 {
+            rss.requested = rss_request(side, info.flow_type_rss_offloads);
+            let mut a = vec![(rss.requested, true), (rss.requested, false)];
+            if side != RssSide::All {
+                a.push((rss.requested & !endpoint_fields(side), false));
+            }
+            a
+        } else {
+            vec![(0, false)]
+        };
+        let mut failures = vec![];
+        let mut rc = 0;
+        for &(hf, with_key) in &attempts {
+            let mut eth_conf = dpdk_sys::rte_eth_conf::default();
+            if conf.rx_queues > 1 {
+                eth_conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+                eth_conf.rx_adv_conf.rss_conf.rss_hf = hf;
+                if with_key {
+                    eth_conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
+                    eth_conf.rx_adv_conf.rss_conf.rss_key_len = key.len() as u8;
+                }
+            }
+            // SAFETY: valid port, counts checked against the device's maxima,
+            // eth_conf and the key it points to outlive the call (ethdev
+            // copies what it keeps).
+            rc = unsafe {
+                dpdk_sys::rte_eth_dev_configure(id, conf.rx_queues, conf.tx_queues, &eth_conf)
+            };
+            if rc == 0 {
+                rss.fields = hf;
+                break;
+            }
+            failures.push(rc);
+        }
         if rc != 0 {
             return Err(err("configure", rc));
+        }
+        if let Some(&first) = failures.first() {
+            let what = if rss.fields == rss.requested {
+                "the key"
+            } else {
+                "the key and the endpoint-only fields"
+            };
+            rss.refused
+                .push(format!("{what} at configure ({})", strerror(first)));
         }
         let (mut nrx, mut ntx) = (conf.descriptors, conf.descriptors);
         // SAFETY: valid port and out pointers.
@@ -235,6 +482,9 @@ impl Port {
         if rc != 0 {
             return Err(err("reading the MAC address", rc));
         }
+        if conf.rx_queues > 1 {
+            program_rss(id, info.reta_size, &mut key, &mut rss);
+        }
         Ok(Port {
             id,
             name: conf.name.clone(),
@@ -243,7 +493,8 @@ impl Port {
             tx_queues: conf.tx_queues,
             rx_offload_capa: info.rx_offload_capa,
             tx_offload_capa: info.tx_offload_capa,
-            rss_hf,
+            rss_hf: rss.fields,
+            rss,
             driver,
             claimed_rx: AtomicU64::new(0),
             claimed_tx: AtomicU64::new(0),
@@ -268,6 +519,12 @@ impl Port {
     }
     pub fn tx_queues(&self) -> u16 {
         self.tx_queues
+    }
+
+    /// The RSS the port has (fields, key, table), as far as the driver
+    /// tells: what the daemon builds connection ownership from.
+    pub fn rss(&self) -> &RssState {
+        &self.rss
     }
 
     /// Claims rx queue `rx` (or none) and tx queue `tx` for one thread.
@@ -422,5 +679,114 @@ mod tests {
             "0000:03:00.1"
         );
         assert_eq!(ethdev_name("net_pcap0"), "net_pcap0");
+    }
+}
+
+#[cfg(test)]
+mod rss_tests {
+    use super::*;
+    use dpdk_sys::{
+        RTE_ETH_RSS_IP, RTE_ETH_RSS_L3_DST_ONLY, RTE_ETH_RSS_L3_SRC_ONLY, RTE_ETH_RSS_L4_DST_ONLY,
+        RTE_ETH_RSS_L4_SRC_ONLY, RTE_ETH_RSS_NONFRAG_IPV4_TCP, RTE_ETH_RSS_TCP, RTE_ETH_RSS_UDP,
+    };
+
+    const TYPES: u64 = RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP;
+    const ONLY: u64 = RTE_ETH_RSS_L3_SRC_ONLY
+        | RTE_ETH_RSS_L4_SRC_ONLY
+        | RTE_ETH_RSS_L3_DST_ONLY
+        | RTE_ETH_RSS_L4_DST_ONLY;
+
+    #[test]
+    fn each_side_asks_for_its_endpoint_within_the_devices_capability() {
+        let all = u64::MAX;
+        assert_eq!(
+            rss_request(RssSide::Client, all),
+            TYPES | RTE_ETH_RSS_L3_SRC_ONLY | RTE_ETH_RSS_L4_SRC_ONLY
+        );
+        assert_eq!(
+            rss_request(RssSide::Server, all),
+            TYPES | RTE_ETH_RSS_L3_DST_ONLY | RTE_ETH_RSS_L4_DST_ONLY
+        );
+        assert_eq!(rss_request(RssSide::All, all), TYPES);
+        // A device without endpoint selection (net_tap advertises only the
+        // flow types) gets the 4-tuple request; one with less gets less.
+        assert_eq!(rss_request(RssSide::Client, TYPES), TYPES);
+        assert_eq!(
+            rss_request(
+                RssSide::Server,
+                RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_L3_DST_ONLY
+            ),
+            RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_L3_DST_ONLY
+        );
+        assert_eq!(rss_request(RssSide::Client, 0), 0);
+        for side in [RssSide::Client, RssSide::Server, RssSide::All] {
+            assert_eq!(
+                rss_request(side, TYPES | ONLY) & !endpoint_fields(side),
+                TYPES
+            );
+        }
+    }
+
+    fn granted(side: RssSide) -> RssState {
+        RssState {
+            side,
+            queues: 2,
+            requested: rss_request(side, u64::MAX),
+            fields: rss_request(side, u64::MAX),
+            key_set: true,
+            key: Some(nic_key(52)),
+            reta: Some(Reta::round_robin(512, 2)),
+            refused: vec![],
+        }
+    }
+
+    #[test]
+    fn nic_ownership_needs_endpoint_fields_the_default_key_and_a_known_table() {
+        for side in [RssSide::Client, RssSide::Server] {
+            let s = granted(side);
+            assert!(s.nic_ownership(), "{side}");
+            assert!(s.describe().contains("default key"), "{}", s.describe());
+            assert!(
+                s.describe().contains("table of 512 round-robin"),
+                "{}",
+                s.describe()
+            );
+        }
+        assert!(!granted(RssSide::All).nic_ownership(), "4-tuple hash");
+        let mut s = granted(RssSide::Client);
+        s.fields &= !RTE_ETH_RSS_L4_SRC_ONLY;
+        assert!(!s.nic_ownership(), "address only is not the endpoint");
+        let mut s = granted(RssSide::Server);
+        s.fields = granted(RssSide::Client).fields;
+        assert!(!s.nic_ownership(), "the other side's fields");
+        let mut s = granted(RssSide::Client);
+        s.reta = None;
+        assert!(!s.nic_ownership());
+        assert!(s.describe().contains("table unknown"));
+        let mut s = granted(RssSide::Client);
+        let mut other = nic_key(40);
+        other[3] ^= 1;
+        s.key = Some(other);
+        assert!(
+            !s.nic_ownership(),
+            "a key that was not ours, though accepted"
+        );
+        assert!(s.describe().contains("another key"));
+        // Unreadable key: accepted is enough; refused is not.
+        let mut s = granted(RssSide::Client);
+        s.key = None;
+        assert!(s.nic_ownership());
+        s.key_set = false;
+        assert!(!s.nic_ownership());
+        assert!(s.describe().contains("key unknown"));
+        let mut s = granted(RssSide::Client);
+        s.queues = 1;
+        assert!(!s.nic_ownership());
+        assert_eq!(s.describe(), "one rx queue, no RSS");
+        let mut s = granted(RssSide::Client);
+        s.refused.push("the key (Operation not supported)".into());
+        assert!(s
+            .describe()
+            .ends_with("driver refused the key (Operation not supported)"));
     }
 }
