@@ -182,6 +182,57 @@ impl Toeplitz {
     }
 }
 
+/// The Toeplitz hash of inputs up to [`ENDPOINT_LEN`] bytes by table
+/// lookup: for every nibble position, the XOR of the key windows its four
+/// bits select, precomputed.
+///
+/// Why: the bit-by-bit hash takes a data-dependent branch per input bit
+/// (48 for an IPv4 endpoint, 144 for IPv6) and every multi-worker packet
+/// pays for one (ownership is checked before the connection lookup). With
+/// nibble tables it is 12 or 36 loads and XORs, no branches, from 2.3 KiB
+/// of tables; the result is the same (tested against [`Toeplitz::hash`]).
+#[derive(Clone)]
+pub struct NibbleToeplitz {
+    table: Box<[[u32; 16]; ENDPOINT_LEN * 2]>,
+}
+
+/// Longest input of [`NibbleToeplitz`]: an IPv6 address and a port.
+pub const ENDPOINT_LEN: usize = 18;
+
+impl std::fmt::Debug for NibbleToeplitz {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NibbleToeplitz")
+    }
+}
+
+impl NibbleToeplitz {
+    pub fn new(t: &Toeplitz) -> NibbleToeplitz {
+        let mut table = Box::new([[0u32; 16]; ENDPOINT_LEN * 2]);
+        let mut input = [0u8; ENDPOINT_LEN];
+        for (pos, row) in table.iter_mut().enumerate() {
+            for (v, cell) in row.iter_mut().enumerate() {
+                input.fill(0);
+                let shift = if pos % 2 == 0 { 4 } else { 0 };
+                input[pos / 2] = (v as u8) << shift;
+                *cell = t.hash(&input);
+            }
+        }
+        NibbleToeplitz { table }
+    }
+
+    /// The hash of `input` (at most [`ENDPOINT_LEN`] bytes; longer input is
+    /// cut there).
+    #[inline]
+    pub fn hash(&self, input: &[u8]) -> u32 {
+        let mut h = 0;
+        for (i, &b) in input.iter().take(ENDPOINT_LEN).enumerate() {
+            h ^=
+                self.table[2 * i][usize::from(b >> 4)] ^ self.table[2 * i + 1][usize::from(b & 15)];
+        }
+        h
+    }
+}
+
 /// Which worker owns a connection: the queue RSS would pick when hashing
 /// only the client endpoint (address and port), as a NIC configured for
 /// source-only fields on the client side and destination-only fields on
@@ -190,7 +241,7 @@ impl Toeplitz {
 #[derive(Debug, Clone)]
 pub struct Ownership {
     workers: usize,
-    hash: Toeplitz,
+    hash: NibbleToeplitz,
     reta: Reta,
 }
 
@@ -201,7 +252,7 @@ impl Ownership {
         let n = workers.clamp(1, usize::from(u16::MAX));
         Ownership {
             workers: n,
-            hash: Toeplitz::new(&DEFAULT_KEY),
+            hash: NibbleToeplitz::new(&Toeplitz::new(&DEFAULT_KEY)),
             reta: Reta::round_robin(128, n as u16),
         }
     }
@@ -218,7 +269,7 @@ impl Ownership {
         }
         Ok(Ownership {
             workers: n,
-            hash: Toeplitz::new(&DEFAULT_KEY),
+            hash: NibbleToeplitz::new(&Toeplitz::new(&DEFAULT_KEY)),
             reta,
         })
     }
@@ -516,5 +567,37 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("\"Client\""), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod nibble_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn nibble_tables_give_the_specification_vectors() {
+        let t = NibbleToeplitz::new(&Toeplitz::new(&DEFAULT_KEY));
+        // Source address and port only, as a NIC hashing the client side:
+        // compared with the bitwise hash, itself checked against the
+        // Microsoft vectors above.
+        let bit = Toeplitz::new(&DEFAULT_KEY);
+        let v4 = [66, 9, 149, 187, 0x0a, 0xea];
+        assert_eq!(t.hash(&v4), bit.hash(&v4));
+        let mut b = [0u8; 12];
+        b[..4].copy_from_slice(&[66, 9, 149, 187]);
+        b[4..8].copy_from_slice(&[161, 142, 100, 80]);
+        b[8..10].copy_from_slice(&2794u16.to_be_bytes());
+        b[10..12].copy_from_slice(&1766u16.to_be_bytes());
+        assert_eq!(t.hash(&b), 0x51cc_c178);
+    }
+
+    proptest! {
+        #[test]
+        fn nibble_tables_equal_the_bitwise_hash(input in proptest::collection::vec(any::<u8>(), 0..=ENDPOINT_LEN)) {
+            let bit = Toeplitz::new(&DEFAULT_KEY);
+            let t = NibbleToeplitz::new(&bit);
+            prop_assert_eq!(t.hash(&input), bit.hash(&input));
+        }
     }
 }
