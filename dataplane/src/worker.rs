@@ -36,6 +36,7 @@ use crate::dpdk::{self, Burst, DpdkError, Eal, Mbuf, Mempool, PortQueue, Ring};
 use crate::net::neighbor::State;
 use crate::net::{Counter, Io, NetCounters, Stack, Stage};
 use crate::wire::ethernet::MacAddr;
+use crate::wire::{parse_packet, ParseError};
 
 /// What a worker leaves behind when it stops (read by the daemon).
 #[derive(Debug, Default, Clone)]
@@ -323,17 +324,23 @@ impl<S: Stage<Mbuf>> Worker<S> {
                 share: true,
                 handoff: &mut b.handoff[..nworkers],
             };
-            {
-                let ms = b.rx.as_mut_slice();
-                let mut frames: [&[u8]; dpdk::BURST_SIZE] = [&[]; dpdk::BURST_SIZE];
-                let n = ms.len().min(dpdk::BURST_SIZE);
-                for (f, m) in frames.iter_mut().zip(ms.iter()) {
-                    *f = m.data();
+            if self.stage.warms() {
+                // Parse the burst once: for the stage's batched lookups,
+                // then for the stack.
+                let mut metas = [Err(ParseError::Truncated); dpdk::BURST_SIZE];
+                let n = b.rx.len().min(dpdk::BURST_SIZE);
+                for (meta, m) in metas.iter_mut().zip(b.rx.as_mut_slice().iter()) {
+                    *meta = parse_packet(m.data());
                 }
-                self.stage.warm(&frames[..n]);
-            }
-            for m in b.rx.drain() {
-                self.stack.input(port, m, now, &mut io, &mut self.stage);
+                self.stage.warm(&metas[..n]);
+                for (m, meta) in b.rx.drain().zip(metas) {
+                    self.stack
+                        .input_parsed(port, m, meta, now, &mut io, &mut self.stage);
+                }
+            } else {
+                for m in b.rx.drain() {
+                    self.stack.input(port, m, now, &mut io, &mut self.stage);
+                }
             }
             self.stage.end_burst(now);
             io.flush();

@@ -376,6 +376,25 @@ impl Lb {
     /// waiting for any, so the per-packet lookups that follow find them in
     /// cache (bench/ENGINE.md). Smaller tables skip it (nothing to gain).
     pub fn warm(&self, frames: &[&[u8]]) {
+        if self.conns.len() < WARM_MIN_CONNS {
+            return;
+        }
+        let mut metas = [Err(crate::wire::ParseError::Truncated); 32];
+        for (m, f) in metas.iter_mut().zip(frames) {
+            *m = crate::wire::parse_packet(f);
+        }
+        self.warm_parsed(&metas[..frames.len().min(32)]);
+    }
+
+    /// Whether the table is large enough for [`Lb::warm`] to pay off.
+    #[inline]
+    pub fn warms(&self) -> bool {
+        self.conns.len() >= WARM_MIN_CONNS
+    }
+
+    /// [`Lb::warm`] for frames the caller parsed already (the worker parses
+    /// each burst once, for this and for the stack).
+    pub fn warm_parsed(&self, metas: &[Result<PacketMeta, crate::wire::ParseError>]) {
         const B: usize = 32;
         if self.conns.len() < WARM_MIN_CONNS {
             return;
@@ -384,8 +403,8 @@ impl Lb {
         let mut keys_in = [blank; B];
         let mut keys_out = [blank; B];
         let (mut n_in, mut n_out) = (0, 0);
-        for f in frames.iter().take(B) {
-            let Ok(m) = crate::wire::parse_packet(f) else {
+        for m in metas.iter().take(B) {
+            let Ok(m) = m else {
                 continue;
             };
             if !matches!(m.protocol, protocol::TCP | protocol::UDP) || m.l3 == L3::Arp {

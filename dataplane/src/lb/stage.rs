@@ -24,7 +24,7 @@ use crate::buf::PacketBuf;
 use crate::model::{ConnEntry, Snapshot};
 use crate::net::{Interface, RouteTable, Stage, StageVerdict};
 use crate::rss::Ownership;
-use crate::wire::PacketMeta;
+use crate::wire::{PacketMeta, ParseError};
 
 /// The configuration the control thread publishes and workers pick up.
 #[derive(Debug)]
@@ -200,8 +200,13 @@ impl<B: PacketBuf> Stage<B> for LbStage {
     }
 
     #[inline]
-    fn warm(&mut self, frames: &[&[u8]]) {
-        self.lb.warm(frames);
+    fn warm(&mut self, metas: &[Result<PacketMeta, ParseError>]) {
+        self.lb.warm_parsed(metas);
+    }
+
+    #[inline]
+    fn warms(&self) -> bool {
+        self.lb.warms()
     }
 
     fn tick(&mut self, now: u64) -> bool {

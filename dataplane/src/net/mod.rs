@@ -43,7 +43,7 @@ use std::str::FromStr;
 
 use crate::buf::PacketBuf;
 use crate::wire::ethernet::MacAddr;
-use crate::wire::PacketMeta;
+use crate::wire::{PacketMeta, ParseError};
 
 /// An address with a prefix length (`198.18.0.1/24`, `2001:db8::/32`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -270,7 +270,12 @@ pub trait Stage<B: PacketBuf> {
     fn process(&mut self, rx_port: u16, buf: B, meta: &PacketMeta, now_ms: u64) -> StageVerdict<B>;
     /// Called with a whole received burst before its packets are processed
     /// one by one (batched lookups that overlap cache misses).
-    fn warm(&mut self, _frames: &[&[u8]]) {}
+    fn warm(&mut self, _metas: &[Result<PacketMeta, ParseError>]) {}
+    /// Whether [`Stage::warm`] would do anything now (if not, the worker
+    /// does not parse the burst ahead).
+    fn warms(&self) -> bool {
+        false
+    }
     /// Called once at the end of every burst (flush batched work).
     fn end_burst(&mut self, _now_ms: u64) {}
     /// Called on every turn of the worker loop, with or without traffic:

@@ -12,7 +12,7 @@ use super::{
 use crate::buf::PacketBuf;
 use crate::wire::ethernet::{ethertype, MacAddr, HEADER_LEN};
 use crate::wire::ipv4::protocol;
-use crate::wire::{icmpv6, parse_packet, L3};
+use crate::wire::{icmpv6, parse_packet, PacketMeta, ParseError, L3};
 
 /// What the stack needs from its worker: fresh buffers and a transmit.
 pub trait Io<B> {
@@ -154,12 +154,28 @@ impl<B: PacketBuf> Stack<B> {
         io: &mut impl Io<B>,
         stage: &mut impl Stage<B>,
     ) {
+        let parsed = parse_packet(buf.data());
+        self.input_parsed(rx_port, buf, parsed, now, io, stage)
+    }
+
+    /// Handles one received frame that the caller parsed already
+    /// (`parsed` must be `parse_packet` of the frame as it is): the worker
+    /// parses a burst once, for the stage's batched lookups and for this.
+    pub fn input_parsed(
+        &mut self,
+        rx_port: u16,
+        buf: B,
+        parsed: Result<PacketMeta, ParseError>,
+        now: u64,
+        io: &mut impl Io<B>,
+        stage: &mut impl Stage<B>,
+    ) {
         self.counters.inc(Counter::Rx);
         let Some(iface) = self.iface(rx_port) else {
             return self.drop_buf(buf, Counter::DropUnknownPort);
         };
         let my_mac = iface.mac;
-        let meta = match parse_packet(buf.data()) {
+        let meta = match parsed {
             Ok(m) => m,
             Err(e) => {
                 self.counters.parse_error(e);
