@@ -91,6 +91,73 @@ def summarize(out):
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(rows, f, indent=1)
     print("\n".join(lines))
+    plot(out, rows)
+
+
+def plot(out, rows):
+    """Two PNGs: ns per packet uvsd adds, per case (rounds as dots); and
+    Mpps against flow count, uvsd beside the empty pipeline."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no plots", file=sys.stderr)
+        return
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.2))
+    names = [r["label"] for r in rows]
+    ns = [r["uvsd_ns_per_packet"] for r in rows]
+    y = list(range(len(rows)))
+    ax.barh(y, ns, color="#4c72b0")
+    for i, r in enumerate(rows):
+        e = statistics_median(r["empty_mpps"])
+        dots = [1e3 / u - 1e3 / e for u in r["uvsd_mpps"] if u > 0 and e > 0]
+        ax.plot(dots, [i] * len(dots), "o", color="#222222", markersize=3)
+        ax.text(max([ns[i]] + dots), i, f"  {ns[i]:.0f}", va="center", fontsize=8)
+    ax.set_yticks(y)
+    ax.set_yticklabels(names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("ns per packet uvsd adds to the empty pipeline\n"
+                  "(bar: medians; dots: each uvsd round against the empty median)")
+    ax.set_title("uvs-loop: uvsd's worker pipeline, one process, one core")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "loop-ns-per-packet.png"), dpi=110)
+    plt.close(fig)
+
+    est = [r for r in rows if r["mode"] == "established" and r["proto"] == "udp"
+           and r["workers"] == 1]
+    if not est:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    colours = {"nat": "#4c72b0", "dr": "#55a868", "tun": "#c44e52"}
+    for m in ["nat", "dr", "tun"]:
+        pts = sorted((r["flows"], r["uvsd_median_mpps"]) for r in est if r["method"] == m)
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=colours[m],
+                    label=f"uvsd {m.upper()}")
+    pts = sorted((r["flows"], r["empty_median_mpps"]) for r in est if r["method"] == "nat")
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], "s--", color="#888888",
+            label="empty pipeline (rx -> tx)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("established UDP flows")
+    ax.set_ylabel("Mpps, one core (median of the rounds)")
+    ax.set_title("uvs-loop: Mpps against flow count, 64 B")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "loop-mpps-vs-flows.png"), dpi=110)
+    plt.close(fig)
+
+
+def statistics_median(v):
+    v = sorted(v)
+    n = len(v)
+    if n == 0:
+        return 0.0
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
 
 
 def main():
