@@ -12,6 +12,7 @@ use std::sync::Arc;
 use dataplane::buf::PacketBuf;
 use dataplane::dpdk::{lcore, Burst, DpdkError, Eal, Mempool, Port, PortConf, Ring, BURST_SIZE};
 use dataplane::rss::{Ownership, RssSide};
+use dataplane::worker::Mesh;
 
 #[test]
 fn dpdk_layer_end_to_end() {
@@ -81,6 +82,33 @@ fn dpdk_layer_end_to_end() {
     assert_eq!(ring.count(), 5);
     assert_eq!(ring.dequeue(&mut b), 5);
     b.clear();
+    assert_eq!(pool.available(), full);
+
+    // The workers' mesh: one ring per ordered pair; what worker 0 puts in
+    // its ring toward 2 comes out of the ring 2 drains from 0, and nowhere
+    // else.
+    let mesh = Mesh::new(&eal, "t_mesh", 3, 64).unwrap();
+    let links: Vec<_> = (0..3).map(|w| mesh.links(w)).collect();
+    for (w, l) in links.iter().enumerate() {
+        assert_eq!(l.to.len(), 3);
+        assert!(l.to[w].is_none(), "no ring to itself");
+        assert_eq!(l.from.len(), 2, "one ring from each other worker");
+    }
+    for _ in 0..3 {
+        b.push(pool.alloc().unwrap()).unwrap();
+    }
+    assert_eq!(links[0].to[2].as_ref().unwrap().enqueue(&mut b), 3);
+    let got: Vec<u32> = links[2].from.iter().map(|r| r.count()).collect();
+    assert_eq!(got.iter().sum::<u32>(), 3);
+    assert!(got.contains(&3));
+    assert!(links[1].from.iter().all(|r| r.count() == 0));
+    for r in &links[2].from {
+        r.dequeue(&mut b);
+    }
+    assert_eq!(b.len(), 3);
+    b.clear();
+    drop(links);
+    drop(mesh);
     assert_eq!(pool.available(), full);
 
     // A port: tx to net_null consumes, rx from it gives empty frames.
