@@ -1197,3 +1197,30 @@ fn stale_ids_and_replies_are_harmless() {
     );
     assert_eq!(t.on_packet(c, Dir::In, ACK, 300 * S), Verdict::Drop);
 }
+
+#[test]
+fn conn_addr_maps_v4_and_keeps_v6() {
+    for a in ["198.18.0.1", "198.19.255.254", "0.0.0.0", "255.255.255.255"] {
+        let ip: IpAddr = a.parse().unwrap();
+        let c = ConnAddr::from(ip);
+        let IpAddr::V4(v) = ip else { unreachable!() };
+        let mut mapped = [0u8; 16];
+        mapped[10] = 0xff;
+        mapped[11] = 0xff;
+        mapped[12..].copy_from_slice(&v.octets());
+        assert_eq!(c.0, mapped, "{a} as ::ffff:{a}");
+        assert!(c.is_v4());
+        assert_eq!(c.to_ip(), ip);
+    }
+    for a in [
+        "2001:db8::1",
+        "2001:db8:ffff::ffff:1",
+        "::1",
+        "::ffff:0:0:1",
+    ] {
+        let ip: IpAddr = a.parse().unwrap();
+        let c = ConnAddr::from(ip);
+        assert!(!c.is_v4(), "{a}");
+        assert_eq!(c.to_ip(), ip);
+    }
+}
