@@ -337,7 +337,9 @@ fn parse_v4_fast(frame: &[u8]) -> Option<PacketMeta> {
 }
 
 /// Every frame [`parse_packet`] classifies, layer by layer through the
-/// checked views.
+/// checked views. Kept out of line so the fast path's caller saves no
+/// registers for it.
+#[inline(never)]
 fn parse_general(frame: &[u8]) -> Result<PacketMeta, ParseError> {
     let eth = EthernetFrame::new_checked(frame)?;
     let l3_offset = eth.header_len();

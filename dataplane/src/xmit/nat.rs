@@ -221,7 +221,9 @@ fn patch_v4<const N: usize>(
 
 /// Every case NAT handles (IPv6, ICMP echo, SCTP, UDP without checksum,
 /// fragments), with all checks first: the reference the fast path is
-/// tested against.
+/// tested against. Kept out of line so the fast path's caller saves no
+/// registers for it.
+#[inline(never)]
 fn rewrite_general(
     data: &mut [u8],
     meta: &PacketMeta,
