@@ -268,6 +268,10 @@ pub struct ConnTable {
     refused: u64,
     budget: Option<Arc<ConnBudget>>,
     timeouts: Timeouts,
+    /// `timeouts` in ticks per TCP state, and for UDP (and anything else):
+    /// computed when the timeouts change, read on every re-arm.
+    tcp_ticks: [u32; proto_tcp::state::COUNT],
+    udp_ticks: u32,
     sysctls: Sysctls,
 }
 
@@ -278,6 +282,11 @@ fn mix(a: u64, b: u64) -> u64 {
 
 fn secs_to_ticks(s: u32) -> u32 {
     s.saturating_mul(TICKS_PER_SEC).min(MAX_TIMEOUT_TICKS)
+}
+
+/// The timeout of every TCP state in ticks.
+fn tcp_ticks(t: &Timeouts) -> [u32; proto_tcp::state::COUNT] {
+    std::array::from_fn(|s| secs_to_ticks(proto_tcp::timeout_secs(s as u8, t)))
 }
 
 impl ConnTable {
@@ -336,6 +345,8 @@ impl ConnTable {
             refused: 0,
             budget,
             timeouts: Timeouts::default(),
+            tcp_ticks: tcp_ticks(&Timeouts::default()),
+            udp_ticks: secs_to_ticks(proto_udp::timeout_secs(&Timeouts::default())),
             sysctls: Sysctls::default(),
         }
     }
@@ -367,6 +378,8 @@ impl ConnTable {
     /// side's). Takes effect at each connection's next re-arm.
     pub fn set_timeouts(&mut self, t: Timeouts) {
         self.timeouts = t;
+        self.tcp_ticks = tcp_ticks(&t);
+        self.udp_ticks = secs_to_ticks(proto_udp::timeout_secs(&t));
     }
     pub fn set_sysctls(&mut self, s: Sysctls) {
         self.sysctls = s;
@@ -573,11 +586,13 @@ impl ConnTable {
     }
 
     fn state_timeout_ticks(&self, c: &Conn) -> u32 {
-        let secs = match c.proto {
-            TCP => proto_tcp::timeout_secs(c.state, &self.timeouts),
-            _ => proto_udp::timeout_secs(&self.timeouts),
-        };
-        secs_to_ticks(secs)
+        match c.proto {
+            TCP => match self.tcp_ticks.get(usize::from(c.state)) {
+                Some(&t) => t,
+                None => secs_to_ticks(proto_tcp::timeout_secs(c.state, &self.timeouts)),
+            },
+            _ => self.udp_ticks,
+        }
     }
 
     /// Creates a connection for the client packet that starts it (the
