@@ -254,6 +254,16 @@ pub struct NewConn<'a> {
 /// address and length in bytes (see [`ConnTable::with_advice`]).
 pub type MemAdvice = fn(*mut u8, usize);
 
+/// A lookup key with its bucket in one table, hashed once
+/// ([`ConnTable::hashed`]) for the inbound lookup, the NAT-reply lookup
+/// and, for a connection created under the same key, its insertion (both
+/// indexes use the same hash of a key).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HashedKey {
+    key: ConnKey,
+    bucket: u32,
+}
+
 /// One worker's connection table. See the module docs of [`super`].
 #[derive(Debug)]
 pub struct ConnTable {
@@ -409,6 +419,34 @@ impl ConnTable {
         self.walk_in(self.buckets_in[self.bucket(k)], k)
     }
 
+    /// `k` with its bucket in this table, for [`ConnTable::lookup_in_hashed`],
+    /// [`ConnTable::lookup_out_hashed`] and [`ConnTable::create_hashed`].
+    #[inline]
+    pub(crate) fn hashed(&self, k: ConnKey) -> HashedKey {
+        HashedKey {
+            bucket: self.bucket(&k) as u32,
+            key: k,
+        }
+    }
+
+    /// [`ConnTable::lookup_in`] of a key hashed by this table.
+    #[inline]
+    pub(crate) fn lookup_in_hashed(&self, h: &HashedKey) -> Option<ConnId> {
+        match self.buckets_in.get(h.bucket as usize) {
+            Some(&head) => self.walk_in(head, &h.key),
+            None => self.lookup_in(&h.key),
+        }
+    }
+
+    /// [`ConnTable::lookup_out`] of a key hashed by this table.
+    #[inline]
+    pub(crate) fn lookup_out_hashed(&self, h: &HashedKey) -> Option<ConnId> {
+        match self.buckets_out.get(h.bucket as usize) {
+            Some(&head) => self.walk_out(head, &h.key),
+            None => self.lookup_out(&h.key),
+        }
+    }
+
     /// Inbound lookup of a burst: `out[j] = lookup_in(&keys[j])`.
     ///
     /// Why: at millions of entries each lookup is two dependent cache
@@ -499,6 +537,10 @@ impl ConnTable {
 
     fn hash_in(&mut self, i: u32) {
         let b = self.bucket(&self.ents[i as usize].in_key());
+        self.hash_in_at(i, b);
+    }
+
+    fn hash_in_at(&mut self, i: u32, b: usize) {
         self.ents[i as usize].next_in = self.buckets_in[b];
         self.buckets_in[b] = i;
     }
@@ -601,6 +643,32 @@ impl ConnTable {
     /// packet through the state machine from NONE, and restarts the
     /// controlling template's timer.
     pub fn create(&mut self, n: &NewConn, tcp_flags: u8, now: u64) -> Result<ConnId, CreateError> {
+        self.create_at(n, tcp_flags, now, None)
+    }
+
+    /// [`ConnTable::create`] for the packet whose lookup key `h` missed:
+    /// the inbound index reuses `h`'s bucket when `h` is the new
+    /// connection's inbound key (else the key is hashed again).
+    pub(crate) fn create_hashed(
+        &mut self,
+        n: &NewConn,
+        tcp_flags: u8,
+        now: u64,
+        h: &HashedKey,
+    ) -> Result<ConnId, CreateError> {
+        let in_key = ConnKey::new(n.proto, n.client, n.cport, n.vaddr, n.vport);
+        let bucket = (in_key == h.key && (h.bucket as usize) < self.buckets_in.len())
+            .then_some(h.bucket as usize);
+        self.create_at(n, tcp_flags, now, bucket)
+    }
+
+    fn create_at(
+        &mut self,
+        n: &NewConn,
+        tcp_flags: u8,
+        now: u64,
+        in_bucket: Option<usize>,
+    ) -> Result<ConnId, CreateError> {
         let i = self.alloc()?;
         let control = match n.control {
             Some(t) if self.is_live_template(t.0) => t.0,
@@ -632,7 +700,10 @@ impl ConnTable {
             c.svc = n.svc.map(Arc::clone);
         }
         bind(n.dest, false);
-        self.hash_in(i);
+        match in_bucket {
+            Some(b) => self.hash_in_at(i, b),
+            None => self.hash_in(i),
+        }
         self.hash_out(i);
         if control != NIL {
             self.ents[control as usize].n_control += 1;
