@@ -824,7 +824,9 @@ impl ConnTable {
                 || (mode & 2 != 0 && c.state == FIN_WAIT && c.flags & cflags::NOOUTPUT != 0))
     }
 
-    /// State transition, accounting, template marking and re-arm.
+    /// State transition, accounting, template marking and re-arm. Inlined
+    /// into its two callers (the per-packet one and creation).
+    #[inline(always)]
     fn transition(&mut self, i: u32, dir: Dir, tcp_flags: u8, now: u64) {
         let secure = self.sysctls.secure_tcp;
         let c = &mut self.ents[i as usize];
