@@ -656,9 +656,14 @@ impl ConnTable {
         now: u64,
         h: &HashedKey,
     ) -> Result<ConnId, CreateError> {
-        let in_key = ConnKey::new(n.proto, n.client, n.cport, n.vaddr, n.vport);
-        let bucket = (in_key == h.key && (h.bucket as usize) < self.buckets_in.len())
-            .then_some(h.bucket as usize);
+        let k = &h.key;
+        let same = k.sport == n.cport
+            && k.dport == n.vport
+            && k.proto == n.proto
+            && k.src == n.client
+            && k.dst == n.vaddr;
+        let bucket =
+            (same && (h.bucket as usize) < self.buckets_in.len()).then_some(h.bucket as usize);
         self.create_at(n, tcp_flags, now, bucket)
     }
 
