@@ -34,6 +34,7 @@ enum Side {
 
 /// Client -> real server: destination becomes `real_addr:real_port`,
 /// TTL decremented.
+#[inline]
 pub fn nat_inbound(
     buf: &mut impl PacketBuf,
     meta: &PacketMeta,
@@ -45,6 +46,7 @@ pub fn nat_inbound(
 
 /// Real server -> client: source becomes `virt_addr:virt_port`, TTL
 /// decremented.
+#[inline]
 pub fn nat_outbound(
     buf: &mut impl PacketBuf,
     meta: &PacketMeta,
@@ -100,6 +102,7 @@ fn l4_min_len(meta: &PacketMeta) -> usize {
     }
 }
 
+#[inline(always)]
 fn rewrite(
     data: &mut [u8],
     meta: &PacketMeta,
