@@ -219,6 +219,16 @@ const SECURE: [Tab; 3] = [
     ],
 ];
 
+/// Whether the packet is the common one of an established connection: a
+/// bare ACK (no RST, SYN or FIN) in ESTABLISHED, which every table (normal
+/// and `secure_tcp`; input, output, input-only) leaves in ESTABLISHED, so
+/// the caller may skip [`next_state`].
+#[inline]
+pub const fn stays_established(current: u8, tcp_flags: u8) -> bool {
+    current == ESTABLISHED
+        && tcp_flags & (flags::RST | flags::SYN | flags::FIN | flags::ACK) == flags::ACK
+}
+
 /// Next state for a packet with `tcp_flags` using `table`, from `current`.
 pub fn next_state(current: u8, table: Table, tcp_flags: u8, secure: bool) -> u8 {
     let ev = usize::from(EVENTS[event_index(tcp_flags)]);
@@ -247,6 +257,25 @@ mod tests {
         );
         assert_eq!(next_state(ESTABLISHED, Table::Input, FIN | ACK, false), CW);
         assert_eq!(next_state(SYN_RECV, Table::Input, ACK, false), ES);
+    }
+
+    #[test]
+    fn stays_established_agrees_with_every_table() {
+        for s in ALL {
+            for f in 0..=255u8 {
+                if !stays_established(s, f) {
+                    continue;
+                }
+                for t in [Table::Input, Table::Output, Table::InputOnly] {
+                    for secure in [false, true] {
+                        assert_eq!(next_state(s, t, f, secure), ES, "{t:?} {f:#x} {secure}");
+                    }
+                }
+            }
+        }
+        assert!(stays_established(ES, ACK | 0x08 /* PSH */));
+        assert!(!stays_established(ES, ACK | FIN));
+        assert!(!stays_established(SR, ACK));
     }
 
     #[test]

@@ -842,8 +842,12 @@ impl ConnTable {
                 if nooutput && dir == Dir::Out {
                     c.flags &= !cflags::NOOUTPUT;
                 }
-                let table = proto_tcp::Table::select(dir, nooutput && dir == Dir::In);
-                let new = proto_tcp::next_state(c.state, table, tcp_flags, secure);
+                let new = if proto_tcp::stays_established(c.state, tcp_flags) {
+                    proto_tcp::state::ESTABLISHED
+                } else {
+                    let table = proto_tcp::Table::select(dir, nooutput && dir == Dir::In);
+                    proto_tcp::next_state(c.state, table, tcp_flags, secure)
+                };
                 if new != c.state {
                     if let Some(d) = &c.dest {
                         let inactive = c.flags & cflags::INACTIVE != 0;
