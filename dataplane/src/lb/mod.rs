@@ -784,7 +784,7 @@ struct Outbound<'a> {
 impl Outbound<'_> {
     /// Rewrites and counts the packet, or answers with ICMP where IPVS does.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     fn send<B: PacketBuf, E: Egress>(
         &self,
         buf: &mut B,
