@@ -81,14 +81,9 @@ pub struct ConnAddr(pub [u8; 16]);
 
 impl ConnAddr {
     pub const fn from_v4(a: [u8; 4]) -> ConnAddr {
-        let mut b = [0u8; 16];
-        b[10] = 0xff;
-        b[11] = 0xff;
-        b[12] = a[0];
-        b[13] = a[1];
-        b[14] = a[2];
-        b[15] = a[3];
-        ConnAddr(b)
+        // One 128-bit value rather than byte stores: `::ffff:a.b.c.d`.
+        let v = 0xffff_0000_0000u128 | u32::from_be_bytes(a) as u128;
+        ConnAddr(v.to_be_bytes())
     }
 
     pub const fn from_v6(a: [u8; 16]) -> ConnAddr {
@@ -97,14 +92,13 @@ impl ConnAddr {
 
     /// Whether this is an IPv4 (mapped) address.
     pub fn is_v4(&self) -> bool {
-        self.0[..10] == [0; 10] && self.0[10] == 0xff && self.0[11] == 0xff
+        u128::from_be_bytes(self.0) >> 32 == 0xffff
     }
 
     pub fn to_ip(&self) -> IpAddr {
-        if self.is_v4() {
-            IpAddr::V4(Ipv4Addr::new(
-                self.0[12], self.0[13], self.0[14], self.0[15],
-            ))
+        let v = u128::from_be_bytes(self.0);
+        if v >> 32 == 0xffff {
+            IpAddr::V4(Ipv4Addr::from(v as u32))
         } else {
             IpAddr::V6(Ipv6Addr::from(self.0))
         }

@@ -82,26 +82,46 @@ pub const fn is_new_conn(tcp_flags: u8) -> bool {
     tcp_flags & flags::SYN != 0 && tcp_flags & flags::RST == 0
 }
 
-/// Packet event: index into a table row, or `None` when none of RST, SYN,
-/// FIN, ACK is set (such a packet moves the connection to CLOSE).
-const fn event(tcp_flags: u8) -> Option<usize> {
+/// Packet event: index into a table row, [`EV_NONE`] when none of RST,
+/// SYN, FIN, ACK is set (such a packet moves the connection to CLOSE).
+/// Priority RST, SYN, FIN, ACK, as the kernel's `tcp_state_idx`.
+const fn event(tcp_flags: u8) -> usize {
     if tcp_flags & flags::RST != 0 {
-        Some(EV_RST)
+        EV_RST
     } else if tcp_flags & flags::SYN != 0 {
-        Some(EV_SYN)
+        EV_SYN
     } else if tcp_flags & flags::FIN != 0 {
-        Some(EV_FIN)
+        EV_FIN
     } else if tcp_flags & flags::ACK != 0 {
-        Some(EV_ACK)
+        EV_ACK
     } else {
-        None
+        EV_NONE
     }
+}
+
+/// [`event`] of every combination of the four flags that matter, indexed
+/// by [`event_index`]: one load instead of a chain of tests per packet.
+const EVENTS: [u8; 32] = {
+    let mut t = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        t[i] = event(i as u8) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// FIN, SYN, RST and ACK bits of the flag byte (ACK is bit 4).
+const fn event_index(tcp_flags: u8) -> usize {
+    (tcp_flags & (flags::FIN | flags::SYN | flags::RST | flags::ACK)) as usize
 }
 
 const EV_SYN: usize = 0;
 const EV_FIN: usize = 1;
 const EV_ACK: usize = 2;
 const EV_RST: usize = 3;
+/// No flag that counts: every state goes to CLOSE.
+const EV_NONE: usize = 4;
 
 /// Which table a packet uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +147,9 @@ impl Table {
 }
 
 type Row = [u8; state::COUNT];
-type Tab = [Row; 4];
+type Tab = [Row; 5];
+/// The row of [`EV_NONE`].
+const NONE_ROW: Row = [CLOSE; state::COUNT];
 
 // Columns: NO ES SS SR FW TW CL CW LA LI SA. Rows: syn fin ack rst.
 const SR: u8 = SYN_RECV;
@@ -148,6 +170,7 @@ const NORMAL: [Tab; 3] = [
         [CL, CW, SS, TW, TW, TW, CL, CW, LA, LI, TW],
         [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
         [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, SR],
+        NONE_ROW,
     ],
     // OUTPUT
     [
@@ -155,6 +178,7 @@ const NORMAL: [Tab; 3] = [
         [TW, FW, SS, TW, FW, TW, CL, TW, LA, LI, TW],
         [ES, ES, SS, ES, FW, TW, CL, CW, LA, ES, ES],
         [CL, CL, SS, CL, CL, TW, CL, CL, CL, CL, CL],
+        NONE_ROW,
     ],
     // INPUT-ONLY
     [
@@ -162,6 +186,7 @@ const NORMAL: [Tab; 3] = [
         [CL, FW, SS, TW, FW, TW, CL, CW, LA, LI, TW],
         [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
         [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
+        NONE_ROW,
     ],
 ];
 
@@ -174,6 +199,7 @@ const SECURE: [Tab; 3] = [
         [CL, CW, SS, TW, TW, TW, CL, CW, LA, LI, SA],
         [ES, ES, SS, SR, FW, TW, CL, CW, CL, LI, SA],
         [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
+        NONE_ROW,
     ],
     // OUTPUT
     [
@@ -181,6 +207,7 @@ const SECURE: [Tab; 3] = [
         [TW, FW, SS, TW, FW, TW, CL, TW, LA, LI, TW],
         [ES, ES, SS, ES, FW, TW, CL, CW, LA, ES, ES],
         [CL, CL, SS, CL, CL, TW, CL, CL, CL, CL, CL],
+        NONE_ROW,
     ],
     // INPUT-ONLY
     [
@@ -188,14 +215,23 @@ const SECURE: [Tab; 3] = [
         [CL, FW, SS, TW, FW, TW, CL, CW, LA, LI, TW],
         [ES, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
         [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
+        NONE_ROW,
     ],
 ];
 
+/// Whether the packet is the common one of an established connection: a
+/// bare ACK (no RST, SYN or FIN) in ESTABLISHED, which every table (normal
+/// and `secure_tcp`; input, output, input-only) leaves in ESTABLISHED, so
+/// the caller may skip [`next_state`].
+#[inline]
+pub const fn stays_established(current: u8, tcp_flags: u8) -> bool {
+    current == ESTABLISHED
+        && tcp_flags & (flags::RST | flags::SYN | flags::FIN | flags::ACK) == flags::ACK
+}
+
 /// Next state for a packet with `tcp_flags` using `table`, from `current`.
 pub fn next_state(current: u8, table: Table, tcp_flags: u8, secure: bool) -> u8 {
-    let Some(ev) = event(tcp_flags) else {
-        return CLOSE;
-    };
+    let ev = usize::from(EVENTS[event_index(tcp_flags)]);
     let tabs = if secure { &SECURE } else { &NORMAL };
     let cur = usize::from(current).min(state::COUNT - 1);
     tabs[table as usize][ev][cur]
@@ -221,6 +257,32 @@ mod tests {
         );
         assert_eq!(next_state(ESTABLISHED, Table::Input, FIN | ACK, false), CW);
         assert_eq!(next_state(SYN_RECV, Table::Input, ACK, false), ES);
+    }
+
+    #[test]
+    fn stays_established_agrees_with_every_table() {
+        for s in ALL {
+            for f in 0..=255u8 {
+                if !stays_established(s, f) {
+                    continue;
+                }
+                for t in [Table::Input, Table::Output, Table::InputOnly] {
+                    for secure in [false, true] {
+                        assert_eq!(next_state(s, t, f, secure), ES, "{t:?} {f:#x} {secure}");
+                    }
+                }
+            }
+        }
+        assert!(stays_established(ES, ACK | 0x08 /* PSH */));
+        assert!(!stays_established(ES, ACK | FIN));
+        assert!(!stays_established(SR, ACK));
+    }
+
+    #[test]
+    fn event_table_matches_the_priority_chain() {
+        for f in 0..=255u8 {
+            assert_eq!(usize::from(EVENTS[event_index(f)]), event(f), "{f:#x}");
+        }
     }
 
     #[test]

@@ -254,6 +254,16 @@ pub struct NewConn<'a> {
 /// address and length in bytes (see [`ConnTable::with_advice`]).
 pub type MemAdvice = fn(*mut u8, usize);
 
+/// A lookup key with its bucket in one table, hashed once
+/// ([`ConnTable::hashed`]) for the inbound lookup, the NAT-reply lookup
+/// and, for a connection created under the same key, its insertion (both
+/// indexes use the same hash of a key).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HashedKey {
+    key: ConnKey,
+    bucket: u32,
+}
+
 /// One worker's connection table. See the module docs of [`super`].
 #[derive(Debug)]
 pub struct ConnTable {
@@ -268,6 +278,10 @@ pub struct ConnTable {
     refused: u64,
     budget: Option<Arc<ConnBudget>>,
     timeouts: Timeouts,
+    /// `timeouts` in ticks per TCP state, and for UDP (and anything else):
+    /// computed when the timeouts change, read on every re-arm.
+    tcp_ticks: [u32; proto_tcp::state::COUNT],
+    udp_ticks: u32,
     sysctls: Sysctls,
 }
 
@@ -278,6 +292,11 @@ fn mix(a: u64, b: u64) -> u64 {
 
 fn secs_to_ticks(s: u32) -> u32 {
     s.saturating_mul(TICKS_PER_SEC).min(MAX_TIMEOUT_TICKS)
+}
+
+/// The timeout of every TCP state in ticks.
+fn tcp_ticks(t: &Timeouts) -> [u32; proto_tcp::state::COUNT] {
+    std::array::from_fn(|s| secs_to_ticks(proto_tcp::timeout_secs(s as u8, t)))
 }
 
 impl ConnTable {
@@ -336,6 +355,8 @@ impl ConnTable {
             refused: 0,
             budget,
             timeouts: Timeouts::default(),
+            tcp_ticks: tcp_ticks(&Timeouts::default()),
+            udp_ticks: secs_to_ticks(proto_udp::timeout_secs(&Timeouts::default())),
             sysctls: Sysctls::default(),
         }
     }
@@ -367,6 +388,8 @@ impl ConnTable {
     /// side's). Takes effect at each connection's next re-arm.
     pub fn set_timeouts(&mut self, t: Timeouts) {
         self.timeouts = t;
+        self.tcp_ticks = tcp_ticks(&t);
+        self.udp_ticks = secs_to_ticks(proto_udp::timeout_secs(&t));
     }
     pub fn set_sysctls(&mut self, s: Sysctls) {
         self.sysctls = s;
@@ -394,6 +417,34 @@ impl ConnTable {
     /// never returned.
     pub fn lookup_in(&self, k: &ConnKey) -> Option<ConnId> {
         self.walk_in(self.buckets_in[self.bucket(k)], k)
+    }
+
+    /// `k` with its bucket in this table, for [`ConnTable::lookup_in_hashed`],
+    /// [`ConnTable::lookup_out_hashed`] and [`ConnTable::create_hashed`].
+    #[inline]
+    pub(crate) fn hashed(&self, k: ConnKey) -> HashedKey {
+        HashedKey {
+            bucket: self.bucket(&k) as u32,
+            key: k,
+        }
+    }
+
+    /// [`ConnTable::lookup_in`] of a key hashed by this table.
+    #[inline]
+    pub(crate) fn lookup_in_hashed(&self, h: &HashedKey) -> Option<ConnId> {
+        match self.buckets_in.get(h.bucket as usize) {
+            Some(&head) => self.walk_in(head, &h.key),
+            None => self.lookup_in(&h.key),
+        }
+    }
+
+    /// [`ConnTable::lookup_out`] of a key hashed by this table.
+    #[inline]
+    pub(crate) fn lookup_out_hashed(&self, h: &HashedKey) -> Option<ConnId> {
+        match self.buckets_out.get(h.bucket as usize) {
+            Some(&head) => self.walk_out(head, &h.key),
+            None => self.lookup_out(&h.key),
+        }
     }
 
     /// Inbound lookup of a burst: `out[j] = lookup_in(&keys[j])`.
@@ -486,6 +537,10 @@ impl ConnTable {
 
     fn hash_in(&mut self, i: u32) {
         let b = self.bucket(&self.ents[i as usize].in_key());
+        self.hash_in_at(i, b);
+    }
+
+    fn hash_in_at(&mut self, i: u32, b: usize) {
         self.ents[i as usize].next_in = self.buckets_in[b];
         self.buckets_in[b] = i;
     }
@@ -573,11 +628,13 @@ impl ConnTable {
     }
 
     fn state_timeout_ticks(&self, c: &Conn) -> u32 {
-        let secs = match c.proto {
-            TCP => proto_tcp::timeout_secs(c.state, &self.timeouts),
-            _ => proto_udp::timeout_secs(&self.timeouts),
-        };
-        secs_to_ticks(secs)
+        match c.proto {
+            TCP => match self.tcp_ticks.get(usize::from(c.state)) {
+                Some(&t) => t,
+                None => secs_to_ticks(proto_tcp::timeout_secs(c.state, &self.timeouts)),
+            },
+            _ => self.udp_ticks,
+        }
     }
 
     /// Creates a connection for the client packet that starts it (the
@@ -586,6 +643,37 @@ impl ConnTable {
     /// packet through the state machine from NONE, and restarts the
     /// controlling template's timer.
     pub fn create(&mut self, n: &NewConn, tcp_flags: u8, now: u64) -> Result<ConnId, CreateError> {
+        self.create_at(n, tcp_flags, now, None)
+    }
+
+    /// [`ConnTable::create`] for the packet whose lookup key `h` missed:
+    /// the inbound index reuses `h`'s bucket when `h` is the new
+    /// connection's inbound key (else the key is hashed again).
+    pub(crate) fn create_hashed(
+        &mut self,
+        n: &NewConn,
+        tcp_flags: u8,
+        now: u64,
+        h: &HashedKey,
+    ) -> Result<ConnId, CreateError> {
+        let k = &h.key;
+        let same = k.sport == n.cport
+            && k.dport == n.vport
+            && k.proto == n.proto
+            && k.src == n.client
+            && k.dst == n.vaddr;
+        let bucket =
+            (same && (h.bucket as usize) < self.buckets_in.len()).then_some(h.bucket as usize);
+        self.create_at(n, tcp_flags, now, bucket)
+    }
+
+    fn create_at(
+        &mut self,
+        n: &NewConn,
+        tcp_flags: u8,
+        now: u64,
+        in_bucket: Option<usize>,
+    ) -> Result<ConnId, CreateError> {
         let i = self.alloc()?;
         let control = match n.control {
             Some(t) if self.is_live_template(t.0) => t.0,
@@ -617,7 +705,10 @@ impl ConnTable {
             c.svc = n.svc.map(Arc::clone);
         }
         bind(n.dest, false);
-        self.hash_in(i);
+        match in_bucket {
+            Some(b) => self.hash_in_at(i, b),
+            None => self.hash_in(i),
+        }
         self.hash_out(i);
         if control != NIL {
             self.ents[control as usize].n_control += 1;
@@ -738,7 +829,9 @@ impl ConnTable {
                 || (mode & 2 != 0 && c.state == FIN_WAIT && c.flags & cflags::NOOUTPUT != 0))
     }
 
-    /// State transition, accounting, template marking and re-arm.
+    /// State transition, accounting, template marking and re-arm. Inlined
+    /// into its two callers (the per-packet one and creation).
+    #[inline(always)]
     fn transition(&mut self, i: u32, dir: Dir, tcp_flags: u8, now: u64) {
         let secure = self.sysctls.secure_tcp;
         let c = &mut self.ents[i as usize];
@@ -749,8 +842,12 @@ impl ConnTable {
                 if nooutput && dir == Dir::Out {
                     c.flags &= !cflags::NOOUTPUT;
                 }
-                let table = proto_tcp::Table::select(dir, nooutput && dir == Dir::In);
-                let new = proto_tcp::next_state(c.state, table, tcp_flags, secure);
+                let new = if proto_tcp::stays_established(c.state, tcp_flags) {
+                    proto_tcp::state::ESTABLISHED
+                } else {
+                    let table = proto_tcp::Table::select(dir, nooutput && dir == Dir::In);
+                    proto_tcp::next_state(c.state, table, tcp_flags, secure)
+                };
                 if new != c.state {
                     if let Some(d) = &c.dest {
                         let inactive = c.flags & cflags::INACTIVE != 0;

@@ -1197,3 +1197,69 @@ fn stale_ids_and_replies_are_harmless() {
     );
     assert_eq!(t.on_packet(c, Dir::In, ACK, 300 * S), Verdict::Drop);
 }
+
+#[test]
+fn conn_addr_maps_v4_and_keeps_v6() {
+    for a in ["198.18.0.1", "198.19.255.254", "0.0.0.0", "255.255.255.255"] {
+        let ip: IpAddr = a.parse().unwrap();
+        let c = ConnAddr::from(ip);
+        let IpAddr::V4(v) = ip else { unreachable!() };
+        let mut mapped = [0u8; 16];
+        mapped[10] = 0xff;
+        mapped[11] = 0xff;
+        mapped[12..].copy_from_slice(&v.octets());
+        assert_eq!(c.0, mapped, "{a} as ::ffff:{a}");
+        assert!(c.is_v4());
+        assert_eq!(c.to_ip(), ip);
+    }
+    for a in [
+        "2001:db8::1",
+        "2001:db8:ffff::ffff:1",
+        "::1",
+        "::ffff:0:0:1",
+    ] {
+        let ip: IpAddr = a.parse().unwrap();
+        let c = ConnAddr::from(ip);
+        assert!(!c.is_v4(), "{a}");
+        assert_eq!(c.to_ip(), ip);
+    }
+}
+
+/// The bucket computed for the lookup is reused for the insertion only when
+/// it is the new connection's key; either way the entry is found by both
+/// lookups, and freed cleanly at expiry.
+#[test]
+fn create_hashed_reuses_only_a_matching_bucket() {
+    let d = dest("198.19.0.5", 8080, ForwardMethod::Masq, 0, 0);
+    let mut t = ConnTable::new(64, None, 0);
+    let same = t.hashed(in_key(TCP, "198.18.1.1", 1000));
+    let other = t.hashed(in_key(TCP, "198.18.9.9", 9));
+    let a = t
+        .create_hashed(
+            &new_conn(TCP, "198.18.1.1", 1000, &d, ForwardMethod::Masq),
+            SYN,
+            0,
+            &same,
+        )
+        .unwrap();
+    let b = t
+        .create_hashed(
+            &new_conn(TCP, "198.18.1.2", 2000, &d, ForwardMethod::Masq),
+            SYN,
+            0,
+            &other,
+        )
+        .unwrap();
+    assert_eq!(t.lookup_in(&in_key(TCP, "198.18.1.1", 1000)), Some(a));
+    assert_eq!(t.lookup_in_hashed(&same), Some(a));
+    assert_eq!(t.lookup_in(&in_key(TCP, "198.18.1.2", 2000)), Some(b));
+    assert_eq!(t.lookup_in_hashed(&other), None);
+    let reply = ConnKey::new(TCP, ip("198.19.0.5"), 8080, ip("198.18.1.2"), 2000);
+    assert_eq!(t.lookup_out(&reply), Some(b));
+    assert_eq!(t.lookup_out_hashed(&t.hashed(reply)), Some(b));
+    // SYN_RECV lasts 60 s: both entries expire and leave no chain behind.
+    assert_eq!(t.expire(61 * S, 16), 2);
+    assert!(t.is_empty());
+    assert_eq!(t.lookup_in_hashed(&same), None);
+    assert_eq!(t.lookup_out(&reply), None);
+}

@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
+use crate::conn::table::HashedKey;
 use crate::conn::{
     persist, proto_tcp, ConnAddr, ConnId, ConnKey, ConnTable, Dir, NewConn, Sysctls, Verdict,
 };
@@ -463,21 +464,25 @@ impl Lb {
         };
         let src = ConnAddr::from(meta.src);
         let dst = ConnAddr::from(meta.dst);
-        let key = ConnKey::new(proto, src, meta.sport, dst, meta.dport);
-        if let Some(id) = self.conns.lookup_in(&key) {
+        // Hashed once: both indexes, and the insertion of a connection this
+        // packet creates, use the same bucket.
+        let key = self
+            .conns
+            .hashed(ConnKey::new(proto, src, meta.sport, dst, meta.dport));
+        if let Some(id) = self.conns.lookup_in_hashed(&key) {
             match self.conns.on_packet(id, Dir::In, flags, now) {
                 Verdict::Forward => return self.xmit_in(id, buf, meta, eg),
                 Verdict::Drop => return self.drop(LbDrop::DestUnavailable),
                 Verdict::Expired => {}
             }
-        } else if let Some(id) = self.conns.lookup_out(&key) {
+        } else if let Some(id) = self.conns.lookup_out_hashed(&key) {
             return match self.conns.on_packet(id, Dir::Out, flags, now) {
                 Verdict::Forward => self.xmit_out(id, buf, meta),
                 Verdict::Drop => self.drop(LbDrop::DestUnavailable),
                 Verdict::Expired => Action::Pass,
             };
         }
-        self.new_connection(buf, meta, now, eg)
+        self.new_connection(buf, meta, now, eg, &key)
     }
 
     /// Schedules a packet without a connection.
@@ -487,6 +492,7 @@ impl Lb {
         meta: &PacketMeta,
         now: u64,
         eg: &E,
+        key: &HashedKey,
     ) -> Action {
         let proto = meta.protocol;
         let Some(si) = self.index.find(proto, &meta.dst, meta.dport) else {
@@ -617,7 +623,7 @@ impl Lb {
                 svc: Some(&svc.shared),
                 control,
             };
-            if conns.create(&n, flags, now).is_err() {
+            if conns.create_hashed(&n, flags, now, key).is_err() {
                 return drop_counted(counters, LbDrop::TableFull);
             }
         }
@@ -797,7 +803,7 @@ struct Outbound<'a> {
 impl Outbound<'_> {
     /// Rewrites and counts the packet, or answers with ICMP where IPVS does.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     fn send<B: PacketBuf, E: Egress>(
         &self,
         buf: &mut B,

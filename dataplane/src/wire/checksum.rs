@@ -30,6 +30,34 @@ fn fold(mut acc: u64) -> u16 {
     acc as u16
 }
 
+/// [`fold`] without the loop, for the small sums of incremental updates:
+/// three end-around steps are exact for any `acc < 2^40` (after the first
+/// step the value is below 2^24 + 2^16, after the second below 2^16 + 2^8,
+/// and the third leaves at most 0xffff). The result equals [`fold`]'s: both
+/// keep the value modulo 0xffff and map a non-zero sum into 1..=0xffff.
+#[inline(always)]
+fn fold_small(acc: u64) -> u16 {
+    debug_assert!(acc < 1 << 40);
+    let a = (acc & 0xffff) + (acc >> 16);
+    let a = (a & 0xffff) + (a >> 16);
+    let a = (a & 0xffff) + (a >> 16);
+    a as u16
+}
+
+/// RFC 1624 equation 3 over several changed fields at once: `delta` is the
+/// sum of `!old + new` over every changed 16-bit word (a 32-bit field may
+/// be given as one `!old as u64 + new as u64` term of 32-bit values, since
+/// 2^16 = 1 modulo 0xffff), and must stay below 2^39.
+///
+/// Why one fold: one's-complement addition is associative, so chaining
+/// [`update16`]/[`update32`] field by field gives exactly this result (the
+/// intermediate folds only reduce modulo 0xffff, and a positive sum stays
+/// positive) at a fraction of the instructions.
+#[inline(always)]
+pub fn adjust(check: u16, delta: u64) -> u16 {
+    !fold_small(u64::from(!check) + delta)
+}
+
 /// One's-complement sum of `bytes` taken as big-endian 16-bit words; an odd
 /// last byte is padded with a zero byte on the right (RFC 1071).
 ///
@@ -105,7 +133,7 @@ pub fn verify(initial: u16, bytes: &[u8]) -> bool {
 /// one where the old form produced 0xffff instead of 0x0000.
 #[inline]
 pub fn update16(check: u16, old: u16, new: u16) -> u16 {
-    !fold(u64::from(!check) + u64::from(!old) + u64::from(new))
+    !fold_small(u64::from(!check) + u64::from(!old) + u64::from(new))
 }
 
 /// [`update16`] for a 32-bit field (two 16-bit words at once).
@@ -116,7 +144,7 @@ pub fn update32(check: u16, old: u32, new: u32) -> u16 {
         + u64::from(!(old as u16))
         + u64::from((new >> 16) as u16)
         + u64::from(new as u16);
-    !fold(acc)
+    !fold_small(acc)
 }
 
 /// [`update16`] for a field of any even length, as an IPv4 (4 bytes) or an
@@ -185,6 +213,37 @@ mod tests {
         // header now sums to 0xffff, so the correct checksum is 0x0000;
         // RFC 1141's equation yields the wrong 0xffff.
         assert_eq!(update16(0xdd2f, 0x5555, 0x3285), 0x0000);
+    }
+
+    /// Random values through both ways of patching a TTL word, a 32-bit
+    /// address and a port: one [`adjust`] equals the chain of updates,
+    /// including the 0x0000 / 0xffff edge.
+    #[test]
+    fn adjust_equals_chained_updates() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..200_000u32 {
+            let r = next();
+            let (check, w0, w1) = (r as u16, (r >> 16) as u16, (r >> 32) as u16);
+            let (a0, a1) = (next() as u32, next() as u32);
+            // Every 16th case forces a sum of zero or all ones.
+            let check = if i % 16 == 0 { !w0 } else { check };
+            let chained = update32(update16(check, w0, w1), a0, a1);
+            let once = adjust(
+                check,
+                u64::from(!w0) + u64::from(w1) + u64::from(!a0) + u64::from(a1),
+            );
+            assert_eq!(
+                once, chained,
+                "{check:#x} {w0:#x}->{w1:#x} {a0:#x}->{a1:#x}"
+            );
+        }
+        assert_eq!(adjust(0xdd2f, u64::from(!0x5555u16) + 0x3285), 0x0000);
     }
 
     #[test]

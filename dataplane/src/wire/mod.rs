@@ -244,6 +244,103 @@ const UNSPECIFIED: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
 /// Classifies a frame in one pass. See the module docs.
 pub fn parse_packet(frame: &[u8]) -> Result<PacketMeta, ParseError> {
+    if let Some(m) = parse_v4_fast(frame) {
+        return Ok(m);
+    }
+    parse_general(frame)
+}
+
+/// The frame nearly every packet of an established flow is: untagged IPv4
+/// without options, not a fragment, carrying a TCP or UDP header that
+/// [`parse_general`] accepts; read at fixed offsets through one fixed-size
+/// view of the 34 header bytes.
+///
+/// `None` for anything else (tags, options, fragments, other protocols,
+/// any length the general parse would refuse): the general parse then
+/// classifies it, with its exact errors. For every frame it accepts, the
+/// result equals [`parse_general`]'s (property test
+/// `fast_parse_equals_general_parse`).
+#[inline(always)]
+fn parse_v4_fast(frame: &[u8]) -> Option<PacketMeta> {
+    const AT_L3: usize = ethernet::HEADER_LEN;
+    const AT_L4: usize = AT_L3 + ipv4::HEADER_LEN;
+    let h: &[u8; AT_L4] = frame.get(..AT_L4)?.try_into().ok()?;
+    // Ethertype IPv4 (not a tag), version 4 with IHL 5.
+    if h[12] != 0x08 || h[13] != 0x00 || h[AT_L3] != 0x45 {
+        return None;
+    }
+    let total = u16::from_be_bytes([h[AT_L3 + 2], h[AT_L3 + 3]]);
+    let flags_frag = u16::from_be_bytes([h[AT_L3 + 6], h[AT_L3 + 7]]);
+    if flags_frag & 0x3fff != 0 {
+        return None; // MF or an offset: a fragment
+    }
+    // Empty (None) when the total length is below the header or past the
+    // frame.
+    let l4 = frame.get(AT_L4..AT_L3 + usize::from(total))?;
+    let proto = h[AT_L3 + 9];
+    let (sport, dport, tcp_flags) = match proto {
+        protocol::TCP => {
+            let t: &[u8; tcp::HEADER_LEN] = l4.get(..tcp::HEADER_LEN)?.try_into().ok()?;
+            let off = usize::from(t[12] >> 4) * 4;
+            if off < tcp::HEADER_LEN || off > l4.len() {
+                return None;
+            }
+            (
+                u16::from_be_bytes([t[0], t[1]]),
+                u16::from_be_bytes([t[2], t[3]]),
+                t[13],
+            )
+        }
+        protocol::UDP => {
+            let u: &[u8; udp::HEADER_LEN] = l4.get(..udp::HEADER_LEN)?.try_into().ok()?;
+            let len = usize::from(u16::from_be_bytes([u[4], u[5]]));
+            if len < udp::HEADER_LEN || len > l4.len() {
+                return None;
+            }
+            (
+                u16::from_be_bytes([u[0], u[1]]),
+                u16::from_be_bytes([u[2], u[3]]),
+                0,
+            )
+        }
+        _ => return None,
+    };
+    Some(PacketMeta {
+        vlan: None,
+        ethertype: ethertype::IPV4,
+        l3_offset: AT_L3 as u16,
+        l3: L3::Ipv4,
+        src: IpAddr::V4(Ipv4Addr::new(
+            h[AT_L3 + 12],
+            h[AT_L3 + 13],
+            h[AT_L3 + 14],
+            h[AT_L3 + 15],
+        )),
+        dst: IpAddr::V4(Ipv4Addr::new(
+            h[AT_L3 + 16],
+            h[AT_L3 + 17],
+            h[AT_L3 + 18],
+            h[AT_L3 + 19],
+        )),
+        ip_len: total,
+        ttl: h[AT_L3 + 8],
+        dont_frag: flags_frag & 0x4000 != 0,
+        fragment: Fragment::No,
+        protocol: proto,
+        l4_offset: AT_L4 as u16,
+        sport,
+        dport,
+        tcp_flags,
+        icmp_type: 0,
+        icmp_code: 0,
+    })
+}
+
+/// Every frame [`parse_packet`] classifies, layer by layer through the
+/// checked views. Kept out of line so the fast path's caller saves no
+/// registers for it.
+#[inline(never)]
+fn parse_general(frame: &[u8]) -> Result<PacketMeta, ParseError> {
     let eth = EthernetFrame::new_checked(frame)?;
     let l3_offset = eth.header_len();
     let mut meta = PacketMeta {
@@ -717,6 +814,40 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// What the fast parse accepts, the general parse classifies the
+        /// same way, on valid frames of every kind and on mutated ones.
+        #[test]
+        fn fast_parse_equals_general_parse(
+            v6 in proptest::bool::weighted(0.2),
+            kind in prop_oneof![Just(L4::Tcp), Just(L4::Udp), Just(L4::IcmpEcho)],
+            vlan in proptest::option::weighted(0.2, 1u16..4094),
+            ports in any::<(u16, u16)>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..40),
+            // Mostly the ethertype, IP and L4 header bytes.
+            edits in proptest::collection::vec((12usize..62, any::<u8>()), 0..3),
+            cut in 0usize..120,
+        ) {
+            let (s, d) = if v6 {
+                (IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]), IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 2]))
+            } else {
+                (v4("198.18.0.1"), v4("198.19.0.2"))
+            };
+            let mut f = frame(s, d, kind, ports.0, ports.1, vlan, &payload);
+            for (pos, val) in edits {
+                if pos < f.len() {
+                    f[pos] = val;
+                }
+            }
+            f.truncate(f.len().min(cut + 20));
+            if let Some(m) = parse_v4_fast(&f) {
+                prop_assert_eq!(Ok(m), parse_general(&f));
+            }
+        }
+    }
+
+    proptest! {
+
         #[test]
         fn parse_packet_and_views_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = parse_packet(&data);

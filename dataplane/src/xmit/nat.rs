@@ -34,6 +34,7 @@ enum Side {
 
 /// Client -> real server: destination becomes `real_addr:real_port`,
 /// TTL decremented.
+#[inline]
 pub fn nat_inbound(
     buf: &mut impl PacketBuf,
     meta: &PacketMeta,
@@ -45,6 +46,7 @@ pub fn nat_inbound(
 
 /// Real server -> client: source becomes `virt_addr:virt_port`, TTL
 /// decremented.
+#[inline]
 pub fn nat_outbound(
     buf: &mut impl PacketBuf,
     meta: &PacketMeta,
@@ -100,7 +102,132 @@ fn l4_min_len(meta: &PacketMeta) -> usize {
     }
 }
 
+#[inline(always)]
 fn rewrite(
+    data: &mut [u8],
+    meta: &PacketMeta,
+    side: Side,
+    addr: IpAddr,
+    port: u16,
+) -> Result<(), XmitError> {
+    if let IpAddr::V4(a) = addr {
+        if rewrite_v4_fast(data, meta, side, u32::from(a), port) {
+            return Ok(());
+        }
+    }
+    rewrite_general(data, meta, side, addr, port)
+}
+
+/// The common case, an IPv4 TCP or UDP (with a checksum) packet that is
+/// not a later fragment, in straight-line code: TTL, address and port with
+/// one RFC 1624 update of each checksum ([`checksum::adjust`]), through
+/// fixed-size views so no access needs its own bounds check.
+///
+/// Returns `false`, having written nothing, when the packet is not that
+/// case or any check of [`rewrite_general`] could fail; the general path
+/// then decides (and refuses with the same error as before). So for every
+/// packet it takes, the general path would have accepted it and written the
+/// same bytes (the property test `fast_path_equals_general_path` checks
+/// this byte for byte).
+#[inline(always)]
+fn rewrite_v4_fast(data: &mut [u8], meta: &PacketMeta, side: Side, new_a: u32, port: u16) -> bool {
+    if meta.l3 != L3::Ipv4 || meta.fragment == Fragment::Later || meta.ttl <= 1 {
+        return false;
+    }
+    let is_udp = match meta.protocol {
+        protocol::TCP => false,
+        protocol::UDP => true,
+        _ => return false,
+    };
+    let l3 = usize::from(meta.l3_offset);
+    let l4 = usize::from(meta.l4_offset);
+    let end = meta.l3_end();
+    if end > data.len() || l4 > end || l4 < l3 + 20 {
+        return false;
+    }
+    let (head, tail) = data.split_at_mut(l4);
+    let Some(ip) = head.get_mut(l3..l3 + 20) else {
+        return false;
+    };
+    let Ok(ip) = <&mut [u8; 20]>::try_from(ip) else {
+        return false;
+    };
+    if ip[8] == 0 {
+        // The bytes disagree with `meta.ttl`: the general path saturates.
+        return false;
+    }
+    let seg = &mut tail[..end - l4];
+    if is_udp {
+        let Some(Ok(u)) = seg.get_mut(..udp::HEADER_LEN).map(<&mut [u8; 8]>::try_from) else {
+            return false;
+        };
+        // Checks of the general path: a sound length on a whole datagram,
+        // and a checksum to patch (0 gets a fresh one there).
+        let ulen = usize::from(u16::from_be_bytes([u[4], u[5]]));
+        if meta.fragment == Fragment::No && (ulen < udp::HEADER_LEN || ulen > end - l4) {
+            return false;
+        }
+        if u[6] == 0 && u[7] == 0 {
+            return false;
+        }
+        patch_v4(ip, u, udp::CHECKSUM_OFFSET, true, side, new_a, port);
+    } else {
+        let Some(Ok(t)) = seg
+            .get_mut(..tcp::HEADER_LEN)
+            .map(<&mut [u8; 20]>::try_from)
+        else {
+            return false;
+        };
+        patch_v4(ip, t, tcp::CHECKSUM_OFFSET, false, side, new_a, port);
+    }
+    true
+}
+
+/// Writes the TTL, address and port of [`rewrite_v4_fast`] into the IPv4
+/// header `ip` and the L4 header `l4` (checksum at `csum_at`).
+#[inline(always)]
+fn patch_v4<const N: usize>(
+    ip: &mut [u8; 20],
+    l4: &mut [u8; N],
+    csum_at: usize,
+    is_udp: bool,
+    side: Side,
+    new_a: u32,
+    port: u16,
+) {
+    let (addr_at, port_at) = match side {
+        Side::Src => (12, 0),
+        Side::Dst => (16, 2),
+    };
+    let old_a = u32::from_be_bytes([
+        ip[addr_at],
+        ip[addr_at + 1],
+        ip[addr_at + 2],
+        ip[addr_at + 3],
+    ]);
+    let a_delta = u64::from(!old_a) + u64::from(new_a);
+    // TTL is the high byte of the word at offset 8: `!old + (old - 0x100)`
+    // is 0xfeff whatever the word (the TTL byte is not 0, checked above).
+    ip[8] -= 1;
+    let ip_c = checksum::adjust(u16::from_be_bytes([ip[10], ip[11]]), 0xfeff + a_delta);
+    ip[10..12].copy_from_slice(&ip_c.to_be_bytes());
+    ip[addr_at..addr_at + 4].copy_from_slice(&new_a.to_be_bytes());
+    let old_port = u16::from_be_bytes([l4[port_at], l4[port_at + 1]]);
+    let old_c = u16::from_be_bytes([l4[csum_at], l4[csum_at + 1]]);
+    let mut c = checksum::adjust(old_c, a_delta + u64::from(!old_port) + u64::from(port));
+    if is_udp && c == 0 {
+        c = 0xffff;
+    }
+    l4[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+    l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Every case NAT handles (IPv6, ICMP echo, SCTP, UDP without checksum,
+/// fragments), with all checks first: the reference the fast path is
+/// tested against. Kept out of line so the fast path's caller saves no
+/// registers for it.
+#[inline(never)]
+fn rewrite_general(
     data: &mut [u8],
     meta: &PacketMeta,
     side: Side,
@@ -133,49 +260,6 @@ fn rewrite(
     if meta.protocol == protocol::UDP && meta.fragment == Fragment::No {
         // A fresh checksum may be needed below; its length must be sound.
         udp::UdpPacket::new_checked(&data[l4..end])?;
-    }
-
-    // The common case, an IPv4 TCP or UDP (with a checksum) datagram, in
-    // straight-line code: TTL, address and port with one RFC 1624 update of
-    // each checksum, no slices or loops. The general path below handles
-    // the rest and serves as the reference for the property tests.
-    if let (L3::Ipv4, IpAddr::V4(new_a)) = (meta.l3, addr) {
-        let csum_rel = match meta.protocol {
-            protocol::TCP => Some(tcp::CHECKSUM_OFFSET),
-            protocol::UDP if get16(data, l4 + udp::CHECKSUM_OFFSET) != 0 => {
-                Some(udp::CHECKSUM_OFFSET)
-            }
-            _ => None,
-        };
-        if let Some(csum_rel) = csum_rel {
-            let addr_at = l3 + if side == Side::Src { 12 } else { 16 };
-            let port_at = l4 + if side == Side::Src { 0 } else { 2 };
-            let old_a = u32::from_be_bytes([
-                data[addr_at],
-                data[addr_at + 1],
-                data[addr_at + 2],
-                data[addr_at + 3],
-            ]);
-            let new_a = u32::from(new_a);
-            // TTL is the high byte of the 16-bit word at offset 8.
-            let old_ttl_word = get16(data, l3 + 8);
-            let new_ttl_word = old_ttl_word.wrapping_sub(0x0100);
-            let ip_c = checksum::update16(get16(data, l3 + 10), old_ttl_word, new_ttl_word);
-            let ip_c = checksum::update32(ip_c, old_a, new_a);
-            set16(data, l3 + 8, new_ttl_word);
-            set16(data, l3 + 10, ip_c);
-            data[addr_at..addr_at + 4].copy_from_slice(&new_a.to_be_bytes());
-            let csum_at = l4 + csum_rel;
-            let old_port = get16(data, port_at);
-            let c = checksum::update32(get16(data, csum_at), old_a, new_a);
-            let mut c = checksum::update16(c, old_port, port);
-            if meta.protocol == protocol::UDP && c == 0 {
-                c = 0xffff;
-            }
-            set16(data, port_at, port);
-            set16(data, csum_at, c);
-            return Ok(());
-        }
     }
 
     // Addresses: where they sit in the IP header.
@@ -377,6 +461,52 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever the fast path takes, the general path accepts and
+        /// rewrites to the same bytes; what it declines it leaves untouched.
+        #[test]
+        fn fast_path_equals_general_path(
+            kind in prop_oneof![Just(L4::Tcp), Just(L4::Udp), Just(L4::UdpNoCsum)],
+            (c, v, r) in (any::<[u8; 4]>(), any::<[u8; 4]>(), any::<[u8; 4]>()),
+            ports in any::<(u16, u16, u16)>(),
+            vlan in proptest::option::of(1u16..4094),
+            payload in proptest::collection::vec(any::<u8>(), 0..40),
+            src_side in any::<bool>(),
+            ttl in 0u8..4,
+            edits in proptest::collection::vec((0usize..80, any::<u8>()), 0..3),
+            frag in 0u8..3,
+        ) {
+            let mk = |x: [u8; 4]| IpAddr::from([198, 18 + (x[0] & 1), x[1], x[2]]);
+            let f = frame(mk(c), mk(v), kind, ports.0, ports.1, vlan, &payload);
+            let mut m = parse_packet(&f).unwrap();
+            let mut f = f;
+            let l3 = usize::from(m.l3_offset);
+            if ttl > 0 {
+                f[l3 + 8] = ttl;
+                m.ttl = ttl;
+            }
+            for (pos, val) in edits {
+                if pos < f.len() {
+                    f[pos] = val;
+                }
+            }
+            m.fragment = [Fragment::No, Fragment::First, Fragment::Later][usize::from(frag)];
+            let side = if src_side { Side::Src } else { Side::Dst };
+            let a = match mk(r) {
+                IpAddr::V4(a) => u32::from(a),
+                IpAddr::V6(_) => unreachable!(),
+            };
+            let mut fast = f.clone();
+            let took = rewrite_v4_fast(&mut fast, &m, side, a, ports.2);
+            if took {
+                let mut general = f.clone();
+                let r = rewrite_general(&mut general, &m, side, mk(r), ports.2);
+                prop_assert_eq!(r, Ok(()));
+                prop_assert_eq!(fast, general);
+            } else {
+                prop_assert_eq!(fast, f);
+            }
+        }
+
         #[test]
         fn nat_round_trip_restores_the_clients_view_and_checksums_stay_valid(
             (client, vip, rip) in addr_pair(),
