@@ -219,11 +219,11 @@ fn start_and_serve(
 
     // The control plane: the ipvsadm socket (rules were applied already).
     let control = control_hook::start(&cfg.control, director)?;
-    let egress = PortRoutes {
-        routes: l3.route_table().map_err(|e| e.to_string())?,
-        interfaces: l3.interfaces.clone(),
-        mtu: PORT_MTU,
-    };
+    let egress = PortRoutes::new(
+        l3.route_table().map_err(|e| e.to_string())?,
+        l3.interfaces.clone(),
+        PORT_MTU,
+    );
     let per_ms = (dataplane::dpdk::tsc_hz() / 1000).max(1);
 
     // The rings between workers: hand-overs and shared neighbour answers.

@@ -425,11 +425,11 @@ fn run(a: &Args) -> Result<(), String> {
             })
             .collect(),
     };
-    let egress = PortRoutes {
-        routes: l3.route_table().map_err(|e| e.to_string())?,
-        interfaces: l3.interfaces.clone(),
-        mtu: 1500,
-    };
+    let egress = PortRoutes::new(
+        l3.route_table().map_err(|e| e.to_string())?,
+        l3.interfaces.clone(),
+        1500,
+    );
     let st = rules(a, vip)?;
     let cell = Arc::new(ConfigCell::default());
     cell.publish(st.snapshot());

@@ -12,6 +12,7 @@
 //!   around the rows is only ever taken on that control path.
 //! * Counters are per worker ([`LbCounters`], statistics slots).
 
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -105,22 +106,75 @@ impl ConnDump {
 }
 
 /// Routing facts for rewrites, from the port configuration.
+///
+/// Tunnel destinations need the director's source address toward each
+/// real server on every packet: a route lookup, the port's interface and
+/// its addresses. Routes and addresses never change while the daemon runs,
+/// so each worker's copy remembers recent answers in a small direct-mapped
+/// cache that never needs invalidating.
 #[derive(Debug, Clone)]
 pub struct PortRoutes {
-    pub routes: RouteTable,
-    pub interfaces: Vec<Interface>,
+    routes: RouteTable,
+    interfaces: Vec<Interface>,
     /// IP MTU of every port.
-    pub mtu: u16,
+    mtu: u16,
+    cache: [Cell<Option<RouteHit>>; ROUTE_CACHE],
+}
+
+/// A remembered answer of [`PortRoutes::route`].
+#[derive(Debug, Clone, Copy)]
+struct RouteHit {
+    dst: IpAddr,
+    src: IpAddr,
+}
+
+const ROUTE_CACHE: usize = 32;
+
+impl PortRoutes {
+    /// Routing facts from the port table; `mtu` is every port's IP MTU.
+    pub fn new(routes: RouteTable, interfaces: Vec<Interface>, mtu: u16) -> Self {
+        PortRoutes {
+            routes,
+            interfaces,
+            mtu,
+            cache: std::array::from_fn(|_| Cell::new(None)),
+        }
+    }
+
+    fn lookup(&self, dst: IpAddr) -> Option<IpAddr> {
+        let (port, _) = self.routes.next_hop(dst)?;
+        let iface = self.interfaces.iter().find(|i| i.port == port)?;
+        Some(match dst {
+            IpAddr::V4(d) => IpAddr::V4(iface.v4_source(d)?),
+            IpAddr::V6(d) => IpAddr::V6(iface.v6_source(d)?),
+        })
+    }
+}
+
+#[inline]
+fn route_slot(dst: IpAddr) -> usize {
+    let k = match dst {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            u32::from_be_bytes([o[12], o[13], o[14], o[15]])
+                ^ u32::from_be_bytes([o[8], o[9], o[10], o[11]])
+        }
+    };
+    (k.wrapping_mul(0x9E37_79B9) >> 27) as usize & (ROUTE_CACHE - 1)
 }
 
 impl Egress for PortRoutes {
+    #[inline]
     fn route(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
-        let (port, _) = self.routes.next_hop(dst)?;
-        let iface = self.interfaces.iter().find(|i| i.port == port)?;
-        let src = match dst {
-            IpAddr::V4(d) => IpAddr::V4(iface.v4_source(d)?),
-            IpAddr::V6(d) => IpAddr::V6(iface.v6_source(d)?),
-        };
+        let slot = &self.cache[route_slot(dst)];
+        if let Some(h) = slot.get() {
+            if h.dst == dst {
+                return Some((h.src, self.mtu));
+            }
+        }
+        let src = self.lookup(dst)?;
+        slot.set(Some(RouteHit { dst, src }));
         Some((src, self.mtu))
     }
 
@@ -225,5 +279,80 @@ impl<B: PacketBuf> Stage<B> for LbStage {
 
     fn service_addrs(&self) -> Vec<IpAddr> {
         self.lb.service_addrs()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::L3Config;
+    use crate::wire::ethernet::MacAddr;
+
+    /// Port 0: 198.18.0.1/24 and 2001:db8::1/64; port 1: 198.18.1.1/24
+    /// and 198.18.2.1/24, with 198.19.0.0/16 via 198.18.1.254.
+    fn routes() -> PortRoutes {
+        let cfg = L3Config {
+            interfaces: vec![
+                Interface {
+                    port: 0,
+                    mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                    addrs: vec![
+                        "198.18.0.1/24".parse().unwrap(),
+                        "2001:db8::1/64".parse().unwrap(),
+                    ],
+                    mtu: 1500,
+                },
+                Interface {
+                    port: 1,
+                    mac: MacAddr([2, 0, 0, 0, 0, 2]),
+                    addrs: vec![
+                        "198.18.1.1/24".parse().unwrap(),
+                        "198.18.2.1/24".parse().unwrap(),
+                    ],
+                    mtu: 1500,
+                },
+            ],
+            routes: vec![(
+                "198.19.0.0/16".parse().unwrap(),
+                "198.18.1.254".parse().unwrap(),
+            )],
+            neighbors: vec![],
+        };
+        PortRoutes::new(cfg.route_table().unwrap(), cfg.interfaces.clone(), 1500)
+    }
+
+    #[test]
+    fn remembered_routes_answer_as_the_lookup_does() {
+        let r = routes();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            r.route(ip("198.18.2.7")),
+            Some((ip("198.18.2.1"), 1500)),
+            "the address on the destination's own prefix"
+        );
+        assert_eq!(
+            r.route(ip("198.19.3.4")).map(|x| x.0),
+            Some(ip("198.18.1.1"))
+        );
+        assert_eq!(
+            r.route(ip("2001:db8::9")).map(|x| x.0),
+            Some(ip("2001:db8::1"))
+        );
+        assert_eq!(r.route(ip("2001:db8:1::9")), None, "no route");
+        // Many destinations (more than the cache holds, so slots are
+        // shared and replaced), each asked three times: every answer is the
+        // uncached one.
+        let dsts: Vec<IpAddr> = (0..300u32)
+            .map(|i| {
+                let o = (i % 3) as u8;
+                IpAddr::from([198, 18 + u8::from(o == 2), o, (i / 3) as u8])
+            })
+            .collect();
+        for _ in 0..3 {
+            for &d in &dsts {
+                let want = r.lookup(d).map(|s| (s, 1500));
+                assert_eq!(r.route(d), want, "{d}");
+            }
+        }
     }
 }
