@@ -333,7 +333,7 @@ impl<S: Stage<Mbuf>> Worker<S> {
                     *meta = parse_packet(m.data());
                 }
                 self.stage.warm(&metas[..n]);
-                for (m, meta) in b.rx.drain().zip(metas) {
+                for (m, meta) in b.rx.drain().zip(metas.iter()) {
                     self.stack
                         .input_parsed(port, m, meta, now, &mut io, &mut self.stage);
                 }

@@ -155,7 +155,7 @@ impl<B: PacketBuf> Stack<B> {
         stage: &mut impl Stage<B>,
     ) {
         let parsed = parse_packet(buf.data());
-        self.input_parsed(rx_port, buf, parsed, now, io, stage)
+        self.input_parsed(rx_port, buf, &parsed, now, io, stage)
     }
 
     /// Handles one received frame that the caller parsed already
@@ -165,7 +165,7 @@ impl<B: PacketBuf> Stack<B> {
         &mut self,
         rx_port: u16,
         buf: B,
-        parsed: Result<PacketMeta, ParseError>,
+        parsed: &Result<PacketMeta, ParseError>,
         now: u64,
         io: &mut impl Io<B>,
         stage: &mut impl Stage<B>,
@@ -178,7 +178,7 @@ impl<B: PacketBuf> Stack<B> {
         let meta = match parsed {
             Ok(m) => m,
             Err(e) => {
-                self.counters.parse_error(e);
+                self.counters.parse_error(*e);
                 return;
             }
         };
@@ -196,13 +196,13 @@ impl<B: PacketBuf> Stack<B> {
                 icmpv6::kind::NEIGHBOR_SOLICIT | icmpv6::kind::NEIGHBOR_ADVERT
             );
         if meta.l3 == L3::Arp {
-            return arp::input(self, rx_port, buf, &meta, now, io);
+            return arp::input(self, rx_port, buf, meta, now, io);
         }
         if is_ndp {
-            return ndp::input(self, rx_port, buf, &meta, now, io);
+            return ndp::input(self, rx_port, buf, meta, now, io);
         }
         self.counters.inc(Counter::Forwarded);
-        let buf = match stage.process(rx_port, buf, &meta, now) {
+        let buf = match stage.process(rx_port, buf, meta, now) {
             StageVerdict::Route { buf, dst } => return self.send_ip(buf, dst, now, io),
             StageVerdict::Drop { buf, counted } => {
                 if !counted {
@@ -218,10 +218,10 @@ impl<B: PacketBuf> Stack<B> {
         };
         match meta.l3 {
             L3::Ipv4 if self.is_local(meta.dst) && meta.protocol == protocol::ICMP => {
-                icmp::input(self, buf, &meta, now, io)
+                icmp::input(self, buf, meta, now, io)
             }
             L3::Ipv6 if self.is_local(meta.dst) && meta.protocol == protocol::ICMPV6 => {
-                ndp::echo(self, buf, &meta, now, io)
+                ndp::echo(self, buf, meta, now, io)
             }
             _ if self.is_local(meta.dst) => self.drop_buf(buf, Counter::DropLocalOther),
             L3::Ipv6 if meta.dst.is_multicast() => self.drop_buf(buf, Counter::DropIcmp6Other),
@@ -234,22 +234,23 @@ impl<B: PacketBuf> Stack<B> {
     /// hop first (the packet waits in a bounded queue).
     pub fn send_ip(&mut self, mut buf: B, dst: IpAddr, now: u64, io: &mut impl Io<B>) {
         let slot = hop_slot(dst);
-        if let Some(h) = self.hops[slot] {
+        if let Some(h) = &self.hops[slot] {
             if h.dst == dst
                 && h.generation == self.neigh.generation()
                 && now < h.until
                 && buf.len() >= HEADER_LEN
             {
+                let (port, src_mac, dst_mac) = (h.port, h.src_mac, h.dst_mac);
                 let et = if dst.is_ipv4() {
                     ethertype::IPV4
                 } else {
                     ethertype::IPV6
                 };
                 let d = buf.data_mut();
-                d[0..6].copy_from_slice(&h.dst_mac.0);
-                d[6..12].copy_from_slice(&h.src_mac.0);
+                d[0..6].copy_from_slice(&dst_mac.0);
+                d[6..12].copy_from_slice(&src_mac.0);
                 d[12..14].copy_from_slice(&et.to_be_bytes());
-                return self.tx(io, h.port, buf);
+                return self.tx(io, port, buf);
             }
         }
         let Some((port, hop)) = self.routes.next_hop(dst) else {
