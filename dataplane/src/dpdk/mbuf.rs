@@ -97,10 +97,30 @@ impl PacketBuf for Mbuf {
             )
         }
     }
+    /// `rte_pktmbuf_prepend`, written out for the single-segment mbufs
+    /// the ports produce (the C function is an out-of-line wrapper here:
+    /// every tunnelled packet would pay for the call).
+    #[inline]
     fn prepend(&mut self, n: usize) -> bool {
         let Ok(n) = u16::try_from(n) else {
             return false;
         };
+        // SAFETY: we own the mbuf (exclusive through &mut self). With one
+        // segment, the headroom is data_off: moving data_off back by at
+        // most that and growing both lengths by the same amount keeps the
+        // data inside the buffer, as rte_pktmbuf_prepend does.
+        unsafe {
+            let m = self.0.as_mut();
+            if m.nb_segs == 1 {
+                if n > m.data_off {
+                    return false;
+                }
+                m.data_off -= n;
+                m.data_len += n;
+                m.pkt_len += u32::from(n);
+                return true;
+            }
+        }
         // SAFETY: we own the mbuf; rte_pktmbuf_prepend checks headroom and
         // returns NULL (changing nothing) when there is not enough.
         !unsafe { dpdk_sys::rte_pktmbuf_prepend(self.0.as_ptr(), n) }.is_null()
@@ -119,10 +139,27 @@ impl PacketBuf for Mbuf {
         // SAFETY: as prepend; append checks the tailroom.
         !unsafe { dpdk_sys::rte_pktmbuf_append(self.0.as_ptr(), n) }.is_null()
     }
+    /// `rte_pktmbuf_trim`, written out for single-segment mbufs (see
+    /// `prepend`).
+    #[inline]
     fn trim(&mut self, n: usize) -> bool {
         let Ok(n) = u16::try_from(n) else {
             return false;
         };
+        // SAFETY: we own the mbuf; with one segment the last segment is
+        // the mbuf itself, and shortening both lengths by at most data_len
+        // is what rte_pktmbuf_trim does.
+        unsafe {
+            let m = self.0.as_mut();
+            if m.nb_segs == 1 {
+                if n > m.data_len {
+                    return false;
+                }
+                m.data_len -= n;
+                m.pkt_len -= u32::from(n);
+                return true;
+            }
+        }
         // SAFETY: as prepend; trim checks the length.
         unsafe { dpdk_sys::rte_pktmbuf_trim(self.0.as_ptr(), n) == 0 }
     }
