@@ -82,6 +82,19 @@ bench_wait_file() {
     return 1
 }
 
+# Waits up to $3 seconds for a line matching $2 in file $1 (the DUT's log).
+bench_wait_line() {
+    local f=$1 pat=$2 t=${3:-20} i
+    for ((i = 0; i < t * 10; i++)); do
+        grep -q -- "$pat" "$f" 2>/dev/null && return 0
+        if [[ -n ${BENCH_DUT_PID:-} ]] && ! kill -0 "$BENCH_DUT_PID" 2>/dev/null; then
+            return 1
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
 # Runs the generator as memif client against the DUT; prints its JSON line.
 # Arguments: generator options (they override the defaults set here).
 bench_run_pktgen() {

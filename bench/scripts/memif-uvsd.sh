@@ -92,15 +92,22 @@ if ! bench_wait_file "/var/run/dpdk/$BENCH_DUT_PREFIX/dpdk_telemetry.v2" 30; the
     echo "uvsd did not start" >&2
     exit 1
 fi
-# The rules are applied before the ports start; the control socket shows the
-# daemon is through start-up. A daemon without a control plane yet still runs.
-if ! bench_wait_file "$BENCH_WORK/uvsadm.sock" 5; then
-    bench_log "uvsd has no control socket after 5 s: the service rules may not be in force"
+# The generator may start only when the workers run: before launching them
+# uvsd builds each worker's connection table (conn_capacity entries, 2.3 GB
+# at 16 Mi), which can take seconds; a generator started earlier measures a
+# window in which uvsd forwarded little or nothing (seen as near-zero and
+# two-thirds-rate runs before this wait existed).
+t0=$(date +%s.%N)
+if ! bench_wait_line "$BENCH_WORK/uvsd.log" "uvsd: ready" 120; then
+    cat "$BENCH_WORK/uvsd.log" >&2
+    echo "uvsd did not report ready" >&2
+    exit 1
 fi
+ready_s=$(python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 2))" "$t0" "$(date +%s.%N)")
 sleep 0.5
 out=$(bench_run_pktgen --dst-mac 02:00:00:00:00:01 --expect "$method" --label "uvsd-$method" "$@") || {
     tail -20 "$BENCH_WORK/uvsd.log" >&2
     exit 1
 }
-python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["dut"]=sys.argv[2]; r["mem"]=sys.argv[3]; print(json.dumps(r))' \
-    "$out" "uvsd-$method" "$(bench_mem_mode)"
+python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["dut"]=sys.argv[2]; r["mem"]=sys.argv[3]; r["dut_ready_wait_s"]=float(sys.argv[4]); print(json.dumps(r))' \
+    "$out" "uvsd-$method" "$(bench_mem_mode)" "$ready_s"

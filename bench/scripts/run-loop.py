@@ -77,14 +77,14 @@ def summarize(out):
                   f"{meta.get('rounds')} rounds of {meta.get('duration')} s per pipeline, "
                   f"alternating.", ""]
     lines += ["| case | empty Mpps (median) | uvsd Mpps (median, min-max) | ratio | "
-              "uvsd ns/packet | hand-overs |",
-              "|---|---|---|---|---|---|"]
+              "uvsd ns/packet | hand-overs | refused (table full) |",
+              "|---|---|---|---|---|---|---|"]
     for r in rows:
         u = r["uvsd_mpps"]
         lines.append(
             f"| {r['label']} | {r['empty_median_mpps']:.2f} | {r['uvsd_median_mpps']:.2f} "
             f"({min(u):.2f}-{max(u):.2f}) | {r['ratio']:.3f} | {r['uvsd_ns_per_packet']:.1f} | "
-            f"{r['handed_over']} |")
+            f"{r['handed_over']} | {r.get('table_full', '-')} |")
     lines.append("")
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write("\n".join(lines))

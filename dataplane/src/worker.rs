@@ -263,6 +263,38 @@ impl Io<Mbuf> for WorkerIo<'_> {
     }
 }
 
+/// Feeds a burst to the stack: parsed once up front for the stage's
+/// batched lookups when the stage says they pay (large tables), else frame
+/// by frame. `port` is the burst's rx port, or `None` for frames from the
+/// mesh, which carry the port they arrived on.
+#[inline]
+fn input_burst<S: Stage<Mbuf>>(
+    stack: &mut Stack<Mbuf>,
+    stage: &mut S,
+    burst: &mut Burst,
+    port: Option<u16>,
+    now: u64,
+    io: &mut WorkerIo<'_>,
+) {
+    if stage.warms() {
+        let mut metas = [Err(ParseError::Truncated); dpdk::BURST_SIZE];
+        let n = burst.len().min(dpdk::BURST_SIZE);
+        for (meta, m) in metas.iter_mut().zip(burst.as_mut_slice().iter()) {
+            *meta = parse_packet(m.data());
+        }
+        stage.warm(&metas[..n]);
+        for (m, meta) in burst.drain().zip(metas.iter()) {
+            let p = port.unwrap_or_else(|| m.port());
+            stack.input_parsed(p, m, meta, now, io, stage);
+        }
+    } else {
+        for m in burst.drain() {
+            let p = port.unwrap_or_else(|| m.port());
+            stack.input(p, m, now, io, stage);
+        }
+    }
+}
+
 impl<S: Stage<Mbuf>> Worker<S> {
     /// A worker ready to poll (at most [`MAX_PORTS`] ports and
     /// [`MAX_WORKERS`] workers are used).
@@ -324,24 +356,14 @@ impl<S: Stage<Mbuf>> Worker<S> {
                 share: true,
                 handoff: &mut b.handoff[..nworkers],
             };
-            if self.stage.warms() {
-                // Parse the burst once: for the stage's batched lookups,
-                // then for the stack.
-                let mut metas = [Err(ParseError::Truncated); dpdk::BURST_SIZE];
-                let n = b.rx.len().min(dpdk::BURST_SIZE);
-                for (meta, m) in metas.iter_mut().zip(b.rx.as_mut_slice().iter()) {
-                    *meta = parse_packet(m.data());
-                }
-                self.stage.warm(&metas[..n]);
-                for (m, meta) in b.rx.drain().zip(metas.iter()) {
-                    self.stack
-                        .input_parsed(port, m, meta, now, &mut io, &mut self.stage);
-                }
-            } else {
-                for m in b.rx.drain() {
-                    self.stack.input(port, m, now, &mut io, &mut self.stage);
-                }
-            }
+            input_burst(
+                &mut self.stack,
+                &mut self.stage,
+                &mut b.rx,
+                Some(port),
+                now,
+                &mut io,
+            );
             self.stage.end_burst(now);
             io.flush();
         }
@@ -361,10 +383,17 @@ impl<S: Stage<Mbuf>> Worker<S> {
             }
             taken += n;
             self.counters.add(Counter::HandedIn, n as u64);
-            for m in b.rx.drain() {
-                let port = m.port();
-                self.stack.input(port, m, now, &mut io, &mut self.stage);
-            }
+            // Handed-over packets get the batched lookup too: at large
+            // tables a burst without it waits on every miss in turn.
+            input_burst(
+                &mut self.stack,
+                &mut self.stage,
+                &mut b.rx,
+                None,
+                now,
+                &mut io,
+            );
+            self.stage.end_burst(now);
         }
         self.stack.tick(now, &mut io);
         io.flush();

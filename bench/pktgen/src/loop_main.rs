@@ -38,7 +38,7 @@ use dataplane::config::{ConfigOp, ConfigStore};
 use dataplane::dpdk::{
     ring_port, tsc_cycles, tsc_hz, Burst, Eal, Mempool, Port, PortConf, PortQueue, Ring,
 };
-use dataplane::lb::{ConfigCell, ConnDump, Lb, LbSettings, LbStage, PortRoutes};
+use dataplane::lb::{ConfigCell, ConnDump, Lb, LbDrop, LbSettings, LbStage, PortRoutes};
 use dataplane::model::{
     DestConfig, ForwardMethod, Protocol, ServiceConfig, ServiceKey, TunnelConfig,
 };
@@ -434,8 +434,20 @@ fn run(a: &Args) -> Result<(), String> {
     let cell = Arc::new(ConfigCell::default());
     cell.publish(st.snapshot());
     let per_worker = match a.mode.as_str() {
-        // Every packet opens a connection that lives for minutes.
-        "new" | "mixed" => 1 << 24,
+        // Every new flow opens a connection that lives for a minute (TCP
+        // SYN_RECV) or five (UDP): room for all the uvsd rounds can create
+        // at up to 2 M new flows per second (table_full in the summary
+        // says if that was not enough).
+        "new" | "mixed" => {
+            let secs = f64::from(a.rounds) * (a.duration + a.warmup) + 1.0;
+            let share = if a.mode == "new" {
+                1.0
+            } else {
+                1.0 / a.new_every.max(1) as f64
+            };
+            let want = (secs * 2e6 * share) as u64 + a.flows;
+            want.next_power_of_two().clamp(1 << 20, 1 << 26) as u32
+        }
         _ => (a.flows + a.flows / 8 + 4096).min(u64::from(u32::MAX)) as u32,
     };
     let mesh = Mesh::new(&eal, "loop_ho", nq, 1024).map_err(|e| e.to_string())?;
@@ -537,6 +549,13 @@ fn run(a: &Args) -> Result<(), String> {
         .iter()
         .map(|c| c.get(Counter::DropHandOverFull))
         .sum();
+    let table_full: u64 = match &uvsd {
+        Pipeline::Uvsd(ws) => ws
+            .iter()
+            .map(|w| w.stage().lb().counters().drops(LbDrop::TableFull))
+            .sum(),
+        Pipeline::Empty(_) => 0,
+    };
     let (e, u) = (median(mpps[0].clone()), median(mpps[1].clone()));
     let ns = |m: f64| 1e3 / m;
     println!(
@@ -552,6 +571,7 @@ fn run(a: &Args) -> Result<(), String> {
             "uvsd_ns_per_packet": ns(u) - ns(e),
             "handed_over": handed, "handed_in": handed_in,
             "drop_handover_full": lost_handover,
+            "table_full": table_full, "conn_capacity_per_worker": per_worker,
             "empty_total_packets": traffic.total[0], "uvsd_total_packets": traffic.total[1],
         })
     );

@@ -57,7 +57,8 @@ fn every_method_forwards_checked_packets_in_one_process() {
         valid_both(&["--method", m]);
     }
     valid_both(&["--proto", "tcp", "--flows", "5000"]);
-    valid_both(&["--mode", "new"]);
+    let new = valid_both(&["--mode", "new"]);
+    assert_eq!(new["table_full"].as_u64().unwrap(), 0, "{new}");
 }
 
 #[test]
