@@ -36,8 +36,9 @@ def cases(quick):
             out.append((f"udp established {f} flows {m}",
                         ["--proto", "udp", "--flows", str(f), "--method", m]))
     for f in ([1000] if quick else [1000, 1000000]):
-        out.append((f"tcp established {f} flows nat",
-                    ["--proto", "tcp", "--flows", str(f), "--method", "nat"]))
+        for m in (["nat"] if quick else ["nat", "dr", "tun"]):
+            out.append((f"tcp established {f} flows {m}",
+                        ["--proto", "tcp", "--flows", str(f), "--method", m]))
     for p in ["udp", "tcp"]:
         out.append((f"{p} new flows nat", ["--proto", p, "--mode", "new", "--method", "nat"]))
     out.append(("udp mixed 1000000 flows 1 new in 10 nat",
@@ -65,6 +66,8 @@ def summarize(out):
             r = json.loads(line)
             if r.get("summary"):
                 rows.append(r)
+    order = [name for name, _ in cases(False)]
+    rows.sort(key=lambda r: order.index(r["label"]) if r["label"] in order else len(order))
     meta = {}
     meta_path = os.path.join(out, "meta.json")
     if os.path.exists(meta_path):
@@ -182,7 +185,14 @@ def main():
                    "rounds": a.rounds, "duration": a.duration,
                    "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                                             capture_output=True, text=True).stdout.strip()}, f)
-    runs = open(os.path.join(a.out, "runs.jsonl"), "w")
+    runs_path = os.path.join(a.out, "runs.jsonl")
+    kept = []
+    if a.only and os.path.exists(runs_path):
+        # Re-running some cases: keep the others' lines.
+        with open(runs_path) as f:
+            kept = [l for l in f if a.only not in json.loads(l).get("label", "")]
+    runs = open(runs_path, "w")
+    runs.writelines(kept)
     failed = 0
     for name, args in cases(a.quick):
         if a.only and a.only not in name:

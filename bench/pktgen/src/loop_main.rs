@@ -436,16 +436,17 @@ fn run(a: &Args) -> Result<(), String> {
     let per_worker = match a.mode.as_str() {
         // Every new flow opens a connection that lives for a minute (TCP
         // SYN_RECV) or five (UDP): room for all the uvsd rounds can create
-        // at up to 2 M new flows per second (table_full in the summary
-        // says if that was not enough).
+        // at up to 2 Mpps of new flows, or 10 Mpps of mixed traffic of
+        // which one packet in --new-every is new (table_full in the
+        // summary says if that was not enough).
         "new" | "mixed" => {
             let secs = f64::from(a.rounds) * (a.duration + a.warmup) + 1.0;
-            let share = if a.mode == "new" {
-                1.0
+            let new_per_s = if a.mode == "new" {
+                2e6
             } else {
-                1.0 / a.new_every.max(1) as f64
+                10e6 / a.new_every.max(1) as f64
             };
-            let want = (secs * 2e6 * share) as u64 + a.flows;
+            let want = (secs * new_per_s) as u64 + a.flows;
             want.next_power_of_two().clamp(1 << 20, 1 << 26) as u32
         }
         _ => (a.flows + a.flows / 8 + 4096).min(u64::from(u32::MAX)) as u32,
