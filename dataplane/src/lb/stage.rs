@@ -153,15 +153,7 @@ impl PortRoutes {
 
 #[inline]
 fn route_slot(dst: IpAddr) -> usize {
-    let k = match dst {
-        IpAddr::V4(a) => u32::from(a),
-        IpAddr::V6(a) => {
-            let o = a.octets();
-            u32::from_be_bytes([o[12], o[13], o[14], o[15]])
-                ^ u32::from_be_bytes([o[8], o[9], o[10], o[11]])
-        }
-    };
-    (k.wrapping_mul(0x9E37_79B9) >> 27) as usize & (ROUTE_CACHE - 1)
+    crate::net::addr_slot(dst, ROUTE_CACHE)
 }
 
 impl Egress for PortRoutes {

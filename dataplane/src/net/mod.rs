@@ -120,6 +120,25 @@ pub fn parse_mac(s: &str) -> Option<MacAddr> {
     parts.next().is_none().then_some(MacAddr(out))
 }
 
+/// The slot of `addr` in a direct-mapped cache of `slots` entries (a power
+/// of two): a multiplicative hash of the address's low 32 bits (IPv4) or of
+/// its last 64 folded (IPv6), for the small per-worker caches keyed by
+/// destination (next hops, source addresses).
+#[inline]
+pub fn addr_slot(addr: IpAddr, slots: usize) -> usize {
+    let k = match addr {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            u32::from_be_bytes([o[12], o[13], o[14], o[15]])
+                ^ u32::from_be_bytes([o[8], o[9], o[10], o[11]])
+        }
+    };
+    // The top bits of the product are the best mixed.
+    let bits = slots.trailing_zeros().clamp(1, 31);
+    (k.wrapping_mul(0x9E37_79B9) >> (32 - bits)) as usize & (slots - 1)
+}
+
 /// The L3 identity of one port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interface {

@@ -69,15 +69,20 @@ const HOP_CACHE: usize = 64;
 
 #[inline]
 fn hop_slot(dst: IpAddr) -> usize {
-    let k = match dst {
-        IpAddr::V4(a) => u32::from(a),
-        IpAddr::V6(a) => {
-            let o = a.octets();
-            u32::from_be_bytes([o[12], o[13], o[14], o[15]])
-                ^ u32::from_be_bytes([o[8], o[9], o[10], o[11]])
-        }
+    super::addr_slot(dst, HOP_CACHE)
+}
+
+/// Writes the source MAC and the ethertype of `dst`'s family into the
+/// Ethernet header at the front of `d` (at least [`HEADER_LEN`] bytes).
+#[inline]
+fn fill_l2(d: &mut [u8], dst: IpAddr, src_mac: MacAddr) {
+    let et = if dst.is_ipv4() {
+        ethertype::IPV4
+    } else {
+        ethertype::IPV6
     };
-    (k.wrapping_mul(0x9E37_79B9) >> 26) as usize & (HOP_CACHE - 1)
+    d[6..12].copy_from_slice(&src_mac.0);
+    d[12..14].copy_from_slice(&et.to_be_bytes());
 }
 
 /// How often [`Stack::tick`] does work.
@@ -241,15 +246,8 @@ impl<B: PacketBuf> Stack<B> {
                 && buf.len() >= HEADER_LEN
             {
                 let (port, src_mac, dst_mac) = (h.port, h.src_mac, h.dst_mac);
-                let et = if dst.is_ipv4() {
-                    ethertype::IPV4
-                } else {
-                    ethertype::IPV6
-                };
-                let d = buf.data_mut();
-                d[0..6].copy_from_slice(&dst_mac.0);
-                d[6..12].copy_from_slice(&src_mac.0);
-                d[12..14].copy_from_slice(&et.to_be_bytes());
+                fill_l2(buf.data_mut(), dst, src_mac);
+                buf.data_mut()[0..6].copy_from_slice(&dst_mac.0);
                 return self.tx(io, port, buf);
             }
         }
@@ -262,16 +260,7 @@ impl<B: PacketBuf> Stack<B> {
         if buf.len() < HEADER_LEN {
             return self.drop_buf(buf, Counter::DropMalformed);
         }
-        let et = if dst.is_ipv4() {
-            ethertype::IPV4
-        } else {
-            ethertype::IPV6
-        };
-        {
-            let d = buf.data_mut();
-            d[6..12].copy_from_slice(&my_mac.0);
-            d[12..14].copy_from_slice(&et.to_be_bytes());
-        }
+        fill_l2(buf.data_mut(), dst, my_mac);
         match self.neigh.lookup(hop, port, now) {
             Lookup::Mac(mac) => {
                 buf.data_mut()[0..6].copy_from_slice(&mac.0);
