@@ -50,7 +50,7 @@ use serde_json::json;
 
 use uvs_pktgen::check::{Checker, Expect};
 use uvs_pktgen::flows::{stride, FlowSpace};
-use uvs_pktgen::schedule::Schedule;
+use uvs_pktgen::schedule::{Schedule, ScheduleArgs};
 use uvs_pktgen::template::{FrameSpec, Proto, Template};
 
 const DUT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -69,16 +69,8 @@ struct Args {
     /// tcp or udp.
     #[arg(long, default_value = "udp", value_parser = ["tcp", "udp"])]
     proto: String,
-    /// established (the same flows over and over), new (every packet a new
-    /// flow) or mixed (one new in --new-every).
-    #[arg(long, default_value = "established", value_parser = ["established", "new", "mixed"])]
-    mode: String,
-    /// Established flows.
-    #[arg(long, default_value_t = 1000)]
-    flows: u64,
-    /// In mixed mode, one packet in this many opens a new flow.
-    #[arg(long, default_value_t = 10)]
-    new_every: u64,
+    #[command(flatten)]
+    sched: ScheduleArgs,
     /// Ethernet frame size including FCS.
     #[arg(long, default_value_t = 64)]
     size: usize,
@@ -318,7 +310,7 @@ fn rules(a: &Args, vip: SocketAddrV4) -> Result<ConfigStore, String> {
 fn run(a: &Args) -> Result<(), String> {
     let vip = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 100), 80);
     let clients = FlowSpace::parse("198.18.128.0/17").map_err(|e| e.to_string())?;
-    if a.mode != "new" && !(1..=clients.len() / 2).contains(&a.flows) {
+    if a.sched.mode != "new" && !(1..=clients.len() / 2).contains(&a.sched.flows) {
         return Err(format!("--flows must be 1..={}", clients.len() / 2));
     }
     if !(a.duration > 0.0 && a.warmup >= 0.0 && a.rounds > 0) {
@@ -433,7 +425,7 @@ fn run(a: &Args) -> Result<(), String> {
     let st = rules(a, vip)?;
     let cell = Arc::new(ConfigCell::default());
     cell.publish(st.snapshot());
-    let per_worker = match a.mode.as_str() {
+    let per_worker = match a.sched.mode.as_str() {
         // Every new flow opens a connection that lives for a minute (TCP
         // SYN_RECV) or five (UDP): room for all the uvsd rounds can create
         // at up to 2 Mpps of new flows, or 10 Mpps of mixed traffic of
@@ -441,15 +433,15 @@ fn run(a: &Args) -> Result<(), String> {
         // summary says if that was not enough).
         "new" | "mixed" => {
             let secs = f64::from(a.rounds) * (a.duration + a.warmup) + 1.0;
-            let new_per_s = if a.mode == "new" {
+            let new_per_s = if a.sched.mode == "new" {
                 2e6
             } else {
-                10e6 / a.new_every.max(1) as f64
+                10e6 / a.sched.new_every.max(1) as f64
             };
-            let want = (secs * new_per_s) as u64 + a.flows;
+            let want = (secs * new_per_s) as u64 + a.sched.flows;
             want.next_power_of_two().clamp(1 << 20, 1 << 26) as u32
         }
-        _ => (a.flows + a.flows / 8 + 4096).min(u64::from(u32::MAX)) as u32,
+        _ => (a.sched.flows + a.sched.flows / 8 + 4096).min(u64::from(u32::MAX)) as u32,
     };
     let mesh = Mesh::new(&eal, "loop_ho", nq, 1024).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -507,9 +499,21 @@ fn run(a: &Args) -> Result<(), String> {
         total: [0; 2],
         hz: tsc_hz(),
     };
-    let step = stride(a.flows, false);
-    let mut sched_uvsd = Schedule::new(&a.mode, a.flows, step, a.new_every, clients.len())?;
-    let mut sched_empty = Schedule::new(&a.mode, a.flows, step, a.new_every, clients.len())?;
+    let step = stride(a.sched.flows, false);
+    let mut sched_uvsd = Schedule::new(
+        &a.sched.mode,
+        a.sched.flows,
+        step,
+        a.sched.new_every,
+        clients.len(),
+    )?;
+    let mut sched_empty = Schedule::new(
+        &a.sched.mode,
+        a.sched.flows,
+        step,
+        a.sched.new_every,
+        clients.len(),
+    )?;
 
     let mut empty = Pipeline::Empty(
         (0..a.workers)
@@ -535,7 +539,7 @@ fn run(a: &Args) -> Result<(), String> {
                 json!({
                     "tool": "uvs-loop", "label": a.label, "round": round,
                     "pipeline": pipe.name(), "method": a.method, "proto": a.proto,
-                    "mode": a.mode, "flows": a.flows, "size": a.size,
+                    "mode": a.sched.mode, "flows": a.sched.flows, "size": a.size,
                     "workers": a.workers, "handover": a.handover,
                     "sent": r.sent, "received": r.received, "valid": r.valid,
                     "window_s": r.secs, "mpps": r.mpps(),
@@ -563,7 +567,7 @@ fn run(a: &Args) -> Result<(), String> {
         "{}",
         json!({
             "tool": "uvs-loop", "label": a.label, "summary": true,
-            "method": a.method, "proto": a.proto, "mode": a.mode, "flows": a.flows,
+            "method": a.method, "proto": a.proto, "mode": a.sched.mode, "flows": a.sched.flows,
             "size": a.size, "workers": a.workers, "handover": a.handover,
             "rounds": a.rounds, "duration_s": a.duration,
             "empty_mpps": mpps[0], "uvsd_mpps": mpps[1],
@@ -578,7 +582,7 @@ fn run(a: &Args) -> Result<(), String> {
     );
     eprintln!(
         "uvs-loop: {} {} {} {} flows, {} worker(s), hand-over {}: empty {:.2} Mpps, uvsd {:.2} Mpps ({:.2}x), uvsd adds {:.1} ns per packet",
-        a.method, a.proto, a.mode, a.flows, a.workers, a.handover, e, u, u / e, ns(u) - ns(e)
+        a.method, a.proto, a.sched.mode, a.sched.flows, a.workers, a.handover, e, u, u / e, ns(u) - ns(e)
     );
     // Workers and queues before the ports, the ports before the rings and
     // the pool, all before EAL.

@@ -32,7 +32,7 @@ use serde_json::json;
 use uvs_pktgen::check::{Checker, Expect};
 use uvs_pktgen::flows::{stride, FlowSpace};
 use uvs_pktgen::sched;
-use uvs_pktgen::schedule::Schedule;
+use uvs_pktgen::schedule::{Schedule, ScheduleArgs};
 use uvs_pktgen::telemetry::{EthStats, Telemetry};
 use uvs_pktgen::template::{FrameSpec, Proto, Template};
 
@@ -63,17 +63,8 @@ struct Args {
     /// Client prefix the flows come from (a part of 198.18.0.0/15).
     #[arg(long, default_value = "198.18.128.0/17")]
     clients: String,
-    /// established: the same `--flows` flows over and over (TCP ACKs after
-    /// one SYN per flow); new: every packet a new flow (TCP SYN / new UDP
-    /// tuple); mixed: established with every `--new-every`-th packet new.
-    #[arg(long, default_value = "established", value_parser = ["established", "new", "mixed"])]
-    mode: String,
-    /// Number of established flows (1 k .. 10 M).
-    #[arg(long, default_value_t = 1000)]
-    flows: u64,
-    /// In mixed mode, one packet in this many opens a new flow.
-    #[arg(long, default_value_t = 10)]
-    new_every: u64,
+    #[command(flatten)]
+    sched: ScheduleArgs,
     /// Visit established flows in order instead of scattered.
     #[arg(long)]
     sequential: bool,
@@ -174,7 +165,7 @@ fn main() -> ExitCode {
 
 fn run(a: &Args) -> Result<(), String> {
     let clients = FlowSpace::parse(&a.clients).map_err(|e| e.to_string())?;
-    if a.mode != "new" && !(1..=clients.len() / 2).contains(&a.flows) {
+    if a.sched.mode != "new" && !(1..=clients.len() / 2).contains(&a.sched.flows) {
         return Err(format!(
             "--flows must be 1..={} for client prefix {}",
             clients.len() / 2,
@@ -251,8 +242,14 @@ fn run(a: &Args) -> Result<(), String> {
         None => None,
     };
 
-    let step = stride(a.flows, a.sequential);
-    let mut sched = Schedule::new(&a.mode, a.flows, step, a.new_every, clients.len())?;
+    let step = stride(a.sched.flows, a.sequential);
+    let mut sched = Schedule::new(
+        &a.sched.mode,
+        a.sched.flows,
+        step,
+        a.sched.new_every,
+        clients.len(),
+    )?;
     let frame_len = tpl.len();
     let rate_per_cycle = a.rate_mpps.map(|r| r * 1e6 / hz as f64);
     let secs = |s: f64| (s * hz as f64) as u64;
@@ -387,9 +384,9 @@ fn run(a: &Args) -> Result<(), String> {
         "label": a.label,
         "device": a.device,
         "proto": a.proto.name(),
-        "mode": a.mode,
-        "flows": if a.mode == "new" { 0 } else { a.flows },
-        "new_every": if a.mode == "mixed" { a.new_every } else if a.mode == "new" { 1 } else { 0 },
+        "mode": a.sched.mode,
+        "flows": if a.sched.mode == "new" { 0 } else { a.sched.flows },
+        "new_every": if a.sched.mode == "mixed" { a.sched.new_every } else if a.sched.mode == "new" { 1 } else { 0 },
         "frame_size": a.size,
         "expect": a.expect.name(),
         "rate_limit_mpps": a.rate_mpps,
@@ -424,8 +421,8 @@ fn run(a: &Args) -> Result<(), String> {
     eprintln!(
         "uvs-pktgen: {} {} {} flows, {} B: tx {:.3} Mpps, rx {:.3} Mpps ({:.3} valid as {}), loss {:.4}% over {:.2} s",
         a.proto.name(),
-        a.mode,
-        a.flows,
+        a.sched.mode,
+        a.sched.flows,
         a.size,
         mpps(tx),
         mpps(rx),

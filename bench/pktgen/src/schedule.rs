@@ -7,6 +7,23 @@
 
 use crate::template::{TCP_ACK, TCP_SYN};
 
+/// The command-line options that choose the schedule, shared by
+/// `uvs-pktgen` and `uvs-loop` so both generate the same traffic.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScheduleArgs {
+    /// established: the same `--flows` flows over and over (TCP ACKs after
+    /// one SYN per flow); new: every packet a new flow (TCP SYN / new UDP
+    /// tuple); mixed: established with every `--new-every`-th packet new.
+    #[arg(long, default_value = "established", value_parser = ["established", "new", "mixed"])]
+    pub mode: String,
+    /// Number of established flows (1 k .. 10 M).
+    #[arg(long, default_value_t = 1000)]
+    pub flows: u64,
+    /// In mixed mode, one packet in this many opens a new flow.
+    #[arg(long, default_value_t = 10)]
+    pub new_every: u64,
+}
+
 /// Which flow the next packet belongs to, and its TCP flags.
 ///
 /// Established flows are numbers `0..flows`, visited with a stride; the
