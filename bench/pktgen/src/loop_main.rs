@@ -49,7 +49,7 @@ use dataplane::worker::{Mesh, Worker, WorkerParts};
 use serde_json::json;
 
 use uvs_pktgen::check::{Checker, Expect};
-use uvs_pktgen::flows::{stride, FlowSpace};
+use uvs_pktgen::flows::FlowSpace;
 use uvs_pktgen::schedule::{Schedule, ScheduleArgs};
 use uvs_pktgen::template::{FrameSpec, Proto, Template};
 
@@ -499,21 +499,9 @@ fn run(a: &Args) -> Result<(), String> {
         total: [0; 2],
         hz: tsc_hz(),
     };
-    let step = stride(a.sched.flows, false);
-    let mut sched_uvsd = Schedule::new(
-        &a.sched.mode,
-        a.sched.flows,
-        step,
-        a.sched.new_every,
-        clients.len(),
-    )?;
-    let mut sched_empty = Schedule::new(
-        &a.sched.mode,
-        a.sched.flows,
-        step,
-        a.sched.new_every,
-        clients.len(),
-    )?;
+    // The same traffic for both pipelines, each from its start.
+    let mut sched_uvsd = a.sched.schedule(clients.len(), false)?;
+    let mut sched_empty = sched_uvsd.clone();
 
     let mut empty = Pipeline::Empty(
         (0..a.workers)

@@ -30,9 +30,9 @@ use dataplane::dpdk::{tsc_cycles, tsc_hz, Burst, Eal, Mempool, Port, PortConf, B
 use serde_json::json;
 
 use uvs_pktgen::check::{Checker, Expect};
-use uvs_pktgen::flows::{stride, FlowSpace};
+use uvs_pktgen::flows::FlowSpace;
 use uvs_pktgen::sched;
-use uvs_pktgen::schedule::{Schedule, ScheduleArgs};
+use uvs_pktgen::schedule::ScheduleArgs;
 use uvs_pktgen::telemetry::{EthStats, Telemetry};
 use uvs_pktgen::template::{FrameSpec, Proto, Template};
 
@@ -242,14 +242,7 @@ fn run(a: &Args) -> Result<(), String> {
         None => None,
     };
 
-    let step = stride(a.sched.flows, a.sequential);
-    let mut sched = Schedule::new(
-        &a.sched.mode,
-        a.sched.flows,
-        step,
-        a.sched.new_every,
-        clients.len(),
-    )?;
+    let mut sched = a.sched.schedule(clients.len(), a.sequential)?;
     let frame_len = tpl.len();
     let rate_per_cycle = a.rate_mpps.map(|r| r * 1e6 / hz as f64);
     let secs = |s: f64| (s * hz as f64) as u64;

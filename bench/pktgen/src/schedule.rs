@@ -24,11 +24,22 @@ pub struct ScheduleArgs {
     pub new_every: u64,
 }
 
+impl ScheduleArgs {
+    /// The schedule these options ask for over a client space of `space`
+    /// tuples, established flows visited in order when `sequential`, else
+    /// scattered ([`crate::flows::stride`]).
+    pub fn schedule(&self, space: u64, sequential: bool) -> Result<Schedule, String> {
+        let step = crate::flows::stride(self.flows, sequential);
+        Schedule::new(&self.mode, self.flows, step, self.new_every, space)
+    }
+}
+
 /// Which flow the next packet belongs to, and its TCP flags.
 ///
 /// Established flows are numbers `0..flows`, visited with a stride; the
 /// first round opens them (SYN), later rounds are ACKs. New flows are
 /// numbers from `flows` up through the rest of the flow space, then round.
+#[derive(Debug, Clone)]
 pub struct Schedule {
     flows: u64,
     step: u64,
