@@ -142,6 +142,11 @@ pub struct Worker<S: Stage<Mbuf>> {
 /// The bursts a turn fills, allocated once with the worker.
 struct Bursts {
     rx: Burst,
+    out: Outgoing,
+}
+
+/// What a turn sends: a tx burst per port, a hand-over burst per worker.
+struct Outgoing {
     tx: [Burst; MAX_PORTS],
     handoff: [Burst; MAX_WORKERS],
 }
@@ -154,10 +159,12 @@ impl<S: Stage<Mbuf>> std::fmt::Debug for Worker<S> {
     }
 }
 
-/// The stack's view of a worker's tx side and pool.
+/// The stack's view of a worker's tx side and pool. `queues` has at most
+/// [`MAX_PORTS`] entries and `to` at most [`MAX_WORKERS`] (see
+/// [`Worker::new`]), so they index `out`'s arrays.
 struct WorkerIo<'a> {
     queues: &'a mut [PortQueue],
-    tx: &'a mut [Burst],
+    out: &'a mut Outgoing,
     pool: &'a Mempool,
     counters: &'a NetCounters,
     /// The rings to the other workers, by worker index.
@@ -165,15 +172,13 @@ struct WorkerIo<'a> {
     /// Whether neighbour answers are copied to the others (not for frames
     /// that came from them: they were shared already).
     share: bool,
-    /// Hand-overs waiting to be enqueued, one burst per owner.
-    handoff: &'a mut [Burst],
 }
 
 impl WorkerIo<'_> {
     /// Enqueues the hand-overs gathered for `w`; what does not fit is
     /// counted and freed.
     fn flush_handoff(&mut self, w: usize) {
-        let b = &mut self.handoff[w];
+        let b = &mut self.out.handoff[w];
         if b.is_empty() {
             return;
         }
@@ -187,10 +192,10 @@ impl WorkerIo<'_> {
     }
 
     fn flush(&mut self) {
-        for w in 0..self.handoff.len() {
+        for w in 0..self.to.len() {
             self.flush_handoff(w);
         }
-        for (q, b) in self.queues.iter_mut().zip(self.tx.iter_mut()) {
+        for (q, b) in self.queues.iter_mut().zip(self.out.tx.iter_mut()) {
             if !b.is_empty() {
                 q.tx_burst(b);
                 if !b.is_empty() {
@@ -232,16 +237,16 @@ impl Io<Mbuf> for WorkerIo<'_> {
 
     #[inline]
     fn hand_over(&mut self, worker: usize, port: u16, mut buf: Mbuf) {
-        if !matches!(self.to.get(worker), Some(Some(_))) || worker >= self.handoff.len() {
+        if !matches!(self.to.get(worker), Some(Some(_))) {
             // Ownership never names this worker or a missing one; dropping
             // beats looping the packet.
             self.counters.inc(Counter::DropHandOverFull);
             return;
         }
         buf.set_port(port);
-        if let Err(buf) = self.handoff[worker].push(buf) {
+        if let Err(buf) = self.out.handoff[worker].push(buf) {
             self.flush_handoff(worker);
-            if self.handoff[worker].push(buf).is_err() {
+            if self.out.handoff[worker].push(buf).is_err() {
                 self.counters.inc(Counter::DropHandOverFull);
             }
         }
@@ -253,9 +258,9 @@ impl Io<Mbuf> for WorkerIo<'_> {
             self.counters.inc(Counter::DropNoRoute);
             return;
         };
-        if let Err(buf) = self.tx[i].push(buf) {
-            self.queues[i].tx_burst(&mut self.tx[i]);
-            if let Err(buf) = self.tx[i].push(buf) {
+        if let Err(buf) = self.out.tx[i].push(buf) {
+            self.queues[i].tx_burst(&mut self.out.tx[i]);
+            if let Err(buf) = self.out.tx[i].push(buf) {
                 self.counters.inc(Counter::DropTxFull);
                 drop(buf);
             }
@@ -315,8 +320,10 @@ impl<S: Stage<Mbuf>> Worker<S> {
             links,
             bursts: Box::new(Bursts {
                 rx: Burst::new(),
-                tx: std::array::from_fn(|_| Burst::new()),
-                handoff: std::array::from_fn(|_| Burst::new()),
+                out: Outgoing {
+                    tx: std::array::from_fn(|_| Burst::new()),
+                    handoff: std::array::from_fn(|_| Burst::new()),
+                },
             }),
             per_ms: (dpdk::tsc_hz() / 1000).max(1),
         }
@@ -337,25 +344,24 @@ impl<S: Stage<Mbuf>> Worker<S> {
     #[inline(never)]
     pub fn poll(&mut self) -> usize {
         let now = dpdk::tsc_cycles() / self.per_ms;
-        let nports = self.queues.len();
-        let nworkers = self.links.to.len();
         let b = &mut *self.bursts;
         let mut taken = 0;
-        for qi in 0..nports {
-            if self.queues[qi].rx_burst(&mut b.rx) == 0 {
+        // One view of the tx side for the whole turn; rx goes through it
+        // too, since it holds the queues.
+        let mut io = WorkerIo {
+            queues: &mut self.queues,
+            out: &mut b.out,
+            pool: &self.pool,
+            counters: &self.counters,
+            to: &self.links.to,
+            share: true,
+        };
+        for qi in 0..io.queues.len() {
+            if io.queues[qi].rx_burst(&mut b.rx) == 0 {
                 continue;
             }
             taken += b.rx.len();
-            let port = self.queues[qi].port_id();
-            let mut io = WorkerIo {
-                queues: &mut self.queues,
-                tx: &mut b.tx[..nports],
-                pool: &self.pool,
-                counters: &self.counters,
-                to: &self.links.to,
-                share: true,
-                handoff: &mut b.handoff[..nworkers],
-            };
+            let port = io.queues[qi].port_id();
             input_burst(
                 &mut self.stack,
                 &mut self.stage,
@@ -367,15 +373,8 @@ impl<S: Stage<Mbuf>> Worker<S> {
             self.stage.end_burst(now);
             io.flush();
         }
-        let mut io = WorkerIo {
-            queues: &mut self.queues,
-            tx: &mut b.tx[..nports],
-            pool: &self.pool,
-            counters: &self.counters,
-            to: &self.links.to,
-            share: false,
-            handoff: &mut b.handoff[..nworkers],
-        };
+        // Frames from the other workers were shared by them already.
+        io.share = false;
         for ring in &self.links.from {
             let n = ring.dequeue(&mut b.rx);
             if n == 0 {
