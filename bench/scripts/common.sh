@@ -69,11 +69,13 @@ bench_teardown() {
     fi
 }
 
-# Waits up to $2 seconds for file $1 (the DUT's telemetry socket) to appear.
-bench_wait_file() {
-    local f=$1 t=${2:-20} i
+# Waits up to $1 seconds for the command after it to succeed; gives up early
+# when the DUT (BENCH_DUT_PID) has exited.
+bench_wait() {
+    local t=$1 i
+    shift
     for ((i = 0; i < t * 10; i++)); do
-        [[ -e $f ]] && return 0
+        "$@" 2>/dev/null && return 0
         if [[ -n ${BENCH_DUT_PID:-} ]] && ! kill -0 "$BENCH_DUT_PID" 2>/dev/null; then
             return 1
         fi
@@ -82,18 +84,11 @@ bench_wait_file() {
     return 1
 }
 
+# Waits up to $2 seconds for file $1 (the DUT's telemetry socket) to appear.
+bench_wait_file() { bench_wait "${2:-20}" test -e "$1"; }
+
 # Waits up to $3 seconds for a line matching $2 in file $1 (the DUT's log).
-bench_wait_line() {
-    local f=$1 pat=$2 t=${3:-20} i
-    for ((i = 0; i < t * 10; i++)); do
-        grep -q -- "$pat" "$f" 2>/dev/null && return 0
-        if [[ -n ${BENCH_DUT_PID:-} ]] && ! kill -0 "$BENCH_DUT_PID" 2>/dev/null; then
-            return 1
-        fi
-        sleep 0.1
-    done
-    return 1
-}
+bench_wait_line() { bench_wait "${3:-20}" grep -q -- "$2" "$1"; }
 
 # Runs the generator as memif client against the DUT; prints its JSON line.
 # Arguments: generator options (they override the defaults set here).
