@@ -250,6 +250,23 @@ fn direct_routing_changes_only_the_ttl() {
     assert!(checksums_ok(&out));
 }
 
+/// TCP 198.18.0.100:80 under rr with one real server, 198.18.1.11:80,
+/// reached through a `kind` tunnel (GUE on port 6080) without checksum.
+fn tunnel_store(kind: TunnelType) -> ConfigStore {
+    let tun = TunnelConfig {
+        kind,
+        port: if kind == TunnelType::Gue { 6080 } else { 0 },
+        csum: TunnelCsum::NoCsum,
+    };
+    let k = svc_key(Protocol::Tcp, "198.18.0.100", 80);
+    store(
+        k,
+        "rr",
+        None,
+        &[dest("198.18.1.11", 80, ForwardMethod::Tunnel(tun), 1)],
+    )
+}
+
 #[test]
 fn tunnel_destinations_get_the_packet_encapsulated() {
     for (kind, outer_proto) in [
@@ -257,19 +274,7 @@ fn tunnel_destinations_get_the_packet_encapsulated() {
         (TunnelType::Gre, 47),
         (TunnelType::Gue, 17),
     ] {
-        let tun = TunnelConfig {
-            kind,
-            port: if kind == TunnelType::Gue { 6080 } else { 0 },
-            csum: TunnelCsum::NoCsum,
-        };
-        let k = svc_key(Protocol::Tcp, "198.18.0.100", 80);
-        let st = store(
-            k,
-            "rr",
-            None,
-            &[dest("198.18.1.11", 80, ForwardMethod::Tunnel(tun), 1)],
-        );
-        let mut lb = lb_for(&st);
+        let mut lb = lb_for(&tunnel_store(kind));
         let f = tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, SYN);
         let (a, out) = run(&mut lb, &f, 0);
         assert_eq!(a, Action::Forward(ip("198.18.1.11")));
@@ -749,19 +754,7 @@ fn warming_a_burst_changes_no_decision() {
 
 #[test]
 fn tunnel_packet_too_big_for_the_path_gets_frag_needed_back_to_the_client() {
-    let tun = TunnelConfig {
-        kind: TunnelType::Ipip,
-        port: 0,
-        csum: TunnelCsum::NoCsum,
-    };
-    let k = svc_key(Protocol::Tcp, "198.18.0.100", 80);
-    let st = store(
-        k,
-        "rr",
-        None,
-        &[dest("198.18.1.11", 80, ForwardMethod::Tunnel(tun), 1)],
-    );
-    let mut lb = lb_for(&st);
+    let mut lb = lb_for(&tunnel_store(TunnelType::Ipip));
     run(
         &mut lb,
         &tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, SYN),
