@@ -13,3 +13,15 @@
 
 pub mod conf;
 pub mod state;
+pub mod probe;
+
+/// One log line on stderr, with a UTC time stamp: every state change and
+/// every problem is one such line.
+pub fn log(line: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (s, ms) = (now.as_secs(), now.subsec_millis());
+    let (h, m, sec) = ((s / 3600) % 24, (s / 60) % 60, s % 60);
+    eprintln!("{h:02}:{m:02}:{sec:02}.{ms:03} uvs-keepalived: {line}");
+}
