@@ -12,8 +12,10 @@
 //! together in the `uvs-keepalived` daemon.
 
 pub mod conf;
+pub mod director;
 pub mod state;
 pub mod probe;
+pub mod run;
 
 /// One log line on stderr, with a UTC time stamp: every state change and
 /// every problem is one such line.

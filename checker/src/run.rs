@@ -1,0 +1,221 @@
+//! The uvs-keepalived daemon: configure uvsd from the file, run every
+//! checker, apply what the state machine decides, keep a status file.
+//!
+//! Threads: one per checker (it sleeps until its next probe, runs the
+//! blocking, time-bounded probe and reports), and the main thread, which
+//! alone owns the state of every virtual server, talks to uvsd and writes
+//! logs and the status file. A slow or hanging server or script therefore
+//! delays only its own checker. One thread per checker is fine for the
+//! hundreds of real servers a keepalived.conf usually holds.
+//!
+//! Start-up is all or nothing as far as the file goes (a bad file changes
+//! nothing); after that a command uvsd refuses is logged and checking goes
+//! on. On SIGTERM/SIGINT the services the file defines are removed (as
+//! keepalived does), after the `omega` scripts.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::conf::{self, CheckKind, Checker, Config};
+use crate::director::Director;
+use crate::probe::{self, misc, Outcome};
+use crate::state::{Action, VsState};
+
+/// keepalived's BOOTSTRAP_DELAY: the first probe waits 1 s + warmup.
+const BOOTSTRAP: Duration = Duration::from_secs(1);
+/// Notify and quorum scripts are killed after this long.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where the status listing goes unless `--status-file` says otherwise.
+pub const DEFAULT_STATUS: &str = "/run/uvs/keepalived.status";
+
+pub struct Options {
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub status_file: PathBuf,
+}
+
+/// Why the daemon stopped before or instead of running.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration was refused; nothing was changed.
+    #[error("{0}")]
+    Config(#[from] conf::ConfError),
+    /// uvsd refused the configuration or could not be reached.
+    #[error("{0}")]
+    Director(String),
+}
+
+/// A probe to run after a delay.
+struct Job {
+    delay: Duration,
+    url: usize,
+}
+
+/// A probe's result, from a checker thread.
+struct Report {
+    vs: usize,
+    ci: usize,
+    outcome: Outcome,
+    started: Instant,
+}
+
+pub fn run(opts: &Options) -> Result<(), RunError> {
+    let cfg = conf::load(&opts.config)?;
+    let dir = Director {
+        socket: opts.socket.clone(),
+    };
+    dir.call(vec!["-L".into(), "-n".into()])
+        .map_err(RunError::Director)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| RunError::Director(format!("cannot handle signals: {e}")))?;
+    }
+    if cfg.global.lvs_flush {
+        dir.call(vec!["-C".into()]).map_err(RunError::Director)?;
+    }
+    let mut states = Vec::new();
+    for vs in &cfg.virtual_servers {
+        dir.ensure_services(vs).map_err(RunError::Director)?;
+        let (st, acts) = VsState::start(vs);
+        carry_out(&dir, vs, &acts);
+        states.push(st);
+    }
+    crate::log(&format!(
+        "configured {} virtual server(s) from {}; checking",
+        cfg.virtual_servers.len(),
+        opts.config.display()
+    ));
+    let (report_tx, reports) = channel();
+    let jobs = start_checkers(&cfg, &states, &report_tx);
+    write_status(&opts.status_file, &cfg, &states);
+    while !stop.load(Ordering::Relaxed) {
+        let r = match reports.recv_timeout(Duration::from_millis(200)) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let vs = &cfg.virtual_servers[r.vs];
+        let st = &mut states[r.vs];
+        let checker = checker_of(vs, st, r.ci);
+        let (acts, next) = match &r.outcome {
+            Outcome::Pass { dynamic } => st.on_result(vs, r.ci, true, *dynamic, ""),
+            Outcome::Fail(why) => st.on_result(vs, r.ci, false, None, why),
+            Outcome::Skip(why) => {
+                crate::log(&format!("{why} (not counted; next try after delay_loop)"));
+                (vec![], checker.timing.delay_loop)
+            }
+        };
+        // MISC_CHECK counts its delay from the start of the run, the
+        // others from its end (keepalived's rule).
+        let delay = if matches!(checker.kind, CheckKind::Misc(_)) {
+            next.saturating_sub(r.started.elapsed())
+        } else {
+            next
+        };
+        if !acts.is_empty() {
+            carry_out(&dir, vs, &acts);
+            write_status(&opts.status_file, &cfg, &states);
+        }
+        let url = states[r.vs].checkers[r.ci].2.url();
+        let _ = jobs[r.vs][r.ci].send(Job { delay, url });
+    }
+    crate::log("stopping: removing the services of the configuration");
+    for (vs, st) in cfg.virtual_servers.iter().zip(&states) {
+        carry_out(&dir, vs, &st.shutdown(vs));
+        dir.remove_services(vs);
+    }
+    let _ = std::fs::remove_file(&opts.status_file);
+    // Give omega's scripts a moment to start before the process ends.
+    std::thread::sleep(Duration::from_millis(100));
+    Ok(())
+}
+
+fn checker_of<'a>(vs: &'a conf::VirtualServer, st: &VsState, ci: usize) -> &'a Checker {
+    let (ri, cj, _) = &st.checkers[ci];
+    &vs.real_servers[*ri].checkers[*cj]
+}
+
+/// One thread per checker; returns each checker's job sender, by virtual
+/// server and checker index. The first probe is after 1 s + a random part
+/// of warmup, so checkers do not all fire at once.
+fn start_checkers(cfg: &Config, states: &[VsState], reports: &Sender<Report>) -> Vec<Vec<Sender<Job>>> {
+    let random = RandomState::new();
+    let mut all = Vec::new();
+    for (v, (vs, st)) in cfg.virtual_servers.iter().zip(states).enumerate() {
+        let mut senders = Vec::new();
+        for ci in 0..st.checkers.len() {
+            let checker = checker_of(vs, st, ci).clone();
+            let (tx, rx) = channel();
+            let warmup = checker.timing.warmup.as_micros() as u64;
+            let jitter = if warmup == 0 {
+                0
+            } else {
+                random.hash_one((v, ci)) % warmup
+            };
+            let _ = tx.send(Job {
+                delay: BOOTSTRAP + Duration::from_micros(jitter),
+                url: 0,
+            });
+            let reports = reports.clone();
+            std::thread::Builder::new()
+                .name(format!("check-{v}-{ci}"))
+                .spawn(move || checker_thread(v, ci, &checker, &rx, &reports))
+                .expect("a thread can be started for each checker");
+            senders.push(tx);
+        }
+        all.push(senders);
+    }
+    all
+}
+
+fn checker_thread(v: usize, ci: usize, c: &Checker, jobs: &Receiver<Job>, reports: &Sender<Report>) {
+    while let Ok(job) = jobs.recv() {
+        std::thread::sleep(job.delay);
+        let started = Instant::now();
+        let outcome = probe::run(c, job.url);
+        if reports
+            .send(Report {
+                vs: v,
+                ci,
+                outcome,
+                started,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn carry_out(dir: &Director, vs: &conf::VirtualServer, acts: &[Action]) {
+    for a in acts {
+        match a {
+            Action::Log(l) => crate::log(l),
+            Action::Notify(s) => misc::notify(s, NOTIFY_TIMEOUT),
+            _ => dir.apply(vs, std::slice::from_ref(a)),
+        }
+    }
+}
+
+/// The status listing (see the README), replaced atomically.
+fn write_status(path: &Path, cfg: &Config, states: &[VsState]) {
+    let mut out = String::new();
+    for (vs, st) in cfg.virtual_servers.iter().zip(states) {
+        st.status(vs, &mut out);
+    }
+    let tmp = path.with_extension("tmp");
+    if let Some(d) = path.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    let res = std::fs::write(&tmp, out).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = res {
+        crate::log(&format!("cannot write the status file {}: {e}", path.display()));
+    }
+}
