@@ -146,6 +146,23 @@ fn checker_test(file: &str) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// A check script that hangs (its argument is unique to this test).
+const HANG: &str = "3517.25";
+
+/// A TCP server on port 81 that answers anything with bytes that are not
+/// HTTP.
+const GARBAGE: &str = "import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('0.0.0.0', 81))
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    c.recv(1000)
+    c.sendall(b'\\x00\\x01garbage\\r\\n\\r\\nmore')
+    c.close()
+";
+
 fn md5_hex(data: &[u8]) -> String {
     let mut c = Command::new("md5sum")
         .stdin(Stdio::piped())
@@ -262,6 +279,7 @@ virtual_server {VIP} 80 {{
     ] {
         assert!(log.contains(line), "log lacks {line:?}:\n{log}");
     }
+    eprintln!("checker log:\n{log}");
     // Stopping the checker removes the services it configured.
     assert_eq!(checker.stop(), Some(0));
     assert_eq!(lab.ok("-S -n"), "");
@@ -289,6 +307,39 @@ fn inhibit_on_failure_quiesces_a_server_and_its_download_in_flight_finishes() {
         );
     }
     text += "}\n";
+    // A second service whose servers misbehave: rs1 answers garbage on
+    // port 81, rs2's check script hangs. Both fail; neither stops anything.
+    text += &format!(
+        "virtual_server {VIP} 81 {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 198.18.1.11 81 {{
+        HTTP_GET {{
+            url {{
+                path /
+            }}
+            connect_timeout 1
+            retry 0
+        }}
+    }}
+    real_server 198.18.1.12 81 {{
+        MISC_CHECK {{
+            misc_path \"/bin/sleep {HANG}\"
+            misc_timeout 1
+        }}
+    }}
+}}
+"
+    );
+    Command::new("ip")
+        .args(["netns", "exec", &format!("{}-rs1", lab.p), "python3", "-c", GARBAGE])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     std::fs::write(&conf, &text).unwrap();
     let conf_s = conf.display().to_string();
     assert!(keepalived_accepts(&conf_s), "keepalived -t refuses:\n{text}");
@@ -338,4 +389,30 @@ fn inhibit_on_failure_quiesces_a_server_and_its_download_in_flight_finishes() {
     }
     std::fs::remove_file(flag(i)).unwrap();
     wait_for("weight restored", &lab, |l| weight(l, &busy) == Some(1));
+
+    // The misbehaving servers are out, the hanging scripts killed.
+    wait_for("garbage and hanging servers out", &lab, |l| {
+        l.contains(&format!("TCP  {VIP}:81 rr"))
+            && weight(l, "198.18.1.11:81").is_none()
+            && weight(l, "198.18.1.12:81").is_none()
+    });
+    let killed = format!("MISC_CHECK '/bin/sleep {HANG}': still running after 1 s, killed");
+    let t0 = Instant::now();
+    let log = loop {
+        let log = std::fs::read_to_string(lab.scratch.path("checker.log")).unwrap();
+        if log.contains("not an HTTP status line") && log.contains(&killed) {
+            break log;
+        }
+        assert!(t0.elapsed() < DEADLINE, "garbage or hang not reported:\n{log}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let t0 = Instant::now();
+    let sleeping = || common::ok(&["pgrep", "-f", &format!("^/bin/sleep {HANG}$")]);
+    while sleeping() {
+        // One may be running right now (checks go on every second); none
+        // outlives its timeout, so a moment with none comes.
+        assert!(t0.elapsed() < DEADLINE, "hanging check scripts pile up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("checker log:\n{log}");
 }
