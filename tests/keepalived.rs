@@ -30,11 +30,47 @@ fn checker_namespace(lab: &Lab) -> String {
     let run = |args: &[&str]| common::sh(args);
     run(&["ip", "netns", "add", &ns]);
     run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-    run(&["ip", "link", "add", &format!("{p}k0"), "type", "veth", "peer", "name", &format!("{p}k1")]);
-    run(&["ip", "link", "set", &format!("{p}k0"), "netns", &format!("{p}-br")]);
+    run(&[
+        "ip",
+        "link",
+        "add",
+        &format!("{p}k0"),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &format!("{p}k1"),
+    ]);
+    run(&[
+        "ip",
+        "link",
+        "set",
+        &format!("{p}k0"),
+        "netns",
+        &format!("{p}-br"),
+    ]);
     run(&["ip", "link", "set", &format!("{p}k1"), "netns", &ns]);
-    run(&["ip", "-n", &format!("{p}-br"), "link", "set", &format!("{p}k0"), "master", "br0", "up"]);
-    run(&["ip", "-n", &ns, "addr", "add", "198.18.1.200/24", "dev", &format!("{p}k1")]);
+    run(&[
+        "ip",
+        "-n",
+        &format!("{p}-br"),
+        "link",
+        "set",
+        &format!("{p}k0"),
+        "master",
+        "br0",
+        "up",
+    ]);
+    run(&[
+        "ip",
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        "198.18.1.200/24",
+        "dev",
+        &format!("{p}k1"),
+    ]);
     run(&["ip", "-n", &ns, "link", "set", &format!("{p}k1"), "up"]);
     ns
 }
@@ -49,8 +85,20 @@ impl Checker {
     fn start(lab: &Lab, ns: &str, conf: &str) -> Checker {
         let log = std::fs::File::create(lab.scratch.path("checker.log")).unwrap();
         let child = Command::new("ip")
-            .args(["netns", "exec", ns, CHECKER, "-f", conf, "--socket", &lab.sock()])
-            .args(["--status-file", &lab.scratch.path("status").display().to_string()])
+            .args([
+                "netns",
+                "exec",
+                ns,
+                CHECKER,
+                "-f",
+                conf,
+                "--socket",
+                &lab.sock(),
+            ])
+            .args([
+                "--status-file",
+                &lab.scratch.path("status").display().to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -62,7 +110,9 @@ impl Checker {
     /// SIGTERM and wait; the exit status.
     fn stop(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(st)) = c.try_wait() {
@@ -124,7 +174,14 @@ fn stop_http(lab: &Lab, i: u32) {
 fn start_http(lab: &Lab, i: u32) {
     let ns = format!("{}-rs{i}", lab.p);
     Command::new("ip")
-        .args(["netns", "exec", &ns, "python3", HTTP_SERVER, &format!("/tmp/{}-www/rs{i}", lab.p)])
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            "python3",
+            HTTP_SERVER,
+            &format!("/tmp/{}-www/rs{i}", lab.p),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -142,8 +199,14 @@ fn keepalived_accepts(file: &str) -> bool {
 }
 
 fn checker_test(file: &str) -> (bool, String) {
-    let out = Command::new(CHECKER).args(["-t", "-f", file]).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(CHECKER)
+        .args(["-t", "-f", file])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A check script that hangs (its argument is unique to this test).
@@ -213,44 +276,92 @@ virtual_server {VIP} 80 {{
     );
     std::fs::write(&conf, &text).unwrap();
     let conf_s = conf.display().to_string();
-    assert!(keepalived_accepts(&conf_s), "keepalived -t refuses the test's file");
+    assert!(
+        keepalived_accepts(&conf_s),
+        "keepalived -t refuses the test's file"
+    );
     assert_eq!(checker_test(&conf_s).0, true);
 
     // A broken file: both refuse it, uvs-keepalived with its line, and
     // running it changes nothing in uvsd.
     let broken = lab.scratch.path("broken.conf");
-    std::fs::write(&broken, text.replace("lb_algo rr", "lb_algo rr\n    wieght 3")).unwrap();
+    std::fs::write(
+        &broken,
+        text.replace("lb_algo rr", "lb_algo rr\n    wieght 3"),
+    )
+    .unwrap();
     let broken_s = broken.display().to_string();
-    assert!(!keepalived_accepts(&broken_s), "keepalived -t accepts the broken file");
+    assert!(
+        !keepalived_accepts(&broken_s),
+        "keepalived -t accepts the broken file"
+    );
     let (ok, err) = checker_test(&broken_s);
     assert!(!ok);
-    assert!(err.contains("broken.conf:7: unknown keyword 'wieght'"), "{err}");
+    assert!(
+        err.contains("broken.conf:7: unknown keyword 'wieght'"),
+        "{err}"
+    );
     let before = lab.ok("-S -n");
     let out = Command::new("ip")
-        .args(["netns", "exec", &ns, CHECKER, "-f", &broken_s, "--socket", &lab.sock()])
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            CHECKER,
+            "-f",
+            &broken_s,
+            "--socket",
+            &lab.sock(),
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(lab.ok("-S -n"), before, "a refused file changed the director");
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        lab.ok("-S -n"),
+        before,
+        "a refused file changed the director"
+    );
 
     let mut checker = Checker::start(&lab, &ns, &conf_s);
     let list = wait_for("both servers in service", &lab, |l| {
         weight(l, "198.18.1.11:80") == Some(1) && weight(l, "198.18.1.12:80") == Some(1)
     });
     assert!(list.contains(&format!("TCP  {VIP}:80 rr")), "{list}");
-    assert_eq!(weight(&list, "198.18.1.13:80"), None, "sorry server in use with quorum up");
+    assert_eq!(
+        weight(&list, "198.18.1.13:80"),
+        None,
+        "sorry server in use with quorum up"
+    );
     let who = lab.who("198.18.0.2", VIP);
     assert!(who == "rs1" || who == "rs2", "{who}");
 
     // rs1's service stops: removed; clients go to rs2; it comes back.
     stop_http(&lab, 1);
-    wait_for("rs1 removed", &lab, |l| weight(l, "198.18.1.11:80").is_none());
+    wait_for("rs1 removed", &lab, |l| {
+        weight(l, "198.18.1.11:80").is_none()
+    });
     for _ in 0..4 {
         assert_eq!(lab.who("198.18.0.2", VIP), "rs2");
     }
-    let status = common::sh(&[CHECKER, "--status", "--status-file", &lab.scratch.path("status").display().to_string()]);
-    assert!(status.contains("RS 198.18.1.11:80 dead weight 1 not in table: TCP_CHECK down"), "{status}");
-    assert!(status.contains("RS 198.18.1.12:80 alive weight 1 in table: HTTP_GET up"), "{status}");
+    let status = common::sh(&[
+        CHECKER,
+        "--status",
+        "--status-file",
+        &lab.scratch.path("status").display().to_string(),
+    ]);
+    assert!(
+        status.contains("RS 198.18.1.11:80 dead weight 1 not in table: TCP_CHECK down"),
+        "{status}"
+    );
+    assert!(
+        status.contains("RS 198.18.1.12:80 alive weight 1 in table: HTTP_GET up"),
+        "{status}"
+    );
     start_http(&lab, 1);
     wait_for("rs1 back", &lab, |l| weight(l, "198.18.1.11:80") == Some(1));
 
@@ -293,9 +404,8 @@ fn inhibit_on_failure_quiesces_a_server_and_its_download_in_flight_finishes() {
     let flag = |i: u32| lab.scratch.path(&format!("down{i}")).display().to_string();
     let notified = lab.scratch.path("notified").display().to_string();
     let conf = lab.scratch.path("keepalived.conf");
-    let mut text = String::from(
-        "global_defs {\n    enable_script_security\n    script_user root\n}\n",
-    );
+    let mut text =
+        String::from("global_defs {\n    enable_script_security\n    script_user root\n}\n");
     text += &format!(
         "virtual_server {VIP} 80 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n    inhibit_on_failure\n"
     );
@@ -334,7 +444,14 @@ fn inhibit_on_failure_quiesces_a_server_and_its_download_in_flight_finishes() {
 "
     );
     Command::new("ip")
-        .args(["netns", "exec", &format!("{}-rs1", lab.p), "python3", "-c", GARBAGE])
+        .args([
+            "netns",
+            "exec",
+            &format!("{}-rs1", lab.p),
+            "python3",
+            "-c",
+            GARBAGE,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -342,7 +459,10 @@ fn inhibit_on_failure_quiesces_a_server_and_its_download_in_flight_finishes() {
         .unwrap();
     std::fs::write(&conf, &text).unwrap();
     let conf_s = conf.display().to_string();
-    assert!(keepalived_accepts(&conf_s), "keepalived -t refuses:\n{text}");
+    assert!(
+        keepalived_accepts(&conf_s),
+        "keepalived -t refuses:\n{text}"
+    );
     let _checker = Checker::start(&lab, &ns, &conf_s);
     wait_for("both servers in service", &lab, |l| {
         weight(l, "198.18.1.11:80") == Some(1) && weight(l, "198.18.1.12:80") == Some(1)
@@ -374,14 +494,30 @@ fn inhibit_on_failure_quiesces_a_server_and_its_download_in_flight_finishes() {
         assert!(t0.elapsed() < DEADLINE, "no active connection: {list}");
         std::thread::sleep(Duration::from_millis(100));
     };
-    let (i, other) = if busy == "198.18.1.11:80" { (1, "rs2") } else { (2, "rs1") };
+    let (i, other) = if busy == "198.18.1.11:80" {
+        (1, "rs2")
+    } else {
+        (2, "rs1")
+    };
     std::fs::write(flag(i), "").unwrap();
-    let list = wait_for("busy server at weight 0", &lab, |l| weight(l, &busy) == Some(0));
-    assert!(list.contains(&busy), "inhibit_on_failure removed the server: {list}");
+    let list = wait_for("busy server at weight 0", &lab, |l| {
+        weight(l, &busy) == Some(0)
+    });
+    assert!(
+        list.contains(&busy),
+        "inhibit_on_failure removed the server: {list}"
+    );
     for _ in 0..4 {
-        assert_eq!(lab.who("198.18.0.2", VIP), other, "a server at weight 0 got a new connection");
+        assert_eq!(
+            lab.who("198.18.0.2", VIP),
+            other,
+            "a server at weight 0 got a new connection"
+        );
     }
-    assert!(slow.join().unwrap(), "the download in flight did not finish intact");
+    assert!(
+        slow.join().unwrap(),
+        "the download in flight did not finish intact"
+    );
     let t0 = Instant::now();
     while !std::path::Path::new(&notified).exists() {
         assert!(t0.elapsed() < DEADLINE, "notify_down did not run");
@@ -403,7 +539,10 @@ fn inhibit_on_failure_quiesces_a_server_and_its_download_in_flight_finishes() {
         if log.contains("not an HTTP status line") && log.contains(&killed) {
             break log;
         }
-        assert!(t0.elapsed() < DEADLINE, "garbage or hang not reported:\n{log}");
+        assert!(
+            t0.elapsed() < DEADLINE,
+            "garbage or hang not reported:\n{log}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     let t0 = Instant::now();

@@ -65,7 +65,11 @@ pub fn service_argv(vs: &VirtualServer, svc: SocketAddr, edit: bool) -> Vec<Stri
 }
 
 /// The address, port and method of a destination for service `svc`.
-fn dest_of(vs: &VirtualServer, d: Dest, svc: SocketAddr) -> Option<(SocketAddr, Method, Vec<String>)> {
+fn dest_of(
+    vs: &VirtualServer,
+    d: Dest,
+    svc: SocketAddr,
+) -> Option<(SocketAddr, Method, Vec<String>)> {
     let port_or = |p: Option<u16>| p.unwrap_or(svc.port());
     match d {
         Dest::Real(i) => {
@@ -77,11 +81,19 @@ fn dest_of(vs: &VirtualServer, d: Dest, svc: SocketAddr) -> Option<(SocketAddr, 
             if let Some(l) = r.lower {
                 extra.extend(["-y".to_string(), l.to_string()]);
             }
-            Some((SocketAddr::new(r.addr, port_or(r.port)), r.method.clone(), extra))
+            Some((
+                SocketAddr::new(r.addr, port_or(r.port)),
+                r.method.clone(),
+                extra,
+            ))
         }
         Dest::Sorry => {
             let s = vs.sorry.as_ref()?;
-            Some((SocketAddr::new(s.addr, port_or(s.port)), s.method.clone(), vec![]))
+            Some((
+                SocketAddr::new(s.addr, port_or(s.port)),
+                s.method.clone(),
+                vec![],
+            ))
         }
     }
 }
@@ -213,7 +225,10 @@ mod tests {
         );
         assert_eq!(
             lines(&Action::Del(Dest::Sorry)),
-            ["-d -t 198.18.0.100:80 -r 198.18.1.13:80", "-d -t 198.18.0.101:8080 -r 198.18.1.13:8080"]
+            [
+                "-d -t 198.18.0.100:80 -r 198.18.1.13:80",
+                "-d -t 198.18.0.101:8080 -r 198.18.1.13:8080"
+            ]
         );
         let v6 = parse_text("t", "virtual_server 2001:db8::100 443 {\n lb_algo rr\n lb_kind TUN type gue port 6080\n protocol UDP\n real_server 2001:db8:1::11 443 {\n }\n}\n")
             .unwrap()

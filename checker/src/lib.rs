@@ -13,9 +13,9 @@
 
 pub mod conf;
 pub mod director;
-pub mod state;
 pub mod probe;
 pub mod run;
+pub mod state;
 
 /// One log line on stderr, with a UTC time stamp: every state change and
 /// every problem is one such line.

@@ -145,7 +145,11 @@ fn checker_of<'a>(vs: &'a conf::VirtualServer, st: &VsState, ci: usize) -> &'a C
 /// One thread per checker; returns each checker's job sender, by virtual
 /// server and checker index. The first probe is after 1 s + a random part
 /// of warmup, so checkers do not all fire at once.
-fn start_checkers(cfg: &Config, states: &[VsState], reports: &Sender<Report>) -> Vec<Vec<Sender<Job>>> {
+fn start_checkers(
+    cfg: &Config,
+    states: &[VsState],
+    reports: &Sender<Report>,
+) -> Vec<Vec<Sender<Job>>> {
     let random = RandomState::new();
     let mut all = Vec::new();
     for (v, (vs, st)) in cfg.virtual_servers.iter().zip(states).enumerate() {
@@ -175,7 +179,13 @@ fn start_checkers(cfg: &Config, states: &[VsState], reports: &Sender<Report>) ->
     all
 }
 
-fn checker_thread(v: usize, ci: usize, c: &Checker, jobs: &Receiver<Job>, reports: &Sender<Report>) {
+fn checker_thread(
+    v: usize,
+    ci: usize,
+    c: &Checker,
+    jobs: &Receiver<Job>,
+    reports: &Sender<Report>,
+) {
     while let Ok(job) = jobs.recv() {
         std::thread::sleep(job.delay);
         let started = Instant::now();
@@ -216,6 +226,9 @@ fn write_status(path: &Path, cfg: &Config, states: &[VsState]) {
     }
     let res = std::fs::write(&tmp, out).and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = res {
-        crate::log(&format!("cannot write the status file {}: {e}", path.display()));
+        crate::log(&format!(
+            "cannot write the status file {}: {e}",
+            path.display()
+        ));
     }
 }

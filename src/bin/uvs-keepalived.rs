@@ -15,10 +15,18 @@ use clap::Parser;
 const CONFIG_ERROR: u8 = 5;
 
 #[derive(Parser)]
-#[command(name = "uvs-keepalived", version, about = "Health checks for uvsd from a keepalived.conf")]
+#[command(
+    name = "uvs-keepalived",
+    version,
+    about = "Health checks for uvsd from a keepalived.conf"
+)]
 struct Cli {
     /// The keepalived configuration file.
-    #[arg(short = 'f', long = "use-file", default_value = "/etc/keepalived/keepalived.conf")]
+    #[arg(
+        short = 'f',
+        long = "use-file",
+        default_value = "/etc/keepalived/keepalived.conf"
+    )]
     config: PathBuf,
     /// Only check the file, as `keepalived -t` does; exit 0 if it is good.
     #[arg(short = 't', long = "config-test")]

@@ -333,11 +333,17 @@ mod tests {
 
     #[test]
     fn blocks_nest_and_same_line_content_is_a_new_line() {
-        let (t, d) = tree_of_text("t", "a 1 {\n url { path /x status_code 999 }\n}\nb\n{\nc\n}\n");
+        let (t, d) = tree_of_text(
+            "t",
+            "a 1 {\n url { path /x status_code 999 }\n}\nb\n{\nc\n}\n",
+        );
         assert!(d.is_empty(), "{d:?}");
         assert_eq!(t.len(), 2);
         let a = &t[0];
-        assert_eq!((a.keyword.as_str(), a.args.as_slice()), ("a", &["1".to_string()][..]));
+        assert_eq!(
+            (a.keyword.as_str(), a.args.as_slice()),
+            ("a", &["1".to_string()][..])
+        );
         let url = &a.block.as_ref().unwrap()[0];
         let path = &url.block.as_ref().unwrap()[0];
         assert_eq!(path.keyword, "path");
@@ -350,7 +356,10 @@ mod tests {
     fn unbalanced_braces_are_reported_at_their_line() {
         let (_, d) = tree_of_text("f", "a {\n b\n");
         assert_eq!(d.len(), 1);
-        assert_eq!(d[0].to_string(), "f:1: missing '}' for the block 'a' opened here");
+        assert_eq!(
+            d[0].to_string(),
+            "f:1: missing '}' for the block 'a' opened here"
+        );
         let (_, d) = tree_of_text("f", "a\n}\n");
         assert_eq!(d[0].to_string(), "f:2: extra '}' found");
     }

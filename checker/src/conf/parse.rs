@@ -146,11 +146,22 @@ impl Ctx<'_> {
             self.err(&n.loc, format!("'{}' needs a command", n.keyword));
             return None;
         }
-        if self.first_script.is_none() {
+        // keepalived drops a script whose program does not exist (it then
+        // needs no script security); at run time such a check fails.
+        if self.first_script.is_none() && program_exists(&argv[0]) {
             self.first_script = Some(n.loc.clone());
         }
         Some(Script { argv })
     }
+}
+
+/// Whether a program can be found (an absolute path, or in PATH).
+fn program_exists(prog: &str) -> bool {
+    if prog.contains('/') {
+        return std::path::Path::new(prog).is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(prog).is_file()))
 }
 
 /// The first argument, or an error naming the keyword.
@@ -208,11 +219,17 @@ fn timer(cx: &mut Ctx<'_>, n: &Node, zero_ok: bool) -> Option<Duration> {
     match parsed {
         Some(d) if zero_ok || !d.is_zero() => Some(d),
         Some(_) => {
-            cx.err(&n.loc, format!("{} '{s}' invalid: must be more than 0", n.keyword));
+            cx.err(
+                &n.loc,
+                format!("{} '{s}' invalid: must be more than 0", n.keyword),
+            );
             None
         }
         None => {
-            cx.err(&n.loc, format!("{} '{s}' invalid: not a number of seconds", n.keyword));
+            cx.err(
+                &n.loc,
+                format!("{} '{s}' invalid: not a number of seconds", n.keyword),
+            );
             None
         }
     }
@@ -230,7 +247,11 @@ pub(crate) fn parse_seconds(s: &str) -> Option<Duration> {
     if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let secs: u64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let secs: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
     // Cap at keepalived's own upper bound of about 18 million years... in
     // practice a day is plenty; refuse what would overflow a Duration's
     // arithmetic later.
@@ -261,7 +282,10 @@ fn ip(cx: &mut Ctx<'_>, n: &Node, s: &str) -> Option<IpAddr> {
     match s.parse() {
         Ok(a) => Some(a),
         Err(_) => {
-            cx.err(&n.loc, format!("invalid IP address '{s}' for {}", n.keyword));
+            cx.err(
+                &n.loc,
+                format!("invalid IP address '{s}' for {}", n.keyword),
+            );
             None
         }
     }
@@ -271,7 +295,10 @@ fn port(cx: &mut Ctx<'_>, n: &Node, s: &str) -> Option<u16> {
     match s.parse::<u32>() {
         Ok(p) if (1..=65535).contains(&p) => u16::try_from(p).ok(),
         _ => {
-            cx.err(&n.loc, format!("invalid port '{s}' for {} (1-65535)", n.keyword));
+            cx.err(
+                &n.loc,
+                format!("invalid port '{s}' for {} (1-65535)", n.keyword),
+            );
             None
         }
     }
@@ -356,6 +383,10 @@ fn method(cx: &mut Ctx<'_>, n: &Node) -> Option<Method> {
                         }
                     }
                     c @ ("nocsum" | "csum" | "remcsum") => {
+                        if opts.iter().any(|o| o == "--tun-type=ipip") {
+                            cx.err(&n.loc, "ipip tunnels do not support checksum options");
+                            return None;
+                        }
                         opts.push(format!("--tun-{c}"));
                         i += 1;
                     }
@@ -382,9 +413,10 @@ fn timing_keyword(cx: &mut Ctx<'_>, n: &Node, inh: &mut Inherit) -> bool {
     match n.keyword.as_str() {
         "connect_timeout" => inh.connect_timeout = timer(cx, n, false).or(inh.connect_timeout),
         "delay_loop" => inh.delay_loop = timer(cx, n, false).or(inh.delay_loop),
-        "retry" | "nb_get_retry" => {
-            inh.retry = int32(cx, n, 0, u64::from(u32::MAX)).or(inh.retry)
+        "nb_get_retry" => {
+            cx.err(&n.loc, "nb_get_retry is deprecated - please use 'retry'");
         }
+        "retry" => inh.retry = int32(cx, n, 0, u64::from(u32::MAX)).or(inh.retry),
         "delay_before_retry" => {
             inh.delay_before_retry = timer(cx, n, true).or(inh.delay_before_retry)
         }
@@ -428,7 +460,21 @@ pub(super) fn config(tree: &[Node], diags: &mut Vec<Diag>) -> Config {
             "virtual_server_group" => {}
             "virtual_server" => {
                 if let Some(vs) = virtual_server(&mut cx, n, &groups) {
-                    vss.push(vs);
+                    let taken = vss.iter().any(|o: &VirtualServer| {
+                        o.protocol == vs.protocol
+                            && o.services.iter().any(|s| vs.services.contains(s))
+                    });
+                    if taken {
+                        cx.err(
+                            &n.loc,
+                            format!(
+                                "virtual server {} repeats a service defined before",
+                                vs.name
+                            ),
+                        );
+                    } else {
+                        vss.push(vs);
+                    }
                 }
             }
             k if OTHER_TOP_LEVEL.contains(&k) => {}
@@ -447,11 +493,15 @@ pub(super) fn config(tree: &[Node], diags: &mut Vec<Diag>) -> Config {
         } else {
             let user = global.script_user.as_deref().unwrap_or("keepalived_script");
             if !user_exists(user) {
-                cx.err(&loc, format!("unable to run scripts as user '{user}': no such user"));
+                cx.err(
+                    &loc,
+                    format!("unable to run scripts as user '{user}': no such user"),
+                );
             }
         }
     }
-    cx.diags.sort_by(|a, b| (&a.loc.file, a.loc.line).cmp(&(&b.loc.file, b.loc.line)));
+    cx.diags
+        .sort_by(|a, b| (&a.loc.file, a.loc.line).cmp(&(&b.loc.file, b.loc.line)));
     Config {
         global,
         virtual_servers: vss,
@@ -484,12 +534,18 @@ fn group(cx: &mut Ctx<'_>, body: &[Node]) -> Vec<SocketAddr> {
         };
         let spec = n.keyword.as_str();
         if spec.contains('/') {
-            cx.err(&n.loc, "address/prefix entries of a virtual_server_group are not supported by UVS yet");
+            cx.err(
+                &n.loc,
+                "address/prefix entries of a virtual_server_group are not supported by UVS yet",
+            );
             continue;
         }
         match range(spec) {
             Some(addrs) => out.extend(addrs.into_iter().map(|a| SocketAddr::new(a, p))),
-            None => cx.err(&n.loc, format!("invalid virtual_server_group entry '{spec}'")),
+            None => cx.err(
+                &n.loc,
+                format!("invalid virtual_server_group entry '{spec}'"),
+            ),
         }
     }
     out
@@ -666,19 +722,37 @@ fn virtual_server(
         }
     }
     let Some(protocol) = protocol else {
-        cx.err(&n.loc, format!("virtual server {name}: no protocol set (keepalived would default to UDP)"));
+        cx.err(
+            &n.loc,
+            format!("virtual server {name}: no protocol set (keepalived would default to UDP)"),
+        );
         return None;
     };
     let Some(scheduler) = scheduler else {
-        cx.err(&n.loc, format!("virtual server {name}: no scheduler set (keepalived would default to wlc)"));
+        cx.err(
+            &n.loc,
+            format!("virtual server {name}: no scheduler set (keepalived would default to wlc)"),
+        );
         return None;
     };
     let Some(vs_method) = vs_method else {
-        cx.err(&n.loc, format!("virtual server {name}: no lvs_method set (keepalived would default to NAT)"));
+        cx.err(
+            &n.loc,
+            format!("virtual server {name}: no lvs_method set (keepalived would default to NAT)"),
+        );
         return None;
     };
+    if ops && protocol != Protocol::Udp {
+        cx.err(
+            &n.loc,
+            format!("virtual server {name}: one-packet scheduling (ops) requires UDP"),
+        );
+    }
     if services.iter().any(|s| s.port() == 0) && persistence.is_none() {
-        cx.err(&n.loc, format!("virtual server {name}: a service without a port must be persistent"));
+        cx.err(
+            &n.loc,
+            format!("virtual server {name}: a service without a port must be persistent"),
+        );
         return None;
     }
     if rss.is_empty() {
@@ -686,10 +760,20 @@ fn virtual_server(
         return None;
     }
     let family_v4 = services.first().map(|s| s.is_ipv4());
+    if services.iter().any(|s| Some(s.is_ipv4()) != family_v4) {
+        cx.err(&n.loc, format!("virtual server {name} mixes IPv4 and IPv6 services; UVS needs one family per virtual server"));
+        return None;
+    }
     let mut real_servers: Vec<RealServer> = Vec::new();
     for raw in rss {
         if Some(raw.addr.is_ipv4()) != family_v4 {
-            cx.err(&raw.loc, format!("address family of virtual server {name} and real server {} differ", raw.addr));
+            cx.err(
+                &raw.loc,
+                format!(
+                    "address family of virtual server {name} and real server {} differ",
+                    raw.addr
+                ),
+            );
             continue;
         }
         let m = raw.method.clone().unwrap_or_else(|| vs_method.clone());
@@ -701,12 +785,18 @@ fn virtual_server(
                 }
             }
         }
-        if real_servers.iter().any(|r| r.addr == raw.addr && r.port == raw.port) {
+        if real_servers
+            .iter()
+            .any(|r| r.addr == raw.addr && r.port == raw.port)
+        {
             cx.err(&raw.loc, format!("real server {} is duplicated", raw.addr));
             continue;
         }
         let rs_inh = raw.inh.or(&inh);
-        let default_port = raw.port.or(services.first().map(SocketAddr::port)).unwrap_or(0);
+        let default_port = raw
+            .port
+            .or(services.first().map(SocketAddr::port))
+            .unwrap_or(0);
         let checkers = raw
             .checkers
             .iter()
@@ -731,11 +821,17 @@ fn virtual_server(
         cx.err(&n.loc, format!("quorum {quorum} of virtual server {name} exceeds the total weight of its real servers ({total})"));
     }
     if hysteresis > 0 && hysteresis >= quorum {
-        cx.err(&n.loc, format!("hysteresis {hysteresis} >= quorum {quorum} in virtual server {name}"));
+        cx.err(
+            &n.loc,
+            format!("hysteresis {hysteresis} >= quorum {quorum} in virtual server {name}"),
+        );
     }
     let sorry = sorry.map(|(loc, addr, port)| {
         if Some(addr.is_ipv4()) != family_v4 {
-            cx.err(&loc, "address family of the sorry server and the virtual server differ");
+            cx.err(
+                &loc,
+                "address family of the sorry server and the virtual server differ",
+            );
         }
         Sorry {
             addr,
@@ -842,9 +938,6 @@ fn checker(cx: &mut Ctx<'_>, n: &Node, kind: RawKind) -> Option<RawChecker> {
             if kw == "connect_timeout" && !conn {
                 cx.err(&k.loc, "unknown keyword 'connect_timeout'");
             }
-            if kw == "nb_get_retry" && !http {
-                cx.err(&k.loc, "unknown keyword 'nb_get_retry'");
-            }
             continue;
         }
         match kw {
@@ -913,14 +1006,17 @@ fn url(cx: &mut Ctx<'_>, n: &Node) -> Option<RawUrl> {
                         None => cx.err(&k.loc, format!("invalid HTTP_GET status code '{s}'")),
                     }
                 }
-                if k.args.is_empty() {
-                    arg(cx, k, 0);
-                }
             }
             "digest" => {
                 if let Some(d) = arg(cx, k, 0) {
                     if d.len() != 32 {
-                        cx.err(&k.loc, format!("digest '{d}' character length should be 32 rather than {}", d.len()));
+                        cx.err(
+                            &k.loc,
+                            format!(
+                                "digest '{d}' character length should be 32 rather than {}",
+                                d.len()
+                            ),
+                        );
                     } else if !d.bytes().all(|b| b.is_ascii_hexdigit()) {
                         cx.err(&k.loc, format!("digest '{d}' is not hexadecimal"));
                     } else {
@@ -981,7 +1077,10 @@ fn resolve_checker(
     };
     let port = c.connect_port.unwrap_or(rs_port);
     if port == 0 && c.kind != RawKind::Misc {
-        cx.err(&c.loc, "the checker has no port: set connect_port or the real server's port");
+        cx.err(
+            &c.loc,
+            "the checker has no port: set connect_port or the real server's port",
+        );
         return None;
     }
     let target = Target {

@@ -91,7 +91,10 @@ fn the_sample_parses_with_keepalived_defaults_and_inheritance() {
     assert_eq!(v.services, ["198.18.0.10:443".parse().unwrap()]);
     assert_eq!((v.quorum, v.persistence), (2, Some(300)));
     let sorry = v.sorry.as_ref().unwrap();
-    assert_eq!((sorry.addr.to_string(), sorry.port), ("198.18.1.250".into(), Some(443)));
+    assert_eq!(
+        (sorry.addr.to_string(), sorry.port),
+        ("198.18.1.250".into(), Some(443))
+    );
     let rs1 = &v.real_servers[0];
     assert!(rs1.inhibit, "inhibit_on_failure inherited from the VS");
     let http = &rs1.checkers[0];
@@ -99,28 +102,44 @@ fn the_sample_parses_with_keepalived_defaults_and_inheritance() {
     assert_eq!(http.timing.delay_loop, Duration::from_secs(6));
     assert_eq!(http.timing.retry, 2);
     assert_eq!(http.timing.delay_before_retry, Duration::from_secs(2));
-    let CheckKind::Http(h) = &http.kind else { panic!() };
+    let CheckKind::Http(h) = &http.kind else {
+        panic!()
+    };
     assert_eq!(h.target.connect_timeout, Duration::from_secs(3));
     assert_eq!(h.urls[0].status, [(200, 299), (304, 304)]);
     assert_eq!(h.urls[1].status, [(200, 299)]);
-    assert_eq!(h.urls[1].digest.as_deref(), Some("9b3a0c85a887a256d6939da88aabd8cd"));
+    assert_eq!(
+        h.urls[1].digest.as_deref(),
+        Some("9b3a0c85a887a256d6939da88aabd8cd")
+    );
     assert_eq!(h.urls[0].host, "198.18.1.11:443");
     let rs2 = &v.real_servers[1];
     let tcp = &rs2.checkers[0];
     // TCP_CHECK's own defaults where nothing is inherited.
     assert_eq!(tcp.timing.retry, 1);
     assert_eq!(tcp.timing.delay_before_retry, Duration::from_secs(1));
-    let CheckKind::Misc(m) = &rs2.checkers[1].kind else { panic!() };
-    assert_eq!(m.script.argv, ["/usr/local/bin/check.sh", "198.18.1.12", "two words"]);
+    let CheckKind::Misc(m) = &rs2.checkers[1].kind else {
+        panic!()
+    };
+    assert_eq!(
+        m.script.argv,
+        ["/usr/local/bin/check.sh", "198.18.1.12", "two words"]
+    );
     assert_eq!(m.timeout, Duration::from_secs(5));
     assert!(m.dynamic);
-    assert_eq!(rs2.checkers[1].timing.retry, 0, "MISC_CHECK retries 0 by default");
+    assert_eq!(
+        rs2.checkers[1].timing.retry, 0,
+        "MISC_CHECK retries 0 by default"
+    );
     let g = &c.virtual_servers[1];
     assert_eq!(g.name, "group web_vips");
     assert_eq!(g.services.len(), 3);
     assert_eq!(g.services[2], "198.18.0.21:80".parse().unwrap());
     assert_eq!(g.real_servers[0].port, None, "DR takes each service's port");
-    assert_eq!(g.real_servers[0].checkers[0].timing.delay_loop, Duration::from_secs(60));
+    assert_eq!(
+        g.real_servers[0].checkers[0].timing.delay_loop,
+        Duration::from_secs(60)
+    );
 }
 
 #[test]
@@ -151,7 +170,10 @@ fn mistakes_keepalived_rejects_are_rejected_at_their_line() {
     ];
     for (text, want) in cases {
         let got = errors(text);
-        assert!(got.iter().any(|g| g == want), "for\n{text}\nwanted {want:?}, got {got:?}");
+        assert!(
+            got.iter().any(|g| g == want),
+            "for\n{text}\nwanted {want:?}, got {got:?}"
+        );
     }
 }
 
@@ -163,7 +185,10 @@ fn what_uvs_cannot_do_yet_is_said_as_such() {
         ["t.conf:1: virtual_server fwmark: fwmark services are not supported by UVS yet"]
     );
     let dns = vs("", "DNS_CHECK {\n}");
-    assert_eq!(errors(&dns), ["t.conf:7: DNS_CHECK is not supported by UVS yet"]);
+    assert_eq!(
+        errors(&dns),
+        ["t.conf:7: DNS_CHECK is not supported by UVS yet"]
+    );
 }
 
 #[test]
@@ -191,19 +216,72 @@ fn timers_take_fractions_down_to_microseconds() {
 #[test]
 fn commands_split_like_keepalived() {
     use super::parse::split_command;
-    assert_eq!(split_command(r#"/bin/x a 'b c' "d e" f\ g"#), ["/bin/x", "a", "b c", "d e", "f g"]);
+    assert_eq!(
+        split_command(r#"/bin/x a 'b c' "d e" f\ g"#),
+        ["/bin/x", "a", "b c", "d e", "f g"]
+    );
     assert!(split_command("   ").is_empty());
 }
 
 /// Words keepalived.conf is made of, to build plausible broken files.
 const WORDS: &[&str] = &[
-    "{", "}", "virtual_server", "real_server", "198.18.0.100", "198.18.1.11", "80", "0", "-1",
-    "70000", "lb_algo", "rr", "lb_kind", "NAT", "DR", "TUN", "type", "gue", "port", "protocol",
-    "TCP", "UDP", "TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "url", "path", "/",
-    "status_code", "200-299", "digest", "misc_path", "\"/bin/true\"", "quorum", "hysteresis",
-    "sorry_server", "inhibit_on_failure", "weight", "delay_loop", "1.5", "retry",
-    "virtual_server_group", "group", "g", "fwmark", "include", "#", "!", "alpha", "omega",
-    "2001:db8::1", "198.18.0.1-5", "persistence_timeout", "\n", "\n", "\n",
+    "{",
+    "}",
+    "virtual_server",
+    "real_server",
+    "198.18.0.100",
+    "198.18.1.11",
+    "80",
+    "0",
+    "-1",
+    "70000",
+    "lb_algo",
+    "rr",
+    "lb_kind",
+    "NAT",
+    "DR",
+    "TUN",
+    "type",
+    "gue",
+    "port",
+    "protocol",
+    "TCP",
+    "UDP",
+    "TCP_CHECK",
+    "HTTP_GET",
+    "SSL_GET",
+    "MISC_CHECK",
+    "url",
+    "path",
+    "/",
+    "status_code",
+    "200-299",
+    "digest",
+    "misc_path",
+    "\"/bin/true\"",
+    "quorum",
+    "hysteresis",
+    "sorry_server",
+    "inhibit_on_failure",
+    "weight",
+    "delay_loop",
+    "1.5",
+    "retry",
+    "virtual_server_group",
+    "group",
+    "g",
+    "fwmark",
+    "include",
+    "#",
+    "!",
+    "alpha",
+    "omega",
+    "2001:db8::1",
+    "198.18.0.1-5",
+    "persistence_timeout",
+    "\n",
+    "\n",
+    "\n",
 ];
 
 proptest! {

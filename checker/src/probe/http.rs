@@ -66,7 +66,12 @@ pub fn read_response<R: Read>(r: &mut R) -> Result<Response, String> {
             Ok(n) => n,
             // TLS servers often close without close_notify: that is EOF.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && status.is_some() => break,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err("timed out reading the response".into())
             }
             Err(e) => return Err(format!("reading the response: {e}")),
@@ -142,7 +147,11 @@ fn truncate(s: &str) -> String {
 
 /// Whether a response passes `url`'s expectations, and if not, why.
 pub fn judge(url: &Url, r: &Response) -> Result<(), String> {
-    if !url.status.iter().any(|(lo, hi)| (*lo..=*hi).contains(&r.status)) {
+    if !url
+        .status
+        .iter()
+        .any(|(lo, hi)| (*lo..=*hi).contains(&r.status))
+    {
         return Err(format!("status code {}", r.status));
     }
     if let Some(want) = &url.digest {
@@ -197,7 +206,10 @@ fn exchange<S: Read + Write>(s: &mut S, req: &str) -> Result<Response, String> {
 fn tls_connection(h: &Http, url: &Url) -> Result<ClientConnection, String> {
     // With enable_sni and a host name, send it; otherwise name the server
     // by address (rustls sends no SNI for an address).
-    let host = url.host.rsplit_once(':').map_or(url.host.as_str(), |(h, _)| h);
+    let host = url
+        .host
+        .rsplit_once(':')
+        .map_or(url.host.as_str(), |(h, _)| h);
     let name = match (h.sni, host.parse::<IpAddr>()) {
         (true, Err(_)) => ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?,
         _ => ServerName::IpAddress(h.target.addr.ip().into()),
@@ -224,9 +236,9 @@ fn tls_config() -> Arc<ClientConfig> {
             Arc::new(config.unwrap_or_else(|_| {
                 ClientConfig::builder()
                     .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(
-                        Arc::new(rustls::crypto::ring::default_provider()),
-                    )))
+                    .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(Arc::new(
+                        rustls::crypto::ring::default_provider(),
+                    ))))
                     .with_no_client_auth()
             }))
         })

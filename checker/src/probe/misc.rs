@@ -144,14 +144,22 @@ mod tests {
 
     #[test]
     fn exit_codes_decide_and_misc_dynamic_sets_weights() {
-        assert_eq!(check(&misc(&["true"], 5, false)), Outcome::Pass { dynamic: None });
-        assert!(matches!(check(&misc(&["false"], 5, false)), Outcome::Fail(_)));
+        assert_eq!(
+            check(&misc(&["true"], 5, false)),
+            Outcome::Pass { dynamic: None }
+        );
+        assert!(matches!(
+            check(&misc(&["false"], 5, false)),
+            Outcome::Fail(_)
+        ));
         let exit = |c: u8, d| check(&misc(&["sh", "-c", &format!("exit {c}")], 5, d));
         assert!(matches!(exit(7, false), Outcome::Fail(m) if m.contains("status 7")));
         assert!(matches!(exit(1, true), Outcome::Fail(_)));
         assert_eq!(exit(2, true), Outcome::Pass { dynamic: Some(0) });
         assert_eq!(exit(255, true), Outcome::Pass { dynamic: Some(253) });
-        assert!(matches!(check(&misc(&["/nonexistent/x"], 5, false)), Outcome::Fail(m) if m.contains("cannot run")));
+        assert!(
+            matches!(check(&misc(&["/nonexistent/x"], 5, false)), Outcome::Fail(m) if m.contains("cannot run"))
+        );
     }
 
     #[test]
@@ -164,8 +172,14 @@ mod tests {
         let body = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
         let t0 = Instant::now();
         let out = check(&misc(&["sh", "-c", &body], 1, false));
-        assert!(matches!(&out, Outcome::Fail(m) if m.contains("killed")), "{out:?}");
-        assert!(t0.elapsed() < Duration::from_secs(30), "the checker was held up");
+        assert!(
+            matches!(&out, Outcome::Fail(m) if m.contains("killed")),
+            "{out:?}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the checker was held up"
+        );
         let pid = std::fs::read_to_string(&pidfile).unwrap();
         let proc = format!("/proc/{}", pid.trim());
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -185,6 +199,9 @@ mod tests {
     #[test]
     fn a_script_ignoring_sigterm_is_killed() {
         let out = check(&misc(&["sh", "-c", "trap '' TERM; sleep 300"], 1, false));
-        assert!(matches!(&out, Outcome::Fail(m) if m.contains("killed")), "{out:?}");
+        assert!(
+            matches!(&out, Outcome::Fail(m) if m.contains("killed")),
+            "{out:?}"
+        );
     }
 }

@@ -31,13 +31,18 @@ impl ConnectError {
 /// A connected socket to `t.addr` with the checker's socket options,
 /// timeouts set to connect_timeout for later reads and writes.
 pub fn connect(t: &Target) -> Result<Socket, ConnectError> {
-    let s = Socket::new(Domain::for_address(t.addr), Type::STREAM, Some(Protocol::TCP))
-        .map_err(ConnectError::Local)?;
+    let s = Socket::new(
+        Domain::for_address(t.addr),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .map_err(ConnectError::Local)?;
     if let Some(m) = t.fwmark {
         s.set_mark(m).map_err(ConnectError::Local)?;
     }
     if let Some(i) = &t.bind_if {
-        s.bind_device(Some(i.as_bytes())).map_err(ConnectError::Local)?;
+        s.bind_device(Some(i.as_bytes()))
+            .map_err(ConnectError::Local)?;
     }
     if t.bindto.is_some() || t.bind_port.is_some() {
         let any = if t.addr.is_ipv4() {
@@ -50,8 +55,10 @@ pub fn connect(t: &Target) -> Result<Socket, ConnectError> {
     }
     s.connect_timeout(&t.addr.into(), t.connect_timeout)
         .map_err(ConnectError::Remote)?;
-    s.set_read_timeout(Some(t.connect_timeout)).map_err(ConnectError::Local)?;
-    s.set_write_timeout(Some(t.connect_timeout)).map_err(ConnectError::Local)?;
+    s.set_read_timeout(Some(t.connect_timeout))
+        .map_err(ConnectError::Local)?;
+    s.set_write_timeout(Some(t.connect_timeout))
+        .map_err(ConnectError::Local)?;
     Ok(s)
 }
 

@@ -388,7 +388,11 @@ impl VsState {
         } else {
             return;
         };
-        let state = if self.rs[i].alive { "quorum lost" } else { "down" };
+        let state = if self.rs[i].alive {
+            "quorum lost"
+        } else {
+            "down"
+        };
         acts.push(Action::Log(format!(
             "real server {} in VS {}: {state}, {verb}",
             rs_name(vs, i),
@@ -449,7 +453,10 @@ impl VsState {
                     acts.push(Action::Del(Dest::Sorry));
                     self.sorry_set = false;
                 }
-                acts.push(Action::Log(format!("VS {}: sorry server out of service", vs.name)));
+                acts.push(Action::Log(format!(
+                    "VS {}: sorry server out of service",
+                    vs.name
+                )));
                 for i in 0..self.rs.len() {
                     if self.rs[i].alive {
                         self.install(vs, i, acts);

@@ -77,8 +77,15 @@ fn servers_start_alive_and_are_installed_at_once() {
     let vs = vs_of(TWO_TCP);
     let (st, start) = VsState::start(&vs);
     assert!(st.quorum_up);
-    let adds: Vec<_> = start.iter().filter(|a| !matches!(a, Action::Log(_))).cloned().collect();
-    assert_eq!(adds, [Action::Add(Dest::Real(0), 1), Action::Add(Dest::Real(1), 2)]);
+    let adds: Vec<_> = start
+        .iter()
+        .filter(|a| !matches!(a, Action::Log(_)))
+        .cloned()
+        .collect();
+    assert_eq!(
+        adds,
+        [Action::Add(Dest::Real(0), 1), Action::Add(Dest::Real(1), 2)]
+    );
 }
 
 #[test]
@@ -90,7 +97,10 @@ fn a_server_that_stops_goes_after_retry_plus_one_failures_and_returns_on_one_suc
     // removed at 23; down probes every delay_loop: 33, 43, 53 fail, 63 ok.
     assert_eq!(
         table_changes(&log),
-        [(23.0, Action::Del(Dest::Real(0))), (63.0, Action::Add(Dest::Real(0), 1))]
+        [
+            (23.0, Action::Del(Dest::Real(0))),
+            (63.0, Action::Add(Dest::Real(0), 1))
+        ]
     );
 }
 
@@ -105,12 +115,18 @@ fn the_first_failure_after_start_takes_a_checker_down_without_retries() {
 fn alpha_servers_wait_for_a_first_success() {
     let vs = vs_of(&TWO_TCP.replace(" delay_loop 10", " delay_loop 10\n alpha"));
     let (st, start) = VsState::start(&vs);
-    assert!(start.iter().all(|a| matches!(a, Action::Log(_))), "{start:?}");
+    assert!(
+        start.iter().all(|a| matches!(a, Action::Log(_))),
+        "{start:?}"
+    );
     assert!(!st.quorum_up);
     let (_, _, log) = simulate(&vs, 5.0, |_, _| true);
     assert_eq!(
         table_changes(&log),
-        [(1.0, Action::Add(Dest::Real(0), 1)), (1.0, Action::Add(Dest::Real(1), 2))]
+        [
+            (1.0, Action::Add(Dest::Real(0), 1)),
+            (1.0, Action::Add(Dest::Real(1), 2))
+        ]
     );
 }
 
@@ -120,13 +136,19 @@ fn inhibit_on_failure_sets_weight_zero_instead_of_removing() {
     let (_, _, log) = simulate(&vs, 70.0, |ci, t| ci != 0 || t < s(20.0) || t >= s(55.0));
     assert_eq!(
         table_changes(&log),
-        [(23.0, Action::Edit(Dest::Real(0), 0)), (63.0, Action::Edit(Dest::Real(0), 1))]
+        [
+            (23.0, Action::Edit(Dest::Real(0), 0)),
+            (63.0, Action::Edit(Dest::Real(0), 1))
+        ]
     );
 }
 
 #[test]
 fn sorry_server_serves_while_every_server_is_down_and_leaves_when_one_returns() {
-    let text = TWO_TCP.replace(" delay_loop 10", " delay_loop 10\n sorry_server 198.18.1.13 80");
+    let text = TWO_TCP.replace(
+        " delay_loop 10",
+        " delay_loop 10\n sorry_server 198.18.1.13 80",
+    );
     let vs = vs_of(&text);
     let (st, _, log) = simulate(&vs, 40.0, |_, t| t < s(10.0) || t >= s(30.0));
     assert_eq!(
@@ -188,7 +210,10 @@ fn quorum_with_hysteresis_damps_flapping() {
         0 | 1 => !(s(10.0)..s(50.0)).contains(&t),
         _ => !(s(30.0)..s(70.0)).contains(&t),
     });
-    assert_eq!(notifies(&log), [(32.0, "/bin/down".into()), (72.0, "/bin/up".into())]);
+    assert_eq!(
+        notifies(&log),
+        [(32.0, "/bin/down".into()), (72.0, "/bin/up".into())]
+    );
 }
 
 #[test]

@@ -48,34 +48,57 @@ const HELLO_MD5: &str = "5d41402abc4b2a76b9719d911017c592";
 
 #[test]
 fn keepalived_request_bytes() {
-    let mut h = http("198.18.1.11:80".parse().unwrap(), vec![(200, 299)], None, false);
+    let mut h = http(
+        "198.18.1.11:80".parse().unwrap(),
+        vec![(200, 299)],
+        None,
+        false,
+    );
     assert_eq!(
         request(&h, &h.urls[0]),
         "GET /blob HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: 198.18.1.11:80\r\n\r\n"
     );
     h.protocol = HttpProtocol::V11;
-    assert!(request(&h, &h.urls[0]).starts_with("GET /blob HTTP/1.1\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\n"));
+    assert!(request(&h, &h.urls[0])
+        .starts_with("GET /blob HTTP/1.1\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\n"));
 }
 
 #[test]
 fn status_and_digest_decide() {
     let ok = serve(b"HTTP/1.0 200 OK\r\nServer: x\r\n\r\nhello");
-    assert_eq!(check(&http(ok, vec![(200, 299)], Some(HELLO_MD5), false), 0), Outcome::Pass { dynamic: None });
+    assert_eq!(
+        check(&http(ok, vec![(200, 299)], Some(HELLO_MD5), false), 0),
+        Outcome::Pass { dynamic: None }
+    );
     let bad_digest = check(&http(ok, vec![(200, 299)], Some(&"0".repeat(32)), false), 0);
-    assert!(matches!(&bad_digest, Outcome::Fail(m) if m.contains(HELLO_MD5)), "{bad_digest:?}");
+    assert!(
+        matches!(&bad_digest, Outcome::Fail(m) if m.contains(HELLO_MD5)),
+        "{bad_digest:?}"
+    );
     let wrong_code = check(&http(ok, vec![(300, 399)], None, false), 0);
-    assert!(matches!(&wrong_code, Outcome::Fail(m) if m.contains("status code 200")), "{wrong_code:?}");
+    assert!(
+        matches!(&wrong_code, Outcome::Fail(m) if m.contains("status code 200")),
+        "{wrong_code:?}"
+    );
 }
 
 #[test]
 fn content_length_bounds_the_hashed_body() {
     let a = serve(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello and more");
-    assert_eq!(check(&http(a, vec![(200, 200)], Some(HELLO_MD5), false), 0), Outcome::Pass { dynamic: None });
+    assert_eq!(
+        check(&http(a, vec![(200, 200)], Some(HELLO_MD5), false), 0),
+        Outcome::Pass { dynamic: None }
+    );
 }
 
 #[test]
 fn garbage_and_silence_are_failures() {
-    for reply in [&b"\x00\x01garbage\r\n\r\n"[..], b"", b"HTTP/1.0 abc\r\n\r\n", b"HTTP/1.0 200 OK\r\nno end"] {
+    for reply in [
+        &b"\x00\x01garbage\r\n\r\n"[..],
+        b"",
+        b"HTTP/1.0 abc\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nno end",
+    ] {
         let a = serve(reply);
         let out = check(&http(a, vec![(200, 299)], None, false), 0);
         assert!(matches!(out, Outcome::Fail(_)), "{reply:?} -> {out:?}");
@@ -85,7 +108,10 @@ fn garbage_and_silence_are_failures() {
     let addr = l.local_addr().unwrap();
     let t0 = Instant::now();
     let out = check(&http(addr, vec![(200, 299)], None, false), 0);
-    assert!(matches!(&out, Outcome::Fail(m) if m.contains("timed out")), "{out:?}");
+    assert!(
+        matches!(&out, Outcome::Fail(m) if m.contains("timed out")),
+        "{out:?}"
+    );
     assert!(t0.elapsed() < Duration::from_secs(30));
     drop(l);
 }
@@ -104,7 +130,9 @@ fn ssl_get_against_openssl_s_server() {
     let dir = std::env::temp_dir().join(format!("uvs-ssl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let st = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=rs"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=rs",
+        ])
         .args(["-keyout", "key.pem", "-out", "cert.pem"])
         .current_dir(&dir)
         .stdout(Stdio::null())
@@ -113,9 +141,15 @@ fn ssl_get_against_openssl_s_server() {
         .expect("openssl is installed (Debian package openssl, pulled by ca-certificates)");
     assert!(st.success());
     std::fs::write(dir.join("blob"), "hello").unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut server = Command::new("openssl")
-        .args(["s_server", "-quiet", "-WWW", "-cert", "cert.pem", "-key", "key.pem"])
+        .args([
+            "s_server", "-quiet", "-WWW", "-cert", "cert.pem", "-key", "key.pem",
+        ])
         .args(["-accept", &format!("127.0.0.1:{port}")])
         .current_dir(&dir)
         .stdin(Stdio::piped())
@@ -129,7 +163,10 @@ fn ssl_get_against_openssl_s_server() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let good = check(&http(addr, vec![(200, 299)], Some(HELLO_MD5), true), 0);
-    let bad = check(&http(addr, vec![(200, 299)], Some(&"1".repeat(32)), true), 0);
+    let bad = check(
+        &http(addr, vec![(200, 299)], Some(&"1".repeat(32)), true),
+        0,
+    );
     // Plain HTTP to a TLS port is garbage to the checker.
     let plain = check(&http(addr, vec![(200, 299)], None, false), 0);
     let _ = server.kill();
