@@ -170,10 +170,24 @@ fn stop_http(lab: &Lab, i: u32) {
     }
 }
 
-/// Starts it again (topo.sh's way); the namespace's removal ends it.
-fn start_http(lab: &Lab, i: u32) {
+/// Processes a test started in a namespace: killed and reaped on drop
+/// (the namespace's removal would end them too, but not reap them).
+#[derive(Default)]
+struct Background(Vec<Child>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts it again (topo.sh's way).
+fn start_http(lab: &Lab, i: u32, bg: &mut Background) {
     let ns = format!("{}-rs{i}", lab.p);
-    Command::new("ip")
+    let child = Command::new("ip")
         .args([
             "netns",
             "exec",
@@ -187,6 +201,7 @@ fn start_http(lab: &Lab, i: u32) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    bg.0.push(child);
 }
 
 /// `keepalived -t -f FILE` (Debian's keepalived): whether it accepts.
@@ -241,6 +256,7 @@ fn servers_leave_and_return_with_their_service_and_the_sorry_server_covers_for_a
     let _g = lock();
     let lab = Lab::new("k", "nat", 3, 1);
     let ns = checker_namespace(&lab);
+    let mut bg = Background::default();
     let digest = md5_hex(b"rs2\n");
     let conf = lab.scratch.path("keepalived.conf");
     let text = format!(
@@ -280,7 +296,7 @@ virtual_server {VIP} 80 {{
         keepalived_accepts(&conf_s),
         "keepalived -t refuses the test's file"
     );
-    assert_eq!(checker_test(&conf_s).0, true);
+    assert!(checker_test(&conf_s).0);
 
     // A broken file: both refuse it, uvs-keepalived with its line, and
     // running it changes nothing in uvsd.
@@ -362,7 +378,7 @@ virtual_server {VIP} 80 {{
         status.contains("RS 198.18.1.12:80 alive weight 1 in table: HTTP_GET up"),
         "{status}"
     );
-    start_http(&lab, 1);
+    start_http(&lab, 1, &mut bg);
     wait_for("rs1 back", &lab, |l| weight(l, "198.18.1.11:80") == Some(1));
 
     // Every server down: the sorry server answers.
@@ -374,7 +390,7 @@ virtual_server {VIP} 80 {{
             && weight(l, "198.18.1.12:80").is_none()
     });
     assert_eq!(lab.who("198.18.0.2", VIP), "rs3");
-    start_http(&lab, 2);
+    start_http(&lab, 2, &mut bg);
     wait_for("rs2 back, sorry server gone", &lab, |l| {
         weight(l, "198.18.1.12:80") == Some(1) && weight(l, "198.18.1.13:80").is_none()
     });
@@ -443,7 +459,8 @@ fn inhibit_on_failure_quiesces_a_server_and_its_download_in_flight_finishes() {
 }}
 "
     );
-    Command::new("ip")
+    let mut bg = Background::default();
+    let garbage = Command::new("ip")
         .args([
             "netns",
             "exec",
@@ -457,6 +474,7 @@ fn inhibit_on_failure_quiesces_a_server_and_its_download_in_flight_finishes() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    bg.0.push(garbage);
     std::fs::write(&conf, &text).unwrap();
     let conf_s = conf.display().to_string();
     assert!(

@@ -135,9 +135,7 @@ impl Ctx<'_> {
     }
 
     fn script(&mut self, n: &Node) -> Option<Script> {
-        let Some(line) = arg(self, n, 0) else {
-            return None;
-        };
+        let line = arg(self, n, 0)?;
         // keepalived takes the rest of the line (quoted or not) as the
         // command, optionally followed by user and group when quoted;
         // only the command is used here.

@@ -186,7 +186,7 @@ mod tests {
         // Reaped by init (or a zombie until then): not running any more.
         let running = || {
             std::fs::read_to_string(format!("{proc}/stat"))
-                .map(|s| !s.split_whitespace().nth(2).is_some_and(|st| st == "Z"))
+                .map(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
                 .unwrap_or(false)
         };
         while running() && Instant::now() < deadline {
