@@ -77,6 +77,11 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| RunError::Director(format!("cannot handle signals: {e}")))?;
     }
+    // keepalived reloads on SIGHUP; this daemon does not yet, and must
+    // not die of it either.
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .map_err(|e| RunError::Director(format!("cannot handle signals: {e}")))?;
     if cfg.global.lvs_flush {
         dir.call(vec!["-C".into()]).map_err(RunError::Director)?;
     }
@@ -96,6 +101,11 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
     let jobs = start_checkers(&cfg, &states, &report_tx);
     write_status(&opts.status_file, &cfg, &states);
     while !stop.load(Ordering::Relaxed) {
+        if hup.swap(false, Ordering::Relaxed) {
+            crate::log(
+                "SIGHUP: reloading is not supported; restart uvs-keepalived to read the file again",
+            );
+        }
         let r = match reports.recv_timeout(Duration::from_millis(200)) {
             Ok(r) => r,
             Err(RecvTimeoutError::Timeout) => continue,
