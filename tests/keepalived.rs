@@ -254,7 +254,7 @@ fn md5_hex(data: &[u8]) -> String {
 #[test]
 fn servers_leave_and_return_with_their_service_and_the_sorry_server_covers_for_all() {
     let _g = lock();
-    let lab = Lab::new("k", "nat", 3, 1);
+    let lab = Lab::new("ka", "nat", 3, 1);
     let ns = checker_namespace(&lab);
     let mut bg = Background::default();
     let digest = md5_hex(b"rs2\n");
@@ -415,7 +415,7 @@ virtual_server {VIP} 80 {{
 #[test]
 fn inhibit_on_failure_quiesces_a_server_and_its_download_in_flight_finishes() {
     let _g = lock();
-    let lab = Lab::new("q", "nat", 2, 1);
+    let lab = Lab::new("kq", "nat", 2, 1);
     let ns = checker_namespace(&lab);
     let flag = |i: u32| lab.scratch.path(&format!("down{i}")).display().to_string();
     let notified = lab.scratch.path("notified").display().to_string();

@@ -203,6 +203,9 @@ pub struct Http {
     /// `http_protocol`: 1.0, 1.0C (1.0 + Connection: close) or 1.1.
     pub protocol: HttpProtocol,
     pub sni: bool,
+    /// `fast_recovery`: while not up, the next URL of a pass is fetched
+    /// at once instead of after delay_loop.
+    pub fast_recovery: bool,
     pub urls: Vec<Url>,
 }
 

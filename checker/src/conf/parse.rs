@@ -99,6 +99,7 @@ struct RawChecker {
     fwmark: Option<u32>,
     protocol: HttpProtocol,
     sni: bool,
+    fast_recovery: bool,
     urls: Vec<RawUrl>,
     misc_path: Option<Script>,
     misc_timeout: Option<Duration>,
@@ -922,6 +923,7 @@ fn checker(cx: &mut Ctx<'_>, n: &Node, kind: RawKind) -> Option<RawChecker> {
         fwmark: None,
         protocol: HttpProtocol::V10,
         sni: false,
+        fast_recovery: false,
         urls: Vec::new(),
         misc_path: None,
         misc_timeout: None,
@@ -957,9 +959,7 @@ fn checker(cx: &mut Ctx<'_>, n: &Node, kind: RawKind) -> Option<RawChecker> {
                 Some(p) => cx.err(&k.loc, format!("invalid http_protocol '{p}'")),
                 None => {}
             },
-            "fast_recovery" if http => {
-                flag(cx, k);
-            }
+            "fast_recovery" if http => c.fast_recovery = flag(cx, k).unwrap_or(false),
             "enable_sni" if kind == RawKind::Ssl => c.sni = flag(cx, k).unwrap_or(false),
             "url" if http => {
                 if let Some(u) = url(cx, k) {
@@ -1114,6 +1114,7 @@ fn resolve_checker(
                 tls: c.kind == RawKind::Ssl,
                 protocol: c.protocol,
                 sni: c.sni,
+                fast_recovery: c.fast_recovery,
             })
         }
         RawKind::Misc => CheckKind::Misc(Misc {

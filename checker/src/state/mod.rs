@@ -41,13 +41,14 @@ pub struct CheckerState {
     cursor: usize,
     failed_url: Option<usize>,
     http: bool,
+    fast_recovery: bool,
 }
 
 impl CheckerState {
     pub fn new(c: &Checker) -> CheckerState {
-        let (urls, http) = match &c.kind {
-            CheckKind::Http(h) => (h.urls.len().max(1), true),
-            _ => (1, false),
+        let (urls, http, fast_recovery) = match &c.kind {
+            CheckKind::Http(h) => (h.urls.len().max(1), true, h.fast_recovery),
+            _ => (1, false, false),
         };
         CheckerState {
             is_up: !c.alpha,
@@ -62,6 +63,7 @@ impl CheckerState {
             cursor: 0,
             failed_url: None,
             http,
+            fast_recovery,
         }
     }
 
@@ -94,7 +96,13 @@ impl CheckerState {
                 }
                 self.is_up = true;
             }
-            next = self.delay_loop;
+            // fast_recovery: a pass that is to bring the checker up goes
+            // on at once.
+            next = if self.fast_recovery && !self.is_up && !pass_done {
+                Duration::ZERO
+            } else {
+                self.delay_loop
+            };
         } else if self.is_up || !self.has_run {
             if self.retry_it >= self.retry {
                 self.retry_it = 0;

@@ -283,6 +283,41 @@ fn http_urls_are_fetched_one_per_round_and_a_failed_one_is_polled_alone() {
 }
 
 #[test]
+fn fast_recovery_fetches_the_rest_of_a_recovering_pass_at_once() {
+    let text = "virtual_server 198.18.0.100 80 {
+ delay_loop 10
+ alpha
+ lb_algo rr
+ lb_kind NAT
+ protocol TCP
+ real_server 198.18.1.11 80 {
+  HTTP_GET {
+   url {
+    path /a
+   }
+   url {
+    path /b
+   }
+   url {
+    path /c
+   }
+   fast_recovery
+  }
+ }
+}";
+    let vs = vs_of(text);
+    let (mut st, _) = VsState::start(&vs);
+    let next = |st: &mut VsState| st.on_result(&vs, 0, true, None, "").1.as_secs();
+    // Down at start (alpha): /a and /b are followed at once, /c completes
+    // the pass (up), then the normal pace.
+    assert_eq!([next(&mut st), next(&mut st)], [0, 0]);
+    assert!(!st.rs[0].alive);
+    assert_eq!(next(&mut st), 10);
+    assert!(st.rs[0].alive);
+    assert_eq!(next(&mut st), 10);
+}
+
+#[test]
 fn omega_runs_down_scripts_at_shutdown() {
     let text = "virtual_server 198.18.0.100 80 {
  lb_algo rr

@@ -34,6 +34,7 @@ fn http(addr: SocketAddr, status: Vec<(u16, u16)>, digest: Option<&str>, tls: bo
         tls,
         protocol: HttpProtocol::V10,
         sni: false,
+        fast_recovery: false,
         urls: vec![Url {
             path: "/blob".into(),
             status,
