@@ -134,7 +134,7 @@ impl CheckerState {
 }
 
 /// Which destination an action is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dest {
     /// Index into the virtual server's `real_servers`.
     Real(usize),
@@ -197,8 +197,8 @@ pub struct VsState {
 
 impl VsState {
     /// The state at start and the actions that install it: alive servers
-    /// (and inhibited ones at weight 0) if quorum holds, else the sorry
-    /// server.
+    /// (and inhibited ones at weight 0), unless quorum is not reached and
+    /// a sorry server stands in for them.
     pub fn start(vs: &VirtualServer) -> (VsState, Vec<Action>) {
         let mut checkers = Vec::new();
         let rs = vs
@@ -234,7 +234,17 @@ impl VsState {
         };
         let mut acts = Vec::new();
         st.quorum_up = st.live_weight() >= st.quorum + st.hysteresis;
-        if st.quorum_up {
+        if !st.quorum_up {
+            acts.push(Action::Log(format!(
+                "VS {}: quorum not reached at start ({} < {})",
+                vs.name,
+                st.live_weight(),
+                st.quorum + st.hysteresis
+            )));
+        }
+        // Without a sorry server, quorum only decides which scripts run:
+        // the servers are served either way.
+        if st.quorum_up || vs.sorry.is_none() {
             for i in 0..st.rs.len() {
                 if st.rs[i].alive {
                     st.install(vs, i, &mut acts);
@@ -247,12 +257,6 @@ impl VsState {
                 st.sorry_set = true;
             }
         } else {
-            acts.push(Action::Log(format!(
-                "VS {}: quorum not reached at start ({} < {})",
-                vs.name,
-                st.live_weight(),
-                st.quorum + st.hysteresis
-            )));
             for i in 0..st.rs.len() {
                 if vs.real_servers[i].inhibit {
                     st.uninstall(vs, i, &mut acts);

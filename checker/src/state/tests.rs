@@ -343,3 +343,100 @@ fn omega_runs_down_scripts_at_shutdown() {
     let no_omega = vs_of(&text.replace(" omega\n", ""));
     assert!(VsState::start(&no_omega).0.shutdown(&no_omega).is_empty());
 }
+
+mod invariants {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A virtual server of 1-4 real servers with random weights, checker
+    /// counts, inhibit, alpha, quorum, hysteresis and sorry server.
+    fn config() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec((0u32..5, 1usize..3, any::<bool>(), any::<bool>()), 1..5),
+            any::<bool>(),
+            0u64..3,
+        )
+            .prop_map(|(rss, sorry, hyst)| {
+                let total: u64 = rss.iter().map(|r| u64::from(r.0)).sum();
+                let quorum = total.clamp(1, 3);
+                let hyst = hyst.min(quorum - 1);
+                let mut t = format!(
+                    "virtual_server 198.18.0.100 80 {{\n lb_algo rr\n lb_kind NAT\n protocol TCP\n quorum {quorum}\n hysteresis {hyst}\n{}",
+                    if sorry { " sorry_server 198.18.1.99 80\n" } else { "" }
+                );
+                for (i, (w, checks, inhibit, alpha)) in rss.iter().enumerate() {
+                    t += &format!(" real_server 198.18.1.{} 80 {{\n  weight {w}\n", 10 + i);
+                    if *inhibit {
+                        t += "  inhibit_on_failure\n";
+                    }
+                    if *alpha {
+                        t += "  alpha\n";
+                    }
+                    for _ in 0..*checks {
+                        t += "  TCP_CHECK {\n  }\n";
+                    }
+                    t += " }\n";
+                }
+                // Keep quorum reachable, as keepalived requires.
+                if total == 0 {
+                    t = t.replace("weight 0", "weight 1");
+                }
+                t + "}\n"
+            })
+    }
+
+    proptest! {
+        /// Whatever the probes say, the table the actions build is
+        /// consistent: nothing added twice, nothing edited or deleted that
+        /// is not there; live servers are served at their weight unless the
+        /// sorry server stands in, and then no real server takes traffic.
+        #[test]
+        fn the_table_follows_the_state(
+            text in config(),
+            results in proptest::collection::vec((0usize..16, any::<bool>()), 0..80),
+        ) {
+            let vs = match parse_text("p", &text) {
+                Ok(mut c) => c.virtual_servers.remove(0),
+                Err(e) => return Err(TestCaseError::reject(e.to_string())),
+            };
+            let (mut st, start) = VsState::start(&vs);
+            let mut table: HashMap<Dest, u32> = HashMap::new();
+            let apply = |acts: &[Action], table: &mut HashMap<Dest, u32>| -> Result<(), TestCaseError> {
+                for a in acts {
+                    match a {
+                        Action::Add(d, w) => prop_assert!(table.insert(*d, *w).is_none(), "{a:?} twice"),
+                        Action::Edit(d, w) => prop_assert!(table.insert(*d, *w).is_some(), "{a:?} of nothing"),
+                        Action::Del(d) => prop_assert!(table.remove(d).is_some(), "{a:?} of nothing"),
+                        _ => {}
+                    }
+                }
+                Ok(())
+            };
+            apply(&start, &mut table)?;
+            for (c, ok) in results {
+                let ci = c % st.checkers.len().max(1);
+                if st.checkers.is_empty() {
+                    break;
+                }
+                let (acts, _) = st.on_result(&vs, ci, ok, None, "p");
+                apply(&acts, &mut table)?;
+                for (i, r) in st.rs.iter().enumerate() {
+                    let w = table.get(&Dest::Real(i)).copied();
+                    if st.sorry_active {
+                        prop_assert!(w.unwrap_or(0) == 0, "rs{i} serves beside the sorry server");
+                    } else if r.alive {
+                        prop_assert_eq!(w, Some(r.weight()), "live rs{} not served", i);
+                    } else if vs.real_servers[i].inhibit {
+                        prop_assert_eq!(w, Some(0));
+                    } else {
+                        prop_assert_eq!(w, None, "dead rs{} still in the table", i);
+                    }
+                }
+                prop_assert_eq!(st.sorry_active, table.get(&Dest::Sorry).is_some_and(|w| *w > 0));
+            }
+        }
+    }
+}
