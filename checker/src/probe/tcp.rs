@@ -68,39 +68,3 @@ pub fn check(t: &Target) -> Outcome {
         Err(e) => e.outcome(&format!("TCP connection to {}", t.addr)),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use std::net::TcpListener;
-    use std::time::Duration;
-
-    use super::*;
-
-    fn target(addr: SocketAddr) -> Target {
-        Target {
-            addr,
-            bindto: None,
-            bind_port: None,
-            bind_if: None,
-            fwmark: None,
-            connect_timeout: Duration::from_secs(2),
-        }
-    }
-
-    #[test]
-    fn a_listening_port_passes_and_a_closed_one_fails() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        assert_eq!(check(&target(addr)), Outcome::Pass { dynamic: None });
-        drop(l);
-        assert!(matches!(check(&target(addr)), Outcome::Fail(m) if m.contains("refused")));
-    }
-
-    #[test]
-    fn a_bind_address_that_is_not_ours_skips_the_round() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut t = target(l.local_addr().unwrap());
-        t.bindto = Some("198.18.255.254".parse().unwrap());
-        assert!(matches!(check(&t), Outcome::Skip(_)));
-    }
-}
