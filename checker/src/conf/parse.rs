@@ -550,6 +550,25 @@ fn group(cx: &mut Ctx<'_>, body: &[Node]) -> Vec<SocketAddr> {
     out
 }
 
+/// persistence_granularity as uvsadm's `-M` wants it: an IPv4 netmask
+/// (a prefix length such as `24` is taken as the mask it means; keepalived
+/// would read it as the address 0.0.0.24), or an IPv6 prefix length.
+fn granularity_arg(g: &str, v4: bool) -> Option<String> {
+    if v4 {
+        if let Ok(len) = g.parse::<u32>() {
+            return (1..=32)
+                .contains(&len)
+                .then(|| Ipv4Addr::from(u32::MAX << (32 - len)).to_string());
+        }
+        g.parse::<Ipv4Addr>().ok().map(|m| m.to_string())
+    } else {
+        g.parse::<u8>()
+            .ok()
+            .filter(|l| (1..=128).contains(l))
+            .map(|l| l.to_string())
+    }
+}
+
 /// `IP`, `IPv4-LASTOCTET`, `IPv6-LASTHEXTET` (both ends included).
 fn range(spec: &str) -> Option<Vec<IpAddr>> {
     if let Ok(a) = spec.parse::<IpAddr>() {
@@ -667,10 +686,10 @@ fn virtual_server(
             }
             "persistence_granularity" => {
                 if let Some(g) = arg(cx, k, 0) {
-                    if g.parse::<Ipv4Addr>().is_ok() || g.parse::<u8>().is_ok_and(|l| l <= 128) {
-                        granularity = Some(g.to_string());
-                    } else {
-                        cx.err(&k.loc, format!("invalid persistence_granularity '{g}'"));
+                    let v4 = services.first().is_some_and(SocketAddr::is_ipv4);
+                    match granularity_arg(g, v4) {
+                        Some(m) => granularity = Some(m),
+                        None => cx.err(&k.loc, format!("invalid persistence_granularity '{g}'")),
                     }
                 }
             }

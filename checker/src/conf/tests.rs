@@ -203,6 +203,26 @@ fn blocks_of_other_keepalived_parts_are_skipped() {
 }
 
 #[test]
+fn persistence_granularity_becomes_a_netmask() {
+    let gran = |g: &str| {
+        parse_text(
+            "t",
+            &vs(
+                &format!("persistence_timeout 60\npersistence_granularity {g}"),
+                "",
+            ),
+        )
+        .map(|mut c| c.virtual_servers.remove(0).granularity)
+        .map_err(|e| e.to_string())
+    };
+    assert_eq!(gran("255.255.255.0"), Ok(Some("255.255.255.0".into())));
+    assert_eq!(gran("24"), Ok(Some("255.255.255.0".into())));
+    assert_eq!(gran("32"), Ok(Some("255.255.255.255".into())));
+    assert!(gran("33").is_err());
+    assert!(gran("x").is_err());
+}
+
+#[test]
 fn timers_take_fractions_down_to_microseconds() {
     use super::parse::parse_seconds;
     assert_eq!(parse_seconds("2.5"), Some(Duration::from_millis(2500)));
