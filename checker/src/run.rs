@@ -46,7 +46,8 @@ pub enum RunError {
     /// The configuration was refused; nothing was changed.
     #[error("{0}")]
     Config(#[from] conf::ConfError),
-    /// uvsd refused the configuration or could not be reached.
+    /// uvsd refused the configuration or could not be reached (what this
+    /// run had set up is taken back), or the checkers could not start.
     #[error("{0}")]
     Director(String),
 }
@@ -86,8 +87,14 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
         dir.call(vec!["-C".into()]).map_err(RunError::Director)?;
     }
     let mut states = Vec::new();
-    for vs in &cfg.virtual_servers {
-        dir.ensure_services(vs).map_err(RunError::Director)?;
+    for (i, vs) in cfg.virtual_servers.iter().enumerate() {
+        if let Err(e) = dir.ensure_services(vs) {
+            // uvsd refused a service: take back what this run set up.
+            for done in &cfg.virtual_servers[..i] {
+                dir.remove_services(done);
+            }
+            return Err(RunError::Director(e));
+        }
         let (st, acts) = VsState::start(vs);
         carry_out(&dir, vs, &acts);
         states.push(st);
@@ -98,7 +105,17 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
         opts.config.display()
     ));
     let (report_tx, reports) = channel();
-    let jobs = start_checkers(&cfg, &states, &report_tx);
+    let jobs = match start_checkers(&cfg, &states, &report_tx) {
+        Ok(j) => j,
+        Err(e) => {
+            for vs in &cfg.virtual_servers {
+                dir.remove_services(vs);
+            }
+            return Err(RunError::Director(format!(
+                "cannot start the checkers: {e}"
+            )));
+        }
+    };
     write_status(&opts.status_file, &cfg, &states);
     while !stop.load(Ordering::Relaxed) {
         if hup.swap(false, Ordering::Relaxed) {
@@ -159,7 +176,7 @@ fn start_checkers(
     cfg: &Config,
     states: &[VsState],
     reports: &Sender<Report>,
-) -> Vec<Vec<Sender<Job>>> {
+) -> std::io::Result<Vec<Vec<Sender<Job>>>> {
     let random = RandomState::new();
     let mut all = Vec::new();
     for (v, (vs, st)) in cfg.virtual_servers.iter().zip(states).enumerate() {
@@ -180,13 +197,12 @@ fn start_checkers(
             let reports = reports.clone();
             std::thread::Builder::new()
                 .name(format!("check-{v}-{ci}"))
-                .spawn(move || checker_thread(v, ci, &checker, &rx, &reports))
-                .expect("a thread can be started for each checker");
+                .spawn(move || checker_thread(v, ci, &checker, &rx, &reports))?;
             senders.push(tx);
         }
         all.push(senders);
     }
-    all
+    Ok(all)
 }
 
 fn checker_thread(
