@@ -15,11 +15,13 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::conf::{self, CheckKind, Checker, Config};
 use crate::director::Director;
@@ -74,62 +76,90 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
     dir.call(vec!["-L".into(), "-n".into()])
         .map_err(RunError::Director)?;
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| RunError::Director(format!("cannot handle signals: {e}")))?;
-    }
     // keepalived reloads on SIGHUP; this daemon does not yet, and must
     // not die of it either.
     let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
-        .map_err(|e| RunError::Director(format!("cannot handle signals: {e}")))?;
-    if cfg.global.lvs_flush {
-        dir.call(vec!["-C".into()]).map_err(RunError::Director)?;
+    for (sig, flag) in [(SIGTERM, &stop), (SIGINT, &stop), (SIGHUP, &hup)] {
+        signal_hook::flag::register(sig, flag.clone())
+            .map_err(|e| RunError::Director(format!("cannot handle signals: {e}")))?;
     }
-    let mut states = Vec::new();
-    for (i, vs) in cfg.virtual_servers.iter().enumerate() {
-        if let Err(e) = dir.ensure_services(vs) {
-            // uvsd refused a service: take back what this run set up.
-            for done in &cfg.virtual_servers[..i] {
-                dir.remove_services(done);
-            }
-            return Err(RunError::Director(e));
-        }
-        let (st, acts) = VsState::start(vs);
-        carry_out(&dir, vs, &acts);
-        states.push(st);
-    }
+    let mut d = Daemon::configure(cfg, dir, opts.status_file.clone())?;
     crate::log(&format!(
         "configured {} virtual server(s) from {}; checking",
-        cfg.virtual_servers.len(),
+        d.cfg.virtual_servers.len(),
         opts.config.display()
     ));
     let (report_tx, reports) = channel();
-    let jobs = match start_checkers(&cfg, &states, &report_tx) {
+    let jobs = match start_checkers(&d.cfg, &d.states, &report_tx) {
         Ok(j) => j,
         Err(e) => {
-            for vs in &cfg.virtual_servers {
-                dir.remove_services(vs);
-            }
+            d.remove_all();
             return Err(RunError::Director(format!(
                 "cannot start the checkers: {e}"
             )));
         }
     };
-    write_status(&opts.status_file, &cfg, &states);
+    d.write_status();
     while !stop.load(Ordering::Relaxed) {
         if hup.swap(false, Ordering::Relaxed) {
             crate::log(
                 "SIGHUP: reloading is not supported; restart uvs-keepalived to read the file again",
             );
         }
-        let r = match reports.recv_timeout(Duration::from_millis(200)) {
-            Ok(r) => r,
-            Err(RecvTimeoutError::Timeout) => continue,
+        match reports.recv_timeout(Duration::from_millis(200)) {
+            Ok(r) => {
+                let next = d.on_report(&r);
+                let _ = jobs[r.vs][r.ci].send(next);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
-        };
-        let vs = &cfg.virtual_servers[r.vs];
-        let st = &mut states[r.vs];
+        }
+    }
+    d.stop();
+    Ok(())
+}
+
+/// The main thread's state: the configuration, uvsd, and the state of
+/// every virtual server.
+struct Daemon {
+    cfg: Config,
+    dir: Director,
+    states: Vec<VsState>,
+    status_file: PathBuf,
+}
+
+impl Daemon {
+    /// Creates the services (`lvs_flush` first if asked) and installs the
+    /// start state of every virtual server. If uvsd refuses a service,
+    /// what this run set up is taken back.
+    fn configure(cfg: Config, dir: Director, status_file: PathBuf) -> Result<Daemon, RunError> {
+        if cfg.global.lvs_flush {
+            dir.call(vec!["-C".into()]).map_err(RunError::Director)?;
+        }
+        let mut states = Vec::new();
+        for (i, vs) in cfg.virtual_servers.iter().enumerate() {
+            if let Err(e) = dir.ensure_services(vs) {
+                for done in &cfg.virtual_servers[..i] {
+                    dir.remove_services(done);
+                }
+                return Err(RunError::Director(e));
+            }
+            let (st, acts) = VsState::start(vs);
+            carry_out(&dir, vs, &acts);
+            states.push(st);
+        }
+        Ok(Daemon {
+            cfg,
+            dir,
+            states,
+            status_file,
+        })
+    }
+
+    /// Takes a probe's result; returns the checker's next job.
+    fn on_report(&mut self, r: &Report) -> Job {
+        let vs = &self.cfg.virtual_servers[r.vs];
+        let st = &mut self.states[r.vs];
         let checker = checker_of(vs, st, r.ci);
         let (acts, next) = match &r.outcome {
             Outcome::Pass { dynamic } => st.on_result(vs, r.ci, true, *dynamic, ""),
@@ -146,22 +176,51 @@ pub fn run(opts: &Options) -> Result<(), RunError> {
         } else {
             next
         };
+        let url = st.checkers[r.ci].2.url();
         if !acts.is_empty() {
-            carry_out(&dir, vs, &acts);
-            write_status(&opts.status_file, &cfg, &states);
+            carry_out(&self.dir, vs, &acts);
+            self.write_status();
         }
-        let url = states[r.vs].checkers[r.ci].2.url();
-        let _ = jobs[r.vs][r.ci].send(Job { delay, url });
+        Job { delay, url }
     }
-    crate::log("stopping: removing the services of the configuration");
-    for (vs, st) in cfg.virtual_servers.iter().zip(&states) {
-        carry_out(&dir, vs, &st.shutdown(vs));
-        dir.remove_services(vs);
+
+    /// omega's scripts, then the services of the file leave uvsd.
+    fn stop(&mut self) {
+        crate::log("stopping: removing the services of the configuration");
+        for (vs, st) in self.cfg.virtual_servers.iter().zip(&self.states) {
+            carry_out(&self.dir, vs, &st.shutdown(vs));
+        }
+        self.remove_all();
+        let _ = std::fs::remove_file(&self.status_file);
+        // Give omega's scripts a moment to start before the process ends.
+        std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = std::fs::remove_file(&opts.status_file);
-    // Give omega's scripts a moment to start before the process ends.
-    std::thread::sleep(Duration::from_millis(100));
-    Ok(())
+
+    fn remove_all(&self) {
+        for vs in &self.cfg.virtual_servers {
+            self.dir.remove_services(vs);
+        }
+    }
+
+    /// The status listing (see the README), replaced atomically.
+    fn write_status(&self) {
+        let mut out = String::new();
+        for (vs, st) in self.cfg.virtual_servers.iter().zip(&self.states) {
+            st.status(vs, &mut out);
+        }
+        let path = &self.status_file;
+        let tmp = path.with_extension("tmp");
+        if let Some(d) = path.parent() {
+            let _ = std::fs::create_dir_all(d);
+        }
+        let res = std::fs::write(&tmp, out).and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = res {
+            crate::log(&format!(
+                "cannot write the status file {}: {e}",
+                path.display()
+            ));
+        }
+    }
 }
 
 fn checker_of<'a>(vs: &'a conf::VirtualServer, st: &VsState, ci: usize) -> &'a Checker {
@@ -237,24 +296,5 @@ fn carry_out(dir: &Director, vs: &conf::VirtualServer, acts: &[Action]) {
             Action::Notify(s) => misc::notify(s, NOTIFY_TIMEOUT),
             _ => dir.apply(vs, std::slice::from_ref(a)),
         }
-    }
-}
-
-/// The status listing (see the README), replaced atomically.
-fn write_status(path: &Path, cfg: &Config, states: &[VsState]) {
-    let mut out = String::new();
-    for (vs, st) in cfg.virtual_servers.iter().zip(states) {
-        st.status(vs, &mut out);
-    }
-    let tmp = path.with_extension("tmp");
-    if let Some(d) = path.parent() {
-        let _ = std::fs::create_dir_all(d);
-    }
-    let res = std::fs::write(&tmp, out).and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = res {
-        crate::log(&format!(
-            "cannot write the status file {}: {e}",
-            path.display()
-        ));
     }
 }
