@@ -214,7 +214,7 @@ mod tests {
         };
         assert_eq!(
             service_argv(&vs, vs.services[1], false).join(" "),
-            "-A -t 198.18.0.101:8080 -s wrr -p 60 -M 24"
+            "-A -t 198.18.0.101:8080 -s wrr -p 60 -M 255.255.255.0"
         );
         assert_eq!(
             lines(&Action::Add(Dest::Real(0), 3)),

@@ -607,22 +607,39 @@ fn virtual_server(
     groups: &HashMap<String, Vec<SocketAddr>>,
 ) -> Option<VirtualServer> {
     let body = block(cx, n);
-    let first = arg(cx, n, 0)?;
-    let (name, services) = match first {
+    let (name, services) = vs_header(cx, n, groups)?;
+    let v4 = services.first().is_some_and(SocketAddr::is_ipv4);
+    let mut raw = RawVs::default();
+    for k in body {
+        if !timing_keyword(cx, k, &mut raw.inh) {
+            raw.keyword(cx, k, v4);
+        }
+    }
+    finish_vs(cx, n, name, services, raw)
+}
+
+/// `IP [PORT]`, `group NAME` (or `fwmark N`, refused): the name used in
+/// messages and the services.
+fn vs_header(
+    cx: &mut Ctx<'_>,
+    n: &Node,
+    groups: &HashMap<String, Vec<SocketAddr>>,
+) -> Option<(String, Vec<SocketAddr>)> {
+    match arg(cx, n, 0)? {
         "fwmark" => {
             cx.err(
                 &n.loc,
                 "virtual_server fwmark: fwmark services are not supported by UVS yet",
             );
-            return None;
+            None
         }
         "group" => {
             let g = arg(cx, n, 1)?;
             match groups.get(g) {
-                Some(s) => (format!("group {g}"), s.clone()),
+                Some(s) => Some((format!("group {g}"), s.clone())),
                 None => {
                     cx.err(&n.loc, format!("virtual_server_group '{g}' is not defined"));
-                    return None;
+                    None
                 }
             }
         }
@@ -633,52 +650,83 @@ fn virtual_server(
                 None => 0,
             };
             let sa = SocketAddr::new(addr, p);
-            (sa.to_string(), vec![sa])
+            Some((sa.to_string(), vec![sa]))
         }
-    };
-    let mut inh = Inherit::default();
-    let mut protocol = None;
-    let mut scheduler = None;
-    let mut sched_flags = Vec::new();
-    let mut ops = false;
-    let mut vs_method = None;
-    let mut persistence = None;
-    let mut granularity = None;
-    let mut quorum = 1u64;
-    let mut hysteresis = 0u64;
-    let mut quorum_up = None;
-    let mut quorum_down = None;
-    let mut sorry: Option<(Loc, IpAddr, Option<u16>)> = None;
-    let mut sorry_inhibit = false;
-    let mut sorry_method = None;
-    let mut inhibit = false;
-    let mut omega = false;
-    let mut vs_weight = 1u32;
-    let mut rss = Vec::new();
-    for k in body {
-        if timing_keyword(cx, k, &mut inh) {
-            continue;
+    }
+}
+
+/// A virtual server's keywords as read, before defaults and checks.
+struct RawVs {
+    inh: Inherit,
+    protocol: Option<Protocol>,
+    scheduler: Option<String>,
+    sched_flags: Vec<String>,
+    ops: bool,
+    method: Option<Method>,
+    persistence: Option<u32>,
+    granularity: Option<String>,
+    quorum: u64,
+    hysteresis: u64,
+    quorum_up: Option<Script>,
+    quorum_down: Option<Script>,
+    sorry: Option<(Loc, IpAddr, Option<u16>)>,
+    sorry_inhibit: bool,
+    sorry_method: Option<Method>,
+    inhibit: bool,
+    omega: bool,
+    weight: u32,
+    real_servers: Vec<RawRs>,
+}
+
+impl Default for RawVs {
+    fn default() -> RawVs {
+        RawVs {
+            inh: Inherit::default(),
+            protocol: None,
+            scheduler: None,
+            sched_flags: Vec::new(),
+            ops: false,
+            method: None,
+            persistence: None,
+            granularity: None,
+            quorum: 1,
+            hysteresis: 0,
+            quorum_up: None,
+            quorum_down: None,
+            sorry: None,
+            sorry_inhibit: false,
+            sorry_method: None,
+            inhibit: false,
+            omega: false,
+            weight: 1,
+            real_servers: Vec::new(),
         }
+    }
+}
+
+impl RawVs {
+    /// One keyword of the block (the timing ones are handled before).
+    fn keyword(&mut self, cx: &mut Ctx<'_>, k: &Node, v4: bool) {
         match k.keyword.as_str() {
             "lvs_sched" | "lb_algo" => {
                 if let Some(s) = arg(cx, k, 0) {
                     if SCHEDULERS.contains(&s) {
-                        scheduler = Some(s.to_string());
+                        self.scheduler = Some(s.to_string());
                     } else {
                         cx.err(&k.loc, format!("invalid lvs_scheduler '{s}'"));
                     }
                 }
             }
-            "lvs_method" | "lb_kind" => vs_method = method(cx, k).or(vs_method),
+            "lvs_method" | "lb_kind" => self.method = method(cx, k).or(self.method.take()),
             "protocol" => match arg(cx, k, 0).map(str::to_ascii_uppercase).as_deref() {
-                Some("TCP") => protocol = Some(Protocol::Tcp),
-                Some("UDP") => protocol = Some(Protocol::Udp),
+                Some("TCP") => self.protocol = Some(Protocol::Tcp),
+                Some("UDP") => self.protocol = Some(Protocol::Udp),
                 Some("SCTP") => cx.err(&k.loc, "protocol SCTP is not supported by UVS yet"),
                 Some(p) => cx.err(&k.loc, format!("unknown protocol '{p}'")),
                 None => {}
             },
             "persistence_timeout" => {
-                persistence = if k.args.is_empty() {
+                self.persistence = if k.args.is_empty() {
                     Some(360)
                 } else {
                     int32(cx, k, 1, 2_678_400)
@@ -686,9 +734,8 @@ fn virtual_server(
             }
             "persistence_granularity" => {
                 if let Some(g) = arg(cx, k, 0) {
-                    let v4 = services.first().is_some_and(SocketAddr::is_ipv4);
                     match granularity_arg(g, v4) {
-                        Some(m) => granularity = Some(m),
+                        Some(m) => self.granularity = Some(m),
                         None => cx.err(&k.loc, format!("invalid persistence_granularity '{g}'")),
                     }
                 }
@@ -696,145 +743,104 @@ fn virtual_server(
             "persistence_engine" => {
                 cx.err(&k.loc, "persistence_engine is not supported by UVS yet")
             }
-            "ops" => ops = true,
+            "ops" => self.ops = true,
             f @ ("sh-port" | "sh-fallback" | "mh-port" | "mh-fallback" | "flag-1" | "flag-2"
-            | "flag-3") => sched_flags.push(f.to_string()),
+            | "flag-3") => self.sched_flags.push(f.to_string()),
             "hashed" | "ha_suspend" | "smtp_alert" | "snmp_name" | "ip_family" => {}
-            "alpha" => inh.alpha = Some(true),
-            "omega" => omega = true,
-            "quorum" => {
-                if let Some(q) = int(cx, k, 1, u64::from(u32::MAX)) {
-                    quorum = q;
-                }
-            }
+            "alpha" => self.inh.alpha = Some(true),
+            "omega" => self.omega = true,
+            "quorum" => self.quorum = int(cx, k, 1, u64::from(u32::MAX)).unwrap_or(self.quorum),
             "hysteresis" => {
-                if let Some(h) = int(cx, k, 0, u64::from(u32::MAX)) {
-                    hysteresis = h;
-                }
+                self.hysteresis = int(cx, k, 0, u64::from(u32::MAX)).unwrap_or(self.hysteresis)
             }
-            "quorum_up" => quorum_up = cx.script(k),
-            "quorum_down" => quorum_down = cx.script(k),
+            "quorum_up" => self.quorum_up = cx.script(k),
+            "quorum_down" => self.quorum_down = cx.script(k),
             "sorry_server" => {
                 if let Some(a) = arg(cx, k, 0) {
                     let addr = ip(cx, k, a);
                     let p = k.args.get(1).and_then(|p| port(cx, k, p));
                     if let Some(addr) = addr {
-                        sorry = Some((k.loc.clone(), addr, p));
+                        self.sorry = Some((k.loc.clone(), addr, p));
                     }
                 }
             }
-            "sorry_server_inhibit" => sorry_inhibit = true,
-            "sorry_server_lvs_method" => sorry_method = method(cx, k),
-            "inhibit_on_failure" => inhibit = true,
-            "weight" => {
-                if let Some(w) = int32(cx, k, 1, 2_147_483_647) {
-                    vs_weight = w;
-                }
-            }
-            "real_server" => {
-                if let Some(rs) = real_server(cx, k) {
-                    rss.push(rs);
-                }
-            }
+            "sorry_server_inhibit" => self.sorry_inhibit = true,
+            "sorry_server_lvs_method" => self.sorry_method = method(cx, k),
+            "inhibit_on_failure" => self.inhibit = true,
+            "weight" => self.weight = int32(cx, k, 1, 2_147_483_647).unwrap_or(self.weight),
+            "real_server" => self.real_servers.extend(real_server(cx, k)),
             other => cx.err(&k.loc, format!("unknown keyword '{other}'")),
         }
     }
-    let Some(protocol) = protocol else {
+}
+
+/// keepalived's checks of a whole virtual server (what `-t` reports as
+/// "defaulting to", quorum and hysteresis bounds, port fix-ups) and the
+/// inherited values resolved.
+fn finish_vs(
+    cx: &mut Ctx<'_>,
+    n: &Node,
+    name: String,
+    services: Vec<SocketAddr>,
+    raw: RawVs,
+) -> Option<VirtualServer> {
+    let mut missing = |what: &str, default: &str| {
         cx.err(
             &n.loc,
-            format!("virtual server {name}: no protocol set (keepalived would default to UDP)"),
+            format!("virtual server {name}: no {what} set (keepalived would default to {default})"),
         );
+    };
+    let (Some(protocol), Some(scheduler), Some(vs_method)) =
+        (raw.protocol, raw.scheduler.clone(), raw.method.clone())
+    else {
+        if raw.protocol.is_none() {
+            missing("protocol", "UDP");
+        }
+        if raw.scheduler.is_none() {
+            missing("scheduler", "wlc");
+        }
+        if raw.method.is_none() {
+            missing("lvs_method", "NAT");
+        }
         return None;
     };
-    let Some(scheduler) = scheduler else {
-        cx.err(
-            &n.loc,
-            format!("virtual server {name}: no scheduler set (keepalived would default to wlc)"),
-        );
-        return None;
-    };
-    let Some(vs_method) = vs_method else {
-        cx.err(
-            &n.loc,
-            format!("virtual server {name}: no lvs_method set (keepalived would default to NAT)"),
-        );
-        return None;
-    };
-    if ops && protocol != Protocol::Udp {
+    if raw.ops && protocol != Protocol::Udp {
         cx.err(
             &n.loc,
             format!("virtual server {name}: one-packet scheduling (ops) requires UDP"),
         );
     }
-    if services.iter().any(|s| s.port() == 0) && persistence.is_none() {
+    if services.iter().any(|s| s.port() == 0) && raw.persistence.is_none() {
         cx.err(
             &n.loc,
             format!("virtual server {name}: a service without a port must be persistent"),
         );
         return None;
     }
-    if rss.is_empty() {
+    if raw.real_servers.is_empty() {
         cx.err(&n.loc, format!("virtual server {name} has no real servers"));
         return None;
     }
-    let family_v4 = services.first().map(|s| s.is_ipv4());
-    if services.iter().any(|s| Some(s.is_ipv4()) != family_v4) {
+    let v4 = services.first().is_some_and(SocketAddr::is_ipv4);
+    if services.iter().any(|s| s.is_ipv4() != v4) {
         cx.err(&n.loc, format!("virtual server {name} mixes IPv4 and IPv6 services; UVS needs one family per virtual server"));
         return None;
     }
     let mut real_servers: Vec<RealServer> = Vec::new();
-    for raw in rss {
-        if Some(raw.addr.is_ipv4()) != family_v4 {
-            cx.err(
-                &raw.loc,
-                format!(
-                    "address family of virtual server {name} and real server {} differ",
-                    raw.addr
-                ),
-            );
-            continue;
-        }
-        let m = raw.method.clone().unwrap_or_else(|| vs_method.clone());
-        if m != Method::Nat {
-            if let Some(p) = raw.port {
-                if services.iter().any(|s| s.port() != p) {
-                    cx.err(&raw.loc, format!("real server port {p} differs from the virtual server's port; DR and TUN keep the port (keepalived resets it)"));
-                    continue;
-                }
+    for rs in &raw.real_servers {
+        if let Some(r) = resolve_real_server(cx, &name, &services, &raw, &vs_method, rs) {
+            if real_servers
+                .iter()
+                .any(|o| o.addr == r.addr && o.port == r.port)
+            {
+                cx.err(&rs.loc, format!("real server {} is duplicated", r.addr));
+            } else {
+                real_servers.push(r);
             }
         }
-        if real_servers
-            .iter()
-            .any(|r| r.addr == raw.addr && r.port == raw.port)
-        {
-            cx.err(&raw.loc, format!("real server {} is duplicated", raw.addr));
-            continue;
-        }
-        let rs_inh = raw.inh.or(&inh);
-        let default_port = raw
-            .port
-            .or(services.first().map(SocketAddr::port))
-            .unwrap_or(0);
-        let checkers = raw
-            .checkers
-            .iter()
-            .filter_map(|c| resolve_checker(cx, c, &rs_inh, raw.addr, default_port))
-            .collect();
-        real_servers.push(RealServer {
-            loc: raw.loc.clone(),
-            addr: raw.addr,
-            port: raw.port,
-            weight: raw.weight.unwrap_or(vs_weight),
-            method: m,
-            upper: raw.upper,
-            lower: raw.lower,
-            inhibit: raw.inhibit.unwrap_or(inhibit),
-            notify_up: raw.notify_up,
-            notify_down: raw.notify_down,
-            checkers,
-        });
     }
     let total: u64 = real_servers.iter().map(|r| u64::from(r.weight)).sum();
+    let (quorum, hysteresis) = (raw.quorum, raw.hysteresis);
     if quorum > total {
         cx.err(&n.loc, format!("quorum {quorum} of virtual server {name} exceeds the total weight of its real servers ({total})"));
     }
@@ -844,8 +850,8 @@ fn virtual_server(
             format!("hysteresis {hysteresis} >= quorum {quorum} in virtual server {name}"),
         );
     }
-    let sorry = sorry.map(|(loc, addr, port)| {
-        if Some(addr.is_ipv4()) != family_v4 {
+    let sorry = raw.sorry.map(|(loc, addr, port)| {
+        if addr.is_ipv4() != v4 {
             cx.err(
                 &loc,
                 "address family of the sorry server and the virtual server differ",
@@ -854,8 +860,8 @@ fn virtual_server(
         Sorry {
             addr,
             port,
-            method: sorry_method.unwrap_or_else(|| vs_method.clone()),
-            inhibit: sorry_inhibit,
+            method: raw.sorry_method.unwrap_or_else(|| vs_method.clone()),
+            inhibit: raw.sorry_inhibit,
         }
     });
     Some(VirtualServer {
@@ -864,17 +870,69 @@ fn virtual_server(
         services,
         protocol,
         scheduler,
-        sched_flags,
-        ops,
-        persistence,
-        granularity,
+        sched_flags: raw.sched_flags,
+        ops: raw.ops,
+        persistence: raw.persistence,
+        granularity: raw.granularity,
         quorum,
         hysteresis,
-        quorum_up,
-        quorum_down,
+        quorum_up: raw.quorum_up,
+        quorum_down: raw.quorum_down,
         sorry,
-        omega,
+        omega: raw.omega,
         real_servers,
+    })
+}
+
+/// A real server with what it inherits from its virtual server; None
+/// (reported) when keepalived would drop or change it.
+fn resolve_real_server(
+    cx: &mut Ctx<'_>,
+    vs_name: &str,
+    services: &[SocketAddr],
+    vs: &RawVs,
+    vs_method: &Method,
+    raw: &RawRs,
+) -> Option<RealServer> {
+    if services.iter().any(|s| s.is_ipv4() != raw.addr.is_ipv4()) {
+        cx.err(
+            &raw.loc,
+            format!(
+                "address family of virtual server {vs_name} and real server {} differ",
+                raw.addr
+            ),
+        );
+        return None;
+    }
+    let method = raw.method.clone().unwrap_or_else(|| vs_method.clone());
+    if let (Some(p), false) = (raw.port, method == Method::Nat) {
+        if services.iter().any(|s| s.port() != p) {
+            cx.err(&raw.loc, format!("real server port {p} differs from the virtual server's port; DR and TUN keep the port (keepalived resets it)"));
+            return None;
+        }
+    }
+    let inherited = raw.inh.or(&vs.inh);
+    let check_port = raw
+        .port
+        .or(services.first().map(SocketAddr::port))
+        .unwrap_or(0);
+    let checkers = raw
+        .checkers
+        .iter()
+        .filter_map(|c| resolve_checker(cx, c, &inherited, raw.addr, check_port))
+        .collect();
+    Some(RealServer {
+        loc: raw.loc.clone(),
+        addr: raw.addr,
+        port: raw.port,
+        weight: raw.weight.unwrap_or(vs.weight),
+        method,
+        upper: raw.upper,
+        lower: raw.lower,
+        inhibit: raw.inhibit.unwrap_or(vs.inhibit),
+        notify_up: raw.notify_up.clone(),
+        notify_down: raw.notify_down.clone(),
+        checkers,
     })
 }
 
