@@ -16,10 +16,12 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::lab::{lock, sha, Lab, VIP};
+use common::lab::{lock, sha, Lab, VIP, VIP6};
 
 const CHECKER: &str = env!("CARGO_BIN_EXE_uvs-keepalived");
 const HTTP_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/http_server.py");
+/// rs1 as the IPv6 service lists it.
+const RS1_V6: &str = "[2001:db8:1::11]:80";
 /// Generous: the checks run every second, the machine may be slow.
 const DEADLINE: Duration = Duration::from_secs(45);
 
@@ -70,6 +72,18 @@ fn checker_namespace(lab: &Lab) -> String {
         "198.18.1.200/24",
         "dev",
         &format!("{p}k1"),
+    ]);
+    run(&[
+        "ip",
+        "-n",
+        &ns,
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:1::200/64",
+        "dev",
+        &format!("{p}k1"),
+        "nodad",
     ]);
     run(&["ip", "-n", &ns, "link", "set", &format!("{p}k1"), "up"]);
     ns
@@ -288,6 +302,21 @@ virtual_server {VIP} 80 {{
         }}
     }}
 }}
+virtual_server {VIP6} 80 {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 2001:db8:1::11 80 {{
+        HTTP_GET {{
+            url {{
+                path /who
+                status_code 200
+            }}
+            connect_timeout 1
+        }}
+    }}
+}}
 "
     );
     std::fs::write(&conf, &text).unwrap();
@@ -355,11 +384,15 @@ virtual_server {VIP} 80 {{
     );
     let who = lab.who("198.18.0.2", VIP);
     assert!(who == "rs1" || who == "rs2", "{who}");
+    wait_for("the IPv6 service's server in service", &lab, |l| {
+        weight(l, RS1_V6) == Some(1)
+    });
+    assert_eq!(lab.who("2001:db8::2", VIP6), "rs1");
 
     // rs1's service stops: removed; clients go to rs2; it comes back.
     stop_http(&lab, 1);
-    wait_for("rs1 removed", &lab, |l| {
-        weight(l, "198.18.1.11:80").is_none()
+    wait_for("rs1 removed from both services", &lab, |l| {
+        weight(l, "198.18.1.11:80").is_none() && weight(l, RS1_V6).is_none()
     });
     for _ in 0..4 {
         assert_eq!(lab.who("198.18.0.2", VIP), "rs2");
@@ -379,7 +412,10 @@ virtual_server {VIP} 80 {{
         "{status}"
     );
     start_http(&lab, 1, &mut bg);
-    wait_for("rs1 back", &lab, |l| weight(l, "198.18.1.11:80") == Some(1));
+    wait_for("rs1 back in both services", &lab, |l| {
+        weight(l, "198.18.1.11:80") == Some(1) && weight(l, RS1_V6) == Some(1)
+    });
+    assert_eq!(lab.who("2001:db8::2", VIP6), "rs1");
 
     // Every server down: the sorry server answers.
     stop_http(&lab, 1);
