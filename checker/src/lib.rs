@@ -27,3 +27,36 @@ pub fn log(line: &str) {
     let (h, m, sec) = ((s / 3600) % 24, (s / 60) % 60, s % 60);
     eprintln!("{h:02}:{m:02}:{sec:02}.{ms:03} uvs-keepalived: {line}");
 }
+
+/// Fuzzing entry point (shared by `fuzz/fuzz_targets/keepalived.rs` and
+/// a property test): the bytes are a keepalived.conf; when the parser
+/// accepts it, the same bytes drive every virtual server's state machine
+/// (each byte one probe result: which checker, pass or fail, a dynamic
+/// weight) and every action becomes an ipvsadm line. Nothing may panic.
+pub fn fuzz_one(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let Ok(cfg) = conf::parse_text("fuzz.conf", &text) else {
+        return;
+    };
+    for vs in &cfg.virtual_servers {
+        let (mut st, start) = state::VsState::start(vs);
+        let mut acts = start;
+        for &b in data.iter().take(256) {
+            if st.checkers.is_empty() {
+                break;
+            }
+            let ci = usize::from(b) % st.checkers.len();
+            let dynamic = (b & 0x40 != 0).then_some(u32::from(b));
+            acts.extend(st.on_result(vs, ci, b & 0x80 == 0, dynamic, "fuzz").0);
+        }
+        acts.extend(st.shutdown(vs));
+        let mut status = String::new();
+        st.status(vs, &mut status);
+        for svc in &vs.services {
+            let _ = director::service_argv(vs, *svc, false);
+            for a in &acts {
+                let _ = director::action_argv(vs, *svc, a);
+            }
+        }
+    }
+}

@@ -305,6 +305,19 @@ const WORDS: &[&str] = &[
 ];
 
 proptest! {
+    /// The fuzz target's body: parser, then state machine and ipvsadm
+    /// lines for whatever it accepts.
+    #[test]
+    fn fuzz_body_never_panics(
+        words in proptest::collection::vec(proptest::sample::select(WORDS), 0..120),
+        tail in proptest::collection::vec(any::<u8>(), 0..64)
+    ) {
+        let mut data = words.join(" ").into_bytes();
+        data.extend(tail);
+        crate::fuzz_one(&data);
+        crate::fuzz_one(SAMPLE.as_bytes());
+    }
+
     #[test]
     fn any_text_is_parsed_or_refused_without_panic(text in "\\PC{0,400}") {
         let _ = parse_text("p.conf", &text);
