@@ -1,0 +1,382 @@
+//! keepalived.conf's lexical layer: files, includes, comments, words and
+//! the block tree.
+//!
+//! keepalived reads a configuration line by line: the first word of a line
+//! is a keyword and the rest are its arguments (unused ones are dropped
+//! silently: "one keyword per line"). `{` and `}` are words of their own
+//! even when glued to others; `{` opens a block for the line's keyword and
+//! whatever follows it on the same line is a new line inside the block (so
+//! `url { path /x }` is one `url` block holding `path /x`). `#` and `!`
+//! outside double quotes start a comment. `include GLOB` splices files in,
+//! relative to the including file's directory. Doing the same here lets the
+//! semantic layer (`parse`) work on a tree and point at file and line.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where a word came from, printed `FILE:LINE` in every message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loc {
+    pub file: Arc<str>,
+    pub line: u32,
+}
+
+impl fmt::Display for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// One problem in the configuration, at a place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diag {
+    pub loc: Loc,
+    pub msg: String,
+}
+
+impl fmt::Display for Diag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.loc, self.msg)
+    }
+}
+
+/// A keyword with its arguments, and its block when it opened one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub loc: Loc,
+    pub keyword: String,
+    pub args: Vec<String>,
+    pub block: Option<Vec<Node>>,
+}
+
+/// Includes nest at most this deep (keepalived's own limit is of the
+/// same order); deeper is taken as an include loop.
+const MAX_INCLUDE_DEPTH: usize = 8;
+
+/// One line's words with their place.
+struct Line {
+    loc: Loc,
+    words: Vec<String>,
+}
+
+/// Splits a line into words: comments removed, double quotes grouping
+/// words (quotes dropped), `{` and `}` always words of their own.
+pub fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut in_word = false;
+    for c in line.chars() {
+        if quoted {
+            if c == '"' {
+                quoted = false;
+            } else {
+                cur.push(c);
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                quoted = true;
+                in_word = true;
+            }
+            '#' | '!' => break,
+            '{' | '}' => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+                out.push(c.to_string());
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        out.push(cur);
+    }
+    out
+}
+
+/// Reads `path` and everything it includes into lines of words. Problems
+/// (unreadable included files) are added to `diags`; an unreadable main
+/// file is an error of its own.
+fn read_lines(
+    path: &Path,
+    depth: usize,
+    from: Option<&Loc>,
+    lines: &mut Vec<Line>,
+    diags: &mut Vec<Diag>,
+) -> Result<(), String> {
+    let text = match std::fs::read(path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => {
+            let msg = format!("cannot read {}: {e}", path.display());
+            return match from {
+                Some(loc) => {
+                    diags.push(Diag {
+                        loc: loc.clone(),
+                        msg,
+                    });
+                    Ok(())
+                }
+                None => Err(msg),
+            };
+        }
+    };
+    let file: Arc<str> = Arc::from(path.display().to_string());
+    for (n, raw) in text.lines().enumerate() {
+        let loc = Loc {
+            file: file.clone(),
+            line: u32::try_from(n + 1).unwrap_or(u32::MAX),
+        };
+        let w = words(raw);
+        if w.first().map(String::as_str) == Some("include") {
+            let Some(pattern) = w.get(1) else {
+                diags.push(Diag {
+                    loc,
+                    msg: "include without a file name".into(),
+                });
+                continue;
+            };
+            if depth >= MAX_INCLUDE_DEPTH {
+                diags.push(Diag {
+                    loc,
+                    msg: format!("includes nested deeper than {MAX_INCLUDE_DEPTH} (a loop?)"),
+                });
+                continue;
+            }
+            let base = path.parent().unwrap_or(Path::new("."));
+            let full = if Path::new(pattern).is_absolute() {
+                PathBuf::from(pattern)
+            } else {
+                base.join(pattern)
+            };
+            let found = expand_glob(&full);
+            if found.is_empty() {
+                // keepalived only warns here ("Config files missing") and
+                // `-t` still succeeds: a missing include is no error.
+                continue;
+            }
+            for f in found {
+                read_lines(&f, depth + 1, Some(&loc), lines, diags)?;
+            }
+            continue;
+        }
+        if !w.is_empty() {
+            lines.push(Line { loc, words: w });
+        }
+    }
+    Ok(())
+}
+
+/// The files a pattern names, sorted (a plain path names itself if it
+/// exists).
+fn expand_glob(pattern: &Path) -> Vec<PathBuf> {
+    let s = pattern.to_string_lossy();
+    if !s.contains(['*', '?', '[']) {
+        return if pattern.exists() {
+            vec![pattern.to_path_buf()]
+        } else {
+            vec![]
+        };
+    }
+    match glob::glob(&s) {
+        Ok(paths) => {
+            let mut v: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+            v.sort();
+            v
+        }
+        Err(_) => vec![],
+    }
+}
+
+/// Builds the block tree of a file and its includes.
+pub fn read_tree(path: &Path) -> Result<(Vec<Node>, Vec<Diag>), String> {
+    let mut lines = Vec::new();
+    let mut diags = Vec::new();
+    read_lines(path, 0, None, &mut lines, &mut diags)?;
+    let tree = build_tree(lines.into_iter().map(|l| (l.loc, l.words)), &mut diags);
+    Ok((tree, diags))
+}
+
+/// Builds the tree from text (for tests and for `--check` of stdin).
+pub fn tree_of_text(name: &str, text: &str) -> (Vec<Node>, Vec<Diag>) {
+    let file: Arc<str> = Arc::from(name);
+    let mut diags = Vec::new();
+    let lines = text.lines().enumerate().filter_map(|(n, raw)| {
+        let w = words(raw);
+        (!w.is_empty()).then(|| {
+            (
+                Loc {
+                    file: file.clone(),
+                    line: u32::try_from(n + 1).unwrap_or(u32::MAX),
+                },
+                w,
+            )
+        })
+    });
+    let tree = build_tree(lines, &mut diags);
+    (tree, diags)
+}
+
+fn build_tree(lines: impl Iterator<Item = (Loc, Vec<String>)>, diags: &mut Vec<Diag>) -> Vec<Node> {
+    // stack[0] is the top level; each open block is pushed with the node
+    // that owns it.
+    let mut stack: Vec<(Option<Node>, Vec<Node>)> = vec![(None, Vec::new())];
+    for (loc, words) in lines {
+        let mut i = 0;
+        while i < words.len() {
+            match words[i].as_str() {
+                "}" => {
+                    if stack.len() == 1 {
+                        diags.push(Diag {
+                            loc: loc.clone(),
+                            msg: "extra '}' found".into(),
+                        });
+                    } else if let Some((Some(mut owner), body)) = stack.pop() {
+                        owner.block = Some(body);
+                        if let Some(top) = stack.last_mut() {
+                            top.1.push(owner);
+                        }
+                    }
+                    i += 1;
+                }
+                "{" => {
+                    // A `{` alone opens the block of the statement just
+                    // before it (`virtual_server ...` then `{` next line).
+                    let top = stack.last_mut().map(|t| &mut t.1);
+                    let prev = top.and_then(|b| match b.last() {
+                        Some(n) if n.block.is_none() => b.pop(),
+                        _ => None,
+                    });
+                    match prev {
+                        Some(owner) => stack.push((Some(owner), Vec::new())),
+                        None => {
+                            diags.push(Diag {
+                                loc: loc.clone(),
+                                msg: "unexpected '{'".into(),
+                            });
+                            // Keep the braces balanced: an anonymous block.
+                            stack.push((
+                                Some(Node {
+                                    loc: loc.clone(),
+                                    keyword: String::new(),
+                                    args: vec![],
+                                    block: None,
+                                }),
+                                Vec::new(),
+                            ));
+                        }
+                    }
+                    i += 1;
+                }
+                _ => {
+                    let start = i;
+                    while i < words.len() && words[i] != "{" && words[i] != "}" {
+                        i += 1;
+                    }
+                    let node = Node {
+                        loc: loc.clone(),
+                        keyword: words[start].clone(),
+                        args: words[start + 1..i].to_vec(),
+                        block: None,
+                    };
+                    if i < words.len() && words[i] == "{" {
+                        stack.push((Some(node), Vec::new()));
+                        i += 1;
+                    } else if let Some(top) = stack.last_mut() {
+                        top.1.push(node);
+                    }
+                }
+            }
+        }
+    }
+    while stack.len() > 1 {
+        if let Some((Some(mut owner), body)) = stack.pop() {
+            diags.push(Diag {
+                loc: owner.loc.clone(),
+                msg: format!("missing '}}' for the block '{}' opened here", owner.keyword),
+            });
+            owner.block = Some(body);
+            if let Some(top) = stack.last_mut() {
+                top.1.push(owner);
+            }
+        }
+    }
+    stack.pop().map(|t| t.1).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_split_like_keepalived() {
+        assert_eq!(words("  lb_algo rr  # comment"), ["lb_algo", "rr"]);
+        assert_eq!(words("url{path /x}"), ["url", "{", "path", "/x", "}"]);
+        assert_eq!(
+            words(r#"misc_path "/bin/check a # b" ! x"#),
+            ["misc_path", "/bin/check a # b"]
+        );
+        assert!(words("! all comment").is_empty());
+    }
+
+    #[test]
+    fn blocks_nest_and_same_line_content_is_a_new_line() {
+        let (t, d) = tree_of_text(
+            "t",
+            "a 1 {\n url { path /x status_code 999 }\n}\nb\n{\nc\n}\n",
+        );
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(t.len(), 2);
+        let a = &t[0];
+        assert_eq!(
+            (a.keyword.as_str(), a.args.as_slice()),
+            ("a", &["1".to_string()][..])
+        );
+        let url = &a.block.as_ref().unwrap()[0];
+        let path = &url.block.as_ref().unwrap()[0];
+        assert_eq!(path.keyword, "path");
+        assert_eq!(path.args, ["/x", "status_code", "999"]);
+        assert_eq!(t[1].keyword, "b");
+        assert_eq!(t[1].block.as_ref().unwrap()[0].keyword, "c");
+    }
+
+    #[test]
+    fn unbalanced_braces_are_reported_at_their_line() {
+        let (_, d) = tree_of_text("f", "a {\n b\n");
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            d[0].to_string(),
+            "f:1: missing '}' for the block 'a' opened here"
+        );
+        let (_, d) = tree_of_text("f", "a\n}\n");
+        assert_eq!(d[0].to_string(), "f:2: extra '}' found");
+    }
+
+    #[test]
+    fn includes_are_relative_to_the_including_file() {
+        let dir = std::env::temp_dir().join(format!("uvs-lex-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("conf.d")).unwrap();
+        std::fs::write(dir.join("main.conf"), "a {\ninclude conf.d/*.conf\n}\n").unwrap();
+        std::fs::write(dir.join("conf.d/1.conf"), "b 1\n").unwrap();
+        std::fs::write(dir.join("conf.d/2.conf"), "b 2\ninclude ../main.conf\n").unwrap();
+        let (t, d) = read_tree(&dir.join("main.conf")).unwrap();
+        let body = t[0].block.as_ref().unwrap();
+        assert_eq!(body[0].args, ["1"]);
+        assert_eq!(body[1].args, ["2"]);
+        assert!(body[1].loc.file.ends_with("2.conf"));
+        assert!(d.iter().any(|d| d.msg.contains("nested deeper")), "{d:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
