@@ -29,6 +29,12 @@ pub struct Config {
     pub routes: Vec<RouteEntry>,
     #[serde(rename = "neighbor", default)]
     pub neighbors: Vec<NeighborEntry>,
+    /// `[metrics]`: the Prometheus endpoint (off unless `listen` is set).
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
+    /// `[log]`: format, target and level of the event log.
+    #[serde(default)]
+    pub log: crate::log::LogConfig,
 }
 
 /// `[eal]`: arguments passed to `rte_eal_init` as they are.
