@@ -952,6 +952,34 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_dashboard_uses_only_metrics_uvsd_serves() {
+        let dash = include_str!("../configs/grafana-dashboard.json");
+        let t = render(&sample());
+        let served: std::collections::HashSet<&str> = t
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let mut used = 0;
+        for (i, _) in dash.match_indices(['u', 'n']) {
+            let rest = &dash[i..];
+            if !(rest.starts_with("uvs_") || rest.starts_with("node_ipvs_")) {
+                continue;
+            }
+            if dash[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                continue;
+            }
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(served.contains(name.as_str()), "dashboard uses {name}");
+            used += 1;
+        }
+        assert!(used >= 10, "{used}");
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }

@@ -296,3 +296,64 @@ fn metrics_and_telemetry_agree_with_uvsadm_under_traffic() {
     assert_eq!(one["dests"].as_array().unwrap().len(), 2, "{one}");
     assert_eq!(telemetry(&lab.p, "/uvs/workers,7"), serde_json::Value::Null);
 }
+
+/// With `[log] format = "json"` every line uvsd writes is one JSON object
+/// with a level and an event; started as systemd starts a `Type=notify`
+/// unit, it sends `READY=1` to `$NOTIFY_SOCKET` once it serves.
+#[test]
+fn json_log_and_readiness_notification() {
+    use std::io::Read;
+    use std::os::unix::net::UnixDatagram;
+    common::require_root();
+    let d = common::Scratch::new("jsonlog");
+    let prefix = common::unique("jl");
+    let cfg = d.path("uvsd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[eal]\nargs = [\"-l\", \"0-1\", \"--no-pci\", \"--no-huge\", \"-m\", \"128\", \"--file-prefix={prefix}\"]\n\
+             [workers]\nlcores = [1]\nconn_capacity = 1024\n\
+             [control]\nsocket = \"{}\"\n\
+             [log]\nformat = \"json\"\nlevel = \"info\"\n\
+             [[port]]\nname = \"a\"\ndevice = \"net_null0\"\naddresses = [\"198.18.0.1/24\"]\n",
+            d.path("ctl.sock").display()
+        ),
+    )
+    .unwrap();
+    let notify = d.path("notify.sock");
+    let rx = UnixDatagram::bind(&notify).unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let _g = lock();
+    let mut child = Command::new(common::UVSD)
+        .arg("--config")
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &notify)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let got = rx.recv(&mut buf);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let status = child.wait().unwrap();
+    let n = got.unwrap_or_else(|e| panic!("no READY=1 ({e}): {log}"));
+    assert_eq!(&buf[..n], b"READY=1");
+    assert!(status.success(), "{status:?}: {log}");
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let names: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    for want in ["port", "ready", "stopping", "counters", "port_stats"] {
+        assert!(names.contains(&want), "no {want} event in {log}");
+    }
+    assert!(events.iter().all(|e| e["level"] == "info" && e["ts"].is_string()), "{log}");
+    let ready = events.iter().find(|e| e["event"] == "ready").unwrap();
+    assert_eq!(ready["workers"], 1);
+    assert_eq!(common::leftovers(&prefix), Vec::<std::path::PathBuf>::new());
+}
