@@ -148,8 +148,7 @@ pub fn kv_line(level: Level, event: &str, fields: &[(&str, Value)]) -> String {
 
 fn kv_text(out: &mut String, t: &str) {
     let plain = !t.is_empty()
-        && t
-            .chars()
+        && t.chars()
             .all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '=' && c != '\\');
     if plain {
         out.push_str(t);
@@ -213,6 +212,23 @@ pub fn rfc3339_ms(ms: u64) -> String {
     )
 }
 
+/// Where syslog (journald's or rsyslog's) listens.
+const SYSLOG_SOCKET: &str = "/dev/log";
+
+fn connect_syslog(path: &str) -> std::io::Result<UnixDatagram> {
+    let s = UnixDatagram::unbound()?;
+    s.connect(path)?;
+    Ok(s)
+}
+
+/// One syslog datagram: RFC 3164 without a timestamp (the receiver stamps
+/// it), facility daemon (3), tag `uvsd[PID]`. The kv form drops its own
+/// `uvsd: ` (the tag says it).
+fn syslog_datagram(level: Level, line: &str, pid: u32) -> String {
+    let body = line.strip_prefix("uvsd: ").unwrap_or(line);
+    format!("<{}>uvsd[{pid}]: {body}", 3 * 8 + level.syslog())
+}
+
 /// The process-wide writer.
 struct Logger {
     cfg: LogConfig,
@@ -238,10 +254,7 @@ pub fn init(cfg: LogConfig) {
     let mut why = None;
     let syslog = match cfg.target {
         Target::Stderr => None,
-        Target::Syslog => match UnixDatagram::unbound().and_then(|s| {
-            s.connect("/dev/log")?;
-            Ok(s)
-        }) {
+        Target::Syslog => match connect_syslog(SYSLOG_SOCKET) {
             Ok(s) => Some(s),
             Err(e) => {
                 why = Some(e.to_string());
@@ -284,14 +297,7 @@ pub fn write(level: Level, event: &str, fields: &[(&str, Value)]) {
     };
     let _g = l.lock.lock();
     if let Some(s) = &l.syslog {
-        // RFC 3164 without a timestamp: the receiver stamps it. Facility
-        // daemon (3). The kv form drops its own "uvsd: " (the tag says it).
-        let body = line.strip_prefix("uvsd: ").unwrap_or(&line);
-        let msg = format!(
-            "<{}>uvsd[{}]: {body}",
-            3 * 8 + level.syslog(),
-            std::process::id()
-        );
+        let msg = syslog_datagram(level, &line, std::process::id());
         if s.send(msg.as_bytes()).is_ok() {
             return;
         }
@@ -398,6 +404,29 @@ mod tests {
     }
 
     #[test]
+    fn syslog_gets_the_severity_and_the_tag() {
+        let dir = std::env::temp_dir().join(format!("uvs-syslog-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("log");
+        let _ = std::fs::remove_file(&path);
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let tx = connect_syslog(path.to_str().unwrap()).unwrap();
+        let line = kv_line(Level::Warn, "notify", &[("error", "refused".into())]);
+        tx.send(syslog_datagram(Level::Warn, &line, 42).as_bytes())
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = rx.recv(&mut buf).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&buf[..n]).unwrap(),
+            "<28>uvsd[42]: notify level=warn error=refused"
+        );
+        let json = json_line(0, Level::Error, "x", &[]);
+        assert!(syslog_datagram(Level::Error, &json, 1).starts_with("<27>uvsd[1]: {"));
+        assert!(connect_syslog(dir.join("none").to_str().unwrap()).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn dates_match_known_instants() {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
@@ -419,7 +448,8 @@ mod tests {
 
     #[test]
     fn config_names_its_choices() {
-        let c: LogConfig = toml::from_str("format = \"json\"\ntarget = \"syslog\"\nlevel = \"debug\"").unwrap();
+        let c: LogConfig =
+            toml::from_str("format = \"json\"\ntarget = \"syslog\"\nlevel = \"debug\"").unwrap();
         assert_eq!(c.format, Format::Json);
         assert_eq!(c.target, Target::Syslog);
         assert_eq!(c.level, Level::Debug);

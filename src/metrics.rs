@@ -225,9 +225,11 @@ const COUNTERS: [StatField; 5] = [
 ];
 
 const RATES: [StatField; 5] = [
-    ("connections_per_second", "New connections per second", |r| {
-        r.rates.cps
-    }),
+    (
+        "connections_per_second",
+        "New connections per second",
+        |r| r.rates.cps,
+    ),
     (
         "incoming_packets_per_second",
         "Packets per second from clients",
@@ -326,7 +328,8 @@ fn render_ipvs(out: &mut String, l: &Listing) {
         for s in &l.services {
             for d in &s.dests {
                 let labels = backend_labels(&s.config.key, &d.config.addr, d.config.port);
-                let refs: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let refs: Vec<(&str, &str)> =
+                    labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 f.sample(&refs, get(d));
             }
         }
@@ -334,24 +337,15 @@ fn render_ipvs(out: &mut String, l: &Listing) {
     for (kind, fields) in [("counter", &COUNTERS), ("gauge", &RATES)] {
         for (suffix, help, get) in fields.iter() {
             let name = format!("uvs_service_{suffix}");
-            let mut f = family(
-                out,
-                &name,
-                kind,
-                &format!("{help}, by virtual service"),
-            );
+            let mut f = family(out, &name, kind, &format!("{help}, by virtual service"));
             for s in &l.services {
                 let labels = service_labels(&s.config.key);
-                let refs: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let refs: Vec<(&str, &str)> =
+                    labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 f.sample(&refs, get(&s.stats));
             }
             let name = format!("uvs_backend_{suffix}");
-            let mut f = family(
-                out,
-                &name,
-                kind,
-                &format!("{help}, by real server"),
-            );
+            let mut f = family(out, &name, kind, &format!("{help}, by real server"));
             for s in &l.services {
                 for d in &s.dests {
                     let labels = backend_labels(&s.config.key, &d.config.addr, d.config.port);
@@ -703,14 +697,14 @@ fn answer(mut conn: TcpStream, sources: &Sources) -> Result<(), String> {
     let (status, body, err) = match route(line) {
         Route::Metrics { head_only } => {
             let text = render(&sources.sample());
-            let body = if head_only { Vec::new() } else { text.into_bytes() };
+            let body = if head_only {
+                Vec::new()
+            } else {
+                text.into_bytes()
+            };
             ("200 OK", body, None)
         }
-        Route::NotFound => (
-            "404 Not Found",
-            b"metrics are at /metrics\n".to_vec(),
-            None,
-        ),
+        Route::NotFound => ("404 Not Found", b"metrics are at /metrics\n".to_vec(), None),
         Route::BadMethod => (
             "405 Method Not Allowed",
             Vec::new(),
@@ -741,7 +735,8 @@ enum Route {
 /// What a request line asks for.
 fn route(line: &str) -> Route {
     let mut w = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (w.next(), w.next(), w.next(), w.next())
+    let (Some(method), Some(target), Some(version), None) =
+        (w.next(), w.next(), w.next(), w.next())
     else {
         return Route::Bad;
     };
@@ -835,11 +830,7 @@ mod tests {
             listing: Listing {
                 conn_tab_size: 4096,
                 services: vec![
-                    svc(
-                        key,
-                        vec![dest("198.18.1.11", 4), dest("198.18.1.12", 3)],
-                        7,
-                    ),
+                    svc(key, vec![dest("198.18.1.11", 4), dest("198.18.1.12", 3)], 7),
                     svc(v6, vec![], 5),
                 ],
             },
@@ -877,15 +868,24 @@ mod tests {
             2
         );
         assert_eq!(
-            value(&t, r#"node_ipvs_backend_weight{local_address="198.18.0.100",local_port="80",remote_address="198.18.1.12""#),
+            value(
+                &t,
+                r#"node_ipvs_backend_weight{local_address="198.18.0.100",local_port="80",remote_address="198.18.1.12""#
+            ),
             3
         );
         assert_eq!(
-            value(&t, r#"uvs_service_connections_total{local_address="2001:db8::100",local_port="53",proto="UDP",local_mark=""}"#),
+            value(
+                &t,
+                r#"uvs_service_connections_total{local_address="2001:db8::100",local_port="53",proto="UDP",local_mark=""}"#
+            ),
             5
         );
         assert_eq!(
-            value(&t, r#"uvs_backend_incoming_packets_total{local_address="198.18.0.100",local_port="80",remote_address="198.18.1.12""#),
+            value(
+                &t,
+                r#"uvs_backend_incoming_packets_total{local_address="198.18.0.100",local_port="80",remote_address="198.18.1.12""#
+            ),
             30
         );
     }

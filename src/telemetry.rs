@@ -113,10 +113,7 @@ pub fn workers(s: &Sample, params: &str) -> Result<TelDict, String> {
     let w: usize = params
         .parse()
         .map_err(|_| format!("not a worker index: {params:?}"))?;
-    let one = s
-        .workers
-        .get(w)
-        .ok_or_else(|| format!("no worker {w}"))?;
+    let one = s.workers.get(w).ok_or_else(|| format!("no worker {w}"))?;
     Ok(worker_dict(std::slice::from_ref(one)))
 }
 
@@ -240,7 +237,10 @@ mod tests {
             port: p,
         };
         assert_eq!(service_name(&k("198.18.0.100", 80)), "TCP 198.18.0.100:80");
-        assert_eq!(service_name(&k("2001:db8::1", 443)), "TCP [2001:db8::1]:443");
+        assert_eq!(
+            service_name(&k("2001:db8::1", 443)),
+            "TCP [2001:db8::1]:443"
+        );
     }
 
     #[test]

@@ -21,7 +21,8 @@ fn counter(report: &str, worker: usize, name: &str) -> u64 {
         .lines()
         .find(|l| {
             l.starts_with("uvsd: counters ")
-                && l.split_whitespace().any(|w| w == format!("worker={worker}"))
+                && l.split_whitespace()
+                    .any(|w| w == format!("worker={worker}"))
         })
         .unwrap_or_else(|| panic!("no counters for worker {worker}: {report}"));
     line.split_whitespace()

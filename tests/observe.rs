@@ -29,6 +29,26 @@ fn scrape(port: u16) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `promtool check metrics`, Prometheus' own checker (format and naming
+/// conventions), accepts the exposition.
+fn promtool_accepts(text: &str) {
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (package prometheus) runs");
+    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Sample lines as `name{labels}` -> value.
 fn samples(text: &str) -> HashMap<String, u64> {
     text.lines()
@@ -90,7 +110,10 @@ fn disagreements(m: &HashMap<String, u64>, rows: &HashMap<String, [u64; 5]>) -> 
         Some(&got) if got == want => {}
         got => bad.push(format!("{metric}: metrics {got:?}, uvsadm {want}")),
     };
-    let svc = rows.get(&format!("TCP {VIP}:80")).copied().unwrap_or_default();
+    let svc = rows
+        .get(&format!("TCP {VIP}:80"))
+        .copied()
+        .unwrap_or_default();
     for (i, f) in FIELDS.iter().enumerate() {
         check(format!("uvs_service_{f}{{{}}}", svc_labels()), svc[i]);
         check(format!("node_ipvs_{f}"), svc[i]);
@@ -163,6 +186,10 @@ fn metrics_and_telemetry_agree_with_uvsadm_under_traffic() {
         1,
         &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
     );
+    // A director without services: families without samples.
+    let empty = scrape(port);
+    assert!(empty.contains("# TYPE node_ipvs_backend_weight gauge"));
+    promtool_accepts(&empty);
     lab.ok(&format!("-A -t {VIP}:80 -s rr"));
     lab.ok(&format!("-a -t {VIP}:80 -r 198.18.1.11:80 -m -w 2"));
     lab.ok(&format!("-a -t {VIP}:80 -r 198.18.1.12:80 -m"));
@@ -197,22 +224,7 @@ fn metrics_and_telemetry_agree_with_uvsadm_under_traffic() {
     let svc = stats_rows(&listing)[&format!("TCP {VIP}:80")];
     assert_eq!(svc[0], 13, "12 requests and a download: {listing}");
 
-    // promtool, Prometheus' own checker, accepts the exposition.
-    let mut p = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (package prometheus) runs");
-    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = p.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_accepts(&text);
 
     // Weight and connection columns, under node_exporter's names
     // (connections close and expire meanwhile: again until they agree).
@@ -270,7 +282,12 @@ fn metrics_and_telemetry_agree_with_uvsadm_under_traffic() {
 
     // DPDK telemetry: uvsd's commands beside DPDK's.
     let cmds = telemetry(&lab.p, "/");
-    for c in ["/uvs/counters", "/uvs/workers", "/uvs/services", "/ethdev/stats"] {
+    for c in [
+        "/uvs/counters",
+        "/uvs/workers",
+        "/uvs/services",
+        "/ethdev/stats",
+    ] {
         assert!(
             cmds.as_array().unwrap().iter().any(|x| x == c),
             "{c} missing from {cmds}"
@@ -289,7 +306,10 @@ fn metrics_and_telemetry_agree_with_uvsadm_under_traffic() {
     let one = telemetry(&lab.p, "/uvs/workers,0")["rx"].as_u64().unwrap();
     assert!(all >= svc[1] + svc[2] && one >= all, "{all} then {one}");
     let services = telemetry(&lab.p, "/uvs/services");
-    assert_eq!(services["services"], serde_json::json!([format!("TCP {VIP}:80")]));
+    assert_eq!(
+        services["services"],
+        serde_json::json!([format!("TCP {VIP}:80")])
+    );
     let one = telemetry(&lab.p, &format!("/uvs/services,TCP {VIP}:80"));
     assert_eq!(one["conns"], svc[0], "{one}");
     assert_eq!(one["scheduler"], "rr");
@@ -339,7 +359,12 @@ fn json_log_and_readiness_notification() {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
     let status = child.wait().unwrap();
     let n = got.unwrap_or_else(|e| panic!("no READY=1 ({e}): {log}"));
     assert_eq!(&buf[..n], b"READY=1");
@@ -352,7 +377,12 @@ fn json_log_and_readiness_notification() {
     for want in ["port", "ready", "stopping", "counters", "port_stats"] {
         assert!(names.contains(&want), "no {want} event in {log}");
     }
-    assert!(events.iter().all(|e| e["level"] == "info" && e["ts"].is_string()), "{log}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["level"] == "info" && e["ts"].is_string()),
+        "{log}"
+    );
     let ready = events.iter().find(|e| e["event"] == "ready").unwrap();
     assert_eq!(ready["workers"], 1);
     assert_eq!(common::leftovers(&prefix), Vec::<std::path::PathBuf>::new());

@@ -104,7 +104,10 @@ mod tests {
         assert!(v("--version"));
         assert!(v("--socket /tmp/s --version"));
         assert!(!v("-L -n"));
-        assert!(!v("-A -t 198.18.0.1:80 -v"), "a second command is an error, not a version");
+        assert!(
+            !v("-A -t 198.18.0.1:80 -v"),
+            "a second command is an error, not a version"
+        );
     }
 
     #[test]

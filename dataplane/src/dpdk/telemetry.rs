@@ -70,7 +70,9 @@ pub fn register(_eal: &Eal, cmd: &str, help: &str, handler: Handler) -> Result<(
         reason,
     };
     if !cmd.starts_with('/') || !valid_name(cmd) {
-        return Err(fail("a command is / followed by letters, digits, _ or /".into()));
+        return Err(fail(
+            "a command is / followed by letters, digits, _ or /".into(),
+        ));
     }
     let c_cmd = CString::new(cmd).map_err(|_| DpdkError::Nul(cmd.into()))?;
     let c_help = CString::new(help).map_err(|_| DpdkError::Nul(help.into()))?;
@@ -198,7 +200,9 @@ unsafe fn fill_container(c: *mut dpdk_sys::rte_tel_data, v: &TelValue) {
     match v {
         TelValue::U64s(xs) => {
             // SAFETY: valid container (contract of this function).
-            unsafe { dpdk_sys::rte_tel_data_start_array(c, dpdk_sys::rte_tel_value_type_RTE_TEL_U64_VAL) };
+            unsafe {
+                dpdk_sys::rte_tel_data_start_array(c, dpdk_sys::rte_tel_value_type_RTE_TEL_U64_VAL)
+            };
             for x in xs.iter().take(MAX_ARRAY) {
                 // SAFETY: a started u64 array.
                 unsafe { dpdk_sys::rte_tel_data_add_array_u64(c, *x) };
@@ -207,7 +211,10 @@ unsafe fn fill_container(c: *mut dpdk_sys::rte_tel_data, v: &TelValue) {
         TelValue::Strs(ss) => {
             // SAFETY: valid container.
             unsafe {
-                dpdk_sys::rte_tel_data_start_array(c, dpdk_sys::rte_tel_value_type_RTE_TEL_STRING_VAL)
+                dpdk_sys::rte_tel_data_start_array(
+                    c,
+                    dpdk_sys::rte_tel_value_type_RTE_TEL_STRING_VAL,
+                )
             };
             for s in ss.iter().take(MAX_ARRAY) {
                 let s = c_text(s);
