@@ -557,4 +557,14 @@ mod example_configs {
             "expected the net_tap, net_pcap and net_memif examples"
         );
     }
+
+    /// The package's /etc/uvs/uvsd.toml parses and validates, with the
+    /// metrics and log sections it shows.
+    #[test]
+    fn packaged_config_is_valid() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/uvsd.toml");
+        let v = Config::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert!(v.raw.metrics.listen.is_some());
+        assert_eq!(v.raw.log.format, crate::log::Format::Kv);
+    }
 }
