@@ -387,3 +387,40 @@ fn json_log_and_readiness_notification() {
     assert_eq!(ready["workers"], 1);
     assert_eq!(common::leftovers(&prefix), Vec::<std::path::PathBuf>::new());
 }
+
+/// A metrics port that is taken ends start-up with one clear line, before
+/// any device is touched.
+#[test]
+fn a_taken_metrics_port_is_one_clear_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let d = common::Scratch::new("metrics-taken");
+    let prefix = common::unique("mt");
+    let cfg = d.path("uvsd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[eal]\nargs = [\"--no-pci\", \"--no-huge\", \"--file-prefix={prefix}\"]\n\
+             [workers]\nlcores = [1]\n\
+             [control]\nsocket = \"{}\"\n\
+             [metrics]\nlisten = \"{addr}\"\n\
+             [[port]]\nname = \"a\"\ndevice = \"net_null0\"\n",
+            d.path("ctl.sock").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(common::UVSD)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("uvsd: metrics.listen {addr}: ")) && err.contains("in use"),
+        "{err}"
+    );
+    assert!(!d.path("ctl.sock").exists(), "nothing was started");
+    assert_eq!(common::leftovers(&prefix), Vec::<std::path::PathBuf>::new());
+}
