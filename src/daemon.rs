@@ -4,9 +4,13 @@
 //! 1. SIGINT/SIGTERM are blocked before EAL starts any thread, so every
 //!    thread inherits the mask and only the main thread takes them
 //!    (`sigwait`): no handler runs inside a worker.
-//! 2. EAL, the mbuf pool, the ports (started before any worker runs; their
-//!    link state is never waited for), the control plane hook, the workers.
-//! 3. On a signal: stop flag, wait for every worker, report, then drop
+//! 2. The metrics port is bound before EAL (a taken port ends start-up
+//!    before any device is touched). EAL, the mbuf pool, the ports (started before any worker runs; their
+//!    link state is never waited for), the control plane hook, the workers,
+//!    then the metrics endpoint and the telemetry commands; the `ready`
+//!    event, and `READY=1` to systemd.
+//! 3. On a signal: stop flag, wait for every worker, stop the control
+//!    plane, metrics and telemetry (they hold the ports), report, then drop
 //!    ports (stop + close), pool, EAL (cleanup, runtime directory), and
 //!    remove any hugepage files EAL left because neither `--huge-unlink`
 //!    nor `--in-memory` was given.
@@ -309,7 +313,8 @@ fn start_and_serve(
     }
 
     // Metrics and telemetry read what the workers publish, never a worker.
-    let observers = err.is_none().then(|| {
+    let mut observers = None;
+    if err.is_none() {
         let sources = Arc::new(metrics::Sources {
             director: Arc::clone(director),
             net: counters.clone(),
@@ -317,16 +322,11 @@ fn start_and_serve(
             ports: running.ports.clone(),
             capacity: cfg.workers.conn_capacity,
         });
-        metrics::Observers::start(&running.eal, sources, metrics_listener)
-    });
-    let observers = match observers {
-        Some(Ok(o)) => Some(o),
-        Some(Err(e)) => {
-            err = Some(e);
-            None
+        match metrics::Observers::start(&running.eal, sources, metrics_listener) {
+            Ok(o) => observers = Some(o),
+            Err(e) => err = Some(e),
         }
-        None => None,
-    };
+    }
 
     if err.is_none() {
         for p in &running.ports {
