@@ -280,6 +280,11 @@ pub fn init(cfg: LogConfig) {
     }
 }
 
+/// Whether events at `level` are written (to skip building costly fields).
+pub fn enabled(level: Level) -> bool {
+    level <= logger().cfg.level
+}
+
 /// Writes one event (if its level is enabled).
 pub fn write(level: Level, event: &str, fields: &[(&str, Value)]) {
     let l = logger();

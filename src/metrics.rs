@@ -641,11 +641,27 @@ pub fn serve(listener: TcpListener, sources: Arc<Sources>) -> Result<Server, Str
     let thread = thread::Builder::new()
         .name("uvs-metrics".into())
         .spawn(move || {
+            // Anyone who can reach the port can make these events: both
+            // are rate-limited.
             let mut limit = RateLimit::new(5, Duration::from_secs(60));
+            let mut served = RateLimit::new(60, Duration::from_secs(60));
             while !stop2.load(Ordering::SeqCst) {
                 match listener.accept() {
-                    Ok((conn, peer)) => {
-                        if let Err(e) = answer(conn, &sources) {
+                    Ok((conn, peer)) => match answer(conn, &sources) {
+                        Ok(status) => {
+                            if crate::log::enabled(Level::Debug) {
+                                if let Some(suppressed) = served.allow(Instant::now()) {
+                                    log_event!(
+                                        Level::Debug,
+                                        "metrics_served",
+                                        peer = peer.to_string(),
+                                        status = status,
+                                        suppressed = suppressed
+                                    );
+                                }
+                            }
+                        }
+                        Err(e) => {
                             if let Some(suppressed) = limit.allow(Instant::now()) {
                                 log_event!(
                                     Level::Warn,
@@ -656,7 +672,7 @@ pub fn serve(listener: TcpListener, sources: Arc<Sources>) -> Result<Server, Str
                                 );
                             }
                         }
-                    }
+                    },
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         thread::sleep(Duration::from_millis(50));
                     }
@@ -673,7 +689,8 @@ pub fn serve(listener: TcpListener, sources: Arc<Sources>) -> Result<Server, Str
 }
 
 /// Reads one request and answers it; the connection is closed after.
-fn answer(mut conn: TcpStream, sources: &Sources) -> Result<(), String> {
+/// Returns the status line's code when the request was a good one.
+fn answer(mut conn: TcpStream, sources: &Sources) -> Result<&'static str, String> {
     conn.set_nonblocking(false).map_err(|e| e.to_string())?;
     conn.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
@@ -722,7 +739,7 @@ fn answer(mut conn: TcpStream, sources: &Sources) -> Result<(), String> {
         "text/plain; version=0.0.4; charset=utf-8",
         &body,
     )?;
-    err.map_or(Ok(()), Err)
+    err.map_or(Ok(&status[..3]), Err)
 }
 
 enum Route {
