@@ -5,6 +5,7 @@
 //! input ever produces a panic trace (a panic hook keeps even an internal
 //! error to one line).
 
+mod audit;
 mod config;
 mod control_hook;
 mod daemon;

@@ -178,7 +178,7 @@ fn metrics_and_telemetry_agree_with_uvsadm_under_traffic() {
     common::require_root();
     let _g = lock();
     let port = metrics_port();
-    let lab = Lab::with_config(
+    let mut lab = Lab::with_config(
         "o",
         "nat",
         2,
@@ -315,6 +315,26 @@ fn metrics_and_telemetry_agree_with_uvsadm_under_traffic() {
     assert_eq!(one["scheduler"], "rr");
     assert_eq!(one["dests"].as_array().unwrap().len(), 2, "{one}");
     assert_eq!(telemetry(&lab.p, "/uvs/workers,7"), serde_json::Value::Null);
+
+    // Changes are in the log with their outcome; listings are not (info).
+    let (code, _, _) = lab.adm(&format!("-a -t {VIP}:80 -r 198.18.1.12:80 -m"));
+    assert_eq!(code, 255, "a second add of a real server is refused");
+    let (_, log) = lab.stop_daemon();
+    let added =
+        format!(r#"uvsd: command level=info argv="-A -t {VIP}:80 -s rr" status=0 error="""#);
+    assert!(log.lines().any(|l| l == added), "{log}");
+    let refused = format!(
+        r#"uvsd: command level=info argv="-a -t {VIP}:80 -r 198.18.1.12:80 -m" status=255 error="#
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with(&refused) && l.contains("exists")),
+        "{log}"
+    );
+    assert!(
+        !log.contains("argv=\"-L"),
+        "listings are not logged at info"
+    );
 }
 
 /// With `[log] format = "json"` every line uvsd writes is one JSON object
