@@ -351,6 +351,7 @@ fn start_and_serve(
         crate::notify::ready();
         let sig = sigs.wait();
         log_event!(Level::Info, "stopping", signal = sig.to_string());
+        crate::notify::stopping();
     }
 
     stop.store(true, Ordering::SeqCst);

@@ -1,6 +1,7 @@
-//! Tells systemd that the daemon is ready (`Type=notify` units).
+//! Tells systemd that the daemon is ready, and later that it is stopping
+//! (`Type=notify` units).
 //!
-//! The protocol is one datagram, `READY=1`, to the Unix socket named by
+//! The protocol is one datagram, `READY=1` or `STOPPING=1`, to the Unix socket named by
 //! `$NOTIFY_SOCKET` (a path, or an abstract name when it starts with `@`);
 //! that is all of libsystemd's `sd_notify` the daemon needs, so it is
 //! written out here instead of linking libsystemd. Without the variable
@@ -12,11 +13,20 @@ use std::os::unix::net::UnixDatagram;
 /// Tells systemd the daemon is ready, if systemd asked; a failure is
 /// logged (systemd then times the start out, which says more than we can).
 pub fn ready() {
-    if let Err(e) = notify("READY=1") {
+    send_logged("READY=1");
+}
+
+/// Tells systemd the daemon is stopping (a signal came), if systemd asked.
+pub fn stopping() {
+    send_logged("STOPPING=1");
+}
+
+fn send_logged(state: &str) {
+    if let Err(e) = notify(state) {
         crate::log_event!(
             crate::log::Level::Warn,
             "notify",
-            state = "READY=1",
+            state = state,
             error = e.to_string()
         );
     }

@@ -388,6 +388,8 @@ fn json_log_and_readiness_notification() {
     let status = child.wait().unwrap();
     let n = got.unwrap_or_else(|e| panic!("no READY=1 ({e}): {log}"));
     assert_eq!(&buf[..n], b"READY=1");
+    let n = rx.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1", "after the signal");
     assert!(status.success(), "{status:?}: {log}");
     let events: Vec<serde_json::Value> = log
         .lines()
