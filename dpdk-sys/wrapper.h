@@ -15,6 +15,7 @@
 #include <rte_version.h>
 #include <rte_malloc.h>
 #include <rte_eth_ring.h>
+#include <rte_telemetry.h>
 
 /* Macros that bindgen cannot turn into functions (shim.c). */
 int uvs_errno(void);

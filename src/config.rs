@@ -29,6 +29,12 @@ pub struct Config {
     pub routes: Vec<RouteEntry>,
     #[serde(rename = "neighbor", default)]
     pub neighbors: Vec<NeighborEntry>,
+    /// `[metrics]`: the Prometheus endpoint (off unless `listen` is set).
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
+    /// `[log]`: format, target and level of the event log.
+    #[serde(default)]
+    pub log: crate::log::LogConfig,
 }
 
 /// `[eal]`: arguments passed to `rte_eal_init` as they are.
@@ -550,5 +556,15 @@ mod example_configs {
             n >= 3,
             "expected the net_tap, net_pcap and net_memif examples"
         );
+    }
+
+    /// The package's /etc/uvs/uvsd.toml parses and validates, with the
+    /// metrics and log sections it shows.
+    #[test]
+    fn packaged_config_is_valid() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/uvsd.toml");
+        let v = Config::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert!(v.raw.metrics.listen.is_some());
+        assert_eq!(v.raw.log.format, crate::log::Format::Kv);
     }
 }

@@ -113,7 +113,7 @@ pub fn start(control: &Control, director: &Arc<UvsDirector>) -> Result<ControlHa
         &control.socket,
         control.group.as_deref(),
         Limits::default(),
-        Arc::clone(director),
+        crate::audit::Audited(Arc::clone(director)),
     )
     .map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));

@@ -4,9 +4,13 @@
 //! 1. SIGINT/SIGTERM are blocked before EAL starts any thread, so every
 //!    thread inherits the mask and only the main thread takes them
 //!    (`sigwait`): no handler runs inside a worker.
-//! 2. EAL, the mbuf pool, the ports (started before any worker runs; their
-//!    link state is never waited for), the control plane hook, the workers.
-//! 3. On a signal: stop flag, wait for every worker, report, then drop
+//! 2. The metrics port is bound before EAL (a taken port ends start-up
+//!    before any device is touched). EAL, the mbuf pool, the ports (started before any worker runs; their
+//!    link state is never waited for), the control plane hook, the workers,
+//!    then the metrics endpoint and the telemetry commands; the `ready`
+//!    event, and `READY=1` to systemd.
+//! 3. On a signal: stop flag, wait for every worker, stop the control
+//!    plane, metrics and telemetry (they hold the ports), report, then drop
 //!    ports (stop + close), pool, EAL (cleanup, runtime directory), and
 //!    remove any hugepage files EAL left because neither `--huge-unlink`
 //!    nor `--in-memory` was given.
@@ -26,6 +30,9 @@ use dataplane::worker::{Mesh, Worker, WorkerParts, WorkerReport, MESH_RING_SIZE}
 
 use crate::config::Validated;
 use crate::control_hook;
+use crate::log::Level;
+use crate::log_event;
+use crate::metrics;
 
 /// IP MTU of every port (the standard Ethernet payload).
 const PORT_MTU: u16 = 1500;
@@ -126,11 +133,13 @@ fn ownership(ports: &[Arc<Port>], nworkers: usize) -> Ownership {
             }
             v
         };
-        println!(
-            "uvsd: port {} rss {}: {verdict}: {}",
-            p.name(),
-            rss.side,
-            rss.describe()
+        log_event!(
+            Level::Info,
+            "rss",
+            port = p.name(),
+            side = rss.side.to_string(),
+            verdict = verdict,
+            detail = rss.describe()
         );
     }
     own
@@ -152,8 +161,9 @@ pub fn run(v: Validated) -> Result<(), String> {
     // The control plane and the rules file come first: a bad rules file
     // ends start-up before any port exists.
     let director = control_hook::prepare(&cfg.control, nworkers, cfg.workers.conn_capacity)?;
+    let metrics_listener = metrics::bind(&cfg.metrics)?;
     let eal_args = cfg.eal.args.clone();
-    let result = start_and_serve(&v, &sigs, &director);
+    let result = start_and_serve(&v, &sigs, &director, metrics_listener);
     remove_hugepage_files(&eal_args);
     result
 }
@@ -162,6 +172,7 @@ fn start_and_serve(
     v: &Validated,
     sigs: &Termination,
     director: &Arc<control_hook::UvsDirector>,
+    metrics_listener: Option<std::net::TcpListener>,
 ) -> Result<(), String> {
     let cfg = &v.raw;
     let nworkers = cfg.workers.lcores.len();
@@ -207,6 +218,7 @@ fn start_and_serve(
     let ownership = ownership(&ports, nworkers);
     let startup_log = eal.quiet_end();
     if std::env::var_os("UVS_EAL_LOG").is_some() {
+        // EAL's own lines, as EAL wrote them (a debugging aid).
         eprint!("{startup_log}");
     }
     let running = Running { ports, pool, eal };
@@ -232,6 +244,7 @@ fn start_and_serve(
     let stop = Arc::new(AtomicBool::new(false));
     let mut launched = vec![];
     let mut counters = vec![];
+    let mut lb_counters = vec![];
     let mut reports = vec![];
     let mut err = None;
     for (w, &lcore) in cfg.workers.lcores.iter().enumerate() {
@@ -269,6 +282,7 @@ fn start_and_serve(
             ..LbSettings::default()
         };
         let mut lb = Lb::new(w, settings, now);
+        let lbc = lb.counters();
         lb.set_snapshot(cell.load());
         let mut stack = stack;
         stack.set_service_addrs(lb.service_addrs());
@@ -288,6 +302,7 @@ fn start_and_serve(
             Ok(()) => {
                 launched.push(lcore);
                 counters.push(c);
+                lb_counters.push(lbc);
                 reports.push(report);
             }
             Err(e) => {
@@ -297,27 +312,46 @@ fn start_and_serve(
         }
     }
 
+    // Metrics and telemetry read what the workers publish, never a worker.
+    let mut observers = None;
+    if err.is_none() {
+        let sources = Arc::new(metrics::Sources {
+            director: Arc::clone(director),
+            net: counters.clone(),
+            lb: lb_counters.clone(),
+            ports: running.ports.clone(),
+            capacity: cfg.workers.conn_capacity,
+        });
+        match metrics::Observers::start(&running.eal, sources, metrics_listener) {
+            Ok(o) => observers = Some(o),
+            Err(e) => err = Some(e),
+        }
+    }
+
     if err.is_none() {
         for p in &running.ports {
-            println!(
-                "uvsd: port {} id {} driver {} mac {} queues {} link {}",
-                p.name(),
-                p.id(),
-                p.driver(),
-                mac_str(MacAddr(p.mac())),
-                p.rx_queues(),
-                if p.link_up() { "up" } else { "down (ignored)" }
+            log_event!(
+                Level::Info,
+                "port",
+                name = p.name(),
+                id = p.id(),
+                driver = p.driver(),
+                mac = mac_str(MacAddr(p.mac())),
+                queues = p.rx_queues(),
+                link = if p.link_up() { "up" } else { "down_ignored" }
             );
         }
-        println!(
-            "uvsd: ready, {} worker(s) on lcores {:?}",
-            launched.len(),
-            cfg.workers.lcores
+        let lcores: Vec<String> = cfg.workers.lcores.iter().map(u32::to_string).collect();
+        log_event!(
+            Level::Info,
+            "ready",
+            workers = launched.len(),
+            lcores = lcores.join(",")
         );
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
+        crate::notify::ready();
         let sig = sigs.wait();
-        eprintln!("uvsd: signal {sig}, stopping");
+        log_event!(Level::Info, "stopping", signal = sig.to_string());
+        crate::notify::stopping();
     }
 
     stop.store(true, Ordering::SeqCst);
@@ -328,7 +362,10 @@ fn start_and_serve(
         }
     }
     control.stop();
-    report(&running, &counters, &reports);
+    if let Some(o) = observers {
+        o.stop();
+    }
+    report(&running, &counters, &lb_counters, &reports);
     // The mesh's rings hold mbufs of the pool: free them before the ports,
     // the pool and EAL go.
     drop(mesh);
@@ -344,19 +381,31 @@ fn start_and_serve(
     Ok(())
 }
 
-/// The shutdown report on stderr: counters and neighbour tables.
+/// The shutdown report in the log: each worker's non-zero counters (the
+/// stack's by name, the load balancer's drops as `lb_drop_<reason>`), the
+/// neighbour tables and the ports' counters.
 fn report(
     running: &Running,
     counters: &[Arc<NetCounters>],
+    lb_counters: &[Arc<dataplane::lb::LbCounters>],
     reports: &[Arc<Mutex<Option<WorkerReport>>>],
 ) {
     for (w, c) in counters.iter().enumerate() {
-        let list: Vec<String> = c
-            .nonzero()
-            .into_iter()
-            .map(|(n, v)| format!("{n}={v}"))
+        let mut list: Vec<(String, u64)> = vec![("worker".into(), w as u64)];
+        list.extend(c.nonzero());
+        if let Some(lb) = lb_counters.get(w) {
+            list.extend(
+                dataplane::lb::LbDrop::ALL
+                    .iter()
+                    .map(|r| (format!("lb_drop_{}", r.as_str()), lb.drops(*r)))
+                    .filter(|(_, v)| *v != 0),
+            );
+        }
+        let fields: Vec<(&str, crate::log::Value)> = list
+            .iter()
+            .map(|(n, v)| (n.as_str(), crate::log::Value::Num(*v)))
             .collect();
-        eprintln!("uvsd: worker {w} counters: {}", list.join(" "));
+        crate::log::write(Level::Info, "counters", &fields);
     }
     for (w, r) in reports.iter().enumerate() {
         let Ok(g) = r.lock() else { continue };
@@ -368,23 +417,28 @@ fn report(
                 .find(|p| p.id() == *port)
                 .map(|p| p.name())
                 .unwrap_or("?");
-            eprintln!(
-                "uvsd: worker {w} neighbor {ip} lladdr {} port {pname} {}",
-                mac_str(*mac),
-                if *is_static { "static" } else { "learned" }
+            log_event!(
+                Level::Info,
+                "neighbor",
+                worker = w,
+                ip = ip.to_string(),
+                lladdr = mac_str(*mac),
+                port = pname,
+                state = if *is_static { "static" } else { "learned" }
             );
         }
     }
     for p in &running.ports {
         let s = p.stats();
-        eprintln!(
-            "uvsd: port {} rx {} tx {} missed {} rx_errors {} tx_errors {}",
-            p.name(),
-            s.ipackets,
-            s.opackets,
-            s.imissed,
-            s.ierrors,
-            s.oerrors
+        log_event!(
+            Level::Info,
+            "port_stats",
+            port = p.name(),
+            rx = s.ipackets,
+            tx = s.opackets,
+            missed = s.imissed,
+            rx_errors = s.ierrors,
+            tx_errors = s.oerrors
         );
     }
 }

@@ -5,9 +5,15 @@
 //! input ever produces a panic trace (a panic hook keeps even an internal
 //! error to one line).
 
+mod audit;
 mod config;
 mod control_hook;
 mod daemon;
+mod log;
+mod metrics;
+mod notify;
+mod telemetry;
+mod version;
 
 use std::path::PathBuf;
 
@@ -15,7 +21,7 @@ use clap::Parser;
 
 /// UVS: a userspace (DPDK) virtual server driven by ipvsadm commands.
 #[derive(Debug, Parser)]
-#[command(name = "uvsd", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("UVS_GIT_REV"), ")"))]
+#[command(name = "uvsd", version = version::BUILD)]
 struct Args {
     /// The daemon's TOML config (see README: "Config").
     #[arg(long, value_name = "FILE")]
@@ -59,6 +65,7 @@ fn main() {
         Ok(v) => v,
         Err(e) => fail(&e.to_string()),
     };
+    log::init(validated.raw.log);
     if let Err(e) = daemon::run(validated) {
         fail(&e);
     }

@@ -142,10 +142,10 @@ via = "2001:db8:1::2"
     );
     // The director resolved the hosts: its neighbour tables at shutdown.
     for want in [
-        format!("neighbor 198.18.0.2 lladdr {CLIENT_MAC} port client learned"),
-        format!("neighbor 2001:db8::2 lladdr {CLIENT_MAC} port client learned"),
-        format!("neighbor 198.18.1.2 lladdr {SERVER_MAC} port server learned"),
-        format!("neighbor 2001:db8:1::2 lladdr {SERVER_MAC} port server learned"),
+        format!("ip=198.18.0.2 lladdr={CLIENT_MAC} port=client state=learned"),
+        format!("ip=2001:db8::2 lladdr={CLIENT_MAC} port=client state=learned"),
+        format!("ip=198.18.1.2 lladdr={SERVER_MAC} port=server state=learned"),
+        format!("ip=2001:db8:1::2 lladdr={SERVER_MAC} port=server state=learned"),
     ] {
         assert!(stderr.contains(&want), "missing {want:?} in:\n{stderr}");
     }

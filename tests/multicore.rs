@@ -15,11 +15,15 @@ use std::sync::Arc;
 
 use common::lab::{conns_per_server, lock, sha, Lab, VIP};
 
-/// `name=value` from a worker's counters line of the shutdown report.
+/// `name=value` from a worker's `counters` event of the shutdown report.
 fn counter(report: &str, worker: usize, name: &str) -> u64 {
     let line = report
         .lines()
-        .find(|l| l.starts_with(&format!("uvsd: worker {worker} counters:")))
+        .find(|l| {
+            l.starts_with("uvsd: counters ")
+                && l.split_whitespace()
+                    .any(|w| w == format!("worker={worker}"))
+        })
         .unwrap_or_else(|| panic!("no counters for worker {worker}: {report}"));
     line.split_whitespace()
         .find_map(|kv| kv.strip_prefix(&format!("{name}=")))

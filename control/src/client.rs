@@ -37,6 +37,17 @@ pub fn wants_stdin(args: &[String]) -> bool {
     }
 }
 
+/// True when argv is ipvsadm's `-v`/`--version` (after any `--socket`):
+/// uvsadm answers it itself, so the version of an installed client can be
+/// read without a running daemon.
+pub fn asks_version(args: &[String]) -> bool {
+    let (_, argv) = crate::grammar::split_client_options(args);
+    matches!(
+        crate::grammar::parse_with(&argv, &crate::grammar::OfflineResolver),
+        Ok(crate::command::Command::Version)
+    )
+}
+
 /// Sends one request and waits for the answer.
 pub fn call(path: &std::path::Path, req: &Request) -> io::Result<Response> {
     let mut s = UnixStream::connect(path)?;
@@ -84,6 +95,19 @@ mod tests {
 
     fn v(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn version_is_recognised_as_ipvsadm_parses_it() {
+        let v = |s: &str| asks_version(&s.split_whitespace().map(String::from).collect::<Vec<_>>());
+        assert!(v("-v"));
+        assert!(v("--version"));
+        assert!(v("--socket /tmp/s --version"));
+        assert!(!v("-L -n"));
+        assert!(
+            !v("-A -t 198.18.0.1:80 -v"),
+            "a second command is an error, not a version"
+        );
     }
 
     #[test]

@@ -312,7 +312,9 @@ impl<D: Dataplane> Director<D> {
         all
     }
 
-    fn capture(&self) -> Listing {
+    /// Every service and destination with its counters and rates, as
+    /// `-L -n --stats` shows them (the metrics endpoint reads it too).
+    pub fn capture(&self) -> Listing {
         let store = self.store();
         Listing::capture(
             &store.snapshot(),

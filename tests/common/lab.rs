@@ -36,6 +36,19 @@ impl Lab {
     /// [`Lab::new`] with `workers` workers and as many queues per port
     /// (extra lcores share the second CPU: this machine has two).
     pub fn with_workers(tag: &str, method: &str, servers: u32, clients: u32, workers: u32) -> Lab {
+        Lab::with_config(tag, method, servers, clients, workers, "")
+    }
+
+    /// [`Lab::with_workers`] with `extra` appended to uvsd's config (e.g. a
+    /// `[metrics]` section).
+    pub fn with_config(
+        tag: &str,
+        method: &str,
+        servers: u32,
+        clients: u32,
+        workers: u32,
+        extra: &str,
+    ) -> Lab {
         let p = format!("l{}{tag}", std::process::id() % 1000);
         assert!(p.len() <= 7, "prefix {p} too long for interface names");
         let scratch = Scratch::new(&p);
@@ -75,7 +88,7 @@ device = "net_tap1,iface={p}b"
 queues = {queues}
 mac = "02:00:00:00:00:02"
 addresses = ["198.18.1.1/24", "2001:db8:1::1/64"]
-"#,
+{extra}"#,
                 sock = lab.sock(),
                 lcores = std::iter::once("0@0".to_string())
                     .chain((1..=workers).map(|w| format!("{w}@1")))

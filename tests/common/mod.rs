@@ -5,7 +5,7 @@
 
 pub mod lab;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -91,62 +91,63 @@ impl Drop for Netns {
 /// A uvsd child process; SIGTERM (then SIGKILL) on drop.
 pub struct Daemon {
     pub child: Option<Child>,
-    stderr_rx: mpsc::Receiver<String>,
-    pub stdout: Vec<String>,
+    /// Log lines as they arrive; `None` once stderr closed.
+    log_rx: mpsc::Receiver<Option<String>>,
+    /// The log lines read so far (up to and including `uvsd: ready`).
+    pub log: Vec<String>,
 }
 
 impl Daemon {
-    /// Starts uvsd with `config` and waits for its "ready" line.
+    /// Starts uvsd with `config` and waits for its `uvsd: ready` log line.
     pub fn start(config: &Path) -> Daemon {
-        let mut child = Command::new(UVSD)
-            .arg("--config")
-            .arg(config)
+        Daemon::start_with(Command::new(UVSD).arg("--config").arg(config))
+    }
+
+    /// Starts a prepared uvsd command (extra environment, arguments) and
+    /// waits for its `uvsd: ready` log line.
+    pub fn start_with(cmd: &mut Command) -> Daemon {
+        let mut child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("uvsd starts");
         let (tx, rx) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
         std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(Some(l));
             }
-        });
-        let (etx, erx) = mpsc::channel();
-        let mut err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            let _ = etx.send(s);
+            let _ = tx.send(None);
         });
         let mut d = Daemon {
             child: Some(child),
-            stderr_rx: erx,
-            stdout: vec![],
+            log_rx: rx,
+            log: vec![],
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(l) => {
+            match d
+                .log_rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(Some(l)) => {
                     let ready = l.starts_with("uvsd: ready");
-                    d.stdout.push(l);
+                    d.log.push(l);
                     if ready {
                         return d;
                     }
                 }
-                Err(_) => {
+                Ok(None) | Err(_) => {
                     let (st, err) = d.stop();
-                    panic!(
-                        "uvsd did not become ready ({st:?}): stdout {:?} stderr {err}",
-                        d.stdout
-                    );
+                    panic!("uvsd did not become ready ({st:?}): {err}");
                 }
             }
         }
     }
 
-    /// SIGTERM, wait (20 s at most), and return the exit status and stderr.
+    /// SIGTERM, wait (20 s at most), and return the exit status and the
+    /// whole log (stderr) since start.
     pub fn stop(&mut self) -> (Option<ExitStatus>, String) {
         let Some(mut child) = self.child.take() else {
             return (None, String::new());
@@ -166,11 +167,12 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        let err = self
-            .stderr_rx
-            .recv_timeout(Duration::from_secs(5))
-            .unwrap_or_default();
-        (status, err)
+        while let Ok(Some(l)) = self.log_rx.recv_timeout(Duration::from_secs(5)) {
+            self.log.push(l);
+        }
+        let mut all = self.log.join("\n");
+        all.push('\n');
+        (status, all)
     }
 }
 

@@ -15,6 +15,7 @@
 //! * [`Ring`]: an `rte_ring` of mbufs between lcores.
 //! * [`lcore`]: launching closures on EAL worker lcores, panics caught.
 //! * [`Termination`]: SIGINT/SIGTERM blocked before EAL starts threads.
+//! * [`telemetry`]: the daemon's own commands on DPDK's telemetry socket.
 //!
 //! Every `unsafe` block says why it holds in a `// SAFETY:` comment.
 
@@ -27,6 +28,7 @@ mod mempool;
 mod port;
 mod ring;
 mod signals;
+pub mod telemetry;
 
 pub use mem::advise_huge_pages;
 

@@ -138,6 +138,9 @@ pub struct LbCounters {
     pub icmp_sent: AtomicU64,
     /// ICMP errors translated or forwarded along a connection.
     pub icmp_related: AtomicU64,
+    /// Entries in the connection table (connections and templates), as of
+    /// the last housekeeping (every few milliseconds): a gauge for metrics.
+    pub table_entries: AtomicU64,
 }
 
 #[inline(always)]
@@ -336,7 +339,11 @@ impl Lb {
                 sch.expire(now);
             }
         }
-        self.conns.expire(now, budget)
+        let expired = self.conns.expire(now, budget);
+        self.counters
+            .table_entries
+            .store(self.conns.len() as u64, Ordering::Relaxed);
+        expired
     }
 
     /// The client endpoint that owns this packet's connection, for
