@@ -299,8 +299,14 @@ fn start_and_serve(
 
     if err.is_none() {
         for p in &running.ports {
+            // A TAP's kernel side got a MAC of its own (dpdk/tap.rs): say
+            // which, since `ip link` shows it to whoever builds a topology.
+            let kernel = p
+                .kernel_side()
+                .map(|(i, m)| format!(" kernel side {i} mac {}", mac_str(MacAddr(m))))
+                .unwrap_or_default();
             println!(
-                "uvsd: port {} id {} driver {} mac {} queues {} link {}",
+                "uvsd: port {} id {} driver {} mac {} queues {} link {}{kernel}",
                 p.name(),
                 p.id(),
                 p.driver(),

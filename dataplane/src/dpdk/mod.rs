@@ -27,6 +27,7 @@ mod mempool;
 mod port;
 mod ring;
 mod signals;
+pub mod tap;
 
 pub use mem::advise_huge_pages;
 
