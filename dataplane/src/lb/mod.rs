@@ -29,11 +29,13 @@
 //! got an ICMP error); the worker resolves that address through its route
 //! and neighbour tables and fills in the MAC addresses.
 
+mod defense;
 mod index;
 mod stage;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -41,16 +43,18 @@ use std::sync::Arc;
 use crate::buf::PacketBuf;
 use crate::conn::table::HashedKey;
 use crate::conn::{
-    persist, proto_tcp, ConnAddr, ConnId, ConnKey, ConnTable, Dir, NewConn, Sysctls, Verdict,
+    persist, proto_tcp, ConnAddr, ConnId, ConnKey, ConnTable, Dir, NewConn, Verdict,
 };
 use crate::model::{Dest, DestShared, ForwardMethod, ServiceKey, Snapshot};
-use crate::sched::{self, SchedConfig, SchedInput, Scheduler, SplitMix64};
+use crate::sched::{self, SchedConfig, SchedInput, SchedRng, Scheduler, SplitMix64};
 use crate::wire::ipv4::protocol;
 use crate::wire::{parse_icmp_quote, Fragment, PacketMeta, L3};
 use crate::xmit::icmp::{icmp_error_reply, nat_icmp_inbound, nat_icmp_outbound, IcmpErrorKind};
 use crate::xmit::tunnel::{encapsulate, gue_source_port, TunnelParams};
 use crate::xmit::{check_mtu, dr::dr_xmit, nat, XmitError};
 
+pub use defense::Defense;
+use defense::DEFENSE_PERIOD_MS;
 pub use index::ServiceIndex;
 pub use stage::{ConfigCell, ConnDump, LbStage, PortRoutes};
 
@@ -93,10 +97,12 @@ pub enum LbDrop {
     NoRoute = 8,
     /// An ICMP error that failed its checksum or could not be translated.
     BadIcmp = 9,
+    /// A new connection's packet dropped by the `drop_packet` defence.
+    Defense = 10,
 }
 
 impl LbDrop {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     pub const ALL: [LbDrop; LbDrop::COUNT] = [
         LbDrop::NoConnection,
         LbDrop::DestUnavailable,
@@ -108,6 +114,7 @@ impl LbDrop {
         LbDrop::TtlExpired,
         LbDrop::NoRoute,
         LbDrop::BadIcmp,
+        LbDrop::Defense,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -122,6 +129,7 @@ impl LbDrop {
             LbDrop::TtlExpired => "ttl_expired",
             LbDrop::NoRoute => "no_route",
             LbDrop::BadIcmp => "bad_icmp",
+            LbDrop::Defense => "defense",
         }
     }
 }
@@ -169,9 +177,9 @@ pub trait Egress {
 pub struct LbSettings {
     /// Connection-table capacity of this worker (entries).
     pub capacity: u32,
-    pub sysctls: Sysctls,
     pub sched: SchedConfig,
-    /// `pmtu_disc`: copy DF into tunnel headers and send frag-needed.
+    /// `pmtu_disc`: copy DF into tunnel headers and send frag-needed. Kept
+    /// in step with the snapshot's tunable by [`Lb::set_snapshot`].
     pub pmtu_disc: bool,
     /// Range GUE outer source ports are drawn from.
     pub gue_ports: (u16, u16),
@@ -185,7 +193,6 @@ impl Default for LbSettings {
     fn default() -> Self {
         LbSettings {
             capacity: 1 << 20,
-            sysctls: Sysctls::default(),
             sched: SchedConfig::default(),
             pmtu_disc: true,
             gue_ports: (32768, 60999),
@@ -216,6 +223,13 @@ pub struct Lb {
     rng: SplitMix64,
     ip_id: u16,
     counters: Arc<LbCounters>,
+    /// The snapshot's tunables, and the defence state they drive.
+    defense: Defense,
+    /// `Snapshot::dest_removals` last seen (`expire_nodest_conn` flush).
+    removals_seen: u64,
+    /// `(protocol, address, port)` of every NAT real server, while
+    /// `nat_icmp_send` is on (empty otherwise).
+    nat_reals: HashSet<(u8, IpAddr, u16)>,
 }
 
 impl std::fmt::Debug for Lb {
@@ -232,8 +246,7 @@ impl Lb {
     /// A stage for worker `worker` (its statistics slot) with an empty
     /// configuration. `now` is the clock in milliseconds.
     pub fn new(worker: usize, settings: LbSettings, now: u64) -> Lb {
-        let mut conns = ConnTable::with_advice(settings.capacity, None, now, settings.mem_advice);
-        conns.set_sysctls(settings.sysctls);
+        let conns = ConnTable::with_advice(settings.capacity, None, now, settings.mem_advice);
         Lb {
             worker,
             settings,
@@ -244,6 +257,9 @@ impl Lb {
             rng: SplitMix64::new(settings.seed ^ (worker as u64).wrapping_mul(0x9e37_79b9)),
             ip_id: (worker as u16).wrapping_mul(7919),
             counters: Arc::new(LbCounters::default()),
+            defense: Defense::new(now),
+            removals_seen: 0,
+            nat_reals: HashSet::new(),
         }
     }
 
@@ -322,10 +338,44 @@ impl Lb {
         if self.conns.timeouts() != snap.timeouts {
             self.conns.set_timeouts(snap.timeouts);
         }
-        if self.settings.sysctls.expire_nodest_conn {
-            self.conns.flush_unavailable();
-        }
+        self.take_tunables(&snap);
         self.snap = snap;
+    }
+
+    /// The tunables of a new snapshot: the table's switches, `pmtu_disc`,
+    /// the NAT real servers `nat_icmp_send` looks for, and the
+    /// `expire_nodest_conn` flush when a destination was deleted since the
+    /// last snapshot (the kernel's delayed flush work).
+    fn take_tunables(&mut self, snap: &Snapshot) {
+        let t = snap.tunables;
+        self.defense.tunables = t;
+        self.settings.pmtu_disc = t.pmtu_disc();
+        self.conns.set_sysctls(self.defense.sysctls());
+        self.nat_reals.clear();
+        if t.nat_icmp_send() {
+            for svc in &snap.services {
+                let ServiceKey::Addr { protocol, .. } = svc.config.key else {
+                    continue;
+                };
+                for d in &svc.dests {
+                    if d.config.method == ForwardMethod::Masq {
+                        self.nat_reals
+                            .insert((protocol.number(), d.config.addr, d.config.port));
+                    }
+                }
+            }
+        }
+        if snap.dest_removals != self.removals_seen {
+            self.removals_seen = snap.dest_removals;
+            if t.expire_nodest_conn() {
+                self.conns.flush_unavailable();
+            }
+        }
+    }
+
+    /// Whether the defence modes are in force on this worker now.
+    pub fn defense(&self) -> &Defense {
+        &self.defense
     }
 
     /// Housekeeping between bursts: expires at most `budget` connections
@@ -336,7 +386,34 @@ impl Lb {
                 sch.expire(now);
             }
         }
+        self.defend(now);
         self.conns.expire(now, budget)
+    }
+
+    /// Once a second, the kernel's `defense_work`: re-evaluates the
+    /// defence modes from this worker's free table entries and, while
+    /// `drop_entry` is in force, drops entries at random.
+    fn defend(&mut self, now: u64) {
+        if now < self.defense.next_check {
+            return;
+        }
+        self.defense.next_check = now + DEFENSE_PERIOD_MS;
+        let free = self.conns.capacity() as usize - self.conns.len();
+        let secure = self.defense.secure;
+        self.defense.update(free as i64);
+        if self.defense.secure != secure {
+            self.conns.set_sysctls(self.defense.sysctls());
+        }
+        if self.defense.dropentry {
+            let n = (self.conns.capacity() >> 5).max(1) as usize;
+            let Lb {
+                conns,
+                rng,
+                defense,
+                ..
+            } = self;
+            conns.random_drop(n, || rng.next_u32(), now, &mut defense.todrop_counters);
+        }
     }
 
     /// The client endpoint that owns this packet's connection, for
@@ -496,10 +573,15 @@ impl Lb {
     ) -> Action {
         let proto = meta.protocol;
         let Some(si) = self.index.find(proto, &meta.dst, meta.dport) else {
-            return Action::Pass;
+            return self.no_service(buf, meta, eg);
         };
-        if proto == protocol::TCP && !proto_tcp::is_new_conn(meta.tcp_flags) {
+        if proto == protocol::TCP
+            && !proto_tcp::may_schedule(meta.tcp_flags, self.defense.tunables.sloppy_tcp())
+        {
             return self.drop(LbDrop::NoConnection);
+        }
+        if self.defense.todrop() {
+            return self.drop(LbDrop::Defense);
         }
         // Disjoint borrows of the stage's parts: no reference count is
         // touched for the snapshot, the service or the destination.
@@ -638,6 +720,37 @@ impl Lb {
             dest,
         };
         out.send(buf, meta, worker, eg, settings, ip_id, counters)
+    }
+
+    /// A packet that matched no connection and no service: passed on,
+    /// except that with `nat_icmp_send` a TCP (not RST) or UDP packet from
+    /// a NAT real server's address and port is answered with ICMP port
+    /// unreachable, as the kernel's `ip_vs_out` does for replies whose
+    /// connection is gone.
+    fn no_service<B: PacketBuf, E: Egress>(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        eg: &E,
+    ) -> Action {
+        if self.nat_reals.is_empty()
+            || (meta.protocol == protocol::TCP && meta.tcp_flags & proto_tcp::flags::RST != 0)
+            || !self
+                .nat_reals
+                .contains(&(meta.protocol, meta.src, meta.sport))
+        {
+            return Action::Pass;
+        }
+        let Some((from, _)) = eg.route(meta.src) else {
+            return Action::Pass;
+        };
+        match icmp_error_reply(buf, meta, IcmpErrorKind::PortUnreachable, from) {
+            Ok(()) => {
+                bump(&self.counters.icmp_sent);
+                Action::Forward(meta.src)
+            }
+            Err(_) => self.drop(LbDrop::NoConnection),
+        }
     }
 
     /// A client packet along connection `id`.
