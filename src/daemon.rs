@@ -152,6 +152,9 @@ pub fn run(v: Validated) -> Result<(), String> {
     // The control plane and the rules file come first: a bad rules file
     // ends start-up before any port exists.
     let director = control_hook::prepare(&cfg.control, nworkers, cfg.workers.conn_capacity)?;
+    director
+        .set_tunables(&v.tunables)
+        .map_err(|r| format!("sysctl: {}", r.message.trim_end()))?;
     let eal_args = cfg.eal.args.clone();
     let result = start_and_serve(&v, &sigs, &director);
     remove_hugepage_files(&eal_args);
