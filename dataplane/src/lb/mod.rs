@@ -521,7 +521,7 @@ impl Lb {
             return Action::Pass;
         }
         if meta.is_icmp_error() {
-            return self.related_icmp(buf, meta, eg);
+            return self.related_icmp(buf, meta, now, eg);
         }
         let proto = meta.protocol;
         if proto != protocol::TCP && proto != protocol::UDP {
@@ -809,6 +809,7 @@ impl Lb {
         &mut self,
         buf: &mut B,
         meta: &PacketMeta,
+        now: u64,
         eg: &E,
     ) -> Action {
         let Ok(q) = parse_icmp_quote(buf.data(), meta) else {
@@ -825,7 +826,16 @@ impl Lb {
             ConnAddr::from(q.src),
             q.sport,
         );
-        if let Some(id) = self.conns.lookup_in(&inbound) {
+        let found = match self.conns.lookup_in(&inbound) {
+            None if self.defense.tunables.schedule_icmp() => {
+                match self.schedule_from_icmp(&q, &inbound, now) {
+                    Ok(id) => id,
+                    Err(a) => return a,
+                }
+            }
+            found => found,
+        };
+        if let Some(id) = found {
             let c = self.conns.get(id);
             let method = *c.method();
             let (daddr, dport) = c.real();
@@ -878,6 +888,86 @@ impl Lb {
             };
         }
         Action::Pass
+    }
+
+    /// `schedule_icmp`: an ICMP error from the client side quoting a packet
+    /// VIP -> client of a connection this worker does not have (another
+    /// director of an ECMP group had it, or it expired) is scheduled as
+    /// the kernel's `ip_vs_in_icmp` does: the service is the quote's
+    /// source, the client its destination, and the new connection carries
+    /// the error to the real server. `Ok(None)`: no such service (the
+    /// caller goes on); `Err`: no destination (the error is dropped, never
+    /// answered) or the table is full. UVS schedules only non-persistent,
+    /// non-one-packet services this way; the others pass (kernel
+    /// difference). The entry starts in the state a flagless packet gives
+    /// (TCP CLOSE, UDP), so it lives for that state's timeout.
+    fn schedule_from_icmp(
+        &mut self,
+        q: &crate::wire::IcmpQuote,
+        inbound: &ConnKey,
+        now: u64,
+    ) -> Result<Option<ConnId>, Action> {
+        let Some(si) = self.index.find(q.protocol, &q.src, q.sport) else {
+            return Ok(None);
+        };
+        let Lb {
+            snap,
+            scheds,
+            conns,
+            rng,
+            worker,
+            counters,
+            ..
+        } = self;
+        let svc = &snap.services[si];
+        let svc_port = match svc.config.key {
+            ServiceKey::Addr { port, .. } => port,
+            ServiceKey::Fwmark { .. } => 0,
+        };
+        if svc.config.persistent.is_some() || svc.config.one_packet || svc_port == 0 {
+            return Ok(None);
+        }
+        let mut input = SchedInput {
+            src: q.dst,
+            src_port: q.dport,
+            dst: q.src,
+            protocol: q.protocol,
+            now,
+            rng,
+        };
+        let Some(i) = scheds[si]
+            .sched
+            .as_mut()
+            .and_then(|s| s.schedule(&svc.dests, &mut input))
+        else {
+            return Err(drop_counted(counters, LbDrop::NoDestination));
+        };
+        let d = &svc.dests[i];
+        let n = NewConn {
+            proto: q.protocol,
+            client: inbound.src,
+            cport: inbound.sport,
+            vaddr: inbound.dst,
+            vport: inbound.dport,
+            daddr: ConnAddr::from(d.config.addr),
+            dport: if d.config.port == 0 {
+                q.sport
+            } else {
+                d.config.port
+            },
+            method: d.config.method,
+            dest: &d.shared,
+            svc: Some(&svc.shared),
+            control: None,
+        };
+        let key = conns.hashed(*inbound);
+        let id = conns
+            .create_hashed(&n, 0, now, &key)
+            .map_err(|_| drop_counted(counters, LbDrop::TableFull))?;
+        svc.shared.stats.slot(*worker).conn();
+        d.shared.stats.slot(*worker).conn();
+        bump(&counters.created);
+        Ok(Some(id))
     }
 
     /// Rows of `ipvsadm -L -c` for this worker's shard.
