@@ -67,6 +67,8 @@ pub mod timer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_defense;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
