@@ -18,9 +18,14 @@
 //!    side of NAT) run the state machine and are rewritten by the
 //!    connection's forwarding method.
 //! 3. Packets to a virtual service that may start a connection (TCP SYN,
-//!    any UDP) are scheduled (persistence templates first), a connection
-//!    is created, and the packet is sent like 2. No destination: ICMP port
-//!    unreachable back to the client.
+//!    any non-RST TCP with `sloppy_tcp`, any UDP) are scheduled
+//!    (persistence templates first), a connection is created, and the
+//!    packet is sent like 2. No destination: ICMP port unreachable back to
+//!    the client.
+//!
+//! The IPVS tunables come with each snapshot ([`crate::tunables`]); the
+//! memory defences they switch on are evaluated per worker in
+//! [`Lb::housekeeping`] ([`Defense`]).
 //! 4. Everything else is not the load balancer's: [`Action::Pass`], for the
 //!    L2/L3 stage (own addresses, ARP, NDP) to handle or drop.
 //!
