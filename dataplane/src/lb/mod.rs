@@ -353,7 +353,13 @@ impl Lb {
     /// last snapshot (the kernel's delayed flush work).
     fn take_tunables(&mut self, snap: &Snapshot) {
         let t = snap.tunables;
-        self.defense.tunables = t;
+        if t != self.defense.tunables {
+            // A changed mode applies now, as the kernel's sysctl handler
+            // re-evaluates the defence level at once.
+            self.defense.tunables = t;
+            self.defense
+                .update(self.conns.capacity() as i64 - self.conns.len() as i64);
+        }
         self.settings.pmtu_disc = t.pmtu_disc();
         self.conns.set_sysctls(self.defense.sysctls());
         self.nat_reals.clear();

@@ -178,7 +178,6 @@ fn secure_tcp_keeps_a_half_open_connection_half_open() {
         let mut st = masq3("rr");
         let mut lb = lb_for(&st);
         set(&mut st, &mut lb, Tunable::SecureTcp, mode);
-        lb.housekeeping(0, 16);
         syn_to(&mut lb, 40000, 0);
         run(
             &mut lb,
@@ -196,7 +195,6 @@ fn drop_packet_3_drops_one_new_connection_in_am_droprate() {
     let mut lb = lb_for(&st);
     set(&mut st, &mut lb, Tunable::DropPacket, 3);
     set(&mut st, &mut lb, Tunable::AmDroprate, 4);
-    lb.housekeeping(0, 16);
     let acts: Vec<Action> = (0..20).map(|p| syn_to(&mut lb, 40000 + p, 1)).collect();
     let dropped = acts
         .iter()
