@@ -154,3 +154,54 @@ fn sloppy_tcp_schedules_a_mid_stream_ack() {
     // Ordinary connections still work.
     assert_eq!(lab.who("198.18.0.2", VIP), "rs1");
 }
+
+/// The config file's `[sysctl]` table is in force from the start: uvsadm
+/// shows its values, the others keep the kernel's defaults.
+#[test]
+fn config_sysctl_table_is_what_uvsadm_shows() {
+    let _g = lock();
+    let tag = common::unique("tc");
+    let dir = common::Scratch::new("tunables-config");
+    let sock = dir.path("ctl.sock");
+    let cfg = dir.path("uvsd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[eal]
+args = ["-l", "0-1", "--no-pci", "--no-huge", "-m", "256", "--file-prefix={tag}"]
+[workers]
+lcores = [1]
+[control]
+socket = "{sock}"
+[[port]]
+name = "null"
+device = "net_null_{tag}"
+addresses = ["198.18.9.1/24"]
+[sysctl]
+expire_nodest_conn = 1
+secure_tcp = 3
+amemthresh = 4096
+"#,
+            sock = sock.display()
+        ),
+    )
+    .unwrap();
+    let mut uvsd = common::Daemon::start(&cfg);
+    let out = std::process::Command::new(common::lab::UVSADM)
+        .args(["--socket", &sock.display().to_string(), "--sysctl"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (status, stderr) = uvsd.stop();
+    assert!(out.status.success(), "{text}");
+    for want in [
+        "net.ipv4.vs.expire_nodest_conn = 1\n",
+        "net.ipv4.vs.secure_tcp = 3\n",
+        "net.ipv4.vs.amemthresh = 4096\n",
+        "net.ipv4.vs.conn_reuse_mode = 1\n",
+        "net.ipv4.vs.sloppy_tcp = 0\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert!(status.is_some_and(|s| s.success()), "{stderr}");
+}
