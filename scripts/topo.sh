@@ -141,10 +141,6 @@ attach() {
     clients=$(cat "/tmp/${P}-run/clients")
     ip link set "${P}c" netns "${P}-cli"
     ip link set "${P}b" netns "${P}-br"
-    # net_tap gives the kernel side the DPDK port's MAC; a bridge would take
-    # frames to that MAC as its own, so the kernel sides get their own MACs.
-    ns "${P}-cli" ip link set "${P}c" address 02:00:00:00:fe:01
-    ns "${P}-br" ip link set "${P}b" address 02:00:00:00:fe:02
     ns "${P}-br" ip link set "${P}b" master br0 up
     ns "${P}-cli" ip link set "${P}c" up
     for i in $(seq 1 "$clients"); do

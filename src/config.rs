@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use dataplane::net::{parse_mac, Interface, L3Config, Prefix};
 use dataplane::rss::RssSide;
+use dataplane::tunables::Tunables;
 use dataplane::wire::ethernet::MacAddr;
 use serde::Deserialize;
 
@@ -35,6 +36,10 @@ pub struct Config {
     /// `[log]`: format, target and level of the event log.
     #[serde(default)]
     pub log: crate::log::LogConfig,
+    /// `[sysctl]`: the IPVS tunables by their kernel names
+    /// (`expire_nodest_conn = 1`), checked in [`Config::validate`].
+    #[serde(default)]
+    pub sysctl: toml::Table,
 }
 
 /// `[eal]`: arguments passed to `rte_eal_init` as they are.
@@ -156,6 +161,8 @@ pub struct Validated {
     pub port_rss: Vec<RssSide>,
     pub routes: Vec<(Prefix, IpAddr)>,
     pub neighbors: Vec<(IpAddr, MacAddr)>,
+    /// The tunables: the kernel's defaults with `[sysctl]` applied.
+    pub tunables: Tunables,
 }
 
 impl Validated {
@@ -318,6 +325,15 @@ impl Config {
                 Ok((ip, mac))
             })
             .collect::<Result<Vec<_>, String>>()?;
+        let mut tunables = Tunables::default();
+        for (name, value) in &self.sysctl {
+            let v = value
+                .as_integer()
+                .ok_or_else(|| format!("sysctl.{name}: {value} is not a whole number"))?;
+            tunables
+                .set_int(name, v)
+                .map_err(|e| format!("sysctl.{name}: {e}"))?;
+        }
         let v = Validated {
             raw: self,
             port_macs,
@@ -325,6 +341,7 @@ impl Config {
             port_rss,
             routes,
             neighbors,
+            tunables,
         };
         // Conflicts and gateways, with placeholder ids (file order).
         let placeholder: Vec<(u16, MacAddr, u16)> = (0..v.raw.ports.len())
@@ -443,6 +460,45 @@ mac = "02:00:00:00:01:11"
         }
         let e = parse(&DEMO.replace("rss = \"client\"", "rss = 1")).unwrap_err();
         assert!(e.contains("rss") && !e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn sysctl_table_sets_tunables_by_their_kernel_names() {
+        let v = parse(DEMO).unwrap();
+        assert_eq!(
+            v.tunables,
+            Tunables::default(),
+            "no [sysctl]: the kernel's defaults"
+        );
+        let v = parse(&format!(
+            "{DEMO}\n[sysctl]\nexpire_nodest_conn = 1\nsloppy_tcp = 1\nconn_reuse_mode = 0\n"
+        ))
+        .unwrap();
+        let t = v.tunables;
+        assert!(t.expire_nodest_conn() && t.sloppy_tcp());
+        assert_eq!(t.conn_reuse_mode(), 0);
+        assert!(t.pmtu_disc(), "others keep their defaults");
+    }
+
+    #[test]
+    fn bad_sysctl_names_and_values_are_one_line_errors() {
+        for (body, want) in [
+            ("nosuch = 1", "sysctl.nosuch: unknown IPVS tunable `nosuch'"),
+            (
+                "sloppy_tcp = 2",
+                "sysctl.sloppy_tcp: invalid value `2' for sloppy_tcp: expected 0 or 1",
+            ),
+            (
+                "sloppy_tcp = \"1\"",
+                "sysctl.sloppy_tcp: \"1\" is not a whole number",
+            ),
+            ("sync_ports = 2", "is not supported by UVS"),
+            ("secure_tcp = 4", "expected a whole number from 0 to 3"),
+        ] {
+            let e = parse(&format!("{DEMO}\n[sysctl]\n{body}\n")).unwrap_err();
+            assert!(e.contains(want), "{body}: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
     }
 
     #[test]

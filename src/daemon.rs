@@ -30,7 +30,7 @@ use dataplane::worker::{Mesh, Worker, WorkerParts, WorkerReport, MESH_RING_SIZE}
 
 use crate::config::Validated;
 use crate::control_hook;
-use crate::log::Level;
+use crate::log::{Level, Value};
 use crate::log_event;
 use crate::metrics;
 
@@ -162,6 +162,9 @@ pub fn run(v: Validated) -> Result<(), String> {
     // ends start-up before any port exists.
     let director = control_hook::prepare(&cfg.control, nworkers, cfg.workers.conn_capacity)?;
     let metrics_listener = metrics::bind(&cfg.metrics)?;
+    director
+        .set_tunables(&v.tunables)
+        .map_err(|r| format!("sysctl: {}", r.message.trim_end()))?;
     let eal_args = cfg.eal.args.clone();
     let result = start_and_serve(&v, &sigs, &director, metrics_listener);
     remove_hugepage_files(&eal_args);
@@ -330,16 +333,24 @@ fn start_and_serve(
 
     if err.is_none() {
         for p in &running.ports {
-            log_event!(
-                Level::Info,
-                "port",
-                name = p.name(),
-                id = p.id(),
-                driver = p.driver(),
-                mac = mac_str(MacAddr(p.mac())),
-                queues = p.rx_queues(),
-                link = if p.link_up() { "up" } else { "down_ignored" }
-            );
+            // A TAP's kernel side got a MAC of its own (dpdk/tap.rs): say
+            // which, since `ip link` shows it to whoever builds a topology.
+            let mut fields = vec![
+                ("name", Value::from(p.name())),
+                ("id", Value::from(p.id())),
+                ("driver", Value::from(p.driver())),
+                ("mac", Value::from(mac_str(MacAddr(p.mac())))),
+                ("queues", Value::from(p.rx_queues())),
+                (
+                    "link",
+                    Value::from(if p.link_up() { "up" } else { "down_ignored" }),
+                ),
+            ];
+            if let Some((iface, mac)) = p.kernel_side() {
+                fields.push(("kernel_side", Value::from(iface)));
+                fields.push(("kernel_mac", Value::from(mac_str(MacAddr(mac)))));
+            }
+            crate::log::write(Level::Info, "port", &fields);
         }
         let lcores: Vec<String> = cfg.workers.lcores.iter().map(u32::to_string).collect();
         log_event!(

@@ -8,13 +8,17 @@ mod common;
 
 use common::{leftovers, sh, Daemon, Netns, Scratch};
 
-const CLIENT_MAC: &str = "02:00:00:00:aa:01";
-const SERVER_MAC: &str = "02:00:00:00:aa:02";
+/// The MACs uvsd gives the kernel sides of its TAPs (the ports' MACs
+/// below, made distinct: 02 -> 06 in the first octet).
+const CLIENT_MAC: &str = "06:00:00:00:00:01";
+const SERVER_MAC: &str = "06:00:00:00:00:02";
 
-/// Moves `ifname` into `ns` and gives it `mac` and addresses.
+/// Moves `ifname` into `ns` and gives it addresses; it keeps the MAC uvsd
+/// gave it, which is `mac`.
 fn host(ns: &str, ifname: &str, mac: &str, addrs: &[&str]) {
     sh(&["ip", "link", "set", ifname, "netns", ns]);
-    sh(&["ip", "-n", ns, "link", "set", ifname, "address", mac]);
+    let link = sh(&["ip", "-n", ns, "link", "show", ifname]);
+    assert!(link.contains(&format!("link/ether {mac} ")), "{link}");
     for a in addrs {
         if a.contains(':') {
             sh(&["ip", "-n", ns, "addr", "add", a, "dev", ifname, "nodad"]);
@@ -167,5 +171,101 @@ via = "2001:db8:1::2"
     assert!(
         !common::ok(&["ip", "link", "show", &tag_c]),
         "tap {tag_c} still exists"
+    );
+}
+
+/// The README's topology on one port: the TAP's kernel side in a Linux
+/// bridge with a host behind it, and no `mac =` in the config. The bridge
+/// must not take the director's MAC for its own, so the host reaches the
+/// director (ARP, then ping) through the bridge. Nothing is changed by
+/// hand on the TAP: uvsd gave its kernel side a MAC of its own, which its
+/// start-up line names.
+#[test]
+fn a_bridged_tap_without_a_configured_mac_reaches_the_director() {
+    common::require_root();
+    let tag = common::unique("br");
+    let prefix = common::unique("brp");
+    let dir = Scratch::new("bridged");
+    let cfg = dir.path("uvsd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[eal]
+args = ["-l", "0-1", "--no-pci", "--no-huge", "-m", "256", "--file-prefix={prefix}"]
+[workers]
+lcores = [1]
+[control]
+socket = "{sock}"
+[[port]]
+name = "lan"
+device = "net_tap_{tag},iface={tag}"
+addresses = ["198.18.5.1/24"]
+"#,
+            sock = dir.path("uvsadm.sock").display()
+        ),
+    )
+    .unwrap();
+    let mut uvsd = Daemon::start(&cfg);
+    let line = uvsd
+        .log
+        .iter()
+        .find(|l| l.starts_with("uvsd: port ") && l.contains(" name=lan "))
+        .cloned()
+        .unwrap_or_default();
+    let field = |key: &str| {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let port_mac = field("mac=");
+    let kernel_mac = field("kernel_mac=");
+    assert_eq!(field("kernel_side="), tag, "{line}");
+    assert!(!port_mac.is_empty() && !kernel_mac.is_empty(), "{line}");
+    assert_ne!(port_mac, kernel_mac, "{line}");
+
+    let (ns_br, ns_h) = (format!("uvs-{tag}"), format!("uvs-{tag}h"));
+    let netns = Netns::create(&[&ns_br, &ns_h]);
+    sh(&["ip", "link", "set", &tag, "netns", &ns_br]);
+    let link = sh(&["ip", "-n", &ns_br, "link", "show", &tag]);
+    assert!(
+        link.contains(&format!("link/ether {kernel_mac} ")),
+        "{link}"
+    );
+    sh(&["ip", "-n", &ns_br, "link", "add", "br0", "type", "bridge"]);
+    sh(&[
+        "ip", "-n", &ns_br, "link", "set", &tag, "master", "br0", "up",
+    ]);
+    sh(&["ip", "-n", &ns_br, "link", "set", "br0", "up"]);
+    sh(&[
+        "ip", "-n", &ns_br, "link", "add", "vh0", "type", "veth", "peer", "name", "vh1", "netns",
+        &ns_h,
+    ]);
+    sh(&[
+        "ip", "-n", &ns_br, "link", "set", "vh0", "master", "br0", "up",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &ns_h,
+        "addr",
+        "add",
+        "198.18.5.2/24",
+        "dev",
+        "vh1",
+    ]);
+    sh(&["ip", "-n", &ns_h, "link", "set", "vh1", "up"]);
+
+    let out = ping(&ns_h, &["198.18.5.1"]);
+    assert!(out.contains("3 received"), "{out}");
+    let n = sh(&["ip", "-n", &ns_h, "neigh", "show", "198.18.5.1"]);
+    assert!(n.contains(&format!("lladdr {port_mac}")), "{n}");
+
+    let (status, stderr) = uvsd.stop();
+    drop(netns);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "uvsd exit {status:?}: {stderr}"
     );
 }

@@ -63,6 +63,30 @@ fn unknown_key_is_named() {
 }
 
 #[test]
+fn bad_sysctl_is_named() {
+    let d = Scratch::new("bad-sysctl");
+    for (line, want) in [
+        (
+            "expire_nodest_con = 1",
+            "sysctl.expire_nodest_con: unknown IPVS tunable",
+        ),
+        ("drop_entry = 7", "invalid value `7' for drop_entry"),
+    ] {
+        let c = config(
+            &d,
+            "c.toml",
+            &format!(
+                "[eal]\nargs = []\n[workers]\nlcores = [1]\n\
+                 [[port]]\nname = \"a\"\ndevice = \"net_null0\"\n[sysctl]\n{line}\n"
+            ),
+        );
+        let (code, err) = run(&["--config", &c]);
+        assert_eq!(code, Some(1));
+        assert_one_clear_line(&err, want);
+    }
+}
+
+#[test]
 fn address_conflict_is_refused_before_dpdk_starts() {
     let d = Scratch::new("conflict");
     let prefix = common::unique("cf");

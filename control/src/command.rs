@@ -51,6 +51,20 @@ pub enum Command {
     Help,
     /// `-v`
     Version,
+    /// `--sysctl [NAME[=VALUE]]` (a UVS extension): the IPVS tunables.
+    Sysctl(SysctlRequest),
+}
+
+/// What `--sysctl` asks for. Names are the kernel's short names
+/// (`sloppy_tcp`), already checked by the grammar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SysctlRequest {
+    /// `--sysctl`: every tunable, `sysctl`'s `name = value` lines.
+    List,
+    /// `--sysctl NAME`: one line.
+    Get(String),
+    /// `--sysctl NAME=VALUE`: set it (and print the line, as `sysctl -w`).
+    Set(String, i32),
 }
 
 /// What `-L` lists.

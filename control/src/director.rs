@@ -22,11 +22,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use dataplane::config::{ConfigOp, ConfigStore};
 use dataplane::model::{ConnEntry, ServiceKey, Snapshot};
 
-use crate::command::{Command, ListKind};
+use crate::command::{Command, ListKind, SysctlRequest};
 use crate::format::{self, ListSources, Listing, Resolver};
 use crate::grammar::{self, GrammarError};
 use crate::proto::{Request, Response};
 use crate::server::Executor;
+use dataplane::tunables::{Tunable, Tunables, TUNABLES};
 
 /// What the executor needs from the data plane.
 pub trait Dataplane: Send + Sync {
@@ -44,6 +45,8 @@ const KERNEL_ERROR: i32 = 255;
 const LIST_ERROR: i32 = 1;
 /// Exit status for what UVS refuses on its own.
 const UNSUPPORTED: i32 = 2;
+/// Exit status of a bad command line (ipvsadm's `fail(2, ...)`).
+const CMDLINE_ERROR: i32 = 2;
 
 /// Runs ipvsadm commands against the configuration store.
 pub struct Director<D: Dataplane> {
@@ -229,6 +232,7 @@ impl<D: Dataplane> Director<D> {
             };
         }
         match cmd {
+            Command::Sysctl(req) => self.sysctl(req),
             Command::Help => Response::ok(grammar::usage().to_string()),
             Command::Version => Response::ok(format!("{}\n", grammar::VERSION_LINE)),
             Command::Save { numeric } => {
@@ -310,6 +314,55 @@ impl<D: Dataplane> Director<D> {
             self.dataplane.publish(store.snapshot());
         }
         all
+    }
+
+    /// `--sysctl`: lists, shows or sets the IPVS tunables. A set prints the
+    /// new line, as `sysctl -w` does, and reaches the workers in the next
+    /// snapshot like any configuration change.
+    fn sysctl(&self, req: &SysctlRequest) -> Response {
+        let lookup = |n: &str| Tunable::lookup(n).map_err(|e| refuse(CMDLINE_ERROR, e.to_string()));
+        match req {
+            SysctlRequest::List => Response::ok(self.store().tunables().lines()),
+            SysctlRequest::Get(n) => match lookup(n) {
+                Ok(t) => Response::ok(self.store().tunables().line(t)),
+                Err(r) => r,
+            },
+            SysctlRequest::Set(n, v) => {
+                let t = match lookup(n) {
+                    Ok(t) => t,
+                    Err(r) => return r,
+                };
+                let mut store = self.store();
+                match store.apply(&ConfigOp::SetTunable(t, *v)) {
+                    Ok(()) => {
+                        self.dataplane.publish(store.snapshot());
+                        Response::ok(store.tunables().line(t))
+                    }
+                    Err(_) => refuse(
+                        CMDLINE_ERROR,
+                        Tunables::default()
+                            .set(n, &v.to_string())
+                            .err()
+                            .map_or_else(|| format!("invalid value for {n}"), |e| e.to_string()),
+                    ),
+                }
+            }
+        }
+    }
+
+    /// The config file's `[sysctl]` table, before the ports start: every
+    /// tunable is set, all or nothing.
+    pub fn set_tunables(&self, t: &Tunables) -> Result<(), Refusal> {
+        let ops: Vec<ConfigOp> = TUNABLES
+            .iter()
+            .map(|d| ConfigOp::SetTunable(d.tunable, t.get(d.tunable)))
+            .collect();
+        let mut store = self.store();
+        store
+            .apply_all(&ops)
+            .map_err(|(_, e)| Refusal::new(KERNEL_ERROR, e.to_string()))?;
+        self.dataplane.publish(store.snapshot());
+        Ok(())
     }
 
     /// Every service and destination with its counters and rates, as

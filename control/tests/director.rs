@@ -298,3 +298,60 @@ proptest! {
         prop_assert_eq!(ok(&b, "-S -n"), saved);
     }
 }
+
+/// `--sysctl` lists the tunables as `sysctl` prints them, shows one, and
+/// sets one (printing the new line); the workers' snapshot carries the new
+/// value. A bad name or value is one line, status 2, and changes nothing.
+#[test]
+fn sysctl_lists_shows_and_sets_the_ipvs_tunables() {
+    let d = director();
+    let all = ok(&d, "--sysctl");
+    assert_eq!(all.lines().count(), dataplane::tunables::COUNT);
+    assert!(
+        all.contains("net.ipv4.vs.expire_nodest_conn = 0\n"),
+        "{all}"
+    );
+    assert!(all.contains("net.ipv4.vs.conn_reuse_mode = 1\n"), "{all}");
+    assert!(all.contains("net.ipv4.vs.pmtu_disc = 1\n"), "{all}");
+
+    let g = generation(&d);
+    assert_eq!(
+        ok(&d, "--sysctl expire_nodest_conn=1"),
+        "net.ipv4.vs.expire_nodest_conn = 1\n"
+    );
+    assert_eq!(generation(&d), g + 1, "a set publishes a snapshot");
+    let snap = d.dataplane().last.lock().unwrap().clone().unwrap();
+    assert!(snap.tunables.expire_nodest_conn());
+    assert_eq!(
+        ok(&d, "--sysctl net.ipv4.vs.expire_nodest_conn"),
+        "net.ipv4.vs.expire_nodest_conn = 1\n"
+    );
+    assert_eq!(
+        ok(&d, "--sysctl=sloppy_tcp=1"),
+        "net.ipv4.vs.sloppy_tcp = 1\n"
+    );
+
+    let before = ok(&d, "--sysctl");
+    let g = generation(&d);
+    for (line, want) in [
+        ("--sysctl nosuch=1", "unknown IPVS tunable `nosuch'"),
+        ("--sysctl nosuch", "unknown IPVS tunable `nosuch'"),
+        (
+            "--sysctl sloppy_tcp=yes",
+            "invalid value `yes' for sloppy_tcp: expected 0 or 1",
+        ),
+        ("--sysctl secure_tcp=4", "invalid value `4' for secure_tcp"),
+        ("--sysctl sync_threshold=3", "not supported by UVS"),
+        ("--sysctl sloppy_tcp=1 -n", "no other option"),
+        ("--sysctl sloppy_tcp=1 extra", "not also `extra'"),
+        ("-L --sysctl", "invalid option `--sysctl'"),
+    ] {
+        let r = run(&d, line);
+        assert_eq!(r.code, 2, "{line}: {r:?}");
+        assert!(r.stderr.contains(want), "{line}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{line}: {}", r.stderr);
+        assert!(r.stdout.is_empty());
+    }
+    assert_eq!(ok(&d, "--sysctl"), before, "nothing changed");
+    assert_eq!(generation(&d), g);
+}

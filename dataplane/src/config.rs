@@ -50,6 +50,7 @@ use crate::model::{
     ServiceShared, Snapshot, Timeouts, TunnelType,
 };
 use crate::stats::Counters;
+use crate::tunables::{Tunable, Tunables};
 
 /// Scheduler names the kernel (and UVS) knows.
 pub const SCHEDULERS: [&str; 14] = [
@@ -81,6 +82,9 @@ pub enum ConfigOp {
     SetTimeouts { tcp: u32, tcp_fin: u32, udp: u32 },
     /// `-Z`: one service (and its destinations) or everything.
     Zero(Option<ServiceKey>),
+    /// `uvsadm --sysctl NAME=VALUE` (and the config's `[sysctl]` table):
+    /// one IPVS tunable, value already checked against its range.
+    SetTunable(Tunable, i32),
 }
 
 impl ConfigOp {
@@ -95,6 +99,7 @@ impl ConfigOp {
             ConfigOp::DeleteDest { .. } => OpKind::DeleteDest,
             ConfigOp::SetTimeouts { .. } => OpKind::SetTimeouts,
             ConfigOp::Zero(_) => OpKind::Zero,
+            ConfigOp::SetTunable(..) => OpKind::SetTunable,
         }
     }
 }
@@ -111,6 +116,7 @@ pub enum OpKind {
     DeleteDest,
     SetTimeouts,
     Zero,
+    SetTunable,
 }
 
 /// A refused operation: the kernel's errno, the operation, and (for EINVAL
@@ -279,6 +285,9 @@ struct State {
     services: Vec<ServiceEntry>,
     timeouts: Timeouts,
     trash: Vec<TrashEntry>,
+    tunables: Tunables,
+    /// Destinations deleted so far (see [`Snapshot::dest_removals`]).
+    dest_removals: u64,
 }
 
 /// The daemon's configuration and what the kernel keeps beside it.
@@ -312,6 +321,11 @@ impl ConfigStore {
         self.state.timeouts
     }
 
+    /// The IPVS tunables in force.
+    pub fn tunables(&self) -> Tunables {
+        self.state.tunables
+    }
+
     /// Executes one operation; on error nothing changed.
     pub fn apply(&mut self, op: &ConfigOp) -> Result<(), ApplyError> {
         self.purge_trash();
@@ -334,7 +348,12 @@ impl ConfigStore {
     }
 
     /// One estimator step (call every [`crate::estimator::TICK_SECONDS`]).
+    /// Does nothing while `run_estimation` is 0 (the rates then keep their
+    /// last values, as the kernel's stopped estimators do).
     pub fn tick_estimators(&mut self) {
+        if !self.state.tunables.run_estimation() {
+            return;
+        }
         for s in &mut self.state.services {
             s.track.est.tick(s.shared.stats.total());
             for d in &mut s.dests {
@@ -405,6 +424,7 @@ impl ConfigStore {
                     d.shared
                         .flags
                         .fetch_and(!dest_flags::AVAILABLE, Ordering::Relaxed);
+                    new.dest_removals += 1;
                 }
             }
         }
@@ -440,6 +460,8 @@ impl ConfigStore {
                 })
                 .collect(),
             timeouts: self.state.timeouts,
+            tunables: self.state.tunables,
+            dest_removals: self.state.dest_removals,
         };
         self.snapshot = Arc::new(snapshot);
     }
@@ -668,6 +690,11 @@ fn stage(st: &mut State, op: &ConfigOp) -> Result<(), ApplyError> {
                 }
                 None => st.services.iter_mut().for_each(zero_service),
             }
+        }
+        ConfigOp::SetTunable(t, v) => {
+            st.tunables
+                .set(t.name(), &v.to_string())
+                .map_err(|_| ApplyError::Invalid(kind, "tunable value out of range"))?;
         }
     }
     Ok(())

@@ -361,6 +361,12 @@ pub struct Snapshot {
     /// Services in creation order (listings sort them themselves).
     pub services: Vec<Service>,
     pub timeouts: Timeouts,
+    /// The IPVS tunables (`/proc/sys/net/ipv4/vs/*`).
+    pub tunables: crate::tunables::Tunables,
+    /// How many destinations have been deleted since start: a worker that
+    /// sees it grow flushes their connections when `expire_nodest_conn` is
+    /// on (once per delete, not once per snapshot).
+    pub dest_removals: u64,
 }
 
 impl Snapshot {

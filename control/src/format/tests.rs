@@ -204,6 +204,7 @@ fn reference_snapshot() -> Snapshot {
             ),
         ],
         timeouts: Timeouts::default(),
+        ..Snapshot::default()
     }
 }
 
@@ -295,6 +296,7 @@ fn one_service_stats() -> (Snapshot, StatsView) {
         generation: 1,
         services: vec![service(cfg, vec![d])],
         timeouts: Timeouts::default(),
+        ..Snapshot::default()
     };
     let c = |v: [u64; 5]| Counters {
         conns: v[0],
@@ -410,6 +412,7 @@ fn tun_info_listing() {
             ],
         )],
         timeouts: Timeouts::default(),
+        ..Snapshot::default()
     };
     assert_eq!(
         without_header(&list(&snap, &StatsView::default(), &opts(Detail::TunInfo))),
@@ -462,6 +465,7 @@ fn save_other_tunnels_pe_and_v6_mask() {
             ],
         )],
         timeouts: Timeouts::default(),
+        ..Snapshot::default()
     };
     let want = concat!(
         "-A --sctp-service [2001:db8::1]:5060 -s mh -p 60 -M 64 --pe sip -b \n",
@@ -651,6 +655,7 @@ fn names_resolved_and_truncated_33_28_but_not_ipv6() {
             ),
         ],
         timeouts: Timeouts::default(),
+        ..Snapshot::default()
     };
     let view = Listing::capture(&snap, &StatsView::default(), 4096);
     let mut o = opts(Detail::Default);
@@ -683,6 +688,7 @@ fn listing_applies_the_sort_quirk() {
             .map(|k| service(ServiceConfig::new(tcp(k, 80)), vec![]))
             .collect(),
         timeouts: Timeouts::default(),
+        ..Snapshot::default()
     };
     let text = list(&snap, &StatsView::default(), &opts(Detail::Default));
     let order: Vec<&str> = text.lines().skip(3).collect();
@@ -732,6 +738,7 @@ fn fwmark_real_servers_keep_numeric_ports_with_names() {
             vec![dest("198.19.1.10", 80, ForwardMethod::Route, 1, 0, 0)],
         )],
         timeouts: Timeouts::default(),
+        ..Snapshot::default()
     };
     let names = Names(HashMap::new());
     let view = Listing::capture(&snap, &StatsView::default(), 4096);

@@ -19,6 +19,9 @@
 //! choices:
 //! * `--json` (long form only) is accepted with `-L`/`-l` and nowhere else
 //!   (`Illegal 'json' option with the '<cmd>' command`).
+//! * `--sysctl [NAME[=VALUE]]` (long form only) lists, shows or sets the
+//!   IPVS tunables; nothing may follow it, and names and values are checked
+//!   here against `dataplane::tunables`.
 //! * [`split_client_options`] strips a leading `--socket PATH` for uvsadm.
 //! * `-R`: `parse(["-R"])` returns `Command::Restore(vec![])`; the client
 //!   reads stdin and fills it with [`parse_restore`]. A popt error on a
@@ -165,6 +168,7 @@ Usage:
   ipvsadm --set tcp tcpfin udp
   ipvsadm --start-daemon {master|backup} [daemon_options]
   ipvsadm --stop-daemon {master|backup}
+  ipvsadm --sysctl [name[=value]]
   ipvsadm -h
 
 Commands:
@@ -183,6 +187,7 @@ Either long or short options are allowed.
   --set tcp tcpfin udp        set the connection timeouts (0 keeps a value)
   --start-daemon              start the connection synchronisation daemon
   --stop-daemon               stop the connection synchronisation daemon
+  --sysctl [name[=value]]     list, show or set the IPVS tunables (UVS extension)
   --help            -h        print this help
   --version         -v        print the version
 

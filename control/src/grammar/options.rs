@@ -83,6 +83,8 @@ pub enum Tag {
     TunRemcsum,
     /// `--json`: UVS extension, listings only.
     Json,
+    /// `--sysctl [NAME[=VALUE]]`: UVS extension, the IPVS tunables.
+    Sysctl,
 }
 
 /// Whether an option takes a value.
@@ -175,6 +177,7 @@ pub const OPTIONS: &[OptionDef] = &[
     def("tun-csum", None, NoArg, Tag::TunCsum),
     def("tun-remcsum", None, NoArg, Tag::TunRemcsum),
     def("json", None, NoArg, Tag::Json),
+    def("sysctl", None, Optional, Tag::Sysctl),
 ];
 
 /// Options whose presence ipvsadm tracks (each may be given once), in

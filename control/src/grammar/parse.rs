@@ -23,7 +23,10 @@ use super::validate::{
     generic_opt_check, list_conflicts, parse_sched_flags, tunnel_opt_check,
     tunnel_options_need_tunnel, Cmd, TunKind,
 };
-use crate::command::{Command, DaemonConfig, DaemonState, Detail, ListKind, ListOptions};
+use crate::command::{
+    Command, DaemonConfig, DaemonState, Detail, ListKind, ListOptions, SysctlRequest,
+};
+use dataplane::tunables::{Tunable, TunableError, Tunables};
 
 /// Longest timeout ipvsadm accepts (31 days).
 pub const MAX_TIMEOUT: i64 = 86400 * 31;
@@ -117,6 +120,33 @@ fn timeout_value(arg: &str, min: i64) -> Result<u32, GrammarError> {
         .ok_or_else(|| GrammarError::fail(format!("invalid timeout value `{arg}' specified")))
 }
 
+/// `--sysctl`, `--sysctl NAME`, `--sysctl NAME=VALUE` (a UVS extension):
+/// nothing may follow, and the name and value are checked here against the
+/// tunables' table, so a bad one fails before the director is asked.
+fn sysctl_command(arg: Option<&str>, mut tok: Tokenizer<'_>) -> Result<Command, GrammarError> {
+    if let Some(p) = tok.next_option()? {
+        return Err(GrammarError::fail(format!(
+            "--sysctl takes one NAME or NAME=VALUE and no other option, not `{}'",
+            p.word
+        )));
+    }
+    if let Some(w) = tok.into_leftovers().first() {
+        return Err(GrammarError::fail(format!(
+            "--sysctl takes one NAME or NAME=VALUE, not also `{w}'"
+        )));
+    }
+    let fail = |e: TunableError| GrammarError::fail(e.to_string());
+    Ok(Command::Sysctl(match arg {
+        None => SysctlRequest::List,
+        Some(a) if a.contains('=') => {
+            let mut t = Tunables::default();
+            let which = t.assign(a).map_err(fail)?;
+            SysctlRequest::Set(which.name().to_string(), t.get(which))
+        }
+        Some(a) => SysctlRequest::Get(Tunable::lookup(a).map_err(fail)?.name().to_string()),
+    }))
+}
+
 /// Parses one command line (argv without the program name).
 /// `reading_stdin` is true for lines of `-R` input, where `-R` is refused.
 pub fn parse_command(
@@ -180,6 +210,7 @@ pub fn parse_command(
         }
         Tag::Help => return Ok(Command::Help),
         Tag::Version => return Ok(Command::Version),
+        Tag::Sysctl => return sysctl_command(first.arg.as_deref(), tok),
         _ => return Err(GrammarError::try_help()),
     };
 
@@ -228,7 +259,8 @@ pub fn parse_command(
             | Tag::StartDaemon
             | Tag::StopDaemon
             | Tag::Help
-            | Tag::Version => {
+            | Tag::Version
+            | Tag::Sysctl => {
                 // ipvsadm's option loop has no case for commands: a second
                 // command falls to its default case, which names the argv
                 // word popt consumed last (`set_command`'s "multiple

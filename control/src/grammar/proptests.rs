@@ -11,7 +11,9 @@ use proptest::prelude::*;
 
 use super::tests::Stub;
 use super::*;
-use crate::command::{Command, DaemonConfig, DaemonState, Detail, ListKind, ListOptions};
+use crate::command::{
+    Command, DaemonConfig, DaemonState, Detail, ListKind, ListOptions, SysctlRequest,
+};
 
 const WORDS: &[&str] = &[
     "-A",
@@ -373,6 +375,21 @@ fn command() -> impl Strategy<Value = Command> {
         daemon_state().prop_map(Command::StopDaemon),
         Just(Command::Help),
         Just(Command::Version),
+        sysctl_request().prop_map(Command::Sysctl),
+    ]
+}
+
+/// Any `--sysctl` request with a known name and, for a set, a value in
+/// its range.
+fn sysctl_request() -> impl Strategy<Value = SysctlRequest> {
+    use dataplane::tunables::TUNABLES;
+    let def = (0..TUNABLES.len()).prop_map(|i| &TUNABLES[i]);
+    prop_oneof![
+        Just(SysctlRequest::List),
+        def.clone()
+            .prop_map(|d| SysctlRequest::Get(d.name.to_string())),
+        def.prop_flat_map(|d| (d.min..=d.max.min(1 << 20))
+            .prop_map(move |v| SysctlRequest::Set(d.name.to_string(), v))),
     ]
 }
 
@@ -584,6 +601,14 @@ fn to_argv(cmd: &Command) -> Vec<String> {
         }
         Command::Help => push(&mut a, "-h"),
         Command::Version => push(&mut a, "-v"),
+        Command::Sysctl(r) => {
+            push(&mut a, "--sysctl");
+            match r {
+                SysctlRequest::List => {}
+                SysctlRequest::Get(n) => push(&mut a, n),
+                SysctlRequest::Set(n, v) => push(&mut a, &format!("{n}={v}")),
+            }
+        }
     }
     a
 }

@@ -939,3 +939,43 @@ fn system_resolver_reads_etc_services() {
         Ok(Command::AddService(ServiceConfig::new(vip_key())))
     );
 }
+
+#[test]
+fn sysctl_is_an_extension_command_with_one_optional_word() {
+    use crate::command::SysctlRequest as R;
+    assert_eq!(ok("--sysctl"), Command::Sysctl(R::List));
+    assert_eq!(
+        ok("--sysctl sloppy_tcp"),
+        Command::Sysctl(R::Get("sloppy_tcp".into()))
+    );
+    assert_eq!(
+        ok("--sysctl net.ipv4.vs.sloppy_tcp=1"),
+        Command::Sysctl(R::Set("sloppy_tcp".into(), 1))
+    );
+    assert_eq!(
+        ok("--sysctl=amemthresh=4096"),
+        Command::Sysctl(R::Set("amemthresh".into(), 4096))
+    );
+    for (line, want) in [
+        (
+            "--sysctl bogus",
+            "unknown IPVS tunable `bogus' (uvsadm --sysctl lists them)",
+        ),
+        (
+            "--sysctl drop_packet=9",
+            "invalid value `9' for drop_packet: expected a whole number from 0 to 3",
+        ),
+        (
+            "--sysctl a b",
+            "--sysctl takes one NAME or NAME=VALUE, not also `b'",
+        ),
+        (
+            "--sysctl -n",
+            "--sysctl takes one NAME or NAME=VALUE and no other option, not `-n'",
+        ),
+        ("-A -t 198.18.0.1:80 --sysctl", "invalid option `--sysctl'"),
+    ] {
+        let e = run(line).unwrap_err();
+        assert_eq!((e.message.as_str(), e.exit_code), (want, E2), "{line}");
+    }
+}

@@ -67,6 +67,8 @@ pub mod timer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_defense;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -174,7 +176,8 @@ pub enum Verdict {
     Expired,
 }
 
-/// Sysctl-like switches of the table (reference 4.8/4.10).
+/// The table's switches, from the IPVS tunables (reference 4.8/4.10;
+/// [`crate::tunables`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sysctls {
     /// `expire_nodest_conn` (default false).
@@ -184,7 +187,8 @@ pub struct Sysctls {
     /// `conn_reuse_mode` bits: 1 = TIME_WAIT/CLOSE, 2 = also FIN_WAIT for
     /// non-NAT (default 1).
     pub conn_reuse_mode: u8,
-    /// `secure_tcp` table in force (mode 3; default false).
+    /// The `secure_tcp` table in force (mode 3, or 1/2 while the worker
+    /// is short of entries: decided by `lb::Defense`; default false).
     pub secure_tcp: bool,
 }
 

@@ -77,9 +77,16 @@ pub fn timeout_secs(s: u8, t: &Timeouts) -> u32 {
 }
 
 /// Whether a packet with these flags may create a connection (SYN without
-/// RST; `sloppy_tcp` is not supported).
+/// RST), without `sloppy_tcp`.
 pub const fn is_new_conn(tcp_flags: u8) -> bool {
     tcp_flags & flags::SYN != 0 && tcp_flags & flags::RST == 0
+}
+
+/// Whether a packet without a connection may be scheduled: a SYN without
+/// RST, or with `sloppy_tcp` any packet without RST (the kernel's
+/// `tcp_conn_schedule`).
+pub const fn may_schedule(tcp_flags: u8, sloppy_tcp: bool) -> bool {
+    tcp_flags & flags::RST == 0 && (sloppy_tcp || tcp_flags & flags::SYN != 0)
 }
 
 /// Packet event: index into a table row, [`EV_NONE`] when none of RST,

@@ -41,7 +41,15 @@ pub mod cflags {
     pub const ASSURED: u16 = 0x10;
     /// Linked in the NAT-reply index.
     pub const HASHED_OUT: u16 = 0x20;
+    /// Client packets seen, saturating at 9 ("more than 8"), in the top
+    /// four bits: the kernel's `in_pkts` as far as `drop_entry` reads it,
+    /// kept in the hot line the client packet writes anyway.
+    pub const IN_PKTS_SHIFT: u16 = 12;
+    pub const IN_PKTS: u16 = 0xf << IN_PKTS_SHIFT;
 }
+
+/// `in_pkts` saturates here: `drop_entry` leaves entries with more alone.
+const IN_PKTS_MAX: u16 = 9;
 
 /// One connection or template.
 ///
@@ -798,9 +806,14 @@ impl ConnTable {
             // Destination checks read the shared DestShared line only for
             // client packets, as the kernel's ip_vs_in does.
             let dest = c.dest.as_deref();
-            if c.proto == TCP && proto_tcp::is_new_conn(tcp_flags) {
+            if c.proto == TCP
+                && proto_tcp::is_new_conn(tcp_flags)
+                && self.sysctls.conn_reuse_mode != 0
+            {
+                // ip_vs_in: with conn_reuse_mode on, a SYN to a weight-0
+                // server is rescheduled under expire_nodest_conn.
                 let nodest0 =
-                    self.sysctls.expire_nodest_conn && dest.is_none_or(|d| d.weight() == 0);
+                    self.sysctls.expire_nodest_conn && dest.is_some_and(|d| d.weight() == 0);
                 if nodest0 || self.reuse_expected(c) {
                     self.free(i);
                     return Verdict::Expired;
@@ -835,6 +848,9 @@ impl ConnTable {
     fn transition(&mut self, i: u32, dir: Dir, tcp_flags: u8, now: u64) {
         let secure = self.sysctls.secure_tcp;
         let c = &mut self.ents[i as usize];
+        if dir == Dir::In && (c.flags >> cflags::IN_PKTS_SHIFT) < IN_PKTS_MAX {
+            c.flags += 1 << cflags::IN_PKTS_SHIFT;
+        }
         let mut assure = false;
         match c.proto {
             TCP => {
@@ -951,6 +967,70 @@ impl ConnTable {
             }
         }
         n
+    }
+
+    /// The `drop_entry` defence (reference 4.9; the kernel's
+    /// `ip_vs_random_dropentry`): examines `n` slots picked by `pick` (the
+    /// kernel scans 1/32 of its hash buckets a second) and frees, among
+    /// connections that control nothing, TCP ones still in SYN_RECV or
+    /// SYNACK, and established TCP or other (UDP) ones that `todrop_entry`
+    /// picks: idle for 60 s or more and with 1..=8 client packets, the i-th
+    /// such entry with i packets (one counter per packet count, in
+    /// `counters`). A dropped connection's template goes with it when it
+    /// controls nothing else. Between bursts; returns how many it freed.
+    pub fn random_drop(
+        &mut self,
+        n: usize,
+        mut pick: impl FnMut() -> u32,
+        now: u64,
+        counters: &mut [i8; 9],
+    ) -> usize {
+        use proto_tcp::state::{ESTABLISHED, SYNACK, SYN_RECV};
+        let cap = self.ents.len() as u32;
+        if cap == 0 {
+            return 0;
+        }
+        let now_t = tick_of_ms(now);
+        let idle_min = secs_to_ticks(60);
+        let mut freed = 0;
+        for _ in 0..n {
+            let i = pick() % cap;
+            let c = &self.ents[i as usize];
+            if c.flags & cflags::LIVE == 0 || c.n_control > 0 || c.is_template() {
+                continue;
+            }
+            let todrop = |c: &Conn, counters: &mut [i8; 9]| {
+                let armed = c.expires.wrapping_sub(self.state_timeout_ticks(c));
+                if now_t.wrapping_sub(armed) < idle_min {
+                    return false;
+                }
+                let p = usize::from(c.flags >> cflags::IN_PKTS_SHIFT);
+                if p == 0 || p > 8 {
+                    return false;
+                }
+                counters[p] -= 1;
+                if counters[p] > 0 {
+                    return false;
+                }
+                counters[p] = p as i8;
+                true
+            };
+            let drop = match (c.proto, c.state) {
+                (TCP, SYN_RECV | SYNACK) => true,
+                (TCP, ESTABLISHED) => todrop(c, counters),
+                (TCP, _) => false,
+                _ => todrop(c, counters),
+            };
+            if drop {
+                let ctl = c.control;
+                self.free(i);
+                freed += 1;
+                if ctl != NIL && self.ents[ctl as usize].n_control == 0 {
+                    self.free(ctl);
+                }
+            }
+        }
+        freed
     }
 
     /// Rows of `ipvsadm -L -c` for every live entry (control path; allocates).

@@ -28,6 +28,7 @@ mod mempool;
 mod port;
 mod ring;
 mod signals;
+pub mod tap;
 pub mod telemetry;
 
 pub use mem::advise_huge_pages;

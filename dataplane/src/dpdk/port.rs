@@ -172,6 +172,8 @@ pub struct Port {
     id: u16,
     name: String,
     mac: [u8; 6],
+    /// A TAP's kernel-side interface and the MAC it was given.
+    kernel_side: Option<(String, [u8; 6])>,
     rx_queues: u16,
     tx_queues: u16,
     /// Offloads the device can do (`RTE_ETH_RX_OFFLOAD_*`), for later use.
@@ -485,10 +487,12 @@ impl Port {
         if conf.rx_queues > 1 {
             program_rss(id, info.reta_size, &mut key, &mut rss);
         }
-        Ok(Port {
+        let mac = soft_mac.unwrap_or(a.addr_bytes);
+        let mut port = Port {
             id,
             name: conf.name.clone(),
-            mac: soft_mac.unwrap_or(a.addr_bytes),
+            mac,
+            kernel_side: None,
             rx_queues: conf.rx_queues,
             tx_queues: conf.tx_queues,
             rx_offload_capa: info.rx_offload_capa,
@@ -499,7 +503,26 @@ impl Port {
             claimed_rx: AtomicU64::new(0),
             claimed_tx: AtomicU64::new(0),
             _pool: pool,
-        })
+        };
+        // A TAP's kernel side must not share the port's MAC (tap.rs says
+        // why); it is named by the index net_tap reports, else by `iface=`.
+        // Set after start (starting does not touch it); an error drops, so
+        // stops and closes, the port.
+        if port.driver == "net_tap" {
+            let iface = (info.if_index != 0)
+                .then(|| super::tap::if_name(info.if_index))
+                .flatten()
+                .or_else(|| super::tap::iface_devarg(&conf.device).map(str::to_string));
+            if let Some(iface) = iface {
+                let k = super::tap::kernel_side_mac(mac);
+                super::tap::set_kernel_mac(&iface, k).map_err(|e| DpdkError::Call {
+                    what: format!("port {} ({})", conf.name, conf.device),
+                    reason: e.to_string(),
+                })?;
+                port.kernel_side = Some((iface, k));
+            }
+        }
+        Ok(port)
     }
 
     pub fn id(&self) -> u16 {
@@ -510,6 +533,10 @@ impl Port {
     }
     pub fn mac(&self) -> [u8; 6] {
         self.mac
+    }
+    /// For a TAP: the kernel-side interface and the MAC uvsd gave it.
+    pub fn kernel_side(&self) -> Option<(&str, [u8; 6])> {
+        self.kernel_side.as_ref().map(|(n, m)| (n.as_str(), *m))
     }
     pub fn driver(&self) -> &str {
         &self.driver

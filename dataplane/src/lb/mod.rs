@@ -18,9 +18,14 @@
 //!    side of NAT) run the state machine and are rewritten by the
 //!    connection's forwarding method.
 //! 3. Packets to a virtual service that may start a connection (TCP SYN,
-//!    any UDP) are scheduled (persistence templates first), a connection
-//!    is created, and the packet is sent like 2. No destination: ICMP port
-//!    unreachable back to the client.
+//!    any non-RST TCP with `sloppy_tcp`, any UDP) are scheduled
+//!    (persistence templates first), a connection is created, and the
+//!    packet is sent like 2. No destination: ICMP port unreachable back to
+//!    the client.
+//!
+//! The IPVS tunables come with each snapshot ([`crate::tunables`]); the
+//! memory defences they switch on are evaluated per worker in
+//! [`Lb::housekeeping`] ([`Defense`]).
 //! 4. Everything else is not the load balancer's: [`Action::Pass`], for the
 //!    L2/L3 stage (own addresses, ARP, NDP) to handle or drop.
 //!
@@ -29,11 +34,13 @@
 //! got an ICMP error); the worker resolves that address through its route
 //! and neighbour tables and fills in the MAC addresses.
 
+mod defense;
 mod index;
 mod stage;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -41,16 +48,18 @@ use std::sync::Arc;
 use crate::buf::PacketBuf;
 use crate::conn::table::HashedKey;
 use crate::conn::{
-    persist, proto_tcp, ConnAddr, ConnId, ConnKey, ConnTable, Dir, NewConn, Sysctls, Verdict,
+    persist, proto_tcp, ConnAddr, ConnId, ConnKey, ConnTable, Dir, NewConn, Verdict,
 };
 use crate::model::{Dest, DestShared, ForwardMethod, ServiceKey, Snapshot};
-use crate::sched::{self, SchedConfig, SchedInput, Scheduler, SplitMix64};
+use crate::sched::{self, SchedConfig, SchedInput, SchedRng, Scheduler, SplitMix64};
 use crate::wire::ipv4::protocol;
 use crate::wire::{parse_icmp_quote, Fragment, PacketMeta, L3};
 use crate::xmit::icmp::{icmp_error_reply, nat_icmp_inbound, nat_icmp_outbound, IcmpErrorKind};
 use crate::xmit::tunnel::{encapsulate, gue_source_port, TunnelParams};
 use crate::xmit::{check_mtu, dr::dr_xmit, nat, XmitError};
 
+pub use defense::Defense;
+use defense::DEFENSE_PERIOD_MS;
 pub use index::ServiceIndex;
 pub use stage::{ConfigCell, ConnDump, LbStage, PortRoutes};
 
@@ -93,10 +102,12 @@ pub enum LbDrop {
     NoRoute = 8,
     /// An ICMP error that failed its checksum or could not be translated.
     BadIcmp = 9,
+    /// A new connection's packet dropped by the `drop_packet` defence.
+    Defense = 10,
 }
 
 impl LbDrop {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     pub const ALL: [LbDrop; LbDrop::COUNT] = [
         LbDrop::NoConnection,
         LbDrop::DestUnavailable,
@@ -108,6 +119,7 @@ impl LbDrop {
         LbDrop::TtlExpired,
         LbDrop::NoRoute,
         LbDrop::BadIcmp,
+        LbDrop::Defense,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -122,6 +134,7 @@ impl LbDrop {
             LbDrop::TtlExpired => "ttl_expired",
             LbDrop::NoRoute => "no_route",
             LbDrop::BadIcmp => "bad_icmp",
+            LbDrop::Defense => "defense",
         }
     }
 }
@@ -172,9 +185,9 @@ pub trait Egress {
 pub struct LbSettings {
     /// Connection-table capacity of this worker (entries).
     pub capacity: u32,
-    pub sysctls: Sysctls,
     pub sched: SchedConfig,
-    /// `pmtu_disc`: copy DF into tunnel headers and send frag-needed.
+    /// `pmtu_disc`: copy DF into tunnel headers and send frag-needed. Kept
+    /// in step with the snapshot's tunable by [`Lb::set_snapshot`].
     pub pmtu_disc: bool,
     /// Range GUE outer source ports are drawn from.
     pub gue_ports: (u16, u16),
@@ -188,7 +201,6 @@ impl Default for LbSettings {
     fn default() -> Self {
         LbSettings {
             capacity: 1 << 20,
-            sysctls: Sysctls::default(),
             sched: SchedConfig::default(),
             pmtu_disc: true,
             gue_ports: (32768, 60999),
@@ -219,6 +231,13 @@ pub struct Lb {
     rng: SplitMix64,
     ip_id: u16,
     counters: Arc<LbCounters>,
+    /// The snapshot's tunables, and the defence state they drive.
+    defense: Defense,
+    /// `Snapshot::dest_removals` last seen (`expire_nodest_conn` flush).
+    removals_seen: u64,
+    /// `(protocol, address, port)` of every NAT real server, while
+    /// `nat_icmp_send` is on (empty otherwise).
+    nat_reals: HashSet<(u8, IpAddr, u16)>,
 }
 
 impl std::fmt::Debug for Lb {
@@ -235,8 +254,7 @@ impl Lb {
     /// A stage for worker `worker` (its statistics slot) with an empty
     /// configuration. `now` is the clock in milliseconds.
     pub fn new(worker: usize, settings: LbSettings, now: u64) -> Lb {
-        let mut conns = ConnTable::with_advice(settings.capacity, None, now, settings.mem_advice);
-        conns.set_sysctls(settings.sysctls);
+        let conns = ConnTable::with_advice(settings.capacity, None, now, settings.mem_advice);
         Lb {
             worker,
             settings,
@@ -247,6 +265,9 @@ impl Lb {
             rng: SplitMix64::new(settings.seed ^ (worker as u64).wrapping_mul(0x9e37_79b9)),
             ip_id: (worker as u16).wrapping_mul(7919),
             counters: Arc::new(LbCounters::default()),
+            defense: Defense::new(now),
+            removals_seen: 0,
+            nat_reals: HashSet::new(),
         }
     }
 
@@ -325,10 +346,50 @@ impl Lb {
         if self.conns.timeouts() != snap.timeouts {
             self.conns.set_timeouts(snap.timeouts);
         }
-        if self.settings.sysctls.expire_nodest_conn {
-            self.conns.flush_unavailable();
-        }
+        self.take_tunables(&snap);
         self.snap = snap;
+    }
+
+    /// The tunables of a new snapshot: the table's switches, `pmtu_disc`,
+    /// the NAT real servers `nat_icmp_send` looks for, and the
+    /// `expire_nodest_conn` flush when a destination was deleted since the
+    /// last snapshot (the kernel's delayed flush work).
+    fn take_tunables(&mut self, snap: &Snapshot) {
+        let t = snap.tunables;
+        if t != self.defense.tunables {
+            // A changed mode applies now, as the kernel's sysctl handler
+            // re-evaluates the defence level at once.
+            self.defense.tunables = t;
+            self.defense
+                .update(self.conns.capacity() as i64 - self.conns.len() as i64);
+        }
+        self.settings.pmtu_disc = t.pmtu_disc();
+        self.conns.set_sysctls(self.defense.sysctls());
+        self.nat_reals.clear();
+        if t.nat_icmp_send() {
+            for svc in &snap.services {
+                let ServiceKey::Addr { protocol, .. } = svc.config.key else {
+                    continue;
+                };
+                for d in &svc.dests {
+                    if d.config.method == ForwardMethod::Masq {
+                        self.nat_reals
+                            .insert((protocol.number(), d.config.addr, d.config.port));
+                    }
+                }
+            }
+        }
+        if snap.dest_removals != self.removals_seen {
+            self.removals_seen = snap.dest_removals;
+            if t.expire_nodest_conn() {
+                self.conns.flush_unavailable();
+            }
+        }
+    }
+
+    /// Whether the defence modes are in force on this worker now.
+    pub fn defense(&self) -> &Defense {
+        &self.defense
     }
 
     /// Housekeeping between bursts: expires at most `budget` connections
@@ -339,11 +400,38 @@ impl Lb {
                 sch.expire(now);
             }
         }
+        self.defend(now);
         let expired = self.conns.expire(now, budget);
         self.counters
             .table_entries
             .store(self.conns.len() as u64, Ordering::Relaxed);
         expired
+    }
+
+    /// Once a second, the kernel's `defense_work`: re-evaluates the
+    /// defence modes from this worker's free table entries and, while
+    /// `drop_entry` is in force, drops entries at random.
+    fn defend(&mut self, now: u64) {
+        if now < self.defense.next_check {
+            return;
+        }
+        self.defense.next_check = now + DEFENSE_PERIOD_MS;
+        let free = self.conns.capacity() as usize - self.conns.len();
+        let secure = self.defense.secure;
+        self.defense.update(free as i64);
+        if self.defense.secure != secure {
+            self.conns.set_sysctls(self.defense.sysctls());
+        }
+        if self.defense.dropentry {
+            let n = (self.conns.capacity() >> 5).max(1) as usize;
+            let Lb {
+                conns,
+                rng,
+                defense,
+                ..
+            } = self;
+            conns.random_drop(n, || rng.next_u32(), now, &mut defense.todrop_counters);
+        }
     }
 
     /// The client endpoint that owns this packet's connection, for
@@ -451,7 +539,7 @@ impl Lb {
             return Action::Pass;
         }
         if meta.is_icmp_error() {
-            return self.related_icmp(buf, meta, eg);
+            return self.related_icmp(buf, meta, now, eg);
         }
         let proto = meta.protocol;
         if proto != protocol::TCP && proto != protocol::UDP {
@@ -503,10 +591,15 @@ impl Lb {
     ) -> Action {
         let proto = meta.protocol;
         let Some(si) = self.index.find(proto, &meta.dst, meta.dport) else {
-            return Action::Pass;
+            return self.no_service(buf, meta, eg);
         };
-        if proto == protocol::TCP && !proto_tcp::is_new_conn(meta.tcp_flags) {
+        if proto == protocol::TCP
+            && !proto_tcp::may_schedule(meta.tcp_flags, self.defense.tunables.sloppy_tcp())
+        {
             return self.drop(LbDrop::NoConnection);
+        }
+        if self.defense.todrop() {
+            return self.drop(LbDrop::Defense);
         }
         // Disjoint borrows of the stage's parts: no reference count is
         // touched for the snapshot, the service or the destination.
@@ -647,6 +740,37 @@ impl Lb {
         out.send(buf, meta, worker, eg, settings, ip_id, counters)
     }
 
+    /// A packet that matched no connection and no service: passed on,
+    /// except that with `nat_icmp_send` a TCP (not RST) or UDP packet from
+    /// a NAT real server's address and port is answered with ICMP port
+    /// unreachable, as the kernel's `ip_vs_out` does for replies whose
+    /// connection is gone.
+    fn no_service<B: PacketBuf, E: Egress>(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        eg: &E,
+    ) -> Action {
+        if self.nat_reals.is_empty()
+            || (meta.protocol == protocol::TCP && meta.tcp_flags & proto_tcp::flags::RST != 0)
+            || !self
+                .nat_reals
+                .contains(&(meta.protocol, meta.src, meta.sport))
+        {
+            return Action::Pass;
+        }
+        let Some((from, _)) = eg.route(meta.src) else {
+            return Action::Pass;
+        };
+        match icmp_error_reply(buf, meta, IcmpErrorKind::PortUnreachable, from) {
+            Ok(()) => {
+                bump(&self.counters.icmp_sent);
+                Action::Forward(meta.src)
+            }
+            Err(_) => self.drop(LbDrop::NoConnection),
+        }
+    }
+
     /// A client packet along connection `id`.
     fn xmit_in<B: PacketBuf, E: Egress>(
         &mut self,
@@ -703,6 +827,7 @@ impl Lb {
         &mut self,
         buf: &mut B,
         meta: &PacketMeta,
+        now: u64,
         eg: &E,
     ) -> Action {
         let Ok(q) = parse_icmp_quote(buf.data(), meta) else {
@@ -719,7 +844,16 @@ impl Lb {
             ConnAddr::from(q.src),
             q.sport,
         );
-        if let Some(id) = self.conns.lookup_in(&inbound) {
+        let found = match self.conns.lookup_in(&inbound) {
+            None if self.defense.tunables.schedule_icmp() => {
+                match self.schedule_from_icmp(&q, &inbound, now) {
+                    Ok(id) => id,
+                    Err(a) => return a,
+                }
+            }
+            found => found,
+        };
+        if let Some(id) = found {
             let c = self.conns.get(id);
             let method = *c.method();
             let (daddr, dport) = c.real();
@@ -772,6 +906,86 @@ impl Lb {
             };
         }
         Action::Pass
+    }
+
+    /// `schedule_icmp`: an ICMP error from the client side quoting a packet
+    /// VIP -> client of a connection this worker does not have (another
+    /// director of an ECMP group had it, or it expired) is scheduled as
+    /// the kernel's `ip_vs_in_icmp` does: the service is the quote's
+    /// source, the client its destination, and the new connection carries
+    /// the error to the real server. `Ok(None)`: no such service (the
+    /// caller goes on); `Err`: no destination (the error is dropped, never
+    /// answered) or the table is full. UVS schedules only non-persistent,
+    /// non-one-packet services this way; the others pass (kernel
+    /// difference). The entry starts in the state a flagless packet gives
+    /// (TCP CLOSE, UDP), so it lives for that state's timeout.
+    fn schedule_from_icmp(
+        &mut self,
+        q: &crate::wire::IcmpQuote,
+        inbound: &ConnKey,
+        now: u64,
+    ) -> Result<Option<ConnId>, Action> {
+        let Some(si) = self.index.find(q.protocol, &q.src, q.sport) else {
+            return Ok(None);
+        };
+        let Lb {
+            snap,
+            scheds,
+            conns,
+            rng,
+            worker,
+            counters,
+            ..
+        } = self;
+        let svc = &snap.services[si];
+        let svc_port = match svc.config.key {
+            ServiceKey::Addr { port, .. } => port,
+            ServiceKey::Fwmark { .. } => 0,
+        };
+        if svc.config.persistent.is_some() || svc.config.one_packet || svc_port == 0 {
+            return Ok(None);
+        }
+        let mut input = SchedInput {
+            src: q.dst,
+            src_port: q.dport,
+            dst: q.src,
+            protocol: q.protocol,
+            now,
+            rng,
+        };
+        let Some(i) = scheds[si]
+            .sched
+            .as_mut()
+            .and_then(|s| s.schedule(&svc.dests, &mut input))
+        else {
+            return Err(drop_counted(counters, LbDrop::NoDestination));
+        };
+        let d = &svc.dests[i];
+        let n = NewConn {
+            proto: q.protocol,
+            client: inbound.src,
+            cport: inbound.sport,
+            vaddr: inbound.dst,
+            vport: inbound.dport,
+            daddr: ConnAddr::from(d.config.addr),
+            dport: if d.config.port == 0 {
+                q.sport
+            } else {
+                d.config.port
+            },
+            method: d.config.method,
+            dest: &d.shared,
+            svc: Some(&svc.shared),
+            control: None,
+        };
+        let key = conns.hashed(*inbound);
+        let id = conns
+            .create_hashed(&n, 0, now, &key)
+            .map_err(|_| drop_counted(counters, LbDrop::TableFull))?;
+        svc.shared.stats.slot(*worker).conn();
+        d.shared.stats.slot(*worker).conn();
+        bump(&counters.created);
+        Ok(Some(id))
     }
 
     /// Rows of `ipvsadm -L -c` for this worker's shard.

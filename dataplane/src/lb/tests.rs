@@ -788,3 +788,6 @@ fn tunnel_packet_too_big_for_the_path_gets_frag_needed_back_to_the_client() {
     assert!(checksums_ok(&out));
     assert_eq!(lb.counters().icmp_sent.load(Ordering::Relaxed), 1);
 }
+
+#[path = "tests_tunables.rs"]
+mod tunables;
