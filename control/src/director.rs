@@ -36,6 +36,9 @@ pub trait Dataplane: Send + Sync {
     fn connections(&self) -> Vec<ConnEntry>;
     /// The connection table size shown as `size=` in listings.
     fn conn_tab_size(&self) -> u32;
+    /// Frees what older snapshots only the data plane kept alive (called
+    /// before each change: see `dataplane::lb::ConfigCell::reclaim`).
+    fn reclaim(&self) {}
 }
 
 /// Exit status ipvsadm uses when the kernel refuses a change.
@@ -204,6 +207,7 @@ impl<D: Dataplane> Director<D> {
                 }
             }
         }
+        self.dataplane.reclaim();
         let mut store = self.store();
         store.apply_all(&ops).map_err(|(i, e)| {
             Refusal::new(KERNEL_ERROR, format!("{e}\n(rules command {})", i + 1))
@@ -219,6 +223,7 @@ impl<D: Dataplane> Director<D> {
             return refuse(UNSUPPORTED, m);
         }
         if let Some(op) = to_op(cmd) {
+            self.dataplane.reclaim();
             let mut store = self.store();
             return match store.apply(&op) {
                 Ok(()) => {
@@ -290,6 +295,7 @@ impl<D: Dataplane> Director<D> {
         }
         let mut all = Response::default();
         let mut changed = false;
+        self.dataplane.reclaim();
         for cmd in cmds {
             let r = match to_op(cmd) {
                 Some(op) => match self.store().apply(&op) {

@@ -354,19 +354,34 @@ impl Default for Timeouts {
 }
 
 /// One immutable configuration, as workers see it.
+///
+/// Services are shared between snapshots: a change builds a new [`Service`]
+/// for the services it touched only, and the others are the same `Arc`s as
+/// in the previous snapshot (see [`crate::config`]).
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// Increases by one with every published snapshot.
+    /// Increases by one with every accepted change (or batch of changes);
+    /// a restore published at once advances it by its number of lines.
     pub generation: u64,
     /// Services in creation order (listings sort them themselves).
-    pub services: Vec<Service>,
+    pub services: Vec<Arc<Service>>,
     pub timeouts: Timeouts,
+    /// The same services by key and by address, for the packet path. The
+    /// store keeps it; a snapshot built by hand may leave it empty (see
+    /// [`crate::lb::ServiceIndex::build`]).
+    pub index: crate::lb::ServiceIndex,
 }
 
 impl Snapshot {
     /// The service with exactly this key.
     pub fn service(&self, key: &ServiceKey) -> Option<&Service> {
-        self.services.iter().find(|s| &s.config.key == key)
+        if !self.index.is_empty() {
+            return self.index.get(key).map(|e| &*e.service);
+        }
+        self.services
+            .iter()
+            .find(|s| &s.config.key == key)
+            .map(|s| &**s)
     }
 }
 

@@ -142,12 +142,12 @@ fn dest(a: &str, port: u16, method: ForwardMethod, weight: i32, act: u32, inact:
     Dest { config, shared }
 }
 
-fn service(config: ServiceConfig, dests: Vec<Dest>) -> Service {
-    Service {
+fn service(config: ServiceConfig, dests: Vec<Dest>) -> Arc<Service> {
+    Arc::new(Service {
         config,
         dests,
         shared: Arc::new(ServiceShared::default()),
-    }
+    })
 }
 
 fn gue(port: u16, csum: TunnelCsum) -> ForwardMethod {
@@ -204,6 +204,7 @@ fn reference_snapshot() -> Snapshot {
             ),
         ],
         timeouts: Timeouts::default(),
+        index: Default::default(),
     }
 }
 
@@ -295,6 +296,7 @@ fn one_service_stats() -> (Snapshot, StatsView) {
         generation: 1,
         services: vec![service(cfg, vec![d])],
         timeouts: Timeouts::default(),
+        index: Default::default(),
     };
     let c = |v: [u64; 5]| Counters {
         conns: v[0],
@@ -353,7 +355,7 @@ fn stats_exact_rate_thresholds_persistent_conn() {
         THRESHOLDS
     );
     let mut snap = snap;
-    snap.services[0].config.persistent = Some(360);
+    Arc::make_mut(&mut snap.services[0]).config.persistent = Some(360);
     assert_eq!(
         without_header(&list(&snap, &stats, &opts(Detail::PersistentConn))),
         PCONN
@@ -410,6 +412,7 @@ fn tun_info_listing() {
             ],
         )],
         timeouts: Timeouts::default(),
+        index: Default::default(),
     };
     assert_eq!(
         without_header(&list(&snap, &StatsView::default(), &opts(Detail::TunInfo))),
@@ -420,7 +423,9 @@ fn tun_info_listing() {
 #[test]
 fn save_writes_rules_sorted_without_thresholds() {
     let mut snap = reference_snapshot();
-    snap.services[3].dests[0].config.u_threshold = 100;
+    Arc::make_mut(&mut snap.services[3]).dests[0]
+        .config
+        .u_threshold = 100;
     let want = concat!(
         "-A -t 198.18.0.1:80 -s wlc\n",
         "-a -t 198.18.0.1:80 -r 198.19.1.10:80 -m -w 1\n",
@@ -462,6 +467,7 @@ fn save_other_tunnels_pe_and_v6_mask() {
             ],
         )],
         timeouts: Timeouts::default(),
+        index: Default::default(),
     };
     let want = concat!(
         "-A --sctp-service [2001:db8::1]:5060 -s mh -p 60 -M 64 --pe sip -b \n",
@@ -651,6 +657,7 @@ fn names_resolved_and_truncated_33_28_but_not_ipv6() {
             ),
         ],
         timeouts: Timeouts::default(),
+        index: Default::default(),
     };
     let view = Listing::capture(&snap, &StatsView::default(), 4096);
     let mut o = opts(Detail::Default);
@@ -683,6 +690,7 @@ fn listing_applies_the_sort_quirk() {
             .map(|k| service(ServiceConfig::new(tcp(k, 80)), vec![]))
             .collect(),
         timeouts: Timeouts::default(),
+        index: Default::default(),
     };
     let text = list(&snap, &StatsView::default(), &opts(Detail::Default));
     let order: Vec<&str> = text.lines().skip(3).collect();
@@ -732,6 +740,7 @@ fn fwmark_real_servers_keep_numeric_ports_with_names() {
             vec![dest("198.19.1.10", 80, ForwardMethod::Route, 1, 0, 0)],
         )],
         timeouts: Timeouts::default(),
+        index: Default::default(),
     };
     let names = Names(HashMap::new());
     let view = Listing::capture(&snap, &StatsView::default(), 4096);

@@ -6,7 +6,11 @@
 //!   snapshot with one atomic pointer swap (`arc-swap`); a worker compares
 //!   the published generation with its own on every loop turn and takes the
 //!   new snapshot between bursts. A worker therefore sees the old or the new
-//!   configuration, never a mix.
+//!   configuration, never a mix. Taking it costs the worker the same at any
+//!   table size (see [`Lb::set_snapshot`]), and so does letting the old one
+//!   go: the cell keeps every snapshot it replaced until no worker holds it
+//!   and frees it on the control thread ([`ConfigCell::reclaim`]), so a
+//!   worker never pays for freeing a large table.
 //! * [`ConnDump`]: `ipvsadm -L -c` asks each worker for its connection rows
 //!   through a request counter; the worker answers between bursts. The mutex
 //!   around the rows is only ever taken on that control path.
@@ -32,6 +36,8 @@ use crate::wire::{PacketMeta, ParseError};
 pub struct ConfigCell {
     current: ArcSwap<Snapshot>,
     generation: AtomicU64,
+    /// Replaced snapshots, until no worker holds them (control side only).
+    retired: Mutex<Vec<Arc<Snapshot>>>,
 }
 
 impl Default for ConfigCell {
@@ -39,6 +45,7 @@ impl Default for ConfigCell {
         ConfigCell {
             current: ArcSwap::from_pointee(Snapshot::default()),
             generation: AtomicU64::new(0),
+            retired: Mutex::new(Vec::new()),
         }
     }
 }
@@ -47,8 +54,24 @@ impl ConfigCell {
     /// Publishes `snap` to every worker.
     pub fn publish(&self, snap: Arc<Snapshot>) {
         let g = snap.generation;
-        self.current.store(snap);
+        let old = self.current.swap(snap);
         self.generation.store(g, Ordering::Release);
+        self.reclaim();
+        match self.retired.lock() {
+            Ok(mut r) => r.push(old),
+            Err(p) => p.into_inner().push(old),
+        }
+    }
+
+    /// Frees the replaced snapshots no worker holds any more (the control
+    /// thread calls it before each change, so that a destination only an
+    /// old snapshot held counts as unreferenced, as it did before).
+    pub fn reclaim(&self) {
+        let mut r = match self.retired.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        r.retain(|s| Arc::strong_count(s) > 1);
     }
 
     /// The generation last published (one atomic load).
@@ -258,8 +281,10 @@ impl<B: PacketBuf> Stage<B> for LbStage {
     fn tick(&mut self, now: u64) -> bool {
         let mut changed = false;
         if self.config.generation() != self.lb.generation() {
+            let vips = self.lb.snapshot().index.vip_generation();
             self.lb.set_snapshot(self.config.load());
-            changed = true;
+            // The stack's copy of the VIPs is rebuilt only when they changed.
+            changed = self.lb.snapshot().index.vip_generation() != vips;
         }
         if now.saturating_sub(self.last_housekeeping) >= HOUSEKEEPING_MS {
             self.last_housekeeping = now;
