@@ -241,16 +241,11 @@ impl<D: Dataplane> Director<D> {
                 Response::ok(format::save(&listing, *numeric, self.names.as_ref()))
             }
             Command::List(opts) => {
-                let (listing, timeouts) = {
-                    let store = self.store();
-                    (
-                        Listing::capture(
-                            &store.snapshot(),
-                            &store.stats_view(),
-                            self.dataplane.conn_tab_size(),
-                        ),
-                        store.timeouts(),
-                    )
+                // Only a service listing reads the services (the others
+                // would pay for capturing the whole table for nothing).
+                let (listing, timeouts) = match opts.kind {
+                    ListKind::Services(_) => (self.capture(), self.store().timeouts()),
+                    _ => (Listing::default(), self.store().timeouts()),
                 };
                 let conns = match opts.kind {
                     ListKind::Connections { .. } => self.dataplane.connections(),

@@ -1313,4 +1313,66 @@ mod tests {
         assert_eq!(s.trash_len(), 0);
         assert_eq!(dest_order(&s), vec![v4(198, 19, 0, 1)]);
     }
+
+    /// The snapshot after one change shares every service it did not touch
+    /// with the snapshot before, and the untouched service's slot stays.
+    #[test]
+    fn a_change_shares_untouched_services_with_the_last_snapshot() {
+        let mut s = ConfigStore::new();
+        let keys: Vec<ServiceKey> = (1..=50).map(|i| tcp(v4(198, 18, 1, i), 80)).collect();
+        for k in &keys {
+            s.apply(&ConfigOp::AddService(ServiceConfig::new(*k)))
+                .unwrap();
+            s.apply(&ConfigOp::AddDest(*k, dest(1, 1))).unwrap();
+        }
+        let before = s.snapshot();
+        s.apply(&ConfigOp::AddDest(keys[7], dest(2, 1))).unwrap();
+        let after = s.snapshot();
+        assert_eq!(after.generation, before.generation + 1);
+        let same: Vec<bool> = before
+            .services
+            .iter()
+            .zip(after.services.iter())
+            .map(|(a, b)| Arc::ptr_eq(a, b))
+            .collect();
+        let mut want = vec![true; 50];
+        want[7] = false;
+        assert_eq!(same, want, "only the changed service is a new Arc");
+        assert_eq!(after.services[7].dests.len(), 2);
+        let slot = |snap: &Snapshot, k: &ServiceKey| snap.index.get(k).unwrap().slot;
+        assert_eq!(slot(&before, &keys[7]), slot(&after, &keys[7]));
+        // A deleted service's slot goes to the next new service.
+        let freed = slot(&after, &keys[3]);
+        s.apply(&ConfigOp::DeleteService(keys[3])).unwrap();
+        let new = tcp(v4(198, 18, 2, 1), 80);
+        s.apply(&ConfigOp::AddService(ServiceConfig::new(new)))
+            .unwrap();
+        let last = s.snapshot();
+        assert_eq!(slot(&last, &new), freed);
+        assert_eq!(
+            last.services.last().unwrap().config.key,
+            new,
+            "creation order"
+        );
+    }
+
+    /// A batch (as a restore runs it, line by line without a snapshot in
+    /// between) compiles each service once, when the snapshot is taken.
+    #[test]
+    fn snapshots_are_built_when_asked_for() {
+        let mut s = store_with_service();
+        let first = s.snapshot();
+        assert!(
+            Arc::ptr_eq(&first, &s.snapshot()),
+            "no change, same snapshot"
+        );
+        for i in 1..=20 {
+            s.apply(&ConfigOp::AddDest(vip(), dest(i, 1))).unwrap();
+        }
+        let snap = s.snapshot();
+        assert_eq!(snap.generation, first.generation + 20);
+        assert_eq!(dest_order(&s).len(), 20);
+        assert_eq!(dest_order(&s)[0], v4(198, 19, 0, 20), "newest first");
+        assert!(snap.index.find(6, &v4(198, 18, 0, 1), 80).is_some());
+    }
 }

@@ -742,6 +742,20 @@ impl Lb {
     pub fn connections(&self, now: u64) -> impl Iterator<Item = crate::model::ConnEntry> + '_ {
         self.conns.iter_entries(now)
     }
+
+    /// The rows of entry slots `start..start + n` (a piece of a listing);
+    /// returns where the next piece starts, `None` at the end.
+    pub fn connections_piece(
+        &self,
+        start: usize,
+        n: usize,
+        now: u64,
+        out: &mut Vec<crate::model::ConnEntry>,
+    ) -> Option<usize> {
+        let end = start.saturating_add(n).min(self.conns.slots());
+        out.extend(self.conns.entries_in(start..end, now));
+        (end < self.conns.slots()).then_some(end)
+    }
 }
 
 /// The scheduler of the service `found`, brought up to date with it if

@@ -18,7 +18,7 @@
 
 use std::cell::Cell;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -87,44 +87,78 @@ impl ConfigCell {
 }
 
 /// A worker's answer channel for connection listings.
+///
+/// The worker answers a piece at a time: [`DUMP_PIECE`] entry slots per
+/// loop turn, so a listing of a million connections never holds it for
+/// more than one piece, and its packets go on between pieces. The rows of
+/// one listing are therefore not one instant's (as the kernel's are not:
+/// it walks its hash table bucket by bucket).
 #[derive(Debug, Default)]
 pub struct ConnDump {
     requested: AtomicU64,
     answered: AtomicU64,
-    rows: Mutex<Vec<ConnEntry>>,
+    /// Worker side: the next slot of the listing under way.
+    cursor: AtomicUsize,
+    /// The pieces listed so far (a worker never grows one big vector).
+    pieces: Mutex<Vec<Vec<ConnEntry>>>,
 }
 
+/// Connection-table slots a worker lists per loop turn.
+pub const DUMP_PIECE: usize = 4096;
+
 impl ConnDump {
-    /// Control side: asks the worker for its rows and waits up to
-    /// `timeout` for them. `None` if the worker did not answer (stopped).
+    /// Control side: asks the worker for its rows and waits for them,
+    /// as long as the worker keeps answering pieces; `None` if it answered
+    /// nothing for `timeout` (stopped).
     pub fn collect(&self, timeout: Duration) -> Option<Vec<ConnEntry>> {
         let want = self.requested.fetch_add(1, Ordering::AcqRel) + 1;
-        let start = Instant::now();
+        let mut progress = Instant::now();
+        let mut seen = 0;
         while self.answered.load(Ordering::Acquire) < want {
-            if start.elapsed() > timeout {
+            let at = self.cursor.load(Ordering::Relaxed);
+            if at != seen {
+                seen = at;
+                progress = Instant::now();
+            } else if progress.elapsed() > timeout {
                 return None;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        let rows = match self.rows.lock() {
+        let pieces = match self.pieces.lock() {
             Ok(mut g) => std::mem::take(&mut *g),
             Err(p) => std::mem::take(&mut *p.into_inner()),
         };
-        Some(rows)
+        Some(pieces.into_iter().flatten().collect())
     }
 
-    /// Worker side: answers a pending request, if any (between bursts).
+    /// Worker side: lists one more piece of a pending request, if any
+    /// (between bursts).
     fn serve(&self, lb: &Lb, now: u64) {
         let req = self.requested.load(Ordering::Acquire);
         if req == self.answered.load(Ordering::Relaxed) {
             return;
         }
-        let rows: Vec<ConnEntry> = lb.connections(now).collect();
-        match self.rows.lock() {
-            Ok(mut g) => *g = rows,
-            Err(p) => *p.into_inner() = rows,
+        let start = self.cursor.load(Ordering::Relaxed);
+        let mut rows = Vec::new();
+        let next = lb.connections_piece(start, DUMP_PIECE, now, &mut rows);
+        let mut pieces = match self.pieces.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if start == 0 {
+            pieces.clear();
         }
-        self.answered.store(req, Ordering::Release);
+        if !rows.is_empty() {
+            pieces.push(rows);
+        }
+        drop(pieces);
+        match next {
+            Some(n) => self.cursor.store(n, Ordering::Relaxed),
+            None => {
+                self.cursor.store(0, Ordering::Relaxed);
+                self.answered.store(req, Ordering::Release);
+            }
+        }
     }
 }
 
