@@ -16,6 +16,7 @@
 //! [`Snapshot`]: crate::model::Snapshot
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hashbrown::HashMap;
@@ -93,8 +94,12 @@ fn key_shard(k: &ServiceKey) -> usize {
 }
 
 /// The virtual services of one configuration, by key and by address.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServiceIndex {
+    /// Which index this is a version of (a new one for every index made
+    /// from scratch), so that VIP generations are only ever compared
+    /// within one line of versions.
+    lineage: u64,
     by_key: Sharded<ServiceKey, Indexed>,
     /// How many services use each VIP.
     vips: Sharded<IpAddr, u32>,
@@ -107,6 +112,22 @@ pub struct ServiceIndex {
     vip_generation: u64,
     /// All address services when there are at most [`SCAN_MAX`].
     few: Arc<Vec<(u8, u16, IpAddr, Indexed)>>,
+}
+
+impl Default for ServiceIndex {
+    fn default() -> Self {
+        static LINEAGES: AtomicU64 = AtomicU64::new(0);
+        ServiceIndex {
+            lineage: LINEAGES.fetch_add(1, Ordering::Relaxed),
+            by_key: Sharded::default(),
+            vips: Sharded::default(),
+            addr_services: 0,
+            len: 0,
+            port0: 0,
+            vip_generation: 0,
+            few: Arc::default(),
+        }
+    }
 }
 
 impl ServiceIndex {
@@ -254,6 +275,12 @@ impl ServiceIndex {
         self.vip_generation
     }
 
+    /// Whether `other` has the same [`ServiceIndex::vips`] as this index
+    /// for sure (a later or earlier version with no VIP change between).
+    pub fn same_vips(&self, other: &ServiceIndex) -> bool {
+        self.lineage == other.lineage && self.vip_generation == other.vip_generation
+    }
+
     /// Every virtual service address (for ARP/NDP answers).
     pub fn vips(&self) -> impl Iterator<Item = &IpAddr> {
         self.vips.values().map(|(a, _)| a)
@@ -329,6 +356,7 @@ mod tests {
         assert!(after.index.get(&key(1001)).is_some());
         assert!(before.index.get(&key(1001)).is_none());
         // The VIP was known already: the VIP set is unchanged.
-        assert_eq!(before.index.vip_generation(), after.index.vip_generation());
+        assert!(before.index.same_vips(&after.index));
+        assert!(!ServiceIndex::default().same_vips(&ServiceIndex::default()));
     }
 }

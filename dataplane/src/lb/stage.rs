@@ -104,7 +104,7 @@ pub struct ConnDump {
 }
 
 /// Connection-table slots a worker lists per loop turn.
-pub const DUMP_PIECE: usize = 4096;
+pub const DUMP_PIECE: usize = 1024;
 
 impl ConnDump {
     /// Control side: asks the worker for its rows and waits for them,
@@ -315,10 +315,10 @@ impl<B: PacketBuf> Stage<B> for LbStage {
     fn tick(&mut self, now: u64) -> bool {
         let mut changed = false;
         if self.config.generation() != self.lb.generation() {
-            let vips = self.lb.snapshot().index.vip_generation();
+            let old = Arc::clone(self.lb.snapshot());
             self.lb.set_snapshot(self.config.load());
             // The stack's copy of the VIPs is rebuilt only when they changed.
-            changed = self.lb.snapshot().index.vip_generation() != vips;
+            changed = !old.index.same_vips(&self.lb.snapshot().index);
         }
         if now.saturating_sub(self.last_housekeeping) >= HOUSEKEEPING_MS {
             self.last_housekeeping = now;
