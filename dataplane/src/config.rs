@@ -50,7 +50,7 @@
 //!   unspecified, multicast, v4-mapped and link-local addresses are refused
 //!   with EINVAL.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -59,7 +59,7 @@ use crate::estimator::{Estimator, Rates};
 use crate::lb::ServiceIndex;
 use crate::model::{
     dest_flags, DestConfig, DestShared, Family, ForwardMethod, Service, ServiceConfig, ServiceKey,
-    ServiceShared, Snapshot, Timeouts, TunnelType,
+    ServiceList, ServiceShared, Snapshot, Timeouts, TunnelType,
 };
 use crate::stats::Counters;
 
@@ -349,7 +349,7 @@ impl State {
 /// touched once, whatever the number of lines.
 #[derive(Debug, Default)]
 struct Compiled {
-    order: BTreeMap<u64, Arc<Service>>,
+    order: ServiceList,
     seq_of: HashMap<ServiceKey, u64>,
     index: ServiceIndex,
     /// Services whose compiled form is missing.
@@ -363,7 +363,7 @@ impl Compiled {
     /// left) and marks it to be compiled again.
     fn invalidate(&mut self, key: ServiceKey) {
         if let Some(seq) = self.seq_of.remove(&key) {
-            self.order.remove(&seq);
+            self.order.remove(seq);
             self.index.remove(&key);
         }
         self.dirty.insert(key);
@@ -415,7 +415,7 @@ impl ConfigStore {
         for key in dirty {
             if let Some(e) = self.state.services.get(&key) {
                 let svc = Arc::new(e.compile());
-                c.order.insert(e.seq, Arc::clone(&svc));
+                c.order.put(e.seq, Arc::clone(&svc));
                 c.seq_of.insert(key, e.seq);
                 c.index.insert(e.slot, svc);
             }
@@ -423,7 +423,7 @@ impl ConfigStore {
         c.index.finish();
         let snap = Arc::new(Snapshot {
             generation: self.generation,
-            services: c.order.values().cloned().collect(),
+            services: c.order.clone(),
             timeouts: self.state.timeouts,
             index: c.index.clone(),
         });

@@ -202,7 +202,8 @@ fn reference_snapshot() -> Snapshot {
                     dest("198.19.1.10", 80, ForwardMethod::Masq, 1, 12, 130),
                 ],
             ),
-        ],
+        ]
+        .into(),
         timeouts: Timeouts::default(),
         index: Default::default(),
     }
@@ -294,7 +295,7 @@ fn one_service_stats() -> (Snapshot, StatsView) {
     d.shared.persistconns.store(57, Ordering::Relaxed);
     let snap = Snapshot {
         generation: 1,
-        services: vec![service(cfg, vec![d])],
+        services: vec![service(cfg, vec![d])].into(),
         timeouts: Timeouts::default(),
         index: Default::default(),
     };
@@ -410,7 +411,8 @@ fn tun_info_listing() {
                 dest("198.19.10.2", 80, gre, 1, 0, 0),
                 dest("198.19.10.1", 80, gue(6080, TunnelCsum::NoCsum), 1, 0, 0),
             ],
-        )],
+        )]
+        .into(),
         timeouts: Timeouts::default(),
         index: Default::default(),
     };
@@ -465,7 +467,8 @@ fn save_other_tunnels_pe_and_v6_mask() {
                 dest("2001:db8::2", 5060, gre, 3, 0, 0),
                 dest("2001:db8::3", 5060, gue(6080, TunnelCsum::RemCsum), 0, 0, 0),
             ],
-        )],
+        )]
+        .into(),
         timeouts: Timeouts::default(),
         index: Default::default(),
     };
@@ -655,7 +658,8 @@ fn names_resolved_and_truncated_33_28_but_not_ipv6() {
                     dest("198.19.1.10", 80, ForwardMethod::Masq, 1, 0, 0),
                 ],
             ),
-        ],
+        ]
+        .into(),
         timeouts: Timeouts::default(),
         index: Default::default(),
     };
@@ -738,7 +742,8 @@ fn fwmark_real_servers_keep_numeric_ports_with_names() {
         services: vec![service(
             ServiceConfig::new(key),
             vec![dest("198.19.1.10", 80, ForwardMethod::Route, 1, 0, 0)],
-        )],
+        )]
+        .into(),
         timeouts: Timeouts::default(),
         index: Default::default(),
     };
