@@ -50,7 +50,11 @@
 //!   unspecified, multicast, v4-mapped and link-local addresses are refused
 //!   with EINVAL.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+
+// The store's own maps hash with hashbrown's default (foldhash): keys are
+// the operator's own configuration, and SipHash's cost showed in restores.
+use hashbrown::{HashMap as FastMap, HashSet as FastSet};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -274,7 +278,7 @@ struct ServiceEntry {
     /// Kernel list order: front = most recently added.
     dests: VecDeque<DestEntry>,
     /// The destinations' address:port, for the existence checks of `-a`.
-    dest_keys: HashSet<(IpAddr, u16)>,
+    dest_keys: FastSet<(IpAddr, u16)>,
     shared: Arc<ServiceShared>,
     track: Track,
     /// Creation order (listings with `--nosort`, the snapshot's order).
@@ -325,10 +329,10 @@ enum Effect {
 
 #[derive(Debug, Clone, Default)]
 struct State {
-    services: HashMap<ServiceKey, ServiceEntry>,
+    services: FastMap<ServiceKey, ServiceEntry>,
     timeouts: Timeouts,
     /// Deleted destinations, by service key, address and port.
-    trash: HashMap<(ServiceKey, IpAddr, u16), DestEntry>,
+    trash: FastMap<(ServiceKey, IpAddr, u16), DestEntry>,
     next_seq: u64,
     next_slot: u32,
     free_slots: Vec<u32>,
@@ -350,10 +354,10 @@ impl State {
 #[derive(Debug, Default)]
 struct Compiled {
     order: ServiceList,
-    seq_of: HashMap<ServiceKey, u64>,
+    seq_of: FastMap<ServiceKey, u64>,
     index: ServiceIndex,
     /// Services whose compiled form is missing.
-    dirty: HashSet<ServiceKey>,
+    dirty: FastSet<ServiceKey>,
     /// The last snapshot, until the next change.
     cache: Option<Arc<Snapshot>>,
 }
@@ -667,7 +671,7 @@ fn stage(st: &mut State, op: &ConfigOp, fx: &mut Vec<Effect>) -> Result<(), Appl
                 ServiceEntry {
                     config: cfg.clone(),
                     dests: VecDeque::new(),
-                    dest_keys: HashSet::new(),
+                    dest_keys: FastSet::new(),
                     shared,
                     track,
                     seq: st.next_seq,
