@@ -392,9 +392,13 @@ impl Snapshot {
 /// Reads like a slice of `Arc<Service>` (`iter`, `len`, indexing).
 #[derive(Debug, Clone, Default)]
 pub struct ServiceList {
-    chunks: Arc<Vec<Arc<Vec<(u64, Arc<Service>)>>>>,
+    chunks: Arc<Vec<Arc<Chunk>>>,
     len: usize,
 }
+
+/// Up to [`ServiceList::CHUNK`] services with their creation numbers, in
+/// creation order.
+type Chunk = Vec<(u64, Arc<Service>)>;
 
 impl ServiceList {
     /// Services per chunk at most.
@@ -473,7 +477,7 @@ impl ServiceList {
 
     /// Where `put` goes: the chunk that would hold `seq`, else the last
     /// chunk if it has room (`None`: a new chunk).
-    fn chunk_for_put(chunks: &[Arc<Vec<(u64, Arc<Service>)>>], seq: u64) -> Option<usize> {
+    fn chunk_for_put(chunks: &[Arc<Chunk>], seq: u64) -> Option<usize> {
         let c = chunks.partition_point(|c| c.last().is_some_and(|e| e.0 < seq));
         if c < chunks.len() {
             return Some(c);
@@ -631,9 +635,6 @@ mod tests {
         }
         assert_eq!(l.len(), want.len() - ServiceList::CHUNK);
         assert!(l.chunks.iter().all(|c| !c.is_empty()));
-        assert_eq!(
-            l.last().map(|s| Arc::as_ptr(s)),
-            copy.last().map(|s| Arc::as_ptr(s))
-        );
+        assert_eq!(l.last().map(Arc::as_ptr), copy.last().map(Arc::as_ptr));
     }
 }

@@ -295,7 +295,7 @@ mod tests {
 
     fn key(p: u16) -> ServiceKey {
         ServiceKey::Addr {
-            protocol: if p % 2 == 0 {
+            protocol: if p.is_multiple_of(2) {
                 Protocol::Udp
             } else {
                 Protocol::Tcp
