@@ -8,8 +8,10 @@
 //! scheduler instances (cursors, Maglev tables) and its view of the current
 //! configuration snapshot. Nothing here allocates, locks, logs or makes a
 //! syscall on the packet path; a new snapshot is taken in between bursts
-//! ([`Lb::set_snapshot`]), which is where per-snapshot indexes and
-//! scheduler tables are rebuilt.
+//! ([`Lb::set_snapshot`]) at a cost that does not depend on the table: the
+//! snapshot brings its own packet index, and a service's scheduler state is
+//! brought up to date when the service next schedules (`sched_for`), for
+//! that service only.
 //!
 //! What [`Lb::process`] does, in IPVS's order (reference 4.1, 5.1-5.5):
 //! 1. ICMP errors quoting a known connection are translated (NAT) or
