@@ -45,7 +45,9 @@ use crate::conn::table::HashedKey;
 use crate::conn::{
     persist, proto_tcp, ConnAddr, ConnId, ConnKey, ConnTable, Dir, NewConn, Sysctls, Verdict,
 };
-use crate::model::{DestConfig, DestShared, ForwardMethod, Service, ServiceKey, Snapshot};
+use crate::model::{
+    DestConfig, DestShared, ForwardMethod, Service, ServiceKey, ServiceShared, Snapshot,
+};
 use crate::sched::{self, SchedConfig, SchedInput, Scheduler, SplitMix64};
 use crate::wire::ipv4::protocol;
 use crate::wire::{parse_icmp_quote, Fragment, PacketMeta, L3};
@@ -204,7 +206,10 @@ struct SvcSched {
     /// it pins no destination of a deleted service, and while it lives the
     /// address cannot be reused, so pointer equality is identity.
     of: Weak<Service>,
-    key: ServiceKey,
+    /// The service itself, across edits (its shared part lives from `-A`
+    /// to `-D`): a service deleted and added again gets fresh state, as in
+    /// the kernel, even when it reuses the slot.
+    owner: Weak<ServiceShared>,
     name: String,
     sched: Option<Box<dyn Scheduler>>,
     /// The destination list the scheduler last saw (addresses of the
@@ -785,7 +790,11 @@ fn sched_for<'a>(
             .map(|d| (Arc::as_ptr(&d.shared) as usize, d.config.clone()))
             .collect();
         match entry {
-            Some(s) if s.key == c.key && s.name == c.scheduler && s.sched.is_some() => {
+            Some(s)
+                if std::ptr::eq(s.owner.as_ptr(), Arc::as_ptr(&svc.shared))
+                    && s.name == c.scheduler
+                    && s.sched.is_some() =>
+            {
                 if let Some(sch) = s.sched.as_mut() {
                     sch.set_flags(c.sched_flags);
                     if s.seen != seen {
@@ -802,7 +811,7 @@ fn sched_for<'a>(
                 }
                 *entry = Some(SvcSched {
                     of: Arc::downgrade(svc),
-                    key: c.key,
+                    owner: Arc::downgrade(&svc.shared),
                     name: c.scheduler.clone(),
                     sched: sch,
                     seen,

@@ -829,6 +829,25 @@ fn a_change_to_one_service_keeps_the_others_scheduler_state() {
     let got: std::collections::HashSet<IpAddr> =
         (0..2).map(|_| next(&mut lb, "198.18.0.101")).collect();
     assert_eq!(got, [ip("198.18.1.21"), ip("198.18.1.22")].into());
+    // Deleted and added again (the new service reuses the slot): a fresh
+    // rr starts from the head of the list, as the kernel's new service does.
+    let k = svc_key(Protocol::Tcp, "198.18.0.100", 80);
+    let head = st.snapshot().service(&k).unwrap().dests[0].config.addr;
+    assert_ne!(
+        next(&mut lb, "198.18.0.100"),
+        head,
+        "the cursor stands past the head"
+    );
+    st.apply(&ConfigOp::DeleteService(k)).unwrap();
+    let mut cfg = ServiceConfig::new(k);
+    cfg.scheduler = "rr".into();
+    st.apply(&ConfigOp::AddService(cfg)).unwrap();
+    for d in ["198.18.1.11", "198.18.1.12", "198.18.1.13"] {
+        st.apply(&ConfigOp::AddDest(k, dest(d, 8080, ForwardMethod::Masq, 1)))
+            .unwrap();
+    }
+    lb.set_snapshot(st.snapshot());
+    assert_eq!(next(&mut lb, "198.18.0.100"), head);
 }
 
 /// A listing made a piece at a time (as a worker answers `-L -c`, between
