@@ -54,6 +54,10 @@ impl Dataplane for UvsDataplane {
         self.capacity_per_worker
             .saturating_mul(self.dumps.len() as u32)
     }
+
+    fn reclaim(&self) {
+        self.config.reclaim();
+    }
 }
 
 /// The director, built before EAL with the rules applied.

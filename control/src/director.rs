@@ -37,6 +37,9 @@ pub trait Dataplane: Send + Sync {
     fn connections(&self) -> Vec<ConnEntry>;
     /// The connection table size shown as `size=` in listings.
     fn conn_tab_size(&self) -> u32;
+    /// Frees what older snapshots only the data plane kept alive (called
+    /// before each change: see `dataplane::lb::ConfigCell::reclaim`).
+    fn reclaim(&self) {}
 }
 
 /// Exit status ipvsadm uses when the kernel refuses a change.
@@ -207,6 +210,7 @@ impl<D: Dataplane> Director<D> {
                 }
             }
         }
+        self.dataplane.reclaim();
         let mut store = self.store();
         store.apply_all(&ops).map_err(|(i, e)| {
             Refusal::new(KERNEL_ERROR, format!("{e}\n(rules command {})", i + 1))
@@ -222,6 +226,7 @@ impl<D: Dataplane> Director<D> {
             return refuse(UNSUPPORTED, m);
         }
         if let Some(op) = to_op(cmd) {
+            self.dataplane.reclaim();
             let mut store = self.store();
             return match store.apply(&op) {
                 Ok(()) => {
@@ -240,16 +245,11 @@ impl<D: Dataplane> Director<D> {
                 Response::ok(format::save(&listing, *numeric, self.names.as_ref()))
             }
             Command::List(opts) => {
-                let (listing, timeouts) = {
-                    let store = self.store();
-                    (
-                        Listing::capture(
-                            &store.snapshot(),
-                            &store.stats_view(),
-                            self.dataplane.conn_tab_size(),
-                        ),
-                        store.timeouts(),
-                    )
+                // Only a service listing reads the services (the others
+                // would pay for capturing the whole table for nothing).
+                let (listing, timeouts) = match opts.kind {
+                    ListKind::Services(_) => (self.capture(), self.store().timeouts()),
+                    _ => (Listing::default(), self.store().timeouts()),
                 };
                 let conns = match opts.kind {
                     ListKind::Connections { .. } => self.dataplane.connections(),
@@ -294,6 +294,7 @@ impl<D: Dataplane> Director<D> {
         }
         let mut all = Response::default();
         let mut changed = false;
+        self.dataplane.reclaim();
         for cmd in cmds {
             let r = match to_op(cmd) {
                 Some(op) => match self.store().apply(&op) {

@@ -8,10 +8,11 @@
 //! typed commands into [`ConfigOp`]s, so this crate does not depend on it.
 //!
 //! Rules kept from the kernel (reference sections 1.8, 1.9, 3.0, 4.7, 4.8):
-//! * Every operation is validated completely before anything changes: the
-//!   store stages the operation on a copy of its state and commits only on
-//!   success, so a failing operation changes nothing. [`ConfigStore::apply_all`]
-//!   stages a whole list the same way (all or nothing, for `-R`).
+//! * Every operation is validated completely before anything changes: each
+//!   operation makes all its checks before its first change, and what it
+//!   does to state the workers share (flags, mirrors) is recorded and done
+//!   at commit. [`ConfigStore::apply_all`] stages a whole list on a copy
+//!   (all or nothing, for a rules file).
 //! * Errors carry the kernel's errno and the operation, and
 //!   [`ApplyError::message`] gives libipvs's text for that pair.
 //! * A new destination (also one revived from the trash) goes to the front of
@@ -21,11 +22,21 @@
 //!   snapshot) still holds its [`DestShared`]. Adding the same address:port
 //!   to the same service key revives it with its counters, statistics and
 //!   zero point intact. The kernel frees unreferenced trash after 120 s idle;
-//!   UVS frees it at the next operation, so only a referenced destination
+//!   UVS never revives unreferenced trash (and frees it with the estimator
+//!   tick), so only a referenced destination
 //!   can come back.
 //! * `-Z` cannot clear per-worker counters (each worker is their only
 //!   writer), so it records a zero point per service and destination;
 //!   listings show counters since it. It also resets the rate estimators.
+//!
+//! Scaling: each operation costs in proportion to what it changes, not to
+//! the table. Services are found by key in a hash map, destinations by
+//! address:port in a per-service set; the snapshot side ([`Compiled`]) is
+//! rebuilt lazily and per service: a snapshot shares every service it did
+//! not touch (`Arc<Service>`) and its packet index shares all shards but
+//! the touched ones with the previous snapshot. A batch of operations
+//! (a restore) compiles each touched service once, when the snapshot is
+//! taken. bench/CONTROL.md has the figures.
 //!
 //! Known differences, on purpose:
 //! * `--pe sip` is refused with ENOENT ("Scheduler or persistence engine not
@@ -39,15 +50,20 @@
 //!   unspecified, multicast, v4-mapped and link-local addresses are refused
 //!   with EINVAL.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, VecDeque};
+
+// The store's own maps hash with hashbrown's default (foldhash): keys are
+// the operator's own configuration, and SipHash's cost showed in restores.
+use hashbrown::{HashMap as FastMap, HashSet as FastSet};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::estimator::{Estimator, Rates};
+use crate::lb::ServiceIndex;
 use crate::model::{
     dest_flags, DestConfig, DestShared, Family, ForwardMethod, Service, ServiceConfig, ServiceKey,
-    ServiceShared, Snapshot, Timeouts, TunnelType,
+    ServiceList, ServiceShared, Snapshot, Timeouts, TunnelType,
 };
 use crate::stats::Counters;
 use crate::tunables::{Tunable, Tunables};
@@ -260,41 +276,119 @@ struct DestEntry {
     config: DestConfig,
     shared: Arc<DestShared>,
     track: Track,
-    /// The weight mirrors, thresholds and OVERLOAD must be synced at commit.
-    touched: bool,
 }
 
 #[derive(Debug, Clone)]
 struct ServiceEntry {
     config: ServiceConfig,
     /// Kernel list order: front = most recently added.
-    dests: Vec<DestEntry>,
+    dests: VecDeque<DestEntry>,
+    /// The destinations' address:port, for the existence checks of `-a`.
+    dest_keys: FastSet<(IpAddr, u16)>,
     shared: Arc<ServiceShared>,
     track: Track,
+    /// Creation order (listings with `--nosort`, the snapshot's order).
+    seq: u64,
+    /// See [`crate::lb::ServiceIndex`]: indexes workers' scheduler state.
+    slot: u32,
 }
 
-#[derive(Debug, Clone)]
-struct TrashEntry {
-    service: ServiceKey,
-    dest: DestEntry,
+impl ServiceEntry {
+    fn dest_position(&self, addr: IpAddr, port: u16) -> Option<usize> {
+        if !self.dest_keys.contains(&(addr, port)) {
+            return None;
+        }
+        self.dests
+            .iter()
+            .position(|e| e.config.addr == addr && e.config.port == port)
+    }
+
+    /// The service as a snapshot shows it.
+    fn compile(&self) -> Service {
+        Service {
+            config: self.config.clone(),
+            dests: self
+                .dests
+                .iter()
+                .map(|d| crate::model::Dest {
+                    config: d.config.clone(),
+                    shared: Arc::clone(&d.shared),
+                })
+                .collect(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// What an accepted operation does to state shared with the workers, done
+/// in order when it commits (so a refused batch touches none of it).
+#[derive(Debug)]
+enum Effect {
+    /// The destination left its service: clear AVAILABLE.
+    Trash(Arc<DestShared>),
+    /// The destination is in its service with this configuration: set
+    /// AVAILABLE, copy the mirrors, re-evaluate OVERLOAD.
+    Sync(Arc<DestShared>, DestConfig),
+    /// The service changed or went: its compiled form is stale.
+    Service(ServiceKey),
 }
 
 #[derive(Debug, Clone, Default)]
 struct State {
-    /// Creation order.
-    services: Vec<ServiceEntry>,
+    services: FastMap<ServiceKey, ServiceEntry>,
     timeouts: Timeouts,
-    trash: Vec<TrashEntry>,
+    /// Deleted destinations, by service key, address and port.
+    trash: FastMap<(ServiceKey, IpAddr, u16), DestEntry>,
+    next_seq: u64,
     tunables: Tunables,
     /// Destinations deleted so far (see [`Snapshot::dest_removals`]).
     dest_removals: u64,
+    next_slot: u32,
+    free_slots: Vec<u32>,
+}
+
+impl State {
+    fn take_slot(&mut self) -> u32 {
+        self.free_slots.pop().unwrap_or_else(|| {
+            self.next_slot += 1;
+            self.next_slot - 1
+        })
+    }
+}
+
+/// The snapshot's side of the store: compiled services in creation order
+/// and the packet index, both changed per service. Rebuilt lazily, when a
+/// snapshot is asked for, so a batch (a restore) compiles each service it
+/// touched once, whatever the number of lines.
+#[derive(Debug, Default)]
+struct Compiled {
+    order: ServiceList,
+    seq_of: FastMap<ServiceKey, u64>,
+    index: ServiceIndex,
+    /// Services whose compiled form is missing.
+    dirty: FastSet<ServiceKey>,
+    /// The last snapshot, until the next change.
+    cache: Option<Arc<Snapshot>>,
+}
+
+impl Compiled {
+    /// Drops `key`'s compiled form now (so it holds no destination that
+    /// left) and marks it to be compiled again.
+    fn invalidate(&mut self, key: ServiceKey) {
+        if let Some(seq) = self.seq_of.remove(&key) {
+            self.order.remove(seq);
+            self.index.remove(&key);
+        }
+        self.dirty.insert(key);
+    }
 }
 
 /// The daemon's configuration and what the kernel keeps beside it.
 #[derive(Debug)]
 pub struct ConfigStore {
     state: State,
-    snapshot: Arc<Snapshot>,
+    generation: u64,
+    compiled: Mutex<Compiled>,
 }
 
 impl Default for ConfigStore {
@@ -308,13 +402,48 @@ impl ConfigStore {
     pub fn new() -> ConfigStore {
         ConfigStore {
             state: State::default(),
-            snapshot: Arc::new(Snapshot::default()),
+            generation: 0,
+            compiled: Mutex::new(Compiled::default()),
         }
     }
 
-    /// The current configuration, as workers should see it.
+    fn compiled(&self) -> MutexGuard<'_, Compiled> {
+        // Only this store takes the lock, and nothing in it can panic
+        // half-way through a change that matters: a poisoned lock is sound.
+        match self.compiled.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The current configuration, as workers should see it. Compiles the
+    /// services changed since the last call; the others are shared with
+    /// the previous snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        Arc::clone(&self.snapshot)
+        let mut c = self.compiled();
+        if let Some(s) = &c.cache {
+            return Arc::clone(s);
+        }
+        let dirty: Vec<ServiceKey> = c.dirty.drain().collect();
+        for key in dirty {
+            if let Some(e) = self.state.services.get(&key) {
+                let svc = Arc::new(e.compile());
+                c.order.put(e.seq, Arc::clone(&svc));
+                c.seq_of.insert(key, e.seq);
+                c.index.insert(e.slot, svc);
+            }
+        }
+        c.index.finish();
+        let snap = Arc::new(Snapshot {
+            generation: self.generation,
+            services: c.order.clone(),
+            timeouts: self.state.timeouts,
+            tunables: self.state.tunables,
+            dest_removals: self.state.dest_removals,
+            index: c.index.clone(),
+        });
+        c.cache = Some(Arc::clone(&snap));
+        snap
     }
 
     pub fn timeouts(&self) -> Timeouts {
@@ -326,42 +455,49 @@ impl ConfigStore {
         self.state.tunables
     }
 
-    /// Executes one operation; on error nothing changed.
+    /// Executes one operation; on error nothing changed. Costs in
+    /// proportion to the operation, not to the table: every check comes
+    /// before the first change, so it runs on the live state.
     pub fn apply(&mut self, op: &ConfigOp) -> Result<(), ApplyError> {
-        self.purge_trash();
-        let mut staged = self.state.clone();
-        stage(&mut staged, op)?;
-        self.commit(staged);
+        let mut effects = Vec::new();
+        stage(&mut self.state, op, &mut effects)?;
+        self.commit(effects);
         Ok(())
     }
 
     /// Executes all operations or none: on the first failure, returns its
-    /// index and error and nothing changed.
+    /// index and error and nothing changed. Stages on a copy of the state
+    /// (one copy per batch).
     pub fn apply_all(&mut self, ops: &[ConfigOp]) -> Result<(), (usize, ApplyError)> {
+        // First, so that the copy does not count as a reference.
         self.purge_trash();
         let mut staged = self.state.clone();
+        let mut effects = Vec::new();
         for (i, op) in ops.iter().enumerate() {
-            stage(&mut staged, op).map_err(|e| (i, e))?;
+            stage(&mut staged, op, &mut effects).map_err(|e| (i, e))?;
         }
-        self.commit(staged);
+        self.state = staged;
+        self.commit(effects);
         Ok(())
     }
 
     /// One estimator step (call every [`crate::estimator::TICK_SECONDS`]).
-    /// Does nothing while `run_estimation` is 0 (the rates then keep their
-    /// last values, as the kernel's stopped estimators do).
+    /// Does nothing but free the trash while `run_estimation` is 0 (the
+    /// rates then keep their last values, as the kernel's stopped
+    /// estimators do). Also frees the trash nothing references any more.
     pub fn tick_estimators(&mut self) {
+        self.purge_trash();
         if !self.state.tunables.run_estimation() {
             return;
         }
-        for s in &mut self.state.services {
+        for s in self.state.services.values_mut() {
             s.track.est.tick(s.shared.stats.total());
             for d in &mut s.dests {
                 d.track.est.tick(d.shared.stats.total());
             }
         }
-        for t in &mut self.state.trash {
-            t.dest.track.est.tick(t.dest.shared.stats.total());
+        for t in self.state.trash.values_mut() {
+            t.track.est.tick(t.shared.stats.total());
         }
     }
 
@@ -369,25 +505,21 @@ impl ConfigStore {
     pub fn service_stats(&self, key: &ServiceKey) -> Option<StatsRow> {
         self.state
             .services
-            .iter()
-            .find(|s| &s.config.key == key)
+            .get(key)
             .map(|s| s.track.row(s.shared.stats.total()))
     }
 
     /// A destination's counters since its zero point and its rates.
     pub fn dest_stats(&self, key: &ServiceKey, addr: IpAddr, port: u16) -> Option<StatsRow> {
-        let s = self.state.services.iter().find(|s| &s.config.key == key)?;
-        let d = s
-            .dests
-            .iter()
-            .find(|d| d.config.addr == addr && d.config.port == port)?;
+        let s = self.state.services.get(key)?;
+        let d = &s.dests[s.dest_position(addr, port)?];
         Some(d.track.row(d.shared.stats.total()))
     }
 
     /// Every service's and destination's statistics, for a listing.
     pub fn stats_view(&self) -> StatsView {
         let mut v = StatsView::default();
-        for s in &self.state.services {
+        for s in self.state.services.values() {
             let key = s.config.key;
             v.services.insert(key, s.track.row(s.shared.stats.total()));
             for d in &s.dests {
@@ -400,70 +532,43 @@ impl ConfigStore {
         v
     }
 
-    /// How many deleted destinations are waiting in the trash.
+    /// How many deleted destinations are waiting in the trash (referenced
+    /// by a connection or an older snapshot).
     pub fn trash_len(&self) -> usize {
-        self.state.trash.len()
+        self.state
+            .trash
+            .values()
+            .filter(|t| Arc::strong_count(&t.shared) > 1)
+            .count()
     }
 
     /// Frees trashed destinations nothing else references any more.
     fn purge_trash(&mut self) {
         self.state
             .trash
-            .retain(|t| Arc::strong_count(&t.dest.shared) > 1);
+            .retain(|_, t| Arc::strong_count(&t.shared) > 1);
     }
 
-    fn commit(&mut self, mut new: State) {
-        let live: HashSet<*const DestShared> = new
-            .services
-            .iter()
-            .flat_map(|s| s.dests.iter().map(|d| Arc::as_ptr(&d.shared)))
-            .collect();
-        for s in &self.state.services {
-            for d in &s.dests {
-                if !live.contains(&Arc::as_ptr(&d.shared)) {
-                    d.shared
-                        .flags
-                        .fetch_and(!dest_flags::AVAILABLE, Ordering::Relaxed);
-                    new.dest_removals += 1;
+    fn commit(&mut self, effects: Vec<Effect>) {
+        let mut removals = 0;
+        let mut c = self.compiled();
+        c.cache = None;
+        for e in effects {
+            match e {
+                Effect::Trash(d) => {
+                    d.flags.fetch_and(!dest_flags::AVAILABLE, Ordering::Relaxed);
+                    removals += 1;
                 }
+                Effect::Sync(d, cfg) => {
+                    d.flags.fetch_or(dest_flags::AVAILABLE, Ordering::Relaxed);
+                    sync_mirrors(&d, &cfg);
+                }
+                Effect::Service(key) => c.invalidate(key),
             }
         }
-        for s in &mut new.services {
-            for d in &mut s.dests {
-                d.shared
-                    .flags
-                    .fetch_or(dest_flags::AVAILABLE, Ordering::Relaxed);
-                if d.touched {
-                    sync_mirrors(&d.shared, &d.config);
-                    d.touched = false;
-                }
-            }
-        }
-        self.state = new;
-        let snapshot = Snapshot {
-            generation: self.snapshot.generation + 1,
-            services: self
-                .state
-                .services
-                .iter()
-                .map(|s| Service {
-                    config: s.config.clone(),
-                    dests: s
-                        .dests
-                        .iter()
-                        .map(|d| crate::model::Dest {
-                            config: d.config.clone(),
-                            shared: Arc::clone(&d.shared),
-                        })
-                        .collect(),
-                    shared: Arc::clone(&s.shared),
-                })
-                .collect(),
-            timeouts: self.state.timeouts,
-            tunables: self.state.tunables,
-            dest_removals: self.state.dest_removals,
-        };
-        self.snapshot = Arc::new(snapshot);
+        drop(c);
+        self.state.dest_removals += removals;
+        self.generation += 1;
     }
 }
 
@@ -494,10 +599,6 @@ fn sync_mirrors(d: &DestShared, cfg: &DestConfig) {
             d.flags.fetch_and(!dest_flags::OVERLOAD, Ordering::Relaxed);
         }
     }
-}
-
-fn service_index(st: &State, key: &ServiceKey) -> Option<usize> {
-    st.services.iter().position(|s| &s.config.key == key)
 }
 
 fn validate_service(op: OpKind, cfg: &ServiceConfig) -> Result<(), ApplyError> {
@@ -559,65 +660,94 @@ fn is_unicast(addr: &IpAddr) -> bool {
     }
 }
 
-fn trash_dests(st: &mut State, svc: ServiceEntry) {
-    let key = svc.config.key;
+/// Removes a service: its destinations go to the trash, its slot is free.
+fn remove_service(st: &mut State, key: &ServiceKey, fx: &mut Vec<Effect>) {
+    let Some(svc) = st.services.remove(key) else {
+        return;
+    };
+    st.free_slots.push(svc.slot);
+    fx.push(Effect::Service(*key));
     for dest in svc.dests {
-        st.trash.push(TrashEntry { service: key, dest });
+        fx.push(Effect::Trash(Arc::clone(&dest.shared)));
+        st.trash
+            .insert((*key, dest.config.addr, dest.config.port), dest);
     }
 }
 
-/// Applies `op` to `st`. `st` is a scratch copy: on error the caller drops
-/// it, so checks may come in the kernel's order rather than all up front.
-fn stage(st: &mut State, op: &ConfigOp) -> Result<(), ApplyError> {
+/// Applies `op` to `st`, recording what the commit must do in `fx`. Every
+/// check comes before the first change: on error `st` and `fx` are as they
+/// were.
+fn stage(st: &mut State, op: &ConfigOp, fx: &mut Vec<Effect>) -> Result<(), ApplyError> {
     let kind = op.kind();
     match op {
         ConfigOp::AddService(cfg) => {
             validate_service(kind, cfg)?;
-            if service_index(st, &cfg.key).is_some() {
+            if st.services.contains_key(&cfg.key) {
                 return Err(ApplyError::Exists(kind));
             }
             check_engines(kind, cfg)?;
             let shared = Arc::new(ServiceShared::default());
             let track = Track::starting_at(shared.stats.total());
-            st.services.push(ServiceEntry {
-                config: cfg.clone(),
-                dests: Vec::new(),
-                shared,
-                track,
-            });
+            let slot = st.take_slot();
+            st.next_seq += 1;
+            st.services.insert(
+                cfg.key,
+                ServiceEntry {
+                    config: cfg.clone(),
+                    dests: VecDeque::new(),
+                    dest_keys: FastSet::new(),
+                    shared,
+                    track,
+                    seq: st.next_seq,
+                    slot,
+                },
+            );
+            fx.push(Effect::Service(cfg.key));
         }
         ConfigOp::EditService(cfg) => {
             validate_service(kind, cfg)?;
-            let i = service_index(st, &cfg.key).ok_or(ApplyError::NoService(kind))?;
+            let svc = st
+                .services
+                .get_mut(&cfg.key)
+                .ok_or(ApplyError::NoService(kind))?;
             check_engines(kind, cfg)?;
-            st.services[i].config = cfg.clone();
+            svc.config = cfg.clone();
+            fx.push(Effect::Service(cfg.key));
         }
         ConfigOp::DeleteService(key) => {
-            let i = service_index(st, key).ok_or(ApplyError::NoService(kind))?;
-            let svc = st.services.remove(i);
-            trash_dests(st, svc);
+            if !st.services.contains_key(key) {
+                return Err(ApplyError::NoService(kind));
+            }
+            remove_service(st, key, fx);
         }
         ConfigOp::Flush => {
-            for svc in std::mem::take(&mut st.services) {
-                trash_dests(st, svc);
+            let keys: Vec<ServiceKey> = st.services.keys().copied().collect();
+            for key in keys {
+                remove_service(st, &key, fx);
             }
         }
         ConfigOp::AddDest(key, d) => {
-            let i = service_index(st, key).ok_or(ApplyError::NoService(kind))?;
-            validate_dest(kind, &st.services[i].config, d)?;
-            let same = |e: &DestEntry| e.config.addr == d.addr && e.config.port == d.port;
-            if st.services[i].dests.iter().any(same) {
+            let svc = st.services.get(key).ok_or(ApplyError::NoService(kind))?;
+            validate_dest(kind, &svc.config, d)?;
+            if svc.dest_keys.contains(&(d.addr, d.port)) {
                 return Err(ApplyError::Exists(kind));
             }
-            let revived = st
+            // Trash nothing references any more is freed, not revived (the
+            // kernel frees it after a while; UVS at the next operation).
+            let tkey = (*key, d.addr, d.port);
+            if st
                 .trash
-                .iter()
-                .position(|t| &t.service == key && same(&t.dest));
-            let entry = match revived {
-                Some(t) => {
-                    let mut e = st.trash.remove(t).dest;
+                .get(&tkey)
+                .is_some_and(|t| Arc::strong_count(&t.shared) == 1)
+            {
+                if !is_unicast(&d.addr) {
+                    return Err(ApplyError::Invalid(kind, "address not unicast"));
+                }
+                st.trash.remove(&tkey);
+            }
+            let entry = match st.trash.remove(&tkey) {
+                Some(mut e) => {
                     e.config = d.clone();
-                    e.touched = true;
                     e
                 }
                 None => {
@@ -630,39 +760,49 @@ fn stage(st: &mut State, op: &ConfigOp) -> Result<(), ApplyError> {
                         config: d.clone(),
                         shared,
                         track,
-                        touched: true,
                     }
                 }
             };
-            st.services[i].dests.insert(0, entry);
+            fx.push(Effect::Sync(Arc::clone(&entry.shared), d.clone()));
+            fx.push(Effect::Service(*key));
+            let svc = st
+                .services
+                .get_mut(key)
+                .ok_or(ApplyError::NoService(kind))?;
+            svc.dest_keys.insert((d.addr, d.port));
+            svc.dests.push_front(entry);
         }
         ConfigOp::EditDest(key, d) => {
-            let i = service_index(st, key).ok_or(ApplyError::NoService(kind))?;
-            validate_dest(kind, &st.services[i].config, d)?;
-            let e = st.services[i]
-                .dests
-                .iter_mut()
-                .find(|e| e.config.addr == d.addr && e.config.port == d.port)
+            let svc = st
+                .services
+                .get_mut(key)
+                .ok_or(ApplyError::NoService(kind))?;
+            validate_dest(kind, &svc.config, d)?;
+            let j = svc
+                .dest_position(d.addr, d.port)
                 .ok_or(ApplyError::NotFound(kind))?;
+            let e = &mut svc.dests[j];
             e.config = d.clone();
-            e.touched = true;
+            fx.push(Effect::Sync(Arc::clone(&e.shared), d.clone()));
+            fx.push(Effect::Service(*key));
         }
         ConfigOp::DeleteDest {
             service,
             addr,
             port,
         } => {
-            let i = service_index(st, service).ok_or(ApplyError::NoService(kind))?;
-            let j = st.services[i]
-                .dests
-                .iter()
-                .position(|e| e.config.addr == *addr && e.config.port == *port)
+            let svc = st
+                .services
+                .get_mut(service)
+                .ok_or(ApplyError::NoService(kind))?;
+            let j = svc
+                .dest_position(*addr, *port)
                 .ok_or(ApplyError::NotFound(kind))?;
-            let dest = st.services[i].dests.remove(j);
-            st.trash.push(TrashEntry {
-                service: *service,
-                dest,
-            });
+            let dest = svc.dests.remove(j).ok_or(ApplyError::NotFound(kind))?;
+            svc.dest_keys.remove(&(*addr, *port));
+            fx.push(Effect::Trash(Arc::clone(&dest.shared)));
+            fx.push(Effect::Service(*service));
+            st.trash.insert((*service, *addr, *port), dest);
         }
         ConfigOp::SetTimeouts { tcp, tcp_fin, udp } => {
             let t = &mut st.timeouts;
@@ -685,10 +825,13 @@ fn stage(st: &mut State, op: &ConfigOp) -> Result<(), ApplyError> {
             };
             match which {
                 Some(key) => {
-                    let i = service_index(st, key).ok_or(ApplyError::NoService(kind))?;
-                    zero_service(&mut st.services[i]);
+                    let svc = st
+                        .services
+                        .get_mut(key)
+                        .ok_or(ApplyError::NoService(kind))?;
+                    zero_service(svc);
                 }
-                None => st.services.iter_mut().for_each(zero_service),
+                None => st.services.values_mut().for_each(zero_service),
             }
         }
         ConfigOp::SetTunable(t, v) => {
@@ -699,7 +842,6 @@ fn stage(st: &mut State, op: &ConfigOp) -> Result<(), ApplyError> {
     }
     Ok(())
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1203,5 +1345,67 @@ mod tests {
         assert!(d.is_available());
         assert_eq!(s.trash_len(), 0);
         assert_eq!(dest_order(&s), vec![v4(198, 19, 0, 1)]);
+    }
+
+    /// The snapshot after one change shares every service it did not touch
+    /// with the snapshot before, and the untouched service's slot stays.
+    #[test]
+    fn a_change_shares_untouched_services_with_the_last_snapshot() {
+        let mut s = ConfigStore::new();
+        let keys: Vec<ServiceKey> = (1..=50).map(|i| tcp(v4(198, 18, 1, i), 80)).collect();
+        for k in &keys {
+            s.apply(&ConfigOp::AddService(ServiceConfig::new(*k)))
+                .unwrap();
+            s.apply(&ConfigOp::AddDest(*k, dest(1, 1))).unwrap();
+        }
+        let before = s.snapshot();
+        s.apply(&ConfigOp::AddDest(keys[7], dest(2, 1))).unwrap();
+        let after = s.snapshot();
+        assert_eq!(after.generation, before.generation + 1);
+        let same: Vec<bool> = before
+            .services
+            .iter()
+            .zip(after.services.iter())
+            .map(|(a, b)| Arc::ptr_eq(a, b))
+            .collect();
+        let mut want = vec![true; 50];
+        want[7] = false;
+        assert_eq!(same, want, "only the changed service is a new Arc");
+        assert_eq!(after.services[7].dests.len(), 2);
+        let slot = |snap: &Snapshot, k: &ServiceKey| snap.index.get(k).unwrap().slot;
+        assert_eq!(slot(&before, &keys[7]), slot(&after, &keys[7]));
+        // A deleted service's slot goes to the next new service.
+        let freed = slot(&after, &keys[3]);
+        s.apply(&ConfigOp::DeleteService(keys[3])).unwrap();
+        let new = tcp(v4(198, 18, 2, 1), 80);
+        s.apply(&ConfigOp::AddService(ServiceConfig::new(new)))
+            .unwrap();
+        let last = s.snapshot();
+        assert_eq!(slot(&last, &new), freed);
+        assert_eq!(
+            last.services.last().unwrap().config.key,
+            new,
+            "creation order"
+        );
+    }
+
+    /// A batch (as a restore runs it, line by line without a snapshot in
+    /// between) compiles each service once, when the snapshot is taken.
+    #[test]
+    fn snapshots_are_built_when_asked_for() {
+        let mut s = store_with_service();
+        let first = s.snapshot();
+        assert!(
+            Arc::ptr_eq(&first, &s.snapshot()),
+            "no change, same snapshot"
+        );
+        for i in 1..=20 {
+            s.apply(&ConfigOp::AddDest(vip(), dest(i, 1))).unwrap();
+        }
+        let snap = s.snapshot();
+        assert_eq!(snap.generation, first.generation + 20);
+        assert_eq!(dest_order(&s).len(), 20);
+        assert_eq!(dest_order(&s)[0], v4(198, 19, 0, 20), "newest first");
+        assert!(snap.index.find(6, &v4(198, 18, 0, 1), 80).is_some());
     }
 }

@@ -142,12 +142,12 @@ fn dest(a: &str, port: u16, method: ForwardMethod, weight: i32, act: u32, inact:
     Dest { config, shared }
 }
 
-fn service(config: ServiceConfig, dests: Vec<Dest>) -> Service {
-    Service {
+fn service(config: ServiceConfig, dests: Vec<Dest>) -> Arc<Service> {
+    Arc::new(Service {
         config,
         dests,
         shared: Arc::new(ServiceShared::default()),
-    }
+    })
 }
 
 fn gue(port: u16, csum: TunnelCsum) -> ForwardMethod {
@@ -202,7 +202,8 @@ fn reference_snapshot() -> Snapshot {
                     dest("198.19.1.10", 80, ForwardMethod::Masq, 1, 12, 130),
                 ],
             ),
-        ],
+        ]
+        .into(),
         timeouts: Timeouts::default(),
         ..Snapshot::default()
     }
@@ -294,7 +295,7 @@ fn one_service_stats() -> (Snapshot, StatsView) {
     d.shared.persistconns.store(57, Ordering::Relaxed);
     let snap = Snapshot {
         generation: 1,
-        services: vec![service(cfg, vec![d])],
+        services: vec![service(cfg, vec![d])].into(),
         timeouts: Timeouts::default(),
         ..Snapshot::default()
     };
@@ -355,7 +356,7 @@ fn stats_exact_rate_thresholds_persistent_conn() {
         THRESHOLDS
     );
     let mut snap = snap;
-    snap.services[0].config.persistent = Some(360);
+    Arc::make_mut(&mut snap.services[0]).config.persistent = Some(360);
     assert_eq!(
         without_header(&list(&snap, &stats, &opts(Detail::PersistentConn))),
         PCONN
@@ -410,7 +411,8 @@ fn tun_info_listing() {
                 dest("198.19.10.2", 80, gre, 1, 0, 0),
                 dest("198.19.10.1", 80, gue(6080, TunnelCsum::NoCsum), 1, 0, 0),
             ],
-        )],
+        )]
+        .into(),
         timeouts: Timeouts::default(),
         ..Snapshot::default()
     };
@@ -423,7 +425,9 @@ fn tun_info_listing() {
 #[test]
 fn save_writes_rules_sorted_without_thresholds() {
     let mut snap = reference_snapshot();
-    snap.services[3].dests[0].config.u_threshold = 100;
+    Arc::make_mut(&mut snap.services[3]).dests[0]
+        .config
+        .u_threshold = 100;
     let want = concat!(
         "-A -t 198.18.0.1:80 -s wlc\n",
         "-a -t 198.18.0.1:80 -r 198.19.1.10:80 -m -w 1\n",
@@ -463,7 +467,8 @@ fn save_other_tunnels_pe_and_v6_mask() {
                 dest("2001:db8::2", 5060, gre, 3, 0, 0),
                 dest("2001:db8::3", 5060, gue(6080, TunnelCsum::RemCsum), 0, 0, 0),
             ],
-        )],
+        )]
+        .into(),
         timeouts: Timeouts::default(),
         ..Snapshot::default()
     };
@@ -653,7 +658,8 @@ fn names_resolved_and_truncated_33_28_but_not_ipv6() {
                     dest("198.19.1.10", 80, ForwardMethod::Masq, 1, 0, 0),
                 ],
             ),
-        ],
+        ]
+        .into(),
         timeouts: Timeouts::default(),
         ..Snapshot::default()
     };
@@ -736,7 +742,8 @@ fn fwmark_real_servers_keep_numeric_ports_with_names() {
         services: vec![service(
             ServiceConfig::new(key),
             vec![dest("198.19.1.10", 80, ForwardMethod::Route, 1, 0, 0)],
-        )],
+        )]
+        .into(),
         timeouts: Timeouts::default(),
         ..Snapshot::default()
     };

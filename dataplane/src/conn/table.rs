@@ -1035,8 +1035,19 @@ impl ConnTable {
 
     /// Rows of `ipvsadm -L -c` for every live entry (control path; allocates).
     pub fn iter_entries(&self, now: u64) -> impl Iterator<Item = ConnEntry> + '_ {
+        self.entries_in(0..self.ents.len(), now)
+    }
+
+    /// [`ConnTable::iter_entries`] of the entry slots in `slots`, for a
+    /// listing made a piece at a time ([`ConnTable::slots`] slots in all).
+    pub fn entries_in(
+        &self,
+        slots: std::ops::Range<usize>,
+        now: u64,
+    ) -> impl Iterator<Item = ConnEntry> + '_ {
         let now_t = tick_of_ms(now);
-        self.ents
+        let end = slots.end.min(self.ents.len());
+        self.ents[slots.start.min(end)..end]
             .iter()
             .filter(|c| c.flags & cflags::LIVE != 0)
             .map(move |c| {
@@ -1078,6 +1089,11 @@ impl ConnTable {
                     pe: None,
                 }
             })
+    }
+
+    /// Entry slots (live or not): the range of [`ConnTable::entries_in`].
+    pub fn slots(&self) -> usize {
+        self.ents.len()
     }
 
     /// Average number of entries examined by a successful inbound lookup

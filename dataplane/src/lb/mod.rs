@@ -8,8 +8,10 @@
 //! scheduler instances (cursors, Maglev tables) and its view of the current
 //! configuration snapshot. Nothing here allocates, locks, logs or makes a
 //! syscall on the packet path; a new snapshot is taken in between bursts
-//! ([`Lb::set_snapshot`]), which is where per-snapshot indexes and
-//! scheduler tables are rebuilt.
+//! ([`Lb::set_snapshot`]) at a cost that does not depend on the table: the
+//! snapshot brings its own packet index, and a service's scheduler state is
+//! brought up to date when the service next schedules (`sched_for`), for
+//! that service only.
 //!
 //! What [`Lb::process`] does, in IPVS's order (reference 4.1, 5.1-5.5):
 //! 1. ICMP errors quoting a known connection are translated (NAT) or
@@ -43,14 +45,16 @@ mod tests;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::buf::PacketBuf;
 use crate::conn::table::HashedKey;
 use crate::conn::{
     persist, proto_tcp, ConnAddr, ConnId, ConnKey, ConnTable, Dir, NewConn, Verdict,
 };
-use crate::model::{Dest, DestShared, ForwardMethod, ServiceKey, Snapshot};
+use crate::model::{
+    DestConfig, DestShared, ForwardMethod, Service, ServiceKey, ServiceShared, Snapshot,
+};
 use crate::sched::{self, SchedConfig, SchedInput, SchedRng, Scheduler, SplitMix64};
 use crate::wire::ipv4::protocol;
 use crate::wire::{parse_icmp_quote, Fragment, PacketMeta, L3};
@@ -210,14 +214,23 @@ impl Default for LbSettings {
     }
 }
 
-/// One service's per-worker scheduling state.
+/// One service's per-worker scheduling state, in the slot the store gave
+/// the service ([`index::Indexed::slot`]).
 struct SvcSched {
-    key: ServiceKey,
+    /// The compiled service this state was brought up to date with. Weak:
+    /// it pins no destination of a deleted service, and while it lives the
+    /// address cannot be reused, so pointer equality is identity.
+    of: Weak<Service>,
+    /// The service itself, across edits (its shared part lives from `-A`
+    /// to `-D`): a service deleted and added again gets fresh state, as in
+    /// the kernel, even when it reuses the slot.
+    owner: Weak<ServiceShared>,
     name: String,
     sched: Option<Box<dyn Scheduler>>,
-    /// The destination list the scheduler last saw, to tell whether a new
-    /// snapshot changed it.
-    seen: Vec<Dest>,
+    /// The destination list the scheduler last saw (addresses of the
+    /// shared parts, only compared, and configurations), to tell whether a
+    /// changed service changed it.
+    seen: Vec<(usize, DestConfig)>,
 }
 
 /// One worker's load-balancing stage.
@@ -225,8 +238,9 @@ pub struct Lb {
     worker: usize,
     settings: LbSettings,
     snap: Arc<Snapshot>,
-    index: ServiceIndex,
-    scheds: Vec<SvcSched>,
+    /// By service slot; brought up to date on the first new connection
+    /// after its service changed ([`sched_for`]).
+    scheds: Vec<Option<SvcSched>>,
     conns: ConnTable,
     rng: SplitMix64,
     ip_id: u16,
@@ -259,7 +273,6 @@ impl Lb {
             worker,
             settings,
             snap: Arc::new(Snapshot::default()),
-            index: ServiceIndex::default(),
             scheds: Vec::new(),
             conns,
             rng: SplitMix64::new(settings.seed ^ (worker as u64).wrapping_mul(0x9e37_79b9)),
@@ -290,59 +303,24 @@ impl Lb {
 
     /// Every virtual service address of the current snapshot.
     pub fn service_addrs(&self) -> Vec<IpAddr> {
-        self.index.vips().copied().collect()
+        self.snap.index.vips().copied().collect()
     }
 
     /// Whether `addr` is a virtual service address (answered in ARP/NDP).
     pub fn is_vip(&self, addr: &IpAddr) -> bool {
-        self.index.is_vip(addr)
+        self.snap.index.is_vip(addr)
     }
 
-    /// Takes a new configuration (between bursts). Schedulers of services
-    /// whose name is unchanged keep their state and see the destination
-    /// list change; new or re-scheduled services get fresh schedulers.
+    /// Takes a new configuration (between bursts). Costs the same
+    /// whatever the table size: the snapshot carries its packet index, and
+    /// a service's scheduler state is brought up to date on its next new
+    /// connection ([`sched_for`]): schedulers of services whose name is
+    /// unchanged keep their state and see the destination list change; new
+    /// or re-scheduled services get fresh schedulers.
     pub fn set_snapshot(&mut self, snap: Arc<Snapshot>) {
         if Arc::ptr_eq(&snap, &self.snap) {
             return;
         }
-        let mut old: Vec<SvcSched> = std::mem::take(&mut self.scheds);
-        let mut scheds = Vec::with_capacity(snap.services.len());
-        for svc in &snap.services {
-            let cfg = &svc.config;
-            let seen = svc.dests.clone();
-            let reuse = old
-                .iter()
-                .position(|s| s.key == cfg.key && s.name == cfg.scheduler && s.sched.is_some());
-            let entry = match reuse {
-                Some(i) => {
-                    let mut s = old.swap_remove(i);
-                    if let Some(sch) = s.sched.as_mut() {
-                        sch.set_flags(cfg.sched_flags);
-                        if sched::dests_changed(&s.seen, &seen) {
-                            sch.update(&svc.dests);
-                        }
-                    }
-                    s.seen = seen;
-                    s
-                }
-                None => {
-                    let mut sch =
-                        sched::new_with(&cfg.scheduler, cfg.sched_flags, &self.settings.sched).ok();
-                    if let Some(s) = sch.as_mut() {
-                        s.update(&svc.dests);
-                    }
-                    SvcSched {
-                        key: cfg.key,
-                        name: cfg.scheduler.clone(),
-                        sched: sch,
-                        seen,
-                    }
-                }
-            };
-            scheds.push(entry);
-        }
-        self.index = ServiceIndex::build(&snap);
-        self.scheds = scheds;
         if self.conns.timeouts() != snap.timeouts {
             self.conns.set_timeouts(snap.timeouts);
         }
@@ -395,7 +373,7 @@ impl Lb {
     /// Housekeeping between bursts: expires at most `budget` connections
     /// and runs the schedulers' garbage collection.
     pub fn housekeeping(&mut self, now: u64, budget: usize) -> usize {
-        for s in self.scheds.iter_mut() {
+        for s in self.scheds.iter_mut().flatten() {
             if let Some(sch) = s.sched.as_mut() {
                 sch.expire(now);
             }
@@ -446,7 +424,7 @@ impl Lb {
         }
         if meta.is_icmp_error() {
             let q = parse_icmp_quote(frame, meta).ok()?;
-            return Some(if self.index.is_vip(&q.src) {
+            return Some(if self.snap.index.is_vip(&q.src) {
                 (q.dst, q.dport)
             } else {
                 (q.src, q.sport)
@@ -455,7 +433,7 @@ impl Lb {
         if meta.is_icmp() {
             return None;
         }
-        if self.index.is_vip(&meta.dst) {
+        if self.snap.index.is_vip(&meta.dst) {
             Some((meta.src, meta.sport))
         } else {
             Some((meta.dst, meta.dport))
@@ -513,7 +491,7 @@ impl Lb {
                 ConnAddr::from(m.dst),
                 m.dport,
             );
-            if self.index.is_vip(&m.dst) {
+            if self.snap.index.is_vip(&m.dst) {
                 keys_in[n_in] = k;
                 n_in += 1;
             } else {
@@ -546,7 +524,7 @@ impl Lb {
             return Action::Pass;
         }
         if meta.fragment == Fragment::Later {
-            return if self.index.is_vip(&meta.dst) {
+            return if self.snap.index.is_vip(&meta.dst) {
                 self.drop(LbDrop::Fragment)
             } else {
                 Action::Pass
@@ -590,17 +568,6 @@ impl Lb {
         key: &HashedKey,
     ) -> Action {
         let proto = meta.protocol;
-        let Some(si) = self.index.find(proto, &meta.dst, meta.dport) else {
-            return self.no_service(buf, meta, eg);
-        };
-        if proto == protocol::TCP
-            && !proto_tcp::may_schedule(meta.tcp_flags, self.defense.tunables.sloppy_tcp())
-        {
-            return self.drop(LbDrop::NoConnection);
-        }
-        if self.defense.todrop() {
-            return self.drop(LbDrop::Defense);
-        }
         // Disjoint borrows of the stage's parts: no reference count is
         // touched for the snapshot, the service or the destination.
         let Lb {
@@ -612,10 +579,22 @@ impl Lb {
             counters,
             settings,
             ip_id,
+            defense,
             ..
         } = self;
+        let Some(found) = snap.index.find(proto, &meta.dst, meta.dport) else {
+            return self.no_service(buf, meta, eg);
+        };
+        if proto == protocol::TCP
+            && !proto_tcp::may_schedule(meta.tcp_flags, defense.tunables.sloppy_tcp())
+        {
+            return drop_counted(counters, LbDrop::NoConnection);
+        }
+        if defense.todrop() {
+            return drop_counted(counters, LbDrop::Defense);
+        }
         let worker = *worker;
-        let svc = &snap.services[si];
+        let svc = &found.service;
         let svc_port = match svc.config.key {
             ServiceKey::Addr { port, .. } => port,
             ServiceKey::Fwmark { .. } => 0,
@@ -636,7 +615,7 @@ impl Lb {
             now,
             rng,
         };
-        let sched = scheds[si].sched.as_mut();
+        let sched = sched_for(scheds, found, &settings.sched);
 
         // The destination (and controlling template) for the new connection.
         let (control, method, daddr, dport, dest): (
@@ -925,9 +904,6 @@ impl Lb {
         inbound: &ConnKey,
         now: u64,
     ) -> Result<Option<ConnId>, Action> {
-        let Some(si) = self.index.find(q.protocol, &q.src, q.sport) else {
-            return Ok(None);
-        };
         let Lb {
             snap,
             scheds,
@@ -935,9 +911,13 @@ impl Lb {
             rng,
             worker,
             counters,
+            settings,
             ..
         } = self;
-        let svc = &snap.services[si];
+        let Some(found) = snap.index.find(q.protocol, &q.src, q.sport) else {
+            return Ok(None);
+        };
+        let svc = &found.service;
         let svc_port = match svc.config.key {
             ServiceKey::Addr { port, .. } => port,
             ServiceKey::Fwmark { .. } => 0,
@@ -953,9 +933,7 @@ impl Lb {
             now,
             rng,
         };
-        let Some(i) = scheds[si]
-            .sched
-            .as_mut()
+        let Some(i) = sched_for(scheds, found, &settings.sched)
             .and_then(|s| s.schedule(&svc.dests, &mut input))
         else {
             return Err(drop_counted(counters, LbDrop::NoDestination));
@@ -992,6 +970,77 @@ impl Lb {
     pub fn connections(&self, now: u64) -> impl Iterator<Item = crate::model::ConnEntry> + '_ {
         self.conns.iter_entries(now)
     }
+
+    /// The rows of entry slots `start..start + n` (a piece of a listing);
+    /// returns where the next piece starts, `None` at the end.
+    pub fn connections_piece(
+        &self,
+        start: usize,
+        n: usize,
+        now: u64,
+        out: &mut Vec<crate::model::ConnEntry>,
+    ) -> Option<usize> {
+        let end = start.saturating_add(n).min(self.conns.slots());
+        out.extend(self.conns.entries_in(start..end, now));
+        (end < self.conns.slots()).then_some(end)
+    }
+}
+
+/// The scheduler of the service `found`, brought up to date with it if
+/// the service changed since this worker last scheduled for it: the same
+/// work the kernel does on `-E`/`-a`/`-e`/`-d`, for that service only.
+fn sched_for<'a>(
+    scheds: &'a mut Vec<Option<SvcSched>>,
+    found: &index::Indexed,
+    cfg: &SchedConfig,
+) -> Option<&'a mut Box<dyn Scheduler>> {
+    let slot = found.slot as usize;
+    if scheds.len() <= slot {
+        scheds.resize_with(slot + 1, || None);
+    }
+    let svc = &found.service;
+    let entry = &mut scheds[slot];
+    let current = entry
+        .as_ref()
+        .is_some_and(|s| std::ptr::eq(s.of.as_ptr(), Arc::as_ptr(svc)));
+    if !current {
+        let c = &svc.config;
+        let seen: Vec<(usize, DestConfig)> = svc
+            .dests
+            .iter()
+            .map(|d| (Arc::as_ptr(&d.shared) as usize, d.config.clone()))
+            .collect();
+        match entry {
+            Some(s)
+                if std::ptr::eq(s.owner.as_ptr(), Arc::as_ptr(&svc.shared))
+                    && s.name == c.scheduler
+                    && s.sched.is_some() =>
+            {
+                if let Some(sch) = s.sched.as_mut() {
+                    sch.set_flags(c.sched_flags);
+                    if s.seen != seen {
+                        sch.update(&svc.dests);
+                    }
+                }
+                s.seen = seen;
+                s.of = Arc::downgrade(svc);
+            }
+            _ => {
+                let mut sch = sched::new_with(&c.scheduler, c.sched_flags, cfg).ok();
+                if let Some(s) = sch.as_mut() {
+                    s.update(&svc.dests);
+                }
+                *entry = Some(SvcSched {
+                    of: Arc::downgrade(svc),
+                    owner: Arc::downgrade(&svc.shared),
+                    name: c.scheduler.clone(),
+                    sched: sch,
+                    seen,
+                });
+            }
+        }
+    }
+    entry.as_mut().and_then(|s| s.sched.as_mut())
 }
 
 fn drop_counted(counters: &LbCounters, r: LbDrop) -> Action {

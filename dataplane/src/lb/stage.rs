@@ -6,7 +6,11 @@
 //!   snapshot with one atomic pointer swap (`arc-swap`); a worker compares
 //!   the published generation with its own on every loop turn and takes the
 //!   new snapshot between bursts. A worker therefore sees the old or the new
-//!   configuration, never a mix.
+//!   configuration, never a mix. Taking it costs the worker the same at any
+//!   table size (see [`Lb::set_snapshot`]), and so does letting the old one
+//!   go: the cell keeps every snapshot it replaced until no worker holds it
+//!   and frees it on the control thread ([`ConfigCell::reclaim`]), so a
+//!   worker never pays for freeing a large table.
 //! * [`ConnDump`]: `ipvsadm -L -c` asks each worker for its connection rows
 //!   through a request counter; the worker answers between bursts. The mutex
 //!   around the rows is only ever taken on that control path.
@@ -14,7 +18,7 @@
 
 use std::cell::Cell;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +36,8 @@ use crate::wire::{PacketMeta, ParseError};
 pub struct ConfigCell {
     current: ArcSwap<Snapshot>,
     generation: AtomicU64,
+    /// Replaced snapshots, until no worker holds them (control side only).
+    retired: Mutex<Vec<Arc<Snapshot>>>,
 }
 
 impl Default for ConfigCell {
@@ -39,6 +45,7 @@ impl Default for ConfigCell {
         ConfigCell {
             current: ArcSwap::from_pointee(Snapshot::default()),
             generation: AtomicU64::new(0),
+            retired: Mutex::new(Vec::new()),
         }
     }
 }
@@ -47,8 +54,24 @@ impl ConfigCell {
     /// Publishes `snap` to every worker.
     pub fn publish(&self, snap: Arc<Snapshot>) {
         let g = snap.generation;
-        self.current.store(snap);
+        let old = self.current.swap(snap);
         self.generation.store(g, Ordering::Release);
+        self.reclaim();
+        match self.retired.lock() {
+            Ok(mut r) => r.push(old),
+            Err(p) => p.into_inner().push(old),
+        }
+    }
+
+    /// Frees the replaced snapshots no worker holds any more (the control
+    /// thread calls it before each change, so that a destination only an
+    /// old snapshot held counts as unreferenced, as it did before).
+    pub fn reclaim(&self) {
+        let mut r = match self.retired.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        r.retain(|s| Arc::strong_count(s) > 1);
     }
 
     /// The generation last published (one atomic load).
@@ -64,44 +87,78 @@ impl ConfigCell {
 }
 
 /// A worker's answer channel for connection listings.
+///
+/// The worker answers a piece at a time: [`DUMP_PIECE`] entry slots per
+/// loop turn, so a listing of a million connections never holds it for
+/// more than one piece, and its packets go on between pieces. The rows of
+/// one listing are therefore not one instant's (as the kernel's are not:
+/// it walks its hash table bucket by bucket).
 #[derive(Debug, Default)]
 pub struct ConnDump {
     requested: AtomicU64,
     answered: AtomicU64,
-    rows: Mutex<Vec<ConnEntry>>,
+    /// Worker side: the next slot of the listing under way.
+    cursor: AtomicUsize,
+    /// The pieces listed so far (a worker never grows one big vector).
+    pieces: Mutex<Vec<Vec<ConnEntry>>>,
 }
 
+/// Connection-table slots a worker lists per loop turn.
+pub const DUMP_PIECE: usize = 1024;
+
 impl ConnDump {
-    /// Control side: asks the worker for its rows and waits up to
-    /// `timeout` for them. `None` if the worker did not answer (stopped).
+    /// Control side: asks the worker for its rows and waits for them,
+    /// as long as the worker keeps answering pieces; `None` if it answered
+    /// nothing for `timeout` (stopped).
     pub fn collect(&self, timeout: Duration) -> Option<Vec<ConnEntry>> {
         let want = self.requested.fetch_add(1, Ordering::AcqRel) + 1;
-        let start = Instant::now();
+        let mut progress = Instant::now();
+        let mut seen = 0;
         while self.answered.load(Ordering::Acquire) < want {
-            if start.elapsed() > timeout {
+            let at = self.cursor.load(Ordering::Relaxed);
+            if at != seen {
+                seen = at;
+                progress = Instant::now();
+            } else if progress.elapsed() > timeout {
                 return None;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        let rows = match self.rows.lock() {
+        let pieces = match self.pieces.lock() {
             Ok(mut g) => std::mem::take(&mut *g),
             Err(p) => std::mem::take(&mut *p.into_inner()),
         };
-        Some(rows)
+        Some(pieces.into_iter().flatten().collect())
     }
 
-    /// Worker side: answers a pending request, if any (between bursts).
+    /// Worker side: lists one more piece of a pending request, if any
+    /// (between bursts).
     fn serve(&self, lb: &Lb, now: u64) {
         let req = self.requested.load(Ordering::Acquire);
         if req == self.answered.load(Ordering::Relaxed) {
             return;
         }
-        let rows: Vec<ConnEntry> = lb.connections(now).collect();
-        match self.rows.lock() {
-            Ok(mut g) => *g = rows,
-            Err(p) => *p.into_inner() = rows,
+        let start = self.cursor.load(Ordering::Relaxed);
+        let mut rows = Vec::new();
+        let next = lb.connections_piece(start, DUMP_PIECE, now, &mut rows);
+        let mut pieces = match self.pieces.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if start == 0 {
+            pieces.clear();
         }
-        self.answered.store(req, Ordering::Release);
+        if !rows.is_empty() {
+            pieces.push(rows);
+        }
+        drop(pieces);
+        match next {
+            Some(n) => self.cursor.store(n, Ordering::Relaxed),
+            None => {
+                self.cursor.store(0, Ordering::Relaxed);
+                self.answered.store(req, Ordering::Release);
+            }
+        }
     }
 }
 
@@ -258,8 +315,10 @@ impl<B: PacketBuf> Stage<B> for LbStage {
     fn tick(&mut self, now: u64) -> bool {
         let mut changed = false;
         if self.config.generation() != self.lb.generation() {
+            let old = Arc::clone(self.lb.snapshot());
             self.lb.set_snapshot(self.config.load());
-            changed = true;
+            // The stack's copy of the VIPs is rebuilt only when they changed.
+            changed = !old.index.same_vips(&self.lb.snapshot().index);
         }
         if now.saturating_sub(self.last_housekeeping) >= HOUSEKEEPING_MS {
             self.last_housekeeping = now;

@@ -791,3 +791,91 @@ fn tunnel_packet_too_big_for_the_path_gets_frag_needed_back_to_the_client() {
 
 #[path = "tests_tunables.rs"]
 mod tunables;
+/// A change to one service leaves the other services' scheduler state as it
+/// was (the rr cursor goes on where it stood), and the changed service's
+/// scheduler sees its new destination at its next connection.
+#[test]
+fn a_change_to_one_service_keeps_the_others_scheduler_state() {
+    let mut st = masq3("rr");
+    let other = svc_key(Protocol::Tcp, "198.18.0.101", 80);
+    let mut cfg = ServiceConfig::new(other);
+    cfg.scheduler = "rr".into();
+    st.apply(&ConfigOp::AddService(cfg)).unwrap();
+    st.apply(&ConfigOp::AddDest(
+        other,
+        dest("198.18.1.21", 80, ForwardMethod::Masq, 1),
+    ))
+    .unwrap();
+    let mut lb = lb_for(&st);
+    let mut port = 42000;
+    let mut next = |lb: &mut Lb, vip: &str| {
+        port += 1;
+        match run(lb, &tcp_frame("198.18.0.2", port, vip, 80, SYN), 0).0 {
+            Action::Forward(rs) => rs,
+            a => panic!("{a:?}"),
+        }
+    };
+    let first = next(&mut lb, "198.18.0.100");
+    let second = next(&mut lb, "198.18.0.100");
+    assert_ne!(first, second);
+    // The other service gains a server.
+    st.apply(&ConfigOp::AddDest(
+        other,
+        dest("198.18.1.22", 80, ForwardMethod::Masq, 1),
+    ))
+    .unwrap();
+    lb.set_snapshot(st.snapshot());
+    let third = next(&mut lb, "198.18.0.100");
+    assert!(third != first && third != second, "the cursor went on");
+    assert_eq!(next(&mut lb, "198.18.0.100"), first, "and wrapped round");
+    let got: std::collections::HashSet<IpAddr> =
+        (0..2).map(|_| next(&mut lb, "198.18.0.101")).collect();
+    assert_eq!(got, [ip("198.18.1.21"), ip("198.18.1.22")].into());
+    // Deleted and added again (the new service reuses the slot): a fresh
+    // rr starts from the head of the list, as the kernel's new service does.
+    let k = svc_key(Protocol::Tcp, "198.18.0.100", 80);
+    let head = st.snapshot().service(&k).unwrap().dests[0].config.addr;
+    assert_ne!(
+        next(&mut lb, "198.18.0.100"),
+        head,
+        "the cursor stands past the head"
+    );
+    st.apply(&ConfigOp::DeleteService(k)).unwrap();
+    let mut cfg = ServiceConfig::new(k);
+    cfg.scheduler = "rr".into();
+    st.apply(&ConfigOp::AddService(cfg)).unwrap();
+    for d in ["198.18.1.11", "198.18.1.12", "198.18.1.13"] {
+        st.apply(&ConfigOp::AddDest(k, dest(d, 8080, ForwardMethod::Masq, 1)))
+            .unwrap();
+    }
+    lb.set_snapshot(st.snapshot());
+    assert_eq!(next(&mut lb, "198.18.0.100"), head);
+}
+
+/// A listing made a piece at a time (as a worker answers `-L -c`, between
+/// bursts) has every row of the one-go listing, once.
+#[test]
+fn connection_listing_in_pieces_has_every_row() {
+    let st = masq3("rr");
+    let mut lb = lb_for(&st);
+    for p in 0..3000u16 {
+        let f = tcp_frame("198.18.0.2", 10000 + p, "198.18.0.100", 80, SYN);
+        assert!(matches!(run(&mut lb, &f, 0).0, Action::Forward(_)));
+    }
+    let key = |e: &crate::model::ConnEntry| (e.client, e.cport, e.daddr);
+    let mut whole: Vec<_> = lb.connections(1).map(|e| key(&e)).collect();
+    let mut rows = Vec::new();
+    let (mut at, mut pieces) = (Some(0), 0);
+    while let Some(start) = at {
+        let before = rows.len();
+        at = lb.connections_piece(start, 700, 1, &mut rows);
+        assert!(rows.len() - before <= 700);
+        pieces += 1;
+    }
+    assert!(pieces >= 5, "{pieces} pieces");
+    let mut got: Vec<_> = rows.iter().map(key).collect();
+    whole.sort();
+    got.sort();
+    assert_eq!(whole.len(), 3000);
+    assert_eq!(got, whole);
+}

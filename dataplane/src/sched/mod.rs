@@ -28,7 +28,10 @@
 //!   reset are defined per change, so folding several changes into one call
 //!   can give a different (still valid) cursor. Equally, do not call it when
 //!   a new snapshot left this service's destinations alone (wrr would reset
-//!   its cursor where the kernel does not): [`dests_changed`] tells.
+//!   its cursor where the kernel does not). A worker brings a service's
+//!   scheduler up to date at the service's next new connection, so the
+//!   changes made between two new connections reach `update` as one call
+//!   (as a restore's changes, published at once, always did).
 //! * [`Scheduler::schedule`] returns the index of the chosen destination in
 //!   the same slice, or `None` ("no destination available"). It must be
 //!   given the list of the last `update`.

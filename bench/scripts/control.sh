@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The control plane against a running uvsd (bench/CONTROL.md): uvsd on one
+# net_null port (no traffic, one worker polling), driven over its control
+# socket by ctlbench with the requests uvsadm sends: a generated restore,
+# single -A/-D/-a/-e/-d round trips, -L -n, -S -n and -L -n -c.
+#
+#   flock /tmp/uvs-e2e.lock bench/scripts/control.sh [ctlbench options...]
+#   e.g. ... control.sh --services 20000 --dests 100000 --ops 50
+#
+# UVSD=path selects the daemon binary (default: target/release/uvsd, built
+# if missing); ctlbench is built (release) if missing.
+
+source "$(dirname "$0")/common.sh"
+
+UVSD=${UVSD:-$BENCH_ROOT/target/release/uvsd}
+CTLBENCH=${CTLBENCH:-$BENCH_ROOT/target/release/examples/ctlbench}
+if [[ ! -x $UVSD ]]; then
+    bench_log "building uvsd (release)"
+    (cd "$BENCH_ROOT" && cargo build --release -q --bin uvsd) >&2
+fi
+if [[ ! -x $CTLBENCH ]]; then
+    bench_log "building ctlbench (release)"
+    (cd "$BENCH_ROOT" && cargo build --release -q -p control --example ctlbench) >&2
+fi
+bench_setup
+
+cat >"$BENCH_WORK/uvsd.toml" <<CONF
+[eal]
+args = ["--lcores", "0@$BENCH_GEN_CPU,1@$BENCH_DUT_CPU", "--main-lcore", "0", "--no-pci", "--no-huge", "-m", "512", "--file-prefix=$BENCH_DUT_PREFIX"]
+
+[workers]
+lcores = [1]
+conn_capacity = 65536
+
+[control]
+socket = "$BENCH_WORK/uvsadm.sock"
+
+[[port]]
+name = "null"
+device = "net_null0"
+queues = 1
+mac = "02:00:00:00:00:01"
+addresses = ["198.18.0.1/15"]
+CONF
+
+"$UVSD" --config "$BENCH_WORK/uvsd.toml" >"$BENCH_WORK/uvsd.log" 2>&1 </dev/null &
+BENCH_DUT_PID=$!
+if ! bench_wait_line "$BENCH_WORK/uvsd.log" "uvsd: ready" 60; then
+    cat "$BENCH_WORK/uvsd.log" >&2
+    echo "uvsd did not report ready" >&2
+    exit 1
+fi
+"$CTLBENCH" socket --socket "$BENCH_WORK/uvsadm.sock" "$@"
