@@ -84,6 +84,10 @@ struct Args {
     /// Real servers.
     #[arg(long, default_value_t = 4)]
     servers: u8,
+    /// Make the service persistent (`-p SECS`): every new connection then
+    /// looks its client's template up first.
+    #[arg(long)]
+    persistent: Option<u32>,
     /// Rounds of each pipeline (alternating).
     #[arg(long, default_value_t = 5)]
     rounds: u32,
@@ -283,6 +287,7 @@ fn rules(a: &Args, vip: SocketAddrV4) -> Result<ConfigStore, String> {
     let mut st = ConfigStore::new();
     let mut svc = ServiceConfig::new(key);
     svc.scheduler = "rr".into();
+    svc.persistent = a.persistent;
     st.apply(&ConfigOp::AddService(svc))
         .map_err(|e| format!("{e:?}"))?;
     for s in 0..a.servers {
@@ -555,7 +560,7 @@ fn run(a: &Args) -> Result<(), String> {
         "{}",
         json!({
             "tool": "uvs-loop", "label": a.label, "summary": true,
-            "method": a.method, "proto": a.proto, "mode": a.sched.mode, "flows": a.sched.flows,
+            "method": a.method, "proto": a.proto, "persistent": a.persistent, "mode": a.sched.mode, "flows": a.sched.flows,
             "size": a.size, "workers": a.workers, "handover": a.handover,
             "rounds": a.rounds, "duration_s": a.duration,
             "empty_mpps": mpps[0], "uvsd_mpps": mpps[1],
