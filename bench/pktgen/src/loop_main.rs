@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use clap::Parser;
 use dataplane::buf::PacketBuf;
 use dataplane::config::{ConfigOp, ConfigStore};
+use dataplane::conn::shared::SharedTemplates;
 use dataplane::dpdk::{
     ring_port, tsc_cycles, tsc_hz, Burst, Eal, Mempool, Port, PortConf, PortQueue, Ring,
 };
@@ -452,6 +453,7 @@ fn run(a: &Args) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut counters = vec![];
     let mut workers = vec![];
+    let shared = (nq > 1).then(|| Arc::new(SharedTemplates::sized_for(per_worker)));
     for w in 0..nq {
         let c = Arc::new(NetCounters::default());
         let mut lb = Lb::new(
@@ -463,6 +465,9 @@ fn run(a: &Args) -> Result<(), String> {
             },
             0,
         );
+        if let Some(t) = &shared {
+            lb.set_shared_templates(Arc::clone(t));
+        }
         lb.set_snapshot(cell.load());
         let mut stack = Stack::new(&l3, Arc::clone(&c)).map_err(|e| e.to_string())?;
         stack.set_service_addrs(lb.service_addrs());

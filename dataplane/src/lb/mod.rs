@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
+use crate::conn::shared::SharedTemplates;
 use crate::conn::table::HashedKey;
 use crate::conn::{
     persist, proto_tcp, ConnAddr, ConnId, ConnKey, ConnTable, Dir, NewConn, Sysctls, Verdict,
@@ -213,6 +214,9 @@ pub struct Lb {
     index: ServiceIndex,
     scheds: Vec<SvcSched>,
     conns: ConnTable,
+    /// With several workers: the director-wide templates (the same table
+    /// `conns` refers to).
+    shared: Option<Arc<SharedTemplates>>,
     rng: SplitMix64,
     ip_id: u16,
     counters: Arc<LbCounters>,
@@ -241,10 +245,18 @@ impl Lb {
             index: ServiceIndex::default(),
             scheds: Vec::new(),
             conns,
+            shared: None,
             rng: SplitMix64::new(settings.seed ^ (worker as u64).wrapping_mul(0x9e37_79b9)),
             ip_id: (worker as u16).wrapping_mul(7919),
             counters: Arc::new(LbCounters::default()),
         }
+    }
+
+    /// Shares persistence templates with the other workers (all workers of
+    /// one director get the same table; set before traffic).
+    pub fn set_shared_templates(&mut self, shared: Arc<SharedTemplates>) {
+        self.conns.set_shared_templates(Arc::clone(&shared));
+        self.shared = Some(shared);
     }
 
     /// The counters, for the control thread.
@@ -507,6 +519,7 @@ impl Lb {
             snap,
             scheds,
             conns,
+            shared,
             rng,
             worker,
             counters,
@@ -550,8 +563,36 @@ impl Lb {
             let t = match conns.find_template(&tk.key) {
                 Some(t) => t,
                 None => {
-                    let Some(i) = sched.and_then(|s| s.schedule(&svc.dests, &mut input)) else {
-                        return unreachable(counters, buf, meta);
+                    // With several workers, the template another worker
+                    // holds for this client decides; else schedule and
+                    // publish the choice for the others.
+                    let adopted = shared.as_deref().and_then(|st| {
+                        persist::adopt_shared(st, &tk.key, &svc.dests, conns.sysctls())
+                    });
+                    let (i, sref) = match adopted {
+                        Some((r, i)) => (i, Some(r)),
+                        None => {
+                            let Some(i) = sched.and_then(|s| s.schedule(&svc.dests, &mut input))
+                            else {
+                                return unreachable(counters, buf, meta);
+                            };
+                            let d = &svc.dests[i].config;
+                            let r = shared
+                                .as_deref()
+                                .and_then(|st| st.install(&tk.key, ConnAddr::from(d.addr), d.port));
+                            // Another worker published first: take its
+                            // choice if it is in this snapshot.
+                            match r.map(|r| (r, persist::shared_dest(&r, &svc.dests))) {
+                                Some((r, Some(j))) => (j, Some(r)),
+                                Some((r, None)) => {
+                                    if let Some(st) = shared.as_deref() {
+                                        st.release(r.slot);
+                                    }
+                                    (i, None)
+                                }
+                                None => (i, None),
+                            }
+                        }
                     };
                     let d = &svc.dests[i];
                     let tdport = if tk.dport_from_dest { d.config.port } else { 0 };
@@ -564,6 +605,7 @@ impl Lb {
                         Some(&svc.shared),
                         timeout,
                         now,
+                        sref,
                     ) {
                         Ok(t) => t,
                         Err(_) => return drop_counted(counters, LbDrop::TableFull),
