@@ -317,6 +317,11 @@ impl Lb {
                     let mut sch =
                         sched::new_with(&cfg.scheduler, cfg.sched_flags, &self.settings.sched).ok();
                     if let Some(s) = sch.as_mut() {
+                        // Several workers share one locality table per
+                        // service, as the kernel's CPUs do.
+                        if self.shared.is_some() && s.uses_locality() {
+                            s.share_locality(svc.shared.locality());
+                        }
                         s.update(&svc.dests);
                     }
                     SvcSched {

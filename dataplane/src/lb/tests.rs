@@ -1012,4 +1012,34 @@ mod workers {
         assert!(d.listing(s(2000)).iter().all(|r| r.client != ip(c)));
         assert_eq!(persist_conns(&st).iter().sum::<u32>(), 0);
     }
+
+    #[test]
+    fn lblc_sends_one_destination_address_to_one_server_from_every_worker() {
+        let k = svc_key(Protocol::Tcp, "198.18.0.100", 80);
+        let st = store(
+            k,
+            "lblc",
+            None,
+            // Weights above the connection count: never overloaded in
+            // lblc's sense, so one table keeps every connection on one
+            // server while wlc alone would spread them.
+            &[
+                dest("198.18.1.11", 80, ForwardMethod::Masq, 100),
+                dest("198.18.1.12", 80, ForwardMethod::Masq, 100),
+                dest("198.18.1.13", 80, ForwardMethod::Masq, 100),
+            ],
+        );
+        let mut d = Director::new(&st, 2);
+        let mut per_worker = [0; 2];
+        let mut servers: Vec<IpAddr> = (0..24u16)
+            .map(|n| {
+                let c = format!("198.18.0.{}", 2 + n % 8);
+                per_worker[d.owner(&c, 40000 + n)] += 1;
+                d.connect(&c, 40000 + n, 0)
+            })
+            .collect();
+        assert!(per_worker.iter().all(|&n| n > 0), "{per_worker:?}");
+        servers.dedup();
+        assert_eq!(servers.len(), 1, "{servers:?}");
+    }
 }

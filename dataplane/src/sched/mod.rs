@@ -121,6 +121,7 @@ mod ovf;
 mod rr;
 mod sed;
 mod sh;
+pub mod sharedloc;
 mod twos;
 mod wlc;
 mod wrr;
@@ -279,6 +280,14 @@ pub trait Scheduler: Send {
     fn expire(&mut self, _now: u64) {}
     /// The service's scheduler flags changed (`-E` with the same `-s`).
     fn set_flags(&mut self, _flags: SchedFlags) {}
+    /// Whether this scheduler keeps a destination-address table (lblc,
+    /// lblcr) that several workers should share.
+    fn uses_locality(&self) -> bool {
+        false
+    }
+    /// Several workers: use the service's director-wide locality table
+    /// from now on (called before the first `update`).
+    fn share_locality(&mut self, _table: std::sync::Arc<sharedloc::SharedLocality>) {}
     /// The most destinations this scheduler accepts (mh: its table size; the
     /// kernel refuses a service with more, EINVAL). `None` = no limit.
     fn max_dests(&self) -> Option<usize> {
