@@ -6,6 +6,12 @@
 //! same wheel, is listed by `-L -c` (state NONE/ASSURED, client port 0) and
 //! counts in PersistConn. It cannot expire while it controls connections
 //! (re-armed with 60 s instead, in [`ConnTable::expire`]).
+//!
+//! With several workers a client's connections are spread over them, so
+//! each worker's template refers to one director-wide template
+//! ([`super::shared`]): a worker without a template of its own takes the
+//! destination another worker's names ([`adopt_shared`]) before it
+//! schedules.
 
 use super::shared::{SharedRef, SharedTemplates};
 use super::{ConnAddr, ConnId, ConnKey, ConnTable, Sysctls, IPPROTO_IP};
