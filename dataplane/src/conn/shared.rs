@@ -32,12 +32,14 @@
 //! worker), plus one atomic load when a local template is reused.
 //!
 //! Two workers that miss the same key at the same instant may both
-//! publish (the kernel has the same race between two CPUs); whoever then
-//! finds an earlier slot for the key in the probe order (waiting a few
-//! hundred spins if it is still being filled) takes that one and withdraws
-//! its own. Should that wait run out (the other writer descheduled), both
-//! first connections keep their choices, and every later connection takes
-//! the earlier slot.
+//! publish (the kernel has the same race between two CPUs). Right after
+//! publishing, a worker looks again (waiting a few hundred spins for a slot
+//! of the same key still being filled): the earliest slot of the window
+//! wins. A worker whose slot is later takes the earliest and withdraws its
+//! own; one whose slot is earliest neutralises the later ones, so that
+//! their workers' next connections come to it. Those first connections may
+//! have gone to two servers (as in the kernel's race); every later one goes
+//! to one.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -198,7 +200,12 @@ impl SharedTemplates {
                 continue;
             }
             let (state, s) = (&self.states[at], &self.slots[at]);
-            let mut st = state.load(Ordering::Acquire);
+            let order = if wait_busy {
+                Ordering::SeqCst
+            } else {
+                Ordering::Acquire
+            };
+            let mut st = state.load(order);
             let mut spins = 0;
             loop {
                 // A slot being filled for a key like ours, met while
@@ -207,7 +214,7 @@ impl SharedTemplates {
                 if wait_busy && st & BUSY != 0 && st & TAG_MASK == tag && spins < BUSY_SPINS {
                     std::hint::spin_loop();
                     spins += 1;
-                    st = state.load(Ordering::Acquire);
+                    st = state.load(order);
                     continue;
                 }
                 if st & (LIVE | NEUTRAL | BUSY | TAG_MASK) != LIVE | tag || st & REFS == 0 {
@@ -275,22 +282,61 @@ impl SharedTemplates {
             let (a, b) = daddr.words();
             s.daddr[0].store(a, Ordering::Relaxed);
             s.daddr[1].store(b, Ordering::Relaxed);
-            state.store(gen | LIVE | tag | 1, Ordering::Release);
+            state.store(gen | LIVE | tag | 1, Ordering::SeqCst);
             mine = Some((j, at));
             break;
         }
         let (j, at) = mine?;
+        // Settle a race with workers that published the same key since our
+        // lookup: the earliest slot of the window wins. An earlier one is
+        // taken and ours withdrawn; later ones are neutralised, so their
+        // workers' next connections come to ours. Publication and these
+        // loads are sequentially consistent, so of two racers at least the
+        // second to publish sees the other.
         if let Some(first) = self.acquire_in(&w, j, Some(at), true) {
             self.neutralise(at as u32);
             self.release(at as u32);
             return Some(first);
         }
+        self.neutralise_later(&w, start, tag, j);
         Some(SharedRef {
             slot: at as u32,
             daddr,
             dport,
             installed: true,
         })
+    }
+
+    /// Neutralises the live entries for key `w` after position `j` of its
+    /// window (published by racing workers; see [`SharedTemplates::install`]).
+    fn neutralise_later(&self, w: &[u64; 5], start: usize, tag: u64, j: usize) {
+        for k in j + 1..WINDOW {
+            let at = (start + k) & self.mask;
+            let (state, s) = (&self.states[at], &self.slots[at]);
+            let mut st = state.load(Ordering::SeqCst);
+            let mut spins = 0;
+            loop {
+                if st & BUSY != 0 && st & TAG_MASK == tag && spins < BUSY_SPINS {
+                    std::hint::spin_loop();
+                    spins += 1;
+                    st = state.load(Ordering::SeqCst);
+                    continue;
+                }
+                if st & (LIVE | NEUTRAL | BUSY | TAG_MASK) != LIVE | tag || !s.key_is(w) {
+                    break;
+                }
+                // Only if the slot is still the one whose key was read.
+                match state.compare_exchange_weak(
+                    st,
+                    st | NEUTRAL,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => break,
+                    Err(cur) => st = cur,
+                }
+            }
+        }
     }
 
     /// Drops a reference; returns true when it was the last one (the
@@ -512,8 +558,15 @@ mod tests {
                     .collect();
                 hs.into_iter().map(|h| h.join().unwrap()).collect()
             });
-            // Every later connection, on any worker, gets one template.
+            // Every later connection, on any worker, gets one template:
+            // the only one not neutralised.
+            let current: Vec<_> = got.iter().filter(|r| t.is_current(r.slot)).collect();
+            assert!(
+                current.windows(2).all(|p| p[0].slot == p[1].slot),
+                "{current:?}"
+            );
             let now = t.acquire(&k).unwrap();
+            assert!(current.iter().all(|r| r.slot == now.slot));
             for _ in 0..4 {
                 let again = t.acquire(&k).unwrap();
                 assert_eq!((again.slot, again.daddr), (now.slot, now.daddr));
