@@ -128,9 +128,28 @@ pub struct SharedRef {
 #[derive(Debug)]
 pub struct SharedTemplates {
     states: Box<[AtomicU64]>,
+    /// One byte per slot, eight slots a word: a hint of the key hash of
+    /// the slot's entry (high bit set), 0 when the slot is free. A probe
+    /// window is two aligned words, compared eight bytes at a time, so a
+    /// miss reads 2 words instead of 16 state words.
+    tags: Box<[AtomicU64]>,
     slots: Box<[Slot]>,
     mask: usize,
     seed: [u64; 2],
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// The lanes (bit `i` for byte `i`) of `word` that may equal `b`: every
+/// equal byte is reported, and a byte above an equal one may be too (the
+/// usual SWAR borrow); the caller checks the slot itself.
+#[inline]
+fn lanes(word: u64, b: u8) -> u32 {
+    let x = word ^ LO.wrapping_mul(u64::from(b));
+    let z = x.wrapping_sub(LO) & !x & HI;
+    // Gather bit 7 of each byte into the top byte, then down.
+    ((z >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
 }
 
 fn mix(a: u64, b: u64) -> u64 {
@@ -146,6 +165,7 @@ impl SharedTemplates {
         let rs = RandomState::new();
         SharedTemplates {
             states: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            tags: (0..n / 8).map(|_| AtomicU64::new(0)).collect(),
             slots: (0..n).map(|_| Slot::default()).collect(),
             mask: n - 1,
             seed: [rs.hash_one(1u8) | 1, rs.hash_one(2u8) | 1],
@@ -179,9 +199,33 @@ impl SharedTemplates {
         ) ^ mix(w[4] ^ self.seed[1], w[0] ^ 0xc2b2_ae3d_27d4_eb4f)
     }
 
-    fn start_and_tag(&self, w: &[u64; 5]) -> (usize, u64) {
+    /// The key's window (its first slot, a multiple of 8), the tag in its
+    /// state words and its tag byte.
+    fn start_and_tag(&self, w: &[u64; 5]) -> (usize, u64, u8) {
         let h = self.hash(w);
-        (h as usize & self.mask, (h >> 56) << TAG_SHIFT)
+        (
+            h as usize & self.mask & !7,
+            (h >> 56) << TAG_SHIFT,
+            0x80 | (h >> 49) as u8,
+        )
+    }
+
+    /// The window positions (bit `j` for slot `start + j`) whose tag byte
+    /// may be `b`.
+    #[inline]
+    fn candidates(&self, start: usize, b: u8, order: Ordering) -> u32 {
+        let g = start / 8;
+        let w0 = self.tags[g].load(order);
+        let w1 = self.tags[(g + 1) % self.tags.len()].load(order);
+        lanes(w0, b) | lanes(w1, b) << 8
+    }
+
+    fn set_tag(&self, at: usize, b: u8) {
+        self.tags[at / 8].fetch_or(u64::from(b) << (8 * (at % 8)), Ordering::SeqCst);
+    }
+
+    fn clear_tag(&self, at: usize) {
+        self.tags[at / 8].fetch_and(!(0xff << (8 * (at % 8))), Ordering::AcqRel);
     }
 
     /// Takes a reference on the live template for `k`, if a worker holds
@@ -193,18 +237,21 @@ impl SharedTemplates {
         skip: Option<usize>,
         wait_busy: bool,
     ) -> Option<SharedRef> {
-        let (start, tag) = self.start_and_tag(w);
-        for j in 0..limit {
+        let (start, tag, tb) = self.start_and_tag(w);
+        let order = if wait_busy {
+            Ordering::SeqCst
+        } else {
+            Ordering::Acquire
+        };
+        let mut cand = self.candidates(start, tb, order) & ((1u32 << limit) - 1);
+        while cand != 0 {
+            let j = cand.trailing_zeros() as usize;
+            cand &= cand - 1;
             let at = (start + j) & self.mask;
             if skip == Some(at) {
                 continue;
             }
             let (state, s) = (&self.states[at], &self.slots[at]);
-            let order = if wait_busy {
-                Ordering::SeqCst
-            } else {
-                Ordering::Acquire
-            };
             let mut st = state.load(order);
             let mut spins = 0;
             loop {
@@ -259,9 +306,12 @@ impl SharedTemplates {
     /// key's probe window is full: the caller keeps a template of its own.
     pub fn install(&self, k: &ConnKey, daddr: ConnAddr, dport: u16) -> Option<SharedRef> {
         let w = key_words(k);
-        let (start, tag) = self.start_and_tag(&w);
+        let (start, tag, tb) = self.start_and_tag(&w);
         let mut mine = None;
-        for j in 0..WINDOW {
+        let mut free = self.candidates(start, 0, Ordering::Acquire);
+        while free != 0 {
+            let j = free.trailing_zeros() as usize;
+            free &= free - 1;
             let at = (start + j) & self.mask;
             let (state, s) = (&self.states[at], &self.slots[at]);
             let st = state.load(Ordering::Relaxed);
@@ -275,6 +325,7 @@ impl SharedTemplates {
             {
                 continue;
             }
+            self.set_tag(at, tb);
             for (i, v) in w.iter().enumerate().take(4) {
                 s.key[i].store(*v, Ordering::Relaxed);
             }
@@ -298,7 +349,7 @@ impl SharedTemplates {
             self.release(at as u32);
             return Some(first);
         }
-        self.neutralise_later(&w, start, tag, j);
+        self.neutralise_later(&w, (start, tag, tb), j);
         Some(SharedRef {
             slot: at as u32,
             daddr,
@@ -309,8 +360,11 @@ impl SharedTemplates {
 
     /// Neutralises the live entries for key `w` after position `j` of its
     /// window (published by racing workers; see [`SharedTemplates::install`]).
-    fn neutralise_later(&self, w: &[u64; 5], start: usize, tag: u64, j: usize) {
-        for k in j + 1..WINDOW {
+    fn neutralise_later(&self, w: &[u64; 5], (start, tag, tb): (usize, u64, u8), j: usize) {
+        let mut cand = self.candidates(start, tb, Ordering::SeqCst) & !((2u32 << j) - 1);
+        while cand != 0 {
+            let k = cand.trailing_zeros() as usize;
+            cand &= cand - 1;
             let at = (start + k) & self.mask;
             let (state, s) = (&self.states[at], &self.slots[at]);
             let mut st = state.load(Ordering::SeqCst);
@@ -355,7 +409,9 @@ impl SharedTemplates {
             return false;
         }
         // No reference left, and none can be taken any more (acquire
-        // needs one): free the slot under a new generation.
+        // needs one): free the slot under a new generation, its tag
+        // cleared first so that whoever claims it next sets its own.
+        self.clear_tag(slot as usize);
         state.store((prev & GEN_MASK).wrapping_add(GEN_ONE), Ordering::Release);
         true
     }
@@ -459,6 +515,36 @@ mod tests {
 
     fn rs(last: u8) -> ConnAddr {
         ConnAddr::from_v4([198, 18, 1, last])
+    }
+
+    #[test]
+    fn tag_lanes_report_every_equal_byte() {
+        let naive = |w: u64, b: u8| {
+            (0..8)
+                .filter(|i| (w >> (8 * i)) as u8 == b)
+                .fold(0u32, |m, i| m | 1 << i)
+        };
+        let mut x = 0x1234_5678_9abc_def1u64;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for b in [0u8, 0x80, 0x81, (x >> 3) as u8 | 0x80, x as u8] {
+                // Make some bytes equal to b.
+                let w = if x & 1 == 0 {
+                    x
+                } else {
+                    x & 0xff00_ff00_00ff_ff00
+                        | LO.wrapping_mul(u64::from(b)) & 0x00ff_00ff_ff00_00ff
+                };
+                let (got, want) = (lanes(w, b), naive(w, b));
+                assert_eq!(got & want, want, "{w:#x} {b:#x}");
+                // A false positive only above a true one.
+                if got != want {
+                    assert!(want != 0 && (got & !want).trailing_zeros() > want.trailing_zeros());
+                }
+            }
+        }
     }
 
     #[test]
