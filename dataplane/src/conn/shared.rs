@@ -23,7 +23,8 @@
 //! that every worker schedules anew and all agree on the next choice.
 //!
 //! Lock-free: slots are open-addressed in a probe window of [`WINDOW`]
-//! slots; a slot is claimed with a compare-and-swap on its state word,
+//! slots (whose tag bytes are compared eight at a time); a slot is
+//! claimed with a compare-and-swap on its state word,
 //! filled, then published with a release store; references are taken with
 //! a compare-and-swap that also checks the slot's generation, so a slot
 //! freed and reused in between is never mistaken for the one read. No
@@ -159,7 +160,7 @@ fn mix(a: u64, b: u64) -> u64 {
 
 impl SharedTemplates {
     /// A table of at least `slots` slots (a power of two, at least
-    /// [`WINDOW`]), 64 bytes each, all allocated here.
+    /// [`WINDOW`]), 65 bytes each, all allocated here.
     pub fn new(slots: usize) -> SharedTemplates {
         let n = slots.max(WINDOW).next_power_of_two();
         let rs = RandomState::new();
@@ -175,7 +176,7 @@ impl SharedTemplates {
     /// The table for workers whose connection tables hold `per_worker`
     /// entries each: half as many slots (at least 1024). Templates are at
     /// most one per client (or network) and connection, and usually far
-    /// fewer than connections; at 64 bytes a slot this adds a quarter to
+    /// fewer than connections; at 65 bytes a slot this adds a quarter to
     /// one worker's table (128 bytes an entry). A full probe window only
     /// means that worker keeps a template of its own for that client.
     pub fn sized_for(per_worker: u32) -> SharedTemplates {
@@ -189,7 +190,7 @@ impl SharedTemplates {
 
     /// Bytes held.
     pub fn memory_bytes(&self) -> usize {
-        self.slots.len() * (std::mem::size_of::<Slot>() + 8)
+        self.slots.len() * (std::mem::size_of::<Slot>() + 9)
     }
 
     fn hash(&self, w: &[u64; 5]) -> u64 {
