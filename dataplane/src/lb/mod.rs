@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
-use crate::conn::shared::SharedTemplates;
+use crate::conn::shared::{SharedRef, SharedTemplates};
 use crate::conn::table::HashedKey;
 use crate::conn::{
     persist, proto_tcp, ConnAddr, ConnId, ConnKey, ConnTable, Dir, NewConn, Sysctls, Verdict,
@@ -568,36 +568,15 @@ impl Lb {
             let t = match conns.find_template(&tk.key) {
                 Some(t) => t,
                 None => {
-                    // With several workers, the template another worker
-                    // holds for this client decides; else schedule and
-                    // publish the choice for the others.
-                    let adopted = shared.as_deref().and_then(|st| {
-                        persist::adopt_shared(st, &tk.key, &svc.dests, conns.sysctls())
-                    });
-                    let (i, sref) = match adopted {
-                        Some((r, i)) => (i, Some(r)),
-                        None => {
-                            let Some(i) = sched.and_then(|s| s.schedule(&svc.dests, &mut input))
-                            else {
-                                return unreachable(counters, buf, meta);
-                            };
-                            let d = &svc.dests[i].config;
-                            let r = shared
-                                .as_deref()
-                                .and_then(|st| st.install(&tk.key, ConnAddr::from(d.addr), d.port));
-                            // Another worker published first: take its
-                            // choice if it is in this snapshot.
-                            match r.map(|r| (r, persist::shared_dest(&r, &svc.dests))) {
-                                Some((r, Some(j))) => (j, Some(r)),
-                                Some((r, None)) => {
-                                    if let Some(st) = shared.as_deref() {
-                                        st.release(r.slot);
-                                    }
-                                    (i, None)
-                                }
-                                None => (i, None),
-                            }
-                        }
+                    let Some((i, sref)) = template_dest(
+                        shared.as_deref(),
+                        &tk.key,
+                        &svc.dests,
+                        conns.sysctls(),
+                        sched.map(|s| &mut **s),
+                        &mut input,
+                    ) else {
+                        return unreachable(counters, buf, meta);
                     };
                     let d = &svc.dests[i];
                     let tdport = if tk.dport_from_dest { d.config.port } else { 0 };
@@ -817,6 +796,39 @@ impl Lb {
     /// Rows of `ipvsadm -L -c` for this worker's shard.
     pub fn connections(&self, now: u64) -> impl Iterator<Item = crate::model::ConnEntry> + '_ {
         self.conns.iter_entries(now)
+    }
+}
+
+/// The destination (an index in `dests`) of a new template for `key`, and
+/// with several workers its reference to the director-wide template: the
+/// destination another worker's template names, else the scheduler's
+/// choice, published for the others (and if another worker published first
+/// at the same instant, its choice). `None`: no destination.
+fn template_dest(
+    shared: Option<&SharedTemplates>,
+    key: &ConnKey,
+    dests: &[Dest],
+    sysctls: &Sysctls,
+    sched: Option<&mut (dyn Scheduler + 'static)>,
+    input: &mut SchedInput<'_>,
+) -> Option<(usize, Option<SharedRef>)> {
+    if let Some(found) = shared.and_then(|st| persist::adopt_shared(st, key, dests, sysctls)) {
+        return Some((found.1, Some(found.0)));
+    }
+    let i = sched?.schedule(dests, input)?;
+    let Some(st) = shared else {
+        return Some((i, None));
+    };
+    let d = &dests[i].config;
+    let Some(r) = st.install(key, ConnAddr::from(d.addr), d.port) else {
+        return Some((i, None));
+    };
+    match persist::shared_dest(&r, dests) {
+        Some(j) => Some((j, Some(r))),
+        None => {
+            st.release(r.slot);
+            Some((i, None))
+        }
     }
 }
 
