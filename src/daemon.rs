@@ -232,8 +232,12 @@ fn start_and_serve(
         Mesh::new(&running.eal, "uvs_ho", nworkers, MESH_RING_SIZE).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     // Persistence templates shared by the workers (one worker needs none).
-    let shared_templates =
-        (nworkers > 1).then(|| Arc::new(SharedTemplates::sized_for(cfg.workers.conn_capacity)));
+    let shared_templates = (nworkers > 1).then(|| {
+        Arc::new(SharedTemplates::sized_for(
+            cfg.workers.conn_capacity,
+            Some(dataplane::dpdk::advise_huge_pages),
+        ))
+    });
     let mut launched = vec![];
     let mut counters = vec![];
     let mut reports = vec![];

@@ -453,7 +453,12 @@ fn run(a: &Args) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut counters = vec![];
     let mut workers = vec![];
-    let shared = (nq > 1).then(|| Arc::new(SharedTemplates::sized_for(per_worker)));
+    let shared = (nq > 1).then(|| {
+        Arc::new(SharedTemplates::sized_for(
+            per_worker,
+            Some(dataplane::dpdk::advise_huge_pages),
+        ))
+    });
     for w in 0..nq {
         let c = Arc::new(NetCounters::default());
         let mut lb = Lb::new(

@@ -46,6 +46,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::table::MemAdvice;
 use super::{ConnAddr, ConnKey};
 use crate::model::ConnEntry;
 
@@ -162,12 +163,31 @@ impl SharedTemplates {
     /// A table of at least `slots` slots (a power of two, at least
     /// [`WINDOW`]), 65 bytes each, all allocated here.
     pub fn new(slots: usize) -> SharedTemplates {
+        SharedTemplates::with_advice(slots, None)
+    }
+
+    /// [`SharedTemplates::new`], calling `advise` on each array after
+    /// reserving it and before touching it (the daemon asks for transparent
+    /// huge pages, as for the connection tables: a template lookup is a few
+    /// random accesses into a table of up to hundreds of MiB).
+    pub fn with_advice(slots: usize, advise: Option<MemAdvice>) -> SharedTemplates {
         let n = slots.max(WINDOW).next_power_of_two();
+        let mut states: Vec<AtomicU64> = Vec::with_capacity(n);
+        let mut tags: Vec<AtomicU64> = Vec::with_capacity(n / 8);
+        let mut data: Vec<Slot> = Vec::with_capacity(n);
+        if let Some(f) = advise {
+            f(states.as_mut_ptr().cast(), n * 8);
+            f(tags.as_mut_ptr().cast(), n);
+            f(data.as_mut_ptr().cast(), n * std::mem::size_of::<Slot>());
+        }
+        states.resize_with(n, || AtomicU64::new(0));
+        tags.resize_with(n / 8, || AtomicU64::new(0));
+        data.resize_with(n, Slot::default);
         let rs = RandomState::new();
         SharedTemplates {
-            states: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            tags: (0..n / 8).map(|_| AtomicU64::new(0)).collect(),
-            slots: (0..n).map(|_| Slot::default()).collect(),
+            states: states.into_boxed_slice(),
+            tags: tags.into_boxed_slice(),
+            slots: data.into_boxed_slice(),
             mask: n - 1,
             seed: [rs.hash_one(1u8) | 1, rs.hash_one(2u8) | 1],
         }
@@ -179,8 +199,11 @@ impl SharedTemplates {
     /// fewer than connections; at 65 bytes a slot this adds a quarter to
     /// one worker's table (128 bytes an entry). A full probe window only
     /// means that worker keeps a template of its own for that client.
-    pub fn sized_for(per_worker: u32) -> SharedTemplates {
-        SharedTemplates::new(((per_worker as usize).next_power_of_two() / 2).max(1024))
+    pub fn sized_for(per_worker: u32, advise: Option<MemAdvice>) -> SharedTemplates {
+        SharedTemplates::with_advice(
+            ((per_worker as usize).next_power_of_two() / 2).max(1024),
+            advise,
+        )
     }
 
     /// Slots (capacity).
