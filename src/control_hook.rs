@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use control::director::{Dataplane, Director};
 use control::server::{Limits, Server};
+use dataplane::conn::shared::merge_template_rows;
 use dataplane::lb::{ConfigCell, ConnDump};
 use dataplane::model::{ConnEntry, Snapshot};
 
@@ -40,12 +41,17 @@ impl Dataplane for UvsDataplane {
         self.config.publish(snapshot);
     }
 
+    /// Every worker's rows; a persistence template that several workers
+    /// hold a copy of is the director's one template, listed once.
     fn connections(&self) -> Vec<ConnEntry> {
         let mut all = Vec::new();
         for d in &self.dumps {
             if let Some(rows) = d.collect(DUMP_TIMEOUT) {
                 all.extend(rows);
             }
+        }
+        if self.dumps.len() > 1 {
+            all = merge_template_rows(all);
         }
         all
     }

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use dataplane::conn::shared::SharedTemplates;
 use dataplane::dpdk::{lcore, Eal, Mempool, Port, PortConf, Termination};
 use dataplane::lb::{Lb, LbSettings, LbStage, PortRoutes};
 use dataplane::net::{NetCounters, Stack};
@@ -245,6 +246,13 @@ fn start_and_serve(
     let mesh =
         Mesh::new(&running.eal, "uvs_ho", nworkers, MESH_RING_SIZE).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
+    // Persistence templates shared by the workers (one worker needs none).
+    let shared_templates = (nworkers > 1).then(|| {
+        Arc::new(SharedTemplates::sized_for(
+            cfg.workers.conn_capacity,
+            Some(dataplane::dpdk::advise_huge_pages),
+        ))
+    });
     let mut launched = vec![];
     let mut counters = vec![];
     let mut lb_counters = vec![];
@@ -286,6 +294,9 @@ fn start_and_serve(
         };
         let mut lb = Lb::new(w, settings, now);
         let lbc = lb.counters();
+        if let Some(t) = &shared_templates {
+            lb.set_shared_templates(Arc::clone(t));
+        }
         lb.set_snapshot(cell.load());
         let mut stack = stack;
         stack.set_service_addrs(lb.service_addrs());

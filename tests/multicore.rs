@@ -164,3 +164,78 @@ fn a_thousand_changes_to_other_services_lose_nothing_on_a_busy_one() {
         "{list}"
     );
 }
+
+/// Template rows of `-L -n -c` (client port 0) for `client` (or network).
+fn templates_of(listing: &str, client: &str) -> usize {
+    listing
+        .lines()
+        .filter(|l| l.split_whitespace().nth(3) == Some(&format!("{client}:0")))
+        .count()
+}
+
+/// The PersistConn column of each real server of `-L -n --persistent-conn`.
+fn persist_conns(listing: &str) -> Vec<u64> {
+    listing
+        .lines()
+        .filter_map(|l| l.strip_prefix("  -> "))
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn persistence_and_locality_hold_across_two_workers() {
+    let _g = lock();
+    let lab = Lab::with_workers("p", "nat", 3, 3, 2);
+    lab.ok(&format!("-A -t {VIP}:80 -s rr -p 300"));
+    for i in 1..=3 {
+        lab.ok(&format!("-a -t {VIP}:80 -r 198.18.1.1{i}:80 -m"));
+    }
+    // One connection of another client first: it lands on one worker, so
+    // the two workers' rr cursors differ from here on, as they do on any
+    // busy director.
+    lab.who("198.18.0.4", VIP);
+    // 30 connections per client, from as many source ports (curl's), so
+    // spread over both workers: each client stays on one server.
+    for client in ["198.18.0.2", "198.18.0.3"] {
+        let mut servers: Vec<String> = (0..30).map(|_| lab.who(client, VIP)).collect();
+        servers.sort();
+        servers.dedup();
+        assert_eq!(servers.len(), 1, "{client} reached {servers:?}");
+    }
+    let list = lab.ok("-L -n -c");
+    for client in ["198.18.0.2", "198.18.0.3", "198.18.0.4"] {
+        assert_eq!(templates_of(&list, client), 1, "{client}:\n{list}");
+    }
+    let pc = lab.ok("-L -n --persistent-conn");
+    assert_eq!(persist_conns(&pc).iter().sum::<u64>(), 3, "{pc}");
+
+    // -M: two clients of one /24 share one template and one server.
+    lab.ok("-C");
+    lab.ok(&format!("-A -t {VIP}:80 -s rr -p 300 -M 255.255.255.0"));
+    for i in 1..=3 {
+        lab.ok(&format!("-a -t {VIP}:80 -r 198.18.1.1{i}:80 -m"));
+    }
+    lab.who("198.18.0.4", VIP);
+    let mut servers: Vec<String> = (0..20)
+        .map(|n| lab.who(["198.18.0.2", "198.18.0.3"][n % 2], VIP))
+        .collect();
+    servers.sort();
+    servers.dedup();
+    assert_eq!(servers.len(), 1, "one /24 reached {servers:?}");
+    let list = lab.ok("-L -n -c");
+    assert_eq!(templates_of(&list, "198.18.0.0"), 1, "{list}");
+
+    // lblc: one table for the director, so every connection to one
+    // destination address (the VIP) lands on one server.
+    lab.ok("-C");
+    lab.ok(&format!("-A -t {VIP}:80 -s lblc"));
+    for i in 1..=3 {
+        lab.ok(&format!("-a -t {VIP}:80 -r 198.18.1.1{i}:80 -m"));
+    }
+    let mut servers: Vec<String> = (0..24)
+        .map(|n| lab.who(["198.18.0.2", "198.18.0.3", "198.18.0.4"][n % 3], VIP))
+        .collect();
+    servers.sort();
+    servers.dedup();
+    assert_eq!(servers.len(), 1, "lblc sent one address to {servers:?}");
+}

@@ -311,10 +311,20 @@ impl DestShared {
     }
 }
 
-/// Per-service state that outlives snapshots: statistics.
+/// Per-service state that outlives snapshots: statistics, and with
+/// several workers the lblc/lblcr locality table they share.
 #[derive(Debug, Default)]
 pub struct ServiceShared {
     pub stats: Stats,
+    locality: std::sync::OnceLock<Arc<crate::sched::sharedloc::SharedLocality>>,
+}
+
+impl ServiceShared {
+    /// The service's director-wide lblc/lblcr table, allocated by the first
+    /// worker that asks (between bursts, when it builds its scheduler).
+    pub fn locality(&self) -> Arc<crate::sched::sharedloc::SharedLocality> {
+        Arc::clone(self.locality.get_or_init(Default::default))
+    }
 }
 
 /// A destination inside a snapshot: its configuration and its shared state.

@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use clap::Parser;
 use dataplane::buf::PacketBuf;
 use dataplane::config::{ConfigOp, ConfigStore};
+use dataplane::conn::shared::SharedTemplates;
 use dataplane::dpdk::{
     ring_port, tsc_cycles, tsc_hz, Burst, Eal, Mempool, Port, PortConf, PortQueue, Ring,
 };
@@ -84,6 +85,10 @@ struct Args {
     /// Real servers.
     #[arg(long, default_value_t = 4)]
     servers: u8,
+    /// Make the service persistent (`-p SECS`): every new connection then
+    /// looks its client's template up first.
+    #[arg(long)]
+    persistent: Option<u32>,
     /// Rounds of each pipeline (alternating).
     #[arg(long, default_value_t = 5)]
     rounds: u32,
@@ -283,6 +288,7 @@ fn rules(a: &Args, vip: SocketAddrV4) -> Result<ConfigStore, String> {
     let mut st = ConfigStore::new();
     let mut svc = ServiceConfig::new(key);
     svc.scheduler = "rr".into();
+    svc.persistent = a.persistent;
     st.apply(&ConfigOp::AddService(svc))
         .map_err(|e| format!("{e:?}"))?;
     for s in 0..a.servers {
@@ -447,6 +453,12 @@ fn run(a: &Args) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut counters = vec![];
     let mut workers = vec![];
+    let shared = (nq > 1).then(|| {
+        Arc::new(SharedTemplates::sized_for(
+            per_worker,
+            Some(dataplane::dpdk::advise_huge_pages),
+        ))
+    });
     for w in 0..nq {
         let c = Arc::new(NetCounters::default());
         let mut lb = Lb::new(
@@ -458,6 +470,9 @@ fn run(a: &Args) -> Result<(), String> {
             },
             0,
         );
+        if let Some(t) = &shared {
+            lb.set_shared_templates(Arc::clone(t));
+        }
         lb.set_snapshot(cell.load());
         let mut stack = Stack::new(&l3, Arc::clone(&c)).map_err(|e| e.to_string())?;
         stack.set_service_addrs(lb.service_addrs());
@@ -555,7 +570,7 @@ fn run(a: &Args) -> Result<(), String> {
         "{}",
         json!({
             "tool": "uvs-loop", "label": a.label, "summary": true,
-            "method": a.method, "proto": a.proto, "mode": a.sched.mode, "flows": a.sched.flows,
+            "method": a.method, "proto": a.proto, "persistent": a.persistent, "mode": a.sched.mode, "flows": a.sched.flows,
             "size": a.size, "workers": a.workers, "handover": a.handover,
             "rounds": a.rounds, "duration_s": a.duration,
             "empty_mpps": mpps[0], "uvsd_mpps": mpps[1],

@@ -62,6 +62,7 @@
 pub mod persist;
 pub mod proto_tcp;
 pub mod proto_udp;
+pub mod shared;
 pub mod table;
 pub mod timer;
 

@@ -6,9 +6,16 @@
 //! same wheel, is listed by `-L -c` (state NONE/ASSURED, client port 0) and
 //! counts in PersistConn. It cannot expire while it controls connections
 //! (re-armed with 60 s instead, in [`ConnTable::expire`]).
+//!
+//! With several workers a client's connections are spread over them, so
+//! each worker's template refers to one director-wide template
+//! ([`super::shared`]): a worker without a template of its own takes the
+//! destination another worker's names ([`adopt_shared`]) before it
+//! schedules.
 
-use super::{ConnAddr, ConnId, ConnKey, ConnTable, IPPROTO_IP};
-use crate::model::{Family, ServiceConfig, ServiceKey};
+use super::shared::{SharedRef, SharedTemplates};
+use super::{ConnAddr, ConnId, ConnKey, ConnTable, Sysctls, IPPROTO_IP};
+use crate::model::{Dest, DestShared, Family, ServiceConfig, ServiceKey};
 
 /// FTP control port: persistent FTP services key templates on port 0.
 pub const FTP_PORT: u16 = 21;
@@ -103,23 +110,70 @@ pub fn persistent_conn_dport(svc_port: u16, packet_vport: u16, dest_port: u16) -
     }
 }
 
+/// Whether a template naming `d` may still take new connections: its
+/// destination is in the service (not deleted) and, with
+/// `expire_quiescent_template`, not quiescent. Weight 0 and OVERLOAD alone
+/// do not invalidate a template.
+pub fn template_dest_valid(d: &DestShared, sysctls: &Sysctls) -> bool {
+    d.is_available() && !(sysctls.expire_quiescent_template && d.weight() == 0)
+}
+
+/// The director-wide template for `k` (several workers), if another worker
+/// holds a valid one: a reference on it and the index of its destination
+/// in `dests`. One whose destination is no longer valid (deleted: not in
+/// the list; or quiescent, see [`template_dest_valid`]) is neutralised for
+/// every worker and `None` comes back: the caller schedules.
+pub fn adopt_shared(
+    shared: &SharedTemplates,
+    k: &ConnKey,
+    dests: &[Dest],
+    sysctls: &Sysctls,
+) -> Option<(SharedRef, usize)> {
+    let r = shared.acquire(k)?;
+    match shared_dest(&r, dests) {
+        Some(i) if template_dest_valid(&dests[i].shared, sysctls) => Some((r, i)),
+        _ => {
+            shared.neutralise(r.slot);
+            shared.release(r.slot);
+            None
+        }
+    }
+}
+
+/// The index in `dests` of the destination a director-wide template names.
+pub fn shared_dest(r: &SharedRef, dests: &[Dest]) -> Option<usize> {
+    let addr = r.daddr.to_ip();
+    dests
+        .iter()
+        .position(|d| d.config.addr == addr && d.config.port == r.dport)
+}
+
 impl ConnTable {
     /// The valid template with key `k`, if any. A template whose
     /// destination was deleted (or, with `expire_quiescent_template`, has
     /// weight 0) is neutralised so it never matches again, and `None` is
     /// returned: the caller schedules and creates a new template. Weight 0
-    /// and OVERLOAD alone do not invalidate a template.
+    /// and OVERLOAD alone do not invalidate a template. With several
+    /// workers the director-wide template it refers to is neutralised with
+    /// it, and a template whose director-wide one another worker
+    /// neutralised is no longer valid either.
     pub fn find_template(&mut self, k: &ConnKey) -> Option<ConnId> {
         let i = self.lookup_template(k)?;
-        let valid = match self.get(ConnId(i)).dest() {
-            Some(d) => {
-                d.is_available() && !(self.sysctls().expire_quiescent_template && d.weight() == 0)
-            }
-            None => false,
-        };
+        let c = self.get(ConnId(i));
+        let slot = c.shared_slot();
+        let valid = c
+            .dest()
+            .is_some_and(|d| template_dest_valid(d, self.sysctls()))
+            && match (slot, self.shared_templates()) {
+                (Some(s), Some(t)) => t.is_current(s),
+                _ => true,
+            };
         if valid {
             Some(ConnId(i))
         } else {
+            if let (Some(s), Some(t)) = (slot, self.shared_templates()) {
+                t.neutralise(s);
+            }
             self.neutralise(i);
             None
         }

@@ -13,6 +13,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use super::shared::{SharedRef, SharedTemplates};
 use super::timer::{self, before, tick_of_ms, HasLink, Wheel, TICKS_PER_SEC, UNLINKED};
 use super::{proto_tcp, proto_udp, ConnAddr, ConnId, ConnKey, Dir, Sysctls, Verdict, IPPROTO_IP};
 use crate::model::{dest_flags, ConnEntry, DestShared, ForwardMethod, ServiceShared, Timeouts};
@@ -86,6 +87,9 @@ pub struct Conn {
     n_control: u32,
     /// Templates: current timeout in ticks.
     timeout: u32,
+    /// Templates: the director-wide template this one refers to (a slot
+    /// of [`SharedTemplates`]), or NIL.
+    shared: u32,
     svc: Option<Arc<ServiceShared>>,
     method: ForwardMethod,
 }
@@ -126,6 +130,7 @@ impl Conn {
             control: NIL,
             n_control: 0,
             timeout: 0,
+            shared: NIL,
             expires: 0,
             next_in: NIL,
             next_out: NIL,
@@ -176,6 +181,10 @@ impl Conn {
     /// Connections controlled by this template.
     pub fn n_control(&self) -> u32 {
         self.n_control
+    }
+    /// Templates: the director-wide template referred to (several workers).
+    pub fn shared_slot(&self) -> Option<u32> {
+        (self.shared != NIL).then_some(self.shared)
     }
 
     fn in_key_eq(&self, k: &ConnKey) -> bool {
@@ -291,6 +300,9 @@ pub struct ConnTable {
     tcp_ticks: [u32; proto_tcp::state::COUNT],
     udp_ticks: u32,
     sysctls: Sysctls,
+    /// With several workers: the director-wide templates (see
+    /// [`super::shared`]).
+    shared: Option<Arc<SharedTemplates>>,
 }
 
 fn mix(a: u64, b: u64) -> u64 {
@@ -366,7 +378,19 @@ impl ConnTable {
             tcp_ticks: tcp_ticks(&Timeouts::default()),
             udp_ticks: secs_to_ticks(proto_udp::timeout_secs(&Timeouts::default())),
             sysctls: Sysctls::default(),
+            shared: None,
         }
+    }
+
+    /// Makes this table's templates refer to the director-wide ones (set
+    /// before the first template is created).
+    pub fn set_shared_templates(&mut self, shared: Arc<SharedTemplates>) {
+        self.shared = Some(shared);
+    }
+
+    /// The director-wide templates, with several workers.
+    pub fn shared_templates(&self) -> Option<&Arc<SharedTemplates>> {
+        self.shared.as_ref()
     }
 
     /// Bytes of memory the table holds: slab, bucket arrays, wheel heads.
@@ -704,6 +728,7 @@ impl ConnTable {
             c.control = control;
             c.n_control = 0;
             c.timeout = 0;
+            c.shared = NIL;
             c.next_in = NIL;
             c.next_out = NIL;
             c.prev_t = UNLINKED;
@@ -736,6 +761,10 @@ impl ConnTable {
     /// Creates a persistence template with key `k` (see
     /// [`super::persist::template_key`]) pointing at `dest`, expiring
     /// `timeout_secs` (the service's persistence timeout) from `now`.
+    /// `shared`: the director-wide template it refers to (several workers),
+    /// whose reference it now holds; it counts in the destination's
+    /// PersistConn only if it published that template, so that the
+    /// director counts one per client as the kernel does.
     #[allow(clippy::too_many_arguments)]
     pub fn create_template(
         &mut self,
@@ -747,8 +776,22 @@ impl ConnTable {
         svc: Option<&Arc<ServiceShared>>,
         timeout_secs: u32,
         now: u64,
+        shared: Option<SharedRef>,
     ) -> Result<ConnId, CreateError> {
-        let i = self.alloc()?;
+        let i = match self.alloc() {
+            Ok(i) => i,
+            Err(e) => {
+                // Give the reference back. A template this worker
+                // published that another worker has taken meanwhile lives
+                // on: count it as its publisher should have.
+                if let (Some(r), Some(t)) = (shared, &self.shared) {
+                    if !t.release(r.slot) && r.installed {
+                        bind(dest, true);
+                    }
+                }
+                return Err(e);
+            }
+        };
         let timeout = secs_to_ticks(timeout_secs);
         {
             let c = &mut self.ents[i as usize];
@@ -764,6 +807,7 @@ impl ConnTable {
             c.control = NIL;
             c.n_control = 0;
             c.timeout = timeout;
+            c.shared = shared.map_or(NIL, |r| r.slot);
             c.next_in = NIL;
             c.next_out = NIL;
             c.prev_t = UNLINKED;
@@ -772,7 +816,9 @@ impl ConnTable {
             c.dest = Some(Arc::clone(dest));
             c.svc = svc.map(Arc::clone);
         }
-        bind(dest, true);
+        if shared.is_none_or(|r| r.installed) {
+            bind(dest, true);
+        }
         self.hash_in(i);
         self.arm(i, timeout, tick_of_ms(now));
         Ok(ConnId(i))
@@ -902,8 +948,15 @@ impl ConnTable {
         let c = &mut self.ents[i as usize];
         let template = c.flags & cflags::TEMPLATE != 0;
         let inactive = c.flags & cflags::INACTIVE != 0;
+        let shared = std::mem::replace(&mut c.shared, NIL);
+        // A template that refers to a director-wide one is uncounted from
+        // PersistConn only with the director-wide one (the last reference).
+        let counted =
+            !template || shared == NIL || self.shared.as_ref().is_some_and(|t| t.release(shared));
         if let Some(d) = c.dest.take() {
-            unbind(&d, template, inactive);
+            if counted {
+                unbind(&d, template, inactive);
+            }
         }
         c.svc = None;
         let ctl = c.control;
@@ -1126,7 +1179,7 @@ impl ConnTable {
             .map(|(i, _)| ConnId(i as u32))
     }
 
-    pub(super) fn sysctls(&self) -> &Sysctls {
+    pub(crate) fn sysctls(&self) -> &Sysctls {
         &self.sysctls
     }
 
@@ -1164,7 +1217,11 @@ fn bind(d: &DestShared, template: bool) {
 /// clears OVERLOAD below the low-water mark.
 fn unbind(d: &DestShared, template: bool, inactive: bool) {
     if template {
-        d.persistconns.fetch_sub(1, Ordering::Relaxed);
+        // Saturating: a director-wide template may be uncounted through
+        // another worker's reference to a re-added destination.
+        let _ = d
+            .persistconns
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     } else if inactive {
         d.inactconns.fetch_sub(1, Ordering::Relaxed);
     } else {

@@ -504,6 +504,7 @@ fn persistent_flow(
                     None,
                     300,
                     now,
+                    None,
                 )
                 .unwrap();
             (tid, Arc::clone(pick))
@@ -645,6 +646,7 @@ fn fwmark_template_is_listed_as_ip() {
         None,
         360,
         0,
+        None,
     )
     .unwrap();
     let e: Vec<ConnEntry> = t.iter_entries(0).collect();
@@ -1022,7 +1024,7 @@ mod props {
                                     n.control = Some(tid);
                                 }
                                 None => {
-                                    if let Ok(tid) = t.create_template(&tk.key, d.addr.into(), 80, m, d, None, 30, now) {
+                                    if let Ok(tid) = t.create_template(&tk.key, d.addr.into(), 80, m, d, None, 30, now, None) {
                                         n.control = Some(tid);
                                     }
                                 }
@@ -1141,6 +1143,7 @@ fn udp_reply_assures_the_template_and_one_packet_restarts_it() {
             None,
             100,
             0,
+            None,
         )
         .unwrap();
     let mut n = new_conn(UDP, "198.18.2.3", 5000, &r, ForwardMethod::Masq);

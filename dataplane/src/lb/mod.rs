@@ -48,12 +48,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use crate::buf::PacketBuf;
+use crate::conn::shared::{SharedRef, SharedTemplates};
 use crate::conn::table::HashedKey;
 use crate::conn::{
-    persist, proto_tcp, ConnAddr, ConnId, ConnKey, ConnTable, Dir, NewConn, Verdict,
+    persist, proto_tcp, ConnAddr, ConnId, ConnKey, ConnTable, Dir, NewConn, Sysctls, Verdict,
 };
 use crate::model::{
-    DestConfig, DestShared, ForwardMethod, Service, ServiceKey, ServiceShared, Snapshot,
+    Dest, DestConfig, DestShared, ForwardMethod, Service, ServiceKey, ServiceShared, Snapshot,
 };
 use crate::sched::{self, SchedConfig, SchedInput, SchedRng, Scheduler, SplitMix64};
 use crate::wire::ipv4::protocol;
@@ -242,6 +243,9 @@ pub struct Lb {
     /// after its service changed ([`sched_for`]).
     scheds: Vec<Option<SvcSched>>,
     conns: ConnTable,
+    /// With several workers: the director-wide templates (the same table
+    /// `conns` refers to).
+    shared: Option<Arc<SharedTemplates>>,
     rng: SplitMix64,
     ip_id: u16,
     counters: Arc<LbCounters>,
@@ -275,6 +279,7 @@ impl Lb {
             snap: Arc::new(Snapshot::default()),
             scheds: Vec::new(),
             conns,
+            shared: None,
             rng: SplitMix64::new(settings.seed ^ (worker as u64).wrapping_mul(0x9e37_79b9)),
             ip_id: (worker as u16).wrapping_mul(7919),
             counters: Arc::new(LbCounters::default()),
@@ -282,6 +287,13 @@ impl Lb {
             removals_seen: 0,
             nat_reals: HashSet::new(),
         }
+    }
+
+    /// Shares persistence templates with the other workers (all workers of
+    /// one director get the same table; set before traffic).
+    pub fn set_shared_templates(&mut self, shared: Arc<SharedTemplates>) {
+        self.conns.set_shared_templates(Arc::clone(&shared));
+        self.shared = Some(shared);
     }
 
     /// The counters, for the control thread.
@@ -574,6 +586,7 @@ impl Lb {
             snap,
             scheds,
             conns,
+            shared,
             rng,
             worker,
             counters,
@@ -615,7 +628,7 @@ impl Lb {
             now,
             rng,
         };
-        let sched = sched_for(scheds, found, &settings.sched);
+        let sched = sched_for(scheds, found, &settings.sched, shared.is_some());
 
         // The destination (and controlling template) for the new connection.
         let (control, method, daddr, dport, dest): (
@@ -629,7 +642,14 @@ impl Lb {
             let t = match conns.find_template(&tk.key) {
                 Some(t) => t,
                 None => {
-                    let Some(i) = sched.and_then(|s| s.schedule(&svc.dests, &mut input)) else {
+                    let Some((i, sref)) = template_dest(
+                        shared.as_deref(),
+                        &tk.key,
+                        &svc.dests,
+                        conns.sysctls(),
+                        sched.map(|s| &mut **s),
+                        &mut input,
+                    ) else {
                         return unreachable(counters, buf, meta);
                     };
                     let d = &svc.dests[i];
@@ -643,6 +663,7 @@ impl Lb {
                         Some(&svc.shared),
                         timeout,
                         now,
+                        sref,
                     ) {
                         Ok(t) => t,
                         Err(_) => return drop_counted(counters, LbDrop::TableFull),
@@ -912,6 +933,7 @@ impl Lb {
             worker,
             counters,
             settings,
+            shared,
             ..
         } = self;
         let Some(found) = snap.index.find(q.protocol, &q.src, q.sport) else {
@@ -933,7 +955,7 @@ impl Lb {
             now,
             rng,
         };
-        let Some(i) = sched_for(scheds, found, &settings.sched)
+        let Some(i) = sched_for(scheds, found, &settings.sched, shared.is_some())
             .and_then(|s| s.schedule(&svc.dests, &mut input))
         else {
             return Err(drop_counted(counters, LbDrop::NoDestination));
@@ -993,6 +1015,7 @@ fn sched_for<'a>(
     scheds: &'a mut Vec<Option<SvcSched>>,
     found: &index::Indexed,
     cfg: &SchedConfig,
+    share_locality: bool,
 ) -> Option<&'a mut Box<dyn Scheduler>> {
     let slot = found.slot as usize;
     if scheds.len() <= slot {
@@ -1028,6 +1051,11 @@ fn sched_for<'a>(
             _ => {
                 let mut sch = sched::new_with(&c.scheduler, c.sched_flags, cfg).ok();
                 if let Some(s) = sch.as_mut() {
+                    // Several workers share one locality table per
+                    // service, as the kernel's CPUs do.
+                    if share_locality && s.uses_locality() {
+                        s.share_locality(svc.shared.locality());
+                    }
                     s.update(&svc.dests);
                 }
                 *entry = Some(SvcSched {
@@ -1041,6 +1069,39 @@ fn sched_for<'a>(
         }
     }
     entry.as_mut().and_then(|s| s.sched.as_mut())
+}
+
+/// The destination (an index in `dests`) of a new template for `key`, and
+/// with several workers its reference to the director-wide template: the
+/// destination another worker's template names, else the scheduler's
+/// choice, published for the others (and if another worker published first
+/// at the same instant, its choice). `None`: no destination.
+fn template_dest(
+    shared: Option<&SharedTemplates>,
+    key: &ConnKey,
+    dests: &[Dest],
+    sysctls: &Sysctls,
+    sched: Option<&mut (dyn Scheduler + 'static)>,
+    input: &mut SchedInput<'_>,
+) -> Option<(usize, Option<SharedRef>)> {
+    if let Some(found) = shared.and_then(|st| persist::adopt_shared(st, key, dests, sysctls)) {
+        return Some((found.1, Some(found.0)));
+    }
+    let i = sched?.schedule(dests, input)?;
+    let Some(st) = shared else {
+        return Some((i, None));
+    };
+    let d = &dests[i].config;
+    let Some(r) = st.install(key, ConnAddr::from(d.addr), d.port) else {
+        return Some((i, None));
+    };
+    match persist::shared_dest(&r, dests) {
+        Some(j) => Some((j, Some(r))),
+        None => {
+            st.release(r.slot);
+            Some((i, None))
+        }
+    }
 }
 
 fn drop_counted(counters: &LbCounters, r: LbDrop) -> Action {

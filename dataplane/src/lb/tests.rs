@@ -879,3 +879,258 @@ fn connection_listing_in_pieces_has_every_row() {
     assert_eq!(whole.len(), 3000);
     assert_eq!(got, whole);
 }
+
+/// Several workers: each has its own stage and connection table, a
+/// connection belongs to the worker its client endpoint hashes to (as
+/// `LbStage` hands packets over), and all share the director-wide
+/// templates.
+mod workers {
+    use super::*;
+    use crate::conn::shared::{merge_template_rows, SharedTemplates};
+    use crate::rss::Ownership;
+
+    struct Director {
+        lbs: Vec<Lb>,
+        owners: Ownership,
+    }
+
+    impl Director {
+        fn new(st: &ConfigStore, n: usize) -> Director {
+            let shared = Arc::new(SharedTemplates::new(1024));
+            let lbs = (0..n)
+                .map(|w| {
+                    let mut lb = Lb::new(
+                        w,
+                        LbSettings {
+                            capacity: 4096,
+                            ..LbSettings::default()
+                        },
+                        0,
+                    );
+                    lb.set_shared_templates(Arc::clone(&shared));
+                    lb.set_snapshot(st.snapshot());
+                    lb
+                })
+                .collect();
+            Director {
+                lbs,
+                owners: Ownership::new(n),
+            }
+        }
+
+        fn owner(&self, client: &str, sport: u16) -> usize {
+            self.owners.owner(ip(client), sport)
+        }
+
+        /// A SYN from `client:sport` through its owner: the server it
+        /// reached.
+        fn connect(&mut self, client: &str, sport: u16, now: u64) -> IpAddr {
+            let w = self.owner(client, sport);
+            let (a, _) = run(
+                &mut self.lbs[w],
+                &tcp_frame(client, sport, "198.18.0.100", 80, SYN),
+                now,
+            );
+            let Action::Forward(rs) = a else {
+                panic!("{client}:{sport}: {a:?}")
+            };
+            rs
+        }
+
+        /// A port of `client` owned by worker `w`, from `from` up.
+        fn port_on(&self, client: &str, w: usize, from: u16) -> u16 {
+            (from..).find(|&p| self.owner(client, p) == w).unwrap()
+        }
+
+        fn set_snapshot(&mut self, st: &ConfigStore) {
+            for lb in &mut self.lbs {
+                lb.set_snapshot(st.snapshot());
+            }
+        }
+
+        /// Housekeeping every second from `from` to `to` (ms), as workers
+        /// run it (every 10 ms) compressed.
+        fn housekeeping(&mut self, from: u64, to: u64) {
+            for t in (from..=to).step_by(1000) {
+                for lb in &mut self.lbs {
+                    lb.housekeeping(t, 1 << 16);
+                }
+            }
+        }
+
+        /// `-L -c` as the daemon assembles it.
+        fn listing(&self, now: u64) -> Vec<crate::model::ConnEntry> {
+            merge_template_rows(self.lbs.iter().flat_map(|l| l.connections(now)).collect())
+        }
+    }
+
+    fn persistent3(netmask: u32) -> ConfigStore {
+        let k = svc_key(Protocol::Tcp, "198.18.0.100", 80);
+        let mut st = ConfigStore::new();
+        let mut cfg = ServiceConfig::new(k);
+        cfg.scheduler = "rr".into();
+        cfg.persistent = Some(300);
+        cfg.netmask = netmask;
+        st.apply(&ConfigOp::AddService(cfg)).unwrap();
+        for a in ["198.18.1.11", "198.18.1.12", "198.18.1.13"] {
+            st.apply(&ConfigOp::AddDest(k, dest(a, 80, ForwardMethod::Masq, 1)))
+                .unwrap();
+        }
+        st
+    }
+
+    fn persist_conns(st: &ConfigStore) -> Vec<u32> {
+        st.snapshot().services[0]
+            .dests
+            .iter()
+            .map(|d| d.shared.persistconns.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Worker 1 alone has scheduled once, so the two workers' rr cursors
+    /// differ: without director-wide templates a client's connections on
+    /// the two workers would go to different servers.
+    fn desync_cursors(d: &mut Director) {
+        let p = d.port_on("198.18.9.9", 1, 30000);
+        d.connect("198.18.9.9", p, 0);
+    }
+
+    #[test]
+    fn every_connection_of_a_client_reaches_one_server_whatever_its_worker() {
+        let st = persistent3(0xffff_ffff);
+        let mut d = Director::new(&st, 2);
+        desync_cursors(&mut d);
+        let mut per_worker = [0; 2];
+        for c in ["198.18.0.2", "198.18.0.3"] {
+            let mut servers: Vec<IpAddr> = (0..30u16)
+                .map(|i| {
+                    per_worker[d.owner(c, 40000 + i)] += 1;
+                    d.connect(c, 40000 + i, 1000)
+                })
+                .collect();
+            servers.dedup();
+            assert_eq!(servers.len(), 1, "client {c}: {servers:?}");
+        }
+        assert!(per_worker.iter().all(|&n| n >= 5), "{per_worker:?}");
+        // One template per client in the listing and in PersistConn (plus
+        // the one of the client that desynchronised the cursors).
+        let rows = d.listing(1000);
+        for c in ["198.18.0.2", "198.18.0.3"] {
+            let t = rows
+                .iter()
+                .filter(|r| r.client == ip(c) && r.cport == 0)
+                .count();
+            assert_eq!(t, 1, "templates of {c}");
+        }
+        assert_eq!(rows.len(), 3 + 60 + 1);
+        assert_eq!(persist_conns(&st).iter().sum::<u32>(), 3);
+    }
+
+    #[test]
+    fn clients_of_one_netmask_network_share_a_server_across_workers() {
+        let st = persistent3(0xffff_ff00);
+        let mut d = Director::new(&st, 2);
+        desync_cursors(&mut d);
+        let mut servers = vec![];
+        for (k, c) in ["198.18.0.2", "198.18.0.77"].iter().enumerate() {
+            for w in 0..2 {
+                for i in 0..5u16 {
+                    let p = d.port_on(c, w, 40000 + 1000 * (k as u16 * 2 + w as u16) + 50 * i);
+                    servers.push(d.connect(c, p, 1000));
+                }
+            }
+        }
+        servers.dedup();
+        assert_eq!(servers.len(), 1, "{servers:?}");
+        let rows = d.listing(1000);
+        let templates: Vec<_> = rows
+            .iter()
+            .filter(|r| r.cport == 0 && r.client == ip("198.18.0.0"))
+            .collect();
+        assert_eq!(templates.len(), 1, "{rows:?}");
+    }
+
+    #[test]
+    fn a_deleted_server_is_replaced_by_one_new_server_on_every_worker() {
+        let mut st = persistent3(0xffff_ffff);
+        let k = svc_key(Protocol::Tcp, "198.18.0.100", 80);
+        let mut d = Director::new(&st, 2);
+        desync_cursors(&mut d);
+        let c = "198.18.0.2";
+        let (p0, p1) = (d.port_on(c, 0, 40000), d.port_on(c, 1, 40000));
+        let gone = d.connect(c, p0, 1000);
+        assert_eq!(d.connect(c, p1, 1000), gone);
+        st.apply(&ConfigOp::DeleteDest {
+            service: k,
+            addr: gone,
+            port: 80,
+        })
+        .unwrap();
+        d.set_snapshot(&st);
+        // New connections through either worker, in either order: one new
+        // server for all.
+        let mut servers = vec![];
+        for i in 0..6u16 {
+            let p = d.port_on(c, usize::from(i % 2 == 1), 41000 + 100 * i);
+            servers.push(d.connect(c, p, 2000));
+        }
+        servers.dedup();
+        assert_eq!(servers.len(), 1, "{servers:?}");
+        assert_ne!(servers[0], gone);
+    }
+
+    #[test]
+    fn the_template_lives_while_any_workers_copy_does() {
+        let st = persistent3(0xffff_ffff);
+        let mut d = Director::new(&st, 2);
+        desync_cursors(&mut d);
+        let c = "198.18.0.2";
+        let s = |x: u64| x * 1000;
+        // A connection through worker 0 at 0 s, through worker 1 at 200 s:
+        // the kernel's template would expire at 200 + 300 s.
+        let first = d.connect(c, d.port_on(c, 0, 40000), s(0));
+        assert_eq!(d.connect(c, d.port_on(c, 1, 40000), s(200)), first);
+        // At 330 s worker 0's own copy is gone (its connection too), but
+        // the director-wide template is not: the client keeps its server.
+        d.housekeeping(s(200), s(330));
+        let rows0: Vec<_> = d.lbs[0].connections(s(330)).collect();
+        assert!(rows0.iter().all(|r| r.client != ip(c)), "{rows0:?}");
+        let again = d.connect(c, d.port_on(c, 0, 41000), s(330));
+        assert_eq!(again, first);
+        // Long after every copy expired, the client is scheduled anew (rr
+        // moves on) and only that new template is listed.
+        d.housekeeping(s(330), s(2000));
+        assert!(d.listing(s(2000)).iter().all(|r| r.client != ip(c)));
+        assert_eq!(persist_conns(&st).iter().sum::<u32>(), 0);
+    }
+
+    #[test]
+    fn lblc_sends_one_destination_address_to_one_server_from_every_worker() {
+        let k = svc_key(Protocol::Tcp, "198.18.0.100", 80);
+        let st = store(
+            k,
+            "lblc",
+            None,
+            // Weights above the connection count: never overloaded in
+            // lblc's sense, so one table keeps every connection on one
+            // server while wlc alone would spread them.
+            &[
+                dest("198.18.1.11", 80, ForwardMethod::Masq, 100),
+                dest("198.18.1.12", 80, ForwardMethod::Masq, 100),
+                dest("198.18.1.13", 80, ForwardMethod::Masq, 100),
+            ],
+        );
+        let mut d = Director::new(&st, 2);
+        let mut per_worker = [0; 2];
+        let mut servers: Vec<IpAddr> = (0..24u16)
+            .map(|n| {
+                let c = format!("198.18.0.{}", 2 + n % 8);
+                per_worker[d.owner(&c, 40000 + n)] += 1;
+                d.connect(&c, 40000 + n, 0)
+            })
+            .collect();
+        assert!(per_worker.iter().all(|&n| n > 0), "{per_worker:?}");
+        servers.dedup();
+        assert_eq!(servers.len(), 1, "{servers:?}");
+    }
+}

@@ -9,7 +9,10 @@
 //! key is always the VIP, so lblc is a sticky wlc; it is meant for fwmark
 //! cache clusters.
 
+use std::sync::Arc;
+
 use super::loctab::{DestRef, LocTable, CAP};
+use super::sharedloc::{fingerprint, FingerprintIndex, SharedLocality};
 use super::{lblc_overloaded, weight, wlc_pick, Overhead, SchedInput, Scheduler};
 use crate::model::Dest;
 
@@ -19,6 +22,10 @@ pub(crate) struct Lblc {
     table: LocTable<DestRef>,
     /// Bumped by every `update` (see [`DestRef`]).
     gen: u32,
+    /// With several workers: the service's director-wide table, used
+    /// instead of `table`, and this worker's way from its members to
+    /// destinations.
+    shared: Option<(Arc<SharedLocality>, FingerprintIndex)>,
 }
 
 impl Lblc {
@@ -28,7 +35,44 @@ impl Lblc {
             expiration_ms,
             table: LocTable::new(),
             gen: 0,
+            shared: None,
         }
+    }
+
+    /// lblc over the director-wide table: the kernel's algorithm, with the
+    /// entry's server replaced in place (see [`super::sharedloc`]). When
+    /// another worker created or replaced the entry at the same moment, its
+    /// choice is taken if usable, so that all workers agree.
+    fn schedule_shared(
+        &self,
+        t: &SharedLocality,
+        idx: &FingerprintIndex,
+        dests: &[Dest],
+        input: &SchedInput<'_>,
+    ) -> Option<usize> {
+        let usable = |i: usize| weight(&dests[i]) > 0 && !lblc_overloaded(dests, &dests[i]);
+        let found = t.get(&input.dst, input.now);
+        let cur = found.and_then(|e| t.members(e)).map(|m| m[0]);
+        if let Some(i) = cur.and_then(|fp| idx.resolve(fp)) {
+            if usable(i) {
+                return Some(i);
+            }
+        }
+        let i = wlc_pick(dests, self.ov)?;
+        let fp = fingerprint(dests[i].config.addr, dests[i].config.port);
+        let entry = match (found, cur) {
+            (Some(e), Some(old)) => {
+                if old != fp {
+                    t.replace(e, old, fp);
+                }
+                Some(e)
+            }
+            _ => t.insert(&input.dst, fp, input.now),
+        };
+        let agreed = entry
+            .and_then(|e| t.members(e))
+            .and_then(|m| idx.resolve(m[0]));
+        Some(agreed.filter(|&j| usable(j)).unwrap_or(i))
     }
 }
 
@@ -37,15 +81,32 @@ impl Scheduler for Lblc {
         "lblc"
     }
 
-    fn update(&mut self, _dests: &[Dest]) {
+    fn update(&mut self, dests: &[Dest]) {
         self.gen = self.gen.wrapping_add(1);
+        if let Some((_, idx)) = &mut self.shared {
+            *idx = FingerprintIndex::build(dests);
+        }
     }
 
     fn expire(&mut self, now: u64) {
-        self.table.expire(now, self.expiration_ms, |_| {});
+        match &self.shared {
+            Some((t, _)) => t.expire(now, self.expiration_ms),
+            None => self.table.expire(now, self.expiration_ms, |_| {}),
+        }
+    }
+
+    fn uses_locality(&self) -> bool {
+        true
+    }
+
+    fn share_locality(&mut self, table: Arc<SharedLocality>) {
+        self.shared = Some((table, FingerprintIndex::default()));
     }
 
     fn schedule(&mut self, dests: &[Dest], input: &mut SchedInput<'_>) -> Option<usize> {
+        if let Some((t, idx)) = &self.shared {
+            return self.schedule_shared(t, idx, dests, input);
+        }
         let found = self.table.get(&input.dst);
         if let Some(id) = found {
             let e = self.table.entry(id);
@@ -226,5 +287,63 @@ mod tests {
         s.update(&d);
         assert_eq!(to(&mut s, &d, "198.18.5.1", 0), None);
         assert_eq!(s.table.live(), 0);
+    }
+
+    #[test]
+    fn two_workers_sharing_the_table_send_one_address_to_one_server() {
+        let d = ab();
+        let table = Arc::new(SharedLocality::default());
+        let mut w: Vec<Lblc> = (0..2)
+            .map(|_| {
+                let mut s = Lblc::new(Overhead::TotalConns, DAY);
+                s.share_locality(Arc::clone(&table));
+                s.update(&d);
+                s
+            })
+            .collect();
+        assert_eq!(to(&mut w[0], &d, "198.18.5.1", 0), Some(0));
+        // Server 0 now busier (not over its weight): a table of worker 1's
+        // own would ask wlc, which picks server 1.
+        conns(&d[0], 3, 0);
+        for n in 1..24 {
+            assert_eq!(
+                to(&mut w[n % 2], &d, "198.18.5.1", n as u64),
+                Some(0),
+                "{n}"
+            );
+        }
+        // A new address: wlc, then cached for both.
+        assert_eq!(to(&mut w[1], &d, "198.18.5.2", 30), Some(1));
+        conns(&d[1], 4, 0);
+        assert_eq!(to(&mut w[0], &d, "198.18.5.2", 31), Some(1));
+        // Overloaded in lblc's sense: replaced once, for both workers.
+        conns(&d[0], 5, 0);
+        conns(&d[1], 1, 0);
+        assert_eq!(to(&mut w[1], &d, "198.18.5.1", 40), Some(1));
+        conns(&d[1], 3, 0);
+        assert_eq!(to(&mut w[0], &d, "198.18.5.1", 41), Some(1));
+        assert_eq!(table.len(), 2);
+        // Garbage collection by either worker empties it for both.
+        for m in 0..=30u64 {
+            w[(m % 2) as usize].expire(m * 3_600_000);
+        }
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn a_shared_entry_follows_a_deleted_and_re_added_server() {
+        let d = ab();
+        let table = Arc::new(SharedLocality::default());
+        let mut s = Lblc::new(Overhead::TotalConns, DAY);
+        s.share_locality(Arc::clone(&table));
+        s.update(&d);
+        assert_eq!(to(&mut s, &d, "198.18.5.2", 0), Some(0));
+        let only_b = vec![d[1].clone()];
+        s.update(&only_b);
+        assert_eq!(to(&mut s, &only_b, "198.18.5.2", 1), Some(0), "B, index 0");
+        // Replaced by B; re-adding A does not move it back.
+        let back = vec![dest("198.18.1.11", 80, 4), d[1].clone()];
+        s.update(&back);
+        assert_eq!(to(&mut s, &back, "198.18.5.2", 2), Some(1));
     }
 }

@@ -15,7 +15,10 @@
 //! visible here it is not a candidate for the "most loaded" member that
 //! expiry removes (the kernel still weighs the trashed server).
 
+use std::sync::Arc;
+
 use super::loctab::{DestRef, LocTable, CAP, NIL};
+use super::sharedloc::{fingerprint, FingerprintIndex, SharedLocality, MEMBERS};
 use super::{lblc_overloaded, overloaded, weight, wlc_pick, Overhead, SchedInput, Scheduler};
 use crate::model::Dest;
 
@@ -185,6 +188,60 @@ pub(crate) struct Lblcr {
     table: LocTable<Set>,
     members: Members,
     gen: u32,
+    /// With several workers: the service's director-wide table (sets of at
+    /// most [`MEMBERS`] servers), used instead of `table` and `members`.
+    shared: Option<(Arc<SharedLocality>, FingerprintIndex)>,
+}
+
+/// `ip_vs_dest_set_min` over the members of a shared set (list indexes;
+/// `None` for members not in the service).
+fn shared_min(set: &[Option<usize>; MEMBERS], dests: &[Dest], ov: Overhead) -> Option<usize> {
+    let mut least: Option<(usize, i32)> = None;
+    for &i in set.iter().flatten() {
+        let d = &dests[i];
+        if overloaded(d) {
+            continue;
+        }
+        match least {
+            None => {
+                if weight(d) > 0 {
+                    least = Some((i, ov.of(d)));
+                }
+            }
+            Some((l, loh)) => {
+                let doh = ov.of(d);
+                if i64::from(loh) * i64::from(weight(d))
+                    > i64::from(doh) * i64::from(weight(&dests[l]))
+                {
+                    least = Some((i, doh));
+                }
+            }
+        }
+    }
+    least.map(|(i, _)| i)
+}
+
+/// `ip_vs_dest_set_max` over the members of a shared set.
+fn shared_max(set: &[Option<usize>; MEMBERS], dests: &[Dest], ov: Overhead) -> Option<usize> {
+    let mut most: Option<(usize, i32)> = None;
+    for &i in set.iter().flatten() {
+        let d = &dests[i];
+        if weight(d) <= 0 {
+            continue;
+        }
+        let doh = ov.of(d);
+        let replace = match most {
+            None => true,
+            Some((m, moh)) => {
+                i64::from(moh) * i64::from(weight(d))
+                    < i64::from(doh) * i64::from(weight(&dests[m]))
+            }
+        };
+        if replace {
+            most = Some((i, doh));
+        }
+    }
+    most.map(|(i, _)| i)
 }
 
 impl Lblcr {
@@ -198,7 +255,50 @@ impl Lblcr {
                 free: NIL,
             },
             gen: 0,
+            shared: None,
         }
+    }
+
+    /// lblcr over the director-wide table: the kernel's algorithm on sets
+    /// of at most [`MEMBERS`] servers.
+    fn schedule_shared(
+        &self,
+        t: &SharedLocality,
+        idx: &FingerprintIndex,
+        dests: &[Dest],
+        input: &SchedInput<'_>,
+    ) -> Option<usize> {
+        let (ov, now) = (self.ov, input.now);
+        let fp = |i: usize| fingerprint(dests[i].config.addr, dests[i].config.port);
+        let found = t
+            .get(&input.dst, now)
+            .and_then(|e| Some((e, t.members(e)?)));
+        if let Some((e, members)) = found {
+            let set = members.map(|m| idx.resolve(m));
+            let dest = shared_min(&set, dests, ov);
+            let size = members.iter().filter(|&&m| m != 0).count();
+            if size > 1 && now > t.lastmod(e).saturating_add(self.expiration_ms) {
+                if let Some(m) = shared_max(&set, dests, ov) {
+                    t.remove_member(e, fp(m), now);
+                }
+            }
+            if let Some(i) = dest {
+                if !lblc_overloaded(dests, &dests[i]) {
+                    return Some(i);
+                }
+            }
+            let i = wlc_pick(dests, ov)?;
+            t.add_member(e, fp(i), now);
+            return Some(i);
+        }
+        let i = wlc_pick(dests, ov)?;
+        // Another worker may have created the set at the same moment: its
+        // first member then serves, if usable.
+        let first = t
+            .insert(&input.dst, fp(i), now)
+            .and_then(|e| t.members(e))
+            .and_then(|m| idx.resolve(m[0]));
+        Some(first.filter(|&j| weight(&dests[j]) > 0).unwrap_or(i))
     }
 }
 
@@ -207,17 +307,35 @@ impl Scheduler for Lblcr {
         "lblcr"
     }
 
-    fn update(&mut self, _dests: &[Dest]) {
+    fn update(&mut self, dests: &[Dest]) {
         self.gen = self.gen.wrapping_add(1);
+        if let Some((_, idx)) = &mut self.shared {
+            *idx = FingerprintIndex::build(dests);
+        }
     }
 
     fn expire(&mut self, now: u64) {
+        if let Some((t, _)) = &self.shared {
+            t.expire(now, self.expiration_ms);
+            return;
+        }
         let members = &mut self.members;
         self.table
             .expire(now, self.expiration_ms, |set| members.clear(set));
     }
 
+    fn uses_locality(&self) -> bool {
+        true
+    }
+
+    fn share_locality(&mut self, table: Arc<SharedLocality>) {
+        self.shared = Some((table, FingerprintIndex::default()));
+    }
+
     fn schedule(&mut self, dests: &[Dest], input: &mut SchedInput<'_>) -> Option<usize> {
+        if let Some((t, idx)) = &self.shared {
+            return self.schedule_shared(t, idx, dests, input);
+        }
         let (gen, ov, now) = (self.gen, self.ov, input.now);
         if let Some(id) = self.table.get(&input.dst) {
             let e = self.table.entry(id);
@@ -393,5 +511,45 @@ mod tests {
         s.update(&d);
         assert_eq!(to(&mut s, &d, "198.18.5.1", 0), None);
         assert_eq!(s.table.live(), 0);
+    }
+
+    #[test]
+    fn two_workers_sharing_the_table_share_one_set() {
+        let d = list(&[("198.18.1.11", 4), ("198.18.1.12", 4), ("198.18.1.13", 4)]);
+        let table = Arc::new(SharedLocality::default());
+        let mut w: Vec<Lblcr> = (0..2)
+            .map(|_| {
+                let mut s = Lblcr::new(Overhead::TotalConns, HOUR);
+                s.share_locality(Arc::clone(&table));
+                s.update(&d);
+                s
+            })
+            .collect();
+        assert_eq!(to(&mut w[0], &d, "198.18.5.1", 0), Some(0));
+        conns(&d[0], 3, 0);
+        for n in 1..24 {
+            assert_eq!(
+                to(&mut w[n % 2], &d, "198.18.5.1", n as u64),
+                Some(0),
+                "{n}"
+            );
+        }
+        // Overloaded: wlc adds server 1 to the set, seen by both workers.
+        conns(&d[0], 5, 0);
+        assert_eq!(to(&mut w[1], &d, "198.18.5.1", 30), Some(1));
+        conns(&d[1], 2, 0);
+        conns(&d[2], 2, 0);
+        assert_eq!(
+            to(&mut w[0], &d, "198.18.5.1", 31),
+            Some(1),
+            "set member, not wlc's 2"
+        );
+        // After the expiration time without change, the most loaded member
+        // leaves the set (one per lookup), again for both.
+        conns(&d[0], 3, 0);
+        assert_eq!(to(&mut w[1], &d, "198.18.5.1", 31 + HOUR + 1), Some(1));
+        conns(&d[1], 4, 0);
+        assert_eq!(to(&mut w[0], &d, "198.18.5.1", 31 + HOUR + 2), Some(1));
+        assert_eq!(table.len(), 1);
     }
 }

@@ -58,21 +58,25 @@
 //! mh) happen in `update`, between bursts.
 //!
 //! # Workers and sharding
-//! Every worker owns its own scheduler instances: the rr/wrr cursor, the
-//! lblc/lblcr caches and the sh/dh/mh tables are per worker, so no lock is
-//! taken. What that means for identical choices:
+//! Every worker owns its own scheduler instances, so no lock is taken: the
+//! rr/wrr cursors and the sh/dh/mh tables are per worker. The lblc/lblcr
+//! destination-address table is the exception: with several workers it is
+//! one per service for the whole director ([`sharedloc`], lock-free), as
+//! the kernel's one table serves all its CPUs. What that means for
+//! identical choices (docs/design/persistence.md has the figures):
 //! * With one worker every choice is exactly the kernel's.
 //! * With N workers, the hash schedulers (dh, sh, mh) and fo are unaffected:
 //!   they depend on configuration and the packet only.
 //! * rr and wrr keep one cursor per worker: each worker's sequence of picks
 //!   is the kernel's sequence, but the sequences interleave, so the global
-//!   order is not the kernel's single-cursor order (shares stay the same).
+//!   order is not the kernel's single-cursor order; per-server counts stay
+//!   within N + 1 connections of the kernel's at any time.
 //! * lc, wlc, sed, nq, ovf, lblc, lblcr and twos read the host-global
 //!   connection counters in `DestShared`, which all workers update, so they
 //!   see the same global counts the kernel's CPUs see (a stale relaxed read
-//!   only moves a near-tie, as concurrent CPUs do in the kernel). lblc/lblcr
-//!   caches are per worker, so the same destination IP may be cached to
-//!   different servers on different workers.
+//!   only moves a near-tie, as concurrent CPUs do in the kernel); lblc and
+//!   lblcr also share their table, so one destination address is cached to
+//!   one server (lblcr sets hold at most [`sharedloc::MEMBERS`] servers).
 //! * twos draws from the worker's random source (the kernel's per-CPU
 //!   generator plays the same role).
 //!
@@ -124,6 +128,7 @@ mod ovf;
 mod rr;
 mod sed;
 mod sh;
+pub mod sharedloc;
 mod twos;
 mod wlc;
 mod wrr;
@@ -282,6 +287,14 @@ pub trait Scheduler: Send {
     fn expire(&mut self, _now: u64) {}
     /// The service's scheduler flags changed (`-E` with the same `-s`).
     fn set_flags(&mut self, _flags: SchedFlags) {}
+    /// Whether this scheduler keeps a destination-address table (lblc,
+    /// lblcr) that several workers should share.
+    fn uses_locality(&self) -> bool {
+        false
+    }
+    /// Several workers: use the service's director-wide locality table
+    /// from now on (called before the first `update`).
+    fn share_locality(&mut self, _table: std::sync::Arc<sharedloc::SharedLocality>) {}
     /// The most destinations this scheduler accepts (mh: its table size; the
     /// kernel refuses a service with more, EINVAL). `None` = no limit.
     fn max_dests(&self) -> Option<usize> {

@@ -177,3 +177,98 @@ fn dests_changed_sees_add_delete_edit_and_nothing_else() {
     let readded = vec![d[0].clone(), dest("198.18.1.12", 80, 2)];
     assert!(dests_changed(&d, &readded));
 }
+
+/// What per-worker cursors change (rr, wrr), measured: new connections
+/// handed to `workers` workers at random (as client endpoints hash), each
+/// with its own scheduler, against one kernel scheduler seeing them all.
+/// Returns the largest difference, over every prefix of the sequence and
+/// every server, between the per-server counts of the two, and the share
+/// of consecutive connection pairs that one scheduler sends to the same
+/// server.
+fn cursor_drift(name: &str, weights: &[i32], workers: usize, n: usize) -> (usize, f64, f64) {
+    let d: Vec<Dest> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| dest(&format!("198.18.1.{}", 11 + i), 80, w))
+        .collect();
+    let mut kernel = new(name, SchedFlags::default()).unwrap();
+    kernel.update(&d);
+    let mut per: Vec<Box<dyn Scheduler>> = (0..workers)
+        .map(|_| {
+            let mut s = new(name, SchedFlags::default()).unwrap();
+            s.update(&d);
+            s
+        })
+        .collect();
+    let mut rng = SplitMix64::new(7);
+    let (mut ck, mut cw) = (vec![0i64; d.len()], vec![0i64; d.len()]);
+    let mut drift = 0;
+    let (mut last_k, mut last_w, mut same_k, mut same_w) = (None, None, 0, 0);
+    for _ in 0..n {
+        let w = rng.next_u32() as usize % workers;
+        let a = pick(kernel.as_mut(), &d).unwrap();
+        let b = pick(per[w].as_mut(), &d).unwrap();
+        ck[a] += 1;
+        cw[b] += 1;
+        same_k += usize::from(last_k == Some(a));
+        same_w += usize::from(last_w == Some(b));
+        (last_k, last_w) = (Some(a), Some(b));
+        let worst = ck
+            .iter()
+            .zip(&cw)
+            .map(|(x, y)| (x - y).unsigned_abs())
+            .max();
+        drift = drift.max(worst.unwrap_or(0) as usize);
+    }
+    (drift, same_k as f64 / n as f64, same_w as f64 / n as f64)
+}
+
+#[test]
+fn per_worker_cursors_keep_shares_within_a_few_connections_of_the_kernel() {
+    // Each worker's picks follow the kernel's sequence, so per server each
+    // worker is within about one connection of its exact share at any
+    // time, and the kernel's one scheduler too: the sum drifts from the
+    // kernel's counts by at most workers + 1 connections per server,
+    // however long it runs. What changes is the order: two consecutive
+    // connections may go to the same server.
+    for (name, weights) in [
+        ("rr", vec![1, 1, 1]),
+        ("wrr", vec![3, 2, 1]),
+        ("wrr", vec![100, 1]),
+    ] {
+        for workers in [2, 4] {
+            let (drift, same_k, same_w) = cursor_drift(name, &weights, workers, 20_000);
+            eprintln!(
+                "{name} {weights:?} x{workers}: drift {drift}, same server twice in a row: kernel {:.3}, workers {:.3}",
+                same_k, same_w
+            );
+            assert!(
+                drift <= workers + 1,
+                "{name} {weights:?} x{workers}: {drift}"
+            );
+        }
+    }
+}
+
+#[test]
+fn table_and_counter_schedulers_choose_alike_on_every_worker() {
+    // mh, sh and dh tables are built from the configuration alone: two
+    // workers' instances answer every source (or destination) alike.
+    let d = list(&[("198.18.1.11", 3), ("198.18.1.12", 2), ("198.18.1.13", 1)]);
+    for name in ["mh", "sh", "dh", "fo"] {
+        let (mut a, mut b) = (
+            new(name, SchedFlags::default()).unwrap(),
+            new(name, SchedFlags::default()).unwrap(),
+        );
+        a.update(&d);
+        b.update(&d);
+        for i in 0..2000u32 {
+            let src = std::net::Ipv4Addr::from(0xc612_0000 | i).to_string();
+            let (x, y) = (
+                pick_full(a.as_mut(), &d, &src, 40000, &src, 0),
+                pick_full(b.as_mut(), &d, &src, 40000, &src, 0),
+            );
+            assert_eq!(x, y, "{name} {src}");
+        }
+    }
+}
