@@ -12,4 +12,7 @@ fn main() {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=UVS_GIT_REV={rev}");
     println!("cargo:rerun-if-changed=.git/HEAD");
+    // uvsd's own munmap (dataplane::dpdk::quiesce) must be the one DPDK's
+    // drivers bind to, so the binary exports it.
+    println!("cargo:rustc-link-arg-bin=uvsd=-Wl,--export-dynamic-symbol=munmap");
 }

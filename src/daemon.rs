@@ -1,25 +1,33 @@
 //! Start-up, run and shutdown of the director.
 //!
 //! Order matters and is encoded here once:
-//! 1. SIGINT/SIGTERM are blocked before EAL starts any thread, so every
-//!    thread inherits the mask and only the main thread takes them
-//!    (`sigwait`): no handler runs inside a worker.
-//! 2. EAL, the mbuf pool, the ports (started before any worker runs; their
+//! 1. The operator's signals (HUP, INT, QUIT, TERM, USR1, USR2) are blocked
+//!    before EAL starts any thread, so every thread inherits the mask and
+//!    only the main thread takes them (`sigwait`): no handler runs inside a
+//!    worker, and no such signal can end the process uncleanly. Fatal
+//!    signals get a one-line report.
+//! 2. The instance locks (file prefix, control socket; see
+//!    [`crate::instance`]) and the removal of what a killed uvsd left.
+//! 3. EAL, the mbuf pool, the ports (started before any worker runs; their
 //!    link state is never waited for), the control plane hook, the workers.
-//! 3. On a signal: stop flag, wait for every worker, report, then drop
-//!    ports (stop + close), pool, EAL (cleanup, runtime directory), and
-//!    remove any hugepage files EAL left because neither `--huge-unlink`
-//!    nor `--in-memory` was given.
+//! 4. The main thread serves signals: HUP reloads ([`crate::reload`]),
+//!    USR1 logs the counters, USR2 is acknowledged, and between signals
+//!    port link changes are logged.
+//! 5. On TERM, INT or QUIT (or a worker that panicked): stop flag, wait for
+//!    every worker, report, then drop ports (stop + close), pool, EAL
+//!    (cleanup, runtime directory), and remove any hugepage files EAL left
+//!    because neither `--huge-unlink` nor `--in-memory` was given.
 //!
 //! Every failure is a one-line `String` for main to print.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use dataplane::dpdk::{lcore, Eal, Mempool, Port, PortConf, Termination};
+use dataplane::dpdk::{lcore, quiesce, signal_name, Eal, Mempool, Port, PortConf, Signals};
 use dataplane::lb::{Lb, LbSettings, LbStage, PortRoutes};
-use dataplane::net::{NetCounters, Stack};
+use dataplane::net::{L3Cell, L3Config, NetCounters, Stack};
 use dataplane::rss::{Ownership, Reta};
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::worker::{Mesh, Worker, WorkerParts, WorkerReport, MESH_RING_SIZE};
@@ -55,7 +63,7 @@ fn has_flag(args: &[String], flag: &str) -> bool {
         .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
 }
 
-fn flag_value(args: &[String], flag: &str) -> Option<String> {
+pub(crate) fn flag_value(args: &[String], flag: &str) -> Option<String> {
     args.iter().enumerate().find_map(|(i, a)| {
         if a == flag {
             args.get(i + 1).cloned()
@@ -65,11 +73,13 @@ fn flag_value(args: &[String], flag: &str) -> Option<String> {
     })
 }
 
-/// Hugepage files `<prefix>map_*` left in hugetlbfs mounts.
-fn remove_hugepage_files(args: &[String]) {
+/// Removes the hugepage files `<prefix>map_*` left in hugetlbfs mounts;
+/// returns how many.
+pub(crate) fn remove_hugepage_files(args: &[String]) -> usize {
     if has_flag(args, "--in-memory") || has_flag(args, "--no-huge") {
-        return;
+        return 0;
     }
+    let mut removed = 0;
     let prefix = flag_value(args, "--file-prefix").unwrap_or_else(|| "rte".into());
     let mut dirs: Vec<PathBuf> = flag_value(args, "--huge-dir")
         .map(PathBuf::from)
@@ -85,12 +95,15 @@ fn remove_hugepage_files(args: &[String]) {
     for d in dirs {
         if let Ok(rd) = std::fs::read_dir(&d) {
             for e in rd.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&stem) {
-                    let _ = std::fs::remove_file(e.path());
+                if e.file_name().to_string_lossy().starts_with(&stem)
+                    && std::fs::remove_file(e.path()).is_ok()
+                {
+                    removed += 1;
                 }
             }
         }
     }
+    removed
 }
 
 /// Connection ownership that follows the NICs: the redirection table read
@@ -136,9 +149,11 @@ fn ownership(ports: &[Arc<Port>], nworkers: usize) -> Ownership {
     own
 }
 
-/// Runs the director until SIGINT/SIGTERM.
-pub fn run(v: Validated) -> Result<(), String> {
-    let sigs = Termination::block();
+/// Runs the director from the config file `path` (validated as `v`)
+/// until SIGTERM, SIGINT or SIGQUIT.
+pub fn run(v: Validated, path: &Path) -> Result<(), String> {
+    let sigs = Signals::block();
+    dataplane::dpdk::report_fatal_signals();
     let cfg = &v.raw;
     let nworkers = cfg.workers.lcores.len();
     for p in &cfg.ports {
@@ -150,17 +165,20 @@ pub fn run(v: Validated) -> Result<(), String> {
         }
     }
     // The control plane and the rules file come first: a bad rules file
-    // ends start-up before any port exists.
+    // ends start-up before any port exists (and before anything of a
+    // previous run is cleaned).
     let director = control_hook::prepare(&cfg.control, nworkers, cfg.workers.conn_capacity)?;
+    let _instance = crate::instance::claim(&cfg.eal.args, &cfg.control.socket)?;
     let eal_args = cfg.eal.args.clone();
-    let result = start_and_serve(&v, &sigs, &director);
+    let result = start_and_serve(&v, path, &sigs, &director);
     remove_hugepage_files(&eal_args);
     result
 }
 
 fn start_and_serve(
     v: &Validated,
-    sigs: &Termination,
+    path: &Path,
+    sigs: &Signals,
     director: &Arc<control_hook::UvsDirector>,
 ) -> Result<(), String> {
     let cfg = &v.raw;
@@ -230,6 +248,7 @@ fn start_and_serve(
     let mesh =
         Mesh::new(&running.eal, "uvs_ho", nworkers, MESH_RING_SIZE).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
+    let l3_cell = Arc::new(L3Cell::default());
     let mut launched = vec![];
     let mut counters = vec![];
     let mut reports = vec![];
@@ -284,7 +303,23 @@ fn start_and_serve(
             report: Arc::clone(&report),
             links: mesh.links(w),
         });
-        match lcore::launch(&running.eal, lcore, move || worker.run()) {
+        let worker = worker.with_l3_cell(Arc::clone(&l3_cell));
+        let job = move || {
+            // The lcore boundary: a panic is logged (the panic hook printed
+            // its message just before) and stops uvsd cleanly, so that a
+            // service manager restarts it.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run())) {
+                Ok(rc) => rc,
+                Err(_) => {
+                    eprintln!(
+                        "uvsd: worker {w} on lcore {lcore} panicked (message above) and stopped forwarding; uvsd stops"
+                    );
+                    Signals::raise_in_process(libc::SIGTERM);
+                    -1
+                }
+            }
+        };
+        match lcore::launch(&running.eal, lcore, job) {
             Ok(()) => {
                 launched.push(lcore);
                 counters.push(c);
@@ -316,10 +351,20 @@ fn start_and_serve(
         );
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        let sig = sigs.wait();
-        eprintln!("uvsd: signal {sig}, stopping");
+        quiesce::arm();
+        let serving = Serving {
+            path,
+            cfg,
+            l3: &l3,
+            director,
+            cell: &l3_cell,
+            running: &running,
+            counters: &counters,
+        };
+        serving.serve(sigs);
     }
 
+    quiesce::disarm();
     stop.store(true, Ordering::SeqCst);
     let mut failed = vec![];
     for &l in &launched {
@@ -344,12 +389,77 @@ fn start_and_serve(
     Ok(())
 }
 
-/// The shutdown report on stderr: counters and neighbour tables.
-fn report(
-    running: &Running,
-    counters: &[Arc<NetCounters>],
-    reports: &[Arc<Mutex<Option<WorkerReport>>>],
-) {
+/// What the main thread needs to answer signals while the workers run.
+struct Serving<'a> {
+    path: &'a Path,
+    cfg: &'a crate::config::Config,
+    l3: &'a L3Config,
+    director: &'a control_hook::UvsDirector,
+    cell: &'a L3Cell,
+    running: &'a Running,
+    counters: &'a [Arc<NetCounters>],
+}
+
+/// How often the main thread looks at the ports' link state.
+const LINK_WATCH: Duration = Duration::from_secs(1);
+
+impl Serving<'_> {
+    /// Answers signals until one asks to stop.
+    fn serve(&self, sigs: &Signals) {
+        let mut links: Vec<bool> = self.running.ports.iter().map(|p| p.link_up()).collect();
+        loop {
+            let Some(sig) = sigs.wait_timeout(LINK_WATCH) else {
+                self.watch_links(&mut links);
+                continue;
+            };
+            let name = signal_name(sig);
+            match sig {
+                libc::SIGHUP => self.reload(),
+                libc::SIGUSR1 => {
+                    eprintln!("uvsd: {name}: counters follow");
+                    log_counters(self.running, self.counters);
+                }
+                libc::SIGUSR2 => eprintln!(
+                    "uvsd: {name} ignored (SIGHUP reloads, SIGUSR1 logs the counters, SIGTERM stops)"
+                ),
+                _ => {
+                    eprintln!("uvsd: {name}, stopping");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn reload(&self) {
+        eprintln!("uvsd: SIGHUP: reloading {}", self.path.display());
+        match crate::reload::reload(self.path, self.cfg, self.l3, self.director, self.cell) {
+            Ok(lines) => {
+                for l in lines {
+                    eprintln!("uvsd: reload: {l}");
+                }
+            }
+            Err(e) => eprintln!("uvsd: reload refused, nothing changed: {e}"),
+        }
+    }
+
+    /// Logs each port whose link went up or down since the last look.
+    fn watch_links(&self, links: &mut [bool]) {
+        for (p, was) in self.running.ports.iter().zip(links.iter_mut()) {
+            let up = p.link_up();
+            if up != *was {
+                *was = up;
+                eprintln!(
+                    "uvsd: port {} link {}",
+                    p.name(),
+                    if up { "up" } else { "down" }
+                );
+            }
+        }
+    }
+}
+
+/// Every worker's counters and every port's, on stderr.
+fn log_counters(running: &Running, counters: &[Arc<NetCounters>]) {
     for (w, c) in counters.iter().enumerate() {
         let list: Vec<String> = c
             .nonzero()
@@ -358,6 +468,27 @@ fn report(
             .collect();
         eprintln!("uvsd: worker {w} counters: {}", list.join(" "));
     }
+    for p in &running.ports {
+        let s = p.stats();
+        eprintln!(
+            "uvsd: port {} rx {} tx {} missed {} rx_errors {} tx_errors {}",
+            p.name(),
+            s.ipackets,
+            s.opackets,
+            s.imissed,
+            s.ierrors,
+            s.oerrors
+        );
+    }
+}
+
+/// The shutdown report on stderr: counters and neighbour tables.
+fn report(
+    running: &Running,
+    counters: &[Arc<NetCounters>],
+    reports: &[Arc<Mutex<Option<WorkerReport>>>],
+) {
+    log_counters(running, counters);
     for (w, r) in reports.iter().enumerate() {
         let Ok(g) = r.lock() else { continue };
         let Some(r) = g.as_ref() else { continue };
@@ -374,17 +505,5 @@ fn report(
                 if *is_static { "static" } else { "learned" }
             );
         }
-    }
-    for p in &running.ports {
-        let s = p.stats();
-        eprintln!(
-            "uvsd: port {} rx {} tx {} missed {} rx_errors {} tx_errors {}",
-            p.name(),
-            s.ipackets,
-            s.opackets,
-            s.imissed,
-            s.ierrors,
-            s.oerrors
-        );
     }
 }

@@ -1,5 +1,6 @@
 //! uvsd: the UVS daemon. Reads its config, owns the DPDK ports, runs the
-//! workers and stops cleanly on SIGINT/SIGTERM.
+//! workers, reloads on SIGHUP and stops cleanly on SIGTERM, SIGINT or
+//! SIGQUIT (see `daemon`).
 //!
 //! Start-up errors print one line on stderr and exit with status 1; no
 //! input ever produces a panic trace (a panic hook keeps even an internal
@@ -8,6 +9,8 @@
 mod config;
 mod control_hook;
 mod daemon;
+mod instance;
+mod reload;
 
 use std::path::PathBuf;
 
@@ -59,7 +62,7 @@ fn main() {
         Ok(v) => v,
         Err(e) => fail(&e.to_string()),
     };
-    if let Err(e) = daemon::run(validated) {
+    if let Err(e) = daemon::run(validated, &path) {
         fail(&e);
     }
 }

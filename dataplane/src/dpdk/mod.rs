@@ -14,7 +14,10 @@
 //!   on open, stopped and closed on drop.
 //! * [`Ring`]: an `rte_ring` of mbufs between lcores.
 //! * [`lcore`]: launching closures on EAL worker lcores, panics caught.
-//! * [`Termination`]: SIGINT/SIGTERM blocked before EAL starts threads.
+//! * [`Signals`]: the operator's signals blocked before EAL starts
+//!   threads, and a one-line report of fatal ones.
+//! * [`quiesce`]: workers' quiescent points, so that a driver's teardown
+//!   from the interrupt thread never races a burst.
 //!
 //! Every `unsafe` block says why it holds in a `// SAFETY:` comment.
 
@@ -25,6 +28,7 @@ mod mbuf;
 mod mem;
 mod mempool;
 mod port;
+pub mod quiesce;
 mod ring;
 mod signals;
 
@@ -34,8 +38,9 @@ pub use eal::Eal;
 pub use mbuf::{Burst, Drain, Mbuf, BURST_SIZE};
 pub use mempool::Mempool;
 pub use port::{endpoint_fields, rss_request, Port, PortConf, PortQueue, PortStats, RssState};
+pub use quiesce::Quiescence;
 pub use ring::{ring_port, Ring};
-pub use signals::Termination;
+pub use signals::{report_fatal_signals, signal_name, Signals};
 
 use std::ffi::CStr;
 

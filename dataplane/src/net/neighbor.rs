@@ -120,6 +120,17 @@ impl<B> NeighborTable<B> {
         );
     }
 
+    /// Makes `entries` (address, port, MAC) the static entries: static
+    /// entries not listed go, listed ones are set (a reload of the config).
+    pub fn replace_statics(&mut self, entries: &[(IpAddr, u16, MacAddr)]) {
+        self.generation += 1;
+        self.map
+            .retain(|ip, n| n.state != State::Static || entries.iter().any(|(e, _, _)| e == ip));
+        for &(ip, port, mac) in entries {
+            self.add_static(ip, port, mac);
+        }
+    }
+
     pub fn get(&self, ip: &IpAddr) -> Option<&Neighbor> {
         self.map.get(ip)
     }
