@@ -6,10 +6,11 @@
 #
 # uvsd is the memif server (a NAT service over 4 real servers, as in
 # memif-uvsd.sh); each round starts uvs-pktgen as the memif client, waits
-# until uvsd logs the link up (the peer connected), lets traffic flow for
+# until uvsd receives its packets (the peer connected), lets traffic flow for
 # BENCH_KILL_AFTER seconds (default 1), SIGKILLs the generator and checks
 # that uvsd is still running. At the end uvsd is stopped with SIGTERM and
-# must exit 0. Prints one JSON line: kills survived, reconnections seen,
+# must exit 0. Prints one JSON line: kills survived, link-up lines logged
+# (uvsd looks once a second, so a fast reconnection may not show),
 # uvsd's exit status and the fatal lines of its log (none expected).
 # UVSD / PKTGEN select the binaries (default: the debug builds, built if
 # missing). BENCH_MEM as in common.sh (nohuge keeps the hugepages free).
@@ -57,20 +58,25 @@ log=$BENCH_WORK/uvsd.log
 BENCH_DUT_PID=$!
 bench_wait_line "$log" "uvsd: ready" 120 || { cat "$log" >&2; exit 1; }
 
+# Packets uvsd received so far: SIGUSR1 makes it log its counters.
+rx_now() {
+    kill -USR1 "$BENCH_DUT_PID"
+    sleep 0.2
+    grep -o "worker 0 counters: rx=[0-9]*" "$log" | tail -1 | sed 's/.*rx=//;s/^$/0/' || echo 0
+}
+more_rx() { local n; n=$(rx_now); [[ ${n:-0} -gt $1 ]]; }
 ups() { grep -c "port memif link up" "$log" || true; }
-more_ups() { [[ $(ups) -gt $1 ]]; }
 survived=0
 for ((k = 1; k <= kills; k++)); do
-    before=$(ups)
+    before=$(rx_now)
     "$PKTGEN" --device "net_memif0,role=client,socket=$BENCH_SOCK,mac=02:00:00:00:00:10" \
         --dst-mac 02:00:00:00:00:01 --duration 3600 --warmup 0 --link-wait 30 \
         -- --lcores "0@$BENCH_GEN_CPU" --main-lcore 0 --no-pci \
         --file-prefix="$BENCH_GEN_PREFIX" "${mem[@]}" --log-level=lib.eal:warning \
         >"$BENCH_WORK/gen.log" 2>&1 &
     gen=$!
-    # uvsd watches link state once a second: its "link up" line says the
-    # peer connected (again).
-    if ! bench_wait 30 more_ups "$before"; then
+    # The new peer is connected when uvsd receives its packets.
+    if ! bench_wait 30 more_rx "$before"; then
         bench_log "kill $k: the peer did not connect"
         kill -KILL "$gen" 2>/dev/null || true
         break
