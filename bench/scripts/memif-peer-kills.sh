@@ -9,8 +9,9 @@
 # until uvsd receives its packets (the peer connected), lets traffic flow for
 # BENCH_KILL_AFTER seconds (default 1), SIGKILLs the generator and checks
 # that uvsd is still running. At the end uvsd is stopped with SIGTERM and
-# must exit 0. Prints one JSON line: kills survived, link-up lines logged
-# (uvsd looks once a second, so a fast reconnection may not show),
+# must exit 0. Prints one JSON line: kills survived, peers whose packets
+# uvsd received (one per round: it took every new peer), link-up lines
+# logged (uvsd looks once a second, so a fast reconnection may not show),
 # uvsd's exit status and the fatal lines of its log (none expected).
 # UVSD / PKTGEN select the binaries (default: the debug builds, built if
 # missing). BENCH_MEM as in common.sh (nohuge keeps the hugepages free).
@@ -67,6 +68,7 @@ rx_now() {
 more_rx() { local n; n=$(rx_now); [[ ${n:-0} -gt $1 ]]; }
 ups() { grep -c "port memif link up" "$log" || true; }
 survived=0
+connected=0
 for ((k = 1; k <= kills; k++)); do
     before=$(rx_now)
     "$PKTGEN" --device "net_memif0,role=client,socket=$BENCH_SOCK,mac=02:00:00:00:00:10" \
@@ -81,6 +83,7 @@ for ((k = 1; k <= kills; k++)); do
         kill -KILL "$gen" 2>/dev/null || true
         break
     fi
+    connected=$k
     sleep "$after"
     kill -KILL "$gen"
     wait "$gen" 2>/dev/null || true
@@ -104,6 +107,6 @@ else
     BENCH_DUT_PID=
 fi
 fatal=$(grep -E "fatal|panicked|Segmentation" "$log" | head -3 | tr '\n' ' ' || true)
-python3 -c 'import json,sys; print(json.dumps({"kills": int(sys.argv[1]), "survived": int(sys.argv[2]), "reconnections": int(sys.argv[3]), "uvsd_exit": sys.argv[4], "fatal": sys.argv[5]}))' \
-    "$kills" "$survived" "$(ups)" "$status" "$fatal"
+python3 -c 'import json,sys; print(json.dumps({"kills": int(sys.argv[1]), "survived": int(sys.argv[2]), "peers_served": int(sys.argv[3]), "link_up_lines": int(sys.argv[4]), "uvsd_exit": sys.argv[5], "fatal": sys.argv[6]}))' \
+    "$kills" "$survived" "$connected" "$(ups)" "$status" "$fatal"
 [[ $survived == "$kills" && $status == 0 ]]
