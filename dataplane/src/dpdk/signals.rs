@@ -16,7 +16,7 @@
 //!
 //! The fatal signals (SEGV, BUS, ILL, FPE) cannot be waited for; a handler
 //! writes one fixed line naming the signal and the thread (EAL names its
-//! lcore threads `lcore-worker-N`) with `write(2)`, the only kind of output
+//! lcore threads `rte-worker-N`) with `write(2)`, the only kind of output
 //! that is safe there, then lets the signal kill the process as it would
 //! have (core dump included).
 
