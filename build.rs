@@ -36,4 +36,7 @@ fn main() {
     println!("cargo:rustc-env=UVS_RUSTC_VERSION={rustc}");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
+    // uvsd's own munmap (dataplane::dpdk::quiesce) must be the one DPDK's
+    // drivers bind to, so the binary exports it.
+    println!("cargo:rustc-link-arg-bin=uvsd=-Wl,--export-dynamic-symbol=munmap");
 }

@@ -1,30 +1,39 @@
 //! Start-up, run and shutdown of the director.
 //!
 //! Order matters and is encoded here once:
-//! 1. SIGINT/SIGTERM are blocked before EAL starts any thread, so every
-//!    thread inherits the mask and only the main thread takes them
-//!    (`sigwait`): no handler runs inside a worker.
-//! 2. The metrics port is bound before EAL (a taken port ends start-up
-//!    before any device is touched). EAL, the mbuf pool, the ports (started before any worker runs; their
+//! 1. The operator's signals (HUP, INT, QUIT, TERM, USR1, USR2) are blocked
+//!    before EAL starts any thread, so every thread inherits the mask and
+//!    only the main thread takes them (`sigwait`): no handler runs inside a
+//!    worker, and no such signal can end the process uncleanly. Fatal
+//!    signals get a one-line report.
+//! 2. The instance locks (file prefix, control socket; see
+//!    [`crate::instance`]) and the removal of what a killed uvsd left. The
+//!    metrics port is bound before EAL (a taken port ends start-up before
+//!    any device is touched).
+//! 3. EAL, the mbuf pool, the ports (started before any worker runs; their
 //!    link state is never waited for), the control plane hook, the workers,
 //!    then the metrics endpoint and the telemetry commands; the `ready`
 //!    event, and `READY=1` to systemd.
-//! 3. On a signal: stop flag, wait for every worker, stop the control
-//!    plane, metrics and telemetry (they hold the ports), report, then drop
-//!    ports (stop + close), pool, EAL (cleanup, runtime directory), and
-//!    remove any hugepage files EAL left because neither `--huge-unlink`
-//!    nor `--in-memory` was given.
+//! 4. The main thread serves signals: HUP reloads ([`crate::reload`]),
+//!    USR1 logs the counters, USR2 is acknowledged, and between signals
+//!    port link changes are logged.
+//! 5. On TERM, INT or QUIT (or a worker that panicked): stop flag, wait for
+//!    every worker, stop the control plane, metrics and telemetry (they hold
+//!    the ports), report, then drop ports (stop + close), pool, EAL
+//!    (cleanup, runtime directory), and remove any hugepage files EAL left
+//!    because neither `--huge-unlink` nor `--in-memory` was given.
 //!
 //! Every failure is a one-line `String` for main to print.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use dataplane::conn::shared::SharedTemplates;
-use dataplane::dpdk::{lcore, Eal, Mempool, Port, PortConf, Termination};
+use dataplane::dpdk::{lcore, quiesce, signal_name, Eal, Mempool, Port, PortConf, Signals};
 use dataplane::lb::{Lb, LbSettings, LbStage, PortRoutes};
-use dataplane::net::{NetCounters, Stack};
+use dataplane::net::{L3Cell, L3Config, NetCounters, Stack};
 use dataplane::rss::{Ownership, Reta};
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::worker::{Mesh, Worker, WorkerParts, WorkerReport, MESH_RING_SIZE};
@@ -63,7 +72,7 @@ fn has_flag(args: &[String], flag: &str) -> bool {
         .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
 }
 
-fn flag_value(args: &[String], flag: &str) -> Option<String> {
+pub(crate) fn flag_value(args: &[String], flag: &str) -> Option<String> {
     args.iter().enumerate().find_map(|(i, a)| {
         if a == flag {
             args.get(i + 1).cloned()
@@ -73,11 +82,13 @@ fn flag_value(args: &[String], flag: &str) -> Option<String> {
     })
 }
 
-/// Hugepage files `<prefix>map_*` left in hugetlbfs mounts.
-fn remove_hugepage_files(args: &[String]) {
+/// Removes the hugepage files `<prefix>map_*` left in hugetlbfs mounts;
+/// returns how many.
+pub(crate) fn remove_hugepage_files(args: &[String]) -> usize {
     if has_flag(args, "--in-memory") || has_flag(args, "--no-huge") {
-        return;
+        return 0;
     }
+    let mut removed = 0;
     let prefix = flag_value(args, "--file-prefix").unwrap_or_else(|| "rte".into());
     let mut dirs: Vec<PathBuf> = flag_value(args, "--huge-dir")
         .map(PathBuf::from)
@@ -93,12 +104,15 @@ fn remove_hugepage_files(args: &[String]) {
     for d in dirs {
         if let Ok(rd) = std::fs::read_dir(&d) {
             for e in rd.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&stem) {
-                    let _ = std::fs::remove_file(e.path());
+                if e.file_name().to_string_lossy().starts_with(&stem)
+                    && std::fs::remove_file(e.path()).is_ok()
+                {
+                    removed += 1;
                 }
             }
         }
     }
+    removed
 }
 
 /// Connection ownership that follows the NICs: the redirection table read
@@ -146,9 +160,11 @@ fn ownership(ports: &[Arc<Port>], nworkers: usize) -> Ownership {
     own
 }
 
-/// Runs the director until SIGINT/SIGTERM.
-pub fn run(v: Validated) -> Result<(), String> {
-    let sigs = Termination::block();
+/// Runs the director from the config file `path` (validated as `v`)
+/// until SIGTERM, SIGINT or SIGQUIT.
+pub fn run(v: Validated, path: &Path) -> Result<(), String> {
+    let sigs = Signals::block();
+    dataplane::dpdk::report_fatal_signals();
     let cfg = &v.raw;
     let nworkers = cfg.workers.lcores.len();
     for p in &cfg.ports {
@@ -160,21 +176,24 @@ pub fn run(v: Validated) -> Result<(), String> {
         }
     }
     // The control plane and the rules file come first: a bad rules file
-    // ends start-up before any port exists.
+    // ends start-up before any port exists (and before anything of a
+    // previous run is cleaned).
     let director = control_hook::prepare(&cfg.control, nworkers, cfg.workers.conn_capacity)?;
+    let _instance = crate::instance::claim(&cfg.eal.args, &cfg.control.socket)?;
     let metrics_listener = metrics::bind(&cfg.metrics)?;
     director
         .set_tunables(&v.tunables)
         .map_err(|r| format!("sysctl: {}", r.message.trim_end()))?;
     let eal_args = cfg.eal.args.clone();
-    let result = start_and_serve(&v, &sigs, &director, metrics_listener);
+    let result = start_and_serve(&v, path, &sigs, &director, metrics_listener);
     remove_hugepage_files(&eal_args);
     result
 }
 
 fn start_and_serve(
     v: &Validated,
-    sigs: &Termination,
+    path: &Path,
+    sigs: &Signals,
     director: &Arc<control_hook::UvsDirector>,
     metrics_listener: Option<std::net::TcpListener>,
 ) -> Result<(), String> {
@@ -253,6 +272,7 @@ fn start_and_serve(
             Some(dataplane::dpdk::advise_huge_pages),
         ))
     });
+    let l3_cell = Arc::new(L3Cell::default());
     let mut launched = vec![];
     let mut counters = vec![];
     let mut lb_counters = vec![];
@@ -312,7 +332,27 @@ fn start_and_serve(
             report: Arc::clone(&report),
             links: mesh.links(w),
         });
-        match lcore::launch(&running.eal, lcore, move || worker.run()) {
+        let worker = worker.with_l3_cell(Arc::clone(&l3_cell));
+        let job = move || {
+            // The lcore boundary: a panic is logged (the panic hook printed
+            // its message just before) and stops uvsd cleanly, so that a
+            // service manager restarts it.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run())) {
+                Ok(rc) => rc,
+                Err(_) => {
+                    log_event!(
+                        Level::Error,
+                        "worker_panic",
+                        worker = w,
+                        lcore = lcore,
+                        detail = "panicked (message above) and stopped forwarding; uvsd stops"
+                    );
+                    Signals::raise_in_process(libc::SIGTERM);
+                    -1
+                }
+            }
+        };
+        match lcore::launch(&running.eal, lcore, job) {
             Ok(()) => {
                 launched.push(lcore);
                 counters.push(c);
@@ -371,11 +411,22 @@ fn start_and_serve(
             lcores = lcores.join(",")
         );
         crate::notify::ready();
-        let sig = sigs.wait();
-        log_event!(Level::Info, "stopping", signal = sig.to_string());
+        quiesce::arm();
+        let serving = Serving {
+            path,
+            cfg,
+            l3: &l3,
+            director,
+            cell: &l3_cell,
+            running: &running,
+            counters: &counters,
+            lb_counters: &lb_counters,
+        };
+        serving.serve(sigs);
         crate::notify::stopping();
     }
 
+    quiesce::disarm();
     stop.store(true, Ordering::SeqCst);
     let mut failed = vec![];
     for &l in &launched {
@@ -403,14 +454,103 @@ fn start_and_serve(
     Ok(())
 }
 
-/// The shutdown report in the log: each worker's non-zero counters (the
-/// stack's by name, the load balancer's drops as `lb_drop_<reason>`), the
-/// neighbour tables and the ports' counters.
-fn report(
+/// What the main thread needs to answer signals while the workers run.
+struct Serving<'a> {
+    path: &'a Path,
+    cfg: &'a crate::config::Config,
+    l3: &'a L3Config,
+    director: &'a control_hook::UvsDirector,
+    cell: &'a L3Cell,
+    running: &'a Running,
+    counters: &'a [Arc<NetCounters>],
+    lb_counters: &'a [Arc<dataplane::lb::LbCounters>],
+}
+
+/// How often the main thread looks at the ports' link state.
+const LINK_WATCH: Duration = Duration::from_secs(1);
+
+impl Serving<'_> {
+    /// Answers signals until one asks to stop.
+    fn serve(&self, sigs: &Signals) {
+        let mut links: Vec<bool> = self.running.ports.iter().map(|p| p.link_up()).collect();
+        loop {
+            let Some(sig) = sigs.wait_timeout(LINK_WATCH) else {
+                self.watch_links(&mut links);
+                continue;
+            };
+            let name = signal_name(sig);
+            match sig {
+                libc::SIGHUP => self.reload(),
+                libc::SIGUSR1 => {
+                    log_event!(
+                        Level::Info,
+                        "signal",
+                        signal = name,
+                        action = "log_counters"
+                    );
+                    log_counters(self.running, self.counters, self.lb_counters);
+                }
+                libc::SIGUSR2 => log_event!(
+                    Level::Info,
+                    "signal",
+                    signal = name,
+                    action = "ignored",
+                    hint = "SIGHUP reloads, SIGUSR1 logs the counters, SIGTERM stops"
+                ),
+                _ => {
+                    log_event!(Level::Info, "stopping", signal = name);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn reload(&self) {
+        log_event!(
+            Level::Info,
+            "signal",
+            signal = "SIGHUP",
+            action = "reload",
+            config = self.path.display().to_string()
+        );
+        match crate::reload::reload(self.path, self.cfg, self.l3, self.director, self.cell) {
+            Ok(lines) => {
+                for l in lines {
+                    log_event!(Level::Info, "reload", change = l);
+                }
+            }
+            Err(e) => log_event!(
+                Level::Warn,
+                "reload_refused",
+                result = "nothing changed",
+                reason = e
+            ),
+        }
+    }
+
+    /// Logs each port whose link went up or down since the last look.
+    fn watch_links(&self, links: &mut [bool]) {
+        for (p, was) in self.running.ports.iter().zip(links.iter_mut()) {
+            let up = p.link_up();
+            if up != *was {
+                *was = up;
+                log_event!(
+                    Level::Warn,
+                    "link",
+                    port = p.name(),
+                    state = if up { "up" } else { "down" }
+                );
+            }
+        }
+    }
+}
+
+/// Every worker's non-zero counters (the stack's by name, the load
+/// balancer's drops as `lb_drop_<reason>`) and every port's, in the log.
+fn log_counters(
     running: &Running,
     counters: &[Arc<NetCounters>],
     lb_counters: &[Arc<dataplane::lb::LbCounters>],
-    reports: &[Arc<Mutex<Option<WorkerReport>>>],
 ) {
     for (w, c) in counters.iter().enumerate() {
         let mut list: Vec<(String, u64)> = vec![("worker".into(), w as u64)];
@@ -429,6 +569,29 @@ fn report(
             .collect();
         crate::log::write(Level::Info, "counters", &fields);
     }
+    for p in &running.ports {
+        let s = p.stats();
+        log_event!(
+            Level::Info,
+            "port_stats",
+            port = p.name(),
+            rx = s.ipackets,
+            tx = s.opackets,
+            missed = s.imissed,
+            rx_errors = s.ierrors,
+            tx_errors = s.oerrors
+        );
+    }
+}
+
+/// The shutdown report in the log: counters, neighbour tables, ports.
+fn report(
+    running: &Running,
+    counters: &[Arc<NetCounters>],
+    lb_counters: &[Arc<dataplane::lb::LbCounters>],
+    reports: &[Arc<Mutex<Option<WorkerReport>>>],
+) {
+    log_counters(running, counters, lb_counters);
     for (w, r) in reports.iter().enumerate() {
         let Ok(g) = r.lock() else { continue };
         let Some(r) = g.as_ref() else { continue };
@@ -449,18 +612,5 @@ fn report(
                 state = if *is_static { "static" } else { "learned" }
             );
         }
-    }
-    for p in &running.ports {
-        let s = p.stats();
-        log_event!(
-            Level::Info,
-            "port_stats",
-            port = p.name(),
-            rx = s.ipackets,
-            tx = s.opackets,
-            missed = s.imissed,
-            rx_errors = s.ierrors,
-            tx_errors = s.oerrors
-        );
     }
 }

@@ -1,5 +1,6 @@
 //! uvsd: the UVS daemon. Reads its config, owns the DPDK ports, runs the
-//! workers and stops cleanly on SIGINT/SIGTERM.
+//! workers, reloads on SIGHUP and stops cleanly on SIGTERM, SIGINT or
+//! SIGQUIT (see `daemon`).
 //!
 //! Start-up errors print one line on stderr and exit with status 1; no
 //! input ever produces a panic trace (a panic hook keeps even an internal
@@ -9,9 +10,11 @@ mod audit;
 mod config;
 mod control_hook;
 mod daemon;
+mod instance;
 mod log;
 mod metrics;
 mod notify;
+mod reload;
 mod telemetry;
 mod version;
 
@@ -66,7 +69,7 @@ fn main() {
         Err(e) => fail(&e.to_string()),
     };
     log::init(validated.raw.log);
-    if let Err(e) = daemon::run(validated) {
+    if let Err(e) = daemon::run(validated, &path) {
         fail(&e);
     }
 }

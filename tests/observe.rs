@@ -184,6 +184,7 @@ fn metrics_and_telemetry_agree_with_uvsadm_under_traffic() {
         2,
         2,
         1,
+        None,
         &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
     );
     // A director without services: families without samples.

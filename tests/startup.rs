@@ -27,8 +27,16 @@ fn assert_one_clear_line(stderr: &str, want: &str) {
     );
 }
 
+/// Writes `body` plus a control socket of the test's own (tests run in
+/// parallel, and a second uvsd on one socket is refused).
 fn config(dir: &Scratch, name: &str, body: &str) -> String {
     let p = dir.path(name);
+    let socket = dir.path("ctl.sock");
+    let body = if body.contains("[control]") {
+        body.to_string()
+    } else {
+        format!("{body}\n[control]\nsocket = \"{}\"\n", socket.display())
+    };
     std::fs::write(&p, body).unwrap();
     p.to_string_lossy().into_owned()
 }

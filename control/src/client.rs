@@ -1,9 +1,13 @@
 //! The uvsadm client: ipvsadm's command line, sent to uvsd.
 //!
-//! The client does not interpret the command (the daemon parses and
-//! validates it, see [`crate::proto`]); it finds the socket, forwards argv
-//! and, for `-R`, standard input, then prints what the daemon answered and
-//! exits with its status. Invoked as `ipvsadm` (a symlink or a copy) it
+//! The client parses the command line with the daemon's own grammar first,
+//! so that `-h`, `-v` and every command-line error answer exactly as
+//! ipvsadm does (same text, same stream, same status) whether or not a
+//! daemon runs; only a command that needs the director contacts it. The
+//! daemon parses the line again (it trusts no client), finds the same
+//! answer, and executes it. The client forwards argv and, for `-R`,
+//! standard input, then prints what the daemon answered and exits with its
+//! status. Invoked as `ipvsadm` (a symlink or a copy) it
 //! behaves the same: the program name is not sent.
 //!
 //! Socket discovery, in order: `--socket PATH` (or `--socket=PATH`) before
@@ -14,6 +18,9 @@ use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
+use crate::command::Command;
+use crate::director::Refusal;
+use crate::grammar;
 use crate::proto::{read_frame, write_frame, Request, Response, MAX_RESPONSE};
 
 /// Where uvsd serves its control socket unless configured otherwise.
@@ -55,10 +62,26 @@ pub fn call(path: &std::path::Path, req: &Request) -> io::Result<Response> {
     read_frame(&mut s, MAX_RESPONSE).map_err(|e| io::Error::other(e.to_string()))
 }
 
+/// The answer to a command line that needs no director: help, version,
+/// or the command-line error ipvsadm gives. `None`: send it to uvsd.
+pub fn local_answer(argv: &[String], hosts: &dyn grammar::Resolver) -> Option<Response> {
+    match grammar::parse_with(argv, hosts) {
+        Ok(Command::Help) => Some(Response::ok(grammar::usage().to_string())),
+        Ok(Command::Version) => Some(Response::ok(format!("{}\n", grammar::VERSION_LINE))),
+        Ok(_) => None,
+        Err(e) => Some(Refusal::from(e).into()),
+    }
+}
+
 /// Runs the client with `args` (program name removed); returns the exit
-/// status after printing the daemon's answer.
+/// status after printing the answer (its own, or the daemon's).
 pub fn run(args: &[String]) -> i32 {
     let (sock_opt, argv) = crate::grammar::split_client_options(args);
+    if let Some(resp) = local_answer(&argv, &grammar::SystemResolver) {
+        print!("{}", resp.stdout);
+        eprint!("{}", resp.stderr);
+        return resp.code;
+    }
     let path = socket_path(sock_opt, std::env::var("UVS_SOCKET").ok());
     let stdin = if wants_stdin(&argv) {
         let mut text = String::new();
@@ -134,6 +157,26 @@ mod tests {
             !wants_stdin(&v(&["-L", "-R"])),
             "only the first option is the command"
         );
+    }
+
+    #[test]
+    fn help_version_and_errors_are_answered_without_a_daemon() {
+        let off = &grammar::OfflineResolver;
+        let h = local_answer(&v(&["-h"]), off).unwrap();
+        assert_eq!(
+            (h.code, h.stdout.as_str(), h.stderr.as_str()),
+            (0, grammar::usage(), "")
+        );
+        let ver = local_answer(&v(&["--version"]), off).unwrap();
+        assert_eq!(ver.code, 0);
+        assert_eq!(ver.stdout, format!("{}\n", grammar::VERSION_LINE));
+        let bad = local_answer(&v(&["-t", "198.18.0.1:80", "-A"]), off).unwrap();
+        assert_eq!(bad.code, 255);
+        assert!(bad.stdout.is_empty());
+        assert!(bad.stderr.contains("Try `ipvsadm -h'"), "{}", bad.stderr);
+        assert!(local_answer(&v(&["-L", "-n"]), off).is_none());
+        assert!(local_answer(&[], off).is_none(), "no arguments lists");
+        assert!(local_answer(&v(&["-R"]), off).is_none());
     }
 
     #[test]

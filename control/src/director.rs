@@ -26,6 +26,7 @@ use crate::command::{Command, ListKind, SysctlRequest};
 use crate::format::{self, ListSources, Listing, Resolver};
 use crate::grammar::{self, GrammarError};
 use crate::proto::{Request, Response};
+use crate::reload::{self, ReloadSummary};
 use crate::server::Executor;
 use dataplane::tunables::{Tunable, Tunables, TUNABLES};
 
@@ -113,7 +114,7 @@ fn check_servable(cmd: &Command) -> Result<(), String> {
 }
 
 /// The store operation of a modifying command; `None` for the others.
-fn to_op(cmd: &Command) -> Option<ConfigOp> {
+pub(crate) fn to_op(cmd: &Command) -> Option<ConfigOp> {
     Some(match cmd {
         Command::AddService(c) => ConfigOp::AddService(c.clone()),
         Command::EditService(c) => ConfigOp::EditService(c.clone()),
@@ -190,9 +191,8 @@ impl<D: Dataplane> Director<D> {
         self.store().tick_estimators();
     }
 
-    /// Applies ipvsadm-save text (the config's `rules` file) before the
-    /// ports start. All or nothing: any refused line fails the whole load.
-    pub fn load_rules(&self, text: &str) -> Result<(), Refusal> {
+    /// The store operations of a rules file, every line checked.
+    fn rules_ops(&self, text: &str) -> Result<Vec<ConfigOp>, Refusal> {
         let cmds = grammar::parse_restore_with(text, self.hosts.as_ref())?;
         let mut ops = Vec::new();
         for (i, cmd) in cmds.iter().enumerate() {
@@ -210,6 +210,40 @@ impl<D: Dataplane> Director<D> {
                 }
             }
         }
+        Ok(ops)
+    }
+
+    /// Makes the service table the one the rules file `text` describes
+    /// (uvsd's reload, see [`crate::reload`]): services and real servers
+    /// that stay keep their counters and connections. All or nothing: a
+    /// file with any refused line changes nothing.
+    pub fn reload_rules(&self, text: &str) -> Result<ReloadSummary, Refusal> {
+        let ops = self.rules_ops(text)?;
+        self.dataplane.reclaim();
+        let mut desired = ConfigStore::new();
+        desired.apply_all(&ops).map_err(|(i, e)| {
+            Refusal::new(KERNEL_ERROR, format!("{e}\n(rules command {})", i + 1))
+        })?;
+        let mut store = self.store();
+        let (mut plan, summary) = reload::plan(&store.snapshot(), &desired.snapshot());
+        plan.extend(
+            ops.into_iter()
+                .filter(|o| matches!(o, ConfigOp::SetTimeouts { .. })),
+        );
+        if plan.is_empty() {
+            return Ok(summary);
+        }
+        store
+            .apply_all(&plan)
+            .map_err(|(_, e)| Refusal::new(KERNEL_ERROR, e.to_string()))?;
+        self.dataplane.publish(store.snapshot());
+        Ok(summary)
+    }
+
+    /// Applies ipvsadm-save text (the config's `rules` file) before the
+    /// ports start. All or nothing: any refused line fails the whole load.
+    pub fn load_rules(&self, text: &str) -> Result<(), Refusal> {
+        let ops = self.rules_ops(text)?;
         self.dataplane.reclaim();
         let mut store = self.store();
         store.apply_all(&ops).map_err(|(i, e)| {

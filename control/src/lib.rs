@@ -9,6 +9,8 @@
 //! * [`proto`], [`server`], [`client`]: the control socket (framing documented
 //!   in `proto`), served by uvsd's control thread and spoken by uvsadm.
 //!
+//! * [`reload`]: the rules file as the desired service table (SIGHUP).
+//!
 //! No DPDK here: the crate uses only the engine's pure configuration model.
 
 pub mod client;
@@ -17,4 +19,5 @@ pub mod director;
 pub mod format;
 pub mod grammar;
 pub mod proto;
+pub mod reload;
 pub mod server;

@@ -11,9 +11,16 @@
 //! The socket is created mode 0600 (root only) unless a group is configured,
 //! then 0660 owned by that group. A stale socket file from a previous run is
 //! replaced; a socket another live daemon is serving is not.
+//!
+//! Stopping never depends on the socket's file: the accept thread is woken
+//! by shutting its listening socket down (Linux then fails the blocked
+//! `accept` with EINVAL), so a daemon whose socket file was removed by
+//! someone else still stops at once.
 
 use std::fs;
 use std::io;
+use std::net::Shutdown;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -81,6 +88,8 @@ pub struct Server {
     path: PathBuf,
     stop: Arc<AtomicBool>,
     accept: Option<thread::JoinHandle<()>>,
+    /// The listening socket (a second handle), to wake the accept thread.
+    waker: Option<UnixStream>,
 }
 
 impl std::fmt::Debug for Server {
@@ -132,6 +141,10 @@ impl Server {
             std::os::unix::fs::chown(path, None, Some(gid)).map_err(io_err)?;
         }
 
+        // `shutdown(2)` is what wakes a blocked accept; std offers it on
+        // streams only, and a stream over the listening descriptor is
+        // used for nothing else.
+        let waker = UnixStream::from(OwnedFd::from(listener.try_clone().map_err(io_err)?));
         let stop = Arc::new(AtomicBool::new(false));
         let exec: Arc<dyn Executor> = Arc::new(exec);
         let active = Arc::new(AtomicUsize::new(0));
@@ -144,6 +157,7 @@ impl Server {
             path: path.to_path_buf(),
             stop,
             accept: Some(accept),
+            waker: Some(waker),
         })
     }
 
@@ -155,8 +169,11 @@ impl Server {
     pub fn stop(&mut self) {
         if let Some(h) = self.accept.take() {
             self.stop.store(true, Ordering::SeqCst);
-            // Wake the blocking accept().
-            let _ = UnixStream::connect(&self.path);
+            // Wake the blocking accept(), whether or not the socket's file
+            // still exists.
+            if let Some(w) = self.waker.take() {
+                let _ = w.shutdown(Shutdown::Both);
+            }
             let _ = h.join();
             let _ = fs::remove_file(&self.path);
         }
@@ -268,6 +285,25 @@ mod tests {
         assert_eq!(call(&p, &["-L", "-n"]).stdout, "-L -n");
         srv.stop();
         assert!(!p.exists(), "socket removed on stop");
+    }
+
+    #[test]
+    fn stop_finishes_when_the_socket_file_was_removed() {
+        let p = sock("removed");
+        let mut srv = Server::start(&p, None, Limits::default(), Echo).unwrap();
+        assert_eq!(call(&p, &["-v"]).stdout, "-v");
+        fs::remove_file(&p).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            srv.stop();
+            let _ = tx.send(());
+        });
+        // Before the fix this waited forever: nothing could connect to wake
+        // the accept thread.
+        assert!(
+            rx.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "stop() did not return"
+        );
     }
 
     #[test]

@@ -355,3 +355,54 @@ fn sysctl_lists_shows_and_sets_the_ipvs_tunables() {
     assert_eq!(ok(&d, "--sysctl"), before, "nothing changed");
     assert_eq!(generation(&d), g);
 }
+
+#[test]
+fn reloading_rules_makes_the_table_the_file_and_a_bad_file_changes_nothing() {
+    let d = director();
+    d.load_rules(
+        "-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.0.1:80 -m\n-A -u 198.18.0.1:53\n",
+    )
+    .unwrap();
+    ok(&d, "-a -t 198.18.0.1:80 -r 198.19.0.2:80 -m");
+    let kept = d.snapshot().services[0].shared.clone();
+    let s = d
+        .reload_rules("-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.0.1:80 -m -w 3\n--set 100 20 30\n")
+        .unwrap();
+    assert_eq!(
+        (
+            s.services_deleted,
+            s.services_edited,
+            s.servers_deleted,
+            s.servers_edited
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(
+        ok(&d, "-S -n"),
+        "-A -t 198.18.0.1:80 -s rr\n-a -t 198.18.0.1:80 -r 198.19.0.1:80 -m -w 3\n"
+    );
+    assert!(
+        Arc::ptr_eq(&d.snapshot().services[0].shared, &kept),
+        "the service was replaced"
+    );
+    assert_eq!(
+        ok(&d, "-L --timeout"),
+        "Timeout (tcp tcpfin udp): 100 20 30\n"
+    );
+
+    let before = (ok(&d, "-S -n"), generation(&d));
+    for bad in [
+        "-A -t 198.18.0.2:80\n-A -t 198.18.0.2:80\n",
+        "-A -t 198.18.0.2:80 -s nosuch\n",
+        "-A -t 198.18.0.2:80\n-a -t 198.18.0.9:80 -r 198.19.0.1\n",
+        "-A -f 1\n",
+        "-L -n\n",
+    ] {
+        assert!(d.reload_rules(bad).is_err(), "{bad:?} accepted");
+        assert_eq!(
+            (ok(&d, "-S -n"), generation(&d)),
+            before,
+            "{bad:?} changed something"
+        );
+    }
+}

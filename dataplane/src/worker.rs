@@ -23,6 +23,11 @@
 //! request may arrive on another worker's queue; neighbour tables are per
 //! worker).
 //!
+//! Between two turns (never inside a burst) [`Worker::run`] passes a
+//! quiescent point ([`dpdk::Quiescence`]), so that a driver tearing a
+//! port's memory down from EAL's interrupt thread can wait until no burst
+//! is in flight, and picks up routes a reload published ([`L3Cell`]).
+//!
 //! [`Worker::poll`] is one turn of the loop, so that a benchmark can drive
 //! several workers (and a generator) from one thread (`uvs-loop` in
 //! bench/pktgen); [`Worker::run`] polls until stopped.
@@ -34,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use crate::buf::PacketBuf;
 use crate::dpdk::{self, Burst, DpdkError, Eal, Mbuf, Mempool, PortQueue, Ring};
 use crate::net::neighbor::State;
-use crate::net::{Counter, Io, NetCounters, Stack, Stage};
+use crate::net::{Counter, Io, L3Cell, NetCounters, Stack, Stage};
 use crate::wire::ethernet::MacAddr;
 use crate::wire::{parse_packet, ParseError};
 
@@ -137,6 +142,8 @@ pub struct Worker<S: Stage<Mbuf>> {
     report: Arc<Mutex<Option<WorkerReport>>>,
     links: Links,
     per_ms: u64,
+    /// Routes published on reload, and the generation last picked up.
+    l3: Option<(Arc<L3Cell>, u64)>,
 }
 
 /// The bursts a turn fills, allocated once with the worker.
@@ -326,7 +333,31 @@ impl<S: Stage<Mbuf>> Worker<S> {
                 },
             }),
             per_ms: (dpdk::tsc_hz() / 1000).max(1),
+            l3: None,
         }
+    }
+
+    /// Makes the worker pick up the routes and static neighbours published
+    /// in `cell` (the daemon's reload).
+    pub fn with_l3_cell(mut self, cell: Arc<L3Cell>) -> Self {
+        let g = cell.generation();
+        self.l3 = Some((cell, g));
+        self
+    }
+
+    /// Applies routes published since the last turn.
+    fn pick_up_routes(&mut self) {
+        let Some((cell, seen)) = &mut self.l3 else {
+            return;
+        };
+        let g = cell.generation();
+        if g == *seen {
+            return;
+        }
+        *seen = g;
+        let l3 = cell.load();
+        self.stage.set_routes(&l3.routes);
+        self.stack.reload(l3.routes.clone(), &l3.neighbors);
     }
 
     pub fn index(&self) -> usize {
@@ -404,9 +435,13 @@ impl<S: Stage<Mbuf>> Worker<S> {
 
     /// Polls until the stop flag is set, then leaves its report. Returns 0.
     pub fn run(mut self) -> i32 {
+        let quiet = dpdk::Quiescence::enter(self.index);
         while !self.stop.load(Ordering::Relaxed) {
+            quiet.passed();
+            self.pick_up_routes();
             self.poll();
         }
+        drop(quiet);
         self.finish();
         0
     }

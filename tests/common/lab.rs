@@ -36,17 +36,19 @@ impl Lab {
     /// [`Lab::new`] with `workers` workers and as many queues per port
     /// (extra lcores share the second CPU: this machine has two).
     pub fn with_workers(tag: &str, method: &str, servers: u32, clients: u32, workers: u32) -> Lab {
-        Lab::with_config(tag, method, servers, clients, workers, "")
+        Lab::with_config(tag, method, servers, clients, workers, None, "")
     }
 
-    /// [`Lab::with_workers`] with `extra` appended to uvsd's config (e.g. a
-    /// `[metrics]` section).
+    /// [`Lab::with_workers`] with a `control.rules` file holding `rules`
+    /// (at [`Lab::rules_path`]) and `extra` appended to uvsd's config file
+    /// (`[[route]]`, `[[neighbor]]`, ...).
     pub fn with_config(
         tag: &str,
         method: &str,
         servers: u32,
         clients: u32,
         workers: u32,
+        rules: Option<&str>,
         extra: &str,
     ) -> Lab {
         let p = format!("l{}{tag}", std::process::id() % 1000);
@@ -66,6 +68,13 @@ impl Lab {
             &clients.to_string(),
         ]);
         let cfg = lab.scratch.path("uvsd.toml");
+        let rules_line = match rules {
+            Some(text) => {
+                std::fs::write(lab.rules_path(), text).unwrap();
+                format!("rules = \"{}\"\n", lab.rules_path().display())
+            }
+            None => String::new(),
+        };
         std::fs::write(
             &cfg,
             format!(
@@ -76,7 +85,7 @@ lcores = [{workers}]
 conn_capacity = 65536
 [control]
 socket = "{sock}"
-[[port]]
+{rules_line}[[port]]
 name = "client"
 device = "net_tap0,iface={p}c"
 queues = {queues}
@@ -114,6 +123,33 @@ addresses = ["198.18.1.1/24", "2001:db8:1::1/64"]
             Some(mut d) => d.stop(),
             None => (None, String::new()),
         }
+    }
+
+    /// uvsd's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.daemon
+            .as_ref()
+            .and_then(|d| d.child.as_ref())
+            .map(|c| c.id())
+            .expect("uvsd runs")
+    }
+
+    /// Whether uvsd is still running.
+    pub fn daemon_running(&mut self) -> bool {
+        self.daemon
+            .as_mut()
+            .and_then(|d| d.child.as_mut())
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The `control.rules` file of [`Lab::with_config`].
+    pub fn rules_path(&self) -> std::path::PathBuf {
+        self.scratch.path("rules")
+    }
+
+    /// uvsd's config file (rewrite it, then SIGHUP, to reload).
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.scratch.path("uvsd.toml")
     }
 
     pub fn sock(&self) -> String {

@@ -243,6 +243,12 @@ impl Eal {
         self.log.take().map(|l| l.text()).unwrap_or_default()
     }
 
+    /// Where EAL run with `args` keeps its runtime directory, if it keeps
+    /// one (known before init, e.g. to clean one a killed process left).
+    pub fn runtime_dir_for<S: AsRef<str>>(args: &[S]) -> Option<PathBuf> {
+        runtime_dir_guess(args)
+    }
+
     /// `/var/run/dpdk/<prefix>` (or wherever EAL put it).
     pub fn runtime_dir(&self) -> Option<&std::path::Path> {
         self.runtime_dir.as_deref()

@@ -14,8 +14,12 @@
 //!   on open, stopped and closed on drop.
 //! * [`Ring`]: an `rte_ring` of mbufs between lcores.
 //! * [`lcore`]: launching closures on EAL worker lcores, panics caught.
-//! * [`Termination`]: SIGINT/SIGTERM blocked before EAL starts threads.
+//! * [`Signals`]: the operator's signals blocked before EAL starts
+//!   threads, and a one-line report of fatal ones.
+//! * [`quiesce`]: workers' quiescent points, so that a driver's teardown
+//!   from the interrupt thread never races a burst.
 //! * [`telemetry`]: the daemon's own commands on DPDK's telemetry socket.
+//! * [`tap`]: the kernel side of a net_tap port gets a MAC of its own.
 //!
 //! Every `unsafe` block says why it holds in a `// SAFETY:` comment.
 
@@ -26,6 +30,7 @@ mod mbuf;
 mod mem;
 mod mempool;
 mod port;
+pub mod quiesce;
 mod ring;
 mod signals;
 pub mod tap;
@@ -37,8 +42,9 @@ pub use eal::Eal;
 pub use mbuf::{Burst, Drain, Mbuf, BURST_SIZE};
 pub use mempool::Mempool;
 pub use port::{endpoint_fields, rss_request, Port, PortConf, PortQueue, PortStats, RssState};
+pub use quiesce::Quiescence;
 pub use ring::{ring_port, Ring};
-pub use signals::Termination;
+pub use signals::{report_fatal_signals, signal_name, Signals};
 
 use std::ffi::CStr;
 

@@ -166,9 +166,10 @@ impl ConnDump {
 ///
 /// Tunnel destinations need the director's source address toward each
 /// real server on every packet: a route lookup, the port's interface and
-/// its addresses. Routes and addresses never change while the daemon runs,
-/// so each worker's copy remembers recent answers in a small direct-mapped
-/// cache that never needs invalidating.
+/// its addresses. Addresses never change while the daemon runs and routes
+/// only on a reload, which replaces the whole value, so each worker's copy
+/// remembers recent answers in a small direct-mapped cache that never
+/// needs invalidating.
 #[derive(Debug, Clone)]
 pub struct PortRoutes {
     routes: RouteTable,
@@ -275,7 +276,19 @@ impl LbStage {
     }
 }
 
+impl PortRoutes {
+    /// The same ports with other routes (a reload); the cache starts
+    /// empty.
+    pub fn with_routes(&self, routes: &RouteTable) -> PortRoutes {
+        PortRoutes::new(routes.clone(), self.interfaces.clone(), self.mtu)
+    }
+}
+
 impl<B: PacketBuf> Stage<B> for LbStage {
+    fn set_routes(&mut self, routes: &RouteTable) {
+        self.egress = self.egress.with_routes(routes);
+    }
+
     #[inline]
     fn process(
         &mut self,

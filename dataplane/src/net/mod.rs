@@ -309,6 +309,47 @@ pub trait Stage<B: PacketBuf> {
     fn service_addrs(&self) -> Vec<IpAddr> {
         Vec::new()
     }
+    /// The routes changed (a reload of the config, between bursts).
+    fn set_routes(&mut self, _routes: &RouteTable) {}
+}
+
+/// Routes and static neighbours as the daemon publishes them on reload,
+/// for every worker to pick up between two turns.
+///
+/// Why a cell and not a message: a reload is rare and replaces the whole
+/// L3 table, so each worker compares one generation number per turn and
+/// copies the new table when it moved, as with the service snapshot.
+#[derive(Debug, Default)]
+pub struct L3Cell {
+    current: arc_swap::ArcSwap<L3Routes>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// What [`L3Cell`] holds.
+#[derive(Debug, Clone, Default)]
+pub struct L3Routes {
+    pub routes: RouteTable,
+    pub neighbors: Vec<(IpAddr, MacAddr)>,
+}
+
+impl L3Cell {
+    /// Publishes new routes and neighbours to every worker.
+    pub fn publish(&self, l3: L3Routes) {
+        use std::sync::atomic::Ordering;
+        self.current.store(std::sync::Arc::new(l3));
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Moves on every publish (one atomic load).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The routes last published.
+    pub fn load(&self) -> std::sync::Arc<L3Routes> {
+        self.current.load_full()
+    }
 }
 
 /// The stage of a director with nothing to balance: passes everything.

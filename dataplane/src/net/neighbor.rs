@@ -120,6 +120,17 @@ impl<B> NeighborTable<B> {
         );
     }
 
+    /// Makes `entries` (address, port, MAC) the static entries: static
+    /// entries not listed go, listed ones are set (a reload of the config).
+    pub fn replace_statics(&mut self, entries: &[(IpAddr, u16, MacAddr)]) {
+        self.generation += 1;
+        self.map
+            .retain(|ip, n| n.state != State::Static || entries.iter().any(|(e, _, _)| e == ip));
+        for &(ip, port, mac) in entries {
+            self.add_static(ip, port, mac);
+        }
+    }
+
     pub fn get(&self, ip: &IpAddr) -> Option<&Neighbor> {
         self.map.get(ip)
     }
@@ -314,6 +325,23 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn replacing_statics_drops_unlisted_statics_and_keeps_learned_entries() {
+        let mut t: NeighborTable<u32> = NeighborTable::new();
+        let mac2 = MacAddr([2, 0, 0, 0, 2, 2]);
+        t.add_static(ip("198.18.1.1"), 1, MAC1);
+        t.add_static(ip("198.18.1.2"), 1, MAC1);
+        assert!(t.learn(ip("198.18.1.9"), 1, mac2, 0));
+        let g = t.generation();
+        t.replace_statics(&[(ip("198.18.1.2"), 1, mac2), (ip("198.18.1.3"), 2, MAC1)]);
+        assert!(t.generation() > g, "cached lookups must be forgotten");
+        assert!(t.get(&ip("198.18.1.1")).is_none());
+        assert_eq!(t.get(&ip("198.18.1.2")).map(|n| n.mac), Some(mac2));
+        assert_eq!(t.get(&ip("198.18.1.3")).map(|n| n.port), Some(2));
+        let learned = t.get(&ip("198.18.1.9")).unwrap();
+        assert_eq!((learned.mac, learned.state == State::Static), (mac2, false));
     }
 
     #[test]

@@ -119,6 +119,19 @@ impl<B: PacketBuf> Stack<B> {
         &self.routes
     }
 
+    /// Replaces the routes and the static neighbours (a reload of the
+    /// config, between bursts). Learned neighbours stay; every cached next
+    /// hop is forgotten (the neighbour table's generation moves).
+    pub fn reload(&mut self, routes: RouteTable, neighbors: &[(IpAddr, MacAddr)]) {
+        let statics: Vec<(IpAddr, u16, MacAddr)> = neighbors
+            .iter()
+            .filter_map(|&(ip, mac)| routes.connected_port(ip).map(|p| (ip, p, mac)))
+            .collect();
+        self.routes = routes;
+        self.neigh.replace_statics(&statics);
+        *self.hops = [None; HOP_CACHE];
+    }
+
     pub(super) fn iface(&self, port: u16) -> Option<&Interface> {
         self.ifaces.iter().find(|i| i.port == port)
     }

@@ -509,3 +509,43 @@ fn cached_next_hops_follow_a_moved_neighbour_and_its_expiry() {
     assert_eq!(sent.len(), 1);
     assert_eq!(&sent[0].1[12..14], &[0x08, 0x06], "an ARP request again");
 }
+
+#[test]
+fn a_reload_replaces_routes_and_static_neighbours() {
+    let mut st = stack();
+    let frame = || TestBuf::new(&[0u8; 34]);
+    let dst: IpAddr = "198.20.0.5".parse().unwrap();
+    // No route to 198.20.0.0/16 yet: nothing is sent.
+    let mut io = TestIo::default();
+    st.send_ip(frame(), dst, 0, &mut io);
+    assert!(io.sent.is_empty());
+    // Reload: 198.20.0.0/16 via 198.18.1.3, a static neighbour.
+    let mut cfg = L3Config {
+        interfaces: vec![Interface {
+            port: 1,
+            mac: MacAddr(SERVER_SIDE_MAC),
+            addrs: vec!["198.18.1.1/24".parse().unwrap()],
+            mtu: 1500,
+        }],
+        routes: vec![(
+            "198.20.0.0/16".parse().unwrap(),
+            "198.18.1.3".parse().unwrap(),
+        )],
+        neighbors: vec![("198.18.1.3".parse().unwrap(), MacAddr(GW_MAC))],
+    };
+    st.reload(cfg.route_table().unwrap(), &cfg.neighbors);
+    let mut io = TestIo::default();
+    st.send_ip(frame(), dst, 1, &mut io);
+    assert_eq!(io.sent.len(), 1);
+    assert_eq!(io.sent[0].0, 1);
+    assert_eq!(&io.sent[0].1[..6], &GW_MAC, "sent to the static neighbour");
+    // The old route is gone and so is the static entry when a reload drops
+    // them: the next packet is not sent to the old MAC.
+    cfg.neighbors.clear();
+    cfg.routes.clear();
+    st.reload(cfg.route_table().unwrap(), &cfg.neighbors);
+    let mut io = TestIo::default();
+    st.send_ip(frame(), dst, 2, &mut io);
+    assert!(io.sent.is_empty(), "{:?}", io.sent);
+    assert!(st.neighbors().get(&"198.18.1.3".parse().unwrap()).is_none());
+}
