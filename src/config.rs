@@ -103,6 +103,11 @@ pub struct Port {
     /// is the client in NAT replies) or "all" (the 4-tuple; the default).
     #[serde(default)]
     pub rss: Option<String>,
+    /// The name of the port's kernel interface (a TAP uvsd creates in its
+    /// own network namespace), which carries the director's own traffic:
+    /// see `dataplane::exception`. None (the default): no exception path.
+    #[serde(default)]
+    pub kernel: Option<String>,
 }
 
 fn one() -> u16 {
@@ -148,6 +153,8 @@ pub struct Validated {
     pub port_addrs: Vec<Vec<Prefix>>,
     /// Per port: the side it faces for RSS (`rss`, "all" when absent).
     pub port_rss: Vec<RssSide>,
+    /// Per port: the name of its kernel interface, if it has one.
+    pub port_kernel: Vec<Option<String>>,
     pub routes: Vec<(Prefix, IpAddr)>,
     pub neighbors: Vec<(IpAddr, MacAddr)>,
 }
@@ -159,11 +166,13 @@ impl Validated {
             interfaces: ports
                 .iter()
                 .zip(&self.port_addrs)
-                .map(|((port, mac, mtu), addrs)| Interface {
+                .enumerate()
+                .map(|(i, ((port, mac, mtu), addrs))| Interface {
                     port: *port,
                     mac: *mac,
                     addrs: addrs.clone(),
                     mtu: *mtu,
+                    kernel: self.port_kernel.get(i).is_some_and(Option::is_some),
                 })
                 .collect(),
             routes: self.routes.clone(),
@@ -218,6 +227,7 @@ impl Config {
         let mut port_macs = vec![];
         let mut port_addrs = vec![];
         let mut port_rss = vec![];
+        let mut port_kernel = vec![];
         for (i, p) in self.ports.iter().enumerate() {
             if p.name.trim().is_empty() {
                 return Err(format!("port #{}: name is empty", i + 1));
@@ -279,6 +289,25 @@ impl Config {
                 }
             }
             port_addrs.push(addrs);
+            if let Some(k) = &p.kernel {
+                check_ifname(k).map_err(|why| format!("port {}: kernel {k:?} {why}", p.name))?;
+                if self.ports[..i]
+                    .iter()
+                    .any(|q| q.kernel.as_deref() == Some(k.as_str()))
+                {
+                    return Err(format!(
+                        "port {}: kernel interface {k:?} is used by two ports",
+                        p.name
+                    ));
+                }
+                if self.ports.iter().any(|q| tap_iface(&q.device) == Some(k)) {
+                    return Err(format!(
+                        "port {}: kernel interface {k:?} is also the iface of a net_tap port",
+                        p.name
+                    ));
+                }
+            }
+            port_kernel.push(p.kernel.clone());
         }
         let routes = self
             .routes
@@ -317,6 +346,7 @@ impl Config {
             port_macs,
             port_addrs,
             port_rss,
+            port_kernel,
             routes,
             neighbors,
         };
@@ -339,6 +369,35 @@ impl Config {
 /// The device name in a spec: the part before the first comma.
 pub fn dev_name(spec: &str) -> &str {
     spec.split(',').next().unwrap_or(spec).trim()
+}
+
+/// Why `name` cannot name a Linux network interface (the kernel's own
+/// rule, `dev_valid_name`: 1 to 15 bytes, no '/', ':' or whitespace, not
+/// "." or "..").
+fn check_ifname(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 15 {
+        return Err("is not an interface name of 1 to 15 characters");
+    }
+    if name == "." || name == ".." {
+        return Err("is not an interface name");
+    }
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err("is not an interface name (no '/', ':' or spaces)");
+    }
+    Ok(())
+}
+
+/// The `iface=` of a net_tap device spec.
+fn tap_iface(spec: &str) -> Option<&str> {
+    if !dev_name(spec).starts_with("net_tap") {
+        return None;
+    }
+    spec.split(',')
+        .skip(1)
+        .find_map(|kv| kv.trim().strip_prefix("iface="))
 }
 
 fn one_line(s: &str) -> String {

@@ -406,6 +406,7 @@ fn run(a: &Args) -> Result<(), String> {
                 Prefix::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)), 15).ok_or("bad prefix")?
             ],
             mtu: 1500,
+            kernel: false,
         }],
         routes: vec![],
         neighbors: (0..a.servers)

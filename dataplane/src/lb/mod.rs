@@ -274,6 +274,12 @@ impl Lb {
         self.index.is_vip(addr)
     }
 
+    /// Whether `proto` to `addr`:`port` is a virtual service of the
+    /// current snapshot (the lookup a new connection makes).
+    pub fn serves(&self, proto: u8, addr: IpAddr, port: u16) -> bool {
+        self.index.find(proto, &addr, port).is_some()
+    }
+
     /// Takes a new configuration (between bursts). Schedulers of services
     /// whose name is unchanged keep their state and see the destination
     /// list change; new or re-scheduled services get fresh schedulers.

@@ -50,12 +50,14 @@ fn stack() -> Stack<TestBuf> {
                     "2001:db8::1/64".parse().unwrap(),
                 ],
                 mtu: 1500,
+                kernel: false,
             },
             Interface {
                 port: 1,
                 mac: MacAddr(SERVER_SIDE_MAC),
                 addrs: vec!["198.18.1.1/24".parse().unwrap()],
                 mtu: 1500,
+                kernel: false,
             },
         ],
         routes: vec![(
