@@ -23,6 +23,10 @@
 //! request may arrive on another worker's queue; neighbour tables are per
 //! worker).
 //!
+//! Frames for a port's kernel interface (the exception path,
+//! [`crate::exception`]) go into one more single-producer ring, drained by
+//! the exception thread; the worker never waits for it (full: counted).
+//!
 //! [`Worker::poll`] is one turn of the loop, so that a benchmark can drive
 //! several workers (and a generator) from one thread (`uvs-loop` in
 //! bench/pktgen); [`Worker::run`] polls until stopped.
@@ -120,6 +124,9 @@ pub struct WorkerParts<S: Stage<Mbuf>> {
     pub counters: Arc<NetCounters>,
     pub report: Arc<Mutex<Option<WorkerReport>>>,
     pub links: Links,
+    /// The ring this worker alone fills for the exception thread (frames
+    /// for the ports' kernel interfaces); None when no port has one.
+    pub to_kernel: Option<Arc<Ring>>,
 }
 
 /// One worker's resources and its preallocated bursts.
@@ -136,6 +143,7 @@ pub struct Worker<S: Stage<Mbuf>> {
     counters: Arc<NetCounters>,
     report: Arc<Mutex<Option<WorkerReport>>>,
     links: Links,
+    to_kernel: Option<Arc<Ring>>,
     per_ms: u64,
 }
 
@@ -145,10 +153,12 @@ struct Bursts {
     out: Outgoing,
 }
 
-/// What a turn sends: a tx burst per port, a hand-over burst per worker.
+/// What a turn sends: a tx burst per port, a hand-over burst per worker,
+/// and the frames for the kernel interfaces.
 struct Outgoing {
     tx: [Burst; MAX_PORTS],
     handoff: [Burst; MAX_WORKERS],
+    kernel: Burst,
 }
 
 impl<S: Stage<Mbuf>> std::fmt::Debug for Worker<S> {
@@ -172,6 +182,8 @@ struct WorkerIo<'a> {
     /// Whether neighbour answers are copied to the others (not for frames
     /// that came from them: they were shared already).
     share: bool,
+    /// The ring to the exception thread.
+    to_kernel: Option<&'a Ring>,
 }
 
 impl WorkerIo<'_> {
@@ -191,7 +203,25 @@ impl WorkerIo<'_> {
         }
     }
 
+    /// Enqueues the frames gathered for the kernel interfaces; what does
+    /// not fit is counted and freed (never waited for: a flood toward the
+    /// kernel costs the worker no more than this).
+    fn flush_kernel(&mut self) {
+        let b = &mut self.out.kernel;
+        if b.is_empty() {
+            return;
+        }
+        if let Some(ring) = self.to_kernel {
+            ring.enqueue(b);
+        }
+        if !b.is_empty() {
+            self.counters.add(Counter::DropKernelFull, b.len() as u64);
+            b.clear();
+        }
+    }
+
     fn flush(&mut self) {
+        self.flush_kernel();
         for w in 0..self.to.len() {
             self.flush_handoff(w);
         }
@@ -248,6 +278,16 @@ impl Io<Mbuf> for WorkerIo<'_> {
             self.flush_handoff(worker);
             if self.out.handoff[worker].push(buf).is_err() {
                 self.counters.inc(Counter::DropHandOverFull);
+            }
+        }
+    }
+
+    fn except(&mut self, port: u16, mut buf: Mbuf) {
+        buf.set_port(port);
+        if let Err(buf) = self.out.kernel.push(buf) {
+            self.flush_kernel();
+            if self.out.kernel.push(buf).is_err() {
+                self.counters.inc(Counter::DropKernelFull);
             }
         }
     }
@@ -318,11 +358,13 @@ impl<S: Stage<Mbuf>> Worker<S> {
             counters: p.counters,
             report: p.report,
             links,
+            to_kernel: p.to_kernel,
             bursts: Box::new(Bursts {
                 rx: Burst::new(),
                 out: Outgoing {
                     tx: std::array::from_fn(|_| Burst::new()),
                     handoff: std::array::from_fn(|_| Burst::new()),
+                    kernel: Burst::new(),
                 },
             }),
             per_ms: (dpdk::tsc_hz() / 1000).max(1),
@@ -355,6 +397,7 @@ impl<S: Stage<Mbuf>> Worker<S> {
             counters: &self.counters,
             to: &self.links.to,
             share: true,
+            to_kernel: self.to_kernel.as_deref(),
         };
         for qi in 0..io.queues.len() {
             if io.queues[qi].rx_burst(&mut b.rx) == 0 {

@@ -43,6 +43,11 @@
 //! that is not excepted pays nothing (the decision is taken only on the
 //! stack's "not for the load balancer" branch).
 
+#[cfg(feature = "dpdk")]
+pub mod kernel;
+#[cfg(feature = "dpdk")]
+pub mod netlink;
+
 use std::net::IpAddr;
 
 use crate::net::Interface;

@@ -1,0 +1,233 @@
+//! The exception thread: moves frames between the workers' rings and the
+//! kernel interfaces, and from the kernel interfaces out of the ports.
+//!
+//! Why one thread of its own (not a worker lcore): writing to and reading
+//! from a TAP is a syscall per frame, which no worker may make; and a
+//! kernel that sends a flood through its interface must cost some thread
+//! other than the workers. The thread is registered with EAL (it frees
+//! and allocates mbufs of the shared pool) and sends on a tx queue of each
+//! port that no worker uses, so nothing is shared with a worker but the
+//! rings, each with one producer (a worker) and one consumer (this
+//! thread).
+//!
+//! The kernel interface is a DPDK `net_tap` device: the thread polls it
+//! like a port, and the TAP driver already makes its MAC, MTU and link
+//! (IFF_UP) follow what is set on the device. Everything is bounded: at
+//! most a burst per ring and per interface each round; what does not fit a
+//! tx queue is freed and counted. The thread sleeps when a round moved
+//! nothing (briefly at first, up to a millisecond), so an idle exception
+//! path does not busy-poll a core; a millisecond is nothing to SSH or BGP.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::dpdk::{lcore, Burst, DpdkError, Eal, Port, PortQueue, Ring};
+
+/// Slots of each worker's ring toward the exception thread.
+pub const RING_SIZE: u32 = 1024;
+
+/// Empty rounds before the thread sleeps its longest.
+const SPIN_ROUNDS: u32 = 64;
+/// How often the ports' link state is read and mirrored.
+const LINK_EVERY: Duration = Duration::from_millis(500);
+
+/// One port's kernel interface as the thread drives it.
+pub struct KernelLink {
+    /// The DPDK port id of the port (frames from the workers carry it).
+    pub port: u16,
+    /// The TAP device: rx = what the kernel sends, tx = what it receives.
+    pub tap: PortQueue,
+    /// The port's tx queue reserved for the kernel's frames (no rx).
+    pub out: PortQueue,
+    /// Whether the TAP's link follows the port's link state (not for
+    /// net_tap ports, whose link state means nothing once their peer
+    /// interface moved to another namespace).
+    pub follow_link: bool,
+    pub counters: Arc<LinkCounters>,
+}
+
+/// Counters of one kernel interface (written by the thread only).
+#[derive(Debug, Default)]
+pub struct LinkCounters {
+    /// Frames written to the kernel interface.
+    pub to_kernel: AtomicU64,
+    /// Frames for the kernel that its interface did not take.
+    pub drop_to_kernel: AtomicU64,
+    /// Frames the kernel sent, put on the port's tx queue.
+    pub from_kernel: AtomicU64,
+    /// Frames the kernel sent that the port's tx queue did not take.
+    pub drop_from_kernel: AtomicU64,
+}
+
+fn add(c: &AtomicU64, n: usize) {
+    if n != 0 {
+        c.store(c.load(Ordering::Relaxed) + n as u64, Ordering::Relaxed);
+    }
+}
+
+impl LinkCounters {
+    /// `(name, value)` of every counter, for the shutdown report.
+    pub fn values(&self) -> [(&'static str, u64); 4] {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("to_kernel", g(&self.to_kernel)),
+            ("drop_to_kernel", g(&self.drop_to_kernel)),
+            ("from_kernel", g(&self.from_kernel)),
+            ("drop_from_kernel", g(&self.drop_from_kernel)),
+        ]
+    }
+}
+
+/// The running exception thread; [`ExceptionThread::stop`] ends it.
+#[derive(Debug)]
+pub struct ExceptionThread {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl ExceptionThread {
+    /// Starts the thread over `links`, draining `from_workers` (one ring
+    /// per worker, this thread their only consumer).
+    pub fn start(
+        eal: &Eal,
+        links: Vec<KernelLink>,
+        from_workers: Vec<Arc<Ring>>,
+    ) -> Result<ExceptionThread, DpdkError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = lcore::spawn_registered(eal, "uvs-exception", move || {
+            run(links, &from_workers, &flag);
+        })?;
+        Ok(ExceptionThread {
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    /// Stops the thread and waits for it (frames in flight are freed).
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for ExceptionThread {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn run(mut links: Vec<KernelLink>, from_workers: &[Arc<Ring>], stop: &AtomicBool) {
+    let mut burst = Burst::new();
+    let mut to_tap: Vec<Burst> = links.iter().map(|_| Burst::new()).collect();
+    let mut idle = 0u32;
+    let mut link_state: Vec<Option<bool>> = vec![None; links.len()];
+    let mut last_link = Instant::now() - LINK_EVERY;
+    while !stop.load(Ordering::Relaxed) {
+        let mut moved = 0;
+        // Workers -> kernel: sort each ring's burst by port, then write.
+        for ring in from_workers {
+            moved += ring.dequeue(&mut burst);
+            for m in burst.drain() {
+                let Some(i) = links.iter().position(|l| l.port == m.port()) else {
+                    continue; // No kernel interface (cannot happen): freed.
+                };
+                if let Err(m) = to_tap[i].push(m) {
+                    flush_tap(&mut links[i], &mut to_tap[i]);
+                    if to_tap[i].push(m).is_err() {
+                        add(&links[i].counters.drop_to_kernel, 1);
+                    }
+                }
+            }
+        }
+        for (l, b) in links.iter_mut().zip(to_tap.iter_mut()) {
+            flush_tap(l, b);
+        }
+        // Kernel -> port, as it is.
+        for l in &mut links {
+            let n = l.tap.rx_burst(&mut burst);
+            if n == 0 {
+                continue;
+            }
+            moved += n;
+            let sent = l.out.tx_burst(&mut burst);
+            add(&l.counters.from_kernel, sent);
+            add(&l.counters.drop_from_kernel, burst.len());
+            burst.clear();
+        }
+        if last_link.elapsed() >= LINK_EVERY {
+            last_link = Instant::now();
+            mirror_links(&links, &mut link_state);
+        }
+        if moved == 0 {
+            idle = idle.saturating_add(1);
+            std::thread::sleep(if idle < SPIN_ROUNDS {
+                Duration::from_micros(20)
+            } else {
+                Duration::from_millis(1)
+            });
+        } else {
+            idle = 0;
+        }
+    }
+}
+
+/// Writes `b` to the kernel interface; what it does not take is counted
+/// and freed.
+fn flush_tap(l: &mut KernelLink, b: &mut Burst) {
+    if b.is_empty() {
+        return;
+    }
+    let sent = l.tap.tx_burst(b);
+    add(&l.counters.to_kernel, sent);
+    add(&l.counters.drop_to_kernel, b.len());
+    b.clear();
+}
+
+/// Sets each kernel interface's link to its port's when the port's link
+/// changed since last read (so an operator's `ip link set uvs0 down` holds
+/// until the port's link itself changes).
+fn mirror_links(links: &[KernelLink], seen: &mut [Option<bool>]) {
+    for (l, last) in links.iter().zip(seen.iter_mut()) {
+        if !l.follow_link {
+            continue;
+        }
+        let up = l.out.port().link_up();
+        if *last != Some(up) {
+            if last.is_some() {
+                l.tap.port().set_link(up);
+            }
+            *last = Some(up);
+        }
+    }
+}
+
+/// Opens the kernel interface `iface` of `port` as a net_tap device
+/// (`net_tap_uvsk<index>`) with the port's MAC and MTU, up.
+pub fn open_tap(
+    eal: &Eal,
+    port: &Port,
+    iface: &str,
+    index: usize,
+    pool: Arc<crate::dpdk::Mempool>,
+) -> Result<Arc<Port>, DpdkError> {
+    let conf = crate::dpdk::PortConf {
+        name: format!("{} kernel {iface}", port.name()),
+        device: format!("net_tap_uvsk{index},iface={iface}"),
+        rx_queues: 1,
+        tx_queues: 1,
+        mac: Some(port.mac()),
+        descriptors: 512,
+    };
+    let tap = Arc::new(Port::open(eal, &conf, pool)?);
+    tap.set_mtu(port.mtu())?;
+    Ok(tap)
+}
