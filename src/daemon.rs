@@ -26,6 +26,7 @@ use dataplane::worker::{Mesh, Worker, WorkerParts, WorkerReport, MESH_RING_SIZE}
 
 use crate::config::Validated;
 use crate::control_hook;
+use crate::kernel_side::{self, KernelSide};
 
 /// IP MTU of every port (the standard Ethernet payload).
 const PORT_MTU: u16 = 1500;
@@ -33,9 +34,11 @@ const PORT_MTU: u16 = 1500;
 /// Descriptors per rx/tx queue.
 const DESCRIPTORS: u16 = 1024;
 
-/// Everything that runs; dropped in field order (ports before pool, EAL
-/// last; workers have returned before any of it drops).
+/// Everything that runs; dropped in field order (kernel interfaces and
+/// their rings, then ports, before the pool, EAL last; workers and the
+/// exception thread have returned before any of it drops).
 pub struct Running {
+    pub kernel: Option<KernelSide>,
     pub ports: Vec<Arc<Port>>,
     pub pool: Arc<Mempool>,
     pub eal: Eal,
@@ -181,7 +184,12 @@ fn start_and_serve(
             ));
         }
     }
-    let mbufs = (cfg.ports.len() as u32 * u32::from(DESCRIPTORS) * (1 + nworkers as u32) + 4096)
+    let kernels = (0..cfg.ports.len())
+        .filter(|&i| kernel_side::wanted(v, i))
+        .count() as u32;
+    let mbufs = (cfg.ports.len() as u32 * u32::from(DESCRIPTORS) * (1 + nworkers as u32)
+        + kernels * 4 * u32::from(DESCRIPTORS)
+        + 4096)
         .next_power_of_two()
         - 1;
     let pool = Arc::new(
@@ -205,11 +213,21 @@ fn start_and_serve(
         ));
     }
     let ownership = ownership(&ports, nworkers);
+    let kernel = kernel_side::open(v, &eal, &ports, &pool, nworkers)?;
     let startup_log = eal.quiet_end();
     if std::env::var_os("UVS_EAL_LOG").is_some() {
         eprint!("{startup_log}");
     }
-    let running = Running { ports, pool, eal };
+    let mut running = Running {
+        kernel,
+        ports,
+        pool,
+        eal,
+    };
+    let exception = match running.kernel.as_mut() {
+        Some(k) => Some(k.start(&running.eal)?),
+        None => None,
+    };
     let ids: Vec<(u16, MacAddr, u16)> = running
         .ports
         .iter()
@@ -283,6 +301,11 @@ fn start_and_serve(
             counters: Arc::clone(&c),
             report: Arc::clone(&report),
             links: mesh.links(w),
+            kernel: running
+                .kernel
+                .as_ref()
+                .map(|k| k.rings(w))
+                .unwrap_or_default(),
         });
         match lcore::launch(&running.eal, lcore, move || worker.run()) {
             Ok(()) => {
@@ -326,6 +349,9 @@ fn start_and_serve(
         if lcore::wait(&running.eal, l) != 0 {
             failed.push(l);
         }
+    }
+    if let Some(t) = exception {
+        t.stop();
     }
     control.stop();
     report(&running, &counters, &reports);
@@ -374,6 +400,9 @@ fn report(
                 if *is_static { "static" } else { "learned" }
             );
         }
+    }
+    if let Some(k) = &running.kernel {
+        k.report();
     }
     for p in &running.ports {
         let s = p.stats();

@@ -8,6 +8,7 @@
 mod config;
 mod control_hook;
 mod daemon;
+mod kernel_side;
 
 use std::path::PathBuf;
 

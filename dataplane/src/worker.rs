@@ -26,6 +26,8 @@
 //! Frames for a port's kernel interface (the exception path,
 //! [`crate::exception`]) go into one more single-producer ring, drained by
 //! the exception thread; the worker never waits for it (full: counted).
+//! What the kernels send comes back through another ring, at most a burst
+//! per turn, and leaves on the worker's tx queue of the port.
 //!
 //! [`Worker::poll`] is one turn of the loop, so that a benchmark can drive
 //! several workers (and a generator) from one thread (`uvs-loop` in
@@ -124,9 +126,11 @@ pub struct WorkerParts<S: Stage<Mbuf>> {
     pub counters: Arc<NetCounters>,
     pub report: Arc<Mutex<Option<WorkerReport>>>,
     pub links: Links,
-    /// The ring this worker alone fills for the exception thread (frames
-    /// for the ports' kernel interfaces); None when no port has one.
-    pub to_kernel: Option<Arc<Ring>>,
+    /// The rings to and from the exception thread (None when no port has
+    /// a kernel interface): this worker alone fills the first with frames
+    /// for the ports' kernel interfaces, and alone drains the second, the
+    /// kernels' frames for the ports, which it sends on its tx queues.
+    pub kernel: (Option<Arc<Ring>>, Option<Arc<Ring>>),
 }
 
 /// One worker's resources and its preallocated bursts.
@@ -144,6 +148,7 @@ pub struct Worker<S: Stage<Mbuf>> {
     report: Arc<Mutex<Option<WorkerReport>>>,
     links: Links,
     to_kernel: Option<Arc<Ring>>,
+    from_kernel: Option<Arc<Ring>>,
     per_ms: u64,
 }
 
@@ -358,7 +363,8 @@ impl<S: Stage<Mbuf>> Worker<S> {
             counters: p.counters,
             report: p.report,
             links,
-            to_kernel: p.to_kernel,
+            to_kernel: p.kernel.0,
+            from_kernel: p.kernel.1,
             bursts: Box::new(Bursts {
                 rx: Burst::new(),
                 out: Outgoing {
@@ -436,6 +442,17 @@ impl<S: Stage<Mbuf>> Worker<S> {
                 &mut io,
             );
             self.stage.end_burst(now);
+        }
+        // What the kernels send: a burst at most per turn, as it is, so a
+        // flooding kernel cannot take more of a worker than that.
+        if let Some(ring) = &self.from_kernel {
+            let n = ring.dequeue(&mut b.rx);
+            if n > 0 {
+                self.counters.add(Counter::FromKernel, n as u64);
+                for m in b.rx.drain() {
+                    io.tx(m.port(), m);
+                }
+            }
         }
         self.stack.tick(now, &mut io);
         io.flush();

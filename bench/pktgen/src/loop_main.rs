@@ -482,7 +482,7 @@ fn run(a: &Args) -> Result<(), String> {
             counters: Arc::clone(&c),
             report: Arc::new(Mutex::new(None)),
             links: mesh.links(w),
-            to_kernel: None,
+            kernel: (None, None),
         }));
         counters.push(c);
     }

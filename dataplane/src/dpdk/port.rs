@@ -575,7 +575,10 @@ impl Port {
         // SAFETY: valid port; the driver checks the value.
         let rc = unsafe { dpdk_sys::rte_eth_dev_set_mtu(self.id, mtu) };
         if rc != 0 && rc != -libc::ENOTSUP {
-            return Err(call_err(format!("port {}: setting MTU {mtu}", self.name), rc));
+            return Err(call_err(
+                format!("port {}: setting MTU {mtu}", self.name),
+                rc,
+            ));
         }
         Ok(())
     }

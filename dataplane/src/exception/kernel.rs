@@ -5,10 +5,12 @@
 //! from a TAP is a syscall per frame, which no worker may make; and a
 //! kernel that sends a flood through its interface must cost some thread
 //! other than the workers. The thread is registered with EAL (it frees
-//! and allocates mbufs of the shared pool) and sends on a tx queue of each
-//! port that no worker uses, so nothing is shared with a worker but the
-//! rings, each with one producer (a worker) and one consumer (this
-//! thread).
+//! and allocates mbufs of the shared pool). It shares nothing with a
+//! worker but rings, each with one producer and one consumer: one per
+//! worker toward the kernel, one per worker back toward the ports (the
+//! worker sends those frames on its own tx queue, at most a burst per
+//! turn; a dedicated tx queue per port would be cheaper still, but
+//! net_tap, for one, wants as many tx queues as rx queues).
 //!
 //! The kernel interface is a DPDK `net_tap` device: the thread polls it
 //! like a port, and the TAP driver already makes its MAC, MTU and link
@@ -35,12 +37,10 @@ const LINK_EVERY: Duration = Duration::from_millis(500);
 
 /// One port's kernel interface as the thread drives it.
 pub struct KernelLink {
-    /// The DPDK port id of the port (frames from the workers carry it).
-    pub port: u16,
+    /// The port (frames from and to the workers carry its id).
+    pub port: Arc<Port>,
     /// The TAP device: rx = what the kernel sends, tx = what it receives.
     pub tap: PortQueue,
-    /// The port's tx queue reserved for the kernel's frames (no rx).
-    pub out: PortQueue,
     /// Whether the TAP's link follows the port's link state (not for
     /// net_tap ports, whose link state means nothing once their peer
     /// interface moved to another namespace).
@@ -55,9 +55,9 @@ pub struct LinkCounters {
     pub to_kernel: AtomicU64,
     /// Frames for the kernel that its interface did not take.
     pub drop_to_kernel: AtomicU64,
-    /// Frames the kernel sent, put on the port's tx queue.
+    /// Frames the kernel sent, handed to a worker for the port.
     pub from_kernel: AtomicU64,
-    /// Frames the kernel sent that the port's tx queue did not take.
+    /// Frames the kernel sent that found the worker's ring full.
     pub drop_from_kernel: AtomicU64,
 }
 
@@ -89,16 +89,19 @@ pub struct ExceptionThread {
 
 impl ExceptionThread {
     /// Starts the thread over `links`, draining `from_workers` (one ring
-    /// per worker, this thread their only consumer).
+    /// per worker, this thread their only consumer) and filling
+    /// `to_workers` (this thread their only producer) with what the
+    /// kernels send, a burst to each worker in turn.
     pub fn start(
         eal: &Eal,
         links: Vec<KernelLink>,
         from_workers: Vec<Arc<Ring>>,
+        to_workers: Vec<Arc<Ring>>,
     ) -> Result<ExceptionThread, DpdkError> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let handle = lcore::spawn_registered(eal, "uvs-exception", move || {
-            run(links, &from_workers, &flag);
+            run(links, &from_workers, &to_workers, &flag);
         })?;
         Ok(ExceptionThread {
             stop,
@@ -125,40 +128,40 @@ impl Drop for ExceptionThread {
     }
 }
 
-fn run(mut links: Vec<KernelLink>, from_workers: &[Arc<Ring>], stop: &AtomicBool) {
+fn run(
+    mut links: Vec<KernelLink>,
+    from_workers: &[Arc<Ring>],
+    to_workers: &[Arc<Ring>],
+    stop: &AtomicBool,
+) {
+    let mut next = 0;
     let mut burst = Burst::new();
     let mut to_tap: Vec<Burst> = links.iter().map(|_| Burst::new()).collect();
     let mut idle = 0u32;
     let mut link_state: Vec<Option<bool>> = vec![None; links.len()];
     let mut last_link = Instant::now() - LINK_EVERY;
-    while !stop.load(Ordering::Relaxed) {
-        let mut moved = 0;
-        // Workers -> kernel: sort each ring's burst by port, then write.
-        for ring in from_workers {
-            moved += ring.dequeue(&mut burst);
-            for m in burst.drain() {
-                let Some(i) = links.iter().position(|l| l.port == m.port()) else {
-                    continue; // No kernel interface (cannot happen): freed.
-                };
-                if let Err(m) = to_tap[i].push(m) {
-                    flush_tap(&mut links[i], &mut to_tap[i]);
-                    if to_tap[i].push(m).is_err() {
-                        add(&links[i].counters.drop_to_kernel, 1);
-                    }
-                }
-            }
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            // The workers have stopped: what they queued last is written
+            // (or counted), so every excepted frame is accounted for.
+            while to_kernel(&mut links, from_workers, &mut burst, &mut to_tap) > 0 {}
+            break;
         }
-        for (l, b) in links.iter_mut().zip(to_tap.iter_mut()) {
-            flush_tap(l, b);
-        }
-        // Kernel -> port, as it is.
+        let mut moved = to_kernel(&mut links, from_workers, &mut burst, &mut to_tap);
+        // Kernel -> port, as it is, through the workers in turn.
         for l in &mut links {
             let n = l.tap.rx_burst(&mut burst);
-            if n == 0 {
+            if n == 0 || to_workers.is_empty() {
+                burst.clear();
                 continue;
             }
             moved += n;
-            let sent = l.out.tx_burst(&mut burst);
+            let id = l.port.id();
+            for m in burst.as_mut_slice() {
+                m.set_port(id);
+            }
+            let sent = to_workers[next].enqueue(&mut burst);
+            next = (next + 1) % to_workers.len();
             add(&l.counters.from_kernel, sent);
             add(&l.counters.drop_from_kernel, burst.len());
             burst.clear();
@@ -178,6 +181,35 @@ fn run(mut links: Vec<KernelLink>, from_workers: &[Arc<Ring>], stop: &AtomicBool
             idle = 0;
         }
     }
+}
+
+/// Workers -> kernel: one burst from each ring, sorted by port, written.
+/// Returns how many frames it took.
+fn to_kernel(
+    links: &mut [KernelLink],
+    from_workers: &[Arc<Ring>],
+    burst: &mut Burst,
+    to_tap: &mut [Burst],
+) -> usize {
+    let mut moved = 0;
+    for ring in from_workers {
+        moved += ring.dequeue(burst);
+        for m in burst.drain() {
+            let Some(i) = links.iter().position(|l| l.port.id() == m.port()) else {
+                continue; // No kernel interface (cannot happen): freed.
+            };
+            if let Err(m) = to_tap[i].push(m) {
+                flush_tap(&mut links[i], &mut to_tap[i]);
+                if to_tap[i].push(m).is_err() {
+                    add(&links[i].counters.drop_to_kernel, 1);
+                }
+            }
+        }
+    }
+    for (l, b) in links.iter_mut().zip(to_tap.iter_mut()) {
+        flush_tap(l, b);
+    }
+    moved
 }
 
 /// Writes `b` to the kernel interface; what it does not take is counted
@@ -200,7 +232,7 @@ fn mirror_links(links: &[KernelLink], seen: &mut [Option<bool>]) {
         if !l.follow_link {
             continue;
         }
-        let up = l.out.port().link_up();
+        let up = l.port.link_up();
         if *last != Some(up) {
             if last.is_some() {
                 l.tap.port().set_link(up);

@@ -37,11 +37,14 @@
 //! How, without a syscall on a worker: the worker puts excepted frames into
 //! a bounded single-producer ring of its own (full: counted as
 //! `drop_kernel_full`, never waited for), and one exception thread — not a
-//! worker lcore — drains those rings into the TAPs and the TAPs into the
-//! ports, through a tx queue of each port that no worker uses. A kernel
-//! that floods its interface costs that thread, never a worker; traffic
-//! that is not excepted pays nothing (the decision is taken only on the
-//! stack's "not for the load balancer" branch).
+//! worker lcore — drains those rings into the TAPs ([`kernel`]). What the
+//! kernels send, the thread puts into a second bounded ring per worker
+//! (full: counted as `drop_from_kernel`), and each worker sends at most one
+//! burst of it per turn on its own tx queue of the port: a kernel that
+//! floods its interface costs the thread its syscalls and a worker no more
+//! than a burst per turn. Traffic that is not excepted pays one empty-ring
+//! check per turn; the decision itself is taken only on the stack's "not
+//! for the load balancer" branch.
 
 #[cfg(feature = "dpdk")]
 pub mod kernel;

@@ -99,6 +99,8 @@ counters! {
     /// Frames for the kernel lost because the worker's ring to the
     /// exception thread was full (included in `to_kernel`).
     DropKernelFull => "drop_kernel_full",
+    /// Frames from a kernel interface sent out of their port.
+    FromKernel => "from_kernel",
 }
 
 const N: usize = Counter::ALL.len();

@@ -1,0 +1,330 @@
+//! End to end: the director's own traffic over its DPDK port reaches the
+//! kernel of the director's namespace, as the README's "Reaching the
+//! director over its own ports" sets it up.
+//!
+//! uvsd runs inside a namespace of its own (`<p>-dir`), so its kernel
+//! interface and the listeners behind it live there; the client-side TAP
+//! moves to `<p>-cli`, the server-side TAP to `<p>-srv` (a real server).
+//! Checked: ping (IPv4 and IPv6) and TCP sessions from the client to the
+//! director's address reach the director's kernel (its answers, not
+//! uvsd's); a VIP service on the same address and port as a kernel
+//! listener still goes to the real server; a flood toward and from the
+//! kernel leaves a download through the VIP intact, and every frame that
+//! the workers gave the exception path is accounted for in the counters.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{leftovers, ok, sh, Daemon, Netns, Scratch};
+
+const UVSADM: &str = env!("CARGO_BIN_EXE_uvsadm");
+
+/// Background processes (listeners) killed on drop.
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn in_ns(ns: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns]).args(args);
+    c
+}
+
+/// Output of a command in `ns` if it succeeded.
+fn run_in(ns: &str, args: &[&str]) -> Option<String> {
+    let out = in_ns(ns, args).output().unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Starts `python3 -m http.server` in `ns` on `bind`:`port`, serving `dir`.
+fn http_server(ns: &str, bind: &str, port: u16, dir: &std::path::Path) -> Child {
+    in_ns(
+        ns,
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            bind,
+            "--directory",
+            &dir.display().to_string(),
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap()
+}
+
+/// GET `url` from `ns`, retried for up to 10 s (listeners start, neighbours
+/// resolve); the body.
+fn get(ns: &str, url: &str) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(b) = run_in(ns, &["curl", "-s", "-f", "-m", "3", "-g", url]) {
+            return Some(b);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn uvsadm(sock: &str, line: &str) {
+    let out = Command::new(UVSADM)
+        .args(["--socket", sock])
+        .args(line.split_whitespace())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "uvsadm {line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `name=value` pairs of the stderr line that starts with `head`.
+fn counters(stderr: &str, head: &str) -> HashMap<String, u64> {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with(head))
+        .unwrap_or_else(|| panic!("no {head:?} line in: {stderr}"));
+    line[head.len()..]
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+/// "N received" of ping's summary.
+fn received(ping_out: &str) -> u64 {
+    ping_out
+        .split(',')
+        .find_map(|f| f.trim().strip_suffix(" received"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn sha(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut c = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(bytes).unwrap();
+    String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn the_directors_own_traffic_reaches_its_kernel_and_services_stay_served() {
+    common::require_root();
+    let p = format!("x{}", std::process::id() % 10_000);
+    let (dir_ns, cli, srv) = (format!("{p}-dir"), format!("{p}-cli"), format!("{p}-srv"));
+    let (tap_c, tap_s, kif) = (format!("{p}c"), format!("{p}s"), format!("{p}k"));
+    let scratch = Scratch::new(&p);
+    let sock = scratch.path("ctl.sock").display().to_string();
+    let cfg = scratch.path("uvsd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[eal]
+args = ["-l", "0-1", "--no-pci", "--no-huge", "-m", "512", "--file-prefix={p}"]
+[workers]
+lcores = [1]
+conn_capacity = 4096
+[control]
+socket = "{sock}"
+[[port]]
+name = "client"
+device = "net_tap_{tap_c},iface={tap_c}"
+mac = "02:00:00:00:00:01"
+addresses = ["198.18.0.1/24", "2001:db8::1/64"]
+kernel = "{kif}"
+[[port]]
+name = "server"
+device = "net_tap_{tap_s},iface={tap_s}"
+mac = "02:00:00:00:00:02"
+addresses = ["198.18.1.1/24"]
+"#
+        ),
+    )
+    .unwrap();
+
+    let netns = Netns::create(&[&dir_ns, &cli, &srv]);
+    let mut uvsd = Daemon::start_in(&dir_ns, &cfg);
+    assert!(
+        uvsd.stdout
+            .iter()
+            .any(|l| l.contains(&format!("kernel interface {kif}")) && l.contains("198.18.0.1/24")),
+        "{:?}",
+        uvsd.stdout
+    );
+
+    // The kernel interface: the port's MAC and addresses, up.
+    let link = sh(&["ip", "-n", &dir_ns, "-o", "link", "show", &kif]);
+    assert!(link.contains("02:00:00:00:00:01"), "{link}");
+    assert!(link.contains(",UP"), "{link}");
+    let addrs = sh(&["ip", "-n", &dir_ns, "-o", "addr", "show", "dev", &kif]);
+    assert!(addrs.contains("198.18.0.1/24"), "{addrs}");
+    assert!(addrs.contains("2001:db8::1/64"), "{addrs}");
+
+    // Client and real server on the other ends of the ports.
+    for (tap, ns, mac, a4, a6) in [
+        (
+            &tap_c,
+            &cli,
+            "02:00:00:00:aa:01",
+            "198.18.0.2/24",
+            Some("2001:db8::2/64"),
+        ),
+        (&tap_s, &srv, "02:00:00:00:aa:02", "198.18.1.2/24", None),
+    ] {
+        sh(&["ip", "-n", &dir_ns, "link", "set", tap, "netns", ns]);
+        sh(&["ip", "-n", ns, "link", "set", tap, "address", mac]);
+        sh(&["ip", "-n", ns, "addr", "add", a4, "dev", tap]);
+        if let Some(a6) = a6 {
+            sh(&["ip", "-n", ns, "addr", "add", a6, "dev", tap, "nodad"]);
+        }
+        sh(&["ip", "-n", ns, "link", "set", tap, "up"]);
+    }
+    sh(&[
+        "ip",
+        "-n",
+        &srv,
+        "route",
+        "add",
+        "default",
+        "via",
+        "198.18.1.1",
+    ]);
+
+    // Listeners: the director's kernel on :8022 and on 198.18.0.1:80 (the
+    // address and port of the service below); the real server on :80.
+    let www_dir = scratch.path("dir-www");
+    let www_srv = scratch.path("srv-www");
+    std::fs::create_dir_all(&www_dir).unwrap();
+    std::fs::create_dir_all(&www_srv).unwrap();
+    std::fs::write(www_dir.join("who"), "director-kernel\n").unwrap();
+    std::fs::write(www_srv.join("who"), "real-server\n").unwrap();
+    let blob: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(www_srv.join("blob"), &blob).unwrap();
+    let _procs = Procs(vec![
+        http_server(&dir_ns, "::", 8022, &www_dir),
+        http_server(&dir_ns, "198.18.0.1", 80, &www_dir),
+        http_server(&srv, "198.18.1.2", 80, &www_srv),
+    ]);
+
+    // Ping the director: the kernel answers (uvsd's echo counter stays 0).
+    for dst in ["198.18.0.1", "2001:db8::1"] {
+        let out = run_in(&cli, &["ping", "-c", "3", "-i", "0.3", "-W", "2", dst]);
+        assert!(out.is_some(), "ping {dst} from the client");
+    }
+    // TCP sessions to the director's own address, IPv4 and IPv6.
+    assert_eq!(
+        get(&cli, "http://198.18.0.1:8022/who").as_deref(),
+        Some("director-kernel\n")
+    );
+    assert_eq!(
+        get(&cli, "http://[2001:db8::1]:8022/who").as_deref(),
+        Some("director-kernel\n")
+    );
+
+    // A service on the director's address: its traffic is the service's,
+    // though the kernel listens on the same address and port.
+    uvsadm(&sock, "-A -t 198.18.0.1:80 -s rr");
+    uvsadm(&sock, "-a -t 198.18.0.1:80 -r 198.18.1.2:80 -m");
+    for _ in 0..3 {
+        assert_eq!(
+            get(&cli, "http://198.18.0.1/who").as_deref(),
+            Some("real-server\n")
+        );
+    }
+    assert_eq!(
+        get(&cli, "http://198.18.0.1:8022/who").as_deref(),
+        Some("director-kernel\n"),
+        "other ports of the address still reach the kernel"
+    );
+
+    // Floods toward the kernel (the client) and from it (the director's
+    // own ping), while a download goes through the service.
+    let flood_in = in_ns(
+        &cli,
+        &["ping", "-f", "-q", "-w", "4", "-s", "500", "198.18.0.1"],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let flood_out = in_ns(
+        &dir_ns,
+        &["ping", "-f", "-q", "-w", "4", "-s", "500", "198.18.0.2"],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let download = in_ns(
+        &cli,
+        &["curl", "-s", "-f", "-m", "30", "http://198.18.0.1/blob"],
+    )
+    .output()
+    .unwrap();
+    let flood_in =
+        String::from_utf8_lossy(&flood_in.wait_with_output().unwrap().stdout).into_owned();
+    let flood_out =
+        String::from_utf8_lossy(&flood_out.wait_with_output().unwrap().stdout).into_owned();
+    assert!(download.status.success(), "download during the floods");
+    assert_eq!(sha(&download.stdout), sha(&blob), "the download is intact");
+    let (got_in, got_out) = (received(&flood_in), received(&flood_out));
+    assert!(got_in > 0 && got_out > 0, "{flood_in} / {flood_out}");
+
+    let (status, stderr) = uvsd.stop();
+    assert!(status.is_some_and(|s| s.success()), "{stderr}");
+    eprintln!("floods: in {got_in} replies, out {got_out} replies\n{stderr}");
+    let worker = counters(&stderr, "uvsd: worker 0 counters:");
+    let kernel = counters(
+        &stderr,
+        &format!("uvsd: port client kernel interface {kif}:"),
+    );
+    let w = |k: &str| worker.get(k).copied().unwrap_or(0);
+    let k = |n: &str| kernel.get(n).copied().unwrap_or(0);
+    assert_eq!(w("icmp_echo_replied"), 0, "the kernel answered the pings");
+    assert_eq!(w("icmp6_echo_replied"), 0, "the kernel answered the pings");
+    // Every frame a worker gave the exception path was written to the
+    // kernel interface or counted as dropped, on one side or the other.
+    assert!(w("to_kernel") >= got_in, "{stderr}");
+    assert_eq!(
+        w("to_kernel") - w("drop_kernel_full"),
+        k("to_kernel") + k("drop_to_kernel"),
+        "{stderr}"
+    );
+    // Each echo reply either flood saw crossed the port from the kernel.
+    assert!(
+        k("from_kernel") >= got_in + got_out,
+        "{stderr}\n{flood_in}\n{flood_out}"
+    );
+
+    // Nothing is left: the kernel interface went with uvsd.
+    assert!(!ok(&["ip", "-n", &dir_ns, "link", "show", &kif]));
+    assert!(leftovers(&p).is_empty(), "{:?}", leftovers(&p));
+    drop(netns);
+}
