@@ -576,6 +576,56 @@ mac = "02:00:00:00:01:11"
     }
 
     #[test]
+    fn kernel_names_a_ports_kernel_interface_and_is_off_by_default() {
+        let v = parse(&DEMO.replacen("rss = \"client\"", "rss = \"client\"\nkernel = \"uvs0\"", 1))
+            .unwrap();
+        assert_eq!(v.port_kernel, [Some("uvs0".to_string()), None]);
+        let ids = [
+            (0, MacAddr([2, 0, 0, 0, 0, 1]), 1500),
+            (1, MacAddr([2, 0, 0, 0, 0, 2]), 1500),
+        ];
+        let l3 = v.l3(&ids);
+        assert!(l3.interfaces[0].kernel && !l3.interfaces[1].kernel);
+        let v = parse(DEMO).unwrap();
+        assert_eq!(v.port_kernel, [None, None]);
+        assert!(v.l3(&ids).interfaces.iter().all(|i| !i.kernel));
+    }
+
+    #[test]
+    fn bad_kernel_interface_names_are_rejected_with_the_port_named() {
+        let with = |k0: &str, k1: Option<&str>| {
+            let mut s = DEMO.replacen(
+                "rss = \"client\"",
+                &format!("rss = \"client\"\nkernel = {k0:?}"),
+                1,
+            );
+            if let Some(k1) = k1 {
+                s = s.replacen(
+                    "addresses = [\"198.18.1.1/24\"]",
+                    &format!("addresses = [\"198.18.1.1/24\"]\nkernel = {k1:?}"),
+                    1,
+                );
+            }
+            parse(&s)
+        };
+        for bad in ["", "a/b", "has space", "a:b", "sixteen-chars-xx", ".."] {
+            let e = with(bad, None).unwrap_err();
+            assert!(
+                e.contains("port client: kernel") && e.contains("interface name"),
+                "{bad:?}: {e}"
+            );
+        }
+        let e = with("uvs0", Some("uvs0")).unwrap_err();
+        assert!(
+            e.contains("port server") && e.contains("used by two ports"),
+            "{e}"
+        );
+        let e = with("uvs-s", None).unwrap_err();
+        assert!(e.contains("also the iface of a net_tap port"), "{e}");
+        assert!(with("fifteen-chars-x", Some("uvs1")).is_ok());
+    }
+
+    #[test]
     fn syntax_errors_are_one_line() {
         let e = parse("[eal\nargs=[").unwrap_err();
         assert!(e.starts_with("config t.toml: "), "{e}");

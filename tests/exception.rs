@@ -5,7 +5,8 @@
 //! uvsd runs inside a namespace of its own (`<p>-dir`), so its kernel
 //! interface and the listeners behind it live there; the client-side TAP
 //! moves to `<p>-cli`, the server-side TAP to `<p>-srv` (a real server).
-//! Checked: ping (IPv4 and IPv6) and TCP sessions from the client to the
+//! Checked: the kernel interface has the port's MAC, addresses and the
+//! config's route through the port; ping (IPv4 and IPv6) and TCP sessions from the client to the
 //! director's address reach the director's kernel (its answers, not
 //! uvsd's); a VIP service on the same address and port as a kernel
 //! listener still goes to the real server; a flood toward and from the
@@ -164,6 +165,9 @@ name = "server"
 device = "net_tap_{tap_s},iface={tap_s}"
 mac = "02:00:00:00:00:02"
 addresses = ["198.18.1.1/24"]
+[[route]]
+to = "198.19.0.0/16"
+via = "198.18.0.254"
 "#
         ),
     )
@@ -186,6 +190,12 @@ addresses = ["198.18.1.1/24"]
     let addrs = sh(&["ip", "-n", &dir_ns, "-o", "addr", "show", "dev", &kif]);
     assert!(addrs.contains("198.18.0.1/24"), "{addrs}");
     assert!(addrs.contains("2001:db8::1/64"), "{addrs}");
+    // The config's route through this port's gateway.
+    let route = sh(&["ip", "-n", &dir_ns, "route", "show", "198.19.0.0/16"]);
+    assert!(
+        route.contains(&format!("via 198.18.0.254 dev {kif}")),
+        "{route}"
+    );
 
     // Client and real server on the other ends of the ports.
     for (tap, ns, mac, a4, a6) in [
