@@ -84,6 +84,12 @@ struct Args {
     /// Real servers.
     #[arg(long, default_value_t = 4)]
     servers: u8,
+    /// Give the port a kernel interface as uvsd does with `kernel = ...`:
+    /// the workers get their rings to and from the exception thread (none
+    /// runs; the traffic is not excepted), to measure what the exception
+    /// path costs the traffic that does not take it.
+    #[arg(long)]
+    kernel: bool,
     /// Rounds of each pipeline (alternating).
     #[arg(long, default_value_t = 5)]
     rounds: u32,
@@ -406,7 +412,7 @@ fn run(a: &Args) -> Result<(), String> {
                 Prefix::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)), 15).ok_or("bad prefix")?
             ],
             mtu: 1500,
-            kernel: false,
+            kernel: a.kernel,
         }],
         routes: vec![],
         neighbors: (0..a.servers)
@@ -482,7 +488,19 @@ fn run(a: &Args) -> Result<(), String> {
             counters: Arc::clone(&c),
             report: Arc::new(Mutex::new(None)),
             links: mesh.links(w),
-            kernel: (None, None),
+            kernel: if a.kernel {
+                let ring = |name: String| {
+                    Ring::new(&eal, &name, 1024, false)
+                        .map(Arc::new)
+                        .map_err(|e| e.to_string())
+                };
+                (
+                    Some(ring(format!("loop_exc{w}"))?),
+                    Some(ring(format!("loop_exc_back{w}"))?),
+                )
+            } else {
+                (None, None)
+            },
         }));
         counters.push(c);
     }
