@@ -91,7 +91,8 @@ impl ExceptionThread {
     /// Starts the thread over `links`, draining `from_workers` (one ring
     /// per worker, this thread their only consumer) and filling
     /// `to_workers` (this thread their only producer) with what the
-    /// kernels send, a burst to each worker in turn.
+    /// kernels send: kernel interface `i` always through worker `i mod n`,
+    /// so that its frames leave in the order the kernel sent them.
     pub fn start(
         eal: &Eal,
         links: Vec<KernelLink>,
@@ -134,7 +135,6 @@ fn run(
     to_workers: &[Arc<Ring>],
     stop: &AtomicBool,
 ) {
-    let mut next = 0;
     let mut burst = Burst::new();
     let mut to_tap: Vec<Burst> = links.iter().map(|_| Burst::new()).collect();
     let mut idle = 0u32;
@@ -148,8 +148,8 @@ fn run(
             break;
         }
         let mut moved = to_kernel(&mut links, from_workers, &mut burst, &mut to_tap);
-        // Kernel -> port, as it is, through the workers in turn.
-        for l in &mut links {
+        // Kernel -> port, as it is, each interface through its worker.
+        for (i, l) in links.iter_mut().enumerate() {
             let n = l.tap.rx_burst(&mut burst);
             if n == 0 || to_workers.is_empty() {
                 burst.clear();
@@ -160,8 +160,7 @@ fn run(
             for m in burst.as_mut_slice() {
                 m.set_port(id);
             }
-            let sent = to_workers[next].enqueue(&mut burst);
-            next = (next + 1) % to_workers.len();
+            let sent = to_workers[i % to_workers.len()].enqueue(&mut burst);
             add(&l.counters.from_kernel, sent);
             add(&l.counters.drop_from_kernel, burst.len());
             burst.clear();
