@@ -73,8 +73,9 @@ pub fn open(
             nl.add_address(index, p)
                 .map_err(|e| err(&format!("adding address {p}"), &e))?;
         }
-        for (to, via) in routes_through(&v.routes, &v.port_addrs[i]) {
-            nl.add_route(index, &to, via)
+        let routes = routes_through(&v.routes, &v.port_addrs[i]);
+        for (to, via) in &routes {
+            nl.add_route(index, to, *via)
                 .map_err(|e| err(&format!("adding route to {to} via {via}"), &e))?;
         }
         let counters = Arc::new(LinkCounters::default());
@@ -82,6 +83,9 @@ pub fn open(
             port: Arc::clone(port),
             tap: tap.claim(Some(0), 0).map_err(|e| err("its queues", &e))?,
             follow_link: !port.driver().contains("tap"),
+            ifindex: index,
+            addrs: v.port_addrs[i].clone(),
+            routes,
             counters: Arc::clone(&counters),
         });
         side.counters

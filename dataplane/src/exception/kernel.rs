@@ -25,7 +25,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::net::IpAddr;
+
+use super::netlink::Netlink;
 use crate::dpdk::{lcore, Burst, DpdkError, Eal, Port, PortQueue, Ring};
+use crate::net::Prefix;
 
 /// Slots of each worker's ring toward the exception thread.
 pub const RING_SIZE: u32 = 1024;
@@ -45,6 +49,12 @@ pub struct KernelLink {
     /// net_tap ports, whose link state means nothing once their peer
     /// interface moved to another namespace).
     pub follow_link: bool,
+    /// The interface's index, addresses and routes (gateway on the port),
+    /// set again when its link comes back up: Linux drops IPv6 addresses
+    /// and routes of an interface that goes down.
+    pub ifindex: u32,
+    pub addrs: Vec<Prefix>,
+    pub routes: Vec<(Prefix, IpAddr)>,
     pub counters: Arc<LinkCounters>,
 }
 
@@ -235,9 +245,25 @@ fn mirror_links(links: &[KernelLink], seen: &mut [Option<bool>]) {
         if *last != Some(up) {
             if last.is_some() {
                 l.tap.port().set_link(up);
+                if up {
+                    restore(l);
+                }
             }
             *last = Some(up);
         }
+    }
+}
+
+/// Sets the interface's addresses and routes again (best effort: an
+/// operator may have changed them on purpose, and nothing here may stop
+/// the thread).
+fn restore(l: &KernelLink) {
+    let Ok(mut nl) = Netlink::open() else { return };
+    for p in &l.addrs {
+        let _ = nl.add_address(l.ifindex, p);
+    }
+    for (to, via) in &l.routes {
+        let _ = nl.add_route(l.ifindex, to, *via);
     }
 }
 
