@@ -276,8 +276,10 @@ pub enum StageVerdict<B> {
     /// Route the packet toward `dst` (the stack resolves the next hop and
     /// writes the Ethernet header; the IP packet must start at byte 14).
     Route { buf: B, dst: IpAddr },
-    /// Not the stage's: the stack handles it (echo to our addresses) or
-    /// drops it (`drop_not_local`, `drop_local_not_icmp`).
+    /// Not the stage's: the stack hands it to the port's kernel interface
+    /// (if it has one and [`crate::exception::classify`] says so), handles
+    /// it (echo to our addresses) or drops it (`drop_not_local`,
+    /// `drop_local_not_icmp`).
     Pass { buf: B },
     /// Drop it (the stack counts it as `drop_not_local` unless the stage
     /// counted it itself and says so with `counted`).
