@@ -6,7 +6,8 @@
 //! interface and the listeners behind it live there; the client-side TAP
 //! moves to `<p>-cli`, the server-side TAP to `<p>-srv` (a real server).
 //! Checked: the kernel interface has the port's MAC, addresses and the
-//! config's route through the port; ping (IPv4 and IPv6) and TCP sessions from the client to the
+//! config's route through the port; multicast reaches a group member in
+//! the director's kernel; ping (IPv4 and IPv6) and TCP sessions from the client to the
 //! director's address reach the director's kernel (its answers, not
 //! uvsd's); a VIP service on the same address and port as a kernel
 //! listener still goes to the real server; a flood toward and from the
@@ -259,6 +260,39 @@ via = "198.18.0.254"
         get(&cli, "http://[2001:db8::1]:8022/who").as_deref(),
         Some("director-kernel\n")
     );
+
+    // Multicast (as VRRP adverts are) reaches a member in the kernel.
+    let member = in_ns(
+        &dir_ns,
+        &[
+            "python3",
+            "-c",
+            "import socket as s\n\
+             k=s.socket(s.AF_INET,s.SOCK_DGRAM)\n\
+             k.bind(('239.1.1.1',5000))\n\
+             k.setsockopt(s.IPPROTO_IP,s.IP_ADD_MEMBERSHIP,\
+             s.inet_aton('239.1.1.1')+s.inet_aton('198.18.0.1'))\n\
+             k.settimeout(10)\n\
+             print(k.recv(100).decode(),flush=True)",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    run_in(
+        &cli,
+        &[
+            "python3",
+            "-c",
+            "import socket as s,time\n\
+             k=s.socket(s.AF_INET,s.SOCK_DGRAM)\n\
+             k.setsockopt(s.IPPROTO_IP,s.IP_MULTICAST_IF,s.inet_aton('198.18.0.2'))\n\
+             for i in range(15):\n    k.sendto(b'to-the-group',('239.1.1.1',5000)); time.sleep(0.2)",
+        ],
+    )
+    .expect("multicast sender");
+    let got = member.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "to-the-group");
 
     // A service on the director's address: its traffic is the service's,
     // though the kernel listens on the same address and port.
