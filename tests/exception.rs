@@ -136,34 +136,64 @@ fn sha(bytes: &[u8]) -> String {
         .to_string()
 }
 
-#[test]
-fn the_directors_own_traffic_reaches_its_kernel_and_services_stay_served() {
+/// The topology of this file, removed on drop (listeners, then uvsd, so
+/// its TAPs go, then the namespaces).
+struct Setup {
+    p: String,
+    dir_ns: String,
+    cli: String,
+    kif: String,
+    sock: String,
+    blob: Vec<u8>,
+    _procs: Procs,
+    uvsd: Daemon,
+    _netns: Netns,
+    _scratch: Scratch,
+}
+
+/// uvsd with `workers` workers (and as many queues per port) in `<p>-dir`,
+/// the client port with kernel interface `<p>k`, the client and a real
+/// server in their namespaces, and the listeners: the director's kernel
+/// on :8022 and on 198.18.0.1:80 (`director-kernel`), the real server on
+/// 198.18.1.2:80 (`real-server`, and a 1 MiB blob).
+fn setup(tag: &str, workers: u32) -> Setup {
     common::require_root();
-    let p = format!("x{}", std::process::id() % 10_000);
+    let p = format!("x{}{tag}", std::process::id() % 1000);
     let (dir_ns, cli, srv) = (format!("{p}-dir"), format!("{p}-cli"), format!("{p}-srv"));
     let (tap_c, tap_s, kif) = (format!("{p}c"), format!("{p}s"), format!("{p}k"));
     let scratch = Scratch::new(&p);
     let sock = scratch.path("ctl.sock").display().to_string();
     let cfg = scratch.path("uvsd.toml");
+    // Extra workers share the second CPU (this machine has two).
+    let lcores = std::iter::once("0@0".to_string())
+        .chain((1..=workers).map(|w| format!("{w}@1")))
+        .collect::<Vec<_>>()
+        .join(",");
+    let list = (1..=workers)
+        .map(|w| w.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     std::fs::write(
         &cfg,
         format!(
             r#"[eal]
-args = ["-l", "0-1", "--no-pci", "--no-huge", "-m", "512", "--file-prefix={p}"]
+args = ["--lcores", "{lcores}", "--no-pci", "--no-huge", "-m", "512", "--file-prefix={p}"]
 [workers]
-lcores = [1]
+lcores = [{list}]
 conn_capacity = 4096
 [control]
 socket = "{sock}"
 [[port]]
 name = "client"
 device = "net_tap_{tap_c},iface={tap_c}"
+queues = {workers}
 mac = "02:00:00:00:00:01"
 addresses = ["198.18.0.1/24", "2001:db8::1/64"]
 kernel = "{kif}"
 [[port]]
 name = "server"
 device = "net_tap_{tap_s},iface={tap_s}"
+queues = {workers}
 mac = "02:00:00:00:00:02"
 addresses = ["198.18.1.1/24"]
 [[route]]
@@ -175,7 +205,7 @@ via = "198.18.0.254"
     .unwrap();
 
     let netns = Netns::create(&[&dir_ns, &cli, &srv]);
-    let mut uvsd = Daemon::start_in(&dir_ns, &cfg);
+    let uvsd = Daemon::start_in(&dir_ns, &cfg);
     assert!(
         uvsd.stdout
             .iter()
@@ -228,8 +258,6 @@ via = "198.18.0.254"
         "198.18.1.1",
     ]);
 
-    // Listeners: the director's kernel on :8022 and on 198.18.0.1:80 (the
-    // address and port of the service below); the real server on :80.
     let www_dir = scratch.path("dir-www");
     let www_srv = scratch.path("srv-www");
     std::fs::create_dir_all(&www_dir).unwrap();
@@ -240,26 +268,74 @@ via = "198.18.0.254"
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(www_srv.join("blob"), &blob).unwrap();
-    let _procs = Procs(vec![
+    let procs = Procs(vec![
         http_server(&dir_ns, "::", 8022, &www_dir),
         http_server(&dir_ns, "198.18.0.1", 80, &www_dir),
         http_server(&srv, "198.18.1.2", 80, &www_srv),
     ]);
+    Setup {
+        p,
+        dir_ns,
+        cli,
+        kif,
+        sock,
+        blob,
+        _procs: procs,
+        uvsd,
+        _netns: netns,
+        _scratch: scratch,
+    }
+}
 
-    // Ping the director: the kernel answers (uvsd's echo counter stays 0).
+/// Pings and TCP sessions (IPv4 and IPv6) from the client reach the
+/// director's kernel; a service on the director's address and the port a
+/// kernel listener uses goes to the real server.
+fn own_traffic_and_service(s: &Setup) {
+    let cli = &s.cli;
     for dst in ["198.18.0.1", "2001:db8::1"] {
-        let out = run_in(&cli, &["ping", "-c", "3", "-i", "0.3", "-W", "2", dst]);
+        let out = run_in(cli, &["ping", "-c", "3", "-i", "0.3", "-W", "2", dst]);
         assert!(out.is_some(), "ping {dst} from the client");
     }
-    // TCP sessions to the director's own address, IPv4 and IPv6.
+    for url in [
+        "http://198.18.0.1:8022/who",
+        "http://[2001:db8::1]:8022/who",
+    ] {
+        assert_eq!(get(cli, url).as_deref(), Some("director-kernel\n"), "{url}");
+    }
+    uvsadm(&s.sock, "-A -t 198.18.0.1:80 -s rr");
+    uvsadm(&s.sock, "-a -t 198.18.0.1:80 -r 198.18.1.2:80 -m");
+    for _ in 0..3 {
+        assert_eq!(
+            get(cli, "http://198.18.0.1/who").as_deref(),
+            Some("real-server\n"),
+            "the service's traffic goes to the service, not the kernel"
+        );
+    }
     assert_eq!(
-        get(&cli, "http://198.18.0.1:8022/who").as_deref(),
-        Some("director-kernel\n")
+        get(cli, "http://198.18.0.1:8022/who").as_deref(),
+        Some("director-kernel\n"),
+        "other ports of the address still reach the kernel"
     );
-    assert_eq!(
-        get(&cli, "http://[2001:db8::1]:8022/who").as_deref(),
-        Some("director-kernel\n")
-    );
+}
+
+/// Sums of the workers' counters in the shutdown report.
+fn worker_sums(stderr: &str, workers: u32) -> HashMap<String, u64> {
+    let mut sum = HashMap::new();
+    for w in 0..workers {
+        for (k, v) in counters(stderr, &format!("uvsd: worker {w} counters:")) {
+            *sum.entry(k).or_insert(0) += v;
+        }
+    }
+    sum
+}
+
+#[test]
+fn the_directors_own_traffic_reaches_its_kernel_and_services_stay_served() {
+    let _serial = common::lab::lock();
+    let mut s = setup("a", 1);
+    let (dir_ns, cli, kif, p) = (s.dir_ns.clone(), s.cli.clone(), s.kif.clone(), s.p.clone());
+    let blob = s.blob.clone();
+    own_traffic_and_service(&s);
 
     // Multicast (as VRRP adverts are) reaches a member in the kernel.
     let member = in_ns(
@@ -294,22 +370,6 @@ via = "198.18.0.254"
     let got = member.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "to-the-group");
 
-    // A service on the director's address: its traffic is the service's,
-    // though the kernel listens on the same address and port.
-    uvsadm(&sock, "-A -t 198.18.0.1:80 -s rr");
-    uvsadm(&sock, "-a -t 198.18.0.1:80 -r 198.18.1.2:80 -m");
-    for _ in 0..3 {
-        assert_eq!(
-            get(&cli, "http://198.18.0.1/who").as_deref(),
-            Some("real-server\n")
-        );
-    }
-    assert_eq!(
-        get(&cli, "http://198.18.0.1:8022/who").as_deref(),
-        Some("director-kernel\n"),
-        "other ports of the address still reach the kernel"
-    );
-
     // Floods toward the kernel (the client) and from it (the director's
     // own ping), while a download goes through the service.
     let flood_in = in_ns(
@@ -341,10 +401,10 @@ via = "198.18.0.254"
     let (got_in, got_out) = (received(&flood_in), received(&flood_out));
     assert!(got_in > 0 && got_out > 0, "{flood_in} / {flood_out}");
 
-    let (status, stderr) = uvsd.stop();
+    let (status, stderr) = s.uvsd.stop();
     assert!(status.is_some_and(|s| s.success()), "{stderr}");
     eprintln!("floods: in {got_in} replies, out {got_out} replies\n{stderr}");
-    let worker = counters(&stderr, "uvsd: worker 0 counters:");
+    let worker = worker_sums(&stderr, 1);
     let kernel = counters(
         &stderr,
         &format!("uvsd: port client kernel interface {kif}:"),
@@ -370,5 +430,37 @@ via = "198.18.0.254"
     // Nothing is left: the kernel interface went with uvsd.
     assert!(!ok(&["ip", "-n", &dir_ns, "link", "show", &kif]));
     assert!(leftovers(&p).is_empty(), "{:?}", leftovers(&p));
-    drop(netns);
+}
+
+#[test]
+fn with_two_workers_every_worker_takes_the_path() {
+    let _serial = common::lab::lock();
+    let mut s = setup("b", 2);
+    own_traffic_and_service(&s);
+    // Several client connections: RSS and hand-over spread them.
+    for _ in 0..6 {
+        assert_eq!(
+            get(&s.cli, "http://198.18.0.1:8022/who").as_deref(),
+            Some("director-kernel\n")
+        );
+    }
+    let (status, stderr) = s.uvsd.stop();
+    assert!(status.is_some_and(|s| s.success()), "{stderr}");
+    let worker = worker_sums(&stderr, 2);
+    let kernel = counters(
+        &stderr,
+        &format!("uvsd: port client kernel interface {}:", s.kif),
+    );
+    let w = |k: &str| worker.get(k).copied().unwrap_or(0);
+    let k = |n: &str| kernel.get(n).copied().unwrap_or(0);
+    assert_eq!(w("icmp_echo_replied") + w("icmp6_echo_replied"), 0);
+    assert!(w("to_kernel") > 0 && w("from_kernel") > 0, "{stderr}");
+    assert_eq!(
+        w("to_kernel") - w("drop_kernel_full"),
+        k("to_kernel") + k("drop_to_kernel"),
+        "{stderr}"
+    );
+    // The workers sent what the thread gave them (less what was still in
+    // a ring at the stop).
+    assert!(w("from_kernel") <= k("from_kernel"), "{stderr}");
 }
