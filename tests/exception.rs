@@ -433,7 +433,7 @@ fn the_directors_own_traffic_reaches_its_kernel_and_services_stay_served() {
 }
 
 #[test]
-fn with_two_workers_every_worker_takes_the_path() {
+fn with_two_workers_the_path_works_from_either_queue() {
     let _serial = common::lab::lock();
     let mut s = setup("b", 2);
     own_traffic_and_service(&s);
@@ -446,6 +446,7 @@ fn with_two_workers_every_worker_takes_the_path() {
     }
     let (status, stderr) = s.uvsd.stop();
     assert!(status.is_some_and(|s| s.success()), "{stderr}");
+    eprintln!("{stderr}");
     let worker = worker_sums(&stderr, 2);
     let kernel = counters(
         &stderr,
