@@ -67,7 +67,12 @@ pub fn open(
         let tap = kernel::open_tap(eal, port, iface, i, Arc::clone(pool))
             .map_err(|e| err("creating the TAP", &e))?;
         side.taps.push(Arc::clone(&tap));
-        let _ = netlink::refuse_router_advertisements(iface);
+        // Best effort (no IPv6 in this namespace, for one); then down and
+        // up, so that the link-local address comes back without DAD.
+        if netlink::quiet_ipv6(iface).is_ok() {
+            tap.set_link(false);
+            tap.set_link(true);
+        }
         let index = nl.index(iface).map_err(|e| err("finding it", &e))?;
         for p in &v.port_addrs[i] {
             nl.add_address(index, p)

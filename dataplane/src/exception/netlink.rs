@@ -221,10 +221,13 @@ impl Netlink {
 }
 
 /// Tells the kernel not to take addresses or routes from router
-/// advertisements on interface `name`: its addresses are the port's, and
-/// an address uvsd does not know would be unreachable.
-pub fn refuse_router_advertisements(name: &str) -> io::Result<()> {
-    for key in ["accept_ra", "autoconf"] {
+/// advertisements on interface `name` (its addresses are the port's, and
+/// an address uvsd does not know would be unreachable), and not to run
+/// duplicate address detection there: the port's addresses are in use by
+/// uvsd already, and with TAP ports the port's own TAP, with the same MAC
+/// and so the same link-local address, may share the namespace at start.
+pub fn quiet_ipv6(name: &str) -> io::Result<()> {
+    for key in ["accept_ra", "autoconf", "accept_dad"] {
         std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/{key}"), "0")?;
     }
     Ok(())
