@@ -188,7 +188,10 @@ fn start_and_serve(
         .filter(|&i| kernel_side::wanted(v, i))
         .count() as u32;
     let mbufs = (cfg.ports.len() as u32 * u32::from(DESCRIPTORS) * (1 + nworkers as u32)
-        + kernels * 4 * u32::from(DESCRIPTORS)
+        // Kernel interfaces: their TAP's descriptors, and the two rings
+        // per worker of the exception path, full.
+        + kernels * u32::from(DESCRIPTORS)
+        + u32::from(kernels > 0) * nworkers as u32 * 2 * dataplane::exception::kernel::RING_SIZE
         + 4096)
         .next_power_of_two()
         - 1;
