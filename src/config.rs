@@ -114,6 +114,11 @@ pub struct Port {
     /// is the client in NAT replies) or "all" (the 4-tuple; the default).
     #[serde(default)]
     pub rss: Option<String>,
+    /// The name of the port's kernel interface (a TAP uvsd creates in its
+    /// own network namespace), which carries the director's own traffic:
+    /// see `dataplane::exception`. None (the default): no exception path.
+    #[serde(default)]
+    pub kernel: Option<String>,
 }
 
 fn one() -> u16 {
@@ -159,6 +164,8 @@ pub struct Validated {
     pub port_addrs: Vec<Vec<Prefix>>,
     /// Per port: the side it faces for RSS (`rss`, "all" when absent).
     pub port_rss: Vec<RssSide>,
+    /// Per port: the name of its kernel interface, if it has one.
+    pub port_kernel: Vec<Option<String>>,
     pub routes: Vec<(Prefix, IpAddr)>,
     pub neighbors: Vec<(IpAddr, MacAddr)>,
     /// The tunables: the kernel's defaults with `[sysctl]` applied.
@@ -172,11 +179,13 @@ impl Validated {
             interfaces: ports
                 .iter()
                 .zip(&self.port_addrs)
-                .map(|((port, mac, mtu), addrs)| Interface {
+                .enumerate()
+                .map(|(i, ((port, mac, mtu), addrs))| Interface {
                     port: *port,
                     mac: *mac,
                     addrs: addrs.clone(),
                     mtu: *mtu,
+                    kernel: self.port_kernel.get(i).is_some_and(Option::is_some),
                 })
                 .collect(),
             routes: self.routes.clone(),
@@ -231,6 +240,7 @@ impl Config {
         let mut port_macs = vec![];
         let mut port_addrs = vec![];
         let mut port_rss = vec![];
+        let mut port_kernel = vec![];
         for (i, p) in self.ports.iter().enumerate() {
             if p.name.trim().is_empty() {
                 return Err(format!("port #{}: name is empty", i + 1));
@@ -292,6 +302,25 @@ impl Config {
                 }
             }
             port_addrs.push(addrs);
+            if let Some(k) = &p.kernel {
+                check_ifname(k).map_err(|why| format!("port {}: kernel {k:?} {why}", p.name))?;
+                if self.ports[..i]
+                    .iter()
+                    .any(|q| q.kernel.as_deref() == Some(k.as_str()))
+                {
+                    return Err(format!(
+                        "port {}: kernel interface {k:?} is used by two ports",
+                        p.name
+                    ));
+                }
+                if self.ports.iter().any(|q| tap_iface(&q.device) == Some(k)) {
+                    return Err(format!(
+                        "port {}: kernel interface {k:?} is also the iface of a net_tap port",
+                        p.name
+                    ));
+                }
+            }
+            port_kernel.push(p.kernel.clone());
         }
         let routes = self
             .routes
@@ -339,6 +368,7 @@ impl Config {
             port_macs,
             port_addrs,
             port_rss,
+            port_kernel,
             routes,
             neighbors,
             tunables,
@@ -362,6 +392,35 @@ impl Config {
 /// The device name in a spec: the part before the first comma.
 pub fn dev_name(spec: &str) -> &str {
     spec.split(',').next().unwrap_or(spec).trim()
+}
+
+/// Why `name` cannot name a Linux network interface (the kernel's own
+/// rule, `dev_valid_name`: 1 to 15 bytes, no '/', ':' or whitespace, not
+/// "." or "..").
+fn check_ifname(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 15 {
+        return Err("is not an interface name of 1 to 15 characters");
+    }
+    if name == "." || name == ".." {
+        return Err("is not an interface name");
+    }
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err("is not an interface name (no '/', ':' or spaces)");
+    }
+    Ok(())
+}
+
+/// The `iface=` of a net_tap device spec.
+fn tap_iface(spec: &str) -> Option<&str> {
+    if !dev_name(spec).starts_with("net_tap") {
+        return None;
+    }
+    spec.split(',')
+        .skip(1)
+        .find_map(|kv| kv.trim().strip_prefix("iface="))
 }
 
 fn one_line(s: &str) -> String {
@@ -576,6 +635,56 @@ mac = "02:00:00:00:01:11"
             let e = parse(&s).unwrap_err();
             assert!(e.contains(want), "{from} -> {to}: {e}");
         }
+    }
+
+    #[test]
+    fn kernel_names_a_ports_kernel_interface_and_is_off_by_default() {
+        let v = parse(&DEMO.replacen("rss = \"client\"", "rss = \"client\"\nkernel = \"uvs0\"", 1))
+            .unwrap();
+        assert_eq!(v.port_kernel, [Some("uvs0".to_string()), None]);
+        let ids = [
+            (0, MacAddr([2, 0, 0, 0, 0, 1]), 1500),
+            (1, MacAddr([2, 0, 0, 0, 0, 2]), 1500),
+        ];
+        let l3 = v.l3(&ids);
+        assert!(l3.interfaces[0].kernel && !l3.interfaces[1].kernel);
+        let v = parse(DEMO).unwrap();
+        assert_eq!(v.port_kernel, [None, None]);
+        assert!(v.l3(&ids).interfaces.iter().all(|i| !i.kernel));
+    }
+
+    #[test]
+    fn bad_kernel_interface_names_are_rejected_with_the_port_named() {
+        let with = |k0: &str, k1: Option<&str>| {
+            let mut s = DEMO.replacen(
+                "rss = \"client\"",
+                &format!("rss = \"client\"\nkernel = {k0:?}"),
+                1,
+            );
+            if let Some(k1) = k1 {
+                s = s.replacen(
+                    "addresses = [\"198.18.1.1/24\"]",
+                    &format!("addresses = [\"198.18.1.1/24\"]\nkernel = {k1:?}"),
+                    1,
+                );
+            }
+            parse(&s)
+        };
+        for bad in ["", "a/b", "has space", "a:b", "sixteen-chars-xx", ".."] {
+            let e = with(bad, None).unwrap_err();
+            assert!(
+                e.contains("port client: kernel") && e.contains("interface name"),
+                "{bad:?}: {e}"
+            );
+        }
+        let e = with("uvs0", Some("uvs0")).unwrap_err();
+        assert!(
+            e.contains("port server") && e.contains("used by two ports"),
+            "{e}"
+        );
+        let e = with("uvs-s", None).unwrap_err();
+        assert!(e.contains("also the iface of a net_tap port"), "{e}");
+        assert!(with("fifteen-chars-x", Some("uvs1")).is_ok());
     }
 
     #[test]

@@ -40,6 +40,7 @@ use dataplane::worker::{Mesh, Worker, WorkerParts, WorkerReport, MESH_RING_SIZE}
 
 use crate::config::Validated;
 use crate::control_hook;
+use crate::kernel_side::{self, KernelSide};
 use crate::log::{Level, Value};
 use crate::log_event;
 use crate::metrics;
@@ -50,9 +51,11 @@ const PORT_MTU: u16 = 1500;
 /// Descriptors per rx/tx queue.
 const DESCRIPTORS: u16 = 1024;
 
-/// Everything that runs; dropped in field order (ports before pool, EAL
-/// last; workers have returned before any of it drops).
+/// Everything that runs; dropped in field order (kernel interfaces and
+/// their rings, then ports, before the pool, EAL last; workers and the
+/// exception thread have returned before any of it drops).
 pub struct Running {
+    pub kernel: Option<KernelSide>,
     pub ports: Vec<Arc<Port>>,
     pub pool: Arc<Mempool>,
     pub eal: Eal,
@@ -215,7 +218,15 @@ fn start_and_serve(
             ));
         }
     }
-    let mbufs = (cfg.ports.len() as u32 * u32::from(DESCRIPTORS) * (1 + nworkers as u32) + 4096)
+    let kernels = (0..cfg.ports.len())
+        .filter(|&i| kernel_side::wanted(v, i))
+        .count() as u32;
+    let mbufs = (cfg.ports.len() as u32 * u32::from(DESCRIPTORS) * (1 + nworkers as u32)
+        // Kernel interfaces: their TAP's descriptors, and the two rings
+        // per worker of the exception path, full.
+        + kernels * u32::from(DESCRIPTORS)
+        + u32::from(kernels > 0) * nworkers as u32 * 2 * dataplane::exception::kernel::RING_SIZE
+        + 4096)
         .next_power_of_two()
         - 1;
     let pool = Arc::new(
@@ -239,12 +250,22 @@ fn start_and_serve(
         ));
     }
     let ownership = ownership(&ports, nworkers);
+    let kernel = kernel_side::open(v, &eal, &ports, &pool, nworkers)?;
     let startup_log = eal.quiet_end();
     if std::env::var_os("UVS_EAL_LOG").is_some() {
         // EAL's own lines, as EAL wrote them (a debugging aid).
         eprint!("{startup_log}");
     }
-    let running = Running { ports, pool, eal };
+    let mut running = Running {
+        kernel,
+        ports,
+        pool,
+        eal,
+    };
+    let exception = match running.kernel.as_mut() {
+        Some(k) => Some(k.start(&running.eal)?),
+        None => None,
+    };
     let ids: Vec<(u16, MacAddr, u16)> = running
         .ports
         .iter()
@@ -331,6 +352,11 @@ fn start_and_serve(
             counters: Arc::clone(&c),
             report: Arc::clone(&report),
             links: mesh.links(w),
+            kernel: running
+                .kernel
+                .as_ref()
+                .map(|k| k.rings(w))
+                .unwrap_or_default(),
         });
         let worker = worker.with_l3_cell(Arc::clone(&l3_cell));
         let job = move || {
@@ -433,6 +459,9 @@ fn start_and_serve(
         if lcore::wait(&running.eal, l) != 0 {
             failed.push(l);
         }
+    }
+    if let Some(t) = exception {
+        t.stop();
     }
     control.stop();
     if let Some(o) = observers {
@@ -612,5 +641,8 @@ fn report(
                 state = if *is_static { "static" } else { "learned" }
             );
         }
+    }
+    if let Some(k) = &running.kernel {
+        k.report();
     }
 }

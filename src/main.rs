@@ -11,6 +11,7 @@ mod config;
 mod control_hook;
 mod daemon;
 mod instance;
+mod kernel_side;
 mod log;
 mod metrics;
 mod notify;

@@ -348,6 +348,7 @@ impl Worker {
                 mac: MacAddr([2, 0, 0, 0, 0, 1]),
                 addrs: vec!["198.18.0.1/15".parse().expect("prefix")],
                 mtu: 1500,
+                kernel: false,
             }],
             routes: vec![],
             neighbors: vec![],

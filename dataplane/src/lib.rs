@@ -12,6 +12,7 @@ pub mod buf;
 pub mod config;
 pub mod conn;
 pub mod estimator;
+pub mod exception;
 pub mod lb;
 pub mod model;
 pub mod net;

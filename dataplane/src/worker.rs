@@ -28,6 +28,12 @@
 //! port's memory down from EAL's interrupt thread can wait until no burst
 //! is in flight, and picks up routes a reload published ([`L3Cell`]).
 //!
+//! Frames for a port's kernel interface (the exception path,
+//! [`crate::exception`]) go into one more single-producer ring, drained by
+//! the exception thread; the worker never waits for it (full: counted).
+//! What the kernels send comes back through another ring, at most a burst
+//! per turn, and leaves on the worker's tx queue of the port.
+//!
 //! [`Worker::poll`] is one turn of the loop, so that a benchmark can drive
 //! several workers (and a generator) from one thread (`uvs-loop` in
 //! bench/pktgen); [`Worker::run`] polls until stopped.
@@ -125,6 +131,11 @@ pub struct WorkerParts<S: Stage<Mbuf>> {
     pub counters: Arc<NetCounters>,
     pub report: Arc<Mutex<Option<WorkerReport>>>,
     pub links: Links,
+    /// The rings to and from the exception thread (None when no port has
+    /// a kernel interface): this worker alone fills the first with frames
+    /// for the ports' kernel interfaces, and alone drains the second, the
+    /// kernels' frames for the ports, which it sends on its tx queues.
+    pub kernel: (Option<Arc<Ring>>, Option<Arc<Ring>>),
 }
 
 /// One worker's resources and its preallocated bursts.
@@ -141,6 +152,8 @@ pub struct Worker<S: Stage<Mbuf>> {
     counters: Arc<NetCounters>,
     report: Arc<Mutex<Option<WorkerReport>>>,
     links: Links,
+    to_kernel: Option<Arc<Ring>>,
+    from_kernel: Option<Arc<Ring>>,
     per_ms: u64,
     /// Routes published on reload, and the generation last picked up.
     l3: Option<(Arc<L3Cell>, u64)>,
@@ -152,10 +165,12 @@ struct Bursts {
     out: Outgoing,
 }
 
-/// What a turn sends: a tx burst per port, a hand-over burst per worker.
+/// What a turn sends: a tx burst per port, a hand-over burst per worker,
+/// and the frames for the kernel interfaces.
 struct Outgoing {
     tx: [Burst; MAX_PORTS],
     handoff: [Burst; MAX_WORKERS],
+    kernel: Burst,
 }
 
 impl<S: Stage<Mbuf>> std::fmt::Debug for Worker<S> {
@@ -179,6 +194,8 @@ struct WorkerIo<'a> {
     /// Whether neighbour answers are copied to the others (not for frames
     /// that came from them: they were shared already).
     share: bool,
+    /// The ring to the exception thread.
+    to_kernel: Option<&'a Ring>,
 }
 
 impl WorkerIo<'_> {
@@ -198,7 +215,25 @@ impl WorkerIo<'_> {
         }
     }
 
+    /// Enqueues the frames gathered for the kernel interfaces; what does
+    /// not fit is counted and freed (never waited for: a flood toward the
+    /// kernel costs the worker no more than this).
+    fn flush_kernel(&mut self) {
+        let b = &mut self.out.kernel;
+        if b.is_empty() {
+            return;
+        }
+        if let Some(ring) = self.to_kernel {
+            ring.enqueue(b);
+        }
+        if !b.is_empty() {
+            self.counters.add(Counter::DropKernelFull, b.len() as u64);
+            b.clear();
+        }
+    }
+
     fn flush(&mut self) {
+        self.flush_kernel();
         for w in 0..self.to.len() {
             self.flush_handoff(w);
         }
@@ -255,6 +290,16 @@ impl Io<Mbuf> for WorkerIo<'_> {
             self.flush_handoff(worker);
             if self.out.handoff[worker].push(buf).is_err() {
                 self.counters.inc(Counter::DropHandOverFull);
+            }
+        }
+    }
+
+    fn except(&mut self, port: u16, mut buf: Mbuf) {
+        buf.set_port(port);
+        if let Err(buf) = self.out.kernel.push(buf) {
+            self.flush_kernel();
+            if self.out.kernel.push(buf).is_err() {
+                self.counters.inc(Counter::DropKernelFull);
             }
         }
     }
@@ -325,11 +370,14 @@ impl<S: Stage<Mbuf>> Worker<S> {
             counters: p.counters,
             report: p.report,
             links,
+            to_kernel: p.kernel.0,
+            from_kernel: p.kernel.1,
             bursts: Box::new(Bursts {
                 rx: Burst::new(),
                 out: Outgoing {
                     tx: std::array::from_fn(|_| Burst::new()),
                     handoff: std::array::from_fn(|_| Burst::new()),
+                    kernel: Burst::new(),
                 },
             }),
             per_ms: (dpdk::tsc_hz() / 1000).max(1),
@@ -386,6 +434,7 @@ impl<S: Stage<Mbuf>> Worker<S> {
             counters: &self.counters,
             to: &self.links.to,
             share: true,
+            to_kernel: self.to_kernel.as_deref(),
         };
         for qi in 0..io.queues.len() {
             if io.queues[qi].rx_burst(&mut b.rx) == 0 {
@@ -424,6 +473,17 @@ impl<S: Stage<Mbuf>> Worker<S> {
                 &mut io,
             );
             self.stage.end_burst(now);
+        }
+        // What the kernels send: a burst at most per turn, as it is, so a
+        // flooding kernel cannot take more of a worker than that.
+        if let Some(ring) = &self.from_kernel {
+            let n = ring.dequeue(&mut b.rx);
+            if n > 0 {
+                self.counters.add(Counter::FromKernel, n as u64);
+                for m in b.rx.drain() {
+                    io.tx(m.port(), m);
+                }
+            }
         }
         self.stack.tick(now, &mut io);
         io.flush();

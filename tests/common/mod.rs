@@ -100,7 +100,19 @@ pub struct Daemon {
 impl Daemon {
     /// Starts uvsd with `config` and waits for its `uvsd: ready` log line.
     pub fn start(config: &Path) -> Daemon {
-        Daemon::start_with(Command::new(UVSD).arg("--config").arg(config))
+        Daemon::start_cmd(Command::new(UVSD), config)
+    }
+
+    /// [`Daemon::start`] inside network namespace `ns` (`ip netns exec`
+    /// execs uvsd, so the child is uvsd itself).
+    pub fn start_in(ns: &str, config: &Path) -> Daemon {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, UVSD]);
+        Daemon::start_cmd(cmd, config)
+    }
+
+    fn start_cmd(mut cmd: Command, config: &Path) -> Daemon {
+        Daemon::start_with(cmd.arg("--config").arg(config))
     }
 
     /// Starts a prepared uvsd command (extra environment, arguments) and

@@ -89,6 +89,12 @@ struct Args {
     /// looks its client's template up first.
     #[arg(long)]
     persistent: Option<u32>,
+    /// Give the port a kernel interface as uvsd does with `kernel = ...`:
+    /// the workers get their rings to and from the exception thread (none
+    /// runs; the traffic is not excepted), to measure what the exception
+    /// path costs the traffic that does not take it.
+    #[arg(long)]
+    kernel: bool,
     /// Rounds of each pipeline (alternating).
     #[arg(long, default_value_t = 5)]
     rounds: u32,
@@ -412,6 +418,7 @@ fn run(a: &Args) -> Result<(), String> {
                 Prefix::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)), 15).ok_or("bad prefix")?
             ],
             mtu: 1500,
+            kernel: a.kernel,
         }],
         routes: vec![],
         neighbors: (0..a.servers)
@@ -496,6 +503,19 @@ fn run(a: &Args) -> Result<(), String> {
             counters: Arc::clone(&c),
             report: Arc::new(Mutex::new(None)),
             links: mesh.links(w),
+            kernel: if a.kernel {
+                let ring = |name: String| {
+                    Ring::new(&eal, &name, 1024, false)
+                        .map(Arc::new)
+                        .map_err(|e| e.to_string())
+                };
+                (
+                    Some(ring(format!("loop_exc{w}"))?),
+                    Some(ring(format!("loop_exc_back{w}"))?),
+                )
+            } else {
+                (None, None)
+            },
         }));
         counters.push(c);
     }

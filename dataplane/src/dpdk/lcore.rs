@@ -58,3 +58,32 @@ pub fn register_thread(_eal: &Eal) -> Result<(), DpdkError> {
     }
     Ok(())
 }
+
+/// Runs `f` on a new thread (not an EAL lcore) registered with EAL, so
+/// that it may use mempools and rings like a worker (with an lcore id and
+/// a mempool cache); unregistered when `f` returns or panics.
+pub fn spawn_registered<F>(
+    _eal: &Eal,
+    name: &str,
+    f: F,
+) -> Result<std::thread::JoinHandle<()>, DpdkError>
+where
+    F: FnOnce() + Send + 'static,
+{
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            // SAFETY: EAL is initialised (the caller holds it) and outlives
+            // the thread, which the caller joins before dropping EAL.
+            let registered = unsafe { dpdk_sys::rte_thread_register() } == 0;
+            let _ = catch_unwind(AssertUnwindSafe(f));
+            if registered {
+                // SAFETY: this thread registered itself above.
+                unsafe { dpdk_sys::rte_thread_unregister() };
+            }
+        })
+        .map_err(|e| DpdkError::Call {
+            what: format!("starting thread {name}"),
+            reason: e.to_string(),
+        })
+}

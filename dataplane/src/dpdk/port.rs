@@ -596,6 +596,33 @@ impl Port {
         }
     }
 
+    /// Sets the port's MTU (for a kernel interface: the MTU of the port it
+    /// stands for).
+    pub fn set_mtu(&self, mtu: u16) -> Result<(), DpdkError> {
+        // SAFETY: valid port; the driver checks the value.
+        let rc = unsafe { dpdk_sys::rte_eth_dev_set_mtu(self.id, mtu) };
+        if rc != 0 && rc != -libc::ENOTSUP {
+            return Err(call_err(
+                format!("port {}: setting MTU {mtu}", self.name),
+                rc,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sets the link up or down (a TAP: its interface's IFF_UP). Best
+    /// effort: drivers that cannot are left as they are.
+    pub fn set_link(&self, up: bool) {
+        // SAFETY: valid, started port; failure only means "not supported".
+        let _ = unsafe {
+            if up {
+                dpdk_sys::rte_eth_dev_set_link_up(self.id)
+            } else {
+                dpdk_sys::rte_eth_dev_set_link_down(self.id)
+            }
+        };
+    }
+
     /// Link up according to the driver (informational only).
     pub fn link_up(&self) -> bool {
         let mut l = dpdk_sys::rte_eth_link::default();

@@ -323,6 +323,12 @@ impl Lb {
         self.snap.index.is_vip(addr)
     }
 
+    /// Whether `proto` to `addr`:`port` is a virtual service of the
+    /// current snapshot (the lookup a new connection makes).
+    pub fn serves(&self, proto: u8, addr: IpAddr, port: u16) -> bool {
+        self.snap.index.find(proto, &addr, port).is_some()
+    }
+
     /// Takes a new configuration (between bursts). Costs the same
     /// whatever the table size: the snapshot carries its packet index, and
     /// a service's scheduler state is brought up to date on its next new

@@ -325,6 +325,10 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         self.lb.warms()
     }
 
+    fn serves(&self, proto: u8, addr: IpAddr, port: u16) -> bool {
+        self.lb.serves(proto, addr, port)
+    }
+
     fn tick(&mut self, now: u64) -> bool {
         let mut changed = false;
         if self.config.generation() != self.lb.generation() {
@@ -365,6 +369,7 @@ mod tests {
                         "2001:db8::1/64".parse().unwrap(),
                     ],
                     mtu: 1500,
+                    kernel: false,
                 },
                 Interface {
                     port: 1,
@@ -374,6 +379,7 @@ mod tests {
                         "198.18.2.1/24".parse().unwrap(),
                     ],
                     mtu: 1500,
+                    kernel: false,
                 },
             ],
             routes: vec![(

@@ -28,6 +28,7 @@ pub(super) fn input<B: PacketBuf>(
     let l3 = usize::from(meta.l3_offset);
     let Some(iface) = st.iface(port) else { return };
     let my_mac = iface.mac;
+    let kernel = iface.kernel;
     let Ok(p) = ArpPacket::new_checked(&buf.data()[l3..]) else {
         return st.drop_buf(buf, Counter::DropMalformed);
     };
@@ -63,7 +64,12 @@ pub(super) fn input<B: PacketBuf>(
         op::REPLY if sender_ok => {
             st.learn(sender, port, req.sender_hw, now, io);
             io.share(port, buf.data());
-            st.drop_buf(buf, Counter::ConsumedNeighbor);
+            // The kernel may have asked too (its own next hops).
+            if kernel {
+                st.except(io, port, buf);
+            } else {
+                st.drop_buf(buf, Counter::ConsumedNeighbor);
+            }
         }
         _ => st.drop_buf(buf, Counter::DropArpOther),
     }

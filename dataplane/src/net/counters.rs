@@ -94,6 +94,13 @@ counters! {
     HandedIn => "handed_in",
     /// Hand-overs lost because the owner's inbox was full.
     DropHandOverFull => "drop_handover_full",
+    /// Frames handed to a port's kernel interface (the exception path).
+    ToKernel => "to_kernel",
+    /// Frames for the kernel lost because the worker's ring to the
+    /// exception thread was full (included in `to_kernel`).
+    DropKernelFull => "drop_kernel_full",
+    /// Frames from a kernel interface sent out of their port.
+    FromKernel => "from_kernel",
 }
 
 const N: usize = Counter::ALL.len();

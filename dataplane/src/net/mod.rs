@@ -19,6 +19,10 @@
 //!   other packet). Everything else is dropped and counted by reason
 //!   ([`Counter`]). VLAN-tagged frames are counted and dropped: no port has
 //!   a VLAN configured.
+//!   With a kernel interface on the port ([`Interface::kernel`]), what the
+//!   stage passes back and [`crate::exception::classify`] calls the
+//!   kernel's goes there instead (through [`Io::except`]), and so do
+//!   copies of neighbour answers.
 //! * [`Stack::send_ip`]: route and resolve an IP packet (a reply, or what
 //!   the stage forwards): known neighbour -> Ethernet header and tx; unknown
 //!   -> ARP request / neighbour solicitation and a bounded parking queue.
@@ -149,6 +153,9 @@ pub struct Interface {
     pub addrs: Vec<Prefix>,
     /// The port's MTU (IP packet size), for the stage's too-big checks.
     pub mtu: u16,
+    /// Whether the port has a kernel interface: the director's own traffic
+    /// that uvsd does not handle goes there ([`crate::exception`]).
+    pub kernel: bool,
 }
 
 impl Interface {
@@ -269,8 +276,10 @@ pub enum StageVerdict<B> {
     /// Route the packet toward `dst` (the stack resolves the next hop and
     /// writes the Ethernet header; the IP packet must start at byte 14).
     Route { buf: B, dst: IpAddr },
-    /// Not the stage's: the stack handles it (echo to our addresses) or
-    /// drops it (`drop_not_local`, `drop_local_not_icmp`).
+    /// Not the stage's: the stack hands it to the port's kernel interface
+    /// (if it has one and [`crate::exception::classify`] says so), handles
+    /// it (echo to our addresses) or drops it (`drop_not_local`,
+    /// `drop_local_not_icmp`).
     Pass { buf: B },
     /// Drop it (the stack counts it as `drop_not_local` unless the stage
     /// counted it itself and says so with `counted`).
@@ -311,6 +320,12 @@ pub trait Stage<B: PacketBuf> {
     }
     /// The routes changed (a reload of the config, between bursts).
     fn set_routes(&mut self, _routes: &RouteTable) {}
+    /// Whether `proto` (TCP or UDP) to `addr`:`port` is a virtual service:
+    /// such packets never go to a kernel interface, even when the stage
+    /// passes them back.
+    fn serves(&self, _proto: u8, _addr: IpAddr, _port: u16) -> bool {
+        false
+    }
 }
 
 /// Routes and static neighbours as the daemon publishes them on reload,
@@ -409,6 +424,7 @@ mod tests {
             mac: MacAddr([2, 0, 0, 0, 0, port as u8]),
             addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
             mtu: 1500,
+            kernel: false,
         };
         let mut c = L3Config {
             interfaces: vec![iface(0, &["198.18.0.1/24"]), iface(1, &["198.18.1.1/24"])],

@@ -80,6 +80,7 @@ pub(super) fn input<B: PacketBuf>(
     }
     let Some(iface) = st.iface(port) else { return };
     let my_mac = iface.mac;
+    let kernel = iface.kernel;
     let (l3, l4, end) = (
         usize::from(meta.l3_offset),
         usize::from(meta.l4_offset),
@@ -108,10 +109,18 @@ pub(super) fn input<B: PacketBuf>(
                 io.share(port, buf.data());
             }
         }
+        // The kernel may have asked too (its own next hops).
+        if kernel {
+            return st.except(io, port, buf);
+        }
         return st.drop_buf(buf, Counter::ConsumedNeighbor);
     }
     // A solicitation.
     if !st.answers_for(iface, IpAddr::V6(target)) {
+        // Link-local targets are the kernel interface's (uvsd has none).
+        if kernel && target.is_unicast_link_local() {
+            return st.except(io, port, buf);
+        }
         return st.drop_buf(buf, Counter::DropIcmp6Other);
     }
     let dad = src.is_unspecified();

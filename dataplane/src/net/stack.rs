@@ -10,6 +10,7 @@ use super::{
     Counter, Interface, L3Config, L3ConfigError, NetCounters, RouteTable, Stage, StageVerdict,
 };
 use crate::buf::PacketBuf;
+use crate::exception::{self, Destination};
 use crate::wire::ethernet::{ethertype, MacAddr, HEADER_LEN};
 use crate::wire::ipv4::protocol;
 use crate::wire::{icmpv6, parse_packet, PacketMeta, ParseError, L3};
@@ -28,6 +29,12 @@ pub trait Io<B> {
     /// A packet for worker `worker`, received on `port` (connection
     /// ownership, see `lb`). The default (one worker, tests) drops it.
     fn hand_over(&mut self, _worker: usize, _port: u16, buf: B) {
+        drop(buf);
+    }
+    /// A frame for the kernel interface of `port` (the exception path, see
+    /// [`crate::exception`]); the worker queues it for the exception
+    /// thread, or counts it dropped. The default (tests) drops it.
+    fn except(&mut self, _port: u16, buf: B) {
         drop(buf);
     }
 }
@@ -158,6 +165,12 @@ impl<B: PacketBuf> Stack<B> {
         drop(buf);
     }
 
+    /// Hands `buf` to the kernel interface of `port`.
+    pub(super) fn except(&self, io: &mut impl Io<B>, port: u16, buf: B) {
+        self.counters.inc(Counter::ToKernel);
+        io.except(port, buf);
+    }
+
     pub(super) fn tx(&self, io: &mut impl Io<B>, port: u16, buf: B) {
         self.counters.inc(Counter::Tx);
         io.tx(port, buf);
@@ -193,6 +206,7 @@ impl<B: PacketBuf> Stack<B> {
             return self.drop_buf(buf, Counter::DropUnknownPort);
         };
         let my_mac = iface.mac;
+        let kernel = iface.kernel;
         let meta = match parsed {
             Ok(m) => m,
             Err(e) => {
@@ -234,6 +248,9 @@ impl<B: PacketBuf> Stack<B> {
                 return io.hand_over(worker, rx_port, buf);
             }
         };
+        if kernel && self.to_kernel(rx_port, &buf, meta, stage) {
+            return self.except(io, rx_port, buf);
+        }
         match meta.l3 {
             L3::Ipv4 if self.is_local(meta.dst) && meta.protocol == protocol::ICMP => {
                 icmp::input(self, buf, meta, now, io)
@@ -245,6 +262,22 @@ impl<B: PacketBuf> Stack<B> {
             L3::Ipv6 if meta.dst.is_multicast() => self.drop_buf(buf, Counter::DropIcmp6Other),
             _ => self.drop_buf(buf, Counter::DropNotLocal),
         }
+    }
+
+    /// Whether a packet the stage passed back goes to the kernel interface
+    /// of `rx_port` (which has one); see [`crate::exception`].
+    fn to_kernel(&self, rx_port: u16, buf: &B, meta: &PacketMeta, stage: &impl Stage<B>) -> bool {
+        let Some(iface) = self.iface(rx_port) else {
+            return false;
+        };
+        let to = exception::classify(
+            iface,
+            meta,
+            buf.data(),
+            |ip| self.is_local(ip),
+            |proto, addr, port| stage.serves(proto, addr, port),
+        );
+        to == Destination::Kernel
     }
 
     /// Routes `buf` (an IP packet at byte 14 of an Ethernet frame) toward

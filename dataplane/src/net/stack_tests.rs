@@ -50,12 +50,14 @@ fn stack() -> Stack<TestBuf> {
                     "2001:db8::1/64".parse().unwrap(),
                 ],
                 mtu: 1500,
+                kernel: false,
             },
             Interface {
                 port: 1,
                 mac: MacAddr(SERVER_SIDE_MAC),
                 addrs: vec!["198.18.1.1/24".parse().unwrap()],
                 mtu: 1500,
+                kernel: false,
             },
         ],
         routes: vec![(
@@ -526,6 +528,7 @@ fn a_reload_replaces_routes_and_static_neighbours() {
             mac: MacAddr(SERVER_SIDE_MAC),
             addrs: vec!["198.18.1.1/24".parse().unwrap()],
             mtu: 1500,
+            kernel: false,
         }],
         routes: vec![(
             "198.20.0.0/16".parse().unwrap(),
