@@ -243,6 +243,7 @@ fn start_and_serve(
             tx_queues: nworkers as u16,
             mac: v.port_macs[i].map(|m| m.0),
             descriptors: DESCRIPTORS,
+            tap_shares_mac: false,
         };
         ports.push(Arc::new(
             Port::open_rss(&eal, &conf, v.port_rss[i], Arc::clone(&pool))

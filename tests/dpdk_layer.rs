@@ -119,6 +119,7 @@ fn dpdk_layer_end_to_end() {
         tx_queues: 1,
         mac: Some([2, 0, 0, 0, 0, 9]),
         descriptors: 128,
+        tap_shares_mac: false,
     };
     let port = Arc::new(Port::open(&eal, &conf, Arc::clone(&pool)).unwrap());
     assert_eq!(port.driver(), "net_null");
@@ -142,6 +143,7 @@ fn dpdk_layer_end_to_end() {
         tx_queues: 2,
         mac: None,
         descriptors: 128,
+        tap_shares_mac: false,
     };
     let tap = Arc::new(Port::open_rss(&eal, &tap, RssSide::Client, Arc::clone(&pool)).unwrap());
     let rss = tap.rss().clone();

@@ -373,6 +373,7 @@ fn run(a: &Args) -> Result<(), String> {
                     tx_queues: a.workers,
                     mac: Some(DUT_MAC),
                     descriptors: 1024,
+                    tap_shares_mac: false,
                 },
                 Arc::clone(&pool),
             )

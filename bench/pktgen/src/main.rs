@@ -190,6 +190,7 @@ fn run(a: &Args) -> Result<(), String> {
                 tx_queues: 1,
                 mac: a.mac,
                 descriptors: 1024,
+                tap_shares_mac: false,
             },
             rx_pool,
         )

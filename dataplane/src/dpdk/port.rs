@@ -43,6 +43,11 @@ pub struct PortConf {
     pub mac: Option<[u8; 6]>,
     /// Descriptors per queue (adjusted to the device's limits).
     pub descriptors: u16,
+    /// For a net_tap device: the kernel side keeps the port's own MAC.
+    /// False for a port that carries traffic (the kernel side gets a MAC
+    /// of its own, see tap.rs); true for the exception path's TAP, whose
+    /// kernel side *is* the director on that port.
+    pub tap_shares_mac: bool,
 }
 
 /// Basic counters of a port (`rte_eth_stats`).
@@ -508,7 +513,7 @@ impl Port {
         // why); it is named by the index net_tap reports, else by `iface=`.
         // Set after start (starting does not touch it); an error drops, so
         // stops and closes, the port.
-        if port.driver == "net_tap" {
+        if port.driver == "net_tap" && !conf.tap_shares_mac {
             let iface = (info.if_index != 0)
                 .then(|| super::tap::if_name(info.if_index))
                 .flatten()

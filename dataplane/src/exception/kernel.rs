@@ -283,6 +283,7 @@ pub fn open_tap(
         tx_queues: 1,
         mac: Some(port.mac()),
         descriptors: 512,
+        tap_shares_mac: true,
     };
     let tap = Arc::new(Port::open(eal, &conf, pool)?);
     tap.set_mtu(port.mtu())?;
