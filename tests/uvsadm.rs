@@ -36,14 +36,39 @@ fn help_is_ipvsadms_usage_on_stdout_with_status_0() {
     }
 }
 
+/// Run as `uvsadm`, `-v` prints ipvsadm's line and then the build details;
+/// run as `ipvsadm` (a symlink, as an operator installs it), exactly
+/// ipvsadm's line, so scripts that parse it see what they expect.
 #[test]
 fn version_is_ipvsadms_line_on_stdout_with_status_0() {
     for v in ["-v", "--version"] {
         let (code, out, err) = uvsadm(&[v]);
         assert_eq!((code, err.as_str()), (0, ""), "{v}");
-        assert_eq!(out, format!("{VERSION_LINE}\n"), "{v}");
-        assert!(out.starts_with("ipvsadm v1.31 2019/12/24"), "{out}");
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some(VERSION_LINE), "{v}: {out}");
+        let build = lines.next().unwrap_or_default();
+        assert!(
+            build.starts_with("uvsadm ") && build.contains("git ") && build.contains("DPDK "),
+            "{v}: {out}"
+        );
+        assert_eq!(lines.next(), None, "{v}: {out}");
     }
+    let dir = std::env::temp_dir().join(format!("uvs-test-ipvsadm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("ipvsadm");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(UVSADM, &link).unwrap();
+    let out = Command::new(&link)
+        .args(["--socket", NO_SOCKET, "-v"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{VERSION_LINE}\n")
+    );
+    assert!(out.stderr.is_empty());
 }
 
 #[test]
