@@ -31,6 +31,7 @@
 
 mod index;
 mod stage;
+mod sync;
 #[cfg(test)]
 mod tests;
 
@@ -216,6 +217,8 @@ pub struct Lb {
     rng: SplitMix64,
     ip_id: u16,
     counters: Arc<LbCounters>,
+    /// Connection synchronisation, when the daemon wired it ([`sync`]).
+    sync: Option<crate::sync::WorkerSync>,
 }
 
 impl std::fmt::Debug for Lb {
@@ -244,6 +247,7 @@ impl Lb {
             rng: SplitMix64::new(settings.seed ^ (worker as u64).wrapping_mul(0x9e37_79b9)),
             ip_id: (worker as u16).wrapping_mul(7919),
             counters: Arc::new(LbCounters::default()),
+            sync: None,
         }
     }
 
@@ -477,7 +481,10 @@ impl Lb {
             .hashed(ConnKey::new(proto, src, meta.sport, dst, meta.dport));
         if let Some(id) = self.conns.lookup_in_hashed(&key) {
             match self.conns.on_packet(id, Dir::In, flags, now) {
-                Verdict::Forward => return self.xmit_in(id, buf, meta, eg),
+                Verdict::Forward => {
+                    self.sync_note(id);
+                    return self.xmit_in(id, buf, meta, eg);
+                }
                 Verdict::Drop => return self.drop(LbDrop::DestUnavailable),
                 Verdict::Expired => {}
             }
