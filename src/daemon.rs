@@ -213,6 +213,11 @@ fn start_and_serve(
         ));
     }
     let ownership = ownership(&ports, nworkers);
+    director
+        .dataplane()
+        .sync
+        .hub()
+        .set_ownership(ownership.clone());
     let kernel = kernel_side::open(v, &eal, &ports, &pool, nworkers)?;
     let startup_log = eal.quiet_end();
     if std::env::var_os("UVS_EAL_LOG").is_some() {
@@ -288,6 +293,9 @@ fn start_and_serve(
         };
         let mut lb = Lb::new(w, settings, now);
         lb.set_snapshot(cell.load());
+        if let Some(s) = control_hook::worker_sync(director, w) {
+            lb.set_sync(s);
+        }
         let mut stack = stack;
         stack.set_service_addrs(lb.service_addrs());
         let stage = LbStage::new(lb, w, ownership.clone(), cell, dump, egress.clone());
@@ -350,10 +358,13 @@ fn start_and_serve(
             failed.push(l);
         }
     }
+    // The sync threads use the kernel interfaces: stop them first.
+    director.dataplane().sync.stop_all();
     if let Some(t) = exception {
         t.stop();
     }
     control.stop();
+    sync_report(director);
     report(&running, &counters, &reports);
     // The mesh's rings hold mbufs of the pool: free them before the ports,
     // the pool and EAL go.
@@ -368,6 +379,23 @@ fn start_and_serve(
         ));
     }
     Ok(())
+}
+
+/// The sync daemons' counters (summed over workers and threads), when
+/// any is not zero.
+fn sync_report(director: &control_hook::UvsDirector) {
+    let list: Vec<String> = director
+        .dataplane()
+        .sync
+        .hub()
+        .counters_named()
+        .into_iter()
+        .filter(|&(_, v)| v != 0)
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    if !list.is_empty() {
+        eprintln!("uvsd: sync counters: {}", list.join(" "));
+    }
 }
 
 /// The shutdown report on stderr: counters and neighbour tables.

@@ -413,3 +413,71 @@ pub fn receive(hub: &SyncHub, syncid: u8, b: &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(role: Role, ifname: &str) -> Request {
+        Request {
+            role,
+            ifname: ifname.into(),
+            syncid: 0,
+            maxlen: None,
+            group: None,
+            port: None,
+            ttl: None,
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_kernels() {
+        let s = req(Role::Master, "lo").settle().unwrap();
+        assert_eq!(
+            (s.maxlen, s.group, s.port, s.ttl),
+            (1472, IpAddr::V4(DEFAULT_GROUP_V4), 8848, 1)
+        );
+        let mut r = req(Role::Master, "lo");
+        r.group = Some("ff02::12:81".parse().unwrap());
+        assert_eq!(r.settle().unwrap().maxlen, 1452);
+        // A backup's default follows the interface MTU (lo: 65536,
+        // clamped to 65535), and a given length is at least 1024.
+        let s = req(Role::Backup, "lo").settle().unwrap();
+        assert_eq!(s.maxlen, 65535 - 28);
+        let mut r = req(Role::Backup, "lo");
+        r.maxlen = Some(10);
+        assert_eq!(r.settle().unwrap().maxlen, 1024);
+        let mut r = req(Role::Master, "lo");
+        r.maxlen = Some(10);
+        assert_eq!(r.settle().unwrap().maxlen, 10);
+    }
+
+    #[test]
+    fn unknown_interfaces_and_unicast_groups_are_refused() {
+        assert_eq!(
+            req(Role::Master, "uvs-nosuch0").settle(),
+            Err(DaemonError::NoDevice)
+        );
+        assert_eq!(
+            req(Role::Master, "../lo").settle(),
+            Err(DaemonError::NoDevice)
+        );
+        let mut r = req(Role::Backup, "lo");
+        r.group = Some("198.18.0.1".parse().unwrap());
+        assert_eq!(r.settle(), Err(DaemonError::NotMulticast));
+    }
+
+    #[test]
+    fn a_second_daemon_of_a_role_is_refused_and_stop_needs_one() {
+        let (hub, _ends) = SyncHub::new(1);
+        let d = SyncDaemons::new(hub);
+        assert_eq!(d.stop(Role::Backup), Err(DaemonError::NotRunning));
+        let mut r = req(Role::Master, "lo");
+        r.syncid = 3;
+        d.start(&r).unwrap();
+        assert_eq!(d.start(&r), Err(DaemonError::AlreadyRunning));
+        assert_eq!(d.status().len(), 1);
+        d.stop(Role::Master).unwrap();
+        assert!(d.status().is_empty());
+    }
+}

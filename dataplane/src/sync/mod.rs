@@ -305,9 +305,11 @@ impl WorkerSync {
 pub struct SyncHub {
     master_on: Arc<AtomicBool>,
     /// Master: one ring per worker to drain (the running master holds the
-    /// lock while it runs).
+    /// lock while it runs). Read by the threads (feature `dpdk`).
+    #[cfg_attr(not(feature = "dpdk"), allow(dead_code))]
     pub(crate) from_workers: Mutex<Vec<Consumer>>,
     /// Backup: one ring per worker to fill.
+    #[cfg_attr(not(feature = "dpdk"), allow(dead_code))]
     pub(crate) to_workers: Mutex<Vec<Producer>>,
     ownership: OnceLock<Ownership>,
     workers: usize,
