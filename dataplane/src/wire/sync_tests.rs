@@ -259,8 +259,8 @@ fn the_builder_stops_at_the_maximum_length() {
 
 fn addr_pair() -> impl Strategy<Value = [IpAddr; 3]> {
     prop_oneof![
-        any::<[[u8; 4]; 3]>().prop_map(|a| a.map(|x| IpAddr::from(x))),
-        any::<[[u8; 16]; 3]>().prop_map(|a| a.map(|x| IpAddr::from(x))),
+        any::<[[u8; 4]; 3]>().prop_map(|a| a.map(IpAddr::from)),
+        any::<[[u8; 16]; 3]>().prop_map(|a| a.map(IpAddr::from)),
     ]
 }
 
