@@ -9,19 +9,25 @@
 //! closes both at shutdown, after the workers.
 //!
 //! The director reaches the data plane through [`UvsDataplane`]: new
-//! snapshots are published in the [`ConfigCell`] every worker reads, and
-//! `-L -c` collects each worker's rows through its [`ConnDump`].
+//! snapshots are published in the [`ConfigCell`] every worker reads,
+//! `-L -c` collects each worker's rows through its [`ConnDump`], and
+//! `--start-daemon`/`--stop-daemon`/`-L --daemon` drive the sync threads
+//! ([`SyncDaemons`]), whose rings each worker's stage holds.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use control::director::{Dataplane, Director};
+use control::command::{DaemonConfig, DaemonState};
+use control::director::{Dataplane, Director, Refusal, KERNEL_ERROR};
+use control::format::DaemonStatus;
 use control::server::{Limits, Server};
 use dataplane::conn::shared::merge_template_rows;
 use dataplane::lb::{ConfigCell, ConnDump};
 use dataplane::model::{ConnEntry, Snapshot};
+use dataplane::sync::daemon::{Request, Role, SyncDaemons};
+use dataplane::sync::{SyncHub, WorkerSync};
 
 use crate::config::Control;
 
@@ -34,6 +40,16 @@ pub struct UvsDataplane {
     pub config: Arc<ConfigCell>,
     pub dumps: Vec<Arc<ConnDump>>,
     pub capacity_per_worker: u32,
+    /// The sync daemons, and each worker's end until its stage takes it.
+    pub sync: SyncDaemons,
+    pub sync_ends: Mutex<Vec<Option<WorkerSync>>>,
+}
+
+fn role(s: DaemonState) -> Role {
+    match s {
+        DaemonState::Master => Role::Master,
+        DaemonState::Backup => Role::Backup,
+    }
 }
 
 impl Dataplane for UvsDataplane {
@@ -64,6 +80,70 @@ impl Dataplane for UvsDataplane {
     fn reclaim(&self) {
         self.config.reclaim();
     }
+
+    fn start_daemon(&self, cfg: &DaemonConfig) -> Result<(), Refusal> {
+        let req = Request {
+            role: role(cfg.state),
+            ifname: cfg.mcast_interface.clone(),
+            syncid: cfg.syncid,
+            maxlen: cfg.sync_maxlen,
+            group: cfg.mcast_group,
+            port: cfg.mcast_port,
+            ttl: cfg.mcast_ttl,
+        };
+        match self.sync.start(&req) {
+            Ok(s) => {
+                crate::log_event!(
+                    crate::log::Level::Info,
+                    "sync_daemon_started",
+                    role = if s.role == Role::Master {
+                        "master"
+                    } else {
+                        "backup"
+                    },
+                    iface = s.ifname.clone(),
+                    syncid = s.syncid,
+                    group = s.group.to_string(),
+                    port = s.port
+                );
+                Ok(())
+            }
+            Err(e) => Err(Refusal::new(KERNEL_ERROR, e.to_string())),
+        }
+    }
+
+    fn stop_daemon(&self, state: DaemonState) -> Result<(), Refusal> {
+        self.sync
+            .stop(role(state))
+            .map_err(|e| Refusal::new(KERNEL_ERROR, e.to_string()))
+    }
+
+    fn daemons(&self) -> Vec<DaemonStatus> {
+        let counters: Vec<(String, u64)> = self
+            .sync
+            .hub()
+            .counters_named()
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect();
+        self.sync
+            .status()
+            .into_iter()
+            .map(|s| DaemonStatus {
+                state: match s.role {
+                    Role::Master => DaemonState::Master,
+                    Role::Backup => DaemonState::Backup,
+                },
+                mcast_interface: s.ifname,
+                syncid: s.syncid,
+                maxlen: s.maxlen,
+                group: Some(s.group),
+                port: s.port,
+                ttl: s.ttl,
+                counters: counters.clone(),
+            })
+            .collect()
+    }
 }
 
 /// The director, built before EAL with the rules applied.
@@ -75,12 +155,15 @@ pub fn prepare(
     nworkers: usize,
     capacity_per_worker: u32,
 ) -> Result<Arc<UvsDirector>, String> {
+    let (hub, ends) = SyncHub::new(nworkers);
     let dp = UvsDataplane {
         config: Arc::new(ConfigCell::default()),
         dumps: (0..nworkers)
             .map(|_| Arc::new(ConnDump::default()))
             .collect(),
         capacity_per_worker,
+        sync: SyncDaemons::new(hub),
+        sync_ends: Mutex::new(ends.into_iter().map(Some).collect()),
     };
     let director = Director::new(dp);
     if let Some(path) = &control.rules {
@@ -155,4 +238,13 @@ pub fn start(control: &Control, director: &Arc<UvsDirector>) -> Result<ControlHa
 pub fn worker_shares(director: &UvsDirector, worker: usize) -> (Arc<ConfigCell>, Arc<ConnDump>) {
     let dp = director.dataplane();
     (Arc::clone(&dp.config), Arc::clone(&dp.dumps[worker]))
+}
+
+/// Worker `worker`'s end of the sync rings (taken once, by its stage).
+pub fn worker_sync(director: &UvsDirector, worker: usize) -> Option<WorkerSync> {
+    let mut ends = match director.dataplane().sync_ends.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    ends.get_mut(worker).and_then(Option::take)
 }

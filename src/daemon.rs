@@ -251,6 +251,11 @@ fn start_and_serve(
         ));
     }
     let ownership = ownership(&ports, nworkers);
+    director
+        .dataplane()
+        .sync
+        .hub()
+        .set_ownership(ownership.clone());
     let kernel = kernel_side::open(v, &eal, &ports, &pool, nworkers)?;
     let startup_log = eal.quiet_end();
     if std::env::var_os("UVS_EAL_LOG").is_some() {
@@ -340,6 +345,9 @@ fn start_and_serve(
             lb.set_shared_templates(Arc::clone(t));
         }
         lb.set_snapshot(cell.load());
+        if let Some(s) = control_hook::worker_sync(director, w) {
+            lb.set_sync(s);
+        }
         let mut stack = stack;
         stack.set_service_addrs(lb.service_addrs());
         let stage = LbStage::new(lb, w, ownership.clone(), cell, dump, egress.clone());
@@ -461,6 +469,8 @@ fn start_and_serve(
             failed.push(l);
         }
     }
+    // The sync threads use the kernel interfaces: stop them first.
+    director.dataplane().sync.stop_all();
     if let Some(t) = exception {
         t.stop();
     }
@@ -468,6 +478,7 @@ fn start_and_serve(
     if let Some(o) = observers {
         o.stop();
     }
+    sync_report(director);
     report(&running, &counters, &lb_counters, &reports);
     // The mesh's rings hold mbufs of the pool: free them before the ports,
     // the pool and EAL go.
@@ -611,6 +622,20 @@ fn log_counters(
             rx_errors = s.ierrors,
             tx_errors = s.oerrors
         );
+    }
+}
+
+/// The sync daemons' counters (summed over workers and threads), when
+/// any is not zero.
+fn sync_report(director: &control_hook::UvsDirector) {
+    let named = director.dataplane().sync.hub().counters_named();
+    let fields: Vec<(&str, crate::log::Value)> = named
+        .iter()
+        .filter(|&&(_, v)| v != 0)
+        .map(|&(n, v)| (n, crate::log::Value::Num(v)))
+        .collect();
+    if !fields.is_empty() {
+        crate::log::write(Level::Info, "sync_counters", &fields);
     }
 }
 

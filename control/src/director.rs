@@ -14,16 +14,17 @@
 //!
 //! What UVS refuses that ipvsadm would accept, each with a clear message:
 //! fwmark services (the data plane has no netfilter marks to match), the
-//! `sip` persistence engine (the kernel's ENOENT text), and the connection
-//! sync daemon (not implemented yet).
+//! `sip` persistence engine (the kernel's ENOENT text). The connection sync
+//! daemons (`--start-daemon`, `--stop-daemon`, `-L --daemon`) are the data
+//! plane's ([`Dataplane::start_daemon`]); one without them refuses clearly.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dataplane::config::{ConfigOp, ConfigStore};
 use dataplane::model::{ConnEntry, ServiceKey, Snapshot};
 
-use crate::command::{Command, ListKind, SysctlRequest};
-use crate::format::{self, ListSources, Listing, Resolver};
+use crate::command::{Command, DaemonConfig, DaemonState, ListKind, SysctlRequest};
+use crate::format::{self, DaemonStatus, ListSources, Listing, Resolver};
 use crate::grammar::{self, GrammarError};
 use crate::proto::{Request, Response};
 use crate::reload::{self, ReloadSummary};
@@ -41,10 +42,31 @@ pub trait Dataplane: Send + Sync {
     /// Frees what older snapshots only the data plane kept alive (called
     /// before each change: see `dataplane::lb::ConfigCell::reclaim`).
     fn reclaim(&self) {}
+    /// `--start-daemon`; the refusal carries ipvsadm's text and status.
+    fn start_daemon(&self, _cfg: &DaemonConfig) -> Result<(), Refusal> {
+        Err(no_sync_daemon())
+    }
+    /// `--stop-daemon`.
+    fn stop_daemon(&self, _state: DaemonState) -> Result<(), Refusal> {
+        Err(no_sync_daemon())
+    }
+    /// The running sync daemons (`-L --daemon`), with the kernel's
+    /// defaults filled in.
+    fn daemons(&self) -> Vec<DaemonStatus> {
+        Vec::new()
+    }
+}
+
+/// What a data plane without sync daemons answers.
+fn no_sync_daemon() -> Refusal {
+    Refusal::new(
+        UNSUPPORTED,
+        "uvsd: the connection synchronisation daemon is not supported by this data plane",
+    )
 }
 
 /// Exit status ipvsadm uses when the kernel refuses a change.
-const KERNEL_ERROR: i32 = 255;
+pub const KERNEL_ERROR: i32 = 255;
 /// Exit status of a failed listing (ipvsadm exits 1 there).
 const LIST_ERROR: i32 = 1;
 /// Exit status for what UVS refuses on its own.
@@ -75,7 +97,8 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(code: i32, message: impl Into<String>) -> Refusal {
+    /// A refusal with ipvsadm's exit status `code` and stderr text.
+    pub fn new(code: i32, message: impl Into<String>) -> Refusal {
         let mut message = message.into();
         if !message.ends_with('\n') {
             message.push('\n');
@@ -106,9 +129,6 @@ fn check_servable(cmd: &Command) -> Result<(), String> {
             "uvsd: fwmark services are not supported (the data plane has no firewall marks to match)"
                 .into(),
         ),
-        Command::StartDaemon(_) | Command::StopDaemon(_) => {
-            Err("uvsd: the connection synchronisation daemon is not supported yet".into())
-        }
         _ => Ok(()),
     }
 }
@@ -289,11 +309,15 @@ impl<D: Dataplane> Director<D> {
                     ListKind::Connections { .. } => self.dataplane.connections(),
                     _ => Vec::new(),
                 };
+                let daemons = match opts.kind {
+                    ListKind::Daemon => self.dataplane.daemons(),
+                    _ => Vec::new(),
+                };
                 let src = ListSources {
                     listing: &listing,
                     timeouts,
                     conns: &conns,
-                    daemons: &[],
+                    daemons: &daemons,
                 };
                 match format::list(&src, opts, self.names.as_ref()) {
                     Ok(text) => Response::ok(text),
@@ -307,7 +331,15 @@ impl<D: Dataplane> Director<D> {
                 },
                 None => self.restore(given),
             },
-            // Modifying commands were handled above; daemons were refused.
+            Command::StartDaemon(cfg) => match self.dataplane.start_daemon(cfg) {
+                Ok(()) => Response::ok(String::new()),
+                Err(r) => r.into(),
+            },
+            Command::StopDaemon(state) => match self.dataplane.stop_daemon(*state) {
+                Ok(()) => Response::ok(String::new()),
+                Err(r) => r.into(),
+            },
+            // Modifying commands were handled above.
             _ => refuse(UNSUPPORTED, "uvsd: command not supported"),
         }
     }

@@ -19,6 +19,7 @@ pub mod net;
 pub mod rss;
 pub mod sched;
 pub mod stats;
+pub mod sync;
 pub mod tunables;
 pub mod wire;
 pub mod xmit;

@@ -163,6 +163,8 @@ pub struct DaemonStatus {
     pub port: u16,
     /// 0 = not shown.
     pub ttl: u8,
+    /// UVS's counters of this daemon's traffic (JSON listing only).
+    pub counters: Vec<(String, u64)>,
 }
 
 /// ipvsadm's `print_largenum`: fixed width 9 with K/M/G/T above 10^8, or
@@ -766,7 +768,8 @@ pub fn json_timeouts(t: &Timeouts) -> String {
 
 /// `-L --daemon --json`: `{"daemons": [{"state": "master"|"backup",
 /// "mcast_interface", "syncid", "maxlen", "group" (null or address),
-/// "port", "ttl"}]}`.
+/// "port", "ttl", "counters" (name: value, summed over master and
+/// backup)}]}`.
 pub fn json_daemons(list: &[DaemonStatus]) -> String {
     let items: Vec<Value> = list
         .iter()
@@ -779,6 +782,7 @@ pub fn json_daemons(list: &[DaemonStatus]) -> String {
                 "group": d.group.map(|g| names::ntop(&g)),
                 "port": d.port,
                 "ttl": d.ttl,
+                "counters": d.counters.iter().map(|(k, v)| (k.clone(), Value::from(*v))).collect::<serde_json::Map<String, Value>>(),
             })
         })
         .collect();

@@ -600,6 +600,7 @@ fn timeout_and_daemon_lines() {
         group: Some(ip("224.0.0.81")),
         port: 8848,
         ttl: 1,
+        counters: vec![],
     };
     let master = DaemonStatus {
         state: DaemonState::Master,
@@ -609,6 +610,7 @@ fn timeout_and_daemon_lines() {
         group: None,
         port: 0,
         ttl: 0,
+        counters: vec![],
     };
     assert_eq!(
         daemons(&[backup, master]),

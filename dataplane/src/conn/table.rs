@@ -47,6 +47,9 @@ pub mod cflags {
     /// kept in the hot line the client packet writes anyway.
     pub const IN_PKTS_SHIFT: u16 = 12;
     pub const IN_PKTS: u16 = 0xf << IN_PKTS_SHIFT;
+    /// Installed from a sync master's message (the kernel's
+    /// `IP_VS_CONN_F_SYNC`).
+    pub const SYNCED: u16 = 0x40;
 }
 
 /// `in_pkts` saturates here: `drop_entry` leaves entries with more alone.
@@ -80,6 +83,9 @@ pub struct Conn {
     // --- second line: reply direction and cold fields ---
     daddr: ConnAddr,
     dport: u16,
+    /// State when last synchronised (the kernel's `old_state`); here, in
+    /// the padding after `dport`, to keep the entry at two lines.
+    sync_state: u8,
     next_out: u32,
     prev_t: u32,
     next_t: u32,
@@ -90,6 +96,9 @@ pub struct Conn {
     /// Templates: the director-wide template this one refers to (a slot
     /// of [`SharedTemplates`]), or NIL.
     shared: u32,
+    /// Client packets seen while a sync master runs (the kernel's
+    /// `in_pkts`; the creating packet counts as the first).
+    in_pkts: u32,
     svc: Option<Arc<ServiceShared>>,
     method: ForwardMethod,
 }
@@ -140,6 +149,8 @@ impl Conn {
             method: ForwardMethod::Route,
             dest: None,
             svc: None,
+            in_pkts: 0,
+            sync_state: 0,
         }
     }
 
@@ -736,6 +747,8 @@ impl ConnTable {
             c.method = n.method;
             c.dest = Some(Arc::clone(n.dest));
             c.svc = n.svc.map(Arc::clone);
+            c.in_pkts = 1;
+            c.sync_state = proto_tcp::state::NONE;
         }
         bind(n.dest, false);
         match in_bucket {
@@ -815,6 +828,8 @@ impl ConnTable {
             c.method = method;
             c.dest = Some(Arc::clone(dest));
             c.svc = svc.map(Arc::clone);
+            c.in_pkts = 0;
+            c.sync_state = proto_tcp::state::NONE;
         }
         if shared.is_none_or(|r| r.installed) {
             bind(dest, true);
@@ -1262,6 +1277,234 @@ mod layout_tests {
             offset_of!(Conn, flags) + 2,
         ] {
             assert!(end <= 64, "hot field ends at {end}");
+        }
+    }
+}
+
+/// What a synchronised entry is bound to on the backup: the local
+/// destination that matches the message, its service, and its forwarding
+/// method (the kernel's synced connections inherit the destination's).
+#[derive(Debug, Clone, Copy)]
+pub struct SyncBind<'a> {
+    pub dest: &'a Arc<DestShared>,
+    pub svc: Option<&'a Arc<ServiceShared>>,
+    pub method: ForwardMethod,
+}
+
+/// Template timeout on a backup when the message carries none (v0).
+const SYNC_TEMPLATE_SECS: u32 = 180;
+
+/// Connection synchronisation (`--start-daemon`; [`crate::sync`]).
+impl ConnTable {
+    /// Master side, after a client packet of connection `id` went through
+    /// [`ConnTable::on_packet`]: counts the packet and says whether the
+    /// kernel would send the entry now ([`crate::sync::sync_needed`]).
+    pub fn sync_due(&mut self, id: ConnId, p: &crate::sync::SyncParams) -> bool {
+        let Some(c) = self.ents.get_mut(id.0 as usize) else {
+            return false;
+        };
+        if c.flags & cflags::LIVE == 0 {
+            return false;
+        }
+        c.in_pkts = c.in_pkts.wrapping_add(1);
+        let due = crate::sync::sync_needed(
+            c.proto,
+            c.flags & cflags::TEMPLATE != 0,
+            c.state,
+            c.sync_state,
+            c.in_pkts,
+            p,
+        );
+        if due {
+            c.sync_state = c.state;
+        }
+        due
+    }
+
+    /// Entry `id` (live) as a sync message entry: flags as the kernel's
+    /// (method, NOOUTPUT, INACTIVE, TEMPLATE), the state (templates: NONE
+    /// or ASSURED) and the current timeout value in seconds.
+    pub fn sync_entry(&self, id: ConnId) -> crate::wire::sync::SyncConn {
+        use crate::wire::sync::{flags, template_state, SyncConn};
+        let c = &self.ents[id.0 as usize];
+        let template = c.flags & cflags::TEMPLATE != 0;
+        let mut fl = match c.method {
+            ForwardMethod::Masq => flags::MASQ,
+            ForwardMethod::Route => flags::DROUTE,
+            ForwardMethod::Tunnel(_) => flags::TUNNEL,
+        };
+        if c.flags & cflags::NOOUTPUT != 0 {
+            fl |= flags::NOOUTPUT;
+        }
+        if template || c.flags & cflags::INACTIVE != 0 {
+            fl |= flags::INACTIVE;
+        }
+        let (state, ticks) = if template {
+            fl |= flags::TEMPLATE;
+            let s = if c.flags & cflags::ASSURED != 0 {
+                template_state::ASSURED
+            } else {
+                template_state::NONE
+            };
+            (s, c.timeout)
+        } else {
+            let s = if c.proto == TCP {
+                u16::from(c.state)
+            } else {
+                0
+            };
+            (s, self.state_timeout_ticks(c))
+        };
+        SyncConn {
+            protocol: c.proto,
+            flags: fl,
+            state,
+            cport: c.cport,
+            vport: c.vport,
+            dport: c.dport,
+            fwmark: 0,
+            timeout: ticks / TICKS_PER_SEC,
+            caddr: c.caddr.to_ip(),
+            vaddr: c.vaddr.to_ip(),
+            daddr: c.daddr.to_ip(),
+            seq: None,
+        }
+    }
+
+    /// Whether entry `id` was installed from a sync message.
+    pub fn is_synced(&self, id: ConnId) -> bool {
+        self.ents
+            .get(id.0 as usize)
+            .is_some_and(|c| c.flags & cflags::SYNCED != 0)
+    }
+
+    /// Backup side: creates or updates the entry a sync message describes
+    /// (the kernel's `ip_vs_proc_conn`). The caller checked the protocol
+    /// and state and found `b`. An existing connection with another real
+    /// server is replaced; an existing one is updated (state, INACTIVE and
+    /// the counters it moves). The entry is flagged synced and expires
+    /// `s.timeout` seconds from `now` (0, from v0: the state's timeout, or
+    /// 180 s for a template).
+    pub fn install_synced(
+        &mut self,
+        s: &crate::wire::sync::SyncConn,
+        b: SyncBind,
+        now: u64,
+    ) -> Result<ConnId, CreateError> {
+        use crate::wire::sync::{flags, template_state};
+        let template = s.flags & flags::TEMPLATE != 0;
+        let inactive = template || s.flags & flags::INACTIVE != 0;
+        let (caddr, vaddr, daddr) = (
+            ConnAddr::from(s.caddr),
+            ConnAddr::from(s.vaddr),
+            ConnAddr::from(s.daddr),
+        );
+        let key = ConnKey::new(s.protocol, caddr, s.cport, vaddr, s.vport);
+        let state = if template {
+            proto_tcp::state::NONE
+        } else {
+            s.state as u8
+        };
+        let existing = if template {
+            self.lookup_template(&key)
+        } else {
+            self.lookup_in(&key).map(|id| id.0)
+        };
+        let now_t = tick_of_ms(now);
+        if let Some(i) = existing {
+            let c = &self.ents[i as usize];
+            if !template && (c.daddr != daddr || c.dport != s.dport) {
+                self.free(i);
+            } else {
+                let c = &mut self.ents[i as usize];
+                if !template && (c.flags & cflags::INACTIVE != 0) != inactive {
+                    if let Some(d) = &c.dest {
+                        if inactive {
+                            d.activeconns.fetch_sub(1, Ordering::Relaxed);
+                            d.inactconns.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            d.activeconns.fetch_add(1, Ordering::Relaxed);
+                            d.inactconns.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                    c.flags ^= cflags::INACTIVE;
+                }
+                c.state = state;
+                c.sync_state = state;
+                c.flags |= cflags::SYNCED;
+                if template && s.state == template_state::ASSURED {
+                    c.flags |= cflags::ASSURED;
+                }
+                let ticks = self.synced_ticks(i, s.timeout, template);
+                if template {
+                    self.ents[i as usize].timeout = ticks;
+                }
+                self.arm(i, ticks, now_t);
+                return Ok(ConnId(i));
+            }
+        }
+        let i = self.alloc()?;
+        {
+            let c = &mut self.ents[i as usize];
+            c.caddr = caddr;
+            c.cport = s.cport;
+            c.vaddr = vaddr;
+            c.vport = s.vport;
+            c.daddr = daddr;
+            c.dport = s.dport;
+            c.proto = s.protocol;
+            c.state = state;
+            c.flags = cflags::LIVE | cflags::SYNCED;
+            if template {
+                c.flags |= cflags::TEMPLATE;
+                if s.state == template_state::ASSURED {
+                    c.flags |= cflags::ASSURED;
+                }
+            } else if inactive {
+                c.flags |= cflags::INACTIVE;
+            }
+            if s.flags & flags::NOOUTPUT != 0 && !matches!(b.method, ForwardMethod::Masq) {
+                c.flags |= cflags::NOOUTPUT;
+            }
+            c.control = NIL;
+            c.n_control = 0;
+            c.timeout = 0;
+            c.next_in = NIL;
+            c.next_out = NIL;
+            c.prev_t = UNLINKED;
+            c.next_t = UNLINKED;
+            c.method = b.method;
+            c.dest = Some(Arc::clone(b.dest));
+            c.svc = b.svc.map(Arc::clone);
+            c.in_pkts = 0;
+            c.sync_state = state;
+        }
+        bind(b.dest, template);
+        if !template && !inactive {
+            b.dest.inactconns.fetch_sub(1, Ordering::Relaxed);
+            b.dest.activeconns.fetch_add(1, Ordering::Relaxed);
+        }
+        self.hash_in(i);
+        if !template {
+            self.hash_out(i);
+        }
+        let ticks = self.synced_ticks(i, s.timeout, template);
+        if template {
+            self.ents[i as usize].timeout = ticks;
+        }
+        self.arm(i, ticks, now_t);
+        Ok(ConnId(i))
+    }
+
+    /// The timeout of a synced entry in ticks: the message's, else the
+    /// state's (templates: 180 s).
+    fn synced_ticks(&self, i: u32, secs: u32, template: bool) -> u32 {
+        if secs > 0 {
+            secs_to_ticks(secs)
+        } else if template {
+            secs_to_ticks(SYNC_TEMPLATE_SECS)
+        } else {
+            self.state_timeout_ticks(&self.ents[i as usize])
         }
     }
 }

@@ -39,6 +39,7 @@
 mod defense;
 mod index;
 mod stage;
+mod sync;
 #[cfg(test)]
 mod tests;
 
@@ -256,6 +257,8 @@ pub struct Lb {
     /// `(protocol, address, port)` of every NAT real server, while
     /// `nat_icmp_send` is on (empty otherwise).
     nat_reals: HashSet<(u8, IpAddr, u16)>,
+    /// Connection synchronisation, when the daemon wired it ([`sync`]).
+    sync: Option<crate::sync::WorkerSync>,
 }
 
 impl std::fmt::Debug for Lb {
@@ -286,6 +289,7 @@ impl Lb {
             defense: Defense::new(now),
             removals_seen: 0,
             nat_reals: HashSet::new(),
+            sync: None,
         }
     }
 
@@ -562,7 +566,10 @@ impl Lb {
             .hashed(ConnKey::new(proto, src, meta.sport, dst, meta.dport));
         if let Some(id) = self.conns.lookup_in_hashed(&key) {
             match self.conns.on_packet(id, Dir::In, flags, now) {
-                Verdict::Forward => return self.xmit_in(id, buf, meta, eg),
+                Verdict::Forward => {
+                    self.sync_note(id);
+                    return self.xmit_in(id, buf, meta, eg);
+                }
                 Verdict::Drop => return self.drop(LbDrop::DestUnavailable),
                 Verdict::Expired => {}
             }

@@ -342,6 +342,7 @@ impl<B: PacketBuf> Stage<B> for LbStage {
             self.lb.housekeeping(now, EXPIRE_BUDGET);
         }
         self.dump.serve(&self.lb, now);
+        self.lb.sync_tick(now);
         changed
     }
 

@@ -38,6 +38,7 @@ pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
 pub mod sctp;
+pub mod sync;
 pub mod tcp;
 #[cfg(test)]
 pub(crate) mod testutil;
