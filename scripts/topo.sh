@@ -17,7 +17,9 @@
 #
 # Usage:
 #   topo.sh create  P METHOD [SERVERS] [CLIENTS]   namespaces, bridge, real servers (before uvsd)
-#   topo.sh attach  P                              move uvsd's taps into place (after uvsd started)
+#   topo.sh director P                             a namespace P-dir for uvsd (after create, before uvsd)
+#   topo.sh attach  P                              move uvsd's taps into place (after uvsd started;
+#                                                  from P-dir if it exists)
 #   topo.sh destroy P                              remove everything of prefix P (idempotent)
 # METHOD: nat | dr | ipip | gue | gre  (how real servers route replies / decapsulate)
 # P: short prefix (<= 4 chars), so several topologies can coexist.
@@ -30,7 +32,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-cmd=${1:?usage: topo.sh create|attach|destroy PREFIX ...}
+cmd=${1:?usage: topo.sh create|director|attach|destroy PREFIX ...}
 P=${2:?prefix}
 ns() { ip netns exec "$@"; }
 
@@ -136,11 +138,20 @@ create() {
     done
 }
 
+# A namespace for uvsd itself, as the director host's: the kernel
+# interfaces of its ports (kernel = ...) and what runs beside uvsd live there.
+director() {
+    ip netns add "${P}-dir"
+    ns "${P}-dir" ip link set lo up
+}
+
 attach() {
-    local clients
+    local clients from=()
     clients=$(cat "/tmp/${P}-run/clients")
-    ip link set "${P}c" netns "${P}-cli"
-    ip link set "${P}b" netns "${P}-br"
+    # uvsd creates its taps in its own namespace.
+    if [ -e "/run/netns/${P}-dir" ]; then from=(-n "${P}-dir"); fi
+    ip "${from[@]}" link set "${P}c" netns "${P}-cli"
+    ip "${from[@]}" link set "${P}b" netns "${P}-br"
     ns "${P}-br" ip link set "${P}b" master br0 up
     ns "${P}-cli" ip link set "${P}c" up
     for i in $(seq 1 "$clients"); do
@@ -155,7 +166,8 @@ attach() {
 
 case "$cmd" in
     create) create "$@" ;;
+    director) director ;;
     attach) attach ;;
     destroy) destroy ;;
-    *) echo "usage: topo.sh create|attach|destroy PREFIX ..." >&2; exit 2 ;;
+    *) echo "usage: topo.sh create|director|attach|destroy PREFIX ..." >&2; exit 2 ;;
 esac

@@ -2,11 +2,14 @@
 //! namespaces (scripts/topo.sh), configured and checked from an unchanged
 //! keepalived.conf that Debian's `keepalived -t` accepts.
 //!
-//! Where the checker runs: its probes must reach the real servers from the
-//! director host. Until uvsd's ports have an exception path to the kernel,
-//! these tests run uvs-keepalived in a namespace of their own with a leg
-//! (a veth, 198.18.1.200) on the real servers' bridge; it reaches uvsd
-//! through the control socket, a file that every namespace sees.
+//! Where the checker runs: as on an appliance, beside uvsd on the director.
+//! uvsd runs in a namespace of its own (`<p>-dir`, [`Lab::on_director`])
+//! whose server-side port has a kernel interface; uvs-keepalived runs in
+//! that namespace too, so its probes leave from the director's address
+//! 198.18.1.1 through the kernel interface, uvsd's exception path and the
+//! DPDK port, and the real servers' answers come back the same way. The
+//! director's namespace has no other way to the real servers. The checker
+//! reaches uvsd through the control socket.
 //!
 //! No timing assertions: every wait polls with a generous deadline.
 
@@ -25,71 +28,28 @@ const RS1_V6: &str = "[2001:db8:1::11]:80";
 /// Generous: the checks run every second, the machine may be slow.
 const DEADLINE: Duration = Duration::from_secs(45);
 
-/// A namespace for the checker with a veth into the server bridge.
-fn checker_namespace(lab: &Lab) -> String {
-    let p = &lab.p;
-    let ns = format!("{p}-chk");
-    let run = |args: &[&str]| common::sh(args);
-    run(&["ip", "netns", "add", &ns]);
-    run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-    run(&[
-        "ip",
-        "link",
-        "add",
-        &format!("{p}k0"),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &format!("{p}k1"),
-    ]);
-    run(&[
-        "ip",
-        "link",
-        "set",
-        &format!("{p}k0"),
-        "netns",
-        &format!("{p}-br"),
-    ]);
-    run(&["ip", "link", "set", &format!("{p}k1"), "netns", &ns]);
-    run(&[
-        "ip",
-        "-n",
-        &format!("{p}-br"),
-        "link",
-        "set",
-        &format!("{p}k0"),
-        "master",
-        "br0",
-        "up",
-    ]);
-    run(&[
-        "ip",
-        "-n",
-        &ns,
-        "addr",
-        "add",
-        "198.18.1.200/24",
-        "dev",
-        &format!("{p}k1"),
-    ]);
-    run(&[
-        "ip",
-        "-n",
-        &ns,
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:1::200/64",
-        "dev",
-        &format!("{p}k1"),
-        "nodad",
-    ]);
-    run(&["ip", "-n", &ns, "link", "set", &format!("{p}k1"), "up"]);
-    ns
+/// The director's namespace has the kernel interface with the server
+/// port's address and no other interface toward the real servers: what the
+/// checker sends there goes through uvsd.
+fn director_reaches_servers_only_through_uvsd(lab: &Lab) {
+    let kif = lab.server_kernel_if();
+    let links = lab.ns("dir", &["ip", "-o", "link", "show"]).unwrap();
+    let names: Vec<&str> = links
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or_default())
+        .collect();
+    assert_eq!(names, ["lo", kif.as_str()], "{links}");
+    let route = lab
+        .ns("dir", &["ip", "route", "get", "198.18.1.11"])
+        .unwrap();
+    assert!(
+        route.contains(&format!("dev {kif} src 198.18.1.1")),
+        "{route}"
+    );
 }
 
-/// uvs-keepalived in the checker namespace, its log in `log`; SIGTERM on
+/// uvs-keepalived in the director's namespace (uvsd's), its log in `log`; SIGTERM on
 /// drop.
 struct Checker {
     child: Option<Child>,
@@ -268,8 +228,9 @@ fn md5_hex(data: &[u8]) -> String {
 #[test]
 fn servers_leave_and_return_with_their_service_and_the_sorry_server_covers_for_all() {
     let _g = lock();
-    let lab = Lab::new("ka", "nat", 3, 1);
-    let ns = checker_namespace(&lab);
+    let lab = Lab::on_director("ka", "nat", 3, 1);
+    let ns = lab.dir_ns();
+    director_reaches_servers_only_through_uvsd(&lab);
     let mut bg = Background::default();
     let digest = md5_hex(b"rs2\n");
     let conf = lab.scratch.path("keepalived.conf");
@@ -451,8 +412,8 @@ virtual_server {VIP6} 80 {{
 #[test]
 fn inhibit_on_failure_quiesces_a_server_and_its_download_in_flight_finishes() {
     let _g = lock();
-    let lab = Lab::new("kq", "nat", 2, 1);
-    let ns = checker_namespace(&lab);
+    let lab = Lab::on_director("kq", "nat", 2, 1);
+    let ns = lab.dir_ns();
     let flag = |i: u32| lab.scratch.path(&format!("down{i}")).display().to_string();
     let notified = lab.scratch.path("notified").display().to_string();
     let conf = lab.scratch.path("keepalived.conf");

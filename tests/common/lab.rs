@@ -2,6 +2,11 @@
 //! scripts/topo.sh (client, bridge, real servers with real services), a
 //! uvsd on two taps, uvsadm to configure it, and helpers to check what
 //! clients get. Everything is removed on drop, also when a test fails.
+//!
+//! [`Lab::on_director`] runs uvsd as on an appliance instead: in a
+//! namespace of its own (`<p>-dir`) with the server-side port's kernel
+//! interface (`kernel = "<p>kb"`), so that programs run there (a health
+//! checker) reach the real servers through the exception path.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -51,6 +56,28 @@ impl Lab {
         rules: Option<&str>,
         extra: &str,
     ) -> Lab {
+        Lab::build(tag, method, servers, clients, workers, rules, extra, false)
+    }
+
+    /// [`Lab::new`] with uvsd in namespace `<p>-dir` (see [`Lab::dir_ns`])
+    /// and the server-side port's kernel interface [`Lab::server_kernel_if`]
+    /// there: the director's kernel reaches the real servers through
+    /// uvsd's exception path and the server port, as on an appliance.
+    pub fn on_director(tag: &str, method: &str, servers: u32, clients: u32) -> Lab {
+        Lab::build(tag, method, servers, clients, 1, None, "", true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        tag: &str,
+        method: &str,
+        servers: u32,
+        clients: u32,
+        workers: u32,
+        rules: Option<&str>,
+        extra: &str,
+        director_ns: bool,
+    ) -> Lab {
         let p = format!("l{}{tag}", std::process::id() % 1000);
         assert!(p.len() <= 7, "prefix {p} too long for interface names");
         let scratch = Scratch::new(&p);
@@ -67,6 +94,12 @@ impl Lab {
             &servers.to_string(),
             &clients.to_string(),
         ]);
+        let kernel_line = if director_ns {
+            run(&[TOPO, "director", &p]);
+            format!("kernel = \"{}\"\n", lab.server_kernel_if())
+        } else {
+            String::new()
+        };
         let cfg = lab.scratch.path("uvsd.toml");
         let rules_line = match rules {
             Some(text) => {
@@ -97,7 +130,7 @@ device = "net_tap1,iface={p}b"
 queues = {queues}
 mac = "02:00:00:00:00:02"
 addresses = ["198.18.1.1/24", "2001:db8:1::1/64"]
-{extra}"#,
+{kernel_line}{extra}"#,
                 sock = lab.sock(),
                 lcores = std::iter::once("0@0".to_string())
                     .chain((1..=workers).map(|w| format!("{w}@1")))
@@ -111,9 +144,23 @@ addresses = ["198.18.1.1/24", "2001:db8:1::1/64"]
             ),
         )
         .unwrap();
-        lab.daemon = Some(Daemon::start(&cfg));
+        lab.daemon = Some(if director_ns {
+            Daemon::start_in(&lab.dir_ns(), &cfg)
+        } else {
+            Daemon::start(&cfg)
+        });
         run(&[TOPO, "attach", &p]);
         lab
+    }
+
+    /// The namespace uvsd runs in with [`Lab::on_director`].
+    pub fn dir_ns(&self) -> String {
+        format!("{}-dir", self.p)
+    }
+
+    /// The server-side port's kernel interface with [`Lab::on_director`].
+    pub fn server_kernel_if(&self) -> String {
+        format!("{}kb", self.p)
     }
 
     /// Stops uvsd (SIGTERM) and returns its exit status and stderr (the
