@@ -283,15 +283,15 @@ pub fn open_tap(
         tx_queues: 1,
         mac: Some(port.mac()),
         descriptors: 512,
+        // Port::open gives a TAP's kernel side a MAC of its own (right for
+        // a port, whose kernel side is the peer). Here the kernel side is
+        // the director itself: it must carry the port's MAC, or what it
+        // sends leaves the port with another source address (in net_tap
+        // mode, the port's own peer's), and the answers go there instead
+        // of to uvsd.
         tap_shares_mac: true,
     };
     let tap = Arc::new(Port::open(eal, &conf, pool)?);
-    // Port::open gives a TAP's kernel side a MAC of its own (right for a
-    // port, whose kernel side is the peer). Here the kernel side is the
-    // director itself: it must carry the port's MAC, or what it sends
-    // leaves the port with another source address (in net_tap mode, the
-    // port's own peer's), and the answers go there instead of to uvsd.
-    crate::dpdk::tap::set_kernel_mac(iface, port.mac())?;
     tap.set_mtu(port.mtu())?;
     Ok(tap)
 }
