@@ -423,7 +423,7 @@ fn backup_holds_the_masters_connections() {
     let (code, _, err) = uvsadm(&b_sock, "--stop-daemon backup");
     assert_eq!((code, err.as_str()), (255, "No daemon is running\n"));
 
-    drop(std::mem::take(&mut procs.0));
+    drop(procs);
     let (ms, m_report) = master.stop();
     let (bs, b_report) = backup.stop();
     assert!(ms.is_some_and(|s| s.success()), "{m_report}");
