@@ -250,7 +250,7 @@ fn backup_holds_the_masters_connections() {
     let www = scratch.path("www");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("blob"), vec![7u8; 1 << 20]).unwrap();
-    let mut procs = Procs(vec![in_ns(
+    let procs = Procs(vec![in_ns(
         &srv,
         &[
             "python3",
