@@ -20,27 +20,9 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{leftovers, ok, sh, Daemon, Netns, Scratch};
+use common::{in_ns, leftovers, ok, sh, Daemon, Netns, Procs, Scratch};
 
 const UVSADM: &str = env!("CARGO_BIN_EXE_uvsadm");
-
-/// Background processes (listeners) killed on drop.
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn in_ns(ns: &str, args: &[&str]) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns]).args(args);
-    c
-}
 
 /// Output of a command in `ns` if it succeeded.
 fn run_in(ns: &str, args: &[&str]) -> Option<String> {

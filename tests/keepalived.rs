@@ -20,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::lab::{lock, sha, Lab, VIP, VIP6};
+use common::Procs;
 
 const CHECKER: &str = env!("CARGO_BIN_EXE_uvs-keepalived");
 const HTTP_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/http_server.py");
@@ -144,22 +145,8 @@ fn stop_http(lab: &Lab, i: u32) {
     }
 }
 
-/// Processes a test started in a namespace: killed and reaped on drop
-/// (the namespace's removal would end them too, but not reap them).
-#[derive(Default)]
-struct Background(Vec<Child>);
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// Starts it again (topo.sh's way).
-fn start_http(lab: &Lab, i: u32, bg: &mut Background) {
+fn start_http(lab: &Lab, i: u32, bg: &mut Procs) {
     let ns = format!("{}-rs{i}", lab.p);
     let child = Command::new("ip")
         .args([
@@ -231,7 +218,7 @@ fn servers_leave_and_return_with_their_service_and_the_sorry_server_covers_for_a
     let lab = Lab::on_director("ka", "nat", 3, 1);
     let ns = lab.dir_ns();
     director_reaches_servers_only_through_uvsd(&lab);
-    let mut bg = Background::default();
+    let mut bg = Procs::default();
     let digest = md5_hex(b"rs2\n");
     let conf = lab.scratch.path("keepalived.conf");
     let text = format!(
@@ -456,7 +443,7 @@ fn inhibit_on_failure_quiesces_a_server_and_its_download_in_flight_finishes() {
 }}
 "
     );
-    let mut bg = Background::default();
+    let mut bg = Procs::default();
     let garbage = Command::new("ip")
         .args([
             "netns",

@@ -22,30 +22,13 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{leftovers, sh, Daemon, Netns, Scratch};
+use common::{in_ns, leftovers, sh, Daemon, Netns, Procs, Scratch};
 use dataplane::wire::sync::{flags, MessageBuilder, SyncConn};
 
 const UVSADM: &str = env!("CARGO_BIN_EXE_uvsadm");
-
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn in_ns(ns: &str, args: &[&str]) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns]).args(args);
-    c
-}
 
 fn uvsadm(sock: &str, line: &str) -> (i32, String, String) {
     let out = Command::new(UVSADM)

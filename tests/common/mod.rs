@@ -228,3 +228,24 @@ pub fn require_root() {
         "this end-to-end test needs root (namespaces, taps, hugepages): run scripts/test as root"
     );
 }
+
+/// Background processes (listeners, servers) killed and reaped on drop:
+/// removing a namespace would not end them.
+#[derive(Default)]
+pub struct Procs(pub Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `args` as a command run in network namespace `ns`.
+pub fn in_ns(ns: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns]).args(args);
+    c
+}
