@@ -100,35 +100,20 @@ impl Members {
 
     /// `ip_vs_dest_set_min`: the weighted least-connection usable member.
     fn min(&mut self, set: &Set, dests: &[Dest], gen: u32, ov: Overhead) -> Option<usize> {
-        let mut least: Option<(usize, i32)> = None;
+        let slab = &mut self.slab;
         let mut id = set.head;
-        while id != NIL {
-            let m = &mut self.slab[id as usize];
-            id = m.next;
-            let Some(i) = m.dest.resolve(dests, gen) else {
-                continue; // not AVAILABLE
-            };
-            let d = &dests[i];
-            if overloaded(d) {
-                continue;
-            }
-            match least {
-                None => {
-                    if weight(d) > 0 {
-                        least = Some((i, ov.of(d)));
-                    }
+        let members = std::iter::from_fn(|| {
+            while id != NIL {
+                let m = &mut slab[id as usize];
+                id = m.next;
+                if let Some(i) = m.dest.resolve(dests, gen) {
+                    return Some(i);
                 }
-                Some((l, loh)) => {
-                    let doh = ov.of(d);
-                    if i64::from(loh) * i64::from(weight(d))
-                        > i64::from(doh) * i64::from(weight(&dests[l]))
-                    {
-                        least = Some((i, doh));
-                    }
-                }
+                // not AVAILABLE
             }
-        }
-        least.map(|(i, _)| i)
+            None
+        });
+        least_loaded(members, dests, ov)
     }
 
     /// `ip_vs_dest_set_max`: the most loaded member with weight > 0, as the
@@ -196,8 +181,19 @@ pub(crate) struct Lblcr {
 /// `ip_vs_dest_set_min` over the members of a shared set (list indexes;
 /// `None` for members not in the service).
 fn shared_min(set: &[Option<usize>; MEMBERS], dests: &[Dest], ov: Overhead) -> Option<usize> {
+    least_loaded(set.iter().flatten().copied(), dests, ov)
+}
+
+/// The weighted least-connection choice of `ip_vs_dest_set_min` among
+/// `members` (list indexes): overloaded members are skipped, the first
+/// must have weight > 0.
+fn least_loaded(
+    members: impl Iterator<Item = usize>,
+    dests: &[Dest],
+    ov: Overhead,
+) -> Option<usize> {
     let mut least: Option<(usize, i32)> = None;
-    for &i in set.iter().flatten() {
+    for i in members {
         let d = &dests[i];
         if overloaded(d) {
             continue;
