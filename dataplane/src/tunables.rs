@@ -114,7 +114,7 @@ pub const TUNABLES: [TunableDef; COUNT] = [
     row(Tunable::SecureTcp, "secure_tcp", 0, 0, 3,
         "0 off, 1/2 when short of entries, 3 always: the stricter TCP state table"),
     row(Tunable::SloppySctp, "sloppy_sctp", 0, 0, 1,
-        "stored only: UVS does not balance SCTP yet"),
+        "any SCTP packet without a connection but an ABORT is scheduled, not only an INIT"),
     row(Tunable::SloppyTcp, "sloppy_tcp", 0, 0, 1,
         "any non-RST TCP packet without a connection is scheduled, not only a SYN"),
 ];
@@ -310,6 +310,9 @@ impl Tunables {
     }
     pub fn sloppy_tcp(&self) -> bool {
         self.on(Tunable::SloppyTcp)
+    }
+    pub fn sloppy_sctp(&self) -> bool {
+        self.on(Tunable::SloppySctp)
     }
     pub fn schedule_icmp(&self) -> bool {
         self.on(Tunable::ScheduleIcmp)

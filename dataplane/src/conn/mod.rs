@@ -11,7 +11,8 @@
 //! [`ConnTable::memory_bytes`] (slab + both bucket arrays + wheel heads).
 //!
 //! Semantics follow Linux IPVS (reference 4.1-4.9): TCP state tables
-//! ([`proto_tcp`]), UDP's single state ([`proto_udp`]), active/inactive/
+//! ([`proto_tcp`]), UDP's single state ([`proto_udp`]), SCTP's state
+//! tables ([`proto_sctp`]), active/inactive/
 //! persistent accounting and `-x`/`-y` thresholds on the shared
 //! [`DestShared`](crate::model::DestShared) atomics, persistence templates
 //! ([`persist`]), deleted destinations, `conn_reuse_mode`.
@@ -29,7 +30,8 @@
 //!   Prefer [`ConnTable::lookup_in_batch`] / [`ConnTable::lookup_out_batch`]
 //!   over a whole rx burst: at millions of entries a lookup is memory
 //!   latency, and the batch overlaps the misses (see `bench/CONNTRACK.md`).
-//! * [`ConnTable::on_packet`]`(id, dir, tcp_flags, now) -> Verdict`: applies
+//! * [`ConnTable::on_packet`]`(id, dir, tcp_flags, now) -> Verdict` (SCTP:
+//!   the packet's [`proto_sctp::event`] in place of the flags): applies
 //!   `conn_reuse_mode` and deleted-destination rules, runs the state machine,
 //!   moves the active/inactive counters, marks the template ASSURED and
 //!   re-arms the timer. [`Verdict::Expired`] means the entry is gone: treat
@@ -60,6 +62,7 @@
 //! [`ConnTable::flush_unavailable`] (`expire_nodest_conn=1` after a delete).
 
 pub mod persist;
+pub mod proto_sctp;
 pub mod proto_tcp;
 pub mod proto_udp;
 pub mod shared;

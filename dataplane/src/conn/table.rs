@@ -15,12 +15,15 @@ use std::sync::Arc;
 
 use super::shared::{SharedRef, SharedTemplates};
 use super::timer::{self, before, tick_of_ms, HasLink, Wheel, TICKS_PER_SEC, UNLINKED};
-use super::{proto_tcp, proto_udp, ConnAddr, ConnId, ConnKey, Dir, Sysctls, Verdict, IPPROTO_IP};
+use super::{
+    proto_sctp, proto_tcp, proto_udp, ConnAddr, ConnId, ConnKey, Dir, Sysctls, Verdict, IPPROTO_IP,
+};
 use crate::model::{dest_flags, ConnEntry, DestShared, ForwardMethod, ServiceShared, Timeouts};
 
 const NIL: u32 = u32::MAX;
 const TCP: u8 = 6;
 const UDP: u8 = 17;
+const SCTP: u8 = 132;
 
 /// Re-arm timeout of a template that expired while still controlling
 /// connections.
@@ -323,6 +326,25 @@ fn mix(a: u64, b: u64) -> u64 {
 
 fn secs_to_ticks(s: u32) -> u32 {
     s.saturating_mul(TICKS_PER_SEC).min(MAX_TIMEOUT_TICKS)
+}
+
+/// Moves a connection between its destination's active and inactive
+/// counts when its new state is (not) one that counts as active.
+#[inline(always)]
+fn set_active(c: &mut Conn, active_new: bool) {
+    let Some(d) = &c.dest else {
+        return;
+    };
+    let inactive = c.flags & cflags::INACTIVE != 0;
+    if !inactive && !active_new {
+        d.activeconns.fetch_sub(1, Ordering::Relaxed);
+        d.inactconns.fetch_add(1, Ordering::Relaxed);
+        c.flags |= cflags::INACTIVE;
+    } else if inactive && active_new {
+        d.activeconns.fetch_add(1, Ordering::Relaxed);
+        d.inactconns.fetch_sub(1, Ordering::Relaxed);
+        c.flags &= !cflags::INACTIVE;
+    }
 }
 
 /// The timeout of every TCP state in ticks.
@@ -676,6 +698,7 @@ impl ConnTable {
                 Some(&t) => t,
                 None => secs_to_ticks(proto_tcp::timeout_secs(c.state, &self.timeouts)),
             },
+            SCTP => secs_to_ticks(proto_sctp::timeout_secs(c.state)),
             _ => self.udp_ticks,
         }
     }
@@ -852,6 +875,8 @@ impl ConnTable {
     }
 
     /// Per-packet work on an existing connection. See [`Verdict`].
+    /// `tcp_flags`: the TCP flag byte; for SCTP the packet's event
+    /// ([`proto_sctp::event`]); ignored for other protocols.
     pub fn on_packet(&mut self, id: ConnId, dir: Dir, tcp_flags: u8, now: u64) -> Verdict {
         let i = id.0;
         let Some(c) = self.ents.get(i as usize) else {
@@ -867,12 +892,15 @@ impl ConnTable {
             // Destination checks read the shared DestShared line only for
             // client packets, as the kernel's ip_vs_in does.
             let dest = c.dest.as_deref();
-            if c.proto == TCP
-                && proto_tcp::is_new_conn(tcp_flags)
-                && self.sysctls.conn_reuse_mode != 0
-            {
-                // ip_vs_in: with conn_reuse_mode on, a SYN to a weight-0
-                // server is rescheduled under expire_nodest_conn.
+            let new_conn = match c.proto {
+                TCP => proto_tcp::is_new_conn(tcp_flags),
+                SCTP => proto_sctp::is_new_conn(tcp_flags),
+                _ => false,
+            };
+            if new_conn && self.sysctls.conn_reuse_mode != 0 {
+                // ip_vs_in: with conn_reuse_mode on, a SYN (SCTP: INIT) to
+                // a weight-0 server is rescheduled under
+                // expire_nodest_conn.
                 let nodest0 =
                     self.sysctls.expire_nodest_conn && dest.is_some_and(|d| d.weight() == 0);
                 if nodest0 || self.reuse_expected(c) {
@@ -892,10 +920,13 @@ impl ConnTable {
         Verdict::Forward
     }
 
-    /// `conn_reuse_mode`: may a new SYN replace this entry?
+    /// `conn_reuse_mode`: may a new SYN (SCTP: INIT) replace this entry?
     fn reuse_expected(&self, c: &Conn) -> bool {
         use proto_tcp::state::*;
         let mode = self.sysctls.conn_reuse_mode;
+        if c.proto == SCTP {
+            return mode != 0 && c.control == NIL && proto_sctp::reuse_expected(c.state);
+        }
         mode != 0
             && c.control == NIL
             && (c.state == TIME_WAIT
@@ -926,24 +957,26 @@ impl ConnTable {
                     proto_tcp::next_state(c.state, table, tcp_flags, secure)
                 };
                 if new != c.state {
-                    if let Some(d) = &c.dest {
-                        let inactive = c.flags & cflags::INACTIVE != 0;
-                        let active_new = proto_tcp::is_active(new);
-                        if !inactive && !active_new {
-                            d.activeconns.fetch_sub(1, Ordering::Relaxed);
-                            d.inactconns.fetch_add(1, Ordering::Relaxed);
-                            c.flags |= cflags::INACTIVE;
-                        } else if inactive && active_new {
-                            d.activeconns.fetch_add(1, Ordering::Relaxed);
-                            d.inactconns.fetch_sub(1, Ordering::Relaxed);
-                            c.flags &= !cflags::INACTIVE;
-                        }
-                    }
+                    set_active(c, proto_tcp::is_active(new));
                     c.state = new;
                 }
                 assure = new == proto_tcp::state::ESTABLISHED;
             }
             UDP => assure = dir == Dir::Out,
+            SCTP => {
+                // Here `tcp_flags` is the packet's SCTP event.
+                let nooutput = c.flags & cflags::NOOUTPUT != 0;
+                if nooutput && dir == Dir::Out {
+                    c.flags &= !cflags::NOOUTPUT;
+                }
+                let table = proto_sctp::Table::select(dir, nooutput && dir == Dir::In);
+                let new = proto_sctp::next_state(c.state, table, tcp_flags);
+                if new != c.state {
+                    set_active(c, proto_sctp::is_active(new));
+                    c.state = new;
+                }
+                assure = new == proto_sctp::state::ESTABLISHED;
+            }
             _ => {}
         }
         if assure && c.control != NIL {
@@ -1041,7 +1074,8 @@ impl ConnTable {
     /// `ip_vs_random_dropentry`): examines `n` slots picked by `pick` (the
     /// kernel scans 1/32 of its hash buckets a second) and frees, among
     /// connections that control nothing, TCP ones still in SYN_RECV or
-    /// SYNACK, and established TCP or other (UDP) ones that `todrop_entry`
+    /// SYNACK and SCTP ones in INIT1 or INIT, and established TCP or SCTP
+    /// or other (UDP) ones that `todrop_entry`
     /// picks: idle for 60 s or more and with 1..=8 client packets, the i-th
     /// such entry with i packets (one counter per packet count, in
     /// `counters`). A dropped connection's template goes with it when it
@@ -1087,6 +1121,9 @@ impl ConnTable {
                 (TCP, SYN_RECV | SYNACK) => true,
                 (TCP, ESTABLISHED) => todrop(c, counters),
                 (TCP, _) => false,
+                (SCTP, proto_sctp::state::INIT1 | proto_sctp::state::INIT) => true,
+                (SCTP, proto_sctp::state::ESTABLISHED) => todrop(c, counters),
+                (SCTP, _) => false,
                 _ => todrop(c, counters),
             };
             if drop {
@@ -1134,13 +1171,15 @@ impl ConnTable {
                     proto_tcp::name(c.state)
                 } else if c.proto == UDP {
                     proto_udp::NAME
+                } else if c.proto == SCTP {
+                    proto_sctp::name(c.state)
                 } else {
                     "NONE"
                 };
                 let protocol = match c.proto {
                     TCP => "TCP",
                     UDP => "UDP",
-                    132 => "SCTP",
+                    SCTP => "SCTP",
                     IPPROTO_IP => "IP",
                     _ => "IP",
                 };

@@ -16,11 +16,12 @@
 //! What [`Lb::process`] does, in IPVS's order (reference 4.1, 5.1-5.5):
 //! 1. ICMP errors quoting a known connection are translated (NAT) or
 //!    forwarded along the connection (DR, TUN).
-//! 2. TCP/UDP packets of a known connection (client side, or the real-server
+//! 2. TCP/UDP/SCTP packets of a known connection (client side, or the real-server
 //!    side of NAT) run the state machine and are rewritten by the
 //!    connection's forwarding method.
 //! 3. Packets to a virtual service that may start a connection (TCP SYN,
-//!    any non-RST TCP with `sloppy_tcp`, any UDP) are scheduled
+//!    any non-RST TCP with `sloppy_tcp`, any UDP, an SCTP INIT or with
+//!    `sloppy_sctp` any SCTP packet but an ABORT) are scheduled
 //!    (persistence templates first), a connection is created, and the
 //!    packet is sent like 2. No destination: ICMP port unreachable back to
 //!    the client.
@@ -52,7 +53,8 @@ use crate::buf::PacketBuf;
 use crate::conn::shared::{SharedRef, SharedTemplates};
 use crate::conn::table::HashedKey;
 use crate::conn::{
-    persist, proto_tcp, ConnAddr, ConnId, ConnKey, ConnTable, Dir, NewConn, Sysctls, Verdict,
+    persist, proto_sctp, proto_tcp, ConnAddr, ConnId, ConnKey, ConnTable, Dir, NewConn, Sysctls,
+    Verdict,
 };
 use crate::model::{
     Dest, DestConfig, DestShared, ForwardMethod, Service, ServiceKey, ServiceShared, Snapshot,
@@ -503,7 +505,9 @@ impl Lb {
             let Ok(m) = m else {
                 continue;
             };
-            if !matches!(m.protocol, protocol::TCP | protocol::UDP) || m.l3 == L3::Arp {
+            if !matches!(m.protocol, protocol::TCP | protocol::UDP | protocol::SCTP)
+                || m.l3 == L3::Arp
+            {
                 continue;
             }
             let k = ConnKey::new(
@@ -542,7 +546,7 @@ impl Lb {
             return self.related_icmp(buf, meta, now, eg);
         }
         let proto = meta.protocol;
-        if proto != protocol::TCP && proto != protocol::UDP {
+        if !matches!(proto, protocol::TCP | protocol::UDP | protocol::SCTP) {
             return Action::Pass;
         }
         if meta.fragment == Fragment::Later {
@@ -552,11 +556,7 @@ impl Lb {
                 Action::Pass
             };
         }
-        let flags = if proto == protocol::TCP {
-            meta.tcp_flags
-        } else {
-            0
-        };
+        let flags = state_input(buf.data(), meta);
         let src = ConnAddr::from(meta.src);
         let dst = ConnAddr::from(meta.dst);
         // Hashed once: both indexes, and the insertion of a connection this
@@ -616,6 +616,12 @@ impl Lb {
         {
             return drop_counted(counters, LbDrop::NoConnection);
         }
+        if proto == protocol::SCTP
+            && !sctp_event(buf.data(), meta)
+                .is_some_and(|e| proto_sctp::may_schedule(e, defense.tunables.sloppy_sctp()))
+        {
+            return drop_counted(counters, LbDrop::NoConnection);
+        }
         if defense.todrop() {
             return drop_counted(counters, LbDrop::Defense);
         }
@@ -627,11 +633,7 @@ impl Lb {
         };
         let src = ConnAddr::from(meta.src);
         let dst = ConnAddr::from(meta.dst);
-        let flags = if proto == protocol::TCP {
-            meta.tcp_flags
-        } else {
-            0
-        };
+        let flags = state_input(buf.data(), meta);
         let one_packet = svc.config.one_packet && proto == protocol::UDP;
         let mut input = SchedInput {
             src: meta.src,
@@ -766,6 +768,8 @@ impl Lb {
     ) -> Action {
         if self.nat_reals.is_empty()
             || (meta.protocol == protocol::TCP && meta.tcp_flags & proto_tcp::flags::RST != 0)
+            || (meta.protocol == protocol::SCTP
+                && sctp_event(buf.data(), meta) == Some(proto_sctp::event::ABORT))
             || !self
                 .nat_reals
                 .contains(&(meta.protocol, meta.src, meta.sport))
@@ -846,7 +850,7 @@ impl Lb {
         let Ok(q) = parse_icmp_quote(buf.data(), meta) else {
             return Action::Pass;
         };
-        if q.protocol != protocol::TCP && q.protocol != protocol::UDP {
+        if !matches!(q.protocol, protocol::TCP | protocol::UDP | protocol::SCTP) {
             return Action::Pass;
         }
         // From the client side: the quote is a packet VIP -> client.
@@ -992,8 +996,15 @@ impl Lb {
             control: None,
         };
         let key = conns.hashed(*inbound);
+        // SCTP: the ERROR event, which takes NONE to CLOSED as no flags
+        // take TCP to CLOSE.
+        let input = if q.protocol == protocol::SCTP {
+            proto_sctp::event::ERROR
+        } else {
+            0
+        };
         let id = conns
-            .create_hashed(&n, 0, now, &key)
+            .create_hashed(&n, input, now, &key)
             .map_err(|_| drop_counted(counters, LbDrop::TableFull))?;
         svc.shared.stats.slot(*worker).conn();
         d.shared.stats.slot(*worker).conn();
@@ -1114,6 +1125,27 @@ fn template_dest(
             st.release(r.slot);
             Some((i, None))
         }
+    }
+}
+
+/// The SCTP event of an SCTP packet ([`proto_sctp::event`]); `None` when
+/// it carries no chunk.
+fn sctp_event(frame: &[u8], meta: &PacketMeta) -> Option<u8> {
+    frame
+        .get(usize::from(meta.l4_offset)..meta.l3_end())
+        .and_then(proto_sctp::event)
+}
+
+/// What the connection table's state machine reads of a packet: TCP's flag
+/// byte, SCTP's event, nothing for UDP. An SCTP packet without a chunk
+/// counts as DATA (the kernel leaves state and timer as they are there; a
+/// difference of no consequence, docs/reference/sctp.md).
+#[inline]
+fn state_input(frame: &[u8], meta: &PacketMeta) -> u8 {
+    match meta.protocol {
+        protocol::TCP => meta.tcp_flags,
+        protocol::SCTP => sctp_event(frame, meta).unwrap_or(proto_sctp::event::DATA),
+        _ => 0,
     }
 }
 

@@ -791,6 +791,9 @@ fn tunnel_packet_too_big_for_the_path_gets_frag_needed_back_to_the_client() {
 
 #[path = "tests_tunables.rs"]
 mod tunables;
+
+#[path = "tests_sctp.rs"]
+mod sctp;
 /// A change to one service leaves the other services' scheduler state as it
 /// was (the rr cursor goes on where it stood), and the changed service's
 /// scheduler sees its new destination at its next connection.
