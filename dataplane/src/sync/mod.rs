@@ -57,6 +57,7 @@ impl Default for SyncParams {
 }
 
 const TCP: u8 = 6;
+const SCTP: u8 = 132;
 
 /// Whether the master sends an entry after a client packet (the kernel's
 /// `ip_vs_sync_conn_needed` with `sync_refresh_period` 0): `pkts` is the
@@ -87,6 +88,21 @@ pub fn sync_needed(
         if st != old_state && st != state::ESTABLISHED {
             return true;
         }
+    } else if proto == SCTP {
+        use crate::conn::proto_sctp::state as sctp;
+        let synced = [
+            sctp::ESTABLISHED,
+            sctp::SHUTDOWN_SENT,
+            sctp::SHUTDOWN_RECEIVED,
+            sctp::SHUTDOWN_ACK_SENT,
+            sctp::CLOSED,
+        ];
+        if !synced.contains(&st) {
+            return false;
+        }
+        if st != old_state && st != sctp::ESTABLISHED {
+            return true;
+        }
     }
     if p.period > 0 {
         pkts % p.period == p.threshold
@@ -109,7 +125,7 @@ pub enum SyncDrop {
     BadEntry = 3,
     /// An entry with an unknown mandatory option.
     UnknownOption = 4,
-    /// A protocol UVS does not serve (SCTP, fwmark templates), a state out
+    /// A protocol UVS does not serve (fwmark templates), a state out
     /// of range, or flags the kernel rejects (one-packet, a template
     /// without client port rule).
     Unsupported = 5,
@@ -250,10 +266,11 @@ pub fn check_entry(c: &SyncConn) -> Result<(), SyncDrop> {
         match c.protocol {
             TCP => usize::from(c.state) < state::COUNT,
             17 => c.state == 0,
+            SCTP => usize::from(c.state) < crate::conn::proto_sctp::state::COUNT,
             _ => false,
         }
     };
-    if !ok_state || !matches!(c.protocol, TCP | 17) || c.fwmark != 0 {
+    if !ok_state || !matches!(c.protocol, TCP | 17 | SCTP) || c.fwmark != 0 {
         return Err(SyncDrop::Unsupported);
     }
     Ok(())

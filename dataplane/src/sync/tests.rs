@@ -39,6 +39,36 @@ fn udp_is_sent_by_count_and_templates_always() {
     assert!(sync_needed(6, true, 0, 0, 1, &SyncParams::default()));
 }
 
+#[test]
+fn sctp_is_sent_like_tcp_from_its_own_states() {
+    use crate::conn::proto_sctp::state as sctp;
+    let sent: Vec<u32> = (1..=110)
+        .filter(|&n| due(132, sctp::ESTABLISHED, sctp::ESTABLISHED, n))
+        .collect();
+    assert_eq!(sent, vec![3, 53, 103]);
+    for st in [
+        sctp::SHUTDOWN_SENT,
+        sctp::SHUTDOWN_RECEIVED,
+        sctp::SHUTDOWN_ACK_SENT,
+        sctp::CLOSED,
+    ] {
+        assert!(due(132, st, sctp::ESTABLISHED, 7), "{st}");
+        assert!(!due(132, st, st, 7), "{st} unchanged");
+    }
+    for st in [sctp::NONE, sctp::INIT1, sctp::COOKIE_ECHOED, sctp::REJECTED] {
+        assert!(
+            (1..200).all(|n| !due(132, st, sctp::ESTABLISHED, n)),
+            "{st}"
+        );
+    }
+    let c = SyncConn {
+        protocol: 132,
+        state: u16::from(sctp::SHUTDOWN_ACK_SENT),
+        ..conn()
+    };
+    assert_eq!(check_entry(&c), Ok(()));
+}
+
 fn conn() -> SyncConn {
     SyncConn {
         protocol: 6,
@@ -85,7 +115,12 @@ fn the_backup_refuses_what_the_kernel_refuses_and_what_uvs_cannot_serve() {
             state: 1,
             ..c
         },
-        SyncConn { protocol: 132, ..c },
+        SyncConn {
+            protocol: 132,
+            state: 14,
+            ..c
+        },
+        SyncConn { protocol: 1, ..c },
         SyncConn {
             flags: flags::ONE_PACKET,
             ..c

@@ -551,5 +551,56 @@ mod tests {
                 prop_assert_eq!(rb.data(), &expect[..]);
             }
         }
+
+        /// SCTP: the inbound rewrite gives the real server a packet whose
+        /// CRC32c is valid for its new port, the outbound rewrite of the
+        /// answer gives the client exactly what VIP:vport would have sent
+        /// (CRC32c included), and rewriting the inbound packet back to
+        /// VIP:vport restores the client's bytes.
+        #[test]
+        fn sctp_nat_round_trip_keeps_a_valid_crc32c(
+            (client, vip, rip) in addr_pair(),
+            cport in 1u16.., vport in 1u16.., rport in 1u16..,
+            vtag in any::<u32>(),
+            data in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            use crate::wire::testutil::{sctp_crc_ok, sctp_frame};
+            // One DATA chunk carrying `data`, padded to 4 bytes.
+            let mut chunk = vec![0u8, 3];
+            chunk.extend_from_slice(&((16 + data.len()) as u16).to_be_bytes());
+            chunk.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+            chunk.extend_from_slice(&data);
+            chunk.resize(chunk.len().next_multiple_of(4), 0);
+            let sctp_of = |f: &[u8]| {
+                let m = parse_packet(f).unwrap();
+                f[usize::from(m.l4_offset)..m.l3_end()].to_vec()
+            };
+            let f = sctp_frame(client, vip, cport, vport, vtag, &[&chunk]);
+            let m = parse_packet(&f).unwrap();
+            let mut b = TestBuf::new(&f);
+            nat_inbound(&mut b, &m, rip, rport).unwrap();
+            prop_assert!(checksums_ok(b.data()));
+            let to_real = sctp_of(b.data());
+            prop_assert!(sctp_crc_ok(&to_real), "inbound CRC32c");
+            prop_assert_eq!(
+                &to_real[..],
+                &sctp_of(&sctp_frame(client, rip, cport, rport, vtag, &[&chunk]))[..]
+            );
+            // Back again: the client's packet, byte for byte.
+            let bm = parse_packet(b.data()).unwrap();
+            let mut back = TestBuf::new(b.data());
+            rewrite_general(back.data_mut(), &bm, Side::Dst, vip, vport).unwrap();
+            prop_assert_eq!(sctp_of(back.data()), sctp_of(&f));
+            // The real server's answer reaches the client as from VIP:vport.
+            let r = sctp_frame(rip, client, rport, cport, vtag, &[&chunk]);
+            let rm = parse_packet(&r).unwrap();
+            let mut rb = TestBuf::new(&r);
+            nat_outbound(&mut rb, &rm, vip, vport).unwrap();
+            prop_assert!(checksums_ok(rb.data()));
+            prop_assert_eq!(
+                sctp_of(rb.data()),
+                sctp_of(&sctp_frame(vip, client, vport, cport, vtag, &[&chunk]))
+            );
+        }
     }
 }
