@@ -1292,7 +1292,8 @@ fn refused<B: PacketBuf, E: Egress>(
 /// The whole classify, lookup, schedule, rewrite path on arbitrary bytes:
 /// the body of the `pipeline` fuzz target (and of a property test). `data`
 /// is read as a sequence of frames, each prefixed by a one-byte length; they
-/// go through one stage configured with NAT, DR and tunnel services, so
+/// go through one stage configured with NAT, DR and tunnel services (and
+/// an SCTP NAT service), so
 /// later frames can hit connections earlier ones created. Returns the number
 /// of frames forwarded, so the work cannot be optimised away.
 pub fn fuzz_pipeline(data: &[u8]) -> usize {
@@ -1318,11 +1319,13 @@ pub fn fuzz_pipeline(data: &[u8]) -> usize {
             port: 6080,
             csum: TunnelCsum::Csum,
         }),
+        ForwardMethod::Masq,
     ];
     for (i, (proto, port)) in [
         (Protocol::Tcp, 80u16),
         (Protocol::Udp, 53),
         (Protocol::Tcp, 0),
+        (Protocol::Sctp, 80),
     ]
     .into_iter()
     .enumerate()
@@ -1333,7 +1336,7 @@ pub fn fuzz_pipeline(data: &[u8]) -> usize {
             port,
         };
         let mut cfg = ServiceConfig::new(key);
-        cfg.scheduler = ["rr", "sh", "wlc"][i].into();
+        cfg.scheduler = ["rr", "sh", "wlc", "rr"][i].into();
         if port == 0 {
             cfg.persistent = Some(60);
         }

@@ -614,9 +614,30 @@ mod pipeline_props {
                 b"x",
             ),
             tcp_frame("198.18.0.4", 1, "198.18.0.100", 8443, SYN),
+            sctp_seed(
+                ip("198.18.0.5"),
+                5000,
+                ip("198.18.0.100"),
+                80,
+                sctp_chunk::INIT,
+            ),
+            sctp_seed(
+                ip("198.18.1.14"),
+                80,
+                ip("198.18.0.5"),
+                5000,
+                sctp_chunk::INIT_ACK,
+            ),
+            sctp_seed(
+                ip("198.18.0.5"),
+                5000,
+                ip("198.18.0.100"),
+                80,
+                sctp_chunk::DATA,
+            ),
         ];
         (
-            proptest::collection::vec((0usize..5, any::<u16>(), any::<u8>()), 1..12),
+            proptest::collection::vec((0usize..8, any::<u16>(), any::<u8>()), 1..12),
             Just(seeds),
         )
             .prop_map(|(picks, seeds)| {
@@ -647,12 +668,26 @@ mod pipeline_props {
         }
     }
 
+    fn sctp_seed(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, chunk: &[u8]) -> Vec<u8> {
+        crate::wire::testutil::sctp_frame(src, dst, sport, dport, 7, &[chunk])
+    }
+    use crate::wire::testutil::sctp_chunk;
+
     #[test]
     fn valid_traffic_is_forwarded_by_the_fuzz_pipeline() {
         let f = tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, SYN);
+        let init = sctp_seed(
+            ip("198.18.0.5"),
+            5000,
+            ip("198.18.0.100"),
+            80,
+            sctp_chunk::INIT,
+        );
         let mut data = vec![f.len() as u8];
         data.extend_from_slice(&f);
-        assert_eq!(fuzz_pipeline(&data), 1);
+        data.push(init.len() as u8);
+        data.extend_from_slice(&init);
+        assert_eq!(fuzz_pipeline(&data), 2);
     }
 }
 

@@ -590,6 +590,15 @@ pub fn fuzz_views(data: &[u8]) -> u64 {
     if let Ok(u) = udp::UdpPacket::new_checked(data) {
         eat(u.payload().len() as u64 + u64::from(u.checksum()));
     }
+    if let Ok(s) = sctp::SctpPacket::new_checked(data) {
+        eat(u64::from(s.verify_checksum()) + u64::from(s.src_port()));
+        // Walk the chunks as the state machine does (first, and the one
+        // behind it at the padded length).
+        if let Some((t, len)) = s.chunk_at(0) {
+            let next = (usize::from(len) + 3) & !3;
+            eat(u64::from(t) + u64::from(s.chunk_at(next).map_or(0, |c| c.0)));
+        }
+    }
     if let Ok(i) = icmp::Icmpv4Packet::new_checked(data) {
         eat(u64::from(i.next_hop_mtu()) + u64::from(i.echo_seq()) + i.payload().len() as u64);
         eat(u64::from(i.verify_checksum()));
