@@ -279,3 +279,30 @@ fn dst_and_port(f: &[u8]) -> (IpAddr, u16) {
     let m = parse_packet(f).unwrap();
     (m.dst, m.dport)
 }
+
+#[test]
+fn an_icmp_error_about_a_nat_association_reaches_the_client_as_from_the_vip() {
+    let mut lb = lb_for(&nat_store("198.18.0.100", "198.18.1.11"));
+    let (_, fwd) = run(
+        &mut lb,
+        &sctp("198.18.0.2", CPORT, "198.18.0.100", 80, &[ch::INIT]),
+        0,
+    );
+    // The real server's port unreachable about the INIT it got.
+    let mut b = TestBuf::new(&fwd);
+    let fm = parse_packet(b.data()).unwrap();
+    crate::xmit::icmp::icmp_error_reply(
+        &mut b,
+        &fm,
+        crate::xmit::icmp::IcmpErrorKind::PortUnreachable,
+        ip("198.18.1.11"),
+    )
+    .unwrap();
+    let (a, out) = run(&mut lb, b.data(), 1);
+    assert_eq!(a, Action::Forward(ip("198.18.0.2")));
+    let m = parse_packet(&out).unwrap();
+    assert_eq!((m.src, m.protocol), (ip("198.18.0.100"), 1));
+    let q = crate::wire::parse_icmp_quote(&out, &m).unwrap();
+    assert_eq!((q.protocol, q.dst, q.dport), (132, ip("198.18.0.100"), 80));
+    assert_eq!(lb.counters().icmp_related.load(Ordering::Relaxed), 1);
+}
