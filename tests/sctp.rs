@@ -317,8 +317,14 @@ const RULES: &str = "\
 -a --sctp-service [2001:db8::102]:80 -r [2001:db8::13]:80 -i -w 1
 ";
 
+/// A frame that must leave uvsd, and which step of which association it is.
+struct Expected {
+    what: String,
+    frame: Vec<u8>,
+}
+
 /// What the capture sends in, and what must come out, in order.
-fn traffic() -> (Vec<Vec<u8>>, Vec<(String, Vec<u8>)>) {
+fn traffic() -> (Vec<Vec<u8>>, Vec<Expected>) {
     let mut rx = vec![];
     let mut want = vec![];
     for a in associations() {
@@ -339,12 +345,18 @@ fn traffic() -> (Vec<Vec<u8>>, Vec<(String, Vec<u8>)>) {
                     // The inner packet; the outer header is checked apart.
                     Method::Tun => ip(a.client, a.vip, 63, 132, &sctp(a.cport, vport, chunk)),
                 };
-                want.push((what, eth(a.rs_mac, DIRECTOR_MAC, &out)));
+                want.push(Expected {
+                    what,
+                    frame: eth(a.rs_mac, DIRECTOR_MAC, &out),
+                });
             } else {
                 let p = ip(a.rs, a.client, 64, 132, &sctp(rport, a.cport, chunk));
                 rx.push(eth(DIRECTOR_MAC, a.rs_mac, &p));
                 let out = ip(a.vip, a.client, 63, 132, &sctp(vport, a.cport, chunk));
-                want.push((what, eth(CLIENT_MAC, DIRECTOR_MAC, &out)));
+                want.push(Expected {
+                    what,
+                    frame: eth(CLIENT_MAC, DIRECTOR_MAC, &out),
+                });
             }
         }
         // Without an association, only an INIT may start one: a DATA
@@ -385,6 +397,15 @@ fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
         off += caplen;
     }
     frames
+}
+
+/// A frame uvsd sent that carries SCTP.
+struct Sent {
+    /// The outer IP header, if tunnelled.
+    outer: Option<Vec<u8>>,
+    /// The IP packet carrying the SCTP.
+    inner: Vec<u8>,
+    frame: Vec<u8>,
 }
 
 /// The IP packet of a frame whose payload is SCTP, directly or inside an
@@ -514,16 +535,23 @@ fn sctp_associations_through_nat_dr_and_tunnels_byte_for_byte() {
         nat.2
     );
 
-    let out: Vec<(Option<Vec<u8>>, Vec<u8>, Vec<u8>)> = read_pcap(&tx)
+    let out: Vec<Sent> = read_pcap(&tx)
         .into_iter()
-        .filter_map(|f| sctp_packet(&f).map(|(outer, inner)| (outer, inner, f)))
+        .filter_map(|frame| {
+            sctp_packet(&frame).map(|(outer, inner)| Sent {
+                outer,
+                inner,
+                frame,
+            })
+        })
         .collect();
     assert_eq!(
         out.len(),
         want.len(),
         "every association packet forwarded once, the stray DATA packets not at all\n{stderr}"
     );
-    for ((what, w), (outer, inner, f)) in want.iter().zip(&out) {
+    for (Expected { what, frame: w }, sent) in want.iter().zip(&out) {
+        let (outer, inner, f) = (&sent.outer, &sent.inner, &sent.frame);
         assert_eq!(&f[..12], &w[..12], "{what}: MAC addresses");
         let want_ip = &w[14..];
         assert_eq!(inner, want_ip, "{what}: the IP packet, byte for byte");
@@ -538,7 +566,7 @@ fn sctp_associations_through_nat_dr_and_tunnels_byte_for_byte() {
             if o[0] >> 4 == 4 {
                 assert_eq!((o[9], &o[12..16]), (4, &[198, 18, 0, 1][..]), "{what}");
                 assert_eq!(&o[16..20], &[198, 18, 0, 13], "{what}");
-                assert_eq!(csum(&o), 0, "{what}: outer header checksum");
+                assert_eq!(csum(o), 0, "{what}: outer header checksum");
             } else {
                 assert_eq!(o[6], 41, "{what}");
                 assert_eq!(o[24..40], v6_bytes(0x13), "{what}");
