@@ -24,6 +24,7 @@ fn proto_flag(p: Protocol) -> &'static str {
     match p {
         Protocol::Tcp => "-t",
         Protocol::Udp => "-u",
+        Protocol::Sctp => "--sctp-service",
     }
 }
 
@@ -237,6 +238,20 @@ mod tests {
         assert_eq!(
             action_argv(&v6, v6.services[0], &Action::Edit(Dest::Real(0), 0)).unwrap().join(" "),
             "-e -u [2001:db8::100]:443 -r [2001:db8:1::11]:443 -i --tun-type=gue --tun-port=6080 -w 0"
+        );
+        let sctp = parse_text("t", "virtual_server 198.18.0.100 3868 {\n lb_algo rr\n lb_kind NAT\n protocol SCTP\n real_server 198.18.1.11 3868 {\n }\n}\n")
+            .unwrap()
+            .virtual_servers
+            .remove(0);
+        assert_eq!(
+            service_argv(&sctp, sctp.services[0], false).join(" "),
+            "-A --sctp-service 198.18.0.100:3868 -s rr"
+        );
+        assert_eq!(
+            action_argv(&sctp, sctp.services[0], &Action::Add(Dest::Real(0), 1))
+                .unwrap()
+                .join(" "),
+            "-a --sctp-service 198.18.0.100:3868 -r 198.18.1.11:3868 -m -w 1"
         );
     }
 }

@@ -62,11 +62,12 @@ pub struct Global {
     pub script_user: Option<String>,
 }
 
-/// `-t` or `-u`.
+/// `-t`, `-u` or `--sctp-service`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Tcp,
     Udp,
+    Sctp,
 }
 
 /// How a destination is reached (keepalived's lvs_method).

@@ -721,7 +721,7 @@ impl RawVs {
             "protocol" => match arg(cx, k, 0).map(str::to_ascii_uppercase).as_deref() {
                 Some("TCP") => self.protocol = Some(Protocol::Tcp),
                 Some("UDP") => self.protocol = Some(Protocol::Udp),
-                Some("SCTP") => cx.err(&k.loc, "protocol SCTP is not supported by UVS yet"),
+                Some("SCTP") => self.protocol = Some(Protocol::Sctp),
                 Some(p) => cx.err(&k.loc, format!("unknown protocol '{p}'")),
                 None => {}
             },

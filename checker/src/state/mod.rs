@@ -509,6 +509,7 @@ impl VsState {
             match vs.protocol {
                 crate::conf::Protocol::Tcp => "TCP",
                 crate::conf::Protocol::Udp => "UDP",
+                crate::conf::Protocol::Sctp => "SCTP",
             },
             if self.quorum_up { "up" } else { "down" },
             self.live_weight(),
