@@ -2,7 +2,7 @@
 //! no SCTP module (no socket could speak SCTP, and no namespace peer could
 //! answer), so the associations are written here as exact frames (INIT,
 //! INIT ACK, COOKIE ECHO, COOKIE ACK, DATA, SHUTDOWN, SHUTDOWN ACK,
-//! SHUTDOWN COMPLETE) from clients and real servers, replayed through a
+//! SHUTDOWN COMPLETE, ABORT) from clients and real servers, replayed through a
 //! net_pcap port into uvsd, and what uvsd sends is read back from the tx
 //! capture. Checked as an operator would: every forwarded packet is the
 //! expected one (NAT: addresses and ports rewritten and the CRC32c
@@ -132,6 +132,8 @@ mod chunk {
     pub const SHUTDOWN: &[u8] = &[7, 0, 0, 8, 0, 0, 0, 1];
     pub const SHUTDOWN_ACK: &[u8] = &[8, 0, 0, 4];
     pub const SHUTDOWN_COMPLETE: &[u8] = &[14, 0, 0, 4];
+    /// ABORT with the T bit clear and no error cause.
+    pub const ABORT: &[u8] = &[6, 0, 0, 4];
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -202,6 +204,22 @@ const CLOSING_NAT: &[(bool, &[u8])] = &[
     (false, COOKIE_ACK),
     (true, SHUTDOWN),
     (false, SHUTDOWN_ACK),
+];
+/// Established, then aborted by the real server or by the client.
+const ABORTED_BY_SERVER: &[(bool, &[u8])] = &[
+    (true, INIT),
+    (false, INIT_ACK),
+    (true, COOKIE_ECHO),
+    (false, COOKIE_ACK),
+    (true, DATA),
+    (false, ABORT),
+];
+const ABORTED_BY_CLIENT: &[(bool, &[u8])] = &[
+    (true, INIT),
+    (false, INIT_ACK),
+    (true, COOKIE_ECHO),
+    (false, COOKIE_ACK),
+    (true, ABORT),
 ];
 /// DR and TUN: the director sees the client's side only.
 const UP_CLIENT_SIDE: &[(bool, &[u8])] = &[(true, INIT), (true, COOKIE_ECHO), (true, DATA)];
@@ -298,6 +316,26 @@ fn associations() -> Vec<Assoc> {
             m(0x63),
             UP_CLIENT_SIDE,
             "ESTABLISHED",
+        ),
+        a(
+            Method::Nat,
+            v4(2),
+            5009,
+            v4(100),
+            v4(11),
+            m(0x11),
+            ABORTED_BY_SERVER,
+            "CLOSED",
+        ),
+        a(
+            Method::Nat,
+            v6(2),
+            5010,
+            v6(0x100),
+            v6(0x11),
+            m(0x61),
+            ABORTED_BY_CLIENT,
+            "CLOSED",
         ),
     ]
 }
