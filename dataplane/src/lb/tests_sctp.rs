@@ -306,3 +306,21 @@ fn an_icmp_error_about_a_nat_association_reaches_the_client_as_from_the_vip() {
     assert_eq!((q.protocol, q.dst, q.dport), (132, ip("198.18.0.100"), 80));
     assert_eq!(lb.counters().icmp_related.load(Ordering::Relaxed), 1);
 }
+
+/// `nat_icmp_send` for SCTP: a stray packet from a NAT real server's
+/// address and port gets ICMP port unreachable, an ABORT does not (the
+/// kernel's `ip_vs_out`).
+#[test]
+fn nat_icmp_send_answers_a_stray_sctp_reply_but_not_an_abort() {
+    let mut st = nat_store("198.18.0.100", "198.18.1.11");
+    st.apply(&ConfigOp::SetTunable(Tunable::NatIcmpSend, 1))
+        .unwrap();
+    let mut lb = lb_for(&st);
+    let stray = sctp("198.18.1.11", 8080, "198.18.0.2", CPORT, &[ch::DATA]);
+    let (a, out) = run(&mut lb, &stray, 0);
+    assert_eq!(a, Action::Forward(ip("198.18.1.11")));
+    let m = parse_packet(&out).unwrap();
+    assert_eq!((m.protocol, m.icmp_type, m.icmp_code), (1, 3, 3));
+    let abort = sctp("198.18.1.11", 8080, "198.18.0.2", CPORT, &[ch::ABORT]);
+    assert_eq!(run(&mut lb, &abort, 1).0, Action::Pass);
+}
