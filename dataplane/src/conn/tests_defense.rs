@@ -1,6 +1,7 @@
 //! `drop_entry`'s choice of entries ([`ConnTable::random_drop`]), against
 //! the kernel's `ip_vs_random_dropentry` and `todrop_entry`: half-open TCP
-//! always, established TCP and UDP only when idle 60 s and with 1..=8 client
+//! and SCTP in INIT1/INIT always, established TCP and SCTP and UDP only
+//! when idle 60 s and with 1..=8 client
 //! packets (the i-th such entry with i packets), never a template that
 //! controls connections, never a busy or a long-lived chatty flow.
 
@@ -108,4 +109,34 @@ fn idle_entries_with_few_packets_are_thinned_as_the_kernel_does() {
     assert_eq!(&left[0..4], [false; 4]);
     assert_eq!(left[4..8].iter().filter(|l| !**l).count(), 2);
     assert_eq!(&left[8..12], [true; 4]);
+}
+
+#[test]
+fn sctp_entries_go_in_init_and_when_idle_established_never_otherwise() {
+    use super::proto_sctp::event;
+    const SCTP: u8 = 132;
+    let d = dest();
+    let mut t = ConnTable::new(16, None, 0);
+    // INIT1 (one INIT) and INIT (a second INIT) go at once, as half-open
+    // TCP does.
+    let init1 = conn(&mut t, &d, SCTP, 1000, event::INIT);
+    let init = conn(&mut t, &d, SCTP, 1001, event::INIT);
+    t.on_packet(init, Dir::In, event::INIT, 0);
+    // ESTABLISHED with one client packet, idle: picked by todrop_entry.
+    let est = conn(&mut t, &d, SCTP, 1002, event::DATA);
+    // C-SENT (answered INIT): never.
+    let sent = conn(&mut t, &d, SCTP, 1003, event::INIT);
+    t.on_packet(sent, Dir::Out, event::INIT_ACK, 0);
+    let names: Vec<String> = t.iter_entries(0).map(|e| e.state).collect();
+    assert_eq!(names, ["INIT1", "INIT", "ESTABLISHED", "C-SENT"]);
+    assert_eq!(
+        sweep(&mut t, &[init1, init, est, sent], 30 * S, 1),
+        [false, false, true, true],
+        "30 s: the established one is not idle enough"
+    );
+    assert_eq!(
+        sweep(&mut t, &[est, sent], 61 * S, 1),
+        [false, true],
+        "61 s idle with one packet"
+    );
 }
