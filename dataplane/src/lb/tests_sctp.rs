@@ -324,3 +324,58 @@ fn nat_icmp_send_answers_a_stray_sctp_reply_but_not_an_abort() {
     let abort = sctp("198.18.1.11", 8080, "198.18.0.2", CPORT, &[ch::ABORT]);
     assert_eq!(run(&mut lb, &abort, 1).0, Action::Pass);
 }
+
+/// A persistent SCTP service: the client's next association goes to the
+/// same real server through the template, which becomes ASSURED when an
+/// association it controls reaches ESTABLISHED.
+#[test]
+fn persistence_templates_work_for_sctp_and_are_assured_by_established() {
+    let st = store(
+        svc_key(Protocol::Sctp, "198.18.0.100", 80),
+        "rr",
+        Some(300),
+        &[
+            dest("198.18.1.11", 8080, ForwardMethod::Masq, 1),
+            dest("198.18.1.12", 8080, ForwardMethod::Masq, 1),
+        ],
+    );
+    let mut lb = lb_for(&st);
+    let template = |lb: &Lb| {
+        lb.connections(0)
+            .find(|c| c.cport == 0)
+            .map(|c| c.state)
+            .unwrap()
+    };
+    let (a, _) = run(
+        &mut lb,
+        &sctp("198.18.0.2", CPORT, "198.18.0.100", 80, &[ch::INIT]),
+        0,
+    );
+    let Action::Forward(rs) = a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(template(&lb), "NONE");
+    let rs_text = rs.to_string();
+    for (from_client, chunk) in [
+        (false, ch::INIT_ACK),
+        (true, ch::COOKIE_ECHO),
+        (false, ch::COOKIE_ACK),
+    ] {
+        let f = if from_client {
+            sctp("198.18.0.2", CPORT, "198.18.0.100", 80, &[chunk])
+        } else {
+            sctp(&rs_text, 8080, "198.18.0.2", CPORT, &[chunk])
+        };
+        run(&mut lb, &f, 0);
+    }
+    assert_eq!(state_of(&lb, CPORT), "ESTABLISHED");
+    assert_eq!(template(&lb), "ASSURED");
+    for p in 1..5 {
+        let (a, _) = run(
+            &mut lb,
+            &sctp("198.18.0.2", CPORT + p, "198.18.0.100", 80, &[ch::INIT]),
+            1,
+        );
+        assert_eq!(a, Action::Forward(rs), "same server for the same client");
+    }
+}
