@@ -483,14 +483,28 @@ fn conn_rows(sock: &Path) -> Vec<(String, String, String)> {
         .collect()
 }
 
-#[test]
-fn sctp_associations_through_nat_dr_and_tunnels_byte_for_byte() {
-    common::require_root();
-    let dir = Scratch::new("sctp");
-    let prefix = common::unique("sctp");
+/// What one uvsd run over a capture showed.
+struct Run {
+    /// `uvsadm -L -n -c` SCTP rows, taken while uvsd ran.
+    rows: Vec<(String, String, String)>,
+    /// `uvsadm -L -n`, for failure messages.
+    services: String,
+    stderr: String,
+    /// The frames uvsd sent that carry SCTP, in order.
+    sent: Vec<Sent>,
+}
+
+/// Replays `frames` through a uvsd with the SCTP services of [`RULES`]
+/// (and `extra` config lines) on a net_pcap port, lists the connections
+/// until every `(state, source)` of `expect` shows (30 s at most), stops
+/// uvsd and reads what it sent.
+fn run_director(tag: &str, frames: &[Vec<u8>], expect: &[(String, String)], extra: &str) -> Run {
+    // One uvsd of this file at a time: each busy-polls lcore 1.
+    let _serial = common::lab::lock();
+    let dir = Scratch::new(tag);
+    let prefix = common::unique(tag);
     let (rx, tx) = (dir.path("rx.pcap"), dir.path("tx.pcap"));
-    let (frames, want) = traffic();
-    write_pcap(&rx, &frames);
+    write_pcap(&rx, frames);
     let rules = dir.path("sctp.rules");
     std::fs::write(&rules, RULES).unwrap();
     let sock = dir.path("uvsadm.sock");
@@ -515,6 +529,7 @@ fn sctp_associations_through_nat_dr_and_tunnels_byte_for_byte() {
             "[eal]\nargs = [\"-l\", \"0-1\", \"--no-pci\", \"--no-huge\", \"-m\", \"256\", \"--file-prefix={prefix}\"]\n\
              [workers]\nlcores = [1]\n\
              [control]\nsocket = \"{}\"\nrules = \"{}\"\n\
+             {extra}\
              [[port]]\nname = \"wire\"\ndevice = \"net_pcap_{prefix},rx_pcap={},tx_pcap={}\"\n\
              mac = \"02:00:00:00:00:01\"\naddresses = [\"198.18.0.1/24\", \"2001:db8::1/64\"]\n\
              {neighbors}",
@@ -526,18 +541,6 @@ fn sctp_associations_through_nat_dr_and_tunnels_byte_for_byte() {
     )
     .unwrap();
     let mut uvsd = Daemon::start(&cfg);
-
-    // The listing, while uvsd runs: every association in its state (the
-    // states checked live 61 s or more, so none can expire meanwhile).
-    let expect: Vec<(String, String)> = associations()
-        .iter()
-        .map(|a| {
-            (
-                a.state.to_string(),
-                format!("{}:{}", text(a.client), a.cport),
-            )
-        })
-        .collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     let rows = loop {
         let rows = conn_rows(&sock);
@@ -554,12 +557,56 @@ fn sctp_associations_through_nat_dr_and_tunnels_byte_for_byte() {
     let services = String::from_utf8_lossy(&services.stdout).into_owned();
     let (status, stderr) = uvsd.stop();
     assert!(status.is_some_and(|s| s.success()), "{status:?}: {stderr}");
-    for (state, source) in &expect {
+    let sent = read_pcap(&tx)
+        .into_iter()
+        .filter_map(|frame| {
+            sctp_packet(&frame).map(|(outer, inner)| Sent {
+                outer,
+                inner,
+                frame,
+            })
+        })
+        .collect();
+    assert_eq!(leftovers(&prefix), Vec::<std::path::PathBuf>::new());
+    Run {
+        rows,
+        services,
+        stderr,
+        sent,
+    }
+}
+
+/// Asserts that each `(state, source)` is listed.
+fn assert_listed(run: &Run, expect: &[(String, String)]) {
+    for (state, source) in expect {
         assert!(
-            rows.iter().any(|r| &r.0 == state && &r.1 == source),
-            "{source} in {state}: {rows:#?}\n{services}\n{stderr}"
+            run.rows.iter().any(|r| &r.0 == state && &r.1 == source),
+            "{source} in {state}: {:#?}\n{}\n{}",
+            run.rows,
+            run.services,
+            run.stderr
         );
     }
+}
+
+#[test]
+fn sctp_associations_through_nat_dr_and_tunnels_byte_for_byte() {
+    common::require_root();
+    let (frames, want) = traffic();
+    // The listing, while uvsd runs: every association in its state (the
+    // states checked live 61 s or more, so none can expire meanwhile).
+    let expect: Vec<(String, String)> = associations()
+        .iter()
+        .map(|a| {
+            (
+                a.state.to_string(),
+                format!("{}:{}", text(a.client), a.cport),
+            )
+        })
+        .collect();
+    let run = run_director("sctp", &frames, &expect, "");
+    let rows = &run.rows;
+    assert_listed(&run, &expect);
     assert_eq!(
         rows.len(),
         expect.len(),
@@ -573,22 +620,14 @@ fn sctp_associations_through_nat_dr_and_tunnels_byte_for_byte() {
         nat.2
     );
 
-    let out: Vec<Sent> = read_pcap(&tx)
-        .into_iter()
-        .filter_map(|frame| {
-            sctp_packet(&frame).map(|(outer, inner)| Sent {
-                outer,
-                inner,
-                frame,
-            })
-        })
-        .collect();
+    let out = &run.sent;
     assert_eq!(
         out.len(),
         want.len(),
-        "every association packet forwarded once, the stray DATA packets not at all\n{stderr}"
+        "every association packet forwarded once, the stray DATA packets not at all\n{}",
+        run.stderr
     );
-    for (Expected { what, frame: w }, sent) in want.iter().zip(&out) {
+    for (Expected { what, frame: w }, sent) in want.iter().zip(out) {
         let (outer, inner, f) = (&sent.outer, &sent.inner, &sent.frame);
         assert_eq!(&f[..12], &w[..12], "{what}: MAC addresses");
         let want_ip = &w[14..];
@@ -611,7 +650,33 @@ fn sctp_associations_through_nat_dr_and_tunnels_byte_for_byte() {
             }
         }
     }
-    assert_eq!(leftovers(&prefix), Vec::<std::path::PathBuf>::new());
+}
+
+/// `sloppy_sctp = 1` (set in the config's `[sysctl]`, as `uvsadm --sysctl`
+/// would): an association already under way (its DATA, from a client this
+/// director never saw start it) is scheduled and listed ESTABLISHED; an
+/// ABORT still starts nothing.
+#[test]
+fn sloppy_sctp_picks_up_associations_under_way_but_never_an_abort() {
+    common::require_root();
+    let data = ip(v4(2), v4(100), 64, 132, &sctp(6001, 80, DATA));
+    let abort = ip(v4(2), v4(100), 64, 132, &sctp(6002, 80, ABORT));
+    let frames = [
+        eth(DIRECTOR_MAC, CLIENT_MAC, &data),
+        eth(DIRECTOR_MAC, CLIENT_MAC, &abort),
+    ];
+    let expect = [("ESTABLISHED".to_string(), "198.18.0.2:6001".to_string())];
+    let run = run_director("sctps", &frames, &expect, "[sysctl]\nsloppy_sctp = 1\n");
+    assert_listed(&run, &expect);
+    assert_eq!(run.rows.len(), 1, "no entry for the ABORT: {:#?}", run.rows);
+    let want = ip(v4(2), v4(11), 63, 132, &sctp(6001, RPORT_NAT, DATA));
+    assert_eq!(
+        run.sent.len(),
+        1,
+        "only the DATA is forwarded\n{}",
+        run.stderr
+    );
+    assert_eq!(run.sent[0].inner, want, "NATed, CRC32c recomputed");
 }
 
 fn v6_bytes(d: u16) -> [u8; 16] {
