@@ -279,6 +279,25 @@ mod tests {
     }
 
     #[test]
+    fn the_example_directors_configs_are_valid() {
+        for (name, text) in [
+            ("d1.toml", include_str!("../configs/scaleout/d1.toml")),
+            ("d2.toml", include_str!("../configs/scaleout/d2.toml")),
+            ("d3.toml", include_str!("../configs/scaleout/d3.toml")),
+        ] {
+            let v = crate::config::Config::parse(text, std::path::Path::new(name))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let a = v.raw.announce.expect("[announce]");
+            assert_eq!((a.interface.as_str(), a.table), ("uvs0", 100));
+        }
+        let bad = include_str!("../configs/scaleout/d1.toml").replace("table = 100", "table = 254");
+        let e = crate::config::Config::parse(&bad, std::path::Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("announce.table 254 is reserved"), "{e}");
+    }
+
+    #[test]
     fn the_table_and_interface_are_checked() {
         let k = vec![None, Some("uvs0".to_string())];
         let c = |iface: &str, table| AnnounceConfig {
