@@ -42,6 +42,9 @@ const DOWNLOADS: u32 = 150;
 const BYTES: u32 = 360_000;
 const RATE: u32 = 10_000;
 
+/// (client address:port, VIP:port) -> real server, as `-L -c -n` lists it.
+type ConnRow = ((String, String), String);
+
 /// One director: its namespace and names, uvsd and BIRD when running.
 struct Director {
     i: usize,
@@ -60,9 +63,13 @@ impl Director {
     /// the LAN bridge.
     fn start_uvsd(&mut self, router: &str) {
         let d = Daemon::start_in(&self.ns, &self.cfg);
-        sh(&["ip", "-n", &self.ns, "link", "set", &self.tap, "netns", router]);
+        sh(&[
+            "ip", "-n", &self.ns, "link", "set", &self.tap, "netns", router,
+        ]);
         let mac = format!("02:00:00:00:aa:0{}", self.i);
-        sh(&["ip", "-n", router, "link", "set", &self.tap, "address", &mac]);
+        sh(&[
+            "ip", "-n", router, "link", "set", &self.tap, "address", &mac,
+        ]);
         sh(&[
             "ip", "-n", router, "link", "set", &self.tap, "master", "br0", "up",
         ]);
@@ -116,8 +123,8 @@ impl Director {
         m
     }
 
-    /// (client address:port, VIP) -> real server of `-L -c -n`.
-    fn conn_table(&self) -> Vec<((String, String), String)> {
+    /// This director's connection entries.
+    fn conn_table(&self) -> Vec<ConnRow> {
         self.adm("-L -c -n")
             .lines()
             .filter_map(|l| {
@@ -224,18 +231,46 @@ fn three_directors_behind_ecmp_lose_no_flow() {
         v.extend_from_slice(args);
         sh(&v)
     };
-    r(&["link", "add", "br0", "address", "02:00:00:00:ff:01", "type", "bridge"]);
+    r(&[
+        "link",
+        "add",
+        "br0",
+        "address",
+        "02:00:00:00:ff:01",
+        "type",
+        "bridge",
+    ]);
     r(&["addr", "add", "198.18.0.1/24", "dev", "br0"]);
     r(&["link", "set", "br0", "up"]);
     let (rc, cr) = (format!("{p}rc"), format!("{p}cr"));
-    sh(&["ip", "link", "add", &rc, "type", "veth", "peer", "name", &cr]);
+    sh(&[
+        "ip", "link", "add", &rc, "type", "veth", "peer", "name", &cr,
+    ]);
     sh(&["ip", "link", "set", &rc, "netns", &router]);
     sh(&["ip", "link", "set", &cr, "netns", &client]);
     r(&["addr", "add", "198.18.1.1/24", "dev", &rc]);
     r(&["link", "set", &rc, "up"]);
-    sh(&["ip", "-n", &client, "addr", "add", "198.18.1.2/24", "dev", &cr]);
+    sh(&[
+        "ip",
+        "-n",
+        &client,
+        "addr",
+        "add",
+        "198.18.1.2/24",
+        "dev",
+        &cr,
+    ]);
     sh(&["ip", "-n", &client, "link", "set", &cr, "up"]);
-    sh(&["ip", "-n", &client, "route", "add", "default", "via", "198.18.1.1"]);
+    sh(&[
+        "ip",
+        "-n",
+        &client,
+        "route",
+        "add",
+        "default",
+        "via",
+        "198.18.1.1",
+    ]);
     for kv in [
         "net.ipv4.ip_forward=1",
         "net.ipv4.fib_multipath_hash_policy=1",
@@ -282,9 +317,13 @@ fn three_directors_behind_ecmp_lose_no_flow() {
         };
         let stream = format!("{SCRIPTS}/stream.py");
         let decap = format!("{SCRIPTS}/tun_decap.py");
-        procs
-            .0
-            .push(spawn(&["python3", &stream, "serve", &format!("rs{i}"), "80"]));
+        procs.0.push(spawn(&[
+            "python3",
+            &stream,
+            "serve",
+            &format!("rs{i}"),
+            "80",
+        ]));
         procs.0.push(spawn(&["python3", &decap, "gue", "6080"]));
     }
 
@@ -401,7 +440,7 @@ table = 100
     let t_start = Instant::now();
     let mut fetches = vec![fetch(VIP_DR), fetch(VIP_TUN)];
     std::thread::sleep(Duration::from_secs(5));
-    let mut seen: Vec<(usize, Vec<((String, String), String)>)> = vec![];
+    let mut seen: Vec<(usize, Vec<ConnRow>)> = vec![];
     let before: Vec<BTreeMap<String, u64>> = directors.iter().map(Director::conns).collect();
     for d in &directors {
         seen.push((d.i, d.conn_table()));
