@@ -545,6 +545,9 @@ table = 100
     converge(&router, &[VIP_DR, VIP_TUN], &hops(&[1, 2]), "d3 killed");
     let t_crash = t0.elapsed();
     let _ = d3.uvsd.take().map(|mut d| d.stop());
+    // What the killed EAL left (a restart would remove it, README
+    // "Running uvsd").
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{p}d3"));
     let table = sh(&["ip", "-n", &d3.ns, "route", "show", "table", "100"]);
     assert!(table.trim().is_empty(), "table 100 after kill: {table}");
     println!("scaleout: d3's uvsd killed (BIRD running) -> router at 2 next hops in {t_crash:.2?}");
