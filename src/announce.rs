@@ -94,6 +94,9 @@ struct State {
     served: BTreeSet<IpAddr>,
     /// The routes uvsd added (and not deleted since).
     installed: BTreeSet<IpAddr>,
+    /// VIPs whose last add failed: logged once, not at every refresh
+    /// (an interface set down by hand refuses routes until it is up).
+    failing: BTreeSet<IpAddr>,
 }
 
 /// Keeps a kernel table equal to the served VIPs (see the module doc).
@@ -177,6 +180,7 @@ fn sync(st: &mut State, all: bool) {
         sink,
         served,
         installed,
+        failing,
     } = st;
     let Some(s) = sink.as_mut() else {
         return;
@@ -188,14 +192,20 @@ fn sync(st: &mut State, all: bool) {
         }
         match s.nl.add_host_route(s.ifindex, s.table, vip) {
             Ok(()) => {
-                if new {
+                let recovered = failing.remove(&vip);
+                if new || recovered {
                     installed.insert(vip);
                     log(s, vip, "announce", None);
                 }
             }
-            Err(e) => log(s, vip, "announce", Some(e)),
+            Err(e) => {
+                if failing.insert(vip) {
+                    log(s, vip, "announce", Some(e));
+                }
+            }
         }
     }
+    failing.retain(|v| served.contains(v));
     let gone: Vec<IpAddr> = installed.difference(served).copied().collect();
     for vip in gone {
         let r = s.nl.del_host_route(s.ifindex, s.table, vip);
