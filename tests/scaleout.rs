@@ -453,8 +453,17 @@ table = 100
     let t_leave = converge(&router, &[VIP_DR, VIP_TUN], &hops(&[1, 2]), "d3 leaves");
     let t_leave_total = t0.elapsed();
     seen.push((3, d3.conn_table()));
-    let (st, _) = d3.uvsd.take().unwrap().stop();
-    assert!(st.is_some_and(|s| s.success()), "d3's uvsd stops cleanly");
+    let t0 = Instant::now();
+    let (st, log) = d3.uvsd.take().unwrap().stop();
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "d3's uvsd stops cleanly (after {:.1?}): {st:?}\n{log}",
+        t0.elapsed()
+    );
+    println!(
+        "scaleout: d3's uvsd stopped (SIGTERM) in {:.2?}",
+        t0.elapsed()
+    );
     std::thread::sleep(Duration::from_secs(5));
     let during: Vec<BTreeMap<String, u64>> = directors[..2].iter().map(Director::conns).collect();
     for d in &directors[..2] {
@@ -557,8 +566,12 @@ table = 100
             d.stop_bird();
         }
         if let Some(mut u) = d.uvsd.take() {
-            let (st, _) = u.stop();
-            assert!(st.is_some_and(|s| s.success()), "d{} stops cleanly", d.i);
+            let (st, log) = u.stop();
+            assert!(
+                st.is_some_and(|s| s.success()),
+                "d{} stops cleanly: {st:?}\n{log}",
+                d.i
+            );
         }
     }
     drop(procs);
