@@ -551,6 +551,14 @@ table = 100
     let pid = d3.uvsd.as_ref().unwrap().child.as_ref().unwrap().id();
     let t0 = Instant::now();
     sh(&["kill", "-KILL", &pid.to_string()]);
+    while ok(&["ip", "-n", &d3.ns, "link", "show", &d3.kif]) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the TAP outlives uvsd"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t_tap = t0.elapsed();
     converge(&router, &[VIP_DR, VIP_TUN], &hops(&[1, 2]), "d3 killed");
     let t_crash = t0.elapsed();
     let _ = d3.uvsd.take().map(|mut d| d.stop());
@@ -559,7 +567,9 @@ table = 100
     let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{p}d3"));
     let table = sh(&["ip", "-n", &d3.ns, "route", "show", "table", "100"]);
     assert!(table.trim().is_empty(), "table 100 after kill: {table}");
-    println!("scaleout: d3's uvsd killed (BIRD running) -> router at 2 next hops in {t_crash:.2?}");
+    println!(
+        "scaleout: d3's uvsd killed (BIRD running) -> its TAP gone in {t_tap:.2?}, router at 2 next hops in {t_crash:.2?}"
+    );
 
     for d in &mut directors {
         if d.bird.is_some() {
