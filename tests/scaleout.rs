@@ -221,8 +221,9 @@ fn three_directors_behind_ecmp_lose_no_flow() {
     names.extend((1..=DIRECTORS).map(|i| format!("{p}-d{i}")));
     names.extend((1..=SERVERS).map(|i| format!("{p}-rs{i}")));
     let _netns = Netns::create(&names.iter().map(String::as_str).collect::<Vec<_>>());
-    // Dropped before the namespaces (fields drop in order): servers,
-    // decapsulators and BIRD, then the directors (BIRD, uvsd).
+    // Locals drop in reverse order: the directors (their BIRD, uvsd)
+    // first, then these processes (servers, decapsulators, the router's
+    // BIRD), then the namespaces, then the scratch directory.
     let mut procs = Procs::default();
 
     // Router: the LAN bridge (fixed MAC: ports come and go) and the client.
