@@ -40,6 +40,9 @@ pub struct Config {
     /// (`expire_nodest_conn = 1`), checked in [`Config::validate`].
     #[serde(default)]
     pub sysctl: toml::Table,
+    /// `[announce]`: the served VIPs as routes for a routing daemon.
+    #[serde(default)]
+    pub announce: Option<crate::announce::AnnounceConfig>,
 }
 
 /// `[eal]`: arguments passed to `rte_eal_init` as they are.
@@ -321,6 +324,9 @@ impl Config {
                 }
             }
             port_kernel.push(p.kernel.clone());
+        }
+        if let Some(a) = &self.announce {
+            a.check(&port_kernel)?;
         }
         let routes = self
             .routes

@@ -43,6 +43,8 @@ pub struct UvsDataplane {
     /// The sync daemons, and each worker's end until its stage takes it.
     pub sync: SyncDaemons,
     pub sync_ends: Mutex<Vec<Option<WorkerSync>>>,
+    /// The served VIPs' routes for a routing daemon (`[announce]`).
+    pub announce: Arc<crate::announce::Announcer>,
 }
 
 fn role(s: DaemonState) -> Role {
@@ -54,6 +56,7 @@ fn role(s: DaemonState) -> Role {
 
 impl Dataplane for UvsDataplane {
     fn publish(&self, snapshot: Arc<Snapshot>) {
+        self.announce.update(&snapshot);
         self.config.publish(snapshot);
     }
 
@@ -164,6 +167,7 @@ pub fn prepare(
         capacity_per_worker,
         sync: SyncDaemons::new(hub),
         sync_ends: Mutex::new(ends.into_iter().map(Some).collect()),
+        announce: Arc::default(),
     };
     let director = Director::new(dp);
     if let Some(path) = &control.rules {

@@ -417,6 +417,13 @@ fn start_and_serve(
         }
     }
 
+    // The served VIPs' routes, once the workers run (a routing daemon
+    // announces them: traffic must find workers).
+    let announce = &director.dataplane().announce;
+    if let (None, Some(a)) = (&err, &cfg.announce) {
+        err = announce.attach(a).err();
+    }
+
     if err.is_none() {
         for p in &running.ports {
             // A TAP's kernel side got a MAC of its own (dpdk/tap.rs): say
@@ -460,6 +467,7 @@ fn start_and_serve(
         serving.serve(sigs);
         crate::notify::stopping();
     }
+    announce.withdraw_all();
 
     quiesce::disarm();
     stop.store(true, Ordering::SeqCst);

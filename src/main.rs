@@ -6,6 +6,7 @@
 //! input ever produces a panic trace (a panic hook keeps even an internal
 //! error to one line).
 
+mod announce;
 mod audit;
 mod config;
 mod control_hook;

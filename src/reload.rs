@@ -38,6 +38,9 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     if old.ports != new.ports {
         v.push("[[port]]".to_string());
     }
+    if old.announce != new.announce {
+        v.push("[announce]".to_string());
+    }
     v
 }
 

@@ -1,8 +1,8 @@
 //! The kernel interface's addresses and routes, set at start-up over
 //! rtnetlink (what `ip address add` and `ip route add` send).
 //!
-//! Why by hand: three message kinds (find an interface's index, add an
-//! address, add a route) do not justify an async netlink stack; the
+//! Why by hand: four message kinds (find an interface's index, add an
+//! address, add or delete a route) do not justify an async netlink stack; the
 //! messages are built by pure functions tested byte for byte, and the
 //! socket is socket2's (safe). Nothing here runs on the packet path.
 
@@ -24,6 +24,7 @@ const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
 
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
@@ -40,7 +41,11 @@ const IFA_F_NODAD: u8 = 0x02;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
+const RTA_TABLE: u16 = 15;
 const RT_TABLE_MAIN: u8 = 254;
+/// rtm_table when the table is given in RTA_TABLE (numbers above 255).
+const RT_TABLE_UNSPEC: u8 = 0;
+const RT_SCOPE_LINK: u8 = 253;
 const RTPROT_STATIC: u8 = 4;
 const RTN_UNICAST: u8 = 1;
 
@@ -138,6 +143,38 @@ fn route_message(seq: u32, index: u32, to: &Prefix, via: IpAddr) -> Vec<u8> {
         .finish()
 }
 
+/// RTM_NEWROUTE or RTM_DELROUTE (`add`): the host route to `addr` out of
+/// interface `index` in routing table `table`, no gateway (like `ip route
+/// replace|del ADDR dev ... table TABLE proto static scope link`). The
+/// announcer's routes (`src/announce.rs`): a routing daemon exports them.
+fn host_route_message(seq: u32, add: bool, index: u32, table: u32, addr: IpAddr) -> Vec<u8> {
+    let len = if addr.is_ipv4() { 32 } else { 128 };
+    let rtm = [
+        family(addr),
+        len,
+        0,
+        0,
+        RT_TABLE_UNSPEC,
+        RTPROT_STATIC,
+        RT_SCOPE_LINK,
+        RTN_UNICAST,
+        0,
+        0,
+        0,
+        0,
+    ];
+    let (kind, flags) = if add {
+        (RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE)
+    } else {
+        (RTM_DELROUTE, 0)
+    };
+    Msg::new(kind, flags, seq, &rtm)
+        .attr(RTA_TABLE, &table.to_ne_bytes())
+        .attr(RTA_DST, &octets(addr))
+        .attr(RTA_OIF, &index.to_ne_bytes())
+        .finish()
+}
+
 /// What the kernel answered to message `seq`: `Ok(Some(index))` for a
 /// link, `Ok(None)` for an acknowledgement, the kernel's error otherwise.
 fn parse_reply(buf: &[u8], seq: u32) -> io::Result<Option<u32>> {
@@ -218,6 +255,19 @@ impl Netlink {
         self.call(|seq| route_message(seq, index, to, via))
             .map(|_| ())
     }
+
+    /// Adds (or replaces) the host route to `addr` out of `index` in
+    /// routing table `table`.
+    pub fn add_host_route(&mut self, index: u32, table: u32, addr: IpAddr) -> io::Result<()> {
+        self.call(|seq| host_route_message(seq, true, index, table, addr))
+            .map(|_| ())
+    }
+
+    /// Deletes the host route of [`Self::add_host_route`].
+    pub fn del_host_route(&mut self, index: u32, table: u32, addr: IpAddr) -> io::Result<()> {
+        self.call(|seq| host_route_message(seq, false, index, table, addr))
+            .map(|_| ())
+    }
 }
 
 /// Tells the kernel not to take addresses or routes from router
@@ -280,6 +330,35 @@ mod tests {
         let to: Prefix = "198.19.0.0/16".parse().unwrap();
         let m = route_message(1, 3, &to, "198.18.0.254".parse().unwrap());
         assert_eq!(m.len(), 16 + 12 + 8 + 8 + 8);
+    }
+
+    #[test]
+    fn host_routes_name_their_table_and_interface() {
+        let m = host_route_message(9, true, 3, 100, "198.19.0.10".parse().unwrap());
+        let mut want = vec![];
+        want.extend_from_slice(&ne32(16 + 12 + 8 + 8 + 8));
+        want.extend_from_slice(&RTM_NEWROUTE.to_ne_bytes());
+        want.extend_from_slice(
+            &(NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE).to_ne_bytes(),
+        );
+        want.extend_from_slice(&ne32(9));
+        want.extend_from_slice(&ne32(0));
+        want.extend_from_slice(&[AF_INET, 32, 0, 0, 0, RTPROT_STATIC, 253, 1, 0, 0, 0, 0]);
+        for (kind, value) in [
+            (RTA_TABLE, ne32(100).to_vec()),
+            (RTA_DST, vec![198, 19, 0, 10]),
+            (RTA_OIF, ne32(3).to_vec()),
+        ] {
+            want.extend_from_slice(&8u16.to_ne_bytes());
+            want.extend_from_slice(&kind.to_ne_bytes());
+            want.extend_from_slice(&value);
+        }
+        assert_eq!(m, want);
+        let m = host_route_message(10, false, 3, 100, "2001:db8::10".parse().unwrap());
+        assert_eq!(&m[4..6], &RTM_DELROUTE.to_ne_bytes());
+        assert_eq!(&m[6..8], &(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+        assert_eq!((m[16], m[17]), (AF_INET6, 128));
+        assert_eq!(m.len(), 16 + 12 + 8 + 20 + 8);
     }
 
     fn reply(kind: u16, seq: u32, body: &[u8]) -> Vec<u8> {

@@ -432,6 +432,32 @@ mod tests {
         assert_eq!(srcs(&mut s, &q, 0), [0, 0, 2, 0, 2, 2, 2, 0].map(Some));
     }
 
+    /// Scale-out (docs/design/scale-out.md): directors that build their
+    /// tables apart agree on every slot when their lists hold the same
+    /// servers and weights in the same order; the order matters (Maglev
+    /// fills slots turn by turn in list order), so directors must add their
+    /// real servers in the same order (one rules file).
+    #[test]
+    fn directors_agree_only_with_the_same_list_order() {
+        let by_addr = |s: &Mh, d: &[Dest]| -> Vec<std::net::IpAddr> {
+            s.table.iter().map(|&i| d[i as usize].config.addr).collect()
+        };
+        let (d1, d2) = (cba([1, 1, 1]), cba([1, 1, 1]));
+        assert!(!Arc::ptr_eq(&d1[0].shared, &d2[0].shared));
+        let (t1, t2) = (built(PORT, &d1), built(PORT, &d2));
+        assert_eq!(by_addr(&t1, &d1), by_addr(&t2, &d2));
+        let mut abc = cba([1, 1, 1]);
+        abc.reverse();
+        let t3 = built(PORT, &abc);
+        let differ = by_addr(&t1, &d1)
+            .iter()
+            .zip(by_addr(&t3, &abc))
+            .filter(|(a, b)| **a != *b)
+            .count();
+        println!("mh: {differ} of 4093 slots differ between lists C,B,A and A,B,C");
+        assert!(differ > 0, "the list order changes the table");
+    }
+
     #[test]
     fn removing_one_of_ten_moves_few_other_clients() {
         // Ten servers 198.18.1.10 ..= .1 (list order), remove each in turn;
