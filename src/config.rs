@@ -698,31 +698,46 @@ mac = "02:00:00:00:01:11"
     #[test]
     fn floating_addresses_need_the_kernel_interface_and_the_ports_prefix() {
         let with = |line: &str| {
-            parse(&DEMO.replacen(
-                "rss = \"client\"",
-                &format!("rss = \"client\"\n{line}"),
-                1,
-            ))
+            parse(&DEMO.replacen("rss = \"client\"", &format!("rss = \"client\"\n{line}"), 1))
         };
-        let v = with("kernel = \"uvs0\"\nfloating = [\"198.18.0.100\", \"2001:db8::100\"]").unwrap();
+        let v =
+            with("kernel = \"uvs0\"\nfloating = [\"198.18.0.100\", \"2001:db8::100\"]").unwrap();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(
             v.port_floating,
             [vec![ip("198.18.0.100"), ip("2001:db8::100")], vec![]]
         );
-        assert_eq!(parse(DEMO).unwrap().port_floating, [Vec::<IpAddr>::new(), vec![]]);
+        assert_eq!(
+            parse(DEMO).unwrap().port_floating,
+            [Vec::<IpAddr>::new(), vec![]]
+        );
         for (line, want) in [
-            ("floating = [\"198.18.0.100\"]", "needs the port's kernel interface"),
-            ("kernel = \"uvs0\"\nfloating = [\"198.18.0.100/24\"]", "not an IP address"),
-            ("kernel = \"uvs0\"\nfloating = [\"198.18.7.1\"]", "on none of the port's prefixes"),
-            ("kernel = \"uvs0\"\nfloating = [\"198.18.0.1\"]", "the port's own addresses"),
+            (
+                "floating = [\"198.18.0.100\"]",
+                "needs the port's kernel interface",
+            ),
+            (
+                "kernel = \"uvs0\"\nfloating = [\"198.18.0.100/24\"]",
+                "not an IP address",
+            ),
+            (
+                "kernel = \"uvs0\"\nfloating = [\"198.18.7.1\"]",
+                "on none of the port's prefixes",
+            ),
+            (
+                "kernel = \"uvs0\"\nfloating = [\"198.18.0.1\"]",
+                "the port's own addresses",
+            ),
             (
                 "kernel = \"uvs0\"\nfloating = [\"198.18.0.9\", \"198.18.0.9\"]",
                 "listed twice",
             ),
         ] {
             let e = with(line).unwrap_err();
-            assert!(e.contains("port client: floating") && e.contains(want), "{line}: {e}");
+            assert!(
+                e.contains("port client: floating") && e.contains(want),
+                "{line}: {e}"
+            );
         }
     }
 

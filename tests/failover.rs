@@ -128,7 +128,10 @@ impl Keepalived {
     /// farewell advert.
     fn kill9(&mut self) {
         if let Ok(pid) = std::fs::read_to_string(&self.vrrp_pidfile) {
-            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+            let _ = Command::new("kill")
+                .args(["-9", pid.trim()])
+                .stderr(Stdio::null())
+                .status();
         }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -187,11 +190,39 @@ print(' '.join(sorted(seen)))
     let out = in_ns(cli, &["python3", "-c", script, "br0", ip, "198.18.0.2"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .map(str::to_string)
         .collect()
+}
+
+/// Gratuitous ARPs for `ip` seen on the client's segment for `secs`
+/// seconds, started now: (sender MAC, frame length) of each.
+fn garps(cli: &str, ip: &str, secs: u32) -> Child {
+    let script = r#"
+import socket, sys, time
+tip, secs = socket.inet_aton(sys.argv[1]), float(sys.argv[2])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+s.bind(('br0', 0))
+s.settimeout(0.2)
+end = time.time() + secs
+while time.time() < end:
+    try:
+        f = s.recv(100)
+    except socket.timeout:
+        continue
+    if f[20:22] == b'\x00\x01' and f[28:32] == tip and f[38:42] == tip:
+        print(f[22:28].hex(':'), len(f), flush=True)
+"#;
+    in_ns(cli, &["python3", "-c", script, ip, &secs.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// A new download through `vip` works within `secs` seconds: the
@@ -258,14 +289,8 @@ fn the_backup_takes_over_with_the_downloads_intact() {
     common::require_root();
     let p = format!("f{}", std::process::id() % 1000);
     let ns = |s: &str| format!("{p}-{s}");
-    let (cli, srv, m_ns, b_ns, rn, rd) = (
-        ns("cli"),
-        ns("srv"),
-        ns("m"),
-        ns("b"),
-        ns("rn"),
-        ns("rd"),
-    );
+    let (cli, srv, m_ns, b_ns, rn, rd) =
+        (ns("cli"), ns("srv"), ns("m"), ns("b"), ns("rn"), ns("rd"));
     let scratch = Scratch::new(&p);
     let (m_sock, b_sock) = (
         scratch.path("m.sock").display().to_string(),
@@ -302,8 +327,19 @@ fn the_backup_takes_over_with_the_downloads_intact() {
     }
     // The router's way back to the client (DR replies).
     sh(&[
-        "ip", "link", "add", &format!("{p}rt0"), "netns", &srv, "type", "veth", "peer", "name",
-        &format!("{p}rt1"), "netns", &cli,
+        "ip",
+        "link",
+        "add",
+        &format!("{p}rt0"),
+        "netns",
+        &srv,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &format!("{p}rt1"),
+        "netns",
+        &cli,
     ]);
     ip(&srv, &format!("addr add 198.18.2.1/24 dev {p}rt0"));
     ip(&srv, &format!("link set {p}rt0 up"));
@@ -317,8 +353,19 @@ fn the_backup_takes_over_with_the_downloads_intact() {
     // The real servers.
     for (n, addr, veth) in [(&rn, "198.18.1.11", "n"), (&rd, "198.18.1.12", "d")] {
         sh(&[
-            "ip", "link", "add", &format!("{p}{veth}0"), "netns", &srv, "type", "veth", "peer",
-            "name", "eth0", "netns", n,
+            "ip",
+            "link",
+            "add",
+            &format!("{p}{veth}0"),
+            "netns",
+            &srv,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            n,
         ]);
         ip(&srv, &format!("link set {p}{veth}0 master br1 up"));
         ip(n, &format!("addr add {addr}/24 dev eth0"));
@@ -352,8 +399,14 @@ fn the_backup_takes_over_with_the_downloads_intact() {
     let mut ka_m = Keepalived::start(&m_ns, "master", &scratch);
     let mut ka_b = Keepalived::start(&b_ns, "backup", &scratch);
     for sock in [&m_sock, &b_sock] {
-        uvsadm(sock, "--start-daemon master --mcast-interface uvs0 --syncid 7");
-        uvsadm(sock, "--start-daemon backup --mcast-interface uvs0 --syncid 7");
+        uvsadm(
+            sock,
+            "--start-daemon master --mcast-interface uvs0 --syncid 7",
+        );
+        uvsadm(
+            sock,
+            "--start-daemon backup --mcast-interface uvs0 --syncid 7",
+        );
     }
     for a in [NAT_VIP, DR_VIP, "198.18.1.1"] {
         let taken = master.wait_log(30, |l| {
@@ -367,12 +420,18 @@ fn the_backup_takes_over_with_the_downloads_intact() {
         );
     }
     assert!(
-        backup.wait_log(1, |l| l.starts_with("uvsd: vip_taken")).is_none(),
+        backup
+            .wait_log(1, |l| l.starts_with("uvsd: vip_taken"))
+            .is_none(),
         "the backup holds nothing"
     );
     for vip in [NAT_VIP, DR_VIP] {
         assert!(probe(&cli, vip, 20).is_some(), "no answer through {vip}");
-        assert_eq!(arp_answers(&cli, vip), [MASTER_MAC], "only the MASTER answers for {vip}");
+        assert_eq!(
+            arp_answers(&cli, vip),
+            [MASTER_MAC],
+            "only the MASTER answers for {vip}"
+        );
     }
 
     // The downloads; once all stream and the backup holds them, the crash.
@@ -398,47 +457,76 @@ fn the_backup_takes_over_with_the_downloads_intact() {
         synced = established(&b_sock);
         synced >= 2 * DOWNLOADS as usize
     });
-    assert!(all_synced, "the backup holds {synced} established connections");
+    assert!(
+        all_synced,
+        "the backup holds {synced} established connections"
+    );
     let on_master = established(&m_sock);
+    assert!(
+        matches!(fetch.try_wait(), Ok(None)),
+        "the downloads still run at the kill"
+    );
+    let garp_watch = garps(&cli, NAT_VIP, 12);
+    let killed = Instant::now();
     ka_m.kill9();
     master.kill9();
-    let killed = Instant::now();
     let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{p}m"));
 
     // The first new connection through the NAT VIP, timed by the prober
     // from the kill, while the backup's log is watched.
-    let prober = in_ns(
+    let mut prober = in_ns(
         &cli,
         &["python3", &stream, "probe", &format!("{NAT_VIP}:80"), "30"],
     )
-    .stdout(Stdio::piped())
+    .stdout(Stdio::null())
     .spawn()
     .unwrap();
+    let prober = std::thread::spawn(move || {
+        let ok = prober.wait().is_ok_and(|s| s.success());
+        ok.then(|| killed.elapsed().as_secs_f64())
+    });
     let taken = backup.wait_log(30, |l| {
         l.starts_with("uvsd: vip_taken") && l.contains(&format!("address={NAT_VIP} "))
     });
     let takeover = killed.elapsed();
-    assert!(taken.is_some(), "the backup never took the VIP\n{}", ka_b.log());
-    let out = prober.wait_with_output().unwrap();
-    let restored: Option<f64> = out
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().parse().unwrap());
+    assert!(
+        taken.is_some(),
+        "the backup never took the VIP\n{}",
+        ka_b.log()
+    );
+    let restored = prober.join().unwrap();
     let status = fetch.wait().unwrap();
     let results: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(status.success(), "{results:?}");
     let (nat, dr) = (figures(&results[0]), figures(&results[1]));
+    // Announced twice: by uvsd from the port once it served the VIP (a
+    // 60-byte frame), and by keepalived through the kernel interface (42
+    // bytes, left as the kernel wrote it); both with the port's MAC.
+    let seen = String::from_utf8(garp_watch.wait_with_output().unwrap().stdout).unwrap();
+    let garp: Vec<(&str, &str)> = seen.lines().filter_map(|l| l.split_once(' ')).collect();
+    assert!(garp.iter().all(|(mac, _)| *mac == BACKUP_MAC), "{seen}");
+    assert!(garp.iter().any(|(_, len)| *len == "60"), "uvsd's: {seen}");
+    assert!(
+        garp.iter().any(|(_, len)| *len == "42"),
+        "keepalived's: {seen}"
+    );
     for vip in [NAT_VIP, DR_VIP] {
-        assert_eq!(arp_answers(&cli, vip), [BACKUP_MAC], "the backup answers for {vip} now");
+        assert_eq!(
+            arp_answers(&cli, vip),
+            [BACKUP_MAC],
+            "the backup answers for {vip} now"
+        );
     }
     eprintln!(
         "failover: {on_master} connections established on the master, {synced} on the backup before the kill\n\
-         failover: backup took {NAT_VIP} (uvsd vip_taken read) within {:.1} s of kill -9\n\
-         failover: a new connection through {NAT_VIP} worked {} after kill -9\n\
+         failover: the backup's uvsd took {NAT_VIP} (vip_taken) {:.1} s after kill -9\n\
+         failover: a new connection through {NAT_VIP} worked {} after kill -9 (probe every 100 ms)\n\
+         failover: gratuitous ARPs for {NAT_VIP} after the kill (sender, bytes): {}\n\
          failover: NAT {DOWNLOADS} downloads: {} intact, {} corrupt, {} broken; longest stall {:.1} s\n\
          failover: DR  {DOWNLOADS} downloads: {} intact, {} corrupt, {} broken; longest stall {:.1} s",
         takeover.as_secs_f64(),
         restored.map_or("never (30 s)".to_string(), |s| format!("{s:.1} s")),
+        seen.trim().replace('\n', ", "),
         nat.0,
         nat.1,
         nat.2,
@@ -473,14 +561,20 @@ fn the_backup_takes_over_with_the_downloads_intact() {
     );
     assert!(probe(&cli, NAT_VIP, 20).is_some(), "served after the flap");
     assert!(probe(&cli, DR_VIP, 20).is_some(), "the DR VIP too");
-    assert!(ka_b.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None))));
+    assert!(ka_b
+        .child
+        .as_mut()
+        .is_some_and(|c| matches!(c.try_wait(), Ok(None))));
 
     drop(procs);
     drop(ka_b);
     let (st, report) = backup.stop();
     assert!(st.is_some_and(|s| s.success()), "{report}");
-    let flaps = report.matches("uvsd: vip_taken").count();
-    eprintln!("failover: backup log: {flaps} vip_taken lines (takeover + flaps)");
+    eprintln!(
+        "failover: backup log: {} vip_taken, {} vip_released (takeover, then the flaps)",
+        report.matches("uvsd: vip_taken").count(),
+        report.matches("uvsd: vip_released").count()
+    );
     assert!(report.contains("vip_announced="), "{report}");
     drop(netns);
     let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{p}m"));

@@ -420,7 +420,10 @@ mod tests {
             5,
             AF_INET6,
             7,
-            &"2001:db8::100".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+            &"2001:db8::100"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
             false,
         ));
         d.extend(newaddr(4, AF_INET, 8, &[198, 18, 9, 9], true));

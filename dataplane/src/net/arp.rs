@@ -112,7 +112,11 @@ pub(super) fn build_request<B: PacketBuf>(
 /// broadcast request whose sender and target are both `addr` (RFC 5227
 /// 3: an ARP announcement), so that every host on the segment that knows
 /// `addr` moves it to this port's MAC.
-pub(super) fn build_gratuitous<B: PacketBuf>(buf: &mut B, iface: &Interface, addr: Ipv4Addr) -> bool {
+pub(super) fn build_gratuitous<B: PacketBuf>(
+    buf: &mut B,
+    iface: &Interface,
+    addr: Ipv4Addr,
+) -> bool {
     if !buf.append(MIN_FRAME) {
         return false;
     }

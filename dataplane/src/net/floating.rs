@@ -154,9 +154,15 @@ mod tests {
         let taken = f.set_held(&[ip("198.18.0.100"), ip("198.18.1.1"), ip("198.18.9.9")]);
         assert_eq!(taken, vec![(0, ip("198.18.0.100")), (1, ip("198.18.1.1"))]);
         assert!(f.holds(0, &ip("198.18.0.100")));
-        assert!(!f.holds(1, &ip("198.18.0.100")), "answered on its own port only");
+        assert!(
+            !f.holds(1, &ip("198.18.0.100")),
+            "answered on its own port only"
+        );
         assert!(f.is_standby(&ip("2001:db8::100")));
-        assert!(!f.is_standby(&ip("198.18.9.9")), "an address not configured");
+        assert!(
+            !f.is_standby(&ip("198.18.9.9")),
+            "an address not configured"
+        );
         // The same set again: nothing new to announce.
         assert!(f
             .set_held(&[ip("198.18.1.1"), ip("198.18.0.100")])

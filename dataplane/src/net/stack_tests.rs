@@ -583,15 +583,7 @@ fn a_floating_vip_is_answered_and_served_only_while_held() {
     // keepalived made this director MASTER: the first worker announces.
     let mut io = TestIo::default();
     st.set_held(&[IpAddr::from(VIP)], true, &mut io);
-    let garp = arp_frame(
-        [0xff; 6],
-        DIRECTOR_MAC,
-        1,
-        DIRECTOR_MAC,
-        VIP,
-        [0; 6],
-        VIP,
-    );
+    let garp = arp_frame([0xff; 6], DIRECTOR_MAC, 1, DIRECTOR_MAC, VIP, [0; 6], VIP);
     let mut padded = garp.clone();
     padded.resize(60, 0);
     assert_eq!(io.sent, vec![(0, padded)], "a gratuitous ARP on port 0");
@@ -652,7 +644,10 @@ fn taking_an_ipv6_floating_address_sends_an_unsolicited_advertisement() {
         panic!("not IPv6: {p:?}")
     };
     assert_eq!(ip.header().source_addr(), vip6);
-    assert_eq!(ip.header().destination_addr(), "ff02::1".parse::<std::net::Ipv6Addr>().unwrap());
+    assert_eq!(
+        ip.header().destination_addr(),
+        "ff02::1".parse::<std::net::Ipv6Addr>().unwrap()
+    );
     assert_eq!(ip.header().hop_limit(), 255);
     let Some(etherparse::TransportSlice::Icmpv6(icmp)) = &p.transport else {
         panic!("not ICMPv6: {p:?}")
@@ -661,7 +656,11 @@ fn taking_an_ipv6_floating_address_sends_an_unsolicited_advertisement() {
     let body = icmp.slice();
     assert_eq!(body[4], 0x20, "override, not solicited, not router");
     assert_eq!(&body[8..24], &vip6.octets());
-    assert_eq!(&body[24..32], &[2, 1, 2, 0, 0, 0, 0, 1], "target link-layer option");
+    assert_eq!(
+        &body[24..32],
+        &[2, 1, 2, 0, 0, 0, 0, 1],
+        "target link-layer option"
+    );
     let sum = icmp
         .header()
         .icmp_type
