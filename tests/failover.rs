@@ -575,7 +575,21 @@ fn the_backup_takes_over_with_the_downloads_intact() {
         report.matches("uvsd: vip_taken").count(),
         report.matches("uvsd: vip_released").count()
     );
-    assert!(report.contains("vip_announced="), "{report}");
+    let counter = |name: &str| -> u64 {
+        report
+            .lines()
+            .filter(|l| l.starts_with("uvsd: counters "))
+            .flat_map(|l| l.split_whitespace())
+            .filter_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+            .map(|v| v.parse::<u64>().unwrap())
+            .sum()
+    };
+    eprintln!(
+        "failover: backup counters: vip_announced={} drop_vip_standby={}",
+        counter("vip_announced"),
+        counter("drop_vip_standby")
+    );
+    assert!(counter("vip_announced") >= 3, "{report}");
     drop(netns);
     let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{p}m"));
 }
