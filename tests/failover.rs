@@ -396,8 +396,10 @@ fn the_backup_takes_over_with_the_downloads_intact() {
     }
 
     // VRRP and sync on both directors.
+    // The master's keepalived first: the backup's then hears its adverts
+    // from the start and stays BACKUP (else it could be MASTER for the
+    // moment until the master preempts it).
     let mut ka_m = Keepalived::start(&m_ns, "master", &scratch);
-    let mut ka_b = Keepalived::start(&b_ns, "backup", &scratch);
     for sock in [&m_sock, &b_sock] {
         uvsadm(
             sock,
@@ -419,11 +421,13 @@ fn the_backup_takes_over_with_the_downloads_intact() {
             ka_m.log()
         );
     }
+    let mut ka_b = Keepalived::start(&b_ns, "backup", &scratch);
     assert!(
         backup
-            .wait_log(1, |l| l.starts_with("uvsd: vip_taken"))
+            .wait_log(5, |l| l.starts_with("uvsd: vip_taken"))
             .is_none(),
-        "the backup holds nothing"
+        "the backup holds nothing\n{}",
+        ka_b.log()
     );
     for vip in [NAT_VIP, DR_VIP] {
         assert!(probe(&cli, vip, 20).is_some(), "no answer through {vip}");

@@ -203,11 +203,6 @@ impl<B: PacketBuf> Stack<B> {
         }
     }
 
-    /// The floating addresses held now.
-    pub fn held(&self) -> &[IpAddr] {
-        self.floating.held()
-    }
-
     /// Whether `ip` is one of the director's own addresses (any port).
     pub fn is_local(&self, ip: IpAddr) -> bool {
         self.ifaces.iter().any(|i| i.has_addr(ip))
