@@ -1,100 +1,170 @@
 #!/usr/bin/env python3
-"""Long, paced TCP downloads for the scale-out test (tests/scaleout.rs).
+"""Long TCP downloads of a known pattern, for failover tests.
 
-  stream.py serve NAME PORT
-      On each real server: for every connection, read one request line
-      "BYTES RATE", answer with "NAME\\n" and then BYTES bytes of a fixed
-      pattern, RATE bytes per second (in tenths of a second), then close.
-  stream.py fetch HOST PORT COUNT BYTES RATE [RAMP]
-      On the client: COUNT connections (started over RAMP seconds, default
-      1), each checking every byte of the pattern and the total. Prints one
-      JSON line: {"ok": n, "failed": n, "servers": {name: n}, "errors": {..}}.
+  stream.py serve PORT
+      Serve on 0.0.0.0:PORT. A client sends "SEED SIZE\\n"; the server
+      streams SIZE bytes of the pattern from offset SEED, CHUNK bytes every
+      PACE seconds (so a download lasts SIZE / CHUNK * PACE seconds), then
+      closes.
 
-Why not curl: 300 curl processes cost too much memory on a test machine;
-one asyncio loop holds every connection, and a connection that moved to
-another real server mid-stream shows as a reset or a pattern break.
+  stream.py fetch SIZE COUNT ADDR:PORT [ADDR:PORT ...]
+      COUNT concurrent downloads of SIZE bytes from each ADDR:PORT. Prints
+      "streaming" once every download received its first bytes, then one
+      line per address when all ended:
+          ADDR:PORT ok=N bad=N failed=N of=COUNT max_stall=SECONDS
+      ok: the sha256 of what arrived is the pattern's; bad: it ended with
+      other bytes (or fewer); failed: the connection broke. max_stall is
+      the longest time any download waited between two reads.
+
+  stream.py probe ADDR:PORT TIMEOUT
+      Tries a new 64-byte download every 100 ms until one succeeds;
+      prints the seconds it took. Exit status 1 after TIMEOUT seconds.
+
+The pattern byte at offset o of seed s is (s + o) % 251.
 """
 import asyncio
-import json
+import hashlib
 import sys
+import time
 
-PERIOD = 251
-PATTERN = bytes(i % PERIOD for i in range(PERIOD + 65536))
-STALL = 20.0  # seconds without a byte before a download counts as failed
-
-
-def expected(offset, n):
-    o = offset % PERIOD
-    return PATTERN[o:o + n]
+CHUNK = 8192
+PACE = 0.2
+BASE = bytes(i % 251 for i in range(251 + CHUNK + 251))
 
 
-async def serve_one(name, reader, writer):
+def piece(seed, offset, n):
+    start = (seed + offset) % 251
+    return BASE[start:start + n]
+
+
+def expected_sha(seed, size):
+    h = hashlib.sha256()
+    off = 0
+    while off < size:
+        n = min(CHUNK, size - off)
+        h.update(piece(seed, off, n))
+        off += n
+    return h.hexdigest()
+
+
+async def handle(reader, writer):
     try:
-        line = await reader.readline()
-        total, rate = (int(x) for x in line.split())
-        writer.write(name.encode() + b"\n")
-        sent, step = 0, max(1, rate // 10)
-        while sent < total:
-            n = min(step, total - sent)
-            writer.write(expected(sent, n))
+        seed, size = (int(x) for x in (await reader.readline()).split())
+        sent = 0
+        while sent < size:
+            n = min(CHUNK, size - sent)
+            writer.write(piece(seed, sent, n))
             await writer.drain()
             sent += n
-            await asyncio.sleep(0.1)
-    except (ConnectionError, ValueError, OSError):
-        pass
-    finally:
+            if sent < size:
+                await asyncio.sleep(PACE)
+        writer.close()
+        await writer.wait_closed()
+    except (OSError, ValueError):
         writer.close()
 
 
-async def serve(name, port):
-    srv = await asyncio.start_server(
-        lambda r, w: serve_one(name, r, w), "0.0.0.0", port, backlog=1024)
-    async with srv:
-        await srv.serve_forever()
+async def serve(port):
+    server = await asyncio.start_server(handle, "0.0.0.0", port, backlog=1024)
+    async with server:
+        await server.serve_forever()
 
 
-async def fetch_one(host, port, total, rate, delay, result):
-    await asyncio.sleep(delay)
+def endpoint(s):
+    host, port = s.rsplit(":", 1)
+    return host.strip("[]"), int(port)
+
+
+async def one(addr, seed, size, first, stalls):
+    host, port = addr
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port), STALL)
-        writer.write(f"{total} {rate}\n".encode())
-        await writer.drain()
-        name = (await asyncio.wait_for(reader.readline(), STALL)).decode().strip()
-        got = 0
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 10)
+    except (OSError, asyncio.TimeoutError):
+        first.set_result(None)
+        return "failed"
+    writer.write(b"%d %d\n" % (seed, size))
+    await writer.drain()
+    h = hashlib.sha256()
+    got = 0
+    last = time.monotonic()
+    stall = 0.0
+    try:
         while True:
-            chunk = await asyncio.wait_for(reader.read(65536), STALL)
-            if not chunk:
+            data = await asyncio.wait_for(reader.read(65536), 60)
+            now = time.monotonic()
+            stall = max(stall, now - last)
+            last = now
+            if not data:
                 break
-            if chunk != expected(got, len(chunk)):
-                raise ValueError(f"pattern broken at byte {got}")
-            got += len(chunk)
+            if not first.done():
+                first.set_result(None)
+            h.update(data)
+            got += len(data)
+    except (OSError, asyncio.TimeoutError):
+        return "failed"
+    finally:
+        if not first.done():
+            first.set_result(None)
+        stalls.append(stall)
         writer.close()
-        if got != total:
-            raise ValueError(f"short: {got} of {total} bytes")
-        result["ok"] += 1
-        result["servers"][name] = result["servers"].get(name, 0) + 1
-    except Exception as e:  # every failure is counted, by kind
-        kind = type(e).__name__ + (f": {e}" if isinstance(e, ValueError) else "")
-        result["failed"] += 1
-        result["errors"][kind] = result["errors"].get(kind, 0) + 1
+    return "ok" if got == size and h.hexdigest() == expected_sha(seed, size) else "bad"
 
 
-async def fetch(host, port, count, total, rate, ramp):
-    result = {"ok": 0, "failed": 0, "servers": {}, "errors": {}}
-    await asyncio.gather(*(
-        fetch_one(host, port, total, rate, ramp * i / count, result)
-        for i in range(count)))
-    print(json.dumps(result, sort_keys=True), flush=True)
+async def fetch(size, count, addrs):
+    loop = asyncio.get_running_loop()
+    runs = []
+    for a in addrs:
+        stalls = []
+        firsts = [loop.create_future() for _ in range(count)]
+        tasks = [
+            asyncio.create_task(one(endpoint(a), seed, size, firsts[seed], stalls))
+            for seed in range(count)
+        ]
+        runs.append((a, tasks, firsts, stalls))
+    await asyncio.gather(*(f for _, _, fs, _ in runs for f in fs))
+    print("streaming", flush=True)
+    for a, tasks, _, stalls in runs:
+        results = await asyncio.gather(*tasks)
+        print(
+            "%s ok=%d bad=%d failed=%d of=%d max_stall=%.1f"
+            % (
+                a,
+                results.count("ok"),
+                results.count("bad"),
+                results.count("failed"),
+                count,
+                max(stalls, default=0.0),
+            ),
+            flush=True,
+        )
+
+
+async def probe(addr, timeout):
+    t0 = time.monotonic()
+    host, port = addr
+    while time.monotonic() - t0 < timeout:
+        try:
+            r, w = await asyncio.wait_for(asyncio.open_connection(host, port), 0.5)
+            w.write(b"0 64\n")
+            data = await asyncio.wait_for(r.read(), 2)
+            w.close()
+            if data == piece(0, 0, 64):
+                print("%.2f" % (time.monotonic() - t0), flush=True)
+                return 0
+        except (OSError, asyncio.TimeoutError):
+            pass
+        await asyncio.sleep(0.1)
+    return 1
 
 
 def main():
-    if sys.argv[1] == "serve":
-        asyncio.run(serve(sys.argv[2], int(sys.argv[3])))
-    elif sys.argv[1] == "fetch":
-        host, port, count, total, rate = sys.argv[2:7]
-        ramp = float(sys.argv[7]) if len(sys.argv) > 7 else 1.0
-        asyncio.run(fetch(host, int(port), int(count), int(total), int(rate), ramp))
+    cmd = sys.argv[1]
+    if cmd == "serve":
+        asyncio.run(serve(int(sys.argv[2])))
+    elif cmd == "fetch":
+        asyncio.run(fetch(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]))
+    elif cmd == "probe":
+        sys.exit(asyncio.run(probe(endpoint(sys.argv[2]), float(sys.argv[3]))))
     else:
         sys.exit(__doc__)
 

@@ -122,6 +122,12 @@ pub struct Port {
     /// see `dataplane::exception`. None (the default): no exception path.
     #[serde(default)]
     pub kernel: Option<String>,
+    /// Addresses this port shares with another director under VRRP
+    /// (keepalived's `virtual_ipaddress`): answered and served only while
+    /// the port's kernel interface carries them. See
+    /// `dataplane::net::floating`.
+    #[serde(default)]
+    pub floating: Vec<String>,
 }
 
 fn one() -> u16 {
@@ -169,6 +175,8 @@ pub struct Validated {
     pub port_rss: Vec<RssSide>,
     /// Per port: the name of its kernel interface, if it has one.
     pub port_kernel: Vec<Option<String>>,
+    /// Per port: its floating addresses (`floating`).
+    pub port_floating: Vec<Vec<IpAddr>>,
     pub routes: Vec<(Prefix, IpAddr)>,
     pub neighbors: Vec<(IpAddr, MacAddr)>,
     /// The tunables: the kernel's defaults with `[sysctl]` applied.
@@ -244,6 +252,7 @@ impl Config {
         let mut port_addrs = vec![];
         let mut port_rss = vec![];
         let mut port_kernel = vec![];
+        let mut port_floating: Vec<Vec<IpAddr>> = vec![];
         for (i, p) in self.ports.iter().enumerate() {
             if p.name.trim().is_empty() {
                 return Err(format!("port #{}: name is empty", i + 1));
@@ -324,6 +333,38 @@ impl Config {
                 }
             }
             port_kernel.push(p.kernel.clone());
+            let mut floating = vec![];
+            for f in &p.floating {
+                let ip: IpAddr = f.parse().map_err(|_| {
+                    format!(
+                        "port {}: floating {f:?} is not an IP address (no prefix length)",
+                        p.name
+                    )
+                })?;
+                if p.kernel.is_none() {
+                    return Err(format!(
+                        "port {}: floating {ip} needs the port's kernel interface (kernel = ...), where keepalived puts it",
+                        p.name
+                    ));
+                }
+                if !port_addrs[i].iter().any(|a: &Prefix| a.contains(ip)) {
+                    return Err(format!(
+                        "port {}: floating {ip} is on none of the port's prefixes",
+                        p.name
+                    ));
+                }
+                if port_addrs[i].iter().any(|a| a.addr == ip) {
+                    return Err(format!(
+                        "port {}: floating {ip} is one of the port's own addresses",
+                        p.name
+                    ));
+                }
+                if floating.contains(&ip) || port_floating.iter().flatten().any(|a| *a == ip) {
+                    return Err(format!("port {}: floating {ip} is listed twice", p.name));
+                }
+                floating.push(ip);
+            }
+            port_floating.push(floating);
         }
         if let Some(a) = &self.announce {
             a.check(&port_kernel)?;
@@ -375,6 +416,7 @@ impl Config {
             port_addrs,
             port_rss,
             port_kernel,
+            port_floating,
             routes,
             neighbors,
             tunables,
@@ -657,6 +699,52 @@ mac = "02:00:00:00:01:11"
         let v = parse(DEMO).unwrap();
         assert_eq!(v.port_kernel, [None, None]);
         assert!(v.l3(&ids).interfaces.iter().all(|i| !i.kernel));
+    }
+
+    #[test]
+    fn floating_addresses_need_the_kernel_interface_and_the_ports_prefix() {
+        let with = |line: &str| {
+            parse(&DEMO.replacen("rss = \"client\"", &format!("rss = \"client\"\n{line}"), 1))
+        };
+        let v =
+            with("kernel = \"uvs0\"\nfloating = [\"198.18.0.100\", \"2001:db8::100\"]").unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            v.port_floating,
+            [vec![ip("198.18.0.100"), ip("2001:db8::100")], vec![]]
+        );
+        assert_eq!(
+            parse(DEMO).unwrap().port_floating,
+            [Vec::<IpAddr>::new(), vec![]]
+        );
+        for (line, want) in [
+            (
+                "floating = [\"198.18.0.100\"]",
+                "needs the port's kernel interface",
+            ),
+            (
+                "kernel = \"uvs0\"\nfloating = [\"198.18.0.100/24\"]",
+                "not an IP address",
+            ),
+            (
+                "kernel = \"uvs0\"\nfloating = [\"198.18.7.1\"]",
+                "on none of the port's prefixes",
+            ),
+            (
+                "kernel = \"uvs0\"\nfloating = [\"198.18.0.1\"]",
+                "the port's own addresses",
+            ),
+            (
+                "kernel = \"uvs0\"\nfloating = [\"198.18.0.9\", \"198.18.0.9\"]",
+                "listed twice",
+            ),
+        ] {
+            let e = with(line).unwrap_err();
+            assert!(
+                e.contains("port client: floating") && e.contains(want),
+                "{line}: {e}"
+            );
+        }
     }
 
     #[test]

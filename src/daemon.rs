@@ -25,6 +25,7 @@
 //!
 //! Every failure is a one-line `String` for main to print.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,7 +34,7 @@ use std::time::Duration;
 use dataplane::conn::shared::SharedTemplates;
 use dataplane::dpdk::{lcore, quiesce, signal_name, Eal, Mempool, Port, PortConf, Signals};
 use dataplane::lb::{Lb, LbSettings, LbStage, PortRoutes};
-use dataplane::net::{L3Cell, L3Config, NetCounters, Stack};
+use dataplane::net::{FloatingCell, L3Cell, L3Config, NetCounters, Stack};
 use dataplane::rss::{Ownership, Reta};
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::worker::{Mesh, Worker, WorkerParts, WorkerReport, MESH_RING_SIZE};
@@ -300,6 +301,16 @@ fn start_and_serve(
         ))
     });
     let l3_cell = Arc::new(L3Cell::default());
+    // Floating addresses (VRRP): the watcher reads the kernel interfaces,
+    // the workers pick up what it publishes (see src/floating.rs).
+    let floating_cell = Arc::new(FloatingCell::default());
+    let floating: Vec<(u16, IpAddr)> = v
+        .port_floating
+        .iter()
+        .zip(&running.ports)
+        .flat_map(|(addrs, p)| addrs.iter().map(|&a| (p.id(), a)))
+        .collect();
+    let watcher = crate::floating::start(v, Arc::clone(&floating_cell))?;
     let mut launched = vec![];
     let mut counters = vec![];
     let mut lb_counters = vec![];
@@ -350,6 +361,7 @@ fn start_and_serve(
         }
         let mut stack = stack;
         stack.set_service_addrs(lb.service_addrs());
+        stack.set_floating(floating.clone());
         let stage = LbStage::new(lb, w, ownership.clone(), cell, dump, egress.clone());
         let worker = Worker::new(WorkerParts {
             index: w,
@@ -367,7 +379,10 @@ fn start_and_serve(
                 .map(|k| k.rings(w))
                 .unwrap_or_default(),
         });
-        let worker = worker.with_l3_cell(Arc::clone(&l3_cell));
+        let mut worker = worker.with_l3_cell(Arc::clone(&l3_cell));
+        if !floating.is_empty() {
+            worker = worker.with_floating_cell(Arc::clone(&floating_cell));
+        }
         let job = move || {
             // The lcore boundary: a panic is logged (the panic hook printed
             // its message just before) and stops uvsd cleanly, so that a
@@ -476,6 +491,9 @@ fn start_and_serve(
         if lcore::wait(&running.eal, l) != 0 {
             failed.push(l);
         }
+    }
+    if let Some(w) = watcher {
+        w.stop();
     }
     // The sync threads use the kernel interfaces: stop them first.
     director.dataplane().sync.stop_all();

@@ -11,6 +11,7 @@ mod audit;
 mod config;
 mod control_hook;
 mod daemon;
+mod floating;
 mod instance;
 mod kernel_side;
 mod log;

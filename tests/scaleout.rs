@@ -7,7 +7,7 @@
 //! with configs/scaleout/bird-d<i>.conf that exports what uvsd keeps in
 //! table 100 (`[announce]`); `<p>-rs1..3` are real servers on the LAN (DR:
 //! the VIPs on lo; TUN: GUE decapsulated by scripts/tun_decap.py, this
-//! kernel has no fou module) streaming paced downloads (scripts/stream.py);
+//! kernel has no fou module) streaming paced downloads (scripts/ecmp-stream.py);
 //! `<p>-c` is the client behind the router. The services are
 //! configs/scaleout/rules: mh with mh-port, sloppy_tcp on.
 //!
@@ -189,7 +189,7 @@ fn hops(directors: &[usize]) -> BTreeSet<String> {
     directors.iter().map(|i| format!("198.18.0.1{i}")).collect()
 }
 
-/// The JSON line of `stream.py fetch`: (ok, failed, whole line).
+/// The JSON line of `ecmp-stream.py fetch`: (ok, failed, whole line).
 fn fetch_result(child: Child) -> (u64, u64, String) {
     let out = child.wait_with_output().unwrap();
     let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -316,7 +316,7 @@ fn three_directors_behind_ecmp_lose_no_flow() {
                 .spawn()
                 .unwrap()
         };
-        let stream = format!("{SCRIPTS}/stream.py");
+        let stream = format!("{SCRIPTS}/ecmp-stream.py");
         let decap = format!("{SCRIPTS}/tun_decap.py");
         procs.0.push(spawn(&[
             "python3",
@@ -423,7 +423,7 @@ table = 100
             &client,
             &[
                 "python3",
-                &format!("{SCRIPTS}/stream.py"),
+                &format!("{SCRIPTS}/ecmp-stream.py"),
                 "fetch",
                 vip,
                 "80",

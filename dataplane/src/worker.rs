@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use crate::buf::PacketBuf;
 use crate::dpdk::{self, Burst, DpdkError, Eal, Mbuf, Mempool, PortQueue, Ring};
 use crate::net::neighbor::State;
-use crate::net::{Counter, Io, L3Cell, NetCounters, Stack, Stage};
+use crate::net::{Counter, FloatingCell, Io, L3Cell, NetCounters, Stack, Stage};
 use crate::wire::ethernet::MacAddr;
 use crate::wire::{parse_packet, ParseError};
 
@@ -157,6 +157,8 @@ pub struct Worker<S: Stage<Mbuf>> {
     per_ms: u64,
     /// Routes published on reload, and the generation last picked up.
     l3: Option<(Arc<L3Cell>, u64)>,
+    /// Floating addresses held (VRRP), and the generation last picked up.
+    floating: Option<(Arc<FloatingCell>, u64)>,
 }
 
 /// The bursts a turn fills, allocated once with the worker.
@@ -382,7 +384,18 @@ impl<S: Stage<Mbuf>> Worker<S> {
             }),
             per_ms: (dpdk::tsc_hz() / 1000).max(1),
             l3: None,
+            floating: None,
         }
+    }
+
+    /// Makes the worker follow the floating addresses published in `cell`
+    /// (see [`crate::net::floating`]); the first worker announces what
+    /// the director takes.
+    pub fn with_floating_cell(mut self, cell: Arc<FloatingCell>) -> Self {
+        // Never seen: the first turn applies what is published.
+        let g = cell.generation().wrapping_sub(1);
+        self.floating = Some((cell, g));
+        self
     }
 
     /// Makes the worker pick up the routes and static neighbours published
@@ -483,6 +496,14 @@ impl<S: Stage<Mbuf>> Worker<S> {
                 for m in b.rx.drain() {
                     io.tx(m.port(), m);
                 }
+            }
+        }
+        if let Some((cell, seen)) = &mut self.floating {
+            let g = cell.generation();
+            if g != *seen {
+                *seen = g;
+                let held = cell.load();
+                self.stack.set_held(&held, self.index == 0, &mut io);
             }
         }
         self.stack.tick(now, &mut io);

@@ -158,6 +158,39 @@ impl Daemon {
         }
     }
 
+    /// Reads the log until a line satisfies `pred` (that line), or
+    /// `secs` seconds passed or stderr closed (None). Lines read stay in
+    /// [`Daemon::log`].
+    pub fn wait_log(&mut self, secs: u64, pred: impl Fn(&str) -> bool) -> Option<String> {
+        if let Some(l) = self.log.iter().find(|l| pred(l)) {
+            return Some(l.clone());
+        }
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            match self
+                .log_rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(Some(l)) => {
+                    let hit = pred(&l);
+                    self.log.push(l.clone());
+                    if hit {
+                        return Some(l);
+                    }
+                }
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// SIGKILL (a crash: no shutdown report), and wait for the process.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// SIGTERM, wait (20 s at most), and return the exit status and the
     /// whole log (stderr) since start.
     pub fn stop(&mut self) -> (Option<ExitStatus>, String) {

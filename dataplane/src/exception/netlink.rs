@@ -20,14 +20,17 @@ const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
 const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
 const RTM_NEWADDR: u16 = 20;
+const RTM_GETADDR: u16 = 22;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
 
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
+const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_REPLACE: u16 = 0x100;
 const NLM_F_CREATE: u16 = 0x400;
 
@@ -102,6 +105,78 @@ fn getlink_message(seq: u32, name: &str) -> Vec<u8> {
     Msg::new(RTM_GETLINK, 0, seq, &ifinfo)
         .attr(IFLA_IFNAME, &n)
         .finish()
+}
+
+/// RTM_GETADDR dump of every address of every interface (like `ip
+/// address show`). A dump is not acknowledged: it ends with NLMSG_DONE.
+fn getaddr_message(seq: u32) -> Vec<u8> {
+    let mut m = Msg::new(RTM_GETADDR, NLM_F_DUMP, seq, &[0u8; 8]).finish();
+    let flags = NLM_F_REQUEST | NLM_F_DUMP;
+    m[6..8].copy_from_slice(&flags.to_ne_bytes());
+    m
+}
+
+/// The (interface index, address) pairs of one datagram of an RTM_GETADDR
+/// dump answering `seq`, appended to `out`. Returns whether the dump is
+/// complete (NLMSG_DONE seen). An address is IFA_LOCAL when present (the
+/// interface's own address on point-to-point links), else IFA_ADDRESS.
+fn parse_addresses(buf: &[u8], seq: u32, out: &mut Vec<(u32, IpAddr)>) -> io::Result<bool> {
+    let mut off = 0;
+    while off + 16 <= buf.len() {
+        let u32_at = |o: usize| u32::from_ne_bytes([buf[o], buf[o + 1], buf[o + 2], buf[o + 3]]);
+        let len = u32_at(off) as usize;
+        let kind = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
+        if len < 16 || off + len > buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a truncated rtnetlink message",
+            ));
+        }
+        if u32_at(off + 8) == seq {
+            match kind {
+                NLMSG_DONE => return Ok(true),
+                NLMSG_ERROR if len >= 20 => {
+                    let err = u32_at(off + 16) as i32;
+                    return Err(io::Error::from_raw_os_error(-err));
+                }
+                RTM_NEWADDR if len >= 24 => {
+                    let family = buf[off + 16];
+                    let index = u32_at(off + 20);
+                    let (mut local, mut address) = (None, None);
+                    let mut a = off + 24;
+                    while a + 4 <= off + len {
+                        let alen = usize::from(u16::from_ne_bytes([buf[a], buf[a + 1]]));
+                        let akind = u16::from_ne_bytes([buf[a + 2], buf[a + 3]]);
+                        if alen < 4 || a + alen > off + len {
+                            break;
+                        }
+                        let data = &buf[a + 4..a + alen];
+                        let ip = match (family, data.len()) {
+                            (AF_INET, 4) => {
+                                Some(IpAddr::from(<[u8; 4]>::try_from(data).unwrap_or_default()))
+                            }
+                            (AF_INET6, 16) => {
+                                Some(IpAddr::from(<[u8; 16]>::try_from(data).unwrap_or_default()))
+                            }
+                            _ => None,
+                        };
+                        match akind {
+                            IFA_LOCAL => local = ip,
+                            IFA_ADDRESS => address = ip,
+                            _ => {}
+                        }
+                        a += alen.next_multiple_of(4);
+                    }
+                    if let Some(ip) = local.or(address) {
+                        out.push((index, ip));
+                    }
+                }
+                _ => {}
+            }
+        }
+        off += len.next_multiple_of(4);
+    }
+    Ok(false)
 }
 
 /// RTM_NEWADDR: `p` on interface `index` (like `ip address replace p dev
@@ -250,6 +325,22 @@ impl Netlink {
         self.call(|seq| address_message(seq, index, p)).map(|_| ())
     }
 
+    /// Every address of every interface of the namespace, with the
+    /// interface's index.
+    pub fn addresses(&mut self) -> io::Result<Vec<(u32, IpAddr)>> {
+        self.seq += 1;
+        let seq = self.seq;
+        self.sock.send(&getaddr_message(seq))?;
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut out = Vec::new();
+        loop {
+            let n = (&self.sock).read(&mut buf)?;
+            if parse_addresses(&buf[..n], seq, &mut out)? {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Adds (or replaces) the route to `to` via `via` out of `index`.
     pub fn add_route(&mut self, index: u32, to: &Prefix, via: IpAddr) -> io::Result<()> {
         self.call(|seq| route_message(seq, index, to, via))
@@ -370,6 +461,71 @@ mod tests {
         v.extend_from_slice(&ne32(0));
         v.extend_from_slice(body);
         v
+    }
+
+    /// An RTM_NEWADDR as the kernel sends it in a dump: ifaddrmsg, then
+    /// IFA_ADDRESS (and IFA_LOCAL for IPv4), IFA_LABEL for IPv4.
+    fn newaddr(seq: u32, family: u8, index: u32, addr: &[u8], local: bool) -> Vec<u8> {
+        let mut body = vec![family, 24, 0x80, 0];
+        body.extend_from_slice(&ne32(index));
+        let mut attr = |kind: u16, data: &[u8]| {
+            body.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
+            body.extend_from_slice(&kind.to_ne_bytes());
+            body.extend_from_slice(data);
+            body.resize(body.len().next_multiple_of(4), 0);
+        };
+        attr(IFA_ADDRESS, addr);
+        if local {
+            attr(IFA_LOCAL, addr);
+            attr(3, b"uvs0\0");
+        }
+        reply(RTM_NEWADDR, seq, &body)
+    }
+
+    #[test]
+    fn an_address_dump_request_asks_for_a_dump_without_ack() {
+        let m = getaddr_message(9);
+        assert_eq!(m.len(), 16 + 8);
+        assert_eq!(&m[4..6], &RTM_GETADDR.to_ne_bytes());
+        assert_eq!(&m[6..8], &0x301u16.to_ne_bytes());
+        assert_eq!(&m[8..12], &ne32(9));
+        assert_eq!(&m[16..], &[0; 8], "every family, every interface");
+    }
+
+    #[test]
+    fn address_dumps_give_index_and_address_until_done() {
+        let mut d = newaddr(5, AF_INET, 7, &[198, 18, 0, 100], true);
+        d.extend(newaddr(
+            5,
+            AF_INET6,
+            7,
+            &"2001:db8::100"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+            false,
+        ));
+        d.extend(newaddr(4, AF_INET, 8, &[198, 18, 9, 9], true));
+        let mut out = vec![];
+        assert!(!parse_addresses(&d, 5, &mut out).unwrap(), "not done yet");
+        assert_eq!(
+            out,
+            vec![
+                (7, "198.18.0.100".parse().unwrap()),
+                (7, "2001:db8::100".parse().unwrap())
+            ],
+            "another sequence's message is not ours"
+        );
+        let done = reply(NLMSG_DONE, 5, &[0; 4]);
+        assert!(parse_addresses(&done, 5, &mut out).unwrap());
+        let mut e = (-1i32).to_ne_bytes().to_vec();
+        e.extend_from_slice(&[0; 16]);
+        assert!(parse_addresses(&reply(NLMSG_ERROR, 5, &e), 5, &mut out).is_err());
+        // Truncated: an error, never a panic.
+        for cut in 1..d.len() {
+            let mut o = vec![];
+            let _ = parse_addresses(&d[..cut], 5, &mut o);
+        }
     }
 
     #[test]

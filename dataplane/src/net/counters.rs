@@ -101,6 +101,12 @@ counters! {
     DropKernelFull => "drop_kernel_full",
     /// Frames from a kernel interface sent out of their port.
     FromKernel => "from_kernel",
+    /// Packets to a floating address this director does not hold (the
+    /// VRRP BACKUP's VIPs), dropped before the load balancer.
+    DropStandby => "drop_vip_standby",
+    /// Gratuitous ARPs and unsolicited neighbour advertisements sent for
+    /// floating addresses this director took.
+    Announced => "vip_announced",
 }
 
 const N: usize = Counter::ALL.len();

@@ -30,6 +30,7 @@
 
 mod arp;
 pub mod counters;
+pub mod floating;
 mod icmp;
 mod ndp;
 pub mod neighbor;
@@ -37,6 +38,7 @@ pub mod route;
 mod stack;
 
 pub use counters::{Counter, NetCounters};
+pub use floating::{Floating, FloatingCell};
 pub use neighbor::NeighborTable;
 pub use route::{Route, RouteTable};
 pub use stack::{Io, Stack};

@@ -274,3 +274,47 @@ pub(super) fn build_solicitation<B: PacketBuf>(
     Icmpv6Packet::new_unchecked(&mut body[..NDP_LEN]).fill_checksum(src, group);
     true
 }
+
+/// Fills the empty `buf` with an unsolicited neighbour advertisement of
+/// `target` from `iface` (RFC 4861 7.2.6): to all nodes, override set,
+/// solicited clear, with the port's MAC as target link-layer address, so
+/// that neighbours that know `target` move it to this port.
+pub(super) fn build_unsolicited<B: PacketBuf>(
+    buf: &mut B,
+    iface: &Interface,
+    target: Ipv6Addr,
+) -> bool {
+    let len = HEADER_LEN + ipv6::HEADER_LEN + NDP_LEN;
+    if !buf.append(len) {
+        return false;
+    }
+    let d = buf.data_mut();
+    let eth = EthernetRepr {
+        src: iface.mac,
+        dst: multicast_mac(ALL_NODES),
+        vlan_tci: None,
+        ethertype: ethertype::IPV6,
+    };
+    let ip = Ipv6Repr {
+        src: target,
+        dst: ALL_NODES,
+        next_header: protocol::ICMPV6,
+        payload_len: NDP_LEN as u16,
+        hop_limit: 255,
+        traffic_class: 0,
+    };
+    if eth.emit(d).is_err() || ip.emit(&mut d[HEADER_LEN..]).is_err() {
+        return false;
+    }
+    let body = &mut d[HEADER_LEN + ipv6::HEADER_LEN..];
+    write_ndp(
+        body,
+        kind::NEIGHBOR_ADVERT,
+        u32::from(na_flags::OVERRIDE) << 24,
+        target,
+        ndp_option::TARGET_LL_ADDR,
+        iface.mac,
+    );
+    Icmpv6Packet::new_unchecked(&mut body[..NDP_LEN]).fill_checksum(target, ALL_NODES);
+    true
+}

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::floating::Floating;
 use super::neighbor::{Lookup, NeighborTable};
 use super::{arp, icmp, ndp};
 use super::{
@@ -49,6 +50,9 @@ pub struct Stack<B> {
     last_tick: u64,
     /// Virtual service addresses answered in ARP/NDP (from the stage).
     service_addrs: Vec<IpAddr>,
+    /// Addresses shared with another director under VRRP, and which of
+    /// them this one holds (see [`super::floating`]).
+    floating: Floating,
     /// Recent destinations resolved to a port and both MACs.
     hops: Box<[Option<Hop>; HOP_CACHE]>,
 }
@@ -112,6 +116,7 @@ impl<B: PacketBuf> Stack<B> {
             counters,
             last_tick: 0,
             service_addrs: Vec::new(),
+            floating: Floating::default(),
             hops: Box::new([None; HOP_CACHE]),
         })
     }
@@ -150,9 +155,52 @@ impl<B: PacketBuf> Stack<B> {
     }
 
     /// Whether ARP/NDP for `ip` on `iface` is ours to answer: one of the
-    /// port's addresses, or a virtual service address on its segment.
+    /// port's addresses, a virtual service address on its segment, or a
+    /// floating address of the port that this director holds; never a
+    /// floating address it does not hold.
     pub(super) fn answers_for(&self, iface: &Interface, ip: IpAddr) -> bool {
-        iface.has_addr(ip) || (iface.on_link(ip) && self.service_addrs.contains(&ip))
+        if self.floating.is_standby(&ip) {
+            return false;
+        }
+        iface.has_addr(ip)
+            || (iface.on_link(ip) && self.service_addrs.contains(&ip))
+            || self.floating.holds(iface.port, &ip)
+    }
+
+    /// Sets the floating addresses (port id, address) of the config; none
+    /// is held until [`Stack::set_held`] says so.
+    pub fn set_floating(&mut self, configured: Vec<(u16, IpAddr)>) {
+        self.floating = Floating::new(configured);
+    }
+
+    /// The floating addresses held now (between bursts, when the daemon
+    /// published a change). With `announce`, each address taken now is
+    /// announced from its port: gratuitous ARP or unsolicited neighbour
+    /// advertisement.
+    pub fn set_held(&mut self, held: &[IpAddr], announce: bool, io: &mut impl Io<B>) {
+        let taken = self.floating.set_held(held);
+        if !announce {
+            return;
+        }
+        for (port, addr) in taken {
+            let Some(iface) = self.iface(port) else {
+                continue;
+            };
+            let Some(mut buf) = io.alloc() else {
+                self.counters.inc(Counter::DropNoBuffer);
+                continue;
+            };
+            let built = match addr {
+                IpAddr::V4(a) => arp::build_gratuitous(&mut buf, iface, a),
+                IpAddr::V6(a) => ndp::build_unsolicited(&mut buf, iface, a),
+            };
+            if built {
+                self.counters.inc(Counter::Announced);
+                self.tx(io, port, buf);
+            } else {
+                self.drop_buf(buf, Counter::DropNoBuffer);
+            }
+        }
     }
 
     /// Whether `ip` is one of the director's own addresses (any port).
@@ -232,6 +280,9 @@ impl<B: PacketBuf> Stack<B> {
         }
         if is_ndp {
             return ndp::input(self, rx_port, buf, meta, now, io);
+        }
+        if self.floating.is_standby(&meta.dst) {
+            return self.drop_buf(buf, Counter::DropStandby);
         }
         self.counters.inc(Counter::Forwarded);
         let buf = match stage.process(rx_port, buf, meta, now) {

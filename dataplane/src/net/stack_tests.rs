@@ -552,3 +552,123 @@ fn a_reload_replaces_routes_and_static_neighbours() {
     assert!(io.sent.is_empty(), "{:?}", io.sent);
     assert!(st.neighbors().get(&"198.18.1.3".parse().unwrap()).is_none());
 }
+
+/// The client-side VIP as a floating address (VRRP), and a second one on
+/// the server side that is no service's (the real servers' gateway).
+fn floating_stack() -> Stack<TestBuf> {
+    let mut st = stack();
+    st.set_service_addrs(vec![IpAddr::from(VIP)]);
+    st.set_floating(vec![
+        (0, IpAddr::from(VIP)),
+        (1, IpAddr::from([198, 18, 1, 254])),
+    ]);
+    st
+}
+
+#[test]
+fn a_floating_vip_is_answered_and_served_only_while_held() {
+    let mut st = floating_stack();
+    let req = arp_frame([0xff; 6], HOST_MAC, 1, HOST_MAC, HOST, [0; 6], VIP);
+    assert!(
+        input(&mut st, 0, &req, 0).is_empty(),
+        "a BACKUP does not answer for the VIP, though a service uses it"
+    );
+    let to_vip = echo_request(HOST, VIP, DIRECTOR_MAC);
+    let mut io = TestIo::default();
+    st.input(0, TestBuf::new(&to_vip), 0, &mut io, &mut RouteAll);
+    assert!(io.sent.is_empty(), "nor serves it");
+    assert_eq!(st.counters().get(Counter::DropStandby), 1);
+    assert_eq!(st.counters().get(Counter::Forwarded), 0);
+
+    // keepalived made this director MASTER: the first worker announces.
+    let mut io = TestIo::default();
+    st.set_held(&[IpAddr::from(VIP)], true, &mut io);
+    let garp = arp_frame([0xff; 6], DIRECTOR_MAC, 1, DIRECTOR_MAC, VIP, [0; 6], VIP);
+    let mut padded = garp.clone();
+    padded.resize(60, 0);
+    assert_eq!(io.sent, vec![(0, padded)], "a gratuitous ARP on port 0");
+    assert_eq!(st.counters().get(Counter::Announced), 1);
+    let want = arp_frame(HOST_MAC, DIRECTOR_MAC, 2, DIRECTOR_MAC, VIP, HOST_MAC, HOST);
+    assert_eq!(input(&mut st, 0, &req, 0), vec![(0, want)]);
+    let mut io = TestIo::default();
+    st.input(0, TestBuf::new(&to_vip), 0, &mut io, &mut RouteAll);
+    assert_eq!(st.counters().get(Counter::Forwarded), 1, "served");
+
+    // BACKUP again (the same set published twice announces nothing).
+    let mut io = TestIo::default();
+    st.set_held(&[IpAddr::from(VIP)], true, &mut io);
+    assert!(io.sent.is_empty());
+    st.set_held(&[], true, &mut io);
+    assert!(io.sent.is_empty());
+    assert!(input(&mut st, 0, &req, 0).is_empty());
+}
+
+#[test]
+fn a_held_floating_gateway_is_answered_on_its_port_only() {
+    let mut st = floating_stack();
+    let gw = [198, 18, 1, 254];
+    let req = arp_frame([0xff; 6], GW_MAC, 1, GW_MAC, [198, 18, 1, 2], [0; 6], gw);
+    assert!(input(&mut st, 1, &req, 0).is_empty());
+    let mut io = TestIo::default();
+    // Another worker: takes it without announcing.
+    st.set_held(&[IpAddr::from(gw)], false, &mut io);
+    assert!(io.sent.is_empty());
+    let want = arp_frame(
+        GW_MAC,
+        SERVER_SIDE_MAC,
+        2,
+        SERVER_SIDE_MAC,
+        gw,
+        GW_MAC,
+        [198, 18, 1, 2],
+    );
+    assert_eq!(input(&mut st, 1, &req, 0), vec![(1, want)]);
+    let other_side = arp_frame([0xff; 6], HOST_MAC, 1, HOST_MAC, HOST, [0; 6], gw);
+    assert!(input(&mut st, 0, &other_side, 0).is_empty());
+}
+
+#[test]
+fn taking_an_ipv6_floating_address_sends_an_unsolicited_advertisement() {
+    let mut st = stack();
+    let vip6: std::net::Ipv6Addr = "2001:db8::100".parse().unwrap();
+    st.set_floating(vec![(0, IpAddr::V6(vip6))]);
+    let mut io = TestIo::default();
+    st.set_held(&[IpAddr::V6(vip6)], true, &mut io);
+    assert_eq!(io.sent.len(), 1);
+    let (port, f) = &io.sent[0];
+    assert_eq!(*port, 0);
+    assert_eq!(&f[0..6], &[0x33, 0x33, 0, 0, 0, 1], "to all nodes");
+    assert_eq!(&f[6..12], &DIRECTOR_MAC);
+    let p = SlicedPacket::from_ethernet(f).unwrap();
+    let Some(etherparse::NetSlice::Ipv6(ip)) = &p.net else {
+        panic!("not IPv6: {p:?}")
+    };
+    assert_eq!(ip.header().source_addr(), vip6);
+    assert_eq!(
+        ip.header().destination_addr(),
+        "ff02::1".parse::<std::net::Ipv6Addr>().unwrap()
+    );
+    assert_eq!(ip.header().hop_limit(), 255);
+    let Some(etherparse::TransportSlice::Icmpv6(icmp)) = &p.transport else {
+        panic!("not ICMPv6: {p:?}")
+    };
+    assert_eq!(icmp.type_u8(), 136);
+    let body = icmp.slice();
+    assert_eq!(body[4], 0x20, "override, not solicited, not router");
+    assert_eq!(&body[8..24], &vip6.octets());
+    assert_eq!(
+        &body[24..32],
+        &[2, 1, 2, 0, 0, 0, 0, 1],
+        "target link-layer option"
+    );
+    let sum = icmp
+        .header()
+        .icmp_type
+        .calc_checksum(
+            vip6.octets(),
+            [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            icmp.payload(),
+        )
+        .unwrap();
+    assert_eq!(sum, icmp.checksum());
+}
