@@ -28,7 +28,8 @@ macro_rules! counters {
 counters! {
     /// Frames received.
     Rx => "rx",
-    /// Frames handed to a tx queue.
+    /// Frames a tx queue took (the kernel interfaces' too); what a full
+    /// queue refused is `drop_tx_full` instead.
     Tx => "tx",
     /// ARP requests for our addresses answered.
     ArpReplied => "arp_replied",

@@ -171,8 +171,9 @@ impl<B: PacketBuf> Stack<B> {
         io.except(port, buf);
     }
 
+    /// Queues `buf` on `port`; the worker counts it `tx` once its tx
+    /// queue took it (or `drop_tx_full`).
     pub(super) fn tx(&self, io: &mut impl Io<B>, port: u16, buf: B) {
-        self.counters.inc(Counter::Tx);
         io.tx(port, buf);
     }
 
@@ -375,10 +376,8 @@ impl<B: PacketBuf> Stack<B> {
             return;
         }
         self.counters.inc(Counter::NeighborLearned);
-        let counters = &self.counters;
         let n = self.neigh.release(ip, |port, mac, mut buf| {
             buf.data_mut()[0..6].copy_from_slice(&mac.0);
-            counters.inc(Counter::Tx);
             io.tx(port, buf);
         });
         self.counters.add(Counter::Released, n as u64);
