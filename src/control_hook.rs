@@ -21,13 +21,13 @@ use std::time::Duration;
 
 use control::command::{DaemonConfig, DaemonState};
 use control::director::{Dataplane, Director, Refusal, KERNEL_ERROR};
+use control::format::counters::CounterTable;
 use control::format::DaemonStatus;
 use control::server::{Limits, Server};
 use dataplane::conn::shared::merge_template_rows;
-use control::format::counters::CounterTable;
 use dataplane::lb::{ConfigCell, ConnDump, LbCounters};
-use dataplane::net::NetCounters;
 use dataplane::model::{ConnEntry, Snapshot};
+use dataplane::net::NetCounters;
 use dataplane::sync::daemon::{Request, Role, SyncDaemons};
 use dataplane::sync::{SyncHub, WorkerSync};
 

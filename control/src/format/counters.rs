@@ -64,12 +64,7 @@ pub fn text(t: &CounterTable) -> String {
     }
     out.push('\n');
     for (name, values) in &t.rows {
-        let _ = write!(
-            out,
-            "{:<width$} {:>14}",
-            name,
-            CounterTable::total(values)
-        );
+        let _ = write!(out, "{:<width$} {:>14}", name, CounterTable::total(values));
         for v in values {
             let _ = write!(out, " {v:>14}");
         }

@@ -30,7 +30,9 @@
 
 mod arp;
 pub mod counters;
+pub mod host;
 mod icmp;
+mod inbound;
 mod ndp;
 pub mod neighbor;
 pub mod route;
@@ -458,5 +460,7 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod host_tests;
 #[cfg(test)]
 mod stack_tests;

@@ -4,14 +4,16 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::host::AnswerLimit;
 use super::neighbor::{Lookup, NeighborTable};
-use super::{arp, icmp, ndp};
+use super::{arp, host, icmp, inbound, ndp};
 use super::{
     Counter, Interface, L3Config, L3ConfigError, NetCounters, RouteTable, Stage, StageVerdict,
 };
 use crate::buf::PacketBuf;
 use crate::exception::{self, Destination};
 use crate::wire::ethernet::{ethertype, MacAddr, HEADER_LEN};
+use crate::wire::icmp::kind as icmp_kind;
 use crate::wire::ipv4::protocol;
 use crate::wire::{icmpv6, parse_packet, PacketMeta, ParseError, L3};
 
@@ -51,6 +53,8 @@ pub struct Stack<B> {
     service_addrs: Vec<IpAddr>,
     /// Recent destinations resolved to a port and both MACs.
     hops: Box<[Option<Hop>; HOP_CACHE]>,
+    /// The budget of answers the director originates ([`host`]).
+    answers: AnswerLimit,
 }
 
 /// A destination resolved through the route table and the neighbour table.
@@ -113,6 +117,7 @@ impl<B: PacketBuf> Stack<B> {
             last_tick: 0,
             service_addrs: Vec::new(),
             hops: Box::new([None; HOP_CACHE]),
+            answers: AnswerLimit::default(),
         })
     }
 
@@ -145,14 +150,27 @@ impl<B: PacketBuf> Stack<B> {
 
     /// Sets the virtual service addresses to answer ARP/NDP for (between
     /// bursts, when the configuration changed).
-    pub fn set_service_addrs(&mut self, addrs: Vec<IpAddr>) {
+    pub fn set_service_addrs(&mut self, mut addrs: Vec<IpAddr>) {
+        addrs.sort_unstable();
+        addrs.dedup();
         self.service_addrs = addrs;
+    }
+
+    /// Whether `ip` is a virtual service address.
+    #[inline]
+    pub(super) fn is_service_addr(&self, ip: IpAddr) -> bool {
+        self.service_addrs.binary_search(&ip).is_ok()
+    }
+
+    /// Takes a token for an answer the director originates ([`host`]).
+    pub(super) fn allow_answer(&mut self, now: u64) -> bool {
+        self.answers.allow(now)
     }
 
     /// Whether ARP/NDP for `ip` on `iface` is ours to answer: one of the
     /// port's addresses, or a virtual service address on its segment.
     pub(super) fn answers_for(&self, iface: &Interface, ip: IpAddr) -> bool {
-        iface.has_addr(ip) || (iface.on_link(ip) && self.service_addrs.contains(&ip))
+        iface.has_addr(ip) || (iface.on_link(ip) && self.is_service_addr(ip))
     }
 
     /// Whether `ip` is one of the director's own addresses (any port).
@@ -234,6 +252,12 @@ impl<B: PacketBuf> Stack<B> {
         if is_ndp {
             return ndp::input(self, rx_port, buf, meta, now, io);
         }
+        let mut buf = buf;
+        if let Some(iface) = self.iface(rx_port) {
+            if let Err(why) = inbound::check(iface, &mut buf, meta, &self.counters) {
+                return self.drop_buf(buf, why);
+            }
+        }
         self.counters.inc(Counter::Forwarded);
         let buf = match stage.process(rx_port, buf, meta, now) {
             StageVerdict::Route { buf, dst } => return self.send_ip(buf, dst, now, io),
@@ -252,14 +276,31 @@ impl<B: PacketBuf> Stack<B> {
         if kernel && self.to_kernel(rx_port, &buf, meta, stage) {
             return self.except(io, rx_port, buf);
         }
+        let local = self.is_local(meta.dst);
+        let vip = self.is_service_addr(meta.dst);
+        let echo = match meta.l3 {
+            L3::Ipv4 => {
+                meta.protocol == protocol::ICMP && meta.icmp_type == icmp_kind::ECHO_REQUEST
+            }
+            L3::Ipv6 => {
+                meta.protocol == protocol::ICMPV6 && meta.icmp_type == icmpv6::kind::ECHO_REQUEST
+            }
+            L3::Arp => false,
+        };
+        if vip && !local && echo && !self.allow_answer(now) {
+            return self.drop_buf(buf, Counter::DropRateLimited);
+        }
         match meta.l3 {
-            L3::Ipv4 if self.is_local(meta.dst) && meta.protocol == protocol::ICMP => {
+            L3::Ipv4 if (local || vip) && meta.protocol == protocol::ICMP => {
                 icmp::input(self, buf, meta, now, io)
             }
-            L3::Ipv6 if self.is_local(meta.dst) && meta.protocol == protocol::ICMPV6 => {
+            L3::Ipv6 if (local || vip) && meta.protocol == protocol::ICMPV6 => {
                 ndp::echo(self, buf, meta, now, io)
             }
-            _ if self.is_local(meta.dst) => self.drop_buf(buf, Counter::DropLocalOther),
+            _ if vip && !stage.serves(meta.protocol, meta.dst, meta.dport) => {
+                host::closed_port(self, buf, meta, now, io)
+            }
+            _ if local || vip => self.drop_buf(buf, Counter::DropLocalOther),
             L3::Ipv6 if meta.dst.is_multicast() => self.drop_buf(buf, Counter::DropIcmp6Other),
             _ => self.drop_buf(buf, Counter::DropNotLocal),
         }
