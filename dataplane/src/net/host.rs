@@ -28,8 +28,9 @@ use crate::buf::PacketBuf;
 use crate::wire::ethernet::EthernetFrame;
 use crate::wire::ipv4::{protocol, Ipv4Repr};
 use crate::wire::ipv6::Ipv6Repr;
-use crate::wire::{checksum, ipv4, ipv6, tcp, Fragment, PacketMeta, L3};
+use crate::wire::{checksum, ipv4, ipv6, tcp, Fragment, PacketMeta, ParseError, L3};
 use crate::xmit::icmp::{icmp_error_reply, IcmpErrorKind};
+use crate::xmit::XmitError;
 
 /// Answers a worker may originate per second, and at once.
 pub const ANSWERS_PER_SEC: u64 = 1000;
@@ -97,14 +98,14 @@ pub(super) fn closed_port<B: PacketBuf>(
         (Counter::TcpResetSent, tcp_reset(&mut buf, meta))
     } else {
         let r = icmp_error_reply(&mut buf, meta, IcmpErrorKind::PortUnreachable, meta.dst);
-        (Counter::PortUnreachableSent, r.map_err(|_| ()))
+        (Counter::PortUnreachableSent, r)
     };
     match r {
         Ok(()) => {
             st.counters().inc(sent);
             st.send_ip(buf, meta.src, now, io);
         }
-        Err(()) => st.drop_buf(buf, Counter::DropLocalOther),
+        Err(_) => st.drop_buf(buf, Counter::DropLocalOther),
     }
 }
 
@@ -115,17 +116,23 @@ pub(super) fn closed_port<B: PacketBuf>(
 /// count one). No options, window 0, from the segment's destination back
 /// to its source (ports swapped), TTL / hop limit 64. The Ethernet header
 /// is kept with its addresses swapped; the caller routes the reply.
-pub fn tcp_reset<B: PacketBuf>(buf: &mut B, meta: &PacketMeta) -> Result<(), ()> {
+pub fn tcp_reset<B: PacketBuf>(buf: &mut B, meta: &PacketMeta) -> Result<(), XmitError> {
     let (l3, l4, end) = (
         usize::from(meta.l3_offset),
         usize::from(meta.l4_offset),
         meta.l3_end(),
     );
-    if meta.protocol != protocol::TCP || buf.len() < end || l4 >= end {
-        return Err(());
+    if meta.protocol != protocol::TCP {
+        return Err(XmitError::UnsupportedProtocol);
+    }
+    if meta.fragment == Fragment::Later {
+        return Err(XmitError::Fragment);
+    }
+    if buf.len() < end || l4 >= end {
+        return Err(XmitError::Malformed(ParseError::Truncated));
     }
     let (seq, ack, flags, seg_len) = {
-        let t = tcp::TcpPacket::new_checked(&buf.data()[l4..end]).map_err(|_| ())?;
+        let t = tcp::TcpPacket::new_checked(&buf.data()[l4..end]).map_err(XmitError::Malformed)?;
         (
             t.seq_number(),
             t.ack_number(),
@@ -148,12 +155,12 @@ pub fn tcp_reset<B: PacketBuf>(buf: &mut B, meta: &PacketMeta) -> Result<(), ()>
     let ip_hl = match meta.l3 {
         L3::Ipv4 => ipv4::HEADER_LEN,
         L3::Ipv6 => ipv6::HEADER_LEN,
-        L3::Arp => return Err(()),
+        L3::Arp => return Err(XmitError::NotIp),
     };
     let seg = l3 + ip_hl;
     let new_len = seg + tcp::HEADER_LEN;
     if new_len > buf.len() {
-        return Err(());
+        return Err(XmitError::Malformed(ParseError::Truncated));
     }
     let extra = buf.len() - new_len;
     buf.trim(extra);
@@ -184,7 +191,7 @@ pub fn tcp_reset<B: PacketBuf>(buf: &mut B, meta: &PacketMeta) -> Result<(), ()>
                 dont_frag: true,
             }
             .emit(&mut d[l3..])
-            .map_err(|_| ())?;
+            .map_err(XmitError::Malformed)?;
             checksum::pseudo_header_v4(s, dst, protocol::TCP, len)
         }
         (IpAddr::V6(s), IpAddr::V6(dst)) => {
@@ -197,10 +204,10 @@ pub fn tcp_reset<B: PacketBuf>(buf: &mut B, meta: &PacketMeta) -> Result<(), ()>
                 traffic_class: 0,
             }
             .emit(&mut d[l3..])
-            .map_err(|_| ())?;
+            .map_err(XmitError::Malformed)?;
             checksum::pseudo_header_v6(s, dst, protocol::TCP, u32::from(len))
         }
-        _ => return Err(()),
+        _ => return Err(XmitError::FamilyMismatch),
     };
     let c = checksum::finish(pseudo, &d[seg..new_len]);
     d[seg + 16..seg + 18].copy_from_slice(&c.to_be_bytes());

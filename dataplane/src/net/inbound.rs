@@ -126,7 +126,7 @@ mod tests {
         let b = b.tcp(40000, 80, 1, 64240).syn();
         let mut v = Vec::new();
         b.write(&mut v, &[]).unwrap();
-        v.extend(std::iter::repeat(0xee).take(pad));
+        v.extend(std::iter::repeat_n(0xee, pad));
         v
     }
 
