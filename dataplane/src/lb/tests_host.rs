@@ -167,3 +167,23 @@ fn related_icmp_errors_count_in_the_service_packet_counters() {
     );
     assert_eq!(lb.counters().icmp_related.load(Ordering::Relaxed), 2);
 }
+
+#[test]
+fn new_connections_refused_on_a_full_table_are_counted() {
+    let (st, mut lb) = director();
+    let capacity = lb.conns().capacity() as usize;
+    let mut forwarded = 0;
+    for i in 0..capacity + 10 {
+        let f = segment(CLIENT, 1024 + i as u16, VIP, 80, 0x02, 64);
+        match run(&mut lb, &f).0 {
+            Action::Forward(_) => forwarded += 1,
+            Action::Drop(r) => assert_eq!(r, LbDrop::TableFull),
+            a => panic!("{a:?}"),
+        }
+    }
+    assert_eq!(forwarded, lb.conns().len());
+    let refused = lb.counters().drops(LbDrop::TableFull);
+    assert_eq!(refused as usize, capacity + 10 - forwarded);
+    assert!(refused >= 10, "{refused}");
+    assert_eq!(service_stats(&st).conns as usize, forwarded);
+}

@@ -72,7 +72,9 @@ counters! {
     DropNdpHopLimit => "drop_ndp_hop_limit",
     /// Fragmented ICMP to us.
     DropFragment => "drop_fragment",
-    /// IP for one of our addresses that is not ICMP (nothing listens).
+    /// IP for one of our addresses that is not ICMP (nothing listens), a
+    /// TCP reset or a protocol other than TCP/UDP to a VIP port without
+    /// service, or traffic to a service the load balancer passed back.
     DropLocalOther => "drop_local_not_icmp",
     /// IP not for us, and no forwarding stage wanted it.
     DropNotLocal => "drop_not_local",
