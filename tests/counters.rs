@@ -64,6 +64,31 @@ except socket.timeout:
     print("timeout")
 "#;
 
+/// A UDP datagram to `addr`:`port` with TTL `ttl`, from the client
+/// namespace: `icmp TYPE CODE FROM` for the ICMP error the socket got
+/// (IP_RECVERR names the error's sender), `answered`, or `timeout`.
+const UDP_WITH_TTL: &str = r#"
+import socket, struct, sys
+addr, port, ttl = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+IP_RECVERR = 11
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_IP, IP_RECVERR, 1)
+s.setsockopt(socket.SOL_IP, socket.IP_TTL, ttl)
+s.settimeout(3)
+s.connect((addr, port))
+s.send(b"hello")
+try:
+    s.recv(100)
+    print("answered")
+except socket.timeout:
+    print("timeout")
+except OSError:
+    _, anc, _, _ = s.recvmsg(100, 256, socket.MSG_ERRQUEUE)
+    for _level, _kind, data in anc:
+        _errno, _origin, kind, code = struct.unpack("=IBBB", data[:7])
+        print("icmp", kind, code, socket.inet_ntoa(data[20:24]))
+"#;
+
 /// Runs `args` in the lab's client namespace; (exit code, stdout).
 fn in_client(lab: &Lab, args: &[&str]) -> (i32, String) {
     let out = Command::new("ip")
@@ -159,6 +184,44 @@ fn the_directors_own_answers_and_its_drops_read_back_while_running() {
     assert!(!conns.contains("255.255.255.255"), "{conns}");
     assert!(!conns.contains("198.18.0.2:42000"), "{conns}");
     assert!(conns.contains("198.18.0.9:43000"), "{conns}");
+
+    // TTL: a client datagram whose TTL runs out at the director gets time
+    // exceeded from the VIP, and counts in the service's packets; a NAT
+    // reply whose TTL runs out gets time exceeded toward the real server
+    // (counted as an ICMP error sent), and nothing reaches the client.
+    lab.ok(&format!("-A -u {VIP}:53 -s rr"));
+    lab.ok(&format!("-a -u {VIP}:53 -r 198.18.1.11:53 -m"));
+    let (_, out) = in_client(&lab, &["python3", "-c", UDP_WITH_TTL, VIP, "53", "64"]);
+    assert_eq!(out, "answered", "the UDP service works");
+    let (_, out) = in_client(&lab, &["python3", "-c", UDP_WITH_TTL, VIP, "53", "1"]);
+    assert_eq!(
+        out,
+        format!("icmp 11 0 {VIP}"),
+        "time exceeded from the VIP"
+    );
+    let stats = lab.ok(&format!("-L -n --stats -u {VIP}:53"));
+    let inpkts = |stats: &str| -> u64 {
+        let l = stats.lines().find(|l| l.starts_with("UDP ")).unwrap();
+        l.split_whitespace().nth(3).unwrap().parse().unwrap()
+    };
+    assert_eq!(inpkts(&stats), 2, "both datagrams count: {stats}");
+    let sent_before = n(&totals(&lab), "icmp_errors_sent");
+    let rs1 = format!("{}-rs1", lab.p);
+    let ttl = |v: &str| {
+        let st = Command::new("ip")
+            .args(["netns", "exec", &rs1, "sysctl", "-qw"])
+            .arg(format!("net.ipv4.ip_default_ttl={v}"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    ttl("1");
+    let (_, out) = in_client(&lab, &["python3", "-c", UDP_WITH_TTL, VIP, "53", "64"]);
+    ttl("64");
+    assert_eq!(out, "timeout", "the reply ran out of TTL at the director");
+    let t = totals(&lab);
+    assert!(n(&t, "icmp_errors_sent") > sent_before, "{t}");
+    assert_eq!(n(&t, "lb_drop_rewrite"), 0, "{t}");
 
     // The text form: a header, then name, total and the worker's count.
     let text = lab.ok("--counters");
