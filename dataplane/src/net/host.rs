@@ -28,7 +28,7 @@ use crate::buf::PacketBuf;
 use crate::wire::ethernet::EthernetFrame;
 use crate::wire::ipv4::{protocol, Ipv4Repr};
 use crate::wire::ipv6::Ipv6Repr;
-use crate::wire::{checksum, ipv4, ipv6, tcp, Fragment, PacketMeta, ParseError, L3};
+use crate::wire::{checksum, icmp, icmpv6, ipv4, ipv6, tcp, Fragment, PacketMeta, ParseError, L3};
 use crate::xmit::icmp::{icmp_error_reply, IcmpErrorKind};
 use crate::xmit::XmitError;
 
@@ -69,6 +69,18 @@ impl AnswerLimit {
         } else {
             false
         }
+    }
+}
+
+/// Whether `meta` is an ICMP or ICMPv6 echo request.
+#[inline]
+pub(super) fn is_echo_request(meta: &PacketMeta) -> bool {
+    match meta.l3 {
+        L3::Ipv4 => meta.protocol == protocol::ICMP && meta.icmp_type == icmp::kind::ECHO_REQUEST,
+        L3::Ipv6 => {
+            meta.protocol == protocol::ICMPV6 && meta.icmp_type == icmpv6::kind::ECHO_REQUEST
+        }
+        L3::Arp => false,
     }
 }
 

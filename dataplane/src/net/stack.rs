@@ -13,7 +13,6 @@ use super::{
 use crate::buf::PacketBuf;
 use crate::exception::{self, Destination};
 use crate::wire::ethernet::{ethertype, MacAddr, HEADER_LEN};
-use crate::wire::icmp::kind as icmp_kind;
 use crate::wire::ipv4::protocol;
 use crate::wire::{icmpv6, parse_packet, PacketMeta, ParseError, L3};
 
@@ -214,7 +213,7 @@ impl<B: PacketBuf> Stack<B> {
     pub fn input_parsed(
         &mut self,
         rx_port: u16,
-        buf: B,
+        mut buf: B,
         parsed: &Result<PacketMeta, ParseError>,
         now: u64,
         io: &mut impl Io<B>,
@@ -252,7 +251,6 @@ impl<B: PacketBuf> Stack<B> {
         if is_ndp {
             return ndp::input(self, rx_port, buf, meta, now, io);
         }
-        let mut buf = buf;
         if let Some(iface) = self.iface(rx_port) {
             if let Err(why) = inbound::check(iface, &mut buf, meta, &self.counters) {
                 return self.drop_buf(buf, why);
@@ -278,16 +276,7 @@ impl<B: PacketBuf> Stack<B> {
         }
         let local = self.is_local(meta.dst);
         let vip = self.is_service_addr(meta.dst);
-        let echo = match meta.l3 {
-            L3::Ipv4 => {
-                meta.protocol == protocol::ICMP && meta.icmp_type == icmp_kind::ECHO_REQUEST
-            }
-            L3::Ipv6 => {
-                meta.protocol == protocol::ICMPV6 && meta.icmp_type == icmpv6::kind::ECHO_REQUEST
-            }
-            L3::Arp => false,
-        };
-        if vip && !local && echo && !self.allow_answer(now) {
+        if vip && !local && host::is_echo_request(meta) && !self.allow_answer(now) {
             return self.drop_buf(buf, Counter::DropRateLimited);
         }
         match meta.l3 {
