@@ -74,7 +74,16 @@ fn service_stats(st: &ConfigStore) -> Counters {
 /// A TCP segment with `flags` and the given TTL (header checksum right).
 fn segment(src: &str, sport: u16, dst: &str, dport: u16, flags: u8, ttl: u8) -> Vec<u8> {
     let mut f = frame(ip(src), ip(dst), L4::Tcp, sport, dport, None, b"");
-    let m = parse_packet(&f).unwrap();
+    set_flags(&mut f, flags);
+    let mut h = Ipv4Packet::new_checked(&mut f[14..]).unwrap();
+    h.set_ttl(ttl);
+    h.fill_checksum();
+    f
+}
+
+/// Sets the TCP flags of frame `f`, keeping its checksum right.
+fn set_flags(f: &mut [u8], flags: u8) {
+    let m = parse_packet(f).unwrap();
     let l4 = usize::from(m.l4_offset);
     // Flags are not in the pseudo-header: patch the TCP checksum word.
     let old = u16::from_be_bytes([f[l4 + 12], f[l4 + 13]]);
@@ -83,10 +92,6 @@ fn segment(src: &str, sport: u16, dst: &str, dport: u16, flags: u8, ttl: u8) -> 
     let c = u16::from_be_bytes([f[l4 + 16], f[l4 + 17]]);
     let c = crate::wire::checksum::update16(c, old, new);
     f[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
-    let mut h = Ipv4Packet::new_checked(&mut f[14..]).unwrap();
-    h.set_ttl(ttl);
-    h.fill_checksum();
-    f
 }
 
 fn run(lb: &mut Lb, f: &[u8]) -> (Action, Vec<u8>) {
@@ -186,4 +191,39 @@ fn new_connections_refused_on_a_full_table_are_counted() {
     assert_eq!(refused as usize, capacity + 10 - forwarded);
     assert!(refused >= 10, "{refused}");
     assert_eq!(service_stats(&st).conns as usize, forwarded);
+}
+
+#[test]
+fn over_ipv6_too_time_exceeded_comes_from_the_vip() {
+    let vip = "2001:db8::100";
+    let key = ServiceKey::Addr {
+        protocol: Protocol::Tcp,
+        addr: ip(vip),
+        port: 80,
+    };
+    let mut st = ConfigStore::new();
+    st.apply(&ConfigOp::AddService(ServiceConfig::new(key)))
+        .unwrap();
+    st.apply(&ConfigOp::AddDest(
+        key,
+        DestConfig {
+            addr: ip("2001:db8:1::11"),
+            port: 80,
+            method: ForwardMethod::Masq,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        },
+    ))
+    .unwrap();
+    let mut lb = Lb::new(0, LbSettings::default(), 0);
+    lb.set_snapshot(st.snapshot());
+    let mut f = frame(ip("2001:db8::2"), ip(vip), L4::Tcp, 40000, 80, None, b"");
+    set_flags(&mut f, 0x02);
+    f[14 + 7] = 1; // hop limit (no IPv6 header checksum)
+    let (a, out) = run(&mut lb, &f);
+    assert_eq!(a, Action::Forward(ip("2001:db8::2")));
+    assert!(checksums_ok(&out));
+    let m = parse_packet(&out).unwrap();
+    assert_eq!((m.src, m.icmp_type, m.icmp_code), (ip(vip), 3, 0));
 }
