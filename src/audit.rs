@@ -4,7 +4,8 @@
 //! [`Audited`] wraps the director as the control socket's executor and
 //! logs one `command` event per request after it ran: the argv, the exit
 //! status, and the first line of the refusal when there is one. Listings,
-//! `-S`, `-h` and `-v` change nothing and are logged at debug level only.
+//! `-S`, `-h`, `-v` and `--counters` change nothing and are logged at debug
+//! level only.
 //! The socket is root-only (or a named group's), so this is an audit trail,
 //! not a path traffic can flood.
 
@@ -27,10 +28,12 @@ pub fn reads_only(argv: &[String]) -> bool {
     let Some(first) = argv.first() else {
         return true;
     };
-    matches!(first.as_str(), "--list" | "--save" | "--help" | "--version")
-        || ["-L", "-l", "-S", "-h", "-v"]
-            .iter()
-            .any(|c| first.starts_with(c))
+    matches!(
+        first.as_str(),
+        "--list" | "--save" | "--help" | "--version" | "--counters"
+    ) || ["-L", "-l", "-S", "-h", "-v"]
+        .iter()
+        .any(|c| first.starts_with(c))
 }
 
 impl Executor for Audited {
@@ -75,6 +78,7 @@ mod tests {
             "--save",
             "-h",
             "-v",
+            "--counters --json",
             "",
         ] {
             assert!(reads_only(&argv(r)), "{r}");

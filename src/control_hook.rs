@@ -15,17 +15,19 @@
 //! ([`SyncDaemons`]), whose rings each worker's stage holds.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
 use control::command::{DaemonConfig, DaemonState};
 use control::director::{Dataplane, Director, Refusal, KERNEL_ERROR};
+use control::format::counters::CounterTable;
 use control::format::DaemonStatus;
 use control::server::{Limits, Server};
 use dataplane::conn::shared::merge_template_rows;
-use dataplane::lb::{ConfigCell, ConnDump};
+use dataplane::lb::{ConfigCell, ConnDump, LbCounters};
 use dataplane::model::{ConnEntry, Snapshot};
+use dataplane::net::NetCounters;
 use dataplane::sync::daemon::{Request, Role, SyncDaemons};
 use dataplane::sync::{SyncHub, WorkerSync};
 
@@ -45,6 +47,18 @@ pub struct UvsDataplane {
     pub sync_ends: Mutex<Vec<Option<WorkerSync>>>,
     /// The served VIPs' routes for a routing daemon (`[announce]`).
     pub announce: Arc<crate::announce::Announcer>,
+    /// Every worker's counters, once the workers run (`--counters`).
+    pub counters: OnceLock<WorkerCounters>,
+}
+
+/// Where `uvsadm --counters` reads: each worker's stack and load-balancer
+/// counters (what the metrics endpoint reads too).
+#[derive(Debug)]
+pub struct WorkerCounters {
+    pub net: Vec<Arc<NetCounters>>,
+    pub lb: Vec<Arc<LbCounters>>,
+    /// Connection-table capacity of each worker.
+    pub capacity: u32,
 }
 
 fn role(s: DaemonState) -> Role {
@@ -121,6 +135,30 @@ impl Dataplane for UvsDataplane {
             .map_err(|e| Refusal::new(KERNEL_ERROR, e.to_string()))
     }
 
+    fn counters(&self) -> Option<CounterTable> {
+        let c = self.counters.get()?;
+        let samples: Vec<_> = c
+            .net
+            .iter()
+            .zip(&c.lb)
+            .map(|(n, l)| crate::metrics::WorkerSample::read(n, l, c.capacity).named())
+            .collect();
+        let mut t = CounterTable {
+            workers: samples.len(),
+            rows: Vec::new(),
+        };
+        for (w, sample) in samples.into_iter().enumerate() {
+            for (i, (name, v)) in sample.into_iter().enumerate() {
+                if w == 0 {
+                    t.rows.push((name, vec![v]));
+                } else if let Some(row) = t.rows.get_mut(i) {
+                    row.1.push(v);
+                }
+            }
+        }
+        Some(t)
+    }
+
     fn daemons(&self) -> Vec<DaemonStatus> {
         let counters: Vec<(String, u64)> = self
             .sync
@@ -168,6 +206,7 @@ pub fn prepare(
         sync: SyncDaemons::new(hub),
         sync_ends: Mutex::new(ends.into_iter().map(Some).collect()),
         announce: Arc::default(),
+        counters: OnceLock::new(),
     };
     let director = Director::new(dp);
     if let Some(path) = &control.rules {

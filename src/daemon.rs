@@ -416,9 +416,18 @@ fn start_and_serve(
         }
     }
 
-    // Metrics and telemetry read what the workers publish, never a worker.
+    // Metrics, telemetry and `uvsadm --counters` read what the workers
+    // publish, never a worker.
     let mut observers = None;
     if err.is_none() {
+        let _ = director
+            .dataplane()
+            .counters
+            .set(control_hook::WorkerCounters {
+                net: counters.clone(),
+                lb: lb_counters.clone(),
+                capacity: cfg.workers.conn_capacity,
+            });
         let sources = Arc::new(metrics::Sources {
             director: Arc::clone(director),
             net: counters.clone(),

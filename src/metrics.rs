@@ -82,6 +82,38 @@ impl WorkerSample {
         }
     }
 
+    /// Every counter by the name `uvsadm --counters` and telemetry give
+    /// it: the stack's by name, parser reasons as `malformed_<reason>`,
+    /// load-balancer drops as `lb_drop_<reason>`, then the load balancer's
+    /// own counts and the table's fill and capacity.
+    pub fn named(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = self
+            .stack
+            .iter()
+            .map(|(c, n)| (c.as_str().to_string(), *n))
+            .collect();
+        v.extend(
+            self.malformed
+                .iter()
+                .map(|(e, n)| (format!("malformed_{}", e.as_str()), *n)),
+        );
+        v.extend(
+            self.lb_drops
+                .iter()
+                .map(|(r, n)| (format!("lb_drop_{}", r.as_str()), *n)),
+        );
+        for (name, n) in [
+            ("connections_created", self.created),
+            ("icmp_errors_sent", self.icmp_sent),
+            ("icmp_errors_related", self.icmp_related),
+            ("conn_table_entries", self.table_entries),
+            ("conn_table_capacity", self.table_capacity),
+        ] {
+            v.push((name.to_string(), n));
+        }
+        v
+    }
+
     /// A stack counter's value.
     pub fn stack(&self, c: Counter) -> u64 {
         self.stack

@@ -43,34 +43,18 @@ pub fn service_name(key: &ServiceKey) -> String {
     }
 }
 
-/// One worker's counters, or the sum of several.
+/// One worker's counters, or the sum of several (names as
+/// [`WorkerSample::named`] gives them).
 fn worker_dict(ws: &[WorkerSample]) -> TelDict {
     let mut d: TelDict = Vec::new();
-    let Some(first) = ws.first() else {
-        return d;
-    };
-    let sum = |f: &dyn Fn(&WorkerSample) -> u64| ws.iter().map(f).fold(0u64, u64::wrapping_add);
-    for (i, (c, _)) in first.stack.iter().enumerate() {
-        d.push((c.as_str().into(), TelValue::U64(sum(&|w| w.stack[i].1))));
+    for w in ws {
+        for (i, (name, v)) in w.named().into_iter().enumerate() {
+            match d.get_mut(i) {
+                Some((_, TelValue::U64(t))) => *t = t.wrapping_add(v),
+                _ => d.push((name, TelValue::U64(v))),
+            }
+        }
     }
-    for (i, (e, _)) in first.malformed.iter().enumerate() {
-        d.push((
-            format!("malformed_{}", e.as_str()),
-            TelValue::U64(sum(&|w| w.malformed[i].1)),
-        ));
-    }
-    for (i, (r, _)) in first.lb_drops.iter().enumerate() {
-        d.push((
-            format!("lb_drop_{}", r.as_str()),
-            TelValue::U64(sum(&|w| w.lb_drops[i].1)),
-        ));
-    }
-    let mut push = |n: &str, v: u64| d.push((n.into(), TelValue::U64(v)));
-    push("connections_created", sum(&|w| w.created));
-    push("icmp_errors_sent", sum(&|w| w.icmp_sent));
-    push("icmp_errors_related", sum(&|w| w.icmp_related));
-    push("conn_table_entries", sum(&|w| w.table_entries));
-    push("conn_table_capacity", sum(&|w| w.table_capacity));
     d
 }
 

@@ -53,6 +53,9 @@ pub enum Command {
     Version,
     /// `--sysctl [NAME[=VALUE]]` (a UVS extension): the IPVS tunables.
     Sysctl(SysctlRequest),
+    /// `--counters [--json]` (a UVS extension): every worker counter of
+    /// the running director, per worker and in total.
+    Counters { json: bool },
 }
 
 /// What `--sysctl` asks for. Names are the kernel's short names

@@ -50,6 +50,11 @@ pub trait Dataplane: Send + Sync {
     fn stop_daemon(&self, _state: DaemonState) -> Result<(), Refusal> {
         Err(no_sync_daemon())
     }
+    /// `--counters`: every worker's counters, `None` when the data plane
+    /// has none to show (not running yet).
+    fn counters(&self) -> Option<format::counters::CounterTable> {
+        None
+    }
     /// The running sync daemons (`-L --daemon`), with the kernel's
     /// defaults filled in.
     fn daemons(&self) -> Vec<DaemonStatus> {
@@ -292,6 +297,11 @@ impl<D: Dataplane> Director<D> {
         }
         match cmd {
             Command::Sysctl(req) => self.sysctl(req),
+            Command::Counters { json } => match self.dataplane.counters() {
+                Some(t) if *json => Response::ok(format::counters::json(&t)),
+                Some(t) => Response::ok(format::counters::text(&t)),
+                None => refuse(KERNEL_ERROR, "uvsd: no worker is running yet"),
+            },
             Command::Help => Response::ok(grammar::usage().to_string()),
             Command::Version => Response::ok(format!("{}\n", grammar::VERSION_LINE)),
             Command::Save { numeric } => {

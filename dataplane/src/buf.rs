@@ -24,6 +24,13 @@ pub trait PacketBuf {
     /// Removes `n` bytes from the end; `false` if shorter than `n`.
     fn trim(&mut self, n: usize) -> bool;
 
+    /// The NIC's verdict on the IPv4 header checksum of a received frame:
+    /// `Some(true)` good, `Some(false)` bad, `None` not checked (then the
+    /// caller computes it).
+    fn rx_ip_checksum(&self) -> Option<bool> {
+        None
+    }
+
     fn len(&self) -> usize {
         self.data().len()
     }

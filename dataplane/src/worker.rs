@@ -241,7 +241,7 @@ impl WorkerIo<'_> {
         }
         for (q, b) in self.queues.iter_mut().zip(self.out.tx.iter_mut()) {
             if !b.is_empty() {
-                q.tx_burst(b);
+                send(q, b, self.counters);
                 if !b.is_empty() {
                     self.counters.add(Counter::DropTxFull, b.len() as u64);
                     b.clear();
@@ -313,13 +313,22 @@ impl Io<Mbuf> for WorkerIo<'_> {
             return;
         };
         if let Err(buf) = self.out.tx[i].push(buf) {
-            self.queues[i].tx_burst(&mut self.out.tx[i]);
+            send(&mut self.queues[i], &mut self.out.tx[i], self.counters);
             if let Err(buf) = self.out.tx[i].push(buf) {
                 self.counters.inc(Counter::DropTxFull);
                 drop(buf);
             }
         }
     }
+}
+
+/// Hands `b` to tx queue `q`, counting as `tx` what the queue took (what
+/// it refused stays in `b`, for the caller to retry or count as
+/// `drop_tx_full`): a frame is counted once, as sent or as dropped.
+#[inline]
+fn send(q: &mut PortQueue, b: &mut Burst, counters: &NetCounters) {
+    let n = q.tx_burst(b);
+    counters.add(Counter::Tx, n as u64);
 }
 
 /// Feeds a burst to the stack: parsed once up front for the stage's

@@ -43,6 +43,7 @@
 //! Services and destinations are in listing order (`--nosort` honoured);
 //! `-L <service>` gives the same object with just that service.
 
+pub mod counters;
 pub mod names;
 pub mod sort;
 

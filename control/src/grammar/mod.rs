@@ -17,8 +17,10 @@
 //!
 //! Deliberate differences from ipvsadm, all extensions or documented
 //! choices:
-//! * `--json` (long form only) is accepted with `-L`/`-l` and nowhere else
-//!   (`Illegal 'json' option with the '<cmd>' command`).
+//! * `--json` (long form only) is accepted with `-L`/`-l` and `--counters`
+//!   and nowhere else (`Illegal 'json' option with the '<cmd>' command`).
+//! * `--counters [--json]` (long form only) shows the running director's
+//!   per-worker counters; nothing else may follow it.
 //! * `--sysctl [NAME[=VALUE]]` (long form only) lists, shows or sets the
 //!   IPVS tunables; nothing may follow it, and names and values are checked
 //!   here against `dataplane::tunables`.
@@ -169,6 +171,7 @@ Usage:
   ipvsadm --start-daemon {master|backup} [daemon_options]
   ipvsadm --stop-daemon {master|backup}
   ipvsadm --sysctl [name[=value]]
+  ipvsadm --counters [--json]
   ipvsadm -h
 
 Commands:
@@ -188,6 +191,7 @@ Either long or short options are allowed.
   --start-daemon              start the connection synchronisation daemon
   --stop-daemon               stop the connection synchronisation daemon
   --sysctl [name[=value]]     list, show or set the IPVS tunables (UVS extension)
+  --counters [--json]         every worker's packet and drop counters (UVS extension)
   --help            -h        print this help
   --version         -v        print the version
 

@@ -85,6 +85,8 @@ pub enum Tag {
     Json,
     /// `--sysctl [NAME[=VALUE]]`: UVS extension, the IPVS tunables.
     Sysctl,
+    /// `--counters [--json]`: UVS extension, the workers' counters.
+    Counters,
 }
 
 /// Whether an option takes a value.
@@ -178,6 +180,7 @@ pub const OPTIONS: &[OptionDef] = &[
     def("tun-remcsum", None, NoArg, Tag::TunRemcsum),
     def("json", None, NoArg, Tag::Json),
     def("sysctl", None, Optional, Tag::Sysctl),
+    def("counters", None, NoArg, Tag::Counters),
 ];
 
 /// Options whose presence ipvsadm tracks (each may be given once), in

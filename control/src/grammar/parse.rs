@@ -147,6 +147,26 @@ fn sysctl_command(arg: Option<&str>, mut tok: Tokenizer<'_>) -> Result<Command, 
     }))
 }
 
+/// `--counters [--json]` (a UVS extension): nothing else may follow.
+fn counters_command(mut tok: Tokenizer<'_>) -> Result<Command, GrammarError> {
+    let mut json = false;
+    while let Some(p) = tok.next_option()? {
+        if p.tag != Tag::Json || json {
+            return Err(GrammarError::fail(format!(
+                "--counters takes only --json, not `{}'",
+                p.word
+            )));
+        }
+        json = true;
+    }
+    if let Some(w) = tok.into_leftovers().first() {
+        return Err(GrammarError::fail(format!(
+            "--counters takes only --json, not `{w}'"
+        )));
+    }
+    Ok(Command::Counters { json })
+}
+
 /// Parses one command line (argv without the program name).
 /// `reading_stdin` is true for lines of `-R` input, where `-R` is refused.
 pub fn parse_command(
@@ -211,6 +231,7 @@ pub fn parse_command(
         Tag::Help => return Ok(Command::Help),
         Tag::Version => return Ok(Command::Version),
         Tag::Sysctl => return sysctl_command(first.arg.as_deref(), tok),
+        Tag::Counters => return counters_command(tok),
         _ => return Err(GrammarError::try_help()),
     };
 
@@ -260,7 +281,8 @@ pub fn parse_command(
             | Tag::StopDaemon
             | Tag::Help
             | Tag::Version
-            | Tag::Sysctl => {
+            | Tag::Sysctl
+            | Tag::Counters => {
                 // ipvsadm's option loop has no case for commands: a second
                 // command falls to its default case, which names the argv
                 // word popt consumed last (`set_command`'s "multiple

@@ -376,6 +376,7 @@ fn command() -> impl Strategy<Value = Command> {
         Just(Command::Help),
         Just(Command::Version),
         sysctl_request().prop_map(Command::Sysctl),
+        any::<bool>().prop_map(|json| Command::Counters { json }),
     ]
 }
 
@@ -607,6 +608,12 @@ fn to_argv(cmd: &Command) -> Vec<String> {
                 SysctlRequest::List => {}
                 SysctlRequest::Get(n) => push(&mut a, n),
                 SysctlRequest::Set(n, v) => push(&mut a, &format!("{n}={v}")),
+            }
+        }
+        Command::Counters { json } => {
+            push(&mut a, "--counters");
+            if *json {
+                push(&mut a, "--json");
             }
         }
     }

@@ -979,3 +979,21 @@ fn sysctl_is_an_extension_command_with_one_optional_word() {
         assert_eq!((e.message.as_str(), e.exit_code), (want, E2), "{line}");
     }
 }
+
+#[test]
+fn counters_is_an_extension_command_with_only_json() {
+    assert_eq!(ok("--counters"), Command::Counters { json: false });
+    assert_eq!(ok("--counters --json"), Command::Counters { json: true });
+    for (line, want) in [
+        ("--counters -n", "--counters takes only --json, not `-n'"),
+        (
+            "--counters --json --json",
+            "--counters takes only --json, not `--json'",
+        ),
+        ("--counters all", "--counters takes only --json, not `all'"),
+        ("-L --counters", "invalid option `--counters'"),
+    ] {
+        let e = run(line).unwrap_err();
+        assert_eq!((e.message.as_str(), e.exit_code), (want, E2), "{line}");
+    }
+}

@@ -71,7 +71,20 @@ impl Drop for Mbuf {
     }
 }
 
+/// `RTE_MBUF_F_RX_IP_CKSUM_*` (rte_mbuf_core.h): bad, good; both set
+/// means "not checked".
+const RX_IP_CKSUM_BAD: u64 = 1 << 4;
+const RX_IP_CKSUM_GOOD: u64 = 1 << 7;
+
 impl PacketBuf for Mbuf {
+    #[inline(always)]
+    fn rx_ip_checksum(&self) -> Option<bool> {
+        match self.ol_flags() & (RX_IP_CKSUM_BAD | RX_IP_CKSUM_GOOD) {
+            RX_IP_CKSUM_GOOD => Some(true),
+            RX_IP_CKSUM_BAD => Some(false),
+            _ => None,
+        }
+    }
     #[inline(always)]
     fn data(&self) -> &[u8] {
         let m = self.raw();

@@ -28,6 +28,9 @@ use std::sync::Arc;
 use super::{call_err, strerror, Burst, DpdkError, Eal, Mempool, BURST_SIZE};
 use crate::rss::{nic_key, Reta, RssSide, DEFAULT_KEY};
 
+/// `RTE_ETH_RX_OFFLOAD_IPV4_CKSUM` (rte_ethdev.h).
+const RX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
+
 /// What the daemon asks of a port.
 #[derive(Debug, Clone)]
 pub struct PortConf {
@@ -394,6 +397,9 @@ impl Port {
         let mut rc = 0;
         for &(hf, with_key) in &attempts {
             let mut eth_conf = dpdk_sys::rte_eth_conf::default();
+            // The NIC checks IPv4 header checksums where it can; the stack
+            // reads its verdict from the mbuf (net/inbound.rs).
+            eth_conf.rxmode.offloads = info.rx_offload_capa & RX_OFFLOAD_IPV4_CKSUM;
             if conf.rx_queues > 1 {
                 eth_conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
                 eth_conf.rx_adv_conf.rss_conf.rss_hf = hf;

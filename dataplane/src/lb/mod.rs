@@ -43,6 +43,8 @@ mod stage;
 mod sync;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_host;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -575,7 +577,7 @@ impl Lb {
             }
         } else if let Some(id) = self.conns.lookup_out_hashed(&key) {
             return match self.conns.on_packet(id, Dir::Out, flags, now) {
-                Verdict::Forward => self.xmit_out(id, buf, meta),
+                Verdict::Forward => self.xmit_out(id, buf, meta, eg),
                 Verdict::Drop => self.drop(LbDrop::DestUnavailable),
                 Verdict::Expired => Action::Pass,
             };
@@ -821,7 +823,16 @@ impl Lb {
     }
 
     /// A NAT reply along connection `id`: back to the client as the VIP.
-    fn xmit_out<B: PacketBuf>(&mut self, id: ConnId, buf: &mut B, meta: &PacketMeta) -> Action {
+    /// One whose TTL runs out here gets time exceeded back to the real
+    /// server, from the director's address toward it (the kernel's
+    /// `ip_forward` answers before IPVS sees the reply).
+    fn xmit_out<B: PacketBuf, E: Egress>(
+        &mut self,
+        id: ConnId,
+        buf: &mut B,
+        meta: &PacketMeta,
+        eg: &E,
+    ) -> Action {
         let c = self.conns.get(id);
         let (vaddr, vport) = c.virt();
         let len = u64::from(meta.ip_len);
@@ -834,6 +845,16 @@ impl Lb {
                     d.stats.slot(self.worker).outbound(len);
                 }
                 Action::Forward(meta.dst)
+            }
+            Err(XmitError::TtlExpired) => {
+                let from = eg.route(meta.src).map(|r| r.0);
+                match from.map(|f| icmp_error_reply(buf, meta, IcmpErrorKind::TimeExceeded, f)) {
+                    Some(Ok(())) => {
+                        bump(&self.counters.icmp_sent);
+                        Action::Forward(meta.src)
+                    }
+                    _ => drop_counted(&self.counters, LbDrop::TtlExpired),
+                }
             }
             Err(_) => drop_counted(&self.counters, LbDrop::Rewrite),
         }
@@ -872,6 +893,7 @@ impl Lb {
         };
         if let Some(id) = found {
             let c = self.conns.get(id);
+            count_icmp(c, self.worker, meta, Dir::In);
             let method = *c.method();
             let (daddr, dport) = c.real();
             let daddr = daddr.to_ip();
@@ -913,6 +935,7 @@ impl Lb {
             q.sport,
         );
         if let Some(id) = self.conns.lookup_out(&outbound) {
+            count_icmp(self.conns.get(id), self.worker, meta, Dir::Out);
             let (vaddr, vport) = self.conns.get(id).virt();
             return match nat_icmp_outbound(buf, meta, &q, vaddr.to_ip(), vport) {
                 Ok(()) => {
@@ -1149,6 +1172,33 @@ fn state_input(frame: &[u8], meta: &PacketMeta) -> u8 {
     }
 }
 
+/// An ICMP error related to connection `c` counts in its service's and
+/// destination's packet and byte counters, in the direction it travels,
+/// as the kernel's `ip_vs_in_icmp` / `handle_response_icmp` count it
+/// (before they transmit it).
+fn count_icmp(c: &crate::conn::Conn, worker: usize, meta: &PacketMeta, dir: Dir) {
+    let len = u64::from(meta.ip_len);
+    let (svc, dest) = (c.service(), c.dest());
+    match dir {
+        Dir::In => {
+            if let Some(s) = svc {
+                s.stats.slot(worker).inbound(len);
+            }
+            if let Some(d) = dest {
+                d.stats.slot(worker).inbound(len);
+            }
+        }
+        Dir::Out => {
+            if let Some(s) = svc {
+                s.stats.slot(worker).outbound(len);
+            }
+            if let Some(d) = dest {
+                d.stats.slot(worker).outbound(len);
+            }
+        }
+    }
+}
+
 fn drop_counted(counters: &LbCounters, r: LbDrop) -> Action {
     bump(&counters.drops[r as usize]);
     Action::Drop(r)
@@ -1190,6 +1240,14 @@ impl Outbound<'_> {
         ip_id: &mut u16,
         counters: &LbCounters,
     ) -> Action {
+        // Counted before the transmit, whatever becomes of the packet, as
+        // the kernel's `ip_vs_in_stats` before `packet_xmit` (a SYN whose
+        // TTL runs out counts too).
+        let len = u64::from(meta.ip_len);
+        if let Some(s) = self.svc {
+            s.stats.slot(worker).inbound(len);
+        }
+        self.dest.stats.slot(worker).inbound(len);
         let r = rewrite_in(
             buf,
             meta,
@@ -1201,15 +1259,8 @@ impl Outbound<'_> {
             ip_id,
         );
         match r {
-            Ok(()) => {
-                let len = u64::from(meta.ip_len);
-                if let Some(s) = self.svc {
-                    s.stats.slot(worker).inbound(len);
-                }
-                self.dest.stats.slot(worker).inbound(len);
-                Action::Forward(self.daddr)
-            }
-            Err(e) => refused(counters, buf, meta, e, eg),
+            Ok(()) => Action::Forward(self.daddr),
+            Err(e) => refused(counters, buf, meta, e),
         }
     }
 }
@@ -1258,12 +1309,11 @@ fn rewrite_in<B: PacketBuf, E: Egress>(
 
 /// A rewrite refused the packet: answer with ICMP where IPVS does
 /// (frag needed / packet too big, time exceeded), else count the drop.
-fn refused<B: PacketBuf, E: Egress>(
+fn refused<B: PacketBuf>(
     counters: &LbCounters,
     buf: &mut B,
     meta: &PacketMeta,
     e: XmitError,
-    eg: &E,
 ) -> Action {
     let (kind, reason, src) = match e {
         XmitError::TooBig { mtu } => (
@@ -1271,10 +1321,13 @@ fn refused<B: PacketBuf, E: Egress>(
             LbDrop::TooBig,
             Some(meta.dst),
         ),
+        // From the VIP, as the kernel's `icmp_send` picks the address the
+        // packet was sent to when that is local (a VIP is, on a kernel
+        // director).
         XmitError::TtlExpired => (
             IcmpErrorKind::TimeExceeded,
             LbDrop::TtlExpired,
-            eg.route(meta.src).map(|r| r.0),
+            Some(meta.dst),
         ),
         XmitError::NeedsFragmentation => return drop_counted(counters, LbDrop::TooBig),
         XmitError::NoRoute => return drop_counted(counters, LbDrop::NoRoute),

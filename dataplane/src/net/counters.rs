@@ -28,7 +28,8 @@ macro_rules! counters {
 counters! {
     /// Frames received.
     Rx => "rx",
-    /// Frames handed to a tx queue.
+    /// Frames a tx queue took (the kernel interfaces' too); what a full
+    /// queue refused is `drop_tx_full` instead.
     Tx => "tx",
     /// ARP requests for our addresses answered.
     ArpReplied => "arp_replied",
@@ -64,13 +65,16 @@ counters! {
     DropIcmpOther => "drop_icmp_other",
     /// ICMPv6 other than echo/NS/NA to us (router advertisements...).
     DropIcmp6Other => "drop_icmp6_other",
-    /// Bad IPv4 header or ICMP/ICMPv6 checksum.
+    /// Bad IPv4 header checksum (any packet), or bad ICMP/ICMPv6 checksum
+    /// of a message to us.
     DropChecksum => "drop_bad_checksum",
     /// NDP with a hop limit other than 255 (RFC 4861 7.1.1).
     DropNdpHopLimit => "drop_ndp_hop_limit",
     /// Fragmented ICMP to us.
     DropFragment => "drop_fragment",
-    /// IP for one of our addresses that is not ICMP (nothing listens).
+    /// IP for one of our addresses that is not ICMP (nothing listens), a
+    /// TCP reset or a protocol other than TCP/UDP to a VIP port without
+    /// service, or traffic to a service the load balancer passed back.
     DropLocalOther => "drop_local_not_icmp",
     /// IP not for us, and no forwarding stage wanted it.
     DropNotLocal => "drop_not_local",
@@ -107,6 +111,21 @@ counters! {
     /// Gratuitous ARPs and unsolicited neighbour advertisements sent for
     /// floating addresses this director took.
     Announced => "vip_announced",
+    /// TCP resets sent for a VIP port no service covers.
+    TcpResetSent => "tcp_reset_sent",
+    /// ICMP port unreachables sent for a UDP VIP port no service covers.
+    PortUnreachableSent => "icmp_port_unreachable_sent",
+    /// An answer of the director's own (a reset, a port unreachable, an
+    /// echo reply for a VIP) over the worker's rate limit.
+    DropRateLimited => "drop_rate_limited",
+    /// IPv4 or IPv6 packets from a source no host may send from (zero
+    /// network, broadcast, multicast, loopback).
+    DropMartianSource => "drop_martian_source",
+    /// IPv4 or IPv6 packets to the zero network or loopback.
+    DropMartianDestination => "drop_martian_destination",
+    /// Frames with bytes behind the IP packet (link padding), cut before
+    /// anything else looked at them (not a drop).
+    Trimmed => "trimmed_behind_ip_length",
 }
 
 const N: usize = Counter::ALL.len();

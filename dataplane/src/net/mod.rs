@@ -13,11 +13,14 @@
 //!   stage's service addresses on the segment) are answered, replies and
 //!   advertisements are learned. Every other IPv4/IPv6 packet goes to the
 //!   [`Stage`] first (the load balancer plugs in there, so it also sees ICMP
-//!   errors sent to our addresses and VIPs equal to a port address); what
-//!   it passes back is ours if it is an ICMP/ICMPv6 echo request to our
-//!   addresses (the reply is routed, so it resolves its next hop like any
-//!   other packet). Everything else is dropped and counted by reason
-//!   ([`Counter`]). VLAN-tagged frames are counted and dropped: no port has
+//!   errors sent to our addresses and VIPs equal to a port address), after
+//!   the checks Linux makes before IPVS sees a packet (`inbound`: header
+//!   checksum, martian addresses, link padding cut); what it passes back is
+//!   ours if it is an ICMP/ICMPv6 echo request to our addresses or a VIP
+//!   (the reply is routed, so it resolves its next hop like any other
+//!   packet), and a VIP port no service covers gets what a Linux host
+//!   sends ([`host`]: a TCP reset, ICMP port unreachable, rate-limited).
+//!   Everything else is dropped and counted by reason ([`Counter`]). VLAN-tagged frames are counted and dropped: no port has
 //!   a VLAN configured.
 //!   With a kernel interface on the port ([`Interface::kernel`]), what the
 //!   stage passes back and [`crate::exception::classify`] calls the
@@ -31,7 +34,9 @@
 mod arp;
 pub mod counters;
 pub mod floating;
+pub mod host;
 mod icmp;
+mod inbound;
 mod ndp;
 pub mod neighbor;
 pub mod route;
@@ -460,5 +465,7 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod host_tests;
 #[cfg(test)]
 mod stack_tests;

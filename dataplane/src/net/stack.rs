@@ -5,8 +5,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::floating::Floating;
+use super::host::AnswerLimit;
 use super::neighbor::{Lookup, NeighborTable};
-use super::{arp, icmp, ndp};
+use super::{arp, host, icmp, inbound, ndp};
 use super::{
     Counter, Interface, L3Config, L3ConfigError, NetCounters, RouteTable, Stage, StageVerdict,
 };
@@ -55,6 +56,8 @@ pub struct Stack<B> {
     floating: Floating,
     /// Recent destinations resolved to a port and both MACs.
     hops: Box<[Option<Hop>; HOP_CACHE]>,
+    /// The budget of answers the director originates ([`host`]).
+    answers: AnswerLimit,
 }
 
 /// A destination resolved through the route table and the neighbour table.
@@ -118,6 +121,7 @@ impl<B: PacketBuf> Stack<B> {
             service_addrs: Vec::new(),
             floating: Floating::default(),
             hops: Box::new([None; HOP_CACHE]),
+            answers: AnswerLimit::default(),
         })
     }
 
@@ -150,8 +154,21 @@ impl<B: PacketBuf> Stack<B> {
 
     /// Sets the virtual service addresses to answer ARP/NDP for (between
     /// bursts, when the configuration changed).
-    pub fn set_service_addrs(&mut self, addrs: Vec<IpAddr>) {
+    pub fn set_service_addrs(&mut self, mut addrs: Vec<IpAddr>) {
+        addrs.sort_unstable();
+        addrs.dedup();
         self.service_addrs = addrs;
+    }
+
+    /// Whether `ip` is a virtual service address.
+    #[inline]
+    pub(super) fn is_service_addr(&self, ip: IpAddr) -> bool {
+        self.service_addrs.binary_search(&ip).is_ok()
+    }
+
+    /// Takes a token for an answer the director originates ([`host`]).
+    pub(super) fn allow_answer(&mut self, now: u64) -> bool {
+        self.answers.allow(now)
     }
 
     /// Whether ARP/NDP for `ip` on `iface` is ours to answer: one of the
@@ -163,7 +180,7 @@ impl<B: PacketBuf> Stack<B> {
             return false;
         }
         iface.has_addr(ip)
-            || (iface.on_link(ip) && self.service_addrs.contains(&ip))
+            || (iface.on_link(ip) && self.is_service_addr(ip))
             || self.floating.holds(iface.port, &ip)
     }
 
@@ -219,8 +236,9 @@ impl<B: PacketBuf> Stack<B> {
         io.except(port, buf);
     }
 
+    /// Queues `buf` on `port`; the worker counts it `tx` once its tx
+    /// queue took it (or `drop_tx_full`).
     pub(super) fn tx(&self, io: &mut impl Io<B>, port: u16, buf: B) {
-        self.counters.inc(Counter::Tx);
         io.tx(port, buf);
     }
 
@@ -243,7 +261,7 @@ impl<B: PacketBuf> Stack<B> {
     pub fn input_parsed(
         &mut self,
         rx_port: u16,
-        buf: B,
+        mut buf: B,
         parsed: &Result<PacketMeta, ParseError>,
         now: u64,
         io: &mut impl Io<B>,
@@ -284,6 +302,11 @@ impl<B: PacketBuf> Stack<B> {
         if self.floating.is_standby(&meta.dst) {
             return self.drop_buf(buf, Counter::DropStandby);
         }
+        if let Some(iface) = self.iface(rx_port) {
+            if let Err(why) = inbound::check(iface, &mut buf, meta, &self.counters) {
+                return self.drop_buf(buf, why);
+            }
+        }
         self.counters.inc(Counter::Forwarded);
         let buf = match stage.process(rx_port, buf, meta, now) {
             StageVerdict::Route { buf, dst } => return self.send_ip(buf, dst, now, io),
@@ -302,14 +325,22 @@ impl<B: PacketBuf> Stack<B> {
         if kernel && self.to_kernel(rx_port, &buf, meta, stage) {
             return self.except(io, rx_port, buf);
         }
+        let local = self.is_local(meta.dst);
+        let vip = self.is_service_addr(meta.dst);
+        if vip && !local && host::is_echo_request(meta) && !self.allow_answer(now) {
+            return self.drop_buf(buf, Counter::DropRateLimited);
+        }
         match meta.l3 {
-            L3::Ipv4 if self.is_local(meta.dst) && meta.protocol == protocol::ICMP => {
+            L3::Ipv4 if (local || vip) && meta.protocol == protocol::ICMP => {
                 icmp::input(self, buf, meta, now, io)
             }
-            L3::Ipv6 if self.is_local(meta.dst) && meta.protocol == protocol::ICMPV6 => {
+            L3::Ipv6 if (local || vip) && meta.protocol == protocol::ICMPV6 => {
                 ndp::echo(self, buf, meta, now, io)
             }
-            _ if self.is_local(meta.dst) => self.drop_buf(buf, Counter::DropLocalOther),
+            _ if vip && !stage.serves(meta.protocol, meta.dst, meta.dport) => {
+                host::closed_port(self, buf, meta, now, io)
+            }
+            _ if local || vip => self.drop_buf(buf, Counter::DropLocalOther),
             L3::Ipv6 if meta.dst.is_multicast() => self.drop_buf(buf, Counter::DropIcmp6Other),
             _ => self.drop_buf(buf, Counter::DropNotLocal),
         }
@@ -426,10 +457,8 @@ impl<B: PacketBuf> Stack<B> {
             return;
         }
         self.counters.inc(Counter::NeighborLearned);
-        let counters = &self.counters;
         let n = self.neigh.release(ip, |port, mac, mut buf| {
             buf.data_mut()[0..6].copy_from_slice(&mac.0);
-            counters.inc(Counter::Tx);
             io.tx(port, buf);
         });
         self.counters.add(Counter::Released, n as u64);

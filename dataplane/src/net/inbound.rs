@@ -1,0 +1,201 @@
+//! What Linux checks on an IP packet before IPVS sees it, checked before
+//! the load balancer sees it.
+//!
+//! Why: a kernel director never load-balances a packet whose IPv4 header
+//! checksum is wrong (`ip_rcv_core`), whose source is a martian (zero
+//! network, limited or segment broadcast, multicast, loopback:
+//! `ip_route_input_slow`, `fib_validate_source`; IPv6 multicast or
+//! loopback: `ip6_rcv_core`) or whose destination is a martian (zero
+//! network, loopback), and it cuts the bytes behind the IP total length
+//! (`pskb_trim_rcsum`) before NAT rewrites anything. Without these checks a
+//! SYN from 255.255.255.255 or with a bad header checksum would create a
+//! connection and reach a real server, and NAT would carry link padding
+//! into the packet it sends on. Each drop is counted by its reason.
+//!
+//! The IPv4 header checksum is taken from the NIC's verdict where the
+//! buffer carries one ([`PacketBuf::rx_ip_checksum`]), else computed (20 to
+//! 60 bytes). IPv6 has no header checksum. The unspecified IPv6 source is
+//! martian only toward a unicast destination: duplicate address detection
+//! and MLD send from it to multicast groups. An IPv4 packet from 0.0.0.0 to
+//! 255.255.255.255 (a DHCP client) is not martian, as in Linux.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::{Counter, Interface, NetCounters};
+use crate::buf::PacketBuf;
+use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::{PacketMeta, L3};
+
+/// Checks `buf` (described by `meta`, received on `iface`); trims what lies
+/// behind the IP packet. `Err`: the reason to drop it.
+#[inline]
+pub(super) fn check<B: PacketBuf>(
+    iface: &Interface,
+    buf: &mut B,
+    meta: &PacketMeta,
+    counters: &NetCounters,
+) -> Result<(), Counter> {
+    let end = meta.l3_end();
+    match (meta.l3, meta.src, meta.dst) {
+        (L3::Ipv4, IpAddr::V4(src), IpAddr::V4(dst)) => {
+            let ok = match buf.rx_ip_checksum() {
+                Some(v) => v,
+                None => Ipv4Packet::new_checked(&buf.data()[usize::from(meta.l3_offset)..end])
+                    .is_ok_and(|p| p.verify_checksum()),
+            };
+            if !ok {
+                return Err(Counter::DropChecksum);
+            }
+            if martian_source_v4(iface, src, dst) {
+                return Err(Counter::DropMartianSource);
+            }
+            if dst.is_unspecified() || dst.octets()[0] == 0 || dst.is_loopback() {
+                return Err(Counter::DropMartianDestination);
+            }
+        }
+        (L3::Ipv6, IpAddr::V6(src), IpAddr::V6(dst)) => {
+            if martian_source_v6(src, dst) {
+                return Err(Counter::DropMartianSource);
+            }
+            if dst.is_unspecified() || dst.is_loopback() {
+                return Err(Counter::DropMartianDestination);
+            }
+        }
+        _ => return Ok(()),
+    }
+    let behind = buf.len().saturating_sub(end);
+    if behind > 0 {
+        buf.trim(behind);
+        counters.inc(Counter::Trimmed);
+    }
+    Ok(())
+}
+
+fn martian_source_v4(iface: &Interface, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+    if src.octets()[0] == 0 {
+        return !(src.is_unspecified() && dst.is_broadcast());
+    }
+    src.is_broadcast() || src.is_multicast() || src.is_loopback() || segment_broadcast(iface, src)
+}
+
+/// Whether `a` is the broadcast address of one of `iface`'s IPv4 prefixes
+/// (prefixes of /31 and /32 have none, RFC 3021).
+fn segment_broadcast(iface: &Interface, a: Ipv4Addr) -> bool {
+    iface.addrs.iter().any(|p| match p.addr {
+        IpAddr::V4(net) if p.len < 31 => {
+            let host = u32::MAX >> p.len;
+            u32::from(net) | host == u32::from(a)
+        }
+        _ => false,
+    })
+}
+
+fn martian_source_v6(src: Ipv6Addr, dst: Ipv6Addr) -> bool {
+    src.is_multicast() || src.is_loopback() || (src.is_unspecified() && !dst.is_multicast())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::TestBuf;
+    use crate::wire::ethernet::MacAddr;
+    use crate::wire::parse_packet;
+
+    fn iface() -> Interface {
+        Interface {
+            port: 0,
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            addrs: vec![
+                "198.18.0.1/24".parse().unwrap(),
+                "2001:db8::1/64".parse().unwrap(),
+            ],
+            mtu: 1500,
+            kernel: false,
+        }
+    }
+
+    /// A TCP SYN from `src` to `dst`, Ethernet framed, with `pad` bytes of
+    /// link padding behind the IP packet.
+    fn syn(src: IpAddr, dst: IpAddr, pad: usize) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1]);
+        let b = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => b.ipv4(s.octets(), d.octets(), 64),
+            (IpAddr::V6(s), IpAddr::V6(d)) => b.ipv6(s.octets(), d.octets(), 64),
+            _ => unreachable!(),
+        };
+        let b = b.tcp(40000, 80, 1, 64240).syn();
+        let mut v = Vec::new();
+        b.write(&mut v, &[]).unwrap();
+        v.extend(std::iter::repeat_n(0xee, pad));
+        v
+    }
+
+    fn run(frame: &[u8]) -> (Result<(), Counter>, usize, u64) {
+        let counters = NetCounters::default();
+        let mut buf = TestBuf::new(frame);
+        let meta = parse_packet(frame).unwrap();
+        let r = check(&iface(), &mut buf, &meta, &counters);
+        (r, buf.len(), counters.get(Counter::Trimmed))
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_good_syn_passes_and_its_link_padding_is_cut() {
+        let f = syn(ip("198.18.0.2"), ip("198.18.0.100"), 6);
+        assert_eq!(run(&f), (Ok(()), f.len() - 6, 1));
+        let f = syn(ip("198.18.0.2"), ip("198.18.0.100"), 0);
+        assert_eq!(run(&f), (Ok(()), f.len(), 0), "nothing to trim");
+        let f = syn(ip("2001:db8::2"), ip("2001:db8::100"), 3);
+        assert_eq!(run(&f), (Ok(()), f.len() - 3, 1));
+    }
+
+    #[test]
+    fn a_bad_ipv4_header_checksum_is_dropped() {
+        let mut f = syn(ip("198.18.0.2"), ip("198.18.0.100"), 0);
+        f[14 + 10] ^= 0x01;
+        assert_eq!(run(&f).0, Err(Counter::DropChecksum));
+    }
+
+    #[test]
+    fn martian_sources_are_dropped() {
+        for src in [
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "224.0.0.1",
+            "239.1.2.3",
+            "127.0.0.1",
+            "198.18.0.255",
+        ] {
+            let f = syn(ip(src), ip("198.18.0.100"), 0);
+            assert_eq!(run(&f).0, Err(Counter::DropMartianSource), "{src}");
+        }
+        for src in ["ff02::1", "::1", "::"] {
+            let f = syn(ip(src), ip("2001:db8::100"), 0);
+            assert_eq!(run(&f).0, Err(Counter::DropMartianSource), "{src}");
+        }
+        // Not martian: a DHCP client's broadcast, DAD/MLD from ::, an
+        // address that is a broadcast only on another segment's prefix.
+        let f = syn(ip("0.0.0.0"), ip("255.255.255.255"), 0);
+        assert_eq!(run(&f).0, Ok(()));
+        let f = syn(ip("::"), ip("ff02::16"), 0);
+        assert_eq!(run(&f).0, Ok(()));
+        let f = syn(ip("198.18.1.255"), ip("198.18.0.100"), 0);
+        assert_eq!(run(&f).0, Ok(()));
+    }
+
+    #[test]
+    fn martian_destinations_are_dropped() {
+        for dst in ["0.0.0.0", "0.9.9.9", "127.0.0.1"] {
+            let f = syn(ip("198.18.0.2"), ip(dst), 0);
+            assert_eq!(run(&f).0, Err(Counter::DropMartianDestination), "{dst}");
+        }
+        for dst in ["::", "::1"] {
+            let f = syn(ip("2001:db8::2"), ip(dst), 0);
+            assert_eq!(run(&f).0, Err(Counter::DropMartianDestination), "{dst}");
+        }
+    }
+}
