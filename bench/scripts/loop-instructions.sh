@@ -5,13 +5,17 @@
 #
 #   bench/scripts/loop-instructions.sh [uvs-loop options]
 #   e.g. bench/scripts/loop-instructions.sh --method dr --flows 1000
+#
+# UVS_LOOP=path counts that binary instead of building the worktree's (to
+# compare a saved "before" build with the current one).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-(cd "$root" && cargo build --release -q -p uvs-pktgen --bin uvs-loop)
+bin=${UVS_LOOP:-$root/target/release/uvs-loop}
+[ -n "${UVS_LOOP:-}" ] || (cd "$root" && cargo build --release -q -p uvs-pktgen --bin uvs-loop)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 valgrind --tool=callgrind --callgrind-out-file="$out/cg" --toggle-collect='*Worker*poll*' \
-    "$root/target/release/uvs-loop" --rounds 1 --duration 1 --warmup 0.2 "$@" \
+    "$bin" --rounds 1 --duration 1 --warmup 0.2 "$@" \
     >"$out/stdout" 2>"$out/stderr" || { cat "$out/stderr" >&2; exit 1; }
 ir=$(callgrind_annotate "$out/cg" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
 python3 - "$ir" "$out/stdout" "$*" <<'PY'
