@@ -173,7 +173,8 @@ struct Counts {
     valid: u64,
     /// Answers that came back to their client as expected.
     trips: u64,
-    /// Answers sent to the device under test, and those it refused.
+    /// Answers sent to the device under test, and answers dropped because
+    /// the last turn's still waited for the ring.
     replies: u64,
     reply_refused: u64,
     alloc_fail: u64,
@@ -342,11 +343,16 @@ fn run(a: &Args) -> Result<(), String> {
             }
             drain_end = tsc_cycles() + secs(a.drain_ms as f64 / 1000.0);
             txb.clear();
+            answers.clear();
         }
         if now >= drain_end {
             break;
         }
-        if tx_end.is_none() {
+        if tx_end.is_none() && !answers.is_empty() {
+            // The real servers' answers go first; new requests wait.
+            c.replies += q.tx_burst(&mut answers) as u64;
+        }
+        if tx_end.is_none() && answers.is_empty() {
             if txb.is_empty() {
                 let mut want = BURST_SIZE;
                 if let Some(r) = rate_per_cycle {
@@ -383,9 +389,13 @@ fn run(a: &Args) -> Result<(), String> {
                 match checker.classify(d) {
                     Seen::Request => {
                         c.valid += 1;
-                        if a.replies && make_reply(m.data_mut(), a.dst_mac) {
-                            // A burst's worth at most: rx took at most one.
-                            let _ = answers.push(m);
+                        if a.replies
+                            && make_reply(m.data_mut(), a.dst_mac)
+                            && answers.push(m).is_err()
+                        {
+                            // Answers from the last turn still wait: this
+                            // one is lost, as on a congested wire.
+                            c.reply_refused += 1;
                         }
                     }
                     Seen::Reply => {
@@ -399,13 +409,6 @@ fn run(a: &Args) -> Result<(), String> {
                     Seen::Invalid => {}
                 }
             }
-            if !answers.is_empty() {
-                let want = answers.len() as u64;
-                let sent = q.tx_burst(&mut answers) as u64;
-                c.replies += sent;
-                c.reply_refused += want - sent;
-                answers.clear();
-            }
         }
     }
     let (w_start, w_counts, peer_start) =
@@ -417,7 +420,8 @@ fn run(a: &Args) -> Result<(), String> {
     let valid = counts_end.valid - w_counts.valid;
     let trips = counts_end.trips - w_counts.trips;
     let mpps = |p: u64| p as f64 / window_s / 1e6;
-    let lost = c.tx.saturating_sub(c.rx);
+    // Requests and answers sent, against everything that came back.
+    let lost = (c.tx + c.replies).saturating_sub(c.rx);
     let own = port.stats();
     let peer_json = match (peer_start, peer_end) {
         (Some(s), Some(e)) => {
