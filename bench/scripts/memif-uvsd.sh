@@ -13,7 +13,15 @@
 # neighbour entries, the generator is the client on BENCH_GEN_CPU. Pass the
 # same generator options as to memif-testpmd.sh to get comparable figures.
 # UVSD=path selects the daemon binary (default: target/release/uvsd, built
-# if missing). BENCH_SERVERS sets the number of real servers (default 4).
+# if missing). BENCH_SERVERS sets the number of real servers (default 4),
+# BENCH_SCHED the scheduler (default rr; with sh or mh the generator checks
+# that each client reached the server that scheduler picks), BENCH_TUN the
+# TUN encapsulation (ipip, gre or gue:PORT; default ipip).
+#
+# --replies (a generator option, NAT only): the generator also plays the
+# real servers and answers every request; uvsd routes the answers to the
+# clients (198.18.128.0/17) through the generator (198.18.0.2, its MAC),
+# and the generator counts the answers that came back as round trips.
 
 source "$(dirname "$0")/common.sh"
 
@@ -23,10 +31,11 @@ case $method in nat) flag=-m ;; dr) flag=-g ;; tun) flag=-i ;;
 shift
 
 # The protocol and VIP the generator will use decide the service.
-proto=udp vip=198.18.0.100:80
+proto=udp vip=198.18.0.100:80 replies=
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
     case ${args[i]} in
+        --replies) replies=1 ;;
         --proto) proto=${args[i + 1]} ;;
         --proto=*) proto=${args[i]#--proto=} ;;
         --vip) vip=${args[i + 1]} ;;
@@ -43,9 +52,19 @@ fi
 bench_build_pktgen
 bench_setup
 servers=${BENCH_SERVERS:-4}
+scheduler=${BENCH_SCHED:-rr}
+tunnel=${BENCH_TUN:-ipip}
+if [[ $method == tun ]]; then
+    case $tunnel in
+        ipip) ;;
+        gre) flag="-i --tun-type gre" ;;
+        gue:*) flag="-i --tun-type gue --tun-port ${tunnel#gue:}" ;;
+        *) echo "bad BENCH_TUN $tunnel (ipip, gre or gue:PORT)" >&2; exit 2 ;;
+    esac
+fi
 
 {
-    echo "-A $pflag $vip -s rr"
+    echo "-A $pflag $vip -s $scheduler"
     for ((s = 0; s < servers; s++)); do
         echo "-a $pflag $vip -r 198.18.1.$((11 + s)):${vip##*:} $flag -w 1"
     done
@@ -83,6 +102,17 @@ read -r -a mem <<<"$(bench_mem_args)"
         echo "ip = \"198.18.1.$((11 + s))\""
         printf 'mac = "02:00:00:00:01:%02x"\n' $((11 + s))
     done
+    if [[ -n $replies ]]; then
+        # The answers go to the clients through the generator.
+        echo
+        echo "[[route]]"
+        echo 'to = "198.18.128.0/17"'
+        echo 'via = "198.18.0.2"'
+        echo
+        echo "[[neighbor]]"
+        echo 'ip = "198.18.0.2"'
+        echo 'mac = "02:00:00:00:00:10"'
+    fi
 } >"$BENCH_WORK/uvsd.toml"
 
 "$UVSD" --config "$BENCH_WORK/uvsd.toml" >"$BENCH_WORK/uvsd.log" 2>&1 </dev/null &
@@ -105,7 +135,8 @@ if ! bench_wait_line "$BENCH_WORK/uvsd.log" "uvsd: ready" 120; then
 fi
 ready_s=$(python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 2))" "$t0" "$(date +%s.%N)")
 sleep 0.5
-out=$(bench_run_pktgen --dst-mac 02:00:00:00:00:01 --expect "$method" --label "uvsd-$method" "$@") || {
+out=$(bench_run_pktgen --dst-mac 02:00:00:00:00:01 --expect "$method" --label "uvsd-$method" \
+    --servers "$servers" --scheduler "$scheduler" --tunnel "$tunnel" "$@") || {
     tail -20 "$BENCH_WORK/uvsd.log" >&2
     exit 1
 }

@@ -38,6 +38,10 @@ def testpmd_case(fwd, gen):
 
 
 def uvsd_case(method, gen):
+    # "nat-replies": NAT with the generator answering as the real servers
+    # (a 1:1 mix of requests and answers, round trips counted).
+    if method == "nat-replies":
+        return case("uvsd-nat-replies", "memif-uvsd.sh", "nat", gen + ["--replies"])
     return case(f"uvsd-{method}", "memif-uvsd.sh", method, gen)
 
 
@@ -111,6 +115,9 @@ def wait_quiet(limit_s, threshold):
 
 def run_case(c, extra_env):
     cmd = [os.path.join(HERE, c["script"]), c["dut_arg"]] + c["gen"]
+    if os.environ.get("BENCH_LOCK"):
+        # One run at a time on a shared machine: each run holds the lock.
+        cmd = ["flock", os.environ["BENCH_LOCK"]] + cmd
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     # Other processes on the two CPUs slow both sides: keep the load with the figure.
     load = float(open("/proc/loadavg").read().split()[0])
@@ -271,7 +278,8 @@ def main():
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--protos", default="udp,tcp")
     p.add_argument("--flows", default="1000", help="comma-separated flow counts")
-    p.add_argument("--methods", default="nat", help="uvsd forwarding methods: nat,dr,tun")
+    p.add_argument("--methods", default="nat",
+                   help="uvsd forwarding methods: nat,dr,tun, and nat-replies (NAT with answers)")
     p.add_argument("--new-every", type=int, default=10)
     p.add_argument("--out", default=None)
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",

@@ -35,6 +35,10 @@ def cases(quick):
         for m in ["nat", "dr", "tun"]:
             out.append((f"udp established {f} flows {m}",
                         ["--proto", "udp", "--flows", str(f), "--method", m]))
+    # NAT for requests and the real servers' answers (a 1:1 mix).
+    for f in [1000, 1000000]:
+        out.append((f"udp established {f} flows nat with replies",
+                    ["--proto", "udp", "--flows", str(f), "--method", "nat", "--replies"]))
     for f in ([1000] if quick else [1000, 1000000]):
         for m in (["nat"] if quick else ["nat", "dr", "tun"]):
             out.append((f"tcp established {f} flows {m}",
@@ -80,13 +84,16 @@ def summarize(out):
                   f"{meta.get('rounds')} rounds of {meta.get('duration')} s per pipeline, "
                   f"alternating.", ""]
     lines += ["| case | empty Mpps (median) | uvsd Mpps (median, min-max) | ratio | "
-              "uvsd ns/packet | hand-overs | refused (table full) |",
-              "|---|---|---|---|---|---|---|"]
+              "uvsd ns/packet | round trips/s (M) | descheduled rounds | hand-overs | "
+              "refused (table full) |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         u = r["uvsd_mpps"]
+        trips = f"{r['round_trips_median_mpps']:.2f}" if r.get("replies") else "-"
         lines.append(
             f"| {r['label']} | {r['empty_median_mpps']:.2f} | {r['uvsd_median_mpps']:.2f} "
             f"({min(u):.2f}-{max(u):.2f}) | {r['ratio']:.3f} | {r['uvsd_ns_per_packet']:.1f} | "
+            f"{trips} | {r.get('descheduled_rounds', '-')} | "
             f"{r['handed_over']} | {r.get('table_full', '-')} |")
     lines.append("")
     with open(os.path.join(out, "summary.md"), "w") as f:

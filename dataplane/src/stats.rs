@@ -96,13 +96,15 @@ impl Slot {
 /// Counters of one service or destination: one slot per worker.
 #[derive(Debug)]
 pub struct Stats {
-    slots: Box<[Slot]>,
+    /// A fixed-size array, so that [`Stats::slot`]'s index, already
+    /// clamped, needs no bounds check on the packet path.
+    slots: Box<[Slot; MAX_WORKERS]>,
 }
 
 impl Default for Stats {
     fn default() -> Self {
         Stats {
-            slots: (0..MAX_WORKERS).map(|_| Slot::default()).collect(),
+            slots: Box::new(std::array::from_fn(|_| Slot::default())),
         }
     }
 }

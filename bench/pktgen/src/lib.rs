@@ -7,5 +7,6 @@ pub mod check;
 pub mod flows;
 pub mod sched;
 pub mod schedule;
+pub mod service;
 pub mod telemetry;
 pub mod template;

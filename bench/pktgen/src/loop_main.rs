@@ -19,6 +19,13 @@
 //! enqueues it, every worker polls once, the sink checks and frees what
 //! came out.
 //!
+//! With `--replies`, the sink also plays the real servers (NAT): each
+//! request that reached its server correctly is turned into the server's
+//! answer and put back on the port's receive ring, and the answer must come
+//! out toward its client from the VIP (`check::Seen::Reply`): a round trip.
+//! The pipeline then carries a 1:1 mix of requests and answers, and the
+//! empty pipeline carries the same mix (its answers come back untouched).
+//!
 //! With `--workers 2`, packets are put on the queue of the worker that owns
 //! their connection (`--handover none`) or of the other one (`--handover
 //! all`): the difference per packet is what a hand-over costs.
@@ -34,29 +41,28 @@ use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 use dataplane::buf::PacketBuf;
-use dataplane::config::{ConfigOp, ConfigStore};
 use dataplane::conn::shared::SharedTemplates;
 use dataplane::dpdk::{
     ring_port, tsc_cycles, tsc_hz, Burst, Eal, Mempool, Port, PortConf, PortQueue, Ring,
 };
 use dataplane::lb::{ConfigCell, ConnDump, Lb, LbDrop, LbSettings, LbStage, PortRoutes};
-use dataplane::model::{
-    DestConfig, ForwardMethod, Protocol, ServiceConfig, ServiceKey, TunnelConfig,
-};
 use dataplane::net::{Counter, Interface, L3Config, NetCounters, Prefix, Stack};
 use dataplane::rss::Ownership;
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::worker::{Mesh, Worker, WorkerParts};
 use serde_json::json;
 
-use uvs_pktgen::check::{Checker, Expect};
+use uvs_pktgen::check::{make_reply, Checker, Expect, Seen, Tunnel};
 use uvs_pktgen::flows::FlowSpace;
 use uvs_pktgen::schedule::{Schedule, ScheduleArgs};
+use uvs_pktgen::service::BenchService;
 use uvs_pktgen::template::{FrameSpec, Proto, Template};
 
 const DUT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const GEN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const RING_SLOTS: u32 = 1024;
+/// The clients' gateway (the generator) when the real servers answer.
+const GEN_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -72,6 +78,17 @@ struct Args {
     proto: String,
     #[command(flatten)]
     sched: ScheduleArgs,
+    /// The service's scheduler (`-s`). With sh or mh the sink checks that
+    /// each client went to the server that scheduler picks for it.
+    #[arg(long, default_value = "rr")]
+    scheduler: String,
+    /// TUN encapsulation: ipip, gre or gue:PORT (`--tun-type`).
+    #[arg(long, default_value = "ipip", value_parser = Tunnel::parse)]
+    tunnel: Tunnel,
+    /// The sink plays the real servers (NAT only): every request answered,
+    /// the answers forwarded back through the pipeline and checked.
+    #[arg(long)]
+    replies: bool,
     /// Ethernet frame size including FCS.
     #[arg(long, default_value_t = 64)]
     size: usize,
@@ -154,8 +171,14 @@ impl Pipeline {
 struct Round {
     sent: u64,
     received: u64,
+    /// Requests and answers that came out as expected.
     valid: u64,
+    /// Answers that came out as expected: completed round trips.
+    trips: u64,
     secs: f64,
+    /// Share of the window this thread spent on a CPU (below ~0.9 the
+    /// round measured the machine's other tenants, not the pipeline).
+    cpu_share: Option<f64>,
 }
 
 impl Round {
@@ -172,6 +195,8 @@ struct Traffic {
     checker: Checker,
     owners: Ownership,
     all_handover: bool,
+    /// Answer each valid request (`--replies`), as this MAC's real server.
+    replies: Option<[u8; 6]>,
     rx: Vec<Arc<Ring>>,
     tx: Vec<Arc<Ring>>,
     /// Per queue: generated packets not yet taken by the ring.
@@ -180,6 +205,8 @@ struct Traffic {
     /// callgrind's `--toggle-collect='*Worker*poll*'` this gives the
     /// instructions per packet of the uvsd pipeline).
     total: [u64; 2],
+    /// Frames the sink refused, per pipeline, warm-up included.
+    invalid: [u64; 2],
     hz: u64,
 }
 
@@ -191,21 +218,29 @@ impl Traffic {
         let hz = self.hz as f64;
         let t0 = tsc_cycles();
         let warm_end = t0 + (a.warmup * hz) as u64;
-        let mut start = None::<(u64, Round)>;
+        let mut start = None::<(u64, Round, Option<uvs_pktgen::sched::Times>)>;
         let mut r = Round::default();
         let mut scratch = Burst::new();
         let mut gen = Burst::new();
         loop {
             let now = tsc_cycles();
             match start {
-                None if now >= warm_end && sched.opened() => start = Some((now, r)),
-                Some((s, before)) if now - s >= (a.duration * hz) as u64 => {
+                None if now >= warm_end && sched.opened() => {
+                    start = Some((now, r, uvs_pktgen::sched::this_thread()))
+                }
+                Some((s, before, cpu0)) if now - s >= (a.duration * hz) as u64 => {
                     self.total[which] += r.received;
+                    let secs = (now - s) as f64 / hz;
+                    let cpu = uvs_pktgen::sched::this_thread()
+                        .zip(cpu0)
+                        .map(|(b, a)| b.cpu_ns.saturating_sub(a.cpu_ns) as f64 / (secs * 1e9));
                     return Round {
                         sent: r.sent - before.sent,
                         received: r.received - before.received,
                         valid: r.valid - before.valid,
-                        secs: (now - s) as f64 / hz,
+                        trips: r.trips - before.trips,
+                        secs,
+                        cpu_share: cpu,
                     };
                 }
                 _ => {}
@@ -244,15 +279,38 @@ impl Traffic {
                 }
             }
             pipe.poll(&mut scratch);
-            for ring in &self.tx {
+            for (q, ring) in self.tx.iter().enumerate() {
                 while ring.dequeue(&mut scratch) > 0 {
                     r.received += scratch.len() as u64;
-                    for m in scratch.as_mut_slice() {
-                        if self.checker.check(m.data()) {
-                            r.valid += 1;
+                    for mut m in scratch.drain() {
+                        match self.checker.classify(m.data()) {
+                            Seen::Request => {
+                                r.valid += 1;
+                                if let Some(mac) = self.replies {
+                                    if make_reply(m.data_mut(), mac) {
+                                        // The answer goes back on the queue
+                                        // the request left by.
+                                        let back = if self.all_handover { 1 - q } else { q };
+                                        if let Err(m) = self.pending[back].push(m) {
+                                            self.rx[back].enqueue(&mut self.pending[back]);
+                                            // Refused twice: lost, as on a wire.
+                                            let _ = self.pending[back].push(m);
+                                        }
+                                    }
+                                }
+                            }
+                            Seen::Reply => {
+                                r.valid += 1;
+                                r.trips += 1;
+                            }
+                            // The empty pipeline hands the answers back
+                            // untouched: they count as carried.
+                            Seen::Invalid if which == 0 && self.replies.is_some() => {
+                                r.valid += 1;
+                            }
+                            Seen::Invalid => self.invalid[which] += 1,
                         }
                     }
-                    scratch.clear();
                 }
             }
         }
@@ -279,44 +337,18 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// The service: VIP:80 under rr with `servers` real servers 198.18.1.11..
-fn rules(a: &Args, vip: SocketAddrV4) -> Result<ConfigStore, String> {
-    let protocol = if a.proto == "tcp" {
-        Protocol::Tcp
-    } else {
-        Protocol::Udp
-    };
-    let key = ServiceKey::Addr {
-        protocol,
-        addr: IpAddr::V4(*vip.ip()),
-        port: vip.port(),
-    };
-    let mut st = ConfigStore::new();
-    let mut svc = ServiceConfig::new(key);
-    svc.scheduler = "rr".into();
-    svc.persistent = a.persistent;
-    st.apply(&ConfigOp::AddService(svc))
-        .map_err(|e| format!("{e:?}"))?;
-    for s in 0..a.servers {
-        let method = match a.method.as_str() {
-            "nat" => ForwardMethod::Masq,
-            "dr" => ForwardMethod::Route,
-            _ => ForwardMethod::Tunnel(TunnelConfig::default()),
-        };
-        st.apply(&ConfigOp::AddDest(
-            key,
-            DestConfig {
-                addr: IpAddr::V4(Ipv4Addr::new(198, 18, 1, 11 + s)),
-                port: vip.port(),
-                method,
-                weight: 1,
-                u_threshold: 0,
-                l_threshold: 0,
-            },
-        ))
-        .map_err(|e| format!("{e:?}"))?;
+/// The service: VIP:80 under `--scheduler` with `--servers` real servers
+/// 198.18.1.11.. (`--persistent` as `-p`).
+fn service(a: &Args, vip: SocketAddrV4) -> BenchService {
+    BenchService {
+        protocol: if a.proto == "tcp" { 6 } else { 17 },
+        vip,
+        scheduler: a.scheduler.clone(),
+        method: a.method.clone(),
+        tunnel: a.tunnel,
+        servers: a.servers,
+        persistent: a.persistent,
     }
-    Ok(st)
 }
 
 fn run(a: &Args) -> Result<(), String> {
@@ -330,6 +362,9 @@ fn run(a: &Args) -> Result<(), String> {
     }
     if a.servers == 0 || a.servers > 200 {
         return Err("--servers must be 1..=200".into());
+    }
+    if a.replies && a.method != "nat" {
+        return Err("--replies needs --method nat (DR and TUN answers bypass the director)".into());
     }
     let prefix = format!("--file-prefix=uvs-loop-{}", std::process::id());
     let eal_args: Vec<String> = if a.eal.is_empty() {
@@ -401,13 +436,18 @@ fn run(a: &Args) -> Result<(), String> {
         "dr" => Expect::Dr,
         _ => Expect::Tun,
     };
+    let st = service(a, vip).store()?;
+    let servers = Arc::new(service(a, vip).expected_servers(clients)?);
     let checker = |expect| Checker {
         expect,
         own_mac: GEN_MAC,
         peer_mac: port.mac(),
         vip: *vip.ip(),
+        vport: vip.port(),
         proto: proto.number(),
         clients,
+        servers: Arc::clone(&servers),
+        tunnel: a.tunnel,
     };
 
     // The uvsd pipeline: what src/daemon.rs builds, on this port.
@@ -421,14 +461,23 @@ fn run(a: &Args) -> Result<(), String> {
             mtu: 1500,
             kernel: a.kernel,
         }],
-        routes: vec![],
-        neighbors: (0..a.servers)
-            .map(|s| {
-                (
-                    IpAddr::V4(Ipv4Addr::new(198, 18, 1, 11 + s)),
-                    MacAddr([2, 0, 0, 0, 1, 11 + s]),
-                )
-            })
+        // With replies the answers go to the clients through the
+        // generator, their gateway.
+        routes: if a.replies {
+            vec![(
+                Prefix::new(IpAddr::V4(Ipv4Addr::new(198, 18, 128, 0)), 17).ok_or("bad prefix")?,
+                IpAddr::V4(GEN_GATEWAY),
+            )]
+        } else {
+            vec![]
+        },
+        neighbors: servers
+            .iter()
+            .map(|(ip, mac)| (IpAddr::V4(ip), MacAddr(mac)))
+            .chain(
+                a.replies
+                    .then_some((IpAddr::V4(GEN_GATEWAY), MacAddr(GEN_MAC))),
+            )
             .collect(),
     };
     let egress = PortRoutes::new(
@@ -436,7 +485,6 @@ fn run(a: &Args) -> Result<(), String> {
         l3.interfaces.clone(),
         1500,
     );
-    let st = rules(a, vip)?;
     let cell = Arc::new(ConfigCell::default());
     cell.publish(st.snapshot());
     let per_worker = match a.sched.mode.as_str() {
@@ -529,10 +577,12 @@ fn run(a: &Args) -> Result<(), String> {
         checker: checker(expect),
         owners: Ownership::new(nq),
         all_handover: a.handover == "all",
+        replies: a.replies.then_some(port.mac()),
         rx: rx.clone(),
         tx: tx.clone(),
         pending: (0..nq).map(|_| Burst::new()).collect(),
         total: [0; 2],
+        invalid: [0; 2],
         hz: tsc_hz(),
     };
     // The same traffic for both pipelines, each from its start.
@@ -546,6 +596,8 @@ fn run(a: &Args) -> Result<(), String> {
             .map_err(|e| e.to_string())?,
     );
     let mut mpps: [Vec<f64>; 2] = [vec![], vec![]];
+    let mut trips = vec![];
+    let mut cpu: [Vec<Option<f64>>; 2] = [vec![], vec![]];
     for round in 0..a.rounds {
         // Alternate which goes first, so neither always follows the other.
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
@@ -558,6 +610,10 @@ fn run(a: &Args) -> Result<(), String> {
             traffic.checker = checker(exp);
             let r = traffic.round(pipe, sched, a);
             mpps[which].push(r.mpps());
+            cpu[which].push(r.cpu_share);
+            if which == 1 {
+                trips.push(r.trips as f64 / r.secs / 1e6);
+            }
             println!(
                 "{}",
                 json!({
@@ -565,7 +621,9 @@ fn run(a: &Args) -> Result<(), String> {
                     "pipeline": pipe.name(), "method": a.method, "proto": a.proto,
                     "mode": a.sched.mode, "flows": a.sched.flows, "size": a.size,
                     "workers": a.workers, "handover": a.handover,
+                    "scheduler": a.scheduler, "replies": a.replies,
                     "sent": r.sent, "received": r.received, "valid": r.valid,
+                    "round_trips": r.trips, "cpu_share": r.cpu_share,
                     "window_s": r.secs, "mpps": r.mpps(),
                     "ns_per_packet": 1e3 / r.mpps(),
                 })
@@ -596,12 +654,17 @@ fn run(a: &Args) -> Result<(), String> {
             "rounds": a.rounds, "duration_s": a.duration,
             "empty_mpps": mpps[0], "uvsd_mpps": mpps[1],
             "empty_median_mpps": e, "uvsd_median_mpps": u,
+            "scheduler": a.scheduler, "replies": a.replies,
+            "round_trips_mpps": trips, "round_trips_median_mpps": median(trips.clone()),
+            "empty_cpu_share": cpu[0], "uvsd_cpu_share": cpu[1],
+            "descheduled_rounds": cpu.iter().flatten().filter(|c| c.is_some_and(|c| c < 0.9)).count(),
             "ratio": u / e,
             "uvsd_ns_per_packet": ns(u) - ns(e),
             "handed_over": handed, "handed_in": handed_in,
             "drop_handover_full": lost_handover,
             "table_full": table_full, "conn_capacity_per_worker": per_worker,
             "empty_total_packets": traffic.total[0], "uvsd_total_packets": traffic.total[1],
+            "uvsd_invalid_total": traffic.invalid[1],
         })
     );
     eprintln!(

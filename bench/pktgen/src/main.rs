@@ -15,6 +15,12 @@
 //! free it in bulk. Nothing on the loop allocates, formats or makes a
 //! syscall; the peer's telemetry is read only at the window's edges.
 //!
+//! With `--replies` (NAT), the sink also plays the real servers: each
+//! request that reached its server correctly is answered in place (the
+//! received mbuf becomes the answer) and sent back to the device under test,
+//! and answers that come back to their client from the VIP are counted as
+//! round trips (`check.rs`).
+//!
 //! Usage: `uvs-pktgen [OPTIONS] -- <EAL arguments>`.
 
 use std::collections::HashMap;
@@ -29,10 +35,11 @@ use dataplane::buf::PacketBuf;
 use dataplane::dpdk::{tsc_cycles, tsc_hz, Burst, Eal, Mempool, Port, PortConf, BURST_SIZE};
 use serde_json::json;
 
-use uvs_pktgen::check::{Checker, Expect};
+use uvs_pktgen::check::{make_reply, Checker, Expect, Seen, Tunnel};
 use uvs_pktgen::flows::FlowSpace;
 use uvs_pktgen::sched;
 use uvs_pktgen::schedule::ScheduleArgs;
+use uvs_pktgen::service::BenchService;
 use uvs_pktgen::telemetry::{EthStats, Telemetry};
 use uvs_pktgen::template::{FrameSpec, Proto, Template};
 
@@ -65,6 +72,22 @@ struct Args {
     clients: String,
     #[command(flatten)]
     sched: ScheduleArgs,
+    /// Real servers of the service (198.18.1.11.., MAC 02:00:00:00:01:xx,
+    /// as memif-uvsd.sh configures them): nat, dr and tun frames must reach
+    /// one of them.
+    #[arg(long, default_value_t = 4)]
+    servers: u8,
+    /// The service's scheduler: with sh or mh each client must reach the
+    /// server that scheduler picks for it.
+    #[arg(long, default_value = "rr")]
+    scheduler: String,
+    /// TUN encapsulation: ipip, gre or gue:PORT.
+    #[arg(long, default_value = "ipip", value_parser = Tunnel::parse)]
+    tunnel: Tunnel,
+    /// Play the real servers too (with --expect nat): answer every request,
+    /// count the answers that come back to their client.
+    #[arg(long)]
+    replies: bool,
     /// Visit established flows in order instead of scattered.
     #[arg(long)]
     sequential: bool,
@@ -148,6 +171,12 @@ struct Counts {
     tx: u64,
     rx: u64,
     valid: u64,
+    /// Answers that came back to their client as expected.
+    trips: u64,
+    /// Answers sent to the device under test, and answers dropped because
+    /// the last turn's still waited for the ring.
+    replies: u64,
+    reply_refused: u64,
     alloc_fail: u64,
     tx_stalls: u64,
 }
@@ -171,6 +200,9 @@ fn run(a: &Args) -> Result<(), String> {
             clients.len() / 2,
             a.clients
         ));
+    }
+    if a.replies && a.expect != Expect::Nat {
+        return Err("--replies needs --expect nat (DR and TUN answers bypass the director)".into());
     }
     if !(a.duration > 0.0 && a.warmup >= 0.0 && a.link_wait >= 0.0) {
         return Err("durations must be positive".into());
@@ -206,13 +238,31 @@ fn run(a: &Args) -> Result<(), String> {
         frame_size: a.size,
     })
     .map_err(|e| e.to_string())?;
+    let servers = BenchService {
+        protocol: a.proto.number(),
+        vip: a.vip,
+        scheduler: a.scheduler.clone(),
+        method: match a.expect {
+            Expect::Dr => "dr",
+            Expect::Tun => "tun",
+            _ => "nat",
+        }
+        .into(),
+        tunnel: a.tunnel,
+        servers: a.servers,
+        persistent: None,
+    }
+    .expected_servers(clients)?;
     let checker = Checker {
         expect: a.expect,
         own_mac,
         peer_mac: a.dst_mac,
         vip: *a.vip.ip(),
+        vport: a.vip.port(),
         proto: a.proto.number(),
         clients,
+        servers: Arc::new(servers),
+        tunnel: a.tunnel,
     };
 
     // Prefill every mbuf of the transmit pool with the template.
@@ -251,6 +301,7 @@ fn run(a: &Args) -> Result<(), String> {
     let mut c = Counts::default();
     let mut txb = Burst::new();
     let mut rxb = Burst::new();
+    let mut answers = Burst::new();
     let mut first_invalid = [0u8; 64];
     let mut first_invalid_len = 0usize;
 
@@ -292,11 +343,16 @@ fn run(a: &Args) -> Result<(), String> {
             }
             drain_end = tsc_cycles() + secs(a.drain_ms as f64 / 1000.0);
             txb.clear();
+            answers.clear();
         }
         if now >= drain_end {
             break;
         }
-        if tx_end.is_none() {
+        if tx_end.is_none() && !answers.is_empty() {
+            // The real servers' answers go first; new requests wait.
+            c.replies += q.tx_burst(&mut answers) as u64;
+        }
+        if tx_end.is_none() && answers.is_empty() {
             if txb.is_empty() {
                 let mut want = BURST_SIZE;
                 if let Some(r) = rate_per_cycle {
@@ -328,16 +384,31 @@ fn run(a: &Args) -> Result<(), String> {
         let n = q.rx_burst(&mut rxb);
         if n > 0 {
             c.rx += n as u64;
-            for m in rxb.as_mut_slice() {
+            for mut m in rxb.drain() {
                 let d = m.data();
-                if checker.check(d) {
-                    c.valid += 1;
-                } else if first_invalid_len == 0 {
-                    first_invalid_len = d.len().min(64);
-                    first_invalid[..first_invalid_len].copy_from_slice(&d[..first_invalid_len]);
+                match checker.classify(d) {
+                    Seen::Request => {
+                        c.valid += 1;
+                        if a.replies
+                            && make_reply(m.data_mut(), a.dst_mac)
+                            && answers.push(m).is_err()
+                        {
+                            // Answers from the last turn still wait: this
+                            // one is lost, as on a congested wire.
+                            c.reply_refused += 1;
+                        }
+                    }
+                    Seen::Reply => {
+                        c.valid += 1;
+                        c.trips += 1;
+                    }
+                    Seen::Invalid if first_invalid_len == 0 => {
+                        first_invalid_len = d.len().min(64);
+                        first_invalid[..first_invalid_len].copy_from_slice(&d[..first_invalid_len]);
+                    }
+                    Seen::Invalid => {}
                 }
             }
-            rxb.clear();
         }
     }
     let (w_start, w_counts, peer_start) =
@@ -347,8 +418,10 @@ fn run(a: &Args) -> Result<(), String> {
     let tx = counts_end.tx - w_counts.tx;
     let rx = counts_end.rx - w_counts.rx;
     let valid = counts_end.valid - w_counts.valid;
+    let trips = counts_end.trips - w_counts.trips;
     let mpps = |p: u64| p as f64 / window_s / 1e6;
-    let lost = c.tx.saturating_sub(c.rx);
+    // Requests and answers sent, against everything that came back.
+    let lost = (c.tx + c.replies).saturating_sub(c.rx);
     let own = port.stats();
     let peer_json = match (peer_start, peer_end) {
         (Some(s), Some(e)) => {
@@ -373,7 +446,7 @@ fn run(a: &Args) -> Result<(), String> {
         _ => None,
     };
     let peer_sched = sched::busiest(&sched_start.1, &sched_end.1);
-    let result = json!({
+    let mut result = json!({
         "tool": "uvs-pktgen",
         "label": a.label,
         "device": a.device,
@@ -411,6 +484,17 @@ fn run(a: &Args) -> Result<(), String> {
         "gen_sched": share(gen_sched),
         "peer_sched": share(peer_sched),
     });
+    // Added after: one json! of every field exceeds the macro's recursion.
+    for (k, v) in [
+        ("replies", json!(a.replies)),
+        ("scheduler", json!(a.scheduler)),
+        ("round_trips", json!(trips)),
+        ("round_trips_mpps", json!(mpps(trips))),
+        ("total_replies", json!(c.replies)),
+        ("replies_refused", json!(c.reply_refused)),
+    ] {
+        result[k] = v;
+    }
     println!("{result}");
     eprintln!(
         "uvs-pktgen: {} {} {} flows, {} B: tx {:.3} Mpps, rx {:.3} Mpps ({:.3} valid as {}), loss {:.4}% over {:.2} s",

@@ -2,7 +2,10 @@
 //! forwarded was checked by the sink as NAT/DR/TUN rewrites of the
 //! generator's packets, and with two workers whose packets all land on the
 //! wrong queue, every one of them is handed over and none is lost.
-//! Needs root (EAL, no huge pages); skipped otherwise.
+//! With `--replies` the sink answers as the real servers and the answers
+//! come back to their clients through the pipeline; with sh and mh every
+//! client reaches the server that scheduler picks; TUN is checked in each
+//! encapsulation. Needs root (EAL, no huge pages); skipped otherwise.
 
 use std::process::Command;
 
@@ -77,4 +80,48 @@ fn packets_on_the_wrong_queue_are_handed_over_and_none_is_lost() {
     assert_eq!(all["drop_handover_full"].as_u64().unwrap(), 0, "{all}");
     let none = valid_both(&["--workers", "2", "--handover", "none"]);
     assert_eq!(none["handed_over"].as_u64().unwrap(), 0, "{none}");
+}
+
+/// Every frame uvsd sent out passed the sink's check.
+fn all_valid(args: &[&str]) -> Value {
+    let v = valid_both(args);
+    assert_eq!(
+        v["uvsd_invalid_total"].as_u64().unwrap(),
+        0,
+        "{args:?}: {v}"
+    );
+    v
+}
+
+#[test]
+fn real_servers_answers_make_the_round_trip() {
+    if !root() {
+        eprintln!("skipped: needs root for EAL");
+        return;
+    }
+    for proto in ["udp", "tcp"] {
+        let v = all_valid(&["--method", "nat", "--proto", proto, "--replies"]);
+        // A 1:1 mix: every valid request was answered, and the answers
+        // came back (the last turn's may still be in flight).
+        let trips = v["round_trips_mpps"][0].as_f64().unwrap();
+        let all = v["uvsd_mpps"][0].as_f64().unwrap();
+        assert!(trips > 0.0, "{proto}: {v}");
+        assert!((trips * 2.0 - all).abs() < all * 0.01, "{proto}: {v}");
+    }
+}
+
+#[test]
+fn stricter_checks_hold_for_sh_mh_and_every_tunnel() {
+    if !root() {
+        eprintln!("skipped: needs root for EAL");
+        return;
+    }
+    for s in ["sh", "mh"] {
+        for m in ["nat", "dr", "tun"] {
+            all_valid(&["--method", m, "--scheduler", s]);
+        }
+    }
+    for t in ["ipip", "gre", "gue:6080"] {
+        all_valid(&["--method", "tun", "--tunnel", t]);
+    }
 }

@@ -468,6 +468,7 @@ impl ConnTable {
         &self.ents[id.0 as usize]
     }
 
+    #[inline]
     fn bucket(&self, k: &ConnKey) -> usize {
         let (s0, s1) = k.src.words();
         let (d0, d1) = k.dst.words();
@@ -877,6 +878,7 @@ impl ConnTable {
     /// Per-packet work on an existing connection. See [`Verdict`].
     /// `tcp_flags`: the TCP flag byte; for SCTP the packet's event
     /// ([`proto_sctp::event`]); ignored for other protocols.
+    #[inline]
     pub fn on_packet(&mut self, id: ConnId, dir: Dir, tcp_flags: u8, now: u64) -> Verdict {
         let i = id.0;
         let Some(c) = self.ents.get(i as usize) else {

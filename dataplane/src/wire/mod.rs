@@ -244,6 +244,7 @@ impl PacketMeta {
 const UNSPECIFIED: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
 /// Classifies a frame in one pass. See the module docs.
+#[inline]
 pub fn parse_packet(frame: &[u8]) -> Result<PacketMeta, ParseError> {
     if let Some(m) = parse_v4_fast(frame) {
         return Ok(m);
