@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use super::{Action, Egress, Lb};
+use super::{Action, Egress, Lb, PathMtus};
 use crate::buf::PacketBuf;
 use crate::model::{ConnEntry, Snapshot};
 use crate::net::{Interface, RouteTable, Stage, StageVerdict};
@@ -162,7 +162,9 @@ impl ConnDump {
     }
 }
 
-/// Routing facts for rewrites, from the port configuration.
+/// Routing facts for rewrites, from the port configuration: the source
+/// address and the MTU towards a destination (the MTU of the port its route
+/// leaves by, lowered by a path MTU learned for it, see [`PathMtus`]).
 ///
 /// Tunnel destinations need the director's source address toward each
 /// real server on every packet: a route lookup, the port's interface and
@@ -174,9 +176,14 @@ impl ConnDump {
 pub struct PortRoutes {
     routes: RouteTable,
     interfaces: Vec<Interface>,
-    /// IP MTU of every port.
-    mtu: u16,
+    /// The ports' IP MTU when all ports have the same one (NAT and DR
+    /// then need no route lookup for their MTU check).
+    uniform_mtu: Option<u16>,
     cache: [Cell<Option<RouteHit>>; ROUTE_CACHE],
+    /// Learned path MTUs, shared by every worker's copy.
+    pmtu: Arc<PathMtus>,
+    /// The worker's clock in seconds (wrapping), for the learned MTUs.
+    now_s: Cell<u16>,
 }
 
 /// A remembered answer of [`PortRoutes::route`].
@@ -184,28 +191,58 @@ pub struct PortRoutes {
 struct RouteHit {
     dst: IpAddr,
     src: IpAddr,
+    mtu: u16,
 }
 
 const ROUTE_CACHE: usize = 32;
 
 impl PortRoutes {
-    /// Routing facts from the port table; `mtu` is every port's IP MTU.
-    pub fn new(routes: RouteTable, interfaces: Vec<Interface>, mtu: u16) -> Self {
+    /// Routing facts from the port table (each interface with its MTU),
+    /// with a fresh table of learned path MTUs.
+    pub fn new(routes: RouteTable, interfaces: Vec<Interface>) -> Self {
+        PortRoutes::with_path_mtus(routes, interfaces, Arc::new(PathMtus::default()))
+    }
+
+    fn with_path_mtus(
+        routes: RouteTable,
+        interfaces: Vec<Interface>,
+        pmtu: Arc<PathMtus>,
+    ) -> Self {
+        let first = interfaces.first().map(|i| i.mtu);
+        let uniform_mtu = first.filter(|&m| interfaces.iter().all(|i| i.mtu == m));
         PortRoutes {
             routes,
             interfaces,
-            mtu,
+            uniform_mtu,
             cache: std::array::from_fn(|_| Cell::new(None)),
+            pmtu,
+            now_s: Cell::new(0),
         }
     }
 
-    fn lookup(&self, dst: IpAddr) -> Option<IpAddr> {
+    /// Source address and port MTU towards `dst`.
+    fn lookup(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
         let (port, _) = self.routes.next_hop(dst)?;
         let iface = self.interfaces.iter().find(|i| i.port == port)?;
-        Some(match dst {
+        let src = match dst {
             IpAddr::V4(d) => IpAddr::V4(iface.v4_source(d)?),
             IpAddr::V6(d) => IpAddr::V6(iface.v6_source(d)?),
-        })
+        };
+        Some((src, iface.mtu))
+    }
+
+    /// The worker's clock, for the expiry of learned MTUs (between bursts).
+    pub fn set_now(&self, now_ms: u64) {
+        self.now_s.set((now_ms / 1000) as u16);
+    }
+
+    /// `mtu` lowered to the path MTU learned for `dst`, if any.
+    #[inline]
+    fn path(&self, dst: IpAddr, mtu: u16) -> u16 {
+        match super::pmtu::v4(dst).and_then(|d| self.pmtu.get(d, self.now_s.get())) {
+            Some(p) => p.min(mtu),
+            None => mtu,
+        }
     }
 }
 
@@ -220,17 +257,26 @@ impl Egress for PortRoutes {
         let slot = &self.cache[route_slot(dst)];
         if let Some(h) = slot.get() {
             if h.dst == dst {
-                return Some((h.src, self.mtu));
+                return Some((h.src, self.path(dst, h.mtu)));
             }
         }
-        let src = self.lookup(dst)?;
-        slot.set(Some(RouteHit { dst, src }));
-        Some((src, self.mtu))
+        let (src, mtu) = self.lookup(dst)?;
+        slot.set(Some(RouteHit { dst, src, mtu }));
+        Some((src, self.path(dst, mtu)))
     }
 
     #[inline]
-    fn mtu(&self, _dst: IpAddr) -> u16 {
-        self.mtu
+    fn mtu(&self, dst: IpAddr) -> u16 {
+        match self.uniform_mtu {
+            Some(m) => m,
+            None => self.route(dst).map_or(u16::MAX, |r| r.1),
+        }
+    }
+
+    fn learn_mtu(&self, dst: IpAddr, mtu: u16) {
+        if let Some(d) = super::pmtu::v4(dst) {
+            self.pmtu.learn(d, mtu, self.now_s.get());
+        }
     }
 }
 
@@ -280,7 +326,11 @@ impl PortRoutes {
     /// The same ports with other routes (a reload); the cache starts
     /// empty.
     pub fn with_routes(&self, routes: &RouteTable) -> PortRoutes {
-        PortRoutes::new(routes.clone(), self.interfaces.clone(), self.mtu)
+        PortRoutes::with_path_mtus(
+            routes.clone(),
+            self.interfaces.clone(),
+            Arc::clone(&self.pmtu),
+        )
     }
 }
 
@@ -342,6 +392,7 @@ impl<B: PacketBuf> Stage<B> for LbStage {
             self.lb.housekeeping(now, EXPIRE_BUDGET);
         }
         self.dump.serve(&self.lb, now);
+        self.egress.set_now(now);
         self.lb.sync_tick(now);
         changed
     }
@@ -389,7 +440,7 @@ mod tests {
             )],
             neighbors: vec![],
         };
-        PortRoutes::new(cfg.route_table().unwrap(), cfg.interfaces.clone(), 1500)
+        PortRoutes::new(cfg.route_table().unwrap(), cfg.interfaces.clone())
     }
 
     #[test]
@@ -421,7 +472,7 @@ mod tests {
             .collect();
         for _ in 0..3 {
             for &d in &dsts {
-                let want = r.lookup(d).map(|s| (s, 1500));
+                let want = r.lookup(d);
                 assert_eq!(r.route(d), want, "{d}");
             }
         }
