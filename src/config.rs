@@ -623,7 +623,11 @@ mac = "02:00:00:00:01:11"
                 "not an address/length",
             ),
             ("queues = 1", "queues = 0", "queues must be"),
-            ("queues = 1", "queues = 1\nmtu = 9001", "mtu must be 1280..=9000"),
+            (
+                "queues = 1",
+                "queues = 1\nmtu = 9001",
+                "mtu must be 1280..=9000",
+            ),
             ("queues = 1", "queues = 1\nmtu = 576", "port client: mtu"),
             ("lcores = [1]", "lcores = []", "workers.lcores is empty"),
             ("lcores = [1]", "lcores = [1, 1]", "twice"),

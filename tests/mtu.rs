@@ -118,7 +118,14 @@ fn tunnel_client_learns_the_path_mtu_a_router_reports() {
     lab.ok(&format!("-A -t {VIP}:9000 -s rr"));
     lab.ok(&format!("-a -t {VIP}:9000 -r 198.19.5.2 -i"));
     let out = Command::new("ip")
-        .args(["netns", "exec", &format!("{p}-cli"), "python3", "-c", UPLOAD])
+        .args([
+            "netns",
+            "exec",
+            &format!("{p}-cli"),
+            "python3",
+            "-c",
+            UPLOAD,
+        ])
         .output()
         .unwrap();
     assert_eq!(
@@ -132,7 +139,10 @@ fn tunnel_client_learns_the_path_mtu_a_router_reports() {
     let route = lab
         .ns("cli", &["ip", "route", "get", VIP])
         .unwrap_or_default();
-    assert!(route.contains("mtu 1380"), "client's route to the VIP: {route}");
+    assert!(
+        route.contains("mtu 1380"),
+        "client's route to the VIP: {route}"
+    );
 }
 
 #[test]
@@ -159,7 +169,14 @@ fn a_port_mtu_is_set_on_the_tap_and_enforced_with_fragmentation_needed() {
     lab.ok(&format!("-A -t {VIP}:9000 -s rr"));
     lab.ok(&format!("-a -t {VIP}:9000 -r 198.18.1.11 -m"));
     let out = Command::new("ip")
-        .args(["netns", "exec", &format!("{}-cli", lab.p), "python3", "-c", UPLOAD])
+        .args([
+            "netns",
+            "exec",
+            &format!("{}-cli", lab.p),
+            "python3",
+            "-c",
+            UPLOAD,
+        ])
         .output()
         .unwrap();
     assert_eq!(
@@ -171,7 +188,10 @@ fn a_port_mtu_is_set_on_the_tap_and_enforced_with_fragmentation_needed() {
     let route = lab
         .ns("cli", &["ip", "route", "get", VIP])
         .unwrap_or_default();
-    assert!(route.contains("mtu 1400"), "client's route to the VIP: {route}");
+    assert!(
+        route.contains("mtu 1400"),
+        "client's route to the VIP: {route}"
+    );
 }
 
 #[test]

@@ -51,14 +51,7 @@ impl Mempool {
         let cname = CString::new(name).map_err(|_| DpdkError::Nul(name.to_string()))?;
         // SAFETY: EAL is initialised (borrowed); cname is a valid C string.
         let raw = unsafe {
-            dpdk_sys::rte_pktmbuf_pool_create(
-                cname.as_ptr(),
-                count,
-                cache,
-                0,
-                data_room,
-                socket,
-            )
+            dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), count, cache, 0, data_room, socket)
         };
         NonNull::new(raw).map(|raw| Mempool { raw }).ok_or_else(|| {
             call_err(

@@ -131,12 +131,15 @@ impl Lb {
         eg: &E,
     ) -> Option<Action> {
         let tq = self.tunnel_quote(buf.data(), meta, q)?;
-        let frag_needed =
-            meta.icmp_type == icmp::kind::DEST_UNREACHABLE && meta.icmp_code == icmp::code::FRAG_NEEDED;
+        let frag_needed = meta.icmp_type == icmp::kind::DEST_UNREACHABLE
+            && meta.icmp_code == icmp::code::FRAG_NEEDED;
         let mut path_mtu = 0;
         if frag_needed {
             let at = usize::from(meta.l4_offset) + 6;
-            let reported = buf.data().get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+            let reported = buf
+                .data()
+                .get(at..at + 2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]));
             if let Some(m) = reported.filter(|&m| m != 0) {
                 eg.learn_mtu(q.dst, m);
                 bump(&self.counters.pmtu_learned);
@@ -296,7 +299,11 @@ mod tests {
             assert_eq!(act, Action::Forward(ip(RS)), "{kind:?}");
             let err = router_frag_needed(&sent);
             let (act, told) = process(&mut lb, &err, &eg);
-            assert_eq!(act, Action::Forward(ip(CLIENT)), "{kind:?}: the client is told");
+            assert_eq!(
+                act,
+                Action::Forward(ip(CLIENT)),
+                "{kind:?}: the client is told"
+            );
             let m = parse_packet(&told).unwrap();
             assert_eq!((m.src, m.dst), (ip(VIP), ip(CLIENT)));
             assert_eq!((m.icmp_type, m.icmp_code), (3, 4));
@@ -304,7 +311,10 @@ mod tests {
             assert_eq!(told[l4 + 4..l4 + 8], (1400 - overhead).to_be_bytes());
             assert!(checksums_ok(&told));
             let q = parse_icmp_quote(&told, &m).unwrap();
-            assert_eq!((q.src, q.sport, q.dst, q.dport), (ip(CLIENT), 4000, ip(VIP), 53));
+            assert_eq!(
+                (q.src, q.sport, q.dst, q.dport),
+                (ip(CLIENT), 4000, ip(VIP), 53)
+            );
             assert_eq!(eg.pmtu.get(a(RS), 1), Some(1400), "learned");
             assert_eq!(lb.counters().pmtu_learned.load(Ordering::Relaxed), 1);
 
@@ -369,7 +379,11 @@ mod tests {
         assert_eq!(t.get(rs, 699), Some(1400));
         assert_eq!(t.get(a("198.19.5.3"), 100), None, "other destinations");
         t.learn(rs, 1450, 200);
-        assert_eq!(t.get(rs, 200), Some(1400), "a larger report does not grow it");
+        assert_eq!(
+            t.get(rs, 200),
+            Some(1400),
+            "a larger report does not grow it"
+        );
         t.learn(rs, 1300, 300);
         assert_eq!(t.get(rs, 899), Some(1300));
         assert_eq!(t.get(rs, 900), None, "expired after 600 s");

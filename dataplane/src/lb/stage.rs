@@ -203,11 +203,7 @@ impl PortRoutes {
         PortRoutes::with_path_mtus(routes, interfaces, Arc::new(PathMtus::default()))
     }
 
-    fn with_path_mtus(
-        routes: RouteTable,
-        interfaces: Vec<Interface>,
-        pmtu: Arc<PathMtus>,
-    ) -> Self {
+    fn with_path_mtus(routes: RouteTable, interfaces: Vec<Interface>, pmtu: Arc<PathMtus>) -> Self {
         let first = interfaces.first().map(|i| i.mtu);
         let uniform_mtu = first.filter(|&m| interfaces.iter().all(|i| i.mtu == m));
         PortRoutes {
