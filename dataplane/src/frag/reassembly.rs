@@ -187,6 +187,9 @@ struct Slot {
     /// Where the frame starts (Ethernet header) once the first fragment
     /// arrived: the header is right in front of [`FRONT`] + [`MAX_HEADER`].
     frame_start: Option<usize>,
+    /// The frame of a complete datagram (start, end) in `buf`, as the
+    /// stage's rewrite left it.
+    view: (usize, usize),
     buf: Box<[u8]>,
 }
 
@@ -201,6 +204,7 @@ impl Slot {
             ranges: Vec::with_capacity(max_fragments),
             received: 0,
             frame_start: None,
+            view: (0, 0),
             buf: vec![0u8; SLOT_BYTES].into_boxed_slice(),
         }
     }
@@ -341,6 +345,7 @@ impl Reassembler {
                 p.fill_checksum();
             }
         }
+        slot.view = (slot.frame_start.unwrap_or(0), data_at + total);
         FragCounters::add(&self.counters.reassembled, 1);
         Insert::Complete(i)
     }
@@ -389,14 +394,16 @@ impl Reassembler {
 
     /// The reassembled frame of a complete slot, as a packet buffer.
     pub fn frame(&mut self, slot: usize) -> SlotBuf<'_> {
-        let s = &mut self.slots[slot];
-        let start = s.frame_start.unwrap_or(FRONT + MAX_HEADER);
-        let end = FRONT + MAX_HEADER + s.total.unwrap_or(0);
         SlotBuf {
-            buf: &mut s.buf,
-            start,
-            end,
+            slot: &mut self.slots[slot],
         }
+    }
+
+    /// The frame of a complete slot, read-only (as rewritten through
+    /// [`Reassembler::frame`]).
+    pub fn frame_of(&self, slot: usize) -> &[u8] {
+        let s = &self.slots[slot];
+        &s.buf[s.view.0..s.view.1]
     }
 
     /// Frees a slot (after [`Insert::Complete`]).
@@ -550,47 +557,50 @@ fn read_piece(frame: &[u8], meta: &PacketMeta) -> Option<Piece> {
 }
 
 /// A reassembled frame in its slot, as a [`PacketBuf`]: the stage rewrites
-/// it in place (headroom for encapsulation in front).
+/// it in place (headroom for encapsulation in front); the slot keeps what
+/// the rewrite left.
 #[derive(Debug)]
 pub struct SlotBuf<'a> {
-    buf: &'a mut [u8],
-    start: usize,
-    end: usize,
+    slot: &'a mut Slot,
 }
 
 impl PacketBuf for SlotBuf<'_> {
     fn data(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+        &self.slot.buf[self.slot.view.0..self.slot.view.1]
     }
     fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.start..self.end]
+        &mut self.slot.buf[self.slot.view.0..self.slot.view.1]
     }
     fn prepend(&mut self, n: usize) -> bool {
-        if n > self.start {
+        let v = &mut self.slot.view;
+        if n > v.0 {
             return false;
         }
-        self.start -= n;
+        v.0 -= n;
         true
     }
     fn adj(&mut self, n: usize) -> bool {
-        if n > self.end - self.start {
+        let v = &mut self.slot.view;
+        if n > v.1 - v.0 {
             return false;
         }
-        self.start += n;
+        v.0 += n;
         true
     }
     fn append(&mut self, n: usize) -> bool {
-        if self.end + n > self.buf.len() {
+        let v = &mut self.slot.view;
+        if v.1 + n > self.slot.buf.len() {
             return false;
         }
-        self.end += n;
+        v.1 += n;
         true
     }
     fn trim(&mut self, n: usize) -> bool {
-        if n > self.end - self.start {
+        let v = &mut self.slot.view;
+        if n > v.1 - v.0 {
             return false;
         }
-        self.end -= n;
+        v.1 -= n;
         true
     }
 }

@@ -274,6 +274,9 @@ pub struct Lb {
     /// Tunnel configurations of every tunnel real server, to recognise ICMP
     /// errors about the director's own tunnel packets ([`pmtu`]).
     tunnel_reals: HashMap<IpAddr, [Option<TunnelConfig>; pmtu::CONFIGS_PER_REAL]>,
+    /// Every real server's address: its fragmented NAT replies are
+    /// reassembled (see [`crate::frag`]).
+    reals: HashSet<IpAddr>,
     /// Connection synchronisation, when the daemon wired it ([`sync`]).
     sync: Option<crate::sync::WorkerSync>,
 }
@@ -307,6 +310,7 @@ impl Lb {
             removals_seen: 0,
             nat_reals: HashSet::new(),
             tunnel_reals: HashMap::new(),
+            reals: HashSet::new(),
             sync: None,
         }
     }
@@ -343,6 +347,12 @@ impl Lb {
     /// Whether `addr` is a virtual service address (answered in ARP/NDP).
     pub fn is_vip(&self, addr: &IpAddr) -> bool {
         self.snap.index.is_vip(addr)
+    }
+
+    /// Whether `addr` is the address of a real server of the current
+    /// snapshot.
+    pub fn is_real(&self, addr: &IpAddr) -> bool {
+        self.reals.contains(addr)
     }
 
     /// Whether `proto` to `addr`:`port` is a virtual service of the
@@ -398,7 +408,9 @@ impl Lb {
             }
         }
         self.tunnel_reals.clear();
+        self.reals.clear();
         for d in snap.services.iter().flat_map(|s| &s.dests) {
+            self.reals.insert(d.config.addr);
             if let ForwardMethod::Tunnel(cfg) = d.config.method {
                 let e = self.tunnel_reals.entry(d.config.addr).or_default();
                 if !e.contains(&Some(cfg)) {

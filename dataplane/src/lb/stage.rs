@@ -26,10 +26,12 @@ use arc_swap::ArcSwap;
 
 use super::{Action, Egress, Lb, PathMtus};
 use crate::buf::PacketBuf;
+use crate::frag::{FragCounters, Insert, Reassembler, ReassemblyLimits};
 use crate::model::{ConnEntry, Snapshot};
 use crate::net::{Interface, RouteTable, Stage, StageVerdict};
 use crate::rss::Ownership;
-use crate::wire::{PacketMeta, ParseError};
+use crate::wire::ipv4::protocol;
+use crate::wire::{Fragment, PacketMeta, ParseError};
 
 /// The configuration the control thread publishes and workers pick up.
 #[derive(Debug)]
@@ -290,6 +292,29 @@ pub struct LbStage {
     dump: Arc<ConnDump>,
     egress: PortRoutes,
     last_housekeeping: u64,
+    /// Datagrams arriving in fragments (to a VIP, or NAT replies from a
+    /// real server), reassembled before the load balancer sees them.
+    frags: Reassembler,
+    /// The reassembly slot of the datagram handed to the stack
+    /// ([`StageVerdict::Datagram`]).
+    pending: Option<usize>,
+}
+
+/// The routes for a reassembled datagram: no MTU limit, since what leaves
+/// is fragmented to the egress MTU afterwards (the stack's
+/// [`StageVerdict::Datagram`]).
+struct Unlimited<'a>(&'a PortRoutes);
+
+impl Egress for Unlimited<'_> {
+    fn route(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
+        self.0.route(dst).map(|(src, _)| (src, u16::MAX))
+    }
+    fn mtu(&self, _dst: IpAddr) -> u16 {
+        u16::MAX
+    }
+    fn learn_mtu(&self, dst: IpAddr, mtu: u16) {
+        self.0.learn_mtu(dst, mtu);
+    }
 }
 
 impl LbStage {
@@ -310,6 +335,47 @@ impl LbStage {
             dump,
             egress,
             last_housekeeping: 0,
+            frags: Reassembler::new(ReassemblyLimits::default()),
+            pending: None,
+        }
+    }
+
+    /// The reassembly counters, for the control thread.
+    pub fn frag_counters(&self) -> Arc<FragCounters> {
+        self.frags.counters()
+    }
+
+    /// Whether a fragment is the load balancer's to reassemble: TCP or
+    /// UDP to a virtual service, or from a real server (a NAT reply).
+    fn reassembles(&self, meta: &PacketMeta) -> bool {
+        meta.fragment != Fragment::No
+            && matches!(meta.protocol, protocol::TCP | protocol::UDP)
+            && (self.lb.is_vip(&meta.dst) || self.lb.is_real(&meta.src))
+    }
+
+    /// Takes a fragment; a completed datagram goes through the load
+    /// balancer whole and, if forwarded, to the stack in pieces.
+    fn reassemble<B: PacketBuf>(&mut self, buf: B, meta: &PacketMeta, now: u64) -> StageVerdict<B> {
+        let slot = match self.frags.insert(buf.data(), meta, now) {
+            Insert::Complete(slot) => slot,
+            Insert::Held | Insert::Dropped(_) => return StageVerdict::Drop { buf, counted: true },
+        };
+        let mut whole = self.frags.frame(slot);
+        let action = match crate::wire::parse_packet(whole.data()) {
+            Ok(m) => self
+                .lb
+                .process(&mut whole, &m, now, &Unlimited(&self.egress)),
+            Err(_) => Action::Drop(super::LbDrop::Rewrite),
+        };
+        match action {
+            Action::Forward(dst) => {
+                self.pending = Some(slot);
+                StageVerdict::Datagram { buf, dst }
+            }
+            Action::Pass | Action::Drop(_) => {
+                self.frags.release(slot);
+                StageVerdict::Drop { buf, counted: true }
+            }
         }
     }
 
@@ -343,6 +409,17 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         meta: &PacketMeta,
         now: u64,
     ) -> StageVerdict<B> {
+        if self.reassembles(meta) {
+            // All fragments of a datagram to one worker: later ones carry
+            // no ports, so the owner is the source address's.
+            if self.owners.workers() > 1 {
+                let owner = self.owners.owner(meta.src, 0);
+                if owner != self.me {
+                    return StageVerdict::HandOver { buf, worker: owner };
+                }
+            }
+            return self.reassemble(buf, meta, now);
+        }
         // Connection ownership (DESIGN.md): the worker chosen by the client
         // endpoint handles both directions; a packet that RSS (or the
         // kernel, for taps) delivered elsewhere is handed to its owner.
@@ -389,12 +466,24 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         }
         self.dump.serve(&self.lb, now);
         self.egress.set_now(now);
+        self.frags.expire(now);
         self.lb.sync_tick(now);
         changed
     }
 
     fn service_addrs(&self) -> Vec<IpAddr> {
         self.lb.service_addrs()
+    }
+
+    fn datagram(&self) -> Option<&[u8]> {
+        let slot = self.pending?;
+        Some(self.frags.frame_of(slot))
+    }
+
+    fn datagram_sent(&mut self) {
+        if let Some(slot) = self.pending.take() {
+            self.frags.release(slot);
+        }
     }
 }
 

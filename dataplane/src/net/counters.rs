@@ -101,6 +101,11 @@ counters! {
     DropKernelFull => "drop_kernel_full",
     /// Frames from a kernel interface sent out of their port.
     FromKernel => "from_kernel",
+    /// Fragments sent for reassembled datagrams larger than the MTU.
+    FragmentsSent => "fragments_sent",
+    /// A reassembled datagram larger than the egress MTU that may not be
+    /// fragmented (IPv4 DF).
+    DropFragNeeded => "drop_frag_needed",
 }
 
 const N: usize = Counter::ALL.len();

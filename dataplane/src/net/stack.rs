@@ -51,6 +51,8 @@ pub struct Stack<B> {
     service_addrs: Vec<IpAddr>,
     /// Recent destinations resolved to a port and both MACs.
     hops: Box<[Option<Hop>; HOP_CACHE]>,
+    /// Identification of the IPv6 fragment headers this stack writes.
+    pub(super) frag_ident: u32,
 }
 
 /// A destination resolved through the route table and the neighbour table.
@@ -113,6 +115,7 @@ impl<B: PacketBuf> Stack<B> {
             last_tick: 0,
             service_addrs: Vec::new(),
             hops: Box::new([None; HOP_CACHE]),
+            frag_ident: 0,
         })
     }
 
@@ -246,6 +249,10 @@ impl<B: PacketBuf> Stack<B> {
             StageVerdict::HandOver { buf, worker } => {
                 self.counters.inc(Counter::HandedOver);
                 return io.hand_over(worker, rx_port, buf);
+            }
+            StageVerdict::Datagram { buf, dst } => {
+                drop(buf);
+                return self.send_datagram(dst, now, io, stage);
             }
         };
         if kernel && self.to_kernel(rx_port, &buf, meta, stage) {
