@@ -15,6 +15,7 @@
 //! * memory is bounded: with every slot in use, the oldest datagram is
 //!   evicted for the new one (the kernel evicts when its
 //!   `ipfrag_high_thresh` is reached).
+//!
 //! UVS also bounds the fragments of one datagram
 //! ([`ReassemblyLimits::max_fragments`]): a datagram cut into more pieces
 //! than any real link needs is an attack on the bookkeeping.

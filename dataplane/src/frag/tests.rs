@@ -226,7 +226,7 @@ fn data_beyond_the_last_fragment_or_64_kib_is_refused() {
     // Last fragment first, then a middle one pushed past its end.
     let last = pieces.pop().unwrap();
     let mut r = Reassembler::new(ReassemblyLimits::default());
-    feed(&mut r, &[last.clone()], 1);
+    feed(&mut r, std::slice::from_ref(&last), 1);
     let mut beyond = pieces[1].clone();
     let w = u16::from_be_bytes([beyond[20], beyond[21]]);
     beyond[20..22].copy_from_slice(&((w & 0xe000) | 1000).to_be_bytes());
