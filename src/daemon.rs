@@ -607,6 +607,12 @@ fn log_counters(
                     .map(|r| (format!("lb_drop_{}", r.as_str()), lb.drops(*r)))
                     .filter(|(_, v)| *v != 0),
             );
+            list.extend(
+                dataplane::frag::FragDrop::ALL
+                    .iter()
+                    .map(|r| (r.as_str().to_string(), lb.frag.drops(*r)))
+                    .filter(|(_, v)| *v != 0),
+            );
         }
         let fields: Vec<(&str, crate::log::Value)> = list
             .iter()

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use control::format::Listing;
 use dataplane::dpdk::{Port, PortStats};
+use dataplane::frag::FragDrop;
 use dataplane::lb::{LbCounters, LbDrop};
 use dataplane::model::ServiceKey;
 use dataplane::net::{Counter, NetCounters};
@@ -58,6 +59,8 @@ pub struct WorkerSample {
     pub malformed: Vec<(ParseError, u64)>,
     /// Load-balancer drops by reason.
     pub lb_drops: Vec<(LbDrop, u64)>,
+    /// Fragments dropped by the reassembly, by reason.
+    pub frag_drops: Vec<(FragDrop, u64)>,
     pub created: u64,
     pub icmp_sent: u64,
     pub icmp_related: u64,
@@ -74,6 +77,10 @@ impl WorkerSample {
                 .map(|e| (*e, net.get_parse(*e)))
                 .collect(),
             lb_drops: LbDrop::ALL.iter().map(|r| (*r, lb.drops(*r))).collect(),
+            frag_drops: FragDrop::ALL
+                .iter()
+                .map(|r| (*r, lb.frag.drops(*r)))
+                .collect(),
             created: lb.created.load(Ordering::Relaxed),
             icmp_sent: lb.icmp_sent.load(Ordering::Relaxed),
             icmp_related: lb.icmp_related.load(Ordering::Relaxed),
@@ -433,6 +440,16 @@ fn render_workers(out: &mut String, ws: &[WorkerSample]) {
                         *v,
                     );
                 }
+            }
+            for (r, v) in &s.frag_drops {
+                f.sample(
+                    &[
+                        ("worker", &names[w]),
+                        ("layer", "frag"),
+                        ("reason", r.as_str()),
+                    ],
+                    *v,
+                );
             }
             for (r, v) in &s.lb_drops {
                 f.sample(
@@ -918,7 +935,7 @@ mod tests {
             .iter()
             .filter(|c| c.as_str().starts_with("drop_"))
             .count();
-        assert_eq!(drops, 2 * (stack_reasons + LbDrop::COUNT));
+        assert_eq!(drops, 2 * (stack_reasons + LbDrop::COUNT + FragDrop::COUNT));
         assert_eq!(
             value(
                 &t,

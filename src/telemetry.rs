@@ -59,6 +59,12 @@ fn worker_dict(ws: &[WorkerSample]) -> TelDict {
             TelValue::U64(sum(&|w| w.malformed[i].1)),
         ));
     }
+    for (i, (r, _)) in first.frag_drops.iter().enumerate() {
+        d.push((
+            r.as_str().to_string(),
+            TelValue::U64(sum(&|w| w.frag_drops[i].1)),
+        ));
+    }
     for (i, (r, _)) in first.lb_drops.iter().enumerate() {
         d.push((
             format!("lb_drop_{}", r.as_str()),

@@ -247,6 +247,14 @@ pub struct Reassembler {
 impl Reassembler {
     /// All slots allocated now (`limits.slots` x about 64 KiB), none later.
     pub fn new(limits: ReassemblyLimits) -> Reassembler {
+        Reassembler::with_counters(limits, Default::default())
+    }
+
+    /// [`Reassembler::new`] counting into `counters`.
+    pub fn with_counters(
+        limits: ReassemblyLimits,
+        counters: std::sync::Arc<FragCounters>,
+    ) -> Reassembler {
         let limits = ReassemblyLimits {
             slots: limits.slots.max(1),
             max_fragments: limits.max_fragments.max(2),
@@ -257,7 +265,7 @@ impl Reassembler {
                 .map(|_| Slot::new(limits.max_fragments))
                 .collect(),
             limits,
-            counters: Default::default(),
+            counters,
         }
     }
 

@@ -167,6 +167,8 @@ pub struct LbCounters {
     pub icmp_related: AtomicU64,
     /// Path MTUs learned from fragmentation needed about tunnel packets.
     pub pmtu_learned: AtomicU64,
+    /// The worker's reassembly of fragments ([`crate::frag`]).
+    pub frag: Arc<crate::frag::FragCounters>,
     /// Entries in the connection table (connections and templates), as of
     /// the last housekeeping (every few milliseconds): a gauge for metrics.
     pub table_entries: AtomicU64,

@@ -26,7 +26,7 @@ use arc_swap::ArcSwap;
 
 use super::{Action, Egress, Lb, PathMtus};
 use crate::buf::PacketBuf;
-use crate::frag::{FragCounters, Insert, Reassembler, ReassemblyLimits};
+use crate::frag::{Insert, Reassembler, ReassemblyLimits};
 use crate::model::{ConnEntry, Snapshot};
 use crate::net::{Interface, RouteTable, Stage, StageVerdict};
 use crate::rss::Ownership;
@@ -327,6 +327,7 @@ impl LbStage {
         dump: Arc<ConnDump>,
         egress: PortRoutes,
     ) -> Self {
+        let lb_frag = Arc::clone(&lb.counters().frag);
         LbStage {
             lb,
             me,
@@ -335,14 +336,9 @@ impl LbStage {
             dump,
             egress,
             last_housekeeping: 0,
-            frags: Reassembler::new(ReassemblyLimits::default()),
+            frags: Reassembler::with_counters(ReassemblyLimits::default(), Arc::clone(&lb_frag)),
             pending: None,
         }
-    }
-
-    /// The reassembly counters, for the control thread.
-    pub fn frag_counters(&self) -> Arc<FragCounters> {
-        self.frags.counters()
     }
 
     /// Whether a fragment is the load balancer's to reassemble: TCP or
