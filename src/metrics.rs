@@ -64,6 +64,11 @@ pub struct WorkerSample {
     pub created: u64,
     pub icmp_sent: u64,
     pub icmp_related: u64,
+    /// Fragments taken for reassembly, datagrams reassembled, path MTUs
+    /// learned from ICMP errors about tunnel packets.
+    pub fragments: u64,
+    pub reassembled: u64,
+    pub pmtu_learned: u64,
     pub table_entries: u64,
     pub table_capacity: u64,
 }
@@ -84,6 +89,9 @@ impl WorkerSample {
             created: lb.created.load(Ordering::Relaxed),
             icmp_sent: lb.icmp_sent.load(Ordering::Relaxed),
             icmp_related: lb.icmp_related.load(Ordering::Relaxed),
+            fragments: lb.frag.fragments.load(Ordering::Relaxed),
+            reassembled: lb.frag.reassembled.load(Ordering::Relaxed),
+            pmtu_learned: lb.pmtu_learned.load(Ordering::Relaxed),
             table_entries: lb.table_entries.load(Ordering::Relaxed),
             table_capacity: u64::from(capacity),
         }

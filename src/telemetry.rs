@@ -75,6 +75,9 @@ fn worker_dict(ws: &[WorkerSample]) -> TelDict {
     push("connections_created", sum(&|w| w.created));
     push("icmp_errors_sent", sum(&|w| w.icmp_sent));
     push("icmp_errors_related", sum(&|w| w.icmp_related));
+    push("fragments_received", sum(&|w| w.fragments));
+    push("datagrams_reassembled", sum(&|w| w.reassembled));
+    push("path_mtus_learned", sum(&|w| w.pmtu_learned));
     push("conn_table_entries", sum(&|w| w.table_entries));
     push("conn_table_capacity", sum(&|w| w.table_capacity));
     d

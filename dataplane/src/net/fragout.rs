@@ -156,3 +156,161 @@ fn unfragmentable_len(ip: &[u8]) -> Option<usize> {
     }
     (unfrag <= ip.len() && unfrag >= ipv4::HEADER_LEN).then_some(unfrag)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::buf::TestBuf;
+    use crate::frag::{Insert, Reassembler, ReassemblyLimits};
+    use crate::net::{Interface, L3Config, NetCounters, StageVerdict};
+    use crate::wire::ethernet::MacAddr;
+    use crate::wire::testutil::{frame, L4};
+    use crate::wire::{parse_packet, PacketMeta};
+
+    const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0xaa, 1];
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// One port (MTU 1500) with the client as a static neighbour.
+    fn stack(mtu: u16) -> Stack<TestBuf> {
+        let cfg = L3Config {
+            interfaces: vec![Interface {
+                port: 0,
+                mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                addrs: vec![
+                    "198.18.0.1/24".parse().unwrap(),
+                    "2001:db8::1/64".parse().unwrap(),
+                ],
+                mtu,
+                kernel: false,
+            }],
+            routes: vec![],
+            neighbors: vec![
+                (ip("198.18.0.2"), MacAddr(HOST_MAC)),
+                (ip("2001:db8::2"), MacAddr(HOST_MAC)),
+            ],
+        };
+        Stack::new(&cfg, Arc::new(NetCounters::default())).unwrap()
+    }
+
+    #[derive(Default)]
+    struct TestIo {
+        sent: Vec<Vec<u8>>,
+    }
+    impl Io<TestBuf> for TestIo {
+        fn alloc(&mut self) -> Option<TestBuf> {
+            Some(TestBuf::new(&[]))
+        }
+        fn tx(&mut self, _port: u16, buf: TestBuf) {
+            self.sent.push(buf.data().to_vec());
+        }
+    }
+
+    /// A stage holding one reassembled datagram for the client.
+    struct Holding {
+        frame: Vec<u8>,
+        sent: bool,
+    }
+    impl Stage<TestBuf> for Holding {
+        fn process(
+            &mut self,
+            _: u16,
+            buf: TestBuf,
+            m: &PacketMeta,
+            _: u64,
+        ) -> StageVerdict<TestBuf> {
+            StageVerdict::Datagram { buf, dst: m.src }
+        }
+        fn datagram(&self) -> Option<&[u8]> {
+            Some(&self.frame)
+        }
+        fn datagram_sent(&mut self) {
+            self.sent = true;
+        }
+    }
+
+    /// The answer (VIP -> client, 4,000 bytes of UDP) leaves in pieces of
+    /// at most the port's MTU that the client reassembles to the datagram.
+    #[test]
+    fn a_large_datagram_leaves_in_fragments_that_reassemble_to_it() {
+        for (client, vip) in [
+            ("198.18.0.2", "198.18.0.100"),
+            ("2001:db8::2", "2001:db8::100"),
+        ] {
+            let payload: Vec<u8> = (0..4000u32).map(|i| (i % 253) as u8).collect();
+            let mut answer = frame(ip(vip), ip(client), L4::Udp, 53, 40000, None, &payload);
+            if client.contains('.') {
+                answer[20] = 0; // no DF: the director may fragment
+                crate::wire::ipv4::Ipv4Packet::new_unchecked(&mut answer[14..]).fill_checksum();
+            }
+            let mut st = stack(1500);
+            let mut stage = Holding {
+                frame: answer.clone(),
+                sent: false,
+            };
+            let mut io = TestIo::default();
+            // Any packet from the client makes the stage hand it over.
+            let trigger = frame(ip(client), ip(vip), L4::Udp, 40000, 53, None, b"x");
+            let mut trigger = trigger;
+            trigger[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+            st.input(0, TestBuf::new(&trigger), 1, &mut io, &mut stage);
+            assert!(stage.sent, "{client}: the stage is told");
+            assert_eq!(io.sent.len(), 3, "{client}: 4,028 bytes in three pieces");
+            assert_eq!(st.counters().get(Counter::FragmentsSent), 3);
+            let mut r = Reassembler::new(ReassemblyLimits::default());
+            let mut done = None;
+            for f in &io.sent {
+                assert!(f.len() <= 14 + 1500, "{client}: {} bytes", f.len());
+                assert_eq!(f[0..6], HOST_MAC);
+                let m = parse_packet(f).unwrap();
+                if let Insert::Complete(s) = r.insert(f, &m, 1) {
+                    done = Some(r.frame_of(s).to_vec());
+                }
+            }
+            let whole = done.expect("reassembles");
+            assert_eq!(whole[14..], answer[14..], "{client}");
+        }
+    }
+
+    #[test]
+    fn an_ipv4_datagram_with_df_too_large_for_the_port_is_dropped_and_counted() {
+        let payload = vec![1u8; 4000];
+        let answer = frame(
+            ip("198.18.0.100"),
+            ip("198.18.0.2"),
+            L4::Udp,
+            53,
+            40000,
+            None,
+            &payload,
+        );
+        assert!(
+            parse_packet(&answer).unwrap().dont_frag,
+            "the test frame has DF"
+        );
+        let mut st = stack(1500);
+        let mut stage = Holding {
+            frame: answer,
+            sent: false,
+        };
+        let mut io = TestIo::default();
+        let mut trigger = frame(
+            ip("198.18.0.2"),
+            ip("198.18.0.100"),
+            L4::Udp,
+            1,
+            53,
+            None,
+            b"x",
+        );
+        trigger[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        st.input(0, TestBuf::new(&trigger), 1, &mut io, &mut stage);
+        assert!(io.sent.is_empty());
+        assert!(stage.sent);
+        assert_eq!(st.counters().get(Counter::DropFragNeeded), 1);
+    }
+}
