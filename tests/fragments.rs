@@ -10,6 +10,9 @@
 //! scripts/tun_decap.py, a userspace decapsulator (the real server's
 //! kernel reassembles the fragmented outer packets before it reads them).
 //!
+//! Overlapping fragments are crafted byte by byte (a raw socket in the
+//! client namespace) and must be dropped and counted by reason.
+//!
 //! The tests need root, run one at a time, and remove their namespaces
 //! even when they fail.
 
@@ -18,6 +21,23 @@ mod common;
 use std::process::Command;
 
 use common::lab::{lock, Lab, VIP, VIP6};
+
+/// Sends crafted IPv4 fragments to VIP:53 through a raw socket: two
+/// overlapping fragments of one datagram (id 0x4242), then the rest of it.
+const OVERLAP: &str = r#"
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+def frag(off, more, data):
+    flags = (0x2000 if more else 0) | (off // 8)
+    # The kernel fills in the total length and the checksum.
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 0, 0x4242, flags, 64, 17, 0,
+                      socket.inet_aton("198.18.0.2"), socket.inet_aton("198.18.0.100"))
+    s.sendto(hdr + data, ("198.18.0.100", 0))
+udp = struct.pack("!HHHH", 40000, 53, 8 + 40, 0)
+frag(0, True, udp + b"a" * 16)      # bytes 0..24
+frag(16, True, b"b" * 16)           # bytes 16..32: overlaps the first
+frag(32, False, b"c" * 16)          # the rest of a discarded datagram
+"#;
 
 /// Sends 4,000 bytes to VIP:53 and prints the answer's length and whether
 /// it is "<server> <the request>", from the client namespace.
@@ -87,4 +107,37 @@ fn udp_4000_bytes_through_dr() {
 fn udp_4000_bytes_through_ipip() {
     let _g = lock();
     both_families("ipip", "-i");
+}
+
+#[test]
+fn overlapping_fragments_are_dropped_and_counted_and_hurt_nothing_else() {
+    let _g = lock();
+    let mut lab = Lab::new("o", "nat", 1, 1);
+    lab.ok(&format!("-A -u {VIP}:53 -s rr"));
+    lab.ok(&format!("-a -u {VIP}:53 -r 198.18.1.11:53 -m"));
+    let out = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-cli", lab.p)])
+        .args(["python3", "-c", OVERLAP])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A good fragmented request still gets its whole answer.
+    assert_eq!(request(&lab, VIP), "rs1 4004 True");
+    let (_, stderr) = lab.stop_daemon();
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("uvsd: counters level=info worker=0 "))
+        .unwrap_or_else(|| panic!("no counters in {stderr}"));
+    for want in ["frag_overlap=1", "frag_of_discarded=1"] {
+        assert!(
+            line.split_whitespace().any(|kv| kv == want),
+            "{want}: {line}"
+        );
+    }
+    // The bad datagram never reached the load balancer.
+    assert!(!line.contains("lb_drop_"), "{line}");
 }
