@@ -1,7 +1,7 @@
 //! MTU and path MTU end to end in net_tap mode, with real Linux peers in
 //! namespaces (scripts/topo.sh) and uvsd in between.
 //!
-//! * A tunnel real server behind a router whose link to it has a smaller
+//! * A tunnel real server (IPIP, then GUE) behind a router whose link to it has a smaller
 //!   MTU (1400) than the director's ports (1500): the router answers the
 //!   director's oversized tunnel packets with ICMP fragmentation needed;
 //!   uvsd learns the path MTU and tells the client, whose kernel then sends
@@ -56,9 +56,19 @@ print(s.recv(100).decode())
 #[test]
 fn tunnel_client_learns_the_path_mtu_a_router_reports() {
     let _g = lock();
+    // The MTU the client learns: 1400 less the tunnel's headers.
+    for (tag, kind, opts, mtu) in [
+        ("m", "ipip", "-i", 1380),
+        ("g", "gue", "-i --tun-type gue --tun-port 6080", 1368),
+    ] {
+        narrow_path_behind_a_router(tag, kind, opts, mtu);
+    }
+}
+
+fn narrow_path_behind_a_router(tag: &str, kind: &str, opts: &str, client_mtu: u32) {
     let lab = Lab::with_config(
-        "m",
-        "ipip",
+        tag,
+        kind,
         1,
         1,
         1,
@@ -102,7 +112,7 @@ fn tunnel_client_learns_the_path_mtu_a_router_reports() {
         vec![
             "python3",
             concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tun_decap.py"),
-            "ipip",
+            kind,
         ],
     ] {
         procs.0.push(
@@ -116,7 +126,7 @@ fn tunnel_client_learns_the_path_mtu_a_router_reports() {
     std::thread::sleep(std::time::Duration::from_millis(500));
 
     lab.ok(&format!("-A -t {VIP}:9000 -s rr"));
-    lab.ok(&format!("-a -t {VIP}:9000 -r 198.19.5.2 -i"));
+    lab.ok(&format!("-a -t {VIP}:9000 -r 198.19.5.2 {opts}"));
     let out = Command::new("ip")
         .args([
             "netns",
@@ -131,17 +141,17 @@ fn tunnel_client_learns_the_path_mtu_a_router_reports() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "300000",
-        "the upload through the narrow path completes: {}",
+        "{kind}: the upload through the narrow path completes: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     // The client's kernel learned, from uvsd's fragmentation needed, the
-    // path MTU less the tunnel's 20 bytes.
+    // path MTU less the tunnel's headers.
     let route = lab
         .ns("cli", &["ip", "route", "get", VIP])
         .unwrap_or_default();
     assert!(
-        route.contains("mtu 1380"),
-        "client's route to the VIP: {route}"
+        route.contains(&format!("mtu {client_mtu}")),
+        "{kind}: client's route to the VIP: {route}"
     );
 }
 
