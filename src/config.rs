@@ -128,7 +128,24 @@ pub struct Port {
     /// `dataplane::net::floating`.
     #[serde(default)]
     pub floating: Vec<String>,
+    /// The port's IP MTU (Ethernet payload): [`MIN_MTU`]..=[`MAX_MTU`],
+    /// 1500 when absent. Set on the device (and, for net_tap, on its
+    /// kernel side) at start; a value the device refuses is an error, and
+    /// a device that cannot change its MTU at all keeps (and the director
+    /// uses) its own.
+    #[serde(default = "standard_mtu")]
+    pub mtu: u16,
 }
+
+fn standard_mtu() -> u16 {
+    1500
+}
+
+/// Smallest port MTU: IPv6's minimum link MTU (RFC 8200 5), so every
+/// address family works on every port.
+pub const MIN_MTU: u16 = 1280;
+/// Largest port MTU: jumbo frames of 9,000 bytes.
+pub const MAX_MTU: u16 = 9000;
 
 fn one() -> u16 {
     1
@@ -300,6 +317,12 @@ impl Config {
                     .map_err(|e| format!("port {}: {e}", p.name))?,
             };
             port_rss.push(rss);
+            if !(MIN_MTU..=MAX_MTU).contains(&p.mtu) {
+                return Err(format!(
+                    "port {}: mtu must be {MIN_MTU}..={MAX_MTU}, not {}",
+                    p.name, p.mtu
+                ));
+            }
             let addrs = p
                 .addresses
                 .iter()
@@ -648,6 +671,12 @@ mac = "02:00:00:00:01:11"
                 "not an address/length",
             ),
             ("queues = 1", "queues = 0", "queues must be"),
+            (
+                "queues = 1",
+                "queues = 1\nmtu = 9001",
+                "mtu must be 1280..=9000",
+            ),
+            ("queues = 1", "queues = 1\nmtu = 576", "port client: mtu"),
             ("lcores = [1]", "lcores = []", "workers.lcores is empty"),
             ("lcores = [1]", "lcores = [1, 1]", "twice"),
             (

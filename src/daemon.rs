@@ -46,9 +46,6 @@ use crate::log::{Level, Value};
 use crate::log_event;
 use crate::metrics;
 
-/// IP MTU of every port (the standard Ethernet payload).
-const PORT_MTU: u16 = 1500;
-
 /// Descriptors per rx/tx queue.
 const DESCRIPTORS: u16 = 1024;
 
@@ -230,8 +227,10 @@ fn start_and_serve(
         + 4096)
         .next_power_of_two()
         - 1;
+    // Every frame in one segment: the data room fits the largest port MTU.
+    let room = Mempool::data_room_for_mtu(cfg.ports.iter().map(|p| p.mtu).max().unwrap_or(1500));
     let pool = Arc::new(
-        Mempool::new(&eal, "uvs_mbufs", mbufs, 256, -1).map_err(|e| {
+        Mempool::with_data_room(&eal, "uvs_mbufs", mbufs, 256, -1, room).map_err(|e| {
             format!("{e} (are hugepages reserved and mounted? see README: nr_hugepages and /dev/hugepages)")
         })?,
     );
@@ -248,6 +247,12 @@ fn start_and_serve(
         };
         ports.push(Arc::new(
             Port::open_rss(&eal, &conf, v.port_rss[i], Arc::clone(&pool))
+                .and_then(|port| {
+                    if port.mtu() != p.mtu {
+                        port.set_mtu(p.mtu)?;
+                    }
+                    Ok(port)
+                })
                 .map_err(|e| e.to_string())?,
         ));
     }
@@ -285,7 +290,6 @@ fn start_and_serve(
     let egress = PortRoutes::new(
         l3.route_table().map_err(|e| e.to_string())?,
         l3.interfaces.clone(),
-        PORT_MTU,
     );
     let per_ms = (dataplane::dpdk::tsc_hz() / 1000).max(1);
 
@@ -636,6 +640,12 @@ fn log_counters(
                 dataplane::lb::LbDrop::ALL
                     .iter()
                     .map(|r| (format!("lb_drop_{}", r.as_str()), lb.drops(*r)))
+                    .filter(|(_, v)| *v != 0),
+            );
+            list.extend(
+                dataplane::frag::FragDrop::ALL
+                    .iter()
+                    .map(|r| (r.as_str().to_string(), lb.frag.drops(*r)))
                     .filter(|(_, v)| *v != 0),
             );
         }

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use control::format::Listing;
 use dataplane::dpdk::{Port, PortStats};
+use dataplane::frag::FragDrop;
 use dataplane::lb::{LbCounters, LbDrop};
 use dataplane::model::ServiceKey;
 use dataplane::net::{Counter, NetCounters};
@@ -58,9 +59,16 @@ pub struct WorkerSample {
     pub malformed: Vec<(ParseError, u64)>,
     /// Load-balancer drops by reason.
     pub lb_drops: Vec<(LbDrop, u64)>,
+    /// Fragments dropped by the reassembly, by reason.
+    pub frag_drops: Vec<(FragDrop, u64)>,
     pub created: u64,
     pub icmp_sent: u64,
     pub icmp_related: u64,
+    /// Fragments taken for reassembly, datagrams reassembled, path MTUs
+    /// learned from ICMP errors about tunnel packets.
+    pub fragments: u64,
+    pub reassembled: u64,
+    pub pmtu_learned: u64,
     pub table_entries: u64,
     pub table_capacity: u64,
 }
@@ -74,9 +82,16 @@ impl WorkerSample {
                 .map(|e| (*e, net.get_parse(*e)))
                 .collect(),
             lb_drops: LbDrop::ALL.iter().map(|r| (*r, lb.drops(*r))).collect(),
+            frag_drops: FragDrop::ALL
+                .iter()
+                .map(|r| (*r, lb.frag.drops(*r)))
+                .collect(),
             created: lb.created.load(Ordering::Relaxed),
             icmp_sent: lb.icmp_sent.load(Ordering::Relaxed),
             icmp_related: lb.icmp_related.load(Ordering::Relaxed),
+            fragments: lb.frag.fragments.load(Ordering::Relaxed),
+            reassembled: lb.frag.reassembled.load(Ordering::Relaxed),
+            pmtu_learned: lb.pmtu_learned.load(Ordering::Relaxed),
             table_entries: lb.table_entries.load(Ordering::Relaxed),
             table_capacity: u64::from(capacity),
         }
@@ -84,7 +99,8 @@ impl WorkerSample {
 
     /// Every counter by the name `uvsadm --counters` and telemetry give
     /// it: the stack's by name, parser reasons as `malformed_<reason>`,
-    /// load-balancer drops as `lb_drop_<reason>`, then the load balancer's
+    /// reassembly drops by their reason, load-balancer drops as
+    /// `lb_drop_<reason>`, then the load balancer's
     /// own counts and the table's fill and capacity.
     pub fn named(&self) -> Vec<(String, u64)> {
         let mut v: Vec<(String, u64)> = self
@@ -98,6 +114,11 @@ impl WorkerSample {
                 .map(|(e, n)| (format!("malformed_{}", e.as_str()), *n)),
         );
         v.extend(
+            self.frag_drops
+                .iter()
+                .map(|(r, n)| (r.as_str().to_string(), *n)),
+        );
+        v.extend(
             self.lb_drops
                 .iter()
                 .map(|(r, n)| (format!("lb_drop_{}", r.as_str()), *n)),
@@ -106,6 +127,9 @@ impl WorkerSample {
             ("connections_created", self.created),
             ("icmp_errors_sent", self.icmp_sent),
             ("icmp_errors_related", self.icmp_related),
+            ("fragments_received", self.fragments),
+            ("datagrams_reassembled", self.reassembled),
+            ("path_mtus_learned", self.pmtu_learned),
             ("conn_table_entries", self.table_entries),
             ("conn_table_capacity", self.table_capacity),
         ] {
@@ -465,6 +489,16 @@ fn render_workers(out: &mut String, ws: &[WorkerSample]) {
                         *v,
                     );
                 }
+            }
+            for (r, v) in &s.frag_drops {
+                f.sample(
+                    &[
+                        ("worker", &names[w]),
+                        ("layer", "frag"),
+                        ("reason", r.as_str()),
+                    ],
+                    *v,
+                );
             }
             for (r, v) in &s.lb_drops {
                 f.sample(
@@ -950,7 +984,7 @@ mod tests {
             .iter()
             .filter(|c| c.as_str().starts_with("drop_"))
             .count();
-        assert_eq!(drops, 2 * (stack_reasons + LbDrop::COUNT));
+        assert_eq!(drops, 2 * (stack_reasons + LbDrop::COUNT + FragDrop::COUNT));
         assert_eq!(
             value(
                 &t,

@@ -353,11 +353,7 @@ impl Worker {
             routes: vec![],
             neighbors: vec![],
         };
-        let routes = PortRoutes::new(
-            l3.route_table().expect("routes"),
-            l3.interfaces.clone(),
-            1500,
-        );
+        let routes = PortRoutes::new(l3.route_table().expect("routes"), l3.interfaces.clone());
         let stage = LbStage::new(
             Lb::new(0, settings, 0),
             0,
@@ -406,7 +402,8 @@ impl Worker {
                 StageVerdict::Route { buf, .. }
                 | StageVerdict::Pass { buf }
                 | StageVerdict::Drop { buf, .. }
-                | StageVerdict::HandOver { buf, .. } => buf,
+                | StageVerdict::HandOver { buf, .. }
+                | StageVerdict::Datagram { buf, .. } => buf,
             };
             *slot = Some(back);
         }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod conn;
 pub mod estimator;
 pub mod exception;
+pub mod frag;
 pub mod lb;
 pub mod model;
 pub mod net;

@@ -483,7 +483,6 @@ fn run(a: &Args) -> Result<(), String> {
     let egress = PortRoutes::new(
         l3.route_table().map_err(|e| e.to_string())?,
         l3.interfaces.clone(),
-        1500,
     );
     let cell = Arc::new(ConfigCell::default());
     cell.publish(st.snapshot());

@@ -21,23 +21,37 @@ impl Mempool {
     /// A pool of `count` mbufs with the default data room (2 KiB + headroom)
     /// on `socket` (`-1` for any).
     pub fn new(
-        _eal: &Eal,
+        eal: &Eal,
         name: &str,
         count: u32,
         cache: u32,
         socket: i32,
     ) -> Result<Self, DpdkError> {
+        Mempool::with_data_room(
+            eal,
+            name,
+            count,
+            cache,
+            socket,
+            dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
+        )
+    }
+
+    /// [`Mempool::new`] with `data_room` bytes per mbuf (headroom
+    /// included): large enough for a whole jumbo frame, so that every
+    /// received frame is one contiguous segment.
+    pub fn with_data_room(
+        _eal: &Eal,
+        name: &str,
+        count: u32,
+        cache: u32,
+        socket: i32,
+        data_room: u16,
+    ) -> Result<Self, DpdkError> {
         let cname = CString::new(name).map_err(|_| DpdkError::Nul(name.to_string()))?;
         // SAFETY: EAL is initialised (borrowed); cname is a valid C string.
         let raw = unsafe {
-            dpdk_sys::rte_pktmbuf_pool_create(
-                cname.as_ptr(),
-                count,
-                cache,
-                0,
-                dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
-                socket,
-            )
+            dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), count, cache, 0, data_room, socket)
         };
         NonNull::new(raw).map(|raw| Mempool { raw }).ok_or_else(|| {
             call_err(
@@ -45,6 +59,14 @@ impl Mempool {
                 super::errno(),
             )
         })
+    }
+
+    /// The data room (headroom included) an mbuf needs to hold a whole
+    /// frame of a port with IP MTU `mtu` (Ethernet header and a VLAN tag
+    /// in front), never less than DPDK's default.
+    pub fn data_room_for_mtu(mtu: u16) -> u16 {
+        let frame = u32::from(mtu) + 18;
+        (dpdk_sys::RTE_PKTMBUF_HEADROOM + frame).max(dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE) as u16
     }
 
     pub(crate) fn as_ptr(&self) -> *mut dpdk_sys::rte_mempool {

@@ -613,8 +613,19 @@ impl Port {
         // SAFETY: valid port; the driver checks the value.
         let rc = unsafe { dpdk_sys::rte_eth_dev_set_mtu(self.id, mtu) };
         if rc != 0 && rc != -libc::ENOTSUP {
+            let mut info = dpdk_sys::rte_eth_dev_info::default();
+            // SAFETY: valid port; info is a valid out pointer.
+            let known = unsafe { dpdk_sys::rte_eth_dev_info_get(self.id, &mut info) } == 0;
+            // ethdev also wants the frame (MTU + Ethernet header + CRC)
+            // within the largest frame the device receives.
+            let max = u32::from(info.max_mtu).min(info.max_rx_pktlen.saturating_sub(18));
+            let range = if known {
+                format!(" (the device allows {}..={max})", info.min_mtu)
+            } else {
+                String::new()
+            };
             return Err(call_err(
-                format!("port {}: setting MTU {mtu}", self.name),
+                format!("port {}: setting MTU {mtu}{range}", self.name),
                 rc,
             ));
         }

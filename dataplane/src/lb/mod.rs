@@ -39,6 +39,7 @@
 
 mod defense;
 mod index;
+mod pmtu;
 mod stage;
 mod sync;
 #[cfg(test)]
@@ -46,7 +47,7 @@ mod tests;
 #[cfg(test)]
 mod tests_host;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -60,6 +61,7 @@ use crate::conn::{
 };
 use crate::model::{
     Dest, DestConfig, DestShared, ForwardMethod, Service, ServiceKey, ServiceShared, Snapshot,
+    TunnelConfig,
 };
 use crate::sched::{self, SchedConfig, SchedInput, SchedRng, Scheduler, SplitMix64};
 use crate::wire::ipv4::protocol;
@@ -71,6 +73,7 @@ use crate::xmit::{check_mtu, dr::dr_xmit, nat, XmitError};
 pub use defense::Defense;
 use defense::DEFENSE_PERIOD_MS;
 pub use index::ServiceIndex;
+pub use pmtu::PathMtus;
 pub use stage::{ConfigCell, ConnDump, LbStage, PortRoutes};
 
 /// What to do with a packet after the load-balancing stage.
@@ -114,10 +117,13 @@ pub enum LbDrop {
     BadIcmp = 9,
     /// A new connection's packet dropped by the `drop_packet` defence.
     Defense = 10,
+    /// Fragmentation needed about a tunnel packet whose client packet had
+    /// no DF: the path MTU was learned, the client is not told (5.5).
+    TunnelIcmpNoDf = 11,
 }
 
 impl LbDrop {
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
     pub const ALL: [LbDrop; LbDrop::COUNT] = [
         LbDrop::NoConnection,
         LbDrop::DestUnavailable,
@@ -130,6 +136,7 @@ impl LbDrop {
         LbDrop::NoRoute,
         LbDrop::BadIcmp,
         LbDrop::Defense,
+        LbDrop::TunnelIcmpNoDf,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -145,6 +152,7 @@ impl LbDrop {
             LbDrop::NoRoute => "no_route",
             LbDrop::BadIcmp => "bad_icmp",
             LbDrop::Defense => "defense",
+            LbDrop::TunnelIcmpNoDf => "tunnel_icmp_no_df",
         }
     }
 }
@@ -161,6 +169,10 @@ pub struct LbCounters {
     pub icmp_sent: AtomicU64,
     /// ICMP errors translated or forwarded along a connection.
     pub icmp_related: AtomicU64,
+    /// Path MTUs learned from fragmentation needed about tunnel packets.
+    pub pmtu_learned: AtomicU64,
+    /// The worker's reassembly of fragments ([`crate::frag`]).
+    pub frag: Arc<crate::frag::FragCounters>,
     /// Entries in the connection table (connections and templates), as of
     /// the last housekeeping (every few milliseconds): a gauge for metrics.
     pub table_entries: AtomicU64,
@@ -188,6 +200,10 @@ pub trait Egress {
     fn mtu(&self, dst: IpAddr) -> u16 {
         self.route(dst).map_or(u16::MAX, |r| r.1)
     }
+    /// Records the path MTU towards `dst` an ICMP error reported
+    /// ([`PathMtus`]); the default (one fixed MTU) forgets it.
+    #[inline]
+    fn learn_mtu(&self, _dst: IpAddr, _mtu: u16) {}
 }
 
 /// Start-up settings of a worker's stage.
@@ -261,6 +277,12 @@ pub struct Lb {
     /// `(protocol, address, port)` of every NAT real server, while
     /// `nat_icmp_send` is on (empty otherwise).
     nat_reals: HashSet<(u8, IpAddr, u16)>,
+    /// Tunnel configurations of every tunnel real server, to recognise ICMP
+    /// errors about the director's own tunnel packets ([`pmtu`]).
+    tunnel_reals: HashMap<IpAddr, [Option<TunnelConfig>; pmtu::CONFIGS_PER_REAL]>,
+    /// Every real server's address: its fragmented NAT replies are
+    /// reassembled (see [`crate::frag`]).
+    reals: HashSet<IpAddr>,
     /// Connection synchronisation, when the daemon wired it ([`sync`]).
     sync: Option<crate::sync::WorkerSync>,
 }
@@ -293,6 +315,8 @@ impl Lb {
             defense: Defense::new(now),
             removals_seen: 0,
             nat_reals: HashSet::new(),
+            tunnel_reals: HashMap::new(),
+            reals: HashSet::new(),
             sync: None,
         }
     }
@@ -329,6 +353,12 @@ impl Lb {
     /// Whether `addr` is a virtual service address (answered in ARP/NDP).
     pub fn is_vip(&self, addr: &IpAddr) -> bool {
         self.snap.index.is_vip(addr)
+    }
+
+    /// Whether `addr` is the address of a real server of the current
+    /// snapshot.
+    pub fn is_real(&self, addr: &IpAddr) -> bool {
+        self.reals.contains(addr)
     }
 
     /// Whether `proto` to `addr`:`port` is a virtual service of the
@@ -379,6 +409,19 @@ impl Lb {
                     if d.config.method == ForwardMethod::Masq {
                         self.nat_reals
                             .insert((protocol.number(), d.config.addr, d.config.port));
+                    }
+                }
+            }
+        }
+        self.tunnel_reals.clear();
+        self.reals.clear();
+        for d in snap.services.iter().flat_map(|s| &s.dests) {
+            self.reals.insert(d.config.addr);
+            if let ForwardMethod::Tunnel(cfg) = d.config.method {
+                let e = self.tunnel_reals.entry(d.config.addr).or_default();
+                if !e.contains(&Some(cfg)) {
+                    if let Some(free) = e.iter_mut().find(|c| c.is_none()) {
+                        *free = Some(cfg);
                     }
                 }
             }
@@ -450,6 +493,9 @@ impl Lb {
         }
         if meta.is_icmp_error() {
             let q = parse_icmp_quote(frame, meta).ok()?;
+            if let Some(tq) = self.tunnel_quote(frame, meta, &q) {
+                return Some((tq.inner.src, tq.inner.sport));
+            }
             return Some(if self.snap.index.is_vip(&q.src) {
                 (q.dst, q.dport)
             } else {
@@ -871,6 +917,9 @@ impl Lb {
         let Ok(q) = parse_icmp_quote(buf.data(), meta) else {
             return Action::Pass;
         };
+        if let Some(a) = self.tunnel_error(buf, meta, &q, eg) {
+            return a;
+        }
         if !matches!(q.protocol, protocol::TCP | protocol::UDP | protocol::SCTP) {
             return Action::Pass;
         }

@@ -24,12 +24,14 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use super::{Action, Egress, Lb};
+use super::{Action, Egress, Lb, PathMtus};
 use crate::buf::PacketBuf;
+use crate::frag::{Insert, Reassembler, ReassemblyLimits};
 use crate::model::{ConnEntry, Snapshot};
 use crate::net::{Interface, RouteTable, Stage, StageVerdict};
 use crate::rss::Ownership;
-use crate::wire::{PacketMeta, ParseError};
+use crate::wire::ipv4::protocol;
+use crate::wire::{Fragment, PacketMeta, ParseError};
 
 /// The configuration the control thread publishes and workers pick up.
 #[derive(Debug)]
@@ -162,7 +164,9 @@ impl ConnDump {
     }
 }
 
-/// Routing facts for rewrites, from the port configuration.
+/// Routing facts for rewrites, from the port configuration: the source
+/// address and the MTU towards a destination (the MTU of the port its route
+/// leaves by, lowered by a path MTU learned for it, see [`PathMtus`]).
 ///
 /// Tunnel destinations need the director's source address toward each
 /// real server on every packet: a route lookup, the port's interface and
@@ -174,9 +178,14 @@ impl ConnDump {
 pub struct PortRoutes {
     routes: RouteTable,
     interfaces: Vec<Interface>,
-    /// IP MTU of every port.
-    mtu: u16,
+    /// The ports' IP MTU when all ports have the same one (NAT and DR
+    /// then need no route lookup for their MTU check).
+    uniform_mtu: Option<u16>,
     cache: [Cell<Option<RouteHit>>; ROUTE_CACHE],
+    /// Learned path MTUs, shared by every worker's copy.
+    pmtu: Arc<PathMtus>,
+    /// The worker's clock in seconds (wrapping), for the learned MTUs.
+    now_s: Cell<u16>,
 }
 
 /// A remembered answer of [`PortRoutes::route`].
@@ -184,28 +193,54 @@ pub struct PortRoutes {
 struct RouteHit {
     dst: IpAddr,
     src: IpAddr,
+    mtu: u16,
 }
 
 const ROUTE_CACHE: usize = 32;
 
 impl PortRoutes {
-    /// Routing facts from the port table; `mtu` is every port's IP MTU.
-    pub fn new(routes: RouteTable, interfaces: Vec<Interface>, mtu: u16) -> Self {
+    /// Routing facts from the port table (each interface with its MTU),
+    /// with a fresh table of learned path MTUs.
+    pub fn new(routes: RouteTable, interfaces: Vec<Interface>) -> Self {
+        PortRoutes::with_path_mtus(routes, interfaces, Arc::new(PathMtus::default()))
+    }
+
+    fn with_path_mtus(routes: RouteTable, interfaces: Vec<Interface>, pmtu: Arc<PathMtus>) -> Self {
+        let first = interfaces.first().map(|i| i.mtu);
+        let uniform_mtu = first.filter(|&m| interfaces.iter().all(|i| i.mtu == m));
         PortRoutes {
             routes,
             interfaces,
-            mtu,
+            uniform_mtu,
             cache: std::array::from_fn(|_| Cell::new(None)),
+            pmtu,
+            now_s: Cell::new(0),
         }
     }
 
-    fn lookup(&self, dst: IpAddr) -> Option<IpAddr> {
+    /// Source address and port MTU towards `dst`.
+    fn lookup(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
         let (port, _) = self.routes.next_hop(dst)?;
         let iface = self.interfaces.iter().find(|i| i.port == port)?;
-        Some(match dst {
+        let src = match dst {
             IpAddr::V4(d) => IpAddr::V4(iface.v4_source(d)?),
             IpAddr::V6(d) => IpAddr::V6(iface.v6_source(d)?),
-        })
+        };
+        Some((src, iface.mtu))
+    }
+
+    /// The worker's clock, for the expiry of learned MTUs (between bursts).
+    pub fn set_now(&self, now_ms: u64) {
+        self.now_s.set((now_ms / 1000) as u16);
+    }
+
+    /// `mtu` lowered to the path MTU learned for `dst`, if any.
+    #[inline]
+    fn path(&self, dst: IpAddr, mtu: u16) -> u16 {
+        match super::pmtu::v4(dst).and_then(|d| self.pmtu.get(d, self.now_s.get())) {
+            Some(p) => p.min(mtu),
+            None => mtu,
+        }
     }
 }
 
@@ -220,17 +255,26 @@ impl Egress for PortRoutes {
         let slot = &self.cache[route_slot(dst)];
         if let Some(h) = slot.get() {
             if h.dst == dst {
-                return Some((h.src, self.mtu));
+                return Some((h.src, self.path(dst, h.mtu)));
             }
         }
-        let src = self.lookup(dst)?;
-        slot.set(Some(RouteHit { dst, src }));
-        Some((src, self.mtu))
+        let (src, mtu) = self.lookup(dst)?;
+        slot.set(Some(RouteHit { dst, src, mtu }));
+        Some((src, self.path(dst, mtu)))
     }
 
     #[inline]
-    fn mtu(&self, _dst: IpAddr) -> u16 {
-        self.mtu
+    fn mtu(&self, dst: IpAddr) -> u16 {
+        match self.uniform_mtu {
+            Some(m) => m,
+            None => self.route(dst).map_or(u16::MAX, |r| r.1),
+        }
+    }
+
+    fn learn_mtu(&self, dst: IpAddr, mtu: u16) {
+        if let Some(d) = super::pmtu::v4(dst) {
+            self.pmtu.learn(d, mtu, self.now_s.get());
+        }
     }
 }
 
@@ -248,6 +292,29 @@ pub struct LbStage {
     dump: Arc<ConnDump>,
     egress: PortRoutes,
     last_housekeeping: u64,
+    /// Datagrams arriving in fragments (to a VIP, or NAT replies from a
+    /// real server), reassembled before the load balancer sees them.
+    frags: Reassembler,
+    /// The reassembly slot of the datagram handed to the stack
+    /// ([`StageVerdict::Datagram`]).
+    pending: Option<usize>,
+}
+
+/// The routes for a reassembled datagram: no MTU limit, since what leaves
+/// is fragmented to the egress MTU afterwards (the stack's
+/// [`StageVerdict::Datagram`]).
+struct Unlimited<'a>(&'a PortRoutes);
+
+impl Egress for Unlimited<'_> {
+    fn route(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
+        self.0.route(dst).map(|(src, _)| (src, u16::MAX))
+    }
+    fn mtu(&self, _dst: IpAddr) -> u16 {
+        u16::MAX
+    }
+    fn learn_mtu(&self, dst: IpAddr, mtu: u16) {
+        self.0.learn_mtu(dst, mtu);
+    }
 }
 
 impl LbStage {
@@ -260,6 +327,7 @@ impl LbStage {
         dump: Arc<ConnDump>,
         egress: PortRoutes,
     ) -> Self {
+        let lb_frag = Arc::clone(&lb.counters().frag);
         LbStage {
             lb,
             me,
@@ -268,6 +336,42 @@ impl LbStage {
             dump,
             egress,
             last_housekeeping: 0,
+            frags: Reassembler::with_counters(ReassemblyLimits::default(), Arc::clone(&lb_frag)),
+            pending: None,
+        }
+    }
+
+    /// Whether a fragment is the load balancer's to reassemble: TCP or
+    /// UDP to a virtual service, or from a real server (a NAT reply).
+    fn reassembles(&self, meta: &PacketMeta) -> bool {
+        meta.fragment != Fragment::No
+            && matches!(meta.protocol, protocol::TCP | protocol::UDP)
+            && (self.lb.is_vip(&meta.dst) || self.lb.is_real(&meta.src))
+    }
+
+    /// Takes a fragment; a completed datagram goes through the load
+    /// balancer whole and, if forwarded, to the stack in pieces.
+    fn reassemble<B: PacketBuf>(&mut self, buf: B, meta: &PacketMeta, now: u64) -> StageVerdict<B> {
+        let slot = match self.frags.insert(buf.data(), meta, now) {
+            Insert::Complete(slot) => slot,
+            Insert::Held | Insert::Dropped(_) => return StageVerdict::Drop { buf, counted: true },
+        };
+        let mut whole = self.frags.frame(slot);
+        let action = match crate::wire::parse_packet(whole.data()) {
+            Ok(m) => self
+                .lb
+                .process(&mut whole, &m, now, &Unlimited(&self.egress)),
+            Err(_) => Action::Drop(super::LbDrop::Rewrite),
+        };
+        match action {
+            Action::Forward(dst) => {
+                self.pending = Some(slot);
+                StageVerdict::Datagram { buf, dst }
+            }
+            Action::Pass | Action::Drop(_) => {
+                self.frags.release(slot);
+                StageVerdict::Drop { buf, counted: true }
+            }
         }
     }
 
@@ -280,7 +384,11 @@ impl PortRoutes {
     /// The same ports with other routes (a reload); the cache starts
     /// empty.
     pub fn with_routes(&self, routes: &RouteTable) -> PortRoutes {
-        PortRoutes::new(routes.clone(), self.interfaces.clone(), self.mtu)
+        PortRoutes::with_path_mtus(
+            routes.clone(),
+            self.interfaces.clone(),
+            Arc::clone(&self.pmtu),
+        )
     }
 }
 
@@ -297,6 +405,17 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         meta: &PacketMeta,
         now: u64,
     ) -> StageVerdict<B> {
+        if self.reassembles(meta) {
+            // All fragments of a datagram to one worker: later ones carry
+            // no ports, so the owner is the source address's.
+            if self.owners.workers() > 1 {
+                let owner = self.owners.owner(meta.src, 0);
+                if owner != self.me {
+                    return StageVerdict::HandOver { buf, worker: owner };
+                }
+            }
+            return self.reassemble(buf, meta, now);
+        }
         // Connection ownership (DESIGN.md): the worker chosen by the client
         // endpoint handles both directions; a packet that RSS (or the
         // kernel, for taps) delivered elsewhere is handed to its owner.
@@ -342,12 +461,25 @@ impl<B: PacketBuf> Stage<B> for LbStage {
             self.lb.housekeeping(now, EXPIRE_BUDGET);
         }
         self.dump.serve(&self.lb, now);
+        self.egress.set_now(now);
+        self.frags.expire(now);
         self.lb.sync_tick(now);
         changed
     }
 
     fn service_addrs(&self) -> Vec<IpAddr> {
         self.lb.service_addrs()
+    }
+
+    fn datagram(&self) -> Option<&[u8]> {
+        let slot = self.pending?;
+        Some(self.frags.frame_of(slot))
+    }
+
+    fn datagram_sent(&mut self) {
+        if let Some(slot) = self.pending.take() {
+            self.frags.release(slot);
+        }
     }
 }
 
@@ -389,7 +521,7 @@ mod tests {
             )],
             neighbors: vec![],
         };
-        PortRoutes::new(cfg.route_table().unwrap(), cfg.interfaces.clone(), 1500)
+        PortRoutes::new(cfg.route_table().unwrap(), cfg.interfaces.clone())
     }
 
     #[test]
@@ -421,7 +553,7 @@ mod tests {
             .collect();
         for _ in 0..3 {
             for &d in &dsts {
-                let want = r.lookup(d).map(|s| (s, 1500));
+                let want = r.lookup(d);
                 assert_eq!(r.route(d), want, "{d}");
             }
         }

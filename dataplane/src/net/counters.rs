@@ -126,6 +126,11 @@ counters! {
     /// Frames with bytes behind the IP packet (link padding), cut before
     /// anything else looked at them (not a drop).
     Trimmed => "trimmed_behind_ip_length",
+    /// Fragments sent for reassembled datagrams larger than the MTU.
+    FragmentsSent => "fragments_sent",
+    /// A reassembled datagram larger than the egress MTU that may not be
+    /// fragmented (IPv4 DF).
+    DropFragNeeded => "drop_frag_needed",
 }
 
 const N: usize = Counter::ALL.len();

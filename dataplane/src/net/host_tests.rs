@@ -113,7 +113,7 @@ impl Director {
             0,
         );
         lb.set_snapshot(cell.load());
-        let egress = PortRoutes::new(cfg.route_table().unwrap(), cfg.interfaces.clone(), 1500);
+        let egress = PortRoutes::new(cfg.route_table().unwrap(), cfg.interfaces.clone());
         let stage = LbStage::new(
             lb,
             0,

@@ -34,6 +34,7 @@
 mod arp;
 pub mod counters;
 pub mod floating;
+mod fragout;
 pub mod host;
 mod icmp;
 mod inbound;
@@ -294,6 +295,12 @@ pub enum StageVerdict<B> {
     /// The packet belongs to a connection another worker owns: hand it to
     /// worker `worker` (the worker batches hand-overs per owner).
     HandOver { buf: B, worker: usize },
+    /// A datagram the stage reassembled from fragments and rewrote, held
+    /// by the stage ([`Stage::datagram`]): the stack sends it toward `dst`,
+    /// fragmented to the egress MTU where the IP header allows, then
+    /// tells the stage ([`Stage::datagram_sent`]). `buf` (the fragment
+    /// that completed it) is freed.
+    Datagram { buf: B, dst: IpAddr },
 }
 
 /// The stage between classification and transmit, where the load balancer
@@ -327,6 +334,12 @@ pub trait Stage<B: PacketBuf> {
     }
     /// The routes changed (a reload of the config, between bursts).
     fn set_routes(&mut self, _routes: &RouteTable) {}
+    /// The frame of the datagram a [`StageVerdict::Datagram`] announced.
+    fn datagram(&self) -> Option<&[u8]> {
+        None
+    }
+    /// The stack is done with [`Stage::datagram`].
+    fn datagram_sent(&mut self) {}
     /// Whether `proto` (TCP or UDP) to `addr`:`port` is a virtual service:
     /// such packets never go to a kernel interface, even when the stage
     /// passes them back.

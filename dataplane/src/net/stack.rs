@@ -58,6 +58,8 @@ pub struct Stack<B> {
     hops: Box<[Option<Hop>; HOP_CACHE]>,
     /// The budget of answers the director originates ([`host`]).
     answers: AnswerLimit,
+    /// Identification of the IPv6 fragment headers this stack writes.
+    pub(super) frag_ident: u32,
 }
 
 /// A destination resolved through the route table and the neighbour table.
@@ -122,6 +124,7 @@ impl<B: PacketBuf> Stack<B> {
             floating: Floating::default(),
             hops: Box::new([None; HOP_CACHE]),
             answers: AnswerLimit::default(),
+            frag_ident: 0,
         })
     }
 
@@ -320,6 +323,10 @@ impl<B: PacketBuf> Stack<B> {
             StageVerdict::HandOver { buf, worker } => {
                 self.counters.inc(Counter::HandedOver);
                 return io.hand_over(worker, rx_port, buf);
+            }
+            StageVerdict::Datagram { buf, dst } => {
+                drop(buf);
+                return self.send_datagram(dst, now, io, stage);
             }
         };
         if kernel && self.to_kernel(rx_port, &buf, meta, stage) {

@@ -340,8 +340,9 @@ pub struct TunnelErrorQuote {
     pub inner: IcmpQuote,
     /// Bytes of outer IP header and tunnel header in front of it.
     pub overhead: u16,
-    /// DF of the quoted outer header (copied from the client's packet).
-    pub outer_df: bool,
+    /// DF of the client's packet (the quoted inner header): whether the
+    /// client does PMTU discovery, as `ip_vs_in_icmp` checks it.
+    pub client_df: bool,
 }
 
 /// Finds the client's packet quoted inside an ICMPv4 error about a tunnel
@@ -361,7 +362,8 @@ pub fn parse_tunnel_error(
     let end = meta.l3_end().min(frame.len());
     let q3 = usize::from(quote.l3_offset);
     let q4 = usize::from(quote.l4_offset);
-    let outer = Ipv4Packet::new_quoted(frame.get(q3..end).ok_or(ParseError::Truncated)?)?;
+    // The quoted outer header must be whole.
+    Ipv4Packet::new_quoted(frame.get(q3..end).ok_or(ParseError::Truncated)?)?;
     let l4 = frame.get(q4..end).ok_or(ParseError::Truncated)?;
     let inner_rel = match (cfg.kind, quote.protocol) {
         (TunnelType::Ipip, protocol::IPIP) => 0,
@@ -401,7 +403,7 @@ pub fn parse_tunnel_error(
             dport: u16::from_be_bytes([ports[2], ports[3]]),
         },
         overhead: (inner_at - q3) as u16,
-        outer_df: outer.dont_frag(),
+        client_df: inner.dont_frag(),
     })
 }
 
@@ -444,7 +446,7 @@ pub fn tunnel_error_to_client(
     let rest = if meta.icmp_type == icmp::kind::DEST_UNREACHABLE
         && meta.icmp_code == icmp::code::FRAG_NEEDED
     {
-        if !tq.outer_df {
+        if !tq.client_df {
             return Err(XmitError::NoPmtud);
         }
         let reported = crate::wire::get16(data, l4 + 6);
@@ -736,7 +738,7 @@ mod tests {
         );
         // Without DF on the client's packet nothing is reported.
         let mut nodf = tq;
-        nodf.outer_df = false;
+        nodf.client_df = false;
         let mut e2 = TestBuf::new(&sent);
         icmp_error_reply(
             &mut e2,
