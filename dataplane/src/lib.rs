@@ -18,6 +18,7 @@ pub mod model;
 pub mod net;
 pub mod rss;
 pub mod sched;
+pub mod sets;
 pub mod stats;
 pub mod sync;
 pub mod tunables;
