@@ -2,8 +2,8 @@
 //!
 //! Why a counter and not a clock call: the packet path makes no system
 //! calls, and a timeout only needs one-second resolution. The control plane
-//! calls [`refresh`] before every set command and once a second from its
-//! housekeeping tick; workers read [`now`] with one relaxed load.
+//! calls [`refresh`] before every set command and from its housekeeping
+//! tick (every 2 s); workers read [`now`] with one relaxed load.
 //! Second 0 is the first refresh of the process, so expiry times fit u32.
 
 use std::sync::atomic::{AtomicU32, Ordering};

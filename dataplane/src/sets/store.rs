@@ -567,28 +567,6 @@ impl SetStore {
         self.touch(ib).name = b.to_string();
         Ok(())
     }
-
-    /// Drops expired elements of every set (the kernel's GC); true if
-    /// anything changed.
-    pub fn purge(&mut self, now: u32) -> bool {
-        let mut changed = false;
-        for i in 0..self.slots.len() {
-            let expired = self.slots[i]
-                .as_deref()
-                .is_some_and(|s| s.header.timeout.is_some() && s.elements_any_expired(now));
-            if expired {
-                self.touch(i as SetId).purge(now);
-                changed = true;
-            }
-        }
-        changed
-    }
-}
-
-impl IpSet {
-    fn elements_any_expired(&self, now: u32) -> bool {
-        self.elements(now).len() != self.len()
-    }
 }
 
 /// Checks an element's family and range against the set.
