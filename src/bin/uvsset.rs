@@ -13,8 +13,9 @@ mod version;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let (_, argv) = control::grammar::split_client_options(&args);
     let asks_version = matches!(
-        control::ipset::parse(&args),
+        control::ipset::parse(&argv),
         Ok((_, control::ipset::Command::Version))
     );
     if asks_version {
