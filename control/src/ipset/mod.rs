@@ -820,3 +820,46 @@ fn help(kind: Option<&str>) -> Result<Done, Fail> {
         ..Done::default()
     })
 }
+
+/// Fuzzing entry point (shared by `fuzz/fuzz_targets/ipset.rs` and a
+/// property test): the first byte picks a command line or `restore`
+/// input, the rest is split into words at NULs and blanks (lossy UTF-8)
+/// and run against a store holding one set of each kind. Nothing may
+/// panic; every status is ipset's (0, 1 or 2) and every failure is worded;
+/// a refused command line changes nothing.
+pub fn fuzz_one(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let mut store = ConfigStore::new();
+    let setup = "create n hash:net counters comment timeout 100\nadd n 198.18.0.0/16\n\
+create p hash:ip,port,net\ncreate b bitmap:port range 0-1024\ncreate l list:set\nadd l n\n";
+    let (r, _) = execute_at(&mut store, &["restore".to_string()], Some(setup), 1);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let save = |store: &mut ConfigStore| execute_at(store, &["save".to_string()], None, 1).0.stdout;
+    let before = save(&mut store);
+    let (r, _) = if mode & 1 == 0 {
+        let args: Vec<String> = text
+            .split(['\0', ' ', '\n'])
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect();
+        let out = execute_at(&mut store, &args, None, 1);
+        let test = matches!(parse(&args), Ok((_, Command::Adt { cmd: Adt::Test, .. })));
+        if out.0.code != 0 && !test {
+            assert_eq!(
+                save(&mut store),
+                before,
+                "a refused command changed the sets"
+            );
+        }
+        out
+    } else {
+        execute_at(&mut store, &["restore".to_string()], Some(&text), 1)
+    };
+    assert!(matches!(r.code, 0..=2), "status {}", r.code);
+    if r.code == 2 {
+        assert!(r.stderr.starts_with("ipset v7.17: ") || r.stderr.is_empty());
+    }
+}
