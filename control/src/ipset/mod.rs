@@ -192,15 +192,20 @@ fn envopt(arg: &str) -> &str {
 
 /// Parses a command line (without the program name).
 pub fn parse(argv: &[String]) -> Result<(Session, Command), Fail> {
-    parse_line(argv, false, Session::default())
+    parse_line(argv.to_vec(), false, Session::default())
 }
 
-fn parse_line(argv: &[String], restoring: bool, base: Session) -> Result<(Session, Command), Fail> {
+/// Parses one line's words (taken by value: a restore parses a million).
+fn parse_line(
+    argv: Vec<String>,
+    restoring: bool,
+    base: Session,
+) -> Result<(Session, Command), Fail> {
     let mut s = base;
     let mut rest: Vec<String> = Vec::with_capacity(argv.len());
-    let mut it = argv.iter();
+    let mut it = argv.into_iter();
     while let Some(a) = it.next() {
-        match envopt(a) {
+        match envopt(&a) {
             "-!" | "-exist" => s.exist = true,
             "-q" | "-quiet" => s.quiet = true,
             "-s" | "-sorted" => s.sorted = true,
@@ -231,7 +236,7 @@ fn parse_line(argv: &[String], restoring: bool, base: Session) -> Result<(Sessio
                     "-file option cannot be used when full io is activated".into(),
                 ))
             }
-            _ => rest.push(a.clone()),
+            _ => rest.push(a),
         }
     }
     let Some(first) = rest.first() else {
@@ -550,7 +555,7 @@ fn restore(store: &mut ConfigStore, base: Session, text: &str, now: u32) -> (Res
             continue;
         }
         let r = split_line(line)
-            .and_then(|words| parse_line(&words, true, base))
+            .and_then(|words| parse_line(words, true, base))
             .and_then(|(s, cmd)| run(store, &s, &cmd, now));
         match r {
             Ok(d) => {
