@@ -397,7 +397,7 @@ impl<A: Addr> HashBody<A> {
             None => {
                 self.prefixes.push(Prefix { ca, cb, count: 1 });
                 self.prefixes
-                    .sort_by(|x, y| (y.ca, y.cb).cmp(&(x.ca, x.cb)));
+                    .sort_by_key(|p| std::cmp::Reverse((p.ca, p.cb)));
             }
         }
     }
