@@ -1,12 +1,12 @@
 //! One set: its header (type and create options) and its elements.
 //!
-//! Storage: a hash set keeps one hash map per prefix-length pair present
-//! (one for the host types), most specific first; a key holds the (masked)
-//! addresses, the protocol and port, and the prefix lengths. A lookup
-//! probes only lengths that exist, and a sparse length is a small table.
-//! IPv4 sets key on `u32` and IPv6 sets on `u128`, so a million-entry IPv4
-//! blocklist costs 32 bytes per slot, not 64. Comments are kept beside the
-//! maps (the packet path never reads them).
+//! Storage: a hash set keeps every element in one hash map whose key holds
+//! the (masked) addresses, the protocol and port, and the prefix lengths.
+//! A `hash:net*` set also keeps the list of prefix-length pairs present,
+//! most specific first, with a count each, so a lookup probes only lengths
+//! that exist. IPv4 sets key on `u32` and IPv6 sets on `u128`, so a
+//! million-entry IPv4 blocklist costs 32 bytes per slot, not 64.
+//! Comments are kept beside the map (the packet path never reads them).
 
 use std::fmt;
 use std::hash::Hash;
@@ -365,59 +365,74 @@ impl Elem {
     }
 }
 
-/// The elements of one prefix-length pair.
-#[derive(Debug, Clone)]
-struct PrefixTable<A: Addr> {
+/// A prefix-length pair present in a `hash:net*` set and how many
+/// elements use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Prefix {
     ca: u8,
     cb: u8,
-    map: FastMap<Key<A>, ElemVal>,
+    count: u32,
 }
 
-/// Elements of a hash set of one family: one table per prefix-length pair
-/// present (one in all for the host types). A lookup probes them most
-/// specific first, so a sparse length (a few `nomatch` carve-outs) costs a
-/// probe of a small, cache-resident table, not of the big one.
+/// Elements of a hash set of one family.
 #[derive(Debug, Clone, Default)]
 pub struct HashBody<A: Addr> {
+    map: FastMap<Key<A>, ElemVal>,
     /// Most specific first.
-    tables: Vec<PrefixTable<A>>,
+    prefixes: Vec<Prefix>,
     comments: FastMap<Key<A>, Arc<str>>,
-    /// Capacity of the first table (`hashsize`).
-    reserve: usize,
 }
 
 impl<A: Addr> HashBody<A> {
     fn with_capacity(n: usize) -> HashBody<A> {
         HashBody {
-            reserve: n,
+            map: FastMap::with_capacity(n),
             ..HashBody::default()
         }
     }
 
-    fn len(&self) -> usize {
-        self.tables.iter().map(|t| t.map.len()).sum()
+    fn prefix_add(&mut self, ca: u8, cb: u8) {
+        match self.prefixes.iter_mut().find(|p| p.ca == ca && p.cb == cb) {
+            Some(p) => p.count += 1,
+            None => {
+                self.prefixes.push(Prefix { ca, cb, count: 1 });
+                self.prefixes
+                    .sort_by_key(|p| std::cmp::Reverse((p.ca, p.cb)));
+            }
+        }
     }
 
-    fn capacity(&self) -> usize {
-        self.tables.iter().map(|t| t.map.capacity()).sum()
-    }
-
-    fn table(&self, ca: u8, cb: u8) -> Option<&PrefixTable<A>> {
-        self.tables.iter().find(|t| t.ca == ca && t.cb == cb)
+    fn prefix_del(&mut self, ca: u8, cb: u8) {
+        if let Some(i) = self.prefixes.iter().position(|p| p.ca == ca && p.cb == cb) {
+            self.prefixes[i].count -= 1;
+            if self.prefixes[i].count == 0 {
+                self.prefixes.remove(i);
+            }
+        }
     }
 
     /// Longest-prefix lookup of a packet key (host addresses, `ca`/`cb`
     /// ignored): the first hit from most to least specific decides.
-    fn lookup(&self, host: Key<A>, now: u32, bytes: u32) -> Match {
-        for t in &self.tables {
+    fn lookup(&self, host: Key<A>, kind: SetKind, host_cidr: u8, now: u32, bytes: u32) -> Match {
+        if !kind.has_nomatch() {
             let k = Key {
-                a: host.a.mask(t.ca),
-                ca: t.ca,
-                b: host.b.mask(t.cb),
-                cb: t.cb,
+                a: host.a.mask(host_cidr),
+                ca: host_cidr,
+                b: host.b,
+                cb: if kind.has_b() { A::BITS } else { 0 },
                 ..host
             };
-            let m = hit(&t.map, &k, now, bytes);
+            return self.hit(&k, now, bytes);
+        }
+        for p in &self.prefixes {
+            let k = Key {
+                a: host.a.mask(p.ca),
+                ca: p.ca,
+                b: host.b.mask(p.cb),
+                cb: p.cb,
+                ..host
+            };
+            let m = self.hit(&k, now, bytes);
             if m != Match::Absent {
                 return m;
             }
@@ -425,43 +440,28 @@ impl<A: Addr> HashBody<A> {
         Match::Absent
     }
 
+    fn hit(&self, k: &Key<A>, now: u32, bytes: u32) -> Match {
+        match self.map.get(k) {
+            Some(v) if !v.expired(now) => {
+                v.count(bytes);
+                if v.nomatch {
+                    Match::NoMatch
+                } else {
+                    Match::Hit
+                }
+            }
+            _ => Match::Absent,
+        }
+    }
+
     fn live(&self, k: &Key<A>, now: u32) -> Option<&ElemVal> {
-        self.table(k.ca, k.cb)?
-            .map
-            .get(k)
-            .filter(|v| !v.expired(now))
+        self.map.get(k).filter(|v| !v.expired(now))
     }
 
     fn insert(&mut self, k: Key<A>, v: ElemVal, comment: Option<Arc<str>>) {
-        let pos = match self
-            .tables
-            .iter()
-            .position(|t| t.ca == k.ca && t.cb == k.cb)
-        {
-            Some(p) => p,
-            None => {
-                let cap = if self.tables.is_empty() {
-                    self.reserve
-                } else {
-                    0
-                };
-                let at = self
-                    .tables
-                    .iter()
-                    .position(|t| (t.ca, t.cb) < (k.ca, k.cb))
-                    .unwrap_or(self.tables.len());
-                self.tables.insert(
-                    at,
-                    PrefixTable {
-                        ca: k.ca,
-                        cb: k.cb,
-                        map: FastMap::with_capacity(cap),
-                    },
-                );
-                at
-            }
-        };
-        self.tables[pos].map.insert(k, v);
+        if self.map.insert(k, v).is_none() {
+            self.prefix_add(k.ca, k.cb);
+        }
         match comment {
             Some(c) => {
                 self.comments.insert(k, c);
@@ -473,35 +473,13 @@ impl<A: Addr> HashBody<A> {
     }
 
     fn remove(&mut self, k: &Key<A>) -> bool {
-        let Some(pos) = self
-            .tables
-            .iter()
-            .position(|t| t.ca == k.ca && t.cb == k.cb)
-        else {
-            return false;
-        };
-        if self.tables[pos].map.remove(k).is_none() {
-            return false;
+        if self.map.remove(k).is_some() {
+            self.comments.remove(k);
+            self.prefix_del(k.ca, k.cb);
+            true
+        } else {
+            false
         }
-        self.comments.remove(k);
-        if self.tables[pos].map.is_empty() {
-            self.tables.remove(pos);
-        }
-        true
-    }
-}
-
-fn hit<A: Addr>(map: &FastMap<Key<A>, ElemVal>, k: &Key<A>, now: u32, bytes: u32) -> Match {
-    match map.get(k) {
-        Some(v) if !v.expired(now) => {
-            v.count(bytes);
-            if v.nomatch {
-                Match::NoMatch
-            } else {
-                Match::Hit
-            }
-        }
-        _ => Match::Absent,
     }
 }
 
@@ -577,8 +555,8 @@ impl IpSet {
     /// Elements stored, expired ones included until purged.
     pub fn len(&self) -> usize {
         match &self.body {
-            Body::V4(h) => h.len(),
-            Body::V6(h) => h.len(),
+            Body::V4(h) => h.map.len(),
+            Body::V6(h) => h.map.len(),
             Body::Ports(p) => p.slots.iter().filter(|s| s.is_some()).count(),
             Body::List(l) => l.members.len(),
         }
@@ -592,8 +570,8 @@ impl IpSet {
     pub fn memsize(&self) -> usize {
         let base = 200;
         match &self.body {
-            Body::V4(h) => base + h.capacity() * 33 + h.comments.len() * 48,
-            Body::V6(h) => base + h.capacity() * 65 + h.comments.len() * 72,
+            Body::V4(h) => base + h.map.capacity() * 33 + h.comments.len() * 48,
+            Body::V6(h) => base + h.map.capacity() * 65 + h.comments.len() * 72,
             Body::Ports(p) => base + p.slots.len() * 24,
             Body::List(l) => base + l.members.len() * 32,
         }
@@ -621,11 +599,11 @@ impl IpSet {
                 }
             }
             Body::V4(h) => match packet_key::<u32>(kind, dirs, pkt) {
-                Some(k) => h.lookup(k, now, pkt.bytes),
+                Some(k) => h.lookup(k, kind, self.header.host_cidr(), now, pkt.bytes),
                 None => Match::Absent,
             },
             Body::V6(h) => match packet_key::<u128>(kind, dirs, pkt) {
-                Some(k) => h.lookup(k, now, pkt.bytes),
+                Some(k) => h.lookup(k, kind, self.header.host_cidr(), now, pkt.bytes),
                 None => Match::Absent,
             },
             Body::List(_) => Match::Absent,
@@ -641,8 +619,8 @@ impl IpSet {
         let bits = self.header.family.bits();
         let host = e.ca == bits && (!kind.net_b() || e.cb == bits);
         match &self.body {
-            Body::V4(h) => test_hash(h, kind, e, host, nomatch, now),
-            Body::V6(h) => test_hash(h, kind, e, host, nomatch, now),
+            Body::V4(h) => test_hash(h, kind, self.header.host_cidr(), e, host, nomatch, now),
+            Body::V6(h) => test_hash(h, kind, self.header.host_cidr(), e, host, nomatch, now),
             Body::Ports(p) => {
                 let slot = e
                     .port
@@ -758,6 +736,7 @@ fn packet_key<A: Addr>(kind: SetKind, dirs: Dirs, pkt: &Packet) -> Option<Key<A>
 fn test_hash<A: Addr>(
     h: &HashBody<A>,
     kind: SetKind,
+    host_cidr: u8,
     e: &Elem,
     host: bool,
     nomatch: bool,
@@ -767,7 +746,7 @@ fn test_hash<A: Addr>(
         return false;
     };
     if host && kind.has_nomatch() {
-        return match h.lookup(k, now, 0) {
+        return match h.lookup(k, kind, host_cidr, now, 0) {
             Match::Hit => !nomatch,
             Match::NoMatch => nomatch,
             Match::Absent => false,
@@ -791,11 +770,10 @@ fn insert_hash<A: Addr>(
     let Some(k) = e.key::<A>() else {
         return Ok(false);
     };
-    let existing = h.table(k.ca, k.cb).and_then(|t| t.map.get(&k));
-    match existing {
+    match h.map.get(&k) {
         Some(v) if !v.expired(now) && !exist => return Ok(false),
         Some(_) => {}
-        None if h.len() >= maxelem => return Err(Full),
+        None if h.map.len() >= maxelem => return Err(Full),
         None => {}
     }
     h.insert(k, val, comment);
@@ -812,8 +790,8 @@ fn remove_hash<A: Addr>(h: &mut HashBody<A>, e: &Elem, now: u32) -> bool {
 }
 
 fn list_hash<A: Addr>(h: &HashBody<A>, now: u32, out: &mut Vec<Listed>) {
-    out.reserve(h.len());
-    for (k, v) in h.tables.iter().flat_map(|t| t.map.iter()) {
+    out.reserve(h.map.len());
+    for (k, v) in &h.map {
         if v.expired(now) {
             continue;
         }
