@@ -451,8 +451,11 @@ impl<D: Dataplane> Director<D> {
     pub fn handle_ipset(&self, argv: &[String], stdin: Option<&str>) -> Response {
         self.dataplane.reclaim();
         let mut store = self.store();
-        let (resp, changed) = crate::ipset::execute(&mut store, argv, stdin);
-        if changed {
+        let before = store.generation();
+        let (resp, _) = crate::ipset::execute(&mut store, argv, stdin);
+        // Also after a refused command: ipset keeps what a range add did
+        // before the element that failed, and so do the workers.
+        if store.generation() != before {
             self.dataplane.publish(store.snapshot());
         }
         resp

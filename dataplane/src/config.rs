@@ -454,6 +454,11 @@ impl ConfigStore {
         self.state.timeouts
     }
 
+    /// The generation the next snapshot will carry.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The ipset sets.
     pub fn sets(&self) -> &crate::sets::SetStore {
         &self.sets

@@ -289,3 +289,23 @@ proptest! {
         fuzz_one(&data);
     }
 }
+
+#[test]
+fn a_range_add_that_fails_midway_keeps_what_it_added_as_the_kernel_does() {
+    let mut st = ConfigStore::new();
+    ipset(&mut st, "create a hash:ip initval 0x1");
+    ipset(&mut st, "add a 198.18.0.2");
+    let before = st.generation();
+    let r = ipset(&mut st, "add a 198.18.0.1-198.18.0.3");
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        ipset(&mut st, "-sorted save a").stdout,
+        "create a hash:ip family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x00000001\n\
+         add a 198.18.0.1\nadd a 198.18.0.2\n"
+    );
+    assert_ne!(
+        st.generation(),
+        before,
+        "the director publishes the partial add"
+    );
+}
