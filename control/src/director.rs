@@ -26,7 +26,7 @@ use dataplane::model::{ConnEntry, ServiceKey, Snapshot};
 use crate::command::{Command, DaemonConfig, DaemonState, ListKind, SysctlRequest};
 use crate::format::{self, DaemonStatus, ListSources, Listing, Resolver};
 use crate::grammar::{self, GrammarError};
-use crate::proto::{Request, Response};
+use crate::proto::{Request, Response, Tool};
 use crate::reload::{self, ReloadSummary};
 use crate::server::Executor;
 use dataplane::tunables::{Tunable, Tunables, TUNABLES};
@@ -213,6 +213,8 @@ impl<D: Dataplane> Director<D> {
 
     /// Advances the rate estimators; call every 2 seconds.
     pub fn tick_estimators(&self) {
+        // Set timeouts count in seconds of this clock (see sets::clock).
+        dataplane::sets::clock::refresh();
         self.store().tick_estimators();
     }
 
@@ -453,6 +455,22 @@ impl<D: Dataplane> Director<D> {
         )
     }
 
+    /// Parses and runs an ipset command line (`uvsset`); a change to the
+    /// sets reaches the workers in the next snapshot, published at once
+    /// (once for a whole restore).
+    pub fn handle_ipset(&self, argv: &[String], stdin: Option<&str>) -> Response {
+        self.dataplane.reclaim();
+        let mut store = self.store();
+        let before = store.generation();
+        let (resp, _) = crate::ipset::execute(&mut store, argv, stdin);
+        // Also after a refused command: ipset keeps what a range add did
+        // before the element that failed, and so do the workers.
+        if store.generation() != before {
+            self.dataplane.publish(store.snapshot());
+        }
+        resp
+    }
+
     /// Parses and runs a request as ipvsadm would, returning what it prints.
     pub fn handle(&self, argv: &[String], stdin: Option<&str>) -> Response {
         match grammar::parse_with(argv, self.hosts.as_ref()) {
@@ -474,7 +492,10 @@ impl From<Refusal> for Response {
 
 impl<D: Dataplane> Executor for Director<D> {
     fn execute(&self, req: &Request) -> Response {
-        self.handle(&req.argv, req.stdin.as_deref())
+        match req.tool {
+            Tool::Ipvsadm => self.handle(&req.argv, req.stdin.as_deref()),
+            Tool::Ipset => self.handle_ipset(&req.argv, req.stdin.as_deref()),
+        }
     }
 }
 

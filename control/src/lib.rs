@@ -18,6 +18,8 @@ pub mod command;
 pub mod director;
 pub mod format;
 pub mod grammar;
+pub mod ipset;
+pub mod ipset_client;
 pub mod proto;
 pub mod reload;
 pub mod server;

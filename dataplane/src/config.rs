@@ -389,6 +389,8 @@ pub struct ConfigStore {
     state: State,
     generation: u64,
     compiled: Mutex<Compiled>,
+    /// The ipset sets (`uvsset`): published in every snapshot.
+    sets: crate::sets::SetStore,
 }
 
 impl Default for ConfigStore {
@@ -404,6 +406,7 @@ impl ConfigStore {
             state: State::default(),
             generation: 0,
             compiled: Mutex::new(Compiled::default()),
+            sets: crate::sets::SetStore::new(),
         }
     }
 
@@ -441,6 +444,7 @@ impl ConfigStore {
             tunables: self.state.tunables,
             dest_removals: self.state.dest_removals,
             index: c.index.clone(),
+            sets: self.sets.table(),
         });
         c.cache = Some(Arc::clone(&snap));
         snap
@@ -448,6 +452,24 @@ impl ConfigStore {
 
     pub fn timeouts(&self) -> Timeouts {
         self.state.timeouts
+    }
+
+    /// The generation the next snapshot will carry.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The ipset sets.
+    pub fn sets(&self) -> &crate::sets::SetStore {
+        &self.sets
+    }
+
+    /// The ipset sets, to change them: the next snapshot carries the
+    /// change (and has a new generation).
+    pub fn sets_mut(&mut self) -> &mut crate::sets::SetStore {
+        self.generation += 1;
+        self.compiled().cache = None;
+        &mut self.sets
     }
 
     /// The IPVS tunables in force.

@@ -386,6 +386,8 @@ pub struct Snapshot {
     /// store keeps it; a snapshot built by hand may leave it empty (see
     /// [`crate::lb::ServiceIndex::build`]).
     pub index: crate::lb::ServiceIndex,
+    /// The ipset sets, for `-m set` rules (see [`crate::sets`]).
+    pub sets: Arc<crate::sets::SetTable>,
 }
 
 impl Snapshot {
