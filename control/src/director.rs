@@ -13,8 +13,7 @@
 //! format (and resolve names) after releasing it.
 //!
 //! What UVS refuses that ipvsadm would accept, each with a clear message:
-//! fwmark services (the data plane has no netfilter marks to match), the
-//! `sip` persistence engine (the kernel's ENOENT text). The connection sync
+//! the `sip` persistence engine (the kernel's ENOENT text). The connection sync
 //! daemons (`--start-daemon`, `--stop-daemon`, `-L --daemon`) are the data
 //! plane's ([`Dataplane::start_daemon`]); one without them refuses clearly.
 
@@ -117,22 +116,6 @@ impl From<GrammarError> for Refusal {
     }
 }
 
-/// Refuses what the data plane cannot serve, naming it.
-fn check_servable(cmd: &Command) -> Result<(), String> {
-    let fwmark = |k: &ServiceKey| matches!(k, ServiceKey::Fwmark { .. });
-    match cmd {
-        Command::AddService(c) | Command::EditService(c) if fwmark(&c.key) => Err(
-            "uvsd: fwmark services are not supported (the data plane has no firewall marks to match)"
-                .into(),
-        ),
-        Command::AddServer(k, _) | Command::EditServer(k, _) if fwmark(k) => Err(
-            "uvsd: fwmark services are not supported (the data plane has no firewall marks to match)"
-                .into(),
-        ),
-        _ => Ok(()),
-    }
-}
-
 /// The store operation of a modifying command; `None` for the others.
 pub(crate) fn to_op(cmd: &Command) -> Option<ConfigOp> {
     Some(match cmd {
@@ -216,7 +199,6 @@ impl<D: Dataplane> Director<D> {
         let cmds = grammar::parse_restore_with(text, self.hosts.as_ref())?;
         let mut ops = Vec::new();
         for (i, cmd) in cmds.iter().enumerate() {
-            check_servable(cmd).map_err(|m| Refusal::new(UNSUPPORTED, m))?;
             match to_op(cmd) {
                 Some(op) => ops.push(op),
                 None => {
@@ -276,9 +258,6 @@ impl<D: Dataplane> Director<D> {
     /// Runs one parsed command; `stdin` is the restore input. Returns what
     /// ipvsadm would print and its exit status.
     pub fn run(&self, cmd: &Command, stdin: Option<&str>) -> Response {
-        if let Err(m) = check_servable(cmd) {
-            return refuse(UNSUPPORTED, m);
-        }
         if let Some(op) = to_op(cmd) {
             self.dataplane.reclaim();
             let mut store = self.store();
@@ -345,19 +324,11 @@ impl<D: Dataplane> Director<D> {
     }
 
     /// `-R`: every line was parsed already (a client-side error aborted the
-    /// whole restore before anything changed); lines UVS cannot serve abort
-    /// it too, naming the line. Then the lines run in order as ipvsadm runs
-    /// them: a kernel error is printed and the next line still runs, and the
-    /// status is the last line's. Workers get one snapshot at the end.
+    /// whole restore before anything changed). Then the lines run in order
+    /// as ipvsadm runs them: a kernel error is printed and the next line
+    /// still runs, and the status is the last line's. Workers get one
+    /// snapshot at the end.
     fn restore(&self, cmds: &[Command]) -> Response {
-        for (i, cmd) in cmds.iter().enumerate() {
-            if let Err(m) = check_servable(cmd) {
-                return refuse(
-                    UNSUPPORTED,
-                    format!("{m}\n(restore command {}; nothing was restored)", i + 1),
-                );
-            }
-        }
         let mut all = Response::default();
         let mut changed = false;
         self.dataplane.reclaim();

@@ -140,28 +140,48 @@ fn version_help_and_timeouts() {
 #[test]
 fn what_uvs_cannot_serve_is_refused_clearly() {
     let d = director();
-    let r = run(&d, "-A -f 7 -s rr");
-    assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("fwmark services are not supported"),
-        "{}",
-        r.stderr
-    );
     let r = run(&d, "--start-daemon master");
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("synchronisation"), "{}", r.stderr);
     assert_eq!(ok(&d, "-S -n"), "");
 }
 
+/// Fwmark services are added, edited, listed, saved, restored and deleted
+/// as ipvsadm does it.
 #[test]
-fn restore_with_an_unservable_line_applies_nothing_and_names_it() {
+fn fwmark_services_are_listed_saved_and_restored() {
     let d = director();
-    let text =
-        "-A -t 198.18.0.100:80 -s rr\n-A -f 7 -s wlc\n-a -t 198.18.0.100:80 -r 198.18.1.11:80 -m\n";
-    let r = d.handle(&["-R".to_string()], Some(text));
-    assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("restore command 2"), "{}", r.stderr);
-    assert_eq!(ok(&d, "-S -n"), "");
+    ok(&d, "-A -f 1 -s rr -p 300");
+    ok(&d, "-a -f 1 -r 198.18.1.11 -m");
+    ok(&d, "-a -f 1 -r 198.18.1.12:80 -m -w 2");
+    ok(&d, "-A -f 7 -6 -s wlc");
+    ok(&d, "-a -f 7 -6 -r [2001:db8:1::11]:0 -g");
+    ok(&d, "-A -t 198.18.0.100:80 -s rr");
+    let save = ok(&d, "-S -n");
+    assert_eq!(
+        save,
+        "-A -t 198.18.0.100:80 -s rr\n\
+         -A -f 1 -s rr -p 300\n\
+         -a -f 1 -r 198.18.1.11:0 -m -w 1\n\
+         -a -f 1 -r 198.18.1.12:80 -m -w 2\n\
+         -A -f 7 -6 -s wlc\n\
+         -a -f 7 -6 -r [2001:db8:1::11]:0 -g -w 1\n"
+    );
+    let list = ok(&d, "-L -n");
+    assert!(list.contains("\nFWM  1 rr persistent 300\n"), "{list}");
+    assert!(list.contains("\nFWM  7 IPv6 wlc\n"), "{list}");
+    ok(&d, "-e -f 1 -r 198.18.1.11 -m -w 5");
+    assert!(ok(&d, "-S -n").contains("-a -f 1 -r 198.18.1.11:0 -m -w 5\n"));
+    ok(&d, "-d -f 1 -r 198.18.1.12:80");
+    ok(&d, "-D -f 7 -6");
+    let r = run(&d, "-D -f 7 -6");
+    assert_eq!((r.code, r.stderr.as_str()), (255, "No such service\n"));
+    // The save output restores to the same table.
+    let again = director();
+    let saved = ok(&d, "-S -n");
+    let r = again.handle(&["-R".to_string()], Some(&saved));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(ok(&again, "-S -n"), saved);
 }
 
 #[test]
@@ -395,7 +415,7 @@ fn reloading_rules_makes_the_table_the_file_and_a_bad_file_changes_nothing() {
         "-A -t 198.18.0.2:80\n-A -t 198.18.0.2:80\n",
         "-A -t 198.18.0.2:80 -s nosuch\n",
         "-A -t 198.18.0.2:80\n-a -t 198.18.0.9:80 -r 198.19.0.1\n",
-        "-A -f 1\n",
+        "-A -f 1\n-A -f 1\n",
         "-L -n\n",
     ] {
         assert!(d.reload_rules(bad).is_err(), "{bad:?} accepted");

@@ -55,7 +55,8 @@ use crate::conn::{
     persist, proto_tcp, ConnAddr, ConnId, ConnKey, ConnTable, Dir, NewConn, Sysctls, Verdict,
 };
 use crate::model::{
-    Dest, DestConfig, DestShared, ForwardMethod, Service, ServiceKey, ServiceShared, Snapshot,
+    Dest, DestConfig, DestShared, Family, ForwardMethod, Service, ServiceKey, ServiceShared,
+    Snapshot,
 };
 use crate::sched::{self, SchedConfig, SchedInput, SchedRng, Scheduler, SplitMix64};
 use crate::wire::ipv4::protocol;
@@ -528,10 +529,27 @@ impl Lb {
 
     /// The load-balancing decision for one parsed packet; see the module
     /// docs. `meta` must describe `buf` as it is.
+    #[inline]
     pub fn process<B: PacketBuf, E: Egress>(
         &mut self,
         buf: &mut B,
         meta: &PacketMeta,
+        now: u64,
+        eg: &E,
+    ) -> Action {
+        self.process_marked(buf, meta, 0, now, eg)
+    }
+
+    /// [`Lb::process`] for a packet carrying firewall mark `mark` (set by
+    /// mangle PREROUTING rules, [`crate::rules`]): a packet without a
+    /// connection whose non-zero mark names an fwmark service of its family
+    /// goes to that service, before the address lookup (as the kernel's
+    /// `ip_vs_service_find`).
+    pub fn process_marked<B: PacketBuf, E: Egress>(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        mark: u32,
         now: u64,
         eg: &E,
     ) -> Action {
@@ -580,7 +598,7 @@ impl Lb {
                 Verdict::Expired => Action::Pass,
             };
         }
-        self.new_connection(buf, meta, now, eg, &key)
+        self.new_connection(buf, meta, mark, now, eg, &key)
     }
 
     /// Schedules a packet without a connection.
@@ -588,6 +606,7 @@ impl Lb {
         &mut self,
         buf: &mut B,
         meta: &PacketMeta,
+        mark: u32,
         now: u64,
         eg: &E,
         key: &HashedKey,
@@ -608,7 +627,16 @@ impl Lb {
             defense,
             ..
         } = self;
-        let Some(found) = snap.index.find(proto, &meta.dst, meta.dport) else {
+        let family = if meta.is_ipv6() {
+            Family::V6
+        } else {
+            Family::V4
+        };
+        let Some(found) = snap
+            .index
+            .find_mark(mark, family)
+            .or_else(|| snap.index.find(proto, &meta.dst, meta.dport))
+        else {
             return self.no_service(buf, meta, eg);
         };
         if proto == protocol::TCP
@@ -621,9 +649,9 @@ impl Lb {
         }
         let worker = *worker;
         let svc = &found.service;
-        let svc_port = match svc.config.key {
-            ServiceKey::Addr { port, .. } => port,
-            ServiceKey::Fwmark { .. } => 0,
+        let (svc_port, fwmark) = match svc.config.key {
+            ServiceKey::Addr { port, .. } => (port, false),
+            ServiceKey::Fwmark { .. } => (0, true),
         };
         let src = ConnAddr::from(meta.src);
         let dst = ConnAddr::from(meta.dst);
@@ -698,7 +726,7 @@ impl Lb {
                 None => return drop_counted(counters, LbDrop::DestUnavailable),
             }
         } else {
-            if svc_port == 0 {
+            if svc_port == 0 && !fwmark {
                 // A non-persistent port-0 service never schedules.
                 return unreachable(counters, buf, meta);
             }
