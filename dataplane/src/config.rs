@@ -389,6 +389,8 @@ pub struct ConfigStore {
     state: State,
     generation: u64,
     compiled: Mutex<Compiled>,
+    /// The packet rules, compiled by their owner ([`ConfigStore::set_rules`]).
+    rules: Arc<crate::rules::Program>,
 }
 
 impl Default for ConfigStore {
@@ -404,6 +406,7 @@ impl ConfigStore {
             state: State::default(),
             generation: 0,
             compiled: Mutex::new(Compiled::default()),
+            rules: Arc::default(),
         }
     }
 
@@ -441,9 +444,17 @@ impl ConfigStore {
             tunables: self.state.tunables,
             dest_removals: self.state.dest_removals,
             index: c.index.clone(),
+            rules: Arc::clone(&self.rules),
         });
         c.cache = Some(Arc::clone(&snap));
         snap
+    }
+
+    /// Replaces the packet rules workers run (one more generation).
+    pub fn set_rules(&mut self, rules: Arc<crate::rules::Program>) {
+        self.rules = rules;
+        self.generation += 1;
+        self.compiled().cache = None;
     }
 
     pub fn timeouts(&self) -> Timeouts {

@@ -14,6 +14,7 @@ pub mod conn;
 pub mod estimator;
 pub mod exception;
 pub mod lb;
+pub mod rules;
 pub mod model;
 pub mod net;
 pub mod rss;

@@ -386,6 +386,8 @@ pub struct Snapshot {
     /// store keeps it; a snapshot built by hand may leave it empty (see
     /// [`crate::lb::ServiceIndex::build`]).
     pub index: crate::lb::ServiceIndex,
+    /// The packet rules (iptables), compiled ([`crate::rules`]).
+    pub rules: Arc<crate::rules::Program>,
 }
 
 impl Snapshot {

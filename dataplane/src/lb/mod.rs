@@ -37,6 +37,7 @@
 //! and neighbour tables and fills in the MAC addresses.
 
 mod defense;
+mod filter;
 mod index;
 mod stage;
 mod sync;
@@ -111,10 +112,12 @@ pub enum LbDrop {
     BadIcmp = 9,
     /// A new connection's packet dropped by the `drop_packet` defence.
     Defense = 10,
+    /// Dropped (or rejected) by a DROP/REJECT rule or chain policy.
+    Filtered = 11,
 }
 
 impl LbDrop {
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
     pub const ALL: [LbDrop; LbDrop::COUNT] = [
         LbDrop::NoConnection,
         LbDrop::DestUnavailable,
@@ -127,6 +130,7 @@ impl LbDrop {
         LbDrop::NoRoute,
         LbDrop::BadIcmp,
         LbDrop::Defense,
+        LbDrop::Filtered,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -142,6 +146,7 @@ impl LbDrop {
             LbDrop::NoRoute => "no_route",
             LbDrop::BadIcmp => "bad_icmp",
             LbDrop::Defense => "defense",
+            LbDrop::Filtered => "filtered",
         }
     }
 }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
+use super::filter::Filtered;
 use super::{Action, Egress, Lb};
 use crate::buf::PacketBuf;
 use crate::model::{ConnEntry, Snapshot};
@@ -199,6 +200,13 @@ impl PortRoutes {
         }
     }
 
+    /// Whether `a` is one of the ports' own addresses.
+    pub fn is_own(&self, a: &IpAddr) -> bool {
+        self.interfaces
+            .iter()
+            .any(|i| i.addrs.iter().any(|p| p.addr == *a))
+    }
+
     fn lookup(&self, dst: IpAddr) -> Option<IpAddr> {
         let (port, _) = self.routes.next_hop(dst)?;
         let iface = self.interfaces.iter().find(|i| i.port == port)?;
@@ -292,7 +300,7 @@ impl<B: PacketBuf> Stage<B> for LbStage {
     #[inline]
     fn process(
         &mut self,
-        _rx_port: u16,
+        rx_port: u16,
         mut buf: B,
         meta: &PacketMeta,
         now: u64,
@@ -308,7 +316,13 @@ impl<B: PacketBuf> Stage<B> for LbStage {
                 }
             }
         }
-        match self.lb.process(&mut buf, meta, now, &self.egress) {
+        let eg = &self.egress;
+        let mark = match self.lb.filter(&mut buf, meta, rx_port, |a| eg.is_own(a), eg) {
+            Filtered::Pass(mark) => mark,
+            Filtered::Drop => return StageVerdict::Drop { buf, counted: true },
+            Filtered::Reply(dst) => return StageVerdict::Route { buf, dst },
+        };
+        match self.lb.process_marked(&mut buf, meta, mark, now, &self.egress) {
             Action::Forward(dst) => StageVerdict::Route { buf, dst },
             Action::Pass => StageVerdict::Pass { buf },
             Action::Drop(_) => StageVerdict::Drop { buf, counted: true },
