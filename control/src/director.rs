@@ -20,7 +20,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dataplane::config::{ConfigOp, ConfigStore};
-use dataplane::model::{ConnEntry, ServiceKey, Snapshot};
+use dataplane::model::{ConnEntry, Snapshot};
+use dataplane::rules::tables::RuleTables;
 
 use crate::command::{Command, DaemonConfig, DaemonState, ListKind, SysctlRequest};
 use crate::format::{self, DaemonStatus, ListSources, Listing, Resolver};
@@ -76,6 +77,8 @@ const CMDLINE_ERROR: i32 = 2;
 /// Runs ipvsadm commands against the configuration store.
 pub struct Director<D: Dataplane> {
     store: Mutex<ConfigStore>,
+    /// The packet rules (iptables); compiled into the store on change.
+    rules: Mutex<RuleTables>,
     dataplane: D,
     names: Box<dyn Resolver + Send + Sync>,
     hosts: Box<dyn grammar::Resolver + Send + Sync>,
@@ -165,6 +168,7 @@ impl<D: Dataplane> Director<D> {
         dataplane.publish(store.snapshot());
         Director {
             store: Mutex::new(store),
+            rules: Mutex::default(),
             dataplane,
             names,
             hosts,
@@ -416,10 +420,56 @@ impl<D: Dataplane> Director<D> {
 
     /// Parses and runs a request as ipvsadm would, returning what it prints.
     pub fn handle(&self, argv: &[String], stdin: Option<&str>) -> Response {
+        if let Some(tool) = argv
+            .first()
+            .and_then(|a| a.strip_prefix(crate::iptables::TOOL_PREFIX))
+        {
+            return self.handle_tool(tool, &argv[1..], stdin);
+        }
         match grammar::parse_with(argv, self.hosts.as_ref()) {
             Ok(cmd) => self.run(&cmd, stdin),
             Err(e) => Refusal::from(e).into(),
         }
+    }
+}
+
+impl<D: Dataplane> Director<D> {
+    /// A request for another tool's grammar (iptables and its save and
+    /// restore, by program name): an accepted change of the rules is
+    /// compiled and published with the services.
+    pub fn handle_tool(&self, tool: &str, argv: &[String], stdin: Option<&str>) -> Response {
+        use crate::iptables::{self, Tool};
+        let Some((tool, family)) = Tool::from_program(tool) else {
+            return refuse(UNSUPPORTED, format!("uvsd: unknown tool `{tool}'"));
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut rules = match self.rules.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let out = iptables::execute(
+            &mut rules,
+            &iptables::NoSets,
+            tool,
+            family,
+            argv,
+            stdin,
+            &iptables::ctime(now),
+        );
+        if out.changed {
+            let program = dataplane::rules::Program::compile(
+                &rules.v4,
+                &rules.v6,
+                &dataplane::rules::NoNames,
+            );
+            self.dataplane.reclaim();
+            let mut store = self.store();
+            store.set_rules(Arc::new(program));
+            self.dataplane.publish(store.snapshot());
+        }
+        out.response
     }
 }
 

@@ -18,6 +18,7 @@ pub mod command;
 pub mod director;
 pub mod format;
 pub mod grammar;
+pub mod iptables;
 pub mod proto;
 pub mod reload;
 pub mod server;
