@@ -133,7 +133,11 @@ pub struct Director {
 impl Director {
     /// One ipvsadm command; Err carries uvsd's message.
     pub fn call(&self, argv: Vec<String>) -> Result<String, String> {
-        let req = Request { argv, stdin: None };
+        let req = Request {
+            argv,
+            stdin: None,
+            tool: Default::default(),
+        };
         match control::client::call(&self.socket, &req) {
             Ok(r) if r.code == 0 => Ok(r.stdout),
             Ok(r) => Err(r.stderr.trim().to_string()),

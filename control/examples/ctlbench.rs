@@ -177,7 +177,15 @@ struct Socket(PathBuf);
 
 impl Target for Socket {
     fn call(&self, argv: Vec<String>, stdin: Option<String>) -> Result<Response, String> {
-        client::call(&self.0, &Request { argv, stdin }).map_err(|e| e.to_string())
+        client::call(
+            &self.0,
+            &Request {
+                argv,
+                stdin,
+                tool: Default::default(),
+            },
+        )
+        .map_err(|e| e.to_string())
     }
 }
 

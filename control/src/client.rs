@@ -93,7 +93,11 @@ pub fn run(args: &[String]) -> i32 {
     } else {
         None
     };
-    let req = Request { argv, stdin };
+    let req = Request {
+        argv,
+        stdin,
+        tool: Default::default(),
+    };
     match call(&path, &req) {
         Ok(resp) => {
             print!("{}", resp.stdout);
@@ -184,6 +188,7 @@ mod tests {
         let req = Request {
             argv: v(&["-L"]),
             stdin: None,
+            tool: Default::default(),
         };
         let e = call(std::path::Path::new("/nonexistent/uvs.sock"), &req).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);

@@ -26,7 +26,7 @@ use dataplane::rules::tables::RuleTables;
 use crate::command::{Command, DaemonConfig, DaemonState, ListKind, SysctlRequest};
 use crate::format::{self, DaemonStatus, ListSources, Listing, Resolver};
 use crate::grammar::{self, GrammarError};
-use crate::proto::{Request, Response};
+use crate::proto::{Request, Response, Tool};
 use crate::reload::{self, ReloadSummary};
 use crate::server::Executor;
 use dataplane::tunables::{Tunable, Tunables, TUNABLES};
@@ -78,7 +78,7 @@ const CMDLINE_ERROR: i32 = 2;
 pub struct Director<D: Dataplane> {
     store: Mutex<ConfigStore>,
     /// The packet rules (iptables); compiled into the store on change.
-    rules: Mutex<RuleTables>,
+    rules: Mutex<RuleState>,
     dataplane: D,
     names: Box<dyn Resolver + Send + Sync>,
     hosts: Box<dyn grammar::Resolver + Send + Sync>,
@@ -195,6 +195,8 @@ impl<D: Dataplane> Director<D> {
 
     /// Advances the rate estimators; call every 2 seconds.
     pub fn tick_estimators(&self) {
+        // Set timeouts count in seconds of this clock (see sets::clock).
+        dataplane::sets::clock::refresh();
         self.store().tick_estimators();
     }
 
@@ -418,14 +420,21 @@ impl<D: Dataplane> Director<D> {
         )
     }
 
+    /// Parses and runs an ipset command line (`uvsset`); a change to the
+    /// sets reaches the workers in the next snapshot, published at once
+    /// (once for a whole restore).
+    pub fn handle_ipset(&self, argv: &[String], stdin: Option<&str>) -> Response {
+        self.dataplane.reclaim();
+        let mut store = self.store();
+        let (resp, changed) = crate::ipset::execute(&mut store, argv, stdin);
+        if changed {
+            self.dataplane.publish(store.snapshot());
+        }
+        resp
+    }
+
     /// Parses and runs a request as ipvsadm would, returning what it prints.
     pub fn handle(&self, argv: &[String], stdin: Option<&str>) -> Response {
-        if let Some(tool) = argv
-            .first()
-            .and_then(|a| a.strip_prefix(crate::iptables::TOOL_PREFIX))
-        {
-            return self.handle_tool(tool, &argv[1..], stdin);
-        }
         match grammar::parse_with(argv, self.hosts.as_ref()) {
             Ok(cmd) => self.run(&cmd, stdin),
             Err(e) => Refusal::from(e).into(),
@@ -434,24 +443,29 @@ impl<D: Dataplane> Director<D> {
 }
 
 impl<D: Dataplane> Director<D> {
-    /// A request for another tool's grammar (iptables and its save and
-    /// restore, by program name): an accepted change of the rules is
-    /// compiled and published with the services.
-    pub fn handle_tool(&self, tool: &str, argv: &[String], stdin: Option<&str>) -> Response {
+    /// Runs an iptables, iptables-save or iptables-restore command line
+    /// (the program named `program`, `uvstables`). An accepted change of
+    /// the rules is compiled against the current sets and published with
+    /// the services; the sets the rules name are held, so ipset cannot
+    /// destroy them while a rule uses them.
+    pub fn handle_iptables(&self, program: &str, argv: &[String], stdin: Option<&str>) -> Response {
         use crate::iptables::{self, Tool};
-        let Some((tool, family)) = Tool::from_program(tool) else {
-            return refuse(UNSUPPORTED, format!("uvsd: unknown tool `{tool}'"));
+        let Some((tool, family)) = Tool::from_program(program) else {
+            return refuse(UNSUPPORTED, format!("uvsd: unknown program `{program}'"));
         };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        // Lock order: rules, then the store.
         let mut rules = match self.rules.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
+        self.dataplane.reclaim();
+        let mut store = self.store();
         let out = iptables::execute(
-            &mut rules,
-            &iptables::NoSets,
+            &mut rules.tables,
+            store.sets(),
             tool,
             family,
             argv,
@@ -459,18 +473,33 @@ impl<D: Dataplane> Director<D> {
             &iptables::ctime(now),
         );
         if out.changed {
+            let sets = store.sets_mut();
+            for id in rules.held.drain(..) {
+                sets.release(id);
+            }
+            rules.held = rules
+                .tables
+                .set_names()
+                .iter()
+                .filter_map(|n| sets.hold(n).ok())
+                .collect();
             let program = dataplane::rules::Program::compile(
-                &rules.v4,
-                &rules.v6,
-                &dataplane::rules::NoNames,
+                &rules.tables.v4,
+                &rules.tables.v6,
+                &iptables::CompileNames(store.sets()),
             );
-            self.dataplane.reclaim();
-            let mut store = self.store();
             store.set_rules(Arc::new(program));
             self.dataplane.publish(store.snapshot());
         }
         out.response
     }
+}
+
+/// The rules and the set references they hold.
+#[derive(Debug, Default)]
+struct RuleState {
+    tables: RuleTables,
+    held: Vec<dataplane::sets::SetId>,
 }
 
 fn refuse(code: i32, message: impl Into<String>) -> Response {
@@ -485,7 +514,14 @@ impl From<Refusal> for Response {
 
 impl<D: Dataplane> Executor for Director<D> {
     fn execute(&self, req: &Request) -> Response {
-        self.handle(&req.argv, req.stdin.as_deref())
+        match req.tool {
+            Tool::Ipvsadm => self.handle(&req.argv, req.stdin.as_deref()),
+            Tool::Ipset => self.handle_ipset(&req.argv, req.stdin.as_deref()),
+            Tool::Iptables => match req.argv.split_first() {
+                Some((program, args)) => self.handle_iptables(program, args, req.stdin.as_deref()),
+                None => refuse(UNSUPPORTED, "uvsd: an iptables request names its program"),
+            },
+        }
     }
 }
 

@@ -19,6 +19,8 @@ pub mod director;
 pub mod format;
 pub mod grammar;
 pub mod iptables;
+pub mod ipset;
+pub mod ipset_client;
 pub mod proto;
 pub mod reload;
 pub mod server;

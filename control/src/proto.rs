@@ -17,7 +17,8 @@
 //! response: {"code": 0, "stdout": "", "stderr": ""}
 //! ```
 //!
-//! `argv` excludes the program name. `stdin` carries standard input for
+//! `argv` excludes the program name; `"tool": "ipset"` makes it an ipset
+//! command line (`uvsset`, see [`Tool`]). `stdin` carries standard input for
 //! `-R`/`--restore` (the client reads it, since the daemon has no terminal).
 //! Requests larger than [`MAX_REQUEST`] are refused without being read
 //! whole; responses are bounded by [`MAX_RESPONSE`].
@@ -26,8 +27,9 @@ use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-/// Largest request frame accepted (a restore of tens of thousands of rules).
-pub const MAX_REQUEST: usize = 8 << 20;
+/// Largest request frame accepted: an ipset restore of a million-entry
+/// blocklist is about 30 MB.
+pub const MAX_REQUEST: usize = 64 << 20;
 /// Largest response frame a client accepts (a connection listing of a busy
 /// director is large).
 pub const MAX_RESPONSE: usize = 512 << 20;
@@ -38,6 +40,29 @@ pub struct Request {
     pub argv: Vec<String>,
     #[serde(default)]
     pub stdin: Option<String>,
+    /// The command language of `argv`; absent means ipvsadm's.
+    #[serde(default, skip_serializing_if = "Tool::is_ipvsadm")]
+    pub tool: Tool,
+}
+
+/// The command languages the daemon speaks: `"tool": "ipset"` in a
+/// request selects ipset's (uvsset); without it, ipvsadm's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tool {
+    #[default]
+    Ipvsadm,
+    Ipset,
+    /// iptables and its save/restore, for either family (`uvstables`):
+    /// `argv[0]` is the program name (`iptables`, `ip6tables-save`, ...),
+    /// which selects the program and the family.
+    Iptables,
+}
+
+impl Tool {
+    pub fn is_ipvsadm(&self) -> bool {
+        *self == Tool::Ipvsadm
+    }
 }
 
 /// What the daemon answers: ipvsadm's output and exit status.
@@ -123,6 +148,7 @@ mod tests {
         let req = Request {
             argv: vec!["-L".into(), "-n".into()],
             stdin: None,
+            tool: Tool::Ipset,
         };
         let mut buf = Vec::new();
         write_frame(&mut buf, &req).unwrap();

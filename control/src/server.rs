@@ -271,6 +271,7 @@ mod tests {
         let req = Request {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             stdin: None,
+            tool: Default::default(),
         };
         write_frame(&mut s, &req).unwrap();
         read_frame(&mut s, MAX_RESPONSE).unwrap()
@@ -339,6 +340,7 @@ mod tests {
         let req = Request {
             argv: vec!["-v".into()],
             stdin: None,
+            tool: Default::default(),
         };
         write_frame(&mut s, &req).unwrap();
         let r: Response = read_frame(&mut s, MAX_RESPONSE).unwrap();
@@ -385,6 +387,7 @@ mod tests {
         let req = Request {
             argv: vec!["-v".into()],
             stdin: None,
+            tool: Default::default(),
         };
         write_frame(&mut s, &req).unwrap();
         let r: Response = read_frame(&mut s, MAX_RESPONSE).unwrap();

@@ -391,6 +391,8 @@ pub struct ConfigStore {
     compiled: Mutex<Compiled>,
     /// The packet rules, compiled by their owner ([`ConfigStore::set_rules`]).
     rules: Arc<crate::rules::Program>,
+    /// The ipset sets (`uvsset`): published in every snapshot.
+    sets: crate::sets::SetStore,
 }
 
 impl Default for ConfigStore {
@@ -407,6 +409,7 @@ impl ConfigStore {
             generation: 0,
             compiled: Mutex::new(Compiled::default()),
             rules: Arc::default(),
+            sets: crate::sets::SetStore::new(),
         }
     }
 
@@ -445,6 +448,7 @@ impl ConfigStore {
             dest_removals: self.state.dest_removals,
             index: c.index.clone(),
             rules: Arc::clone(&self.rules),
+            sets: self.sets.table(),
         });
         c.cache = Some(Arc::clone(&snap));
         snap
@@ -459,6 +463,19 @@ impl ConfigStore {
 
     pub fn timeouts(&self) -> Timeouts {
         self.state.timeouts
+    }
+
+    /// The ipset sets.
+    pub fn sets(&self) -> &crate::sets::SetStore {
+        &self.sets
+    }
+
+    /// The ipset sets, to change them: the next snapshot carries the
+    /// change (and has a new generation).
+    pub fn sets_mut(&mut self) -> &mut crate::sets::SetStore {
+        self.generation += 1;
+        self.compiled().cache = None;
+        &mut self.sets
     }
 
     /// The IPVS tunables in force.

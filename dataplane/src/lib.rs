@@ -19,6 +19,7 @@ pub mod model;
 pub mod net;
 pub mod rss;
 pub mod sched;
+pub mod sets;
 pub mod stats;
 pub mod sync;
 pub mod tunables;

@@ -388,6 +388,8 @@ pub struct Snapshot {
     pub index: crate::lb::ServiceIndex,
     /// The packet rules (iptables), compiled ([`crate::rules`]).
     pub rules: Arc<crate::rules::Program>,
+    /// The ipset sets, for `-m set` rules (see [`crate::sets`]).
+    pub sets: Arc<crate::sets::SetTable>,
 }
 
 impl Snapshot {

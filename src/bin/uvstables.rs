@@ -3,8 +3,8 @@
 //!
 //! Installed or symlinked under one of those names it behaves as that
 //! program; invoked as `uvstables` it is `iptables`. The words typed go to
-//! the daemon unchanged, behind one word naming the tool (see
-//! `control::iptables`), with standard input for a restore. The daemon
+//! the daemon unchanged, after the program name (see `control::iptables`),
+//! with standard input for a restore. The daemon
 //! answers with iptables' output, messages and exit status.
 //!
 //! Socket discovery: `--socket PATH` as the first words, the `UVS_SOCKET`
@@ -12,8 +12,8 @@
 
 use std::io::Read;
 
-use control::iptables::{Tool, TOOL_PREFIX, VERSION};
-use control::proto::Request;
+use control::iptables::{Tool, VERSION};
+use control::proto::{self, Request};
 
 fn main() {
     let program = std::env::args_os()
@@ -62,9 +62,14 @@ fn main() {
         }
     }
     let path = control::client::socket_path(sock, std::env::var("UVS_SOCKET").ok());
-    let mut argv = vec![format!("{TOOL_PREFIX}{program}")];
+    let mut argv = vec![program.clone()];
     argv.extend(args);
-    match control::client::call(&path, &Request { argv, stdin }) {
+    let req = Request {
+        argv,
+        stdin,
+        tool: proto::Tool::Iptables,
+    };
+    match control::client::call(&path, &req) {
         Ok(r) => {
             print!("{}", r.stdout);
             eprint!("{}", r.stderr);

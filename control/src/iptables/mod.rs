@@ -6,9 +6,8 @@
 //! Why in the daemon: as with ipvsadm, the client (`uvstables`) sends the
 //! words typed and the daemon parses, validates and answers with what
 //! iptables would print; the client only picks the tool by the name it was
-//! invoked under. On the control socket such a request starts with the
-//! word [`TOOL_PREFIX`]`NAME` (ipvsadm has no such option, so the two
-//! grammars cannot be confused).
+//! invoked under. On the control socket such a request has `"tool":
+//! "iptables"` and the program name as its first word.
 //!
 //! Atomicity: one command changes one table or nothing; a restore is one
 //! transaction, as with iptables-nft (any failed line leaves every table
@@ -28,9 +27,6 @@ use parse::IptCommand;
 
 /// What iptables says its version is (scripts parse it).
 pub const VERSION: &str = "v1.8.9 (nf_tables)";
-
-/// First word of a control request for a tool other than ipvsadm.
-pub const TOOL_PREFIX: &str = "--tool=";
 
 /// Which program the words are for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +144,25 @@ pub struct NoSets;
 impl SetCatalog for NoSets {
     fn exists(&self, _: &str) -> bool {
         false
+    }
+}
+
+impl SetCatalog for dataplane::sets::SetStore {
+    fn exists(&self, name: &str) -> bool {
+        self.id(name).is_some()
+    }
+}
+
+/// Names for compiling rules: sets by their store slot. Ports have no
+/// names the rules can use yet (`-i`/`-o` rules are kept, never match).
+pub struct CompileNames<'a>(pub &'a dataplane::sets::SetStore);
+
+impl dataplane::rules::Names for CompileNames<'_> {
+    fn set_id(&self, name: &str) -> Option<u16> {
+        self.0.id(name)
+    }
+    fn port_id(&self, _: &str) -> Option<u16> {
+        None
     }
 }
 

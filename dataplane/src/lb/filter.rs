@@ -14,6 +14,7 @@ use super::{drop_counted, Egress, Lb, LbDrop};
 use crate::buf::PacketBuf;
 use crate::conn::{ConnAddr, ConnKey};
 use crate::rules::{ctstate, Facts, Packet, Verdict};
+use crate::sets::{Dirs, Match as SetMatch, Packet as SetPacket, SetId};
 use crate::wire::{parse_icmp_quote, Fragment, PacketMeta, L3};
 use crate::xmit::icmp::{icmp_error_reply, IcmpErrorKind};
 
@@ -100,8 +101,24 @@ impl Facts for StageFacts<'_> {
         self.lb.is_vip(&self.meta.dst) || (self.own_addr)(&self.meta.dst)
     }
 
-    fn set_hit(&self, _set: u32, _pkt: &Packet, _src: &[bool]) -> Option<bool> {
-        None
+    fn set_match(&self, set: SetId, dirs: Dirs) -> SetMatch {
+        let m = self.meta;
+        // ICMP: type and code in both ports, as ipset takes them.
+        let (sport, dport) = if m.is_icmp() {
+            let tc = u16::from(m.icmp_type) << 8 | u16::from(m.icmp_code);
+            (tc, tc)
+        } else {
+            (m.sport, m.dport)
+        };
+        let pkt = SetPacket {
+            src: m.src,
+            dst: m.dst,
+            proto: m.protocol,
+            sport,
+            dport,
+            bytes: u32::from(m.ip_len),
+        };
+        self.lb.snap.sets.lookup(set, dirs, &pkt)
     }
 }
 

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use super::tables::{FamilyTables, RuleCounters, TableState};
+use crate::sets::{Dirs, Match as SetMatch, SetId};
 use super::{Match, Neg, Net, Policy, PortDir, PortRange, Rule, Table, Target};
 
 /// Chains with at least this many rules get a port index.
@@ -60,9 +61,8 @@ pub trait Facts {
     /// Whether the destination is an address of the director (its ports'
     /// addresses and the virtual service addresses).
     fn dst_local(&self) -> bool;
-    /// ipset lookup: `Some(true)` hit on a plain entry, `Some(false)` hit
-    /// on a `nomatch` entry, `None` absent.
-    fn set_hit(&self, set: u32, pkt: &Packet, src: &[bool]) -> Option<bool>;
+    /// ipset lookup of set `set` with the `--match-set` flags `dirs`.
+    fn set_match(&self, set: SetId, dirs: Dirs) -> SetMatch;
 }
 
 /// Connection state of a packet (what `-m conntrack` sees).
@@ -92,8 +92,8 @@ enum Cond {
     Mark(bool, u32, u32),
     Set {
         neg: bool,
-        id: u32,
-        src: Arc<[bool]>,
+        id: SetId,
+        dirs: Dirs,
         return_nomatch: bool,
     },
     Ct(bool, u8),
@@ -178,9 +178,9 @@ impl Default for Program {
 }
 
 /// Resolves names a rule uses when compiling: ipset names to the set
-/// numbers [`Facts::set_hit`] takes, port names to port numbers.
+/// slots [`Facts::set_match`] takes, port names to port numbers.
 pub trait Names {
-    fn set_id(&self, name: &str) -> Option<u32>;
+    fn set_id(&self, name: &str) -> Option<SetId>;
     fn port_id(&self, name: &str) -> Option<u16>;
 }
 
@@ -189,7 +189,7 @@ pub trait Names {
 pub struct NoNames;
 
 impl Names for NoNames {
-    fn set_id(&self, _: &str) -> Option<u32> {
+    fn set_id(&self, _: &str) -> Option<SetId> {
         None
     }
     fn port_id(&self, _: &str) -> Option<u16> {
@@ -286,7 +286,12 @@ fn compile_rule(
             } => c.push(Cond::Set {
                 neg: *neg,
                 id: names.set_id(name)?,
-                src: src.clone().into(),
+                dirs: Dirs::parse(
+                    &src.iter()
+                        .map(|s| if *s { "src" } else { "dst" })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )?,
                 return_nomatch: *return_nomatch,
             }),
             Match::Comment(_) => {}
@@ -469,15 +474,9 @@ impl<F: Facts> Walk<'_, F> {
             Cond::Set {
                 neg,
                 id,
-                src,
+                dirs,
                 return_nomatch,
-            } => {
-                let hit = match self.facts.set_hit(*id, p, src) {
-                    Some(plain) => plain != *return_nomatch,
-                    None => false,
-                };
-                hit != *neg
-            }
+            } => self.facts.set_match(*id, *dirs).matches(*return_nomatch) != *neg,
             Cond::Ct(neg, states) => {
                 let s = *self.ct.get_or_insert_with(|| self.facts.ct_state());
                 (s & states != 0) != *neg

@@ -343,15 +343,20 @@ impl RuleTables {
         }
     }
 
-    /// Whether any rule names ipset `set` (it may then not be destroyed).
-    pub fn uses_set(&self, set: &str) -> bool {
+    /// The ipset names rules use, one entry per rule match (each holds
+    /// its set: it may not be destroyed while used).
+    pub fn set_names(&self) -> Vec<String> {
         [&self.v4, &self.v6]
             .into_iter()
             .flat_map(|f| f.tables.values())
             .flat_map(|t| &t.chains)
             .flat_map(|c| &c.rules)
             .flat_map(|r| &r.rule.matches)
-            .any(|m| matches!(m, super::Match::Set { name, .. } if name == set))
+            .filter_map(|m| match m {
+                super::Match::Set { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Executes one operation on `table` of `family`; on error nothing

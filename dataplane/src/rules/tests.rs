@@ -48,8 +48,8 @@ impl Facts for Fixed {
     fn dst_local(&self) -> bool {
         self.local
     }
-    fn set_hit(&self, _: u32, _: &Packet, _: &[bool]) -> Option<bool> {
-        None
+    fn set_match(&self, _: crate::sets::SetId, _: crate::sets::Dirs) -> crate::sets::Match {
+        crate::sets::Match::Absent
     }
 }
 

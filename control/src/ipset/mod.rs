@@ -1,0 +1,822 @@
+//! ipset 7.17's command line, executed against the director's sets.
+//!
+//! Why in the daemon: as with ipvsadm, `uvsset` sends the words as typed
+//! and the daemon parses them, because an element's syntax depends on the
+//! type of the set it goes into (`10.0.0.0/24` is one element of a
+//! `hash:net` and 256 of a `hash:ip`), which only the daemon knows.
+//! The grammar produces the store's own operations ([`SetOp`]) directly.
+//!
+//! Messages and exit codes are libipset's: an error prints
+//! `ipset v7.17: MESSAGE` on stderr; a bad command line (exit 2) adds
+//! "Try `ipset help' for more information."; anything the "kernel" refuses
+//! exits 1; `test` says `Warning: X is in set S.` (exit 0) or
+//! `X is NOT in set S.` (exit 1). `-quiet` silences all of these.
+//! A restore runs line by line and stops at the first error, printing
+//! `Error in line N: MESSAGE`; earlier lines stay done, as with ipset.
+//!
+//! Not implemented (refused with a message): `-output xml`, interactive
+//! mode (`ipset -`), the `skbinfo` extension and `skb*` options, name
+//! resolution (`-resolve` is accepted and does nothing), service names in
+//! place of port numbers.
+
+mod elem;
+mod list;
+
+#[cfg(test)]
+mod tests;
+
+use dataplane::config::ConfigStore;
+use dataplane::sets::{clock, AddOpts, Entry, Family, Header, SetKind, SetOp, SetStore, MAX_NAME};
+
+use crate::proto::Response;
+
+pub use elem::{elem_text, parse_elems};
+pub use list::header_text;
+
+/// The ipset release whose behaviour UVS follows.
+pub const VERSION: &str = "7.17";
+/// ipset's netlink protocol version, shown by `ipset version`.
+pub const PROTOCOL: u32 = 7;
+
+/// Largest timeout ipset accepts (seconds).
+const MAX_TIMEOUT: u64 = 2_147_483;
+
+/// A refused command: exit status and message (without the prefix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fail {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Fail {
+    /// A session (kernel or syntax) error: exit 1.
+    pub fn session(message: String) -> Fail {
+        Fail { code: 1, message }
+    }
+
+    /// A command-line problem: exit 2, with the help hint.
+    pub fn param(message: String) -> Fail {
+        Fail { code: 2, message }
+    }
+
+    fn full() -> Fail {
+        Fail::session(dataplane::sets::SetError::HashFull.to_string())
+    }
+
+    /// What ipset prints on stderr for this failure.
+    pub fn render(&self, line: Option<usize>) -> String {
+        let at = line.map_or_else(String::new, |n| format!("Error in line {n}: "));
+        let mut s = format!("ipset v{VERSION}: {at}{}\n", self.message);
+        if self.code == 2 {
+            s.push_str("Try `ipset help' for more information.\n");
+        }
+        s
+    }
+}
+
+impl From<dataplane::sets::SetError> for Fail {
+    fn from(e: dataplane::sets::SetError) -> Fail {
+        Fail::session(e.to_string())
+    }
+}
+
+/// Output mode (`-output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Output {
+    #[default]
+    Default,
+    Plain,
+    Save,
+}
+
+/// The environment options (ipset calls them "envopts").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Session {
+    pub exist: bool,
+    pub quiet: bool,
+    pub sorted: bool,
+    pub names: bool,
+    pub terse: bool,
+    pub output: Output,
+}
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Create {
+        name: String,
+        kind: String,
+        args: Vec<String>,
+    },
+    /// add, del, test: set name, entry text, options.
+    Adt {
+        cmd: Adt,
+        name: String,
+        entry: String,
+        args: Vec<String>,
+    },
+    Destroy(Option<String>),
+    List(Option<String>),
+    Save(Option<String>),
+    Flush(Option<String>),
+    Rename(String, String),
+    Swap(String, String),
+    Restore,
+    Help(Option<String>),
+    Version,
+    Quit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adt {
+    Add,
+    Del,
+    Test,
+}
+
+impl Adt {
+    fn name(self) -> &'static str {
+        match self {
+            Adt::Add => "add",
+            Adt::Del => "del",
+            Adt::Test => "test",
+        }
+    }
+}
+
+/// How many arguments a command takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Arity {
+    None,
+    Optional,
+    Two,
+}
+
+/// ipset's commands: canonical name, aliases, arity. Order matters: a
+/// prefix matches the first command it is a prefix of (`d` is `del`).
+const COMMANDS: &[(&str, &[&str], Arity)] = &[
+    ("create", &["create", "new", "-N"], Arity::Two),
+    ("add", &["add", "-A"], Arity::Two),
+    ("del", &["del", "-D"], Arity::Two),
+    ("test", &["test", "-T"], Arity::Two),
+    ("destroy", &["destroy", "x", "-X"], Arity::Optional),
+    ("list", &["list", "-L"], Arity::Optional),
+    ("save", &["save", "-S"], Arity::Optional),
+    ("restore", &["restore", "-R"], Arity::None),
+    ("flush", &["flush", "-F"], Arity::Optional),
+    ("rename", &["rename", "e", "-E"], Arity::Two),
+    ("swap", &["swap", "w", "-W"], Arity::Two),
+    ("help", &["help", "-h", "-H"], Arity::Optional),
+    ("version", &["version", "-v", "-V"], Arity::None),
+    ("quit", &["quit"], Arity::None),
+];
+
+/// ipset_match_cmd: `arg` (two leading dashes ignored) is a prefix of one
+/// of the names.
+fn match_cmd(arg: &str, names: &[&str]) -> bool {
+    let a = arg.strip_prefix("--").unwrap_or(arg);
+    if a.is_empty() || arg == "-" {
+        return false;
+    }
+    names.iter().any(|n| n.starts_with(a))
+}
+
+/// ipset_match_envopt: one of two leading dashes is ignored.
+fn envopt(arg: &str) -> &str {
+    if arg.starts_with("--") {
+        &arg[1..]
+    } else {
+        arg
+    }
+}
+
+/// Parses a command line (without the program name).
+pub fn parse(argv: &[String]) -> Result<(Session, Command), Fail> {
+    parse_line(argv, false, Session::default())
+}
+
+fn parse_line(argv: &[String], restoring: bool, base: Session) -> Result<(Session, Command), Fail> {
+    let mut s = base;
+    let mut rest: Vec<String> = Vec::with_capacity(argv.len());
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        match envopt(a) {
+            "-!" | "-exist" => s.exist = true,
+            "-q" | "-quiet" => s.quiet = true,
+            "-s" | "-sorted" => s.sorted = true,
+            "-r" | "-resolve" => {}
+            "-n" | "-name" => s.names = true,
+            "-t" | "-terse" => s.terse = true,
+            "-o" | "-output" => {
+                let v = it
+                    .next()
+                    .ok_or_else(|| Fail::param("Missing mandatory argument to option -o".into()))?;
+                s.output = match v.as_str() {
+                    "plain" => Output::Plain,
+                    "save" => Output::Save,
+                    "xml" => {
+                        return Err(Fail::session(
+                            "Syntax error: output mode 'xml' is not supported by UVS".into(),
+                        ))
+                    }
+                    _ => {
+                        return Err(Fail::session(format!(
+                            "Syntax error: unknown output mode '{v}'"
+                        )))
+                    }
+                };
+            }
+            "-f" | "-file" => {
+                return Err(Fail::param(
+                    "-file option cannot be used when full io is activated".into(),
+                ))
+            }
+            _ => rest.push(a.clone()),
+        }
+    }
+    let Some(first) = rest.first() else {
+        return Err(Fail::param("No command specified.".into()));
+    };
+    let Some(&(name, _, arity)) = COMMANDS.iter().find(|(_, n, _)| match_cmd(first, n)) else {
+        if first == "-" {
+            return Err(Fail::session(
+                "Interactive mode is not supported by UVS".into(),
+            ));
+        }
+        return Err(Fail::param(format!(
+            "No command specified: unknown argument {first}"
+        )));
+    };
+    if restoring && matches!(name, "restore" | "version" | "help" | "list") {
+        return Err(Fail::param(format!(
+            "Command `{name}' is invalid in restore mode."
+        )));
+    }
+    let mut args = rest.into_iter().skip(1);
+    let mut arg0 = None;
+    let mut arg1 = None;
+    match arity {
+        Arity::None => {}
+        Arity::Optional => arg0 = args.next(),
+        Arity::Two => {
+            arg0 = Some(args.next().ok_or_else(|| {
+                Fail::param(format!("Missing mandatory argument to command {name}"))
+            })?);
+            arg1 = Some(args.next().ok_or_else(|| {
+                Fail::param(format!(
+                    "Missing second mandatory argument to command {name}"
+                ))
+            })?);
+        }
+    }
+    let extra: Vec<String> = args.collect();
+    let takes_options = matches!(name, "create" | "add" | "del" | "test");
+    if !takes_options {
+        if let Some(x) = extra.first() {
+            return Err(Fail::param(format!("Unknown argument {x}")));
+        }
+    }
+    if name != "help" {
+        if let Some(n) = &arg0 {
+            check_name(n)?;
+        }
+    }
+    if let (Some(n), "rename" | "swap") = (&arg1, name) {
+        check_name(n)?;
+    }
+    let (a0, a1) = (arg0.unwrap_or_default(), arg1.unwrap_or_default());
+    let opt = |s: String| (!s.is_empty()).then_some(s);
+    let cmd = match name {
+        "create" => Command::Create {
+            name: a0,
+            kind: a1,
+            args: extra,
+        },
+        "add" | "del" | "test" => Command::Adt {
+            cmd: match name {
+                "add" => Adt::Add,
+                "del" => Adt::Del,
+                _ => Adt::Test,
+            },
+            name: a0,
+            entry: a1,
+            args: extra,
+        },
+        "destroy" => Command::Destroy(opt(a0)),
+        "list" => Command::List(opt(a0)),
+        "save" => Command::Save(opt(a0)),
+        "flush" => Command::Flush(opt(a0)),
+        "rename" => Command::Rename(a0, a1),
+        "swap" => Command::Swap(a0, a1),
+        "restore" => Command::Restore,
+        "help" => Command::Help(opt(a0)),
+        "version" => Command::Version,
+        _ => Command::Quit,
+    };
+    Ok((s, cmd))
+}
+
+fn check_name(n: &str) -> Result<(), Fail> {
+    if n.len() > MAX_NAME {
+        return Err(Fail::session(format!(
+            "Syntax error: setname '{n}' is longer than {MAX_NAME} characters"
+        )));
+    }
+    Ok(())
+}
+
+fn number(s: &str, min: u64, max: u64) -> Result<u64, Fail> {
+    let v = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16)
+    } else {
+        s.parse::<u64>()
+    }
+    .map_err(|_| Fail::session(format!("Syntax error: '{s}' is invalid as number")))?;
+    if v < min || v > max {
+        return Err(Fail::session(format!(
+            "Syntax error: '{s}' is out of range {min}-{max}"
+        )));
+    }
+    Ok(v)
+}
+
+fn timeout(s: &str) -> Result<u32, Fail> {
+    let v = number(s, 0, u64::from(u32::MAX))?;
+    if v > MAX_TIMEOUT {
+        return Err(Fail::session(format!(
+            "Syntax error: timeout value is too large, maximal value is {MAX_TIMEOUT}"
+        )));
+    }
+    Ok(v as u32)
+}
+
+/// A fresh hash seed for `initval` (any value does: it only spreads the
+/// kernel's buckets, and UVS's hash is seeded separately).
+fn random_initval() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(u64::from(clock::now()));
+    h.finish() as u32
+}
+
+/// Parses `create NAME TYPE OPTIONS`.
+pub fn parse_create(kind: &str, args: &[String]) -> Result<Header, Fail> {
+    let kind = SetKind::parse(kind)
+        .ok_or_else(|| Fail::session(format!("Syntax error: typename '{kind}' is unknown")))?;
+    let mut h = Header::new(kind);
+    h.initval = random_initval();
+    let mut it = args.iter();
+    let mut range = false;
+    while let Some(a) = it.next() {
+        let o = a.strip_prefix("--").unwrap_or(a);
+        let mut value = || {
+            it.next()
+                .map(String::as_str)
+                .ok_or_else(|| Fail::param(format!("Missing mandatory argument of option `{o}'")))
+        };
+        let hash = kind.is_hash();
+        match o {
+            "family" if hash => {
+                h.family = match value()? {
+                    "inet" | "ipv4" | "-4" => Family::Inet,
+                    "inet6" | "ipv6" | "-6" => Family::Inet6,
+                    v => {
+                        return Err(Fail::session(format!(
+                            "Syntax error: unknown INET family {v}"
+                        )))
+                    }
+                }
+            }
+            "-4" if hash => h.family = Family::Inet,
+            "-6" if hash => h.family = Family::Inet6,
+            "hashsize" if hash => {
+                let v = number(value()?, 1, u64::from(u32::MAX))? as u32;
+                h.hashsize = v.max(64).checked_next_power_of_two().unwrap_or(1 << 31);
+            }
+            "maxelem" if hash => h.maxelem = number(value()?, 1, u64::from(u32::MAX))? as u32,
+            "bucketsize" if hash => {
+                let v = number(value()?, 2, 255)? as u32;
+                h.bucketsize = (v + (v & 1)).min(12);
+            }
+            "initval" if hash => h.initval = number(value()?, 0, u64::from(u32::MAX))? as u32,
+            "probes" | "resize" if hash => {
+                value()?;
+            }
+            "forceadd" if hash => h.forceadd = true,
+            "netmask" if kind == SetKind::HashIp => {
+                let max = if h.family == Family::Inet { 32 } else { 128 };
+                let v = number(value()?, 1, max)? as u8;
+                h.netmask = Some(v);
+            }
+            "range" if kind == SetKind::BitmapPort => {
+                let v = value()?;
+                let v = v.split_once(':').map_or(v, |(_, p)| p);
+                let (a, b) = v.split_once('-').ok_or_else(|| {
+                    Fail::session(format!("Syntax error: cannot parse '{v}' as a port range"))
+                })?;
+                let a = number(a, 0, 65535)? as u16;
+                let b = number(b, 0, 65535)? as u16;
+                h.range = (a.min(b), a.max(b));
+                range = true;
+            }
+            "size" if kind == SetKind::ListSet => {
+                number(value()?, 1, u64::from(u32::MAX))?;
+                // Ignored by the kernel since 6.24; always shown as 8.
+            }
+            "timeout" => h.timeout = Some(timeout(value()?)?),
+            "counters" => h.counters = true,
+            "comment" => h.comment = true,
+            "skbinfo" => {
+                return Err(Fail::session(
+                    "The skbinfo extension is not supported by UVS".into(),
+                ))
+            }
+            _ => return Err(Fail::param(format!("Unknown argument: `{a}'"))),
+        }
+    }
+    if kind == SetKind::BitmapPort && !range {
+        return Err(Fail::param("Mandatory option `range' is missing".into()));
+    }
+    if h.netmask.is_some() && h.family == Family::Inet6 && h.netmask > Some(128) {
+        return Err(Fail::session(
+            "The value of the netmask parameter is invalid".into(),
+        ));
+    }
+    Ok(h)
+}
+
+/// Parses the options after an add/del/test entry.
+fn parse_adt_opts(
+    cmd: Adt,
+    h: &Header,
+    args: &[String],
+) -> Result<(AddOpts, Option<(bool, String)>), Fail> {
+    let mut o = AddOpts::default();
+    let mut at = None;
+    let mut it = args.iter();
+    let list = h.kind == SetKind::ListSet;
+    while let Some(a) = it.next() {
+        let name = a.strip_prefix("--").unwrap_or(a);
+        let mut value = || {
+            it.next().map(String::as_str).ok_or_else(|| {
+                Fail::param(format!("Missing mandatory argument of option `{name}'"))
+            })
+        };
+        match (name, cmd) {
+            ("timeout", Adt::Add) => o.timeout = Some(timeout(value()?)?),
+            ("nomatch", Adt::Add | Adt::Test) if h.kind.has_nomatch() => o.nomatch = true,
+            ("packets", Adt::Add) => o.packets = Some(number(value()?, 0, u64::MAX)?),
+            ("bytes", Adt::Add) => o.bytes = Some(number(value()?, 0, u64::MAX)?),
+            ("comment", Adt::Add) => {
+                let c = value()?;
+                if c.contains('"') {
+                    return Err(Fail::session(
+                        "Syntax error: \" character is not permitted in comments".into(),
+                    ));
+                }
+                if c.len() > 255 {
+                    return Err(Fail::session(
+                        "Syntax error: Comment is longer than the maximum allowed 255 characters"
+                            .into(),
+                    ));
+                }
+                o.comment = Some(c.to_string());
+            }
+            ("before" | "after", _) if list => {
+                at = Some((name == "before", value()?.to_string()));
+            }
+            _ => return Err(Fail::param(format!("Unknown argument: `{a}'"))),
+        }
+    }
+    Ok((o, at))
+}
+
+/// What executing a line did.
+#[derive(Debug, Default)]
+struct Done {
+    stdout: String,
+    stderr: String,
+    /// The exit status of a successful command (`test` may say 1).
+    code: i32,
+    changed: bool,
+}
+
+/// Runs one ipset request against the director's store. Returns the
+/// response and whether the sets changed (the caller publishes).
+pub fn execute(store: &mut ConfigStore, argv: &[String], stdin: Option<&str>) -> (Response, bool) {
+    let now = clock::refresh();
+    execute_at(store, argv, stdin, now)
+}
+
+/// [`execute`] at second `now` of the sets' clock.
+pub fn execute_at(
+    store: &mut ConfigStore,
+    argv: &[String],
+    stdin: Option<&str>,
+    now: u32,
+) -> (Response, bool) {
+    let (session, cmd) = match parse(argv) {
+        Ok(p) => p,
+        Err(f) => return (fail_response(&f, None, false), false),
+    };
+    if cmd == Command::Restore {
+        return restore(store, session, stdin.unwrap_or(""), now);
+    }
+    match run(store, &session, &cmd, now) {
+        Ok(d) => (
+            Response {
+                code: d.code,
+                stdout: d.stdout,
+                stderr: d.stderr,
+            },
+            d.changed,
+        ),
+        Err(f) => (fail_response(&f, None, session.quiet), false),
+    }
+}
+
+fn fail_response(f: &Fail, line: Option<usize>, quiet: bool) -> Response {
+    Response::err(f.code, if quiet { String::new() } else { f.render(line) })
+}
+
+/// `ipset restore`: line by line, stopping at the first error; what ran
+/// before it stays (ipset has no transaction).
+fn restore(store: &mut ConfigStore, base: Session, text: &str, now: u32) -> (Response, bool) {
+    let mut changed = false;
+    let mut out = Response::default();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_start();
+        if line.is_empty() || line.starts_with('#') || line.trim_end() == "COMMIT" {
+            continue;
+        }
+        let r = split_line(line)
+            .and_then(|words| parse_line(&words, true, base))
+            .and_then(|(s, cmd)| run(store, &s, &cmd, now));
+        match r {
+            Ok(d) => {
+                changed |= d.changed;
+                out.stdout.push_str(&d.stdout);
+                out.stderr.push_str(&d.stderr);
+            }
+            Err(f) => {
+                let mut resp = fail_response(&f, Some(i + 1), base.quiet);
+                resp.code = 1;
+                resp.stdout = out.stdout;
+                return (resp, changed);
+            }
+        }
+    }
+    (out, changed)
+}
+
+/// Splits a restore line into words the way ipset's build_argv does:
+/// whitespace separates, double quotes group (and are dropped).
+fn split_line(line: &str) -> Result<Vec<String>, Fail> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for ch in line.chars() {
+        match ch {
+            '"' => quoted = !quoted,
+            ' ' | '\t' | '\r' | '\n' if !quoted => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            _ => cur.push(ch),
+        }
+    }
+    if quoted {
+        return Err(Fail::param("Missing close quote!".into()));
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+/// Runs one parsed command.
+fn run(store: &mut ConfigStore, s: &Session, cmd: &Command, now: u32) -> Result<Done, Fail> {
+    let change = |store: &mut ConfigStore, op: SetOp| -> Result<Done, Fail> {
+        store.sets_mut().apply(&op, s.exist, now)?;
+        Ok(Done {
+            changed: true,
+            ..Done::default()
+        })
+    };
+    match cmd {
+        Command::Create { name, kind, args } => {
+            let header = parse_create(kind, args)?;
+            change(
+                store,
+                SetOp::Create {
+                    name: name.clone(),
+                    header,
+                },
+            )
+        }
+        Command::Adt {
+            cmd,
+            name,
+            entry,
+            args,
+        } => adt(store, s, *cmd, name, entry, args, now),
+        Command::Destroy(n) => change(store, SetOp::Destroy(n.clone())),
+        Command::Flush(n) => change(store, SetOp::Flush(n.clone())),
+        Command::Rename(a, b) => change(store, SetOp::Rename(a.clone(), b.clone())),
+        Command::Swap(a, b) => change(store, SetOp::Swap(a.clone(), b.clone())),
+        Command::List(n) | Command::Save(n) => {
+            let sets = store.sets();
+            if let Some(name) = n {
+                if sets.get(name).is_none() {
+                    return Err(dataplane::sets::SetError::NoSet.into());
+                }
+            }
+            let sel = list::selection(sets, n.as_deref());
+            let save = match s.output {
+                Output::Save => true,
+                Output::Plain => false,
+                Output::Default => matches!(cmd, Command::Save(_)),
+            };
+            let text = if save {
+                list::save(sets, &sel, s.sorted, now)
+            } else {
+                let detail = if s.names {
+                    list::Detail::Names
+                } else if s.terse {
+                    list::Detail::Terse
+                } else {
+                    list::Detail::Full
+                };
+                list::plain(sets, &sel, detail, s.sorted, now)
+            };
+            Ok(Done {
+                stdout: text,
+                ..Done::default()
+            })
+        }
+        Command::Help(t) => help(t.as_deref()),
+        Command::Version => Ok(Done {
+            stdout: version_text(),
+            ..Done::default()
+        }),
+        Command::Quit => Ok(Done::default()),
+        Command::Restore => Err(Fail::param(
+            "Command `restore' is invalid in restore mode.".into(),
+        )),
+    }
+}
+
+/// `ipset version`'s line.
+pub fn version_text() -> String {
+    format!("ipset v{VERSION}, protocol version: {PROTOCOL}\n")
+}
+
+fn adt(
+    store: &mut ConfigStore,
+    s: &Session,
+    cmd: Adt,
+    name: &str,
+    text: &str,
+    args: &[String],
+    now: u32,
+) -> Result<Done, Fail> {
+    let sets: &SetStore = store.sets();
+    let set = sets.get(name).ok_or(dataplane::sets::SetError::NoSet)?;
+    let header = set.header.clone();
+    let (opts, at) = parse_adt_opts(cmd, &header, args)?;
+    let entry = if header.kind == SetKind::ListSet {
+        Entry::Member {
+            name: text.to_string(),
+            at,
+        }
+    } else {
+        let room = (header.maxelem as usize).saturating_sub(set.len()).max(1);
+        let limit = if cmd == Adt::Add { room } else { 1 << 20 };
+        Entry::Elems(parse_elems(text, &header, cmd.name(), limit)?)
+    };
+    match cmd {
+        Adt::Test => {
+            let found = sets.test(name, &entry, opts.nomatch, now)?;
+            let shown = match &entry {
+                Entry::Elems(e) => e
+                    .first()
+                    .map_or_else(|| text.to_string(), |e| elem_text(e, &header)),
+                Entry::Member { name, .. } => name.clone(),
+            };
+            let msg = if s.quiet {
+                String::new()
+            } else if found {
+                format!("Warning: {shown} is in set {name}.\n")
+            } else {
+                format!("{shown} is NOT in set {name}.\n")
+            };
+            Ok(Done {
+                stderr: msg,
+                code: if found { 0 } else { 1 },
+                ..Done::default()
+            })
+        }
+        Adt::Add => {
+            let op = SetOp::Add {
+                name: name.to_string(),
+                entry,
+                opts,
+            };
+            store.sets_mut().apply(&op, s.exist, now)?;
+            Ok(Done {
+                changed: true,
+                ..Done::default()
+            })
+        }
+        Adt::Del => {
+            let op = SetOp::Del {
+                name: name.to_string(),
+                entry,
+            };
+            store.sets_mut().apply(&op, s.exist, now)?;
+            Ok(Done {
+                changed: true,
+                ..Done::default()
+            })
+        }
+    }
+}
+
+fn help(kind: Option<&str>) -> Result<Done, Fail> {
+    let mut out = format!("ipset v{VERSION}\n\nUsage: ipset [options] COMMAND\n\nCommands:\n");
+    for (cmd, help) in [
+        (
+            "create",
+            "SETNAME TYPENAME [type-specific-options]\n        Create a new set",
+        ),
+        ("add", "SETNAME ENTRY\n        Add entry to the named set"),
+        (
+            "del",
+            "SETNAME ENTRY\n        Delete entry from the named set",
+        ),
+        ("test", "SETNAME ENTRY\n        Test entry in the named set"),
+        (
+            "destroy",
+            "[SETNAME]\n        Destroy a named set or all sets",
+        ),
+        (
+            "list",
+            "[SETNAME]\n        List the entries of a named set or all sets",
+        ),
+        (
+            "save",
+            "[SETNAME]\n        Save the named set or all sets to stdout",
+        ),
+        ("restore", "\n        Restore a saved state"),
+        ("flush", "[SETNAME]\n        Flush a named set or all sets"),
+        ("rename", "FROM-SETNAME TO-SETNAME\n        Rename two sets"),
+        (
+            "swap",
+            "FROM-SETNAME TO-SETNAME\n        Swap the contect of two existing sets",
+        ),
+        (
+            "help",
+            "[TYPENAME]\n        Print help, and settype specific help",
+        ),
+        ("version", "\n        Print version information"),
+        ("quit", "\n        Quit interactive mode"),
+    ] {
+        out.push_str(&format!("{cmd} {help}\n"));
+    }
+    out.push_str(
+        "\nOptions:\n\
+-o plain|save|xml\n       Specify output mode for listing sets.\n       Default value for \"list\" command is mode \"plain\"\n       and for \"save\" command is mode \"save\".\n\
+-s \n        Print elements sorted (if supported by the set type).\n\
+-q \n        Suppress any notice or warning message.\n\
+-r \n        Try to resolve IP addresses in the output (slow!)\n\
+-! \n        Ignore errors when creating or adding sets or\n        elements that do exist or when deleting elements\n        that don't exist.\n\
+-n \n        When listing, just list setnames from the kernel.\n\n\
+-t \n        When listing, list setnames and set headers\n        from kernel only.\n\
+-f \n        Read from the given file instead of standard\n        input (restore) or write to given file instead\n        of standard output (list/save).\n",
+    );
+    match kind {
+        None => {
+            out.push_str("\nSupported set types:\n");
+            for k in SetKind::ALL {
+                let name = k.name();
+                let tab = if name.len() < 12 { "\t" } else { "" };
+                out.push_str(&format!("    {name}\t{tab}{}\n", k.revision()));
+            }
+        }
+        Some(t) => {
+            let k =
+                SetKind::parse(t).ok_or_else(|| Fail::param(format!("Unknown settype: `{t}'")))?;
+            let fam = if k.is_hash() {
+                format!("\nType {} supports inet and inet6.\n", k.name())
+            } else {
+                format!("\nType {} is family neutral.\n", k.name())
+            };
+            out.push_str(&fam);
+        }
+    }
+    Ok(Done {
+        stdout: out,
+        ..Done::default()
+    })
+}
