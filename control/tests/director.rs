@@ -426,3 +426,77 @@ fn reloading_rules_makes_the_table_the_file_and_a_bad_file_changes_nothing() {
         );
     }
 }
+
+/// iptables rules with `-m set` use the sets ipset manages: the blocklist
+/// case (a hash:net with a nomatch carve-out) decides per client in the
+/// published program, and a set in use by a rule cannot be destroyed.
+#[test]
+fn rules_match_sets_and_hold_them() {
+    use dataplane::rules::{ctstate, Facts, Packet, Verdict};
+    use dataplane::sets::{Dirs, Match, Packet as SetPacket, SetId};
+    let d = director();
+    let w = |line: &str| -> Vec<String> { line.split_whitespace().map(str::to_string).collect() };
+    let ipset = |line: &str| d.handle_ipset(&w(line), None);
+    let ipt = |line: &str| d.handle_iptables("iptables", &w(line), None);
+    for line in [
+        "create blocked hash:net",
+        "add blocked 198.18.0.0/24",
+        "add blocked 198.18.0.2 nomatch",
+    ] {
+        assert_eq!(ipset(line).code, 0, "{line}");
+    }
+    let r = ipt("-A INPUT -p tcp -m set --match-set blocked src -j DROP");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        ipt("-S INPUT").stdout,
+        "-P INPUT ACCEPT\n-A INPUT -p tcp -m set --match-set blocked src -j DROP\n"
+    );
+    let r = ipset("destroy blocked");
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("in use"), "{}", r.stderr);
+
+    struct SnapFacts<'a>(&'a dataplane::sets::SetTable, std::net::IpAddr);
+    impl Facts for SnapFacts<'_> {
+        fn ct_state(&self) -> u8 {
+            ctstate::NEW
+        }
+        fn dst_local(&self) -> bool {
+            true
+        }
+        fn set_match(&self, set: SetId, dirs: Dirs) -> Match {
+            let p = SetPacket {
+                src: self.1,
+                dst: "198.18.0.100".parse().unwrap(),
+                proto: 6,
+                sport: 40000,
+                dport: 80,
+                bytes: 60,
+            };
+            self.0.lookup(set, dirs, &p)
+        }
+    }
+    let snap = d.dataplane().last.lock().unwrap().clone().unwrap();
+    for (client, want) in [
+        ("198.18.0.3", Verdict::Drop),
+        ("198.18.0.2", Verdict::Accept),
+        ("198.18.1.5", Verdict::Accept),
+    ] {
+        let a: std::net::IpAddr = client.parse().unwrap();
+        let std::net::IpAddr::V4(v4) = a else { unreachable!() };
+        let pkt = Packet {
+            v6: false,
+            proto: 6,
+            src: u128::from(u32::from(v4)),
+            dst: u128::from(u32::from(std::net::Ipv4Addr::new(198, 18, 0, 100))),
+            sport: 40000,
+            dport: 80,
+            has_ports: true,
+            len: 60,
+            in_port: 0,
+        };
+        let (v, _) = snap.rules.run(&pkt, &SnapFacts(&snap.sets, a), || true, 0);
+        assert_eq!(v, want, "{client}");
+    }
+    assert_eq!(ipt("-D INPUT 1").code, 0);
+    assert_eq!(ipset("destroy blocked").code, 0, "released with the rule");
+}
