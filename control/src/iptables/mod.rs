@@ -608,3 +608,53 @@ pub fn ctime(secs: u64) -> String {
     ][(mo - 1) as usize];
     format!("{wday} {month} {d:>2} {h:02}:{m:02}:{s:02} {y}\n")
 }
+
+/// Fuzzing entry point (shared by `fuzz/fuzz_targets/iptables.rs` and a
+/// property test): the first byte picks the program and family, the rest
+/// is command-line words (split at NUL, blank, newline) or restore input.
+/// Whatever the input: no panic, iptables' exit statuses only, a refused
+/// command changes nothing, and what is accepted saves and restores to
+/// the same save output and compiles.
+pub fn fuzz_one(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let family = if mode & 4 == 0 { Family::V4 } else { Family::V6 };
+    let now = ctime(0);
+    let mut tables = RuleTables::default();
+    // A little state for the input to work on.
+    for line in ["-N web", "-A INPUT -p tcp --dport 80 -j web", "-A web -j ACCEPT"] {
+        let argv: Vec<String> = line.split(' ').map(str::to_string).collect();
+        execute(&mut tables, &NoSets, Tool::Iptables, family, &argv, None, &now);
+    }
+    let save = |t: &mut RuleTables| {
+        execute(t, &NoSets, Tool::Save, family, &["-c".to_string()], None, &now)
+            .response
+            .stdout
+    };
+    let before = save(&mut tables);
+    let (tool, argv, stdin) = if mode & 3 == 3 {
+        (Tool::Restore, vec!["-c".to_string()], Some(text.as_ref()))
+    } else {
+        let tool = if mode & 3 == 2 { Tool::Save } else { Tool::Iptables };
+        let argv = text
+            .split(['\0', ' ', '\n'])
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect();
+        (tool, argv, None)
+    };
+    let out = execute(&mut tables, &NoSets, tool, family, &argv, stdin, &now);
+    assert!(matches!(out.response.code, 0..=4), "{out:?}");
+    let after = save(&mut tables);
+    if !out.changed {
+        assert_eq!(before, after, "an unchanged outcome changed the rules");
+        return;
+    }
+    let mut again = RuleTables::default();
+    let r = execute(&mut again, &NoSets, Tool::Restore, family, &["-c".to_string()], Some(&after), &now);
+    assert_eq!(r.response.code, 0, "{}\n{after}", r.response.stderr);
+    assert_eq!(save(&mut again), after);
+    let _ = dataplane::rules::Program::compile(&tables.v4, &tables.v6, &dataplane::rules::NoNames);
+}

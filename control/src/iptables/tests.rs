@@ -405,3 +405,33 @@ proptest! {
         prop_assert_eq!(again, saved);
     }
 }
+
+proptest! {
+    /// The fuzz target's checks on arbitrary bytes and on word soups made
+    /// of iptables' own vocabulary (which reach deeper than random bytes).
+    #[test]
+    fn fuzz_entry_holds_on_bytes(data in prop::collection::vec(any::<u8>(), 0..200)) {
+        fuzz_one(&data);
+    }
+
+    #[test]
+    fn fuzz_entry_holds_on_iptables_words(
+        mode in 0u8..8,
+        ws in prop::collection::vec(prop::sample::select(vec![
+            "-A", "-I", "-D", "-R", "-F", "-N", "-X", "-P", "-L", "-S", "-Z", "-E", "-C",
+            "INPUT", "FORWARD", "PREROUTING", "web", "x", "1", "2", "0", "-t", "mangle",
+            "nat", "filter", "-p", "tcp", "udp", "!", "-s", "198.18.0.0/24", "2001:db8::/64",
+            "-d", "10.0.0.1", "--dport", "80", "1:1024", "-m", "multiport", "--dports",
+            "80,443", "mark", "--mark", "0x1/0xff", "comment", "--comment", "\"a b\"",
+            "conntrack", "--ctstate", "NEW,ESTABLISHED", "addrtype", "--dst-type", "LOCAL",
+            "-j", "ACCEPT", "DROP", "REJECT", "RETURN", "MARK", "--set-mark", "--or-mark",
+            "SNAT", "--to-source", "1.2.3.4", "MASQUERADE", "POSTROUTING", "-v", "-n", "-x",
+            "--line-numbers", "-c", "*filter", "*mangle", ":INPUT DROP [1:2]", ":web - [0:0]",
+            "COMMIT", "\n", "ACCEPT",
+        ]), 0..24),
+    ) {
+        let mut data = vec![mode];
+        data.extend(ws.join(" ").into_bytes());
+        fuzz_one(&data);
+    }
+}
