@@ -115,7 +115,10 @@ fn fwmark_service_keeps_a_client_on_one_server_across_ports_80_and_443() {
     assert_ne!(chosen[0], chosen[1]);
     // The templates are fwmark templates ("IP", mark as address).
     let conns = lab.ok("-L -n -c");
-    assert!(conns.contains("IP  ") && conns.contains("0.0.0.1:0"), "{conns}");
+    assert!(
+        conns.contains("IP  ") && conns.contains("0.0.0.1:0"),
+        "{conns}"
+    );
     // The MARK rule counted every packet of those 12 connections.
     let listing = iptables(&lab, "-t mangle -L PREROUTING -v -n -x");
     assert!(rule_packets(&listing, "MARK") >= 12 * 3, "{listing}");
@@ -146,7 +149,8 @@ fn blocklisted_clients_get_nothing_and_the_others_are_served() {
     }
     iptables(&lab, "-A INPUT -m set --match-set blocked src -j DROP");
     assert!(
-        lab.get("198.18.0.2", &format!("http://{VIP}/who")).is_none(),
+        lab.get("198.18.0.2", &format!("http://{VIP}/who"))
+            .is_none(),
         "a blocked client was served"
     );
     assert!(!lab.who("198.18.0.3", VIP).is_empty(), "nomatch carve-out");

@@ -49,7 +49,10 @@ fn version_help_and_errors_are_answered_without_a_daemon() {
     assert_eq!((code, err.as_str()), (0, ""));
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("ipset v7.17, protocol version: 7"));
-    assert!(lines.next().unwrap_or_default().starts_with("uvsset "), "{out}");
+    assert!(
+        lines.next().unwrap_or_default().starts_with("uvsset "),
+        "{out}"
+    );
 
     // Linked as ipset: exactly ipset's line.
     let dir = std::env::temp_dir().join(format!("uvs-test-ipset-{}", std::process::id()));
@@ -59,11 +62,21 @@ fn version_help_and_errors_are_answered_without_a_daemon() {
     std::os::unix::fs::symlink(UVSSET, &link).unwrap();
     let r = uvsset_in(link.to_str().unwrap(), NO_SOCKET, "-V", "");
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(r, (0, "ipset v7.17, protocol version: 7\n".into(), String::new()));
+    assert_eq!(
+        r,
+        (
+            0,
+            "ipset v7.17, protocol version: 7\n".into(),
+            String::new()
+        )
+    );
 
     let (code, out, _) = uvsset(NO_SOCKET, "help");
     assert_eq!(code, 0);
-    assert!(out.starts_with("ipset v7.17\n\nUsage: ipset [options] COMMAND\n"), "{out}");
+    assert!(
+        out.starts_with("ipset v7.17\n\nUsage: ipset [options] COMMAND\n"),
+        "{out}"
+    );
 
     let (code, out, err) = uvsset(NO_SOCKET, "create onlyname");
     assert_eq!((code, out.as_str()), (2, ""));
@@ -75,7 +88,10 @@ fn version_help_and_errors_are_answered_without_a_daemon() {
     // A command that needs the director says it cannot reach it.
     let (code, _, err) = uvsset(NO_SOCKET, "list");
     assert_eq!(code, 1);
-    assert!(err.starts_with("ipset v7.17: Cannot open session to kernel.\n"), "{err}");
+    assert!(
+        err.starts_with("ipset v7.17: Cannot open session to kernel.\n"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -97,23 +113,52 @@ fn sets_are_created_filled_tested_saved_restored_and_destroyed() {
     // test: the most specific entry decides.
     assert_eq!(
         uvsset(&sock, "test block 198.18.0.9"),
-        (0, String::new(), "Warning: 198.18.0.9 is in set block.\n".into())
+        (
+            0,
+            String::new(),
+            "Warning: 198.18.0.9 is in set block.\n".into()
+        )
     );
     assert_eq!(
         uvsset(&sock, "test block 198.18.0.1"),
         (1, String::new(), "198.18.0.1 is NOT in set block.\n".into())
     );
     let listing = ok("list block");
-    assert!(listing.starts_with("Name: block\nType: hash:net\nRevision: 7\n"), "{listing}");
-    assert!(listing.contains("\nNumber of entries: 6\nMembers:\n"), "{listing}");
-    assert!(listing.contains("\n198.19.0.2/31 packets 0 bytes 0\n"), "{listing}");
+    assert!(
+        listing.starts_with("Name: block\nType: hash:net\nRevision: 7\n"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("\nNumber of entries: 6\nMembers:\n"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("\n198.19.0.2/31 packets 0 bytes 0\n"),
+        "{listing}"
+    );
 
     // Errors: ipset's words and status, and nothing changes.
     for (line, code, msg) in [
-        ("add block 198.18.0.0/24", 1, "Element cannot be added to the set: it's already added"),
-        ("add nope 198.18.0.1", 1, "The set with the given name does not exist"),
-        ("add block 1.1.1.1/0", 1, "The value of the CIDR parameter of the IP address is invalid"),
-        ("add block 2001:db8::1", 1, "Syntax error: cannot parse 2001:db8::1: resolving to IPv4 address failed"),
+        (
+            "add block 198.18.0.0/24",
+            1,
+            "Element cannot be added to the set: it's already added",
+        ),
+        (
+            "add nope 198.18.0.1",
+            1,
+            "The set with the given name does not exist",
+        ),
+        (
+            "add block 1.1.1.1/0",
+            1,
+            "The value of the CIDR parameter of the IP address is invalid",
+        ),
+        (
+            "add block 2001:db8::1",
+            1,
+            "Syntax error: cannot parse 2001:db8::1: resolving to IPv4 address failed",
+        ),
     ] {
         let (c, out, err) = uvsset(&sock, line);
         assert_eq!((c, out.as_str()), (code, ""), "{line}");
@@ -127,13 +172,19 @@ fn sets_are_created_filled_tested_saved_restored_and_destroyed() {
     let (c, _, err) = uvsset(&sock, "destroy block");
     assert_eq!(
         (c, err.as_str()),
-        (1, "ipset v7.17: Set cannot be destroyed: it is in use by a kernel component\n")
+        (
+            1,
+            "ipset v7.17: Set cannot be destroyed: it is in use by a kernel component\n"
+        )
     );
 
     // save -> destroy -> restore gives the same sets back.
     let saved = ok("-sorted save");
     assert!(saved.starts_with("create block hash:net family inet hashsize 1024 maxelem 65536 counters bucketsize 12 initval 0x"), "{saved}");
-    assert!(saved.ends_with("create all list:set size 8\nadd all block\n"), "{saved}");
+    assert!(
+        saved.ends_with("create all list:set size 8\nadd all block\n"),
+        "{saved}"
+    );
     ok("destroy");
     assert_eq!(ok("list"), "");
     let (c, _, err) = uvsset_in(UVSSET, &sock, "restore", &saved);
@@ -141,11 +192,15 @@ fn sets_are_created_filled_tested_saved_restored_and_destroyed() {
     assert_eq!(ok("-sorted save"), saved);
 
     // A failing restore stops at its line and keeps what came before.
-    let bad = "create more hash:ip\nadd more 198.18.1.1\nadd missing 198.18.1.2\nadd more 198.18.1.3\n";
+    let bad =
+        "create more hash:ip\nadd more 198.18.1.1\nadd missing 198.18.1.2\nadd more 198.18.1.3\n";
     let (c, _, err) = uvsset_in(UVSSET, &sock, "restore", bad);
     assert_eq!(
         (c, err.as_str()),
-        (1, "ipset v7.17: Error in line 3: The set with the given name does not exist\n")
+        (
+            1,
+            "ipset v7.17: Error in line 3: The set with the given name does not exist\n"
+        )
     );
     assert!(ok("save more").ends_with("\nadd more 198.18.1.1\n"));
 

@@ -482,7 +482,9 @@ fn rules_match_sets_and_hold_them() {
         ("198.18.1.5", Verdict::Accept),
     ] {
         let a: std::net::IpAddr = client.parse().unwrap();
-        let std::net::IpAddr::V4(v4) = a else { unreachable!() };
+        let std::net::IpAddr::V4(v4) = a else {
+            unreachable!()
+        };
         let pkt = Packet {
             v6: false,
             proto: 6,

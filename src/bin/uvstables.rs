@@ -76,10 +76,7 @@ fn main() {
             std::process::exit(r.code);
         }
         Err(e) => {
-            eprintln!(
-                "{prog}: cannot reach uvsd at {}: {e}",
-                path.display()
-            );
+            eprintln!("{prog}: cannot reach uvsd at {}: {e}", path.display());
             // iptables' RESOURCE_PROBLEM.
             std::process::exit(4);
         }

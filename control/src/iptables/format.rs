@@ -32,8 +32,7 @@ pub fn proto_name(p: u8) -> Option<&'static str> {
 /// `"`, `\` and `'` escaped.
 fn save_string(out: &mut String, s: &str) {
     let bare = !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     out.push(' ');
     if bare {

@@ -435,7 +435,8 @@ fn restore(
             ),
         ))
     };
-    let failed = |n: usize| Outcome::unchanged(Response::err(1, format!("{prog}: line {n} failed\n")));
+    let failed =
+        |n: usize| Outcome::unchanged(Response::err(1, format!("{prog}: line {n} failed\n")));
     let mut work = tables.clone();
     let mut current: Option<Table> = None;
     let mut last = 0;
@@ -620,24 +621,52 @@ pub fn fuzz_one(data: &[u8]) {
         return;
     };
     let text = String::from_utf8_lossy(rest);
-    let family = if mode & 4 == 0 { Family::V4 } else { Family::V6 };
+    let family = if mode & 4 == 0 {
+        Family::V4
+    } else {
+        Family::V6
+    };
     let now = ctime(0);
     let mut tables = RuleTables::default();
     // A little state for the input to work on.
-    for line in ["-N web", "-A INPUT -p tcp --dport 80 -j web", "-A web -j ACCEPT"] {
+    for line in [
+        "-N web",
+        "-A INPUT -p tcp --dport 80 -j web",
+        "-A web -j ACCEPT",
+    ] {
         let argv: Vec<String> = line.split(' ').map(str::to_string).collect();
-        execute(&mut tables, &NoSets, Tool::Iptables, family, &argv, None, &now);
+        execute(
+            &mut tables,
+            &NoSets,
+            Tool::Iptables,
+            family,
+            &argv,
+            None,
+            &now,
+        );
     }
     let save = |t: &mut RuleTables| {
-        execute(t, &NoSets, Tool::Save, family, &["-c".to_string()], None, &now)
-            .response
-            .stdout
+        execute(
+            t,
+            &NoSets,
+            Tool::Save,
+            family,
+            &["-c".to_string()],
+            None,
+            &now,
+        )
+        .response
+        .stdout
     };
     let before = save(&mut tables);
     let (tool, argv, stdin) = if mode & 3 == 3 {
         (Tool::Restore, vec!["-c".to_string()], Some(text.as_ref()))
     } else {
-        let tool = if mode & 3 == 2 { Tool::Save } else { Tool::Iptables };
+        let tool = if mode & 3 == 2 {
+            Tool::Save
+        } else {
+            Tool::Iptables
+        };
         let argv = text
             .split(['\0', ' ', '\n'])
             .filter(|w| !w.is_empty())
@@ -653,7 +682,15 @@ pub fn fuzz_one(data: &[u8]) {
         return;
     }
     let mut again = RuleTables::default();
-    let r = execute(&mut again, &NoSets, Tool::Restore, family, &["-c".to_string()], Some(&after), &now);
+    let r = execute(
+        &mut again,
+        &NoSets,
+        Tool::Restore,
+        family,
+        &["-c".to_string()],
+        Some(&after),
+        &now,
+    );
     assert_eq!(r.response.code, 0, "{}\n{after}", r.response.stderr);
     assert_eq!(save(&mut again), after);
     let _ = dataplane::rules::Program::compile(&tables.v4, &tables.v6, &dataplane::rules::NoNames);

@@ -18,7 +18,10 @@ use super::IptError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IptCommand {
     /// A change of `table`.
-    Op { table: Table, op: RuleOp },
+    Op {
+        table: Table,
+        op: RuleOp,
+    },
     /// `-C CHAIN rule`: exit 0 if the rule exists.
     Check {
         table: Table,
@@ -26,7 +29,10 @@ pub enum IptCommand {
         rule: Rule,
     },
     /// `-L [CHAIN]`.
-    List { table: Table, opts: ListOpts },
+    List {
+        table: Table,
+        opts: ListOpts,
+    },
     /// `-S [CHAIN [num]]`.
     ListRules {
         table: Table,
@@ -193,12 +199,7 @@ fn network(s: &str, family: Family) -> Result<Net, IptError> {
 /// The set of options a loaded match or target understands.
 fn match_options(name: &str) -> &'static [&'static str] {
     match name {
-        "tcp" | "udp" | "sctp" => &[
-            "--sport",
-            "--source-port",
-            "--dport",
-            "--destination-port",
-        ],
+        "tcp" | "udp" | "sctp" => &["--sport", "--source-port", "--dport", "--destination-port"],
         "multiport" => &[
             "--sports",
             "--source-ports",
@@ -225,7 +226,13 @@ fn target_options(name: &str) -> &'static [&'static str] {
             "--and-mark",
             "--xor-mark",
         ],
-        "SNAT" => &["--to-source", "--to", "--random", "--random-fully", "--persistent"],
+        "SNAT" => &[
+            "--to-source",
+            "--to",
+            "--random",
+            "--random-fully",
+            "--persistent",
+        ],
         "MASQUERADE" => &["--to-ports", "--random", "--random-fully"],
         _ => &[],
     }
@@ -447,7 +454,9 @@ impl<'a> Parser<'a> {
                 self.no_neg(opt)?;
                 let t = self.next_arg(opt)?;
                 if self.table.is_some() {
-                    return Err(fail("The -t option (seen in this context) cannot be used multiple times"));
+                    return Err(fail(
+                        "The -t option (seen in this context) cannot be used multiple times",
+                    ));
                 }
                 self.table = Some(Table::from_name(&t).ok_or(IptError::NoTable(t))?);
                 Ok(())
@@ -516,7 +525,11 @@ impl<'a> Parser<'a> {
             "-m" | "--match" => {
                 self.no_neg(opt)?;
                 let m = self.next_arg(opt)?;
-                let m = if m == "state" { "conntrack".to_string() } else { m };
+                let m = if m == "state" {
+                    "conntrack".to_string()
+                } else {
+                    m
+                };
                 if !KNOWN_MATCHES.contains(&m.as_str()) {
                     return Err(fail(format!(
                         "Couldn't load match `{m}':No such file or directory"
@@ -611,7 +624,11 @@ impl<'a> Parser<'a> {
             if target_options(t).contains(&o) {
                 let neg = self.take_neg();
                 let takes = !matches!(o, "--random" | "--random-fully" | "--persistent");
-                let args = if takes { vec![self.next_arg(o)?] } else { vec![] };
+                let args = if takes {
+                    vec![self.next_arg(o)?]
+                } else {
+                    vec![]
+                };
                 self.target_opts.push((o.to_string(), args, neg));
                 return Ok(());
             }
@@ -854,7 +871,9 @@ impl<'a> Parser<'a> {
             n if n.len() > 28 => {
                 return Err(fail(format!("Invalid target name `{n}' (28 chars max)")))
             }
-            n if n.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            n if n
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
                 && !n.is_empty()
                 && matches!(n, "DNAT" | "LOG" | "CT" | "NOTRACK" | "TPROXY" | "SET") =>
             {
@@ -875,7 +894,10 @@ impl<'a> Parser<'a> {
         if self.neg {
             return Err(fail("! not allowed before end of options"));
         }
-        let (cmd, words) = self.cmd.clone().ok_or_else(|| fail("no command specified"))?;
+        let (cmd, words) = self
+            .cmd
+            .clone()
+            .ok_or_else(|| fail("no command specified"))?;
         let table = self.table.unwrap_or(Table::Filter);
         // Port options need their protocol, and `-p` must be positive.
         for m in &self.rule.matches {
@@ -889,7 +911,10 @@ impl<'a> Parser<'a> {
                 if ports.is_empty() {
                     return Err(fail("multiport expects an option"));
                 }
-                if !matches!(self.rule.proto.as_ref().map(|p| (p.v, p.neg)), Some((6 | 17 | 132 | 136, false))) {
+                if !matches!(
+                    self.rule.proto.as_ref().map(|p| (p.v, p.neg)),
+                    Some((6 | 17 | 132 | 136, false))
+                ) {
                     return Err(fail(
                         "multiport needs `-p tcp', `-p udp', `-p udplite', `-p sctp' or `-p dccp'",
                     ));
@@ -1073,10 +1098,15 @@ pub fn match_name(m: &Match) -> &'static str {
 /// iptables' checks on a new chain name.
 fn check_chain_name(c: &str) -> Result<(), IptError> {
     if c.len() > 28 {
-        return Err(fail(format!("chain name `{c}' too long (must be under 29 chars)")));
+        return Err(fail(format!(
+            "chain name `{c}' too long (must be under 29 chars)"
+        )));
     }
     if c.starts_with('-') || c.starts_with('!') || c.is_empty() {
-        return Err(fail(format!("chain name not allowed to start with `{}'", c.chars().next().unwrap_or('-'))));
+        return Err(fail(format!(
+            "chain name not allowed to start with `{}'",
+            c.chars().next().unwrap_or('-')
+        )));
     }
     if matches!(
         c,

@@ -224,9 +224,17 @@ fn errors_have_iptables_messages_and_exit_codes() {
     ];
     for (line, code, msg) in cases {
         let r = i.run(line);
-        assert_eq!((r.code, r.stderr.as_str()), (*code, *msg), "iptables {line}");
+        assert_eq!(
+            (r.code, r.stderr.as_str()),
+            (*code, *msg),
+            "iptables {line}"
+        );
     }
-    assert_eq!(i.ok("-S"), "-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n", "nothing changed");
+    assert_eq!(
+        i.ok("-S"),
+        "-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n",
+        "nothing changed"
+    );
     i.ok("-N a");
     i.ok("-A INPUT -j a");
     let r = i.run("-X a");
@@ -238,9 +246,19 @@ fn errors_have_iptables_messages_and_exit_codes() {
     assert_eq!(i.run("-C INPUT -j a").code, 0);
     assert_eq!(i.run("-C INPUT -j DROP").code, 1);
     // ip6tables speaks in its own name and family.
-    let r = i.tool(Tool::Iptables, Family::V6, "-A INPUT -s 198.18.0.1 -j DROP", None);
+    let r = i.tool(
+        Tool::Iptables,
+        Family::V6,
+        "-A INPUT -s 198.18.0.1 -j DROP",
+        None,
+    );
     assert_eq!(r.code, 2);
-    assert!(r.stderr.starts_with("ip6tables v1.8.9 (nf_tables): host/network `198.18.0.1' not found\n"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .starts_with("ip6tables v1.8.9 (nf_tables): host/network `198.18.0.1' not found\n"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -260,7 +278,9 @@ fn delete_by_spec_and_number_insert_replace_and_counters() {
     // Counters given on the command line, shown by -S -v and -L -v, and
     // zeroed by -Z.
     i.ok("-A INPUT -c 5 300 -j ACCEPT");
-    assert!(i.ok("-S INPUT -v").contains("-A INPUT -c 5 300 -j ACCEPT\n"));
+    assert!(i
+        .ok("-S INPUT -v")
+        .contains("-A INPUT -c 5 300 -j ACCEPT\n"));
     assert!(i.ok("-L INPUT -v -n").contains("\n    5   300 ACCEPT     all  --  *      *       0.0.0.0/0            0.0.0.0/0           \n"));
     i.ok("-Z INPUT");
     assert!(i.ok("-S INPUT -v").contains("-A INPUT -c 0 0 -j ACCEPT\n"));
@@ -274,7 +294,10 @@ fn restore_is_one_transaction_with_counters_and_noflush() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let saved = i.save("-c");
     assert!(saved.contains(":INPUT DROP [3:180]\n"), "{saved}");
-    assert!(saved.contains("[7:420] -A INPUT -p tcp -m tcp --dport 80 -j web\n"), "{saved}");
+    assert!(
+        saved.contains("[7:420] -A INPUT -p tcp -m tcp --dport 80 -j web\n"),
+        "{saved}"
+    );
     // Saved output restores to the same (the comments' times aside).
     let mut j = Ipt::new();
     assert_eq!(j.restore("-c", &saved).code, 0);
@@ -291,17 +314,30 @@ fn restore_is_one_transaction_with_counters_and_noflush() {
     );
     assert_eq!(i.save("-c"), before);
     let r = i.restore("", "*filter\n-D INPUT 9\nCOMMIT\n");
-    assert_eq!((r.code, r.stderr.as_str()), (1, "iptables-restore: line 2 failed\n"));
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (1, "iptables-restore: line 2 failed\n")
+    );
     let r = i.restore("", "*filter\n-A INPUT -j DROP\n");
-    assert_eq!((r.code, r.stderr.as_str()), (1, "iptables-restore: COMMIT expected at line 3\n"));
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (1, "iptables-restore: COMMIT expected at line 3\n")
+    );
     assert_eq!(i.save("-c"), before);
 
     // --noflush appends; without it the table starts over.
-    assert_eq!(i.restore("--noflush", "*filter\n-A INPUT -j DROP\nCOMMIT\n").code, 0);
+    assert_eq!(
+        i.restore("--noflush", "*filter\n-A INPUT -j DROP\nCOMMIT\n")
+            .code,
+        0
+    );
     assert!(i.ok("-S INPUT").ends_with("-A INPUT -j DROP\n"));
     assert!(i.ok("-S").contains("-N web"));
     assert_eq!(i.restore("", "*filter\n-A INPUT -j DROP\nCOMMIT\n").code, 0);
-    assert_eq!(i.ok("-S"), "-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n-A INPUT -j DROP\n");
+    assert_eq!(
+        i.ok("-S"),
+        "-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n-A INPUT -j DROP\n"
+    );
 }
 
 #[test]

@@ -317,12 +317,18 @@ impl<B: PacketBuf> Stage<B> for LbStage {
             }
         }
         let eg = &self.egress;
-        let mark = match self.lb.filter(&mut buf, meta, rx_port, |a| eg.is_own(a), eg) {
+        let mark = match self
+            .lb
+            .filter(&mut buf, meta, rx_port, |a| eg.is_own(a), eg)
+        {
             Filtered::Pass(mark) => mark,
             Filtered::Drop => return StageVerdict::Drop { buf, counted: true },
             Filtered::Reply(dst) => return StageVerdict::Route { buf, dst },
         };
-        match self.lb.process_marked(&mut buf, meta, mark, now, &self.egress) {
+        match self
+            .lb
+            .process_marked(&mut buf, meta, mark, now, &self.egress)
+        {
             Action::Forward(dst) => StageVerdict::Route { buf, dst },
             Action::Pass => StageVerdict::Pass { buf },
             Action::Drop(_) => StageVerdict::Drop { buf, counted: true },

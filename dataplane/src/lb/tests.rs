@@ -1178,7 +1178,11 @@ fn fwmark_service_is_looked_up_first_and_persists_across_ports() {
         let Action::Forward(rs) = a else {
             panic!("{a:?}")
         };
-        assert_ne!(rs, ip("198.18.1.13"), "marked traffic took the address service");
+        assert_ne!(
+            rs,
+            ip("198.18.1.13"),
+            "marked traffic took the address service"
+        );
         assert_eq!(dst_of(&out), (rs, port), "the packet's port is kept");
         assert_eq!(*first.get_or_insert(rs), rs, "persistence across ports");
     }

@@ -24,8 +24,8 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use super::tables::{FamilyTables, RuleCounters, TableState};
-use crate::sets::{Dirs, Match as SetMatch, SetId};
 use super::{Match, Neg, Net, Policy, PortDir, PortRange, Rule, Table, Target};
+use crate::sets::{Dirs, Match as SetMatch, SetId};
 
 /// Chains with at least this many rules get a port index.
 pub const INDEX_MIN: usize = 8;
@@ -119,12 +119,15 @@ struct CRule {
     counters: Arc<RuleCounters>,
 }
 
+/// Rule numbers by (protocol, destination port).
+type PortIndex = HashMap<(u8, u16), Box<[u32]>>;
+
 #[derive(Debug, Clone, Default)]
 struct CChain {
     rules: Box<[CRule]>,
     /// Candidate rule numbers per (protocol, destination port); absent
     /// keys use `wild`.
-    index: Option<HashMap<(u8, u16), Box<[u32]>>>,
+    index: Option<PortIndex>,
     wild: Box<[u32]>,
 }
 
@@ -250,12 +253,12 @@ fn compile_rule(
         }
     }
     if let Some(n) = &r.src {
-        if !(n.v.is_any() && !n.neg) {
+        if !n.v.is_any() || n.neg {
             c.push(net_cond(n, v6, true));
         }
     }
     if let Some(n) = &r.dst {
-        if !(n.v.is_any() && !n.neg) {
+        if !n.v.is_any() || n.neg {
             c.push(net_cond(n, v6, false));
         }
     }
@@ -391,7 +394,12 @@ fn compile_hook(t: &TableState, chain: &str, v6: bool, names: &dyn Names) -> Opt
     if entry_chain.rules.is_empty() && policy == Verdict::Accept {
         return None;
     }
-    let chain_no = |name: &str| t.chains.iter().position(|c| c.name == name).map(|i| i as u32);
+    let chain_no = |name: &str| {
+        t.chains
+            .iter()
+            .position(|c| c.name == name)
+            .map(|i| i as u32)
+    };
     let chains: Vec<CChain> = t
         .chains
         .iter()

@@ -103,11 +103,19 @@ impl Net {
     pub fn new(addr: IpAddr, len: u8) -> Net {
         let addr = match addr {
             IpAddr::V4(a) => {
-                let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) };
+                let m = if len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(len.min(32)))
+                };
                 IpAddr::V4((u32::from(a) & m).into())
             }
             IpAddr::V6(a) => {
-                let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) };
+                let m = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(len.min(128)))
+                };
                 IpAddr::V6((u128::from(a) & m).into())
             }
         };
@@ -189,9 +197,10 @@ pub enum Match {
 }
 
 /// What a matching rule does.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum Target {
     /// No `-j`: only the counters move.
+    #[default]
     None,
     Accept,
     Drop,
@@ -202,7 +211,10 @@ pub enum Target {
     /// `-j CHAIN`: a user chain.
     Jump(String),
     /// `-j MARK`, every form as `--set-xmark`: `mark = (mark & !mask) ^ value`.
-    Mark { value: u32, mask: u32 },
+    Mark {
+        value: u32,
+        mask: u32,
+    },
     /// `-j SNAT --to-source A[-B][:P[-P]] [--random] [--random-fully]
     /// [--persistent]` (nat POSTROUTING/INPUT; kept, not applied).
     Snat {
@@ -249,10 +261,4 @@ pub struct Rule {
     /// In command-line order.
     pub matches: Vec<Match>,
     pub target: Target,
-}
-
-impl Default for Target {
-    fn default() -> Self {
-        Target::None
-    }
 }

@@ -42,7 +42,10 @@ impl RuleCounters {
     #[inline]
     pub fn count(&self, w: usize, len: u32) {
         let s = &self.slots[w.min(MAX_WORKERS - 1)];
-        s[0].store(s[0].load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        s[0].store(
+            s[0].load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
         s[1].store(
             s[1].load(Ordering::Relaxed).wrapping_add(u64::from(len)),
             Ordering::Relaxed,

@@ -301,8 +301,15 @@ fn filter_input_negation_policy_user_chains_and_counters() {
     assert_eq!(counts, vec![1, 2, 1, 1]);
     assert_eq!(input.policy_counted.get(), (1, 60));
     // -Z zeroes what is listed; the slots keep counting from there.
-    t.apply(Family::V4, f, &RuleOp::Zero { chain: None, num: None })
-        .unwrap();
+    t.apply(
+        Family::V4,
+        f,
+        &RuleOp::Zero {
+            chain: None,
+            num: None,
+        },
+    )
+    .unwrap();
     let input = t.v4.table(f);
     assert_eq!(input.chain("INPUT").unwrap().policy_counted.get(), (0, 0));
 }
