@@ -29,10 +29,20 @@ with open(f"{d}/rules", "w") as f:
     for p in range(10000, 10098):
         f.write(f"-A INPUT -p tcp -m tcp --dport {p} -j DROP\n")
     f.write("COMMIT\n")
+# The same 100 rules with prefixes in place of the two sets: the rule
+# engine's own cost.
+with open(f"{d}/rules-nosets", "w") as f:
+    f.write("*mangle\n-A PREROUTING -s 10.200.0.0/18 -j MARK --set-mark 0x7\nCOMMIT\n")
+    f.write("*filter\n-A INPUT -s 10.0.0.0/8 -j DROP\n")
+    for p in range(10000, 10098):
+        f.write(f"-A INPUT -p tcp -m tcp --dport {p} -j DROP\n")
+    f.write("COMMIT\n")
 PY
 args=("$@")
 [ ${#args[@]} -gt 0 ] || args=(--flows 1000)
 echo "== no sets, no rules"
 "$here/loop-instructions.sh" "${args[@]}"
+echo "== 100 rules, no sets"
+"$here/loop-instructions.sh" "${args[@]}" --iptables-restore "$dir/rules-nosets"
 echo "== 10k + 1M set entries, 100 rules"
 "$here/loop-instructions.sh" "${args[@]}" --ipset-restore "$dir/sets" --iptables-restore "$dir/rules"

@@ -496,61 +496,51 @@ impl<F: Facts> Walk<'_, F> {
         }
     }
 
-    /// Runs `hook` (iptables' `ipt_do_table`): rules in order, jumps with a
-    /// return stack, MARK changes the mark and goes on.
+    /// Runs `hook` (iptables' `ipt_do_table`): rules in order, MARK
+    /// changes the mark and goes on, a jump walks the user chain and comes
+    /// back after the rule unless that chain decided; at the end of the
+    /// built-in chain, its policy.
     fn run(&mut self, hook: &Hook, worker: usize) -> Verdict {
-        let mut stack: [(u32, usize); MAX_DEPTH] = [(0, 0); MAX_DEPTH];
-        let mut depth = 0;
-        let mut chain = hook.entry;
-        let mut pos = 0usize;
-        loop {
-            let ch = &hook.chains[chain as usize];
-            let list = ch.candidates(self.pkt);
-            let len = list.map_or(ch.rules.len(), <[u32]>::len);
-            let mut next = None;
-            while pos < len {
-                let i = list.map_or(pos, |l| l[pos] as usize);
-                pos += 1;
-                let r = &ch.rules[i];
-                if !r.conds.iter().all(|c| self.test(c)) {
-                    continue;
-                }
-                r.counters.count(worker, self.pkt.len);
-                match r.action {
-                    Action::None => {}
-                    Action::Mark(v, m) => self.mark = (self.mark & !m) ^ v,
-                    Action::Accept => return Verdict::Accept,
-                    Action::Drop => return Verdict::Drop,
-                    Action::Reject => return Verdict::Reject,
-                    Action::Return => {
-                        next = Some(None);
-                        break;
-                    }
-                    Action::Jump(to) => {
-                        next = Some(Some(to));
-                        break;
-                    }
-                }
+        match self.chain(hook, hook.entry, worker, 0) {
+            Some(v) => v,
+            None => {
+                hook.policy_counters.count(worker, self.pkt.len);
+                hook.policy
             }
-            match next {
-                Some(Some(to)) if depth < MAX_DEPTH => {
-                    stack[depth] = (chain, pos);
-                    depth += 1;
-                    chain = to;
-                    pos = 0;
-                }
-                // End of a chain or RETURN: back to the caller, or the
-                // policy at the end of the built-in chain.
-                Some(None) | None if depth > 0 => {
-                    depth -= 1;
-                    (chain, pos) = stack[depth];
-                }
-                _ => {
-                    hook.policy_counters.count(worker, self.pkt.len);
-                    return hook.policy;
+        }
+    }
+
+    /// One chain: `Some` when a rule decided, `None` at its end or on
+    /// RETURN. Jumps recurse (no return stack to set up per packet); loops
+    /// are refused when rules are added, and [`MAX_DEPTH`] bounds the rest.
+    fn chain(&mut self, hook: &Hook, chain: u32, worker: usize, depth: usize) -> Option<Verdict> {
+        let ch = &hook.chains[chain as usize];
+        let list = ch.candidates(self.pkt);
+        let len = list.map_or(ch.rules.len(), <[u32]>::len);
+        for pos in 0..len {
+            let i = list.map_or(pos, |l| l[pos] as usize);
+            let r = &ch.rules[i];
+            if !r.conds.iter().all(|c| self.test(c)) {
+                continue;
+            }
+            r.counters.count(worker, self.pkt.len);
+            match r.action {
+                Action::None => {}
+                Action::Mark(v, m) => self.mark = (self.mark & !m) ^ v,
+                Action::Accept => return Some(Verdict::Accept),
+                Action::Drop => return Some(Verdict::Drop),
+                Action::Reject => return Some(Verdict::Reject),
+                Action::Return => return None,
+                Action::Jump(to) => {
+                    if depth < MAX_DEPTH {
+                        if let Some(v) = self.chain(hook, to, worker, depth + 1) {
+                            return Some(v);
+                        }
+                    }
                 }
             }
         }
+        None
     }
 }
 
