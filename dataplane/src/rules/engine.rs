@@ -128,6 +128,9 @@ struct CChain {
     /// Candidate rule numbers per (protocol, destination port); absent
     /// keys use `wild`.
     index: Option<PortIndex>,
+    /// Bit `port` set: some exact rule names that destination port (a
+    /// packet to any other port takes `wild` without hashing).
+    ports: Box<[u64]>,
     wild: Box<[u32]>,
 }
 
@@ -135,9 +138,18 @@ impl CChain {
     #[inline]
     fn candidates(&self, pkt: &Packet) -> Option<&[u32]> {
         let ix = self.index.as_ref()?;
+        let p = usize::from(pkt.dport);
+        if !pkt.has_ports
+            || self
+                .ports
+                .get(p / 64)
+                .is_none_or(|w| w & (1 << (p % 64)) == 0)
+        {
+            return Some(&self.wild);
+        }
         Some(match ix.get(&(pkt.proto, pkt.dport)) {
-            Some(l) if pkt.has_ports => l,
-            _ => &self.wild,
+            Some(l) => l,
+            None => &self.wild,
         })
     }
 }
@@ -352,6 +364,7 @@ fn compile_chain(rules: Vec<CRule>) -> CChain {
         return CChain {
             rules: rules.into(),
             index: None,
+            ports: Box::default(),
             wild: Box::default(),
         };
     }
@@ -367,6 +380,10 @@ fn compile_chain(rules: Vec<CRule>) -> CChain {
             None => wild.push(i as u32),
         }
     }
+    let mut ports = vec![0u64; 1024];
+    for (_, p) in exact.keys() {
+        ports[usize::from(*p) / 64] |= 1 << (p % 64);
+    }
     let index = exact
         .into_iter()
         .map(|(k, mut l)| {
@@ -379,6 +396,7 @@ fn compile_chain(rules: Vec<CRule>) -> CChain {
     CChain {
         rules: rules.into(),
         index: Some(index),
+        ports: ports.into(),
         wild: wild.into(),
     }
 }
