@@ -169,35 +169,40 @@ fn parse_addr_part(s: &str, family: Family) -> Result<AddrPart, Fail> {
 
 /// A `[proto:]port[-port]` part: (proto, first, last).
 fn parse_port_part(s: &str, family: Family, kind: SetKind) -> Result<(u8, u16, u16), Fail> {
-    let (proto, port) = match s.split_once(':') {
+    let (proto, word, port) = match s.split_once(':') {
         Some((p, rest)) => {
             let n = proto_number(p)
                 .ok_or_else(|| syntax(format!("cannot parse '{p}' as a protocol")))?;
-            (n, rest)
+            (n, p, rest)
         }
-        None => (6, s),
+        None => (6, "tcp", s),
     };
     if proto == 0 {
-        return Err(Fail::session("Protocol cannot be zero".to_string()));
+        return Err(syntax(format!("Unsupported protocol '{word}'")));
     }
     if proto == 1 || proto == 58 {
         let icmp6 = proto == 58;
         if (family == Family::Inet6) != icmp6 && kind != SetKind::BitmapPort {
-            return Err(Fail::session(format!(
-                "Syntax error: cannot parse '{port}' as {} type/code",
-                if icmp6 { "ICMPv6" } else { "ICMP" }
-            )));
+            return Err(syntax(if icmp6 {
+                "Protocol ICMPv6 can be used with family INET6 only".to_string()
+            } else {
+                "Protocol ICMP can be used with family INET only".to_string()
+            }));
         }
         let v = parse_icmp(port, icmp6)?;
         return Ok((proto, v, v));
     }
+    if !has_ports(proto) {
+        if port != "0" {
+            return Err(syntax(format!(
+                "Protocol {word} can be used with pseudo port value 0 only."
+            )));
+        }
+        return Ok((proto, 0, 0));
+    }
     let num = |p: &str| {
-        p.parse::<u16>().map_err(|_| {
-            syntax(format!(
-                "cannot parse '{p}' as a {} port",
-                proto_name(proto)
-            ))
-        })
+        p.parse::<u16>()
+            .map_err(|_| syntax(format!("cannot parse '{p}' as a {word} port")))
     };
     let (a, b) = match port.split_once('-') {
         Some((a, b)) => (num(a)?, num(b)?),
@@ -206,12 +211,6 @@ fn parse_port_part(s: &str, family: Family, kind: SetKind) -> Result<(u8, u16, u
             (p, p)
         }
     };
-    if !has_ports(proto) && (a != 0 || b != 0) {
-        return Err(syntax(format!(
-            "Only port 0 is allowed for protocol '{}'",
-            proto_name(proto)
-        )));
-    }
     Ok((proto, a.min(b), a.max(b)))
 }
 
@@ -221,8 +220,8 @@ fn parse_icmp(s: &str, v6: bool) -> Result<u16, Fail> {
         return Ok(u16::from(*t) << 8 | u16::from(*c));
     }
     let bad = || {
-        syntax(format!(
-            "cannot parse '{s}' as {} type/code",
+        Fail::session(format!(
+            "Cannot parse {s} as an {} type/code.",
             if v6 { "ICMPv6" } else { "ICMP" }
         ))
     };
@@ -553,5 +552,25 @@ mod tests {
         );
         assert!(e("10.0.0.0/8", SetKind::HashIp).starts_with("Hash is full"));
         assert!(e("nope", SetKind::HashIp).starts_with("Syntax error: cannot parse nope"));
+        assert_eq!(
+            e("10.0.0.1,vrrp:5", SetKind::HashIpPort),
+            "Syntax error: Protocol vrrp can be used with pseudo port value 0 only."
+        );
+        assert_eq!(
+            e("10.0.0.1,udp:x", SetKind::HashIpPort),
+            "Syntax error: cannot parse 'x' as a udp port"
+        );
+        assert_eq!(
+            e("10.0.0.1,icmp:9/x", SetKind::HashIpPort),
+            "Cannot parse 9/x as an ICMP type/code."
+        );
+        let mut v6 = h(SetKind::HashIpPort);
+        v6.family = Family::Inet6;
+        assert_eq!(
+            parse_elems("2001:db8::1,icmp:ping", &v6, "add", 10)
+                .unwrap_err()
+                .message,
+            "Syntax error: Protocol ICMP can be used with family INET only"
+        );
     }
 }

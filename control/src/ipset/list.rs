@@ -84,7 +84,7 @@ fn member_text(set: &IpSet, m: &Listed, now: u32) -> String {
 fn members(store: &SetStore, set: &IpSet, sorted: bool, now: u32) -> Vec<String> {
     let mut elems = store.elements(set, now);
     if sorted && set.header.kind != SetKind::ListSet {
-        elems.sort_by(|a, b| a.elem.cmp(&b.elem));
+        elems.sort_by_key(|a| a.elem);
     }
     elems.iter().map(|m| member_text(set, m, now)).collect()
 }

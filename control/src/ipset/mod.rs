@@ -192,15 +192,20 @@ fn envopt(arg: &str) -> &str {
 
 /// Parses a command line (without the program name).
 pub fn parse(argv: &[String]) -> Result<(Session, Command), Fail> {
-    parse_line(argv, false, Session::default())
+    parse_line(argv.to_vec(), false, Session::default())
 }
 
-fn parse_line(argv: &[String], restoring: bool, base: Session) -> Result<(Session, Command), Fail> {
+/// Parses one line's words (taken by value: a restore parses a million).
+fn parse_line(
+    argv: Vec<String>,
+    restoring: bool,
+    base: Session,
+) -> Result<(Session, Command), Fail> {
     let mut s = base;
     let mut rest: Vec<String> = Vec::with_capacity(argv.len());
-    let mut it = argv.iter();
+    let mut it = argv.into_iter();
     while let Some(a) = it.next() {
-        match envopt(a) {
+        match envopt(&a) {
             "-!" | "-exist" => s.exist = true,
             "-q" | "-quiet" => s.quiet = true,
             "-s" | "-sorted" => s.sorted = true,
@@ -231,7 +236,7 @@ fn parse_line(argv: &[String], restoring: bool, base: Session) -> Result<(Sessio
                     "-file option cannot be used when full io is activated".into(),
                 ))
             }
-            _ => rest.push(a.clone()),
+            _ => rest.push(a),
         }
     }
     let Some(first) = rest.first() else {
@@ -550,7 +555,7 @@ fn restore(store: &mut ConfigStore, base: Session, text: &str, now: u32) -> (Res
             continue;
         }
         let r = split_line(line)
-            .and_then(|words| parse_line(&words, true, base))
+            .and_then(|words| parse_line(words, true, base))
             .and_then(|(s, cmd)| run(store, &s, &cmd, now));
         match r {
             Ok(d) => {
@@ -819,4 +824,47 @@ fn help(kind: Option<&str>) -> Result<Done, Fail> {
         stdout: out,
         ..Done::default()
     })
+}
+
+/// Fuzzing entry point (shared by `fuzz/fuzz_targets/ipset.rs` and a
+/// property test): the first byte picks a command line or `restore`
+/// input, the rest is split into words at NULs and blanks (lossy UTF-8)
+/// and run against a store holding one set of each kind. Nothing may
+/// panic; every status is ipset's (0, 1 or 2) and every failure is worded;
+/// a refused command line changes nothing.
+pub fn fuzz_one(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let mut store = ConfigStore::new();
+    let setup = "create n hash:net counters comment timeout 100\nadd n 198.18.0.0/16\n\
+create p hash:ip,port,net\ncreate b bitmap:port range 0-1024\ncreate l list:set\nadd l n\n";
+    let (r, _) = execute_at(&mut store, &["restore".to_string()], Some(setup), 1);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let save = |store: &mut ConfigStore| execute_at(store, &["save".to_string()], None, 1).0.stdout;
+    let before = save(&mut store);
+    let (r, _) = if mode & 1 == 0 {
+        let args: Vec<String> = text
+            .split(['\0', ' ', '\n'])
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect();
+        let out = execute_at(&mut store, &args, None, 1);
+        let test = matches!(parse(&args), Ok((_, Command::Adt { cmd: Adt::Test, .. })));
+        if out.0.code != 0 && !test {
+            assert_eq!(
+                save(&mut store),
+                before,
+                "a refused command changed the sets"
+            );
+        }
+        out
+    } else {
+        execute_at(&mut store, &["restore".to_string()], Some(&text), 1)
+    };
+    assert!(matches!(r.code, 0..=2), "status {}", r.code);
+    if r.code == 2 {
+        assert!(r.stderr.starts_with("ipset v7.17: ") || r.stderr.is_empty());
+    }
 }

@@ -384,13 +384,20 @@ pub struct HashBody<A: Addr> {
 }
 
 impl<A: Addr> HashBody<A> {
+    fn with_capacity(n: usize) -> HashBody<A> {
+        HashBody {
+            map: FastMap::with_capacity(n),
+            ..HashBody::default()
+        }
+    }
+
     fn prefix_add(&mut self, ca: u8, cb: u8) {
         match self.prefixes.iter_mut().find(|p| p.ca == ca && p.cb == cb) {
             Some(p) => p.count += 1,
             None => {
                 self.prefixes.push(Prefix { ca, cb, count: 1 });
                 self.prefixes
-                    .sort_by(|x, y| (y.ca, y.cb).cmp(&(x.ca, x.cb)));
+                    .sort_by_key(|p| std::cmp::Reverse((p.ca, p.cb)));
             }
         }
     }
@@ -474,18 +481,6 @@ impl<A: Addr> HashBody<A> {
             false
         }
     }
-
-    fn purge(&mut self, now: u32) {
-        let dead: Vec<Key<A>> = self
-            .map
-            .iter()
-            .filter(|(_, v)| v.expired(now))
-            .map(|(k, _)| *k)
-            .collect();
-        for k in dead {
-            self.remove(&k);
-        }
-    }
 }
 
 /// Elements of a `bitmap:port` set: one slot per port of the range.
@@ -544,10 +539,15 @@ impl IpSet {
                 comments: FastMap::new(),
             }),
             SetKind::ListSet => Body::List(ListBody::default()),
-            _ => match header.family {
-                Family::Inet => Body::V4(HashBody::default()),
-                Family::Inet6 => Body::V6(HashBody::default()),
-            },
+            // `hashsize` is the initial table size, as in the kernel: a
+            // restore that states it fills the table without rehashing.
+            _ => {
+                let cap = header.hashsize.min(header.maxelem) as usize;
+                match header.family {
+                    Family::Inet => Body::V4(HashBody::with_capacity(cap)),
+                    Family::Inet6 => Body::V6(HashBody::with_capacity(cap)),
+                }
+            }
         };
         IpSet { name, header, body }
     }
@@ -622,8 +622,11 @@ impl IpSet {
             Body::V4(h) => test_hash(h, kind, self.header.host_cidr(), e, host, nomatch, now),
             Body::V6(h) => test_hash(h, kind, self.header.host_cidr(), e, host, nomatch, now),
             Body::Ports(p) => {
-                let i = usize::from(e.port - self.header.range.0);
-                matches!(&p.slots[i], Some(v) if !v.expired(now))
+                let slot = e
+                    .port
+                    .checked_sub(self.header.range.0)
+                    .and_then(|i| p.slots.get(usize::from(i)));
+                matches!(slot, Some(Some(v)) if !v.expired(now))
             }
             Body::List(_) => false,
         }
@@ -678,22 +681,6 @@ impl IpSet {
     pub fn flush(&mut self) {
         let fresh = IpSet::new(String::new(), self.header.clone());
         self.body = fresh.body;
-    }
-
-    /// Drops expired elements (the kernel's garbage collector).
-    pub fn purge(&mut self, now: u32) {
-        match &mut self.body {
-            Body::V4(h) => h.purge(now),
-            Body::V6(h) => h.purge(now),
-            Body::Ports(p) => {
-                for s in &mut p.slots {
-                    if matches!(s, Some(v) if v.expired(now)) {
-                        *s = None;
-                    }
-                }
-            }
-            Body::List(l) => l.members.retain(|m| !m.val.expired(now)),
-        }
     }
 
     /// Live elements, in storage order (list:set members with `member`

@@ -452,8 +452,9 @@ impl SetStore {
                         } else {
                             p.checked_sub(1).and_then(|q| l.members.get(q))
                         };
-                        if !next.is_some_and(|m| m.id == oid) {
-                            return Err(SetError::RefNotMember);
+                        match next {
+                            Some(m) if m.id == oid => {}
+                            _ => return Err(SetError::RefNotMember),
                         }
                         true
                     }
