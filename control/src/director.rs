@@ -13,15 +13,15 @@
 //! format (and resolve names) after releasing it.
 //!
 //! What UVS refuses that ipvsadm would accept, each with a clear message:
-//! fwmark services (the data plane has no netfilter marks to match), the
-//! `sip` persistence engine (the kernel's ENOENT text). The connection sync
+//! the `sip` persistence engine (the kernel's ENOENT text). The connection sync
 //! daemons (`--start-daemon`, `--stop-daemon`, `-L --daemon`) are the data
 //! plane's ([`Dataplane::start_daemon`]); one without them refuses clearly.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dataplane::config::{ConfigOp, ConfigStore};
-use dataplane::model::{ConnEntry, ServiceKey, Snapshot};
+use dataplane::model::{ConnEntry, Snapshot};
+use dataplane::rules::tables::RuleTables;
 
 use crate::command::{Command, DaemonConfig, DaemonState, ListKind, SysctlRequest};
 use crate::format::{self, DaemonStatus, ListSources, Listing, Resolver};
@@ -82,6 +82,8 @@ const CMDLINE_ERROR: i32 = 2;
 /// Runs ipvsadm commands against the configuration store.
 pub struct Director<D: Dataplane> {
     store: Mutex<ConfigStore>,
+    /// The packet rules (iptables); compiled into the store on change.
+    rules: Mutex<RuleState>,
     dataplane: D,
     names: Box<dyn Resolver + Send + Sync>,
     hosts: Box<dyn grammar::Resolver + Send + Sync>,
@@ -119,22 +121,6 @@ impl From<GrammarError> for Refusal {
             msg.push_str(&format!("\n(restore input line {line})"));
         }
         Refusal::new(e.exit_code, msg)
-    }
-}
-
-/// Refuses what the data plane cannot serve, naming it.
-fn check_servable(cmd: &Command) -> Result<(), String> {
-    let fwmark = |k: &ServiceKey| matches!(k, ServiceKey::Fwmark { .. });
-    match cmd {
-        Command::AddService(c) | Command::EditService(c) if fwmark(&c.key) => Err(
-            "uvsd: fwmark services are not supported (the data plane has no firewall marks to match)"
-                .into(),
-        ),
-        Command::AddServer(k, _) | Command::EditServer(k, _) if fwmark(k) => Err(
-            "uvsd: fwmark services are not supported (the data plane has no firewall marks to match)"
-                .into(),
-        ),
-        _ => Ok(()),
     }
 }
 
@@ -187,6 +173,7 @@ impl<D: Dataplane> Director<D> {
         dataplane.publish(store.snapshot());
         Director {
             store: Mutex::new(store),
+            rules: Mutex::default(),
             dataplane,
             names,
             hosts,
@@ -223,7 +210,6 @@ impl<D: Dataplane> Director<D> {
         let cmds = grammar::parse_restore_with(text, self.hosts.as_ref())?;
         let mut ops = Vec::new();
         for (i, cmd) in cmds.iter().enumerate() {
-            check_servable(cmd).map_err(|m| Refusal::new(UNSUPPORTED, m))?;
             match to_op(cmd) {
                 Some(op) => ops.push(op),
                 None => {
@@ -283,9 +269,6 @@ impl<D: Dataplane> Director<D> {
     /// Runs one parsed command; `stdin` is the restore input. Returns what
     /// ipvsadm would print and its exit status.
     pub fn run(&self, cmd: &Command, stdin: Option<&str>) -> Response {
-        if let Err(m) = check_servable(cmd) {
-            return refuse(UNSUPPORTED, m);
-        }
         if let Some(op) = to_op(cmd) {
             self.dataplane.reclaim();
             let mut store = self.store();
@@ -357,19 +340,11 @@ impl<D: Dataplane> Director<D> {
     }
 
     /// `-R`: every line was parsed already (a client-side error aborted the
-    /// whole restore before anything changed); lines UVS cannot serve abort
-    /// it too, naming the line. Then the lines run in order as ipvsadm runs
-    /// them: a kernel error is printed and the next line still runs, and the
-    /// status is the last line's. Workers get one snapshot at the end.
+    /// whole restore before anything changed). Then the lines run in order
+    /// as ipvsadm runs them: a kernel error is printed and the next line
+    /// still runs, and the status is the last line's. Workers get one
+    /// snapshot at the end.
     fn restore(&self, cmds: &[Command]) -> Response {
-        for (i, cmd) in cmds.iter().enumerate() {
-            if let Err(m) = check_servable(cmd) {
-                return refuse(
-                    UNSUPPORTED,
-                    format!("{m}\n(restore command {}; nothing was restored)", i + 1),
-                );
-            }
-        }
         let mut all = Response::default();
         let mut changed = false;
         self.dataplane.reclaim();
@@ -480,6 +455,66 @@ impl<D: Dataplane> Director<D> {
     }
 }
 
+impl<D: Dataplane> Director<D> {
+    /// Runs an iptables, iptables-save or iptables-restore command line
+    /// (the program named `program`, `uvstables`). An accepted change of
+    /// the rules is compiled against the current sets and published with
+    /// the services; the sets the rules name are held, so ipset cannot
+    /// destroy them while a rule uses them.
+    pub fn handle_iptables(&self, program: &str, argv: &[String], stdin: Option<&str>) -> Response {
+        use crate::iptables::{self, Tool};
+        let Some((tool, family)) = Tool::from_program(program) else {
+            return refuse(UNSUPPORTED, format!("uvsd: unknown program `{program}'"));
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        // Lock order: rules, then the store.
+        let mut rules = match self.rules.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        self.dataplane.reclaim();
+        let mut store = self.store();
+        let out = iptables::execute(
+            &mut rules.tables,
+            store.sets(),
+            tool,
+            family,
+            argv,
+            stdin,
+            &iptables::ctime(now),
+        );
+        if out.changed {
+            let sets = store.sets_mut();
+            for id in rules.held.drain(..) {
+                sets.release(id);
+            }
+            rules.held = rules
+                .tables
+                .set_names()
+                .iter()
+                .filter_map(|n| sets.hold(n).ok())
+                .collect();
+            let program = dataplane::rules::Program::compile(
+                &rules.tables.v4,
+                &rules.tables.v6,
+                &iptables::CompileNames(store.sets()),
+            );
+            store.set_rules(Arc::new(program));
+            self.dataplane.publish(store.snapshot());
+        }
+        out.response
+    }
+}
+
+/// The rules and the set references they hold.
+#[derive(Debug, Default)]
+struct RuleState {
+    tables: RuleTables,
+    held: Vec<dataplane::sets::SetId>,
+}
+
 fn refuse(code: i32, message: impl Into<String>) -> Response {
     Refusal::new(code, message).into()
 }
@@ -495,6 +530,10 @@ impl<D: Dataplane> Executor for Director<D> {
         match req.tool {
             Tool::Ipvsadm => self.handle(&req.argv, req.stdin.as_deref()),
             Tool::Ipset => self.handle_ipset(&req.argv, req.stdin.as_deref()),
+            Tool::Iptables => match req.argv.split_first() {
+                Some((program, args)) => self.handle_iptables(program, args, req.stdin.as_deref()),
+                None => refuse(UNSUPPORTED, "uvsd: an iptables request names its program"),
+            },
         }
     }
 }

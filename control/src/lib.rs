@@ -20,6 +20,7 @@ pub mod format;
 pub mod grammar;
 pub mod ipset;
 pub mod ipset_client;
+pub mod iptables;
 pub mod proto;
 pub mod reload;
 pub mod server;

@@ -53,6 +53,10 @@ pub enum Tool {
     #[default]
     Ipvsadm,
     Ipset,
+    /// iptables and its save/restore, for either family (`uvstables`):
+    /// `argv[0]` is the program name (`iptables`, `ip6tables-save`, ...),
+    /// which selects the program and the family.
+    Iptables,
 }
 
 impl Tool {

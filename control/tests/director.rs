@@ -140,28 +140,48 @@ fn version_help_and_timeouts() {
 #[test]
 fn what_uvs_cannot_serve_is_refused_clearly() {
     let d = director();
-    let r = run(&d, "-A -f 7 -s rr");
-    assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("fwmark services are not supported"),
-        "{}",
-        r.stderr
-    );
     let r = run(&d, "--start-daemon master");
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("synchronisation"), "{}", r.stderr);
     assert_eq!(ok(&d, "-S -n"), "");
 }
 
+/// Fwmark services are added, edited, listed, saved, restored and deleted
+/// as ipvsadm does it.
 #[test]
-fn restore_with_an_unservable_line_applies_nothing_and_names_it() {
+fn fwmark_services_are_listed_saved_and_restored() {
     let d = director();
-    let text =
-        "-A -t 198.18.0.100:80 -s rr\n-A -f 7 -s wlc\n-a -t 198.18.0.100:80 -r 198.18.1.11:80 -m\n";
-    let r = d.handle(&["-R".to_string()], Some(text));
-    assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("restore command 2"), "{}", r.stderr);
-    assert_eq!(ok(&d, "-S -n"), "");
+    ok(&d, "-A -f 1 -s rr -p 300");
+    ok(&d, "-a -f 1 -r 198.18.1.11 -m");
+    ok(&d, "-a -f 1 -r 198.18.1.12:80 -m -w 2");
+    ok(&d, "-A -f 7 -6 -s wlc");
+    ok(&d, "-a -f 7 -6 -r [2001:db8:1::11]:0 -g");
+    ok(&d, "-A -t 198.18.0.100:80 -s rr");
+    let save = ok(&d, "-S -n");
+    assert_eq!(
+        save,
+        "-A -t 198.18.0.100:80 -s rr\n\
+         -A -f 1 -s rr -p 300\n\
+         -a -f 1 -r 198.18.1.11:0 -m -w 1\n\
+         -a -f 1 -r 198.18.1.12:80 -m -w 2\n\
+         -A -f 7 -6 -s wlc\n\
+         -a -f 7 -6 -r [2001:db8:1::11]:0 -g -w 1\n"
+    );
+    let list = ok(&d, "-L -n");
+    assert!(list.contains("\nFWM  1 rr persistent 300\n"), "{list}");
+    assert!(list.contains("\nFWM  7 IPv6 wlc\n"), "{list}");
+    ok(&d, "-e -f 1 -r 198.18.1.11 -m -w 5");
+    assert!(ok(&d, "-S -n").contains("-a -f 1 -r 198.18.1.11:0 -m -w 5\n"));
+    ok(&d, "-d -f 1 -r 198.18.1.12:80");
+    ok(&d, "-D -f 7 -6");
+    let r = run(&d, "-D -f 7 -6");
+    assert_eq!((r.code, r.stderr.as_str()), (255, "No such service\n"));
+    // The save output restores to the same table.
+    let again = director();
+    let saved = ok(&d, "-S -n");
+    let r = again.handle(&["-R".to_string()], Some(&saved));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(ok(&again, "-S -n"), saved);
 }
 
 #[test]
@@ -395,7 +415,7 @@ fn reloading_rules_makes_the_table_the_file_and_a_bad_file_changes_nothing() {
         "-A -t 198.18.0.2:80\n-A -t 198.18.0.2:80\n",
         "-A -t 198.18.0.2:80 -s nosuch\n",
         "-A -t 198.18.0.2:80\n-a -t 198.18.0.9:80 -r 198.19.0.1\n",
-        "-A -f 1\n",
+        "-A -f 1\n-A -f 1\n",
         "-L -n\n",
     ] {
         assert!(d.reload_rules(bad).is_err(), "{bad:?} accepted");
@@ -405,4 +425,80 @@ fn reloading_rules_makes_the_table_the_file_and_a_bad_file_changes_nothing() {
             "{bad:?} changed something"
         );
     }
+}
+
+/// iptables rules with `-m set` use the sets ipset manages: the blocklist
+/// case (a hash:net with a nomatch carve-out) decides per client in the
+/// published program, and a set in use by a rule cannot be destroyed.
+#[test]
+fn rules_match_sets_and_hold_them() {
+    use dataplane::rules::{ctstate, Facts, Packet, Verdict};
+    use dataplane::sets::{Dirs, Match, Packet as SetPacket, SetId};
+    let d = director();
+    let w = |line: &str| -> Vec<String> { line.split_whitespace().map(str::to_string).collect() };
+    let ipset = |line: &str| d.handle_ipset(&w(line), None);
+    let ipt = |line: &str| d.handle_iptables("iptables", &w(line), None);
+    for line in [
+        "create blocked hash:net",
+        "add blocked 198.18.0.0/24",
+        "add blocked 198.18.0.2 nomatch",
+    ] {
+        assert_eq!(ipset(line).code, 0, "{line}");
+    }
+    let r = ipt("-A INPUT -p tcp -m set --match-set blocked src -j DROP");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        ipt("-S INPUT").stdout,
+        "-P INPUT ACCEPT\n-A INPUT -p tcp -m set --match-set blocked src -j DROP\n"
+    );
+    let r = ipset("destroy blocked");
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("in use"), "{}", r.stderr);
+
+    struct SnapFacts<'a>(&'a dataplane::sets::SetTable, std::net::IpAddr);
+    impl Facts for SnapFacts<'_> {
+        fn ct_state(&self) -> u8 {
+            ctstate::NEW
+        }
+        fn dst_local(&self) -> bool {
+            true
+        }
+        fn set_match(&self, set: SetId, dirs: Dirs) -> Match {
+            let p = SetPacket {
+                src: self.1,
+                dst: "198.18.0.100".parse().unwrap(),
+                proto: 6,
+                sport: 40000,
+                dport: 80,
+                bytes: 60,
+            };
+            self.0.lookup(set, dirs, &p)
+        }
+    }
+    let snap = d.dataplane().last.lock().unwrap().clone().unwrap();
+    for (client, want) in [
+        ("198.18.0.3", Verdict::Drop),
+        ("198.18.0.2", Verdict::Accept),
+        ("198.18.1.5", Verdict::Accept),
+    ] {
+        let a: std::net::IpAddr = client.parse().unwrap();
+        let std::net::IpAddr::V4(v4) = a else {
+            unreachable!()
+        };
+        let pkt = Packet {
+            v6: false,
+            proto: 6,
+            src: u128::from(u32::from(v4)),
+            dst: u128::from(u32::from(std::net::Ipv4Addr::new(198, 18, 0, 100))),
+            sport: 40000,
+            dport: 80,
+            has_ports: true,
+            len: 60,
+            in_port: 0,
+        };
+        let (v, _) = snap.rules.run(&pkt, &SnapFacts(&snap.sets, a), || true, 0);
+        assert_eq!(v, want, "{client}");
+    }
+    assert_eq!(ipt("-D INPUT 1").code, 0);
+    assert_eq!(ipset("destroy blocked").code, 0, "released with the rule");
 }

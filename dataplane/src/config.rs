@@ -389,6 +389,8 @@ pub struct ConfigStore {
     state: State,
     generation: u64,
     compiled: Mutex<Compiled>,
+    /// The packet rules, compiled by their owner ([`ConfigStore::set_rules`]).
+    rules: Arc<crate::rules::Program>,
     /// The ipset sets (`uvsset`): published in every snapshot.
     sets: crate::sets::SetStore,
 }
@@ -406,6 +408,7 @@ impl ConfigStore {
             state: State::default(),
             generation: 0,
             compiled: Mutex::new(Compiled::default()),
+            rules: Arc::default(),
             sets: crate::sets::SetStore::new(),
         }
     }
@@ -444,10 +447,18 @@ impl ConfigStore {
             tunables: self.state.tunables,
             dest_removals: self.state.dest_removals,
             index: c.index.clone(),
+            rules: Arc::clone(&self.rules),
             sets: self.sets.table(),
         });
         c.cache = Some(Arc::clone(&snap));
         snap
+    }
+
+    /// Replaces the packet rules workers run (one more generation).
+    pub fn set_rules(&mut self, rules: Arc<crate::rules::Program>) {
+        self.rules = rules;
+        self.generation += 1;
+        self.compiled().cache = None;
     }
 
     pub fn timeouts(&self) -> Timeouts {

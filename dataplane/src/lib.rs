@@ -18,6 +18,7 @@ pub mod lb;
 pub mod model;
 pub mod net;
 pub mod rss;
+pub mod rules;
 pub mod sched;
 pub mod sets;
 pub mod stats;

@@ -97,8 +97,8 @@ pub enum ServiceKey {
         addr: IpAddr,
         port: u16,
     },
-    /// `-f MARK [-6]`. Parsed and listed; the data plane cannot classify
-    /// by firewall mark (there is no netfilter), see `control`.
+    /// `-f MARK [-6]`: packets whose whole 32-bit firewall mark equals
+    /// `mark` (set by mangle PREROUTING rules, [`crate::rules`]).
     Fwmark { mark: u32, family: Family },
 }
 
@@ -386,6 +386,8 @@ pub struct Snapshot {
     /// store keeps it; a snapshot built by hand may leave it empty (see
     /// [`crate::lb::ServiceIndex::build`]).
     pub index: crate::lb::ServiceIndex,
+    /// The packet rules (iptables), compiled ([`crate::rules`]).
+    pub rules: Arc<crate::rules::Program>,
     /// The ipset sets, for `-m set` rules (see [`crate::sets`]).
     pub sets: Arc<crate::sets::SetTable>,
 }

@@ -112,6 +112,14 @@ struct Args {
     /// path costs the traffic that does not take it.
     #[arg(long)]
     kernel: bool,
+    /// An `ipset save` file loaded into the director (`ipset restore`).
+    #[arg(long)]
+    ipset_restore: Option<std::path::PathBuf>,
+    /// An `iptables-save` file loaded into the director
+    /// (`iptables-restore`); its `-m set` rules may use the sets of
+    /// `--ipset-restore`.
+    #[arg(long)]
+    iptables_restore: Option<std::path::PathBuf>,
     /// Rounds of each pipeline (alternating).
     #[arg(long, default_value_t = 5)]
     rounds: u32,
@@ -351,6 +359,43 @@ fn service(a: &Args, vip: SocketAddrV4) -> BenchService {
     }
 }
 
+/// `--ipset-restore` and `--iptables-restore`, through the daemon's own
+/// ipset and iptables grammars.
+fn load_sets_and_rules(a: &Args, st: &mut dataplane::config::ConfigStore) -> Result<(), String> {
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    if let Some(p) = &a.ipset_restore {
+        let (r, _) = control::ipset::execute(st, &["restore".to_string()], Some(&read(p)?));
+        if r.code != 0 {
+            return Err(format!("ipset restore: {}", r.stderr));
+        }
+    }
+    if let Some(p) = &a.iptables_restore {
+        use control::iptables::{self, Tool};
+        let mut tables = dataplane::rules::tables::RuleTables::default();
+        let out = iptables::execute(
+            &mut tables,
+            st.sets(),
+            Tool::Restore,
+            dataplane::model::Family::V4,
+            &[],
+            Some(&read(p)?),
+            &iptables::ctime(0),
+        );
+        if out.response.code != 0 {
+            return Err(format!("iptables-restore: {}", out.response.stderr));
+        }
+        let program = dataplane::rules::Program::compile(
+            &tables.v4,
+            &tables.v6,
+            &iptables::CompileNames(st.sets()),
+        );
+        st.set_rules(Arc::new(program));
+    }
+    Ok(())
+}
+
 fn run(a: &Args) -> Result<(), String> {
     let vip = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 100), 80);
     let clients = FlowSpace::parse("198.18.128.0/17").map_err(|e| e.to_string())?;
@@ -436,7 +481,8 @@ fn run(a: &Args) -> Result<(), String> {
         "dr" => Expect::Dr,
         _ => Expect::Tun,
     };
-    let st = service(a, vip).store()?;
+    let mut st = service(a, vip).store()?;
+    load_sets_and_rules(a, &mut st)?;
     let servers = Arc::new(service(a, vip).expected_servers(clients)?);
     let checker = |expect| Checker {
         expect,

@@ -1,5 +1,6 @@
-//! Service lookup for packets without a connection (reference 4.1): exact
-//! (protocol, VIP, port) first, then the port-0 service of that VIP.
+//! Service lookup for packets without a connection (reference 4.1): the
+//! fwmark service of a marked packet first, then exact (protocol, VIP,
+//! port), then the port-0 service of that VIP.
 //!
 //! Why it is persistent: the configuration store keeps one index and
 //! changes it service by service; every published [`Snapshot`] carries a
@@ -21,7 +22,7 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::model::{Protocol, Service, ServiceKey, Snapshot};
+use crate::model::{Family, Protocol, Service, ServiceKey, Snapshot};
 
 /// Up to this many services are found by a linear scan of a small array
 /// (cheaper than hashing an `IpAddr` key); more go through the shards.
@@ -103,9 +104,10 @@ pub struct ServiceIndex {
     by_key: Sharded<ServiceKey, Indexed>,
     /// How many services use each VIP.
     vips: Sharded<IpAddr, u32>,
-    /// Address services (fwmark services are indexed by key but never
-    /// matched: there are no firewall marks in the data plane).
+    /// Address services.
     addr_services: usize,
+    /// Fwmark services (looked up first for a marked packet, when any).
+    fwmarks: usize,
     len: usize,
     port0: usize,
     /// Changes whenever an address becomes or stops being a VIP.
@@ -122,6 +124,7 @@ impl Default for ServiceIndex {
             by_key: Sharded::default(),
             vips: Sharded::default(),
             addr_services: 0,
+            fwmarks: 0,
             len: 0,
             port0: 0,
             vip_generation: 0,
@@ -157,6 +160,7 @@ impl ServiceIndex {
             return;
         }
         self.len += 1;
+        self.fwmarks += usize::from(matches!(key, ServiceKey::Fwmark { .. }));
         if let ServiceKey::Addr { addr, port, .. } = key {
             self.addr_services += 1;
             self.port0 += usize::from(port == 0);
@@ -181,6 +185,7 @@ impl ServiceIndex {
         }
         self.by_key.shard_mut(key_shard(key)).remove(key);
         self.len -= 1;
+        self.fwmarks -= usize::from(matches!(key, ServiceKey::Fwmark { .. }));
         if let ServiceKey::Addr { addr, port, .. } = *key {
             self.addr_services -= 1;
             self.port0 -= usize::from(port == 0);
@@ -258,6 +263,23 @@ impl ServiceIndex {
             return self.lookup(proto, dst, 0);
         }
         None
+    }
+
+    /// The fwmark service of a packet marked `mark` (non-zero) of family
+    /// `family`: the kernel's first lookup (`__ip_vs_svc_fwm_find`), before
+    /// [`ServiceIndex::find`]. One comparison when there is none.
+    #[inline]
+    pub fn find_mark(&self, mark: u32, family: Family) -> Option<&Indexed> {
+        if self.fwmarks == 0 || mark == 0 {
+            return None;
+        }
+        self.get(&ServiceKey::Fwmark { mark, family })
+    }
+
+    /// Whether any fwmark service exists.
+    #[inline]
+    pub fn has_fwmarks(&self) -> bool {
+        self.fwmarks > 0
     }
 
     /// Whether `addr` is the address of any virtual service.

@@ -38,6 +38,7 @@
 //! and neighbour tables and fills in the MAC addresses.
 
 mod defense;
+mod filter;
 mod index;
 mod pmtu;
 mod stage;
@@ -60,8 +61,8 @@ use crate::conn::{
     Verdict,
 };
 use crate::model::{
-    Dest, DestConfig, DestShared, ForwardMethod, Service, ServiceKey, ServiceShared, Snapshot,
-    TunnelConfig,
+    Dest, DestConfig, DestShared, Family, ForwardMethod, Service, ServiceKey, ServiceShared,
+    Snapshot, TunnelConfig,
 };
 use crate::sched::{self, SchedConfig, SchedInput, SchedRng, Scheduler, SplitMix64};
 use crate::wire::ipv4::protocol;
@@ -120,10 +121,12 @@ pub enum LbDrop {
     /// Fragmentation needed about a tunnel packet whose client packet had
     /// no DF: the path MTU was learned, the client is not told (5.5).
     TunnelIcmpNoDf = 11,
+    /// Dropped (or rejected) by a DROP/REJECT rule or chain policy.
+    Filtered = 12,
 }
 
 impl LbDrop {
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
     pub const ALL: [LbDrop; LbDrop::COUNT] = [
         LbDrop::NoConnection,
         LbDrop::DestUnavailable,
@@ -137,6 +140,7 @@ impl LbDrop {
         LbDrop::BadIcmp,
         LbDrop::Defense,
         LbDrop::TunnelIcmpNoDf,
+        LbDrop::Filtered,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -153,6 +157,7 @@ impl LbDrop {
             LbDrop::BadIcmp => "bad_icmp",
             LbDrop::Defense => "defense",
             LbDrop::TunnelIcmpNoDf => "tunnel_icmp_no_df",
+            LbDrop::Filtered => "filtered",
         }
     }
 }
@@ -580,10 +585,27 @@ impl Lb {
 
     /// The load-balancing decision for one parsed packet; see the module
     /// docs. `meta` must describe `buf` as it is.
+    #[inline]
     pub fn process<B: PacketBuf, E: Egress>(
         &mut self,
         buf: &mut B,
         meta: &PacketMeta,
+        now: u64,
+        eg: &E,
+    ) -> Action {
+        self.process_marked(buf, meta, 0, now, eg)
+    }
+
+    /// [`Lb::process`] for a packet carrying firewall mark `mark` (set by
+    /// mangle PREROUTING rules, [`crate::rules`]): a packet without a
+    /// connection whose non-zero mark names an fwmark service of its family
+    /// goes to that service, before the address lookup (as the kernel's
+    /// `ip_vs_service_find`).
+    pub fn process_marked<B: PacketBuf, E: Egress>(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        mark: u32,
         now: u64,
         eg: &E,
     ) -> Action {
@@ -628,7 +650,7 @@ impl Lb {
                 Verdict::Expired => Action::Pass,
             };
         }
-        self.new_connection(buf, meta, now, eg, &key)
+        self.new_connection(buf, meta, mark, now, eg, &key)
     }
 
     /// Schedules a packet without a connection.
@@ -636,6 +658,7 @@ impl Lb {
         &mut self,
         buf: &mut B,
         meta: &PacketMeta,
+        mark: u32,
         now: u64,
         eg: &E,
         key: &HashedKey,
@@ -656,7 +679,16 @@ impl Lb {
             defense,
             ..
         } = self;
-        let Some(found) = snap.index.find(proto, &meta.dst, meta.dport) else {
+        let family = if meta.is_ipv6() {
+            Family::V6
+        } else {
+            Family::V4
+        };
+        let Some(found) = snap
+            .index
+            .find_mark(mark, family)
+            .or_else(|| snap.index.find(proto, &meta.dst, meta.dport))
+        else {
             return self.no_service(buf, meta, eg);
         };
         if proto == protocol::TCP
@@ -675,9 +707,9 @@ impl Lb {
         }
         let worker = *worker;
         let svc = &found.service;
-        let svc_port = match svc.config.key {
-            ServiceKey::Addr { port, .. } => port,
-            ServiceKey::Fwmark { .. } => 0,
+        let (svc_port, fwmark) = match svc.config.key {
+            ServiceKey::Addr { port, .. } => (port, false),
+            ServiceKey::Fwmark { .. } => (0, true),
         };
         let src = ConnAddr::from(meta.src);
         let dst = ConnAddr::from(meta.dst);
@@ -748,7 +780,7 @@ impl Lb {
                 None => return drop_counted(counters, LbDrop::DestUnavailable),
             }
         } else {
-            if svc_port == 0 {
+            if svc_port == 0 && !fwmark {
                 // A non-persistent port-0 service never schedules.
                 return unreachable(counters, buf, meta);
             }

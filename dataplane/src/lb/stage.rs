@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
+use super::filter::Filtered;
 use super::{Action, Egress, Lb, PathMtus};
 use crate::buf::PacketBuf;
 use crate::frag::{Insert, Reassembler, ReassemblyLimits};
@@ -218,6 +219,13 @@ impl PortRoutes {
         }
     }
 
+    /// Whether `a` is one of the ports' own addresses.
+    pub fn is_own(&self, a: &IpAddr) -> bool {
+        self.interfaces
+            .iter()
+            .any(|i| i.addrs.iter().any(|p| p.addr == *a))
+    }
+
     /// Source address and port MTU towards `dst`.
     fn lookup(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
         let (port, _) = self.routes.next_hop(dst)?;
@@ -400,7 +408,7 @@ impl<B: PacketBuf> Stage<B> for LbStage {
     #[inline]
     fn process(
         &mut self,
-        _rx_port: u16,
+        rx_port: u16,
         mut buf: B,
         meta: &PacketMeta,
         now: u64,
@@ -427,7 +435,19 @@ impl<B: PacketBuf> Stage<B> for LbStage {
                 }
             }
         }
-        match self.lb.process(&mut buf, meta, now, &self.egress) {
+        let eg = &self.egress;
+        let mark = match self
+            .lb
+            .filter(&mut buf, meta, rx_port, |a| eg.is_own(a), eg)
+        {
+            Filtered::Pass(mark) => mark,
+            Filtered::Drop => return StageVerdict::Drop { buf, counted: true },
+            Filtered::Reply(dst) => return StageVerdict::Route { buf, dst },
+        };
+        match self
+            .lb
+            .process_marked(&mut buf, meta, mark, now, &self.egress)
+        {
             Action::Forward(dst) => StageVerdict::Route { buf, dst },
             Action::Pass => StageVerdict::Pass { buf },
             Action::Drop(_) => StageVerdict::Drop { buf, counted: true },

@@ -1172,3 +1172,96 @@ mod workers {
         assert_eq!(servers.len(), 1, "{servers:?}");
     }
 }
+
+fn run_marked(lb: &mut Lb, f: &[u8], mark: u32, now: u64) -> (Action, Vec<u8>) {
+    let mut b = TestBuf::new(f);
+    let m = parse_packet(b.data()).unwrap();
+    let a = lb.process_marked(&mut b, &m, mark, now, &Routes);
+    (a, b.data().to_vec())
+}
+
+/// The classic fwmark case: ports 80 and 443 of a VIP carry mark 1, one
+/// persistent fwmark service keeps a client on one real server across
+/// both ports and keeps the packet's port; an unmarked packet (or one with
+/// another mark) to the same VIP goes to the address service, as the
+/// kernel's lookup order says.
+#[test]
+fn fwmark_service_is_looked_up_first_and_persists_across_ports() {
+    let fw = ServiceKey::Fwmark {
+        mark: 1,
+        family: crate::model::Family::V4,
+    };
+    let mut st = store(
+        fw,
+        "rr",
+        Some(300),
+        &[
+            dest("198.18.1.11", 0, ForwardMethod::Masq, 1),
+            dest("198.18.1.12", 0, ForwardMethod::Masq, 1),
+        ],
+    );
+    let plain = svc_key(Protocol::Tcp, "198.18.0.100", 80);
+    st.apply(&ConfigOp::AddService(ServiceConfig::new(plain)))
+        .unwrap();
+    st.apply(&ConfigOp::AddDest(
+        plain,
+        dest("198.18.1.13", 80, ForwardMethod::Masq, 1),
+    ))
+    .unwrap();
+    let mut lb = lb_for(&st);
+    let mut first = None;
+    for (i, port) in [80u16, 443, 80, 443].into_iter().enumerate() {
+        let f = tcp_frame("198.18.0.2", 40000 + i as u16, "198.18.0.100", port, SYN);
+        let (a, out) = run_marked(&mut lb, &f, 1, 0);
+        let Action::Forward(rs) = a else {
+            panic!("{a:?}")
+        };
+        assert_ne!(
+            rs,
+            ip("198.18.1.13"),
+            "marked traffic took the address service"
+        );
+        assert_eq!(dst_of(&out), (rs, port), "the packet's port is kept");
+        assert_eq!(*first.get_or_insert(rs), rs, "persistence across ports");
+    }
+    // Another client is scheduled round robin to the other server.
+    let f = tcp_frame("198.18.0.3", 40000, "198.18.0.100", 443, SYN);
+    let (a, _) = run_marked(&mut lb, &f, 1, 0);
+    assert_ne!(Some(a), first.map(Action::Forward));
+    // Unmarked, and marked with a mark no service has: the address service.
+    for mark in [0, 2] {
+        let f = tcp_frame("198.18.0.4", 41000 + mark as u16, "198.18.0.100", 80, SYN);
+        let (a, _) = run_marked(&mut lb, &f, mark, 0);
+        assert_eq!(a, Action::Forward(ip("198.18.1.13")), "mark {mark}");
+    }
+    // An IPv6 packet with mark 1 finds no IPv4 fwmark service.
+    let f = tcp_frame("2001:db8::2", 40000, "2001:db8::100", 80, SYN);
+    assert_eq!(run_marked(&mut lb, &f, 1, 0).0, Action::Pass);
+}
+
+/// A non-persistent fwmark service schedules (port-0 address services do
+/// not), and a destination with port 0 takes the packet's port.
+#[test]
+fn non_persistent_fwmark_service_schedules_with_the_packets_port() {
+    let fw = ServiceKey::Fwmark {
+        mark: 0x10,
+        family: crate::model::Family::V4,
+    };
+    let st = store(
+        fw,
+        "rr",
+        None,
+        &[dest("198.18.1.11", 0, ForwardMethod::Masq, 1)],
+    );
+    let mut lb = lb_for(&st);
+    let f = tcp_frame("198.18.0.2", 40000, "198.18.0.1", 8443, SYN);
+    let (a, out) = run_marked(&mut lb, &f, 0x10, 0);
+    assert_eq!(a, Action::Forward(ip("198.18.1.11")));
+    assert_eq!(dst_of(&out), (ip("198.18.1.11"), 8443));
+    // The reply comes back from the address the client used.
+    let reply = tcp_frame("198.18.1.11", 8443, "198.18.0.2", 40000, SYNACK);
+    let (a, out) = run(&mut lb, &reply, 0);
+    assert_eq!(a, Action::Forward(ip("198.18.0.2")));
+    let m = parse_packet(&out).unwrap();
+    assert_eq!((m.src, m.sport), (ip("198.18.0.1"), 8443));
+}

@@ -1,0 +1,168 @@
+//! The packet rules ([`crate::rules`]) at their place in a worker's path:
+//! after the hand-over to the connection's owner (so `--ctstate` reads the
+//! table that holds the connection) and before the load balancer (so
+//! `mangle PREROUTING` marks select fwmark services).
+//!
+//! Why here and not in [`Lb::process`]: the rules need what only the
+//! worker's stage knows (receiving port, the director's own addresses,
+//! the route back for REJECT), and a director without rules must pay one
+//! load per packet, which this keeps outside the balancer's own code.
+
+use std::net::IpAddr;
+
+use super::{drop_counted, Egress, Lb, LbDrop};
+use crate::buf::PacketBuf;
+use crate::conn::{ConnAddr, ConnKey};
+use crate::rules::{ctstate, Facts, Packet, Verdict};
+use crate::sets::{Dirs, Match as SetMatch, Packet as SetPacket, SetId};
+use crate::wire::{parse_icmp_quote, Fragment, PacketMeta, L3};
+use crate::xmit::icmp::{icmp_error_reply, IcmpErrorKind};
+
+/// What the rules decided for one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filtered {
+    /// Go on to the load balancer with this mark.
+    Pass(u32),
+    /// Dropped (counted).
+    Drop,
+    /// Rejected: the buffer now holds an ICMP port unreachable for the
+    /// sender, to be routed to this address.
+    Reply(IpAddr),
+}
+
+fn bits(a: &IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v) => u128::from(u32::from(*v)),
+        IpAddr::V6(v) => u128::from(*v),
+    }
+}
+
+/// The rules' view of a parsed packet received on `rx_port`.
+pub fn packet(meta: &PacketMeta, rx_port: u16) -> Packet {
+    let has_ports = matches!(meta.protocol, 6 | 17 | 132) && meta.fragment != Fragment::Later;
+    Packet {
+        v6: meta.is_ipv6(),
+        proto: meta.protocol,
+        src: bits(&meta.src),
+        dst: bits(&meta.dst),
+        sport: if has_ports { meta.sport } else { 0 },
+        dport: if has_ports { meta.dport } else { 0 },
+        has_ports,
+        len: u32::from(meta.ip_len),
+        in_port: rx_port,
+    }
+}
+
+/// Connection state and local-address answers from a worker's stage.
+struct StageFacts<'a> {
+    lb: &'a Lb,
+    frame: &'a [u8],
+    meta: &'a PacketMeta,
+    own_addr: &'a dyn Fn(&IpAddr) -> bool,
+}
+
+impl Facts for StageFacts<'_> {
+    fn ct_state(&self) -> u8 {
+        let m = self.meta;
+        let conns = &self.lb.conns;
+        if m.is_icmp_error() {
+            let Ok(q) = parse_icmp_quote(self.frame, m) else {
+                return ctstate::INVALID;
+            };
+            // The quoted packet went the other way: its reverse is ours.
+            let k = ConnKey::new(
+                q.protocol,
+                ConnAddr::from(q.dst),
+                q.dport,
+                ConnAddr::from(q.src),
+                q.sport,
+            );
+            return if conns.lookup_in(&k).is_some() || conns.lookup_out(&k).is_some() {
+                ctstate::RELATED
+            } else {
+                ctstate::INVALID
+            };
+        }
+        let k = ConnKey::new(
+            m.protocol,
+            ConnAddr::from(m.src),
+            m.sport,
+            ConnAddr::from(m.dst),
+            m.dport,
+        );
+        if conns.lookup_in(&k).is_some() || conns.lookup_out(&k).is_some() {
+            ctstate::ESTABLISHED
+        } else {
+            ctstate::NEW
+        }
+    }
+
+    fn dst_local(&self) -> bool {
+        self.lb.is_vip(&self.meta.dst) || (self.own_addr)(&self.meta.dst)
+    }
+
+    fn set_match(&self, set: SetId, dirs: Dirs) -> SetMatch {
+        let m = self.meta;
+        // ICMP: type and code in both ports, as ipset takes them.
+        let (sport, dport) = if m.is_icmp() {
+            let tc = u16::from(m.icmp_type) << 8 | u16::from(m.icmp_code);
+            (tc, tc)
+        } else {
+            (m.sport, m.dport)
+        };
+        let pkt = SetPacket {
+            src: m.src,
+            dst: m.dst,
+            proto: m.protocol,
+            sport,
+            dport,
+            bytes: u32::from(m.ip_len),
+        };
+        self.lb.snap.sets.lookup(set, dirs, &pkt)
+    }
+}
+
+impl Lb {
+    /// Runs the packet rules on a packet this worker owns. `own_addr` says
+    /// whether an address is one of the director's own (port) addresses;
+    /// it is asked only if a rule or the INPUT/FORWARD choice needs it.
+    #[inline]
+    pub fn filter<B: PacketBuf, E: Egress>(
+        &self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        rx_port: u16,
+        own_addr: impl Fn(&IpAddr) -> bool,
+        eg: &E,
+    ) -> Filtered {
+        let rules = &self.snap.rules;
+        if rules.is_empty() || meta.l3 == L3::Arp {
+            return Filtered::Pass(0);
+        }
+        let pkt = packet(meta, rx_port);
+        let facts = StageFacts {
+            lb: self,
+            frame: buf.data(),
+            meta,
+            own_addr: &own_addr,
+        };
+        let (verdict, mark) = rules.run(&pkt, &facts, || facts.dst_local(), self.worker);
+        match verdict {
+            Verdict::Accept => Filtered::Pass(mark),
+            Verdict::Drop => {
+                drop_counted(&self.counters, LbDrop::Filtered);
+                Filtered::Drop
+            }
+            Verdict::Reject => {
+                drop_counted(&self.counters, LbDrop::Filtered);
+                let Some((from, _)) = eg.route(meta.src) else {
+                    return Filtered::Drop;
+                };
+                match icmp_error_reply(buf, meta, IcmpErrorKind::PortUnreachable, from) {
+                    Ok(()) => Filtered::Reply(meta.src),
+                    Err(_) => Filtered::Drop,
+                }
+            }
+        }
+    }
+}
