@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use dataplane::net::{parse_mac, Interface, L3Config, Prefix};
+use dataplane::net::{parse_mac, vlan, Interface, L3Config, Prefix};
 use dataplane::rss::RssSide;
 use dataplane::tunables::Tunables;
 use dataplane::wire::ethernet::MacAddr;
@@ -128,6 +128,20 @@ pub struct Port {
     /// `dataplane::net::floating`.
     #[serde(default)]
     pub floating: Vec<String>,
+    /// `[[port.vlan]]`: 802.1Q VLANs carried on the port, each a logical
+    /// interface with its own addresses (see `dataplane::net::vlan`).
+    #[serde(rename = "vlan", default)]
+    pub vlans: Vec<VlanEntry>,
+}
+
+/// `[[port.vlan]]`: one 802.1Q VLAN of a port.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VlanEntry {
+    /// The VLAN id, 1 to 4094.
+    pub id: u16,
+    #[serde(default)]
+    pub addresses: Vec<String>,
 }
 
 fn one() -> u16 {
@@ -177,6 +191,8 @@ pub struct Validated {
     pub port_kernel: Vec<Option<String>>,
     /// Per port: its floating addresses (`floating`).
     pub port_floating: Vec<Vec<IpAddr>>,
+    /// Per port: its VLANs (`[[port.vlan]]`), id and addresses.
+    pub port_vlans: Vec<Vec<(u16, Vec<Prefix>)>>,
     pub routes: Vec<(Prefix, IpAddr)>,
     pub neighbors: Vec<(IpAddr, MacAddr)>,
     /// The tunables: the kernel's defaults with `[sysctl]` applied.
@@ -198,10 +214,54 @@ impl Validated {
                     mtu: *mtu,
                     kernel: self.port_kernel.get(i).is_some_and(Option::is_some),
                 })
+                .chain(self.vlan_interfaces(ports))
                 .collect(),
             routes: self.routes.clone(),
             neighbors: self.neighbors.clone(),
         }
+    }
+}
+
+impl Validated {
+    /// The VLAN interfaces of the ports (ids as in [`Validated::l3`]); a
+    /// port whose DPDK id cannot carry VLANs has none here, which
+    /// [`Validated::check_vlan_ports`] reports first.
+    fn vlan_interfaces<'a>(
+        &'a self,
+        ports: &'a [(u16, MacAddr, u16)],
+    ) -> impl Iterator<Item = Interface> + 'a {
+        ports
+            .iter()
+            .zip(&self.port_vlans)
+            .flat_map(|((port, mac, mtu), vlans)| {
+                vlans.iter().filter_map(move |(vid, addrs)| {
+                    Some(Interface {
+                        port: vlan::iface_id(*port, *vid)?,
+                        mac: *mac,
+                        addrs: addrs.clone(),
+                        mtu: *mtu,
+                        kernel: false,
+                    })
+                })
+            })
+    }
+
+    /// Whether every port with VLANs got a DPDK id that can carry them
+    /// (0 to 7; `ports` as in [`Validated::l3`]).
+    pub fn check_vlan_ports(&self, ports: &[(u16, MacAddr, u16)]) -> Result<(), String> {
+        for ((id, _, _), (p, vlans)) in ports
+            .iter()
+            .zip(self.raw.ports.iter().zip(&self.port_vlans))
+        {
+            if !vlans.is_empty() && *id > vlan::MAX_VLAN_PORT {
+                return Err(format!(
+                    "port {}: DPDK gave it port id {id}; VLANs work on port ids 0 to {} only",
+                    p.name,
+                    vlan::MAX_VLAN_PORT
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -253,6 +313,7 @@ impl Config {
         let mut port_rss = vec![];
         let mut port_kernel = vec![];
         let mut port_floating: Vec<Vec<IpAddr>> = vec![];
+        let mut port_vlans = vec![];
         for (i, p) in self.ports.iter().enumerate() {
             if p.name.trim().is_empty() {
                 return Err(format!("port #{}: name is empty", i + 1));
@@ -365,6 +426,7 @@ impl Config {
                 floating.push(ip);
             }
             port_floating.push(floating);
+            port_vlans.push(check_vlans(p)?);
         }
         if let Some(a) = &self.announce {
             a.check(&port_kernel)?;
@@ -417,6 +479,7 @@ impl Config {
             port_rss,
             port_kernel,
             port_floating,
+            port_vlans,
             routes,
             neighbors,
             tunables,
@@ -429,12 +492,56 @@ impl Config {
             // Name ports rather than placeholder ids.
             let mut s = e.to_string();
             for (i, p) in v.raw.ports.iter().enumerate().rev() {
+                for (vid, _) in &v.port_vlans[i] {
+                    if let Some(id) = vlan::iface_id(i as u16, *vid) {
+                        s = s.replace(
+                            &format!("(port {id})"),
+                            &format!("(port {} vlan {vid})", p.name),
+                        );
+                    }
+                }
                 s = s.replace(&format!("(port {i})"), &format!("(port {})", p.name));
             }
             s
         })?;
         Ok(v)
     }
+}
+
+/// The VLANs of `p`: ids in range and listed once, addresses unicast.
+fn check_vlans(p: &Port) -> Result<Vec<(u16, Vec<Prefix>)>, String> {
+    let mut out: Vec<(u16, Vec<Prefix>)> = vec![];
+    for v in &p.vlans {
+        if v.id == 0 || v.id > vlan::MAX_VLAN_ID {
+            return Err(format!(
+                "port {}: vlan id {} is not a VLAN id (1 to {})",
+                p.name,
+                v.id,
+                vlan::MAX_VLAN_ID
+            ));
+        }
+        if out.iter().any(|(id, _)| *id == v.id) {
+            return Err(format!("port {}: vlan {} is listed twice", p.name, v.id));
+        }
+        let addrs = v
+            .addresses
+            .iter()
+            .map(|a| {
+                a.parse::<Prefix>()
+                    .map_err(|e| format!("port {} vlan {}: {e}", p.name, v.id))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for a in &addrs {
+            if a.addr.is_multicast() || a.addr.is_unspecified() {
+                return Err(format!(
+                    "port {} vlan {}: {a} is not a unicast address",
+                    p.name, v.id
+                ));
+            }
+        }
+        out.push((v.id, addrs));
+    }
+    Ok(out)
 }
 
 /// The device name in a spec: the part before the first comma.
