@@ -793,6 +793,69 @@ mac = "02:00:00:00:01:11"
     }
 
     #[test]
+    fn vlans_are_interfaces_of_their_port_with_their_own_addresses() {
+        let s = DEMO.replacen(
+            "[[port]]\nname = \"server\"",
+            "[[port.vlan]]\nid = 10\naddresses = [\"198.18.2.1/24\"]\n\n[[port.vlan]]\nid = 4094\n\n[[port]]\nname = \"server\"",
+            1,
+        );
+        let v = parse(&s).unwrap();
+        assert_eq!(v.port_vlans[0].len(), 2);
+        assert!(v.port_vlans[1].is_empty());
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let ids = [(3, mac, 1500), (5, mac, 1500)];
+        let l3 = v.l3(&ids);
+        let vlan10 = l3
+            .interfaces
+            .iter()
+            .find(|i| i.port == vlan::iface_id(3, 10).unwrap())
+            .expect("VLAN 10 of DPDK port 3");
+        assert_eq!(vlan10.addrs, vec!["198.18.2.1/24".parse().unwrap()]);
+        assert_eq!((vlan10.mac, vlan10.kernel), (mac, false));
+        assert_eq!(l3.interfaces.len(), 4);
+        let routes = l3.route_table().unwrap();
+        assert_eq!(
+            routes.next_hop("198.18.2.7".parse().unwrap()),
+            Some((
+                vlan::iface_id(3, 10).unwrap(),
+                "198.18.2.7".parse().unwrap()
+            ))
+        );
+        assert!(v.check_vlan_ports(&ids).is_ok());
+        let e = v
+            .check_vlan_ports(&[(8, mac, 1500), (1, mac, 1500)])
+            .unwrap_err();
+        assert!(e.contains("port client") && e.contains("0 to 7"), "{e}");
+
+        for (vlans, want) in [
+            ("id = 0", "port client: vlan id 0 is not a VLAN id"),
+            ("id = 4095", "vlan id 4095 is not a VLAN id"),
+            ("id = 10\n[[port.vlan]]\nid = 10", "vlan 10 is listed twice"),
+            (
+                "id = 10\naddresses = [\"198.18.2.1\"]",
+                "port client vlan 10: \"198.18.2.1\" is not an address/length",
+            ),
+            (
+                "id = 10\naddresses = [\"224.0.0.1/24\"]",
+                "port client vlan 10: 224.0.0.1/24 is not a unicast address",
+            ),
+            (
+                "id = 10\naddresses = [\"198.18.1.7/24\"]",
+                "(port server) overlaps prefix 198.18.1.7/24 of another port (port client vlan 10)",
+            ),
+            ("id = 10\ntag = 3", "unknown field"),
+        ] {
+            let s = DEMO.replacen(
+                "[[port]]\nname = \"server\"",
+                &format!("[[port.vlan]]\n{vlans}\n\n[[port]]\nname = \"server\""),
+                1,
+            );
+            let e = parse(&s).unwrap_err();
+            assert!(e.contains(want), "{vlans}: {e}");
+        }
+    }
+
+    #[test]
     fn kernel_names_a_ports_kernel_interface_and_is_off_by_default() {
         let v = parse(&DEMO.replacen("rss = \"client\"", "rss = \"client\"\nkernel = \"uvs0\"", 1))
             .unwrap();
