@@ -398,3 +398,78 @@ fn the_same_syn_untagged_on_the_port_is_not_the_client_vlans() {
         assert_ne!(&f[12..16], &[0x81, 0x00, 0x00, 10]);
     }
 }
+
+#[test]
+fn ndp_and_ping_to_a_vlans_own_addresses_are_answered_on_that_vlan() {
+    let mut d = Director::new();
+    let v6_director: [u8; 16] = "2001:db8::1"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets();
+    let v6_client: [u8; 16] = "2001:db8::2"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets();
+    let group = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 1];
+    let mut ns = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, [0x33, 0x33, 0xff, 0, 0, 1])
+        .single_vlan(VlanId::try_new(CLIENT_VLAN).unwrap())
+        .ipv6(v6_client, group, 255)
+        .icmpv6_raw(135, 0, [0, 0, 0, 0])
+        .write(&mut ns, &[&v6_director[..], &[1, 1], &CLIENT_MAC].concat())
+        .unwrap();
+    let mut na = Vec::new();
+    PacketBuilder::ethernet2(DIRECTOR_MAC, CLIENT_MAC)
+        .single_vlan(VlanId::try_new(CLIENT_VLAN).unwrap())
+        .ipv6(v6_director, v6_client, 255)
+        .icmpv6_raw(136, 0, [0x60, 0, 0, 0])
+        .write(
+            &mut na,
+            &[&v6_director[..], &[2, 1], &DIRECTOR_MAC].concat(),
+        )
+        .unwrap();
+    assert_eq!(d.input(&ns), vec![(0, na)]);
+    assert_eq!(d.count(Counter::NdpAdvertised), 1);
+    // The same solicitation on VLAN 20, where 2001:db8::1 is not ours.
+    let mut on20 = ns.clone();
+    on20[14..16].copy_from_slice(&SERVER_VLAN.to_be_bytes());
+    assert!(d.input(&on20).is_empty());
+
+    let ping = |vid: u16, dst: [u8; 4], kind_request: bool| {
+        let mut v = Vec::new();
+        let (s, t, sm, dm) = if kind_request {
+            ([198, 18, 1, 50], dst, NAT_REAL_MAC, DIRECTOR_MAC)
+        } else {
+            (dst, [198, 18, 1, 50], DIRECTOR_MAC, NAT_REAL_MAC)
+        };
+        let b = PacketBuilder::ethernet2(sm, dm)
+            .single_vlan(VlanId::try_new(vid).unwrap())
+            .ipv4(s, t, 64);
+        if kind_request {
+            b.icmpv4_echo_request(7, 1).write(&mut v, b"ping").unwrap();
+        } else {
+            b.icmpv4_echo_reply(7, 1).write(&mut v, b"ping").unwrap();
+        }
+        v
+    };
+    // 198.18.1.50 is learned from nothing: the reply waits for ARP on VLAN
+    // 20, which the server answers.
+    let out = d.input(&ping(SERVER_VLAN, [198, 18, 1, 1], true));
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].1[12..16], &[0x81, 0x00, 0x00, 20], "who-has on 20");
+    let is_at = tagged(
+        SERVER_VLAN,
+        &arp(
+            DIRECTOR_MAC,
+            NAT_REAL_MAC,
+            2,
+            [198, 18, 1, 50],
+            DIRECTOR_MAC,
+            [198, 18, 1, 1],
+        ),
+    );
+    assert_eq!(
+        d.input(&is_at),
+        vec![(0, ping(SERVER_VLAN, [198, 18, 1, 1], false))]
+    );
+}
