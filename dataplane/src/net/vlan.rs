@@ -219,6 +219,26 @@ mod tests {
 
     proptest! {
         #[test]
+        fn any_frame_is_placed_or_refused_without_panic(
+            rx_port in any::<u16>(),
+            frame in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let id = iface_id(0, 10).unwrap();
+            let mut b = TestBuf::new(&frame);
+            match ingress(rx_port, &frame, |x| x == id) {
+                Ok(to) => {
+                    let vid = u16::from_be_bytes([frame[14], frame[15]]) & 0x0fff;
+                    prop_assert!(to == id || (vid == 0 && to == rx_port));
+                    prop_assert!(untag(&mut b));
+                    prop_assert_eq!(b.len(), frame.len() - TAG_LEN);
+                }
+                Err(why) => {
+                    prop_assert!(matches!(why, Counter::DropVlan | Counter::DropUnknownVlan));
+                }
+            }
+        }
+
+        #[test]
         fn tag_then_untag_is_the_identity(
             port in 0u16..=MAX_VLAN_PORT,
             vid in 1u16..=MAX_VLAN_ID,
