@@ -25,6 +25,11 @@ const VIP_NAT: [u8; 4] = [198, 18, 0, 100];
 const VIP_DR: [u8; 4] = [198, 18, 0, 101];
 const NAT_REAL: [u8; 4] = [198, 18, 1, 10];
 const DR_REAL: [u8; 4] = [198, 18, 1, 11];
+const V6_CLIENT: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+const V6_VIP: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+const V6_REAL: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
 const CLIENT_VLAN: u16 = 10;
 const SERVER_VLAN: u16 = 20;
 
@@ -41,10 +46,12 @@ impl Io<TestBuf> for Sent {
 }
 
 /// DPDK port 0 only, untagged with 198.18.9.1/24; VLAN 10 (clients):
-/// 198.18.0.1/24 and 2001:db8::1/64; VLAN 20 (servers): 198.18.1.1/24.
-/// TCP 198.18.0.100:80 through NAT to 198.18.1.10:8080, TCP
-/// 198.18.0.101:80 through DR to 198.18.1.11. The client is a static
-/// neighbour; the real servers are learned through ARP on VLAN 20.
+/// 198.18.0.1/24 and 2001:db8::1/64; VLAN 20 (servers): 198.18.1.1/24 and
+/// 2001:db8:1::1/64. TCP 198.18.0.100:80 through NAT to 198.18.1.10:8080,
+/// TCP 198.18.0.101:80 through DR to 198.18.1.11, TCP [2001:db8::100]:80
+/// through NAT to [2001:db8:1::10]:8080. The clients and the IPv6 real
+/// server are static neighbours; the IPv4 real servers are learned through
+/// ARP on VLAN 20.
 struct Director {
     stack: Stack<TestBuf>,
     stage: LbStage,
@@ -66,26 +73,49 @@ impl Director {
                     vlan::iface_id(0, CLIENT_VLAN).unwrap(),
                     &["198.18.0.1/24", "2001:db8::1/64"],
                 ),
-                iface(vlan::iface_id(0, SERVER_VLAN).unwrap(), &["198.18.1.1/24"]),
+                iface(
+                    vlan::iface_id(0, SERVER_VLAN).unwrap(),
+                    &["198.18.1.1/24", "2001:db8:1::1/64"],
+                ),
             ],
             routes: vec![],
-            neighbors: vec![(IpAddr::from(CLIENT), MacAddr(CLIENT_MAC))],
+            neighbors: vec![
+                (IpAddr::from(CLIENT), MacAddr(CLIENT_MAC)),
+                (IpAddr::from(V6_CLIENT), MacAddr(CLIENT_MAC)),
+                (IpAddr::from(V6_REAL), MacAddr(NAT_REAL_MAC)),
+            ],
         };
         let mut store = ConfigStore::new();
         for (vip, real, port, method) in [
-            (VIP_NAT, NAT_REAL, 8080, ForwardMethod::Masq),
-            (VIP_DR, DR_REAL, 80, ForwardMethod::Route),
+            (
+                IpAddr::from(VIP_NAT),
+                IpAddr::from(NAT_REAL),
+                8080,
+                ForwardMethod::Masq,
+            ),
+            (
+                IpAddr::from(VIP_DR),
+                IpAddr::from(DR_REAL),
+                80,
+                ForwardMethod::Route,
+            ),
+            (
+                IpAddr::from(V6_VIP),
+                IpAddr::from(V6_REAL),
+                8080,
+                ForwardMethod::Masq,
+            ),
         ] {
             let key = ServiceKey::Addr {
                 protocol: Protocol::Tcp,
-                addr: IpAddr::from(vip),
+                addr: vip,
                 port: 80,
             };
             store
                 .apply(&ConfigOp::AddService(ServiceConfig::new(key)))
                 .unwrap();
             let d = DestConfig {
-                addr: IpAddr::from(real),
+                addr: real,
                 port,
                 method,
                 weight: 1,
@@ -472,4 +502,57 @@ fn ndp_and_ping_to_a_vlans_own_addresses_are_answered_on_that_vlan() {
         d.input(&is_at),
         vec![(0, ping(SERVER_VLAN, [198, 18, 1, 1], false))]
     );
+}
+
+#[test]
+fn ipv6_nat_from_the_client_vlan_to_the_server_vlan_and_back() {
+    let mut d = Director::new();
+    let seg = |vid: u16, sm, dm, src: ([u8; 16], u16), dst: ([u8; 16], u16), hop, ack: bool| {
+        let b = PacketBuilder::ethernet2(sm, dm)
+            .single_vlan(VlanId::try_new(vid).unwrap())
+            .ipv6(src.0, dst.0, hop)
+            .tcp(src.1, dst.1, 1000, 64240);
+        let b = if ack { b.syn().ack(1001) } else { b.syn() };
+        let mut v = Vec::new();
+        b.write(&mut v, &[]).unwrap();
+        v
+    };
+    let syn = seg(
+        CLIENT_VLAN,
+        CLIENT_MAC,
+        DIRECTOR_MAC,
+        (V6_CLIENT, 40000),
+        (V6_VIP, 80),
+        64,
+        false,
+    );
+    let want = seg(
+        SERVER_VLAN,
+        DIRECTOR_MAC,
+        NAT_REAL_MAC,
+        (V6_CLIENT, 40000),
+        (V6_REAL, 8080),
+        63,
+        false,
+    );
+    assert_eq!(d.input(&syn), vec![(0, want)]);
+    let syn_ack = seg(
+        SERVER_VLAN,
+        NAT_REAL_MAC,
+        DIRECTOR_MAC,
+        (V6_REAL, 8080),
+        (V6_CLIENT, 40000),
+        64,
+        true,
+    );
+    let want = seg(
+        CLIENT_VLAN,
+        DIRECTOR_MAC,
+        CLIENT_MAC,
+        (V6_VIP, 80),
+        (V6_CLIENT, 40000),
+        63,
+        true,
+    );
+    assert_eq!(d.input(&syn_ack), vec![(0, want)]);
 }
