@@ -409,7 +409,10 @@ fn dr_from_the_client_vlan_to_a_real_server_on_the_server_vlan() {
 }
 
 #[test]
-fn the_same_syn_untagged_on_the_port_is_not_the_client_vlans() {
+fn an_untagged_syn_to_a_vip_is_balanced_as_on_any_interface() {
+    // A VIP is a local address of the director, reached from any
+    // interface as on Linux (no VLAN scoping): the same SYN untagged on the
+    // port is balanced, and its real server asked for on VLAN 20.
     let mut d = Director::new();
     let mut syn = tcp(
         CLIENT_VLAN,
@@ -421,12 +424,18 @@ fn the_same_syn_untagged_on_the_port_is_not_the_client_vlans() {
         false,
     );
     syn.drain(12..16);
-    // 198.18.0.2 is no neighbour of the untagged port's segment: the SYN is
-    // balanced (the VIP is the VIP) but its source is routed back nowhere;
-    // what matters here is that nothing leaves tagged for VLAN 10.
-    for (_, f) in d.input(&syn) {
-        assert_ne!(&f[12..16], &[0x81, 0x00, 0x00, 10]);
-    }
+    let who_has = tagged(
+        SERVER_VLAN,
+        &arp(
+            [0xff; 6],
+            DIRECTOR_MAC,
+            1,
+            [198, 18, 1, 1],
+            [0; 6],
+            NAT_REAL,
+        ),
+    );
+    assert_eq!(d.input(&syn), vec![(0, who_has)]);
 }
 
 #[test]
