@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use dataplane::net::{parse_mac, Interface, L3Config, Prefix};
+use dataplane::net::{parse_mac, vlan, Interface, L3Config, Prefix};
 use dataplane::rss::RssSide;
 use dataplane::tunables::Tunables;
 use dataplane::wire::ethernet::MacAddr;
@@ -135,6 +135,20 @@ pub struct Port {
     /// uses) its own.
     #[serde(default = "standard_mtu")]
     pub mtu: u16,
+    /// `[[port.vlan]]`: 802.1Q VLANs carried on the port, each a logical
+    /// interface with its own addresses (see `dataplane::net::vlan`).
+    #[serde(rename = "vlan", default)]
+    pub vlans: Vec<VlanEntry>,
+}
+
+/// `[[port.vlan]]`: one 802.1Q VLAN of a port.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VlanEntry {
+    /// The VLAN id, 1 to 4094.
+    pub id: u16,
+    #[serde(default)]
+    pub addresses: Vec<String>,
 }
 
 fn standard_mtu() -> u16 {
@@ -194,6 +208,8 @@ pub struct Validated {
     pub port_kernel: Vec<Option<String>>,
     /// Per port: its floating addresses (`floating`).
     pub port_floating: Vec<Vec<IpAddr>>,
+    /// Per port: its VLANs (`[[port.vlan]]`), id and addresses.
+    pub port_vlans: Vec<Vec<(u16, Vec<Prefix>)>>,
     pub routes: Vec<(Prefix, IpAddr)>,
     pub neighbors: Vec<(IpAddr, MacAddr)>,
     /// The tunables: the kernel's defaults with `[sysctl]` applied.
@@ -215,10 +231,54 @@ impl Validated {
                     mtu: *mtu,
                     kernel: self.port_kernel.get(i).is_some_and(Option::is_some),
                 })
+                .chain(self.vlan_interfaces(ports))
                 .collect(),
             routes: self.routes.clone(),
             neighbors: self.neighbors.clone(),
         }
+    }
+}
+
+impl Validated {
+    /// The VLAN interfaces of the ports (ids as in [`Validated::l3`]); a
+    /// port whose DPDK id cannot carry VLANs has none here, which
+    /// [`Validated::check_vlan_ports`] reports first.
+    fn vlan_interfaces<'a>(
+        &'a self,
+        ports: &'a [(u16, MacAddr, u16)],
+    ) -> impl Iterator<Item = Interface> + 'a {
+        ports
+            .iter()
+            .zip(&self.port_vlans)
+            .flat_map(|((port, mac, mtu), vlans)| {
+                vlans.iter().filter_map(move |(vid, addrs)| {
+                    Some(Interface {
+                        port: vlan::iface_id(*port, *vid)?,
+                        mac: *mac,
+                        addrs: addrs.clone(),
+                        mtu: *mtu,
+                        kernel: false,
+                    })
+                })
+            })
+    }
+
+    /// Whether every port with VLANs got a DPDK id that can carry them
+    /// (0 to 7; `ports` as in [`Validated::l3`]).
+    pub fn check_vlan_ports(&self, ports: &[(u16, MacAddr, u16)]) -> Result<(), String> {
+        for ((id, _, _), (p, vlans)) in ports
+            .iter()
+            .zip(self.raw.ports.iter().zip(&self.port_vlans))
+        {
+            if !vlans.is_empty() && *id > vlan::MAX_VLAN_PORT {
+                return Err(format!(
+                    "port {}: DPDK gave it port id {id}; VLANs work on port ids 0 to {} only",
+                    p.name,
+                    vlan::MAX_VLAN_PORT
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -270,6 +330,7 @@ impl Config {
         let mut port_rss = vec![];
         let mut port_kernel = vec![];
         let mut port_floating: Vec<Vec<IpAddr>> = vec![];
+        let mut port_vlans = vec![];
         for (i, p) in self.ports.iter().enumerate() {
             if p.name.trim().is_empty() {
                 return Err(format!("port #{}: name is empty", i + 1));
@@ -388,6 +449,7 @@ impl Config {
                 floating.push(ip);
             }
             port_floating.push(floating);
+            port_vlans.push(check_vlans(p)?);
         }
         if let Some(a) = &self.announce {
             a.check(&port_kernel)?;
@@ -440,6 +502,7 @@ impl Config {
             port_rss,
             port_kernel,
             port_floating,
+            port_vlans,
             routes,
             neighbors,
             tunables,
@@ -452,12 +515,56 @@ impl Config {
             // Name ports rather than placeholder ids.
             let mut s = e.to_string();
             for (i, p) in v.raw.ports.iter().enumerate().rev() {
+                for (vid, _) in &v.port_vlans[i] {
+                    if let Some(id) = vlan::iface_id(i as u16, *vid) {
+                        s = s.replace(
+                            &format!("(port {id})"),
+                            &format!("(port {} vlan {vid})", p.name),
+                        );
+                    }
+                }
                 s = s.replace(&format!("(port {i})"), &format!("(port {})", p.name));
             }
             s
         })?;
         Ok(v)
     }
+}
+
+/// The VLANs of `p`: ids in range and listed once, addresses unicast.
+fn check_vlans(p: &Port) -> Result<Vec<(u16, Vec<Prefix>)>, String> {
+    let mut out: Vec<(u16, Vec<Prefix>)> = vec![];
+    for v in &p.vlans {
+        if v.id == 0 || v.id > vlan::MAX_VLAN_ID {
+            return Err(format!(
+                "port {}: vlan id {} is not a VLAN id (1 to {})",
+                p.name,
+                v.id,
+                vlan::MAX_VLAN_ID
+            ));
+        }
+        if out.iter().any(|(id, _)| *id == v.id) {
+            return Err(format!("port {}: vlan {} is listed twice", p.name, v.id));
+        }
+        let addrs = v
+            .addresses
+            .iter()
+            .map(|a| {
+                a.parse::<Prefix>()
+                    .map_err(|e| format!("port {} vlan {}: {e}", p.name, v.id))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for a in &addrs {
+            if a.addr.is_multicast() || a.addr.is_unspecified() {
+                return Err(format!(
+                    "port {} vlan {}: {a} is not a unicast address",
+                    p.name, v.id
+                ));
+            }
+        }
+        out.push((v.id, addrs));
+    }
+    Ok(out)
 }
 
 /// The device name in a spec: the part before the first comma.
@@ -711,6 +818,69 @@ mac = "02:00:00:00:01:11"
             assert_ne!(s, DEMO, "{from} must be in the example");
             let e = parse(&s).unwrap_err();
             assert!(e.contains(want), "{from} -> {to}: {e}");
+        }
+    }
+
+    #[test]
+    fn vlans_are_interfaces_of_their_port_with_their_own_addresses() {
+        let s = DEMO.replacen(
+            "[[port]]\nname = \"server\"",
+            "[[port.vlan]]\nid = 10\naddresses = [\"198.18.2.1/24\"]\n\n[[port.vlan]]\nid = 4094\n\n[[port]]\nname = \"server\"",
+            1,
+        );
+        let v = parse(&s).unwrap();
+        assert_eq!(v.port_vlans[0].len(), 2);
+        assert!(v.port_vlans[1].is_empty());
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let ids = [(3, mac, 1500), (5, mac, 1500)];
+        let l3 = v.l3(&ids);
+        let vlan10 = l3
+            .interfaces
+            .iter()
+            .find(|i| i.port == vlan::iface_id(3, 10).unwrap())
+            .expect("VLAN 10 of DPDK port 3");
+        assert_eq!(vlan10.addrs, vec!["198.18.2.1/24".parse().unwrap()]);
+        assert_eq!((vlan10.mac, vlan10.kernel), (mac, false));
+        assert_eq!(l3.interfaces.len(), 4);
+        let routes = l3.route_table().unwrap();
+        assert_eq!(
+            routes.next_hop("198.18.2.7".parse().unwrap()),
+            Some((
+                vlan::iface_id(3, 10).unwrap(),
+                "198.18.2.7".parse().unwrap()
+            ))
+        );
+        assert!(v.check_vlan_ports(&ids).is_ok());
+        let e = v
+            .check_vlan_ports(&[(8, mac, 1500), (1, mac, 1500)])
+            .unwrap_err();
+        assert!(e.contains("port client") && e.contains("0 to 7"), "{e}");
+
+        for (vlans, want) in [
+            ("id = 0", "port client: vlan id 0 is not a VLAN id"),
+            ("id = 4095", "vlan id 4095 is not a VLAN id"),
+            ("id = 10\n[[port.vlan]]\nid = 10", "vlan 10 is listed twice"),
+            (
+                "id = 10\naddresses = [\"198.18.2.1\"]",
+                "port client vlan 10: \"198.18.2.1\" is not an address/length",
+            ),
+            (
+                "id = 10\naddresses = [\"224.0.0.1/24\"]",
+                "port client vlan 10: 224.0.0.1/24 is not a unicast address",
+            ),
+            (
+                "id = 10\naddresses = [\"198.18.1.7/24\"]",
+                "(port server) overlaps prefix 198.18.1.7/24 of another port (port client vlan 10)",
+            ),
+            ("id = 10\ntag = 3", "unknown field"),
+        ] {
+            let s = DEMO.replacen(
+                "[[port]]\nname = \"server\"",
+                &format!("[[port.vlan]]\n{vlans}\n\n[[port]]\nname = \"server\""),
+                1,
+            );
+            let e = parse(&s).unwrap_err();
+            assert!(e.contains(want), "{vlans}: {e}");
         }
     }
 

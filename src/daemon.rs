@@ -283,6 +283,7 @@ fn start_and_serve(
         .iter()
         .map(|p| (p.id(), MacAddr(p.mac()), p.mtu()))
         .collect();
+    v.check_vlan_ports(&ids)?;
     let l3 = v.l3(&ids);
 
     // The control plane: the ipvsadm socket (rules were applied already).

@@ -53,8 +53,11 @@ counters! {
     Forwarded => "to_stage",
     /// Malformed frames (the parser's reason is counted separately).
     DropMalformed => "drop_malformed",
-    /// 802.1Q/802.1ad tagged frames: no VLAN is configured on any port.
+    /// 802.1ad (QinQ) and stacked tags, and 802.1Q tags that are not
+    /// whole: the director is no VLAN bridge.
     DropVlan => "drop_vlan_tagged",
+    /// 802.1Q frames of a VLAN not configured on the port they came in on.
+    DropUnknownVlan => "drop_unknown_vlan",
     /// Unicast frames for another MAC (promiscuous ports).
     DropOtherMac => "drop_other_mac",
     /// ARP that is neither a request for our address nor a reply.

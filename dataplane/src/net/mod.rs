@@ -20,8 +20,9 @@
 //!   (the reply is routed, so it resolves its next hop like any other
 //!   packet), and a VIP port no service covers gets what a Linux host
 //!   sends ([`host`]: a TCP reset, ICMP port unreachable, rate-limited).
-//!   Everything else is dropped and counted by reason ([`Counter`]). VLAN-tagged frames are counted and dropped: no port has
-//!   a VLAN configured.
+//!   Everything else is dropped and counted by reason ([`Counter`]).
+//!   An 802.1Q-tagged frame is untagged and handled as received on its
+//!   VLAN's interface ([`vlan`]); what leaves on a VLAN interface is tagged.
 //!   With a kernel interface on the port ([`Interface::kernel`]), what the
 //!   stage passes back and [`crate::exception::classify`] calls the
 //!   kernel's goes there instead (through [`Io::except`]), and so do
@@ -42,6 +43,7 @@ mod ndp;
 pub mod neighbor;
 pub mod route;
 mod stack;
+pub mod vlan;
 
 pub use counters::{Counter, NetCounters};
 pub use floating::{Floating, FloatingCell};
@@ -482,3 +484,5 @@ mod tests {
 mod host_tests;
 #[cfg(test)]
 mod stack_tests;
+#[cfg(test)]
+mod vlan_tests;

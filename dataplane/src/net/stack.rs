@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::floating::Floating;
 use super::host::AnswerLimit;
 use super::neighbor::{Lookup, NeighborTable};
-use super::{arp, host, icmp, inbound, ndp};
+use super::{arp, host, icmp, inbound, ndp, vlan};
 use super::{
     Counter, Interface, L3Config, L3ConfigError, NetCounters, RouteTable, Stage, StageVerdict,
 };
@@ -241,8 +241,12 @@ impl<B: PacketBuf> Stack<B> {
 
     /// Queues `buf` on `port`; the worker counts it `tx` once its tx
     /// queue took it (or `drop_tx_full`).
-    pub(super) fn tx(&self, io: &mut impl Io<B>, port: u16, buf: B) {
-        io.tx(port, buf);
+    /// A VLAN interface's frame is tagged here and sent on its port.
+    pub(super) fn tx(&self, io: &mut impl Io<B>, port: u16, mut buf: B) {
+        match vlan::tag(port, &mut buf) {
+            Some(port) => io.tx(port, buf),
+            None => self.drop_buf(buf, Counter::DropNoBuffer),
+        }
     }
 
     /// Handles one received frame.
@@ -270,6 +274,9 @@ impl<B: PacketBuf> Stack<B> {
         io: &mut impl Io<B>,
         stage: &mut impl Stage<B>,
     ) {
+        if let Ok(PacketMeta { vlan: Some(_), .. }) = parsed {
+            return vlan::input(self, rx_port, buf, now, io, stage);
+        }
         self.counters.inc(Counter::Rx);
         let Some(iface) = self.iface(rx_port) else {
             return self.drop_buf(buf, Counter::DropUnknownPort);
@@ -283,9 +290,6 @@ impl<B: PacketBuf> Stack<B> {
                 return;
             }
         };
-        if meta.vlan.is_some() {
-            return self.drop_buf(buf, Counter::DropVlan);
-        }
         let dst_mac = MacAddr::from_slice(&buf.data()[0..6]).unwrap_or(MacAddr([0; 6]));
         if !dst_mac.is_multicast() && dst_mac != my_mac {
             return self.drop_buf(buf, Counter::DropOtherMac);
@@ -464,9 +468,13 @@ impl<B: PacketBuf> Stack<B> {
             return;
         }
         self.counters.inc(Counter::NeighborLearned);
+        let counters = &self.counters;
         let n = self.neigh.release(ip, |port, mac, mut buf| {
             buf.data_mut()[0..6].copy_from_slice(&mac.0);
-            io.tx(port, buf);
+            match vlan::tag(port, &mut buf) {
+                Some(port) => io.tx(port, buf),
+                None => counters.inc(Counter::DropNoBuffer),
+            }
         });
         self.counters.add(Counter::Released, n as u64);
     }

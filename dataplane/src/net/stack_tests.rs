@@ -174,12 +174,12 @@ fn off_link_arp_sender_is_answered_but_not_learned() {
 }
 
 #[test]
-fn vlan_tagged_and_truncated_frames_are_counted_by_reason() {
+fn unknown_vlan_and_truncated_frames_are_counted_by_reason() {
     let mut st = stack();
     let req = arp_frame([0xff; 6], HOST_MAC, 1, HOST_MAC, HOST, [0; 6], DIRECTOR);
     let tagged = [&req[..12], &[0x81, 0x00, 0x00, 0x05], &req[12..]].concat();
     assert!(input(&mut st, 0, &tagged, 0).is_empty());
-    assert_eq!(st.counters().get(Counter::DropVlan), 1);
+    assert_eq!(st.counters().get(Counter::DropUnknownVlan), 1);
     assert!(input(&mut st, 0, &req[..30], 0).is_empty());
     assert_eq!(
         st.counters().get_parse(crate::wire::ParseError::Truncated),
