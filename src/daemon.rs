@@ -491,8 +491,12 @@ fn start_and_serve(
         serving.serve(sigs);
         crate::notify::stopping();
     }
+    // Each step is named, so that a slow or hung one is in the log.
+    let steps = crate::shutdown::Steps::start();
+    steps.begin("announce_withdraw");
     announce.withdraw_all();
 
+    steps.begin("workers");
     quiesce::disarm();
     stop.store(true, Ordering::SeqCst);
     let mut failed = vec![];
@@ -501,24 +505,45 @@ fn start_and_serve(
             failed.push(l);
         }
     }
+    steps.begin("floating_watcher");
     if let Some(w) = watcher {
         w.stop();
     }
     // The sync threads use the kernel interfaces: stop them first.
+    steps.begin("sync");
     director.dataplane().sync.stop_all();
+    steps.begin("exception_thread");
     if let Some(t) = exception {
         t.stop();
     }
+    steps.begin("control");
     control.stop();
+    steps.begin("observers");
     if let Some(o) = observers {
         o.stop();
     }
+    steps.begin("report");
     sync_report(director);
     report(&running, &counters, &lb_counters, &reports);
     // The mesh's rings hold mbufs of the pool: free them before the ports,
     // the pool and EAL go.
+    steps.begin("rings");
     drop(mesh);
-    drop(running);
+    let Running {
+        kernel,
+        ports,
+        pool,
+        eal,
+    } = running;
+    // Closing a TAP unregisters its interface (the kernel takes rtnl_lock).
+    steps.begin("kernel_interfaces");
+    drop(kernel);
+    steps.begin("ports");
+    drop(ports);
+    drop(pool);
+    steps.begin("eal_cleanup");
+    drop(eal);
+    steps.finish();
     if let Some(e) = err {
         return Err(e);
     }
