@@ -213,6 +213,20 @@ impl Daemon {
                     kernel_warnings()
                 );
                 let _ = child.kill();
+                // A process that outlives SIGKILL waits in the kernel
+                // (uninterruptibly): say so, with where, then wait on.
+                let killed = Instant::now();
+                while matches!(child.try_wait(), Ok(None)) {
+                    if killed.elapsed() > Duration::from_secs(10) {
+                        eprintln!(
+                            "uvsd (pid {}) still runs 10 s after SIGKILL: it waits in the kernel:\n{}",
+                            child.id(),
+                            threads(child.id())
+                        );
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 let _ = child.wait();
                 break None;
             }
