@@ -27,7 +27,10 @@ pub const REPEAT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq)]
 pub enum Slow {
     /// `step` is still running after `elapsed`.
-    Running { step: &'static str, elapsed: Duration },
+    Running {
+        step: &'static str,
+        elapsed: Duration,
+    },
     /// `step` ended after `took` (longer than the threshold).
     Took { step: &'static str, took: Duration },
 }
@@ -157,9 +160,13 @@ mod tests {
 
     fn watched() -> (Steps, Receiver<Slow>) {
         let (tx, rx) = mpsc::channel();
-        let steps = Steps::with(Duration::from_millis(20), Duration::from_millis(20), move |s| {
-            let _ = tx.send(s);
-        });
+        let steps = Steps::with(
+            Duration::from_millis(20),
+            Duration::from_millis(20),
+            move |s| {
+                let _ = tx.send(s);
+            },
+        );
         (steps, rx)
     }
 
@@ -189,9 +196,13 @@ mod tests {
     #[test]
     fn fast_steps_report_nothing_and_finish_ends_the_watchdog() {
         let (tx, rx) = mpsc::channel();
-        let steps = Steps::with(Duration::from_secs(3600), Duration::from_secs(3600), move |s| {
-            let _ = tx.send(s);
-        });
+        let steps = Steps::with(
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+            move |s| {
+                let _ = tx.send(s);
+            },
+        );
         for s in ["announce", "workers", "threads", "ports"] {
             steps.begin(s);
         }

@@ -280,9 +280,15 @@ pub fn kernel_warnings() -> String {
     let hits: Vec<&str> = log
         .lines()
         .filter(|l| {
-            ["lockup", "blocked for more", "unregister_netdevice", "hung", "stall"]
-                .iter()
-                .any(|w| l.contains(w))
+            [
+                "lockup",
+                "blocked for more",
+                "unregister_netdevice",
+                "hung",
+                "stall",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
         })
         .collect();
     let mut out = String::new();

@@ -54,8 +54,7 @@ const WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(1);
 /// work) the shutdown waits for.
 pub fn wait(_eal: &Eal, lcore: u32) -> i32 {
     // SAFETY: EAL initialised; reads the lcore's state (an atomic load).
-    while unsafe { dpdk_sys::rte_eal_get_lcore_state(lcore) }
-        == dpdk_sys::rte_lcore_state_t_RUNNING
+    while unsafe { dpdk_sys::rte_eal_get_lcore_state(lcore) } == dpdk_sys::rte_lcore_state_t_RUNNING
     {
         std::thread::sleep(WAIT_STEP);
     }
