@@ -189,8 +189,14 @@ pub fn run(v: Validated, path: &Path) -> Result<(), String> {
         .set_tunables(&v.tunables)
         .map_err(|r| format!("sysctl: {}", r.message.trim_end()))?;
     let eal_args = cfg.eal.args.clone();
-    let result = start_and_serve(&v, path, &sigs, &director, metrics_listener);
+    // Each shutdown step is named, so that a slow or hung one is in the log.
+    let steps = crate::shutdown::Steps::start();
+    let result = start_and_serve(&v, path, &sigs, &director, metrics_listener, &steps);
+    steps.begin("release");
     remove_hugepage_files(&eal_args);
+    drop(director);
+    drop(_instance);
+    steps.finish();
     result
 }
 
@@ -200,6 +206,7 @@ fn start_and_serve(
     sigs: &Signals,
     director: &Arc<control_hook::UvsDirector>,
     metrics_listener: Option<std::net::TcpListener>,
+    steps: &crate::shutdown::Steps,
 ) -> Result<(), String> {
     let cfg = &v.raw;
     let nworkers = cfg.workers.lcores.len();
@@ -491,8 +498,6 @@ fn start_and_serve(
         serving.serve(sigs);
         crate::notify::stopping();
     }
-    // Each step is named, so that a slow or hung one is in the log.
-    let steps = crate::shutdown::Steps::start();
     steps.begin("announce_withdraw");
     announce.withdraw_all();
 
@@ -543,7 +548,6 @@ fn start_and_serve(
     drop(pool);
     steps.begin("eal_cleanup");
     drop(eal);
-    steps.finish();
     if let Some(e) = err {
         return Err(e);
     }

@@ -23,6 +23,10 @@ pub const SLOW: Duration = Duration::from_secs(1);
 /// How often a step still running is logged again.
 pub const REPEAT: Duration = Duration::from_secs(5);
 
+/// The step name under which the whole shutdown's duration is reported
+/// (from the first step's beginning to [`Steps::finish`]).
+pub const TOTAL: &str = "total";
+
 /// What the watchdog reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Slow {
@@ -117,6 +121,8 @@ fn watch(
 ) {
     // The step running, when it began, and when to report it next.
     let mut current: Option<(&'static str, Instant, Instant)> = None;
+    // When the first step began (the whole shutdown is reported too).
+    let mut first: Option<Instant> = None;
     loop {
         let wait = current.map_or(Duration::from_secs(3600), |(_, _, next)| {
             next.saturating_duration_since(Instant::now())
@@ -147,8 +153,17 @@ fn watch(
             }
         }
         match received {
-            Ok((step, began)) => current = Some((step, began, began + slow)),
-            Err(_) => return,
+            Ok((step, began)) => {
+                first.get_or_insert(began);
+                current = Some((step, began, began + slow));
+            }
+            Err(_) => {
+                let took = first.map_or(Duration::ZERO, |f| now.saturating_duration_since(f));
+                if took > slow {
+                    report(Slow::Took { step: TOTAL, took });
+                }
+                return;
+            }
         }
     }
 }
@@ -187,6 +202,10 @@ mod tests {
         steps.begin("ports");
         steps.finish();
         let rest: Vec<Slow> = rx.iter().collect();
+        assert!(
+            rest.iter().any(|s| matches!(s, Slow::Took { step: TOTAL, took } if *took >= Duration::from_millis(40))),
+            "so is the whole shutdown's: {rest:?}"
+        );
         assert!(
             rest.iter().any(|s| matches!(s, Slow::Took { step: "workers", took } if *took >= Duration::from_millis(40))),
             "the slow step's duration is reported when it ends: {rest:?}"
