@@ -192,7 +192,10 @@ pub fn run(v: Validated, path: &Path) -> Result<(), String> {
     // Each shutdown step is named, so that a slow or hung one is in the log.
     let steps = crate::shutdown::Steps::start();
     let result = start_and_serve(&v, path, &sigs, &director, metrics_listener, &steps);
-    steps.begin("release");
+    // A start-up failure before anything ran stays one line: no step.
+    if steps.began() {
+        steps.begin("release");
+    }
     remove_hugepage_files(&eal_args);
     drop(director);
     drop(_instance);

@@ -43,6 +43,7 @@ pub enum Slow {
 pub struct Steps {
     tx: Option<Sender<(&'static str, Instant)>>,
     watchdog: Option<JoinHandle<()>>,
+    began: std::cell::Cell<bool>,
 }
 
 impl Steps {
@@ -83,11 +84,18 @@ impl Steps {
         Steps {
             tx: watchdog.as_ref().map(|_| tx),
             watchdog,
+            began: std::cell::Cell::new(false),
         }
+    }
+
+    /// Whether a step began (the shutdown is under way).
+    pub fn began(&self) -> bool {
+        self.began.get()
     }
 
     /// Step `name` begins (the one before, if any, has ended).
     pub fn begin(&self, name: &'static str) {
+        self.began.set(true);
         if let Some(tx) = &self.tx {
             let _ = tx.send((name, Instant::now()));
         }
@@ -222,9 +230,11 @@ mod tests {
                 let _ = tx.send(s);
             },
         );
+        assert!(!steps.began());
         for s in ["announce", "workers", "threads", "ports"] {
             steps.begin(s);
         }
+        assert!(steps.began());
         steps.finish();
         // The watchdog thread returned (it dropped its end of the channel).
         assert_eq!(rx.iter().count(), 0);
