@@ -186,8 +186,17 @@ pub fn run(v: Validated, path: &Path) -> Result<(), String> {
         .set_tunables(&v.tunables)
         .map_err(|r| format!("sysctl: {}", r.message.trim_end()))?;
     let eal_args = cfg.eal.args.clone();
-    let result = start_and_serve(&v, path, &sigs, &director, metrics_listener);
+    // Each shutdown step is named, so that a slow or hung one is in the log.
+    let steps = crate::shutdown::Steps::start();
+    let result = start_and_serve(&v, path, &sigs, &director, metrics_listener, &steps);
+    // A start-up failure before anything ran stays one line: no step.
+    if steps.began() {
+        steps.begin("release");
+    }
     remove_hugepage_files(&eal_args);
+    drop(director);
+    drop(_instance);
+    steps.finish();
     result
 }
 
@@ -197,6 +206,7 @@ fn start_and_serve(
     sigs: &Signals,
     director: &Arc<control_hook::UvsDirector>,
     metrics_listener: Option<std::net::TcpListener>,
+    steps: &crate::shutdown::Steps,
 ) -> Result<(), String> {
     let cfg = &v.raw;
     let nworkers = cfg.workers.lcores.len();
@@ -496,8 +506,10 @@ fn start_and_serve(
         serving.serve(sigs);
         crate::notify::stopping();
     }
+    steps.begin("announce_withdraw");
     announce.withdraw_all();
 
+    steps.begin("workers");
     quiesce::disarm();
     stop.store(true, Ordering::SeqCst);
     let mut failed = vec![];
@@ -506,24 +518,44 @@ fn start_and_serve(
             failed.push(l);
         }
     }
+    steps.begin("floating_watcher");
     if let Some(w) = watcher {
         w.stop();
     }
     // The sync threads use the kernel interfaces: stop them first.
+    steps.begin("sync");
     director.dataplane().sync.stop_all();
+    steps.begin("exception_thread");
     if let Some(t) = exception {
         t.stop();
     }
+    steps.begin("control");
     control.stop();
+    steps.begin("observers");
     if let Some(o) = observers {
         o.stop();
     }
+    steps.begin("report");
     sync_report(director);
     report(&running, &counters, &lb_counters, &reports);
     // The mesh's rings hold mbufs of the pool: free them before the ports,
     // the pool and EAL go.
+    steps.begin("rings");
     drop(mesh);
-    drop(running);
+    let Running {
+        kernel,
+        ports,
+        pool,
+        eal,
+    } = running;
+    // Closing a TAP unregisters its interface (the kernel takes rtnl_lock).
+    steps.begin("kernel_interfaces");
+    drop(kernel);
+    steps.begin("ports");
+    drop(ports);
+    drop(pool);
+    steps.begin("eal_cleanup");
+    drop(eal);
     if let Some(e) = err {
         return Err(e);
     }

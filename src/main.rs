@@ -18,6 +18,7 @@ mod log;
 mod metrics;
 mod notify;
 mod reload;
+mod shutdown;
 mod telemetry;
 mod version;
 

@@ -465,6 +465,9 @@ table = 100
         "scaleout: d3's uvsd stopped (SIGTERM) in {:.2?}",
         t0.elapsed()
     );
+    for l in log.lines().filter(|l| l.contains("shutdown_slow")) {
+        println!("scaleout: d3: {l}");
+    }
     std::thread::sleep(Duration::from_secs(5));
     let during: Vec<BTreeMap<String, u64>> = directors[..2].iter().map(Director::conns).collect();
     for d in &directors[..2] {

@@ -206,7 +206,27 @@ impl Daemon {
                 break Some(s);
             }
             if Instant::now() > deadline {
+                eprintln!(
+                    "uvsd (pid {}) did not stop within 20 s of SIGTERM; SIGKILL. Its threads:\n{}Kernel warnings:\n{}",
+                    child.id(),
+                    threads(child.id()),
+                    kernel_warnings()
+                );
                 let _ = child.kill();
+                // A process that outlives SIGKILL waits in the kernel
+                // (uninterruptibly): say so, with where, then wait on.
+                let killed = Instant::now();
+                while matches!(child.try_wait(), Ok(None)) {
+                    if killed.elapsed() > Duration::from_secs(10) {
+                        eprintln!(
+                            "uvsd (pid {}) still runs 10 s after SIGKILL: it waits in the kernel:\n{}",
+                            child.id(),
+                            threads(child.id())
+                        );
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 let _ = child.wait();
                 break None;
             }
@@ -219,6 +239,63 @@ impl Daemon {
         all.push('\n');
         (status, all)
     }
+}
+
+/// Every thread of process `pid`, one line each: name, state, the kernel
+/// function it waits in (`wchan`), and its kernel stack when readable (a
+/// stop that hangs in a system call shows where).
+pub fn threads(pid: u32) -> String {
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let mut out = String::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return format!("  (no /proc/{pid}/task: the process is gone)\n");
+    };
+    let mut tasks: Vec<PathBuf> = tasks.flatten().map(|e| e.path()).collect();
+    tasks.sort();
+    for t in tasks {
+        let state = read(&t.join("status"))
+            .lines()
+            .find_map(|l| l.strip_prefix("State:").map(|v| v.trim().to_string()))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  tid {} {} state={state} wchan={}\n",
+            t.file_name().unwrap_or_default().to_string_lossy(),
+            read(&t.join("comm")).trim(),
+            read(&t.join("wchan")).trim()
+        ));
+        for l in read(&t.join("stack")).lines() {
+            out.push_str(&format!("      {l}\n"));
+        }
+    }
+    out
+}
+
+/// The kernel log's recent lines that say a task or a workqueue is stuck
+/// (a close(2) of a TAP waits for rtnl_lock and the kernel's workqueues).
+pub fn kernel_warnings() -> String {
+    let log = Command::new("dmesg")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let hits: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            [
+                "lockup",
+                "blocked for more",
+                "unregister_netdevice",
+                "hung",
+                "stall",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        })
+        .collect();
+    let mut out = String::new();
+    for l in &hits[hits.len().saturating_sub(10)..] {
+        out.push_str(&format!("  {l}\n"));
+    }
+    out
 }
 
 impl Drop for Daemon {

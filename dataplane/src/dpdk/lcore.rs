@@ -43,9 +43,23 @@ where
     Ok(())
 }
 
+/// How often [`wait`] looks at a running lcore.
+const WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Waits for the job on `lcore` to finish; its return value.
+///
+/// Sleeps between looks rather than spinning as `rte_eal_wait_lcore` does:
+/// the caller (the main thread at shutdown) often shares its CPU with other
+/// work, and a spin would take that CPU from the very threads (and kernel
+/// work) the shutdown waits for.
 pub fn wait(_eal: &Eal, lcore: u32) -> i32 {
-    // SAFETY: EAL initialised; waiting on an idle lcore returns at once.
+    // SAFETY: EAL initialised; reads the lcore's state (an atomic load).
+    while unsafe { dpdk_sys::rte_eal_get_lcore_state(lcore) } == dpdk_sys::rte_lcore_state_t_RUNNING
+    {
+        std::thread::sleep(WAIT_STEP);
+    }
+    // SAFETY: EAL initialised; the lcore is no longer running its job, so
+    // this returns at once with the job's value.
     unsafe { dpdk_sys::rte_eal_wait_lcore(lcore) }
 }
 
