@@ -813,7 +813,10 @@ mod pipeline_props {
         for (name, frames) in seed_conversations() {
             let mut input = Vec::new();
             for (i, f) in frames.iter().enumerate() {
-                assert!(f.len() <= 255, "{name}: the pipeline's frames are at most 255 bytes");
+                assert!(
+                    f.len() <= 255,
+                    "{name}: the pipeline's frames are at most 255 bytes"
+                );
                 input.push(f.len() as u8);
                 input.extend_from_slice(f);
                 std::fs::write(wire.join(format!("{name}-{i}")), f).unwrap();
@@ -827,12 +830,36 @@ mod pipeline_props {
     }
 
     #[test]
+    fn a_fuzz_input_starts_on_an_empty_stage_whatever_ran_before() {
+        let one = |f: &[u8]| [&[f.len() as u8][..], f].concat();
+        let syn = one(&tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, SYN));
+        let ack = one(&tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, ACK));
+        // Alone, an ACK belongs to no connection and is not forwarded...
+        assert_eq!(fuzz_pipeline(&ack), 0);
+        // ...nor after an input that opened its connection,
+        assert_eq!(fuzz_pipeline(&syn), 1);
+        assert_eq!(fuzz_pipeline(&ack), 0);
+        // while within one input it follows its SYN.
+        assert_eq!(fuzz_pipeline(&[syn.clone(), ack.clone()].concat()), 2);
+        let all: Vec<Vec<u8>> = seed_conversations()
+            .into_iter()
+            .map(|(_, frames)| frames.iter().flat_map(|f| one(f)).collect())
+            .collect();
+        let alone: Vec<usize> = all.iter().map(|i| fuzz_pipeline(i)).collect();
+        let again: Vec<usize> = all.iter().rev().map(|i| fuzz_pipeline(i)).collect();
+        assert_eq!(alone, again.into_iter().rev().collect::<Vec<_>>());
+    }
+
+    #[test]
     fn the_seed_conversations_are_forwarded_by_the_fuzz_pipeline() {
         // Every conversation with one of the stage's services is forwarded
         // whole, frame by frame: the seeds reach deep into the stage. (The
         // others are for the stack around it: echo, VLANs, no service.)
         for (name, frames) in seed_conversations() {
-            if !matches!(name, "tcp-nat" | "tcp-tunnel-persistent" | "udp-dr" | "sctp-nat" | "sctp-abort") {
+            if !matches!(
+                name,
+                "tcp-nat" | "tcp-tunnel-persistent" | "udp-dr" | "sctp-nat" | "sctp-abort"
+            ) {
                 continue;
             }
             let mut input = Vec::new();
