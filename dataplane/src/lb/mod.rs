@@ -1311,6 +1311,13 @@ fn refused<B: PacketBuf, E: Egress>(
 pub fn fuzz_pipeline(data: &[u8]) -> usize {
     use std::cell::RefCell;
 
+    /// Time between two frames. Expiry walks the timer wheel tick by tick
+    /// (10 ms), so the gap sets the cost of housekeeping: at 1 s it was
+    /// most of an input's time. With [`fuzz_config`]'s 1 s timeouts,
+    /// established TCP and UDP entries still expire within an input (after
+    /// 10 frames).
+    const FRAME_GAP_MS: u64 = 100;
+
     struct Fixed;
     impl Egress for Fixed {
         fn route(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
@@ -1351,7 +1358,7 @@ pub fn fuzz_pipeline(data: &[u8]) -> usize {
             let n = usize::from(n).min(tail.len());
             let (f, next) = tail.split_at(n);
             rest = next;
-            now += 1000;
+            now += FRAME_GAP_MS;
             let mut b = crate::buf::TestBuf::new(f);
             if let Ok(m) = crate::wire::parse_packet(b.data()) {
                 if let Action::Forward(_) = lb.process(&mut b, &m, now, &Fixed) {
@@ -1367,12 +1374,18 @@ pub fn fuzz_pipeline(data: &[u8]) -> usize {
 
 /// The configuration [`fuzz_pipeline`] runs: on 198.18.0.100, TCP port 80
 /// by NAT (rr), UDP 53 by DR (sh), TCP port 0 persistent through a GUE
-/// tunnel (wlc), SCTP 80 by NAT (rr); one real server each.
+/// tunnel (wlc), SCTP 80 by NAT (rr); one real server each; `--set 1 1 1`
+/// (TCP, TCP FIN and UDP timeouts of one second).
 pub fn fuzz_config() -> crate::config::ConfigStore {
     use crate::config::{ConfigOp, ConfigStore};
     use crate::model::{DestConfig, Protocol, ServiceConfig, TunnelCsum, TunnelType};
 
     let mut st = ConfigStore::new();
+    let _ = st.apply(&ConfigOp::SetTimeouts {
+        tcp: 1,
+        tcp_fin: 1,
+        udp: 1,
+    });
     let vip = IpAddr::from([198, 18, 0, 100]);
     let methods = [
         ForwardMethod::Masq,
