@@ -17,6 +17,7 @@ pub mod client;
 pub mod command;
 pub mod director;
 pub mod format;
+pub mod fuzz;
 pub mod grammar;
 pub mod ipset;
 pub mod ipset_client;

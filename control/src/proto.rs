@@ -134,8 +134,13 @@ pub fn read_frame<R: Read, T: for<'de> Deserialize<'de>>(
     if n > limit {
         return Err(FrameError::TooLarge(n, limit));
     }
-    let mut body = vec![0u8; n];
-    r.read_exact(&mut body)?;
+    // Grown as bytes arrive: a peer that claims a large frame and sends
+    // little costs what it sent, not what it claimed.
+    let mut body = Vec::with_capacity(n.min(64 << 10));
+    r.take(n as u64).read_to_end(&mut body)?;
+    if body.len() < n {
+        return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into()));
+    }
     serde_json::from_slice(&body).map_err(|e| FrameError::Malformed(e.to_string()))
 }
 
@@ -163,6 +168,17 @@ mod tests {
         buf.extend_from_slice(b"{}");
         let r: Result<Request, _> = read_frame(&mut &buf[..], MAX_REQUEST);
         assert!(matches!(r, Err(FrameError::TooLarge(n, _)) if n == MAX_REQUEST + 1));
+    }
+
+    #[test]
+    fn a_frame_shorter_than_its_length_is_an_error() {
+        let mut buf = (MAX_REQUEST as u32).to_be_bytes().to_vec();
+        buf.extend_from_slice(b"{\"argv\":[]}");
+        let r: Result<Request, _> = read_frame(&mut &buf[..], MAX_REQUEST);
+        assert!(
+            matches!(&r, Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof),
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -689,6 +689,187 @@ mod pipeline_props {
         data.extend_from_slice(&init);
         assert_eq!(fuzz_pipeline(&data), 2);
     }
+
+    /// Conversations the fuzz pipeline's services understand, frame by
+    /// frame: the seeds of the `pipeline` corpus (and, frame by frame, of
+    /// the `wire` one).
+    fn seed_conversations() -> Vec<(&'static str, Vec<Vec<u8>>)> {
+        let (c, vip) = ("198.18.0.2", "198.18.0.100");
+        let sctp = |from: &str, sport, to: &str, dport, chunk| {
+            sctp_seed(ip(from), sport, ip(to), dport, chunk)
+        };
+        let (sc, sr) = ("198.18.0.5", "198.18.1.14");
+        vec![
+            (
+                "tcp-nat",
+                vec![
+                    tcp_frame(c, 40000, vip, 80, SYN),
+                    tcp_frame("198.18.1.11", 80, c, 40000, SYNACK),
+                    tcp_frame(c, 40000, vip, 80, ACK),
+                    tcp_frame(c, 40000, vip, 80, 0x11),
+                    tcp_frame("198.18.1.11", 80, c, 40000, 0x11),
+                    tcp_frame(c, 40000, vip, 80, 0x04),
+                ],
+            ),
+            (
+                "tcp-tunnel-persistent",
+                vec![
+                    tcp_frame(c, 40001, vip, 8443, SYN),
+                    tcp_frame(c, 40002, vip, 22, SYN),
+                    tcp_frame(c, 40001, vip, 8443, ACK),
+                ],
+            ),
+            (
+                "udp-dr",
+                vec![
+                    frame(ip(c), ip(vip), L4::Udp, 999, 53, None, b"query"),
+                    frame(ip(c), ip(vip), L4::UdpNoCsum, 999, 53, None, b"again"),
+                ],
+            ),
+            (
+                "udp-no-service",
+                vec![frame(ip(c), ip(vip), L4::Udp, 999, 54, None, b"q")],
+            ),
+            (
+                "icmp-echo",
+                vec![
+                    frame(ip(c), ip(vip), L4::IcmpEcho, 1, 0, None, b"ping"),
+                    frame(
+                        ip("2001:db8::2"),
+                        ip("2001:db8::100"),
+                        L4::IcmpEcho,
+                        1,
+                        0,
+                        None,
+                        b"ping",
+                    ),
+                ],
+            ),
+            (
+                "vlan-and-v6",
+                vec![
+                    frame(ip(c), ip(vip), L4::Tcp, 40003, 80, Some(10), b""),
+                    frame(
+                        ip("2001:db8::2"),
+                        ip("2001:db8::100"),
+                        L4::Tcp,
+                        40004,
+                        80,
+                        None,
+                        b"GET /",
+                    ),
+                    frame(
+                        ip("2001:db8::2"),
+                        ip("2001:db8::100"),
+                        L4::Udp,
+                        999,
+                        53,
+                        Some(20),
+                        b"q",
+                    ),
+                ],
+            ),
+            (
+                "sctp-nat",
+                vec![
+                    sctp(sc, 5000, vip, 80, sctp_chunk::INIT),
+                    sctp(sr, 80, sc, 5000, sctp_chunk::INIT_ACK),
+                    sctp(sc, 5000, vip, 80, sctp_chunk::COOKIE_ECHO),
+                    sctp(sr, 80, sc, 5000, sctp_chunk::COOKIE_ACK),
+                    sctp(sc, 5000, vip, 80, sctp_chunk::DATA),
+                    sctp(sc, 5000, vip, 80, sctp_chunk::SHUTDOWN),
+                    sctp(sr, 80, sc, 5000, sctp_chunk::SHUTDOWN_ACK),
+                    sctp(sc, 5000, vip, 80, sctp_chunk::SHUTDOWN_COMPLETE),
+                ],
+            ),
+            (
+                "sctp-abort",
+                vec![
+                    sctp(sc, 5001, vip, 80, sctp_chunk::INIT),
+                    sctp(sc, 5001, vip, 80, sctp_chunk::ABORT),
+                ],
+            ),
+        ]
+    }
+
+    /// Writes the seeds of the `wire` and `pipeline` fuzz corpora under
+    /// `$UVS_FUZZ_SEEDS` (scripts/fuzz-seeds runs it): each conversation as
+    /// one pipeline input, and for the wire target every frame of them and
+    /// what the stage made of it (NAT-rewritten, encapsulated in GUE, an
+    /// ICMP error quoting it).
+    #[test]
+    #[ignore = "writes files; run by scripts/fuzz-seeds"]
+    fn write_fuzz_seeds() {
+        let Some(dir) = std::env::var_os("UVS_FUZZ_SEEDS") else {
+            return;
+        };
+        let dir = std::path::PathBuf::from(dir);
+        let (wire, pipeline) = (dir.join("wire"), dir.join("pipeline"));
+        std::fs::create_dir_all(&wire).unwrap();
+        std::fs::create_dir_all(&pipeline).unwrap();
+        let st = crate::lb::fuzz_config();
+        let mut lb = lb_for(&st);
+        let mut now = 0;
+        for (name, frames) in seed_conversations() {
+            let mut input = Vec::new();
+            for (i, f) in frames.iter().enumerate() {
+                assert!(
+                    f.len() <= 255,
+                    "{name}: the pipeline's frames are at most 255 bytes"
+                );
+                input.push(f.len() as u8);
+                input.extend_from_slice(f);
+                std::fs::write(wire.join(format!("{name}-{i}")), f).unwrap();
+                now += 1000;
+                if let (Action::Forward(_), out) = run(&mut lb, f, now) {
+                    std::fs::write(wire.join(format!("{name}-{i}-out")), out).unwrap();
+                }
+            }
+            std::fs::write(pipeline.join(name), input).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_fuzz_input_starts_on_an_empty_stage_whatever_ran_before() {
+        let one = |f: &[u8]| [&[f.len() as u8][..], f].concat();
+        let syn = one(&tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, SYN));
+        let ack = one(&tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, ACK));
+        // Alone, an ACK belongs to no connection and is not forwarded...
+        assert_eq!(fuzz_pipeline(&ack), 0);
+        // ...nor after an input that opened its connection,
+        assert_eq!(fuzz_pipeline(&syn), 1);
+        assert_eq!(fuzz_pipeline(&ack), 0);
+        // while within one input it follows its SYN.
+        assert_eq!(fuzz_pipeline(&[syn.clone(), ack.clone()].concat()), 2);
+        let all: Vec<Vec<u8>> = seed_conversations()
+            .into_iter()
+            .map(|(_, frames)| frames.iter().flat_map(|f| one(f)).collect())
+            .collect();
+        let alone: Vec<usize> = all.iter().map(|i| fuzz_pipeline(i)).collect();
+        let again: Vec<usize> = all.iter().rev().map(|i| fuzz_pipeline(i)).collect();
+        assert_eq!(alone, again.into_iter().rev().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_seed_conversations_are_forwarded_by_the_fuzz_pipeline() {
+        // Every conversation with one of the stage's services is forwarded
+        // whole, frame by frame: the seeds reach deep into the stage. (The
+        // others are for the stack around it: echo, VLANs, no service.)
+        for (name, frames) in seed_conversations() {
+            if !matches!(
+                name,
+                "tcp-nat" | "tcp-tunnel-persistent" | "udp-dr" | "sctp-nat" | "sctp-abort"
+            ) {
+                continue;
+            }
+            let mut input = Vec::new();
+            for f in &frames {
+                input.push(f.len() as u8);
+                input.extend_from_slice(f);
+            }
+            assert_eq!(fuzz_pipeline(&input), frames.len(), "{name}");
+        }
+    }
 }
 
 #[test]
