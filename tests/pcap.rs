@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::Path;
+use common::pcap::{read_pcap, write_pcap};
 
 use common::{leftovers, Daemon, Scratch};
 
@@ -111,38 +111,6 @@ fn neighbor_advert() -> Vec<u8> {
     ]
     .concat();
     [eth(DIRECTOR_MAC, HOST_MAC, 0x86dd), ip].concat()
-}
-
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let mut out = vec![];
-    out.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&65535u32.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes()); // Ethernet
-    for (i, f) in frames.iter().enumerate() {
-        out.extend_from_slice(&(i as u32 + 1).to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(f);
-    }
-    std::fs::write(path, out).unwrap();
-}
-
-fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
-    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(b.len() >= 24, "pcap header");
-    let mut off = 24;
-    let mut frames = vec![];
-    while off + 16 <= b.len() {
-        let caplen = u32::from_le_bytes(b[off + 8..off + 12].try_into().unwrap()) as usize;
-        off += 16;
-        frames.push(b[off..off + caplen].to_vec());
-        off += caplen;
-    }
-    frames
 }
 
 #[test]

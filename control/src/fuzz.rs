@@ -60,6 +60,7 @@ pub fn request_frame(argv: &[&str], stdin: Option<&str>) -> Vec<u8> {
     let req = Request {
         argv: argv.iter().map(|s| s.to_string()).collect(),
         stdin: stdin.map(str::to_string),
+        tool: Default::default(),
     };
     let mut buf = Vec::new();
     write_frame(&mut buf, &req).expect("a Vec takes any frame");

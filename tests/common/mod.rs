@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod pcap;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

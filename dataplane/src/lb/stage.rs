@@ -400,6 +400,38 @@ impl PortRoutes {
     }
 }
 
+#[cfg(test)]
+impl LbStage {
+    /// One worker's stage (capacity 1024) over `store`'s snapshot, routing
+    /// by `cfg`: for unit tests that run the stack with the real load
+    /// balancer.
+    pub(crate) fn for_tests(
+        cfg: &crate::net::L3Config,
+        store: &crate::config::ConfigStore,
+    ) -> LbStage {
+        let cell = Arc::new(super::ConfigCell::default());
+        cell.publish(store.snapshot());
+        let mut lb = Lb::new(
+            0,
+            super::LbSettings {
+                capacity: 1024,
+                ..super::LbSettings::default()
+            },
+            0,
+        );
+        lb.set_snapshot(cell.load());
+        let egress = PortRoutes::new(cfg.route_table().unwrap(), cfg.interfaces.clone());
+        LbStage::new(
+            lb,
+            0,
+            Ownership::new(1),
+            cell,
+            Arc::new(super::ConnDump::default()),
+            egress,
+        )
+    }
+}
+
 impl<B: PacketBuf> Stage<B> for LbStage {
     fn set_routes(&mut self, routes: &RouteTable) {
         self.egress = self.egress.with_routes(routes);

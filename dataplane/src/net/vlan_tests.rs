@@ -11,9 +11,8 @@ use etherparse::{PacketBuilder, VlanId};
 use super::*;
 use crate::buf::TestBuf;
 use crate::config::{ConfigOp, ConfigStore};
-use crate::lb::{ConfigCell, ConnDump, Lb, LbSettings, LbStage, PortRoutes};
+use crate::lb::LbStage;
 use crate::model::{DestConfig, ForwardMethod, Protocol, ServiceConfig, ServiceKey};
-use crate::rss::Ownership;
 use crate::wire::testutil::checksums_ok;
 
 const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -124,26 +123,7 @@ impl Director {
             };
             store.apply(&ConfigOp::AddDest(key, d)).unwrap();
         }
-        let cell = Arc::new(ConfigCell::default());
-        cell.publish(store.snapshot());
-        let mut lb = Lb::new(
-            0,
-            LbSettings {
-                capacity: 1024,
-                ..LbSettings::default()
-            },
-            0,
-        );
-        lb.set_snapshot(cell.load());
-        let egress = PortRoutes::new(cfg.route_table().unwrap(), cfg.interfaces.clone());
-        let stage = LbStage::new(
-            lb,
-            0,
-            Ownership::new(1),
-            cell,
-            Arc::new(ConnDump::default()),
-            egress,
-        );
+        let stage = LbStage::for_tests(&cfg, &store);
         let mut stack = Stack::new(&cfg, Arc::new(NetCounters::default())).unwrap();
         stack.set_service_addrs(stage.lb().service_addrs());
         Director { stack, stage }
