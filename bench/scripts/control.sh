@@ -24,30 +24,5 @@ if [[ ! -x $CTLBENCH ]]; then
 fi
 bench_setup
 
-cat >"$BENCH_WORK/uvsd.toml" <<CONF
-[eal]
-args = ["--lcores", "0@$BENCH_GEN_CPU,1@$BENCH_DUT_CPU", "--main-lcore", "0", "--no-pci", "--no-huge", "-m", "512", "--file-prefix=$BENCH_DUT_PREFIX"]
-
-[workers]
-lcores = [1]
-conn_capacity = 65536
-
-[control]
-socket = "$BENCH_WORK/uvsadm.sock"
-
-[[port]]
-name = "null"
-device = "net_null0"
-queues = 1
-mac = "02:00:00:00:00:01"
-addresses = ["198.18.0.1/15"]
-CONF
-
-"$UVSD" --config "$BENCH_WORK/uvsd.toml" >"$BENCH_WORK/uvsd.log" 2>&1 </dev/null &
-BENCH_DUT_PID=$!
-if ! bench_wait_line "$BENCH_WORK/uvsd.log" "uvsd: ready" 60; then
-    cat "$BENCH_WORK/uvsd.log" >&2
-    echo "uvsd did not report ready" >&2
-    exit 1
-fi
+bench_start_null_uvsd "$UVSD"
 "$CTLBENCH" socket --socket "$BENCH_WORK/uvsadm.sock" "$@"

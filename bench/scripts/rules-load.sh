@@ -17,7 +17,10 @@ d = sys.argv[1]
 with open(f"{d}/sets", "w") as f:
     f.write("create allow10k hash:ip family inet hashsize 16384 maxelem 65536\n")
     for i in range(10000):
-        f.write(f"add allow10k 10.200.{i // 256}.{i % 256}\n")
+        f.write(f"add allow10k 198.19.{i // 256}.{i % 256}\n")
+    # A million distinct entries cannot fit in 198.18.0.0/15, so the
+    # blocklist holds other addresses, as a real one does; nothing is ever
+    # sent to them (the generator's clients are 198.18.128.0/17).
     f.write("create block1m hash:net family inet hashsize 1048576 maxelem 2000000\n")
     for i in range(500000):
         f.write(f"add block1m 10.{i // 65536}.{i // 256 % 256}.{i % 256}\n")
@@ -32,8 +35,8 @@ with open(f"{d}/rules", "w") as f:
 # The same 100 rules with prefixes in place of the two sets: the rule
 # engine's own cost.
 with open(f"{d}/rules-nosets", "w") as f:
-    f.write("*mangle\n-A PREROUTING -s 10.200.0.0/18 -j MARK --set-mark 0x7\nCOMMIT\n")
-    f.write("*filter\n-A INPUT -s 10.0.0.0/8 -j DROP\n")
+    f.write("*mangle\n-A PREROUTING -s 198.19.0.0/18 -j MARK --set-mark 0x7\nCOMMIT\n")
+    f.write("*filter\n-A INPUT -s 198.19.64.0/18 -j DROP\n")
     for p in range(10000, 10098):
         f.write(f"-A INPUT -p tcp -m tcp --dport {p} -j DROP\n")
     f.write("COMMIT\n")

@@ -507,16 +507,16 @@ mod tests {
     #[test]
     fn a_net_range_splits_into_the_fewest_cidrs() {
         assert_eq!(
-            texts("10.0.0.1-10.0.0.6", &h(SetKind::HashNet)),
-            ["10.0.0.1", "10.0.0.2/31", "10.0.0.4/31", "10.0.0.6"]
+            texts("198.18.0.1-198.18.0.6", &h(SetKind::HashNet)),
+            ["198.18.0.1", "198.18.0.2/31", "198.18.0.4/31", "198.18.0.6"]
         );
     }
 
     #[test]
     fn host_types_expand_ranges_and_cidrs_into_hosts() {
         assert_eq!(
-            texts("10.0.0.1/30", &h(SetKind::HashIp)),
-            ["10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3"]
+            texts("198.18.0.1/30", &h(SetKind::HashIp)),
+            ["198.18.0.0", "198.18.0.1", "198.18.0.2", "198.18.0.3"]
         );
         let mut m = h(SetKind::HashIp);
         m.netmask = Some(24);
@@ -526,16 +526,16 @@ mod tests {
     #[test]
     fn ports_print_with_their_protocol() {
         let hd = h(SetKind::HashIpPort);
-        assert_eq!(texts("10.0.0.1,80", &hd), ["10.0.0.1,tcp:80"]);
-        assert_eq!(texts("10.0.0.1,udp:53", &hd), ["10.0.0.1,udp:53"]);
+        assert_eq!(texts("198.18.0.1,80", &hd), ["198.18.0.1,tcp:80"]);
+        assert_eq!(texts("198.18.0.1,udp:53", &hd), ["198.18.0.1,udp:53"]);
         assert_eq!(
-            texts("10.0.0.3,icmp:ping", &hd),
-            ["10.0.0.3,icmp:echo-request"]
+            texts("198.18.0.3,icmp:ping", &hd),
+            ["198.18.0.3,icmp:echo-request"]
         );
-        assert_eq!(texts("10.0.0.4,vrrp:0", &hd), ["10.0.0.4,vrrp:0"]);
+        assert_eq!(texts("198.18.0.4,vrrp:0", &hd), ["198.18.0.4,vrrp:0"]);
         assert_eq!(
-            texts("10.0.0.1,80-81", &hd),
-            ["10.0.0.1,tcp:80", "10.0.0.1,tcp:81"]
+            texts("198.18.0.1,80-81", &hd),
+            ["198.18.0.1,tcp:80", "198.18.0.1,tcp:81"]
         );
     }
 
@@ -550,18 +550,18 @@ mod tests {
             e("1.1.1.1/0", SetKind::HashNet),
             "The value of the CIDR parameter of the IP address is invalid"
         );
-        assert!(e("10.0.0.0/8", SetKind::HashIp).starts_with("Hash is full"));
+        assert!(e("198.18.0.0/15", SetKind::HashIp).starts_with("Hash is full"));
         assert!(e("nope", SetKind::HashIp).starts_with("Syntax error: cannot parse nope"));
         assert_eq!(
-            e("10.0.0.1,vrrp:5", SetKind::HashIpPort),
+            e("198.18.0.1,vrrp:5", SetKind::HashIpPort),
             "Syntax error: Protocol vrrp can be used with pseudo port value 0 only."
         );
         assert_eq!(
-            e("10.0.0.1,udp:x", SetKind::HashIpPort),
+            e("198.18.0.1,udp:x", SetKind::HashIpPort),
             "Syntax error: cannot parse 'x' as a udp port"
         );
         assert_eq!(
-            e("10.0.0.1,icmp:9/x", SetKind::HashIpPort),
+            e("198.18.0.1,icmp:9/x", SetKind::HashIpPort),
             "Cannot parse 9/x as an ICMP type/code."
         );
         let mut v6 = h(SetKind::HashIpPort);

@@ -81,9 +81,33 @@ pub(super) fn build_request<B: PacketBuf>(
     iface: &Interface,
     target: Ipv4Addr,
 ) -> bool {
-    let Some(src) = iface.v4_source(target) else {
-        return false;
-    };
+    match iface.v4_source(target) {
+        Some(src) => build_broadcast_request(buf, iface, src, target),
+        None => false,
+    }
+}
+
+/// Fills the empty `buf` with a gratuitous ARP for `addr` from `iface`: a
+/// broadcast request whose sender and target are both `addr` (RFC 5227
+/// 3: an ARP announcement), so that every host on the segment that knows
+/// `addr` moves it to this port's MAC.
+pub(super) fn build_gratuitous<B: PacketBuf>(
+    buf: &mut B,
+    iface: &Interface,
+    addr: Ipv4Addr,
+) -> bool {
+    build_broadcast_request(buf, iface, addr, addr)
+}
+
+/// Fills the empty `buf` with a broadcast ARP request from `iface`'s MAC
+/// and `sender` for `target` (a resolution, or with both equal an
+/// announcement).
+fn build_broadcast_request<B: PacketBuf>(
+    buf: &mut B,
+    iface: &Interface,
+    sender: Ipv4Addr,
+    target: Ipv4Addr,
+) -> bool {
     if !buf.append(MIN_FRAME) {
         return false;
     }
@@ -98,45 +122,12 @@ pub(super) fn build_request<B: PacketBuf>(
     let req = ArpRepr {
         operation: op::REQUEST,
         sender_hw: iface.mac,
-        sender_ip: src,
+        sender_ip: sender,
         target_hw: MacAddr([0; 6]),
         target_ip: target,
     };
     eth.emit(d).is_ok()
         && req
-            .emit(&mut d[HEADER_LEN..HEADER_LEN + arp::PACKET_LEN])
-            .is_ok()
-}
-
-/// Fills the empty `buf` with a gratuitous ARP for `addr` from `iface`: a
-/// broadcast request whose sender and target are both `addr` (RFC 5227
-/// 3: an ARP announcement), so that every host on the segment that knows
-/// `addr` moves it to this port's MAC.
-pub(super) fn build_gratuitous<B: PacketBuf>(
-    buf: &mut B,
-    iface: &Interface,
-    addr: Ipv4Addr,
-) -> bool {
-    if !buf.append(MIN_FRAME) {
-        return false;
-    }
-    let d = buf.data_mut();
-    d.fill(0);
-    let eth = EthernetRepr {
-        src: iface.mac,
-        dst: MacAddr::BROADCAST,
-        vlan_tci: None,
-        ethertype: ethertype::ARP,
-    };
-    let garp = ArpRepr {
-        operation: op::REQUEST,
-        sender_hw: iface.mac,
-        sender_ip: addr,
-        target_hw: MacAddr([0; 6]),
-        target_ip: addr,
-    };
-    eth.emit(d).is_ok()
-        && garp
             .emit(&mut d[HEADER_LEN..HEADER_LEN + arp::PACKET_LEN])
             .is_ok()
 }

@@ -16,8 +16,7 @@ use crate::lb::LbStage;
 use crate::model::{DestConfig, ForwardMethod, Protocol, ServiceConfig, ServiceKey};
 use crate::wire::testutil::checksums_ok;
 
-const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-const SERVER_SIDE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+use super::stack_tests::{two_ports, DIRECTOR_MAC};
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xaa, 0x01];
 const REAL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xbb, 0x01];
 
@@ -49,25 +48,7 @@ struct Director {
 impl Director {
     fn new() -> Director {
         let cfg = L3Config {
-            interfaces: vec![
-                Interface {
-                    port: 0,
-                    mac: MacAddr(DIRECTOR_MAC),
-                    addrs: vec![
-                        "198.18.0.1/24".parse().unwrap(),
-                        "2001:db8::1/64".parse().unwrap(),
-                    ],
-                    mtu: 1500,
-                    kernel: false,
-                },
-                Interface {
-                    port: 1,
-                    mac: MacAddr(SERVER_SIDE_MAC),
-                    addrs: vec!["198.18.1.1/24".parse().unwrap()],
-                    mtu: 1500,
-                    kernel: false,
-                },
-            ],
+            interfaces: two_ports(),
             routes: vec![],
             neighbors: vec![
                 (ip("198.18.0.2"), MacAddr(CLIENT_MAC)),

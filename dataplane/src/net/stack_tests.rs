@@ -10,8 +10,8 @@ use etherparse::{PacketBuilder, SlicedPacket};
 use super::*;
 use crate::buf::TestBuf;
 
-const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-const SERVER_SIDE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+pub(super) const DIRECTOR_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub(super) const SERVER_SIDE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xaa, 0x01];
 const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xaa, 0x02];
 const DIRECTOR: [u8; 4] = [198, 18, 0, 1];
@@ -37,29 +37,34 @@ impl Io<TestBuf> for TestIo {
     }
 }
 
-/// Two ports: 0 = client side (198.18.0.1/24, 2001:db8::1/64),
-/// 1 = server side (198.18.1.1/24) with 198.19.0.0/16 behind 198.18.1.2.
+/// The director's two ports in the stack's unit tests: 0 = client side
+/// (198.18.0.1/24, 2001:db8::1/64), 1 = server side (198.18.1.1/24).
+pub(super) fn two_ports() -> Vec<Interface> {
+    vec![
+        Interface {
+            port: 0,
+            mac: MacAddr(DIRECTOR_MAC),
+            addrs: vec![
+                "198.18.0.1/24".parse().unwrap(),
+                "2001:db8::1/64".parse().unwrap(),
+            ],
+            mtu: 1500,
+            kernel: false,
+        },
+        Interface {
+            port: 1,
+            mac: MacAddr(SERVER_SIDE_MAC),
+            addrs: vec!["198.18.1.1/24".parse().unwrap()],
+            mtu: 1500,
+            kernel: false,
+        },
+    ]
+}
+
+/// [`two_ports`] with 198.19.0.0/16 behind 198.18.1.2.
 fn stack() -> Stack<TestBuf> {
     let cfg = L3Config {
-        interfaces: vec![
-            Interface {
-                port: 0,
-                mac: MacAddr(DIRECTOR_MAC),
-                addrs: vec![
-                    "198.18.0.1/24".parse().unwrap(),
-                    "2001:db8::1/64".parse().unwrap(),
-                ],
-                mtu: 1500,
-                kernel: false,
-            },
-            Interface {
-                port: 1,
-                mac: MacAddr(SERVER_SIDE_MAC),
-                addrs: vec!["198.18.1.1/24".parse().unwrap()],
-                mtu: 1500,
-                kernel: false,
-            },
-        ],
+        interfaces: two_ports(),
         routes: vec![(
             "198.19.0.0/16".parse().unwrap(),
             "198.18.1.2".parse().unwrap(),
