@@ -17,6 +17,7 @@ pub mod frag;
 pub mod lb;
 pub mod model;
 pub mod net;
+pub mod ports;
 pub mod rss;
 pub mod rules;
 pub mod sched;
