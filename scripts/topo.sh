@@ -79,6 +79,13 @@ create() {
         ns "$n" sysctl -qw net.ipv4.conf.all.rp_filter=0
         ns "$n" sysctl -qw net.ipv4.conf.default.rp_filter=0
     done
+    # Small receive buffers on the clients: a rate-limited download
+    # (curl --limit-rate) then stays in flight, ESTABLISHED on the director,
+    # for as long as the client reads; with Linux's default autotuning the
+    # whole 1 MiB blob and the server's FIN pass the director in a moment
+    # on a fast machine, and the connection leaves ESTABLISHED long before
+    # the download ends.
+    ns "${P}-cli" sysctl -qw net.ipv4.tcp_rmem="4096 16384 65536"
 
     head -c 1048576 /dev/urandom > "/tmp/${P}-www/blob"
     for i in $(seq 1 "$servers"); do

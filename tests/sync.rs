@@ -182,6 +182,18 @@ fn backup_holds_the_masters_connections() {
         "br0",
     ]);
     sh(&["ip", "-n", &cli, "link", "set", "br0", "up"]);
+    // Small receive buffers: the rate-limited download below stays
+    // ESTABLISHED for as long as curl reads, not only until the whole
+    // blob and the server's FIN have passed the director.
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &cli,
+        "sysctl",
+        "-qw",
+        "net.ipv4.tcp_rmem=4096 16384 65536",
+    ]);
     for (ns, tap, mac) in [
         (&m_ns, format!("{p}mc"), "02:00:00:00:aa:01"),
         (&b_ns, format!("{p}bc"), "02:00:00:00:aa:02"),
