@@ -71,7 +71,10 @@ fn role(s: DaemonState) -> Role {
 impl Dataplane for UvsDataplane {
     fn publish(&self, snapshot: Arc<Snapshot>) {
         self.announce.update(&snapshot);
+        let g = snapshot.generation;
         self.config.publish(snapshot);
+        // The command returns once the workers use it (see ConfigCell).
+        self.config.wait_taken(g, Duration::from_secs(1));
     }
 
     /// Every worker's rows; a persistence template that several workers

@@ -22,7 +22,7 @@ mod common;
 use std::process::{Command, Stdio};
 
 use common::lab::{lock, Lab, VIP};
-use common::{in_ns, sh, Procs};
+use common::{in_ns, sh, wait_listening, Procs};
 
 /// A TCP service on port 9000 that reads until the client is done and
 /// answers with the number of bytes it got.
@@ -123,7 +123,7 @@ fn narrow_path_behind_a_router(tag: &str, kind: &str, opts: &str, client_mtu: u3
                 .unwrap(),
         );
     }
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_listening(&far, 9000);
 
     lab.ok(&format!("-A -t {VIP}:9000 -s rr"));
     lab.ok(&format!("-a -t {VIP}:9000 -r 198.19.5.2 {opts}"));
@@ -175,7 +175,7 @@ fn a_port_mtu_is_set_on_the_tap_and_enforced_with_fragmentation_needed() {
             .spawn()
             .unwrap(),
     );
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_listening(&format!("{}-rs1", lab.p), 9000);
     lab.ok(&format!("-A -t {VIP}:9000 -s rr"));
     lab.ok(&format!("-a -t {VIP}:9000 -r 198.18.1.11 -m"));
     let out = Command::new("ip")

@@ -520,6 +520,7 @@ impl<S: Stage<Mbuf>> Worker<S> {
         if self.stage.tick(now) {
             self.stack.set_service_addrs(self.stage.service_addrs());
         }
+        self.stage.acknowledge();
         taken
     }
 

@@ -360,3 +360,23 @@ pub fn in_ns(ns: &str, args: &[&str]) -> Command {
     c.args(["netns", "exec", ns]).args(args);
     c
 }
+
+/// Waits (at most 30 s: python starts slowly on a loaded machine) until a
+/// TCP socket listens on `port` in namespace `ns`, without connecting to
+/// it (a probe connection would count as a client of the service).
+pub fn wait_listening(ns: &str, port: u16) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let out = in_ns(ns, &["ss", "-Hltn", &format!("sport = :{port}")])
+            .output()
+            .expect("ss (iproute2) runs");
+        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            return;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "nothing listens on port {port} in {ns}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

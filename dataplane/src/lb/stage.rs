@@ -11,6 +11,11 @@
 //!   go: the cell keeps every snapshot it replaced until no worker holds it
 //!   and frees it on the control thread ([`ConfigCell::reclaim`]), so a
 //!   worker never pays for freeing a large table.
+//!   The control thread then waits until every running worker has taken
+//!   it ([`ConfigCell::wait_taken`]): when `ipvsadm -E` returns, the next
+//!   new connection gets the new scheduler, as with the kernel (a worker
+//!   answers within one loop turn; one that does not within a second is
+//!   stuck or stopping, and the command returns anyway).
 //! * [`ConnDump`]: `ipvsadm -L -c` asks each worker for its connection rows
 //!   through a request counter; the worker answers between bursts. The mutex
 //!   around the rows is only ever taken on that control path.
@@ -41,6 +46,36 @@ pub struct ConfigCell {
     generation: AtomicU64,
     /// Replaced snapshots, until no worker holds them (control side only).
     retired: Mutex<Vec<Arc<Snapshot>>>,
+    /// One slot per worker: the generation it has taken plus one, 0 while
+    /// it does not run (see [`Taken`]).
+    taken: Mutex<Vec<Arc<AtomicU64>>>,
+}
+
+/// A worker's acknowledgement of the snapshots it takes (the worker side
+/// of [`ConfigCell::wait_taken`]): written once per snapshot change, never
+/// per packet; cleared when the worker's stage goes away.
+#[derive(Debug)]
+pub struct Taken {
+    slot: Arc<AtomicU64>,
+    last: u64,
+}
+
+impl Taken {
+    /// Records that the worker now uses generation `g`.
+    #[inline]
+    pub fn record(&mut self, g: u64) {
+        let v = g.wrapping_add(1).max(1);
+        if self.last != v {
+            self.last = v;
+            self.slot.store(v, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        self.slot.store(0, Ordering::Release);
+    }
 }
 
 impl Default for ConfigCell {
@@ -49,6 +84,7 @@ impl Default for ConfigCell {
             current: ArcSwap::from_pointee(Snapshot::default()),
             generation: AtomicU64::new(0),
             retired: Mutex::new(Vec::new()),
+            taken: Mutex::new(Vec::new()),
         }
     }
 }
@@ -86,6 +122,42 @@ impl ConfigCell {
     /// The snapshot last published.
     pub fn load(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// A new worker's acknowledgement slot (a worker that never records
+    /// counts as not running).
+    pub fn register(&self) -> Taken {
+        let slot = Arc::new(AtomicU64::new(0));
+        match self.taken.lock() {
+            Ok(mut t) => t.push(Arc::clone(&slot)),
+            Err(p) => p.into_inner().push(Arc::clone(&slot)),
+        }
+        Taken { slot, last: 0 }
+    }
+
+    /// Waits until every running worker uses generation `g` or a later
+    /// one, at most `timeout`; whether they all did. Workers that do not
+    /// run (not started yet, or stopped) are not waited for.
+    pub fn wait_taken(&self, g: u64, timeout: Duration) -> bool {
+        let slots: Vec<Arc<AtomicU64>> = match self.taken.lock() {
+            Ok(t) => t.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let want = g.wrapping_add(1).max(1);
+        let t0 = Instant::now();
+        loop {
+            let behind = slots.iter().any(|s| {
+                let v = s.load(Ordering::Acquire);
+                v != 0 && v < want
+            });
+            if !behind {
+                return true;
+            }
+            if t0.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
     }
 }
 
@@ -297,6 +369,7 @@ pub struct LbStage {
     me: usize,
     owners: Ownership,
     config: Arc<ConfigCell>,
+    taken: Taken,
     dump: Arc<ConnDump>,
     egress: PortRoutes,
     last_housekeeping: u64,
@@ -336,11 +409,13 @@ impl LbStage {
         egress: PortRoutes,
     ) -> Self {
         let lb_frag = Arc::clone(&lb.counters().frag);
+        let taken = config.register();
         LbStage {
             lb,
             me,
             owners,
             config,
+            taken,
             dump,
             egress,
             last_housekeeping: 0,
@@ -519,6 +594,12 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         changed
     }
 
+    /// Tells the control thread which snapshot this worker now uses.
+    #[inline]
+    fn acknowledge(&mut self) {
+        self.taken.record(self.lb.generation());
+    }
+
     fn service_addrs(&self) -> Vec<IpAddr> {
         self.lb.service_addrs()
     }
@@ -609,5 +690,39 @@ mod tests {
                 assert_eq!(r.route(d), want, "{d}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod taken_tests {
+    use super::*;
+
+    #[test]
+    fn a_publish_waits_for_the_running_workers_and_only_for_them() {
+        let cell = ConfigCell::default();
+        let short = Duration::from_millis(5);
+        assert!(cell.wait_taken(5, short), "no worker: nothing to wait for");
+        let mut a = cell.register();
+        let _never_runs = cell.register();
+        a.record(4);
+        assert!(!cell.wait_taken(5, short), "a worker on generation 4");
+        a.record(5);
+        assert!(cell.wait_taken(5, short));
+        assert!(cell.wait_taken(3, short), "a later generation will do");
+        drop(a);
+        assert!(
+            cell.wait_taken(9, short),
+            "a stopped worker is not waited for"
+        );
+
+        let mut b = cell.register();
+        b.record(8);
+        let worker = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            b.record(9);
+            b
+        });
+        assert!(cell.wait_taken(9, Duration::from_secs(30)));
+        drop(worker.join().unwrap());
     }
 }

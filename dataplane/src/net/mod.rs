@@ -328,6 +328,9 @@ pub trait Stage<B: PacketBuf> {
     fn tick(&mut self, _now_ms: u64) -> bool {
         false
     }
+    /// Called after [`Stage::tick`] once the worker has also applied what
+    /// the tick changed: the configuration picked up is now in force.
+    fn acknowledge(&mut self) {}
     /// Addresses the stage serves (virtual service addresses): the stack
     /// answers ARP and neighbour solicitations for those on a port's
     /// connected prefix, as for its own addresses.
