@@ -59,6 +59,7 @@ use packet::SegInfo;
 
 use crate::buf::PacketBuf;
 use crate::conn::ConnId;
+use crate::model::{ForwardMethod, Protocol, Service, ServiceKey};
 use crate::wire::ipv4::protocol;
 use crate::wire::PacketMeta;
 use crate::xmit::seqadj::SeqAdj;
@@ -152,12 +153,13 @@ pub fn random_word() -> u64 {
 }
 
 impl SynProxy {
-    /// A proxy at `now` (ms), with no connection slots yet.
-    pub fn new(now: u64) -> SynProxy {
+    /// A proxy at `now` (ms) counting in `counters`, with no connection
+    /// slots yet.
+    pub fn new(now: u64, counters: std::sync::Arc<SynProxyCounters>) -> SynProxy {
         SynProxy {
             jar: CookieJar::new(now, random_word),
             conns: Vec::new(),
-            counters: Default::default(),
+            counters,
         }
     }
 
@@ -335,6 +337,28 @@ impl SynProxy {
     pub fn is_open(&self, id: ConnId) -> bool {
         self.conns.get(id.0 as usize).is_some_and(|c| c.open)
     }
+}
+
+/// Whether the proxy answers for `svc`: switched on for it (`-j enable`),
+/// or by the global `synproxy` tunable (`global`) for a TCP service whose
+/// real servers are all NAT (the only kind it can serve; `-j` refuses the
+/// others when configured).
+#[inline]
+pub fn applies(svc: &Service, global: bool) -> bool {
+    svc.config.synproxy
+        || (global
+            && matches!(
+                svc.config.key,
+                ServiceKey::Addr {
+                    protocol: Protocol::Tcp,
+                    ..
+                }
+            )
+            && !svc.dests.is_empty()
+            && svc
+                .dests
+                .iter()
+                .all(|d| d.config.method == ForwardMethod::Masq))
 }
 
 /// The flow a client packet belongs to.

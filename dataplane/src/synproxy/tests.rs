@@ -51,7 +51,11 @@ fn a_cookie_validates_for_its_flow_and_isn_and_carries_mss_and_sack() {
     // shifts the data (never to the same handshake), one far off fails.
     assert_ne!(jar.check(&flow(), 12346, c), Some(hs), "another ISN");
     assert_eq!(jar.check(&flow(), 13345, c), None, "another ISN");
-    assert_eq!(jar.check(&flow(), 12345, c ^ 0x100), None, "a changed cookie");
+    assert_eq!(
+        jar.check(&flow(), 12345, c ^ 0x100),
+        None,
+        "a changed cookie"
+    );
 }
 
 #[test]
@@ -150,7 +154,7 @@ const VIP: [u8; 4] = [198, 18, 0, 100];
 
 #[test]
 fn the_whole_proxied_handshake_and_the_translation_after_it() {
-    let mut sp = SynProxy::new(0);
+    let mut sp = SynProxy::new(0, Default::default());
     sp.reserve(4);
     // 1. SYN with MSS 1460, SACK, timestamps and window scale.
     let syn = frame(
@@ -209,7 +213,13 @@ fn the_whole_proxied_handshake_and_the_translation_after_it() {
     let m = parse_packet(b.data()).unwrap();
     assert!(SynProxy::is_ack(&m));
     let (info, hs) = sp.check_ack(b.data(), &m).expect("valid cookie");
-    assert_eq!(hs, Handshake { mss: 1460, sack: true });
+    assert_eq!(
+        hs,
+        Handshake {
+            mss: 1460,
+            sack: true
+        }
+    );
     let id = crate::conn::ConnId(2);
     sp.open(id, &mut b, &m, &info, hs).unwrap();
     let s = tcp_of(b.data());
@@ -232,21 +242,16 @@ fn the_whole_proxied_handshake_and_the_translation_after_it() {
     // 3. The real server's SYN-ACK (already back through NAT's reply
     // index: from the server to the client).
     let rs = [198, 18, 1, 11];
-    let synack = frame(
-        rs,
-        CLIENT,
-        80,
-        40000,
-        777_000,
-        |b| b.syn().ack(1001),
-        &[],
-    );
+    let synack = frame(rs, CLIENT, 80, 40000, 777_000, |b| b.syn().ack(1001), &[]);
     let mut b = TestBuf::with_capacity(&synack, 256);
     let m = parse_packet(b.data()).unwrap();
     assert_eq!(sp.server_packet(id, &mut b, &m), ServerVerdict::AckToServer);
     let a = tcp_of(b.data());
     assert!(a.ack() && !a.syn());
-    assert_eq!((a.sequence_number(), a.acknowledgment_number()), (1001, 777_001));
+    assert_eq!(
+        (a.sequence_number(), a.acknowledgment_number()),
+        (1001, 777_001)
+    );
     let m2 = parse_packet(b.data()).unwrap();
     assert_eq!((m2.src, m2.dst), (IpAddr::from(CLIENT), IpAddr::from(rs)));
     assert!(checksum_ok(b.data()));
@@ -260,7 +265,15 @@ fn the_whole_proxied_handshake_and_the_translation_after_it() {
     assert_eq!(tcp_of(b.data()).sequence_number(), cookie.wrapping_add(1));
     assert!(checksum_ok(b.data()));
     // The client's ACK of it: back in the server's numbering.
-    let cack = frame(CLIENT, VIP, 40000, 80, 1006, |b| b.ack(cookie.wrapping_add(7)), &[]);
+    let cack = frame(
+        CLIENT,
+        VIP,
+        40000,
+        80,
+        1006,
+        |b| b.ack(cookie.wrapping_add(7)),
+        &[],
+    );
     let mut b = TestBuf::with_capacity(&cack, 256);
     let m = parse_packet(b.data()).unwrap();
     assert_eq!(sp.client_packet(id, &mut b, &m), Ok(true));
@@ -270,7 +283,7 @@ fn the_whole_proxied_handshake_and_the_translation_after_it() {
 
 #[test]
 fn an_ack_with_a_wrong_cookie_is_refused_and_counted() {
-    let sp = SynProxy::new(0);
+    let sp = SynProxy::new(0, Default::default());
     let ack = frame(CLIENT, VIP, 40000, 80, 5, |b| b.ack(123456), &[]);
     let m = parse_packet(&ack).unwrap();
     assert!(sp.check_ack(&ack, &m).is_none());
@@ -279,14 +292,22 @@ fn an_ack_with_a_wrong_cookie_is_refused_and_counted() {
 
 #[test]
 fn a_server_reset_before_its_syn_ack_reaches_the_client_in_sequence() {
-    let mut sp = SynProxy::new(0);
+    let mut sp = SynProxy::new(0, Default::default());
     sp.reserve(1);
     let syn = frame(CLIENT, VIP, 1, 80, 50, |b| b.syn(), &[]);
     let mut b = TestBuf::with_capacity(&syn, 256);
     let m = parse_packet(b.data()).unwrap();
     sp.answer_syn(&mut b, &m).unwrap();
     let cookie = tcp_of(b.data()).sequence_number();
-    let ack = frame(CLIENT, VIP, 1, 80, 51, |b| b.ack(cookie.wrapping_add(1)), &[]);
+    let ack = frame(
+        CLIENT,
+        VIP,
+        1,
+        80,
+        51,
+        |b| b.ack(cookie.wrapping_add(1)),
+        &[],
+    );
     let mut b = TestBuf::with_capacity(&ack, 256);
     let m = parse_packet(b.data()).unwrap();
     let (info, hs) = sp.check_ack(b.data(), &m).unwrap();
