@@ -87,6 +87,20 @@ pub struct SynProxyCounters {
     pub opened: AtomicU64,
 }
 
+impl SynProxyCounters {
+    /// Every counter by the name `uvsadm --counters` and telemetry give it.
+    pub fn named(&self) -> [(&'static str, u64); 5] {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("synproxy_cookies_sent", g(&self.cookies_sent)),
+            ("synproxy_cookies_ok", g(&self.cookies_ok)),
+            ("synproxy_cookies_bad", g(&self.cookies_bad)),
+            ("synproxy_server_syns", g(&self.server_syns)),
+            ("synproxy_opened", g(&self.opened)),
+        ]
+    }
+}
+
 #[inline(always)]
 fn bump(c: &AtomicU64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
