@@ -206,6 +206,9 @@ impl ApplyError {
             }
             ApplyError::NotFound(K::EditDest | K::DeleteDest) => "No such destination",
             ApplyError::NotFound(_) => "No such file or directory",
+            // The SYN proxy is an extension: no libipvs text to keep, so
+            // the reason itself.
+            ApplyError::Invalid(_, why) if why.starts_with(SYNPROXY_REFUSAL) => why,
             ApplyError::Invalid(..) => {
                 "Invalid operation.  Possibly wrong module version, address not unicast, ..."
             }
@@ -653,6 +656,9 @@ fn validate_service(op: OpKind, cfg: &ServiceConfig) -> Result<(), ApplyError> {
     }
     Ok(())
 }
+
+/// How the SYN proxy's refusals start (they are shown as they are).
+const SYNPROXY_REFUSAL: &str = "the SYN proxy (-j)";
 
 /// Why the SYN proxy refuses DR and TUN real servers.
 const SYNPROXY_NEEDS_NAT: &str = "the SYN proxy (-j) needs masquerading (-m): \

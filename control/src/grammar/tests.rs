@@ -449,7 +449,11 @@ fn fwmark_services() {
     let e = run("-A -t 198.18.0.1:80 -j on").unwrap_err();
     assert_eq!(e.message, "synproxy switch must be enable or disable");
     let e = run("-a -t 198.18.0.1:80 -r 198.19.1.1 -j enable").unwrap_err();
-    assert!(e.message.contains("Illegal 'synproxy' option"), "{}", e.message);
+    assert!(
+        e.message.contains("Illegal 'synproxy' option"),
+        "{}",
+        e.message
+    );
     // IPv6 prefix after -6; a -M before -6 is overridden by -6.
     let mut c = ServiceConfig::new(fw(7, Family::V6));
     c.persistent = Some(360);
