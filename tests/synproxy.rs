@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::lab::{lock, Lab, VIP};
+use common::lab::{lock, Lab, VIP, VIP6};
 
 /// The totals of `uvsadm --counters --json`.
 fn totals(lab: &Lab) -> serde_json::Value {
@@ -112,13 +112,17 @@ fn proxied_downloads_intact_and_no_entry_for_spoofed_syns() {
     assert_ne!(code, 0);
     assert!(err.contains("masquerading"), "{err}");
 
-    // Real downloads through the proxy: the bytes the server has.
+    // Real downloads through the proxy: the bytes the server has, over
+    // IPv4 and IPv6.
+    lab.ok(&format!("-A -t [{VIP6}]:80 -s rr -j enable"));
+    lab.ok(&format!("-a -t [{VIP6}]:80 -r [2001:db8:1::11]:80 -m"));
     for i in 0..3 {
         assert!(lab.blob_matches(VIP), "download {i} through the SYN proxy");
     }
+    assert!(lab.blob_matches(VIP6), "IPv6 download through the SYN proxy");
     assert_eq!(lab.who("198.18.0.2", VIP), "rs1");
     let t = totals(&lab);
-    assert!(n(&t, "synproxy_opened") >= 4, "{t}");
+    assert!(n(&t, "synproxy_opened") >= 5, "{t}");
     let created = n(&t, "connections_created");
 
     // Spoofed SYNs: answered with cookies, no entry, nothing created.
