@@ -119,7 +119,10 @@ fn proxied_downloads_intact_and_no_entry_for_spoofed_syns() {
     for i in 0..3 {
         assert!(lab.blob_matches(VIP), "download {i} through the SYN proxy");
     }
-    assert!(lab.blob_matches(VIP6), "IPv6 download through the SYN proxy");
+    assert!(
+        lab.blob_matches(VIP6),
+        "IPv6 download through the SYN proxy"
+    );
     assert_eq!(lab.who("198.18.0.2", VIP), "rs1");
     let t = totals(&lab);
     assert!(n(&t, "synproxy_opened") >= 5, "{t}");
