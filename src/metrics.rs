@@ -71,6 +71,8 @@ pub struct WorkerSample {
     pub pmtu_learned: u64,
     pub table_entries: u64,
     pub table_capacity: u64,
+    /// The SYN proxy's counters, by name.
+    pub synproxy: [(&'static str, u64); 5],
 }
 
 impl WorkerSample {
@@ -94,6 +96,7 @@ impl WorkerSample {
             pmtu_learned: lb.pmtu_learned.load(Ordering::Relaxed),
             table_entries: lb.table_entries.load(Ordering::Relaxed),
             table_capacity: u64::from(capacity),
+            synproxy: lb.synproxy.named(),
         }
     }
 
@@ -135,6 +138,7 @@ impl WorkerSample {
         ] {
             v.push((name.to_string(), n));
         }
+        v.extend(self.synproxy.iter().map(|(k, n)| (k.to_string(), *n)));
         v
     }
 

@@ -25,7 +25,7 @@ fn sysctl_round_trip_and_expire_nodest_conn() {
 
     // Listing, one, set, and a bad name or value that changes nothing.
     let all = lab.ok("--sysctl");
-    assert_eq!(all.lines().count(), 16, "{all}");
+    assert_eq!(all.lines().count(), 17, "{all}");
     assert!(
         all.contains("net.ipv4.vs.expire_nodest_conn = 0\n"),
         "{all}"
@@ -125,7 +125,7 @@ fn sloppy_tcp_schedules_a_mid_stream_ack() {
             .any(|l| l.contains(&format!("198.18.0.2:{port} ")))
     };
 
-    // Default: the ACK matches no connection and is dropped.
+    // Default: the ACK matches no connection and gets a reset.
     mid_stream_ack(&lab, 40123);
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(!has(40123), "{}", lab.ok("-L -n -c"));

@@ -62,8 +62,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::estimator::{Estimator, Rates};
 use crate::lb::ServiceIndex;
 use crate::model::{
-    dest_flags, DestConfig, DestShared, Family, ForwardMethod, Service, ServiceConfig, ServiceKey,
-    ServiceList, ServiceShared, Snapshot, Timeouts, TunnelType,
+    dest_flags, DestConfig, DestShared, Family, ForwardMethod, Protocol, Service, ServiceConfig,
+    ServiceKey, ServiceList, ServiceShared, Snapshot, Timeouts, TunnelType,
 };
 use crate::stats::Counters;
 use crate::tunables::{Tunable, Tunables};
@@ -206,6 +206,9 @@ impl ApplyError {
             }
             ApplyError::NotFound(K::EditDest | K::DeleteDest) => "No such destination",
             ApplyError::NotFound(_) => "No such file or directory",
+            // The SYN proxy is an extension: no libipvs text to keep, so
+            // the reason itself.
+            ApplyError::Invalid(_, why) if why.starts_with(SYNPROXY_REFUSAL) => why,
             ApplyError::Invalid(..) => {
                 "Invalid operation.  Possibly wrong module version, address not unicast, ..."
             }
@@ -638,8 +641,28 @@ fn validate_service(op: OpKind, cfg: &ServiceConfig) -> Result<(), ApplyError> {
     if cfg.key.family() == Family::V6 && !(1..=128).contains(&cfg.netmask) {
         return Err(ApplyError::Invalid(op, "IPv6 netmask outside 1..128"));
     }
+    let tcp = matches!(
+        cfg.key,
+        ServiceKey::Addr {
+            protocol: Protocol::Tcp,
+            ..
+        }
+    );
+    if cfg.synproxy && !tcp {
+        return Err(ApplyError::Invalid(
+            op,
+            "the SYN proxy (-j) is for TCP services (-t) only",
+        ));
+    }
     Ok(())
 }
+
+/// How the SYN proxy's refusals start (they are shown as they are).
+const SYNPROXY_REFUSAL: &str = "the SYN proxy (-j)";
+
+/// Why the SYN proxy refuses DR and TUN real servers.
+const SYNPROXY_NEEDS_NAT: &str = "the SYN proxy (-j) needs masquerading (-m): \
+     DR and TUN replies bypass the director, which must translate their sequence numbers";
 
 fn check_engines(op: OpKind, cfg: &ServiceConfig) -> Result<(), ApplyError> {
     if !SCHEDULERS.contains(&cfg.scheduler.as_str()) || cfg.pe.is_some() {
@@ -673,6 +696,9 @@ fn validate_dest(op: OpKind, svc: &ServiceConfig, d: &DestConfig) -> Result<(), 
         if t.kind == TunnelType::Gue && t.port == 0 {
             return Err(ApplyError::Invalid(op, "GUE tunnel without a port"));
         }
+    }
+    if svc.synproxy && d.method != ForwardMethod::Masq {
+        return Err(ApplyError::Invalid(op, SYNPROXY_NEEDS_NAT));
     }
     Ok(())
 }
@@ -744,6 +770,14 @@ fn stage(st: &mut State, op: &ConfigOp, fx: &mut Vec<Effect>) -> Result<(), Appl
                 .get_mut(&cfg.key)
                 .ok_or(ApplyError::NoService(kind))?;
             check_engines(kind, cfg)?;
+            if cfg.synproxy
+                && svc
+                    .dests
+                    .iter()
+                    .any(|d| d.config.method != ForwardMethod::Masq)
+            {
+                return Err(ApplyError::Invalid(kind, SYNPROXY_NEEDS_NAT));
+            }
             svc.config = cfg.clone();
             fx.push(Effect::Service(cfg.key));
         }

@@ -24,6 +24,7 @@ pub mod sched;
 pub mod sets;
 pub mod stats;
 pub mod sync;
+pub mod synproxy;
 pub mod tunables;
 pub mod wire;
 pub mod xmit;

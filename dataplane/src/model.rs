@@ -151,6 +151,9 @@ pub struct ServiceConfig {
     /// One-packet scheduling (`-o`).
     pub one_packet: bool,
     pub sched_flags: SchedFlags,
+    /// The SYN proxy (`-j enable`, DPVS's option; [`crate::synproxy`]).
+    #[serde(default)]
+    pub synproxy: bool,
 }
 
 impl ServiceConfig {
@@ -168,6 +171,7 @@ impl ServiceConfig {
             pe: None,
             one_packet: false,
             sched_flags: SchedFlags::default(),
+            synproxy: false,
         }
     }
 }

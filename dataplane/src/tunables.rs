@@ -45,6 +45,7 @@ pub enum Tunable {
     SecureTcp,
     SloppySctp,
     SloppyTcp,
+    Synproxy,
 }
 
 /// One row of the table.
@@ -79,7 +80,7 @@ const fn row(
 }
 
 /// Number of tunables.
-pub const COUNT: usize = 16;
+pub const COUNT: usize = 17;
 
 /// Every tunable, in the kernel's alphabetical `sysctl` order; indexed by
 /// `Tunable as usize`.
@@ -117,6 +118,8 @@ pub const TUNABLES: [TunableDef; COUNT] = [
         "any SCTP packet without a connection but an ABORT is scheduled, not only an INIT"),
     row(Tunable::SloppyTcp, "sloppy_tcp", 0, 0, 1,
         "any non-RST TCP packet without a connection is scheduled, not only a SYN"),
+    row(Tunable::Synproxy, "synproxy", 0, 0, 1,
+        "UVS extension: every TCP service whose real servers are all NAT gets the SYN proxy (-j)"),
 ];
 
 /// Kernel IPVS tunables UVS refuses, with why.
@@ -326,6 +329,9 @@ impl Tunables {
     pub fn run_estimation(&self) -> bool {
         self.on(Tunable::RunEstimation)
     }
+    pub fn synproxy(&self) -> bool {
+        self.on(Tunable::Synproxy)
+    }
 }
 
 #[cfg(test)]
@@ -364,6 +370,7 @@ mod tests {
             ("secure_tcp", 0),
             ("sloppy_sctp", 0),
             ("sloppy_tcp", 0),
+            ("synproxy", 0),
         ];
         for (n, v) in want {
             assert_eq!(t.get(Tunable::lookup(n).unwrap()), v, "{n}");
@@ -378,7 +385,7 @@ mod tests {
         assert_eq!(text.lines().count(), COUNT);
         assert!(text.starts_with("net.ipv4.vs.am_droprate = 10\n"));
         assert!(text.contains("\nnet.ipv4.vs.expire_nodest_conn = 1\n"));
-        assert!(text.ends_with("net.ipv4.vs.sloppy_tcp = 0\n"));
+        assert!(text.ends_with("net.ipv4.vs.sloppy_tcp = 0\nnet.ipv4.vs.synproxy = 0\n"));
     }
 
     #[test]

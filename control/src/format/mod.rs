@@ -320,6 +320,10 @@ fn service_line(svc: &ServiceListing, numeric: bool, r: &dyn Resolver) -> String
     if cfg.one_packet {
         s.push_str(" ops");
     }
+    // A UVS extension (DPVS shows its flag the same way).
+    if cfg.synproxy {
+        s.push_str(" synproxy");
+    }
     s
 }
 
@@ -514,6 +518,9 @@ pub fn save(listing: &Listing, numeric: bool, resolver: &dyn Resolver) -> String
         }
         if any_sched_flag(cfg) {
             let _ = write!(out, " -b {}", sched_flags(cfg));
+        }
+        if cfg.synproxy {
+            out.push_str(" -j enable");
         }
         out.push('\n');
         for d in sort::dests(&svc.dests, false) {
@@ -729,6 +736,7 @@ fn service_json(svc: &ServiceListing, nosort: bool) -> Value {
         "netmask": netmask,
         "pe": cfg.pe,
         "ops": cfg.one_packet,
+        "synproxy": cfg.synproxy,
         "stats": stats,
         "rates": rates,
         "dests": sort::dests(&svc.dests, nosort)

@@ -828,3 +828,29 @@ fn listing_survives_serialisation_for_client_side_formatting() {
         STATS
     );
 }
+
+#[test]
+fn a_syn_proxied_service_shows_its_flag_in_listings_saves_and_json() {
+    let mut cfg = ServiceConfig::new(tcp("198.18.0.5", 80));
+    cfg.scheduler = "rr".into();
+    cfg.synproxy = true;
+    let snap = Snapshot {
+        generation: 1,
+        services: vec![service(
+            cfg,
+            vec![dest("198.19.1.10", 8080, ForwardMethod::Masq, 1, 0, 0)],
+        )]
+        .into(),
+        timeouts: Timeouts::default(),
+        ..Snapshot::default()
+    };
+    assert_eq!(
+        save(&cap(&snap), true, &NoNames),
+        concat!(
+            "-A -t 198.18.0.5:80 -s rr -j enable\n",
+            "-a -t 198.18.0.5:80 -r 198.19.1.10:8080 -m -w 1\n",
+        )
+    );
+    let text = list(&snap, &StatsView::default(), &opts(Detail::Default));
+    assert_eq!(text.lines().nth(3), Some("TCP  198.18.0.5:80 rr synproxy"));
+}

@@ -237,6 +237,8 @@ Options:
   --sched-flags  -b flags             scheduler flags, comma-separated:
                                       flag-1..flag-3, sh-fallback, sh-port,
                                       mh-fallback, mh-port
+  --synproxy     -j enable|disable    SYN proxy with SYN cookies (TCP, NAT servers only;
+                                      DPVS's option, UVS extension)
 Daemon Options:
   --syncid sid                        sync daemon id (0..255, default 0)
   --sync-maxlen length                largest sync message payload

@@ -72,6 +72,7 @@ pub enum Tag {
     Ops,
     Pe,
     SchedFlags,
+    Synproxy,
     McastGroup,
     McastPort,
     McastTtl,
@@ -169,6 +170,7 @@ pub const OPTIONS: &[OptionDef] = &[
     def("ops", Some('o'), NoArg, Tag::Ops),
     def("pe", None, Required, Tag::Pe),
     def("sched-flags", Some('b'), Required, Tag::SchedFlags),
+    def("synproxy", Some('j'), Required, Tag::Synproxy),
     def("mcast-group", None, Required, Tag::McastGroup),
     def("mcast-port", None, Required, Tag::McastPort),
     def("mcast-ttl", None, Required, Tag::McastTtl),
@@ -224,10 +226,11 @@ pub enum OptId {
     TunCsum,
     TunRemcsum,
     Json,
+    Synproxy,
 }
 
 /// Number of tracked options.
-pub const NUMBER_OF_OPT: usize = 35;
+pub const NUMBER_OF_OPT: usize = 36;
 
 /// All tracked options, in internal order.
 pub const ALL_OPTS: [OptId; NUMBER_OF_OPT] = [
@@ -266,6 +269,7 @@ pub const ALL_OPTS: [OptId; NUMBER_OF_OPT] = [
     OptId::TunCsum,
     OptId::TunRemcsum,
     OptId::Json,
+    OptId::Synproxy,
 ];
 
 impl OptId {
@@ -307,6 +311,7 @@ impl OptId {
             OptId::TunCsum => "tun-csum",
             OptId::TunRemcsum => "tun-remcsum",
             OptId::Json => "json",
+            OptId::Synproxy => "synproxy",
         }
     }
 

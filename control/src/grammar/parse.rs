@@ -49,6 +49,8 @@ struct Svc {
     netmask: u32,
     persistent: Option<u32>,
     one_packet: bool,
+    /// `-j enable` (DPVS's option).
+    synproxy: bool,
     scheduler: String,
     pe: String,
 }
@@ -245,6 +247,7 @@ pub fn parse_command(
         netmask: u32::MAX,
         persistent: None,
         one_packet: false,
+        synproxy: false,
         scheduler: String::new(),
         pe: String::new(),
     };
@@ -409,6 +412,18 @@ pub fn parse_command(
                 set_option(&mut options, OptId::OnePacket)?;
                 svc.one_packet = true;
             }
+            Tag::Synproxy => {
+                set_option(&mut options, OptId::Synproxy)?;
+                svc.synproxy = match arg {
+                    "enable" => true,
+                    "disable" => false,
+                    _ => {
+                        return Err(GrammarError::fail(
+                            "synproxy switch must be enable or disable",
+                        ))
+                    }
+                };
+            }
             Tag::Pe => {
                 set_option(&mut options, OptId::Pe)?;
                 svc.pe = truncate(arg, NAME_MAX);
@@ -549,6 +564,7 @@ pub fn parse_command(
                 pe: (!svc.pe.is_empty()).then(|| svc.pe.clone()),
                 one_packet: svc.one_packet,
                 sched_flags: SchedFlags(sched_flags),
+                synproxy: svc.synproxy,
             };
             if cmd == Cmd::Add {
                 Command::AddService(config)

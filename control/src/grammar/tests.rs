@@ -431,6 +431,29 @@ fn fwmark_services() {
         c.one_packet = true;
         Command::AddService(c)
     });
+    // DPVS's SYN proxy switch, on -A and -E only.
+    let mut c = ServiceConfig::new(vip_key());
+    c.synproxy = true;
+    assert_eq!(
+        ok("-A -t 198.18.0.1:80 -j enable"),
+        Command::AddService(c.clone())
+    );
+    assert_eq!(
+        ok("-E -t 198.18.0.1:80 --synproxy=enable"),
+        Command::EditService(c)
+    );
+    assert_eq!(
+        ok("-A -t 198.18.0.1:80 -j disable"),
+        Command::AddService(ServiceConfig::new(vip_key()))
+    );
+    let e = run("-A -t 198.18.0.1:80 -j on").unwrap_err();
+    assert_eq!(e.message, "synproxy switch must be enable or disable");
+    let e = run("-a -t 198.18.0.1:80 -r 198.19.1.1 -j enable").unwrap_err();
+    assert!(
+        e.message.contains("Illegal 'synproxy' option"),
+        "{}",
+        e.message
+    );
     // IPv6 prefix after -6; a -M before -6 is overridden by -6.
     let mut c = ServiceConfig::new(fw(7, Family::V6));
     c.persistent = Some(360);

@@ -73,9 +73,13 @@ fn rule(cmd: Cmd, opt: OptId) -> Rule {
     match cmd {
         Cmd::Add | Cmd::Edit => match opt {
             O::Service => Required,
-            O::Scheduler | O::Persistent | O::Netmask | O::OnePacket | O::Pe | O::SchedFlags => {
-                Allowed
-            }
+            O::Scheduler
+            | O::Persistent
+            | O::Netmask
+            | O::OnePacket
+            | O::Pe
+            | O::SchedFlags
+            | O::Synproxy => Allowed,
             _ => Illegal,
         },
         Cmd::Del => match opt {

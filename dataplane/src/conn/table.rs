@@ -53,6 +53,9 @@ pub mod cflags {
     /// Installed from a sync master's message (the kernel's
     /// `IP_VS_CONN_F_SYNC`).
     pub const SYNCED: u16 = 0x40;
+    /// Opened by the SYN proxy: its sequence numbers are translated
+    /// ([`crate::synproxy`] keeps the offset beside the table).
+    pub const SYNPROXY: u16 = 0x800;
 }
 
 /// `in_pkts` saturates here: `drop_entry` leaves entries with more alone.
@@ -787,6 +790,14 @@ impl ConnTable {
         }
         self.transition(i, Dir::In, tcp_flags, now);
         Ok(ConnId(i))
+    }
+
+    /// Marks connection `id` as one the SYN proxy opened
+    /// ([`cflags::SYNPROXY`]); creation clears the mark.
+    pub fn mark_synproxy(&mut self, id: ConnId) {
+        if let Some(c) = self.ents.get_mut(id.0 as usize) {
+            c.flags |= cflags::SYNPROXY;
+        }
     }
 
     pub(super) fn is_live_template(&self, i: u32) -> bool {

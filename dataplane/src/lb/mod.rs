@@ -47,6 +47,8 @@ mod sync;
 mod tests;
 #[cfg(test)]
 mod tests_host;
+#[cfg(test)]
+mod tests_synproxy;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -55,7 +57,7 @@ use std::sync::{Arc, Weak};
 
 use crate::buf::PacketBuf;
 use crate::conn::shared::{SharedRef, SharedTemplates};
-use crate::conn::table::HashedKey;
+use crate::conn::table::{cflags, HashedKey};
 use crate::conn::{
     persist, proto_sctp, proto_tcp, ConnAddr, ConnId, ConnKey, ConnTable, Dir, NewConn, Sysctls,
     Verdict,
@@ -65,6 +67,7 @@ use crate::model::{
     Snapshot, TunnelConfig,
 };
 use crate::sched::{self, SchedConfig, SchedInput, SchedRng, Scheduler, SplitMix64};
+use crate::synproxy::{ServerVerdict, SynProxy, SynProxyCounters};
 use crate::wire::ipv4::protocol;
 use crate::wire::{parse_icmp_quote, Fragment, PacketMeta, L3};
 use crate::xmit::icmp::{icmp_error_reply, nat_icmp_inbound, nat_icmp_outbound, IcmpErrorKind};
@@ -123,10 +126,14 @@ pub enum LbDrop {
     TunnelIcmpNoDf = 11,
     /// Dropped (or rejected) by a DROP/REJECT rule or chain policy.
     Filtered = 12,
+    /// A packet of a SYN-proxied connection whose real server has not
+    /// answered yet, that the proxy cannot use (a server packet other than
+    /// its SYN-ACK, a client FIN or RST, one it could not rewrite).
+    SynProxy = 13,
 }
 
 impl LbDrop {
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
     pub const ALL: [LbDrop; LbDrop::COUNT] = [
         LbDrop::NoConnection,
         LbDrop::DestUnavailable,
@@ -141,6 +148,7 @@ impl LbDrop {
         LbDrop::Defense,
         LbDrop::TunnelIcmpNoDf,
         LbDrop::Filtered,
+        LbDrop::SynProxy,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -158,6 +166,7 @@ impl LbDrop {
             LbDrop::Defense => "defense",
             LbDrop::TunnelIcmpNoDf => "tunnel_icmp_no_df",
             LbDrop::Filtered => "filtered",
+            LbDrop::SynProxy => "synproxy",
         }
     }
 }
@@ -181,6 +190,8 @@ pub struct LbCounters {
     /// Entries in the connection table (connections and templates), as of
     /// the last housekeeping (every few milliseconds): a gauge for metrics.
     pub table_entries: AtomicU64,
+    /// The SYN proxy's ([`crate::synproxy`]).
+    pub synproxy: Arc<SynProxyCounters>,
 }
 
 #[inline(always)]
@@ -290,6 +301,8 @@ pub struct Lb {
     reals: HashSet<IpAddr>,
     /// Connection synchronisation, when the daemon wired it ([`sync`]).
     sync: Option<crate::sync::WorkerSync>,
+    /// SYN cookies and the proxied connections' offsets.
+    synproxy: SynProxy,
 }
 
 impl std::fmt::Debug for Lb {
@@ -307,6 +320,8 @@ impl Lb {
     /// configuration. `now` is the clock in milliseconds.
     pub fn new(worker: usize, settings: LbSettings, now: u64) -> Lb {
         let conns = ConnTable::with_advice(settings.capacity, None, now, settings.mem_advice);
+        let counters = LbCounters::default();
+        let synproxy = SynProxy::new(now, Arc::clone(&counters.synproxy));
         Lb {
             worker,
             settings,
@@ -316,13 +331,14 @@ impl Lb {
             shared: None,
             rng: SplitMix64::new(settings.seed ^ (worker as u64).wrapping_mul(0x9e37_79b9)),
             ip_id: (worker as u16).wrapping_mul(7919),
-            counters: Arc::new(LbCounters::default()),
+            counters: Arc::new(counters),
             defense: Defense::new(now),
             removals_seen: 0,
             nat_reals: HashSet::new(),
             tunnel_reals: HashMap::new(),
             reals: HashSet::new(),
             sync: None,
+            synproxy,
         }
     }
 
@@ -431,6 +447,13 @@ impl Lb {
                 }
             }
         }
+        if snap
+            .services
+            .iter()
+            .any(|s| crate::synproxy::applies(s, t.synproxy()))
+        {
+            self.synproxy.reserve(self.conns.slots());
+        }
         if snap.dest_removals != self.removals_seen {
             self.removals_seen = snap.dest_removals;
             if t.expire_nodest_conn() {
@@ -453,6 +476,7 @@ impl Lb {
             }
         }
         self.defend(now);
+        self.synproxy.housekeeping(now);
         let expired = self.conns.expire(now, budget);
         self.counters
             .table_entries
@@ -635,6 +659,11 @@ impl Lb {
             .conns
             .hashed(ConnKey::new(proto, src, meta.sport, dst, meta.dport));
         if let Some(id) = self.conns.lookup_in_hashed(&key) {
+            if self.conns.get(id).flags() & cflags::SYNPROXY != 0 {
+                if let Some(a) = self.proxied_client(id, buf, meta, now, eg) {
+                    return a;
+                }
+            }
             match self.conns.on_packet(id, Dir::In, flags, now) {
                 Verdict::Forward => {
                     self.sync_note(id);
@@ -644,6 +673,19 @@ impl Lb {
                 Verdict::Expired => {}
             }
         } else if let Some(id) = self.conns.lookup_out_hashed(&key) {
+            if self.conns.get(id).flags() & cflags::SYNPROXY != 0 {
+                match self.synproxy.server_packet(id, buf, meta) {
+                    ServerVerdict::ToClient => {}
+                    ServerVerdict::AckToServer => {
+                        // The server's SYN-ACK, then the ACK it gets back.
+                        self.conns.on_packet(id, Dir::Out, flags, now);
+                        self.conns
+                            .on_packet(id, Dir::In, proto_tcp::flags::ACK, now);
+                        return Action::Forward(meta.src);
+                    }
+                    ServerVerdict::Drop => return self.drop(LbDrop::SynProxy),
+                }
+            }
             return match self.conns.on_packet(id, Dir::Out, flags, now) {
                 Verdict::Forward => self.xmit_out(id, buf, meta, eg),
                 Verdict::Drop => self.drop(LbDrop::DestUnavailable),
@@ -677,6 +719,7 @@ impl Lb {
             settings,
             ip_id,
             defense,
+            synproxy,
             ..
         } = self;
         let family = if meta.is_ipv6() {
@@ -691,10 +734,31 @@ impl Lb {
         else {
             return self.no_service(buf, meta, eg);
         };
+        // A proxied service answers SYNs itself; only an ACK with a valid
+        // cookie schedules (crate::synproxy).
+        let mut proxied_ack = None;
         if proto == protocol::TCP
+            && crate::synproxy::applies(&found.service, defense.tunables.synproxy())
+        {
+            if SynProxy::is_syn(meta) {
+                return match synproxy.answer_syn(buf, meta) {
+                    Ok(()) => Action::Forward(meta.src),
+                    Err(_) => drop_counted(counters, LbDrop::SynProxy),
+                };
+            }
+            proxied_ack = SynProxy::is_ack(meta)
+                .then(|| synproxy.check_ack(buf.data(), meta))
+                .flatten();
+            if proxied_ack.is_none() {
+                // Not the proxy's: what the local stack answers (a reset).
+                return stray_tcp(counters, meta);
+            }
+        }
+        if proto == protocol::TCP
+            && proxied_ack.is_none()
             && !proto_tcp::may_schedule(meta.tcp_flags, defense.tunables.sloppy_tcp())
         {
-            return drop_counted(counters, LbDrop::NoConnection);
+            return stray_tcp(counters, meta);
         }
         if proto == protocol::SCTP
             && !sctp_event(buf.data(), meta)
@@ -713,7 +777,12 @@ impl Lb {
         };
         let src = ConnAddr::from(meta.src);
         let dst = ConnAddr::from(meta.dst);
-        let flags = state_input(buf.data(), meta);
+        // The ACK that completes a proxied handshake becomes the server's
+        // SYN: the entry starts as a SYN starts it.
+        let flags = match proxied_ack {
+            Some(_) => proto_tcp::flags::SYN,
+            None => state_input(buf.data(), meta),
+        };
         let one_packet = svc.config.one_packet && proto == protocol::UDP;
         let mut input = SchedInput {
             src: meta.src,
@@ -802,6 +871,7 @@ impl Lb {
             )
         };
 
+        let mut created = None;
         if one_packet {
             conns.one_packet(dest, control, now);
         } else {
@@ -818,8 +888,9 @@ impl Lb {
                 svc: Some(&svc.shared),
                 control,
             };
-            if conns.create_hashed(&n, flags, now, key).is_err() {
-                return drop_counted(counters, LbDrop::TableFull);
+            match conns.create_hashed(&n, flags, now, key) {
+                Ok(id) => created = Some(id),
+                Err(_) => return drop_counted(counters, LbDrop::TableFull),
             }
         }
         svc.shared.stats.slot(worker).conn();
@@ -832,7 +903,44 @@ impl Lb {
             svc: Some(&svc.shared),
             dest,
         };
+        if let (Some((ack, hs)), Some(id)) = (proxied_ack, created) {
+            conns.mark_synproxy(id);
+            if synproxy.open(id, buf, meta, &ack, hs).is_err() {
+                return drop_counted(counters, LbDrop::SynProxy);
+            }
+            let Ok(syn) = crate::wire::parse_packet(buf.data()) else {
+                return drop_counted(counters, LbDrop::SynProxy);
+            };
+            return out.send(buf, &syn, worker, eg, settings, ip_id, counters);
+        }
         out.send(buf, meta, worker, eg, settings, ip_id, counters)
+    }
+
+    /// A client packet of SYN-proxied connection `id`: `None` when it goes
+    /// on as any packet of the connection (its ACK translated), else what
+    /// became of it before the real server answered (sent again as the
+    /// server's SYN, or dropped).
+    fn proxied_client<B: PacketBuf, E: Egress>(
+        &mut self,
+        id: ConnId,
+        buf: &mut B,
+        meta: &PacketMeta,
+        now: u64,
+        eg: &E,
+    ) -> Option<Action> {
+        match self.synproxy.client_packet(id, buf, meta) {
+            Ok(true) => None,
+            Ok(false) => Some(match crate::wire::parse_packet(buf.data()) {
+                Ok(syn) => self.xmit_in(id, buf, &syn, eg),
+                Err(_) => self.drop(LbDrop::SynProxy),
+            }),
+            Err(_) => {
+                if meta.tcp_flags & proto_tcp::flags::RST != 0 {
+                    self.conns.on_packet(id, Dir::In, meta.tcp_flags, now);
+                }
+                Some(self.drop(LbDrop::SynProxy))
+            }
+        }
     }
 
     /// A packet that matched no connection and no service: passed on,
@@ -1278,6 +1386,18 @@ fn count_icmp(c: &crate::conn::Conn, worker: usize, meta: &PacketMeta, dir: Dir)
             }
         }
     }
+}
+
+/// A TCP segment to a service that may not start a connection (not a SYN,
+/// or an ACK without a valid cookie) and has none: the kernel passes it to
+/// the local stack, which has no socket and answers with a reset. A reset
+/// itself gets nothing (dropped, counted); any other segment is passed on
+/// to the L2/L3 stage, which sends the reset within its answer budget.
+fn stray_tcp(counters: &LbCounters, meta: &PacketMeta) -> Action {
+    if meta.tcp_flags & proto_tcp::flags::RST != 0 {
+        return drop_counted(counters, LbDrop::NoConnection);
+    }
+    Action::Pass
 }
 
 fn drop_counted(counters: &LbCounters, r: LbDrop) -> Action {

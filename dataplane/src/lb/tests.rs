@@ -318,10 +318,19 @@ fn no_destination_gets_icmp_port_unreachable_not_a_reset() {
 fn stray_and_foreign_packets() {
     let st = masq3("rr");
     let mut lb = lb_for(&st);
-    // A mid-flow ACK for no connection is dropped and counted.
+    // A mid-flow ACK for no connection is passed back: the stack answers
+    // it with a reset, as the kernel's local stack does.
     let (a, _) = run(
         &mut lb,
         &tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, ACK),
+        0,
+    );
+    assert_eq!(a, Action::Pass);
+    assert_eq!(lb.conns().len(), 0);
+    // A reset for no connection is dropped and counted.
+    let (a, _) = run(
+        &mut lb,
+        &tcp_frame("198.18.0.2", 40000, "198.18.0.100", 80, 0x04),
         0,
     );
     assert_eq!(a, Action::Drop(LbDrop::NoConnection));

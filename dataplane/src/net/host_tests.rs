@@ -266,6 +266,40 @@ fn answers_beyond_the_burst_are_counted_not_sent() {
 }
 
 #[test]
+fn a_stray_ack_to_a_served_port_gets_the_reset_linux_sends_and_no_connection() {
+    // TCP 80 is served: a segment that may not start a connection (an ACK
+    // of a flow this director never saw) gets a bare RST whose sequence
+    // number is the segment's acknowledgement, from the VIP.
+    let mut d = Director::new();
+    let mut v = Vec::new();
+    builder("198.18.0.2", "198.18.0.100")
+        .tcp(40000, 80, 5000, 64240)
+        .ack(777)
+        .write(&mut v, b"data")
+        .unwrap();
+    let out = d.input(&v, 0);
+    assert_eq!(out.len(), 1);
+    let f = &out[0].1;
+    assert!(checksums_ok(f));
+    let (s, dst, _, t) = parsed(f);
+    assert_eq!((s, dst), (ip("198.18.0.100"), ip("198.18.0.2")));
+    let Some(TransportSlice::Tcp(t)) = t else {
+        panic!("not TCP")
+    };
+    assert!(t.rst() && !t.ack() && !t.syn());
+    assert_eq!((t.source_port(), t.sequence_number()), (80, 777));
+    assert_eq!(d.count(Counter::TcpResetSent), 1);
+    assert_eq!(d.conns(), (0, 0), "no connection");
+    // Within the answer budget: a flood of them gets the burst only.
+    let mut sent = 0;
+    for _ in 0..(2 * ANSWER_BURST) {
+        sent += d.input(&v, 0).len();
+    }
+    assert_eq!(sent as u64, ANSWER_BURST - 1);
+    assert_eq!(d.count(Counter::DropRateLimited), ANSWER_BURST + 1);
+}
+
+#[test]
 fn a_reset_to_a_closed_port_is_not_answered() {
     let mut d = Director::new();
     let mut v = Vec::new();

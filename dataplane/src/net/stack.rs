@@ -348,7 +348,13 @@ impl<B: PacketBuf> Stack<B> {
             L3::Ipv6 if (local || vip) && meta.protocol == protocol::ICMPV6 => {
                 ndp::echo(self, buf, meta, now, io)
             }
-            _ if vip && !stage.serves(meta.protocol, meta.dst, meta.dport) => {
+            // A TCP segment the load balancer passed back for a VIP has
+            // no connection and may not start one (a stray ACK, or a bad
+            // SYN cookie): the local stack's reset, as for a closed port.
+            _ if vip
+                && (meta.protocol == protocol::TCP
+                    || !stage.serves(meta.protocol, meta.dst, meta.dport)) =>
+            {
                 host::closed_port(self, buf, meta, now, io)
             }
             _ if local || vip => self.drop_buf(buf, Counter::DropLocalOther),

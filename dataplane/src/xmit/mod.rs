@@ -9,6 +9,8 @@
 //! * [`tunnel`] — IPIP / GUE / GRE encapsulation with an outer IPv4 or
 //!   IPv6 header (the families may differ), and decapsulation for tests
 //!   and for ICMP errors about the director's own tunnel packets.
+//! * [`seqadj`] — TCP sequence numbers moved by a per-connection offset
+//!   (SYN proxy, ISN randomisation), SACK blocks included.
 //! * [`icmp`] — ICMP errors about NAT connections translated in both
 //!   directions, and the errors the director itself sends: fragmentation
 //!   needed / packet too big, time exceeded, port unreachable.
@@ -34,6 +36,7 @@
 pub mod dr;
 pub mod icmp;
 pub mod nat;
+pub mod seqadj;
 pub mod tunnel;
 
 use std::net::IpAddr;
