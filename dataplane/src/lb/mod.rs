@@ -290,6 +290,8 @@ pub struct Lb {
     reals: HashSet<IpAddr>,
     /// Connection synchronisation, when the daemon wired it ([`sync`]).
     sync: Option<crate::sync::WorkerSync>,
+    /// The packet rules' verdicts per flow ([`crate::rules::cache`]).
+    flow_cache: crate::rules::FlowCache,
 }
 
 impl std::fmt::Debug for Lb {
@@ -323,6 +325,7 @@ impl Lb {
             tunnel_reals: HashMap::new(),
             reals: HashSet::new(),
             sync: None,
+            flow_cache: crate::rules::FlowCache::default(),
         }
     }
 
@@ -386,6 +389,7 @@ impl Lb {
             self.conns.set_timeouts(snap.timeouts);
         }
         self.take_tunables(&snap);
+        self.flow_cache.reset(&snap.rules, &snap.sets);
         self.snap = snap;
     }
 

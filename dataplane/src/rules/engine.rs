@@ -117,6 +117,9 @@ struct CRule {
     conds: Box<[Cond]>,
     action: Action,
     counters: Arc<RuleCounters>,
+    /// This rule's counters in [`Program::counters`] (the flow cache
+    /// replays a walk's counts by these numbers).
+    cid: u32,
 }
 
 /// Rule numbers by (protocol, destination port).
@@ -160,6 +163,7 @@ struct Hook {
     entry: u32,
     policy: Verdict,
     policy_counters: Arc<RuleCounters>,
+    policy_cid: u32,
     chains: Arc<[CChain]>,
 }
 
@@ -180,6 +184,15 @@ pub struct Program {
     v6: FamilyProgram,
     /// No hook of either family has anything to run.
     idle: bool,
+    /// Every rule's and policy's counters, by `cid`.
+    counters: Box<[Arc<RuleCounters>]>,
+    /// No rule tests what may change between packets of one connection
+    /// (`--ctstate`): the verdict is a function of the packet's flow key,
+    /// the sets and the configuration ([`super::cache`]).
+    flow_constant: bool,
+    /// The sets the rules test (the flow cache needs them free of
+    /// timeouts and counters).
+    sets_used: Box<[SetId]>,
 }
 
 impl Default for Program {
@@ -188,6 +201,35 @@ impl Default for Program {
             v4: FamilyProgram::default(),
             v6: FamilyProgram::default(),
             idle: true,
+            counters: Box::default(),
+            flow_constant: true,
+            sets_used: Box::default(),
+        }
+    }
+}
+
+/// What compiling collects across hooks: counters by number, and what the
+/// flow cache must know about the conditions.
+#[derive(Default)]
+struct Collect {
+    counters: Vec<Arc<RuleCounters>>,
+    per_packet: bool,
+    sets: Vec<SetId>,
+}
+
+impl Collect {
+    fn cid(&mut self, c: &Arc<RuleCounters>) -> u32 {
+        self.counters.push(Arc::clone(c));
+        (self.counters.len() - 1) as u32
+    }
+
+    fn note(&mut self, conds: &[Cond]) {
+        for c in conds {
+            match c {
+                Cond::Ct(..) => self.per_packet = true,
+                Cond::Set { id, .. } if !self.sets.contains(id) => self.sets.push(*id),
+                _ => {}
+            }
         }
     }
 }
@@ -403,7 +445,13 @@ fn compile_chain(rules: Vec<CRule>) -> CChain {
 
 /// Compiles one built-in chain of `t` and what it jumps to; `None` when it
 /// has no rule and accepts (nothing to run).
-fn compile_hook(t: &TableState, chain: &str, v6: bool, names: &dyn Names) -> Option<Hook> {
+fn compile_hook(
+    t: &TableState,
+    chain: &str,
+    v6: bool,
+    names: &dyn Names,
+    col: &mut Collect,
+) -> Option<Hook> {
     let entry_chain = t.chain(chain)?;
     let policy = match entry_chain.policy {
         Some(Policy::Drop) => Verdict::Drop,
@@ -429,10 +477,12 @@ fn compile_hook(t: &TableState, chain: &str, v6: bool, names: &dyn Names) -> Opt
                     // A rule naming what does not exist (a set destroyed
                     // under it is refused elsewhere) never matches.
                     let (conds, action) = compile_rule(&e.rule, v6, &chain_no, names)?;
+                    col.note(&conds);
                     Some(CRule {
                         conds: conds.into(),
                         action,
                         counters: Arc::clone(&e.counted.counters),
+                        cid: col.cid(&e.counted.counters),
                     })
                 })
                 .collect();
@@ -443,15 +493,21 @@ fn compile_hook(t: &TableState, chain: &str, v6: bool, names: &dyn Names) -> Opt
         entry: chain_no(chain)?,
         policy,
         policy_counters: Arc::clone(&entry_chain.policy_counted.counters),
+        policy_cid: col.cid(&entry_chain.policy_counted.counters),
         chains: chains.into(),
     })
 }
 
-fn compile_family(f: &FamilyTables, v6: bool, names: &dyn Names) -> FamilyProgram {
-    let hook = |table: Table, chain: &str| {
+fn compile_family(
+    f: &FamilyTables,
+    v6: bool,
+    names: &dyn Names,
+    col: &mut Collect,
+) -> FamilyProgram {
+    let mut hook = |table: Table, chain: &str| {
         f.tables
             .get(&table)
-            .and_then(|t| compile_hook(t, chain, v6, names))
+            .and_then(|t| compile_hook(t, chain, v6, names, col))
     };
     FamilyProgram {
         mangle_pre: hook(Table::Mangle, "PREROUTING"),
@@ -474,6 +530,39 @@ struct Walk<'a, F: Facts> {
     mark: u32,
     ct: Option<u8>,
     local: Option<bool>,
+    /// The counters this walk moved, in order (the first [`PATH_MAX`]),
+    /// and how many it moved.
+    path: Path,
+}
+
+/// The counters one walk moved, by `cid`: what the flow cache replays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Path {
+    pub ids: [u16; PATH_MAX],
+    /// How many counters moved (may exceed [`PATH_MAX`]: then the walk
+    /// cannot be replayed).
+    pub len: u8,
+}
+
+/// Counters a cached walk may move (rules that matched plus policies).
+pub const PATH_MAX: usize = 6;
+
+impl Path {
+    #[inline]
+    fn push(&mut self, cid: u32) {
+        let n = usize::from(self.len);
+        if n < PATH_MAX {
+            // cid fits: programs with more counters are not cached.
+            self.ids[n] = cid as u16;
+        }
+        self.len = self.len.saturating_add(1);
+    }
+
+    /// Whether every counter moved is recorded.
+    #[inline]
+    pub fn complete(&self) -> bool {
+        usize::from(self.len) <= PATH_MAX
+    }
 }
 
 impl<F: Facts> Walk<'_, F> {
@@ -523,6 +612,7 @@ impl<F: Facts> Walk<'_, F> {
             Some(v) => v,
             None => {
                 hook.policy_counters.count(worker, self.pkt.len);
+                self.path.push(hook.policy_cid);
                 hook.policy
             }
         }
@@ -542,6 +632,7 @@ impl<F: Facts> Walk<'_, F> {
                 continue;
             }
             r.counters.count(worker, self.pkt.len);
+            self.path.push(r.cid);
             match r.action {
                 Action::None => {}
                 Action::Mark(v, m) => self.mark = (self.mark & !m) ^ v,
@@ -565,11 +656,18 @@ impl<F: Facts> Walk<'_, F> {
 impl Program {
     /// Compiles `tables`, naming sets and ports through `names`.
     pub fn compile(v4: &FamilyTables, v6: &FamilyTables, names: &dyn Names) -> Program {
+        let mut col = Collect::default();
         let mut p = Program {
-            v4: compile_family(v4, false, names),
-            v6: compile_family(v6, true, names),
+            v4: compile_family(v4, false, names, &mut col),
+            v6: compile_family(v6, true, names, &mut col),
             idle: false,
+            counters: Box::default(),
+            flow_constant: false,
+            sets_used: Box::default(),
         };
+        p.flow_constant = !col.per_packet && col.counters.len() <= usize::from(u16::MAX);
+        p.counters = col.counters.into();
+        p.sets_used = col.sets.into();
         p.idle = [&p.v4, &p.v6].iter().all(|f| {
             f.mangle_pre.is_none()
                 && f.mangle_in.is_none()
@@ -596,6 +694,23 @@ impl Program {
         self.idle
     }
 
+    /// Whether the verdict and mark of a TCP, UDP or SCTP packet depend
+    /// only on its flow key ([`super::cache::FlowKey`]) for as long as this
+    /// program and `sets` are current: no rule tests the connection state,
+    /// and every set the rules test is free of timeouts and counters (and
+    /// not a `list:set`, whose members may time out).
+    pub fn flow_constant(&self, sets: &crate::sets::SetTable) -> bool {
+        self.flow_constant && self.sets_used.iter().all(|id| sets.is_static(*id))
+    }
+
+    /// Moves the counters of a replayed walk by one packet of `len` bytes.
+    #[inline]
+    pub(super) fn replay(&self, path: &Path, len: u32, worker: usize) {
+        for id in &path.ids[..usize::from(path.len)] {
+            self.counters[usize::from(*id)].count(worker, len);
+        }
+    }
+
     /// `mangle PREROUTING`, then (`local`: to a virtual service or a
     /// director address) `mangle INPUT` and `filter INPUT`, else `mangle
     /// FORWARD` and `filter FORWARD`. Returns the verdict and the mark
@@ -609,6 +724,19 @@ impl Program {
         local: impl FnOnce() -> bool,
         worker: usize,
     ) -> (Verdict, u32) {
+        let (v, m, _) = self.walk(pkt, facts, local, worker);
+        (v, m)
+    }
+
+    /// [`Program::run`], also returning the counters the walk moved.
+    #[inline]
+    pub(super) fn walk<F: Facts>(
+        &self,
+        pkt: &Packet,
+        facts: &F,
+        local: impl FnOnce() -> bool,
+        worker: usize,
+    ) -> (Verdict, u32, Path) {
         let f = self.family(pkt.v6);
         let mut w = Walk {
             pkt,
@@ -616,11 +744,12 @@ impl Program {
             mark: 0,
             ct: None,
             local: None,
+            path: Path::default(),
         };
         if let Some(h) = &f.mangle_pre {
             let v = w.run(h, worker);
             if v != Verdict::Accept {
-                return (v, w.mark);
+                return (v, w.mark, w.path);
             }
         }
         let (m, filt) = if f.mangle_in.is_none()
@@ -637,9 +766,9 @@ impl Program {
         for h in [m, filt].into_iter().flatten() {
             let v = w.run(h, worker);
             if v != Verdict::Accept {
-                return (v, w.mark);
+                return (v, w.mark, w.path);
             }
         }
-        (Verdict::Accept, w.mark)
+        (Verdict::Accept, w.mark, w.path)
     }
 }

@@ -21,7 +21,7 @@ fn bits(a: IpAddr) -> u128 {
     }
 }
 
-fn tcp(src: &str, sport: u16, dst: &str, dport: u16) -> Packet {
+pub(super) fn tcp(src: &str, sport: u16, dst: &str, dport: u16) -> Packet {
     Packet {
         v6: ip(src).is_ipv6(),
         proto: 6,
@@ -619,7 +619,7 @@ fn reference(t: &RuleTables, pkt: &Packet) -> Verdict {
     walk(&table, "INPUT", pkt, &mut mark).unwrap_or(Verdict::Accept)
 }
 
-fn arb_rule(chains: usize) -> impl Strategy<Value = Rule> {
+pub(super) fn arb_rule(chains: usize) -> impl Strategy<Value = Rule> {
     let ports = prop::collection::vec((1u16..6, 0u16..3), 1..4)
         .prop_map(|v| v.into_iter().map(|(a, w)| (a, a + w)).collect::<Vec<_>>());
     (
