@@ -142,16 +142,10 @@ impl Lb {
             return Filtered::Pass(0);
         }
         let pkt = packet(meta, rx_port);
-        let facts = StageFacts {
-            snap: &self.snap,
-            conns: &self.conns,
-            frame: buf.data(),
-            meta,
-            own_addr: &own_addr,
+        let (verdict, mark) = match self.flow_cache.hit(rules, &pkt, self.worker) {
+            Some(hit) => hit,
+            None => self.walk(buf.data(), meta, &pkt, &own_addr),
         };
-        let (verdict, mark) =
-            self.flow_cache
-                .run(rules, &pkt, &facts, || facts.dst_local(), self.worker);
         match verdict {
             Verdict::Accept => Filtered::Pass(mark),
             Verdict::Drop => {
@@ -169,5 +163,25 @@ impl Lb {
                 }
             }
         }
+    }
+
+    /// The rules walked for a packet the flow cache did not answer.
+    #[inline(never)]
+    fn walk(
+        &mut self,
+        frame: &[u8],
+        meta: &PacketMeta,
+        pkt: &Packet,
+        own_addr: &dyn Fn(&IpAddr) -> bool,
+    ) -> (Verdict, u32) {
+        let facts = StageFacts {
+            snap: &self.snap,
+            conns: &self.conns,
+            frame,
+            meta,
+            own_addr,
+        };
+        self.flow_cache
+            .miss(&self.snap.rules, pkt, &facts, || facts.dst_local(), self.worker)
     }
 }

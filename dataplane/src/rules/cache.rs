@@ -16,9 +16,12 @@
 //!
 //! Only packets with ports (TCP, UDP, SCTP, not later fragments) are
 //! cached; a walk that moved more than [`PATH_MAX`] counters is not. The
-//! cache is direct-mapped (a colliding flow replaces the entry) and emptied
-//! by an epoch bump whenever the worker takes a new snapshot
-//! ([`FlowCache::reset`]), which is when rules or sets change.
+//! cache is 4-way set associative (a direct-mapped one kept a fifth of
+//! 2,000 flows missing on collisions), newest entry first in its bucket,
+//! and emptied by an epoch bump whenever the worker takes a new snapshot
+//! ([`FlowCache::reset`]), which is when rules or sets change. More active
+//! flows than [`SLOTS`] per worker evict each other: they then cost a
+//! walk, as without the cache, plus a bucket probe.
 
 use super::engine::{Path, PATH_MAX};
 use super::{Facts, Packet, Program, Verdict};
@@ -26,16 +29,15 @@ use crate::sets::SetTable;
 
 /// Entries per worker (64 bytes each: 512 KiB).
 pub const SLOTS: usize = 8192;
+/// Entries per bucket.
+const WAYS: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Slot {
     src: u128,
     dst: u128,
-    sport: u16,
-    dport: u16,
-    proto: u8,
-    v6: bool,
-    in_port: u16,
+    /// Ports, protocol, family and receiving port ([`rest`]).
+    rest: u64,
     /// Valid while equal to [`FlowCache::epoch`] (0: never).
     epoch: u32,
     mark: u32,
@@ -46,11 +48,7 @@ struct Slot {
 const EMPTY: Slot = Slot {
     src: 0,
     dst: 0,
-    sport: 0,
-    dport: 0,
-    proto: 0,
-    v6: false,
-    in_port: 0,
+    rest: 0,
     epoch: 0,
     mark: 0,
     verdict: Verdict::Accept,
@@ -60,18 +58,14 @@ const EMPTY: Slot = Slot {
     },
 };
 
-impl Slot {
-    #[inline]
-    fn holds(&self, p: &Packet, epoch: u32) -> bool {
-        self.epoch == epoch
-            && self.src == p.src
-            && self.dst == p.dst
-            && self.sport == p.sport
-            && self.dport == p.dport
-            && self.proto == p.proto
-            && self.v6 == p.v6
-            && self.in_port == p.in_port
-    }
+/// The flow key's fields besides the addresses, in one word.
+#[inline]
+fn rest(p: &Packet) -> u64 {
+    u64::from(p.sport) << 48
+        | u64::from(p.dport) << 32
+        | u64::from(p.proto) << 24
+        | u64::from(p.v6) << 16
+        | u64::from(p.in_port)
 }
 
 /// One worker's verdicts by flow, for the snapshot it runs.
@@ -83,16 +77,13 @@ pub struct FlowCache {
     on: bool,
 }
 
+/// The first slot of the bucket of a flow key.
 #[inline]
-fn slot_of(p: &Packet) -> usize {
+fn bucket_of(p: &Packet, rest: u64) -> usize {
     let fold = |a: u128| (a as u64) ^ ((a >> 64) as u64).rotate_left(29);
-    let h = fold(p.src)
-        ^ fold(p.dst).rotate_left(32)
-        ^ (u64::from(p.sport) << 16
-            | u64::from(p.dport)
-            | u64::from(p.proto) << 48
-            | u64::from(p.in_port) << 32);
-    (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SLOTS.trailing_zeros())) as usize
+    let h = fold(p.src) ^ fold(p.dst).rotate_left(32) ^ rest.rotate_left(16);
+    let buckets = SLOTS / WAYS;
+    ((h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - buckets.trailing_zeros())) as usize) * WAYS
 }
 
 impl FlowCache {
@@ -120,6 +111,23 @@ impl FlowCache {
         self.on
     }
 
+    /// The verdict and mark of `pkt`'s flow if cached (its counters then
+    /// moved as a walk would have moved them); `None`: ask
+    /// [`FlowCache::run`].
+    #[inline]
+    pub fn hit(&self, rules: &Program, pkt: &Packet, worker: usize) -> Option<(Verdict, u32)> {
+        if !self.on || !pkt.has_ports {
+            return None;
+        }
+        let rest = rest(pkt);
+        let b = bucket_of(pkt, rest);
+        let s = self.slots[b..b + WAYS].iter().find(|s| {
+            s.src == pkt.src && s.dst == pkt.dst && s.rest == rest && s.epoch == self.epoch
+        })?;
+        rules.replay(&s.path, pkt.len, worker);
+        Some((s.verdict, s.mark))
+    }
+
     /// [`Program::run`] through the cache: the same verdict and mark, the
     /// same counters moved.
     #[inline]
@@ -131,25 +139,37 @@ impl FlowCache {
         local: impl FnOnce() -> bool,
         worker: usize,
     ) -> (Verdict, u32) {
+        if let Some(hit) = self.hit(rules, pkt, worker) {
+            return hit;
+        }
+        self.miss(rules, pkt, facts, local, worker)
+    }
+
+    /// Walks `pkt` and remembers the answer (after [`FlowCache::hit`]
+    /// said `None`).
+    pub fn miss<F: Facts>(
+        &mut self,
+        rules: &Program,
+        pkt: &Packet,
+        facts: &F,
+        local: impl FnOnce() -> bool,
+        worker: usize,
+    ) -> (Verdict, u32) {
         if !self.on || !pkt.has_ports {
             return rules.run(pkt, facts, local, worker);
         }
         let epoch = self.epoch;
-        let s = &mut self.slots[slot_of(pkt)];
-        if s.holds(pkt, epoch) {
-            rules.replay(&s.path, pkt.len, worker);
-            return (s.verdict, s.mark);
-        }
+        let rest = rest(pkt);
+        let b = bucket_of(pkt, rest);
+        let bucket = &mut self.slots[b..b + WAYS];
         let (verdict, mark, path) = rules.walk(pkt, facts, local, worker);
         if path.complete() {
-            *s = Slot {
+            // Newest first; the oldest falls out.
+            bucket.copy_within(0..WAYS - 1, 1);
+            bucket[0] = Slot {
                 src: pkt.src,
                 dst: pkt.dst,
-                sport: pkt.sport,
-                dport: pkt.dport,
-                proto: pkt.proto,
-                v6: pkt.v6,
-                in_port: pkt.in_port,
+                rest,
                 epoch,
                 mark,
                 verdict,
