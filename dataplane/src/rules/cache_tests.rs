@@ -38,8 +38,12 @@ impl Names for TestNames {
     fn set_id(&self, name: &str) -> Option<SetId> {
         name.strip_prefix('s')?.parse().ok()
     }
-    fn port_id(&self, name: &str) -> Option<u16> {
-        name.strip_prefix('p')?.parse().ok()
+    fn ifaces(&self, name: &str) -> Vec<u16> {
+        let mut i = Interfaces::default();
+        for p in 0..2 {
+            i.add_port(p, &format!("p{p}"), None, &[]);
+        }
+        i.ids(name)
     }
 }
 
@@ -48,7 +52,7 @@ fn arb_rule_ext(chains: usize) -> impl Strategy<Value = Rule> {
     (
         arb_rule(chains),
         prop::option::of((any::<bool>(), 0u8..3, any::<bool>(), any::<bool>())),
-        prop::option::of((any::<bool>(), 0u8..3)),
+        prop::option::of((any::<bool>(), 0u8..4)),
     )
         .prop_map(|(mut r, set, iface)| {
             if let Some((neg, s, src, return_nomatch)) = set {
@@ -60,9 +64,10 @@ fn arb_rule_ext(chains: usize) -> impl Strategy<Value = Rule> {
                     return_nomatch,
                 });
             }
+            // p2 does not exist; p+ is every port.
             r.in_if = iface.map(|(neg, p)| Neg {
                 neg,
-                v: format!("p{p}"),
+                v: if p == 3 { "p+".into() } else { format!("p{p}") },
             });
             r
         })
@@ -262,8 +267,8 @@ fn sets_with_timeouts_or_counters_turn_the_cache_off() {
             fn set_id(&self, name: &str) -> Option<SetId> {
                 self.0.id(name)
             }
-            fn port_id(&self, _: &str) -> Option<u16> {
-                None
+            fn ifaces(&self, _: &str) -> Vec<u16> {
+                Vec::new()
             }
         }
         let p = Program::compile(&t.v4, &t.v6, &ByName(&sets));

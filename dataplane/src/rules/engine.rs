@@ -83,7 +83,8 @@ enum Cond {
     Proto(bool, u8),
     Src(bool, u128, u128),
     Dst(bool, u128, u128),
-    InPort(bool, Option<u16>),
+    /// `-i`: the receiving interface is one of these ids.
+    InPort(bool, Box<[u16]>),
     Sport(bool, PortRange),
     Dport(bool, PortRange),
     /// Only for packets with ports.
@@ -235,10 +236,12 @@ impl Collect {
 }
 
 /// Resolves names a rule uses when compiling: ipset names to the set
-/// slots [`Facts::set_match`] takes, port names to port numbers.
+/// slots [`Facts::set_match`] takes, interface names to interface ids.
 pub trait Names {
     fn set_id(&self, name: &str) -> Option<SetId>;
-    fn port_id(&self, name: &str) -> Option<u16>;
+    /// The ids of the interfaces an `-i` name matches (`+`: by prefix;
+    /// see [`super::ifaces`]).
+    fn ifaces(&self, name: &str) -> Vec<u16>;
 }
 
 /// Names with no sets and no ports.
@@ -249,8 +252,8 @@ impl Names for NoNames {
     fn set_id(&self, _: &str) -> Option<SetId> {
         None
     }
-    fn port_id(&self, _: &str) -> Option<u16> {
-        None
+    fn ifaces(&self, _: &str) -> Vec<u16> {
+        Vec::new()
     }
 }
 
@@ -317,7 +320,7 @@ fn compile_rule(
         }
     }
     if let Some(i) = &r.in_if {
-        c.push(Cond::InPort(i.neg, names.port_id(&i.v)));
+        c.push(Cond::InPort(i.neg, names.ifaces(&i.v).into()));
     }
     for m in &r.matches {
         match m {
@@ -356,11 +359,11 @@ fn compile_rule(
             Match::AddrTypeLocal { neg } => c.push(Cond::Local(*neg)),
         }
     }
-    // `-o`: the director forwards only what it balances, to the port
-    // its route picks; rules with `-o` are kept but never match before
-    // routing (as in PREROUTING/INPUT, where iptables refuses `-o`).
+    // `-o`: the rules run before the balancer and the route choose the
+    // output interface; rules with `-o` are kept but never match (in
+    // PREROUTING and INPUT iptables refuses `-o` anyway).
     if r.out_if.is_some() {
-        c.push(Cond::InPort(false, None));
+        c.push(Cond::InPort(false, Box::default()));
     }
     c.sort_by_key(cost);
     let action = match &r.target {
@@ -573,7 +576,7 @@ impl<F: Facts> Walk<'_, F> {
             Cond::Proto(neg, v) => (p.proto == *v) != *neg,
             Cond::Src(neg, a, m) => ((p.src & m) == *a) != *neg,
             Cond::Dst(neg, a, m) => ((p.dst & m) == *a) != *neg,
-            Cond::InPort(neg, port) => (Some(p.in_port) == *port) != *neg,
+            Cond::InPort(neg, ids) => ids.contains(&p.in_port) != *neg,
             Cond::NeedPorts => p.has_ports,
             Cond::Sport(neg, r) => in_range(p.sport, *r) != *neg,
             Cond::Dport(neg, r) => in_range(p.dport, *r) != *neg,

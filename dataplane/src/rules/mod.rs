@@ -25,6 +25,7 @@
 
 pub mod cache;
 pub mod engine;
+pub mod ifaces;
 pub mod tables;
 #[cfg(test)]
 mod cache_tests;
@@ -36,6 +37,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 pub use cache::FlowCache;
+pub use ifaces::Interfaces;
 pub use engine::{CtState, Facts, Names, NoNames, Packet, Program, Verdict};
 pub use tables::{RuleError, RuleOp, RuleTables};
 
