@@ -181,7 +181,12 @@ impl Lb {
             meta,
             own_addr,
         };
-        self.flow_cache
-            .miss(&self.snap.rules, pkt, &facts, || facts.dst_local(), self.worker)
+        self.flow_cache.miss(
+            &self.snap.rules,
+            pkt,
+            &facts,
+            || facts.dst_local(),
+            self.worker,
+        )
     }
 }

@@ -73,17 +73,15 @@ fn arb_rule_ext(chains: usize) -> impl Strategy<Value = Rule> {
         })
 }
 
-fn tables(
-    pre: &[Rule],
-    input: &[Rule],
-    fwd: &[Rule],
-    c0: &[Rule],
-    c1: &[Rule],
-) -> RuleTables {
+fn tables(pre: &[Rule], input: &[Rule], fwd: &[Rule], c0: &[Rule], c1: &[Rule]) -> RuleTables {
     let mut t = RuleTables::default();
     for c in ["c0", "c1"] {
-        t.apply(Family::V4, Table::Filter, &RuleOp::NewChain { chain: c.into() })
-            .unwrap();
+        t.apply(
+            Family::V4,
+            Table::Filter,
+            &RuleOp::NewChain { chain: c.into() },
+        )
+        .unwrap();
     }
     let lists = [
         (Table::Mangle, "PREROUTING", pre),
@@ -129,7 +127,12 @@ fn counters(t: &RuleTables) -> Vec<(u64, u64)> {
 type Flow = (u8, u8, u16, u16, u32);
 
 fn packet((a, d, port, in_port, len): Flow) -> Packet {
-    let mut p = tcp(&format!("198.18.0.{a}"), 1000, &format!("198.18.1.{d}"), port);
+    let mut p = tcp(
+        &format!("198.18.0.{a}"),
+        1000,
+        &format!("198.18.1.{d}"),
+        port,
+    );
     p.in_port = in_port;
     p.len = 40 + len;
     p

@@ -36,9 +36,15 @@ impl Interfaces {
     /// A port and its VLANs: `name`, `kernel` (if any), and for each
     /// `(vlan id, vid)` the names with `.VID` appended.
     pub fn add_port(&mut self, id: u16, name: &str, kernel: Option<&str>, vlans: &[(u16, u16)]) {
-        let names: Vec<String> = std::iter::once(name).chain(kernel).map(String::from).collect();
+        let names: Vec<String> = std::iter::once(name)
+            .chain(kernel)
+            .map(String::from)
+            .collect();
         for (vlan_id, vid) in vlans {
-            self.add(*vlan_id, names.iter().map(|n| format!("{n}.{vid}")).collect());
+            self.add(
+                *vlan_id,
+                names.iter().map(|n| format!("{n}.{vid}")).collect(),
+            );
         }
         self.add(id, names);
     }

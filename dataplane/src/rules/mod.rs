@@ -24,11 +24,11 @@
 //! not applied: source NAT of routed traffic belongs to the routing path.
 
 pub mod cache;
+#[cfg(test)]
+mod cache_tests;
 pub mod engine;
 pub mod ifaces;
 pub mod tables;
-#[cfg(test)]
-mod cache_tests;
 #[cfg(test)]
 mod tests;
 
@@ -37,8 +37,8 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 pub use cache::FlowCache;
-pub use ifaces::Interfaces;
 pub use engine::{CtState, Facts, Names, NoNames, Packet, Program, Verdict};
+pub use ifaces::Interfaces;
 pub use tables::{RuleError, RuleOp, RuleTables};
 
 /// An iptables table.

@@ -761,7 +761,11 @@ fn interface_rules_match_the_receiving_interface() {
         ((false, "eth0"), 0, Accept),
         ((true, "eth0"), 0, Drop),
     ] {
-        assert_eq!(decide(Some(in_if), false, port), want, "-i {in_if:?} on {port}");
+        assert_eq!(
+            decide(Some(in_if), false, port),
+            want,
+            "-i {in_if:?} on {port}"
+        );
     }
     assert_eq!(decide(None, true, 0), Accept, "-o never matches");
 }
