@@ -82,11 +82,7 @@ pub fn service_argv(vs: &VirtualServer, svc: Svc, edit: bool) -> Vec<String> {
 }
 
 /// The address, port and method of a destination for service `svc`.
-fn dest_of(
-    vs: &VirtualServer,
-    d: Dest,
-    svc: Svc,
-) -> Option<(SocketAddr, Method, Vec<String>)> {
+fn dest_of(vs: &VirtualServer, d: Dest, svc: Svc) -> Option<(SocketAddr, Method, Vec<String>)> {
     let port_or = |p: Option<u16>| p.unwrap_or(svc.port());
     match d {
         Dest::Real(i) => {

@@ -98,7 +98,10 @@ impl std::fmt::Display for Script {
 pub enum Svc {
     Addr(SocketAddr),
     /// IPv6 when the real servers are.
-    Mark { mark: u32, v6: bool },
+    Mark {
+        mark: u32,
+        v6: bool,
+    },
 }
 
 impl Svc {

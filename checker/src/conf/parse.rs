@@ -540,11 +540,7 @@ fn group(cx: &mut Ctx<'_>, body: &[Node]) -> Vec<Svc> {
             continue;
         }
         match range(spec) {
-            Some(addrs) => out.extend(
-                addrs
-                    .into_iter()
-                    .map(|a| Svc::Addr(SocketAddr::new(a, p))),
-            ),
+            Some(addrs) => out.extend(addrs.into_iter().map(|a| Svc::Addr(SocketAddr::new(a, p)))),
             None => cx.err(
                 &n.loc,
                 format!("invalid virtual_server_group entry '{spec}'"),
@@ -617,7 +613,9 @@ fn virtual_server(
     if let [Svc::Mark { v6, .. }] = services.as_mut_slice() {
         *v6 = body.iter().any(|k| {
             k.keyword == "real_server"
-                && k.args.first().is_some_and(|a| a.parse::<Ipv6Addr>().is_ok())
+                && k.args
+                    .first()
+                    .is_some_and(|a| a.parse::<Ipv6Addr>().is_ok())
         });
     }
     let v4 = services.first().is_some_and(Svc::is_ipv4);
@@ -815,7 +813,9 @@ fn finish_vs(
         if protocol.is_some() {
             cx.err(
                 &n.loc,
-                format!("virtual server {name}: protocol specified for fwmark - keepalived ignores it"),
+                format!(
+                    "virtual server {name}: protocol specified for fwmark - keepalived ignores it"
+                ),
             );
             return None;
         }
@@ -953,10 +953,7 @@ fn resolve_real_server(
         }
     }
     let inherited = raw.inh.or(&vs.inh);
-    let check_port = raw
-        .port
-        .or(services.first().map(Svc::port))
-        .unwrap_or(0);
+    let check_port = raw.port.or(services.first().map(Svc::port)).unwrap_or(0);
     let checkers = raw
         .checkers
         .iter()
