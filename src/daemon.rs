@@ -200,6 +200,24 @@ pub fn run(v: Validated, path: &Path) -> Result<(), String> {
     result
 }
 
+/// What `-i` names: each port by its name and its kernel interface's name,
+/// each VLAN as `NAME.VID` (`dataplane::rules::ifaces`).
+fn interface_names(
+    cfg: &crate::config::Config,
+    ids: &[(u16, MacAddr, u16)],
+) -> dataplane::rules::Interfaces {
+    let mut ifaces = dataplane::rules::Interfaces::default();
+    for (p, (id, _, _)) in cfg.ports.iter().zip(ids) {
+        let vlans: Vec<(u16, u16)> = p
+            .vlans
+            .iter()
+            .filter_map(|v| Some((dataplane::net::vlan::iface_id(*id, v.id)?, v.id)))
+            .collect();
+        ifaces.add_port(*id, &p.name, p.kernel.as_deref(), &vlans);
+    }
+    ifaces
+}
+
 fn start_and_serve(
     v: &Validated,
     path: &Path,
@@ -295,6 +313,7 @@ fn start_and_serve(
         .collect();
     v.check_vlan_ports(&ids)?;
     let l3 = v.l3(&ids);
+    director.set_interfaces(interface_names(cfg, &ids));
 
     // The control plane: the ipvsadm socket (rules were applied already).
     let control = control_hook::start(&cfg.control, director)?;

@@ -6,6 +6,8 @@
 //!   so a client stays on one real server across both ports.
 //! * A blocklist: clients in a hash:net set (with a nomatch carve-out) get
 //!   nothing through a filter INPUT rule; the others are served.
+//! * `-i`: a rule names the port clients arrive on (by `+` wildcard) and
+//!   stops them; the same rule naming the server port does not.
 //!
 //! The tests need root and run one at a time (each uvsd polls a core).
 
@@ -165,4 +167,25 @@ fn blocklisted_clients_get_nothing_and_the_others_are_served() {
     iptables(&lab, "-D INPUT 1");
     assert!(!lab.who("198.18.0.2", VIP).is_empty());
     assert_eq!(ipset(&lab, "destroy blocked").0, 0);
+}
+
+#[test]
+fn interface_rules_match_the_port_clients_arrive_on() {
+    let _g = lock();
+    let lab = Lab::new("ifr", "nat", 1, 1);
+    lab.ok(&format!("-A -t {VIP}:80 -s rr"));
+    lab.ok(&format!("-a -t {VIP}:80 -r 198.18.1.11:80 -m"));
+    // Clients come in on the port named "client".
+    iptables(&lab, "-A INPUT -i cli+ -p tcp --dport 80 -j DROP");
+    assert!(
+        lab.get("198.18.0.2", &format!("http://{VIP}/who"))
+            .is_none(),
+        "a client arriving on the client port was served"
+    );
+    let listing = iptables(&lab, "-L INPUT -v -n -x");
+    assert!(rule_packets(&listing, "DROP") > 0, "{listing}");
+    assert!(listing.contains("cli+"), "{listing}");
+    // The same rule for the server port leaves clients alone.
+    iptables(&lab, "-R INPUT 1 -i server -p tcp --dport 80 -j DROP");
+    assert!(!lab.who("198.18.0.2", VIP).is_empty());
 }

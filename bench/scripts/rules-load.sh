@@ -4,7 +4,9 @@
 # hash:net blocklist (/32 and /24 entries) and 100 rules, loaded into
 # uvs-loop through the daemon's own ipset and iptables-restore grammars.
 # The benchmark's clients (198.18.128.0/17) are in neither set, so every
-# packet pays for both lookups and walks the rules to the end.
+# walk pays for both lookups and goes through the rules to the end; with
+# the flow cache, only a flow's first packet walks (while the flows fit
+# the cache: bench/RULES.md).
 #
 #   bench/scripts/rules-load.sh [uvs-loop options]   (default: --flows 1000)
 set -euo pipefail

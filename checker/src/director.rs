@@ -12,12 +12,32 @@ use std::path::PathBuf;
 
 use control::proto::Request;
 
-use crate::conf::{Method, Protocol, VirtualServer};
+use crate::conf::{Method, Protocol, Svc, VirtualServer};
 use crate::state::{Action, Dest};
 
-/// `IP:PORT`, IPv6 in brackets, as ipvsadm wants it.
+/// `IP:PORT`, IPv6 in brackets, as ipvsadm wants it; a real server of
+/// port 0 (of an fwmark service) as its address alone.
 fn addr(a: SocketAddr) -> String {
-    a.to_string()
+    match (a.port(), a) {
+        (0, SocketAddr::V4(v)) => v.ip().to_string(),
+        (0, SocketAddr::V6(v)) => v.ip().to_string(),
+        _ => a.to_string(),
+    }
+}
+
+/// How uvsadm names a service: `-t IP:PORT` (or `-u`, `--sctp-service`),
+/// or `-f MARK` (with `-6` for IPv6).
+fn svc_args(p: Protocol, svc: Svc) -> Vec<String> {
+    match svc {
+        Svc::Addr(a) => vec![proto_flag(p).into(), addr(a)],
+        Svc::Mark { mark, v6 } => {
+            let mut a = vec!["-f".to_string(), mark.to_string()];
+            if v6 {
+                a.push("-6".into());
+            }
+            a
+        }
+    }
 }
 
 fn proto_flag(p: Protocol) -> &'static str {
@@ -39,14 +59,10 @@ fn method_args(m: &Method) -> Vec<String> {
 }
 
 /// `-A`/`-E` of one service with the virtual server's options.
-pub fn service_argv(vs: &VirtualServer, svc: SocketAddr, edit: bool) -> Vec<String> {
-    let mut a = vec![
-        if edit { "-E" } else { "-A" }.to_string(),
-        proto_flag(vs.protocol).into(),
-        addr(svc),
-        "-s".into(),
-        vs.scheduler.clone(),
-    ];
+pub fn service_argv(vs: &VirtualServer, svc: Svc, edit: bool) -> Vec<String> {
+    let mut a = vec![if edit { "-E" } else { "-A" }.to_string()];
+    a.extend(svc_args(vs.protocol, svc));
+    a.extend(["-s".into(), vs.scheduler.clone()]);
     if let Some(p) = vs.persistence {
         a.push("-p".into());
         a.push(p.to_string());
@@ -66,11 +82,7 @@ pub fn service_argv(vs: &VirtualServer, svc: SocketAddr, edit: bool) -> Vec<Stri
 }
 
 /// The address, port and method of a destination for service `svc`.
-fn dest_of(
-    vs: &VirtualServer,
-    d: Dest,
-    svc: SocketAddr,
-) -> Option<(SocketAddr, Method, Vec<String>)> {
+fn dest_of(vs: &VirtualServer, d: Dest, svc: Svc) -> Option<(SocketAddr, Method, Vec<String>)> {
     let port_or = |p: Option<u16>| p.unwrap_or(svc.port());
     match d {
         Dest::Real(i) => {
@@ -101,7 +113,7 @@ fn dest_of(
 
 /// The uvsadm argv of one action on one service (None for actions that
 /// are not about the table).
-pub fn action_argv(vs: &VirtualServer, svc: SocketAddr, act: &Action) -> Option<Vec<String>> {
+pub fn action_argv(vs: &VirtualServer, svc: Svc, act: &Action) -> Option<Vec<String>> {
     let (verb, d, w) = match act {
         Action::Add(d, w) => ("-a", *d, Some(*w)),
         Action::Edit(d, w) => ("-e", *d, Some(*w)),
@@ -109,13 +121,9 @@ pub fn action_argv(vs: &VirtualServer, svc: SocketAddr, act: &Action) -> Option<
         Action::Notify(_) | Action::Log(_) => return None,
     };
     let (rs, method, extra) = dest_of(vs, d, svc)?;
-    let mut a = vec![
-        verb.to_string(),
-        proto_flag(vs.protocol).into(),
-        addr(svc),
-        "-r".into(),
-        addr(rs),
-    ];
+    let mut a = vec![verb.to_string()];
+    a.extend(svc_args(vs.protocol, svc));
+    a.extend(["-r".into(), addr(rs)]);
     if let Some(w) = w {
         a.extend(method_args(&method));
         a.push("-w".into());
@@ -154,10 +162,10 @@ impl Director {
         for &svc in &vs.services {
             if let Err(e) = self.call(service_argv(vs, svc, false)) {
                 if !e.contains("exists") {
-                    return Err(format!("adding service {}: {e}", addr(svc)));
+                    return Err(format!("adding service {svc}: {e}"));
                 }
                 self.call(service_argv(vs, svc, true))
-                    .map_err(|e| format!("updating service {}: {e}", addr(svc)))?;
+                    .map_err(|e| format!("updating service {svc}: {e}"))?;
             }
         }
         Ok(())
@@ -191,9 +199,10 @@ impl Director {
     /// Removes every service of `vs` (at shutdown, as keepalived does).
     pub fn remove_services(&self, vs: &VirtualServer) {
         for &svc in &vs.services {
-            let argv = vec!["-D".into(), proto_flag(vs.protocol).into(), addr(svc)];
+            let mut argv = vec!["-D".to_string()];
+            argv.extend(svc_args(vs.protocol, svc));
             if let Err(e) = self.call(argv) {
-                crate::log(&format!("removing service {}: {e}", addr(svc)));
+                crate::log(&format!("removing service {svc}: {e}"));
             }
         }
     }

@@ -496,23 +496,45 @@ impl<D: Dataplane> Director<D> {
                 .iter()
                 .filter_map(|n| sets.hold(n).ok())
                 .collect();
-            let program = dataplane::rules::Program::compile(
-                &rules.tables.v4,
-                &rules.tables.v6,
-                &iptables::CompileNames(store.sets()),
-            );
-            store.set_rules(Arc::new(program));
-            self.dataplane.publish(store.snapshot());
+            self.compile_rules(&rules, &mut store);
         }
         out.response
     }
+
+    /// Names the director's interfaces for `-i` (the daemon calls this
+    /// once its ports are up; until then `-i` rules match nothing) and
+    /// recompiles the rules with them.
+    pub fn set_interfaces(&self, ifaces: dataplane::rules::Interfaces) {
+        let mut rules = match self.rules.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        rules.ifaces = ifaces;
+        self.dataplane.reclaim();
+        let mut store = self.store();
+        self.compile_rules(&rules, &mut store);
+    }
+
+    /// Compiles the rules against the current sets and interfaces and
+    /// publishes them.
+    fn compile_rules(&self, rules: &RuleState, store: &mut ConfigStore) {
+        let program = dataplane::rules::Program::compile(
+            &rules.tables.v4,
+            &rules.tables.v6,
+            &crate::iptables::CompileNames(store.sets(), &rules.ifaces),
+        );
+        store.set_rules(Arc::new(program));
+        self.dataplane.publish(store.snapshot());
+    }
 }
 
-/// The rules and the set references they hold.
+/// The rules, the set references they hold, and the interface names
+/// `-i` resolves against.
 #[derive(Debug, Default)]
 struct RuleState {
     tables: RuleTables,
     held: Vec<dataplane::sets::SetId>,
+    ifaces: dataplane::rules::Interfaces,
 }
 
 fn refuse(code: i32, message: impl Into<String>) -> Response {

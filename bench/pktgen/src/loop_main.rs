@@ -389,7 +389,7 @@ fn load_sets_and_rules(a: &Args, st: &mut dataplane::config::ConfigStore) -> Res
         let program = dataplane::rules::Program::compile(
             &tables.v4,
             &tables.v6,
-            &iptables::CompileNames(st.sets()),
+            &iptables::CompileNames(st.sets(), &Default::default()),
         );
         st.set_rules(Arc::new(program));
     }

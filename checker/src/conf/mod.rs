@@ -6,9 +6,9 @@
 //! checker-type default, keepalived's order), so the runtime never looks a
 //! default up again. [`load`] reads a file; a file keepalived's `-t` would
 //! reject is refused with every problem at its file and line, and so is a
-//! file that asks for something UVS cannot do yet (fwmark services, the
-//! checkers other than TCP_CHECK, HTTP_GET, SSL_GET and MISC_CHECK), said
-//! as such.
+//! file that asks for something UVS cannot do yet (fwmark entries of a
+//! `virtual_server_group`, the checkers other than TCP_CHECK, HTTP_GET,
+//! SSL_GET and MISC_CHECK), said as such.
 
 pub mod lex;
 mod parse;
@@ -92,14 +92,54 @@ impl std::fmt::Display for Script {
     }
 }
 
+/// One service of a virtual server: an address and port, or a firewall
+/// mark (`virtual_server fwmark N`, the marks iptables MARK rules set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Svc {
+    Addr(SocketAddr),
+    /// IPv6 when the real servers are.
+    Mark {
+        mark: u32,
+        v6: bool,
+    },
+}
+
+impl Svc {
+    /// The service's port; 0 for an fwmark service (its real servers take
+    /// each packet's port).
+    pub fn port(&self) -> u16 {
+        match self {
+            Svc::Addr(a) => a.port(),
+            Svc::Mark { .. } => 0,
+        }
+    }
+
+    pub fn is_ipv4(&self) -> bool {
+        match self {
+            Svc::Addr(a) => a.is_ipv4(),
+            Svc::Mark { v6, .. } => !v6,
+        }
+    }
+}
+
+impl std::fmt::Display for Svc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Svc::Addr(a) => write!(f, "{a}"),
+            Svc::Mark { mark, .. } => write!(f, "fwmark {mark}"),
+        }
+    }
+}
+
 /// A `virtual_server` block: one or more services (several from a
 /// `virtual_server_group`) sharing real servers and checkers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VirtualServer {
     pub loc: Loc,
-    /// How logs and the status name it: `198.18.0.100:80` or `group NAME`.
+    /// How logs and the status name it: `198.18.0.100:80`, `fwmark 1` or
+    /// `group NAME`.
     pub name: String,
-    pub services: Vec<SocketAddr>,
+    pub services: Vec<Svc>,
     pub protocol: Protocol,
     pub scheduler: String,
     /// Service flags for uvsadm (`-b`): sh-port, mh-fallback...

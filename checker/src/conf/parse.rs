@@ -432,7 +432,7 @@ pub(super) fn config(tree: &[Node], diags: &mut Vec<Diag>) -> Config {
         first_script: None,
     };
     let mut global = Global::default();
-    let mut groups: HashMap<String, Vec<SocketAddr>> = HashMap::new();
+    let mut groups: HashMap<String, Vec<Svc>> = HashMap::new();
     // Groups may be defined after the virtual servers using them.
     for n in tree {
         if n.keyword == "virtual_server_group" {
@@ -517,7 +517,7 @@ fn user_exists(name: &str) -> bool {
 }
 
 /// `virtual_server_group` lines: `IP [PORT]`, `IP-LAST [PORT]`.
-fn group(cx: &mut Ctx<'_>, body: &[Node]) -> Vec<SocketAddr> {
+fn group(cx: &mut Ctx<'_>, body: &[Node]) -> Vec<Svc> {
     let mut out = Vec::new();
     for n in body {
         if n.keyword == "fwmark" {
@@ -540,7 +540,7 @@ fn group(cx: &mut Ctx<'_>, body: &[Node]) -> Vec<SocketAddr> {
             continue;
         }
         match range(spec) {
-            Some(addrs) => out.extend(addrs.into_iter().map(|a| SocketAddr::new(a, p))),
+            Some(addrs) => out.extend(addrs.into_iter().map(|a| Svc::Addr(SocketAddr::new(a, p)))),
             None => cx.err(
                 &n.loc,
                 format!("invalid virtual_server_group entry '{spec}'"),
@@ -604,11 +604,21 @@ fn range(spec: &str) -> Option<Vec<IpAddr>> {
 fn virtual_server(
     cx: &mut Ctx<'_>,
     n: &Node,
-    groups: &HashMap<String, Vec<SocketAddr>>,
+    groups: &HashMap<String, Vec<Svc>>,
 ) -> Option<VirtualServer> {
     let body = block(cx, n);
-    let (name, services) = vs_header(cx, n, groups)?;
-    let v4 = services.first().is_some_and(SocketAddr::is_ipv4);
+    let (name, mut services) = vs_header(cx, n, groups)?;
+    // An fwmark service has the family of its real servers (keepalived
+    // takes it from them too).
+    if let [Svc::Mark { v6, .. }] = services.as_mut_slice() {
+        *v6 = body.iter().any(|k| {
+            k.keyword == "real_server"
+                && k.args
+                    .first()
+                    .is_some_and(|a| a.parse::<Ipv6Addr>().is_ok())
+        });
+    }
+    let v4 = services.first().is_some_and(Svc::is_ipv4);
     let mut raw = RawVs::default();
     for k in body {
         if !timing_keyword(cx, k, &mut raw.inh) {
@@ -618,20 +628,26 @@ fn virtual_server(
     finish_vs(cx, n, name, services, raw)
 }
 
-/// `IP [PORT]`, `group NAME` (or `fwmark N`, refused): the name used in
-/// messages and the services.
+/// `IP [PORT]`, `group NAME` or `fwmark N`: the name used in messages
+/// and the services.
 fn vs_header(
     cx: &mut Ctx<'_>,
     n: &Node,
-    groups: &HashMap<String, Vec<SocketAddr>>,
-) -> Option<(String, Vec<SocketAddr>)> {
+    groups: &HashMap<String, Vec<Svc>>,
+) -> Option<(String, Vec<Svc>)> {
     match arg(cx, n, 0)? {
         "fwmark" => {
-            cx.err(
-                &n.loc,
-                "virtual_server fwmark: fwmark services are not supported by UVS yet",
-            );
-            None
+            let m = arg(cx, n, 1)?;
+            match m.parse::<u32>() {
+                Ok(mark) if mark > 0 => Some((
+                    format!("fwmark {mark}"),
+                    vec![Svc::Mark { mark, v6: false }],
+                )),
+                _ => {
+                    cx.err(&n.loc, format!("virtual_server fwmark: invalid mark '{m}'"));
+                    None
+                }
+            }
         }
         "group" => {
             let g = arg(cx, n, 1)?;
@@ -650,7 +666,7 @@ fn vs_header(
                 None => 0,
             };
             let sa = SocketAddr::new(addr, p);
-            Some((sa.to_string(), vec![sa]))
+            Some((sa.to_string(), vec![Svc::Addr(sa)]))
         }
     }
 }
@@ -781,7 +797,7 @@ fn finish_vs(
     cx: &mut Ctx<'_>,
     n: &Node,
     name: String,
-    services: Vec<SocketAddr>,
+    services: Vec<Svc>,
     raw: RawVs,
 ) -> Option<VirtualServer> {
     let mut missing = |what: &str, default: &str| {
@@ -790,8 +806,23 @@ fn finish_vs(
             format!("virtual server {name}: no {what} set (keepalived would default to {default})"),
         );
     };
+    // An fwmark service matches every protocol the mark covers: keepalived
+    // warns about a `protocol` there (and `-t` fails), and needs none.
+    let mut protocol = raw.protocol;
+    if matches!(services.first(), Some(Svc::Mark { .. })) {
+        if protocol.is_some() {
+            cx.err(
+                &n.loc,
+                format!(
+                    "virtual server {name}: protocol specified for fwmark - keepalived ignores it"
+                ),
+            );
+            return None;
+        }
+        protocol = Some(Protocol::Tcp);
+    }
     let (Some(protocol), Some(scheduler), Some(vs_method)) =
-        (raw.protocol, raw.scheduler.clone(), raw.method.clone())
+        (protocol, raw.scheduler.clone(), raw.method.clone())
     else {
         if raw.protocol.is_none() {
             missing("protocol", "UDP");
@@ -810,7 +841,13 @@ fn finish_vs(
             format!("virtual server {name}: one-packet scheduling (ops) requires UDP"),
         );
     }
-    if services.iter().any(|s| s.port() == 0) && raw.persistence.is_none() {
+    // An fwmark service schedules each connection; an address service of
+    // port 0 only works persistent (as ipvsadm requires).
+    if services
+        .iter()
+        .any(|s| matches!(s, Svc::Addr(a) if a.port() == 0))
+        && raw.persistence.is_none()
+    {
         cx.err(
             &n.loc,
             format!("virtual server {name}: a service without a port must be persistent"),
@@ -821,7 +858,7 @@ fn finish_vs(
         cx.err(&n.loc, format!("virtual server {name} has no real servers"));
         return None;
     }
-    let v4 = services.first().is_some_and(SocketAddr::is_ipv4);
+    let v4 = services.first().is_some_and(Svc::is_ipv4);
     if services.iter().any(|s| s.is_ipv4() != v4) {
         cx.err(&n.loc, format!("virtual server {name} mixes IPv4 and IPv6 services; UVS needs one family per virtual server"));
         return None;
@@ -889,7 +926,7 @@ fn finish_vs(
 fn resolve_real_server(
     cx: &mut Ctx<'_>,
     vs_name: &str,
-    services: &[SocketAddr],
+    services: &[Svc],
     vs: &RawVs,
     vs_method: &Method,
     raw: &RawRs,
@@ -906,16 +943,17 @@ fn resolve_real_server(
     }
     let method = raw.method.clone().unwrap_or_else(|| vs_method.clone());
     if let (Some(p), false) = (raw.port, method == Method::Nat) {
-        if services.iter().any(|s| s.port() != p) {
+        // An fwmark service has no port of its own to keep.
+        if services
+            .iter()
+            .any(|s| matches!(s, Svc::Addr(a) if a.port() != p))
+        {
             cx.err(&raw.loc, format!("real server port {p} differs from the virtual server's port; DR and TUN keep the port (keepalived resets it)"));
             return None;
         }
     }
     let inherited = raw.inh.or(&vs.inh);
-    let check_port = raw
-        .port
-        .or(services.first().map(SocketAddr::port))
-        .unwrap_or(0);
+    let check_port = raw.port.or(services.first().map(Svc::port)).unwrap_or(0);
     let checkers = raw
         .checkers
         .iter()

@@ -88,7 +88,7 @@ fn the_sample_parses_with_keepalived_defaults_and_inheritance() {
     assert!(c.global.lvs_flush);
     assert_eq!(c.virtual_servers.len(), 2);
     let v = &c.virtual_servers[0];
-    assert_eq!(v.services, ["198.18.0.10:443".parse().unwrap()]);
+    assert_eq!(v.services, [Svc::Addr("198.18.0.10:443".parse().unwrap())]);
     assert_eq!((v.quorum, v.persistence), (2, Some(300)));
     let sorry = v.sorry.as_ref().unwrap();
     assert_eq!(
@@ -134,7 +134,7 @@ fn the_sample_parses_with_keepalived_defaults_and_inheritance() {
     let g = &c.virtual_servers[1];
     assert_eq!(g.name, "group web_vips");
     assert_eq!(g.services.len(), 3);
-    assert_eq!(g.services[2], "198.18.0.21:80".parse().unwrap());
+    assert_eq!(g.services[2], Svc::Addr("198.18.0.21:80".parse().unwrap()));
     assert_eq!(g.real_servers[0].port, None, "DR takes each service's port");
     assert_eq!(
         g.real_servers[0].checkers[0].timing.delay_loop,
@@ -179,10 +179,10 @@ fn mistakes_keepalived_rejects_are_rejected_at_their_line() {
 
 #[test]
 fn what_uvs_cannot_do_yet_is_said_as_such() {
-    let fw = "virtual_server fwmark 7 {\n lb_algo rr\n lb_kind DR\n protocol TCP\n real_server 198.18.1.13 80 {\n }\n}\n";
+    let fw = "virtual_server_group g {\n fwmark 7\n}\n";
     assert_eq!(
         errors(fw),
-        ["t.conf:1: virtual_server fwmark: fwmark services are not supported by UVS yet"]
+        ["t.conf:2: fwmark services are not supported by UVS yet"]
     );
     let dns = vs("", "DNS_CHECK {\n}");
     assert_eq!(
@@ -348,4 +348,56 @@ proptest! {
         lines[at] = &junk;
         let _ = parse_text("p.conf", &lines.join("\n"));
     }
+}
+
+/// keepalived's fwmark virtual server: DR real servers without ports,
+/// checked on their own ports with connect_port; uvsadm gets `-f MARK`
+/// (`-6` for IPv6) and port-less real servers.
+#[test]
+fn fwmark_virtual_servers_become_fwmark_services() {
+    use crate::director::{action_argv, service_argv};
+    use crate::state::{Action, Dest};
+    let conf = |rs: &str, check: &str| {
+        format!(
+            "virtual_server fwmark 7 {{\n delay_loop 5\n lb_algo wlc\n lb_kind DR\n persistence_timeout 300\n real_server {rs} {{\n weight 2\n TCP_CHECK {{\n{check}\n }}\n }}\n}}\n"
+        )
+    };
+    let c = parse_text("t.conf", &conf("198.18.1.13", " connect_port 443")).unwrap();
+    let v = &c.virtual_servers[0];
+    assert_eq!(v.name, "fwmark 7");
+    assert_eq!(v.services, [Svc::Mark { mark: 7, v6: false }]);
+    let r = &v.real_servers[0];
+    assert_eq!((r.port, &r.method), (None, &Method::Dr));
+    match &r.checkers[0].kind {
+        CheckKind::Tcp(t) => assert_eq!(t.addr, "198.18.1.13:443".parse().unwrap()),
+        k => panic!("{k:?}"),
+    }
+    let svc = v.services[0];
+    assert_eq!(
+        service_argv(v, svc, false).join(" "),
+        "-A -f 7 -s wlc -p 300"
+    );
+    assert_eq!(
+        action_argv(v, svc, &Action::Add(Dest::Real(0), 2))
+            .unwrap()
+            .join(" "),
+        "-a -f 7 -r 198.18.1.13 -g -w 2"
+    );
+    // IPv6 real servers make an IPv6 fwmark service.
+    let c = parse_text("t.conf", &conf("2001:db8:1::13", " connect_port 443")).unwrap();
+    let v = &c.virtual_servers[0];
+    assert_eq!(v.services, [Svc::Mark { mark: 7, v6: true }]);
+    assert_eq!(
+        action_argv(v, v.services[0], &Action::Del(Dest::Real(0)))
+            .unwrap()
+            .join(" "),
+        "-d -f 7 -6 -r 2001:db8:1::13"
+    );
+    // No port anywhere: the check has nothing to connect to.
+    let e = errors(&conf("198.18.1.13", ""));
+    assert!(e.iter().any(|l| l.contains("has no port")), "{e:?}");
+    assert_eq!(
+        errors("virtual_server fwmark x {\n}\n"),
+        ["t.conf:1: virtual_server fwmark: invalid mark 'x'"]
+    );
 }

@@ -153,16 +153,19 @@ impl SetCatalog for dataplane::sets::SetStore {
     }
 }
 
-/// Names for compiling rules: sets by their store slot. Ports have no
-/// names the rules can use yet (`-i`/`-o` rules are kept, never match).
-pub struct CompileNames<'a>(pub &'a dataplane::sets::SetStore);
+/// Names for compiling rules: sets by their store slot, interfaces by
+/// the names the director's ports and VLANs answer to.
+pub struct CompileNames<'a>(
+    pub &'a dataplane::sets::SetStore,
+    pub &'a dataplane::rules::Interfaces,
+);
 
 impl dataplane::rules::Names for CompileNames<'_> {
     fn set_id(&self, name: &str) -> Option<u16> {
         self.0.id(name)
     }
-    fn port_id(&self, _: &str) -> Option<u16> {
-        None
+    fn ifaces(&self, name: &str) -> Vec<u16> {
+        self.1.ids(name)
     }
 }
 

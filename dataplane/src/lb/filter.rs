@@ -12,7 +12,8 @@ use std::net::IpAddr;
 
 use super::{drop_counted, Egress, Lb, LbDrop};
 use crate::buf::PacketBuf;
-use crate::conn::{ConnAddr, ConnKey};
+use crate::conn::{ConnAddr, ConnKey, ConnTable};
+use crate::model::Snapshot;
 use crate::rules::{ctstate, Facts, Packet, Verdict};
 use crate::sets::{Dirs, Match as SetMatch, Packet as SetPacket, SetId};
 use crate::wire::{parse_icmp_quote, Fragment, PacketMeta, L3};
@@ -55,7 +56,8 @@ pub fn packet(meta: &PacketMeta, rx_port: u16) -> Packet {
 
 /// Connection state and local-address answers from a worker's stage.
 struct StageFacts<'a> {
-    lb: &'a Lb,
+    snap: &'a Snapshot,
+    conns: &'a ConnTable,
     frame: &'a [u8],
     meta: &'a PacketMeta,
     own_addr: &'a dyn Fn(&IpAddr) -> bool,
@@ -64,7 +66,7 @@ struct StageFacts<'a> {
 impl Facts for StageFacts<'_> {
     fn ct_state(&self) -> u8 {
         let m = self.meta;
-        let conns = &self.lb.conns;
+        let conns = self.conns;
         if m.is_icmp_error() {
             let Ok(q) = parse_icmp_quote(self.frame, m) else {
                 return ctstate::INVALID;
@@ -98,7 +100,7 @@ impl Facts for StageFacts<'_> {
     }
 
     fn dst_local(&self) -> bool {
-        self.lb.is_vip(&self.meta.dst) || (self.own_addr)(&self.meta.dst)
+        self.snap.index.is_vip(&self.meta.dst) || (self.own_addr)(&self.meta.dst)
     }
 
     fn set_match(&self, set: SetId, dirs: Dirs) -> SetMatch {
@@ -118,7 +120,7 @@ impl Facts for StageFacts<'_> {
             dport,
             bytes: u32::from(m.ip_len),
         };
-        self.lb.snap.sets.lookup(set, dirs, &pkt)
+        self.snap.sets.lookup(set, dirs, &pkt)
     }
 }
 
@@ -128,7 +130,7 @@ impl Lb {
     /// it is asked only if a rule or the INPUT/FORWARD choice needs it.
     #[inline]
     pub fn filter<B: PacketBuf, E: Egress>(
-        &self,
+        &mut self,
         buf: &mut B,
         meta: &PacketMeta,
         rx_port: u16,
@@ -140,13 +142,10 @@ impl Lb {
             return Filtered::Pass(0);
         }
         let pkt = packet(meta, rx_port);
-        let facts = StageFacts {
-            lb: self,
-            frame: buf.data(),
-            meta,
-            own_addr: &own_addr,
+        let (verdict, mark) = match self.flow_cache.hit(rules, &pkt, self.worker) {
+            Some(hit) => hit,
+            None => self.walk(buf.data(), meta, &pkt, &own_addr),
         };
-        let (verdict, mark) = rules.run(&pkt, &facts, || facts.dst_local(), self.worker);
         match verdict {
             Verdict::Accept => Filtered::Pass(mark),
             Verdict::Drop => {
@@ -164,5 +163,30 @@ impl Lb {
                 }
             }
         }
+    }
+
+    /// The rules walked for a packet the flow cache did not answer.
+    #[inline(never)]
+    fn walk(
+        &mut self,
+        frame: &[u8],
+        meta: &PacketMeta,
+        pkt: &Packet,
+        own_addr: &dyn Fn(&IpAddr) -> bool,
+    ) -> (Verdict, u32) {
+        let facts = StageFacts {
+            snap: &self.snap,
+            conns: &self.conns,
+            frame,
+            meta,
+            own_addr,
+        };
+        self.flow_cache.miss(
+            &self.snap.rules,
+            pkt,
+            &facts,
+            || facts.dst_local(),
+            self.worker,
+        )
     }
 }

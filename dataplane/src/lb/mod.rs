@@ -303,6 +303,8 @@ pub struct Lb {
     sync: Option<crate::sync::WorkerSync>,
     /// SYN cookies and the proxied connections' offsets.
     synproxy: SynProxy,
+    /// The packet rules' verdicts per flow ([`crate::rules::cache`]).
+    flow_cache: crate::rules::FlowCache,
 }
 
 impl std::fmt::Debug for Lb {
@@ -339,6 +341,7 @@ impl Lb {
             reals: HashSet::new(),
             sync: None,
             synproxy,
+            flow_cache: crate::rules::FlowCache::default(),
         }
     }
 
@@ -402,6 +405,7 @@ impl Lb {
             self.conns.set_timeouts(snap.timeouts);
         }
         self.take_tunables(&snap);
+        self.flow_cache.reset(&snap.rules, &snap.sets);
         self.snap = snap;
     }
 

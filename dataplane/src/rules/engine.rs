@@ -83,7 +83,8 @@ enum Cond {
     Proto(bool, u8),
     Src(bool, u128, u128),
     Dst(bool, u128, u128),
-    InPort(bool, Option<u16>),
+    /// `-i`: the receiving interface is one of these ids.
+    InPort(bool, Box<[u16]>),
     Sport(bool, PortRange),
     Dport(bool, PortRange),
     /// Only for packets with ports.
@@ -117,6 +118,9 @@ struct CRule {
     conds: Box<[Cond]>,
     action: Action,
     counters: Arc<RuleCounters>,
+    /// This rule's counters in [`Program::counters`] (the flow cache
+    /// replays a walk's counts by these numbers).
+    cid: u32,
 }
 
 /// Rule numbers by (protocol, destination port).
@@ -160,6 +164,7 @@ struct Hook {
     entry: u32,
     policy: Verdict,
     policy_counters: Arc<RuleCounters>,
+    policy_cid: u32,
     chains: Arc<[CChain]>,
 }
 
@@ -180,6 +185,15 @@ pub struct Program {
     v6: FamilyProgram,
     /// No hook of either family has anything to run.
     idle: bool,
+    /// Every rule's and policy's counters, by `cid`.
+    counters: Box<[Arc<RuleCounters>]>,
+    /// No rule tests what may change between packets of one connection
+    /// (`--ctstate`): the verdict is a function of the packet's flow key,
+    /// the sets and the configuration ([`super::cache`]).
+    flow_constant: bool,
+    /// The sets the rules test (the flow cache needs them free of
+    /// timeouts and counters).
+    sets_used: Box<[SetId]>,
 }
 
 impl Default for Program {
@@ -188,15 +202,46 @@ impl Default for Program {
             v4: FamilyProgram::default(),
             v6: FamilyProgram::default(),
             idle: true,
+            counters: Box::default(),
+            flow_constant: true,
+            sets_used: Box::default(),
+        }
+    }
+}
+
+/// What compiling collects across hooks: counters by number, and what the
+/// flow cache must know about the conditions.
+#[derive(Default)]
+struct Collect {
+    counters: Vec<Arc<RuleCounters>>,
+    per_packet: bool,
+    sets: Vec<SetId>,
+}
+
+impl Collect {
+    fn cid(&mut self, c: &Arc<RuleCounters>) -> u32 {
+        self.counters.push(Arc::clone(c));
+        (self.counters.len() - 1) as u32
+    }
+
+    fn note(&mut self, conds: &[Cond]) {
+        for c in conds {
+            match c {
+                Cond::Ct(..) => self.per_packet = true,
+                Cond::Set { id, .. } if !self.sets.contains(id) => self.sets.push(*id),
+                _ => {}
+            }
         }
     }
 }
 
 /// Resolves names a rule uses when compiling: ipset names to the set
-/// slots [`Facts::set_match`] takes, port names to port numbers.
+/// slots [`Facts::set_match`] takes, interface names to interface ids.
 pub trait Names {
     fn set_id(&self, name: &str) -> Option<SetId>;
-    fn port_id(&self, name: &str) -> Option<u16>;
+    /// The ids of the interfaces an `-i` name matches (`+`: by prefix;
+    /// see [`super::ifaces`]).
+    fn ifaces(&self, name: &str) -> Vec<u16>;
 }
 
 /// Names with no sets and no ports.
@@ -207,8 +252,8 @@ impl Names for NoNames {
     fn set_id(&self, _: &str) -> Option<SetId> {
         None
     }
-    fn port_id(&self, _: &str) -> Option<u16> {
-        None
+    fn ifaces(&self, _: &str) -> Vec<u16> {
+        Vec::new()
     }
 }
 
@@ -275,7 +320,7 @@ fn compile_rule(
         }
     }
     if let Some(i) = &r.in_if {
-        c.push(Cond::InPort(i.neg, names.port_id(&i.v)));
+        c.push(Cond::InPort(i.neg, names.ifaces(&i.v).into()));
     }
     for m in &r.matches {
         match m {
@@ -314,11 +359,11 @@ fn compile_rule(
             Match::AddrTypeLocal { neg } => c.push(Cond::Local(*neg)),
         }
     }
-    // `-o`: the director forwards only what it balances, to the port
-    // its route picks; rules with `-o` are kept but never match before
-    // routing (as in PREROUTING/INPUT, where iptables refuses `-o`).
+    // `-o`: the rules run before the balancer and the route choose the
+    // output interface; rules with `-o` are kept but never match (in
+    // PREROUTING and INPUT iptables refuses `-o` anyway).
     if r.out_if.is_some() {
-        c.push(Cond::InPort(false, None));
+        c.push(Cond::InPort(false, Box::default()));
     }
     c.sort_by_key(cost);
     let action = match &r.target {
@@ -403,7 +448,13 @@ fn compile_chain(rules: Vec<CRule>) -> CChain {
 
 /// Compiles one built-in chain of `t` and what it jumps to; `None` when it
 /// has no rule and accepts (nothing to run).
-fn compile_hook(t: &TableState, chain: &str, v6: bool, names: &dyn Names) -> Option<Hook> {
+fn compile_hook(
+    t: &TableState,
+    chain: &str,
+    v6: bool,
+    names: &dyn Names,
+    col: &mut Collect,
+) -> Option<Hook> {
     let entry_chain = t.chain(chain)?;
     let policy = match entry_chain.policy {
         Some(Policy::Drop) => Verdict::Drop,
@@ -429,10 +480,12 @@ fn compile_hook(t: &TableState, chain: &str, v6: bool, names: &dyn Names) -> Opt
                     // A rule naming what does not exist (a set destroyed
                     // under it is refused elsewhere) never matches.
                     let (conds, action) = compile_rule(&e.rule, v6, &chain_no, names)?;
+                    col.note(&conds);
                     Some(CRule {
                         conds: conds.into(),
                         action,
                         counters: Arc::clone(&e.counted.counters),
+                        cid: col.cid(&e.counted.counters),
                     })
                 })
                 .collect();
@@ -443,15 +496,21 @@ fn compile_hook(t: &TableState, chain: &str, v6: bool, names: &dyn Names) -> Opt
         entry: chain_no(chain)?,
         policy,
         policy_counters: Arc::clone(&entry_chain.policy_counted.counters),
+        policy_cid: col.cid(&entry_chain.policy_counted.counters),
         chains: chains.into(),
     })
 }
 
-fn compile_family(f: &FamilyTables, v6: bool, names: &dyn Names) -> FamilyProgram {
-    let hook = |table: Table, chain: &str| {
+fn compile_family(
+    f: &FamilyTables,
+    v6: bool,
+    names: &dyn Names,
+    col: &mut Collect,
+) -> FamilyProgram {
+    let mut hook = |table: Table, chain: &str| {
         f.tables
             .get(&table)
-            .and_then(|t| compile_hook(t, chain, v6, names))
+            .and_then(|t| compile_hook(t, chain, v6, names, col))
     };
     FamilyProgram {
         mangle_pre: hook(Table::Mangle, "PREROUTING"),
@@ -474,6 +533,39 @@ struct Walk<'a, F: Facts> {
     mark: u32,
     ct: Option<u8>,
     local: Option<bool>,
+    /// The counters this walk moved, in order (the first [`PATH_MAX`]),
+    /// and how many it moved.
+    path: Path,
+}
+
+/// The counters one walk moved, by `cid`: what the flow cache replays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Path {
+    pub ids: [u16; PATH_MAX],
+    /// How many counters moved (may exceed [`PATH_MAX`]: then the walk
+    /// cannot be replayed).
+    pub len: u8,
+}
+
+/// Counters a cached walk may move (rules that matched plus policies).
+pub const PATH_MAX: usize = 6;
+
+impl Path {
+    #[inline]
+    fn push(&mut self, cid: u32) {
+        let n = usize::from(self.len);
+        if n < PATH_MAX {
+            // cid fits: programs with more counters are not cached.
+            self.ids[n] = cid as u16;
+        }
+        self.len = self.len.saturating_add(1);
+    }
+
+    /// Whether every counter moved is recorded.
+    #[inline]
+    pub fn complete(&self) -> bool {
+        usize::from(self.len) <= PATH_MAX
+    }
 }
 
 impl<F: Facts> Walk<'_, F> {
@@ -484,7 +576,7 @@ impl<F: Facts> Walk<'_, F> {
             Cond::Proto(neg, v) => (p.proto == *v) != *neg,
             Cond::Src(neg, a, m) => ((p.src & m) == *a) != *neg,
             Cond::Dst(neg, a, m) => ((p.dst & m) == *a) != *neg,
-            Cond::InPort(neg, port) => (Some(p.in_port) == *port) != *neg,
+            Cond::InPort(neg, ids) => ids.contains(&p.in_port) != *neg,
             Cond::NeedPorts => p.has_ports,
             Cond::Sport(neg, r) => in_range(p.sport, *r) != *neg,
             Cond::Dport(neg, r) => in_range(p.dport, *r) != *neg,
@@ -523,6 +615,7 @@ impl<F: Facts> Walk<'_, F> {
             Some(v) => v,
             None => {
                 hook.policy_counters.count(worker, self.pkt.len);
+                self.path.push(hook.policy_cid);
                 hook.policy
             }
         }
@@ -542,6 +635,7 @@ impl<F: Facts> Walk<'_, F> {
                 continue;
             }
             r.counters.count(worker, self.pkt.len);
+            self.path.push(r.cid);
             match r.action {
                 Action::None => {}
                 Action::Mark(v, m) => self.mark = (self.mark & !m) ^ v,
@@ -565,11 +659,18 @@ impl<F: Facts> Walk<'_, F> {
 impl Program {
     /// Compiles `tables`, naming sets and ports through `names`.
     pub fn compile(v4: &FamilyTables, v6: &FamilyTables, names: &dyn Names) -> Program {
+        let mut col = Collect::default();
         let mut p = Program {
-            v4: compile_family(v4, false, names),
-            v6: compile_family(v6, true, names),
+            v4: compile_family(v4, false, names, &mut col),
+            v6: compile_family(v6, true, names, &mut col),
             idle: false,
+            counters: Box::default(),
+            flow_constant: false,
+            sets_used: Box::default(),
         };
+        p.flow_constant = !col.per_packet && col.counters.len() <= usize::from(u16::MAX);
+        p.counters = col.counters.into();
+        p.sets_used = col.sets.into();
         p.idle = [&p.v4, &p.v6].iter().all(|f| {
             f.mangle_pre.is_none()
                 && f.mangle_in.is_none()
@@ -596,6 +697,23 @@ impl Program {
         self.idle
     }
 
+    /// Whether the verdict and mark of a TCP, UDP or SCTP packet depend
+    /// only on its flow key ([`super::cache::FlowKey`]) for as long as this
+    /// program and `sets` are current: no rule tests the connection state,
+    /// and every set the rules test is free of timeouts and counters (and
+    /// not a `list:set`, whose members may time out).
+    pub fn flow_constant(&self, sets: &crate::sets::SetTable) -> bool {
+        self.flow_constant && self.sets_used.iter().all(|id| sets.is_static(*id))
+    }
+
+    /// Moves the counters of a replayed walk by one packet of `len` bytes.
+    #[inline]
+    pub(super) fn replay(&self, path: &Path, len: u32, worker: usize) {
+        for id in &path.ids[..usize::from(path.len)] {
+            self.counters[usize::from(*id)].count(worker, len);
+        }
+    }
+
     /// `mangle PREROUTING`, then (`local`: to a virtual service or a
     /// director address) `mangle INPUT` and `filter INPUT`, else `mangle
     /// FORWARD` and `filter FORWARD`. Returns the verdict and the mark
@@ -609,6 +727,19 @@ impl Program {
         local: impl FnOnce() -> bool,
         worker: usize,
     ) -> (Verdict, u32) {
+        let (v, m, _) = self.walk(pkt, facts, local, worker);
+        (v, m)
+    }
+
+    /// [`Program::run`], also returning the counters the walk moved.
+    #[inline]
+    pub(super) fn walk<F: Facts>(
+        &self,
+        pkt: &Packet,
+        facts: &F,
+        local: impl FnOnce() -> bool,
+        worker: usize,
+    ) -> (Verdict, u32, Path) {
         let f = self.family(pkt.v6);
         let mut w = Walk {
             pkt,
@@ -616,11 +747,12 @@ impl Program {
             mark: 0,
             ct: None,
             local: None,
+            path: Path::default(),
         };
         if let Some(h) = &f.mangle_pre {
             let v = w.run(h, worker);
             if v != Verdict::Accept {
-                return (v, w.mark);
+                return (v, w.mark, w.path);
             }
         }
         let (m, filt) = if f.mangle_in.is_none()
@@ -637,9 +769,9 @@ impl Program {
         for h in [m, filt].into_iter().flatten() {
             let v = w.run(h, worker);
             if v != Verdict::Accept {
-                return (v, w.mark);
+                return (v, w.mark, w.path);
             }
         }
-        (Verdict::Accept, w.mark)
+        (Verdict::Accept, w.mark, w.path)
     }
 }

@@ -11,7 +11,9 @@
 //!   `-P`, `-Z`) with the kernel's refusals, per address family;
 //! * [`engine`]: the compiled [`Program`] a worker runs on each packet.
 //!   It comes with the configuration snapshot, so workers pick a new rule
-//!   set up between bursts, as they do services.
+//!   set up between bursts, as they do services;
+//! * [`cache`]: a worker's verdicts per flow, so established traffic does
+//!   not walk the chains again when the rules cannot tell its packets apart.
 //!
 //! Where each hook sits in the packet path (docs/design/rules.md):
 //! `mangle PREROUTING` runs on every IP packet before the service lookup
@@ -21,7 +23,11 @@
 //! The `nat` table and SNAT/MASQUERADE rules are kept, saved and listed but
 //! not applied: source NAT of routed traffic belongs to the routing path.
 
+pub mod cache;
+#[cfg(test)]
+mod cache_tests;
 pub mod engine;
+pub mod ifaces;
 pub mod tables;
 #[cfg(test)]
 mod tests;
@@ -30,7 +36,9 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use cache::FlowCache;
 pub use engine::{CtState, Facts, Names, NoNames, Packet, Program, Verdict};
+pub use ifaces::Interfaces;
 pub use tables::{RuleError, RuleOp, RuleTables};
 
 /// An iptables table.

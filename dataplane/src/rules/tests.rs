@@ -21,7 +21,7 @@ fn bits(a: IpAddr) -> u128 {
     }
 }
 
-fn tcp(src: &str, sport: u16, dst: &str, dport: u16) -> Packet {
+pub(super) fn tcp(src: &str, sport: u16, dst: &str, dport: u16) -> Packet {
     Packet {
         v6: ip(src).is_ipv6(),
         proto: 6,
@@ -619,7 +619,7 @@ fn reference(t: &RuleTables, pkt: &Packet) -> Verdict {
     walk(&table, "INPUT", pkt, &mut mark).unwrap_or(Verdict::Accept)
 }
 
-fn arb_rule(chains: usize) -> impl Strategy<Value = Rule> {
+pub(super) fn arb_rule(chains: usize) -> impl Strategy<Value = Rule> {
     let ports = prop::collection::vec((1u16..6, 0u16..3), 1..4)
         .prop_map(|v| v.into_iter().map(|(a, w)| (a, a + w)).collect::<Vec<_>>());
     (
@@ -709,4 +709,63 @@ proptest! {
             prop_assert_eq!(p.run(&pkt, &NEW, || true, 0).0, reference(&t, &pkt), "{:?}", pkt);
         }
     }
+}
+
+/// `-i` matches the receiving interface by any of its names, `+` by
+/// prefix, `!` inverted; `-o` never matches before routing.
+#[test]
+fn interface_rules_match_the_receiving_interface() {
+    struct Lab(Interfaces);
+    impl Names for Lab {
+        fn set_id(&self, _: &str) -> Option<crate::sets::SetId> {
+            None
+        }
+        fn ifaces(&self, name: &str) -> Vec<u16> {
+            self.0.ids(name)
+        }
+    }
+    let mut ifaces = Interfaces::default();
+    ifaces.add_port(0, "client", Some("uvs-kc"), &[]);
+    ifaces.add_port(1, "server", None, &[(0x9064, 100)]);
+    let names = Lab(ifaces);
+    let decide = |in_if: Option<(bool, &str)>, out_if: bool, port: u16| {
+        let mut t = RuleTables::default();
+        let rule = Rule {
+            in_if: in_if.map(|(neg, n)| Neg { neg, v: n.into() }),
+            out_if: out_if.then(|| Neg {
+                neg: false,
+                v: "client".into(),
+            }),
+            target: Target::Drop,
+            ..Rule::default()
+        };
+        append(&mut t, Table::Filter, "INPUT", rule);
+        let p = Program::compile(&t.v4, &t.v6, &names);
+        let mut pkt = tcp("198.18.0.1", 1000, "198.18.0.100", 80);
+        pkt.in_port = port;
+        run(&p, &pkt).0
+    };
+    use Verdict::{Accept, Drop};
+    for (in_if, port, want) in [
+        ((false, "client"), 0, Drop),
+        ((false, "client"), 1, Accept),
+        ((false, "uvs-kc"), 0, Drop),
+        ((false, "cli+"), 0, Drop),
+        ((false, "cli+"), 1, Accept),
+        ((true, "client"), 0, Accept),
+        ((true, "client"), 1, Drop),
+        ((false, "server.100"), 0x9064, Drop),
+        ((false, "server.100"), 1, Accept),
+        ((false, "server+"), 0x9064, Drop),
+        ((false, "+"), 1, Drop),
+        ((false, "eth0"), 0, Accept),
+        ((true, "eth0"), 0, Drop),
+    ] {
+        assert_eq!(
+            decide(Some(in_if), false, port),
+            want,
+            "-i {in_if:?} on {port}"
+        );
+    }
+    assert_eq!(decide(None, true, 0), Accept, "-o never matches");
 }

@@ -193,6 +193,16 @@ impl SetTable {
         self.slots.get(usize::from(id)).and_then(|s| s.as_deref())
     }
 
+    /// Whether lookups in set `id` answer the same for the same packet for
+    /// as long as this table is current and move no counter: no timeouts,
+    /// no counters, not a `list:set` (whose members may time out). A
+    /// missing set always answers `Absent`.
+    pub fn is_static(&self, id: SetId) -> bool {
+        self.get(id).is_none_or(|s| {
+            s.header.timeout.is_none() && !s.header.counters && !matches!(s.body, Body::List(_))
+        })
+    }
+
     /// The set called `name`.
     pub fn by_name(&self, name: &str) -> Option<&IpSet> {
         self.id(name).and_then(|id| self.get(id))
