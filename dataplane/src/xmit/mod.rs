@@ -9,6 +9,9 @@
 //! * [`tunnel`] — IPIP / GUE / GRE encapsulation with an outer IPv4 or
 //!   IPv6 header (the families may differ), and decapsulation for tests
 //!   and for ICMP errors about the director's own tunnel packets.
+//! * [`fullnat`] — FULLNAT (DPVS): both endpoints rewritten, so real servers
+//!   answer the director's local address; the TOA option carries the
+//!   client's address to them.
 //! * [`icmp`] — ICMP errors about NAT connections translated in both
 //!   directions, and the errors the director itself sends: fragmentation
 //!   needed / packet too big, time exceeded, port unreachable.
@@ -32,6 +35,7 @@
 //!   again if it is needed.
 
 pub mod dr;
+pub mod fullnat;
 pub mod icmp;
 pub mod nat;
 pub mod tunnel;
