@@ -39,12 +39,15 @@
 
 mod defense;
 mod filter;
+mod fullnat;
 mod index;
 mod pmtu;
 mod stage;
 mod sync;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fullnat;
 #[cfg(test)]
 mod tests_host;
 
@@ -123,10 +126,13 @@ pub enum LbDrop {
     TunnelIcmpNoDf = 11,
     /// Dropped (or rejected) by a DROP/REJECT rule or chain policy.
     Filtered = 12,
+    /// A new FULLNAT connection found no free port on any of the service's
+    /// local addresses (or the service has none).
+    NoLocalPort = 13,
 }
 
 impl LbDrop {
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
     pub const ALL: [LbDrop; LbDrop::COUNT] = [
         LbDrop::NoConnection,
         LbDrop::DestUnavailable,
@@ -141,6 +147,7 @@ impl LbDrop {
         LbDrop::Defense,
         LbDrop::TunnelIcmpNoDf,
         LbDrop::Filtered,
+        LbDrop::NoLocalPort,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -158,6 +165,7 @@ impl LbDrop {
             LbDrop::Defense => "defense",
             LbDrop::TunnelIcmpNoDf => "tunnel_icmp_no_df",
             LbDrop::Filtered => "filtered",
+            LbDrop::NoLocalPort => "no_local_port",
         }
     }
 }
@@ -176,6 +184,9 @@ pub struct LbCounters {
     pub icmp_related: AtomicU64,
     /// Path MTUs learned from fragmentation needed about tunnel packets.
     pub pmtu_learned: AtomicU64,
+    /// FULLNAT segments that went without the TOA option: no room in the
+    /// TCP header or the MTU.
+    pub toa_skipped: AtomicU64,
     /// The worker's reassembly of fragments ([`crate::frag`]).
     pub frag: Arc<crate::frag::FragCounters>,
     /// Entries in the connection table (connections and templates), as of
@@ -290,6 +301,8 @@ pub struct Lb {
     reals: HashSet<IpAddr>,
     /// Connection synchronisation, when the daemon wired it ([`sync`]).
     sync: Option<crate::sync::WorkerSync>,
+    /// FULLNAT's ownership and local-address cursor ([`fullnat`]).
+    fnat: fullnat::FullNat,
 }
 
 impl std::fmt::Debug for Lb {
@@ -323,6 +336,7 @@ impl Lb {
             tunnel_reals: HashMap::new(),
             reals: HashSet::new(),
             sync: None,
+            fnat: fullnat::FullNat::new(),
         }
     }
 
@@ -350,9 +364,11 @@ impl Lb {
         &self.snap
     }
 
-    /// Every virtual service address of the current snapshot.
+    /// Every virtual service address of the current snapshot, and every
+    /// FULLNAT local address (answered in ARP/NDP like them).
     pub fn service_addrs(&self) -> Vec<IpAddr> {
-        self.snap.index.vips().copied().collect()
+        let locals = self.snap.locals.iter().map(|l| l.addr);
+        self.snap.index.vips().copied().chain(locals).collect()
     }
 
     /// Whether `addr` is a virtual service address (answered in ARP/NDP).
@@ -386,6 +402,9 @@ impl Lb {
             self.conns.set_timeouts(snap.timeouts);
         }
         self.take_tunables(&snap);
+        if snap.locals.len() != self.snap.locals.len() {
+            self.take_locals(&snap);
+        }
         self.snap = snap;
     }
 
@@ -677,6 +696,7 @@ impl Lb {
             settings,
             ip_id,
             defense,
+            fnat,
             ..
         } = self;
         let family = if meta.is_ipv6() {
@@ -802,7 +822,16 @@ impl Lb {
             )
         };
 
-        if one_packet {
+        let fullnat = method == ForwardMethod::FullNat;
+        let local = if fullnat {
+            match fullnat::pick_local(conns, fnat, svc) {
+                Some(l) => Some(l),
+                None => return drop_counted(counters, LbDrop::NoLocalPort),
+            }
+        } else {
+            None
+        };
+        if one_packet && !fullnat {
             conns.one_packet(dest, control, now);
         } else {
             let n = NewConn {
@@ -817,9 +846,22 @@ impl Lb {
                 dest,
                 svc: Some(&svc.shared),
                 control,
+                local,
             };
-            if conns.create_hashed(&n, flags, now, key).is_err() {
-                return drop_counted(counters, LbDrop::TableFull);
+            match conns.create_hashed(&n, flags, now, key) {
+                Ok(id) if fullnat => {
+                    svc.shared.stats.slot(worker).conn();
+                    dest.stats.slot(worker).conn();
+                    bump(&counters.created);
+                    return fullnat::xmit_in(conns, id, buf, meta, eg, worker, counters);
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    if let Some((lid, lport)) = local {
+                        conns.put_back_local_port(lid, lport);
+                    }
+                    return drop_counted(counters, LbDrop::TableFull);
+                }
             }
         }
         svc.shared.stats.slot(worker).conn();
@@ -886,6 +928,9 @@ impl Lb {
         } = self;
         let c = conns.get(id);
         let method = *c.method();
+        if method == ForwardMethod::FullNat {
+            return fullnat::xmit_in(conns, id, buf, meta, eg, *worker, counters);
+        }
         let (daddr, dport) = c.real();
         let Some(dest) = c.dest() else {
             return drop_counted(counters, LbDrop::DestUnavailable);
@@ -912,6 +957,9 @@ impl Lb {
         eg: &E,
     ) -> Action {
         let c = self.conns.get(id);
+        if c.local().is_some() {
+            return fullnat::xmit_out(&mut self.conns, id, buf, meta, self.worker, &self.counters);
+        }
         let (vaddr, vport) = c.virt();
         let len = u64::from(meta.ip_len);
         match nat::nat_outbound(buf, meta, vaddr.to_ip(), vport) {
@@ -980,6 +1028,8 @@ impl Lb {
             let daddr = daddr.to_ip();
             let r = match method {
                 ForwardMethod::Masq => nat_icmp_inbound(buf, meta, &q, daddr, dport),
+                // Not translated (both quoted endpoints would change).
+                ForwardMethod::FullNat => Err(XmitError::UnsupportedProtocol),
                 ForwardMethod::Route => dr_xmit(buf, meta),
                 ForwardMethod::Tunnel(cfg) => match eg.route(daddr) {
                     Some((src, mtu)) => {
@@ -1098,6 +1148,7 @@ impl Lb {
             dest: &d.shared,
             svc: Some(&svc.shared),
             control: None,
+            local: None,
         };
         let key = conns.hashed(*inbound);
         // SCTP: the ERROR event, which takes NONE to CLOSED as no flags
@@ -1364,6 +1415,8 @@ fn rewrite_in<B: PacketBuf, E: Egress>(
             check_mtu(meta, eg.mtu(daddr))?;
             nat::nat_inbound(buf, meta, daddr, dport)
         }
+        // FULLNAT needs its connection's local port: `fullnat::xmit_in`.
+        ForwardMethod::FullNat => Err(XmitError::UnsupportedProtocol),
         ForwardMethod::Route => {
             check_mtu(meta, eg.mtu(daddr))?;
             dr_xmit(buf, meta)
