@@ -24,6 +24,10 @@ use crate::flows::FlowSpace;
 /// The first real server's address.
 pub const FIRST_SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 11);
 
+/// The FULLNAT local address (`--add-laddr`) of `fullnat` benchmarks: the
+/// source real servers see, and where they answer.
+pub const FULLNAT_LOCAL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 50);
+
 /// One benchmark service.
 #[derive(Debug, Clone)]
 pub struct BenchService {
@@ -32,7 +36,7 @@ pub struct BenchService {
     pub vip: SocketAddrV4,
     /// `-s` name.
     pub scheduler: String,
-    /// `nat`, `dr` or `tun`.
+    /// `nat`, `dr`, `tun` or `fullnat`.
     pub method: String,
     pub tunnel: Tunnel,
     /// Real servers, 1..=200.
@@ -81,7 +85,8 @@ impl BenchService {
                     ..TunnelConfig::default()
                 },
             }),
-            m => return Err(format!("method must be nat, dr or tun, not {m}")),
+            "fullnat" => ForwardMethod::FullNat,
+            m => return Err(format!("method must be nat, dr, tun or fullnat, not {m}")),
         };
         for s in 0..u32::from(self.servers) {
             st.apply(&ConfigOp::AddDest(
@@ -96,6 +101,10 @@ impl BenchService {
                 },
             ))
             .map_err(|e| format!("{e:?}"))?;
+        }
+        if method == ForwardMethod::FullNat {
+            st.apply(&ConfigOp::AddLocal(key, IpAddr::V4(FULLNAT_LOCAL)))
+                .map_err(|e| format!("{e:?}"))?;
         }
         Ok(st)
     }
