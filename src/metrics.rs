@@ -907,6 +907,7 @@ mod tests {
             config: ServiceConfig::new(key),
             stats: row(conns, conns * 10),
             dests,
+            locals: Vec::new(),
         };
         let net = NetCounters::default();
         net.add(Counter::Rx, 100);

@@ -54,7 +54,7 @@ pub enum Expect {
     Nat,
     Dr,
     Tun,
-    /// FULLNAT: requests from [`crate::service::FULLNAT_LOCAL`] to a real
+    /// FULLNAT: requests from a local address (`crate::service::is_fullnat_local`) to a real
     /// server, answers back to the client from the VIP.
     FullNat,
 }
@@ -379,7 +379,7 @@ impl Checker {
                     return Seen::Invalid;
                 }
                 let (src, dst) = (u32::from(ip.src_addr()), u32::from(ip.dst_addr()));
-                if self.expect == Expect::FullNat && ip.src_addr() == crate::service::FULLNAT_LOCAL
+                if self.expect == Expect::FullNat && crate::service::is_fullnat_local(ip.src_addr())
                 {
                     ok(src_mac == self.peer_mac
                         && self.servers.accepts_any(dst, dst_mac)

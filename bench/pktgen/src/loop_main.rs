@@ -71,7 +71,7 @@ const GEN_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 )]
 struct Args {
     /// Forwarding method of the real servers: nat, dr, tun or fullnat
-    /// (one local address, 198.18.0.50).
+    /// (16 local addresses from 198.18.0.50).
     #[arg(long, default_value = "nat", value_parser = ["nat", "dr", "tun", "fullnat"])]
     method: String,
     /// tcp or udp.

@@ -125,6 +125,93 @@ fn rewrite(
     src: (IpAddr, u16),
     dst: (IpAddr, u16),
 ) -> Result<(), XmitError> {
+    if let (IpAddr::V4(s), IpAddr::V4(d)) = (src.0, dst.0) {
+        if rewrite_v4_fast(data, meta, (u32::from(s), src.1), (u32::from(d), dst.1)) {
+            return Ok(());
+        }
+    }
+    rewrite_general(data, meta, src, dst)
+}
+
+/// The common case, an IPv4 TCP or UDP (with a checksum) packet that is
+/// not a later fragment, in straight-line code over fixed-size views (as
+/// NAT's fast path): `false`, having written nothing, for anything else or
+/// anything [`rewrite_general`] could refuse. The property test
+/// `fast_path_equals_general_path` checks it writes the same bytes.
+#[inline(always)]
+fn rewrite_v4_fast(data: &mut [u8], meta: &PacketMeta, src: (u32, u16), dst: (u32, u16)) -> bool {
+    if meta.l3 != L3::Ipv4 || meta.fragment == Fragment::Later || meta.ttl <= 1 {
+        return false;
+    }
+    let is_udp = match meta.protocol {
+        protocol::TCP => false,
+        protocol::UDP => true,
+        _ => return false,
+    };
+    let l3 = usize::from(meta.l3_offset);
+    let l4 = usize::from(meta.l4_offset);
+    let end = meta.l3_end();
+    if end > data.len() || l4 > end || l4 < l3 + 20 {
+        return false;
+    }
+    let (head, tail) = data.split_at_mut(l4);
+    let Some(Ok(ip)) = head.get_mut(l3..l3 + 20).map(<&mut [u8; 20]>::try_from) else {
+        return false;
+    };
+    if ip[8] == 0 {
+        return false;
+    }
+    let seg = &mut tail[..end - l4];
+    let (hdr, csum_at) = if is_udp {
+        let Some(u) = seg.get(..udp::HEADER_LEN) else {
+            return false;
+        };
+        let ulen = usize::from(u16::from_be_bytes([u[4], u[5]]));
+        if meta.fragment == Fragment::No && (ulen < udp::HEADER_LEN || ulen > end - l4) {
+            return false;
+        }
+        if u[6] == 0 && u[7] == 0 {
+            return false;
+        }
+        (udp::HEADER_LEN, udp::CHECKSUM_OFFSET)
+    } else {
+        (tcp::HEADER_LEN, tcp::CHECKSUM_OFFSET)
+    };
+    let Some(l4h) = seg.get_mut(..hdr) else {
+        return false;
+    };
+    let old_s = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let old_d = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let a_delta = u64::from(!old_s) + u64::from(src.0) + u64::from(!old_d) + u64::from(dst.0);
+    // TTL: see NAT's `patch_v4` (0xfeff whatever the word).
+    ip[8] -= 1;
+    let ip_c = checksum::adjust(u16::from_be_bytes([ip[10], ip[11]]), 0xfeff + a_delta);
+    ip[10..12].copy_from_slice(&ip_c.to_be_bytes());
+    ip[12..16].copy_from_slice(&src.0.to_be_bytes());
+    ip[16..20].copy_from_slice(&dst.0.to_be_bytes());
+    let old_sp = u16::from_be_bytes([l4h[0], l4h[1]]);
+    let old_dp = u16::from_be_bytes([l4h[2], l4h[3]]);
+    let p_delta = u64::from(!old_sp) + u64::from(src.1) + u64::from(!old_dp) + u64::from(dst.1);
+    let old_c = u16::from_be_bytes([l4h[csum_at], l4h[csum_at + 1]]);
+    let mut c = checksum::adjust(old_c, a_delta + p_delta);
+    if is_udp && c == 0 {
+        c = 0xffff;
+    }
+    l4h[0..2].copy_from_slice(&src.1.to_be_bytes());
+    l4h[2..4].copy_from_slice(&dst.1.to_be_bytes());
+    l4h[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
+/// Every case (IPv6, UDP without checksum, fragments) with all checks
+/// first: the reference the fast path is tested against.
+#[inline(never)]
+fn rewrite_general(
+    data: &mut [u8],
+    meta: &PacketMeta,
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+) -> Result<(), XmitError> {
     check_forwardable(data, meta)?;
     if !same_family(meta, &src.0) || !same_family(meta, &dst.0) {
         return Err(XmitError::FamilyMismatch);

@@ -344,3 +344,45 @@ fn timestamps_of_a_syn_become_nops_at_either_alignment() {
         assert_eq!(t.options.as_slice().len(), opts.len());
     }
 }
+
+mod fast {
+    use super::*;
+    use crate::wire::testutil::{frame, L4};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The IPv4 fast path writes exactly what the general path writes,
+        /// on valid and on mutated frames, and refuses what it refuses.
+        #[test]
+        fn fast_path_equals_general_path(
+            udp in any::<bool>(),
+            sport in any::<u16>(),
+            lport in any::<u16>(),
+            rport in any::<u16>(),
+            edits in proptest::collection::vec((0usize..80, any::<u8>()), 0..3),
+            payload in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let l4 = if udp { L4::Udp } else { L4::Tcp };
+            let mut f = frame(ip(CLIENT4), ip(VIP4), l4, sport, 80, None, &payload);
+            for (pos, val) in edits {
+                if pos < f.len() { f[pos] = val; }
+            }
+            let Ok(m) = parse_packet(&f) else { return Ok(()) };
+            let mut a = f.clone();
+            let fast = rewrite_v4_fast(
+                &mut a,
+                &m,
+                (u32::from(LIP4.parse::<std::net::Ipv4Addr>().unwrap()), lport),
+                (u32::from(RIP4.parse::<std::net::Ipv4Addr>().unwrap()), rport),
+            );
+            let mut b = f.clone();
+            let general = rewrite_general(&mut b, &m, (ip(LIP4), lport), (ip(RIP4), rport));
+            if fast {
+                prop_assert!(general.is_ok());
+                prop_assert_eq!(a, b);
+            } else {
+                prop_assert_eq!(&a, &f, "a refusal writes nothing");
+            }
+        }
+    }
+}
