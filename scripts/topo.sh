@@ -21,7 +21,8 @@
 #   topo.sh attach  P                              move uvsd's taps into place (after uvsd started;
 #                                                  from P-dir if it exists)
 #   topo.sh destroy P                              remove everything of prefix P (idempotent)
-# METHOD: nat | dr | ipip | gue | gre  (how real servers route replies / decapsulate)
+# METHOD: nat | dr | ipip | gue | gre | fullnat  (how real servers route replies / decapsulate;
+#         fullnat: no route beyond their segment)
 # P: short prefix (<= 4 chars), so several topologies can coexist.
 #
 # Real servers run python3's HTTP server on port 80 (serving $P-www with a
@@ -108,6 +109,10 @@ create() {
             nat)
                 ns "$n" ip route add default via 198.18.1.1
                 ns "$n" ip -6 route add default via 2001:db8:1::1
+                ;;
+            fullnat)
+                # No route beyond the segment: under FULLNAT replies go to
+                # the director's local address on this segment.
                 ;;
             dr|ipip|gue|gre)
                 # The VIP lives on lo; only the director answers ARP/NDP for it.

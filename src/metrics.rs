@@ -69,6 +69,8 @@ pub struct WorkerSample {
     pub fragments: u64,
     pub reassembled: u64,
     pub pmtu_learned: u64,
+    /// FULLNAT segments sent without the TOA option (no room).
+    pub toa_skipped: u64,
     pub table_entries: u64,
     pub table_capacity: u64,
     /// The SYN proxy's counters, by name.
@@ -94,6 +96,7 @@ impl WorkerSample {
             fragments: lb.frag.fragments.load(Ordering::Relaxed),
             reassembled: lb.frag.reassembled.load(Ordering::Relaxed),
             pmtu_learned: lb.pmtu_learned.load(Ordering::Relaxed),
+            toa_skipped: lb.toa_skipped.load(Ordering::Relaxed),
             table_entries: lb.table_entries.load(Ordering::Relaxed),
             table_capacity: u64::from(capacity),
             synproxy: lb.synproxy.named(),
@@ -133,6 +136,7 @@ impl WorkerSample {
             ("fragments_received", self.fragments),
             ("datagrams_reassembled", self.reassembled),
             ("path_mtus_learned", self.pmtu_learned),
+            ("toa_skipped", self.toa_skipped),
             ("conn_table_entries", self.table_entries),
             ("conn_table_capacity", self.table_capacity),
         ] {
@@ -907,6 +911,7 @@ mod tests {
             config: ServiceConfig::new(key),
             stats: row(conns, conns * 10),
             dests,
+            locals: Vec::new(),
         };
         let net = NetCounters::default();
         net.add(Counter::Rx, 100);

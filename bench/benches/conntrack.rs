@@ -65,6 +65,7 @@ fn build(n: u32, dests: &[Arc<DestShared>]) -> ConnTable {
             dest: d,
             svc: None,
             control: None,
+            local: None,
         };
         let id = t.create(&nc, SYN, 0).expect("sized for n");
         t.on_packet(id, Dir::In, ACK, 0);

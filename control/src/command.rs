@@ -56,6 +56,12 @@ pub enum Command {
     /// `--counters [--json]` (a UVS extension): every worker counter of
     /// the running director, per worker and in total.
     Counters { json: bool },
+    /// `--add-laddr -z ADDR` (DPVS): a FULLNAT local address.
+    AddLocal(ServiceKey, IpAddr),
+    /// `--del-laddr -z ADDR` (DPVS).
+    DelLocal(ServiceKey, IpAddr),
+    /// `--get-laddr [service]` (DPVS): the local addresses and their use.
+    GetLocal(Option<ServiceKey>),
 }
 
 /// What `--sysctl` asks for. Names are the kernel's short names

@@ -148,6 +148,8 @@ pub(crate) fn to_op(cmd: &Command) -> Option<ConfigOp> {
             udp: *udp,
         },
         Command::Zero(k) => ConfigOp::Zero(*k),
+        Command::AddLocal(k, a) => ConfigOp::AddLocal(*k, *a),
+        Command::DelLocal(k, a) => ConfigOp::DelLocal(*k, *a),
         _ => return None,
     })
 }
@@ -286,6 +288,10 @@ impl<D: Dataplane> Director<D> {
                 Some(t) if *json => Response::ok(format::counters::json(&t)),
                 Some(t) => Response::ok(format::counters::text(&t)),
                 None => refuse(KERNEL_ERROR, "uvsd: no worker is running yet"),
+            },
+            Command::GetLocal(key) => match format::laddrs(&self.snapshot(), key.as_ref()) {
+                Ok(text) => Response::ok(text),
+                Err(e) => refuse(LIST_ERROR, e.to_string()),
             },
             Command::Help => Response::ok(grammar::usage().to_string()),
             Command::Version => Response::ok(format!("{}\n", grammar::VERSION_LINE)),

@@ -17,6 +17,8 @@ pub mod client;
 pub mod command;
 pub mod director;
 pub mod format;
+#[cfg(test)]
+mod fullnat_tests;
 pub mod fuzz;
 pub mod grammar;
 pub mod ipset;

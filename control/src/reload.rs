@@ -64,6 +64,9 @@ pub fn plan(current: &Snapshot, desired: &Snapshot) -> (Vec<ConfigOp>, ReloadSum
                     ops.push(ConfigOp::AddDest(want.config.key, d.config.clone()));
                     sum.servers_added += 1;
                 }
+                for l in &want.locals {
+                    ops.push(ConfigOp::AddLocal(want.config.key, l.addr));
+                }
             }
             Some(have) => {
                 let before = ops.len();
@@ -71,6 +74,7 @@ pub fn plan(current: &Snapshot, desired: &Snapshot) -> (Vec<ConfigOp>, ReloadSum
                     ops.push(ConfigOp::EditService(want.config.clone()));
                 }
                 dests(have, want, &mut ops, &mut sum);
+                locals(have, want, &mut ops);
                 if ops.len() == before {
                     sum.services_kept += 1;
                 } else {
@@ -80,6 +84,21 @@ pub fn plan(current: &Snapshot, desired: &Snapshot) -> (Vec<ConfigOp>, ReloadSum
         }
     }
     (ops, sum)
+}
+
+/// FULLNAT local addresses of a service present in both tables.
+fn locals(have: &Service, want: &Service, ops: &mut Vec<ConfigOp>) {
+    let key = want.config.key;
+    for l in &have.locals {
+        if !want.locals.iter().any(|w| w.addr == l.addr) {
+            ops.push(ConfigOp::DelLocal(key, l.addr));
+        }
+    }
+    for w in &want.locals {
+        if !have.locals.iter().any(|l| l.addr == w.addr) {
+            ops.push(ConfigOp::AddLocal(key, w.addr));
+        }
+    }
 }
 
 /// Real servers of a service present in both tables.

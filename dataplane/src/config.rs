@@ -62,8 +62,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::estimator::{Estimator, Rates};
 use crate::lb::ServiceIndex;
 use crate::model::{
-    dest_flags, DestConfig, DestShared, Family, ForwardMethod, Protocol, Service, ServiceConfig,
-    ServiceKey, ServiceList, ServiceShared, Snapshot, Timeouts, TunnelType,
+    dest_flags, DestConfig, DestShared, Family, ForwardMethod, LocalAddr, Protocol, Service,
+    ServiceConfig, ServiceKey, ServiceList, ServiceShared, Snapshot, Timeouts, TunnelType,
 };
 use crate::stats::Counters;
 use crate::tunables::{Tunable, Tunables};
@@ -101,6 +101,11 @@ pub enum ConfigOp {
     /// `uvsadm --sysctl NAME=VALUE` (and the config's `[sysctl]` table):
     /// one IPVS tunable, value already checked against its range.
     SetTunable(Tunable, i32),
+    /// `--add-laddr -z ADDR` (DPVS): a FULLNAT local address for the service.
+    AddLocal(ServiceKey, IpAddr),
+    /// `--del-laddr -z ADDR` (DPVS). Connections using it keep their ports
+    /// until they end; new ones no longer get it.
+    DelLocal(ServiceKey, IpAddr),
 }
 
 impl ConfigOp {
@@ -116,6 +121,8 @@ impl ConfigOp {
             ConfigOp::SetTimeouts { .. } => OpKind::SetTimeouts,
             ConfigOp::Zero(_) => OpKind::Zero,
             ConfigOp::SetTunable(..) => OpKind::SetTunable,
+            ConfigOp::AddLocal(..) => OpKind::AddLocal,
+            ConfigOp::DelLocal(..) => OpKind::DelLocal,
         }
     }
 }
@@ -133,6 +140,8 @@ pub enum OpKind {
     SetTimeouts,
     Zero,
     SetTunable,
+    AddLocal,
+    DelLocal,
 }
 
 /// A refused operation: the kernel's errno, the operation, and (for EINVAL
@@ -199,7 +208,10 @@ impl ApplyError {
             ApplyError::NoService(K::AddDest | K::EditDest | K::DeleteDest) => {
                 "Service not defined"
             }
-            ApplyError::NoService(K::EditService | K::DeleteService | K::Zero) => "No such service",
+            ApplyError::NoService(
+                K::EditService | K::DeleteService | K::Zero | K::AddLocal | K::DelLocal,
+            ) => "No such service",
+            ApplyError::NotFound(K::DelLocal) => "No such local address",
             ApplyError::NoService(_) => "No such process",
             ApplyError::NotFound(K::AddService | K::EditService) => {
                 "Scheduler or persistence engine not found"
@@ -294,6 +306,8 @@ struct ServiceEntry {
     seq: u64,
     /// See [`crate::lb::ServiceIndex`]: indexes workers' scheduler state.
     slot: u32,
+    /// FULLNAT local addresses, in the order added.
+    locals: Vec<Arc<LocalAddr>>,
 }
 
 impl ServiceEntry {
@@ -308,6 +322,7 @@ impl ServiceEntry {
 
     /// The service as a snapshot shows it.
     fn compile(&self) -> Service {
+        self.shared.toa.store(self.config.toa, Ordering::Relaxed);
         Service {
             config: self.config.clone(),
             dests: self
@@ -319,6 +334,7 @@ impl ServiceEntry {
                 })
                 .collect(),
             shared: Arc::clone(&self.shared),
+            locals: self.locals.clone(),
         }
     }
 }
@@ -348,6 +364,9 @@ struct State {
     dest_removals: u64,
     next_slot: u32,
     free_slots: Vec<u32>,
+    /// Every FULLNAT local address ever added, by number
+    /// ([`Snapshot::locals`]).
+    locals: Arc<Vec<Arc<LocalAddr>>>,
 }
 
 impl State {
@@ -452,6 +471,7 @@ impl ConfigStore {
             index: c.index.clone(),
             rules: Arc::clone(&self.rules),
             sets: self.sets.table(),
+            locals: Arc::clone(&self.state.locals),
         });
         c.cache = Some(Arc::clone(&snap));
         snap
@@ -759,6 +779,7 @@ fn stage(st: &mut State, op: &ConfigOp, fx: &mut Vec<Effect>) -> Result<(), Appl
                     track,
                     seq: st.next_seq,
                     slot,
+                    locals: Vec::new(),
                 },
             );
             fx.push(Effect::Service(cfg.key));
@@ -905,6 +926,45 @@ fn stage(st: &mut State, op: &ConfigOp, fx: &mut Vec<Effect>) -> Result<(), Appl
             st.tunables
                 .set(t.name(), &v.to_string())
                 .map_err(|_| ApplyError::Invalid(kind, "tunable value out of range"))?;
+        }
+        ConfigOp::AddLocal(key, addr) => {
+            let svc = st.services.get(key).ok_or(ApplyError::NoService(kind))?;
+            if Family::of(addr) != key.family() {
+                return Err(ApplyError::Invalid(kind, "local address of another family"));
+            }
+            if !is_unicast(addr) {
+                return Err(ApplyError::Invalid(kind, "address not unicast"));
+            }
+            if svc.locals.iter().any(|l| l.addr == *addr) {
+                return Err(ApplyError::Exists(kind));
+            }
+            let local = match st.locals.iter().find(|l| l.addr == *addr) {
+                Some(l) => Arc::clone(l),
+                None => {
+                    let id = u16::try_from(st.locals.len())
+                        .map_err(|_| ApplyError::OutOfRange(kind, "too many local addresses"))?;
+                    let l = Arc::new(LocalAddr::new(*addr, id));
+                    Arc::make_mut(&mut st.locals).push(Arc::clone(&l));
+                    l
+                }
+            };
+            if let Some(svc) = st.services.get_mut(key) {
+                svc.locals.push(local);
+            }
+            fx.push(Effect::Service(*key));
+        }
+        ConfigOp::DelLocal(key, addr) => {
+            let svc = st
+                .services
+                .get_mut(key)
+                .ok_or(ApplyError::NoService(kind))?;
+            let j = svc
+                .locals
+                .iter()
+                .position(|l| l.addr == *addr)
+                .ok_or(ApplyError::NotFound(kind))?;
+            svc.locals.remove(j);
+            fx.push(Effect::Service(*key));
         }
     }
     Ok(())

@@ -154,6 +154,10 @@ pub struct ServiceConfig {
     /// The SYN proxy (`-j enable`, DPVS's option; [`crate::synproxy`]).
     #[serde(default)]
     pub synproxy: bool,
+    /// `--toa` (a UVS extension): FULLNAT connections of this TCP service
+    /// hand the client's address to the real server in DPVS's TOA option.
+    #[serde(default)]
+    pub toa: bool,
 }
 
 impl ServiceConfig {
@@ -172,6 +176,7 @@ impl ServiceConfig {
             one_packet: false,
             sched_flags: SchedFlags::default(),
             synproxy: false,
+            toa: false,
         }
     }
 }
@@ -221,6 +226,10 @@ pub enum ForwardMethod {
     Route,
     /// `-i`, IP tunnelling ("Tunnel").
     Tunnel(TunnelConfig),
+    /// `--fullnat`, DPVS's full NAT ("FullNat"): client and virtual
+    /// addresses both replaced, the client's by one of the service's local
+    /// addresses ([`LocalAddr`]). Not in the kernel's IPVS.
+    FullNat,
 }
 
 impl ForwardMethod {
@@ -230,6 +239,7 @@ impl ForwardMethod {
             ForwardMethod::Masq => "Masq",
             ForwardMethod::Route => "Route",
             ForwardMethod::Tunnel(_) => "Tunnel",
+            ForwardMethod::FullNat => "FullNat",
         }
     }
 }
@@ -320,6 +330,9 @@ impl DestShared {
 #[derive(Debug, Default)]
 pub struct ServiceShared {
     pub stats: Stats,
+    /// The service's `--toa` switch, for its connections (set when the
+    /// service is compiled into a snapshot).
+    pub toa: std::sync::atomic::AtomicBool,
     locality: std::sync::OnceLock<Arc<crate::sched::sharedloc::SharedLocality>>,
 }
 
@@ -347,6 +360,35 @@ pub struct Service {
     /// in list wins a tie" refers to this order.
     pub dests: Vec<Dest>,
     pub shared: Arc<ServiceShared>,
+    /// FULLNAT local addresses (`--add-laddr`), in the order added.
+    pub locals: Vec<Arc<LocalAddr>>,
+}
+
+/// A FULLNAT local address: the source address real servers see for the
+/// connections it carries. One per address for the whole director (two
+/// services may share it, and then share its ports), numbered once and
+/// for good so that a connection can name it in two bytes and every worker
+/// can keep its ports for it ([`crate::ports::PortPool`]) by that number.
+#[derive(Debug)]
+pub struct LocalAddr {
+    pub addr: IpAddr,
+    /// The director-wide number (index of [`Snapshot::locals`]).
+    pub id: u16,
+    /// Connections holding a port of this address now (all workers).
+    pub conns: std::sync::atomic::AtomicI64,
+    /// New connections refused because no port of it was free.
+    pub conflicts: std::sync::atomic::AtomicU64,
+}
+
+impl LocalAddr {
+    pub fn new(addr: IpAddr, id: u16) -> LocalAddr {
+        LocalAddr {
+            addr,
+            id,
+            conns: Default::default(),
+            conflicts: Default::default(),
+        }
+    }
 }
 
 /// `--set tcp tcpfin udp` timeouts, in seconds.
@@ -394,6 +436,9 @@ pub struct Snapshot {
     pub rules: Arc<crate::rules::Program>,
     /// The ipset sets, for `-m set` rules (see [`crate::sets`]).
     pub sets: Arc<crate::sets::SetTable>,
+    /// Every FULLNAT local address ever configured, by number (never
+    /// shrinks: connections and worker port pools name them by number).
+    pub locals: Arc<Vec<Arc<LocalAddr>>>,
 }
 
 impl Snapshot {
@@ -608,6 +653,7 @@ mod tests {
             }),
             dests: Vec::new(),
             shared: Arc::default(),
+            locals: Vec::new(),
         })
     }
 

@@ -54,6 +54,9 @@ pub enum Expect {
     Nat,
     Dr,
     Tun,
+    /// FULLNAT: requests from a local address (`crate::service::is_fullnat_local`) to a real
+    /// server, answers back to the client from the VIP.
+    FullNat,
 }
 
 impl Expect {
@@ -66,6 +69,7 @@ impl Expect {
             "nat" => Expect::Nat,
             "dr" => Expect::Dr,
             "tun" => Expect::Tun,
+            "fullnat" => Expect::FullNat,
             _ => return None,
         })
     }
@@ -78,6 +82,7 @@ impl Expect {
             Expect::Nat => "nat",
             Expect::Dr => "dr",
             Expect::Tun => "tun",
+            Expect::FullNat => "fullnat",
         }
     }
 }
@@ -233,6 +238,13 @@ impl Servers {
             .is_some_and(|i| self.macs[i] == mac && self.allowed(client, i))
     }
 
+    /// Whether a frame to server address `addr` has that server's MAC
+    /// (FULLNAT: the client is not in the frame, so sh/mh are not checked).
+    #[inline]
+    fn accepts_any(&self, addr: u32, mac: &[u8]) -> bool {
+        self.find(addr).is_some_and(|i| self.macs[i] == mac)
+    }
+
     /// Whether a frame for `client` with destination MAC `mac` went to the
     /// right server (DR: the IP destination is still the VIP).
     #[inline]
@@ -359,7 +371,7 @@ impl Checker {
                     && src_mac == want_src
                     && client_ip(self, l3).is_some_and(|ip| ip.dst_addr() == self.vip))
             }
-            Expect::Nat => {
+            Expect::Nat | Expect::FullNat => {
                 let Ok(ip) = Ipv4Packet::new_checked(l3) else {
                     return Seen::Invalid;
                 };
@@ -367,7 +379,12 @@ impl Checker {
                     return Seen::Invalid;
                 }
                 let (src, dst) = (u32::from(ip.src_addr()), u32::from(ip.dst_addr()));
-                if self.clients.contains(src) {
+                if self.expect == Expect::FullNat && crate::service::is_fullnat_local(ip.src_addr())
+                {
+                    ok(src_mac == self.peer_mac
+                        && self.servers.accepts_any(dst, dst_mac)
+                        && checksums_ok(&ip))
+                } else if self.expect == Expect::Nat && self.clients.contains(src) {
                     ok(src_mac == self.peer_mac
                         && self.servers.accepts(src, dst, dst_mac)
                         && checksums_ok(&ip))

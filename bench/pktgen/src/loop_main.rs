@@ -70,8 +70,9 @@ const GEN_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
     about = "uvsd's pipeline against an empty one, in one process on one core"
 )]
 struct Args {
-    /// Forwarding method of the real servers: nat, dr or tun.
-    #[arg(long, default_value = "nat", value_parser = ["nat", "dr", "tun"])]
+    /// Forwarding method of the real servers: nat, dr, tun or fullnat
+    /// (16 local addresses from 198.18.0.50).
+    #[arg(long, default_value = "nat", value_parser = ["nat", "dr", "tun", "fullnat"])]
     method: String,
     /// tcp or udp.
     #[arg(long, default_value = "udp", value_parser = ["tcp", "udp"])]
@@ -85,7 +86,7 @@ struct Args {
     /// TUN encapsulation: ipip, gre or gue:PORT (`--tun-type`).
     #[arg(long, default_value = "ipip", value_parser = Tunnel::parse)]
     tunnel: Tunnel,
-    /// The sink plays the real servers (NAT only): every request answered,
+    /// The sink plays the real servers (NAT, FULLNAT): every request answered,
     /// the answers forwarded back through the pipeline and checked.
     #[arg(long)]
     replies: bool,
@@ -408,8 +409,11 @@ fn run(a: &Args) -> Result<(), String> {
     if a.servers == 0 || a.servers > 200 {
         return Err("--servers must be 1..=200".into());
     }
-    if a.replies && a.method != "nat" {
-        return Err("--replies needs --method nat (DR and TUN answers bypass the director)".into());
+    if a.replies && !matches!(a.method.as_str(), "nat" | "fullnat") {
+        return Err(
+            "--replies needs --method nat or fullnat (DR and TUN answers bypass the director)"
+                .into(),
+        );
     }
     let prefix = format!("--file-prefix=uvs-loop-{}", std::process::id());
     let eal_args: Vec<String> = if a.eal.is_empty() {
@@ -479,6 +483,7 @@ fn run(a: &Args) -> Result<(), String> {
     let expect = match a.method.as_str() {
         "nat" => Expect::Nat,
         "dr" => Expect::Dr,
+        "fullnat" => Expect::FullNat,
         _ => Expect::Tun,
     };
     let mut st = service(a, vip).store()?;

@@ -24,6 +24,18 @@ use crate::flows::FlowSpace;
 /// The first real server's address.
 pub const FIRST_SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 11);
 
+/// The first FULLNAT local address (`--add-laddr`) of `fullnat`
+/// benchmarks: the sources real servers see, and where they answer.
+pub const FULLNAT_LOCAL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 50);
+/// How many (from [`FULLNAT_LOCAL`] up): 16 x 64511 ports, room for the
+/// new connections of a `--mode new` run under callgrind.
+pub const FULLNAT_LOCALS: u32 = 16;
+
+/// Whether `a` is one of the benchmark's FULLNAT local addresses.
+pub fn is_fullnat_local(a: Ipv4Addr) -> bool {
+    u32::from(a).wrapping_sub(u32::from(FULLNAT_LOCAL)) < FULLNAT_LOCALS
+}
+
 /// One benchmark service.
 #[derive(Debug, Clone)]
 pub struct BenchService {
@@ -32,7 +44,7 @@ pub struct BenchService {
     pub vip: SocketAddrV4,
     /// `-s` name.
     pub scheduler: String,
-    /// `nat`, `dr` or `tun`.
+    /// `nat`, `dr`, `tun` or `fullnat`.
     pub method: String,
     pub tunnel: Tunnel,
     /// Real servers, 1..=200.
@@ -81,7 +93,8 @@ impl BenchService {
                     ..TunnelConfig::default()
                 },
             }),
-            m => return Err(format!("method must be nat, dr or tun, not {m}")),
+            "fullnat" => ForwardMethod::FullNat,
+            m => return Err(format!("method must be nat, dr, tun or fullnat, not {m}")),
         };
         for s in 0..u32::from(self.servers) {
             st.apply(&ConfigOp::AddDest(
@@ -96,6 +109,13 @@ impl BenchService {
                 },
             ))
             .map_err(|e| format!("{e:?}"))?;
+        }
+        if method == ForwardMethod::FullNat {
+            for i in 0..FULLNAT_LOCALS {
+                let a = Ipv4Addr::from(u32::from(FULLNAT_LOCAL) + i);
+                st.apply(&ConfigOp::AddLocal(key, IpAddr::V4(a)))
+                    .map_err(|e| format!("{e:?}"))?;
+            }
         }
         Ok(st)
     }

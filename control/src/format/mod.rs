@@ -83,6 +83,9 @@ pub struct ServiceListing {
     pub stats: StatsRow,
     /// In the kernel's list order (newest first).
     pub dests: Vec<DestListing>,
+    /// FULLNAT local addresses, in the order added.
+    #[serde(default)]
+    pub locals: Vec<IpAddr>,
 }
 
 /// Everything a service listing or `-S` reads, captured at one moment.
@@ -120,6 +123,7 @@ impl Listing {
                             stats: stats.dest(&key, d.config.addr, d.config.port),
                         })
                         .collect(),
+                    locals: s.locals.iter().map(|l| l.addr).collect(),
                 }
             })
             .collect();
@@ -324,6 +328,9 @@ fn service_line(svc: &ServiceListing, numeric: bool, r: &dyn Resolver) -> String
     if cfg.synproxy {
         s.push_str(" synproxy");
     }
+    if cfg.toa {
+        s.push_str(" toa");
+    }
     s
 }
 
@@ -522,6 +529,9 @@ pub fn save(listing: &Listing, numeric: bool, resolver: &dyn Resolver) -> String
         if cfg.synproxy {
             out.push_str(" -j enable");
         }
+        if cfg.toa {
+            out.push_str(" --toa");
+        }
         out.push('\n');
         for d in sort::dests(&svc.dests, false) {
             let c = &d.config;
@@ -530,6 +540,7 @@ pub fn save(listing: &Listing, numeric: bool, resolver: &dyn Resolver) -> String
                 ForwardMethod::Masq => "-m",
                 ForwardMethod::Route => "-g",
                 ForwardMethod::Tunnel(_) => "-i",
+                ForwardMethod::FullNat => "-b",
             };
             let _ = write!(out, "-a {name} -r {addr} {switch} -w {}", c.weight);
             if let ForwardMethod::Tunnel(t) = c.method {
@@ -548,8 +559,50 @@ pub fn save(listing: &Listing, numeric: bool, resolver: &dyn Resolver) -> String
             }
             out.push('\n');
         }
+        for l in &svc.locals {
+            let _ = writeln!(out, "-P {name} -z {}", names::ntop(l));
+        }
     }
     out
+}
+
+/// `--get-laddr [service]` in DPVS's layout: a title, then per service its
+/// `VIP:VPORT` and number of local addresses, and one line per address
+/// with its port conflicts (new connections refused for want of a free
+/// port) and the connections holding one of its ports.
+pub fn laddrs(snap: &Snapshot, key: Option<&ServiceKey>) -> Result<String, ListError> {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<20} {:<8} {:<20} {:<10} {:<10}",
+        "VIP:VPORT", "TOTAL", "SNAT_IP", "CONFLICTS", "CONNS"
+    );
+    let services: Vec<&dataplane::model::Service> = match key {
+        Some(k) => vec![snap.service(k).ok_or(ListError::NoSuchService)?],
+        None => snap.services.iter().map(|s| &**s).collect(),
+    };
+    for s in services {
+        let vip = match s.config.key {
+            ServiceKey::Addr { addr, port, .. } => match addr {
+                IpAddr::V6(a) => format!("[{a}]:{port}"),
+                IpAddr::V4(a) => format!("{a}:{port}"),
+            },
+            ServiceKey::Fwmark { mark, .. } => format!("FWM {mark}"),
+        };
+        let _ = writeln!(out, "{:<20} {:<8} ", vip, s.locals.len());
+        for l in &s.locals {
+            let _ = writeln!(
+                out,
+                "{:<20} {:<8} {:<20} {:<10} {:<10}",
+                "",
+                "",
+                l.addr.to_string(),
+                l.conflicts.load(std::sync::atomic::Ordering::Relaxed),
+                l.conns.load(std::sync::atomic::Ordering::Relaxed).max(0)
+            );
+        }
+    }
+    Ok(out)
 }
 
 fn conn_proto(name: &str) -> Option<Protocol> {
@@ -737,6 +790,8 @@ fn service_json(svc: &ServiceListing, nosort: bool) -> Value {
         "pe": cfg.pe,
         "ops": cfg.one_packet,
         "synproxy": cfg.synproxy,
+        "toa": cfg.toa,
+        "laddrs": svc.locals,
         "stats": stats,
         "rates": rates,
         "dests": sort::dests(&svc.dests, nosort)

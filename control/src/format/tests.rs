@@ -147,6 +147,7 @@ fn service(config: ServiceConfig, dests: Vec<Dest>) -> Arc<Service> {
         config,
         dests,
         shared: Arc::new(ServiceShared::default()),
+        locals: Vec::new(),
     })
 }
 

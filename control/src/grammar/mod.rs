@@ -172,6 +172,8 @@ Usage:
   ipvsadm --stop-daemon {master|backup}
   ipvsadm --sysctl [name[=value]]
   ipvsadm --counters [--json]
+  ipvsadm --add-laddr|--del-laddr -t|u|f service-address -z local-address
+  ipvsadm --get-laddr [-t|u|f service-address]
   ipvsadm -h
 
 Commands:
@@ -192,6 +194,9 @@ Either long or short options are allowed.
   --stop-daemon               stop the connection synchronisation daemon
   --sysctl [name[=value]]     list, show or set the IPVS tunables (UVS extension)
   --counters [--json]         every worker's packet and drop counters (UVS extension)
+  --add-laddr       -P        add a FULLNAT local address to a service (DPVS)
+  --del-laddr       -Q        remove a FULLNAT local address (DPVS)
+  --get-laddr       -G        list FULLNAT local addresses and their use (DPVS)
   --help            -h        print this help
   --version         -v        print the version
 
@@ -212,6 +217,12 @@ Options:
   --gatewaying   -g                   direct routing (the default)
   --ipip         -i                   IP tunnelling
   --masquerading -m                   NAT
+  --fullnat      -b                   FULLNAT (DPVS; -b only with -a/-e): the client's
+                                      address replaced by a local address
+  --toa                               FULLNAT: client address in the TOA TCP option
+                                      (UVS extension, with -A/-E)
+  --laddr        -z local-address     FULLNAT local address (--add-laddr, --del-laddr)
+  --ifname       -F ifname            accepted with --add-laddr/--del-laddr, unused
   --tun-type      type                ipip|gue|gre, ipip when not given
   --tun-port      port                GUE destination port
   --tun-nocsum                        no tunnel checksum (the default)

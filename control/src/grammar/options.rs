@@ -88,6 +88,20 @@ pub enum Tag {
     Sysctl,
     /// `--counters [--json]`: UVS extension, the workers' counters.
     Counters,
+    /// DPVS's FULLNAT local addresses: `--add-laddr` (`-P`),
+    /// `--del-laddr` (`-Q`), `--get-laddr` (`-G`), the address `--laddr`
+    /// (`-z`) and `--ifname` (`-F`, accepted and unused: the director
+    /// answers for local addresses on every port).
+    AddLaddr,
+    DelLaddr,
+    GetLaddr,
+    Laddr,
+    Ifname,
+    /// `--fullnat` (DPVS; `-b` with `-a`/`-e`, where ipvsadm's
+    /// `--sched-flags` cannot appear).
+    FullNat,
+    /// `--toa`: UVS extension, TOA for a service's FULLNAT connections.
+    Toa,
 }
 
 /// Whether an option takes a value.
@@ -183,7 +197,17 @@ pub const OPTIONS: &[OptionDef] = &[
     def("json", None, NoArg, Tag::Json),
     def("sysctl", None, Optional, Tag::Sysctl),
     def("counters", None, NoArg, Tag::Counters),
+    def("add-laddr", Some('P'), NoArg, Tag::AddLaddr),
+    def("del-laddr", Some('Q'), NoArg, Tag::DelLaddr),
+    def("get-laddr", Some('G'), NoArg, Tag::GetLaddr),
+    def("laddr", Some('z'), Required, Tag::Laddr),
+    def("ifname", Some('F'), Required, Tag::Ifname),
+    def("fullnat", None, NoArg, Tag::FullNat),
+    def("toa", None, NoArg, Tag::Toa),
 ];
+
+/// `-b` on `-a`/`-e` (DPVS's FULLNAT switch).
+const FULLNAT_B: OptionDef = def("fullnat", Some('b'), NoArg, Tag::FullNat);
 
 /// Options whose presence ipvsadm tracks (each may be given once), in
 /// ipvsadm's internal order: this order decides which fault is reported
@@ -339,6 +363,8 @@ pub struct Tokenizer<'a> {
     bundle: Option<(usize, usize)>,
     rest_are_leftovers: bool,
     leftovers: Vec<String>,
+    /// `-b` means `--fullnat` (set for `-a`/`-e`, see [`FULLNAT_B`]).
+    b_is_fullnat: bool,
 }
 
 fn find_long(name: &str) -> Option<&'static OptionDef> {
@@ -357,7 +383,21 @@ impl<'a> Tokenizer<'a> {
             bundle: None,
             rest_are_leftovers: false,
             leftovers: Vec::new(),
+            b_is_fullnat: false,
         }
+    }
+
+    /// From now on `-b` is DPVS's `--fullnat` rather than ipvsadm's
+    /// `--sched-flags` (for `-a`/`-e`, which take no scheduler flags).
+    pub fn b_means_fullnat(&mut self) {
+        self.b_is_fullnat = true;
+    }
+
+    fn short(&self, c: char) -> Option<&'static OptionDef> {
+        if c == 'b' && self.b_is_fullnat {
+            return Some(&FULLNAT_B);
+        }
+        find_short(c)
     }
 
     /// Non-option words in order, including any not yet walked over
@@ -401,7 +441,7 @@ impl<'a> Tokenizer<'a> {
                 let Some(c) = rest.chars().next() else {
                     continue;
                 };
-                let Some(def) = find_short(c) else {
+                let Some(def) = self.short(c) else {
                     return Err(GrammarError::popt(word, PoptFailure::UnknownOption));
                 };
                 let after = &rest[c.len_utf8()..];

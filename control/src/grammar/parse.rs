@@ -53,6 +53,7 @@ struct Svc {
     synproxy: bool,
     scheduler: String,
     pe: String,
+    toa: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +61,7 @@ enum Method {
     Masq,
     Route,
     Tunnel,
+    FullNat,
 }
 
 /// The destination half.
@@ -169,6 +171,86 @@ fn counters_command(mut tok: Tokenizer<'_>) -> Result<Command, GrammarError> {
     Ok(Command::Counters { json })
 }
 
+/// `--add-laddr|--del-laddr|--get-laddr` (DPVS): a service option, and
+/// `-z ADDR` for adding and deleting (`-F IFNAME` is accepted and unused).
+fn laddr_command(
+    cmd: Tag,
+    mut tok: Tokenizer<'_>,
+    resolver: &dyn Resolver,
+) -> Result<Command, GrammarError> {
+    let mut key = None;
+    let mut addr = None;
+    while let Some(p) = tok.next_option()? {
+        let arg = p.arg.as_deref().unwrap_or("");
+        match p.tag {
+            Tag::TcpService | Tag::UdpService | Tag::SctpService if key.is_none() => {
+                let protocol = match p.tag {
+                    Tag::TcpService => Protocol::Tcp,
+                    Tag::UdpService => Protocol::Udp,
+                    _ => Protocol::Sctp,
+                };
+                let hp = parse_host_port(arg, proto_name(Some(protocol)), resolver).ok_or_else(
+                    || GrammarError::fail("illegal virtual server address[:port] specified"),
+                )?;
+                key = Some(ServiceKey::Addr {
+                    protocol,
+                    addr: hp.addr,
+                    port: hp.port.unwrap_or(0),
+                });
+            }
+            Tag::FwmarkService if key.is_none() => {
+                let mark = parse_fwmark(arg).ok_or_else(|| {
+                    GrammarError::fail(format!("invalid fwmark value `{arg}' specified"))
+                })?;
+                key = Some(ServiceKey::Fwmark {
+                    mark,
+                    family: Family::V4,
+                });
+            }
+            Tag::Ipv6 => match &mut key {
+                Some(ServiceKey::Fwmark { family, .. }) => *family = Family::V6,
+                _ => return Err(GrammarError::fail("-6 used before -f\n")),
+            },
+            Tag::Laddr if addr.is_none() && cmd != Tag::GetLaddr => {
+                addr = Some(
+                    parse_host_port(arg, None, resolver)
+                        .filter(|hp| hp.port.is_none())
+                        .ok_or_else(|| GrammarError::fail("illegal local address"))?
+                        .addr,
+                );
+            }
+            Tag::Ifname if cmd != Tag::GetLaddr => {}
+            _ => return Err(GrammarError::fail(format!("invalid option `{}'", p.word))),
+        }
+    }
+    if let Some(w) = tok.into_leftovers().first() {
+        return Err(GrammarError::fail(format!("unexpected argument {w}")));
+    }
+    let name = match cmd {
+        Tag::AddLaddr => "add-laddr",
+        Tag::DelLaddr => "del-laddr",
+        _ => "get-laddr",
+    };
+    if cmd == Tag::GetLaddr {
+        return Ok(Command::GetLocal(key));
+    }
+    let key = key.ok_or_else(|| {
+        GrammarError::fail(format!(
+            "You need to supply the 'service-address' option for the '{name}' command"
+        ))
+    })?;
+    let addr = addr.ok_or_else(|| {
+        GrammarError::fail(format!(
+            "You need to supply the 'laddr' option for the '{name}' command"
+        ))
+    })?;
+    Ok(if cmd == Tag::AddLaddr {
+        Command::AddLocal(key, addr)
+    } else {
+        Command::DelLocal(key, addr)
+    })
+}
+
 /// Parses one command line (argv without the program name).
 /// `reading_stdin` is true for lines of `-R` input, where `-R` is refused.
 pub fn parse_command(
@@ -234,8 +316,14 @@ pub fn parse_command(
         Tag::Version => return Ok(Command::Version),
         Tag::Sysctl => return sysctl_command(first.arg.as_deref(), tok),
         Tag::Counters => return counters_command(tok),
+        Tag::AddLaddr | Tag::DelLaddr | Tag::GetLaddr => {
+            return laddr_command(first.tag, tok, resolver)
+        }
         _ => return Err(GrammarError::try_help()),
     };
+    if matches!(cmd, Cmd::AddDest | Cmd::EditDest) {
+        tok.b_means_fullnat();
+    }
 
     let mut options: u64 = 0;
     let mut svc = Svc {
@@ -250,6 +338,7 @@ pub fn parse_command(
         synproxy: false,
         scheduler: String::new(),
         pe: String::new(),
+        toa: false,
     };
     let mut dest = Dest {
         af: None,
@@ -285,7 +374,12 @@ pub fn parse_command(
             | Tag::Help
             | Tag::Version
             | Tag::Sysctl
-            | Tag::Counters => {
+            | Tag::Counters
+            | Tag::AddLaddr
+            | Tag::DelLaddr
+            | Tag::GetLaddr
+            | Tag::Laddr
+            | Tag::Ifname => {
                 // ipvsadm's option loop has no case for commands: a second
                 // command falls to its default case, which names the argv
                 // word popt consumed last (`set_command`'s "multiple
@@ -357,13 +451,23 @@ pub fn parse_command(
                 dest.addr = hp.addr;
                 dest.port = hp.port.unwrap_or(svc.port);
             }
-            Tag::Masquerading | Tag::Ipip | Tag::Gatewaying => {
+            Tag::Masquerading | Tag::Ipip | Tag::Gatewaying | Tag::FullNat => {
                 set_option(&mut options, OptId::Forward)?;
                 dest.method = match p.tag {
                     Tag::Masquerading => Method::Masq,
                     Tag::Ipip => Method::Tunnel,
+                    Tag::FullNat => Method::FullNat,
                     _ => Method::Route,
                 };
+            }
+            Tag::Toa => {
+                if !matches!(cmd, Cmd::Add | Cmd::Edit) {
+                    return Err(GrammarError::fail(format!(
+                        "Illegal 'toa' option with the '{}' command",
+                        cmd.name()
+                    )));
+                }
+                svc.toa = true;
             }
             Tag::Weight => {
                 set_option(&mut options, OptId::Weight)?;
@@ -565,6 +669,7 @@ pub fn parse_command(
                 one_packet: svc.one_packet,
                 sched_flags: SchedFlags(sched_flags),
                 synproxy: svc.synproxy,
+                toa: svc.toa,
             };
             if cmd == Cmd::Add {
                 Command::AddService(config)
@@ -612,6 +717,7 @@ pub fn parse_command(
         Cmd::AddDest | Cmd::EditDest => {
             let method = match dest.method {
                 Method::Masq => ForwardMethod::Masq,
+                Method::FullNat => ForwardMethod::FullNat,
                 Method::Route => ForwardMethod::Route,
                 Method::Tunnel => ForwardMethod::Tunnel(TunnelConfig {
                     kind: match dest.tun_kind {

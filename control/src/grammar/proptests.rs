@@ -456,6 +456,9 @@ fn to_argv(cmd: &Command) -> Vec<String> {
             if c.one_packet {
                 push(&mut a, "-o");
             }
+            if c.toa {
+                push(&mut a, "--toa");
+            }
             let names: Vec<&str> = [
                 (SchedFlags::SCHED1, "flag-1"),
                 (SchedFlags::SCHED2, "flag-2"),
@@ -474,6 +477,25 @@ fn to_argv(cmd: &Command) -> Vec<String> {
             push(&mut a, "-D");
             key_argv(k, &mut a);
         }
+        Command::AddLocal(k, l) | Command::DelLocal(k, l) => {
+            push(
+                &mut a,
+                if matches!(cmd, Command::AddLocal(..)) {
+                    "-P"
+                } else {
+                    "--del-laddr"
+                },
+            );
+            key_argv(k, &mut a);
+            push(&mut a, "-z");
+            a.push(l.to_string());
+        }
+        Command::GetLocal(k) => {
+            push(&mut a, "-G");
+            if let Some(k) = k {
+                key_argv(k, &mut a);
+            }
+        }
         Command::Clear => push(&mut a, "-C"),
         Command::Restore(_) => push(&mut a, "-R"),
         Command::Save { numeric } => push(&mut a, if *numeric { "-Sn" } else { "--save" }),
@@ -491,6 +513,7 @@ fn to_argv(cmd: &Command) -> Vec<String> {
             a.push(host_port(d.addr, d.port));
             match d.method {
                 ForwardMethod::Masq => push(&mut a, "-m"),
+                ForwardMethod::FullNat => push(&mut a, "-b"),
                 ForwardMethod::Route => push(&mut a, "--gatewaying"),
                 ForwardMethod::Tunnel(t) => {
                     push(&mut a, "-i");

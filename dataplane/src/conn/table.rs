@@ -56,6 +56,12 @@ pub mod cflags {
     /// Opened by the SYN proxy: its sequence numbers are translated
     /// ([`crate::synproxy`] keeps the offset beside the table).
     pub const SYNPROXY: u16 = 0x800;
+    /// FULLNAT: the entry holds a local port ([`super::Conn::local`]); its
+    /// NAT-reply key is `(proto, daddr, dport, local address, lport)`.
+    pub const FULLNAT: u16 = 0x80;
+    /// FULLNAT with TOA: the real server has sent data, so the client has
+    /// acknowledged past its first byte and TOA is no longer inserted.
+    pub const TOA_DONE: u16 = 0x100;
 }
 
 /// `in_pkts` saturates here: `drop_entry` leaves entries with more alone.
@@ -107,6 +113,10 @@ pub struct Conn {
     in_pkts: u32,
     svc: Option<Arc<ServiceShared>>,
     method: ForwardMethod,
+    /// FULLNAT: the local port and the local address's number
+    /// ([`crate::model::LocalAddr::id`]), in the line's last four bytes.
+    lport: u16,
+    local: u16,
 }
 
 impl HasLink for Conn {
@@ -157,6 +167,8 @@ impl Conn {
             svc: None,
             in_pkts: 0,
             sync_state: 0,
+            lport: 0,
+            local: 0,
         }
     }
 
@@ -198,6 +210,10 @@ impl Conn {
     /// Connections controlled by this template.
     pub fn n_control(&self) -> u32 {
         self.n_control
+    }
+    /// FULLNAT: the local address's number and the local port.
+    pub fn local(&self) -> Option<(u16, u16)> {
+        (self.flags & cflags::FULLNAT != 0).then_some((self.local, self.lport))
     }
     /// Templates: the director-wide template referred to (several workers).
     pub fn shared_slot(&self) -> Option<u32> {
@@ -282,6 +298,18 @@ pub struct NewConn<'a> {
     pub svc: Option<&'a Arc<ServiceShared>>,
     /// Controlling persistence template.
     pub control: Option<ConnId>,
+    /// FULLNAT: local address number and port, taken with
+    /// [`ConnTable::take_local_port`]; the table gives the port back when
+    /// the entry is freed.
+    pub local: Option<(u16, u16)>,
+}
+
+/// One worker's ports of one FULLNAT local address.
+#[derive(Debug)]
+struct LocalPool {
+    addr: ConnAddr,
+    pool: crate::ports::PortPool,
+    shared: Arc<crate::model::LocalAddr>,
 }
 
 /// Memory advice for a freshly reserved, not yet touched array: its
@@ -320,6 +348,8 @@ pub struct ConnTable {
     /// With several workers: the director-wide templates (see
     /// [`super::shared`]).
     shared: Option<Arc<SharedTemplates>>,
+    /// FULLNAT: this worker's ports of each local address, by number.
+    locals: Vec<Option<LocalPool>>,
 }
 
 fn mix(a: u64, b: u64) -> u64 {
@@ -415,6 +445,89 @@ impl ConnTable {
             udp_ticks: secs_to_ticks(proto_udp::timeout_secs(&Timeouts::default())),
             sysctls: Sysctls::default(),
             shared: None,
+            locals: Vec::new(),
+        }
+    }
+
+    /// Whether this table has ports of local address number `id`.
+    pub fn has_local_pool(&self, id: u16) -> bool {
+        self.locals
+            .get(usize::from(id))
+            .is_some_and(Option::is_some)
+    }
+
+    /// Gives this table its ports of a local address (built on the control
+    /// side of the worker, between bursts).
+    pub fn add_local_pool(
+        &mut self,
+        shared: Arc<crate::model::LocalAddr>,
+        pool: crate::ports::PortPool,
+    ) {
+        let i = usize::from(shared.id);
+        if self.locals.len() <= i {
+            self.locals.resize_with(i + 1, || None);
+        }
+        self.locals[i] = Some(LocalPool {
+            addr: ConnAddr::from(shared.addr),
+            pool,
+            shared,
+        });
+    }
+
+    /// A free port of local address `id` (counted in its connections), or
+    /// `None` when none is free (counted in its conflicts).
+    #[inline]
+    pub fn take_local_port(&mut self, id: u16) -> Option<u16> {
+        let l = self.locals.get_mut(usize::from(id))?.as_mut()?;
+        match l.pool.take() {
+            Some(p) => {
+                l.shared.conns.fetch_add(1, Ordering::Relaxed);
+                Some(p)
+            }
+            None => {
+                l.shared.conflicts.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Gives back a port [`ConnTable::take_local_port`] handed out for a
+    /// connection that could not be created.
+    pub fn put_back_local_port(&mut self, id: u16, port: u16) {
+        self.put_local_port(id, port);
+    }
+
+    /// Gives back a port [`ConnTable::take_local_port`] handed out.
+    fn put_local_port(&mut self, id: u16, port: u16) {
+        if let Some(Some(l)) = self.locals.get_mut(usize::from(id)) {
+            l.pool.put(port);
+            l.shared.conns.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Local address number `id` (unspecified if unknown).
+    #[inline]
+    pub fn local_addr(&self, id: u16) -> ConnAddr {
+        match self.locals.get(usize::from(id)) {
+            Some(Some(l)) => l.addr,
+            _ => ConnAddr::default(),
+        }
+    }
+
+    /// Marks a FULLNAT connection as past the point where TOA is inserted.
+    pub fn set_toa_done(&mut self, id: ConnId) {
+        if let Some(c) = self.ents.get_mut(id.0 as usize) {
+            c.flags |= cflags::TOA_DONE;
+        }
+    }
+
+    /// The NAT-reply key of entry `c`.
+    #[inline]
+    fn out_key_of(&self, c: &Conn) -> ConnKey {
+        if c.flags & cflags::FULLNAT != 0 {
+            ConnKey::new(c.proto, c.daddr, c.dport, self.local_addr(c.local), c.lport)
+        } else {
+            c.out_key()
         }
     }
 
@@ -578,7 +691,16 @@ impl ConnTable {
     fn walk_out(&self, mut i: u32, k: &ConnKey) -> Option<ConnId> {
         while i != NIL {
             let c = &self.ents[i as usize];
-            if c.out_key_eq(k) {
+            let hit = if c.flags & cflags::FULLNAT == 0 {
+                c.out_key_eq(k)
+            } else {
+                c.dport == k.sport
+                    && c.lport == k.dport
+                    && c.proto == k.proto
+                    && c.daddr == k.src
+                    && self.local_addr(c.local) == k.dst
+            };
+            if hit {
                 return Some(ConnId(i));
             }
             i = c.next_out;
@@ -615,7 +737,7 @@ impl ConnTable {
     }
 
     fn hash_out(&mut self, i: u32) {
-        let b = self.bucket(&self.ents[i as usize].out_key());
+        let b = self.bucket(&self.out_key_of(&self.ents[i as usize]));
         self.ents[i as usize].next_out = self.buckets_out[b];
         self.buckets_out[b] = i;
         self.ents[i as usize].flags |= cflags::HASHED_OUT;
@@ -644,7 +766,7 @@ impl ConnTable {
         if self.ents[i as usize].flags & cflags::HASHED_OUT == 0 {
             return;
         }
-        let b = self.bucket(&self.ents[i as usize].out_key());
+        let b = self.bucket(&self.out_key_of(&self.ents[i as usize]));
         let next = self.ents[i as usize].next_out;
         if self.buckets_out[b] == i {
             self.buckets_out[b] = next;
@@ -760,9 +882,15 @@ impl ConnTable {
             c.proto = n.proto;
             c.state = proto_tcp::state::NONE;
             c.flags = cflags::LIVE | cflags::INACTIVE;
-            if !matches!(n.method, ForwardMethod::Masq) {
+            if !matches!(n.method, ForwardMethod::Masq | ForwardMethod::FullNat) {
                 c.flags |= cflags::NOOUTPUT;
             }
+            let (local, lport) = n.local.unwrap_or((0, 0));
+            if n.local.is_some() {
+                c.flags |= cflags::FULLNAT;
+            }
+            c.local = local;
+            c.lport = lport;
             c.control = control;
             c.n_control = 0;
             c.timeout = 0;
@@ -1006,6 +1134,11 @@ impl ConnTable {
         self.unhash_in(i);
         self.unhash_out(i);
         self.wheel.unlink(&mut self.ents, i);
+        let c = &self.ents[i as usize];
+        if c.flags & cflags::FULLNAT != 0 {
+            let (id, port) = (c.local, c.lport);
+            self.put_local_port(id, port);
+        }
         let c = &mut self.ents[i as usize];
         let template = c.flags & cflags::TEMPLATE != 0;
         let inactive = c.flags & cflags::INACTIVE != 0;
@@ -1373,7 +1506,9 @@ impl ConnTable {
         let Some(c) = self.ents.get_mut(id.0 as usize) else {
             return false;
         };
-        if c.flags & cflags::LIVE == 0 {
+        // FULLNAT entries are not synchronised: the kernel's message has
+        // no room for the local address and port.
+        if c.flags & cflags::LIVE == 0 || c.flags & cflags::FULLNAT != 0 {
             return false;
         }
         c.in_pkts = c.in_pkts.wrapping_add(1);
@@ -1402,6 +1537,8 @@ impl ConnTable {
             ForwardMethod::Masq => flags::MASQ,
             ForwardMethod::Route => flags::DROUTE,
             ForwardMethod::Tunnel(_) => flags::TUNNEL,
+            // Never sent (see `sync_due`); the nearest kernel method.
+            ForwardMethod::FullNat => flags::MASQ,
         };
         if c.flags & cflags::NOOUTPUT != 0 {
             fl |= flags::NOOUTPUT;

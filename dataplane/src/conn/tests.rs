@@ -69,6 +69,7 @@ fn new_conn<'a>(
         dest: d,
         svc: None,
         control: None,
+        local: None,
     }
 }
 

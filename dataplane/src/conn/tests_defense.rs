@@ -39,6 +39,7 @@ fn conn(t: &mut ConnTable, d: &Arc<DestShared>, proto: u8, cport: u16, flags: u8
         dest: d,
         svc: None,
         control: None,
+        local: None,
     };
     t.create(&n, flags, 0).unwrap()
 }

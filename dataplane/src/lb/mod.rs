@@ -39,12 +39,15 @@
 
 mod defense;
 mod filter;
+mod fullnat;
 mod index;
 mod pmtu;
 mod stage;
 mod sync;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fullnat;
 #[cfg(test)]
 mod tests_host;
 #[cfg(test)]
@@ -130,10 +133,13 @@ pub enum LbDrop {
     /// answered yet, that the proxy cannot use (a server packet other than
     /// its SYN-ACK, a client FIN or RST, one it could not rewrite).
     SynProxy = 13,
+    /// A new FULLNAT connection found no free port on any of the service's
+    /// local addresses (or the service has none).
+    NoLocalPort = 14,
 }
 
 impl LbDrop {
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
     pub const ALL: [LbDrop; LbDrop::COUNT] = [
         LbDrop::NoConnection,
         LbDrop::DestUnavailable,
@@ -149,6 +155,7 @@ impl LbDrop {
         LbDrop::TunnelIcmpNoDf,
         LbDrop::Filtered,
         LbDrop::SynProxy,
+        LbDrop::NoLocalPort,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -167,6 +174,7 @@ impl LbDrop {
             LbDrop::TunnelIcmpNoDf => "tunnel_icmp_no_df",
             LbDrop::Filtered => "filtered",
             LbDrop::SynProxy => "synproxy",
+            LbDrop::NoLocalPort => "no_local_port",
         }
     }
 }
@@ -185,6 +193,9 @@ pub struct LbCounters {
     pub icmp_related: AtomicU64,
     /// Path MTUs learned from fragmentation needed about tunnel packets.
     pub pmtu_learned: AtomicU64,
+    /// FULLNAT segments that went without the TOA option: no room in the
+    /// TCP header or the MTU.
+    pub toa_skipped: AtomicU64,
     /// The worker's reassembly of fragments ([`crate::frag`]).
     pub frag: Arc<crate::frag::FragCounters>,
     /// Entries in the connection table (connections and templates), as of
@@ -305,6 +316,8 @@ pub struct Lb {
     synproxy: SynProxy,
     /// The packet rules' verdicts per flow ([`crate::rules::cache`]).
     flow_cache: crate::rules::FlowCache,
+    /// FULLNAT's ownership and local-address cursor ([`fullnat`]).
+    fnat: fullnat::FullNat,
 }
 
 impl std::fmt::Debug for Lb {
@@ -342,6 +355,7 @@ impl Lb {
             sync: None,
             synproxy,
             flow_cache: crate::rules::FlowCache::default(),
+            fnat: fullnat::FullNat::new(),
         }
     }
 
@@ -369,9 +383,11 @@ impl Lb {
         &self.snap
     }
 
-    /// Every virtual service address of the current snapshot.
+    /// Every virtual service address of the current snapshot, and every
+    /// FULLNAT local address (answered in ARP/NDP like them).
     pub fn service_addrs(&self) -> Vec<IpAddr> {
-        self.snap.index.vips().copied().collect()
+        let locals = self.snap.locals.iter().map(|l| l.addr);
+        self.snap.index.vips().copied().chain(locals).collect()
     }
 
     /// Whether `addr` is a virtual service address (answered in ARP/NDP).
@@ -406,6 +422,9 @@ impl Lb {
         }
         self.take_tunables(&snap);
         self.flow_cache.reset(&snap.rules, &snap.sets);
+        if snap.locals.len() != self.snap.locals.len() {
+            self.take_locals(&snap);
+        }
         self.snap = snap;
     }
 
@@ -724,6 +743,7 @@ impl Lb {
             ip_id,
             defense,
             synproxy,
+            fnat,
             ..
         } = self;
         let family = if meta.is_ipv6() {
@@ -876,7 +896,16 @@ impl Lb {
         };
 
         let mut created = None;
-        if one_packet {
+        let fullnat = method == ForwardMethod::FullNat;
+        let local = if fullnat {
+            match fullnat::pick_local(conns, fnat, svc) {
+                Some(l) => Some(l),
+                None => return drop_counted(counters, LbDrop::NoLocalPort),
+            }
+        } else {
+            None
+        };
+        if one_packet && !fullnat {
             conns.one_packet(dest, control, now);
         } else {
             let n = NewConn {
@@ -891,10 +920,22 @@ impl Lb {
                 dest,
                 svc: Some(&svc.shared),
                 control,
+                local,
             };
             match conns.create_hashed(&n, flags, now, key) {
+                Ok(id) if fullnat => {
+                    svc.shared.stats.slot(worker).conn();
+                    dest.stats.slot(worker).conn();
+                    bump(&counters.created);
+                    return fullnat::xmit_in(conns, id, buf, meta, eg, worker, counters);
+                }
                 Ok(id) => created = Some(id),
-                Err(_) => return drop_counted(counters, LbDrop::TableFull),
+                Err(_) => {
+                    if let Some((lid, lport)) = local {
+                        conns.put_back_local_port(lid, lport);
+                    }
+                    return drop_counted(counters, LbDrop::TableFull);
+                }
             }
         }
         svc.shared.stats.slot(worker).conn();
@@ -998,6 +1039,9 @@ impl Lb {
         } = self;
         let c = conns.get(id);
         let method = *c.method();
+        if method == ForwardMethod::FullNat {
+            return fullnat::xmit_in(conns, id, buf, meta, eg, *worker, counters);
+        }
         let (daddr, dport) = c.real();
         let Some(dest) = c.dest() else {
             return drop_counted(counters, LbDrop::DestUnavailable);
@@ -1024,6 +1068,9 @@ impl Lb {
         eg: &E,
     ) -> Action {
         let c = self.conns.get(id);
+        if c.local().is_some() {
+            return fullnat::xmit_out(&mut self.conns, id, buf, meta, self.worker, &self.counters);
+        }
         let (vaddr, vport) = c.virt();
         let len = u64::from(meta.ip_len);
         match nat::nat_outbound(buf, meta, vaddr.to_ip(), vport) {
@@ -1092,6 +1139,8 @@ impl Lb {
             let daddr = daddr.to_ip();
             let r = match method {
                 ForwardMethod::Masq => nat_icmp_inbound(buf, meta, &q, daddr, dport),
+                // Not translated (both quoted endpoints would change).
+                ForwardMethod::FullNat => Err(XmitError::UnsupportedProtocol),
                 ForwardMethod::Route => dr_xmit(buf, meta),
                 ForwardMethod::Tunnel(cfg) => match eg.route(daddr) {
                     Some((src, mtu)) => {
@@ -1210,6 +1259,7 @@ impl Lb {
             dest: &d.shared,
             svc: Some(&svc.shared),
             control: None,
+            local: None,
         };
         let key = conns.hashed(*inbound);
         // SCTP: the ERROR event, which takes NONE to CLOSED as no flags
@@ -1488,6 +1538,8 @@ fn rewrite_in<B: PacketBuf, E: Egress>(
             check_mtu(meta, eg.mtu(daddr))?;
             nat::nat_inbound(buf, meta, daddr, dport)
         }
+        // FULLNAT needs its connection's local port: `fullnat::xmit_in`.
+        ForwardMethod::FullNat => Err(XmitError::UnsupportedProtocol),
         ForwardMethod::Route => {
             check_mtu(meta, eg.mtu(daddr))?;
             dr_xmit(buf, meta)

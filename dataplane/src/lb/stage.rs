@@ -401,13 +401,14 @@ impl Egress for Unlimited<'_> {
 impl LbStage {
     /// The stage of worker `me` of `owners.workers()`.
     pub fn new(
-        lb: Lb,
+        mut lb: Lb,
         me: usize,
         owners: Ownership,
         config: Arc<ConfigCell>,
         dump: Arc<ConnDump>,
         egress: PortRoutes,
     ) -> Self {
+        lb.set_ownership(owners.clone());
         let lb_frag = Arc::clone(&lb.counters().frag);
         let taken = config.register();
         LbStage {
@@ -581,7 +582,8 @@ impl<B: PacketBuf> Stage<B> for LbStage {
             let old = Arc::clone(self.lb.snapshot());
             self.lb.set_snapshot(self.config.load());
             // The stack's copy of the VIPs is rebuilt only when they changed.
-            changed = !old.index.same_vips(&self.lb.snapshot().index);
+            let new = self.lb.snapshot();
+            changed = !old.index.same_vips(&new.index) || old.locals.len() != new.locals.len();
         }
         if now.saturating_sub(self.last_housekeeping) >= HOUSEKEEPING_MS {
             self.last_housekeeping = now;

@@ -5,6 +5,7 @@
 use super::Lb;
 use crate::conn::table::SyncBind;
 use crate::conn::{ConnId, ConnTable};
+use crate::model::ForwardMethod;
 use crate::sync::{bump, SyncDrop, WorkerSync};
 use crate::wire::sync::{flags, SyncConn};
 
@@ -71,6 +72,11 @@ impl Lb {
                         || (template && c.dport == 0))
             })
             .ok_or(SyncDrop::NoDestination)?;
+        if dest.config.method == ForwardMethod::FullNat {
+            // A FULLNAT entry needs a local port the message cannot carry
+            // (masters never send them); none is made up here.
+            return Err(SyncDrop::NoDestination);
+        }
         let b = SyncBind {
             dest: &dest.shared,
             svc: Some(&svc.shared),

@@ -11,6 +11,9 @@
 //!   and for ICMP errors about the director's own tunnel packets.
 //! * [`seqadj`] — TCP sequence numbers moved by a per-connection offset
 //!   (SYN proxy, ISN randomisation), SACK blocks included.
+//! * [`fullnat`] — FULLNAT (DPVS): both endpoints rewritten, so real servers
+//!   answer the director's local address; the TOA option carries the
+//!   client's address to them.
 //! * [`icmp`] — ICMP errors about NAT connections translated in both
 //!   directions, and the errors the director itself sends: fragmentation
 //!   needed / packet too big, time exceeded, port unreachable.
@@ -34,6 +37,7 @@
 //!   again if it is needed.
 
 pub mod dr;
+pub mod fullnat;
 pub mod icmp;
 pub mod nat;
 pub mod seqadj;

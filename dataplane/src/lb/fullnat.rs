@@ -1,0 +1,209 @@
+//! FULLNAT in the load-balancing stage: local addresses and ports for new
+//! connections, and both directions of an established one
+//! ([`crate::xmit::fullnat`] does the bytes).
+//!
+//! Why replies need no hand-over: a real server answers `LIP:lport`, and
+//! the worker that owns a reply is found from that endpoint (the
+//! destination of a packet that is not for a virtual service, see
+//! [`Lb::client_endpoint`]), which is also what RSS hashes on a
+//! server-facing port. Each worker takes local ports only from its own
+//! [`PortPool`] per local address, which holds exactly the ports whose
+//! `(LIP, port)` hashes to that worker, so the reply lands on the worker
+//! that created the connection. The pools are built from the stage's
+//! [`Ownership`] when a snapshot brings a local address this worker has
+//! not seen (about 64 k Toeplitz hashes, once per address, between
+//! bursts); allocation and release are a pop and a push.
+//!
+//! TOA (`--toa` on the service, TCP only): inserted into client segments
+//! other than SYN and RST until the real server has sent data (DPVS
+//! inserts it while the client's ACK still equals the server's ISN + 1,
+//! which is the same segments: the handshake-completing ACK and the
+//! client's data before any answer). The real server's SYN-ACK has its MSS
+//! lowered by the option's length so that the option always fits; a
+//! segment it still does not fit goes without it, counted in
+//! `toa_skipped`. The client's SYN loses its timestamp option (clients
+//! sharing a local address would trip the real server's PAWS check).
+//!
+//! Not done here: DPVS also moves the sequence numbers toward the real
+//! server by a random ISN offset; that belongs with the SYN proxy's
+//! sequence adjustment.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+
+use super::{bump, drop_counted, refused, Action, Egress, Lb, LbCounters, LbDrop};
+use crate::buf::PacketBuf;
+use crate::conn::table::cflags;
+use crate::conn::{ConnId, ConnTable};
+use crate::model::{Service, Snapshot};
+use crate::ports::PortPool;
+use crate::rss::Ownership;
+use crate::wire::ipv4::protocol;
+use crate::wire::tcp::flags as tcpf;
+use crate::wire::PacketMeta;
+use crate::xmit::fullnat::{
+    clamp_mss, fullnat_inbound, fullnat_outbound, insert_toa, strip_timestamps, toa_len,
+};
+use crate::xmit::{check_mtu, XmitError};
+
+/// Local ports DPVS hands out by default (`DEF_MIN_PORT..=DEF_MAX_PORT`).
+pub const LOCAL_PORTS: std::ops::RangeInclusive<u16> = 1025..=65535;
+
+/// A worker's FULLNAT state beside its connection table (which holds the
+/// pools, so that a freed connection returns its port).
+#[derive(Debug)]
+pub(super) struct FullNat {
+    owners: Ownership,
+    /// Local addresses of [`Snapshot::locals`] this worker has pools for.
+    seen: usize,
+    /// Round-robin cursor over a service's local addresses.
+    rr: u32,
+}
+
+impl FullNat {
+    pub(super) fn new() -> FullNat {
+        FullNat {
+            owners: Ownership::new(1),
+            seen: 0,
+            rr: 0,
+        }
+    }
+}
+
+impl Lb {
+    /// Which worker RSS sends each reply to (set by the stage before
+    /// traffic; pools built so far are built again).
+    pub fn set_ownership(&mut self, owners: Ownership) {
+        self.fnat.owners = owners;
+        self.fnat.seen = 0;
+        let snap = std::sync::Arc::clone(&self.snap);
+        self.take_locals(&snap);
+    }
+
+    /// Builds this worker's ports of the local addresses `snap` brings
+    /// that it has not seen yet.
+    pub(super) fn take_locals(&mut self, snap: &Snapshot) {
+        for l in snap.locals.iter().skip(self.fnat.seen) {
+            let pool = PortPool::new(l.addr, LOCAL_PORTS, &self.fnat.owners, self.worker);
+            self.conns.add_local_pool(std::sync::Arc::clone(l), pool);
+        }
+        self.fnat.seen = snap.locals.len();
+    }
+}
+
+/// A local address and port for a new connection of `svc`: round robin
+/// over its local addresses, the next one tried when one has no free port
+/// (DPVS tries up to 16). `None`: none has a free port.
+#[inline]
+pub(super) fn pick_local(
+    conns: &mut ConnTable,
+    fnat: &mut FullNat,
+    svc: &Service,
+) -> Option<(u16, u16)> {
+    let n = svc.locals.len();
+    for k in 0..n.min(16) {
+        let l = &svc.locals[(fnat.rr as usize + k) % n];
+        if let Some(p) = conns.take_local_port(l.id) {
+            fnat.rr = fnat.rr.wrapping_add(k as u32 + 1);
+            return Some((l.id, p));
+        }
+    }
+    None
+}
+
+/// Length of the TCP payload of `meta`'s segment (0 if not TCP).
+fn tcp_payload_len(data: &[u8], meta: &PacketMeta) -> usize {
+    let l4 = usize::from(meta.l4_offset);
+    let hl = data.get(l4 + 12).map_or(0, |b| usize::from(b >> 4) * 4);
+    meta.l3_end().saturating_sub(l4 + hl)
+}
+
+/// A client packet along FULLNAT connection `id`: `LIP:lport -> RIP:rport`,
+/// TOA where the service asks for it.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(super) fn xmit_in<B: PacketBuf, E: Egress>(
+    conns: &ConnTable,
+    id: ConnId,
+    buf: &mut B,
+    meta: &PacketMeta,
+    eg: &E,
+    worker: usize,
+    counters: &LbCounters,
+) -> Action {
+    let c = conns.get(id);
+    let Some(dest) = c.dest() else {
+        return drop_counted(counters, LbDrop::DestUnavailable);
+    };
+    let len = u64::from(meta.ip_len);
+    if let Some(s) = c.service() {
+        s.stats.slot(worker).inbound(len);
+    }
+    dest.stats.slot(worker).inbound(len);
+    let Some((lid, lport)) = c.local() else {
+        return drop_counted(counters, LbDrop::Rewrite);
+    };
+    let laddr = conns.local_addr(lid).to_ip();
+    let (daddr, dport) = c.real();
+    let daddr = daddr.to_ip();
+    let mtu = eg.mtu(daddr);
+    if let Err(e) = check_mtu(meta, mtu) {
+        return refused(counters, buf, meta, e);
+    }
+    let tcp = meta.protocol == protocol::TCP;
+    let toa = tcp && c.service().is_some_and(|s| s.toa.load(Ordering::Relaxed));
+    if tcp && meta.tcp_flags & tcpf::SYN != 0 && meta.tcp_flags & tcpf::ACK == 0 {
+        // Malformed options only mean there is nothing to strip.
+        let _ = strip_timestamps(buf, meta);
+    }
+    if let Err(e) = fullnat_inbound(buf, meta, laddr, lport, daddr, dport) {
+        return refused(counters, buf, meta, e);
+    }
+    if toa && meta.tcp_flags & (tcpf::SYN | tcpf::RST) == 0 && c.flags() & cflags::TOA_DONE == 0 {
+        let (caddr, cport) = c.client();
+        if insert_toa(buf, meta, &caddr.to_ip(), cport, mtu).is_err() {
+            bump(&counters.toa_skipped);
+        }
+    }
+    Action::Forward(daddr)
+}
+
+/// A real server's reply along FULLNAT connection `id`: back to the
+/// client as `VIP:vport`.
+#[inline]
+pub(super) fn xmit_out<B: PacketBuf>(
+    conns: &mut ConnTable,
+    id: ConnId,
+    buf: &mut B,
+    meta: &PacketMeta,
+    worker: usize,
+    counters: &LbCounters,
+) -> Action {
+    let c = conns.get(id);
+    let (vaddr, vport) = c.virt();
+    let (caddr, cport) = c.client();
+    let caddr: IpAddr = caddr.to_ip();
+    let tcp = meta.protocol == protocol::TCP;
+    let toa = tcp && c.service().is_some_and(|s| s.toa.load(Ordering::Relaxed));
+    let len = u64::from(meta.ip_len);
+    if let Some(s) = c.service() {
+        s.stats.slot(worker).outbound(len);
+    }
+    if let Some(d) = c.dest() {
+        d.stats.slot(worker).outbound(len);
+    }
+    let done = c.flags() & cflags::TOA_DONE != 0;
+    if toa && meta.tcp_flags & (tcpf::SYN | tcpf::ACK) == tcpf::SYN | tcpf::ACK {
+        let _ = clamp_mss(buf, meta, toa_len(&caddr) as u16);
+    }
+    match fullnat_outbound(buf, meta, vaddr.to_ip(), vport, caddr, cport) {
+        Ok(()) => {
+            if toa && !done && tcp_payload_len(buf.data(), meta) > 0 {
+                conns.set_toa_done(id);
+            }
+            Action::Forward(caddr)
+        }
+        Err(XmitError::TtlExpired) => drop_counted(counters, LbDrop::TtlExpired),
+        Err(_) => drop_counted(counters, LbDrop::Rewrite),
+    }
+}

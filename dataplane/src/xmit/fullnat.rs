@@ -1,0 +1,450 @@
+//! FULLNAT (DPVS's forwarding method, not in the kernel's IPVS).
+//!
+//! Why: with NAT the real server sees the client's address, so its replies
+//! must route back through the director; with FULLNAT both ends change and
+//! the real server answers the director's own local address, so it needs
+//! no route back through the director. The director can then sit on one
+//! port beside clients and servers ("one-armed").
+//!
+//! * Inbound (client -> real server): `CIP:cport -> VIP:vport` becomes
+//!   `LIP:lport -> RIP:rport` ([`fullnat_inbound`]).
+//! * Outbound (real server's reply): `RIP:rport -> LIP:lport` becomes
+//!   `VIP:vport -> CIP:cport` ([`fullnat_outbound`]).
+//!
+//! Both rewrites change four fields and the TTL with one RFC 1624 update
+//! of each checksum. UDP with checksum 0 gets a fresh checksum as in NAT.
+//!
+//! Since the real server no longer sees the client's address, DPVS hands it
+//! over in the TOA TCP option (kind 254; `kind, len, port, address`, 8
+//! bytes for IPv4 and 20 for IPv6; reference wave2.md c.5), inserted right
+//! behind the 20-byte TCP header of client segments that complete the
+//! handshake or carry the first data ([`insert_toa`]). Room for it is made
+//! at the real server's SYN-ACK: its MSS option is lowered by the option's
+//! length ([`clamp_mss`]), so the client never sends a segment that the
+//! option would push over the MTU. On the client's SYN the timestamp option
+//! is overwritten with NOPs ([`strip_timestamps`]): many clients share one
+//! local address, and their unrelated timestamps would trip the real
+//! server's PAWS check.
+//!
+//! The contract is the module's (see [`super`]): checks first, the packet
+//! unchanged on `Err`, no allocation.
+
+use std::net::IpAddr;
+
+use super::{check_forwardable, check_not_later_fragment, decrement_ttl, same_family, XmitError};
+use crate::buf::PacketBuf;
+use crate::wire::ipv4::protocol;
+use crate::wire::{checksum, get16, set16, tcp, udp, Fragment, PacketMeta, ParseError, L3};
+
+/// TCP option kind of TOA (DPVS `TCPOPT_ADDR`).
+pub const TOA_KIND: u8 = 254;
+/// TOA length with an IPv4 client address.
+pub const TOA_LEN_V4: usize = 8;
+/// TOA length with an IPv6 client address.
+pub const TOA_LEN_V6: usize = 20;
+/// Longest TCP header (data offset 15).
+const TCP_MAX_HEADER: usize = 60;
+
+/// The length of the TOA option carrying `client`.
+pub fn toa_len(client: &IpAddr) -> usize {
+    match client {
+        IpAddr::V4(_) => TOA_LEN_V4,
+        IpAddr::V6(_) => TOA_LEN_V6,
+    }
+}
+
+/// Writes the TOA option for `client:port` into `out` (which must be
+/// [`toa_len`] bytes long).
+pub fn write_toa(out: &mut [u8], client: &IpAddr, port: u16) {
+    let n = toa_len(client);
+    out[0] = TOA_KIND;
+    out[1] = n as u8;
+    out[2..4].copy_from_slice(&port.to_be_bytes());
+    match client {
+        IpAddr::V4(a) => out[4..8].copy_from_slice(&a.octets()),
+        IpAddr::V6(a) => out[4..20].copy_from_slice(&a.octets()),
+    }
+}
+
+/// Client -> real server: source becomes `laddr:lport`, destination
+/// `raddr:rport`, TTL decremented.
+#[inline]
+pub fn fullnat_inbound(
+    buf: &mut impl PacketBuf,
+    meta: &PacketMeta,
+    laddr: IpAddr,
+    lport: u16,
+    raddr: IpAddr,
+    rport: u16,
+) -> Result<(), XmitError> {
+    rewrite(buf.data_mut(), meta, (laddr, lport), (raddr, rport))
+}
+
+/// Real server -> client: source becomes `vaddr:vport`, destination
+/// `caddr:cport`, TTL decremented.
+#[inline]
+pub fn fullnat_outbound(
+    buf: &mut impl PacketBuf,
+    meta: &PacketMeta,
+    vaddr: IpAddr,
+    vport: u16,
+    caddr: IpAddr,
+    cport: u16,
+) -> Result<(), XmitError> {
+    rewrite(buf.data_mut(), meta, (vaddr, vport), (caddr, cport))
+}
+
+/// Sum of `!old + new` over the 16-bit words of two equal-length byte
+/// strings (an address): the RFC 1624 delta [`checksum::adjust`] takes.
+#[inline(always)]
+fn delta(old: &[u8], new: &[u8]) -> u64 {
+    let mut acc = 0u64;
+    for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
+        acc += u64::from(!u16::from_be_bytes([o[0], o[1]]));
+        acc += u64::from(u16::from_be_bytes([n[0], n[1]]));
+    }
+    acc
+}
+
+fn addr_bytes(a: &IpAddr) -> ([u8; 16], usize) {
+    let mut b = [0u8; 16];
+    match a {
+        IpAddr::V4(v) => {
+            b[..4].copy_from_slice(&v.octets());
+            (b, 4)
+        }
+        IpAddr::V6(v) => (v.octets(), 16),
+    }
+}
+
+/// Both endpoints, the TTL and the checksums (TCP and UDP only).
+#[inline(always)]
+fn rewrite(
+    data: &mut [u8],
+    meta: &PacketMeta,
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+) -> Result<(), XmitError> {
+    if let (IpAddr::V4(s), IpAddr::V4(d)) = (src.0, dst.0) {
+        if rewrite_v4_fast(data, meta, (u32::from(s), src.1), (u32::from(d), dst.1)) {
+            return Ok(());
+        }
+    }
+    rewrite_general(data, meta, src, dst)
+}
+
+/// The common case, an IPv4 TCP or UDP (with a checksum) packet that is
+/// not a later fragment, in straight-line code over fixed-size views (as
+/// NAT's fast path): `false`, having written nothing, for anything else or
+/// anything [`rewrite_general`] could refuse. The property test
+/// `fast_path_equals_general_path` checks it writes the same bytes.
+#[inline(always)]
+fn rewrite_v4_fast(data: &mut [u8], meta: &PacketMeta, src: (u32, u16), dst: (u32, u16)) -> bool {
+    if meta.l3 != L3::Ipv4 || meta.fragment == Fragment::Later || meta.ttl <= 1 {
+        return false;
+    }
+    let is_udp = match meta.protocol {
+        protocol::TCP => false,
+        protocol::UDP => true,
+        _ => return false,
+    };
+    let l3 = usize::from(meta.l3_offset);
+    let l4 = usize::from(meta.l4_offset);
+    let end = meta.l3_end();
+    if end > data.len() || l4 > end || l4 < l3 + 20 {
+        return false;
+    }
+    let (head, tail) = data.split_at_mut(l4);
+    let Some(Ok(ip)) = head.get_mut(l3..l3 + 20).map(<&mut [u8; 20]>::try_from) else {
+        return false;
+    };
+    if ip[8] == 0 {
+        return false;
+    }
+    let seg = &mut tail[..end - l4];
+    let (hdr, csum_at) = if is_udp {
+        let Some(u) = seg.get(..udp::HEADER_LEN) else {
+            return false;
+        };
+        let ulen = usize::from(u16::from_be_bytes([u[4], u[5]]));
+        if meta.fragment == Fragment::No && (ulen < udp::HEADER_LEN || ulen > end - l4) {
+            return false;
+        }
+        if u[6] == 0 && u[7] == 0 {
+            return false;
+        }
+        (udp::HEADER_LEN, udp::CHECKSUM_OFFSET)
+    } else {
+        (tcp::HEADER_LEN, tcp::CHECKSUM_OFFSET)
+    };
+    let Some(l4h) = seg.get_mut(..hdr) else {
+        return false;
+    };
+    let old_s = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let old_d = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let a_delta = u64::from(!old_s) + u64::from(src.0) + u64::from(!old_d) + u64::from(dst.0);
+    // TTL: see NAT's `patch_v4` (0xfeff whatever the word).
+    ip[8] -= 1;
+    let ip_c = checksum::adjust(u16::from_be_bytes([ip[10], ip[11]]), 0xfeff + a_delta);
+    ip[10..12].copy_from_slice(&ip_c.to_be_bytes());
+    ip[12..16].copy_from_slice(&src.0.to_be_bytes());
+    ip[16..20].copy_from_slice(&dst.0.to_be_bytes());
+    let old_sp = u16::from_be_bytes([l4h[0], l4h[1]]);
+    let old_dp = u16::from_be_bytes([l4h[2], l4h[3]]);
+    let p_delta = u64::from(!old_sp) + u64::from(src.1) + u64::from(!old_dp) + u64::from(dst.1);
+    let old_c = u16::from_be_bytes([l4h[csum_at], l4h[csum_at + 1]]);
+    let mut c = checksum::adjust(old_c, a_delta + p_delta);
+    if is_udp && c == 0 {
+        c = 0xffff;
+    }
+    l4h[0..2].copy_from_slice(&src.1.to_be_bytes());
+    l4h[2..4].copy_from_slice(&dst.1.to_be_bytes());
+    l4h[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
+/// Every case (IPv6, UDP without checksum, fragments) with all checks
+/// first: the reference the fast path is tested against.
+#[inline(never)]
+fn rewrite_general(
+    data: &mut [u8],
+    meta: &PacketMeta,
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+) -> Result<(), XmitError> {
+    check_forwardable(data, meta)?;
+    if !same_family(meta, &src.0) || !same_family(meta, &dst.0) {
+        return Err(XmitError::FamilyMismatch);
+    }
+    check_not_later_fragment(meta)?;
+    let (csum_rel, min) = match meta.protocol {
+        protocol::TCP => (tcp::CHECKSUM_OFFSET, tcp::HEADER_LEN),
+        protocol::UDP => (udp::CHECKSUM_OFFSET, udp::HEADER_LEN),
+        _ => return Err(XmitError::UnsupportedProtocol),
+    };
+    let l3 = usize::from(meta.l3_offset);
+    let l4 = usize::from(meta.l4_offset);
+    let end = meta.l3_end();
+    if end - l4 < min {
+        return Err(XmitError::Malformed(ParseError::Truncated));
+    }
+    let is_udp = meta.protocol == protocol::UDP;
+    if is_udp && meta.fragment == Fragment::No {
+        udp::UdpPacket::new_checked(&data[l4..end])?;
+    }
+    let (src_at, dst_at, alen) = match meta.l3 {
+        L3::Ipv4 => (l3 + 12, l3 + 16, 4),
+        _ => (l3 + 8, l3 + 24, 16),
+    };
+    let (ns, _) = addr_bytes(&src.0);
+    let (nd, _) = addr_bytes(&dst.0);
+    let addr_delta = delta(&data[src_at..src_at + alen], &ns[..alen])
+        + delta(&data[dst_at..dst_at + alen], &nd[..alen]);
+    let (old_sp, old_dp) = (get16(data, l4), get16(data, l4 + 2));
+    let port_delta = u64::from(!old_sp) + u64::from(src.1) + u64::from(!old_dp) + u64::from(dst.1);
+
+    decrement_ttl(data, meta);
+    if meta.l3 == L3::Ipv4 {
+        let c = checksum::adjust(get16(data, l3 + 10), addr_delta);
+        set16(data, l3 + 10, c);
+    }
+    data[src_at..src_at + alen].copy_from_slice(&ns[..alen]);
+    data[dst_at..dst_at + alen].copy_from_slice(&nd[..alen]);
+    set16(data, l4, src.1);
+    set16(data, l4 + 2, dst.1);
+    let csum_at = l4 + csum_rel;
+    let old = get16(data, csum_at);
+    if is_udp && old == 0 {
+        if meta.fragment == Fragment::No {
+            let c = super::nat::full_udp_checksum(data, meta)?;
+            set16(data, csum_at, c);
+        }
+        return Ok(());
+    }
+    let mut c = checksum::adjust(old, addr_delta + port_delta);
+    if is_udp && c == 0 {
+        c = 0xffff;
+    }
+    set16(data, csum_at, c);
+    Ok(())
+}
+
+/// Where a TCP segment's options are: `(l4 offset, header length, end of
+/// the IP packet)`, checked against the frame.
+fn tcp_options(data: &[u8], meta: &PacketMeta) -> Result<(usize, usize, usize), XmitError> {
+    if meta.protocol != protocol::TCP || meta.fragment == Fragment::Later {
+        return Err(XmitError::UnsupportedProtocol);
+    }
+    let l4 = usize::from(meta.l4_offset);
+    let end = meta.l3_end();
+    if end > data.len() || end < l4 + tcp::HEADER_LEN {
+        return Err(XmitError::Malformed(ParseError::Truncated));
+    }
+    let hl = usize::from(data[l4 + 12] >> 4) * 4;
+    if hl < tcp::HEADER_LEN || l4 + hl > end {
+        return Err(XmitError::Malformed(ParseError::Truncated));
+    }
+    Ok((l4, hl, end))
+}
+
+/// Calls `f(at, kind, len)` for each option of the TCP header at `l4` of
+/// length `hl` (NOP and END have length 1); stops at END or a malformed
+/// length.
+fn each_option(data: &[u8], l4: usize, hl: usize, mut f: impl FnMut(usize, u8, usize)) {
+    let mut i = l4 + tcp::HEADER_LEN;
+    let end = l4 + hl;
+    while i < end {
+        let kind = data[i];
+        match kind {
+            0 => return,
+            1 => {
+                f(i, kind, 1);
+                i += 1;
+            }
+            _ => {
+                let Some(&len) = data.get(i + 1) else { return };
+                let len = usize::from(len);
+                if len < 2 || i + len > end {
+                    return;
+                }
+                f(i, kind, len);
+                i += len;
+            }
+        }
+    }
+}
+
+/// Lowers the MSS option of a SYN(-ACK) by `by` bytes (not below 536), with
+/// the checksum patched. `Ok(false)`: no MSS option (nothing changed).
+pub fn clamp_mss(buf: &mut impl PacketBuf, meta: &PacketMeta, by: u16) -> Result<bool, XmitError> {
+    let data = buf.data_mut();
+    let (l4, hl, _) = tcp_options(data, meta)?;
+    let mut at = None;
+    each_option(data, l4, hl, |i, kind, len| {
+        if kind == 2 && len == 4 {
+            at = Some(i + 2);
+        }
+    });
+    let Some(at) = at else { return Ok(false) };
+    let old = get16(data, at);
+    let new = old.saturating_sub(by).max(536).min(old);
+    if new != old {
+        set16(data, at, new);
+        let csum_at = l4 + tcp::CHECKSUM_OFFSET;
+        let c = checksum::update16(get16(data, csum_at), old, new);
+        set16(data, csum_at, c);
+    }
+    Ok(true)
+}
+
+/// Overwrites the timestamp option of a TCP segment with NOPs (checksum
+/// patched). `Ok(false)`: there was none.
+pub fn strip_timestamps(buf: &mut impl PacketBuf, meta: &PacketMeta) -> Result<bool, XmitError> {
+    let data = buf.data_mut();
+    let (l4, hl, _) = tcp_options(data, meta)?;
+    let mut at = None;
+    each_option(data, l4, hl, |i, kind, len| {
+        if kind == 8 && len == 10 {
+            at = Some(i);
+        }
+    });
+    let Some(at) = at else { return Ok(false) };
+    // The option starts at an even or odd offset from the header; pad the
+    // sum with the neighbouring bytes so whole 16-bit words are patched.
+    let from = at - (at - l4) % 2;
+    let to = at + 10 + (at + 10 - l4) % 2;
+    let mut old = [0u8; 12];
+    old[..to - from].copy_from_slice(&data[from..to]);
+    data[at..at + 10].fill(1);
+    let csum_at = l4 + tcp::CHECKSUM_OFFSET;
+    let d = delta(&old[..to - from], &data[from..to]);
+    let c = checksum::adjust(get16(data, csum_at), d);
+    set16(data, csum_at, c);
+    Ok(true)
+}
+
+/// Why TOA was not inserted; the segment is unchanged and goes without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToaSkip {
+    /// The TCP header would exceed 60 bytes (options over 40 bytes).
+    NoOptionSpace,
+    /// The packet would exceed the path MTU.
+    TooBig,
+    /// No room in the buffer, a fragment, or malformed.
+    NoRoom,
+}
+
+/// Inserts the TOA option for `client:port` behind the 20-byte TCP header
+/// (existing options and the payload move back), with data offset, IP
+/// length and checksums updated. The packet has already been rewritten
+/// (its addresses are the ones the real server sees); `meta` still
+/// describes its layout. `mtu` bounds the resulting IP packet.
+pub fn insert_toa(
+    buf: &mut impl PacketBuf,
+    meta: &PacketMeta,
+    client: &IpAddr,
+    port: u16,
+    mtu: u16,
+) -> Result<(), ToaSkip> {
+    let n = toa_len(client);
+    let (l4, hl, end) = tcp_options(buf.data(), meta).map_err(|_| ToaSkip::NoRoom)?;
+    if meta.fragment != Fragment::No {
+        return Err(ToaSkip::NoRoom);
+    }
+    if hl + n > TCP_MAX_HEADER {
+        return Err(ToaSkip::NoOptionSpace);
+    }
+    if usize::from(meta.ip_len) + n > usize::from(mtu) {
+        return Err(ToaSkip::TooBig);
+    }
+    let len = buf.data().len();
+    let want = end + n;
+    if want > len && !buf.append(want - len) {
+        return Err(ToaSkip::NoRoom);
+    }
+    if want < len {
+        // Link padding behind the IP packet: dropped.
+        buf.trim(len - want);
+    }
+    let data = buf.data_mut();
+    let opts = l4 + tcp::HEADER_LEN;
+    data.copy_within(opts..end, opts + n);
+    write_toa(&mut data[opts..opts + n], client, port);
+    let new_hl = hl + n;
+    data[l4 + 12] = (data[l4 + 12] & 0x0f) | ((new_hl / 4) as u8) << 4;
+    let l3 = usize::from(meta.l3_offset);
+    let seg_len = want - l4;
+    match meta.l3 {
+        L3::Ipv4 => {
+            let old_tl = get16(data, l3 + 2);
+            let tl = old_tl + n as u16;
+            set16(data, l3 + 2, tl);
+            let c = checksum::update16(get16(data, l3 + 10), old_tl, tl);
+            set16(data, l3 + 10, c);
+        }
+        _ => {
+            let old_pl = get16(data, l3 + 4);
+            set16(data, l3 + 4, old_pl + n as u16);
+        }
+    }
+    // The new segment's checksum from scratch: this is one or two segments
+    // per connection, and the header moved.
+    let csum_at = l4 + tcp::CHECKSUM_OFFSET;
+    set16(data, csum_at, 0);
+    let ph = match meta.l3 {
+        L3::Ipv4 => {
+            let s = crate::wire::ipv4::Ipv4Packet::new_unchecked(&data[l3..want]);
+            checksum::pseudo_header_v4(s.src_addr(), s.dst_addr(), protocol::TCP, seg_len as u16)
+        }
+        _ => {
+            let s = crate::wire::ipv6::Ipv6Packet::new_unchecked(&data[l3..want]);
+            checksum::pseudo_header_v6(s.src_addr(), s.dst_addr(), protocol::TCP, seg_len as u32)
+        }
+    };
+    let c = checksum::finish(ph, &data[l4..want]);
+    set16(data, csum_at, c);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
