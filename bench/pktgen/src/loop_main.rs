@@ -525,6 +525,7 @@ fn run(a: &Args) -> Result<(), String> {
                     .then_some((IpAddr::V4(GEN_GATEWAY), MacAddr(GEN_MAC))),
             )
             .collect(),
+        forwarding: Default::default(),
     };
     let egress = PortRoutes::new(
         l3.route_table().map_err(|e| e.to_string())?,

@@ -572,6 +572,7 @@ mod tests {
                 "198.18.1.254".parse().unwrap(),
             )],
             neighbors: vec![],
+            forwarding: Default::default(),
         };
         PortRoutes::new(cfg.route_table().unwrap(), cfg.interfaces.clone())
     }

@@ -35,6 +35,7 @@
 mod arp;
 pub mod counters;
 pub mod floating;
+mod forward;
 mod fragout;
 pub mod host;
 mod icmp;
@@ -210,6 +211,19 @@ pub struct L3Config {
     pub routes: Vec<(Prefix, IpAddr)>,
     /// Static neighbours: address and MAC (the port is found by prefix).
     pub neighbors: Vec<(IpAddr, MacAddr)>,
+    /// Whether packets for neither a service nor the director are routed
+    /// on, per family (`net.ipv4.ip_forward`,
+    /// `net.ipv6.conf.all.forwarding`).
+    pub forwarding: Forwarding,
+}
+
+/// The router switches, as Linux's `net.ipv4.ip_forward` and
+/// `net.ipv6.conf.all.forwarding`: off unless the config says so
+/// (docs/design/router.md says why).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forwarding {
+    pub v4: bool,
+    pub v6: bool,
 }
 
 /// Why an [`L3Config`] cannot be used.
@@ -455,6 +469,7 @@ mod tests {
                 "198.18.1.2".parse().unwrap(),
             )],
             neighbors: vec![],
+            forwarding: Default::default(),
         };
         let t = c.route_table().unwrap();
         assert_eq!(
@@ -480,6 +495,8 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod forward_tests;
 #[cfg(test)]
 mod host_tests;
 #[cfg(test)]

@@ -9,7 +9,8 @@ use super::host::AnswerLimit;
 use super::neighbor::{Lookup, NeighborTable};
 use super::{arp, host, icmp, inbound, ndp, vlan};
 use super::{
-    Counter, Interface, L3Config, L3ConfigError, NetCounters, RouteTable, Stage, StageVerdict,
+    Counter, Forwarding, Interface, L3Config, L3ConfigError, NetCounters, RouteTable, Stage,
+    StageVerdict,
 };
 use crate::buf::PacketBuf;
 use crate::exception::{self, Destination};
@@ -60,6 +61,8 @@ pub struct Stack<B> {
     answers: AnswerLimit,
     /// Identification of the IPv6 fragment headers this stack writes.
     pub(super) frag_ident: u32,
+    /// Whether packets for neither a service nor us are routed on.
+    pub(super) forwarding: Forwarding,
 }
 
 /// A destination resolved through the route table and the neighbour table.
@@ -125,6 +128,7 @@ impl<B: PacketBuf> Stack<B> {
             hops: Box::new([None; HOP_CACHE]),
             answers: AnswerLimit::default(),
             frag_ident: 0,
+            forwarding: cfg.forwarding,
         })
     }
 
@@ -353,7 +357,7 @@ impl<B: PacketBuf> Stack<B> {
             }
             _ if local || vip => self.drop_buf(buf, Counter::DropLocalOther),
             L3::Ipv6 if meta.dst.is_multicast() => self.drop_buf(buf, Counter::DropIcmp6Other),
-            _ => self.drop_buf(buf, Counter::DropNotLocal),
+            _ => self.forward(rx_port, buf, meta, now, io),
         }
     }
 
