@@ -501,6 +501,12 @@ impl<D: Dataplane> Director<D> {
                 &rules.tables.v6,
                 &iptables::CompileNames(store.sets()),
             );
+            let nat = dataplane::snat::NatRules::compile(
+                &rules.tables.v4,
+                &rules.tables.v6,
+                &iptables::CompileNames(store.sets()),
+            );
+            store.set_nat(Arc::new(nat));
             store.set_rules(Arc::new(program));
             self.dataplane.publish(store.snapshot());
         }

@@ -390,6 +390,8 @@ pub struct Snapshot {
     pub rules: Arc<crate::rules::Program>,
     /// The ipset sets, for `-m set` rules (see [`crate::sets`]).
     pub sets: Arc<crate::sets::SetTable>,
+    /// The `nat POSTROUTING` rules of routed traffic ([`crate::snat`]).
+    pub nat: Arc<crate::snat::NatRules>,
 }
 
 impl Snapshot {

@@ -31,6 +31,7 @@ use crate::frag::{Insert, Reassembler, ReassemblyLimits};
 use crate::model::{ConnEntry, Snapshot};
 use crate::net::{Interface, RouteTable, Stage, StageVerdict};
 use crate::rss::Ownership;
+use crate::snat::{Postrouting, Snat};
 use crate::wire::ipv4::protocol;
 use crate::wire::{Fragment, PacketMeta, ParseError};
 
@@ -306,6 +307,8 @@ pub struct LbStage {
     /// The reassembly slot of the datagram handed to the stack
     /// ([`StageVerdict::Datagram`]).
     pending: Option<usize>,
+    /// Source NAT of routed traffic ([`crate::snat`]).
+    snat: Snat,
 }
 
 /// The routes for a reassembled datagram: no MTU limit, since what leaves
@@ -336,6 +339,8 @@ impl LbStage {
         egress: PortRoutes,
     ) -> Self {
         let lb_frag = Arc::clone(&lb.counters().frag);
+        let mut snat = Snat::new(egress.interfaces.clone(), owners.clone(), me, 0);
+        snat.prepare(&lb.snapshot().nat);
         LbStage {
             lb,
             me,
@@ -346,6 +351,7 @@ impl LbStage {
             last_housekeeping: 0,
             frags: Reassembler::with_counters(ReassemblyLimits::default(), Arc::clone(&lb_frag)),
             pending: None,
+            snat,
         }
     }
 
@@ -467,6 +473,11 @@ impl<B: PacketBuf> Stage<B> for LbStage {
                 }
             }
         }
+        // A reply to a source-NAT mapping: back to the original source
+        // (conntrack's de-NAT, before the rules and the balancer).
+        if let Some(dst) = self.snat.reply(&mut buf, meta, now) {
+            return StageVerdict::Route { buf, dst };
+        }
         let eg = &self.egress;
         let mark = match self
             .lb
@@ -507,10 +518,14 @@ impl<B: PacketBuf> Stage<B> for LbStage {
             self.lb.set_snapshot(self.config.load());
             // The stack's copy of the VIPs is rebuilt only when they changed.
             changed = !old.index.same_vips(&self.lb.snapshot().index);
+            if !Arc::ptr_eq(&old.nat, &self.lb.snapshot().nat) {
+                self.snat.prepare(&self.lb.snapshot().nat);
+            }
         }
         if now.saturating_sub(self.last_housekeeping) >= HOUSEKEEPING_MS {
             self.last_housekeeping = now;
             self.lb.housekeeping(now, EXPIRE_BUDGET);
+            self.snat.expire(now, EXPIRE_BUDGET);
         }
         self.dump.serve(&self.lb, now);
         self.egress.set_now(now);
@@ -521,6 +536,20 @@ impl<B: PacketBuf> Stage<B> for LbStage {
 
     fn service_addrs(&self) -> Vec<IpAddr> {
         self.lb.service_addrs()
+    }
+
+    #[inline]
+    fn postrouting(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        out_port: u16,
+        out_addr: IpAddr,
+        now: u64,
+    ) -> Postrouting {
+        let rules = &self.lb.snapshot().nat;
+        self.snat
+            .outbound(buf, meta, rules, out_port, out_addr, now)
     }
 
     fn datagram(&self) -> Option<&[u8]> {

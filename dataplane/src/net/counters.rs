@@ -152,6 +152,14 @@ counters! {
     /// Routed packets whose TTL / hop limit ran out and that get no time
     /// exceeded (an ICMP error itself, a later fragment).
     DropTtlExpired => "drop_ttl_expired",
+    /// Routed packets a SNAT/MASQUERADE rule maps whose worker has no
+    /// free source port left on the address (existing mappings go on).
+    DropSnatNoPort => "drop_snat_no_port",
+    /// Routed packets a SNAT/MASQUERADE rule maps when the worker's
+    /// mapping table is full.
+    DropSnatTableFull => "drop_snat_table_full",
+    /// Routed packets whose source a SNAT/MASQUERADE rule rewrote.
+    SnatTranslated => "snat_translated",
 }
 
 const N: usize = Counter::ALL.len();

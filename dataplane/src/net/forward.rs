@@ -21,6 +21,8 @@
 //!   (`ip_error` for `RTN_UNREACHABLE`, `ip6_pkt_discard`);
 //! * larger than the egress MTU: IPv4 without DF is fragmented, IPv4 with
 //!   DF gets fragmentation needed (3/4) with the MTU, IPv6 packet too big;
+//! * `nat POSTROUTING` (the stage's [`Stage::postrouting`]: SNAT and
+//!   MASQUERADE, [`crate::snat`]) may rewrite the source;
 //! * otherwise TTL / hop limit decremented (IPv4 checksum patched) and sent
 //!   to the next hop.
 //!
@@ -32,8 +34,9 @@
 use std::net::IpAddr;
 
 use super::stack::{Io, Stack};
-use super::Counter;
+use super::{Counter, Stage};
 use crate::buf::PacketBuf;
+use crate::snat::Postrouting;
 use crate::wire::ethernet::HEADER_LEN;
 use crate::wire::{PacketMeta, L3};
 use crate::xmit::icmp::{icmp_error_reply, IcmpErrorKind};
@@ -62,6 +65,7 @@ impl<B: PacketBuf> Stack<B> {
         meta: &PacketMeta,
         now: u64,
         io: &mut impl Io<B>,
+        stage: &mut impl Stage<B>,
     ) {
         let on = match meta.l3 {
             L3::Ipv4 => self.forwarding.v4,
@@ -89,12 +93,18 @@ impl<B: PacketBuf> Stack<B> {
             }
             Err(_) => return self.drop_buf(buf, Counter::DropMalformed),
         }
-        let Some(mtu) = self
+        let egress = self
             .routes()
             .next_hop(meta.dst)
             .and_then(|(port, _)| self.iface(port))
-            .map(|i| i.mtu)
-        else {
+            .and_then(|i| {
+                let from = match meta.dst {
+                    IpAddr::V4(d) => IpAddr::V4(i.v4_source(d)?),
+                    IpAddr::V6(d) => IpAddr::V6(i.v6_source(d)?),
+                };
+                Some((i.port, i.mtu, from))
+            });
+        let Some((out_port, mtu, out_addr)) = egress else {
             return self.router_error(
                 rx_port,
                 buf,
@@ -116,7 +126,11 @@ impl<B: PacketBuf> Stack<B> {
                 io,
             );
         }
-        decrement_ttl(buf.data_mut(), meta);
+        match stage.postrouting(&mut buf, meta, out_port, out_addr, now) {
+            Postrouting::Unchanged => decrement_ttl(buf.data_mut(), meta),
+            Postrouting::Translated => self.counters().inc(Counter::SnatTranslated),
+            Postrouting::Refused(why) => return self.drop_buf(buf, why),
+        }
         self.counters().inc(Counter::Routed);
         if meta.ip_len > mtu {
             // IPv4 without DF: cut to the egress MTU, as `ip_fragment`.

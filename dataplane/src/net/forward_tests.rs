@@ -50,6 +50,9 @@ fn router(fwd: Forwarding) -> Stack<TestBuf> {
             (ip("198.18.0.2"), MacAddr(CLIENT_MAC)),
             (ip("2001:db8::2"), MacAddr(CLIENT_MAC)),
             (ip("198.18.1.7"), MacAddr(SERVER_MAC)),
+            (ip("198.18.1.8"), MacAddr(SERVER_MAC)),
+            (ip("2001:db8:1::7"), MacAddr(SERVER_MAC)),
+            (ip("2001:db8:1::8"), MacAddr(SERVER_MAC)),
         ],
         forwarding: fwd,
     };
@@ -257,4 +260,148 @@ fn broadcast_and_link_local_are_not_routed() {
     assert!(input(&mut st, &udp("198.18.0.2", "255.255.255.255", 64, b"x"), 0).is_empty());
     assert!(input(&mut st, &udp("fe80::2", "2001:db8:2::9", 64, b"x"), 0).is_empty());
     assert_eq!(st.counters().get(Counter::Routed), 0);
+}
+
+/// A router with the load balancer's stage and `nat POSTROUTING -s
+/// 198.18.1.0/24 ! -d 198.18.1.0/24 -j MASQUERADE` (v4) and its IPv6 twin.
+fn masquerading() -> (Stack<TestBuf>, crate::lb::LbStage) {
+    use crate::model::Family;
+    use crate::rules::{Neg, Net, NoNames, Rule, RuleOp, RuleTables, Table, Target};
+    let st = router(ON);
+    let mut cfg_ifaces = two_ports();
+    cfg_ifaces[1]
+        .addrs
+        .push("2001:db8:1::1/64".parse().unwrap());
+    let cfg = L3Config {
+        interfaces: cfg_ifaces,
+        routes: vec![],
+        neighbors: vec![],
+        forwarding: ON,
+    };
+    let mut t = RuleTables::default();
+    for (f, net, len) in [
+        (Family::V4, "198.18.1.0", 24),
+        (Family::V6, "2001:db8:1::", 64),
+    ] {
+        let n = Net::new(ip(net), len);
+        let rule = Rule {
+            src: Some(Neg { neg: false, v: n }),
+            dst: Some(Neg { neg: true, v: n }),
+            target: Target::Masquerade {
+                to_ports: None,
+                random: false,
+                random_fully: false,
+            },
+            ..Rule::default()
+        };
+        t.apply(
+            f,
+            Table::Nat,
+            &RuleOp::Append {
+                chain: "POSTROUTING".into(),
+                rule,
+                counters: None,
+            },
+        )
+        .unwrap();
+    }
+    let mut store = crate::config::ConfigStore::new();
+    store.set_nat(Arc::new(crate::snat::NatRules::compile(
+        &t.v4, &t.v6, &NoNames,
+    )));
+    store.set_rules(Arc::default());
+    (st, crate::lb::LbStage::for_tests(&cfg, &store))
+}
+
+fn tcp_from(src: &str, sport: u16, dst: &str, dport: u16, mac: [u8; 6], syn: bool) -> Vec<u8> {
+    // Servers send to the server-side port's MAC.
+    let to = if mac == SERVER_MAC {
+        two_ports()[1].mac.0
+    } else {
+        DIRECTOR_MAC
+    };
+    let b = PacketBuilder::ethernet2(mac, to);
+    let b = match (ip(src), ip(dst)) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => b.ipv4(s.octets(), d.octets(), 64),
+        (IpAddr::V6(s), IpAddr::V6(d)) => b.ipv6(s.octets(), d.octets(), 64),
+        _ => unreachable!(),
+    };
+    let mut t = b.tcp(sport, dport, 1000, 64240);
+    t = if syn { t.syn() } else { t.syn().ack(1001) };
+    let mut v = Vec::new();
+    t.write(&mut v, &[]).unwrap();
+    v
+}
+
+/// (src, sport, dst, dport) of a TCP frame, its checksums checked.
+fn tcp_of(frame: &[u8]) -> (IpAddr, u16, IpAddr, u16) {
+    let (s, d, _) = ip_of(frame);
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(TransportSlice::Tcp(t)) = p.transport else {
+        panic!("not TCP")
+    };
+    let h = t.to_header();
+    let want = match (s, d) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            h.calc_checksum_ipv4_raw(a.octets(), b.octets(), t.payload())
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            h.calc_checksum_ipv6_raw(a.octets(), b.octets(), t.payload())
+        }
+        _ => unreachable!(),
+    }
+    .unwrap();
+    assert_eq!(h.checksum, want, "TCP checksum");
+    (s, h.source_port, d, h.destination_port)
+}
+
+#[test]
+fn masquerade_rewrites_the_source_to_the_egress_port_and_replies_come_back() {
+    for (server, peer, masq) in [
+        ("198.18.1.7", "198.18.0.2", "198.18.0.1"),
+        ("2001:db8:1::7", "2001:db8::2", "2001:db8::1"),
+    ] {
+        let (mut st, mut stage) = masquerading();
+        let mut io = TestIo::default();
+        let syn = tcp_from(server, 40000, peer, 80, SERVER_MAC, true);
+        st.input(1, TestBuf::new(&syn), 0, &mut io, &mut stage);
+        assert_eq!(io.sent.len(), 1, "{server}: {:?}", st.counters().nonzero());
+        let (port, out) = io.sent.pop().unwrap();
+        assert_eq!(port, 0);
+        let (s, sport, d, dport) = tcp_of(&out);
+        assert_eq!(
+            (s, d, dport),
+            (ip(masq), ip(peer), 80),
+            "source is the egress port's"
+        );
+        assert_eq!(ip_of(&out).2, 63, "TTL decremented once");
+        assert_eq!(st.counters().get(Counter::SnatTranslated), 1);
+        // The peer answers the director's address; the server gets it.
+        let back = tcp_from(peer, 80, masq, sport, CLIENT_MAC, false);
+        st.input(0, TestBuf::new(&back), 1, &mut io, &mut stage);
+        assert_eq!(io.sent.len(), 1, "{:?}", st.counters().nonzero());
+        let (port, inb) = io.sent.pop().unwrap();
+        assert_eq!(port, 1);
+        assert_eq!(tcp_of(&inb), (ip(peer), 80, ip(server), 40000));
+        // The next packet of the flow reuses the mapping.
+        let ack = tcp_from(server, 40000, peer, 80, SERVER_MAC, false);
+        st.input(1, TestBuf::new(&ack), 2, &mut io, &mut stage);
+        assert_eq!(tcp_of(&io.sent.pop().unwrap().1).1, sport);
+        // Inside the servers' segment: no rule maps it.
+        let local = tcp_from(
+            server,
+            40001,
+            if server.contains(':') {
+                "2001:db8:1::8"
+            } else {
+                "198.18.1.8"
+            },
+            80,
+            SERVER_MAC,
+            true,
+        );
+        st.input(1, TestBuf::new(&local), 3, &mut io, &mut stage);
+        let (s, _, _, _) = tcp_of(&io.sent.pop().unwrap().1);
+        assert_eq!(s, ip(server), "not masqueraded");
+    }
 }

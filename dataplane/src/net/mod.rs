@@ -362,6 +362,19 @@ pub trait Stage<B: PacketBuf> {
     fn serves(&self, _proto: u8, _addr: IpAddr, _port: u16) -> bool {
         false
     }
+    /// `nat POSTROUTING` for a packet the stack routes ([`forward`]),
+    /// leaving by `out_port` whose address toward the destination is
+    /// `out_addr`: the stage may rewrite its source ([`crate::snat`]).
+    fn postrouting(
+        &mut self,
+        _buf: &mut B,
+        _meta: &PacketMeta,
+        _out_port: u16,
+        _out_addr: IpAddr,
+        _now_ms: u64,
+    ) -> crate::snat::Postrouting {
+        crate::snat::Postrouting::Unchanged
+    }
 }
 
 /// Routes and static neighbours as the daemon publishes them on reload,

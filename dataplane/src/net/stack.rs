@@ -357,7 +357,7 @@ impl<B: PacketBuf> Stack<B> {
             }
             _ if local || vip => self.drop_buf(buf, Counter::DropLocalOther),
             L3::Ipv6 if meta.dst.is_multicast() => self.drop_buf(buf, Counter::DropIcmp6Other),
-            _ => self.forward(rx_port, buf, meta, now, io),
+            _ => self.forward(rx_port, buf, meta, now, io, stage),
         }
     }
 

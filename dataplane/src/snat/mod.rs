@@ -26,6 +26,7 @@
 //! listing still shows. ACCEPT and RETURN end the walk without NAT, as in
 //! iptables.
 
+pub mod path;
 pub mod table;
 #[cfg(test)]
 mod tests;
@@ -35,6 +36,8 @@ use std::ops::RangeInclusive;
 
 use crate::rules::tables::{FamilyTables, TableState};
 use crate::rules::{Names, Net, Rule, Table, Target};
+
+pub use path::{Postrouting, Snat};
 
 /// `--to-source addr[-addr][:port[-port]]` (SNAT) or MASQUERADE's
 /// `--to-ports port[-port]`, parsed.
