@@ -192,6 +192,7 @@ outside() {
     for k in all default eth0; do ns "$n" sysctl -qw "net.ipv4.conf.$k.rp_filter=0"; done
     mkdir -p "/tmp/${P}-www/out"
     echo "outside" > "/tmp/${P}-www/out/who"
+    cp "/tmp/${P}-www/blob" "/tmp/${P}-www/out/blob"
     ns "$n" python3 "$here/http_server.py" "/tmp/${P}-www/out" > "/tmp/${P}-run/http-out.log" 2>&1 &
     ns "$n" python3 "$here/udp_echo.py" "outside" > "/tmp/${P}-run/udp-out.log" 2>&1 &
     for _ in $(seq 1 100); do

@@ -14,9 +14,56 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use common::lab::{lock, run, Lab, TOPO, VIP, VIP6};
+use common::{in_ns, Procs};
+
+const UVSTABLES: &str = env!("CARGO_BIN_EXE_uvstables");
+
+/// The outside host's "who is asking" service: TCP and UDP port 7000, IPv4
+/// and IPv6, answering each request with the address it came from.
+const WHOAMI: &str = r#"
+import socket, threading
+def peer(a):
+    a = a[0]
+    return a[7:] if a.startswith("::ffff:") else a
+def tcp():
+    l = socket.socket(socket.AF_INET6)
+    l.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind(("::", 7000))
+    l.listen(16)
+    while True:
+        c, a = l.accept()
+        c.sendall(peer(a).encode() + b"\n")
+        c.close()
+def udp():
+    u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    u.bind(("::", 7000))
+    while True:
+        _, a = u.recvfrom(2048)
+        u.sendto(peer(a).encode() + b"\n", a)
+threading.Thread(target=tcp, daemon=True).start()
+udp()
+"#;
+
+/// `iptables` / `ip6tables` (uvstables under that name) against the lab.
+fn tables(lab: &Lab, prog: &str, line: &str) {
+    let out = Command::new(UVSTABLES)
+        .arg0(prog)
+        .args(["--socket", &lab.sock()])
+        .args(line.split_whitespace())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{prog} {line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 /// uvsd's config beyond the lab's ports: the outside network behind the
 /// client namespace, and forwarding on for both families.
@@ -150,4 +197,79 @@ fn a_nat_real_server_reaches_the_outside_through_the_director_as_through_a_linux
     assert!(counter(&lab, "routed") > 0);
     assert!(counter(&lab, "icmp_time_exceeded_sent") >= 2);
     assert!(counter(&lab, "icmp_net_unreachable_sent") >= 2);
+    assert_eq!(counter(&lab, "snat_translated"), 0, "no nat rule yet");
+
+    // MASQUERADE: the outside host sees the director's address, and needs
+    // no route back to the real servers' segment.
+    let _whoami = Procs(vec![in_ns(
+        &format!("{}-out", lab.p),
+        &["python3", "-c", WHOAMI],
+    )
+    .spawn()
+    .unwrap()]);
+    in_lab(&lab, "cli", &["ip", "route", "del", "198.18.1.0/24"]);
+    in_lab(
+        &lab,
+        "cli",
+        &["ip", "-6", "route", "del", "2001:db8:1::/64"],
+    );
+    tables(
+        &lab,
+        "iptables",
+        "-t nat -A POSTROUTING -s 198.18.1.0/24 ! -d 198.18.1.0/24 -j MASQUERADE",
+    );
+    tables(
+        &lab,
+        "ip6tables",
+        "-t nat -A POSTROUTING -s 2001:db8:1::/64 ! -d 2001:db8:1::/64 -j MASQUERADE",
+    );
+    for (out, director) in [
+        ("198.19.0.2", "198.18.0.1"),
+        ("2001:db8:3::2", "2001:db8::1"),
+    ] {
+        let tcp = until(
+            &lab,
+            "rs1",
+            &[
+                "bash",
+                "-c",
+                &format!("exec 3<>/dev/tcp/{out}/7000 && timeout 5 head -1 <&3"),
+            ],
+            director,
+            10,
+        );
+        assert_eq!(tcp.trim(), director, "TCP to {out} leaves as the director");
+        let udp = until(
+            &lab,
+            "rs1",
+            &["bash", "-c", &format!("echo q | nc -u -w 2 {out} 7000")],
+            director,
+            5,
+        );
+        assert_eq!(udp.trim(), director, "UDP to {out} leaves as the director");
+        let ping = until(
+            &lab,
+            "rs1",
+            &["ping", "-c", "1", "-W", "2", out],
+            " 0% packet loss",
+            5,
+        );
+        assert!(
+            ping.contains(" 0% packet loss"),
+            "ping {out} masqueraded: {ping}"
+        );
+        let far = if out.contains(':') {
+            format!("http://[{out}]/blob")
+        } else {
+            format!("http://{out}/blob")
+        };
+        let (ok, _) = in_lab(
+            &lab,
+            "rs1",
+            &["curl", "-s", "-f", "-m", "20", "-o", "/dev/null", &far],
+        );
+        assert!(ok, "a 1 MiB download from {out} through the mapping");
+    }
+    assert!(counter(&lab, "snat_translated") > 0);
+    assert_eq!(lab.who("198.18.0.2", VIP), "rs1", "the service still works");
 }
