@@ -54,6 +54,10 @@ pub enum Expect {
     Nat,
     Dr,
     Tun,
+    /// Routed by the director with its source masqueraded (`uvs-loop
+    /// --method snat`): to the destination unchanged, from an address that
+    /// is not a client's, checksums valid.
+    Snat,
 }
 
 impl Expect {
@@ -66,6 +70,7 @@ impl Expect {
             "nat" => Expect::Nat,
             "dr" => Expect::Dr,
             "tun" => Expect::Tun,
+            "snat" => Expect::Snat,
             _ => return None,
         })
     }
@@ -78,6 +83,7 @@ impl Expect {
             Expect::Nat => "nat",
             Expect::Dr => "dr",
             Expect::Tun => "tun",
+            Expect::Snat => "snat",
         }
     }
 }
@@ -384,6 +390,14 @@ impl Checker {
                     Seen::Invalid
                 }
             }
+            Expect::Snat => ok(Ipv4Packet::new_checked(l3).is_ok_and(|ip| {
+                ip.protocol() == self.proto
+                    && ip.dst_addr() == self.vip
+                    && !self.clients.contains(u32::from(ip.src_addr()))
+                    && dst_mac == self.own_mac
+                    && src_mac == self.peer_mac
+                    && checksums_ok(&ip)
+            })),
             Expect::Dr => ok(client_ip(self, l3).is_some_and(|ip| {
                 ip.dst_addr() == self.vip
                     && self.servers.accepts_mac(u32::from(ip.src_addr()), dst_mac)
