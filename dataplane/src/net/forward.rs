@@ -54,7 +54,52 @@ fn routable(src: IpAddr, dst: IpAddr) -> bool {
     }
 }
 
+/// Where a routed destination leaves: the port, its MTU and its address
+/// toward the destination (MASQUERADE's).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Egress {
+    dst: IpAddr,
+    port: u16,
+    mtu: u16,
+    addr: IpAddr,
+}
+
+/// Entries of the egress cache (a power of two). Why a cache: the route
+/// lookup scans the routes and the ports, and a router sends most packets
+/// to few destinations; the routes change only on reload, which empties
+/// it.
+pub(super) const EGRESS_CACHE: usize = 64;
+
 impl<B: PacketBuf> Stack<B> {
+    /// The egress of `dst`, from the cache or the route table.
+    #[inline]
+    fn egress_of(&mut self, dst: IpAddr) -> Option<Egress> {
+        let slot = super::addr_slot(dst, EGRESS_CACHE);
+        if let Some(e) = self.egress[slot] {
+            if e.dst == dst {
+                return Some(e);
+            }
+        }
+        let e = self
+            .routes()
+            .next_hop(dst)
+            .and_then(|(port, _)| self.iface(port))
+            .and_then(|i| {
+                let addr = match dst {
+                    IpAddr::V4(d) => IpAddr::V4(i.v4_source(d)?),
+                    IpAddr::V6(d) => IpAddr::V6(i.v6_source(d)?),
+                };
+                Some(Egress {
+                    dst,
+                    port: i.port,
+                    mtu: i.mtu,
+                    addr,
+                })
+            })?;
+        self.egress[slot] = Some(e);
+        Some(e)
+    }
+
     /// Routes `buf`, a packet for neither a service nor the director,
     /// received on `rx_port`; see the module docs. With forwarding off for
     /// its family it is dropped as `drop_not_local`, as before.
@@ -93,18 +138,13 @@ impl<B: PacketBuf> Stack<B> {
             }
             Err(_) => return self.drop_buf(buf, Counter::DropMalformed),
         }
-        let egress = self
-            .routes()
-            .next_hop(meta.dst)
-            .and_then(|(port, _)| self.iface(port))
-            .and_then(|i| {
-                let from = match meta.dst {
-                    IpAddr::V4(d) => IpAddr::V4(i.v4_source(d)?),
-                    IpAddr::V6(d) => IpAddr::V6(i.v6_source(d)?),
-                };
-                Some((i.port, i.mtu, from))
-            });
-        let Some((out_port, mtu, out_addr)) = egress else {
+        let Some(Egress {
+            port: out_port,
+            mtu,
+            addr: out_addr,
+            ..
+        }) = self.egress_of(meta.dst)
+        else {
             return self.router_error(
                 rx_port,
                 buf,

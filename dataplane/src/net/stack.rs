@@ -63,6 +63,8 @@ pub struct Stack<B> {
     pub(super) frag_ident: u32,
     /// Whether packets for neither a service nor us are routed on.
     pub(super) forwarding: Forwarding,
+    /// Recent routed destinations' egress ([`super::forward`]).
+    pub(super) egress: Box<[Option<super::forward::Egress>; super::forward::EGRESS_CACHE]>,
 }
 
 /// A destination resolved through the route table and the neighbour table.
@@ -129,6 +131,7 @@ impl<B: PacketBuf> Stack<B> {
             answers: AnswerLimit::default(),
             frag_ident: 0,
             forwarding: cfg.forwarding,
+            egress: Box::new([None; super::forward::EGRESS_CACHE]),
         })
     }
 
@@ -153,6 +156,7 @@ impl<B: PacketBuf> Stack<B> {
         self.routes = routes;
         self.neigh.replace_statics(&statics);
         *self.hops = [None; HOP_CACHE];
+        *self.egress = [None; super::forward::EGRESS_CACHE];
     }
 
     pub(super) fn iface(&self, port: u16) -> Option<&Interface> {
