@@ -14,12 +14,16 @@
 #     real servers 198.18.1.11.., 2001:db8:1::11..
 #     router (bridge ns) 198.18.1.254, 2001:db8:1::fe
 #   router <-> client link 198.18.2.0/24, 2001:db8:2::/64 (client .2, router .1)
+#   outside (topo.sh outside): a host beyond the client namespace, which
+#     routes for it: link 198.19.0.0/24, 2001:db8:3::/64 (client .1, outside .2)
 #
 # Usage:
 #   topo.sh create  P METHOD [SERVERS] [CLIENTS]   namespaces, bridge, real servers (before uvsd)
 #   topo.sh director P                             a namespace P-dir for uvsd (after create, before uvsd)
 #   topo.sh attach  P                              move uvsd's taps into place (after uvsd started;
 #                                                  from P-dir if it exists)
+#   topo.sh outside P                              a host "outside" behind the client namespace
+#                                                  (after attach), with the HTTP and UDP servers
 #   topo.sh destroy P                              remove everything of prefix P (idempotent)
 # METHOD: nat | dr | ipip | gue | gre | fullnat  (how real servers route replies / decapsulate;
 #         fullnat: no route beyond their segment)
@@ -176,8 +180,42 @@ attach() {
     ns "${P}-cli" ip -6 route add 2001:db8:1::/64 via 2001:db8::1
 }
 
+# A host beyond the client side ("the Internet" of the real servers): the
+# client namespace routes between it and the director, and it reaches the
+# real servers' segment through the client namespace.
+outside() {
+    local n="${P}-out"
+    ip netns add "$n"
+    ns "$n" ip link set lo up
+    ip link add "${P}o0" type veth peer name "${P}o1"
+    ip link set "${P}o0" netns "${P}-cli"
+    ip link set "${P}o1" netns "$n"
+    ns "${P}-cli" sysctl -qw net.ipv4.ip_forward=1
+    ns "${P}-cli" sysctl -qw net.ipv6.conf.all.forwarding=1
+    ns "${P}-cli" ip addr add 198.19.0.1/24 dev "${P}o0"
+    ns "${P}-cli" ip -6 addr add 2001:db8:3::1/64 dev "${P}o0" nodad
+    ns "${P}-cli" ip link set "${P}o0" up
+    ns "$n" ip link set "${P}o1" name eth0
+    ns "$n" ip addr add 198.19.0.2/24 dev eth0
+    ns "$n" ip -6 addr add 2001:db8:3::2/64 dev eth0 nodad
+    ns "$n" ip link set eth0 up
+    ns "$n" ip route add default via 198.19.0.1
+    ns "$n" ip -6 route add default via 2001:db8:3::1
+    for k in all default eth0; do ns "$n" sysctl -qw "net.ipv4.conf.$k.rp_filter=0"; done
+    mkdir -p "/tmp/${P}-www/out"
+    echo "outside" > "/tmp/${P}-www/out/who"
+    cp "/tmp/${P}-www/blob" "/tmp/${P}-www/out/blob"
+    ns "$n" python3 "$here/http_server.py" "/tmp/${P}-www/out" > "/tmp/${P}-run/http-out.log" 2>&1 &
+    ns "$n" python3 "$here/udp_echo.py" "outside" > "/tmp/${P}-run/udp-out.log" 2>&1 &
+    for _ in $(seq 1 100); do
+        if ns "$n" bash -c "exec 3<>/dev/tcp/127.0.0.1/80" 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+}
+
 case "$cmd" in
     create) create "$@" ;;
+    outside) outside ;;
     director) director ;;
     attach) attach ;;
     destroy) destroy ;;

@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use dataplane::net::{parse_mac, vlan, Interface, L3Config, Prefix};
+use dataplane::net::{parse_mac, vlan, Forwarding, Interface, L3Config, Prefix};
 use dataplane::rss::RssSide;
 use dataplane::tunables::Tunables;
 use dataplane::wire::ethernet::MacAddr;
@@ -214,6 +214,46 @@ pub struct Validated {
     pub neighbors: Vec<(IpAddr, MacAddr)>,
     /// The tunables: the kernel's defaults with `[sysctl]` applied.
     pub tunables: Tunables,
+    /// The router switches of `[sysctl]` (`net.ipv4.ip_forward`,
+    /// `net.ipv6.conf.all.forwarding`), off when absent.
+    pub forwarding: Forwarding,
+}
+
+/// An address family a forwarding switch turns on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+/// The family a `[sysctl]` name switches forwarding of, if it is one of
+/// Linux's forwarding switches (`net.ipv4.conf.all.forwarding` is the
+/// same switch as `net.ipv4.ip_forward` in Linux).
+fn forwarding_switch(name: &str) -> Option<Family> {
+    let name = name.replace('/', ".");
+    match name.as_str() {
+        "net.ipv4.ip_forward" | "net.ipv4.conf.all.forwarding" | "ip_forward" => Some(Family::V4),
+        "net.ipv6.conf.all.forwarding" => Some(Family::V6),
+        _ => None,
+    }
+}
+
+/// `[sysctl]`'s entries by their dotted names: a quoted key
+/// (`"net.ipv4.ip_forward" = 1`) and a dotted one (`net.ipv4.ip_forward =
+/// 1`, which TOML reads as nested tables) name the same switch.
+fn sysctl_entries(t: &toml::Table) -> Vec<(String, toml::Value)> {
+    let mut out = Vec::new();
+    for (k, v) in t {
+        match v {
+            toml::Value::Table(inner) => out.extend(
+                sysctl_entries(inner)
+                    .into_iter()
+                    .map(|(n, v)| (format!("{k}.{n}"), v)),
+            ),
+            _ => out.push((k.clone(), v.clone())),
+        }
+    }
+    out
 }
 
 impl Validated {
@@ -235,6 +275,7 @@ impl Validated {
                 .collect(),
             routes: self.routes.clone(),
             neighbors: self.neighbors.clone(),
+            forwarding: self.forwarding,
         }
     }
 }
@@ -487,12 +528,29 @@ impl Config {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let mut tunables = Tunables::default();
-        for (name, value) in &self.sysctl {
+        let mut forwarding = Forwarding::default();
+        for (name, value) in sysctl_entries(&self.sysctl) {
             let v = value
                 .as_integer()
                 .ok_or_else(|| format!("sysctl.{name}: {value} is not a whole number"))?;
+            if let Some(family) = forwarding_switch(&name) {
+                let on = match v {
+                    0 => false,
+                    1 => true,
+                    _ => {
+                        return Err(format!(
+                            "sysctl.{name}: invalid value `{v}': expected 0 or 1"
+                        ))
+                    }
+                };
+                match family {
+                    Family::V4 => forwarding.v4 = on,
+                    Family::V6 => forwarding.v6 = on,
+                }
+                continue;
+            }
             tunables
-                .set_int(name, v)
+                .set_int(&name, v)
                 .map_err(|e| format!("sysctl.{name}: {e}"))?;
         }
         let v = Validated {
@@ -506,6 +564,7 @@ impl Config {
             routes,
             neighbors,
             tunables,
+            forwarding,
         };
         // Conflicts and gateways, with placeholder ids (file order).
         let placeholder: Vec<(u16, MacAddr, u16)> = (0..v.raw.ports.len())
@@ -715,6 +774,33 @@ mac = "02:00:00:00:01:11"
         assert!(t.expire_nodest_conn() && t.sloppy_tcp());
         assert_eq!(t.conn_reuse_mode(), 0);
         assert!(t.pmtu_disc(), "others keep their defaults");
+    }
+
+    #[test]
+    fn forwarding_is_off_unless_sysctl_switches_it_on_as_linux_names_it() {
+        assert_eq!(parse(DEMO).unwrap().forwarding, Forwarding::default());
+        let v = parse(&format!(
+            "{DEMO}\n[sysctl]\n\"net.ipv4.ip_forward\" = 1\nnet.ipv6.conf.all.forwarding = 1\n"
+        ))
+        .unwrap();
+        assert_eq!(v.forwarding, Forwarding { v4: true, v6: true });
+        let v = parse(&format!(
+            "{DEMO}\n[sysctl]\nip_forward = 1\nsloppy_tcp = 1\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            v.forwarding,
+            Forwarding {
+                v4: true,
+                v6: false
+            }
+        );
+        assert!(v.tunables.sloppy_tcp());
+        let e = parse(&format!("{DEMO}\n[sysctl]\n\"net.ipv4.ip_forward\" = 2\n")).unwrap_err();
+        assert!(
+            e.contains("net.ipv4.ip_forward") && e.contains("0 or 1"),
+            "{e}"
+        );
     }
 
     #[test]

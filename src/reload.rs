@@ -52,6 +52,7 @@ pub fn routes_for(running: &L3Config, new: &Validated) -> Result<L3Routes, Strin
         interfaces: running.interfaces.clone(),
         routes: new.routes.clone(),
         neighbors: new.neighbors.clone(),
+        forwarding: Default::default(),
     };
     let routes = l3.route_table().map_err(|e| e.to_string())?;
     Ok(L3Routes {

@@ -360,6 +360,7 @@ impl Worker {
             }],
             routes: vec![],
             neighbors: vec![],
+            forwarding: Default::default(),
         };
         let routes = PortRoutes::new(l3.route_table().expect("routes"), l3.interfaces.clone());
         let stage = LbStage::new(

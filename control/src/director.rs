@@ -529,6 +529,12 @@ impl<D: Dataplane> Director<D> {
             &rules.tables.v6,
             &crate::iptables::CompileNames(store.sets(), &rules.ifaces),
         );
+        let nat = dataplane::snat::NatRules::compile(
+            &rules.tables.v4,
+            &rules.tables.v6,
+            &crate::iptables::CompileNames(store.sets(), &rules.ifaces),
+        );
+        store.set_nat(Arc::new(nat));
         store.set_rules(Arc::new(program));
         self.dataplane.publish(store.snapshot());
     }

@@ -413,6 +413,8 @@ pub struct ConfigStore {
     compiled: Mutex<Compiled>,
     /// The packet rules, compiled by their owner ([`ConfigStore::set_rules`]).
     rules: Arc<crate::rules::Program>,
+    /// The source-NAT rules, compiled with the packet rules.
+    nat: Arc<crate::snat::NatRules>,
     /// The ipset sets (`uvsset`): published in every snapshot.
     sets: crate::sets::SetStore,
 }
@@ -431,6 +433,7 @@ impl ConfigStore {
             generation: 0,
             compiled: Mutex::new(Compiled::default()),
             rules: Arc::default(),
+            nat: Arc::default(),
             sets: crate::sets::SetStore::new(),
         }
     }
@@ -470,11 +473,18 @@ impl ConfigStore {
             dest_removals: self.state.dest_removals,
             index: c.index.clone(),
             rules: Arc::clone(&self.rules),
+            nat: Arc::clone(&self.nat),
             sets: self.sets.table(),
             locals: Arc::clone(&self.state.locals),
         });
         c.cache = Some(Arc::clone(&snap));
         snap
+    }
+
+    /// Replaces the source-NAT rules; published with the next
+    /// [`ConfigStore::set_rules`].
+    pub fn set_nat(&mut self, nat: Arc<crate::snat::NatRules>) {
+        self.nat = nat;
     }
 
     /// Replaces the packet rules workers run (one more generation).

@@ -22,6 +22,7 @@ pub mod rss;
 pub mod rules;
 pub mod sched;
 pub mod sets;
+pub mod snat;
 pub mod stats;
 pub mod sync;
 pub mod synproxy;

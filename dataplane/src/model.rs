@@ -439,6 +439,8 @@ pub struct Snapshot {
     /// Every FULLNAT local address ever configured, by number (never
     /// shrinks: connections and worker port pools name them by number).
     pub locals: Arc<Vec<Arc<LocalAddr>>>,
+    /// The `nat POSTROUTING` rules of routed traffic ([`crate::snat`]).
+    pub nat: Arc<crate::snat::NatRules>,
 }
 
 impl Snapshot {

@@ -57,6 +57,10 @@ pub enum Expect {
     /// FULLNAT: requests from a local address (`crate::service::is_fullnat_local`) to a real
     /// server, answers back to the client from the VIP.
     FullNat,
+    /// Routed by the director with its source masqueraded (`uvs-loop
+    /// --method snat`): to the destination unchanged, from an address that
+    /// is not a client's, checksums valid.
+    Snat,
 }
 
 impl Expect {
@@ -70,6 +74,7 @@ impl Expect {
             "dr" => Expect::Dr,
             "tun" => Expect::Tun,
             "fullnat" => Expect::FullNat,
+            "snat" => Expect::Snat,
             _ => return None,
         })
     }
@@ -83,6 +88,7 @@ impl Expect {
             Expect::Dr => "dr",
             Expect::Tun => "tun",
             Expect::FullNat => "fullnat",
+            Expect::Snat => "snat",
         }
     }
 }
@@ -401,6 +407,14 @@ impl Checker {
                     Seen::Invalid
                 }
             }
+            Expect::Snat => ok(Ipv4Packet::new_checked(l3).is_ok_and(|ip| {
+                ip.protocol() == self.proto
+                    && ip.dst_addr() == self.vip
+                    && !self.clients.contains(u32::from(ip.src_addr()))
+                    && dst_mac == self.own_mac
+                    && src_mac == self.peer_mac
+                    && checksums_ok(&ip)
+            })),
             Expect::Dr => ok(client_ip(self, l3).is_some_and(|ip| {
                 ip.dst_addr() == self.vip
                     && self.servers.accepts_mac(u32::from(ip.src_addr()), dst_mac)

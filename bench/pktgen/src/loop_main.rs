@@ -71,8 +71,11 @@ const GEN_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 )]
 struct Args {
     /// Forwarding method of the real servers: nat, dr, tun or fullnat
-    /// (16 local addresses from 198.18.0.50).
-    #[arg(long, default_value = "nat", value_parser = ["nat", "dr", "tun", "fullnat"])]
+    /// (16 local addresses from 198.18.0.50); or snat: no service, the
+    /// clients' packets are routed to the "VIP" address (a host on the
+    /// port's segment) with their source masqueraded (`nat POSTROUTING -s
+    /// <clients> -j MASQUERADE`, forwarding on).
+    #[arg(long, default_value = "nat", value_parser = ["nat", "dr", "tun", "fullnat", "snat"])]
     method: String,
     /// tcp or udp.
     #[arg(long, default_value = "udp", value_parser = ["tcp", "udp"])]
@@ -372,7 +375,12 @@ fn load_sets_and_rules(a: &Args, st: &mut dataplane::config::ConfigStore) -> Res
             return Err(format!("ipset restore: {}", r.stderr));
         }
     }
-    if let Some(p) = &a.iptables_restore {
+    let text = match &a.iptables_restore {
+        Some(p) => Some(read(p)?),
+        None if a.method == "snat" => Some(SNAT_RULES.to_string()),
+        None => None,
+    };
+    if let Some(text) = text {
         use control::iptables::{self, Tool};
         let mut tables = dataplane::rules::tables::RuleTables::default();
         let out = iptables::execute(
@@ -381,7 +389,7 @@ fn load_sets_and_rules(a: &Args, st: &mut dataplane::config::ConfigStore) -> Res
             Tool::Restore,
             dataplane::model::Family::V4,
             &[],
-            Some(&read(p)?),
+            Some(&text),
             &iptables::ctime(0),
         );
         if out.response.code != 0 {
@@ -392,10 +400,18 @@ fn load_sets_and_rules(a: &Args, st: &mut dataplane::config::ConfigStore) -> Res
             &tables.v6,
             &iptables::CompileNames(st.sets(), &Default::default()),
         );
+        st.set_nat(Arc::new(dataplane::snat::NatRules::compile(
+            &tables.v4,
+            &tables.v6,
+            &iptables::CompileNames(st.sets(), &Default::default()),
+        )));
         st.set_rules(Arc::new(program));
     }
     Ok(())
 }
+
+/// The rule `--method snat` runs without `--iptables-restore`.
+const SNAT_RULES: &str = "*nat\n-A POSTROUTING -s 198.18.128.0/17 -j MASQUERADE\nCOMMIT\n";
 
 fn run(a: &Args) -> Result<(), String> {
     let vip = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 100), 80);
@@ -484,11 +500,27 @@ fn run(a: &Args) -> Result<(), String> {
         "nat" => Expect::Nat,
         "dr" => Expect::Dr,
         "fullnat" => Expect::FullNat,
+        "snat" => Expect::Snat,
         _ => Expect::Tun,
     };
-    let mut st = service(a, vip).store()?;
+    let snat = a.method == "snat";
+    // SNAT: no service; the same checks as NAT's for the (absent) servers.
+    let svc = service(a, vip);
+    let svc = if snat {
+        BenchService {
+            method: "nat".into(),
+            ..svc
+        }
+    } else {
+        svc
+    };
+    let mut st = if snat {
+        dataplane::config::ConfigStore::new()
+    } else {
+        svc.store()?
+    };
     load_sets_and_rules(a, &mut st)?;
-    let servers = Arc::new(service(a, vip).expected_servers(clients)?);
+    let servers = Arc::new(svc.expected_servers(clients)?);
     let checker = |expect| Checker {
         expect,
         own_mac: GEN_MAC,
@@ -529,7 +561,12 @@ fn run(a: &Args) -> Result<(), String> {
                 a.replies
                     .then_some((IpAddr::V4(GEN_GATEWAY), MacAddr(GEN_MAC))),
             )
+            .chain(snat.then_some((IpAddr::V4(*vip.ip()), MacAddr(GEN_MAC))))
             .collect(),
+        forwarding: dataplane::net::Forwarding {
+            v4: snat,
+            v6: false,
+        },
     };
     let egress = PortRoutes::new(
         l3.route_table().map_err(|e| e.to_string())?,

@@ -52,6 +52,7 @@ fn l3(kernel: bool) -> L3Config {
         ],
         routes: vec![],
         neighbors: vec![],
+        forwarding: Default::default(),
     }
 }
 

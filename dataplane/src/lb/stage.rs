@@ -36,6 +36,7 @@ use crate::frag::{Insert, Reassembler, ReassemblyLimits};
 use crate::model::{ConnEntry, Snapshot};
 use crate::net::{Interface, RouteTable, Stage, StageVerdict};
 use crate::rss::Ownership;
+use crate::snat::{Postrouting, Snat};
 use crate::wire::ipv4::protocol;
 use crate::wire::{Fragment, PacketMeta, ParseError};
 
@@ -379,6 +380,8 @@ pub struct LbStage {
     /// The reassembly slot of the datagram handed to the stack
     /// ([`StageVerdict::Datagram`]).
     pending: Option<usize>,
+    /// Source NAT of routed traffic ([`crate::snat`]).
+    snat: Snat,
 }
 
 /// The routes for a reassembled datagram: no MTU limit, since what leaves
@@ -411,6 +414,8 @@ impl LbStage {
         lb.set_ownership(owners.clone());
         let lb_frag = Arc::clone(&lb.counters().frag);
         let taken = config.register();
+        let mut snat = Snat::new(egress.interfaces.clone(), owners.clone(), me, 0);
+        snat.prepare(&lb.snapshot().nat);
         LbStage {
             lb,
             me,
@@ -422,6 +427,7 @@ impl LbStage {
             last_housekeeping: 0,
             frags: Reassembler::with_counters(ReassemblyLimits::default(), Arc::clone(&lb_frag)),
             pending: None,
+            snat,
         }
     }
 
@@ -543,6 +549,11 @@ impl<B: PacketBuf> Stage<B> for LbStage {
                 }
             }
         }
+        // A reply to a source-NAT mapping: back to the original source
+        // (conntrack's de-NAT, before the rules and the balancer).
+        if let Some(dst) = self.snat.reply(&mut buf, meta, now) {
+            return StageVerdict::Route { buf, dst };
+        }
         let eg = &self.egress;
         let mark = match self
             .lb
@@ -584,10 +595,14 @@ impl<B: PacketBuf> Stage<B> for LbStage {
             // The stack's copy of the VIPs is rebuilt only when they changed.
             let new = self.lb.snapshot();
             changed = !old.index.same_vips(&new.index) || old.locals.len() != new.locals.len();
+            if !Arc::ptr_eq(&old.nat, &new.nat) {
+                self.snat.prepare(&new.nat);
+            }
         }
         if now.saturating_sub(self.last_housekeeping) >= HOUSEKEEPING_MS {
             self.last_housekeeping = now;
             self.lb.housekeeping(now, EXPIRE_BUDGET);
+            self.snat.expire(now, EXPIRE_BUDGET);
         }
         self.dump.serve(&self.lb, now);
         self.egress.set_now(now);
@@ -604,6 +619,20 @@ impl<B: PacketBuf> Stage<B> for LbStage {
 
     fn service_addrs(&self) -> Vec<IpAddr> {
         self.lb.service_addrs()
+    }
+
+    #[inline]
+    fn postrouting(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        out_port: u16,
+        out_addr: IpAddr,
+        now: u64,
+    ) -> Postrouting {
+        let rules = &self.lb.snapshot().nat;
+        self.snat
+            .outbound(buf, meta, rules, out_port, out_addr, now)
     }
 
     fn datagram(&self) -> Option<&[u8]> {
@@ -655,6 +684,7 @@ mod tests {
                 "198.18.1.254".parse().unwrap(),
             )],
             neighbors: vec![],
+            forwarding: Default::default(),
         };
         PortRoutes::new(cfg.route_table().unwrap(), cfg.interfaces.clone())
     }

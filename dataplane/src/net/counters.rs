@@ -134,6 +134,32 @@ counters! {
     /// A reassembled datagram larger than the egress MTU that may not be
     /// fragmented (IPv4 DF).
     DropFragNeeded => "drop_frag_needed",
+    /// Packets for neither a service nor the director, routed on as a
+    /// Linux router does ([`super::forward`]).
+    Routed => "routed",
+    /// ICMP time exceeded / ICMPv6 hop limit exceeded sent for a routed
+    /// packet whose TTL ran out.
+    TimeExceededSent => "icmp_time_exceeded_sent",
+    /// ICMP network unreachable / ICMPv6 no route sent for a routed packet
+    /// no route matches.
+    NetUnreachableSent => "icmp_net_unreachable_sent",
+    /// ICMP fragmentation needed / ICMPv6 packet too big sent for a routed
+    /// packet larger than the egress MTU that may not be fragmented.
+    TooBigSent => "icmp_too_big_sent",
+    /// Routed packets that may not be forwarded: to a broadcast or
+    /// link-local address, or from a link-local one.
+    DropNotRoutable => "drop_not_routable",
+    /// Routed packets whose TTL / hop limit ran out and that get no time
+    /// exceeded (an ICMP error itself, a later fragment).
+    DropTtlExpired => "drop_ttl_expired",
+    /// Routed packets a SNAT/MASQUERADE rule maps whose worker has no
+    /// free source port left on the address (existing mappings go on).
+    DropSnatNoPort => "drop_snat_no_port",
+    /// Routed packets a SNAT/MASQUERADE rule maps when the worker's
+    /// mapping table is full.
+    DropSnatTableFull => "drop_snat_table_full",
+    /// Routed packets whose source a SNAT/MASQUERADE rule rewrote.
+    SnatTranslated => "snat_translated",
 }
 
 const N: usize = Counter::ALL.len();

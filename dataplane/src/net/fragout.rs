@@ -42,6 +42,12 @@ impl<B: PacketBuf> Stack<B> {
         let Some(frame) = stage.datagram() else {
             return;
         };
+        self.send_frame(frame, dst, now, io);
+    }
+
+    /// Sends `frame` (Ethernet header, IP packet) toward `dst` in fresh
+    /// buffers: whole if it fits the egress MTU, else in fragments.
+    pub(super) fn send_frame(&mut self, frame: &[u8], dst: IpAddr, now: u64, io: &mut impl Io<B>) {
         let Some(mtu) = self
             .routes()
             .next_hop(dst)
@@ -193,6 +199,7 @@ mod tests {
                 (ip("198.18.0.2"), MacAddr(HOST_MAC)),
                 (ip("2001:db8::2"), MacAddr(HOST_MAC)),
             ],
+            forwarding: Default::default(),
         };
         Stack::new(&cfg, Arc::new(NetCounters::default())).unwrap()
     }

@@ -55,6 +55,7 @@ impl Director {
                 (ip("2001:db8::2"), MacAddr(CLIENT_MAC)),
                 (ip("198.18.1.10"), MacAddr(REAL_MAC)),
             ],
+            forwarding: Default::default(),
         };
         let mut store = ConfigStore::new();
         for (proto, vip, port) in [

@@ -35,6 +35,7 @@
 mod arp;
 pub mod counters;
 pub mod floating;
+mod forward;
 mod fragout;
 pub mod host;
 mod icmp;
@@ -210,6 +211,19 @@ pub struct L3Config {
     pub routes: Vec<(Prefix, IpAddr)>,
     /// Static neighbours: address and MAC (the port is found by prefix).
     pub neighbors: Vec<(IpAddr, MacAddr)>,
+    /// Whether packets for neither a service nor the director are routed
+    /// on, per family (`net.ipv4.ip_forward`,
+    /// `net.ipv6.conf.all.forwarding`).
+    pub forwarding: Forwarding,
+}
+
+/// The router switches, as Linux's `net.ipv4.ip_forward` and
+/// `net.ipv6.conf.all.forwarding`: off unless the config says so
+/// (docs/design/router.md says why).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forwarding {
+    pub v4: bool,
+    pub v6: bool,
 }
 
 /// Why an [`L3Config`] cannot be used.
@@ -351,6 +365,19 @@ pub trait Stage<B: PacketBuf> {
     fn serves(&self, _proto: u8, _addr: IpAddr, _port: u16) -> bool {
         false
     }
+    /// `nat POSTROUTING` for a packet the stack routes ([`forward`]),
+    /// leaving by `out_port` whose address toward the destination is
+    /// `out_addr`: the stage may rewrite its source ([`crate::snat`]).
+    fn postrouting(
+        &mut self,
+        _buf: &mut B,
+        _meta: &PacketMeta,
+        _out_port: u16,
+        _out_addr: IpAddr,
+        _now_ms: u64,
+    ) -> crate::snat::Postrouting {
+        crate::snat::Postrouting::Unchanged
+    }
 }
 
 /// Routes and static neighbours as the daemon publishes them on reload,
@@ -458,6 +485,7 @@ mod tests {
                 "198.18.1.2".parse().unwrap(),
             )],
             neighbors: vec![],
+            forwarding: Default::default(),
         };
         let t = c.route_table().unwrap();
         assert_eq!(
@@ -483,6 +511,8 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod forward_tests;
 #[cfg(test)]
 mod host_tests;
 #[cfg(test)]

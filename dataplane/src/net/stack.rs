@@ -9,7 +9,8 @@ use super::host::AnswerLimit;
 use super::neighbor::{Lookup, NeighborTable};
 use super::{arp, host, icmp, inbound, ndp, vlan};
 use super::{
-    Counter, Interface, L3Config, L3ConfigError, NetCounters, RouteTable, Stage, StageVerdict,
+    Counter, Forwarding, Interface, L3Config, L3ConfigError, NetCounters, RouteTable, Stage,
+    StageVerdict,
 };
 use crate::buf::PacketBuf;
 use crate::exception::{self, Destination};
@@ -60,6 +61,10 @@ pub struct Stack<B> {
     answers: AnswerLimit,
     /// Identification of the IPv6 fragment headers this stack writes.
     pub(super) frag_ident: u32,
+    /// Whether packets for neither a service nor us are routed on.
+    pub(super) forwarding: Forwarding,
+    /// Recent routed destinations' egress ([`super::forward`]).
+    pub(super) egress: Box<[Option<super::forward::Egress>; super::forward::EGRESS_CACHE]>,
 }
 
 /// A destination resolved through the route table and the neighbour table.
@@ -125,6 +130,8 @@ impl<B: PacketBuf> Stack<B> {
             hops: Box::new([None; HOP_CACHE]),
             answers: AnswerLimit::default(),
             frag_ident: 0,
+            forwarding: cfg.forwarding,
+            egress: Box::new([None; super::forward::EGRESS_CACHE]),
         })
     }
 
@@ -149,6 +156,7 @@ impl<B: PacketBuf> Stack<B> {
         self.routes = routes;
         self.neigh.replace_statics(&statics);
         *self.hops = [None; HOP_CACHE];
+        *self.egress = [None; super::forward::EGRESS_CACHE];
     }
 
     pub(super) fn iface(&self, port: u16) -> Option<&Interface> {
@@ -359,7 +367,7 @@ impl<B: PacketBuf> Stack<B> {
             }
             _ if local || vip => self.drop_buf(buf, Counter::DropLocalOther),
             L3::Ipv6 if meta.dst.is_multicast() => self.drop_buf(buf, Counter::DropIcmp6Other),
-            _ => self.drop_buf(buf, Counter::DropNotLocal),
+            _ => self.forward(rx_port, buf, meta, now, io, stage),
         }
     }
 

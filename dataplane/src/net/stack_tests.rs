@@ -70,6 +70,7 @@ fn stack() -> Stack<TestBuf> {
             "198.18.1.2".parse().unwrap(),
         )],
         neighbors: vec![],
+        forwarding: Default::default(),
     };
     Stack::new(&cfg, Arc::new(NetCounters::default())).unwrap()
 }
@@ -540,6 +541,7 @@ fn a_reload_replaces_routes_and_static_neighbours() {
             "198.18.1.3".parse().unwrap(),
         )],
         neighbors: vec![("198.18.1.3".parse().unwrap(), MacAddr(GW_MAC))],
+        forwarding: Default::default(),
     };
     st.reload(cfg.route_table().unwrap(), &cfg.neighbors);
     let mut io = TestIo::default();

@@ -83,6 +83,7 @@ impl Director {
                 (IpAddr::from(V6_CLIENT), MacAddr(CLIENT_MAC)),
                 (IpAddr::from(V6_REAL), MacAddr(NAT_REAL_MAC)),
             ],
+            forwarding: Default::default(),
         };
         let mut store = ConfigStore::new();
         for (vip, real, port, method) in [

@@ -31,6 +31,7 @@ pub mod kind {
 
 /// Destination-unreachable codes.
 pub mod code {
+    pub const NET_UNREACHABLE: u8 = 0;
     pub const PORT_UNREACHABLE: u8 = 3;
     pub const FRAG_NEEDED: u8 = 4;
     /// Time exceeded: TTL reached zero in transit.

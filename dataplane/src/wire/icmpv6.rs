@@ -45,6 +45,8 @@ pub mod kind {
 }
 
 /// Destination-unreachable code for "port unreachable".
+/// Destination unreachable: no route to destination (RFC 4443 3.1).
+pub const CODE_NO_ROUTE: u8 = 0;
 pub const CODE_PORT_UNREACHABLE: u8 = 4;
 
 /// NA flags.

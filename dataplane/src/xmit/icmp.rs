@@ -44,6 +44,9 @@ pub enum IcmpErrorKind {
     TimeExceeded,
     /// IPv4: port unreachable (3/3); IPv6: port unreachable (1/4).
     PortUnreachable,
+    /// No route to the destination, from a router: IPv4 network
+    /// unreachable (3/0); IPv6 no route to destination (1/0).
+    NoRoute,
 }
 
 /// Most of the offending packet an error quotes: the error stays within
@@ -131,6 +134,12 @@ pub fn icmp_error_reply(
             icmp::code::PORT_UNREACHABLE,
             0,
         ),
+        (false, IcmpErrorKind::NoRoute) => {
+            (icmp::kind::DEST_UNREACHABLE, icmp::code::NET_UNREACHABLE, 0)
+        }
+        (true, IcmpErrorKind::NoRoute) => {
+            (icmpv6::kind::DEST_UNREACHABLE, icmpv6::CODE_NO_ROUTE, 0)
+        }
         (true, IcmpErrorKind::TooBig { mtu }) => (icmpv6::kind::PACKET_TOO_BIG, 0, u32::from(mtu)),
         (true, IcmpErrorKind::TimeExceeded) => (icmpv6::kind::TIME_EXCEEDED, 0, 0),
         (true, IcmpErrorKind::PortUnreachable) => (

@@ -1,0 +1,193 @@
+//! Source NAT at its two places in a worker's path: after routing for a
+//! packet leaving (`nat POSTROUTING`, [`Snat::outbound`]), and before
+//! anything else for a reply arriving at a translated address
+//! ([`Snat::reply`], conntrack's de-NAT in PREROUTING).
+//!
+//! Both rewrites are the load balancer's NAT rewrites
+//! ([`crate::xmit::nat`]): addresses, ports and checksums patched (RFC
+//! 1624), TTL decremented, so a translated packet is routed on as it is.
+
+use std::net::IpAddr;
+
+use super::table::{Mappings, Refused};
+use super::NatRules;
+use crate::buf::PacketBuf;
+use crate::conn::{ConnAddr, ConnKey};
+use crate::net::{Counter, Interface};
+use crate::rss::Ownership;
+use crate::wire::ipv4::protocol;
+use crate::wire::{icmp, icmpv6, Fragment, PacketMeta, L3};
+use crate::xmit::nat::{nat_inbound, nat_outbound};
+
+/// What the source NAT did with a routed packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Postrouting {
+    /// No rule maps it (or it cannot be mapped): routed as it is.
+    Unchanged,
+    /// Source rewritten and TTL decremented.
+    Translated,
+    /// A rule maps it but no mapping could be made: dropped, counted as
+    /// this.
+    Refused(Counter),
+}
+
+/// Mappings a worker holds at most.
+pub const CAPACITY: u32 = 1 << 16;
+
+/// One worker's source NAT: its mappings and the ports' addresses
+/// (MASQUERADE's pools).
+#[derive(Debug)]
+pub struct Snat {
+    maps: Mappings,
+    ifaces: Vec<Interface>,
+}
+
+/// The echo identifier of an ICMP / ICMPv6 echo request or reply, and
+/// whether it is a request; `None` for other messages.
+fn echo(buf: &[u8], meta: &PacketMeta) -> Option<(u16, bool)> {
+    let req = match (meta.l3, meta.protocol) {
+        (L3::Ipv4, protocol::ICMP) => match meta.icmp_type {
+            icmp::kind::ECHO_REQUEST => true,
+            icmp::kind::ECHO_REPLY => false,
+            _ => return None,
+        },
+        (L3::Ipv6, protocol::ICMPV6) => match meta.icmp_type {
+            icmpv6::kind::ECHO_REQUEST => true,
+            icmpv6::kind::ECHO_REPLY => false,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let at = usize::from(meta.l4_offset) + 4;
+    let id = buf.get(at..at + 2)?;
+    Some((u16::from_be_bytes([id[0], id[1]]), req))
+}
+
+impl Snat {
+    /// Worker `me` of `own`, with the ports `ifaces` (MASQUERADE maps to
+    /// their addresses).
+    pub fn new(ifaces: Vec<Interface>, own: Ownership, me: usize, now: u64) -> Snat {
+        Snat {
+            maps: Mappings::new(CAPACITY, own, me, now),
+            ifaces,
+        }
+    }
+
+    /// Builds the pools `rules` need (between bursts, when they changed).
+    pub fn prepare(&mut self, rules: &NatRules) {
+        for (addr, ports) in rules.addresses() {
+            self.maps.ensure_pool(addr, ports);
+        }
+        let ranges: Vec<_> = rules.masquerade_ranges().collect();
+        for r in ranges {
+            for a in self
+                .ifaces
+                .iter()
+                .flat_map(|i| i.addrs.iter().map(|p| p.addr))
+            {
+                self.maps.ensure_pool(a, r.clone());
+            }
+        }
+    }
+
+    /// Frees expired mappings (at most `max` examined).
+    pub fn expire(&mut self, now: u64, max: usize) -> usize {
+        self.maps.expire(now, max)
+    }
+
+    /// Mappings in use.
+    pub fn len(&self) -> usize {
+        self.maps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.maps.is_empty()
+    }
+
+    /// `nat POSTROUTING` for a routed packet leaving by `out_port`, whose
+    /// address toward the destination is `out_addr` (MASQUERADE's).
+    #[inline]
+    pub fn outbound<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        rules: &NatRules,
+        out_port: u16,
+        out_addr: IpAddr,
+        now: u64,
+    ) -> Postrouting {
+        if rules.is_empty() || meta.fragment == Fragment::Later {
+            return Postrouting::Unchanged;
+        }
+        let (sport, dport) = match meta.protocol {
+            protocol::TCP | protocol::UDP => (meta.sport, meta.dport),
+            _ => match echo(buf.data(), meta) {
+                Some((id, true)) => (id, 0),
+                _ => return Postrouting::Unchanged,
+            },
+        };
+        let orig = ConnKey::new(
+            meta.protocol,
+            ConnAddr::from(meta.src),
+            sport,
+            ConnAddr::from(meta.dst),
+            dport,
+        );
+        let (addr, port) = match self.maps.outbound(&orig, meta.tcp_flags, now) {
+            Some(m) => m,
+            None => {
+                let Some(t) = rules.lookup(meta.protocol, meta.src, meta.dst, out_port) else {
+                    return Postrouting::Unchanged;
+                };
+                let addr = t.addr(out_addr);
+                if addr.is_ipv4() != meta.src.is_ipv4() {
+                    return Postrouting::Unchanged;
+                }
+                match self.maps.create(&orig, addr, &t.ports, meta.tcp_flags, now) {
+                    Ok(m) => m,
+                    Err(Refused::NoPort) => return Postrouting::Refused(Counter::DropSnatNoPort),
+                    Err(Refused::Full) => return Postrouting::Refused(Counter::DropSnatTableFull),
+                }
+            }
+        };
+        match nat_outbound(buf, meta, addr, port) {
+            Ok(()) => Postrouting::Translated,
+            Err(_) => Postrouting::Refused(Counter::DropMalformed),
+        }
+    }
+
+    /// A reply to a mapping (to a translated address and port): its
+    /// destination becomes the original source again, TTL decremented;
+    /// returns where to route it. `None`: not a reply of ours, untouched.
+    #[inline]
+    pub fn reply<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        now: u64,
+    ) -> Option<IpAddr> {
+        if self.maps.is_empty()
+            || !self.maps.is_nat_addr(meta.dst)
+            || meta.fragment == Fragment::Later
+        {
+            return None;
+        }
+        let (sport, dport) = match meta.protocol {
+            protocol::TCP | protocol::UDP => (meta.sport, meta.dport),
+            _ => match echo(buf.data(), meta) {
+                Some((id, false)) => (0, id),
+                _ => return None,
+            },
+        };
+        let k = ConnKey::new(
+            meta.protocol,
+            ConnAddr::from(meta.src),
+            sport,
+            ConnAddr::from(meta.dst),
+            dport,
+        );
+        let (addr, port) = self.maps.reply(&k, meta.tcp_flags, now)?;
+        nat_inbound(buf, meta, addr, port).ok()?;
+        Some(addr)
+    }
+}
