@@ -51,6 +51,9 @@ counters! {
     Released => "released_after_resolution",
     /// Frames handed to the forwarding stage.
     Forwarded => "to_stage",
+    /// Packets the forwarding stage sent on (rewritten, encapsulated, or
+    /// turned into an ICMP error): one of the fates of a frame taken in.
+    Routed => "routed",
     /// Malformed frames (the parser's reason is counted separately).
     DropMalformed => "drop_malformed",
     /// 802.1ad (QinQ) and stacked tags, and 802.1Q tags that are not
