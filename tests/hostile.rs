@@ -15,7 +15,8 @@
 //! per worker and in total (the ledger of `dataplane::net::ledger`: frames
 //! taken in = routed + answered + handed over + to the kernel + consumed
 //! + every drop by reason); every frame the generator wrote was taken in;
-//! the frames that came out are as many as the workers' `tx`.
+//! what the workers set out to send was sent, refused or parked
+//! (`Sends`); the frames that came out are as many as the workers' `tx`.
 //!
 //! Needs root (DPDK); one uvsd at a time (`flock /tmp/uvs-e2e.lock`).
 
@@ -28,7 +29,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{leftovers, Daemon, Scratch};
-use dataplane::net::ledger::Ledger;
+use dataplane::net::ledger::{Ledger, Sends};
 use uvs_pktgen::hostile;
 
 const UVSADM: &str = env!("CARGO_BIN_EXE_uvsadm");
@@ -54,9 +55,15 @@ fn counters(sock: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
-fn ledger(v: &serde_json::Value) -> Ledger {
+fn named(v: &serde_json::Value) -> Vec<(&str, u64)> {
     let m = v.as_object().expect("counters are an object");
-    Ledger::of(m.iter().map(|(k, v)| (k.as_str(), v.as_u64().unwrap_or(0))))
+    m.iter()
+        .map(|(k, v)| (k.as_str(), v.as_u64().unwrap_or(0)))
+        .collect()
+}
+
+fn ledger(v: &serde_json::Value) -> Ledger {
+    Ledger::of(named(v))
 }
 
 fn n(v: &serde_json::Value, name: &str) -> u64 {
@@ -68,16 +75,6 @@ fn n(v: &serde_json::Value, name: &str) -> u64 {
 fn mkfifo(p: &Path) {
     let st = Command::new("mkfifo").arg(p).status().unwrap();
     assert!(st.success(), "mkfifo {}", p.display());
-}
-
-/// What came out, by where it went.
-#[derive(Debug, Default)]
-struct Out {
-    frames: u64,
-    to_servers: u64,
-    to_gateway: u64,
-    multicast: u64,
-    other: u64,
 }
 
 #[test]
@@ -123,24 +120,8 @@ fn a_hostile_capture_at_full_rate_is_survived_and_every_frame_accounted_for() {
     let reader = {
         let tx = tx.clone();
         std::thread::spawn(move || {
-            let mut out = Out::default();
             let mut r = BufReader::with_capacity(1 << 20, File::open(&tx).unwrap());
-            let servers: Vec<[u8; 6]> = (0..hostile::SERVERS).map(hostile::server_mac).collect();
-            let n = hostile::read_pcap(&mut r, |f| {
-                let dst: [u8; 6] = f[..6].try_into().unwrap_or([0; 6]);
-                if servers.contains(&dst) {
-                    out.to_servers += 1;
-                } else if dst == hostile::GATEWAY_MAC {
-                    out.to_gateway += 1;
-                } else if dst[0] & 1 == 1 {
-                    out.multicast += 1;
-                } else {
-                    out.other += 1;
-                }
-            })
-            .unwrap_or(0);
-            out.frames = n;
-            out
+            hostile::count_sent(&mut r).unwrap_or_default()
         })
     };
     let started = Instant::now();
@@ -193,6 +174,10 @@ fn a_hostile_capture_at_full_rate_is_survived_and_every_frame_accounted_for() {
         let l = ledger(&v["per_worker"][w as usize]);
         assert!(l.unclassified.is_empty(), "{:?}", l.unclassified);
         assert_eq!(l.unaccounted(), 0, "worker {w}: {l:?}");
+        // And what it set out to send was sent, refused or parked.
+        let s = Sends::of(named(&v["per_worker"][w as usize]));
+        let s = s.expect("no fragmented datagram, no full neighbour table");
+        assert_eq!(s.attempted, s.outcomes, "worker {w}: {s:?}");
     }
     let l = ledger(total);
     eprintln!(
@@ -202,6 +187,7 @@ fn a_hostile_capture_at_full_rate_is_survived_and_every_frame_accounted_for() {
         l.counted
     );
     assert_eq!(l.unaccounted(), 0, "{l:?}");
+    eprintln!("hostile: totals {total}");
     // Sound traffic got through, hostile traffic was refused.
     assert!(n(total, "routed") > 0 && n(total, "connections_created") > 0);
     assert!(n(total, "drop_malformed") > 0 && n(total, "lb_drop_no_connection") > 0);

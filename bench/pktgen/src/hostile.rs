@@ -1828,6 +1828,39 @@ pub fn read_pcap(r: &mut impl io::Read, mut each: impl FnMut(&[u8])) -> io::Resu
     }
 }
 
+/// What a director sent, by where it went (a `tx_pcap` stream).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub frames: u64,
+    /// To a real server's MAC (forwarded by NAT, DR or TUN).
+    pub to_servers: u64,
+    /// To the gateway (answers and NAT replies toward clients).
+    pub to_gateway: u64,
+    /// Broadcast and multicast (ARP requests, neighbour solicitations).
+    pub multicast: u64,
+    /// Any other unicast MAC (answers to senders on the segment).
+    pub other: u64,
+}
+
+/// Reads a pcap stream of what the director sent, to its end.
+pub fn count_sent(r: &mut impl io::Read) -> io::Result<Sent> {
+    let mut out = Sent::default();
+    let servers: Vec<[u8; 6]> = (0..SERVERS).map(server_mac).collect();
+    out.frames = read_pcap(r, |f| {
+        let dst: [u8; 6] = f.get(..6).and_then(|d| d.try_into().ok()).unwrap_or([0; 6]);
+        if servers.contains(&dst) {
+            out.to_servers += 1;
+        } else if dst == GATEWAY_MAC {
+            out.to_gateway += 1;
+        } else if dst[0] & 1 == 1 {
+            out.multicast += 1;
+        } else {
+            out.other += 1;
+        }
+    })?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

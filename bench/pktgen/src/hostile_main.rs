@@ -30,6 +30,11 @@ struct Args {
     /// Print the uvsd port, routes and neighbours for DEVICE and exit.
     #[arg(long, value_name = "DEVICE")]
     print_port: Option<String>,
+    /// Instead of writing: read the pcap stream at --out (what uvsd's
+    /// `tx_pcap` wrote, a file or FIFO) to its end and print its frames by
+    /// destination as JSON.
+    #[arg(long)]
+    count_sent: bool,
 }
 
 fn main() {
@@ -40,6 +45,27 @@ fn main() {
     }
     if let Some(dev) = &a.print_port {
         print!("{}", hostile::uvsd_port(dev));
+        return;
+    }
+    if a.count_sent {
+        let f = match std::fs::File::open(&a.out) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("uvs-hostile: {}: {e}", a.out.display());
+                std::process::exit(1);
+            }
+        };
+        let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+        match hostile::count_sent(&mut r) {
+            Ok(s) => println!(
+                "{{\"frames\":{},\"to_servers\":{},\"to_gateway\":{},\"multicast\":{},\"other\":{}}}",
+                s.frames, s.to_servers, s.to_gateway, s.multicast, s.other
+            ),
+            Err(e) => {
+                eprintln!("uvs-hostile: reading {}: {e}", a.out.display());
+                std::process::exit(1);
+            }
+        }
         return;
     }
     let cap = hostile::capture(a.seed);

@@ -198,6 +198,64 @@ impl Ledger {
     }
 }
 
+/// The sending side's balance: every frame the worker set out to send
+/// (what the stage routed, its own answers and neighbour requests, the
+/// reassembled datagrams it forwarded) was taken by a tx queue, refused
+/// by a full one, had no route, found the resolution queue full, or was
+/// parked for resolution (then sent, counted in `tx`, or dropped as
+/// `drop_unresolved`).
+///
+/// Exact while no forwarded datagram had to be fragmented
+/// (`fragments_sent` = 0: a fragmented datagram leaves as several frames
+/// and is not counted per datagram) and the neighbour table never filled
+/// (`drop_neighbor_table_full` also counts neighbours not learned);
+/// [`Sends::of`] gives `None` otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sends {
+    /// Frames set out to be sent.
+    pub attempted: u64,
+    /// Their outcomes: tx, refused, unroutable, parked.
+    pub outcomes: u64,
+}
+
+impl Sends {
+    pub fn of<'a>(named: impl IntoIterator<Item = (&'a str, u64)>) -> Option<Sends> {
+        let named: Vec<(&str, u64)> = named.into_iter().collect();
+        let get = |n: &str| named.iter().find(|(k, _)| *k == n).map_or(0, |(_, v)| *v);
+        if get(Counter::FragmentsSent.as_str()) != 0 || get(Counter::DropNeighborFull.as_str()) != 0
+        {
+            return None;
+        }
+        let c = |c: Counter| get(c.as_str());
+        let datagrams = get("datagrams_reassembled")
+            .wrapping_sub(get(FragDrop::Refused.as_str()))
+            .wrapping_sub(get(FragDrop::NotServed.as_str()));
+        let attempted = c(Counter::Routed)
+            + c(Counter::ArpReplied)
+            + c(Counter::NdpAdvertised)
+            + c(Counter::IcmpEchoReplied)
+            + c(Counter::Icmp6EchoReplied)
+            + c(Counter::TcpResetSent)
+            + c(Counter::PortUnreachableSent)
+            + c(Counter::ArpRequested)
+            + c(Counter::NdpSolicited)
+            + c(Counter::Announced)
+            + c(Counter::FromKernel)
+            + datagrams;
+        let outcomes = (c(Counter::Tx)
+            + c(Counter::DropTxFull)
+            + c(Counter::DropNoRoute)
+            + c(Counter::DropPendingFull)
+            + c(Counter::DropFragNeeded)
+            + c(Counter::Queued))
+        .wrapping_sub(c(Counter::Released));
+        Some(Sends {
+            attempted,
+            outcomes,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +295,29 @@ mod tests {
         assert!(l.unclassified.is_empty());
         assert_eq!(Ledger::of([("rx", 3), ("routed", 1)]).unaccounted(), 2);
         assert_eq!(Ledger::of([("rx", 1), ("what", 1)]).unclassified, ["what"]);
+    }
+
+    #[test]
+    fn sends_balance_parked_frames_and_step_aside_for_fragmented_datagrams() {
+        let named = [
+            ("routed", 10),
+            ("icmp_echo_replied", 2),
+            ("arp_requested", 1),
+            ("datagrams_reassembled", 3),
+            ("frag_datagram_refused", 1),
+            ("tx", 9),
+            ("drop_no_route", 1),
+            ("queued_for_resolution", 4),
+            ("released_after_resolution", 2),
+        ];
+        let s = Sends::of(named).unwrap();
+        assert_eq!(
+            s,
+            Sends {
+                attempted: 15,
+                outcomes: 12
+            }
+        );
+        assert_eq!(Sends::of([("fragments_sent", 2)]), None);
     }
 }
