@@ -35,6 +35,17 @@ struct Args {
     /// destination as JSON.
     #[arg(long)]
     count_sent: bool,
+    /// Instead of writing: read `uvsadm --counters --json` output at --out
+    /// and print the ledger (dataplane::net::ledger) of each worker and of
+    /// the total as JSON; exit status 1 if a frame is unaccounted for.
+    #[arg(long)]
+    ledger: bool,
+    /// Instead of writing the capture: write fuzz seeds from it under
+    /// DIR: `wire/hostile-*` (20 frames of each class, one per file) and
+    /// `pipeline/hostile-*` (runs of frames of up to 255 bytes, each
+    /// behind its one-byte length).
+    #[arg(long, value_name = "DIR")]
+    fuzz_seeds: Option<PathBuf>,
 }
 
 fn main() {
@@ -46,6 +57,18 @@ fn main() {
     if let Some(dev) = &a.print_port {
         print!("{}", hostile::uvsd_port(dev));
         return;
+    }
+    if let Some(dir) = &a.fuzz_seeds {
+        std::process::exit(match write_seeds(dir, a.seed) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("uvs-hostile: {}: {e}", dir.display());
+                1
+            }
+        });
+    }
+    if a.ledger {
+        std::process::exit(print_ledger(&a.out));
     }
     if a.count_sent {
         let f = match std::fs::File::open(&a.out) {
@@ -102,4 +125,103 @@ fn main() {
         a.loops,
         classes.join(",")
     );
+}
+
+/// Prints the ledger of the counters in `path` (`uvsadm --counters
+/// --json`); returns the exit status.
+fn print_ledger(path: &std::path::Path) -> i32 {
+    use dataplane::net::ledger::{Ledger, Sends};
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("uvs-hostile: {}: {e}", path.display());
+            return 1;
+        }
+    };
+    let v: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("uvs-hostile: {}: {e}", path.display());
+            return 1;
+        }
+    };
+    let one = |w: &serde_json::Value| -> (serde_json::Value, bool) {
+        let named: Vec<(&str, u64)> = w
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.as_str(), v.as_u64().unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let l = Ledger::of(named.iter().copied());
+        let s = Sends::of(named.iter().copied());
+        let ok = l.unaccounted() == 0
+            && l.unclassified.is_empty()
+            && s.is_none_or(|s| s.attempted == s.outcomes);
+        let fates: serde_json::Map<String, serde_json::Value> = l
+            .fates
+            .iter()
+            .map(|(k, v)| (k.clone(), (*v).into()))
+            .collect();
+        (
+            serde_json::json!({
+                "taken_in": l.taken_in,
+                "accounted": l.accounted,
+                "unaccounted": l.unaccounted() as i64,
+                "unclassified": l.unclassified,
+                "counted_twice": l.counted.iter().map(|(k, v)| serde_json::json!({k: v})).collect::<Vec<_>>(),
+                "sends": s.map(|s| serde_json::json!({"attempted": s.attempted, "outcomes": s.outcomes})),
+                "fates": fates,
+            }),
+            ok,
+        )
+    };
+    let (total, mut ok) = one(&v["total"]);
+    let mut per = vec![];
+    for w in v["per_worker"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        let (l, good) = one(w);
+        ok &= good;
+        per.push(l);
+    }
+    println!(
+        "{}",
+        serde_json::json!({"total": total, "per_worker": per, "balanced": ok})
+    );
+    if ok {
+        0
+    } else {
+        1
+    }
+}
+
+/// Writes fuzz seeds from the capture of `seed` under `dir`.
+fn write_seeds(dir: &std::path::Path, seed: u64) -> std::io::Result<()> {
+    let cap = hostile::capture(seed);
+    let (wire, pipeline) = (dir.join("wire"), dir.join("pipeline"));
+    std::fs::create_dir_all(&wire)?;
+    std::fs::create_dir_all(&pipeline)?;
+    for class in hostile::Class::ALL {
+        let frames = cap
+            .frames
+            .iter()
+            .zip(&cap.classes)
+            .filter(|(f, c)| **c == class && !f.is_empty());
+        for (i, (f, _)) in frames.clone().take(20).enumerate() {
+            std::fs::write(wire.join(format!("hostile-{}-{i:02}", class.as_str())), f)?;
+        }
+        let short: Vec<&Vec<u8>> = frames.map(|(f, _)| f).filter(|f| f.len() <= 255).collect();
+        for (i, run) in short.chunks(16).take(4).enumerate() {
+            let mut input = vec![];
+            for f in run {
+                input.push(f.len() as u8);
+                input.extend_from_slice(f);
+            }
+            std::fs::write(
+                pipeline.join(format!("hostile-{}-{i}", class.as_str())),
+                input,
+            )?;
+        }
+    }
+    Ok(())
 }
