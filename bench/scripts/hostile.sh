@@ -42,7 +42,7 @@ cleanup() {
 trap cleanup EXIT
 
 mkfifo "$work/rx.fifo" "$work/tx.fifo"
-"$HOSTILE" --print-rules >"$work/hostile.rules"
+"$HOSTILE" --out /dev/null --print-rules >"$work/hostile.rules"
 {
     echo "[eal]"
     echo "args = [\"--lcores\", \"0@$BENCH_DUT_CPU,1@$BENCH_DUT_CPU\", \"--main-lcore\", \"0\", \"--no-pci\", \"--no-huge\", \"-m\", \"512\", \"--file-prefix=$prefix\"]"
@@ -53,7 +53,7 @@ mkfifo "$work/rx.fifo" "$work/tx.fifo"
     echo "socket = \"$work/uvsadm.sock\""
     echo "rules = \"$work/hostile.rules\""
     echo
-    "$HOSTILE" --print-port "net_pcap_$prefix,rx_pcap=$work/rx.fifo,tx_pcap=$work/tx.fifo"
+    "$HOSTILE" --out /dev/null --print-port "net_pcap_$prefix,rx_pcap=$work/rx.fifo,tx_pcap=$work/tx.fifo"
 } >"$work/uvsd.toml"
 
 # Both FIFO ends first: DPDK opens them while uvsd starts.
