@@ -13,8 +13,9 @@
 //! Checked as an operator would: uvsd keeps running and answers
 //! `uvsadm -L -n`; `uvsadm --counters --json` accounts for every frame,
 //! per worker and in total (the ledger of `dataplane::net::ledger`: frames
-//! taken in = routed + answered + handed over + to the kernel + consumed
-//! + every drop by reason); every frame the generator wrote was taken in;
+//! taken in are the sum of routed, answered, handed over, to the kernel,
+//! consumed, and every drop by reason); every frame the generator wrote
+//! was taken in;
 //! what the workers set out to send was sent, refused or parked
 //! (`Sends`); the frames that came out are as many as the workers' `tx`.
 //!
