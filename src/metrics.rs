@@ -982,6 +982,17 @@ mod tests {
         );
     }
 
+    /// `uvsadm --counters` names every counter; the ledger that checks
+    /// nothing is lost must know what each one counts (a fate of a frame
+    /// taken in, or not), so a new counter cannot slip past it.
+    #[test]
+    fn every_counter_uvsadm_shows_has_a_place_in_the_ledger() {
+        let named = sample().workers[0].named();
+        assert!(named.len() > Counter::ALL.len());
+        let l = dataplane::net::ledger::Ledger::of(named.iter().map(|(k, v)| (k.as_str(), *v)));
+        assert!(l.unclassified.is_empty(), "{:?}", l.unclassified);
+    }
+
     #[test]
     fn every_drop_reason_of_every_worker_is_a_series() {
         let t = render(&sample());

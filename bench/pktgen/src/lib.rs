@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod flows;
+pub mod hostile;
 pub mod sched;
 pub mod schedule;
 pub mod service;

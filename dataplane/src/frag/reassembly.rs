@@ -59,10 +59,18 @@ pub enum FragDrop {
     /// above), until that datagram's time runs out, as the kernel keeps a
     /// dead queue: the rest of a bad datagram never starts a new one.
     OfDiscarded = 7,
+    /// A reassembled datagram the load balancer dropped (its reason is
+    /// counted in the load balancer's drops too): a datagram, not a
+    /// fragment.
+    Refused = 8,
+    /// A reassembled datagram no service takes (a VIP port without
+    /// service, a real server's packet of no connection): a datagram,
+    /// not a fragment.
+    NotServed = 9,
 }
 
 impl FragDrop {
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 10;
     pub const ALL: [FragDrop; FragDrop::COUNT] = [
         FragDrop::Overlap,
         FragDrop::Duplicate,
@@ -72,6 +80,8 @@ impl FragDrop {
         FragDrop::Evicted,
         FragDrop::Malformed,
         FragDrop::OfDiscarded,
+        FragDrop::Refused,
+        FragDrop::NotServed,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -84,6 +94,8 @@ impl FragDrop {
             FragDrop::Evicted => "frag_evicted",
             FragDrop::Malformed => "frag_malformed",
             FragDrop::OfDiscarded => "frag_of_discarded",
+            FragDrop::Refused => "frag_datagram_refused",
+            FragDrop::NotServed => "frag_datagram_not_served",
         }
     }
 }
@@ -294,7 +306,9 @@ impl Reassembler {
         }
         match self.place(i, &piece, max_fragments) {
             Ok(true) => {}
-            Ok(false) => return Insert::Held,
+            // Adds nothing, so it is dropped (and counted: every fragment
+            // taken in is held or dropped by a reason).
+            Ok(false) => return self.dropped(FragDrop::Malformed),
             Err(r) => {
                 // A bad piece spoils the datagram, except a duplicate.
                 if r != FragDrop::Duplicate {
@@ -434,6 +448,12 @@ impl Reassembler {
         }
         FragCounters::add(&self.counters.drops[FragDrop::Timeout as usize], n as u64);
         n
+    }
+
+    /// Counts what became of a whole datagram after [`Insert::Complete`]
+    /// when it was not sent ([`FragDrop::Refused`], [`FragDrop::NotServed`]).
+    pub fn count_drop(&self, r: FragDrop) {
+        self.counters.count(r);
     }
 
     fn dropped(&self, r: FragDrop) -> Insert {

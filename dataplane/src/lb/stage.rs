@@ -32,7 +32,7 @@ use arc_swap::ArcSwap;
 use super::filter::Filtered;
 use super::{Action, Egress, Lb, PathMtus};
 use crate::buf::PacketBuf;
-use crate::frag::{Insert, Reassembler, ReassemblyLimits};
+use crate::frag::{FragDrop, Insert, Reassembler, ReassemblyLimits};
 use crate::model::{ConnEntry, Snapshot};
 use crate::net::{Interface, RouteTable, Stage, StageVerdict};
 use crate::rss::Ownership;
@@ -451,7 +451,9 @@ impl LbStage {
             Ok(m) => self
                 .lb
                 .process(&mut whole, &m, now, &Unlimited(&self.egress)),
-            Err(_) => Action::Drop(super::LbDrop::Rewrite),
+            // Counted like any refusal of the load balancer's (it was
+            // lost without a count before).
+            Err(_) => super::drop_counted(&self.lb.counters, super::LbDrop::Rewrite),
         };
         match action {
             Action::Forward(dst) => {
@@ -460,6 +462,12 @@ impl LbStage {
             }
             Action::Pass | Action::Drop(_) => {
                 self.frags.release(slot);
+                let why = if action == Action::Pass {
+                    FragDrop::NotServed
+                } else {
+                    FragDrop::Refused
+                };
+                self.frags.count_drop(why);
                 StageVerdict::Drop { buf, counted: true }
             }
         }

@@ -51,6 +51,9 @@ counters! {
     Released => "released_after_resolution",
     /// Frames handed to the forwarding stage.
     Forwarded => "to_stage",
+    /// Packets the forwarding stage sent on (rewritten, encapsulated, or
+    /// turned into an ICMP error): one of the fates of a frame taken in.
+    FromStage => "from_stage",
     /// Malformed frames (the parser's reason is counted separately).
     DropMalformed => "drop_malformed",
     /// 802.1ad (QinQ) and stacked tags, and 802.1Q tags that are not
@@ -152,6 +155,11 @@ counters! {
     /// Routed packets whose TTL / hop limit ran out and that get no time
     /// exceeded (an ICMP error itself, a later fragment).
     DropTtlExpired => "drop_ttl_expired",
+    /// Routed packets that needed an ICMP error (no route, too big) that
+    /// could not be sent: no address on the receiving port toward the
+    /// source, or an error about an error (dropped without a word, as
+    /// Linux).
+    DropRouterUnanswered => "drop_router_unanswered",
     /// Routed packets a SNAT/MASQUERADE rule maps whose worker has no
     /// free source port left on the address (existing mappings go on).
     DropSnatNoPort => "drop_snat_no_port",

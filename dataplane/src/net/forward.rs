@@ -202,13 +202,14 @@ impl<B: PacketBuf> Stack<B> {
             IpAddr::V4(s) => i.v4_source(s).map(IpAddr::V4),
             IpAddr::V6(s) => i.v6_source(s).map(IpAddr::V6),
         });
-        let Some(from) = from else {
-            return self.drop_buf(buf, Counter::DropNoRoute);
-        };
+        // Fates of their own (not the sending side's drop_no_route or
+        // drop_frag_needed): see net::ledger.
         let counted = match kind {
             IcmpErrorKind::TimeExceeded => Counter::DropTtlExpired,
-            IcmpErrorKind::TooBig { .. } => Counter::DropFragNeeded,
-            _ => Counter::DropNoRoute,
+            _ => Counter::DropRouterUnanswered,
+        };
+        let Some(from) = from else {
+            return self.drop_buf(buf, counted);
         };
         if !self.allow_answer(now) {
             return self.drop_buf(buf, Counter::DropRateLimited);

@@ -40,6 +40,7 @@ mod fragout;
 pub mod host;
 mod icmp;
 mod inbound;
+pub mod ledger;
 mod ndp;
 pub mod neighbor;
 pub mod route;

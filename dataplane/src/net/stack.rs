@@ -324,7 +324,10 @@ impl<B: PacketBuf> Stack<B> {
         }
         self.counters.inc(Counter::Forwarded);
         let buf = match stage.process(rx_port, buf, meta, now) {
-            StageVerdict::Route { buf, dst } => return self.send_ip(buf, dst, now, io),
+            StageVerdict::Route { buf, dst } => {
+                self.counters.inc(Counter::FromStage);
+                return self.send_ip(buf, dst, now, io);
+            }
             StageVerdict::Drop { buf, counted } => {
                 if !counted {
                     self.counters.inc(Counter::DropNotLocal);
