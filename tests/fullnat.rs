@@ -12,7 +12,7 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::lab::{lock, Lab};
@@ -54,27 +54,6 @@ fn who(lab: &Lab, url_host: &str) -> Option<String> {
         ],
     )
     .map(|s| s.trim().to_string())
-}
-
-/// One UDP request from the bridge namespace, retried as a client would.
-fn udp(lab: &Lab, vip: &str, payload: &str) -> Option<String> {
-    for _ in 0..3 {
-        let out = Command::new("bash")
-            .args([
-                "-c",
-                &format!(
-                    "echo {payload} | ip netns exec {}-br nc -u -w 2 {vip} 53",
-                    lab.p
-                ),
-            ])
-            .output()
-            .unwrap();
-        let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if !s.is_empty() {
-            return Some(s);
-        }
-    }
-    None
 }
 
 /// TCP options of each TCP segment in `frame` sent from `src` to port 80,
@@ -209,7 +188,9 @@ fn one_armed_fullnat_tcp_udp_ipv4_ipv6_with_toa_seen_at_the_real_server() {
     }
     // UDP over both families.
     for vip in [VIP, VIP6] {
-        let a = udp(&lab, vip, "hello").unwrap_or_else(|| panic!("no UDP answer from {vip}"));
+        let a = lab
+            .udp_from("br", vip, "hello")
+            .unwrap_or_else(|| panic!("no UDP answer from {vip}"));
         assert!(a == "rs1 hello" || a == "rs2 hello", "{vip}: {a}");
     }
 

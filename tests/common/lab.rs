@@ -257,8 +257,13 @@ addresses = ["198.18.1.1/24", "2001:db8:1::1/64"]
             .to_string()
     }
 
-    /// A UDP request to `vip:53` and its answer.
+    /// A UDP request to `vip:53` from the client namespace and its answer.
     pub fn udp(&self, vip: &str, payload: &str) -> Option<String> {
+        self.udp_from("cli", vip, payload)
+    }
+
+    /// A UDP request to `vip:53` from namespace `<p>-<ns>` and its answer.
+    pub fn udp_from(&self, ns: &str, vip: &str, payload: &str) -> Option<String> {
         // UDP may lose a datagram (a real client retries): up to 3 tries,
         // each a new request from a new source port.
         for _ in 0..3 {
@@ -266,7 +271,7 @@ addresses = ["198.18.1.1/24", "2001:db8:1::1/64"]
                 .args([
                     "-c",
                     &format!(
-                        "echo {payload} | ip netns exec {}-cli nc -u -w 2 {vip} 53",
+                        "echo {payload} | ip netns exec {}-{ns} nc -u -w 2 {vip} 53",
                         self.p
                     ),
                 ])

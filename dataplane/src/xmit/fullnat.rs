@@ -140,45 +140,13 @@ fn rewrite(
 /// `fast_path_equals_general_path` checks it writes the same bytes.
 #[inline(always)]
 fn rewrite_v4_fast(data: &mut [u8], meta: &PacketMeta, src: (u32, u16), dst: (u32, u16)) -> bool {
-    if meta.l3 != L3::Ipv4 || meta.fragment == Fragment::Later || meta.ttl <= 1 {
-        return false;
-    }
-    let is_udp = match meta.protocol {
-        protocol::TCP => false,
-        protocol::UDP => true,
-        _ => return false,
-    };
-    let l3 = usize::from(meta.l3_offset);
-    let l4 = usize::from(meta.l4_offset);
-    let end = meta.l3_end();
-    if end > data.len() || l4 > end || l4 < l3 + 20 {
-        return false;
-    }
-    let (head, tail) = data.split_at_mut(l4);
-    let Some(Ok(ip)) = head.get_mut(l3..l3 + 20).map(<&mut [u8; 20]>::try_from) else {
+    let Some((ip, l4h, is_udp)) = super::v4_fast_headers(data, meta) else {
         return false;
     };
-    if ip[8] == 0 {
-        return false;
-    }
-    let seg = &mut tail[..end - l4];
-    let (hdr, csum_at) = if is_udp {
-        let Some(u) = seg.get(..udp::HEADER_LEN) else {
-            return false;
-        };
-        let ulen = usize::from(u16::from_be_bytes([u[4], u[5]]));
-        if meta.fragment == Fragment::No && (ulen < udp::HEADER_LEN || ulen > end - l4) {
-            return false;
-        }
-        if u[6] == 0 && u[7] == 0 {
-            return false;
-        }
-        (udp::HEADER_LEN, udp::CHECKSUM_OFFSET)
+    let csum_at = if is_udp {
+        udp::CHECKSUM_OFFSET
     } else {
-        (tcp::HEADER_LEN, tcp::CHECKSUM_OFFSET)
-    };
-    let Some(l4h) = seg.get_mut(..hdr) else {
-        return false;
+        tcp::CHECKSUM_OFFSET
     };
     let old_s = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
     let old_d = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);

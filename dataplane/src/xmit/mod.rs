@@ -121,6 +121,56 @@ impl From<ParseError> for XmitError {
     }
 }
 
+/// The headers the IPv4 fast paths of NAT and FULLNAT rewrite: the IPv4
+/// header and the whole TCP (20 bytes) or UDP (8 bytes) header, with
+/// whether it is UDP, for an IPv4 TCP or UDP packet that is not a later
+/// fragment, has TTL left (in `meta` and in the bytes), a sound UDP length
+/// on a whole datagram and a UDP checksum to patch. `None` for anything
+/// else: the general path decides (and refuses as before). Fixed-size views
+/// so that no later access needs its own bounds check.
+#[inline(always)]
+pub(crate) fn v4_fast_headers<'a>(
+    data: &'a mut [u8],
+    meta: &PacketMeta,
+) -> Option<(&'a mut [u8; 20], &'a mut [u8], bool)> {
+    if meta.l3 != L3::Ipv4 || meta.fragment == Fragment::Later || meta.ttl <= 1 {
+        return None;
+    }
+    let is_udp = match meta.protocol {
+        crate::wire::ipv4::protocol::TCP => false,
+        crate::wire::ipv4::protocol::UDP => true,
+        _ => return None,
+    };
+    let l3 = usize::from(meta.l3_offset);
+    let l4 = usize::from(meta.l4_offset);
+    let end = meta.l3_end();
+    if end > data.len() || l4 > end || l4 < l3 + 20 {
+        return None;
+    }
+    let (head, tail) = data.split_at_mut(l4);
+    let ip = <&mut [u8; 20]>::try_from(head.get_mut(l3..l3 + 20)?).ok()?;
+    if ip[8] == 0 {
+        // The bytes disagree with `meta.ttl`: the general path saturates.
+        return None;
+    }
+    let seg = &mut tail[..end - l4];
+    let hdr = if is_udp {
+        let u = seg.get(..crate::wire::udp::HEADER_LEN)?;
+        let ulen = usize::from(u16::from_be_bytes([u[4], u[5]]));
+        if meta.fragment == Fragment::No && (ulen < crate::wire::udp::HEADER_LEN || ulen > end - l4)
+        {
+            return None;
+        }
+        if u[6] == 0 && u[7] == 0 {
+            return None;
+        }
+        crate::wire::udp::HEADER_LEN
+    } else {
+        crate::wire::tcp::HEADER_LEN
+    };
+    Some((ip, seg.get_mut(..hdr)?, is_udp))
+}
+
 /// Refuses what no forwarding method can transmit: non-IP, TTL <= 1, and
 /// a frame shorter than the meta says.
 pub(crate) fn check_forwardable(data: &[u8], meta: &PacketMeta) -> Result<(), XmitError> {

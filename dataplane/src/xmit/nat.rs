@@ -131,51 +131,16 @@ fn rewrite(
 /// this byte for byte).
 #[inline(always)]
 fn rewrite_v4_fast(data: &mut [u8], meta: &PacketMeta, side: Side, new_a: u32, port: u16) -> bool {
-    if meta.l3 != L3::Ipv4 || meta.fragment == Fragment::Later || meta.ttl <= 1 {
-        return false;
-    }
-    let is_udp = match meta.protocol {
-        protocol::TCP => false,
-        protocol::UDP => true,
-        _ => return false,
-    };
-    let l3 = usize::from(meta.l3_offset);
-    let l4 = usize::from(meta.l4_offset);
-    let end = meta.l3_end();
-    if end > data.len() || l4 > end || l4 < l3 + 20 {
-        return false;
-    }
-    let (head, tail) = data.split_at_mut(l4);
-    let Some(ip) = head.get_mut(l3..l3 + 20) else {
+    let Some((ip, l4h, is_udp)) = super::v4_fast_headers(data, meta) else {
         return false;
     };
-    let Ok(ip) = <&mut [u8; 20]>::try_from(ip) else {
-        return false;
-    };
-    if ip[8] == 0 {
-        // The bytes disagree with `meta.ttl`: the general path saturates.
-        return false;
-    }
-    let seg = &mut tail[..end - l4];
     if is_udp {
-        let Some(Ok(u)) = seg.get_mut(..udp::HEADER_LEN).map(<&mut [u8; 8]>::try_from) else {
+        let Ok(u) = <&mut [u8; 8]>::try_from(l4h) else {
             return false;
         };
-        // Checks of the general path: a sound length on a whole datagram,
-        // and a checksum to patch (0 gets a fresh one there).
-        let ulen = usize::from(u16::from_be_bytes([u[4], u[5]]));
-        if meta.fragment == Fragment::No && (ulen < udp::HEADER_LEN || ulen > end - l4) {
-            return false;
-        }
-        if u[6] == 0 && u[7] == 0 {
-            return false;
-        }
         patch_v4(ip, u, udp::CHECKSUM_OFFSET, true, side, new_a, port);
     } else {
-        let Some(Ok(t)) = seg
-            .get_mut(..tcp::HEADER_LEN)
-            .map(<&mut [u8; 20]>::try_from)
-        else {
+        let Ok(t) = <&mut [u8; 20]>::try_from(l4h) else {
             return false;
         };
         patch_v4(ip, t, tcp::CHECKSUM_OFFSET, false, side, new_a, port);
