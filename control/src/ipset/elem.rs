@@ -520,7 +520,7 @@ mod tests {
         );
         let mut m = h(SetKind::HashIp);
         m.netmask = Some(24);
-        assert_eq!(texts("10.5.5.5", &m), ["10.5.5.0"]);
+        assert_eq!(texts("198.18.5.5", &m), ["198.18.5.0"]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Why in the daemon: as with ipvsadm, `uvsset` sends the words as typed
 //! and the daemon parses them, because an element's syntax depends on the
-//! type of the set it goes into (`10.0.0.0/24` is one element of a
+//! type of the set it goes into (`198.18.0.0/24` is one element of a
 //! `hash:net` and 256 of a `hash:ip`), which only the daemon knows.
 //! The grammar produces the store's own operations ([`SetOp`]) directly.
 //!
