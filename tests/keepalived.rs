@@ -569,3 +569,85 @@ fn inhibit_on_failure_quiesces_a_server_and_its_download_in_flight_finishes() {
     assert!(most <= 3, "hanging check scripts pile up: {most} at once");
     eprintln!("checker log:\n{log}");
 }
+
+/// keepalived's fwmark services: a `virtual_server_group` of `fwmark`
+/// lines becomes fwmark services (`FWM  1`) whose real servers, without
+/// ports, are checked on `connect_port`; the marks come from a mangle
+/// PREROUTING MARK rule; a server whose check fails leaves the service and
+/// clients go to the other.
+#[test]
+fn a_group_of_fwmarks_is_served_and_checked() {
+    use std::os::unix::process::CommandExt;
+    let _g = lock();
+    let lab = Lab::on_director("kf", "nat", 2, 1);
+    let ns = lab.dir_ns();
+    let mut bg = Procs::default();
+    // The director's own client-side address is the marked destination,
+    // as in the rules tests (a Linux director's VIP is a local address).
+    let vip = "198.18.0.1";
+    let rule =
+        format!("-t mangle -A PREROUTING -d {vip}/32 -p tcp --dport 80 -j MARK --set-mark 1");
+    let out = Command::new(env!("CARGO_BIN_EXE_uvstables"))
+        .arg0("iptables")
+        .args(["--socket", &lab.sock()])
+        .args(rule.split_whitespace())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let conf = lab.scratch.path("keepalived.conf");
+    let text = "virtual_server_group marked {
+    fwmark 1
+}
+virtual_server group marked {
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    persistence_timeout 60
+    real_server 198.18.1.11 {
+        TCP_CHECK {
+            connect_port 80
+            connect_timeout 1
+        }
+    }
+    real_server 198.18.1.12 {
+        TCP_CHECK {
+            connect_port 80
+            connect_timeout 1
+        }
+    }
+}
+";
+    std::fs::write(&conf, text).unwrap();
+    let conf_s = conf.display().to_string();
+    assert!(keepalived_accepts(&conf_s), "keepalived -t refuses it");
+    let mut checker = Checker::start(&lab, &ns, &conf_s);
+    let list = wait_for("both servers in the fwmark service", &lab, |l| {
+        weight(l, "198.18.1.11:0") == Some(1) && weight(l, "198.18.1.12:0") == Some(1)
+    });
+    assert!(list.contains("\nFWM  1 rr persistent 60\n"), "{list}");
+    let url = format!("http://{vip}/who");
+    let first = lab
+        .get("198.18.0.2", &url)
+        .expect("GET through the fwmark service");
+    let first = first.trim().to_string();
+    assert!(first == "rs1" || first == "rs2", "{first}");
+    // The persistent client's server stops: its check removes it and the
+    // client is served by the other one.
+    let (gone, other) = if first == "rs1" {
+        (1, "rs2")
+    } else {
+        (2, "rs1")
+    };
+    stop_http(&lab, gone);
+    wait_for("the stopped server removed", &lab, |l| {
+        weight(l, &format!("198.18.1.1{gone}:0")).is_none()
+    });
+    let now = lab.get("198.18.0.2", &url).expect("GET after the failure");
+    assert_eq!(now.trim(), other);
+    start_http(&lab, gone, &mut bg);
+    wait_for("the server back", &lab, |l| {
+        weight(l, &format!("198.18.1.1{gone}:0")) == Some(1)
+    });
+    assert_eq!(checker.stop(), Some(0));
+    assert_eq!(lab.ok("-S -n"), "");
+}

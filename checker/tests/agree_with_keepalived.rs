@@ -26,6 +26,7 @@ fn good() -> Vec<(&'static str, String)> {
         ("SSL_GET with SNI", vs("", "SSL_GET {\n url {\n  path /\n }\n enable_sni\n}")),
         ("every TCP_CHECK option", vs("", "TCP_CHECK {\n connect_ip 198.18.1.12\n connect_port 81\n bindto 198.18.1.200\n bind_port 4000\n fwmark 3\n warmup 0\n alpha\n log_all_failures\n}")),
         ("DR", vs("lb_kind DR", "")),
+        ("fwmark entries in a group, with and without a family", "virtual_server_group g {\n fwmark 7\n fwmark 8 inet\n}\nvirtual_server group g {\n lb_algo rr\n lb_kind DR\n persistence_timeout 60\n real_server 198.18.1.13 {\n  TCP_CHECK {\n   connect_port 443\n  }\n }\n}\n".into()),
         ("fwmark DR, real servers without ports", "virtual_server fwmark 7 {\n lb_algo rr\n lb_kind DR\n persistence_timeout 60\n real_server 198.18.1.13 {\n  TCP_CHECK {\n   connect_port 443\n  }\n }\n}\n".into()),
         ("TUN gue", vs("lb_kind TUN type gue port 6080", "")),
         ("lowercase protocol", vs("protocol udp", "")),
@@ -97,7 +98,6 @@ fn bad() -> Vec<(&'static str, String)> {
 /// Files keepalived accepts and UVS refuses on purpose, with UVS's reason.
 fn uvs_stricter() -> Vec<(&'static str, String, &'static str)> {
     vec![
-        ("fwmark in a group", "virtual_server_group g {\n fwmark 7\n}\nvirtual_server group g {\n lb_algo rr\n lb_kind DR\n real_server 198.18.1.13 {\n }\n}\n".into(), "fwmark services are not supported by UVS yet"),
         ("fwmark check without a port", "virtual_server fwmark 7 {\n lb_algo rr\n lb_kind DR\n real_server 198.18.1.13 {\n  TCP_CHECK {\n  }\n }\n}\n".into(), "has no port"),
         ("undefined group", "virtual_server group nope {\n lb_algo rr\n lb_kind NAT\n protocol TCP\n}\n".into(), "virtual_server_group 'nope' is not defined"),
         ("mixed families in a group", "virtual_server_group g {\n 198.18.0.100 80\n 2001:db8::1 80\n}\nvirtual_server group g {\n lb_algo rr\n lb_kind NAT\n protocol TCP\n real_server 198.18.1.11 80 {\n }\n}\n".into(), "mixes IPv4 and IPv6"),

@@ -432,7 +432,7 @@ pub(super) fn config(tree: &[Node], diags: &mut Vec<Diag>) -> Config {
         first_script: None,
     };
     let mut global = Global::default();
-    let mut groups: HashMap<String, Vec<Svc>> = HashMap::new();
+    let mut groups: HashMap<String, Vec<Entry>> = HashMap::new();
     // Groups may be defined after the virtual servers using them.
     for n in tree {
         if n.keyword == "virtual_server_group" {
@@ -516,12 +516,34 @@ fn user_exists(name: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// `virtual_server_group` lines: `IP [PORT]`, `IP-LAST [PORT]`.
-fn group(cx: &mut Ctx<'_>, body: &[Node]) -> Vec<Svc> {
+/// One service named by a `virtual_server` header or a group line, and
+/// whether it takes its family from the real servers (an fwmark without
+/// `inet`/`inet6`: keepalived gives such a virtual server the family of
+/// its real servers).
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    svc: Svc,
+    family_from_servers: bool,
+}
+
+impl Entry {
+    fn fixed(svc: Svc) -> Entry {
+        Entry {
+            svc,
+            family_from_servers: false,
+        }
+    }
+}
+
+/// `virtual_server_group` lines: `IP [PORT]`, `IP-LAST [PORT]`,
+/// `fwmark N [inet|inet6]`.
+fn group(cx: &mut Ctx<'_>, body: &[Node]) -> Vec<Entry> {
     let mut out = Vec::new();
     for n in body {
         if n.keyword == "fwmark" {
-            cx.err(&n.loc, "fwmark services are not supported by UVS yet");
+            if let Some(e) = group_fwmark(cx, n) {
+                out.push(e);
+            }
             continue;
         }
         let p = match n.args.first() {
@@ -540,7 +562,11 @@ fn group(cx: &mut Ctx<'_>, body: &[Node]) -> Vec<Svc> {
             continue;
         }
         match range(spec) {
-            Some(addrs) => out.extend(addrs.into_iter().map(|a| Svc::Addr(SocketAddr::new(a, p)))),
+            Some(addrs) => out.extend(
+                addrs
+                    .into_iter()
+                    .map(|a| Entry::fixed(Svc::Addr(SocketAddr::new(a, p)))),
+            ),
             None => cx.err(
                 &n.loc,
                 format!("invalid virtual_server_group entry '{spec}'"),
@@ -548,6 +574,40 @@ fn group(cx: &mut Ctx<'_>, body: &[Node]) -> Vec<Svc> {
         }
     }
     out
+}
+
+/// A group's `fwmark N [inet|inet6]` line.
+fn group_fwmark(cx: &mut Ctx<'_>, n: &Node) -> Option<Entry> {
+    let m = arg(cx, n, 0)?;
+    let mark = match m.parse::<u32>() {
+        Ok(mark) if mark > 0 => mark,
+        _ => {
+            cx.err(
+                &n.loc,
+                format!("virtual_server_group fwmark: invalid mark '{m}'"),
+            );
+            return None;
+        }
+    };
+    let v6 = match n.args.get(1).map(String::as_str) {
+        None => None,
+        Some("inet") => Some(false),
+        Some("inet6") => Some(true),
+        Some(f) => {
+            cx.err(
+                &n.loc,
+                format!("virtual_server_group fwmark {mark}: unknown address family '{f}'"),
+            );
+            return None;
+        }
+    };
+    Some(Entry {
+        svc: Svc::Mark {
+            mark,
+            v6: v6.unwrap_or(false),
+        },
+        family_from_servers: v6.is_none(),
+    })
 }
 
 /// persistence_granularity as uvsadm's `-M` wants it: an IPv4 netmask
@@ -604,20 +664,28 @@ fn range(spec: &str) -> Option<Vec<IpAddr>> {
 fn virtual_server(
     cx: &mut Ctx<'_>,
     n: &Node,
-    groups: &HashMap<String, Vec<Svc>>,
+    groups: &HashMap<String, Vec<Entry>>,
 ) -> Option<VirtualServer> {
     let body = block(cx, n);
-    let (name, mut services) = vs_header(cx, n, groups)?;
-    // An fwmark service has the family of its real servers (keepalived
-    // takes it from them too).
-    if let [Svc::Mark { v6, .. }] = services.as_mut_slice() {
-        *v6 = body.iter().any(|k| {
-            k.keyword == "real_server"
-                && k.args
-                    .first()
-                    .is_some_and(|a| a.parse::<Ipv6Addr>().is_ok())
-        });
-    }
+    let (name, entries) = vs_header(cx, n, groups)?;
+    // An fwmark service without a family has the family of its real
+    // servers (keepalived takes it from them too).
+    let servers_v6 = body.iter().any(|k| {
+        k.keyword == "real_server"
+            && k.args
+                .first()
+                .is_some_and(|a| a.parse::<Ipv6Addr>().is_ok())
+    });
+    let services: Vec<Svc> = entries
+        .into_iter()
+        .map(|e| match e.svc {
+            Svc::Mark { mark, .. } if e.family_from_servers => Svc::Mark {
+                mark,
+                v6: servers_v6,
+            },
+            svc => svc,
+        })
+        .collect();
     let v4 = services.first().is_some_and(Svc::is_ipv4);
     let mut raw = RawVs::default();
     for k in body {
@@ -633,15 +701,18 @@ fn virtual_server(
 fn vs_header(
     cx: &mut Ctx<'_>,
     n: &Node,
-    groups: &HashMap<String, Vec<Svc>>,
-) -> Option<(String, Vec<Svc>)> {
+    groups: &HashMap<String, Vec<Entry>>,
+) -> Option<(String, Vec<Entry>)> {
     match arg(cx, n, 0)? {
         "fwmark" => {
             let m = arg(cx, n, 1)?;
             match m.parse::<u32>() {
                 Ok(mark) if mark > 0 => Some((
                     format!("fwmark {mark}"),
-                    vec![Svc::Mark { mark, v6: false }],
+                    vec![Entry {
+                        svc: Svc::Mark { mark, v6: false },
+                        family_from_servers: true,
+                    }],
                 )),
                 _ => {
                     cx.err(&n.loc, format!("virtual_server fwmark: invalid mark '{m}'"));
@@ -666,7 +737,7 @@ fn vs_header(
                 None => 0,
             };
             let sa = SocketAddr::new(addr, p);
-            Some((sa.to_string(), vec![Svc::Addr(sa)]))
+            Some((sa.to_string(), vec![Entry::fixed(Svc::Addr(sa))]))
         }
     }
 }
@@ -807,9 +878,10 @@ fn finish_vs(
         );
     };
     // An fwmark service matches every protocol the mark covers: keepalived
-    // warns about a `protocol` there (and `-t` fails), and needs none.
+    // warns about a `protocol` there (and `-t` fails), and needs none. (A
+    // group mixing marks and addresses needs it for the addresses.)
     let mut protocol = raw.protocol;
-    if matches!(services.first(), Some(Svc::Mark { .. })) {
+    if services.iter().all(|s| matches!(s, Svc::Mark { .. })) {
         if protocol.is_some() {
             cx.err(
                 &n.loc,

@@ -179,10 +179,10 @@ fn mistakes_keepalived_rejects_are_rejected_at_their_line() {
 
 #[test]
 fn what_uvs_cannot_do_yet_is_said_as_such() {
-    let fw = "virtual_server_group g {\n fwmark 7\n}\n";
+    let net = "virtual_server_group g {\n 198.18.1.0/29 80\n}\n";
     assert_eq!(
-        errors(fw),
-        ["t.conf:2: fwmark services are not supported by UVS yet"]
+        errors(net),
+        ["t.conf:2: address/prefix entries of a virtual_server_group are not supported by UVS yet"]
     );
     let dns = vs("", "DNS_CHECK {\n}");
     assert_eq!(
@@ -348,6 +348,59 @@ proptest! {
         lines[at] = &junk;
         let _ = parse_text("p.conf", &lines.join("\n"));
     }
+}
+
+/// A group's `fwmark N [inet|inet6]` lines: each becomes an fwmark service
+/// sharing the group's real servers and checkers; without a family the
+/// mark takes its real servers' family, as a `virtual_server fwmark` does.
+#[test]
+fn group_fwmark_entries_become_fwmark_services() {
+    use crate::director::service_argv;
+    let conf = |entries: &str, rs: &str| {
+        format!(
+            "virtual_server_group web {{\n{entries}\n}}\nvirtual_server group web {{\n delay_loop 5\n lb_algo rr\n lb_kind DR\n persistence_timeout 60\n real_server {rs} {{\n TCP_CHECK {{\n connect_port 80\n }}\n }}\n}}\n"
+        )
+    };
+    let c = parse_text("t.conf", &conf(" fwmark 7\n fwmark 8 inet", "198.18.1.13")).unwrap();
+    let v = &c.virtual_servers[0];
+    assert_eq!(v.name, "group web");
+    assert_eq!(
+        v.services,
+        [
+            Svc::Mark { mark: 7, v6: false },
+            Svc::Mark { mark: 8, v6: false }
+        ]
+    );
+    let argv: Vec<String> = v
+        .services
+        .iter()
+        .map(|s| service_argv(v, *s, false).join(" "))
+        .collect();
+    assert_eq!(argv, ["-A -f 7 -s rr -p 60", "-A -f 8 -s rr -p 60"]);
+    // IPv6 real servers: the unmarked entry follows them.
+    let c = parse_text(
+        "t.conf",
+        &conf(" fwmark 7\n fwmark 8 inet6", "2001:db8:1::13"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.virtual_servers[0].services,
+        [
+            Svc::Mark { mark: 7, v6: true },
+            Svc::Mark { mark: 8, v6: true }
+        ]
+    );
+    // A family that disagrees with the other services is refused.
+    let e = errors(&conf(" fwmark 7\n fwmark 8 inet6", "198.18.1.13"));
+    assert!(e.iter().any(|l| l.contains("mixes IPv4 and IPv6")), "{e:?}");
+    assert_eq!(
+        errors(&conf(" fwmark 0", "198.18.1.13"))[0],
+        "t.conf:2: virtual_server_group fwmark: invalid mark '0'"
+    );
+    assert_eq!(
+        errors(&conf(" fwmark 7 inet5", "198.18.1.13"))[0],
+        "t.conf:2: virtual_server_group fwmark 7: unknown address family 'inet5'"
+    );
 }
 
 /// keepalived's fwmark virtual server: DR real servers without ports,
