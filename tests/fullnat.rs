@@ -4,7 +4,10 @@
 //! beyond it: they answer the director's local address, never the client.
 //! TCP and UDP over IPv4 and IPv6 with real Linux peers (curl, nc, python's
 //! HTTP server and a UDP service), and DPVS's TOA option checked in a
-//! capture taken at a real server (tcpdump in its namespace).
+//! capture taken at a real server (tcpdump in its namespace). The same
+//! captures show DPVS's sequence translation: the real server's SYNs carry
+//! ISNs the client never sent, the client's SYN-ACKs an MSS lowered by the
+//! TOA length, and a 1 MiB download through the translation arrives whole.
 //!
 //! Needs root; runs alone (uvsd polls a core) and removes its namespaces
 //! even when it fails.
@@ -80,6 +83,46 @@ fn options_from(frame: &[u8], src: IpAddr) -> Option<Vec<u8>> {
     }
     let hl = usize::from(frame[l4 + 12] >> 4) * 4;
     frame.get(l4 + 20..l4 + hl).map(<[u8]>::to_vec)
+}
+
+/// `(source, sequence number, MSS option)` of a SYN (with or without ACK)
+/// in `frame`, if it is one.
+fn syn(frame: &[u8]) -> Option<(IpAddr, u32, Option<u16>)> {
+    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    let (l4, from, proto) = match ethertype {
+        0x0800 => {
+            let ihl = usize::from(frame[14] & 0x0f) * 4;
+            let a: [u8; 4] = frame[26..30].try_into().ok()?;
+            (14 + ihl, IpAddr::V4(Ipv4Addr::from(a)), frame[23])
+        }
+        0x86dd => {
+            let a: [u8; 16] = frame[22..38].try_into().ok()?;
+            (54, IpAddr::V6(Ipv6Addr::from(a)), frame[20])
+        }
+        _ => return None,
+    };
+    if proto != 6 || frame.len() < l4 + 20 || frame[l4 + 13] & 0x02 == 0 {
+        return None;
+    }
+    let seq = u32::from_be_bytes(frame[l4 + 4..l4 + 8].try_into().ok()?);
+    let hl = usize::from(frame[l4 + 12] >> 4) * 4;
+    let opts = frame.get(l4 + 20..l4 + hl)?;
+    let mut mss = None;
+    let mut i = 0;
+    while i + 1 < opts.len() {
+        match opts[i] {
+            0 => break,
+            1 => i += 1,
+            k => {
+                let len = usize::from(opts[i + 1]).max(2);
+                if k == 2 && len == 4 && i + 4 <= opts.len() {
+                    mss = Some(u16::from_be_bytes([opts[i + 2], opts[i + 3]]));
+                }
+                i += len;
+            }
+        }
+    }
+    Some((from, seq, mss))
 }
 
 /// The TOA option (kind 254) among `opts`, if any.
@@ -169,12 +212,40 @@ fn one_armed_fullnat_tcp_udp_ipv4_ipv6_with_toa_seen_at_the_real_server() {
         .spawn()
         .unwrap(),
     );
-    assert!(
-        wait_for(20, || std::fs::read_to_string(&err)
-            .is_ok_and(|s| s.contains("listening on"))),
-        "tcpdump did not start: {:?}",
-        std::fs::read_to_string(&err)
+    // And one at the client of the SYNs it sends and the SYN-ACKs it gets.
+    let cpcap = lab.scratch.path("client.pcap");
+    let cerr = lab.scratch.path("tcpdump-client.err");
+    procs.0.push(
+        in_ns(
+            &format!("{}-br", lab.p),
+            &[
+                "tcpdump",
+                "-i",
+                "br0",
+                "-U",
+                "-n",
+                "-s",
+                "256",
+                "-w",
+                cpcap.to_str().unwrap(),
+                "tcp",
+                "port",
+                "80",
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&cerr).unwrap())
+        .spawn()
+        .unwrap(),
     );
+    for e in [&err, &cerr] {
+        assert!(
+            wait_for(20, || std::fs::read_to_string(e)
+                .is_ok_and(|s| s.contains("listening on"))),
+            "tcpdump did not start: {:?}",
+            std::fs::read_to_string(e)
+        );
+    }
 
     // TCP over both families: round robin over both servers, every answer
     // back through the director.
@@ -186,6 +257,26 @@ fn one_armed_fullnat_tcp_udp_ipv4_ipv6_with_toa_seen_at_the_real_server() {
         seen.dedup();
         assert_eq!(seen, ["rs1", "rs2"], "{host}");
     }
+    // A 1 MiB download: every acknowledgement and SACK block the client
+    // sends crosses the sequence translation.
+    let blob = std::fs::read(format!("/tmp/{}-www/blob", lab.p)).unwrap();
+    let got = lab.scratch.path("blob");
+    lab.ns(
+        "br",
+        &[
+            "curl",
+            "-s",
+            "-f",
+            "-m",
+            "60",
+            "-o",
+            got.to_str().unwrap(),
+            &format!("http://{VIP}/blob"),
+        ],
+    )
+    .expect("download through FULLNAT failed");
+    assert!(std::fs::read(&got).unwrap() == blob, "the download differs");
+
     // UDP over both families.
     for vip in [VIP, VIP6] {
         let a = lab
@@ -229,6 +320,42 @@ fn one_armed_fullnat_tcp_udp_ipv4_ipv6_with_toa_seen_at_the_real_server() {
         "no TOA with the client's address in {} frames from the local addresses",
         frames().len()
     );
+    // Sequence numbers: the SYNs reaching rs1 from the local addresses
+    // carry ISNs none of the client's SYNs had; the SYN-ACKs the client
+    // gets offer an MSS lowered by the TOA length (rs1's 1460 / 1440 on a
+    // 1500-byte link, less 8 / 20).
+    let client_frames = read_pcap(&cpcap);
+    let syns: Vec<_> = client_frames.iter().filter_map(|f| syn(f)).collect();
+    let client_isns: Vec<u32> = syns
+        .iter()
+        .filter(|(from, _, _)| [CLIENT, CLIENT6].contains(&from.to_string().as_str()))
+        .map(|s| s.1)
+        .collect();
+    let server_isns: Vec<u32> = frames()
+        .iter()
+        .filter_map(|f| syn(f))
+        .filter(|(from, _, _)| [LIP, LIP6].contains(&from.to_string().as_str()))
+        .map(|s| s.1)
+        .collect();
+    assert!(
+        client_isns.len() >= 4 && server_isns.len() >= 2,
+        "SYNs seen: client {client_isns:?}, at rs1 {server_isns:?}"
+    );
+    assert!(
+        server_isns.iter().all(|i| !client_isns.contains(i)),
+        "a client ISN reached rs1: client {client_isns:?}, rs1 {server_isns:?}"
+    );
+    let mss: Vec<(String, Option<u16>)> = syns
+        .iter()
+        .filter(|(from, _, _)| [VIP, VIP6].contains(&from.to_string().as_str()))
+        .map(|(f, _, m)| (f.to_string(), *m))
+        .collect();
+    assert!(!mss.is_empty(), "no SYN-ACK at the client");
+    for (from, m) in &mss {
+        let want = if from == VIP { 1460 - 8 } else { 1440 - 20 };
+        assert_eq!(*m, Some(want), "SYN-ACK from {from}: {mss:?}");
+    }
+
     // The real server never saw the client itself.
     for f in frames() {
         for src in [CLIENT, CLIENT6] {

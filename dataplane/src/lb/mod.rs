@@ -927,7 +927,8 @@ impl Lb {
                     svc.shared.stats.slot(worker).conn();
                     dest.stats.slot(worker).conn();
                     bump(&counters.created);
-                    return fullnat::xmit_in(conns, id, buf, meta, eg, worker, counters);
+                    fnat.start(conns, id, buf.data(), meta, now);
+                    return fullnat::xmit_in(conns, fnat, id, buf, meta, eg, worker, counters);
                 }
                 Ok(id) => created = Some(id),
                 Err(_) => {
@@ -1035,12 +1036,13 @@ impl Lb {
             ip_id,
             worker,
             counters,
+            fnat,
             ..
         } = self;
         let c = conns.get(id);
         let method = *c.method();
         if method == ForwardMethod::FullNat {
-            return fullnat::xmit_in(conns, id, buf, meta, eg, *worker, counters);
+            return fullnat::xmit_in(conns, fnat, id, buf, meta, eg, *worker, counters);
         }
         let (daddr, dport) = c.real();
         let Some(dest) = c.dest() else {
@@ -1069,7 +1071,8 @@ impl Lb {
     ) -> Action {
         let c = self.conns.get(id);
         if c.local().is_some() {
-            return fullnat::xmit_out(&mut self.conns, id, buf, meta, self.worker, &self.counters);
+            let (conns, fnat) = (&mut self.conns, &self.fnat);
+            return fullnat::xmit_out(conns, fnat, id, buf, meta, self.worker, &self.counters);
         }
         let (vaddr, vport) = c.virt();
         let len = u64::from(meta.ip_len);
