@@ -50,10 +50,11 @@ use crate::sched::hash::{siphash, SipKey};
 use crate::synproxy::random_word;
 use crate::wire::ipv4::protocol;
 use crate::wire::tcp::flags as tcpf;
-use crate::wire::PacketMeta;
+use crate::wire::{IcmpQuote, PacketMeta};
 use crate::xmit::fullnat::{
     clamp_mss, fullnat_inbound, fullnat_outbound, insert_toa, strip_timestamps, toa_len,
 };
+use crate::xmit::icmp_both::{icmp_error_rewrite, IcmpRewrite};
 use crate::xmit::seqadj::SeqAdj;
 use crate::xmit::{check_mtu, XmitError};
 
@@ -324,4 +325,72 @@ pub(super) fn xmit_out<B: PacketBuf>(
         Err(XmitError::TtlExpired) => drop_counted(counters, LbDrop::TtlExpired),
         Err(_) => drop_counted(counters, LbDrop::Rewrite),
     }
+}
+
+/// An ICMP error from a real server about a packet of FULLNAT connection
+/// `id` (its quote `LIP:lport -> RIP:rport`): rewritten into the error the
+/// client would get about its own packet (`CIP:cport -> VIP:vport`, from
+/// the VIP, its sequence number the client's again), as conntrack does.
+/// Returns the client to forward it to.
+pub(super) fn icmp_to_client<B: PacketBuf>(
+    conns: &ConnTable,
+    fnat: &FullNat,
+    id: ConnId,
+    buf: &mut B,
+    meta: &PacketMeta,
+    q: &IcmpQuote,
+) -> Result<IpAddr, XmitError> {
+    let c = conns.get(id);
+    let (vaddr, vport) = c.virt();
+    let (caddr, cport) = c.client();
+    let (vaddr, caddr) = (vaddr.to_ip(), caddr.to_ip());
+    let rw = IcmpRewrite {
+        src: vaddr,
+        dst: caddr,
+        quoted_src: (caddr, cport),
+        quoted_dst: (vaddr, vport),
+        seq_delta: fnat.seq_adj(id).inverse().delta(),
+        ack_delta: 0,
+    };
+    icmp_error_rewrite(buf, meta, q, &rw)?;
+    Ok(caddr)
+}
+
+/// An ICMP error from the client side about a reply of FULLNAT connection
+/// `id` (its quote `VIP:vport -> CIP:cport`): rewritten into the error the
+/// real server would get about its own packet (`RIP:rport -> LIP:lport`,
+/// from the local address, its acknowledgement in the server's view of
+/// the client's numbering). Returns the real server.
+pub(super) fn icmp_to_server<B: PacketBuf>(
+    conns: &ConnTable,
+    fnat: &FullNat,
+    id: ConnId,
+    buf: &mut B,
+    meta: &PacketMeta,
+    q: &IcmpQuote,
+) -> Result<IpAddr, XmitError> {
+    let c = conns.get(id);
+    let Some((lid, lport)) = c.local() else {
+        return Err(XmitError::UnsupportedProtocol);
+    };
+    let laddr = conns.local_addr(lid).to_ip();
+    let (raddr, rport) = c.real();
+    let raddr = raddr.to_ip();
+    let rw = IcmpRewrite {
+        src: laddr,
+        dst: raddr,
+        quoted_src: (raddr, rport),
+        quoted_dst: (laddr, lport),
+        seq_delta: 0,
+        ack_delta: fnat.seq_adj(id).delta(),
+    };
+    icmp_error_rewrite(buf, meta, q, &rw)?;
+    Ok(raddr)
+}
+
+/// Whether `addr` is one of the director's FULLNAT local addresses: an
+/// error quoting a packet from it is about a FULLNAT connection, and
+/// dropped (counted) when there is none.
+pub(super) fn is_local(snap: &Snapshot, addr: &IpAddr) -> bool {
+    snap.locals.iter().any(|l| l.addr == *addr)
 }

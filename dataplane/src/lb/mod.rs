@@ -1142,8 +1142,16 @@ impl Lb {
             let daddr = daddr.to_ip();
             let r = match method {
                 ForwardMethod::Masq => nat_icmp_inbound(buf, meta, &q, daddr, dport),
-                // Not translated (both quoted endpoints would change).
-                ForwardMethod::FullNat => Err(XmitError::UnsupportedProtocol),
+                ForwardMethod::FullNat => {
+                    let to = fullnat::icmp_to_server(&self.conns, &self.fnat, id, buf, meta, &q);
+                    return match to {
+                        Ok(rs) => {
+                            bump(&self.counters.icmp_related);
+                            Action::Forward(rs)
+                        }
+                        Err(_) => self.drop(LbDrop::BadIcmp),
+                    };
+                }
                 ForwardMethod::Route => dr_xmit(buf, meta),
                 ForwardMethod::Tunnel(cfg) => match eg.route(daddr) {
                     Some((src, mtu)) => {
@@ -1182,13 +1190,21 @@ impl Lb {
         if let Some(id) = self.conns.lookup_out(&outbound) {
             count_icmp(self.conns.get(id), self.worker, meta, Dir::Out);
             let (vaddr, vport) = self.conns.get(id).virt();
-            return match nat_icmp_outbound(buf, meta, &q, vaddr.to_ip(), vport) {
-                Ok(()) => {
+            let r = if self.conns.get(id).local().is_some() {
+                fullnat::icmp_to_client(&self.conns, &self.fnat, id, buf, meta, &q)
+            } else {
+                nat_icmp_outbound(buf, meta, &q, vaddr.to_ip(), vport).map(|()| meta.dst)
+            };
+            return match r {
+                Ok(to) => {
                     bump(&self.counters.icmp_related);
-                    Action::Forward(meta.dst)
+                    Action::Forward(to)
                 }
                 Err(_) => self.drop(LbDrop::BadIcmp),
             };
+        }
+        if fullnat::is_local(&self.snap, &q.src) {
+            return self.drop(LbDrop::NoConnection);
         }
         Action::Pass
     }

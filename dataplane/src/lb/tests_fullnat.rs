@@ -325,3 +325,49 @@ proptest::proptest! {
         proptest::prop_assert_eq!(left, cisn.wrapping_add(9));
     }
 }
+
+/// Port unreachable from the real server about `sent` (a frame the
+/// director sent it).
+fn unreachable_about(sent: &[u8]) -> Vec<u8> {
+    let mut b = TestBuf::new(sent);
+    let m = parse_packet(b.data()).unwrap();
+    crate::xmit::icmp::icmp_error_reply(
+        &mut b,
+        &m,
+        crate::xmit::icmp::IcmpErrorKind::PortUnreachable,
+        ip(RIP),
+    )
+    .unwrap();
+    b.data().to_vec()
+}
+
+#[test]
+fn a_real_servers_icmp_error_reaches_the_client_about_its_own_segment() {
+    let st = store(false);
+    let mut lb = lb_for(&st);
+    let (_, syn) = run(&mut lb, &seg(CLIENT, 40000, VIP, 80, 0x02, 1000, 0, &[]));
+    let (a, err) = run(&mut lb, &unreachable_about(&syn));
+    assert_eq!(a, Action::Forward(ip(CLIENT)));
+    assert!(checksums_ok(&err));
+    let m = parse_packet(&err).unwrap();
+    assert_eq!((m.src, m.dst), (ip(VIP), ip(CLIENT)));
+    let q = crate::wire::parse_icmp_quote(&err, &m).unwrap();
+    assert_eq!(
+        ((q.src, q.sport), (q.dst, q.dport)),
+        ((ip(CLIENT), 40000), (ip(VIP), 80))
+    );
+    let q4 = usize::from(q.l4_offset);
+    let seq = u32::from_be_bytes(err[q4 + 4..q4 + 8].try_into().unwrap());
+    assert_eq!(seq, 1000, "the client's own ISN in the quote");
+    assert_eq!(lb.counters().icmp_related.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn an_icmp_error_about_no_fullnat_connection_is_counted_and_dropped() {
+    let st = store(false);
+    let mut lb = lb_for(&st);
+    let stray = seg(LIP, 4321, RIP, 8080, 0x10, 1, 1, &[]);
+    let (a, _) = run(&mut lb, &unreachable_about(&stray));
+    assert_eq!(a, Action::Drop(LbDrop::NoConnection));
+    assert_eq!(lb.counters().drops(LbDrop::NoConnection), 1);
+}
