@@ -59,6 +59,22 @@ fn who(lab: &Lab, url_host: &str) -> Option<String> {
     .map(|s| s.trim().to_string())
 }
 
+/// A Python program sending one datagram to `addr:port` on a connected
+/// socket and printing `refused` when an ICMP port unreachable comes back
+/// (`timeout` when nothing does).
+fn udp_probe(addr: &str, port: u16) -> String {
+    let fam = if addr.contains(':') {
+        "AF_INET6"
+    } else {
+        "AF_INET"
+    };
+    format!(
+        "import socket\ns = socket.socket(socket.{fam}, socket.SOCK_DGRAM)\ns.settimeout(2)\n\
+         s.connect(('{addr}', {port}))\ns.send(b'x')\ntry:\n    s.recv(100)\n    print('answer')\n\
+         except ConnectionRefusedError:\n    print('refused')\nexcept socket.timeout:\n    print('timeout')\n"
+    )
+}
+
 /// TCP options of each TCP segment in `frame` sent from `src` to port 80,
 /// with the segment's source.
 fn options_from(frame: &[u8], src: IpAddr) -> Option<Vec<u8>> {
@@ -283,6 +299,27 @@ fn one_armed_fullnat_tcp_udp_ipv4_ipv6_with_toa_seen_at_the_real_server() {
             .udp_from("br", vip, "hello")
             .unwrap_or_else(|| panic!("no UDP answer from {vip}"));
         assert!(a == "rs1 hello" || a == "rs2 hello", "{vip}: {a}");
+    }
+
+    // A UDP service whose real servers have nothing on the port: their
+    // port unreachable, about the datagram from the local address, reaches
+    // the client about its own datagram (the socket reports the refusal).
+    for (vip, lip, rs) in [(VIP, LIP, "198.18.1.11"), (VIP6, LIP6, "[2001:db8:1::11]")] {
+        let v = if vip.contains(':') {
+            format!("[{vip}]")
+        } else {
+            vip.to_string()
+        };
+        lab.ok(&format!("-A -u {v}:54 -s rr"));
+        lab.ok(&format!("-a -u {v}:54 -r {rs}:54 -b"));
+        lab.ok(&format!("-P -u {v}:54 -z {lip}"));
+        let probe = udp_probe(vip, 54);
+        let mut last = String::new();
+        let refused = wait_for(20, || {
+            last = lab.ns("br", &["python3", "-c", &probe]).unwrap_or_default();
+            last.trim() == "refused"
+        });
+        assert!(refused, "UDP to {vip}:54 with nothing behind it: {last}");
     }
 
     // The local addresses carry the connections (DPVS's --get-laddr).

@@ -181,6 +181,13 @@ impl Lb {
         self.take_locals(&snap);
     }
 
+    /// Counts an ICMP error about a translated flow that is gone (a
+    /// FULLNAT local port or a SNAT port without a connection), which is
+    /// dropped: `lb_drop_no_connection`.
+    pub fn count_stray_icmp(&self) {
+        bump(&self.counters.drops[LbDrop::NoConnection as usize]);
+    }
+
     /// Builds this worker's ports of the local addresses `snap` brings
     /// that it has not seen yet.
     pub(super) fn take_locals(&mut self, snap: &Snapshot) {

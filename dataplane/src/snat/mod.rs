@@ -37,7 +37,7 @@ use std::ops::RangeInclusive;
 use crate::rules::tables::{FamilyTables, TableState};
 use crate::rules::{Names, Net, Rule, Table, Target};
 
-pub use path::{Postrouting, Snat};
+pub use path::{Postrouting, Reply, Snat};
 
 /// `--to-source addr[-addr][:port[-port]]` (SNAT) or MASQUERADE's
 /// `--to-ports port[-port]`, parsed.
