@@ -371,3 +371,36 @@ fn an_icmp_error_about_no_fullnat_connection_is_counted_and_dropped() {
     assert_eq!(a, Action::Drop(LbDrop::NoConnection));
     assert_eq!(lb.counters().drops(LbDrop::NoConnection), 1);
 }
+
+#[test]
+fn with_two_workers_replies_and_errors_hash_to_the_worker_that_opened_the_connection() {
+    let st = store(false);
+    let owners = crate::rss::Ownership::new(2);
+    for me in 0..2 {
+        let mut lb = Lb::new(
+            me,
+            LbSettings {
+                capacity: 1 << 12,
+                ..LbSettings::default()
+            },
+            0,
+        );
+        lb.set_snapshot(st.snapshot());
+        lb.set_ownership(owners.clone());
+        for i in 0..16 {
+            let (_, syn) = run(&mut lb, &seg(CLIENT, 41000 + i, VIP, 80, 0x02, 7, 0, &[]));
+            let lport = ends(&syn).0 .1;
+            // What RSS hashes for the server's reply and for its error.
+            let reply = seg(RIP, 8080, LIP, lport, 0x12, 1, 8, &[]);
+            let m = parse_packet(&reply).unwrap();
+            let (a, p) = lb.client_endpoint(&reply, &m).unwrap();
+            assert_eq!(owners.owner(a, p), me, "reply to {LIP}:{lport}");
+            let err = unreachable_about(&syn);
+            let m = parse_packet(&err).unwrap();
+            let (a, p) = lb.client_endpoint(&err, &m).unwrap();
+            assert_eq!(owners.owner(a, p), me, "error about {LIP}:{lport}");
+            let (act, _) = run(&mut lb, &err);
+            assert_eq!(act, Action::Forward(ip(CLIENT)));
+        }
+    }
+}
