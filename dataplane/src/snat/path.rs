@@ -155,7 +155,7 @@ impl Snat {
                 let Some(t) = rules.lookup(meta.protocol, meta.src, meta.dst, out_port) else {
                     return Postrouting::Unchanged;
                 };
-                let addr = t.addr(out_addr);
+                let addr = t.addr(out_addr, meta.src, meta.dst);
                 if addr.is_ipv4() != meta.src.is_ipv4() {
                     return Postrouting::Unchanged;
                 }
