@@ -404,3 +404,76 @@ fn one_armed_fullnat_tcp_udp_ipv4_ipv6_with_toa_seen_at_the_real_server() {
     }
     drop(procs);
 }
+
+/// `name=value` summed over the workers' `counters` events of the
+/// shutdown report.
+fn report_total(report: &str, name: &str) -> u64 {
+    report
+        .lines()
+        .filter(|l| l.starts_with("uvsd: counters "))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .map(|v| v.parse::<u64>().unwrap())
+        })
+        .sum()
+}
+
+#[test]
+fn two_workers_carry_fullnat_connections_their_sequence_numbers_and_errors() {
+    common::require_root();
+    let _g = lock();
+    let mut lab = Lab::with_workers("fn2", "fullnat", 2, 1, 2);
+    lab.ok(&format!("-A -t {VIP}:80 -s rr"));
+    lab.ok(&format!("-A -u {VIP}:54 -s rr"));
+    for rs in ["198.18.1.11", "198.18.1.12"] {
+        lab.ok(&format!("-a -t {VIP}:80 -r {rs}:80 -b"));
+        lab.ok(&format!("-a -u {VIP}:54 -r {rs}:54 -b"));
+    }
+    lab.ok(&format!("-P -t {VIP}:80 -z {LIP}"));
+    lab.ok(&format!("-P -u {VIP}:54 -z {LIP}"));
+    // Connections opened on either worker (the kernel spreads the tap's
+    // packets over both queues): every one answered.
+    for _ in 0..12 {
+        who(&lab, VIP).expect("GET /who through two workers failed");
+    }
+    let blob = std::fs::read(format!("/tmp/{}-www/blob", lab.p)).unwrap();
+    let got = lab.scratch.path("blob");
+    lab.ns(
+        "br",
+        &[
+            "curl",
+            "-s",
+            "-f",
+            "-m",
+            "60",
+            "-o",
+            got.to_str().unwrap(),
+            &format!("http://{VIP}/blob"),
+        ],
+    )
+    .expect("download through two workers failed");
+    assert!(std::fs::read(&got).unwrap() == blob, "the download differs");
+    // A real server's port unreachable reaches the client.
+    let probe = udp_probe(VIP, 54);
+    let mut last = String::new();
+    assert!(
+        wait_for(20, || {
+            last = lab.ns("br", &["python3", "-c", &probe]).unwrap_or_default();
+            last.trim() == "refused"
+        }),
+        "UDP to {VIP}:54 with nothing behind it: {last}"
+    );
+    let (status, report) = lab.stop_daemon();
+    assert!(status.is_some_and(|s| s.success()), "{report}");
+    assert_eq!(
+        report.matches("uvsd: counters ").count(),
+        2,
+        "one counters event per worker: {report}"
+    );
+    assert!(
+        report_total(&report, "handed_in") >= report_total(&report, "handed_over"),
+        "hand-overs lost: {report}"
+    );
+    assert_eq!(report_total(&report, "drop_handover_full"), 0, "{report}");
+}
