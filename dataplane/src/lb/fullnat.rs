@@ -35,6 +35,11 @@
 //! reply its acknowledgement and SACK blocks moved back, with the SYN
 //! proxy's adjuster ([`SeqAdj`]). Connections not created by a SYN (UDP, a
 //! TCP connection picked up mid-stream) keep their numbers.
+//!
+//! ICMP errors about a connection are translated both ways as conntrack
+//! does for a flow NATed on both ends ([`icmp_to_client`],
+//! [`icmp_to_server`], the bytes in [`crate::xmit::icmp_both`]); one that
+//! quotes a local address with no connection is dropped and counted.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
