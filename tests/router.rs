@@ -50,6 +50,22 @@ threading.Thread(target=tcp, daemon=True).start()
 udp()
 "#;
 
+/// A Python program sending one datagram to `addr:port` on a connected
+/// socket and printing `refused` when an ICMP port unreachable comes back
+/// (`timeout` when nothing does).
+fn udp_probe(addr: &str, port: u16) -> String {
+    let fam = if addr.contains(':') {
+        "AF_INET6"
+    } else {
+        "AF_INET"
+    };
+    format!(
+        "import socket\ns = socket.socket(socket.{fam}, socket.SOCK_DGRAM)\ns.settimeout(2)\n\
+         s.connect(('{addr}', {port}))\ns.send(b'x')\ntry:\n    s.recv(100)\n    print('answer')\n\
+         except ConnectionRefusedError:\n    print('refused')\nexcept socket.timeout:\n    print('timeout')\n"
+    )
+}
+
 /// `iptables` / `ip6tables` (uvstables under that name) against the lab.
 fn tables(lab: &Lab, prog: &str, line: &str) {
     let out = Command::new(UVSTABLES)
@@ -269,6 +285,17 @@ fn a_nat_real_server_reaches_the_outside_through_the_director_as_through_a_linux
             &["curl", "-s", "-f", "-m", "20", "-o", "/dev/null", &far],
         );
         assert!(ok, "a 1 MiB download from {out} through the mapping");
+        // A datagram to a closed port: the outside host's port unreachable
+        // (about the masqueraded datagram) comes back translated, and the
+        // sender's socket reports the refusal.
+        let refused = until(
+            &lab,
+            "rs1",
+            &["python3", "-c", &udp_probe(out, 7001)],
+            "refused",
+            10,
+        );
+        assert_eq!(refused.trim(), "refused", "UDP to a closed port of {out}");
     }
     assert!(counter(&lab, "snat_translated") > 0);
     assert_eq!(lab.who("198.18.0.2", VIP), "rs1", "the service still works");

@@ -853,6 +853,7 @@ impl<'a> Parser<'a> {
                 let to = opt("--to-source")
                     .or_else(|| opt("--to"))
                     .ok_or_else(|| fail("You must specify --to-source"))?;
+                dataplane::snat::ToSource::parse(&to).map_err(|e| fail(e.to_string()))?;
                 Target::Snat {
                     to,
                     random: has("--random"),

@@ -471,3 +471,25 @@ proptest! {
         fuzz_one(&data);
     }
 }
+
+/// A `--to-source` the director cannot map to is refused when the rule is
+/// added (not accepted and then silently skipped), and nothing changes.
+#[test]
+fn a_bad_or_too_wide_to_source_is_refused_and_nothing_changes() {
+    let mut i = Ipt::new();
+    let before = i.save("-t nat");
+    for bad in [
+        "198.18.0.0-198.18.1.0",
+        "198.18.0.4-198.18.0.1",
+        "198.18.0.1:0",
+        "nonsense",
+    ] {
+        let r = i.run(&format!(
+            "-t nat -A POSTROUTING -p tcp -j SNAT --to-source {bad}"
+        ));
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+        assert!(r.stderr.contains("bad NAT range"), "{bad}: {}", r.stderr);
+    }
+    assert_eq!(i.save("-t nat"), before);
+    i.ok("-t nat -A POSTROUTING -p tcp -j SNAT --to-source 198.18.0.0-198.18.0.255:1024-2047");
+}

@@ -24,9 +24,22 @@
 //! `toa_skipped`. The client's SYN loses its timestamp option (clients
 //! sharing a local address would trip the real server's PAWS check).
 //!
-//! Not done here: DPVS also moves the sequence numbers toward the real
-//! server by a random ISN offset; that belongs with the SYN proxy's
-//! sequence adjustment.
+//! Sequence numbers (TCP): as DPVS, the real server never sees the
+//! client's initial sequence number. When a client's SYN creates a
+//! connection, the stage picks the ISN toward the real server the way the
+//! kernel's `secure_tcp_seq` does (a keyed SipHash of the local and real
+//! endpoints plus a clock ticking every 64 ns, so a local port reused
+//! toward the same server starts above its predecessor) and keeps the
+//! offset to the client's ISN per connection slot ([`FullNat::seq`]). Every
+//! client segment then has its sequence number moved forward and every
+//! reply its acknowledgement and SACK blocks moved back, with the SYN
+//! proxy's adjuster ([`SeqAdj`]). Connections not created by a SYN (UDP, a
+//! TCP connection picked up mid-stream) keep their numbers.
+//!
+//! ICMP errors about a connection are translated both ways as conntrack
+//! does for a flow NATed on both ends ([`icmp_to_client`],
+//! [`icmp_to_server`], the bytes in [`crate::xmit::icmp_both`]); one that
+//! quotes a local address with no connection is dropped and counted.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -34,16 +47,20 @@ use std::sync::atomic::Ordering;
 use super::{bump, drop_counted, refused, Action, Egress, Lb, LbCounters, LbDrop};
 use crate::buf::PacketBuf;
 use crate::conn::table::cflags;
-use crate::conn::{ConnId, ConnTable};
+use crate::conn::{ConnAddr, ConnId, ConnTable};
 use crate::model::{Service, Snapshot};
 use crate::ports::PortPool;
 use crate::rss::Ownership;
+use crate::sched::hash::{siphash, SipKey};
+use crate::synproxy::random_word;
 use crate::wire::ipv4::protocol;
 use crate::wire::tcp::flags as tcpf;
-use crate::wire::PacketMeta;
+use crate::wire::{IcmpQuote, PacketMeta};
 use crate::xmit::fullnat::{
     clamp_mss, fullnat_inbound, fullnat_outbound, insert_toa, strip_timestamps, toa_len,
 };
+use crate::xmit::icmp_both::{icmp_error_rewrite, IcmpRewrite};
+use crate::xmit::seqadj::SeqAdj;
 use crate::xmit::{check_mtu, XmitError};
 
 /// Local ports DPVS hands out by default (`DEF_MIN_PORT..=DEF_MAX_PORT`).
@@ -58,6 +75,13 @@ pub(super) struct FullNat {
     seen: usize,
     /// Round-robin cursor over a service's local addresses.
     rr: u32,
+    /// Per connection slot: how the client's sequence numbers move toward
+    /// the real server. Written whenever a FULLNAT connection is created;
+    /// sized to the table when the first local address arrives (slots
+    /// beyond it, if any, are never translated).
+    seq: Vec<SeqAdj>,
+    /// The ISN hash's key (the kernel's `net_secret`).
+    isn_key: SipKey,
 }
 
 impl FullNat {
@@ -66,8 +90,90 @@ impl FullNat {
             owners: Ownership::new(1),
             seen: 0,
             rr: 0,
+            seq: Vec::new(),
+            isn_key: SipKey(random_word(), random_word()),
         }
     }
+
+    /// Connection `id`'s sequence offset toward the real server.
+    #[inline(always)]
+    pub(super) fn seq_adj(&self, id: ConnId) -> SeqAdj {
+        self.seq.get(id.0 as usize).copied().unwrap_or_default()
+    }
+
+    /// Records the sequence offset of FULLNAT connection `id`, just
+    /// created by `meta`'s packet (`data` its frame) at `now` (ms): a new
+    /// ISN toward the real server for a client's SYN, none otherwise.
+    #[inline]
+    pub(super) fn start(
+        &mut self,
+        conns: &ConnTable,
+        id: ConnId,
+        data: &[u8],
+        meta: &PacketMeta,
+        now: u64,
+    ) {
+        let Some(slot) = self.seq.get_mut(id.0 as usize) else {
+            return;
+        };
+        *slot = SeqAdj::IDENTITY;
+        if meta.protocol != protocol::TCP || meta.tcp_flags & (tcpf::SYN | tcpf::ACK) != tcpf::SYN {
+            return;
+        }
+        let at = usize::from(meta.l4_offset) + 4;
+        let Some(b) = data.get(at..at + 4) else {
+            return;
+        };
+        let client_isn = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let c = conns.get(id);
+        let Some((lid, lport)) = c.local() else {
+            return;
+        };
+        let (raddr, rport) = c.real();
+        *slot = SeqAdj::between(
+            client_isn,
+            server_isn(
+                self.isn_key,
+                conns.local_addr(lid),
+                lport,
+                raddr,
+                rport,
+                now,
+            ),
+        );
+    }
+}
+
+/// The ISN toward the real server of a connection `laddr:lport ->
+/// raddr:rport` opened at `now` (ms), as the kernel's `secure_tcp_seq`:
+/// a keyed hash of the endpoints, so it cannot be guessed from outside,
+/// plus a clock that advances 1 every 64 ns, so a reused 4-tuple starts
+/// above its predecessor (what a real server's TIME_WAIT socket accepts).
+pub fn server_isn(
+    key: SipKey,
+    laddr: ConnAddr,
+    lport: u16,
+    raddr: ConnAddr,
+    rport: u16,
+    now: u64,
+) -> u32 {
+    let mut msg = [0u8; 36];
+    let n = if laddr.is_v4() && raddr.is_v4() {
+        msg[..4].copy_from_slice(&laddr.0[12..]);
+        msg[4..8].copy_from_slice(&raddr.0[12..]);
+        msg[8..10].copy_from_slice(&lport.to_be_bytes());
+        msg[10..12].copy_from_slice(&rport.to_be_bytes());
+        12
+    } else {
+        msg[..16].copy_from_slice(&laddr.0);
+        msg[16..32].copy_from_slice(&raddr.0);
+        msg[32..34].copy_from_slice(&lport.to_be_bytes());
+        msg[34..36].copy_from_slice(&rport.to_be_bytes());
+        36
+    };
+    // 1 ms = 15625 ticks of 64 ns.
+    let clock = now.wrapping_mul(15_625) as u32;
+    (siphash(&msg[..n], key, 1, 3) as u32).wrapping_add(clock)
 }
 
 impl Lb {
@@ -80,12 +186,22 @@ impl Lb {
         self.take_locals(&snap);
     }
 
+    /// Counts an ICMP error about a translated flow that is gone (a
+    /// FULLNAT local port or a SNAT port without a connection), which is
+    /// dropped: `lb_drop_no_connection`.
+    pub fn count_stray_icmp(&self) {
+        bump(&self.counters.drops[LbDrop::NoConnection as usize]);
+    }
+
     /// Builds this worker's ports of the local addresses `snap` brings
     /// that it has not seen yet.
     pub(super) fn take_locals(&mut self, snap: &Snapshot) {
         for l in snap.locals.iter().skip(self.fnat.seen) {
             let pool = PortPool::new(l.addr, LOCAL_PORTS, &self.fnat.owners, self.worker);
             self.conns.add_local_pool(std::sync::Arc::clone(l), pool);
+        }
+        if !snap.locals.is_empty() && self.fnat.seq.len() < self.conns.slots() {
+            self.fnat.seq.resize(self.conns.slots(), SeqAdj::IDENTITY);
         }
         self.fnat.seen = snap.locals.len();
     }
@@ -124,6 +240,7 @@ fn tcp_payload_len(data: &[u8], meta: &PacketMeta) -> usize {
 #[inline]
 pub(super) fn xmit_in<B: PacketBuf, E: Egress>(
     conns: &ConnTable,
+    fnat: &FullNat,
     id: ConnId,
     buf: &mut B,
     meta: &PacketMeta,
@@ -159,6 +276,13 @@ pub(super) fn xmit_in<B: PacketBuf, E: Egress>(
     if let Err(e) = fullnat_inbound(buf, meta, laddr, lport, daddr, dport) {
         return refused(counters, buf, meta, e);
     }
+    if tcp {
+        // The rewrite checked the header lies within the packet.
+        let seg = &mut buf.data_mut()[usize::from(meta.l4_offset)..meta.l3_end()];
+        if fnat.seq_adj(id).shift_seq(seg).is_err() {
+            return drop_counted(counters, LbDrop::Rewrite);
+        }
+    }
     if toa && meta.tcp_flags & (tcpf::SYN | tcpf::RST) == 0 && c.flags() & cflags::TOA_DONE == 0 {
         let (caddr, cport) = c.client();
         if insert_toa(buf, meta, &caddr.to_ip(), cport, mtu).is_err() {
@@ -173,6 +297,7 @@ pub(super) fn xmit_in<B: PacketBuf, E: Egress>(
 #[inline]
 pub(super) fn xmit_out<B: PacketBuf>(
     conns: &mut ConnTable,
+    fnat: &FullNat,
     id: ConnId,
     buf: &mut B,
     meta: &PacketMeta,
@@ -198,6 +323,12 @@ pub(super) fn xmit_out<B: PacketBuf>(
     }
     match fullnat_outbound(buf, meta, vaddr.to_ip(), vport, caddr, cport) {
         Ok(()) => {
+            if tcp {
+                let seg = &mut buf.data_mut()[usize::from(meta.l4_offset)..meta.l3_end()];
+                if fnat.seq_adj(id).unshift_ack(seg).is_err() {
+                    return drop_counted(counters, LbDrop::Rewrite);
+                }
+            }
             if toa && !done && tcp_payload_len(buf.data(), meta) > 0 {
                 conns.set_toa_done(id);
             }
@@ -206,4 +337,72 @@ pub(super) fn xmit_out<B: PacketBuf>(
         Err(XmitError::TtlExpired) => drop_counted(counters, LbDrop::TtlExpired),
         Err(_) => drop_counted(counters, LbDrop::Rewrite),
     }
+}
+
+/// An ICMP error from a real server about a packet of FULLNAT connection
+/// `id` (its quote `LIP:lport -> RIP:rport`): rewritten into the error the
+/// client would get about its own packet (`CIP:cport -> VIP:vport`, from
+/// the VIP, its sequence number the client's again), as conntrack does.
+/// Returns the client to forward it to.
+pub(super) fn icmp_to_client<B: PacketBuf>(
+    conns: &ConnTable,
+    fnat: &FullNat,
+    id: ConnId,
+    buf: &mut B,
+    meta: &PacketMeta,
+    q: &IcmpQuote,
+) -> Result<IpAddr, XmitError> {
+    let c = conns.get(id);
+    let (vaddr, vport) = c.virt();
+    let (caddr, cport) = c.client();
+    let (vaddr, caddr) = (vaddr.to_ip(), caddr.to_ip());
+    let rw = IcmpRewrite {
+        src: vaddr,
+        dst: caddr,
+        quoted_src: (caddr, cport),
+        quoted_dst: (vaddr, vport),
+        seq_delta: fnat.seq_adj(id).inverse().delta(),
+        ack_delta: 0,
+    };
+    icmp_error_rewrite(buf, meta, q, &rw)?;
+    Ok(caddr)
+}
+
+/// An ICMP error from the client side about a reply of FULLNAT connection
+/// `id` (its quote `VIP:vport -> CIP:cport`): rewritten into the error the
+/// real server would get about its own packet (`RIP:rport -> LIP:lport`,
+/// from the local address, its acknowledgement in the server's view of
+/// the client's numbering). Returns the real server.
+pub(super) fn icmp_to_server<B: PacketBuf>(
+    conns: &ConnTable,
+    fnat: &FullNat,
+    id: ConnId,
+    buf: &mut B,
+    meta: &PacketMeta,
+    q: &IcmpQuote,
+) -> Result<IpAddr, XmitError> {
+    let c = conns.get(id);
+    let Some((lid, lport)) = c.local() else {
+        return Err(XmitError::UnsupportedProtocol);
+    };
+    let laddr = conns.local_addr(lid).to_ip();
+    let (raddr, rport) = c.real();
+    let raddr = raddr.to_ip();
+    let rw = IcmpRewrite {
+        src: laddr,
+        dst: raddr,
+        quoted_src: (raddr, rport),
+        quoted_dst: (laddr, lport),
+        seq_delta: 0,
+        ack_delta: fnat.seq_adj(id).delta(),
+    };
+    icmp_error_rewrite(buf, meta, q, &rw)?;
+    Ok(raddr)
+}
+
+/// Whether `addr` is one of the director's FULLNAT local addresses: an
+/// error quoting a packet from it is about a FULLNAT connection, and
+/// dropped (counted) when there is none.
+pub(super) fn is_local(snap: &Snapshot, addr: &IpAddr) -> bool {
+    snap.locals.iter().any(|l| l.addr == *addr)
 }

@@ -927,7 +927,8 @@ impl Lb {
                     svc.shared.stats.slot(worker).conn();
                     dest.stats.slot(worker).conn();
                     bump(&counters.created);
-                    return fullnat::xmit_in(conns, id, buf, meta, eg, worker, counters);
+                    fnat.start(conns, id, buf.data(), meta, now);
+                    return fullnat::xmit_in(conns, fnat, id, buf, meta, eg, worker, counters);
                 }
                 Ok(id) => created = Some(id),
                 Err(_) => {
@@ -1035,12 +1036,13 @@ impl Lb {
             ip_id,
             worker,
             counters,
+            fnat,
             ..
         } = self;
         let c = conns.get(id);
         let method = *c.method();
         if method == ForwardMethod::FullNat {
-            return fullnat::xmit_in(conns, id, buf, meta, eg, *worker, counters);
+            return fullnat::xmit_in(conns, fnat, id, buf, meta, eg, *worker, counters);
         }
         let (daddr, dport) = c.real();
         let Some(dest) = c.dest() else {
@@ -1069,7 +1071,8 @@ impl Lb {
     ) -> Action {
         let c = self.conns.get(id);
         if c.local().is_some() {
-            return fullnat::xmit_out(&mut self.conns, id, buf, meta, self.worker, &self.counters);
+            let (conns, fnat) = (&mut self.conns, &self.fnat);
+            return fullnat::xmit_out(conns, fnat, id, buf, meta, self.worker, &self.counters);
         }
         let (vaddr, vport) = c.virt();
         let len = u64::from(meta.ip_len);
@@ -1139,8 +1142,16 @@ impl Lb {
             let daddr = daddr.to_ip();
             let r = match method {
                 ForwardMethod::Masq => nat_icmp_inbound(buf, meta, &q, daddr, dport),
-                // Not translated (both quoted endpoints would change).
-                ForwardMethod::FullNat => Err(XmitError::UnsupportedProtocol),
+                ForwardMethod::FullNat => {
+                    let to = fullnat::icmp_to_server(&self.conns, &self.fnat, id, buf, meta, &q);
+                    return match to {
+                        Ok(rs) => {
+                            bump(&self.counters.icmp_related);
+                            Action::Forward(rs)
+                        }
+                        Err(_) => self.drop(LbDrop::BadIcmp),
+                    };
+                }
                 ForwardMethod::Route => dr_xmit(buf, meta),
                 ForwardMethod::Tunnel(cfg) => match eg.route(daddr) {
                     Some((src, mtu)) => {
@@ -1179,13 +1190,21 @@ impl Lb {
         if let Some(id) = self.conns.lookup_out(&outbound) {
             count_icmp(self.conns.get(id), self.worker, meta, Dir::Out);
             let (vaddr, vport) = self.conns.get(id).virt();
-            return match nat_icmp_outbound(buf, meta, &q, vaddr.to_ip(), vport) {
-                Ok(()) => {
+            let r = if self.conns.get(id).local().is_some() {
+                fullnat::icmp_to_client(&self.conns, &self.fnat, id, buf, meta, &q)
+            } else {
+                nat_icmp_outbound(buf, meta, &q, vaddr.to_ip(), vport).map(|()| meta.dst)
+            };
+            return match r {
+                Ok(to) => {
                     bump(&self.counters.icmp_related);
-                    Action::Forward(meta.dst)
+                    Action::Forward(to)
                 }
                 Err(_) => self.drop(LbDrop::BadIcmp),
             };
+        }
+        if fullnat::is_local(&self.snap, &q.src) {
+            return self.drop(LbDrop::NoConnection);
         }
         Action::Pass
     }

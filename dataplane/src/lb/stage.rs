@@ -559,8 +559,13 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         }
         // A reply to a source-NAT mapping: back to the original source
         // (conntrack's de-NAT, before the rules and the balancer).
-        if let Some(dst) = self.snat.reply(&mut buf, meta, now) {
-            return StageVerdict::Route { buf, dst };
+        match self.snat.reply(&mut buf, meta, now) {
+            crate::snat::Reply::Route(dst) => return StageVerdict::Route { buf, dst },
+            crate::snat::Reply::Stray => {
+                self.lb.count_stray_icmp();
+                return StageVerdict::Drop { buf, counted: true };
+            }
+            crate::snat::Reply::NotOurs => {}
         }
         let eg = &self.egress;
         let mark = match self

@@ -167,3 +167,240 @@ fn a_pool_that_runs_out_refuses_new_connections_and_keeps_the_old_ones() {
 }
 
 const LOCAL_PORTS_FOR_TESTS: std::ops::RangeInclusive<u16> = fullnat::LOCAL_PORTS;
+
+/// A TCP segment with sequence and acknowledgement numbers and options
+/// (a multiple of 4 bytes), checksums valid.
+#[allow(clippy::too_many_arguments)]
+fn seg(
+    src: &str,
+    sport: u16,
+    dst: &str,
+    dport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    opts: &[u8],
+) -> Vec<u8> {
+    let mut body = opts.to_vec();
+    body.extend_from_slice(b"data");
+    let mut f = frame(ip(src), ip(dst), L4::Tcp, sport, dport, None, &body);
+    let m = parse_packet(&f).unwrap();
+    let l4 = usize::from(m.l4_offset);
+    f[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
+    f[l4 + 8..l4 + 12].copy_from_slice(&ack.to_be_bytes());
+    f[l4 + 12] = (((20 + opts.len()) / 4) as u8) << 4;
+    f[l4 + 13] = flags;
+    f[l4 + 16..l4 + 18].copy_from_slice(&[0, 0]);
+    let end = m.l3_end();
+    let ph = match (m.src, m.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => checksum::pseudo_header_v4(s, d, 6, (end - l4) as u16),
+        (IpAddr::V6(s), IpAddr::V6(d)) => checksum::pseudo_header_v6(s, d, 6, (end - l4) as u32),
+        _ => unreachable!(),
+    };
+    let c = checksum::finish(ph, &f[l4..end]);
+    f[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+fn seq_ack(f: &[u8]) -> (u32, u32) {
+    let m = parse_packet(f).unwrap();
+    let l4 = usize::from(m.l4_offset);
+    let r = |at: usize| u32::from_be_bytes(f[l4 + at..l4 + at + 4].try_into().unwrap());
+    (r(4), r(8))
+}
+
+/// NOP, NOP, SACK with one block.
+fn sack(left: u32, right: u32) -> Vec<u8> {
+    let mut o = vec![1, 1, 5, 10];
+    o.extend_from_slice(&left.to_be_bytes());
+    o.extend_from_slice(&right.to_be_bytes());
+    o
+}
+
+/// One handshake and a data exchange with client ISN `cisn` and server
+/// ISN `sisn`: the server's ISN as it saw the client's, and the client's
+/// view of the server's acknowledgement and SACK block.
+fn exchange(cisn: u32, sisn: u32) -> (u32, (u32, u32), (u32, u32), u32) {
+    let st = store(false);
+    let mut lb = lb_for(&st);
+    let (_, syn) = run(&mut lb, &seg(CLIENT, 40000, VIP, 80, 0x02, cisn, 0, &[]));
+    assert!(checksums_ok(&syn));
+    let (s_isn, _) = seq_ack(&syn);
+    let lport = ends(&syn).0 .1;
+    let (_, synack) = run(
+        &mut lb,
+        &seg(
+            RIP,
+            8080,
+            LIP,
+            lport,
+            0x12,
+            sisn,
+            s_isn.wrapping_add(1),
+            &[],
+        ),
+    );
+    assert!(checksums_ok(&synack));
+    let client_view_synack = seq_ack(&synack);
+    let (_, data) = run(
+        &mut lb,
+        &seg(
+            CLIENT,
+            40000,
+            VIP,
+            80,
+            0x18,
+            cisn.wrapping_add(1),
+            sisn.wrapping_add(1),
+            &[],
+        ),
+    );
+    assert!(checksums_ok(&data));
+    let server_view_data = seq_ack(&data).0;
+    // The server acknowledges 4 bytes and SACKs a later block.
+    let a = s_isn.wrapping_add(5);
+    let opts = sack(s_isn.wrapping_add(9), s_isn.wrapping_add(13));
+    let (_, ack) = run(
+        &mut lb,
+        &seg(RIP, 8080, LIP, lport, 0x10, sisn.wrapping_add(1), a, &opts),
+    );
+    assert!(checksums_ok(&ack));
+    let m = parse_packet(&ack).unwrap();
+    let l4 = usize::from(m.l4_offset);
+    let edge = |at: usize| u32::from_be_bytes(ack[l4 + at..l4 + at + 4].try_into().unwrap());
+    assert_eq!(
+        seq_ack(&ack).0,
+        sisn.wrapping_add(1),
+        "the server's own numbers pass"
+    );
+    assert_eq!(client_view_synack.0, sisn, "the server's ISN passes");
+    (
+        s_isn,
+        client_view_synack,
+        (seq_ack(&ack).1, edge(24)),
+        server_view_data.wrapping_sub(s_isn),
+    )
+}
+
+#[test]
+fn the_real_server_sees_its_own_isn_for_the_client_and_replies_are_translated_back() {
+    let (s_isn, synack, (ack, sack_left), data_off) = exchange(1000, 5000);
+    assert_ne!(s_isn, 1000, "the client's ISN reached the real server");
+    assert_eq!(
+        synack.1, 1001,
+        "the SYN-ACK acknowledges the client's own ISN"
+    );
+    assert_eq!(data_off, 1, "the client's data follows the translated ISN");
+    assert_eq!(ack, 1005, "acknowledgement in the client's numbering");
+    assert_eq!(sack_left, 1009, "SACK block in the client's numbering");
+}
+
+#[test]
+fn two_connections_get_unrelated_isns_and_a_reused_port_a_later_one() {
+    let key = crate::sched::hash::SipKey(1, 2);
+    let (l, r) = (ConnAddr::from(ip(LIP)), ConnAddr::from(ip(RIP)));
+    let a = fullnat::server_isn(key, l, 2000, r, 80, 10);
+    let b = fullnat::server_isn(key, l, 2001, r, 80, 10);
+    assert_ne!(a, b);
+    // 1 ms later the same 4-tuple starts 15625 (1 ms of 64 ns ticks) above.
+    let later = fullnat::server_isn(key, l, 2000, r, 80, 11);
+    assert_eq!(later.wrapping_sub(a), 15_625);
+    let other_key = fullnat::server_isn(crate::sched::hash::SipKey(3, 4), l, 2000, r, 80, 10);
+    assert_ne!(a, other_key);
+}
+
+proptest::proptest! {
+    // Each case builds a stage (a connection table of 128 k slots).
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+    /// Whatever the ISNs, the real server reads the client's stream at the
+    /// same offsets from the ISN it was shown, and the client reads the
+    /// server's acknowledgements and SACK blocks at the same offsets from
+    /// its own ISN; every checksum stays valid.
+    #[test]
+    fn offsets_survive_the_translation(cisn in proptest::prelude::any::<u32>(), sisn in proptest::prelude::any::<u32>()) {
+        let (_, synack, (ack, left), data_off) = exchange(cisn, sisn);
+        proptest::prop_assert_eq!(synack.1, cisn.wrapping_add(1));
+        proptest::prop_assert_eq!(data_off, 1);
+        proptest::prop_assert_eq!(ack, cisn.wrapping_add(5));
+        proptest::prop_assert_eq!(left, cisn.wrapping_add(9));
+    }
+}
+
+/// Port unreachable from the real server about `sent` (a frame the
+/// director sent it).
+fn unreachable_about(sent: &[u8]) -> Vec<u8> {
+    let mut b = TestBuf::new(sent);
+    let m = parse_packet(b.data()).unwrap();
+    crate::xmit::icmp::icmp_error_reply(
+        &mut b,
+        &m,
+        crate::xmit::icmp::IcmpErrorKind::PortUnreachable,
+        ip(RIP),
+    )
+    .unwrap();
+    b.data().to_vec()
+}
+
+#[test]
+fn a_real_servers_icmp_error_reaches_the_client_about_its_own_segment() {
+    let st = store(false);
+    let mut lb = lb_for(&st);
+    let (_, syn) = run(&mut lb, &seg(CLIENT, 40000, VIP, 80, 0x02, 1000, 0, &[]));
+    let (a, err) = run(&mut lb, &unreachable_about(&syn));
+    assert_eq!(a, Action::Forward(ip(CLIENT)));
+    assert!(checksums_ok(&err));
+    let m = parse_packet(&err).unwrap();
+    assert_eq!((m.src, m.dst), (ip(VIP), ip(CLIENT)));
+    let q = crate::wire::parse_icmp_quote(&err, &m).unwrap();
+    assert_eq!(
+        ((q.src, q.sport), (q.dst, q.dport)),
+        ((ip(CLIENT), 40000), (ip(VIP), 80))
+    );
+    let q4 = usize::from(q.l4_offset);
+    let seq = u32::from_be_bytes(err[q4 + 4..q4 + 8].try_into().unwrap());
+    assert_eq!(seq, 1000, "the client's own ISN in the quote");
+    assert_eq!(lb.counters().icmp_related.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn an_icmp_error_about_no_fullnat_connection_is_counted_and_dropped() {
+    let st = store(false);
+    let mut lb = lb_for(&st);
+    let stray = seg(LIP, 4321, RIP, 8080, 0x10, 1, 1, &[]);
+    let (a, _) = run(&mut lb, &unreachable_about(&stray));
+    assert_eq!(a, Action::Drop(LbDrop::NoConnection));
+    assert_eq!(lb.counters().drops(LbDrop::NoConnection), 1);
+}
+
+#[test]
+fn with_two_workers_replies_and_errors_hash_to_the_worker_that_opened_the_connection() {
+    let st = store(false);
+    let owners = crate::rss::Ownership::new(2);
+    for me in 0..2 {
+        let mut lb = Lb::new(
+            me,
+            LbSettings {
+                capacity: 1 << 12,
+                ..LbSettings::default()
+            },
+            0,
+        );
+        lb.set_snapshot(st.snapshot());
+        lb.set_ownership(owners.clone());
+        for i in 0..16 {
+            let (_, syn) = run(&mut lb, &seg(CLIENT, 41000 + i, VIP, 80, 0x02, 7, 0, &[]));
+            let lport = ends(&syn).0 .1;
+            // What RSS hashes for the server's reply and for its error.
+            let reply = seg(RIP, 8080, LIP, lport, 0x12, 1, 8, &[]);
+            let m = parse_packet(&reply).unwrap();
+            let (a, p) = lb.client_endpoint(&reply, &m).unwrap();
+            assert_eq!(owners.owner(a, p), me, "reply to {LIP}:{lport}");
+            let err = unreachable_about(&syn);
+            let m = parse_packet(&err).unwrap();
+            let (a, p) = lb.client_endpoint(&err, &m).unwrap();
+            assert_eq!(owners.owner(a, p), me, "error about {LIP}:{lport}");
+            let (act, _) = run(&mut lb, &err);
+            assert_eq!(act, Action::Forward(ip(CLIENT)));
+        }
+    }
+}

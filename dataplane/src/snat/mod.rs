@@ -37,7 +37,7 @@ use std::ops::RangeInclusive;
 use crate::rules::tables::{FamilyTables, TableState};
 use crate::rules::{Names, Net, Rule, Table, Target};
 
-pub use path::{Postrouting, Snat};
+pub use path::{Postrouting, Reply, Snat};
 
 /// `--to-source addr[-addr][:port[-port]]` (SNAT) or MASQUERADE's
 /// `--to-ports port[-port]`, parsed.
@@ -58,8 +58,27 @@ pub const DEFAULT_PORTS: RangeInclusive<u16> = 1024..=65535;
 
 /// Why a `--to-source` / `--to-ports` value does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("bad NAT range {0:?}: expected ADDR[-ADDR][:PORT[-PORT]]")]
+#[error("bad NAT range {0:?}: expected ADDR[-ADDR][:PORT[-PORT]], at most 256 addresses")]
 pub struct RangeError(pub String);
+
+/// Addresses one `--to-source` range may hold: each is a port pool per
+/// worker (about 64 k Toeplitz hashes to build and 64 KiB), built when the
+/// rule arrives.
+pub const MAX_RANGE_ADDRS: u128 = 256;
+
+fn addr_bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v) => u128::from(u32::from(v)),
+        IpAddr::V6(v) => u128::from(v),
+    }
+}
+
+fn addr_from_bits(like: IpAddr, b: u128) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => IpAddr::V4((b as u32).into()),
+        IpAddr::V6(_) => IpAddr::V6(b.into()),
+    }
+}
 
 fn port_range(s: &str, whole: &str) -> Result<RangeInclusive<u16>, RangeError> {
     let err = || RangeError(whole.to_string());
@@ -101,6 +120,9 @@ impl ToSource {
         if a.is_ipv4() != b.is_ipv4() || a > b {
             return Err(err());
         }
+        if addr_bits(b) - addr_bits(a) >= MAX_RANGE_ADDRS {
+            return Err(err());
+        }
         let ports = match ports {
             Some(p) => port_range(p, s)?,
             None => DEFAULT_PORTS,
@@ -122,10 +144,34 @@ impl ToSource {
         })
     }
 
-    /// The address a mapping gets: the first of the range (one address a
-    /// flow's worker uses for all its mappings keeps pools few), or `out`.
-    pub fn addr(&self, out: IpAddr) -> IpAddr {
-        self.addrs.map_or(out, |(a, _)| a)
+    /// The address a mapping of `src -> dst` gets: MASQUERADE's `out`, or
+    /// one of the range chosen as Linux's `find_best_ips_proto` does
+    /// without `--persistent`: a hash of both addresses scaled onto the
+    /// range, so a given pair of hosts always gets the same address and
+    /// pairs spread evenly over the range.
+    pub fn addr(&self, out: IpAddr, src: IpAddr, dst: IpAddr) -> IpAddr {
+        let Some((a, b)) = self.addrs else { return out };
+        let n = addr_bits(b) - addr_bits(a) + 1;
+        if n == 1 {
+            return a;
+        }
+        let (s, d) = (addr_bits(src), addr_bits(dst));
+        let mix = |x: u128, k: u64| {
+            let r = u128::from((x as u64) ^ ((x >> 64) as u64)).wrapping_mul(u128::from(k));
+            (r as u64) ^ ((r >> 64) as u64)
+        };
+        let h = mix(s, 0x9e37_79b9_7f4a_7c15) ^ mix(d, 0xc2b2_ae3d_27d4_eb4f);
+        let j = u128::from((h ^ (h >> 32)) as u32);
+        addr_from_bits(a, addr_bits(a) + ((j * n) >> 32))
+    }
+
+    /// Every address of the range (none for MASQUERADE).
+    pub fn each_addr(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let (a, n) = match self.addrs {
+            Some((a, b)) => (a, addr_bits(b) - addr_bits(a) + 1),
+            None => (IpAddr::V4(0.into()), 0),
+        };
+        (0..n).map(move |i| addr_from_bits(a, addr_bits(a) + i))
     }
 }
 
@@ -277,7 +323,7 @@ impl NatRules {
     pub fn addresses(&self) -> impl Iterator<Item = (IpAddr, RangeInclusive<u16>)> + '_ {
         self.targets
             .iter()
-            .filter_map(|t| t.addrs.map(|(a, _)| (a, t.ports.clone())))
+            .flat_map(|t| t.each_addr().map(|a| (a, t.ports.clone())))
     }
 
     /// Every port range a MASQUERADE rule maps into.

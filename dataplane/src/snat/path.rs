@@ -16,7 +16,9 @@ use crate::conn::{ConnAddr, ConnKey};
 use crate::net::{Counter, Interface};
 use crate::rss::Ownership;
 use crate::wire::ipv4::protocol;
+use crate::wire::parse_icmp_quote;
 use crate::wire::{icmp, icmpv6, Fragment, PacketMeta, L3};
+use crate::xmit::icmp_both::{icmp_error_rewrite, IcmpRewrite};
 use crate::xmit::nat::{nat_inbound, nat_outbound};
 
 /// What the source NAT did with a routed packet.
@@ -29,6 +31,20 @@ pub enum Postrouting {
     /// A rule maps it but no mapping could be made: dropped, counted as
     /// this.
     Refused(Counter),
+}
+
+/// What became of a packet addressed to a translated address
+/// ([`Snat::reply`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// Not a reply of ours: untouched.
+    NotOurs,
+    /// Translated back (a reply, or an ICMP error about a mapping's
+    /// packet): route it to this address.
+    Route(IpAddr),
+    /// An ICMP error about a translated port with no mapping (a flow
+    /// that is gone): drop it, counted.
+    Stray,
 }
 
 /// Mappings a worker holds at most.
@@ -139,7 +155,7 @@ impl Snat {
                 let Some(t) = rules.lookup(meta.protocol, meta.src, meta.dst, out_port) else {
                     return Postrouting::Unchanged;
                 };
-                let addr = t.addr(out_addr);
+                let addr = t.addr(out_addr, meta.src, meta.dst);
                 if addr.is_ipv4() != meta.src.is_ipv4() {
                     return Postrouting::Unchanged;
                 }
@@ -157,21 +173,73 @@ impl Snat {
     }
 
     /// A reply to a mapping (to a translated address and port): its
-    /// destination becomes the original source again, TTL decremented;
-    /// returns where to route it. `None`: not a reply of ours, untouched.
+    /// destination becomes the original source again, TTL decremented.
+    /// An ICMP error about a mapping's packet is translated back as
+    /// conntrack does (outer destination, quoted source and port,
+    /// checksums: [`icmp_error_rewrite`]).
     #[inline]
-    pub fn reply<B: PacketBuf>(
+    pub fn reply<B: PacketBuf>(&mut self, buf: &mut B, meta: &PacketMeta, now: u64) -> Reply {
+        if self.maps.is_empty()
+            || !self.maps.is_nat_addr(meta.dst)
+            || meta.fragment == Fragment::Later
+        {
+            return Reply::NotOurs;
+        }
+        if meta.is_icmp_error() {
+            return self.icmp_error(buf, meta);
+        }
+        match self.reply_flow(buf, meta, now) {
+            Some(a) => Reply::Route(a),
+            None => Reply::NotOurs,
+        }
+    }
+
+    /// An ICMP error to a translated address quoting a packet the
+    /// mapping sent (`WAN:wport -> far:port`).
+    #[cold]
+    fn icmp_error<B: PacketBuf>(&mut self, buf: &mut B, meta: &PacketMeta) -> Reply {
+        let Ok(q) = parse_icmp_quote(buf.data(), meta) else {
+            return Reply::NotOurs;
+        };
+        if q.src != meta.dst || !matches!(q.protocol, protocol::TCP | protocol::UDP) {
+            return Reply::NotOurs;
+        }
+        let k = ConnKey::new(
+            q.protocol,
+            ConnAddr::from(q.dst),
+            q.dport,
+            ConnAddr::from(q.src),
+            q.sport,
+        );
+        let Some((addr, port)) = self.maps.reply_peek(&k) else {
+            return if self.maps.is_mapped_port(q.src, q.sport) {
+                Reply::Stray
+            } else {
+                Reply::NotOurs
+            };
+        };
+        let rw = IcmpRewrite {
+            src: meta.src,
+            dst: addr,
+            quoted_src: (addr, port),
+            quoted_dst: (q.dst, q.dport),
+            seq_delta: 0,
+            ack_delta: 0,
+        };
+        match icmp_error_rewrite(buf, meta, &q, &rw) {
+            Ok(()) => Reply::Route(addr),
+            Err(_) => Reply::Stray,
+        }
+    }
+
+    /// A TCP/UDP or echo reply to a mapping.
+    #[inline]
+    fn reply_flow<B: PacketBuf>(
         &mut self,
         buf: &mut B,
         meta: &PacketMeta,
         now: u64,
     ) -> Option<IpAddr> {
-        if self.maps.is_empty()
-            || !self.maps.is_nat_addr(meta.dst)
-            || meta.fragment == Fragment::Later
-        {
-            return None;
-        }
         let (sport, dport) = match meta.protocol {
             protocol::TCP | protocol::UDP => (meta.sport, meta.dport),
             _ => match echo(buf.data(), meta) {

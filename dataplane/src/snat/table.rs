@@ -208,6 +208,23 @@ impl Mappings {
         self.pools.iter().any(|(p, _)| p.addr() == addr)
     }
 
+    /// The original source of the mapping whose reply tuple is `reply`,
+    /// without touching its state or expiry (an ICMP error about it).
+    pub fn reply_peek(&self, reply: &ConnKey) -> Option<(IpAddr, u16)> {
+        let i = self.find(&self.reply_heads, reply, true)?;
+        let e = &self.ents[i as usize];
+        Some((e.orig.src.to_ip(), e.orig.sport))
+    }
+
+    /// Whether `port` of `addr` is one mappings hand out (an error about
+    /// it with no mapping is about a flow that is gone, not about the
+    /// director's own traffic).
+    pub fn is_mapped_port(&self, addr: IpAddr, port: u16) -> bool {
+        self.pools
+            .iter()
+            .any(|(p, r)| p.addr() == addr && r.contains(&port))
+    }
+
     /// Free ports of the pool of `addr` over `ports` (tests, listings).
     pub fn free_ports(&self, addr: IpAddr, ports: &RangeInclusive<u16>) -> Option<usize> {
         self.pool_of(addr, ports).map(|i| self.pools[i].0.free())

@@ -35,11 +35,11 @@ fn to_source_parses_as_iptables_writes_it() {
     );
     let t = ToSource::parse("[2001:db8::1]:2000-3000").unwrap();
     assert_eq!(
-        (t.addr(ip("::")), t.ports),
+        (t.addr(ip("::"), ip("::"), ip("::")), t.ports),
         (ip("2001:db8::1"), 2000..=3000)
     );
     let t = ToSource::parse("2001:db8::1").unwrap();
-    assert_eq!(t.addr(ip("::")), ip("2001:db8::1"));
+    assert_eq!(t.addr(ip("::"), ip("::"), ip("::")), ip("2001:db8::1"));
     for bad in [
         "",
         "198.18.0.1:0",
@@ -304,5 +304,71 @@ fn every_worker_gets_only_ports_whose_replies_it_receives() {
                 .unwrap();
             assert_eq!(own.owner(a, p), me);
         }
+    }
+}
+
+#[test]
+fn a_to_source_range_spreads_host_pairs_over_its_addresses_and_keeps_each_pair_on_one() {
+    let t = ToSource::parse("198.18.0.1-198.18.0.4").unwrap();
+    let all: Vec<IpAddr> = t.each_addr().collect();
+    assert_eq!(
+        all,
+        ["198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.4"].map(ip)
+    );
+    let out = ip("198.18.9.9");
+    let mut per = std::collections::HashMap::new();
+    for i in 0..400u32 {
+        let src = IpAddr::V4((0xc612_0100 + i).into()); // 198.18.1.x..
+        let dst = ip("198.19.0.2");
+        let a = t.addr(out, src, dst);
+        assert!(all.contains(&a), "{a}");
+        assert_eq!(t.addr(out, src, dst), a, "the same pair, the same address");
+        *per.entry(a).or_insert(0) += 1;
+    }
+    assert_eq!(per.len(), 4, "{per:?}");
+    assert!(per.values().all(|&n| n > 50), "uneven: {per:?}");
+    // IPv6 ranges too; MASQUERADE (no range) takes the egress address.
+    let t6 = ToSource::parse("2001:db8::1-2001:db8::2").unwrap();
+    let a = t6.addr(ip("::"), ip("2001:db8:1::5"), ip("2001:db8:3::2"));
+    assert!(a == ip("2001:db8::1") || a == ip("2001:db8::2"));
+    let m = ToSource::masquerade(None).unwrap();
+    assert_eq!(m.addr(out, ip("198.18.1.1"), ip("198.19.0.2")), out);
+    assert_eq!(m.each_addr().count(), 0);
+}
+
+#[test]
+fn a_to_source_range_over_256_addresses_is_refused() {
+    assert!(ToSource::parse("198.18.0.0-198.18.0.255").is_ok());
+    let e = ToSource::parse("198.18.0.0-198.18.1.0").unwrap_err();
+    assert!(e.to_string().contains("at most 256 addresses"), "{e}");
+    assert!(ToSource::parse("2001:db8::-2001:db8::1:0").is_err());
+}
+
+#[test]
+fn every_address_of_a_range_gets_a_pool_and_mappings_use_them_all() {
+    let own = Ownership::new(1);
+    let mut m = Mappings::new(1024, own, 0, 0);
+    let t = ToSource::parse("198.18.0.1-198.18.0.3:1024-2047").unwrap();
+    for a in t.each_addr() {
+        m.ensure_pool(a, t.ports.clone());
+    }
+    let mut used = std::collections::HashSet::new();
+    for i in 0..300u16 {
+        let src = IpAddr::V4((0xc612_0100 + u32::from(i)).into());
+        let k = ConnKey::new(
+            6,
+            ConnAddr::from(src),
+            40000,
+            ConnAddr::from(ip("198.19.0.2")),
+            80,
+        );
+        let addr = t.addr(ip("0.0.0.0"), src, ip("198.19.0.2"));
+        let (a, p) = m.create(&k, addr, &t.ports, 0x02, 0).unwrap();
+        assert!(t.ports.contains(&p));
+        used.insert(a);
+    }
+    assert_eq!(used.len(), 3);
+    for a in t.each_addr() {
+        assert!(m.is_nat_addr(a));
     }
 }

@@ -247,7 +247,7 @@ fn addr_range(l3: usize, v6: bool, side: Side) -> std::ops::Range<usize> {
     l3 + at..l3 + at + len
 }
 
-fn icmp_checksum_ok(data: &[u8], meta: &PacketMeta) -> bool {
+pub(super) fn icmp_checksum_ok(data: &[u8], meta: &PacketMeta) -> bool {
     let msg = &data[usize::from(meta.l4_offset)..meta.l3_end()];
     match (meta.src, meta.dst) {
         (IpAddr::V4(_), IpAddr::V4(_)) => checksum::verify(0, msg),

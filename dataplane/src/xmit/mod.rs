@@ -39,6 +39,7 @@
 pub mod dr;
 pub mod fullnat;
 pub mod icmp;
+pub mod icmp_both;
 pub mod nat;
 pub mod seqadj;
 pub mod tunnel;

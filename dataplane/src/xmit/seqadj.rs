@@ -98,6 +98,7 @@ impl SeqAdj {
     /// A segment sent by the shifted side (`seg` from its TCP header to
     /// the end of its payload): its sequence number moves forward by the
     /// offset, the checksum follows.
+    #[inline]
     pub fn shift_seq(self, seg: &mut [u8]) -> Result<(), SeqAdjError> {
         header_len(seg)?;
         if self.delta != 0 {
@@ -110,6 +111,7 @@ impl SeqAdj {
     /// A segment sent toward the shifted side: its acknowledgement number
     /// (when ACK is set) and every SACK block edge move back by the offset,
     /// the checksum follows.
+    #[inline]
     pub fn unshift_ack(self, seg: &mut [u8]) -> Result<(), SeqAdjError> {
         let hlen = header_len(seg)?;
         if self.delta == 0 {
@@ -147,6 +149,7 @@ impl SeqAdj {
 }
 
 /// The segment's header length, checked against its size.
+#[inline(always)]
 fn header_len(seg: &[u8]) -> Result<usize, SeqAdjError> {
     if seg.len() < field::HEADER {
         return Err(SeqAdjError::Truncated);
@@ -166,7 +169,16 @@ fn read32(seg: &[u8], at: usize) -> u32 {
 /// patches the checksum. A SACK block may sit at an odd offset (options
 /// need no alignment), so the update covers the 16-bit words the field
 /// overlaps, read before and after the write.
+#[inline(always)]
 fn patch32(seg: &mut [u8], at: usize, old: u32, new: u32) {
+    if at & 1 == 0 {
+        // The sequence and acknowledgement fields, and most SACK blocks.
+        seg[at..at + 4].copy_from_slice(&new.to_be_bytes());
+        let c = u16::from_be_bytes([seg[field::CHECKSUM], seg[field::CHECKSUM + 1]]);
+        let c = checksum::update32(c, old, new);
+        seg[field::CHECKSUM..field::CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+        return;
+    }
     let start = at & !1;
     let end = (at + 4 + 1) & !1;
     let mut before = [0u8; 6];
