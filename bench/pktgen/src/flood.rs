@@ -106,8 +106,7 @@ pub enum FloodSeen {
 
 /// TCP header offset and flags of an option-less IPv4 TCP frame.
 fn tcp_of(frame: &[u8]) -> Option<(usize, u8)> {
-    if frame.len() < ETH + 20 + 20 || frame[12..14] != [0x08, 0x00] || frame[ETH] & 0xf0 != 0x40
-    {
+    if frame.len() < ETH + 20 + 20 || frame[12..14] != [0x08, 0x00] || frame[ETH] & 0xf0 != 0x40 {
         return None;
     }
     let ihl = usize::from(frame[ETH] & 0x0f) * 4;
@@ -258,8 +257,7 @@ mod tests {
     fn checksums_ok(f: &[u8]) -> bool {
         let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
         let body = &ip.payload()[..usize::from(ip.total_len()) - 20];
-        let pseudo =
-            checksum::pseudo_header_v4(ip.src_addr(), ip.dst_addr(), 6, body.len() as u16);
+        let pseudo = checksum::pseudo_header_v4(ip.src_addr(), ip.dst_addr(), 6, body.len() as u16);
         ip.verify_checksum() && checksum::verify(pseudo, body)
     }
 

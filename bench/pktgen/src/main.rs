@@ -249,7 +249,13 @@ fn answer(mut m: dataplane::dpdk::Mbuf, director: [u8; 6], answers: &mut Burst, 
 
 /// The flood benchmark's figures over the window: what was sent per class
 /// (at the window's end), what the sink saw (through the drain).
-fn flood_json(a: &Args, w: &Counts, end: &Counts, last: &Counts, window_s: f64) -> serde_json::Value {
+fn flood_json(
+    a: &Args,
+    w: &Counts,
+    end: &Counts,
+    last: &Counts,
+    window_s: f64,
+) -> serde_json::Value {
     if a.flood == 0 && !a.handshake {
         return serde_json::Value::Null;
     }
@@ -316,10 +322,12 @@ fn run(a: &Args) -> Result<(), String> {
         return Err("--handshake needs --expect nat (the answers go through the director)".into());
     }
     let mut flood_src = FloodSource::new(&a.flood_clients, 0x5eed_f100d)?;
-    if a.flood > 0 && (flood_src.contains(u32::from(*a.vip.ip())) || {
-        let (c0, _) = clients.flow(0);
-        flood_src.contains(c0)
-    }) {
+    if a.flood > 0
+        && (flood_src.contains(u32::from(*a.vip.ip())) || {
+            let (c0, _) = clients.flow(0);
+            flood_src.contains(c0)
+        })
+    {
         return Err("--flood-clients must not overlap the clients or the VIP".into());
     }
     if !(a.duration > 0.0 && a.warmup >= 0.0 && a.link_wait >= 0.0) {
@@ -506,7 +514,11 @@ fn run(a: &Args) -> Result<(), String> {
                             let (f, flags) = sched.next_packet();
                             let (src, sport) = clients.flow(f);
                             tpl.patch(m.data_mut(), src, sport, flags);
-                            *cls = if flags == TCP_SYN { SYN as u8 } else { EST as u8 };
+                            *cls = if flags == TCP_SYN {
+                                SYN as u8
+                            } else {
+                                EST as u8
+                            };
                         }
                         c.built += want as u64;
                     } else {
