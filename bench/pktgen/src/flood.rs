@@ -81,7 +81,7 @@ impl FloodSource {
 
     /// The next spoofed source address and port (1024..65535).
     #[inline(always)]
-    pub fn next(&mut self) -> (u32, u16) {
+    pub fn draw(&mut self) -> (u32, u16) {
         let mut x = self.state;
         x ^= x << 13;
         x ^= x >> 7;
@@ -266,7 +266,7 @@ mod tests {
         let mut f = FloodSource::new("198.19.0.0/16", 7).unwrap();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..10_000 {
-            let (a, p) = f.next();
+            let (a, p) = f.draw();
             assert!(f.contains(a));
             assert_eq!(a >> 16, 0xc613);
             assert!(p >= 1024);

@@ -505,7 +505,7 @@ fn run(a: &Args) -> Result<(), String> {
                             m.set_len(frame_len);
                             if flooding && flood_left > 0 {
                                 flood_left -= 1;
-                                let (src, sport) = flood_src.next();
+                                let (src, sport) = flood_src.draw();
                                 tpl.patch(m.data_mut(), src, sport, TCP_SYN);
                                 *cls = FLOOD as u8;
                                 continue;
