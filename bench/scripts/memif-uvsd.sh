@@ -22,6 +22,15 @@
 # real servers and answers every request; uvsd routes the answers to the
 # clients (198.18.128.0/17) through the generator (198.18.0.2, its MAC),
 # and the generator counts the answers that came back as round trips.
+#
+# --flood N / --handshake (generator options, TCP NAT; bench/SYNFLOOD.md):
+# uvsd routes the clients (198.18.128.0/17) and the spoofed sources
+# (--flood-clients, default 198.19.0.0/16) through the generator, so SYN-ACKs
+# and cookies come back to it, and after the run the JSON line gets uvsd's
+# counters (`uvsadm --counters --json`: table fill, cookies, refusals) as
+# "dut_counters". BENCH_SYSCTL="synproxy=1 drop_entry=1 ..." writes those
+# tunables into the config's [sysctl] table; UVS_CONN_CAPACITY sets the
+# table size (default 16 Mi).
 
 source "$(dirname "$0")/common.sh"
 
@@ -31,11 +40,14 @@ case $method in nat) flag=-m ;; dr) flag=-g ;; tun) flag=-i ;;
 shift
 
 # The protocol and VIP the generator will use decide the service.
-proto=udp vip=198.18.0.100:80 replies=
+proto=udp vip=198.18.0.100:80 replies= flood= flood_clients=198.19.0.0/16
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
     case ${args[i]} in
         --replies) replies=1 ;;
+        --flood | --handshake) flood=1 replies=1 ;;
+        --flood-clients) flood_clients=${args[i + 1]} ;;
+        --flood-clients=*) flood_clients=${args[i]#--flood-clients=} ;;
         --proto) proto=${args[i + 1]} ;;
         --proto=*) proto=${args[i]#--proto=} ;;
         --vip) vip=${args[i + 1]} ;;
@@ -113,6 +125,19 @@ read -r -a mem <<<"$(bench_mem_args)"
         echo 'ip = "198.18.0.2"'
         echo 'mac = "02:00:00:00:00:10"'
     fi
+    if [[ -n $flood ]]; then
+        # The spoofed sources are routed to the generator too: their
+        # SYN-ACKs (cookies, or real servers' answers) come back to it.
+        echo
+        echo "[[route]]"
+        echo "to = \"$flood_clients\""
+        echo 'via = "198.18.0.2"'
+    fi
+    if [[ -n ${BENCH_SYSCTL:-} ]]; then
+        echo
+        echo "[sysctl]"
+        for kv in $BENCH_SYSCTL; do echo "${kv%%=*} = ${kv#*=}"; done
+    fi
 } >"$BENCH_WORK/uvsd.toml"
 
 "$UVSD" --config "$BENCH_WORK/uvsd.toml" >"$BENCH_WORK/uvsd.log" 2>&1 </dev/null &
@@ -140,5 +165,10 @@ out=$(bench_run_pktgen --dst-mac 02:00:00:00:00:01 --expect "$method" --label "u
     tail -20 "$BENCH_WORK/uvsd.log" >&2
     exit 1
 }
-python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["dut"]=sys.argv[2]; r["mem"]=sys.argv[3]; r["dut_ready_wait_s"]=float(sys.argv[4]); print(json.dumps(r))' \
-    "$out" "uvsd-$method" "$(bench_mem_mode)" "$ready_s"
+counters=null
+if [[ -n $flood ]]; then
+    UVSADM=${UVSADM:-$BENCH_ROOT/target/release/uvsadm}
+    counters=$("$UVSADM" --socket "$BENCH_WORK/uvsadm.sock" --counters --json) || counters=null
+fi
+python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["dut"]=sys.argv[2]; r["mem"]=sys.argv[3]; r["dut_ready_wait_s"]=float(sys.argv[4]); r["dut_counters"]=json.loads(sys.argv[5]); r["sysctl"]=sys.argv[6]; r["conn_capacity"]=int(sys.argv[7]); print(json.dumps(r))' \
+    "$out" "uvsd-$method" "$(bench_mem_mode)" "$ready_s" "$counters" "${BENCH_SYSCTL:-}" "${UVS_CONN_CAPACITY:-16777216}"

@@ -4,6 +4,7 @@
 //! client. `main.rs` runs them on one lcore over a DPDK port.
 
 pub mod check;
+pub mod flood;
 pub mod flows;
 pub mod hostile;
 pub mod sched;

@@ -21,6 +21,14 @@
 //! and answers that come back to their client from the VIP are counted as
 //! round trips (`check.rs`).
 //!
+//! With `--flood N` (TCP), the measurement window also carries N spoofed
+//! SYNs from random sources of `--flood-clients` per established-flow
+//! packet, and the sink counts each class apart (`flood.rs`); with
+//! `--handshake` it completes the real clients' handshakes (the real
+//! server's SYN-ACK, the client's ACK to a SYN-ACK or a SYN proxy's
+//! cookie), and with `--drop-refused` what the peer's ring refuses is
+//! dropped and counted per class, as on a wire, instead of retried.
+//!
 //! Usage: `uvs-pktgen [OPTIONS] -- <EAL arguments>`.
 
 use std::collections::HashMap;
@@ -36,12 +44,13 @@ use dataplane::dpdk::{tsc_cycles, tsc_hz, Burst, Eal, Mempool, Port, PortConf, B
 use serde_json::json;
 
 use uvs_pktgen::check::{make_reply, Checker, Expect, Seen, Tunnel};
+use uvs_pktgen::flood::{self, FloodSeen, FloodSource};
 use uvs_pktgen::flows::FlowSpace;
 use uvs_pktgen::sched;
 use uvs_pktgen::schedule::ScheduleArgs;
 use uvs_pktgen::service::BenchService;
 use uvs_pktgen::telemetry::{EthStats, Telemetry};
-use uvs_pktgen::template::{FrameSpec, Proto, Template};
+use uvs_pktgen::template::{FrameSpec, Proto, Template, TCP_SYN};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -123,6 +132,29 @@ struct Args {
     /// Seconds to wait for the link (memif peer connected).
     #[arg(long, default_value_t = 10.0)]
     link_wait: f64,
+    /// Spoofed SYNs per established-flow packet during the window (TCP;
+    /// 0: no flood).
+    #[arg(long, default_value_t = 0)]
+    flood: u32,
+    /// Prefix the spoofed SYNs come from (random addresses and ports).
+    #[arg(long, default_value = "198.19.0.0/16")]
+    flood_clients: String,
+    /// The sink completes the real clients' TCP handshakes: answers a SYN
+    /// that reached a real server with its SYN-ACK, and a SYN-ACK that
+    /// reached a client (a real server's, or a SYN proxy's cookie) with the
+    /// client's ACK. Flood SYNs get the real server's SYN-ACK too.
+    #[arg(long)]
+    handshake: bool,
+    /// Drop (and count per class) what the peer's ring refuses during the
+    /// window, as a wire into a full receive ring would, instead of
+    /// retrying it (before the window everything is retried, so that every
+    /// established flow opens).
+    #[arg(long)]
+    drop_refused: bool,
+    /// Transmit at most this many million packets per second while the
+    /// established flows open (their first round).
+    #[arg(long)]
+    open_mpps: Option<f64>,
     /// Free text copied into the JSON result (scenario name).
     #[arg(long, default_value = "")]
     label: String,
@@ -179,6 +211,85 @@ struct Counts {
     reply_refused: u64,
     alloc_fail: u64,
     tx_stalls: u64,
+    /// Per class (established data, SYN of a real client, flood SYN):
+    /// taken by the peer's ring, refused by it (`--drop-refused`).
+    class_tx: [u64; 3],
+    class_refused: [u64; 3],
+    /// At the sink: established data at a real server, real clients' SYNs
+    /// at a real server, flood SYNs at a real server, SYN-ACKs from the VIP
+    /// to a spoofed source, SYN-ACKs to a real client.
+    est_rx: u64,
+    syn_rx: u64,
+    flood_fwd: u64,
+    flood_synack: u64,
+    client_synack: u64,
+    /// Handshake answers queued, and lost because the answer burst was full.
+    hs_answers: u64,
+    hs_refused: u64,
+}
+
+/// Traffic classes of what the generator sends (indices of `class_tx`).
+const EST: usize = 0;
+const SYN: usize = 1;
+const FLOOD: usize = 2;
+
+/// Queues the handshake answer `m` becomes (`flood::answer_handshake`);
+/// drops `m` when it has none.
+fn answer(mut m: dataplane::dpdk::Mbuf, director: [u8; 6], answers: &mut Burst, c: &mut Counts) {
+    let Some(len) = flood::answer_handshake(m.data_mut(), director) else {
+        return;
+    };
+    m.set_len(len);
+    if answers.push(m).is_err() {
+        c.hs_refused += 1;
+    } else {
+        c.hs_answers += 1;
+    }
+}
+
+/// The flood benchmark's figures over the window: what was sent per class
+/// (at the window's end), what the sink saw (through the drain).
+fn flood_json(
+    a: &Args,
+    w: &Counts,
+    end: &Counts,
+    last: &Counts,
+    window_s: f64,
+) -> serde_json::Value {
+    if a.flood == 0 && !a.handshake {
+        return serde_json::Value::Null;
+    }
+    let sent = |i: usize| end.class_tx[i] - w.class_tx[i];
+    let refused = |i: usize| end.class_refused[i] - w.class_refused[i];
+    let est_offered = sent(EST) + refused(EST);
+    let est_rx = last.est_rx - w.est_rx;
+    let flood_offered = sent(FLOOD) + refused(FLOOD);
+    json!({
+        "per_established_packet": a.flood,
+        "clients": a.flood_clients,
+        "handshake": a.handshake,
+        "drop_refused": a.drop_refused,
+        "established_offered": est_offered,
+        "established_taken": sent(EST),
+        "established_refused_by_ring": refused(EST),
+        "established_forwarded": est_rx,
+        "established_forwarded_share": if est_offered > 0 { est_rx as f64 / est_offered as f64 } else { 0.0 },
+        "established_offered_mpps": est_offered as f64 / window_s / 1e6,
+        "syn_offered": sent(SYN) + refused(SYN),
+        "syn_refused_by_ring": refused(SYN),
+        "syn_at_servers": last.syn_rx - w.syn_rx,
+        "syn_at_servers_before_window": w.syn_rx,
+        "client_synacks_before_window": w.client_synack,
+        "client_synacks": last.client_synack - w.client_synack,
+        "flood_offered": flood_offered,
+        "flood_offered_mpps": flood_offered as f64 / window_s / 1e6,
+        "flood_taken": sent(FLOOD),
+        "flood_refused_by_ring": refused(FLOOD),
+        "flood_at_servers": last.flood_fwd - w.flood_fwd,
+        "flood_synacks": last.flood_synack - w.flood_synack,
+        "handshake_answers": last.hs_answers - w.hs_answers,
+        "handshake_answers_refused": last.hs_refused - w.hs_refused,
+    })
 }
 
 fn main() -> ExitCode {
@@ -203,6 +314,21 @@ fn run(a: &Args) -> Result<(), String> {
     }
     if a.replies && a.expect != Expect::Nat {
         return Err("--replies needs --expect nat (DR and TUN answers bypass the director)".into());
+    }
+    if (a.flood > 0 || a.handshake) && a.proto != Proto::Tcp {
+        return Err("--flood and --handshake need --proto tcp".into());
+    }
+    if a.handshake && a.expect != Expect::Nat {
+        return Err("--handshake needs --expect nat (the answers go through the director)".into());
+    }
+    let mut flood_src = FloodSource::new(&a.flood_clients, 0x5eed_f100d)?;
+    if a.flood > 0
+        && (flood_src.contains(u32::from(*a.vip.ip())) || {
+            let (c0, _) = clients.flow(0);
+            flood_src.contains(c0)
+        })
+    {
+        return Err("--flood-clients must not overlap the clients or the VIP".into());
     }
     if !(a.duration > 0.0 && a.warmup >= 0.0 && a.link_wait >= 0.0) {
         return Err("durations must be positive".into());
@@ -296,6 +422,12 @@ fn run(a: &Args) -> Result<(), String> {
     let mut sched = a.sched.schedule(clients.len(), a.sequential)?;
     let frame_len = tpl.len();
     let rate_per_cycle = a.rate_mpps.map(|r| r * 1e6 / hz as f64);
+    let open_per_cycle = a.open_mpps.map(|r| r * 1e6 / hz as f64);
+    // The class of each packet of `txb`, from `cls_next` on (what a
+    // partial transmit left is sent first next turn).
+    let mut classes = [0u8; BURST_SIZE];
+    let mut cls_next = 0usize;
+    let mut flood_left = 0u32;
     let secs = |s: f64| (s * hz as f64) as u64;
 
     let mut c = Counts::default();
@@ -355,17 +487,38 @@ fn run(a: &Args) -> Result<(), String> {
         if tx_end.is_none() && answers.is_empty() {
             if txb.is_empty() {
                 let mut want = BURST_SIZE;
-                if let Some(r) = rate_per_cycle {
+                let cap = if sched.opened() {
+                    rate_per_cycle
+                } else {
+                    open_per_cycle.or(rate_per_cycle)
+                };
+                if let Some(r) = cap {
                     let allowed = ((now - t0) as f64 * r) as u64;
                     want = allowed.saturating_sub(c.built).min(BURST_SIZE as u64) as usize;
                 }
+                // The flood runs during the window only.
+                let flooding = a.flood > 0 && at_window.is_some();
                 if want > 0 {
                     if tx_pool.alloc_bulk(&mut txb, want) {
-                        for m in txb.as_mut_slice() {
+                        cls_next = 0;
+                        for (m, cls) in txb.as_mut_slice().iter_mut().zip(classes.iter_mut()) {
                             m.set_len(frame_len);
+                            if flooding && flood_left > 0 {
+                                flood_left -= 1;
+                                let (src, sport) = flood_src.draw();
+                                tpl.patch(m.data_mut(), src, sport, TCP_SYN);
+                                *cls = FLOOD as u8;
+                                continue;
+                            }
+                            flood_left = a.flood;
                             let (f, flags) = sched.next_packet();
                             let (src, sport) = clients.flow(f);
                             tpl.patch(m.data_mut(), src, sport, flags);
+                            *cls = if flags == TCP_SYN {
+                                SYN as u8
+                            } else {
+                                EST as u8
+                            };
                         }
                         c.built += want as u64;
                     } else {
@@ -376,8 +529,19 @@ fn run(a: &Args) -> Result<(), String> {
             if !txb.is_empty() {
                 let sent = q.tx_burst(&mut txb);
                 c.tx += sent as u64;
+                for &cls in &classes[cls_next..cls_next + sent] {
+                    c.class_tx[usize::from(cls)] += 1;
+                }
+                cls_next += sent;
                 if !txb.is_empty() {
                     c.tx_stalls += 1;
+                    // Only in the window: the flows must all open first.
+                    if a.drop_refused && at_window.is_some() {
+                        for &cls in &classes[cls_next..cls_next + txb.len()] {
+                            c.class_refused[usize::from(cls)] += 1;
+                        }
+                        txb.clear();
+                    }
                 }
             }
         }
@@ -386,9 +550,41 @@ fn run(a: &Args) -> Result<(), String> {
             c.rx += n as u64;
             for mut m in rxb.drain() {
                 let d = m.data();
+                if a.flood > 0 || a.handshake {
+                    match flood::classify(d, &flood_src, *a.vip.ip()) {
+                        FloodSeen::Other => {}
+                        seen => {
+                            if seen == FloodSeen::FloodSynAck {
+                                c.flood_synack += 1;
+                            } else {
+                                c.flood_fwd += 1;
+                                // A real server answers every SYN.
+                                if a.handshake && flood::is_syn(d) {
+                                    answer(m, a.dst_mac, &mut answers, &mut c);
+                                }
+                            }
+                            continue;
+                        }
+                    }
+                }
                 match checker.classify(d) {
+                    Seen::Request if a.handshake && flood::is_syn(d) => {
+                        c.valid += 1;
+                        c.syn_rx += 1;
+                        answer(m, a.dst_mac, &mut answers, &mut c);
+                    }
+                    Seen::Reply if a.handshake && flood::is_synack_to_client(d, &clients) => {
+                        c.valid += 1;
+                        c.client_synack += 1;
+                        answer(m, a.dst_mac, &mut answers, &mut c);
+                    }
                     Seen::Request => {
                         c.valid += 1;
+                        if flood::is_established_data(d) {
+                            c.est_rx += 1;
+                        } else if flood::is_syn(d) {
+                            c.syn_rx += 1;
+                        }
                         if a.replies
                             && make_reply(m.data_mut(), a.dst_mac)
                             && answers.push(m).is_err()
@@ -492,6 +688,7 @@ fn run(a: &Args) -> Result<(), String> {
         ("round_trips_mpps", json!(mpps(trips))),
         ("total_replies", json!(c.replies)),
         ("replies_refused", json!(c.reply_refused)),
+        ("flood", flood_json(a, &w_counts, &counts_end, &c, window_s)),
     ] {
         result[k] = v;
     }
@@ -509,6 +706,10 @@ fn run(a: &Args) -> Result<(), String> {
         if c.tx > 0 { lost as f64 * 100.0 / c.tx as f64 } else { 0.0 },
         window_s
     );
+    // Mbufs still held go back to their pools before the pools go.
+    answers.clear();
+    txb.clear();
+    rxb.clear();
     drop(q);
     drop(port);
     drop(tx_pool);
