@@ -9,8 +9,8 @@
 
 use std::net::IpAddr;
 
-use dataplane::model::{DestConfig, ServiceConfig, ServiceKey};
 use serde::{Deserialize, Serialize};
+use uvs_model::model::{DestConfig, ServiceConfig, ServiceKey};
 
 /// One ipvsadm command, fully validated on the client side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

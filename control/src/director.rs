@@ -19,9 +19,12 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use dataplane::config::{ConfigOp, ConfigStore};
-use dataplane::model::{ConnEntry, Snapshot};
+use uvs_model::ops::ConfigOp;
+
+use dataplane::config::ConfigStore;
 use dataplane::rules::tables::RuleTables;
+use dataplane::snapshot::Snapshot;
+use uvs_model::model::ConnEntry;
 
 use crate::command::{Command, DaemonConfig, DaemonState, ListKind, SysctlRequest};
 use crate::format::{self, DaemonStatus, ListSources, Listing, Resolver};
@@ -29,7 +32,7 @@ use crate::grammar::{self, GrammarError};
 use crate::proto::{Request, Response, Tool};
 use crate::reload::{self, ReloadSummary};
 use crate::server::Executor;
-use dataplane::tunables::{Tunable, Tunables, TUNABLES};
+use uvs_model::tunables::{Tunable, Tunables, TUNABLES};
 
 /// What the executor needs from the data plane.
 pub trait Dataplane: Send + Sync {

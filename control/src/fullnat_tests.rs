@@ -5,7 +5,7 @@ use crate::command::Command;
 use crate::director::{Director, NoDataplane};
 use crate::format::NoNames;
 use crate::grammar::{parse_with, OfflineResolver};
-use dataplane::model::ForwardMethod;
+use uvs_model::model::ForwardMethod;
 
 fn argv(line: &str) -> Vec<String> {
     line.split_whitespace().map(String::from).collect()

@@ -11,7 +11,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use dataplane::model::{
+use uvs_model::model::{
     DestConfig, Family, ForwardMethod, Protocol, SchedFlags, ServiceConfig, ServiceKey,
     TunnelConfig, TunnelCsum, TunnelType, DEFAULT_PERSISTENCE_TIMEOUT,
 };
@@ -26,7 +26,7 @@ use super::validate::{
 use crate::command::{
     Command, DaemonConfig, DaemonState, Detail, ListKind, ListOptions, SysctlRequest,
 };
-use dataplane::tunables::{Tunable, TunableError, Tunables};
+use uvs_model::tunables::{Tunable, TunableError, Tunables};
 
 /// Longest timeout ipvsadm accepts (31 days).
 pub const MAX_TIMEOUT: i64 = 86400 * 31;

@@ -3,11 +3,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use dataplane::model::{
+use proptest::prelude::*;
+use uvs_model::model::{
     DestConfig, Family, ForwardMethod, Protocol, SchedFlags, ServiceConfig, ServiceKey,
     TunnelConfig, TunnelCsum, TunnelType,
 };
-use proptest::prelude::*;
 
 use super::tests::Stub;
 use super::*;
@@ -383,7 +383,7 @@ fn command() -> impl Strategy<Value = Command> {
 /// Any `--sysctl` request with a known name and, for a set, a value in
 /// its range.
 fn sysctl_request() -> impl Strategy<Value = SysctlRequest> {
-    use dataplane::tunables::TUNABLES;
+    use uvs_model::tunables::TUNABLES;
     let def = (0..TUNABLES.len()).prop_map(|i| &TUNABLES[i]);
     prop_oneof![
         Just(SysctlRequest::List),
