@@ -144,6 +144,7 @@ mod tests {
             .unwrap()
             .iter()
             .filter_map(crate::director::to_op)
+            .cloned()
             .collect();
         s.apply_all(&ops).unwrap();
         s

@@ -1,11 +1,14 @@
 //! The configuration store: executes configuration commands with the IPVS
 //! kernel's semantics and errors, and publishes immutable [`Snapshot`]s.
 //!
-//! Why here and not in `control`: what the kernel keeps besides the plain
-//! configuration (deleted destinations still referenced by connections, the
-//! `-Z` zero points, the rate estimators) is engine state, and the
-//! validation rules are the kernel's, not ipvsadm's. `control` translates its
-//! typed commands into [`ConfigOp`]s, so this crate does not depend on it.
+//! Why here and not in `control` or `uvs-model`: what the kernel keeps
+//! besides the plain configuration (deleted destinations still referenced by
+//! connections, the `-Z` zero points, the rate estimators) is engine state,
+//! and a snapshot carries the engine's compiled structures (the packet
+//! index, rules, sets). The operations ([`ConfigOp`]), their stateless
+//! checks and their errors are `uvs_model::ops`: the grammars in `control`
+//! produce them directly and this store executes them, with the checks that
+//! need the current state.
 //!
 //! Rules kept from the kernel (reference sections 1.8, 1.9, 3.0, 4.7, 4.8):
 //! * Every operation is validated completely before anything changes: each

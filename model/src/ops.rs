@@ -30,7 +30,7 @@ pub const SCHEDULERS: [&str; 14] = [
 ];
 
 /// One configuration change, as the kernel receives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConfigOp {
     /// `-A`
     AddService(ServiceConfig),

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 pub const SYSCTL_PREFIX: &str = "net.ipv4.vs.";
 
 /// One tunable, indexing [`Tunables`] and [`TUNABLES`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Tunable {
     AmDroprate,
     Amemthresh,
