@@ -36,6 +36,7 @@ pub enum Protocol {
 
 impl Protocol {
     /// IP protocol number.
+    #[inline]
     pub const fn number(self) -> u8 {
         match self {
             Protocol::Tcp => 6,
@@ -53,6 +54,7 @@ impl Protocol {
         }
     }
 
+    #[inline]
     pub const fn from_number(n: u8) -> Option<Protocol> {
         match n {
             6 => Some(Protocol::Tcp),
@@ -71,6 +73,7 @@ pub enum Family {
 }
 
 impl Family {
+    #[inline]
     pub fn of(addr: &IpAddr) -> Family {
         match addr {
             IpAddr::V4(_) => Family::V4,
@@ -79,6 +82,7 @@ impl Family {
     }
 
     /// Linux AF_* number (used for ipvsadm's sort order: 2 before 10).
+    #[inline]
     pub const fn af(self) -> u16 {
         match self {
             Family::V4 => 2,
@@ -103,6 +107,7 @@ pub enum ServiceKey {
 }
 
 impl ServiceKey {
+    #[inline]
     pub fn family(&self) -> Family {
         match self {
             ServiceKey::Addr { addr, .. } => Family::of(addr),
@@ -123,9 +128,11 @@ impl SchedFlags {
     /// `flag-3`.
     pub const SCHED3: u32 = 0x20;
 
+    #[inline]
     pub const fn fallback(self) -> bool {
         self.0 & Self::SCHED1 != 0
     }
+    #[inline]
     pub const fn port(self) -> bool {
         self.0 & Self::SCHED2 != 0
     }
@@ -228,7 +235,7 @@ pub enum ForwardMethod {
     Tunnel(TunnelConfig),
     /// `--fullnat`, DPVS's full NAT ("FullNat"): client and virtual
     /// addresses both replaced, the client's by one of the service's local
-    /// addresses ([`LocalAddr`]). Not in the kernel's IPVS.
+    /// addresses (the engine's `LocalAddr`). Not in the kernel's IPVS.
     FullNat,
 }
 
@@ -308,18 +315,23 @@ impl DestShared {
         }
     }
 
+    #[inline]
     pub fn active(&self) -> u32 {
         self.activeconns.load(Ordering::Relaxed)
     }
+    #[inline]
     pub fn inactive(&self) -> u32 {
         self.inactconns.load(Ordering::Relaxed)
     }
+    #[inline]
     pub fn weight(&self) -> i32 {
         self.weight.load(Ordering::Relaxed)
     }
+    #[inline]
     pub fn is_overloaded(&self) -> bool {
         self.flags.load(Ordering::Relaxed) & dest_flags::OVERLOAD != 0
     }
+    #[inline]
     pub fn is_available(&self) -> bool {
         self.flags.load(Ordering::Relaxed) & dest_flags::AVAILABLE != 0
     }
