@@ -29,8 +29,9 @@ use std::thread;
 use std::time::Duration;
 
 use dataplane::exception::netlink::Netlink;
-use dataplane::model::{ServiceKey, Snapshot};
+use dataplane::snapshot::Snapshot;
 use serde::Deserialize;
+use uvs_model::model::ServiceKey;
 
 /// How often the routes are written again (see the module doc).
 pub const REFRESH: Duration = Duration::from_secs(2);

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use dataplane::net::{parse_mac, vlan, Forwarding, Interface, L3Config, Prefix};
 use dataplane::rss::RssSide;
-use dataplane::tunables::Tunables;
 use dataplane::wire::ethernet::MacAddr;
 use serde::Deserialize;
+use uvs_model::tunables::Tunables;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -26,10 +26,11 @@ use control::format::DaemonStatus;
 use control::server::{Limits, Server};
 use dataplane::conn::shared::merge_template_rows;
 use dataplane::lb::{ConfigCell, ConnDump, LbCounters};
-use dataplane::model::{ConnEntry, Snapshot};
 use dataplane::net::NetCounters;
+use dataplane::snapshot::Snapshot;
 use dataplane::sync::daemon::{Request, Role, SyncDaemons};
 use dataplane::sync::{SyncHub, WorkerSync};
+use uvs_model::model::ConnEntry;
 
 use crate::config::Control;
 

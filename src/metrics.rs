@@ -32,10 +32,10 @@ use control::format::Listing;
 use dataplane::dpdk::{Port, PortStats};
 use dataplane::frag::FragDrop;
 use dataplane::lb::{LbCounters, LbDrop};
-use dataplane::model::ServiceKey;
 use dataplane::net::{Counter, NetCounters};
 use dataplane::wire::ParseError;
 use serde::Deserialize;
+use uvs_model::model::ServiceKey;
 
 use crate::control_hook::UvsDirector;
 use crate::log::{Level, RateLimit};
@@ -263,7 +263,7 @@ fn service_labels(key: &ServiceKey) -> [(&'static str, String); 4] {
 type StatField = (
     &'static str,
     &'static str,
-    fn(&dataplane::config::StatsRow) -> u64,
+    fn(&uvs_model::ops::StatsRow) -> u64,
 );
 
 const COUNTERS: [StatField; 5] = [
@@ -865,9 +865,9 @@ fn respond(conn: &mut TcpStream, status: &str, ctype: &str, body: &[u8]) -> Resu
 mod tests {
     use super::*;
     use control::format::{DestListing, ServiceListing};
-    use dataplane::config::StatsRow;
-    use dataplane::model::{DestConfig, ForwardMethod, Protocol, ServiceConfig};
-    use dataplane::stats::Counters;
+    use uvs_model::model::{DestConfig, ForwardMethod, Protocol, ServiceConfig};
+    use uvs_model::ops::StatsRow;
+    use uvs_model::stats::Counters;
 
     fn row(conns: u64, inpkts: u64) -> StatsRow {
         StatsRow {

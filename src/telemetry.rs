@@ -22,7 +22,7 @@ use std::sync::Arc;
 use control::format::ServiceListing;
 use dataplane::dpdk::telemetry::{self, TelDict, TelValue};
 use dataplane::dpdk::Eal;
-use dataplane::model::ServiceKey;
+use uvs_model::model::ServiceKey;
 
 use crate::metrics::{Sample, Sources, WorkerSample};
 
@@ -62,7 +62,7 @@ fn worker_dict(ws: &[WorkerSample]) -> TelDict {
 pub fn counters(s: &Sample) -> TelDict {
     let mut d = worker_dict(&s.workers);
     d.push(("workers".into(), TelValue::U64(s.workers.len() as u64)));
-    let mut t = dataplane::stats::Counters::default();
+    let mut t = uvs_model::stats::Counters::default();
     for svc in &s.listing.services {
         t.add(&svc.stats.counters);
     }
@@ -211,7 +211,7 @@ pub fn unregister() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataplane::model::Protocol;
+    use uvs_model::model::Protocol;
 
     #[test]
     fn services_are_named_as_listings_name_them() {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use dataplane::conn::proto_tcp::flags::{ACK, SYN};
 use dataplane::conn::{ConnAddr, ConnKey, ConnTable, Dir, NewConn};
-use dataplane::model::{DestConfig, DestShared, ForwardMethod};
+use uvs_model::model::{DestConfig, DestShared, ForwardMethod};
 
 const TCP: u8 = 6;
 const BURST: usize = 32;

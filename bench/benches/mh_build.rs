@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use dataplane::model::{Dest, DestConfig, DestShared, ForwardMethod, SchedFlags};
 use dataplane::sched::{self, MhTableIndex, SchedConfig};
+use dataplane::snapshot::Dest;
+use uvs_model::model::{DestConfig, DestShared, ForwardMethod, SchedFlags};
 
 fn dests(n: u32) -> Vec<Dest> {
     (0..n)

@@ -9,11 +9,11 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use dataplane::buf::{PacketBuf, TestBuf};
-use dataplane::model::{TunnelConfig, TunnelCsum, TunnelType};
 use dataplane::wire::ipv4::{Ipv4Packet, Ipv4Repr};
 use dataplane::wire::{checksum, parse_packet};
 use dataplane::xmit::nat::nat_inbound;
 use dataplane::xmit::tunnel::{encapsulate, TunnelParams};
+use uvs_model::model::{TunnelConfig, TunnelCsum, TunnelType};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);

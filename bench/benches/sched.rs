@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use dataplane::model::{Dest, DestConfig, DestShared, ForwardMethod, SchedFlags};
 use dataplane::sched::{self, SchedInput, SplitMix64};
+use dataplane::snapshot::Dest;
+use uvs_model::model::{DestConfig, DestShared, ForwardMethod, SchedFlags};
 
 fn dests() -> Vec<Dest> {
     (0..10u32)

@@ -23,11 +23,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use dataplane::buf::{PacketBuf, TestBuf};
-use dataplane::config::{ConfigOp, ConfigStore};
+use dataplane::config::ConfigStore;
 use dataplane::lb::{Action, Egress, Lb, LbDrop, LbSettings};
-use dataplane::model::{DestConfig, ForwardMethod, Protocol, ServiceConfig, ServiceKey};
 use dataplane::wire::parse_packet;
 use etherparse::{PacketBuilder, TcpHeaderSlice};
+use uvs_model::model::{DestConfig, ForwardMethod, Protocol, ServiceConfig, ServiceKey};
+use uvs_model::ops::ConfigOp;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const SYN: u8 = 0x02;

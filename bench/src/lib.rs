@@ -4,10 +4,12 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use dataplane::config::{ConfigOp, ConfigStore};
+use uvs_model::ops::ConfigOp;
+
+use dataplane::config::ConfigStore;
 use dataplane::lb::Egress;
-use dataplane::model::{DestConfig, ForwardMethod, Protocol, ServiceConfig, ServiceKey};
 use etherparse::PacketBuilder;
+use uvs_model::model::{DestConfig, ForwardMethod, Protocol, ServiceConfig, ServiceKey};
 
 /// The virtual service address of the measurements.
 pub const VIP: [u8; 4] = [198, 18, 0, 100];

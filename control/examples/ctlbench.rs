@@ -37,11 +37,12 @@ use control::director::{Dataplane, Director};
 use control::proto::{Request, Response};
 use dataplane::buf::{PacketBuf, TestBuf};
 use dataplane::lb::{ConfigCell, ConnDump, Lb, LbSettings, LbStage, PortRoutes};
-use dataplane::model::{ConnEntry, Snapshot};
 use dataplane::net::{Interface, L3Config, Stage, StageVerdict};
 use dataplane::rss::Ownership;
+use dataplane::snapshot::Snapshot;
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::wire::parse_packet;
+use uvs_model::model::ConnEntry;
 
 const USAGE: &str = "usage: ctlbench socket --socket PATH [--services N] [--dests M] [--ops K]
        ctlbench inproc [--services N] [--dests M] [--ops K]

@@ -4,45 +4,30 @@
 //! The grammar (`grammar`) turns argv into a [`Command`] after validating it
 //! completely, with ipvsadm's messages and exit codes; the server executes
 //! it against the daemon's configuration; the formatters (`format`) turn the
-//! result into ipvsadm's bytes. Configuration payloads are the engine's own
-//! model types, so nothing is translated twice.
+//! result into ipvsadm's bytes. A configuration change is the model's own
+//! operation ([`Command::Config`] holds a `uvs_model::ops::ConfigOp`), so
+//! nothing is said twice or translated; the other variants are what only
+//! the client side has (listings, save, help, version, sync daemons,
+//! `--sysctl`, which prints what it sets).
 
 use std::net::IpAddr;
 
-use dataplane::model::{DestConfig, ServiceConfig, ServiceKey};
 use serde::{Deserialize, Serialize};
+use uvs_model::model::ServiceKey;
+use uvs_model::ops::ConfigOp;
 
 /// One ipvsadm command, fully validated on the client side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// `-A`
-    AddService(ServiceConfig),
-    /// `-E` (replaces the whole service configuration)
-    EditService(ServiceConfig),
-    /// `-D`
-    DeleteService(ServiceKey),
-    /// `-C`
-    Clear,
+    /// A configuration change (`-A -E -D -C -a -e -d --set -Z --add-laddr
+    /// --del-laddr`): the model's operation itself, executed as it is.
+    Config(ConfigOp),
     /// `-R`: the client reads stdin and sends the parsed commands.
     Restore(Vec<Command>),
     /// `-S`
     Save { numeric: bool },
-    /// `-a`
-    AddServer(ServiceKey, DestConfig),
-    /// `-e` (replaces the whole destination configuration)
-    EditServer(ServiceKey, DestConfig),
-    /// `-d`
-    DeleteServer {
-        service: ServiceKey,
-        addr: IpAddr,
-        port: u16,
-    },
     /// `-L`, `-l`
     List(ListOptions),
-    /// `-Z [service]`
-    Zero(Option<ServiceKey>),
-    /// `--set tcp tcpfin udp`; a 0 leaves that timeout unchanged.
-    SetTimeouts { tcp: u32, tcp_fin: u32, udp: u32 },
     /// `--start-daemon`
     StartDaemon(DaemonConfig),
     /// `--stop-daemon`
@@ -56,10 +41,6 @@ pub enum Command {
     /// `--counters [--json]` (a UVS extension): every worker counter of
     /// the running director, per worker and in total.
     Counters { json: bool },
-    /// `--add-laddr -z ADDR` (DPVS): a FULLNAT local address.
-    AddLocal(ServiceKey, IpAddr),
-    /// `--del-laddr -z ADDR` (DPVS).
-    DelLocal(ServiceKey, IpAddr),
     /// `--get-laddr [service]` (DPVS): the local addresses and their use.
     GetLocal(Option<ServiceKey>),
 }

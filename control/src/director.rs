@@ -19,9 +19,12 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use dataplane::config::{ConfigOp, ConfigStore};
-use dataplane::model::{ConnEntry, Snapshot};
+use uvs_model::ops::ConfigOp;
+
+use dataplane::config::ConfigStore;
 use dataplane::rules::tables::RuleTables;
+use dataplane::snapshot::Snapshot;
+use uvs_model::model::ConnEntry;
 
 use crate::command::{Command, DaemonConfig, DaemonState, ListKind, SysctlRequest};
 use crate::format::{self, DaemonStatus, ListSources, Listing, Resolver};
@@ -29,7 +32,7 @@ use crate::grammar::{self, GrammarError};
 use crate::proto::{Request, Response, Tool};
 use crate::reload::{self, ReloadSummary};
 use crate::server::Executor;
-use dataplane::tunables::{Tunable, Tunables, TUNABLES};
+use uvs_model::tunables::{Tunable, Tunables, TUNABLES};
 
 /// What the executor needs from the data plane.
 pub trait Dataplane: Send + Sync {
@@ -125,33 +128,11 @@ impl From<GrammarError> for Refusal {
 }
 
 /// The store operation of a modifying command; `None` for the others.
-pub(crate) fn to_op(cmd: &Command) -> Option<ConfigOp> {
-    Some(match cmd {
-        Command::AddService(c) => ConfigOp::AddService(c.clone()),
-        Command::EditService(c) => ConfigOp::EditService(c.clone()),
-        Command::DeleteService(k) => ConfigOp::DeleteService(*k),
-        Command::Clear => ConfigOp::Flush,
-        Command::AddServer(k, d) => ConfigOp::AddDest(*k, d.clone()),
-        Command::EditServer(k, d) => ConfigOp::EditDest(*k, d.clone()),
-        Command::DeleteServer {
-            service,
-            addr,
-            port,
-        } => ConfigOp::DeleteDest {
-            service: *service,
-            addr: *addr,
-            port: *port,
-        },
-        Command::SetTimeouts { tcp, tcp_fin, udp } => ConfigOp::SetTimeouts {
-            tcp: *tcp,
-            tcp_fin: *tcp_fin,
-            udp: *udp,
-        },
-        Command::Zero(k) => ConfigOp::Zero(*k),
-        Command::AddLocal(k, a) => ConfigOp::AddLocal(*k, *a),
-        Command::DelLocal(k, a) => ConfigOp::DelLocal(*k, *a),
-        _ => return None,
-    })
+pub(crate) fn to_op(cmd: &Command) -> Option<&ConfigOp> {
+    match cmd {
+        Command::Config(op) => Some(op),
+        _ => None,
+    }
 }
 
 impl<D: Dataplane> Director<D> {
@@ -211,10 +192,10 @@ impl<D: Dataplane> Director<D> {
     fn rules_ops(&self, text: &str) -> Result<Vec<ConfigOp>, Refusal> {
         let cmds = grammar::parse_restore_with(text, self.hosts.as_ref())?;
         let mut ops = Vec::new();
-        for (i, cmd) in cmds.iter().enumerate() {
-            match to_op(cmd) {
-                Some(op) => ops.push(op),
-                None => {
+        for (i, cmd) in cmds.into_iter().enumerate() {
+            match cmd {
+                Command::Config(op) => ops.push(op),
+                _ => {
                     return Err(Refusal::new(
                         UNSUPPORTED,
                         format!(
@@ -274,7 +255,7 @@ impl<D: Dataplane> Director<D> {
         if let Some(op) = to_op(cmd) {
             self.dataplane.reclaim();
             let mut store = self.store();
-            return match store.apply(&op) {
+            return match store.apply(op) {
                 Ok(()) => {
                     self.dataplane.publish(store.snapshot());
                     Response::ok(String::new())
@@ -356,7 +337,7 @@ impl<D: Dataplane> Director<D> {
         self.dataplane.reclaim();
         for cmd in cmds {
             let r = match to_op(cmd) {
-                Some(op) => match self.store().apply(&op) {
+                Some(op) => match self.store().apply(op) {
                     Ok(()) => {
                         changed = true;
                         Response::ok(String::new())

@@ -5,7 +5,8 @@ use crate::command::Command;
 use crate::director::{Director, NoDataplane};
 use crate::format::NoNames;
 use crate::grammar::{parse_with, OfflineResolver};
-use dataplane::model::ForwardMethod;
+use uvs_model::model::ForwardMethod;
+use uvs_model::ops::ConfigOp;
 
 fn argv(line: &str) -> Vec<String> {
     line.split_whitespace().map(String::from).collect()
@@ -37,14 +38,17 @@ fn b_is_fullnat_on_a_real_server_and_sched_flags_on_a_service() {
         "-a -t 198.18.0.100:80 -r 198.18.0.11 -bw 3",
     ] {
         match parse(line) {
-            Ok(Command::AddServer(_, d) | Command::EditServer(_, d)) => {
+            Ok(
+                Command::Config(ConfigOp::AddDest(_, d))
+                | Command::Config(ConfigOp::EditDest(_, d)),
+            ) => {
                 assert_eq!(d.method, ForwardMethod::FullNat, "{line}")
             }
             other => panic!("{line}: {other:?}"),
         }
     }
     match parse("-A -t 198.18.0.100:80 -s sh -b sh-port") {
-        Ok(Command::AddService(c)) => assert_ne!(c.sched_flags.0, 0),
+        Ok(Command::Config(ConfigOp::AddService(c))) => assert_ne!(c.sched_flags.0, 0),
         other => panic!("{other:?}"),
     }
     assert!(parse("-a -t 198.18.0.100:80 -r 198.18.0.11 -b -m").is_err());
@@ -54,17 +58,17 @@ fn b_is_fullnat_on_a_real_server_and_sched_flags_on_a_service() {
 #[test]
 fn local_address_commands_follow_dpvs() {
     let key = match parse("-D -t 198.18.0.100:80").unwrap() {
-        Command::DeleteService(k) => k,
+        Command::Config(ConfigOp::DeleteService(k)) => k,
         _ => unreachable!(),
     };
     let lip = "198.18.0.50".parse().unwrap();
     assert_eq!(
         parse("--add-laddr -z 198.18.0.50 -t 198.18.0.100:80 -F dpdk0"),
-        Ok(Command::AddLocal(key, lip))
+        Ok(Command::Config(ConfigOp::AddLocal(key, lip)))
     );
     assert_eq!(
         parse("-Q -t 198.18.0.100:80 -z 198.18.0.50"),
-        Ok(Command::DelLocal(key, lip))
+        Ok(Command::Config(ConfigOp::DelLocal(key, lip)))
     );
     assert_eq!(parse("-G"), Ok(Command::GetLocal(None)));
     assert_eq!(
@@ -72,7 +76,7 @@ fn local_address_commands_follow_dpvs() {
         Ok(Command::GetLocal(Some(key)))
     );
     match parse("-P -t [2001:db8::100]:80 -z 2001:db8::50") {
-        Ok(Command::AddLocal(_, a)) => {
+        Ok(Command::Config(ConfigOp::AddLocal(_, a))) => {
             assert_eq!(a, "2001:db8::50".parse::<std::net::IpAddr>().unwrap())
         }
         other => panic!("{other:?}"),
@@ -92,7 +96,7 @@ fn local_address_commands_follow_dpvs() {
 #[test]
 fn toa_belongs_to_services() {
     match parse("-A -t 198.18.0.100:80 -s rr --toa") {
-        Ok(Command::AddService(c)) => assert!(c.toa),
+        Ok(Command::Config(ConfigOp::AddService(c))) => assert!(c.toa),
         other => panic!("{other:?}"),
     }
     assert!(parse("-a -t 198.18.0.100:80 -r 198.18.0.11 --toa").is_err());

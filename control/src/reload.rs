@@ -12,8 +12,8 @@
 //! Services and real servers that stay are not touched, so they keep their
 //! statistics, their connections and their place in the table.
 
-use dataplane::config::ConfigOp;
-use dataplane::model::{Service, Snapshot};
+use dataplane::snapshot::{Service, Snapshot};
+use uvs_model::ops::ConfigOp;
 
 /// What a reload changed, for the log line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -104,7 +104,7 @@ fn locals(have: &Service, want: &Service, ops: &mut Vec<ConfigOp>) {
 /// Real servers of a service present in both tables.
 fn dests(have: &Service, want: &Service, ops: &mut Vec<ConfigOp>, sum: &mut ReloadSummary) {
     let key = want.config.key;
-    let same = |a: &dataplane::model::Dest, b: &dataplane::model::Dest| {
+    let same = |a: &dataplane::snapshot::Dest, b: &dataplane::snapshot::Dest| {
         a.config.addr == b.config.addr && a.config.port == b.config.port
     };
     for d in &have.dests {
@@ -144,6 +144,7 @@ mod tests {
             .unwrap()
             .iter()
             .filter_map(crate::director::to_op)
+            .cloned()
             .collect();
         s.apply_all(&ops).unwrap();
         s

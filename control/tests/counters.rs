@@ -8,7 +8,8 @@ use control::format::counters::CounterTable;
 use control::format::NoNames;
 use control::grammar::OfflineResolver;
 use control::proto::Response;
-use dataplane::model::{ConnEntry, Snapshot};
+use dataplane::snapshot::Snapshot;
+use uvs_model::model::ConnEntry;
 
 /// A data plane whose workers report `table` (none: not running).
 #[derive(Default)]

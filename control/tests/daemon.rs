@@ -8,7 +8,8 @@ use control::director::{Dataplane, Director, Refusal, KERNEL_ERROR};
 use control::format::{DaemonStatus, NoNames};
 use control::grammar::OfflineResolver;
 use control::proto::Response;
-use dataplane::model::{ConnEntry, Snapshot};
+use dataplane::snapshot::Snapshot;
+use uvs_model::model::ConnEntry;
 
 /// A data plane that keeps the daemons it was asked to run, with the
 /// kernel's defaults filled in as uvsd fills them.

@@ -326,7 +326,7 @@ proptest! {
 fn sysctl_lists_shows_and_sets_the_ipvs_tunables() {
     let d = director();
     let all = ok(&d, "--sysctl");
-    assert_eq!(all.lines().count(), dataplane::tunables::COUNT);
+    assert_eq!(all.lines().count(), uvs_model::tunables::COUNT);
     assert!(
         all.contains("net.ipv4.vs.expire_nodest_conn = 0\n"),
         "{all}"

@@ -479,11 +479,11 @@ mod tests {
     use super::*;
     use crate::template::{FrameSpec, Proto, Template};
     use dataplane::buf::{PacketBuf, TestBuf};
-    use dataplane::model::{TunnelConfig, TunnelCsum, TunnelType};
     use dataplane::wire::parse_packet;
     use dataplane::xmit::nat::{nat_inbound, nat_outbound};
     use dataplane::xmit::tunnel::{encapsulate, TunnelParams};
     use std::net::IpAddr;
+    use uvs_model::model::{TunnelConfig, TunnelCsum, TunnelType};
 
     const OWN: [u8; 6] = [2, 0, 0, 0, 0, 1];
     const PEER: [u8; 6] = [2, 0, 0, 0, 0, 2];

@@ -387,7 +387,7 @@ fn load_sets_and_rules(a: &Args, st: &mut dataplane::config::ConfigStore) -> Res
             &mut tables,
             st.sets(),
             Tool::Restore,
-            dataplane::model::Family::V4,
+            uvs_model::model::Family::V4,
             &[],
             Some(&text),
             &iptables::ctime(0),

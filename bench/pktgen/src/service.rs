@@ -12,11 +12,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
-use dataplane::config::{ConfigOp, ConfigStore};
-use dataplane::model::{
+use dataplane::config::ConfigStore;
+use dataplane::sched::{SchedInput, SplitMix64};
+use uvs_model::model::{
     DestConfig, ForwardMethod, Protocol, ServiceConfig, ServiceKey, TunnelConfig, TunnelType,
 };
-use dataplane::sched::{SchedInput, SplitMix64};
+use uvs_model::ops::ConfigOp;
 
 use crate::check::{Servers, Tunnel};
 use crate::flows::FlowSpace;

@@ -50,13 +50,14 @@ pub mod sort;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use dataplane::config::{StatsRow, StatsView};
-use dataplane::model::{
-    ConnEntry, DestConfig, Family, ForwardMethod, Protocol, SchedFlags, ServiceConfig, ServiceKey,
-    Snapshot, Timeouts, TunnelCsum, TunnelType,
-};
+use dataplane::snapshot::Snapshot;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use uvs_model::model::{
+    ConnEntry, DestConfig, Family, ForwardMethod, Protocol, SchedFlags, ServiceConfig, ServiceKey,
+    Timeouts, TunnelCsum, TunnelType,
+};
+use uvs_model::ops::{StatsRow, StatsView};
 
 use crate::command::{DaemonState, Detail, ListOptions};
 pub use names::{NoNames, Resolver, SystemResolver};
@@ -577,7 +578,7 @@ pub fn laddrs(snap: &Snapshot, key: Option<&ServiceKey>) -> Result<String, ListE
         "{:<20} {:<8} {:<20} {:<10} {:<10}",
         "VIP:VPORT", "TOTAL", "SNAT_IP", "CONFLICTS", "CONNS"
     );
-    let services: Vec<&dataplane::model::Service> = match key {
+    let services: Vec<&dataplane::snapshot::Service> = match key {
         Some(k) => vec![snap.service(k).ok_or(ListError::NoSuchService)?],
         None => snap.services.iter().map(|s| &**s).collect(),
     };

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 
-use dataplane::model::Protocol;
+use uvs_model::model::Protocol;
 
 /// Name lookups used when `-n` is not given.
 pub trait Resolver {

@@ -12,7 +12,7 @@
 use std::cmp::Ordering;
 use std::net::IpAddr;
 
-use dataplane::model::{DestConfig, Family, ServiceKey};
+use uvs_model::model::{DestConfig, Family, ServiceKey};
 
 use super::{DestListing, ServiceListing};
 
@@ -59,8 +59,8 @@ fn service_fields(k: &ServiceKey) -> (u32, Family, u8, IpAddr, u16) {
         } => (0, Family::of(&addr), protocol.number(), addr, port),
         ServiceKey::Fwmark { mark, family } => {
             let zero = match family {
-                Family::V4 => dataplane::model::V4_ANY,
-                Family::V6 => dataplane::model::V6_ANY,
+                Family::V4 => uvs_model::model::V4_ANY,
+                Family::V6 => uvs_model::model::V6_ANY,
             };
             (mark, family, 0, zero, 0)
         }
@@ -156,7 +156,7 @@ pub fn ordering(r: i32) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataplane::model::Protocol;
+    use uvs_model::model::Protocol;
 
     fn key(a: &str, port: u16) -> ServiceKey {
         ServiceKey::Addr {
@@ -252,7 +252,7 @@ mod tests {
             let mut plain = keys;
             plain.sort_by_key(|k| match k {
                 ServiceKey::Addr { protocol, addr, port } => (protocol.number(), *addr, *port),
-                ServiceKey::Fwmark { .. } => (0, dataplane::model::V4_ANY, 0),
+                ServiceKey::Fwmark { .. } => (0, uvs_model::model::V4_ANY, 0),
             });
             proptest::prop_assert_eq!(ours, plain);
         }

@@ -7,14 +7,14 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use dataplane::config::{StatsRow, StatsView};
-use dataplane::estimator::Rates;
-use dataplane::model::{
-    ConnEntry, Dest, DestConfig, DestShared, Family, ForwardMethod, Protocol, SchedFlags, Service,
-    ServiceConfig, ServiceKey, ServiceShared, Snapshot, Timeouts, TunnelConfig, TunnelCsum,
-    TunnelType,
+use dataplane::snapshot::{Dest, Service, ServiceShared, Snapshot};
+use uvs_model::estimator::Rates;
+use uvs_model::model::{
+    ConnEntry, DestConfig, DestShared, Family, ForwardMethod, Protocol, SchedFlags, ServiceConfig,
+    ServiceKey, Timeouts, TunnelConfig, TunnelCsum, TunnelType,
 };
-use dataplane::stats::Counters;
+use uvs_model::ops::{StatsRow, StatsView};
+use uvs_model::stats::Counters;
 
 use super::*;
 use crate::command::{DaemonState, Detail, ListKind, ListOptions};

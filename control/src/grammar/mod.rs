@@ -23,7 +23,7 @@
 //!   per-worker counters; nothing else may follow it.
 //! * `--sysctl [NAME[=VALUE]]` (long form only) lists, shows or sets the
 //!   IPVS tunables; nothing may follow it, and names and values are checked
-//!   here against `dataplane::tunables`.
+//!   here against `uvs_model::tunables`.
 //! * [`split_client_options`] strips a leading `--socket PATH` for uvsadm.
 //! * `-R`: `parse(["-R"])` returns `Command::Restore(vec![])`; the client
 //!   reads stdin and fills it with [`parse_restore`]. A popt error on a

@@ -11,10 +11,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use dataplane::model::{
+use uvs_model::model::{
     DestConfig, Family, ForwardMethod, Protocol, SchedFlags, ServiceConfig, ServiceKey,
     TunnelConfig, TunnelCsum, TunnelType, DEFAULT_PERSISTENCE_TIMEOUT,
 };
+use uvs_model::ops::ConfigOp;
 
 use super::address::{atoi, inet_aton, parse_fwmark, parse_host_port, string_to_number, Resolver};
 use super::error::GrammarError;
@@ -26,7 +27,7 @@ use super::validate::{
 use crate::command::{
     Command, DaemonConfig, DaemonState, Detail, ListKind, ListOptions, SysctlRequest,
 };
-use dataplane::tunables::{Tunable, TunableError, Tunables};
+use uvs_model::tunables::{Tunable, TunableError, Tunables};
 
 /// Longest timeout ipvsadm accepts (31 days).
 pub const MAX_TIMEOUT: i64 = 86400 * 31;
@@ -245,9 +246,9 @@ fn laddr_command(
         ))
     })?;
     Ok(if cmd == Tag::AddLaddr {
-        Command::AddLocal(key, addr)
+        Command::Config(ConfigOp::AddLocal(key, addr))
     } else {
-        Command::DelLocal(key, addr)
+        Command::Config(ConfigOp::DelLocal(key, addr))
     })
 }
 
@@ -672,13 +673,13 @@ pub fn parse_command(
                 toa: svc.toa,
             };
             if cmd == Cmd::Add {
-                Command::AddService(config)
+                Command::Config(ConfigOp::AddService(config))
             } else {
-                Command::EditService(config)
+                Command::Config(ConfigOp::EditService(config))
             }
         }
-        Cmd::Del => Command::DeleteService(need_key()?),
-        Cmd::Flush => Command::Clear,
+        Cmd::Del => Command::Config(ConfigOp::DeleteService(need_key()?)),
+        Cmd::Flush => Command::Config(ConfigOp::Flush),
         Cmd::List => {
             list_conflicts(options)?;
             let detail = if has(OptId::Stats) {
@@ -742,21 +743,21 @@ pub fn parse_command(
                 l_threshold: dest.l_threshold,
             };
             if cmd == Cmd::AddDest {
-                Command::AddServer(need_key()?, config)
+                Command::Config(ConfigOp::AddDest(need_key()?, config))
             } else {
-                Command::EditServer(need_key()?, config)
+                Command::Config(ConfigOp::EditDest(need_key()?, config))
             }
         }
-        Cmd::DelDest => Command::DeleteServer {
+        Cmd::DelDest => Command::Config(ConfigOp::DeleteDest {
             service: need_key()?,
             addr: dest.addr,
             port: dest.port,
-        },
-        Cmd::Timeout => Command::SetTimeouts {
+        }),
+        Cmd::Timeout => Command::Config(ConfigOp::SetTimeouts {
             tcp: timeouts.0,
             tcp_fin: timeouts.1,
             udp: timeouts.2,
-        },
+        }),
         Cmd::StartDaemon => Command::StartDaemon(daemon),
         Cmd::StopDaemon => Command::StopDaemon(daemon.state),
         Cmd::Restore => {
@@ -768,7 +769,7 @@ pub fn parse_command(
         Cmd::Save => Command::Save {
             numeric: has(OptId::Numeric),
         },
-        Cmd::Zero => Command::Zero(if has(OptId::Service) { key } else { None }),
+        Cmd::Zero => Command::Config(ConfigOp::Zero(if has(OptId::Service) { key } else { None })),
     })
 }
 

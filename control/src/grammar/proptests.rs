@@ -3,11 +3,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use dataplane::model::{
+use proptest::prelude::*;
+use uvs_model::model::{
     DestConfig, Family, ForwardMethod, Protocol, SchedFlags, ServiceConfig, ServiceKey,
     TunnelConfig, TunnelCsum, TunnelType,
 };
-use proptest::prelude::*;
+use uvs_model::ops::ConfigOp;
 
 use super::tests::Stub;
 use super::*;
@@ -324,24 +325,31 @@ fn daemon_state() -> impl Strategy<Value = DaemonState> {
 
 fn command() -> impl Strategy<Value = Command> {
     prop_oneof![
-        service_config().prop_map(Command::AddService),
-        service_config().prop_map(Command::EditService),
-        key().prop_map(Command::DeleteService),
-        Just(Command::Clear),
+        service_config().prop_map(|x| Command::Config(ConfigOp::AddService(x))),
+        service_config().prop_map(|x| Command::Config(ConfigOp::EditService(x))),
+        key().prop_map(|x| Command::Config(ConfigOp::DeleteService(x))),
+        Just(Command::Config(ConfigOp::Flush)),
         any::<bool>().prop_map(|numeric| Command::Save { numeric }),
-        key().prop_flat_map(|k| dest_for(k).prop_map(move |d| Command::AddServer(k, d))),
-        key().prop_flat_map(|k| dest_for(k).prop_map(move |d| Command::EditServer(k, d))),
+        key().prop_flat_map(
+            |k| dest_for(k).prop_map(move |d| Command::Config(ConfigOp::AddDest(k, d)))
+        ),
+        key().prop_flat_map(
+            |k| dest_for(k).prop_map(move |d| Command::Config(ConfigOp::EditDest(k, d)))
+        ),
         (key(), family(), any::<u16>()).prop_flat_map(|(service, f, port)| {
-            addr_of(f).prop_map(move |addr| Command::DeleteServer {
-                service,
-                addr,
-                port,
+            addr_of(f).prop_map(move |addr| {
+                Command::Config(ConfigOp::DeleteDest {
+                    service,
+                    addr,
+                    port,
+                })
             })
         }),
         list_options().prop_map(Command::List),
-        proptest::option::of(key()).prop_map(Command::Zero),
-        (0u32..=2_678_400, 0u32..=2_678_400, 0u32..=2_678_400)
-            .prop_map(|(tcp, tcp_fin, udp)| Command::SetTimeouts { tcp, tcp_fin, udp }),
+        proptest::option::of(key()).prop_map(|x| Command::Config(ConfigOp::Zero(x))),
+        (0u32..=2_678_400, 0u32..=2_678_400, 0u32..=2_678_400).prop_map(|(tcp, tcp_fin, udp)| {
+            Command::Config(ConfigOp::SetTimeouts { tcp, tcp_fin, udp })
+        }),
         (
             daemon_state(),
             "[a-z][a-z0-9]{0,14}",
@@ -383,7 +391,7 @@ fn command() -> impl Strategy<Value = Command> {
 /// Any `--sysctl` request with a known name and, for a set, a value in
 /// its range.
 fn sysctl_request() -> impl Strategy<Value = SysctlRequest> {
-    use dataplane::tunables::TUNABLES;
+    use uvs_model::tunables::TUNABLES;
     let def = (0..TUNABLES.len()).prop_map(|i| &TUNABLES[i]);
     prop_oneof![
         Just(SysctlRequest::List),
@@ -430,10 +438,10 @@ fn to_argv(cmd: &Command) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let push = |v: &mut Vec<String>, s: &str| v.push(s.to_string());
     match cmd {
-        Command::AddService(c) | Command::EditService(c) => {
+        Command::Config(ConfigOp::AddService(c)) | Command::Config(ConfigOp::EditService(c)) => {
             push(
                 &mut a,
-                if matches!(cmd, Command::AddService(_)) {
+                if matches!(cmd, Command::Config(ConfigOp::AddService(_))) {
                     "-A"
                 } else {
                     "--edit-service"
@@ -473,14 +481,14 @@ fn to_argv(cmd: &Command) -> Vec<String> {
                 a.push(names.join(","));
             }
         }
-        Command::DeleteService(k) => {
+        Command::Config(ConfigOp::DeleteService(k)) => {
             push(&mut a, "-D");
             key_argv(k, &mut a);
         }
-        Command::AddLocal(k, l) | Command::DelLocal(k, l) => {
+        Command::Config(ConfigOp::AddLocal(k, l)) | Command::Config(ConfigOp::DelLocal(k, l)) => {
             push(
                 &mut a,
-                if matches!(cmd, Command::AddLocal(..)) {
+                if matches!(cmd, Command::Config(ConfigOp::AddLocal(..))) {
                     "-P"
                 } else {
                     "--del-laddr"
@@ -496,13 +504,16 @@ fn to_argv(cmd: &Command) -> Vec<String> {
                 key_argv(k, &mut a);
             }
         }
-        Command::Clear => push(&mut a, "-C"),
+        Command::Config(ConfigOp::Flush) => push(&mut a, "-C"),
+        // `--sysctl NAME=VALUE` parses to `Command::Sysctl` (it prints the
+        // line it set), so `command()` never generates this operation.
+        Command::Config(ConfigOp::SetTunable(..)) => unreachable!("not generated"),
         Command::Restore(_) => push(&mut a, "-R"),
         Command::Save { numeric } => push(&mut a, if *numeric { "-Sn" } else { "--save" }),
-        Command::AddServer(k, d) | Command::EditServer(k, d) => {
+        Command::Config(ConfigOp::AddDest(k, d)) | Command::Config(ConfigOp::EditDest(k, d)) => {
             push(
                 &mut a,
-                if matches!(cmd, Command::AddServer(..)) {
+                if matches!(cmd, Command::Config(ConfigOp::AddDest(..))) {
                     "-a"
                 } else {
                     "-e"
@@ -542,11 +553,11 @@ fn to_argv(cmd: &Command) -> Vec<String> {
             a.push(d.u_threshold.to_string());
             a.push(format!("--l-threshold={}", d.l_threshold));
         }
-        Command::DeleteServer {
+        Command::Config(ConfigOp::DeleteDest {
             service,
             addr,
             port,
-        } => {
+        }) => {
             push(&mut a, "-d");
             key_argv(service, &mut a);
             push(&mut a, "-r");
@@ -590,13 +601,13 @@ fn to_argv(cmd: &Command) -> Vec<String> {
                 push(&mut a, "--json");
             }
         }
-        Command::Zero(k) => {
+        Command::Config(ConfigOp::Zero(k)) => {
             push(&mut a, "-Z");
             if let Some(k) = k {
                 key_argv(k, &mut a);
             }
         }
-        Command::SetTimeouts { tcp, tcp_fin, udp } => {
+        Command::Config(ConfigOp::SetTimeouts { tcp, tcp_fin, udp }) => {
             push(&mut a, "--set");
             a.extend([tcp.to_string(), tcp_fin.to_string(), udp.to_string()]);
         }

@@ -4,10 +4,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use dataplane::model::{
+use uvs_model::model::{
     DestConfig, Family, ForwardMethod, Protocol, SchedFlags, ServiceConfig, ServiceKey,
     TunnelConfig, TunnelCsum, TunnelType,
 };
+use uvs_model::ops::ConfigOp;
 
 use super::address::Resolver;
 use super::*;
@@ -305,20 +306,23 @@ fn usage_names_every_option() {
 #[test]
 fn add_service_defaults_and_edit_resets() {
     let base = ServiceConfig::new(vip_key());
-    assert_eq!(ok("-A -t 198.18.0.1:80"), Command::AddService(base.clone()));
+    assert_eq!(
+        ok("-A -t 198.18.0.1:80"),
+        Command::Config(ConfigOp::AddService(base.clone()))
+    );
     assert_eq!(
         ok("--add-service --tcp-service=198.18.0.1:80"),
-        Command::AddService(base.clone())
+        Command::Config(ConfigOp::AddService(base.clone()))
     );
     // -E without options resets to wlc, no persistence, no flags.
     assert_eq!(
         ok("-E -t 198.18.0.1:80"),
-        Command::EditService(base.clone())
+        Command::Config(ConfigOp::EditService(base.clone()))
     );
     // Empty -s means the default scheduler too.
     assert_eq!(
         ok("-A -t 198.18.0.1:80 --scheduler="),
-        Command::AddService(base)
+        Command::Config(ConfigOp::AddService(base))
     );
 }
 
@@ -328,33 +332,39 @@ fn persistence_forms() {
         persistent: Some(t),
         ..ServiceConfig::new(vip_key())
     };
-    assert_eq!(ok("-A -t 198.18.0.1:80 -p"), Command::AddService(with(360)));
+    assert_eq!(
+        ok("-A -t 198.18.0.1:80 -p"),
+        Command::Config(ConfigOp::AddService(with(360)))
+    );
     assert_eq!(
         ok("-A -t 198.18.0.1:80 -p -s wlc"),
-        Command::AddService(with(360))
+        Command::Config(ConfigOp::AddService(with(360)))
     );
     assert_eq!(
         ok("-A -t 198.18.0.1:80 -p 60"),
-        Command::AddService(with(60))
+        Command::Config(ConfigOp::AddService(with(60)))
     );
     assert_eq!(
         ok("-A -t 198.18.0.1:80 -p60"),
-        Command::AddService(with(60))
+        Command::Config(ConfigOp::AddService(with(60)))
     );
     assert_eq!(
         ok("-A -t 198.18.0.1:80 --persistent=2678400"),
-        Command::AddService(with(2678400))
+        Command::Config(ConfigOp::AddService(with(2678400)))
     );
     assert_eq!(
         ok("-A -t 198.18.0.1:80 --persistent 1"),
-        Command::AddService(with(1))
+        Command::Config(ConfigOp::AddService(with(1)))
     );
     // Port 0 is fine once persistent.
     let zero = ServiceConfig {
         persistent: Some(360),
         ..ServiceConfig::new(tcp(v4(198, 18, 0, 1), 0))
     };
-    assert_eq!(ok("-A -t 198.18.0.1 -p"), Command::AddService(zero));
+    assert_eq!(
+        ok("-A -t 198.18.0.1 -p"),
+        Command::Config(ConfigOp::AddService(zero))
+    );
 }
 
 #[test]
@@ -363,7 +373,10 @@ fn bundled_short_options() {
         scheduler: "rr".into(),
         ..ServiceConfig::new(vip_key())
     };
-    assert_eq!(ok("-At198.18.0.1:80 -srr"), Command::AddService(cfg));
+    assert_eq!(
+        ok("-At198.18.0.1:80 -srr"),
+        Command::Config(ConfigOp::AddService(cfg))
+    );
     let mut o = list(ListKind::Services(Detail::Default));
     o.numeric = true;
     assert_eq!(ok("-Ln"), Command::List(o.clone()));
@@ -388,7 +401,7 @@ fn service_address_forms() {
         addr,
         port,
     };
-    let add = |key| Command::AddService(ServiceConfig::new(key));
+    let add = |key| Command::Config(ConfigOp::AddService(ServiceConfig::new(key)));
     assert_eq!(ok("-A -t 198.18.0.1:http"), add(vip_key()));
     assert_eq!(ok("-A -t vip.example:80"), add(tcp(v4(198, 18, 0, 10), 80)));
     assert_eq!(
@@ -406,7 +419,7 @@ fn service_address_forms() {
     let key6 = tcp(v6("2001:db8::1"), 443);
     assert_eq!(ok("-A -t [2001:db8::1]:443"), add(key6));
     match ok("-A -t [2001:db8::1]:443") {
-        Command::AddService(c) => assert_eq!(c.netmask, 128),
+        Command::Config(ConfigOp::AddService(c)) => assert_eq!(c.netmask, 128),
         other => panic!("{other:?}"),
     }
     // Unbracketed IPv6 never has a port: this is a persistent any-port service.
@@ -414,7 +427,10 @@ fn service_address_forms() {
         persistent: Some(360),
         ..ServiceConfig::new(tcp(v6("2001:db8::1:80"), 0))
     };
-    assert_eq!(ok("-A -t 2001:db8::1:80 -p"), Command::AddService(cfg));
+    assert_eq!(
+        ok("-A -t 2001:db8::1:80 -p"),
+        Command::Config(ConfigOp::AddService(cfg))
+    );
 }
 
 #[test]
@@ -422,31 +438,37 @@ fn fwmark_services() {
     let fw = |mark, family| ServiceKey::Fwmark { mark, family };
     assert_eq!(
         ok("-A -f 7"),
-        Command::AddService(ServiceConfig::new(fw(7, Family::V4)))
+        Command::Config(ConfigOp::AddService(ServiceConfig::new(fw(7, Family::V4))))
     );
     let v6cfg = ServiceConfig::new(fw(7, Family::V6));
     assert_eq!(v6cfg.netmask, 128);
-    assert_eq!(ok("-A -f 7 -6"), Command::AddService(v6cfg.clone()));
-    assert_eq!(ok("-A -f 7 -6 -6"), Command::AddService(v6cfg));
+    assert_eq!(
+        ok("-A -f 7 -6"),
+        Command::Config(ConfigOp::AddService(v6cfg.clone()))
+    );
+    assert_eq!(
+        ok("-A -f 7 -6 -6"),
+        Command::Config(ConfigOp::AddService(v6cfg))
+    );
     assert_eq!(ok("-A -f 4294967295 -o"), {
         let mut c = ServiceConfig::new(fw(u32::MAX, Family::V4));
         c.one_packet = true;
-        Command::AddService(c)
+        Command::Config(ConfigOp::AddService(c))
     });
     // DPVS's SYN proxy switch, on -A and -E only.
     let mut c = ServiceConfig::new(vip_key());
     c.synproxy = true;
     assert_eq!(
         ok("-A -t 198.18.0.1:80 -j enable"),
-        Command::AddService(c.clone())
+        Command::Config(ConfigOp::AddService(c.clone()))
     );
     assert_eq!(
         ok("-E -t 198.18.0.1:80 --synproxy=enable"),
-        Command::EditService(c)
+        Command::Config(ConfigOp::EditService(c))
     );
     assert_eq!(
         ok("-A -t 198.18.0.1:80 -j disable"),
-        Command::AddService(ServiceConfig::new(vip_key()))
+        Command::Config(ConfigOp::AddService(ServiceConfig::new(vip_key())))
     );
     let e = run("-A -t 198.18.0.1:80 -j on").unwrap_err();
     assert_eq!(e.message, "synproxy switch must be enable or disable");
@@ -460,10 +482,19 @@ fn fwmark_services() {
     let mut c = ServiceConfig::new(fw(7, Family::V6));
     c.persistent = Some(360);
     c.netmask = 64;
-    assert_eq!(ok("-A -f 7 -6 -p -M 64"), Command::AddService(c.clone()));
+    assert_eq!(
+        ok("-A -f 7 -6 -p -M 64"),
+        Command::Config(ConfigOp::AddService(c.clone()))
+    );
     c.netmask = 128;
-    assert_eq!(ok("-A -f 7 -M 64 -6 -p"), Command::AddService(c));
-    assert_eq!(ok("-D -f 7 -6"), Command::DeleteService(fw(7, Family::V6)));
+    assert_eq!(
+        ok("-A -f 7 -M 64 -6 -p"),
+        Command::Config(ConfigOp::AddService(c))
+    );
+    assert_eq!(
+        ok("-D -f 7 -6"),
+        Command::Config(ConfigOp::DeleteService(fw(7, Family::V6)))
+    );
 }
 
 #[test]
@@ -473,32 +504,32 @@ fn netmask_forms() {
     c.netmask = 0xffff_ff00;
     assert_eq!(
         ok("-A -t 198.18.0.1:80 -p -M 255.255.255.0"),
-        Command::AddService(c.clone())
+        Command::Config(ConfigOp::AddService(c.clone()))
     );
     // inet_aton accepts a single number as the whole address.
     c.netmask = 0xffff_0000;
     assert_eq!(
         ok("-A -t 198.18.0.1:80 -p -M 4294901760"),
-        Command::AddService(c)
+        Command::Config(ConfigOp::AddService(c))
     );
     let mut c6 = ServiceConfig::new(tcp(v6("2001:db8::1"), 80));
     c6.persistent = Some(360);
     c6.netmask = 48;
     assert_eq!(
         ok("-A -t [2001:db8::1]:80 -p -M 48"),
-        Command::AddService(c6.clone())
+        Command::Config(ConfigOp::AddService(c6.clone()))
     );
     // atoi reads a prefix.
     assert_eq!(
         ok("-A -t [2001:db8::1]:80 -p -M 48junk"),
-        Command::AddService(c6.clone())
+        Command::Config(ConfigOp::AddService(c6.clone()))
     );
     // -M before the IPv6 service is read as an IPv4 mask, then the service
     // resets it to 128.
     c6.netmask = 128;
     assert_eq!(
         ok("-A -M 48 -t [2001:db8::1]:80 -p"),
-        Command::AddService(c6)
+        Command::Config(ConfigOp::AddService(c6))
     );
 }
 
@@ -509,30 +540,30 @@ fn scheduler_flags_pe_and_ops() {
     c.sched_flags = SchedFlags(SchedFlags::SCHED1 | SchedFlags::SCHED2);
     assert_eq!(
         ok("-A -t 198.18.0.1:80 -s sh -b sh-fallback,sh-port"),
-        Command::AddService(c.clone())
+        Command::Config(ConfigOp::AddService(c.clone()))
     );
     // -b before -s: checked against the final scheduler.
     assert_eq!(
         ok("-A -t 198.18.0.1:80 -b sh-port,sh-fallback -s sh"),
-        Command::AddService(c.clone())
+        Command::Config(ConfigOp::AddService(c.clone()))
     );
     c.scheduler = "mh".into();
     assert_eq!(
         ok("-A -t 198.18.0.1:80 -s mh -b mh-fallback,mh-port"),
-        Command::AddService(c)
+        Command::Config(ConfigOp::AddService(c))
     );
     let mut c = ServiceConfig::new(vip_key());
     c.sched_flags = SchedFlags(SchedFlags::SCHED1 | SchedFlags::SCHED3);
     assert_eq!(
         ok("-E -t 198.18.0.1:80 --sched-flags=flag-1,flag-3"),
-        Command::EditService(c)
+        Command::Config(ConfigOp::EditService(c))
     );
     let mut c = ServiceConfig::new(tcp(v4(198, 18, 0, 1), 5060));
     c.persistent = Some(360);
     c.pe = Some("sip".into());
     assert_eq!(
         ok("-A -t 198.18.0.1:5060 -p --pe sip"),
-        Command::AddService(c)
+        Command::Config(ConfigOp::AddService(c))
     );
     let mut c = ServiceConfig::new(ServiceKey::Addr {
         protocol: Protocol::Udp,
@@ -541,10 +572,13 @@ fn scheduler_flags_pe_and_ops() {
     });
     c.one_packet = true;
     c.scheduler = "rr".into();
-    assert_eq!(ok("-A -u 198.18.0.1:53 -s rr -o"), Command::AddService(c));
+    assert_eq!(
+        ok("-A -u 198.18.0.1:53 -s rr -o"),
+        Command::Config(ConfigOp::AddService(c))
+    );
     // Scheduler names are cut to 15 bytes.
     match ok("-A -t 198.18.0.1:80 -s abcdefghijklmnopq") {
-        Command::AddService(c) => assert_eq!(c.scheduler, "abcdefghijklmno"),
+        Command::Config(ConfigOp::AddService(c)) => assert_eq!(c.scheduler, "abcdefghijklmno"),
         other => panic!("{other:?}"),
     }
 }
@@ -556,32 +590,32 @@ fn real_server_ports_and_methods() {
     // Default method DR, weight 1; no port: the service port is copied.
     assert_eq!(
         ok("-a -t 198.18.0.1:80 -r 198.18.1.1"),
-        Command::AddServer(key, dest(rip, 80, ForwardMethod::Route))
+        Command::Config(ConfigOp::AddDest(key, dest(rip, 80, ForwardMethod::Route)))
     );
     // DR and tunnel force the service port.
     assert_eq!(
         ok("-a -t 198.18.0.1:80 -r 198.18.1.1:8080"),
-        Command::AddServer(key, dest(rip, 80, ForwardMethod::Route))
+        Command::Config(ConfigOp::AddDest(key, dest(rip, 80, ForwardMethod::Route)))
     );
     let ipip = ForwardMethod::Tunnel(TunnelConfig::default());
     assert_eq!(
         ok("-a -t 198.18.0.1:80 -r 198.18.1.1:8080 -i"),
-        Command::AddServer(key, dest(rip, 80, ipip))
+        Command::Config(ConfigOp::AddDest(key, dest(rip, 80, ipip)))
     );
     // NAT keeps the mapped port.
     assert_eq!(
         ok("-a -t 198.18.0.1:80 -r 198.18.1.1:8080 -m"),
-        Command::AddServer(key, dest(rip, 8080, ForwardMethod::Masq))
+        Command::Config(ConfigOp::AddDest(key, dest(rip, 8080, ForwardMethod::Masq)))
     );
     // -r before the service copies the port known then (0); NAT keeps it.
     assert_eq!(
         ok("-a -r 198.18.1.1 -m -t 198.18.0.1:80"),
-        Command::AddServer(key, dest(rip, 0, ForwardMethod::Masq))
+        Command::Config(ConfigOp::AddDest(key, dest(rip, 0, ForwardMethod::Masq)))
     );
     // Service names use the service protocol.
     assert_eq!(
         ok("-a -t 198.18.0.1:80 -r 198.18.1.1:www -m"),
-        Command::AddServer(key, dest(rip, 80, ForwardMethod::Masq))
+        Command::Config(ConfigOp::AddDest(key, dest(rip, 80, ForwardMethod::Masq)))
     );
     // Weight, thresholds, long forms.
     let mut d = dest(rip, 8080, ForwardMethod::Masq);
@@ -590,18 +624,18 @@ fn real_server_ports_and_methods() {
     d.l_threshold = 2147483647;
     assert_eq!(
         ok("--edit-server -t 198.18.0.1:80 --real-server=198.18.1.1:8080 --masquerading --weight 2147483647 -x100 --l-threshold=2147483647"),
-        Command::EditServer(key, d)
+        Command::Config(ConfigOp::EditDest(key, d))
     );
     let mut d = dest(rip, 80, ForwardMethod::Route);
     d.weight = 0;
     assert_eq!(
         ok("-a -t 198.18.0.1:80 -r 198.18.1.1 -w 0"),
-        Command::AddServer(key, d)
+        Command::Config(ConfigOp::AddDest(key, d))
     );
     // -e resets what is not given: weight 1, DR, thresholds 0.
     assert_eq!(
         ok("-e -t 198.18.0.1:80 -r 198.18.1.1"),
-        Command::EditServer(key, dest(rip, 80, ForwardMethod::Route))
+        Command::Config(ConfigOp::EditDest(key, dest(rip, 80, ForwardMethod::Route)))
     );
     // Fwmark services keep the real server's port, even with DR.
     let fw = ServiceKey::Fwmark {
@@ -610,28 +644,34 @@ fn real_server_ports_and_methods() {
     };
     assert_eq!(
         ok("-a -f 7 -6 -r [2001:db8::10]:8080"),
-        Command::AddServer(fw, dest(v6("2001:db8::10"), 8080, ForwardMethod::Route))
+        Command::Config(ConfigOp::AddDest(
+            fw,
+            dest(v6("2001:db8::10"), 8080, ForwardMethod::Route)
+        ))
     );
     assert_eq!(
         ok("-a -f 7 -6 -r 2001:db8::10"),
-        Command::AddServer(fw, dest(v6("2001:db8::10"), 0, ForwardMethod::Route))
+        Command::Config(ConfigOp::AddDest(
+            fw,
+            dest(v6("2001:db8::10"), 0, ForwardMethod::Route)
+        ))
     );
     // Delete: port copied, not forced.
     assert_eq!(
         ok("-d -t 198.18.0.1:80 -r 198.18.1.1"),
-        Command::DeleteServer {
+        Command::Config(ConfigOp::DeleteDest {
             service: key,
             addr: rip,
             port: 80
-        }
+        })
     );
     assert_eq!(
         ok("-d -t 198.18.0.1:80 -r 198.18.1.1:81"),
-        Command::DeleteServer {
+        Command::Config(ConfigOp::DeleteDest {
             service: key,
             addr: rip,
             port: 81
-        }
+        })
     );
 }
 
@@ -678,21 +718,21 @@ fn tunnel_matrix_accepted_forms() {
         let line = format!("-a -t 198.18.0.1:80 -r 198.18.1.1 {opts}");
         assert_eq!(
             ok(&line),
-            Command::AddServer(key, dest(rip, 80, method)),
+            Command::Config(ConfigOp::AddDest(key, dest(rip, 80, method))),
             "{line}"
         );
     }
     // Tunnels may cross address families.
     assert_eq!(
         ok("-a -t 198.18.0.1:80 -r [2001:db8::2]:99 -i"),
-        Command::AddServer(
+        Command::Config(ConfigOp::AddDest(
             key,
             dest(
                 v6("2001:db8::2"),
                 80,
                 tun(TunnelType::Ipip, 0, TunnelCsum::NoCsum)
             )
-        )
+        ))
     );
 }
 
@@ -749,29 +789,35 @@ fn list_forms() {
 
 #[test]
 fn other_commands() {
-    assert_eq!(ok("-C"), Command::Clear);
-    assert_eq!(ok("--clear"), Command::Clear);
+    assert_eq!(ok("-C"), Command::Config(ConfigOp::Flush));
+    assert_eq!(ok("--clear"), Command::Config(ConfigOp::Flush));
     assert_eq!(ok("-S"), Command::Save { numeric: false });
     assert_eq!(ok("-Sn"), Command::Save { numeric: true });
     assert_eq!(ok("-R"), Command::Restore(Vec::new()));
-    assert_eq!(ok("-Z"), Command::Zero(None));
-    assert_eq!(ok("-Z -t 198.18.0.1:80"), Command::Zero(Some(vip_key())));
-    assert_eq!(ok("-D -t 198.18.0.1:80"), Command::DeleteService(vip_key()));
+    assert_eq!(ok("-Z"), Command::Config(ConfigOp::Zero(None)));
+    assert_eq!(
+        ok("-Z -t 198.18.0.1:80"),
+        Command::Config(ConfigOp::Zero(Some(vip_key())))
+    );
+    assert_eq!(
+        ok("-D -t 198.18.0.1:80"),
+        Command::Config(ConfigOp::DeleteService(vip_key()))
+    );
     assert_eq!(
         ok("--set 900 120 300"),
-        Command::SetTimeouts {
+        Command::Config(ConfigOp::SetTimeouts {
             tcp: 900,
             tcp_fin: 120,
             udp: 300
-        }
+        })
     );
     assert_eq!(
         ok("0 --set 0 2678400"),
-        Command::SetTimeouts {
+        Command::Config(ConfigOp::SetTimeouts {
             tcp: 0,
             tcp_fin: 0,
             udp: 2678400
-        }
+        })
     );
     assert_eq!(
         ok("--start-daemon master"),
@@ -824,13 +870,16 @@ fn restore_semantics() {
     assert_eq!(
         cmds,
         vec![
-            Command::AddService(ServiceConfig {
+            Command::Config(ConfigOp::AddService(ServiceConfig {
                 scheduler: "rr".into(),
                 ..ServiceConfig::new(vip_key())
-            }),
-            Command::AddServer(vip_key(), d),
-            Command::AddService(ServiceConfig::new(tcp(v6("2001:db8::1"), 443))),
-            Command::DeleteService(vip_key()),
+            })),
+            Command::Config(ConfigOp::AddDest(vip_key(), d)),
+            Command::Config(ConfigOp::AddService(ServiceConfig::new(tcp(
+                v6("2001:db8::1"),
+                443
+            )))),
+            Command::Config(ConfigOp::DeleteService(vip_key())),
         ]
     );
 }
@@ -868,7 +917,7 @@ fn restore_comment_marks_inside_a_line_are_words() {
 #[test]
 fn restore_stops_at_help() {
     let cmds = parse_restore_with("-C\n-h\n-A --bogus\n", &Stub).expect("stops at -h");
-    assert_eq!(cmds, vec![Command::Clear, Command::Help]);
+    assert_eq!(cmds, vec![Command::Config(ConfigOp::Flush), Command::Help]);
 }
 
 #[test]
@@ -915,15 +964,18 @@ fn restore_reads_save_output() {
     let mut w2 = dest(v4(198, 19, 1, 11), 80, ForwardMethod::Masq);
     w2.weight = 2;
     let want = vec![
-        Command::AddService(ServiceConfig::new(web)),
-        Command::AddServer(web, dest(v4(198, 19, 1, 10), 80, ForwardMethod::Masq)),
-        Command::AddServer(web, w2),
-        Command::AddService(ServiceConfig {
+        Command::Config(ConfigOp::AddService(ServiceConfig::new(web))),
+        Command::Config(ConfigOp::AddDest(
+            web,
+            dest(v4(198, 19, 1, 10), 80, ForwardMethod::Masq),
+        )),
+        Command::Config(ConfigOp::AddDest(web, w2)),
+        Command::Config(ConfigOp::AddService(ServiceConfig {
             scheduler: "sh".into(),
             sched_flags: SchedFlags(SchedFlags::SCHED1 | SchedFlags::SCHED2),
             ..ServiceConfig::new(tls)
-        }),
-        Command::AddServer(
+        })),
+        Command::Config(ConfigOp::AddDest(
             tls,
             dest(
                 v4(198, 19, 1, 30),
@@ -934,17 +986,23 @@ fn restore_reads_save_output() {
                     csum: TunnelCsum::NoCsum,
                 }),
             ),
-        ),
-        Command::AddService(ServiceConfig {
+        )),
+        Command::Config(ConfigOp::AddService(ServiceConfig {
             scheduler: "rr".into(),
             persistent: Some(360),
             netmask: 0xffff_ff00,
             one_packet: true,
             ..ServiceConfig::new(dns)
-        }),
-        Command::AddServer(dns, dest(v4(198, 19, 1, 20), 53, ForwardMethod::Route)),
-        Command::AddService(ServiceConfig::new(fw)),
-        Command::AddServer(fw, dest(v6("2001:db8::10"), 0, ForwardMethod::Route)),
+        })),
+        Command::Config(ConfigOp::AddDest(
+            dns,
+            dest(v4(198, 19, 1, 20), 53, ForwardMethod::Route),
+        )),
+        Command::Config(ConfigOp::AddService(ServiceConfig::new(fw))),
+        Command::Config(ConfigOp::AddDest(
+            fw,
+            dest(v6("2001:db8::10"), 0, ForwardMethod::Route),
+        )),
     ];
     assert_eq!(parse_restore_with(saved, &Stub), Ok(want));
 }
@@ -961,7 +1019,9 @@ fn system_resolver_reads_etc_services() {
     assert_eq!(http, Some(80));
     assert_eq!(
         parse(&argv("-A -t 198.18.0.1:http")),
-        Ok(Command::AddService(ServiceConfig::new(vip_key())))
+        Ok(Command::Config(ConfigOp::AddService(ServiceConfig::new(
+            vip_key()
+        ))))
     );
 }
 

@@ -290,7 +290,7 @@ pub fn tunnel_opt_check(kind: TunKind, options: u64) -> Result<(), GrammarError>
 /// A list with no flag word at all (`-b ,`) crashes ipvsadm 1.31 (strtok
 /// returns NULL); here it is reported as an invalid flag naming the list.
 pub fn parse_sched_flags(scheduler: &str, list: &str) -> Result<u32, GrammarError> {
-    use dataplane::model::SchedFlags;
+    use uvs_model::model::SchedFlags;
     let mut flags = 0u32;
     let mut any = false;
     for flag in list.split(',').filter(|f| !f.is_empty()) {

@@ -5,9 +5,9 @@
 use std::fmt::Write;
 use std::net::IpAddr;
 
-use dataplane::model::Family;
 use dataplane::rules::tables::{Chain, TableState};
 use dataplane::rules::{ctstate, Match, Neg, Net, PortDir, PortRange, Rule, Target};
+use uvs_model::model::Family;
 
 use super::parse::{match_name, ListOpts};
 

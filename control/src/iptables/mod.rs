@@ -18,9 +18,9 @@ pub mod parse;
 #[cfg(test)]
 mod tests;
 
-use dataplane::model::Family;
 use dataplane::rules::tables::RuleTables;
 use dataplane::rules::{RuleError, RuleOp, Table};
+use uvs_model::model::Family;
 
 use crate::proto::Response;
 use parse::IptCommand;

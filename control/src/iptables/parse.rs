@@ -9,8 +9,8 @@
 
 use std::net::IpAddr;
 
-use dataplane::model::Family;
 use dataplane::rules::{ctstate, Match, Neg, Net, Policy, PortDir, Rule, RuleOp, Table, Target};
+use uvs_model::model::Family;
 
 use super::IptError;
 

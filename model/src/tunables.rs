@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 pub const SYSCTL_PREFIX: &str = "net.ipv4.vs.";
 
 /// One tunable, indexing [`Tunables`] and [`TUNABLES`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Tunable {
     AmDroprate,
     Amemthresh,
@@ -302,33 +302,43 @@ impl Tunables {
 
     // Typed views the engine reads.
 
+    #[inline]
     pub fn expire_nodest_conn(&self) -> bool {
         self.on(Tunable::ExpireNodestConn)
     }
+    #[inline]
     pub fn expire_quiescent_template(&self) -> bool {
         self.on(Tunable::ExpireQuiescentTemplate)
     }
+    #[inline]
     pub fn conn_reuse_mode(&self) -> u8 {
         self.get(Tunable::ConnReuseMode) as u8
     }
+    #[inline]
     pub fn sloppy_tcp(&self) -> bool {
         self.on(Tunable::SloppyTcp)
     }
+    #[inline]
     pub fn sloppy_sctp(&self) -> bool {
         self.on(Tunable::SloppySctp)
     }
+    #[inline]
     pub fn schedule_icmp(&self) -> bool {
         self.on(Tunable::ScheduleIcmp)
     }
+    #[inline]
     pub fn nat_icmp_send(&self) -> bool {
         self.on(Tunable::NatIcmpSend)
     }
+    #[inline]
     pub fn pmtu_disc(&self) -> bool {
         self.on(Tunable::PmtuDisc)
     }
+    #[inline]
     pub fn run_estimation(&self) -> bool {
         self.on(Tunable::RunEstimation)
     }
+    #[inline]
     pub fn synproxy(&self) -> bool {
         self.on(Tunable::Synproxy)
     }
