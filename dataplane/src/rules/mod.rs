@@ -37,7 +37,9 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 pub use cache::FlowCache;
-pub use engine::{CtState, Facts, Names, NoNames, Packet, Program, Verdict};
+pub use engine::{
+    CtState, Facts, NatHook, NatOutcome, Names, NoNames, Packet, Program, Verdict, NO_PORT,
+};
 pub use ifaces::Interfaces;
 pub use tables::{RuleError, RuleOp, RuleTables};
 
