@@ -40,8 +40,8 @@
 mod defense;
 mod filter;
 mod fullnat;
-mod masq;
 mod index;
+mod masq;
 mod pmtu;
 mod stage;
 mod sync;
@@ -908,7 +908,11 @@ impl Lb {
         } else {
             None
         };
-        let method = if masq.is_some() { ForwardMethod::FullNat } else { method };
+        let method = if masq.is_some() {
+            ForwardMethod::FullNat
+        } else {
+            method
+        };
         let fullnat = method == ForwardMethod::FullNat;
         let local = if let Some(lid) = masq {
             match conns.take_local_port(lid) {

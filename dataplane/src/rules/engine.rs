@@ -504,8 +504,7 @@ fn compile_hook(
                 .filter_map(|e| {
                     // A rule naming what does not exist (a set destroyed
                     // under it is refused elsewhere) never matches.
-                    let (conds, action) =
-                        compile_rule(&e.rule, v6, &chain_no, names, &mut nat)?;
+                    let (conds, action) = compile_rule(&e.rule, v6, &chain_no, names, &mut nat)?;
                     col.note(&conds);
                     Some(CRule {
                         conds: conds.into(),
@@ -605,9 +604,7 @@ impl<F: Facts> Walk<'_, F> {
             Cond::Src(neg, a, m) => ((p.src & m) == *a) != *neg,
             Cond::Dst(neg, a, m) => ((p.dst & m) == *a) != *neg,
             Cond::InPort(neg, ids) => p.in_port != NO_PORT && ids.contains(&p.in_port) != *neg,
-            Cond::OutPort(neg, ids) => {
-                p.out_port != NO_PORT && ids.contains(&p.out_port) != *neg
-            }
+            Cond::OutPort(neg, ids) => p.out_port != NO_PORT && ids.contains(&p.out_port) != *neg,
             Cond::NeedPorts => p.has_ports,
             Cond::Sport(neg, r) => in_range(p.sport, *r) != *neg,
             Cond::Dport(neg, r) => in_range(p.dport, *r) != *neg,

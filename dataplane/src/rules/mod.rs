@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cache::FlowCache;
 pub use engine::{
-    CtState, Facts, NatHook, NatOutcome, Names, NoNames, Packet, Program, Verdict, NO_PORT,
+    CtState, Facts, Names, NatHook, NatOutcome, NoNames, Packet, Program, Verdict, NO_PORT,
 };
 pub use ifaces::Interfaces;
 pub use tables::{RuleError, RuleOp, RuleTables};

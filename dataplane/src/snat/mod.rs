@@ -40,7 +40,7 @@ use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
 use crate::rules::tables::FamilyTables;
-use crate::rules::{ctstate, Facts, NatHook, Names, Packet, Table, Target, NO_PORT};
+use crate::rules::{ctstate, Facts, Names, NatHook, Packet, Table, Target, NO_PORT};
 use crate::sets::{Dirs, Match as SetMatch, Packet as SetPacket, SetId, SetTable};
 
 pub use path::{Postrouting, Snat};

@@ -181,7 +181,10 @@ impl Snat {
         sets: &SetTable,
         out_port: u16,
     ) -> Option<&'r ToSource> {
-        let has_ports = matches!(meta.protocol, protocol::TCP | protocol::UDP | protocol::SCTP);
+        let has_ports = matches!(
+            meta.protocol,
+            protocol::TCP | protocol::UDP | protocol::SCTP
+        );
         let (sport, dport) = if has_ports {
             (meta.sport, meta.dport)
         } else if meta.is_icmp() {
