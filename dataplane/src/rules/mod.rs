@@ -28,6 +28,8 @@ pub mod cache;
 mod cache_tests;
 pub mod engine;
 pub mod ifaces;
+#[cfg(test)]
+mod nat_tests;
 pub mod tables;
 #[cfg(test)]
 mod tests;
