@@ -93,3 +93,20 @@ pub(super) fn masquerade(
         .map(|l| Some(l.id))
         .ok_or(NoLocal)
 }
+
+/// Whether a packet to a virtual service address is in fact a real
+/// server's reply to a masqueraded connection: the address is also a
+/// local address (a port address while a nat rule masquerades, which is a
+/// virtual service address too when a NodePort lives on it) and no
+/// service listens on its port. Such a reply is owned by its destination
+/// endpoint, as every FULLNAT reply ([`super::Lb::client_endpoint`]).
+/// One test per packet when no nat rule exists.
+#[inline]
+pub(super) fn to_local_port(snap: &Snapshot, meta: &PacketMeta) -> bool {
+    !snap.nat.is_empty()
+        && snap.locals.iter().any(|l| l.addr == meta.dst)
+        && snap
+            .index
+            .find(meta.protocol, &meta.dst, meta.dport)
+            .is_none()
+}

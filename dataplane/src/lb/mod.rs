@@ -52,6 +52,8 @@ mod tests_fullnat;
 #[cfg(test)]
 mod tests_host;
 #[cfg(test)]
+mod tests_masq;
+#[cfg(test)]
 mod tests_synproxy;
 
 use std::collections::{HashMap, HashSet};
@@ -558,7 +560,7 @@ impl Lb {
         if meta.is_icmp() {
             return None;
         }
-        if self.snap.index.is_vip(&meta.dst) {
+        if self.snap.index.is_vip(&meta.dst) && !masq::to_local_port(&self.snap, meta) {
             Some((meta.src, meta.sport))
         } else {
             Some((meta.dst, meta.dport))
