@@ -14,6 +14,8 @@
 //! * the counters a user lists (`ipvsadm -L -n --stats`, `iptables -t nat
 //!   -L -v -n`) moved as they would on a node.
 //!
+//! uvsd runs two workers, so replies to masqueraded connections are
+//! handed to the worker that owns the node's port they come back to.
 //! The "pods" are the lab's real servers, each running a service on TCP
 //! port 8080 that answers with its name and the address it sees.
 //!
@@ -169,7 +171,7 @@ fn service_conns(stats: &str, svc: &str) -> u64 {
 fn kube_proxy_rules_load_unchanged_and_traffic_goes_where_they_say() {
     common::require_root();
     let _g = lock();
-    let lab = Lab::with_config("kp", "nat", 2, 1, 1, None, NODE_CONFIG);
+    let lab = Lab::with_config("kp", "nat", 2, 1, 2, None, NODE_CONFIG);
     run(&[TOPO, "outside", &lab.p]);
     let mut pods = Procs(Vec::new());
     for rs in ["rs1", "rs2"] {
