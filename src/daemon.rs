@@ -314,6 +314,12 @@ fn start_and_serve(
     v.check_vlan_ports(&ids)?;
     let l3 = v.l3(&ids);
     director.set_interfaces(interface_names(cfg, &ids));
+    director.set_port_addrs(
+        l3.interfaces
+            .iter()
+            .flat_map(|i| i.addrs.iter().map(|a| a.addr))
+            .collect(),
+    );
 
     // The control plane: the ipvsadm socket (rules were applied already).
     let control = control_hook::start(&cfg.control, director)?;

@@ -502,6 +502,20 @@ impl<D: Dataplane> Director<D> {
         self.compile_rules(&rules, &mut store);
     }
 
+    /// The addresses of the director's ports (the daemon calls this once
+    /// its ports are up): MASQUERADE of an IPVS connection needs a local
+    /// address, with per-worker port pools, for each of them.
+    pub fn set_port_addrs(&self, addrs: Vec<std::net::IpAddr>) {
+        let mut rules = match self.rules.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        rules.port_addrs = addrs;
+        self.dataplane.reclaim();
+        let mut store = self.store();
+        self.compile_rules(&rules, &mut store);
+    }
+
     /// Compiles the rules against the current sets and interfaces and
     /// publishes them.
     fn compile_rules(&self, rules: &RuleState, store: &mut ConfigStore) {
@@ -515,6 +529,13 @@ impl<D: Dataplane> Director<D> {
             &rules.tables.v6,
             &crate::iptables::CompileNames(store.sets(), &rules.ifaces),
         );
+        if nat.masquerade_ranges().next().is_some() {
+            // Ports for IPVS connections the nat rules masquerade (their
+            // pools are built by the workers between bursts, once).
+            for a in &rules.port_addrs {
+                store.ensure_local(*a);
+            }
+        }
         store.set_nat(Arc::new(nat));
         store.set_rules(Arc::new(program));
         self.dataplane.publish(store.snapshot());
@@ -528,6 +549,8 @@ struct RuleState {
     tables: RuleTables,
     held: Vec<dataplane::sets::SetId>,
     ifaces: dataplane::rules::Interfaces,
+    /// The ports' addresses ([`Director::set_port_addrs`]).
+    port_addrs: Vec<std::net::IpAddr>,
 }
 
 fn refuse(code: i32, message: impl Into<String>) -> Response {

@@ -495,6 +495,7 @@ fn rules_match_sets_and_hold_them() {
             has_ports: true,
             len: 60,
             in_port: 0,
+            out_port: dataplane::rules::NO_PORT,
         };
         let (v, _) = snap.rules.run(&pkt, &SnapFacts(&snap.sets, a), || true, 0);
         assert_eq!(v, want, "{client}");

@@ -299,6 +299,20 @@ impl ConfigStore {
         snap
     }
 
+    /// Makes `addr` a local address (FULLNAT's, [`Snapshot::locals`]) if
+    /// it is not one yet, without giving it to any service: the address
+    /// IPVS connections masqueraded by the nat rules take their ports from
+    /// (docs/design/kube-proxy.md). Published with the next
+    /// [`ConfigStore::set_rules`]; `None` when the numbers ran out.
+    pub fn ensure_local(&mut self, addr: IpAddr) -> Option<u16> {
+        if let Some(l) = self.state.locals.iter().find(|l| l.addr == addr) {
+            return Some(l.id);
+        }
+        let id = u16::try_from(self.state.locals.len()).ok()?;
+        Arc::make_mut(&mut self.state.locals).push(Arc::new(LocalAddr::new(addr, id)));
+        Some(id)
+    }
+
     /// Replaces the source-NAT rules; published with the next
     /// [`ConfigStore::set_rules`].
     pub fn set_nat(&mut self, nat: Arc<crate::snat::NatRules>) {

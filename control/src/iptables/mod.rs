@@ -14,6 +14,8 @@
 //! as it was).
 
 pub mod format;
+#[cfg(test)]
+mod kube_tests;
 pub mod parse;
 #[cfg(test)]
 mod tests;

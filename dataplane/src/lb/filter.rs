@@ -51,6 +51,7 @@ pub fn packet(meta: &PacketMeta, rx_port: u16) -> Packet {
         has_ports,
         len: u32::from(meta.ip_len),
         in_port: rx_port,
+        out_port: crate::rules::engine::NO_PORT,
     }
 }
 

@@ -41,6 +41,7 @@ mod defense;
 mod filter;
 mod fullnat;
 mod index;
+mod masq;
 mod pmtu;
 mod stage;
 mod sync;
@@ -50,6 +51,8 @@ mod tests;
 mod tests_fullnat;
 #[cfg(test)]
 mod tests_host;
+#[cfg(test)]
+mod tests_masq;
 #[cfg(test)]
 mod tests_synproxy;
 
@@ -557,7 +560,7 @@ impl Lb {
         if meta.is_icmp() {
             return None;
         }
-        if self.snap.index.is_vip(&meta.dst) {
+        if self.snap.index.is_vip(&meta.dst) && !masq::to_local_port(&self.snap, meta) {
             Some((meta.src, meta.sport))
         } else {
             Some((meta.dst, meta.dport))
@@ -896,8 +899,29 @@ impl Lb {
         };
 
         let mut created = None;
+        // kube-proxy's masquerading: a NAT connection the nat chains
+        // masquerade goes as FULLNAT from the director's address (masq).
+        let masq = if method == ForwardMethod::Masq && snap.nat.has_postrouting(meta.is_ipv6()) {
+            let out = eg.route(daddr.to_ip()).map(|r| r.0);
+            match masq::masquerade(snap, meta, mark, daddr.to_ip(), dport, out, worker) {
+                Ok(m) => m,
+                Err(_) => return drop_counted(counters, LbDrop::NoLocalPort),
+            }
+        } else {
+            None
+        };
+        let method = if masq.is_some() {
+            ForwardMethod::FullNat
+        } else {
+            method
+        };
         let fullnat = method == ForwardMethod::FullNat;
-        let local = if fullnat {
+        let local = if let Some(lid) = masq {
+            match conns.take_local_port(lid) {
+                Some(p) => Some((lid, p)),
+                None => return drop_counted(counters, LbDrop::NoLocalPort),
+            }
+        } else if fullnat {
             match fullnat::pick_local(conns, fnat, svc) {
                 Some(l) => Some(l),
                 None => return drop_counted(counters, LbDrop::NoLocalPort),

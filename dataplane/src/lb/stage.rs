@@ -643,9 +643,9 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         out_addr: IpAddr,
         now: u64,
     ) -> Postrouting {
-        let rules = &self.lb.snapshot().nat;
+        let snap = self.lb.snapshot();
         self.snat
-            .outbound(buf, meta, rules, out_port, out_addr, now)
+            .outbound(buf, meta, &snap.nat, &snap.sets, out_port, out_addr, now)
     }
 
     fn datagram(&self) -> Option<&[u8]> {

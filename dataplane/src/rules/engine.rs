@@ -51,7 +51,13 @@ pub struct Packet {
     pub len: u32,
     /// Receiving port (`-i`), by its configured name's number.
     pub in_port: u16,
+    /// Leaving port (`-o`), [`NO_PORT`] where the route is not chosen yet.
+    pub out_port: u16,
 }
+
+/// [`Packet::in_port`] / [`Packet::out_port`] when it is not known: no
+/// `-i` / `-o` test matches it, with or without `!`.
+pub const NO_PORT: u16 = u16::MAX;
 
 /// What a rule needs that costs a lookup: asked for only when a rule of
 /// the walked chains tests it.
@@ -85,6 +91,9 @@ enum Cond {
     Dst(bool, u128, u128),
     /// `-i`: the receiving interface is one of these ids.
     InPort(bool, Box<[u16]>),
+    /// `-o`: the leaving interface is one of these ids (never, when the
+    /// packet's is not known).
+    OutPort(bool, Box<[u16]>),
     Sport(bool, PortRange),
     Dport(bool, PortRange),
     /// Only for packets with ports.
@@ -111,6 +120,9 @@ enum Action {
     Return,
     Jump(u32),
     Mark(u32, u32),
+    /// SNAT / MASQUERADE in the nat table: the target's number
+    /// ([`NatHook`]); ends the walk. Elsewhere these targets only count.
+    Nat(u32),
 }
 
 #[derive(Debug, Clone)]
@@ -288,7 +300,11 @@ fn net_cond(n: &Neg<Net>, v6: bool, src: bool) -> Cond {
 fn cost(c: &Cond) -> u8 {
     match c {
         Cond::Proto(..) | Cond::NeedPorts => 0,
-        Cond::Dport(..) | Cond::Sport(..) | Cond::InPort(..) | Cond::Mark(..) => 1,
+        Cond::Dport(..)
+        | Cond::Sport(..)
+        | Cond::InPort(..)
+        | Cond::OutPort(..)
+        | Cond::Mark(..) => 1,
         Cond::Src(..) | Cond::Dst(..) => 2,
         Cond::Multi(..) => 3,
         Cond::Local(..) => 4,
@@ -297,11 +313,16 @@ fn cost(c: &Cond) -> u8 {
     }
 }
 
+/// Numbers a nat table's SNAT / MASQUERADE target (`None`: it cannot be
+/// applied, the rule never matches).
+type NatTargets<'a> = &'a mut dyn FnMut(&Target) -> Option<u32>;
+
 fn compile_rule(
     r: &Rule,
     v6: bool,
     chain_no: &dyn Fn(&str) -> Option<u32>,
     names: &dyn Names,
+    nat: &mut Option<NatTargets<'_>>,
 ) -> Option<(Vec<Cond>, Action)> {
     let mut c = Vec::new();
     if let Some(p) = &r.proto {
@@ -359,15 +380,18 @@ fn compile_rule(
             Match::AddrTypeLocal { neg } => c.push(Cond::Local(*neg)),
         }
     }
-    // `-o`: the rules run before the balancer and the route choose the
-    // output interface; rules with `-o` are kept but never match (in
-    // PREROUTING and INPUT iptables refuses `-o` anyway).
-    if r.out_if.is_some() {
-        c.push(Cond::InPort(false, Box::default()));
+    // `-o`: only where the route is chosen (nat POSTROUTING); before it
+    // the packet's leaving port is unknown and the test never matches.
+    if let Some(o) = &r.out_if {
+        c.push(Cond::OutPort(o.neg, names.ifaces(&o.v).into()));
     }
     c.sort_by_key(cost);
     let action = match &r.target {
-        Target::None | Target::Snat { .. } | Target::Masquerade { .. } => Action::None,
+        t @ (Target::Snat { .. } | Target::Masquerade { .. }) => match nat {
+            Some(number) => Action::Nat(number(t)?),
+            None => Action::None,
+        },
+        Target::None => Action::None,
         Target::Accept => Action::Accept,
         Target::Drop => Action::Drop,
         Target::Reject => Action::Reject,
@@ -454,6 +478,7 @@ fn compile_hook(
     v6: bool,
     names: &dyn Names,
     col: &mut Collect,
+    mut nat: Option<NatTargets<'_>>,
 ) -> Option<Hook> {
     let entry_chain = t.chain(chain)?;
     let policy = match entry_chain.policy {
@@ -479,7 +504,7 @@ fn compile_hook(
                 .filter_map(|e| {
                     // A rule naming what does not exist (a set destroyed
                     // under it is refused elsewhere) never matches.
-                    let (conds, action) = compile_rule(&e.rule, v6, &chain_no, names)?;
+                    let (conds, action) = compile_rule(&e.rule, v6, &chain_no, names, &mut nat)?;
                     col.note(&conds);
                     Some(CRule {
                         conds: conds.into(),
@@ -510,7 +535,7 @@ fn compile_family(
     let mut hook = |table: Table, chain: &str| {
         f.tables
             .get(&table)
-            .and_then(|t| compile_hook(t, chain, v6, names, col))
+            .and_then(|t| compile_hook(t, chain, v6, names, col, None))
     };
     FamilyProgram {
         mangle_pre: hook(Table::Mangle, "PREROUTING"),
@@ -533,6 +558,8 @@ struct Walk<'a, F: Facts> {
     mark: u32,
     ct: Option<u8>,
     local: Option<bool>,
+    /// The nat target that ended the walk ([`Action::Nat`]).
+    nat: Option<u32>,
     /// The counters this walk moved, in order (the first [`PATH_MAX`]),
     /// and how many it moved.
     path: Path,
@@ -576,7 +603,8 @@ impl<F: Facts> Walk<'_, F> {
             Cond::Proto(neg, v) => (p.proto == *v) != *neg,
             Cond::Src(neg, a, m) => ((p.src & m) == *a) != *neg,
             Cond::Dst(neg, a, m) => ((p.dst & m) == *a) != *neg,
-            Cond::InPort(neg, ids) => ids.contains(&p.in_port) != *neg,
+            Cond::InPort(neg, ids) => p.in_port != NO_PORT && ids.contains(&p.in_port) != *neg,
+            Cond::OutPort(neg, ids) => p.out_port != NO_PORT && ids.contains(&p.out_port) != *neg,
             Cond::NeedPorts => p.has_ports,
             Cond::Sport(neg, r) => in_range(p.sport, *r) != *neg,
             Cond::Dport(neg, r) => in_range(p.dport, *r) != *neg,
@@ -643,6 +671,10 @@ impl<F: Facts> Walk<'_, F> {
                 Action::Drop => return Some(Verdict::Drop),
                 Action::Reject => return Some(Verdict::Reject),
                 Action::Return => return None,
+                Action::Nat(t) => {
+                    self.nat = Some(t);
+                    return Some(Verdict::Accept);
+                }
                 Action::Jump(to) => {
                     if depth < MAX_DEPTH {
                         if let Some(v) = self.chain(hook, to, worker, depth + 1) {
@@ -747,6 +779,7 @@ impl Program {
             mark: 0,
             ct: None,
             local: None,
+            nat: None,
             path: Path::default(),
         };
         if let Some(h) = &f.mangle_pre {
@@ -773,5 +806,66 @@ impl Program {
             }
         }
         (Verdict::Accept, w.mark, w.path)
+    }
+}
+
+/// One built-in chain of the nat table (PREROUTING or POSTROUTING) and the
+/// user chains it reaches, compiled like the other hooks.
+///
+/// Why a hook of its own: conntrack walks the nat table once per
+/// connection, for its first packet, and keeps the answer; so these hooks
+/// are run where a connection (a routed mapping, an IPVS connection) is
+/// created, never per packet, and are not part of [`Program`]'s walk or
+/// its flow cache.
+#[derive(Debug, Clone)]
+pub struct NatHook(Hook);
+
+/// What walking a [`NatHook`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatOutcome {
+    /// The SNAT / MASQUERADE target that matched, by the number the
+    /// compiler gave it; `None`: no NAT (ACCEPT, RETURN from the built-in
+    /// chain, or its end).
+    pub target: Option<u32>,
+    /// The mark after the walk (MARK rules change it and go on).
+    pub mark: u32,
+    /// DROP in the nat table (iptables-legacy allows it).
+    pub drop: bool,
+}
+
+impl NatHook {
+    /// Compiles chain `chain` of the nat table `t`; `number` numbers the
+    /// SNAT / MASQUERADE targets (a rule whose target it refuses never
+    /// matches). `None`: nothing to run.
+    pub fn compile(
+        t: &TableState,
+        chain: &str,
+        v6: bool,
+        names: &dyn Names,
+        number: &mut dyn FnMut(&Target) -> Option<u32>,
+    ) -> Option<NatHook> {
+        let mut col = Collect::default();
+        compile_hook(t, chain, v6, names, &mut col, Some(number)).map(NatHook)
+    }
+
+    /// Walks the chain for `pkt` entering it with `mark`; counters move
+    /// in worker `worker`'s slots.
+    #[inline]
+    pub fn run<F: Facts>(&self, pkt: &Packet, facts: &F, mark: u32, worker: usize) -> NatOutcome {
+        let mut w = Walk {
+            pkt,
+            facts,
+            mark,
+            ct: None,
+            local: None,
+            nat: None,
+            path: Path::default(),
+        };
+        let v = w.run(&self.0, worker);
+        NatOutcome {
+            target: w.nat,
+            mark: w.mark,
+            drop: v != Verdict::Accept,
+        }
     }
 }

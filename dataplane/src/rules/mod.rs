@@ -28,6 +28,8 @@ pub mod cache;
 mod cache_tests;
 pub mod engine;
 pub mod ifaces;
+#[cfg(test)]
+mod nat_tests;
 pub mod tables;
 #[cfg(test)]
 mod tests;
@@ -37,7 +39,9 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 pub use cache::FlowCache;
-pub use engine::{CtState, Facts, Names, NoNames, Packet, Program, Verdict};
+pub use engine::{
+    CtState, Facts, Names, NatHook, NatOutcome, NoNames, Packet, Program, Verdict, NO_PORT,
+};
 pub use ifaces::Interfaces;
 pub use tables::{RuleError, RuleOp, RuleTables};
 

@@ -32,6 +32,7 @@ pub(super) fn tcp(src: &str, sport: u16, dst: &str, dport: u16) -> Packet {
         has_ports: true,
         len: 60,
         in_port: 0,
+        out_port: super::engine::NO_PORT,
     }
 }
 

@@ -7,7 +7,8 @@
 //! `-t nat -A POSTROUTING -s <servers> -j MASQUERADE` rule rewrites the
 //! source to the director's address and conntrack rewrites the replies
 //! back. UVS has no netfilter, so this module is that pair:
-//! * [`NatRules`]: the `nat POSTROUTING` chain of each family compiled on
+//! * [`NatRules`]: the `nat PREROUTING` and `POSTROUTING` chains of each
+//!   family compiled on
 //!   the control thread (published with the configuration snapshot, like
 //!   the filter rules), with `--to-source` parsed ([`ToSource`]);
 //! * [`table::Mappings`]: one worker's mapping table, sized at start:
@@ -20,11 +21,15 @@
 //! worker, so a reply always reaches the worker holding its mapping and no
 //! mapping is ever shared.
 //!
-//! What a rule may test: `-s`, `-d`, `-p` (with `!`), `-o` (the egress
-//! port's name, when the rules know port names); a rule with any other
-//! match, or a jump, never matches here (its chain is not walked), which a
-//! listing still shows. ACCEPT and RETURN end the walk without NAT, as in
-//! iptables.
+//! The chains are walked as iptables walks them ([`NatHook`], the same
+//! compiled conditions as the filter rules): jumps to user chains, RETURN,
+//! MARK (the mark goes on from `nat PREROUTING` to `nat POSTROUTING`),
+//! `-m mark`, `-m set`, `-m addrtype --dst-type LOCAL`, `-o` (the egress
+//! port). ACCEPT ends the walk without NAT. As conntrack does, the walk
+//! happens once per connection, for its first packet: a routed flow when
+//! its mapping is made, an IPVS connection when it is created (kube-proxy's
+//! masquerading; docs/design/kube-proxy.md). `-i` never matches in the nat
+//! chains (the receiving port is not known where they run).
 
 pub mod path;
 pub mod table;
@@ -34,8 +39,9 @@ mod tests;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
-use crate::rules::tables::{FamilyTables, TableState};
-use crate::rules::{Names, Net, Rule, Table, Target};
+use crate::rules::tables::FamilyTables;
+use crate::rules::{ctstate, Facts, Names, NatHook, Packet, Table, Target, NO_PORT};
+use crate::sets::{Dirs, Match as SetMatch, Packet as SetPacket, SetId, SetTable};
 
 pub use path::{Postrouting, Reply, Snat};
 
@@ -175,147 +181,197 @@ impl ToSource {
     }
 }
 
-/// One compiled `nat POSTROUTING` rule.
-#[derive(Debug, Clone)]
-struct NatRule {
-    proto: Option<(bool, u8)>,
-    src: Option<(bool, Net)>,
-    dst: Option<(bool, Net)>,
-    /// `-o`: (negated, the ids of the interfaces the name matches; none
-    /// for a name no interface has).
-    out: Option<(bool, Vec<u16>)>,
-    action: NatAction,
+/// The nat chains of one family.
+#[derive(Debug, Clone, Default)]
+struct NatFamily {
+    pre: Option<NatHook>,
+    post: Option<NatHook>,
 }
 
-/// What a matching rule does.
-#[derive(Debug, Clone)]
-enum NatAction {
-    /// SNAT or MASQUERADE: index into [`NatRules::targets`].
-    Map(usize),
-    /// ACCEPT / RETURN: no NAT, stop.
-    Stop,
-    /// A rule that cannot be evaluated here: skipped.
-    Skip,
-}
-
-/// The `nat POSTROUTING` chains of both families, compiled.
+/// The `nat PREROUTING` and `nat POSTROUTING` chains of both families,
+/// compiled, with the SNAT / MASQUERADE targets they reach.
 #[derive(Debug, Clone, Default)]
 pub struct NatRules {
-    v4: Vec<NatRule>,
-    v6: Vec<NatRule>,
+    v4: NatFamily,
+    v6: NatFamily,
     targets: Vec<ToSource>,
 }
 
-fn net_has(n: &Net, ip: IpAddr) -> bool {
-    Net::new(ip, n.len).addr == n.addr
+/// The SNAT / MASQUERADE target of a nat rule, parsed; `None` for any
+/// other target or a range that does not parse (the rule never matches).
+fn to_source(t: &Target) -> Option<ToSource> {
+    match t {
+        Target::Snat { to, .. } => ToSource::parse(to).ok(),
+        Target::Masquerade { to_ports, .. } => ToSource::masquerade(to_ports.as_deref()).ok(),
+        _ => None,
+    }
+}
+
+/// What the nat chains ask about a packet: no connection exists yet
+/// (conntrack walks them for a connection's first packet), its
+/// destination may be the director's, and its fields for `-m set`.
+pub struct NatFacts<'a> {
+    pub sets: &'a SetTable,
+    /// The packet as the sets see it (ICMP: type and code as ports).
+    pub pkt: SetPacket,
+    /// Whether an address is the director's (`--dst-type LOCAL`).
+    pub local: &'a dyn Fn(&IpAddr) -> bool,
+}
+
+impl Facts for NatFacts<'_> {
+    fn ct_state(&self) -> u8 {
+        ctstate::NEW
+    }
+
+    fn dst_local(&self) -> bool {
+        (self.local)(&self.pkt.dst)
+    }
+
+    fn set_match(&self, set: SetId, dirs: Dirs) -> SetMatch {
+        self.sets.lookup(set, dirs, &self.pkt)
+    }
+}
+
+fn bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v) => u128::from(u32::from(v)),
+        IpAddr::V6(v) => u128::from(v),
+    }
+}
+
+/// The rules' and the sets' views of a packet `src:sport -> dst:dport`
+/// (`has_ports`: TCP, UDP or SCTP; ICMP carries `(type << 8) | code` in
+/// both ports for the sets) of `len` bytes leaving by `out_port`
+/// ([`NO_PORT`] before the route).
+#[allow(clippy::too_many_arguments)]
+pub fn nat_packet(
+    proto: u8,
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    has_ports: bool,
+    len: u32,
+    out_port: u16,
+) -> (Packet, SetPacket) {
+    let pkt = Packet {
+        v6: src.is_ipv6(),
+        proto,
+        src: bits(src),
+        dst: bits(dst),
+        sport: if has_ports { sport } else { 0 },
+        dport: if has_ports { dport } else { 0 },
+        has_ports,
+        len,
+        in_port: NO_PORT,
+        out_port,
+    };
+    let set = SetPacket {
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+        bytes: len,
+    };
+    (pkt, set)
 }
 
 impl NatRules {
-    /// Compiles `nat POSTROUTING` of both families; port names go through
-    /// `names`.
+    /// Compiles `nat PREROUTING` and `nat POSTROUTING` of both families;
+    /// set and port names go through `names`.
     pub fn compile(v4: &FamilyTables, v6: &FamilyTables, names: &dyn Names) -> NatRules {
         let mut out = NatRules::default();
+        let mut targets = Vec::new();
+        let mut number = |t: &Target| {
+            targets.push(to_source(t)?);
+            Some((targets.len() - 1) as u32)
+        };
         for (f, v6) in [(v4, false), (v6, true)] {
             let Some(t) = f.tables.get(&Table::Nat) else {
                 continue;
             };
-            let rules = out.chain(t, names);
+            let fam = NatFamily {
+                pre: NatHook::compile(t, "PREROUTING", v6, names, &mut number),
+                post: NatHook::compile(t, "POSTROUTING", v6, names, &mut number),
+            };
             if v6 {
-                out.v6 = rules;
+                out.v6 = fam;
             } else {
-                out.v4 = rules;
+                out.v4 = fam;
             }
         }
+        out.targets = targets;
         out
     }
 
-    fn chain(&mut self, t: &TableState, names: &dyn Names) -> Vec<NatRule> {
-        let Some(c) = t.chains.iter().find(|c| c.name == "POSTROUTING") else {
-            return Vec::new();
-        };
-        c.rules.iter().map(|e| self.rule(&e.rule, names)).collect()
-    }
-
-    fn rule(&mut self, r: &Rule, names: &dyn Names) -> NatRule {
-        let mut action = match &r.target {
-            Target::Snat { to, .. } => match ToSource::parse(to) {
-                Ok(t) => {
-                    self.targets.push(t);
-                    NatAction::Map(self.targets.len() - 1)
-                }
-                Err(_) => NatAction::Skip,
-            },
-            Target::Masquerade { to_ports, .. } => {
-                match ToSource::masquerade(to_ports.as_deref()) {
-                    Ok(t) => {
-                        self.targets.push(t);
-                        NatAction::Map(self.targets.len() - 1)
-                    }
-                    Err(_) => NatAction::Skip,
-                }
-            }
-            Target::Accept | Target::Return => NatAction::Stop,
-            Target::None => NatAction::Skip,
-            _ => NatAction::Skip,
-        };
-        let only_comments = r
-            .matches
-            .iter()
-            .all(|m| matches!(m, crate::rules::Match::Comment(_)));
-        if !only_comments || r.in_if.is_some() {
-            action = NatAction::Skip;
-        }
-        NatRule {
-            proto: r
-                .proto
-                .as_ref()
-                .filter(|p| p.v != 0 || p.neg)
-                .map(|p| (p.neg, p.v)),
-            src: r.src.as_ref().map(|n| (n.neg, n.v)),
-            dst: r.dst.as_ref().map(|n| (n.neg, n.v)),
-            out: r.out_if.as_ref().map(|o| (o.neg, names.ifaces(&o.v))),
-            action,
+    fn family(&self, v6: bool) -> &NatFamily {
+        if v6 {
+            &self.v6
+        } else {
+            &self.v4
         }
     }
 
-    /// Whether no family has a rule (one test per routed packet then).
+    /// Whether no family has a nat rule (one test per routed packet then).
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.v4.is_empty() && self.v6.is_empty()
+        [&self.v4, &self.v6]
+            .iter()
+            .all(|f| f.pre.is_none() && f.post.is_none())
     }
 
-    /// The target of the first rule that matches a routed packet
-    /// (`proto`, `src` -> `dst`, leaving by port `out_port`), if it maps.
-    pub fn lookup(&self, proto: u8, src: IpAddr, dst: IpAddr, out_port: u16) -> Option<&ToSource> {
-        let rules = if src.is_ipv4() { &self.v4 } else { &self.v6 };
-        for r in rules {
-            if let Some((neg, p)) = r.proto {
-                if (proto == p) == neg {
-                    continue;
-                }
-            }
-            if let Some((neg, n)) = &r.src {
-                if net_has(n, src) == *neg {
-                    continue;
-                }
-            }
-            if let Some((neg, n)) = &r.dst {
-                if net_has(n, dst) == *neg {
-                    continue;
-                }
-            }
-            if let Some((neg, ports)) = &r.out {
-                if ports.contains(&out_port) == *neg {
-                    continue;
-                }
-            }
-            match r.action {
-                NatAction::Map(i) => return self.targets.get(i),
-                NatAction::Stop => return None,
-                NatAction::Skip => {}
-            }
+    /// Whether `nat POSTROUTING` of the family has rules: an IPVS
+    /// connection asks the nat chains only then.
+    #[inline]
+    pub fn has_postrouting(&self, v6: bool) -> bool {
+        self.family(v6).post.is_some()
+    }
+
+    /// `nat PREROUTING` for a connection's first packet arriving with
+    /// `mark`: the mark it leaves with (its MARK rules; SNAT is not a
+    /// PREROUTING target and DNAT is IPVS's job, so nothing else).
+    #[inline]
+    pub fn prerouting<F: Facts>(&self, pkt: &Packet, facts: &F, mark: u32, worker: usize) -> u32 {
+        match &self.family(pkt.v6).pre {
+            Some(h) => h.run(pkt, facts, mark, worker).mark,
+            None => mark,
         }
-        None
+    }
+
+    /// `nat POSTROUTING` for a connection's first packet leaving with
+    /// `mark`: the SNAT / MASQUERADE target that decided, if any. DROP in
+    /// the nat table (iptables-legacy allows it) is not a filter here: no
+    /// NAT.
+    #[inline]
+    pub fn postrouting<F: Facts>(
+        &self,
+        pkt: &Packet,
+        facts: &F,
+        mark: u32,
+        worker: usize,
+    ) -> Option<&ToSource> {
+        let h = self.family(pkt.v6).post.as_ref()?;
+        let out = h.run(pkt, facts, mark, worker);
+        if out.drop {
+            return None;
+        }
+        self.targets.get(out.target? as usize)
+    }
+
+    /// Both nat chains for a routed packet `src -> dst` of protocol
+    /// `proto` leaving by `out_port`, with no set defined, mark 0 and the
+    /// ports unknown to the rules: the target that decided, if any.
+    pub fn lookup(&self, proto: u8, src: IpAddr, dst: IpAddr, out_port: u16) -> Option<&ToSource> {
+        let sets = SetTable::default();
+        let (pkt, set) = nat_packet(proto, src, 0, dst, 0, false, 0, out_port);
+        let facts = NatFacts {
+            sets: &sets,
+            pkt: set,
+            local: &|_| false,
+        };
+        let mark = self.prerouting(&pkt, &facts, 0, 0);
+        self.postrouting(&pkt, &facts, mark, 0)
     }
 
     /// Every address a SNAT rule maps to (the pools a worker needs beside

@@ -10,11 +10,12 @@
 use std::net::IpAddr;
 
 use super::table::{Mappings, Refused};
-use super::NatRules;
+use super::{nat_packet, NatFacts, NatRules, ToSource};
 use crate::buf::PacketBuf;
 use crate::conn::{ConnAddr, ConnKey};
 use crate::net::{Counter, Interface};
 use crate::rss::Ownership;
+use crate::sets::SetTable;
 use crate::wire::ipv4::protocol;
 use crate::wire::parse_icmp_quote;
 use crate::wire::{icmp, icmpv6, Fragment, PacketMeta, L3};
@@ -56,6 +57,8 @@ pub const CAPACITY: u32 = 1 << 16;
 pub struct Snat {
     maps: Mappings,
     ifaces: Vec<Interface>,
+    /// This worker's number (its slot in the rule counters).
+    me: usize,
 }
 
 /// The echo identifier of an ICMP / ICMPv6 echo request or reply, and
@@ -86,7 +89,15 @@ impl Snat {
         Snat {
             maps: Mappings::new(CAPACITY, own, me, now),
             ifaces,
+            me,
         }
+    }
+
+    /// Whether `a` is one of the ports' addresses.
+    fn is_own(&self, a: &IpAddr) -> bool {
+        self.ifaces
+            .iter()
+            .any(|i| i.addrs.iter().any(|p| p.addr == *a))
     }
 
     /// Builds the pools `rules` need (between bursts, when they changed).
@@ -121,13 +132,18 @@ impl Snat {
     }
 
     /// `nat POSTROUTING` for a routed packet leaving by `out_port`, whose
-    /// address toward the destination is `out_addr` (MASQUERADE's).
+    /// address toward the destination is `out_addr` (MASQUERADE's); the
+    /// nat chains (with `sets` for `-m set`) are walked for a flow's first
+    /// packet only. The mark they start from is 0 (the mangle mark stays
+    /// with the balancer's part of the path).
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     pub fn outbound<B: PacketBuf>(
         &mut self,
         buf: &mut B,
         meta: &PacketMeta,
         rules: &NatRules,
+        sets: &SetTable,
         out_port: u16,
         out_addr: IpAddr,
         now: u64,
@@ -152,7 +168,7 @@ impl Snat {
         let (addr, port) = match self.maps.outbound(&orig, meta.tcp_flags, now) {
             Some(m) => m,
             None => {
-                let Some(t) = rules.lookup(meta.protocol, meta.src, meta.dst, out_port) else {
+                let Some(t) = self.decide(meta, rules, sets, out_port) else {
                     return Postrouting::Unchanged;
                 };
                 let addr = t.addr(out_addr, meta.src, meta.dst);
@@ -170,6 +186,47 @@ impl Snat {
             Ok(()) => Postrouting::Translated,
             Err(_) => Postrouting::Refused(Counter::DropMalformed),
         }
+    }
+
+    /// Both nat chains for a routed flow's first packet.
+    #[inline(never)]
+    fn decide<'r>(
+        &self,
+        meta: &PacketMeta,
+        rules: &'r NatRules,
+        sets: &SetTable,
+        out_port: u16,
+    ) -> Option<&'r ToSource> {
+        let has_ports = matches!(
+            meta.protocol,
+            protocol::TCP | protocol::UDP | protocol::SCTP
+        );
+        let (sport, dport) = if has_ports {
+            (meta.sport, meta.dport)
+        } else if meta.is_icmp() {
+            let tc = u16::from(meta.icmp_type) << 8 | u16::from(meta.icmp_code);
+            (tc, tc)
+        } else {
+            (0, 0)
+        };
+        let (pkt, set) = nat_packet(
+            meta.protocol,
+            meta.src,
+            sport,
+            meta.dst,
+            dport,
+            has_ports,
+            u32::from(meta.ip_len),
+            out_port,
+        );
+        let own = |a: &IpAddr| self.is_own(a);
+        let facts = NatFacts {
+            sets,
+            pkt: set,
+            local: &own,
+        };
+        let mark = rules.prerouting(&pkt, &facts, 0, self.me);
+        rules.postrouting(&pkt, &facts, mark, self.me)
     }
 
     /// A reply to a mapping (to a translated address and port): its

@@ -7,7 +7,7 @@ use super::*;
 use crate::conn::{ConnAddr, ConnKey};
 use crate::model::Family;
 use crate::rss::Ownership;
-use crate::rules::{Neg, NoNames, RuleOp, RuleTables};
+use crate::rules::{Neg, Net, NoNames, Rule, RuleOp, RuleTables};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
