@@ -23,7 +23,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Counter, Interface, NetCounters};
 use crate::buf::PacketBuf;
-use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::{PacketMeta, L3};
 
 /// Checks `buf` (described by `meta`, received on `iface`); trims what lies
@@ -40,8 +39,10 @@ pub(super) fn check<B: PacketBuf>(
         (L3::Ipv4, IpAddr::V4(src), IpAddr::V4(dst)) => {
             let ok = match buf.rx_ip_checksum() {
                 Some(v) => v,
-                None => Ipv4Packet::new_checked(&buf.data()[usize::from(meta.l3_offset)..end])
-                    .is_ok_and(|p| p.verify_checksum()),
+                None => buf
+                    .data()
+                    .get(usize::from(meta.l3_offset)..end)
+                    .is_some_and(header_checksum_ok),
             };
             if !ok {
                 return Err(Counter::DropChecksum);
@@ -49,7 +50,8 @@ pub(super) fn check<B: PacketBuf>(
             if martian_source_v4(iface, src, dst) {
                 return Err(Counter::DropMartianSource);
             }
-            if dst.is_unspecified() || dst.octets()[0] == 0 || dst.is_loopback() {
+            // The zero network (0.0.0.0 included) and loopback.
+            if matches!(dst.octets()[0], 0 | 127) {
                 return Err(Counter::DropMartianDestination);
             }
         }
@@ -71,11 +73,50 @@ pub(super) fn check<B: PacketBuf>(
     Ok(())
 }
 
+/// Whether the IPv4 header at the front of `ip` (an IPv4 packet the parser
+/// accepted: its IHL gives 20 to 60 bytes, all within `ip`) has a good
+/// checksum: its 16-bit one's-complement sum is 0xffff.
+///
+/// Why not [`crate::wire::ipv4::Ipv4Packet::verify_checksum`]: that one checks the header again
+/// and runs the general byte loop; this sums the usual 20-byte header as
+/// five 32-bit words and folds without a loop (the sum of at most fifteen
+/// 32-bit words is below 2^36, and three end-around steps are exact below
+/// 2^40). Equal to it on every header (property test below).
+#[inline]
+fn header_checksum_ok(ip: &[u8]) -> bool {
+    let word = |w: &[u8]| u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    let hl = usize::from(ip.first().map_or(0, |b| b & 0x0f)) * 4;
+    let acc: u64 = match ip.get(..hl) {
+        Some(h) if hl == 20 => {
+            let h = <&[u8; 20]>::try_from(h).unwrap_or(&[0; 20]);
+            word(&h[0..4]) + word(&h[4..8]) + word(&h[8..12]) + word(&h[12..16]) + word(&h[16..20])
+        }
+        Some(h) if hl > 20 => h.chunks_exact(4).map(word).sum(),
+        _ => return false,
+    };
+    let a = (acc & 0xffff) + (acc >> 16);
+    let a = (a & 0xffff) + (a >> 16);
+    let a = (a & 0xffff) + (a >> 16);
+    a == 0xffff
+}
+
+/// Linux's martian sources: the zero network (except a DHCP client's
+/// 0.0.0.0 to 255.255.255.255), limited broadcast, multicast, loopback, and
+/// the broadcast address of one of the port's prefixes. Tested on the
+/// first octet and the address as a word; the prefixes are walked only for
+/// an address whose two low bits are set, as every broadcast address of a
+/// prefix of /30 or shorter has.
+#[inline]
 fn martian_source_v4(iface: &Interface, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-    if src.octets()[0] == 0 {
-        return !(src.is_unspecified() && dst.is_broadcast());
+    let s = u32::from(src);
+    let first = (s >> 24) as u8;
+    if first == 0 {
+        return !(s == 0 && dst.is_broadcast());
     }
-    src.is_broadcast() || src.is_multicast() || src.is_loopback() || segment_broadcast(iface, src)
+    if first == 127 || (224..=239).contains(&first) || s == u32::MAX {
+        return true;
+    }
+    s & 3 == 3 && segment_broadcast(iface, src)
 }
 
 /// Whether `a` is the broadcast address of one of `iface`'s IPv4 prefixes
@@ -185,6 +226,56 @@ mod tests {
         assert_eq!(run(&f).0, Ok(()));
         let f = syn(ip("198.18.1.255"), ip("198.18.0.100"), 0);
         assert_eq!(run(&f).0, Ok(()));
+    }
+
+    proptest::proptest! {
+        /// The fast header sum agrees with the wire module's general check
+        /// on any header of any length, good checksum or not.
+        #[test]
+        fn the_fast_header_checksum_equals_the_general_one(
+            words in proptest::collection::vec(proptest::prelude::any::<u32>(), 15),
+            ihl in 5u8..=15,
+            fix in proptest::prelude::any::<bool>(),
+        ) {
+            let mut h: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+            h[0] = 0x40 | ihl;
+            let hl = usize::from(ihl) * 4;
+            h[2..4].copy_from_slice(&(hl as u16).to_be_bytes());
+            h.truncate(hl);
+            if fix {
+                h[10] = 0;
+                h[11] = 0;
+                let c = !crate::wire::checksum::data(&h);
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            let general = crate::wire::ipv4::Ipv4Packet::new_checked(&h[..])
+                .is_ok_and(|p| p.verify_checksum());
+            proptest::prop_assert_eq!(header_checksum_ok(&h), general);
+            if fix {
+                proptest::prop_assert!(general);
+            }
+        }
+
+        /// The word-and-octet martian test agrees with the one written
+        /// with the standard library's address classes.
+        #[test]
+        fn the_martian_source_test_equals_the_plain_one(
+            src in proptest::prelude::any::<u32>(),
+            dst in proptest::prelude::any::<u32>(),
+            near in proptest::prelude::any::<u8>(),
+        ) {
+            let i = iface();
+            // Half the sources on the port's own /24, to reach its broadcast.
+            let src = if near & 1 == 0 { src } else { 0xc612_0000 | (src & 0xff) };
+            let dst = if near & 2 == 0 { dst } else { u32::MAX };
+            let (s, d) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
+            let plain = if s.octets()[0] == 0 {
+                !(s.is_unspecified() && d.is_broadcast())
+            } else {
+                s.is_broadcast() || s.is_multicast() || s.is_loopback() || segment_broadcast(&i, s)
+            };
+            proptest::prop_assert_eq!(martian_source_v4(&i, s, d), plain);
+        }
     }
 
     #[test]

@@ -250,6 +250,7 @@ impl<B: PacketBuf> Stack<B> {
     /// Queues `buf` on `port`; the worker counts it `tx` once its tx
     /// queue took it (or `drop_tx_full`).
     /// A VLAN interface's frame is tagged here and sent on its port.
+    #[inline]
     pub(super) fn tx(&self, io: &mut impl Io<B>, port: u16, mut buf: B) {
         match vlan::tag(port, &mut buf) {
             Some(port) => io.tx(port, buf),
@@ -286,11 +287,11 @@ impl<B: PacketBuf> Stack<B> {
             return vlan::input(self, rx_port, buf, now, io, stage);
         }
         self.counters.inc(Counter::Rx);
-        let Some(iface) = self.iface(rx_port) else {
+        let Some(at) = self.ifaces.iter().position(|i| i.port == rx_port) else {
             return self.drop_buf(buf, Counter::DropUnknownPort);
         };
-        let my_mac = iface.mac;
-        let kernel = iface.kernel;
+        let my_mac = self.ifaces[at].mac;
+        let kernel = self.ifaces[at].kernel;
         let meta = match parsed {
             Ok(m) => m,
             Err(e) => {
@@ -317,10 +318,8 @@ impl<B: PacketBuf> Stack<B> {
         if self.floating.is_standby(&meta.dst) {
             return self.drop_buf(buf, Counter::DropStandby);
         }
-        if let Some(iface) = self.iface(rx_port) {
-            if let Err(why) = inbound::check(iface, &mut buf, meta, &self.counters) {
-                return self.drop_buf(buf, why);
-            }
+        if let Err(why) = inbound::check(&self.ifaces[at], &mut buf, meta, &self.counters) {
+            return self.drop_buf(buf, why);
         }
         self.counters.inc(Counter::Forwarded);
         let buf = match stage.process(rx_port, buf, meta, now) {
