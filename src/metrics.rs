@@ -479,7 +479,7 @@ fn render_workers(out: &mut String, ws: &[WorkerSample]) {
         out,
         "uvs_handed_in_packets_total",
         "counter",
-        "Packets a worker received from other workers (its own connections)",
+        "Packets a worker received from other workers (its own connections, and copies of neighbour answers)",
         &|s| s.stack(Counter::HandedIn),
     );
     {

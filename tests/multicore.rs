@@ -69,6 +69,12 @@ fn two_workers_hand_nat_replies_to_the_connection_owner() {
     let received: u64 = (0..2).map(|w| counter(&report, w, "handed_in")).sum();
     assert!(handed > 0, "no packet was handed over: {report}");
     assert!(received >= handed, "hand-overs lost: {report}");
+    // The rings also carry copies of neighbour answers; nothing else.
+    let shared: u64 = (0..2).map(|w| counter(&report, w, "neighbor_shared")).sum();
+    assert!(
+        received <= handed + shared,
+        "more taken from the rings than put in: {report}"
+    );
     assert_eq!(
         (0..2)
             .map(|w| counter(&report, w, "drop_handover_full"))

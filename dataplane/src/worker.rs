@@ -274,8 +274,12 @@ impl Io<Mbuf> for WorkerIo<'_> {
             let mut one = Burst::new();
             if one.push(m).is_ok() {
                 ring.enqueue(&mut one);
+                if one.is_empty() {
+                    self.counters.inc(Counter::NeighborShared);
+                }
             }
-            // Anything not enqueued (ring full) is freed with `one`.
+            // Anything not enqueued (ring full) is freed with `one`: a
+            // copy, the frame itself went its way.
         }
     }
 

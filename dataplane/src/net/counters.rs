@@ -104,6 +104,10 @@ counters! {
     HandedIn => "handed_in",
     /// Hand-overs lost because the owner's inbox was full.
     DropHandOverFull => "drop_handover_full",
+    /// Copies of neighbour answers (ARP replies, neighbour advertisements)
+    /// put on the other workers' rings so that they learn the neighbour
+    /// too; the receivers count them in `handed_in`, beside the hand-overs.
+    NeighborShared => "neighbor_shared",
     /// Frames handed to a port's kernel interface (the exception path).
     ToKernel => "to_kernel",
     /// Frames for the kernel lost because the worker's ring to the
