@@ -13,6 +13,11 @@
 # packets a busy machine let the runs process; "whole_run_per_packet" is the
 # long run's plain quotient, fixed costs included.
 #
+# LOOP_DURATIONS="A B" (default "1 3") sets the two runs' lengths in
+# seconds, e.g. "0.3 0.7" for --mode new with --method snat, where a longer
+# run would use up the worker's 64,512 ports of the address and measure
+# refusals instead of new mappings.
+#
 # UVS_LOOP=path counts that binary instead of building the worktree's (to
 # compare a saved "before" build with the current one). CG_KEEP=path keeps
 # the long run's callgrind profile there (callgrind_annotate path shows
@@ -23,9 +28,14 @@ bin=${UVS_LOOP:-$root/target/release/uvs-loop}
 [ -n "${UVS_LOOP:-}" ] || (cd "$root" && cargo build --release -q -p uvs-pktgen --bin uvs-loop)
 out=$(mktemp -d)
 trap '[ -z "${CG_KEEP:-}" ] || cp "$out/cg3" "$CG_KEEP" 2>/dev/null; rm -rf "$out"' EXIT
+read -r short long <<<"${LOOP_DURATIONS:-1 3}"
+# Files are named 1 (the short run) and 3 (the long one), whatever the
+# durations.
 for d in 1 3; do
+    secs=$short
+    [ "$d" = 1 ] || secs=$long
     valgrind --tool=callgrind --callgrind-out-file="$out/cg$d" --toggle-collect='*Worker*poll*' \
-        "$bin" --rounds 1 --duration "$d" --warmup 0.2 "$@" \
+        "$bin" --rounds 1 --duration "$secs" --warmup 0.2 "$@" \
         >"$out/stdout$d" 2>"$out/stderr$d" || { cat "$out/stderr$d" >&2; exit 1; }
     callgrind_annotate "$out/cg$d" 2>/dev/null |
         awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' >"$out/ir$d"
