@@ -328,8 +328,14 @@ fn translate(
     if ported {
         set16(data, q4 + if quoted == Side::Src { 0 } else { 2 }, port);
     }
-    // ICMP checksum over the whole message (and the pseudo-header for v6).
-    let l4 = usize::from(meta.l4_offset);
+    fill_icmp_checksum(data, meta, end);
+    Ok(())
+}
+
+/// Writes the ICMP or ICMPv6 checksum of a rewritten error over the whole
+/// message, up to `end` (and the pseudo-header for v6).
+pub(super) fn fill_icmp_checksum(data: &mut [u8], meta: &PacketMeta, end: usize) {
+    let (l3, l4) = (usize::from(meta.l3_offset), usize::from(meta.l4_offset));
     match meta.l3 {
         L3::Ipv6 => {
             let ip = crate::wire::ipv6::Ipv6Packet::new_unchecked(&data[l3..end]);
@@ -338,7 +344,6 @@ fn translate(
         }
         _ => icmp::Icmpv4Packet::new_unchecked(&mut data[l4..end]).fill_checksum(),
     }
-    Ok(())
 }
 
 /// The client's packet inside an ICMP error about one of the director's

@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use super::{check_forwardable, decrement_ttl, same_family, XmitError};
 use crate::buf::PacketBuf;
 use crate::wire::ipv4::{protocol, Ipv4Packet};
-use crate::wire::{checksum, get16, icmp, icmpv6, set16, IcmpQuote, PacketMeta, ParseError, L3};
+use crate::wire::{checksum, get16, set16, IcmpQuote, PacketMeta, ParseError, L3};
 
 /// The error's new addresses and its quote's new endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,14 +158,7 @@ pub fn icmp_error_rewrite(
     }
 
     // The ICMP checksum over the whole message.
-    match meta.l3 {
-        L3::Ipv6 => {
-            let ip = crate::wire::ipv6::Ipv6Packet::new_unchecked(&data[l3..end]);
-            let (s, d) = (ip.src_addr(), ip.dst_addr());
-            icmpv6::Icmpv6Packet::new_unchecked(&mut data[l4..end]).fill_checksum(s, d);
-        }
-        _ => icmp::Icmpv4Packet::new_unchecked(&mut data[l4..end]).fill_checksum(),
-    }
+    super::icmp::fill_icmp_checksum(data, meta, end);
     Ok(())
 }
 
