@@ -150,6 +150,19 @@ impl ConnKey {
             dport,
         }
     }
+
+    /// The key of the packets answering the one an ICMP error quotes: the
+    /// error travels against the quoted packet, so the quote's reverse is
+    /// the direction of the error itself.
+    pub fn answering_quote(q: &crate::wire::IcmpQuote) -> ConnKey {
+        ConnKey::new(
+            q.protocol,
+            ConnAddr::from(q.dst),
+            q.dport,
+            ConnAddr::from(q.src),
+            q.sport,
+        )
+    }
 }
 
 /// Names an entry of one worker's table. Valid until the entry is freed

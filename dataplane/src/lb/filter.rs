@@ -73,13 +73,7 @@ impl Facts for StageFacts<'_> {
                 return ctstate::INVALID;
             };
             // The quoted packet went the other way: its reverse is ours.
-            let k = ConnKey::new(
-                q.protocol,
-                ConnAddr::from(q.dst),
-                q.dport,
-                ConnAddr::from(q.src),
-                q.sport,
-            );
+            let k = ConnKey::answering_quote(&q);
             return if conns.lookup_in(&k).is_some() || conns.lookup_out(&k).is_some() {
                 ctstate::RELATED
             } else {

@@ -1142,13 +1142,7 @@ impl Lb {
             return Action::Pass;
         }
         // From the client side: the quote is a packet VIP -> client.
-        let inbound = ConnKey::new(
-            q.protocol,
-            ConnAddr::from(q.dst),
-            q.dport,
-            ConnAddr::from(q.src),
-            q.sport,
-        );
+        let inbound = ConnKey::answering_quote(&q);
         let found = match self.conns.lookup_in(&inbound) {
             None if self.defense.tunables.schedule_icmp() => {
                 match self.schedule_from_icmp(&q, &inbound, now) {
@@ -1204,13 +1198,7 @@ impl Lb {
             };
         }
         // From a real server: the quote is a packet client -> real server.
-        let outbound = ConnKey::new(
-            q.protocol,
-            ConnAddr::from(q.dst),
-            q.dport,
-            ConnAddr::from(q.src),
-            q.sport,
-        );
+        let outbound = ConnKey::answering_quote(&q);
         if let Some(id) = self.conns.lookup_out(&outbound) {
             count_icmp(self.conns.get(id), self.worker, meta, Dir::Out);
             let (vaddr, vport) = self.conns.get(id).virt();

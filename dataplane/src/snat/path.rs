@@ -261,13 +261,7 @@ impl Snat {
         if q.src != meta.dst || !matches!(q.protocol, protocol::TCP | protocol::UDP) {
             return Reply::NotOurs;
         }
-        let k = ConnKey::new(
-            q.protocol,
-            ConnAddr::from(q.dst),
-            q.dport,
-            ConnAddr::from(q.src),
-            q.sport,
-        );
+        let k = ConnKey::answering_quote(&q);
         let Some((addr, port)) = self.maps.reply_peek(&k) else {
             return if self.maps.is_mapped_port(q.src, q.sport) {
                 Reply::Stray
