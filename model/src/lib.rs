@@ -11,6 +11,8 @@
 //! * [`model`]: services, destinations, forwarding methods, timeouts.
 //! * [`ops`]: the operations on them ([`ops::ConfigOp`]), the checks that
 //!   need no state, the kernel's errors and their libipvs texts.
+//! * [`rules`]: iptables' tables, chains and rules, the operations on them
+//!   ([`rules::RuleOp`]) and the kernel's refusals.
 //! * [`tunables`]: the IPVS sysctls, their ranges and defaults.
 //! * [`stats`]: the per-worker counter slots the packet path writes, and
 //!   their totals; [`estimator`]: the kernel's rate estimator over them.
@@ -18,5 +20,6 @@
 pub mod estimator;
 pub mod model;
 pub mod ops;
+pub mod rules;
 pub mod stats;
 pub mod tunables;
