@@ -13,6 +13,8 @@
 //!   need no state, the kernel's errors and their libipvs texts.
 //! * [`rules`]: iptables' tables, chains and rules, the operations on them
 //!   ([`rules::RuleOp`]) and the kernel's refusals.
+//! * [`sets`]: ipset's set types, elements and operations
+//!   ([`sets::SetOp`]), the kernel's refusals and the element checks.
 //! * [`tunables`]: the IPVS sysctls, their ranges and defaults.
 //! * [`stats`]: the per-worker counter slots the packet path writes, and
 //!   their totals; [`estimator`]: the kernel's rate estimator over them.
@@ -21,5 +23,6 @@ pub mod estimator;
 pub mod model;
 pub mod ops;
 pub mod rules;
+pub mod sets;
 pub mod stats;
 pub mod tunables;
