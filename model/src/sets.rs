@@ -31,6 +31,7 @@ impl Family {
     }
 
     /// Host prefix length.
+    #[inline]
     pub fn bits(self) -> u8 {
         match self {
             Family::Inet => 32,
@@ -101,6 +102,7 @@ impl SetKind {
     }
 
     /// Number of dimensions (the `src,dst` flags it needs).
+    #[inline]
     pub fn dims(self) -> usize {
         match self {
             SetKind::HashIp | SetKind::HashNet | SetKind::BitmapPort | SetKind::ListSet => 1,
@@ -110,20 +112,24 @@ impl SetKind {
     }
 
     /// Whether the first address is a network (prefix length per element).
+    #[inline]
     pub fn net_a(self) -> bool {
         matches!(self, SetKind::HashNet | SetKind::HashNetPort)
     }
 
     /// Whether the third dimension is a network.
+    #[inline]
     pub fn net_b(self) -> bool {
         self == SetKind::HashIpPortNet
     }
 
     /// Whether elements may carry `nomatch`.
+    #[inline]
     pub fn has_nomatch(self) -> bool {
         self.net_a() || self.net_b()
     }
 
+    #[inline]
     pub fn has_port(self) -> bool {
         !matches!(
             self,
@@ -131,10 +137,12 @@ impl SetKind {
         )
     }
 
+    #[inline]
     pub fn has_b(self) -> bool {
         self.dims() == 3
     }
 
+    #[inline]
     pub fn is_hash(self) -> bool {
         !matches!(self, SetKind::BitmapPort | SetKind::ListSet)
     }
@@ -196,6 +204,7 @@ impl Header {
     }
 
     /// The prefix length stored for a host of this set.
+    #[inline]
     pub fn host_cidr(&self) -> u8 {
         self.netmask.unwrap_or(self.family.bits())
     }
