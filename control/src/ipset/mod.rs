@@ -115,8 +115,7 @@ pub enum Command {
     Set(Parsed),
     /// A `create` whose type or options ipset refuses. Reported when the
     /// command runs, as a refusal of the set store is (`-q` silences it),
-    /// not as a command-line error (always printed), as before the grammar
-    /// produced the operation itself.
+    /// not as a command-line error (an `Err` of [`parse`], always printed).
     Refused(Fail),
     List(Option<String>),
     Save(Option<String>),
