@@ -1,198 +1,68 @@
-//! The configuration store: executes configuration commands with the IPVS
-//! kernel's semantics and errors, and publishes immutable [`Snapshot`]s.
+//! The engine's configuration store: the configuration model's store of
+//! services ([`ServiceStore`], `uvs_model::store`), the ipset sets, the
+//! packet and source-NAT rules, and the immutable [`Snapshot`]s compiled
+//! from them for the workers.
 //!
-//! Why here and not in `control` or `uvs-model`: what the kernel keeps
-//! besides the plain configuration (deleted destinations still referenced by
-//! connections, the `-Z` zero points, the rate estimators) is engine state,
-//! and a snapshot carries the engine's compiled structures (the packet
-//! index, rules, sets). The operations ([`ConfigOp`]), their stateless
-//! checks and their errors are `uvs_model::ops`: the grammars in `control`
-//! produce them directly and this store executes them, with the checks that
-//! need the current state.
+//! Why the split: executing a [`ConfigOp`] against the current state (the
+//! kernel's semantics and errors, the trash, `-Z` zero points, estimators)
+//! is configuration logic and lives in `uvs-model`, beside the operations
+//! the grammars produce; compiling that state into what a worker reads (a
+//! `Service` per changed service, the packet index, the rule program, the
+//! set tables) is the engine's, here. The model's store tells this one
+//! which services an operation changed, and only those are compiled again.
 //!
-//! Rules kept from the kernel (reference sections 1.8, 1.9, 3.0, 4.7, 4.8):
-//! * Every operation is validated completely before anything changes: each
-//!   operation makes all its checks before its first change, and what it
-//!   does to state the workers share (flags, mirrors) is recorded and done
-//!   at commit. [`ConfigStore::apply_all`] stages a whole list on a copy
-//!   (all or nothing, for a rules file).
-//! * Errors carry the kernel's errno and the operation, and
-//!   [`ApplyError::message`] gives libipvs's text for that pair.
-//! * A new destination (also one revived from the trash) goes to the front of
-//!   its service's list; an edit does not move it.
-//! * A deleted destination (by `-d`, `-D` or `-C`) loses its AVAILABLE flag
-//!   and waits in the trash while anything else (connections, a worker's old
-//!   snapshot) still holds its [`DestShared`]. Adding the same address:port
-//!   to the same service key revives it with its counters, statistics and
-//!   zero point intact. The kernel frees unreferenced trash after 120 s idle;
-//!   UVS never revives unreferenced trash (and frees it with the estimator
-//!   tick), so only a referenced destination
-//!   can come back.
-//! * `-Z` cannot clear per-worker counters (each worker is their only
-//!   writer), so it records a zero point per service and destination;
-//!   listings show counters since it. It also resets the rate estimators.
+//! Scaling: the snapshot side ([`Compiled`]) is rebuilt lazily and per
+//! service: a snapshot shares every service it did not touch
+//! (`Arc<Service>`) and its packet index shares all shards but the touched
+//! ones with the previous snapshot. A batch of operations (a restore)
+//! compiles each touched service once, when the snapshot is taken.
+//! bench/CONTROL.md has the figures.
 //!
-//! Scaling: each operation costs in proportion to what it changes, not to
-//! the table. Services are found by key in a hash map, destinations by
-//! address:port in a per-service set; the snapshot side ([`Compiled`]) is
-//! rebuilt lazily and per service: a snapshot shares every service it did
-//! not touch (`Arc<Service>`) and its packet index shares all shards but
-//! the touched ones with the previous snapshot. A batch of operations
-//! (a restore) compiles each touched service once, when the snapshot is
-//! taken. bench/CONTROL.md has the figures.
-//!
-//! Known differences, on purpose:
+//! Known differences from the kernel, on purpose:
 //! * `--pe sip` is refused with ENOENT ("Scheduler or persistence engine not
 //!   found"), as a kernel without `ip_vs_pe_sip` does: UVS has no SIP engine.
 //! * The scheduler `none` is refused (ENOENT): UVS ships exactly the
 //!   [`SCHEDULERS`].
-//! * Firewall-mark services are accepted, listed and saved, but the data
-//!   plane has no netfilter marks, so no packet ever matches them.
 //! * Whether a real-server address is "local" is not known here: IPv4
 //!   zero-net, limited-broadcast and multicast addresses and IPv6
 //!   unspecified, multicast, v4-mapped and link-local addresses are refused
 //!   with EINVAL.
 
-use std::collections::VecDeque;
-
-// The store's own maps hash with hashbrown's default (foldhash): keys are
-// the operator's own configuration, and SipHash's cost showed in restores.
-use hashbrown::{HashMap as FastMap, HashSet as FastSet};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::estimator::Estimator;
+use hashbrown::{HashMap as FastMap, HashSet as FastSet};
+
 use crate::lb::ServiceIndex;
-use crate::model::{
-    dest_flags, DestConfig, DestShared, Family, ForwardMethod, LocalAddr, Service, ServiceConfig,
-    ServiceKey, ServiceList, ServiceShared, Snapshot, Timeouts,
-};
-use crate::stats::Counters;
+use crate::model::{Service, ServiceKey, ServiceList, ServiceShared, Snapshot, Timeouts};
+use crate::stats::Stats;
 use crate::tunables::Tunables;
 
-use uvs_model::ops::{
-    check_engines, is_unicast, validate_dest, validate_service, SYNPROXY_NEEDS_NAT,
-};
 pub use uvs_model::ops::{ApplyError, ConfigOp, OpKind, StatsRow, StatsView, SCHEDULERS};
+pub use uvs_model::store::{ServiceEntry, ServiceState, ServiceStore};
 
-/// Zero point and estimator of one statistics owner.
-#[derive(Debug, Clone, Copy)]
-struct Track {
-    zero: Counters,
-    est: Estimator,
-}
-
-impl Track {
-    fn starting_at(now: Counters) -> Track {
-        Track {
-            zero: now,
-            est: Estimator::new(now),
-        }
-    }
-
-    fn zero(&mut self, now: Counters) {
-        self.zero = now;
-        self.est.reset(now);
-    }
-
-    fn row(&self, now: Counters) -> StatsRow {
-        StatsRow {
-            counters: now.since(&self.zero),
-            rates: self.est.rates(),
-        }
+impl ServiceState for ServiceShared {
+    fn stats(&self) -> &Stats {
+        &self.stats
     }
 }
 
-#[derive(Debug, Clone)]
-struct DestEntry {
-    config: DestConfig,
-    shared: Arc<DestShared>,
-    track: Track,
-}
-
-#[derive(Debug, Clone)]
-struct ServiceEntry {
-    config: ServiceConfig,
-    /// Kernel list order: front = most recently added.
-    dests: VecDeque<DestEntry>,
-    /// The destinations' address:port, for the existence checks of `-a`.
-    dest_keys: FastSet<(IpAddr, u16)>,
-    shared: Arc<ServiceShared>,
-    track: Track,
-    /// Creation order (listings with `--nosort`, the snapshot's order).
-    seq: u64,
-    /// See [`crate::lb::ServiceIndex`]: indexes workers' scheduler state.
-    slot: u32,
-    /// FULLNAT local addresses, in the order added.
-    locals: Vec<Arc<LocalAddr>>,
-}
-
-impl ServiceEntry {
-    fn dest_position(&self, addr: IpAddr, port: u16) -> Option<usize> {
-        if !self.dest_keys.contains(&(addr, port)) {
-            return None;
-        }
-        self.dests
+/// The service as a snapshot shows it.
+fn compile(e: &ServiceEntry<ServiceShared>) -> Service {
+    e.shared.toa.store(e.config.toa, Ordering::Relaxed);
+    Service {
+        config: e.config.clone(),
+        dests: e
+            .dests
             .iter()
-            .position(|e| e.config.addr == addr && e.config.port == port)
-    }
-
-    /// The service as a snapshot shows it.
-    fn compile(&self) -> Service {
-        self.shared.toa.store(self.config.toa, Ordering::Relaxed);
-        Service {
-            config: self.config.clone(),
-            dests: self
-                .dests
-                .iter()
-                .map(|d| crate::model::Dest {
-                    config: d.config.clone(),
-                    shared: Arc::clone(&d.shared),
-                })
-                .collect(),
-            shared: Arc::clone(&self.shared),
-            locals: self.locals.clone(),
-        }
-    }
-}
-
-/// What an accepted operation does to state shared with the workers, done
-/// in order when it commits (so a refused batch touches none of it).
-#[derive(Debug)]
-enum Effect {
-    /// The destination left its service: clear AVAILABLE.
-    Trash(Arc<DestShared>),
-    /// The destination is in its service with this configuration: set
-    /// AVAILABLE, copy the mirrors, re-evaluate OVERLOAD.
-    Sync(Arc<DestShared>, DestConfig),
-    /// The service changed or went: its compiled form is stale.
-    Service(ServiceKey),
-}
-
-#[derive(Debug, Clone, Default)]
-struct State {
-    services: FastMap<ServiceKey, ServiceEntry>,
-    timeouts: Timeouts,
-    /// Deleted destinations, by service key, address and port.
-    trash: FastMap<(ServiceKey, IpAddr, u16), DestEntry>,
-    next_seq: u64,
-    tunables: Tunables,
-    /// Destinations deleted so far (see [`Snapshot::dest_removals`]).
-    dest_removals: u64,
-    next_slot: u32,
-    free_slots: Vec<u32>,
-    /// Every FULLNAT local address ever added, by number
-    /// ([`Snapshot::locals`]).
-    locals: Arc<Vec<Arc<LocalAddr>>>,
-}
-
-impl State {
-    fn take_slot(&mut self) -> u32 {
-        self.free_slots.pop().unwrap_or_else(|| {
-            self.next_slot += 1;
-            self.next_slot - 1
-        })
+            .map(|d| crate::model::Dest {
+                config: d.config.clone(),
+                shared: Arc::clone(&d.shared),
+            })
+            .collect(),
+        shared: Arc::clone(&e.shared),
+        locals: e.locals.clone(),
     }
 }
 
@@ -226,7 +96,7 @@ impl Compiled {
 /// The daemon's configuration and what the kernel keeps beside it.
 #[derive(Debug)]
 pub struct ConfigStore {
-    state: State,
+    services: ServiceStore<ServiceShared>,
     generation: u64,
     compiled: Mutex<Compiled>,
     /// The packet rules, compiled by their owner ([`ConfigStore::set_rules`]).
@@ -247,7 +117,7 @@ impl ConfigStore {
     /// An empty configuration with default timeouts (generation 0).
     pub fn new() -> ConfigStore {
         ConfigStore {
-            state: State::default(),
+            services: ServiceStore::new(),
             generation: 0,
             compiled: Mutex::new(Compiled::default()),
             rules: Arc::default(),
@@ -275,8 +145,8 @@ impl ConfigStore {
         }
         let dirty: Vec<ServiceKey> = c.dirty.drain().collect();
         for key in dirty {
-            if let Some(e) = self.state.services.get(&key) {
-                let svc = Arc::new(e.compile());
+            if let Some(e) = self.services.service(&key) {
+                let svc = Arc::new(compile(e));
                 c.order.put(e.seq, Arc::clone(&svc));
                 c.seq_of.insert(key, e.seq);
                 c.index.insert(e.slot, svc);
@@ -286,14 +156,14 @@ impl ConfigStore {
         let snap = Arc::new(Snapshot {
             generation: self.generation,
             services: c.order.clone(),
-            timeouts: self.state.timeouts,
-            tunables: self.state.tunables,
-            dest_removals: self.state.dest_removals,
+            timeouts: self.services.timeouts(),
+            tunables: self.services.tunables(),
+            dest_removals: self.services.dest_removals(),
             index: c.index.clone(),
             rules: Arc::clone(&self.rules),
             nat: Arc::clone(&self.nat),
             sets: self.sets.table(),
-            locals: Arc::clone(&self.state.locals),
+            locals: Arc::clone(self.services.locals()),
         });
         c.cache = Some(Arc::clone(&snap));
         snap
@@ -305,12 +175,7 @@ impl ConfigStore {
     /// (docs/design/kube-proxy.md). Published with the next
     /// [`ConfigStore::set_rules`]; `None` when the numbers ran out.
     pub fn ensure_local(&mut self, addr: IpAddr) -> Option<u16> {
-        if let Some(l) = self.state.locals.iter().find(|l| l.addr == addr) {
-            return Some(l.id);
-        }
-        let id = u16::try_from(self.state.locals.len()).ok()?;
-        Arc::make_mut(&mut self.state.locals).push(Arc::new(LocalAddr::new(addr, id)));
-        Some(id)
+        self.services.ensure_local(addr)
     }
 
     /// Replaces the source-NAT rules; published with the next
@@ -327,7 +192,7 @@ impl ConfigStore {
     }
 
     pub fn timeouts(&self) -> Timeouts {
-        self.state.timeouts
+        self.services.timeouts()
     }
 
     /// The generation the next snapshot will carry.
@@ -350,390 +215,73 @@ impl ConfigStore {
 
     /// The IPVS tunables in force.
     pub fn tunables(&self) -> Tunables {
-        self.state.tunables
+        self.services.tunables()
     }
 
-    /// Executes one operation; on error nothing changed. Costs in
-    /// proportion to the operation, not to the table: every check comes
-    /// before the first change, so it runs on the live state.
+    /// Executes one operation ([`ServiceStore::apply`]); on error nothing
+    /// changed.
     pub fn apply(&mut self, op: &ConfigOp) -> Result<(), ApplyError> {
-        let mut effects = Vec::new();
-        stage(&mut self.state, op, &mut effects)?;
-        self.commit(effects);
+        let touched = self.services.apply(op)?;
+        self.commit(touched);
         Ok(())
     }
 
-    /// Executes all operations or none: on the first failure, returns its
-    /// index and error and nothing changed. Stages on a copy of the state
-    /// (one copy per batch).
+    /// Executes all operations or none ([`ServiceStore::apply_all`]): on
+    /// the first failure, returns its index and error and nothing changed.
     pub fn apply_all(&mut self, ops: &[ConfigOp]) -> Result<(), (usize, ApplyError)> {
-        // First, so that the copy does not count as a reference.
-        self.purge_trash();
-        let mut staged = self.state.clone();
-        let mut effects = Vec::new();
-        for (i, op) in ops.iter().enumerate() {
-            stage(&mut staged, op, &mut effects).map_err(|e| (i, e))?;
-        }
-        self.state = staged;
-        self.commit(effects);
+        let touched = self.services.apply_all(ops)?;
+        self.commit(touched);
         Ok(())
     }
 
-    /// One estimator step (call every [`crate::estimator::TICK_SECONDS`]).
-    /// Does nothing but free the trash while `run_estimation` is 0 (the
-    /// rates then keep their last values, as the kernel's stopped
-    /// estimators do). Also frees the trash nothing references any more.
+    /// One estimator step (call every [`crate::estimator::TICK_SECONDS`]),
+    /// see [`ServiceStore::tick_estimators`].
     pub fn tick_estimators(&mut self) {
-        self.purge_trash();
-        if !self.state.tunables.run_estimation() {
-            return;
-        }
-        for s in self.state.services.values_mut() {
-            s.track.est.tick(s.shared.stats.total());
-            for d in &mut s.dests {
-                d.track.est.tick(d.shared.stats.total());
-            }
-        }
-        for t in self.state.trash.values_mut() {
-            t.track.est.tick(t.shared.stats.total());
-        }
+        self.services.tick_estimators();
     }
 
     /// A service's counters since its zero point and its rates.
     pub fn service_stats(&self, key: &ServiceKey) -> Option<StatsRow> {
-        self.state
-            .services
-            .get(key)
-            .map(|s| s.track.row(s.shared.stats.total()))
+        self.services.service_stats(key)
     }
 
     /// A destination's counters since its zero point and its rates.
     pub fn dest_stats(&self, key: &ServiceKey, addr: IpAddr, port: u16) -> Option<StatsRow> {
-        let s = self.state.services.get(key)?;
-        let d = &s.dests[s.dest_position(addr, port)?];
-        Some(d.track.row(d.shared.stats.total()))
+        self.services.dest_stats(key, addr, port)
     }
 
     /// Every service's and destination's statistics, for a listing.
     pub fn stats_view(&self) -> StatsView {
-        let mut v = StatsView::default();
-        for s in self.state.services.values() {
-            let key = s.config.key;
-            v.services.insert(key, s.track.row(s.shared.stats.total()));
-            for d in &s.dests {
-                v.dests.insert(
-                    (key, d.config.addr, d.config.port),
-                    d.track.row(d.shared.stats.total()),
-                );
-            }
-        }
-        v
+        self.services.stats_view()
     }
 
     /// How many deleted destinations are waiting in the trash (referenced
     /// by a connection or an older snapshot).
     pub fn trash_len(&self) -> usize {
-        self.state
-            .trash
-            .values()
-            .filter(|t| Arc::strong_count(&t.shared) > 1)
-            .count()
+        self.services.trash_len()
     }
 
-    /// Frees trashed destinations nothing else references any more.
-    fn purge_trash(&mut self) {
-        self.state
-            .trash
-            .retain(|_, t| Arc::strong_count(&t.shared) > 1);
-    }
-
-    fn commit(&mut self, effects: Vec<Effect>) {
-        let mut removals = 0;
+    /// The services an operation changed are compiled again at the next
+    /// snapshot; every accepted operation makes a new generation.
+    fn commit(&mut self, touched: Vec<ServiceKey>) {
         let mut c = self.compiled();
         c.cache = None;
-        for e in effects {
-            match e {
-                Effect::Trash(d) => {
-                    d.flags.fetch_and(!dest_flags::AVAILABLE, Ordering::Relaxed);
-                    removals += 1;
-                }
-                Effect::Sync(d, cfg) => {
-                    d.flags.fetch_or(dest_flags::AVAILABLE, Ordering::Relaxed);
-                    sync_mirrors(&d, &cfg);
-                }
-                Effect::Service(key) => c.invalidate(key),
-            }
+        for key in touched {
+            c.invalidate(key);
         }
         drop(c);
-        self.state.dest_removals += removals;
         self.generation += 1;
     }
 }
 
-/// Copies the configured values into the shared mirrors and re-evaluates
-/// OVERLOAD as newer kernels do on `-a`/`-e` (4.7): set when the connection
-/// count reaches the upper threshold, cleared when there is none or when the
-/// count is below the low-water mark, otherwise unchanged.
-fn sync_mirrors(d: &DestShared, cfg: &DestConfig) {
-    d.weight.store(cfg.weight, Ordering::Relaxed);
-    if cfg.weight > 0 {
-        d.last_weight.store(cfg.weight, Ordering::Relaxed);
-    }
-    d.u_threshold.store(cfg.u_threshold, Ordering::Relaxed);
-    d.l_threshold.store(cfg.l_threshold, Ordering::Relaxed);
-    let u = cfg.u_threshold;
-    let conns = d.active().saturating_add(d.inactive());
-    if u == 0 {
-        d.flags.fetch_and(!dest_flags::OVERLOAD, Ordering::Relaxed);
-    } else if conns >= u {
-        d.flags.fetch_or(dest_flags::OVERLOAD, Ordering::Relaxed);
-    } else {
-        let low = if cfg.l_threshold != 0 {
-            cfg.l_threshold
-        } else {
-            u - u / 4
-        };
-        if conns < low {
-            d.flags.fetch_and(!dest_flags::OVERLOAD, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Removes a service: its destinations go to the trash, its slot is free.
-fn remove_service(st: &mut State, key: &ServiceKey, fx: &mut Vec<Effect>) {
-    let Some(svc) = st.services.remove(key) else {
-        return;
-    };
-    st.free_slots.push(svc.slot);
-    fx.push(Effect::Service(*key));
-    for dest in svc.dests {
-        fx.push(Effect::Trash(Arc::clone(&dest.shared)));
-        st.trash
-            .insert((*key, dest.config.addr, dest.config.port), dest);
-    }
-}
-
-/// Applies `op` to `st`, recording what the commit must do in `fx`. Every
-/// check comes before the first change: on error `st` and `fx` are as they
-/// were.
-fn stage(st: &mut State, op: &ConfigOp, fx: &mut Vec<Effect>) -> Result<(), ApplyError> {
-    let kind = op.kind();
-    match op {
-        ConfigOp::AddService(cfg) => {
-            validate_service(kind, cfg)?;
-            if st.services.contains_key(&cfg.key) {
-                return Err(ApplyError::Exists(kind));
-            }
-            check_engines(kind, cfg)?;
-            let shared = Arc::new(ServiceShared::default());
-            let track = Track::starting_at(shared.stats.total());
-            let slot = st.take_slot();
-            st.next_seq += 1;
-            st.services.insert(
-                cfg.key,
-                ServiceEntry {
-                    config: cfg.clone(),
-                    dests: VecDeque::new(),
-                    dest_keys: FastSet::new(),
-                    shared,
-                    track,
-                    seq: st.next_seq,
-                    slot,
-                    locals: Vec::new(),
-                },
-            );
-            fx.push(Effect::Service(cfg.key));
-        }
-        ConfigOp::EditService(cfg) => {
-            validate_service(kind, cfg)?;
-            let svc = st
-                .services
-                .get_mut(&cfg.key)
-                .ok_or(ApplyError::NoService(kind))?;
-            check_engines(kind, cfg)?;
-            if cfg.synproxy
-                && svc
-                    .dests
-                    .iter()
-                    .any(|d| d.config.method != ForwardMethod::Masq)
-            {
-                return Err(ApplyError::Invalid(kind, SYNPROXY_NEEDS_NAT));
-            }
-            svc.config = cfg.clone();
-            fx.push(Effect::Service(cfg.key));
-        }
-        ConfigOp::DeleteService(key) => {
-            if !st.services.contains_key(key) {
-                return Err(ApplyError::NoService(kind));
-            }
-            remove_service(st, key, fx);
-        }
-        ConfigOp::Flush => {
-            let keys: Vec<ServiceKey> = st.services.keys().copied().collect();
-            for key in keys {
-                remove_service(st, &key, fx);
-            }
-        }
-        ConfigOp::AddDest(key, d) => {
-            let svc = st.services.get(key).ok_or(ApplyError::NoService(kind))?;
-            validate_dest(kind, &svc.config, d)?;
-            if svc.dest_keys.contains(&(d.addr, d.port)) {
-                return Err(ApplyError::Exists(kind));
-            }
-            // Trash nothing references any more is freed, not revived (the
-            // kernel frees it after a while; UVS at the next operation).
-            let tkey = (*key, d.addr, d.port);
-            if st
-                .trash
-                .get(&tkey)
-                .is_some_and(|t| Arc::strong_count(&t.shared) == 1)
-            {
-                if !is_unicast(&d.addr) {
-                    return Err(ApplyError::Invalid(kind, "address not unicast"));
-                }
-                st.trash.remove(&tkey);
-            }
-            let entry = match st.trash.remove(&tkey) {
-                Some(mut e) => {
-                    e.config = d.clone();
-                    e
-                }
-                None => {
-                    if !is_unicast(&d.addr) {
-                        return Err(ApplyError::Invalid(kind, "address not unicast"));
-                    }
-                    let shared = Arc::new(DestShared::new(d));
-                    let track = Track::starting_at(shared.stats.total());
-                    DestEntry {
-                        config: d.clone(),
-                        shared,
-                        track,
-                    }
-                }
-            };
-            fx.push(Effect::Sync(Arc::clone(&entry.shared), d.clone()));
-            fx.push(Effect::Service(*key));
-            let svc = st
-                .services
-                .get_mut(key)
-                .ok_or(ApplyError::NoService(kind))?;
-            svc.dest_keys.insert((d.addr, d.port));
-            svc.dests.push_front(entry);
-        }
-        ConfigOp::EditDest(key, d) => {
-            let svc = st
-                .services
-                .get_mut(key)
-                .ok_or(ApplyError::NoService(kind))?;
-            validate_dest(kind, &svc.config, d)?;
-            let j = svc
-                .dest_position(d.addr, d.port)
-                .ok_or(ApplyError::NotFound(kind))?;
-            let e = &mut svc.dests[j];
-            e.config = d.clone();
-            fx.push(Effect::Sync(Arc::clone(&e.shared), d.clone()));
-            fx.push(Effect::Service(*key));
-        }
-        ConfigOp::DeleteDest {
-            service,
-            addr,
-            port,
-        } => {
-            let svc = st
-                .services
-                .get_mut(service)
-                .ok_or(ApplyError::NoService(kind))?;
-            let j = svc
-                .dest_position(*addr, *port)
-                .ok_or(ApplyError::NotFound(kind))?;
-            let dest = svc.dests.remove(j).ok_or(ApplyError::NotFound(kind))?;
-            svc.dest_keys.remove(&(*addr, *port));
-            fx.push(Effect::Trash(Arc::clone(&dest.shared)));
-            fx.push(Effect::Service(*service));
-            st.trash.insert((*service, *addr, *port), dest);
-        }
-        ConfigOp::SetTimeouts { tcp, tcp_fin, udp } => {
-            let t = &mut st.timeouts;
-            for (slot, v) in [
-                (&mut t.tcp, tcp),
-                (&mut t.tcp_fin, tcp_fin),
-                (&mut t.udp, udp),
-            ] {
-                if *v != 0 {
-                    *slot = *v;
-                }
-            }
-        }
-        ConfigOp::Zero(which) => {
-            let zero_service = |s: &mut ServiceEntry| {
-                s.track.zero(s.shared.stats.total());
-                for d in &mut s.dests {
-                    d.track.zero(d.shared.stats.total());
-                }
-            };
-            match which {
-                Some(key) => {
-                    let svc = st
-                        .services
-                        .get_mut(key)
-                        .ok_or(ApplyError::NoService(kind))?;
-                    zero_service(svc);
-                }
-                None => st.services.values_mut().for_each(zero_service),
-            }
-        }
-        ConfigOp::SetTunable(t, v) => {
-            st.tunables
-                .set(t.name(), &v.to_string())
-                .map_err(|_| ApplyError::Invalid(kind, "tunable value out of range"))?;
-        }
-        ConfigOp::AddLocal(key, addr) => {
-            let svc = st.services.get(key).ok_or(ApplyError::NoService(kind))?;
-            if Family::of(addr) != key.family() {
-                return Err(ApplyError::Invalid(kind, "local address of another family"));
-            }
-            if !is_unicast(addr) {
-                return Err(ApplyError::Invalid(kind, "address not unicast"));
-            }
-            if svc.locals.iter().any(|l| l.addr == *addr) {
-                return Err(ApplyError::Exists(kind));
-            }
-            let local = match st.locals.iter().find(|l| l.addr == *addr) {
-                Some(l) => Arc::clone(l),
-                None => {
-                    let id = u16::try_from(st.locals.len())
-                        .map_err(|_| ApplyError::OutOfRange(kind, "too many local addresses"))?;
-                    let l = Arc::new(LocalAddr::new(*addr, id));
-                    Arc::make_mut(&mut st.locals).push(Arc::clone(&l));
-                    l
-                }
-            };
-            if let Some(svc) = st.services.get_mut(key) {
-                svc.locals.push(local);
-            }
-            fx.push(Effect::Service(*key));
-        }
-        ConfigOp::DelLocal(key, addr) => {
-            let svc = st
-                .services
-                .get_mut(key)
-                .ok_or(ApplyError::NoService(kind))?;
-            let j = svc
-                .locals
-                .iter()
-                .position(|l| l.addr == *addr)
-                .ok_or(ApplyError::NotFound(kind))?;
-            svc.locals.remove(j);
-            fx.push(Effect::Service(*key));
-        }
-    }
-    Ok(())
-}
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::estimator::Rates;
-    use crate::model::{Protocol, TunnelConfig, TunnelType};
+    use crate::model::{
+        DestConfig, ForwardMethod, Protocol, ServiceConfig, TunnelConfig, TunnelType,
+    };
+    use crate::stats::Counters;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {

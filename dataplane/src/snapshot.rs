@@ -9,11 +9,11 @@
 //! configuration it is built from is `uvs_model::model`. Both are reachable
 //! as `dataplane::model` for the engine's own code.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::model::{DestConfig, DestShared, ServiceConfig, ServiceKey, Timeouts};
 use crate::stats::Stats;
+pub use uvs_model::model::LocalAddr;
 
 /// Per-service state that outlives snapshots: statistics, and with
 /// several workers the lblc/lblcr locality table they share.
@@ -52,33 +52,6 @@ pub struct Service {
     pub shared: Arc<ServiceShared>,
     /// FULLNAT local addresses (`--add-laddr`), in the order added.
     pub locals: Vec<Arc<LocalAddr>>,
-}
-
-/// A FULLNAT local address: the source address real servers see for the
-/// connections it carries. One per address for the whole director (two
-/// services may share it, and then share its ports), numbered once and
-/// for good so that a connection can name it in two bytes and every worker
-/// can keep its ports for it ([`crate::ports::PortPool`]) by that number.
-#[derive(Debug)]
-pub struct LocalAddr {
-    pub addr: IpAddr,
-    /// The director-wide number (index of [`Snapshot::locals`]).
-    pub id: u16,
-    /// Connections holding a port of this address now (all workers).
-    pub conns: std::sync::atomic::AtomicI64,
-    /// New connections refused because no port of it was free.
-    pub conflicts: std::sync::atomic::AtomicU64,
-}
-
-impl LocalAddr {
-    pub fn new(addr: IpAddr, id: u16) -> LocalAddr {
-        LocalAddr {
-            addr,
-            id,
-            conns: Default::default(),
-            conflicts: Default::default(),
-        }
-    }
 }
 
 /// One immutable configuration, as workers see it.

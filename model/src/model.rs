@@ -20,7 +20,7 @@
 //! accepted operation ([`crate::ops::ConfigOp`]) and publishes it atomically.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -376,4 +376,32 @@ pub struct ConnEntry {
     pub expires: u32,
     /// Persistence engine name and data, if any.
     pub pe: Option<(String, String)>,
+}
+
+/// A FULLNAT local address: the source address real servers see for the
+/// connections it carries. One per address for the whole director (two
+/// services may share it, and then share its ports), numbered once and
+/// for good so that a connection can name it in two bytes and every worker
+/// can keep its ports for it (the engine's port pools) by that number.
+#[derive(Debug)]
+pub struct LocalAddr {
+    pub addr: IpAddr,
+    /// The director-wide number (index of the store's and the snapshot's
+    /// `locals`).
+    pub id: u16,
+    /// Connections holding a port of this address now (all workers).
+    pub conns: AtomicI64,
+    /// New connections refused because no port of it was free.
+    pub conflicts: AtomicU64,
+}
+
+impl LocalAddr {
+    pub fn new(addr: IpAddr, id: u16) -> LocalAddr {
+        LocalAddr {
+            addr,
+            id,
+            conns: Default::default(),
+            conflicts: Default::default(),
+        }
+    }
 }

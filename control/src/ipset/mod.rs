@@ -4,7 +4,11 @@
 //! and the daemon parses them, because an element's syntax depends on the
 //! type of the set it goes into (`198.18.0.0/24` is one element of a
 //! `hash:net` and 256 of a `hash:ip`), which only the daemon knows.
-//! The grammar produces the store's own operations ([`SetOp`]) directly.
+//! The grammar produces the model's set commands ([`Parsed`]) directly:
+//! create, destroy, flush, rename and swap as the [`SetOp`] itself; add,
+//! del and test as a [`TypedAdt`], which becomes its `SetOp` (or test)
+//! against the set's header when it runs ([`TypedAdt::resolve`] with this
+//! grammar's entry syntax, so every message stays ipset's).
 //!
 //! Messages and exit codes are libipset's: an error prints
 //! `ipset v7.17: MESSAGE` on stderr; a bad command line (exit 2) adds
@@ -26,7 +30,10 @@ mod list;
 mod tests;
 
 use dataplane::config::ConfigStore;
-use dataplane::sets::{clock, AddOpts, Entry, Family, Header, SetKind, SetOp, SetStore, MAX_NAME};
+use dataplane::sets::clock;
+use uvs_model::sets::{
+    AddOpts, Adt, Cmd, Entry, Family, Header, Parsed, SetError, SetKind, SetOp, TypedAdt, MAX_NAME,
+};
 
 use crate::proto::Response;
 
@@ -60,7 +67,7 @@ impl Fail {
     }
 
     fn full() -> Fail {
-        Fail::session(dataplane::sets::SetError::HashFull.to_string())
+        Fail::session(SetError::HashFull.to_string())
     }
 
     /// What ipset prints on stderr for this failure.
@@ -74,8 +81,8 @@ impl Fail {
     }
 }
 
-impl From<dataplane::sets::SetError> for Fail {
-    fn from(e: dataplane::sets::SetError) -> Fail {
+impl From<SetError> for Fail {
+    fn from(e: SetError) -> Fail {
         Fail::session(e.to_string())
     }
 }
@@ -103,45 +110,19 @@ pub struct Session {
 /// A parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Create {
-        name: String,
-        kind: String,
-        args: Vec<String>,
-    },
-    /// add, del, test: set name, entry text, options.
-    Adt {
-        cmd: Adt,
-        name: String,
-        entry: String,
-        args: Vec<String>,
-    },
-    /// destroy, flush, rename, swap: the store's operation itself (create,
-    /// add and del are parsed into theirs when they run: their arguments'
-    /// syntax depends on the set's type, and a create's errors honour `-q`).
-    Change(SetOp),
+    /// create, add, del, test, destroy, flush, rename, swap: the model's
+    /// set command.
+    Set(Parsed),
+    /// A `create` whose type or options ipset refuses. Reported when the
+    /// command runs, as a refusal of the set store is (`-q` silences it),
+    /// not as a command-line error (an `Err` of [`parse`], always printed).
+    Refused(Fail),
     List(Option<String>),
     Save(Option<String>),
     Restore,
     Help(Option<String>),
     Version,
     Quit,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Adt {
-    Add,
-    Del,
-    Test,
-}
-
-impl Adt {
-    fn name(self) -> &'static str {
-        match self {
-            Adt::Add => "add",
-            Adt::Del => "del",
-            Adt::Test => "test",
-        }
-    }
 }
 
 /// How many arguments a command takes.
@@ -291,28 +272,28 @@ fn parse_line(
     }
     let (a0, a1) = (arg0.unwrap_or_default(), arg1.unwrap_or_default());
     let opt = |s: String| (!s.is_empty()).then_some(s);
+    let change = |op: SetOp| Command::Set(Parsed::change(op));
     let cmd = match name {
-        "create" => Command::Create {
-            name: a0,
-            kind: a1,
-            args: extra,
+        "create" => match parse_create(&a1, &extra) {
+            Ok(header) => change(SetOp::Create { name: a0, header }),
+            Err(f) => Command::Refused(f),
         },
-        "add" | "del" | "test" => Command::Adt {
-            cmd: match name {
+        "add" | "del" | "test" => Command::Set(Parsed::Typed(TypedAdt {
+            adt: match name {
                 "add" => Adt::Add,
                 "del" => Adt::Del,
                 _ => Adt::Test,
             },
             name: a0,
-            entry: a1,
+            text: a1,
             args: extra,
-        },
-        "destroy" => Command::Change(SetOp::Destroy(opt(a0))),
+        })),
+        "destroy" => change(SetOp::Destroy(opt(a0))),
         "list" => Command::List(opt(a0)),
         "save" => Command::Save(opt(a0)),
-        "flush" => Command::Change(SetOp::Flush(opt(a0))),
-        "rename" => Command::Change(SetOp::Rename(a0, a1)),
-        "swap" => Command::Change(SetOp::Swap(a0, a1)),
+        "flush" => change(SetOp::Flush(opt(a0))),
+        "rename" => change(SetOp::Rename(a0, a1)),
+        "swap" => change(SetOp::Swap(a0, a1)),
         "restore" => Command::Restore,
         "help" => Command::Help(opt(a0)),
         "version" => Command::Version,
@@ -527,7 +508,7 @@ pub fn execute_at(
     if cmd == Command::Restore {
         return restore(store, session, stdin.unwrap_or(""), now);
     }
-    match run(store, &session, &cmd, now) {
+    match run(store, &session, cmd, now) {
         Ok(d) => (
             Response {
                 code: d.code,
@@ -556,7 +537,7 @@ fn restore(store: &mut ConfigStore, base: Session, text: &str, now: u32) -> (Res
         }
         let r = split_line(line)
             .and_then(|words| parse_line(words, true, base))
-            .and_then(|(s, cmd)| run(store, &s, &cmd, now));
+            .and_then(|(s, cmd)| run(store, &s, cmd, now));
         match r {
             Ok(d) => {
                 changed |= d.changed;
@@ -601,44 +582,23 @@ fn split_line(line: &str) -> Result<Vec<String>, Fail> {
 }
 
 /// Runs one parsed command.
-fn run(store: &mut ConfigStore, s: &Session, cmd: &Command, now: u32) -> Result<Done, Fail> {
-    let change = |store: &mut ConfigStore, op: SetOp| -> Result<Done, Fail> {
-        store.sets_mut().apply(&op, s.exist, now)?;
-        Ok(Done {
-            changed: true,
-            ..Done::default()
-        })
-    };
+fn run(store: &mut ConfigStore, s: &Session, cmd: Command, now: u32) -> Result<Done, Fail> {
+    let save_cmd = matches!(cmd, Command::Save(_));
     match cmd {
-        Command::Create { name, kind, args } => {
-            let header = parse_create(kind, args)?;
-            change(
-                store,
-                SetOp::Create {
-                    name: name.clone(),
-                    header,
-                },
-            )
-        }
-        Command::Adt {
-            cmd,
-            name,
-            entry,
-            args,
-        } => adt(store, s, *cmd, name, entry, args, now),
-        Command::Change(op) => change(store, op.clone()),
+        Command::Set(p) => set_command(store, s, p, now),
+        Command::Refused(f) => Err(f),
         Command::List(n) | Command::Save(n) => {
             let sets = store.sets();
-            if let Some(name) = n {
+            if let Some(name) = &n {
                 if sets.get(name).is_none() {
-                    return Err(dataplane::sets::SetError::NoSet.into());
+                    return Err(SetError::NoSet.into());
                 }
             }
             let sel = list::selection(sets, n.as_deref());
             let save = match s.output {
                 Output::Save => true,
                 Output::Plain => false,
-                Output::Default => matches!(cmd, Command::Save(_)),
+                Output::Default => save_cmd,
             };
             let text = if save {
                 list::save(sets, &sel, s.sorted, now)
@@ -674,36 +634,41 @@ pub fn version_text() -> String {
     format!("ipset v{VERSION}, protocol version: {PROTOCOL}\n")
 }
 
-fn adt(
-    store: &mut ConfigStore,
-    s: &Session,
-    cmd: Adt,
-    name: &str,
-    text: &str,
-    args: &[String],
-    now: u32,
-) -> Result<Done, Fail> {
-    let sets: &SetStore = store.sets();
-    let set = sets.get(name).ok_or(dataplane::sets::SetError::NoSet)?;
-    let header = set.header.clone();
-    let (opts, at) = parse_adt_opts(cmd, &header, args)?;
-    let entry = if header.kind == SetKind::ListSet {
-        Entry::Member {
-            name: text.to_string(),
-            at,
+/// Runs a set command: an element command is first read against its
+/// set's header (the set must exist), then the change is applied or the
+/// test answered.
+fn set_command(store: &mut ConfigStore, s: &Session, p: Parsed, now: u32) -> Result<Done, Fail> {
+    let (cmd, typed) = match p {
+        Parsed::Ready(cmd) => (cmd, None),
+        Parsed::Typed(t) => {
+            let set = store.sets().get(&t.name).ok_or(SetError::NoSet)?;
+            let room = (set.header.maxelem as usize)
+                .saturating_sub(set.len())
+                .max(1);
+            let cmd = t.resolve(&set.header, |t, header| read_entry(t, header, room))?;
+            (cmd, Some(t.text))
         }
-    } else {
-        let room = (header.maxelem as usize).saturating_sub(set.len()).max(1);
-        let limit = if cmd == Adt::Add { room } else { 1 << 20 };
-        Entry::Elems(parse_elems(text, &header, cmd.name(), limit)?)
     };
     match cmd {
-        Adt::Test => {
-            let found = sets.test(name, &entry, opts.nomatch, now)?;
+        Cmd::Change(op) => {
+            store.sets_mut().apply(&op, s.exist, now)?;
+            Ok(Done {
+                changed: true,
+                ..Done::default()
+            })
+        }
+        Cmd::Test {
+            name,
+            entry,
+            nomatch,
+        } => {
+            let sets = store.sets();
+            let found = sets.test(&name, &entry, nomatch, now)?;
+            let header = &sets.get(&name).ok_or(SetError::NoSet)?.header;
             let shown = match &entry {
                 Entry::Elems(e) => e
                     .first()
-                    .map_or_else(|| text.to_string(), |e| elem_text(e, &header)),
+                    .map_or_else(|| typed.unwrap_or_default(), |e| elem_text(e, header)),
                 Entry::Member { name, .. } => name.clone(),
             };
             let msg = if s.quiet {
@@ -719,30 +684,24 @@ fn adt(
                 ..Done::default()
             })
         }
-        Adt::Add => {
-            let op = SetOp::Add {
-                name: name.to_string(),
-                entry,
-                opts,
-            };
-            store.sets_mut().apply(&op, s.exist, now)?;
-            Ok(Done {
-                changed: true,
-                ..Done::default()
-            })
-        }
-        Adt::Del => {
-            let op = SetOp::Del {
-                name: name.to_string(),
-                entry,
-            };
-            store.sets_mut().apply(&op, s.exist, now)?;
-            Ok(Done {
-                changed: true,
-                ..Done::default()
-            })
-        }
     }
+}
+
+/// ipset's entry syntax for a set with `header`: the options after the
+/// entry, then the entry itself (a member's name in a `list:set`, else
+/// elements, ranges expanded; an add expands at most `room` of them).
+fn read_entry(t: &TypedAdt, header: &Header, room: usize) -> Result<(Entry, AddOpts), Fail> {
+    let (opts, at) = parse_adt_opts(t.adt, header, &t.args)?;
+    let entry = if header.kind == SetKind::ListSet {
+        Entry::Member {
+            name: t.text.clone(),
+            at,
+        }
+    } else {
+        let limit = if t.adt == Adt::Add { room } else { 1 << 20 };
+        Entry::Elems(parse_elems(&t.text, header, t.adt.name(), limit)?)
+    };
+    Ok((entry, opts))
 }
 
 fn help(kind: Option<&str>) -> Result<Done, Fail> {
@@ -848,7 +807,13 @@ create p hash:ip,port,net\ncreate b bitmap:port range 0-1024\ncreate l list:set\
             .map(str::to_string)
             .collect();
         let out = execute_at(&mut store, &args, None, 1);
-        let test = matches!(parse(&args), Ok((_, Command::Adt { cmd: Adt::Test, .. })));
+        let test = matches!(
+            parse(&args),
+            Ok((
+                _,
+                Command::Set(Parsed::Typed(TypedAdt { adt: Adt::Test, .. }))
+            ))
+        );
         if out.0.code != 0 && !test {
             assert_eq!(
                 save(&mut store),

@@ -309,3 +309,67 @@ fn a_range_add_that_fails_midway_keeps_what_it_added_as_the_kernel_does() {
         "the director publishes the partial add"
     );
 }
+
+#[test]
+fn a_refused_create_is_a_refusal_that_quiet_silences_not_a_command_line_error() {
+    let mut st = ConfigStore::new();
+    let r = ipset(&mut st, "create x hash:foo");
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr,
+        "ipset v7.17: Syntax error: typename 'hash:foo' is unknown\n"
+    );
+    let r = ipset(&mut st, "create b bitmap:port");
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        "ipset v7.17: Mandatory option `range' is missing\nTry `ipset help' for more information.\n"
+    );
+    for line in ["-q create x hash:foo", "-q create b bitmap:port"] {
+        let r = ipset(&mut st, line);
+        assert!(r.code != 0 && r.stderr.is_empty(), "{line}: {r:?}");
+    }
+    // The client leaves these to the daemon (which knows -q), as before.
+    let args = argv("-q create x hash:foo");
+    assert!(crate::ipset_client::local_answer(&args).is_none());
+    assert_eq!(ipset(&mut st, "-n list").stdout, "");
+}
+
+#[test]
+fn element_commands_are_read_against_the_type_of_their_set() {
+    let mut st = ConfigStore::new();
+    ipset(&mut st, "create ips hash:ip");
+    ipset(&mut st, "create nets hash:net");
+    // One word, 4 elements of a hash:ip, one of a hash:net.
+    assert_eq!(ipset(&mut st, "add ips 198.18.0.0/30").code, 0);
+    assert_eq!(ipset(&mut st, "add nets 198.18.0.0/30").code, 0);
+    let listed = |st: &mut ConfigStore, n: &str| {
+        let out = ipset(st, &format!("list {n}")).stdout;
+        out.lines().last().map(str::to_string)
+    };
+    assert!(ipset(&mut st, "list ips")
+        .stdout
+        .contains("Number of entries: 4\n"));
+    assert_eq!(listed(&mut st, "nets").as_deref(), Some("198.18.0.0/30"));
+    // nomatch exists only where the type has it: a command-line error
+    // elsewhere, found once the set's type is known.
+    let r = ipset(&mut st, "add ips 198.18.0.9 nomatch");
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            2,
+            "ipset v7.17: Unknown argument: `nomatch'\nTry `ipset help' for more information.\n"
+        )
+    );
+    assert_eq!(ipset(&mut st, "add nets 198.18.0.0/31 nomatch").code, 0);
+    let r = ipset(&mut st, "test nets 198.18.0.1");
+    assert_eq!(r.stderr, "198.18.0.1 is NOT in set nets.\n");
+    let r = ipset(&mut st, "add nope 198.18.0.1");
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            1,
+            "ipset v7.17: The set with the given name does not exist\n"
+        )
+    );
+}

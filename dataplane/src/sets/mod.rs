@@ -1,5 +1,7 @@
-//! ipset-compatible match sets: the types, the per-packet lookup, and the
-//! store that executes ipset's commands with its semantics and messages.
+//! ipset-compatible match sets: the per-packet lookup, and the store that
+//! executes ipset's commands with its semantics and messages. The set
+//! model (types, create options, elements, the operations and their
+//! errors) is `uvs_model::sets`, re-exported here.
 //!
 //! Why here: a set is tested by the rules of every worker for every packet
 //! (`-m set --match-set NAME src,dst`), so its contents are part of the
@@ -55,10 +57,15 @@ mod store;
 mod tests;
 
 pub use set::{
-    Addr, Body, Elem, ElemCounters, ElemVal, Family, HashBody, Header, IpSet, ListBody, ListMember,
-    Listed, PortBody, SetKind, NO_EXPIRY,
+    Addr, Body, ElemCounters, ElemVal, HashBody, IpSet, ListBody, ListMember, Listed, PortBody,
 };
-pub use store::{AddOpts, Cmd, Entry, RestoreError, SetError, SetOp, SetStore, MAX_NAME, MAX_SETS};
+pub use store::SetStore;
+// The set model (types, elements, operations, errors) is `uvs_model::sets`;
+// the engine and the packet path keep naming it from here.
+pub use uvs_model::sets::{
+    AddOpts, Cmd, Elem, Entry, Family, Header, RestoreError, SetError, SetKind, SetOp, MAX_NAME,
+    MAX_SETS, NO_EXPIRY,
+};
 
 use std::net::IpAddr;
 use std::sync::Arc;

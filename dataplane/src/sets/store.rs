@@ -14,128 +14,7 @@ use hashbrown::HashMap as FastMap;
 
 use super::set::{ElemCounters, Full, Listed};
 use super::{Body, Elem, ElemVal, Header, IpSet, ListMember, SetId, SetKind, SetTable, NO_EXPIRY};
-
-/// The kernel's default limit on the number of sets (`max_sets`).
-pub const MAX_SETS: usize = 256;
-
-/// Longest set name (IPSET_MAXNAMELEN - 1).
-pub const MAX_NAME: usize = 31;
-
-/// What a refused set command prints after `ipset v7.x: `: the kernel's
-/// errors as libipset words them (lib/errcode.c).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SetError {
-    #[error("The set with the given name does not exist")]
-    NoSet,
-    #[error("Set cannot be created: set with the same name already exists")]
-    Exists,
-    #[error("Kernel error received: maximal number of sets reached, cannot create more.")]
-    MaxSets,
-    #[error("Set cannot be destroyed: it is in use by a kernel component")]
-    Busy,
-    #[error("Set cannot be renamed: a set with the new name already exists")]
-    RenameExists,
-    #[error("Set cannot be renamed: it is in use by another system")]
-    RenameReferenced,
-    #[error("Sets cannot be swapped: the second set does not exist")]
-    SwapNoSecond,
-    #[error("The sets cannot be swapped: their type does not match")]
-    SwapType,
-    #[error("Element cannot be added to the set: it's already added")]
-    ElemExists,
-    #[error("Element cannot be deleted from the set: it's not added")]
-    ElemMissing,
-    #[error("Hash is full, cannot add more elements")]
-    HashFull,
-    #[error("Element is out of the range of the set")]
-    OutOfRange,
-    #[error("Timeout cannot be used: set was created without timeout support")]
-    NoTimeout,
-    #[error("Packet/byte counters cannot be used: set was created without counter support")]
-    NoCounters,
-    #[error("Comment cannot be used: set was created without comment support")]
-    NoComment,
-    #[error("An IPv4 address is expected, but not received")]
-    WantIpv4,
-    #[error("An IPv6 address is expected, but not received")]
-    WantIpv6,
-    #[error("Set to be added/deleted/tested as element does not exist.")]
-    MemberMissing,
-    #[error("Sets with list:set type cannot be added to the set.")]
-    Loop,
-    #[error("The set to which you referred with 'before' or 'after' does not exist.")]
-    NameRef,
-    #[error("The set to which you referred with 'before' or 'after' is not added to the set.")]
-    RefNotMember,
-    #[error("The set is full, more elements cannot be added.")]
-    ListFull,
-    /// Anything else, worded by the caller.
-    #[error("{0}")]
-    Other(String),
-}
-
-/// Per-element options of `add` (and of restore's `add` lines).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AddOpts {
-    pub timeout: Option<u32>,
-    pub nomatch: bool,
-    pub packets: Option<u64>,
-    pub bytes: Option<u64>,
-    pub comment: Option<String>,
-}
-
-/// What an add/del/test names, already checked against the set's type
-/// (ranges expanded into elements).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Entry {
-    Elems(Vec<Elem>),
-    /// A `list:set` member, optionally `before`/`after` another member
-    /// (`true` = before).
-    Member {
-        name: String,
-        at: Option<(bool, String)>,
-    },
-}
-
-/// One set command, as ipset's grammar produces it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SetOp {
-    Create {
-        name: String,
-        header: Header,
-    },
-    Add {
-        name: String,
-        entry: Entry,
-        opts: AddOpts,
-    },
-    Del {
-        name: String,
-        entry: Entry,
-    },
-    Destroy(Option<String>),
-    Flush(Option<String>),
-    Rename(String, String),
-    Swap(String, String),
-}
-
-/// A command of the whole ipset command line (the daemon's view).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cmd {
-    Change(SetOp),
-    Test {
-        name: String,
-        entry: Entry,
-        nomatch: bool,
-    },
-}
-
-/// Where a restore stopped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RestoreError {
-    pub line: usize,
-    pub error: SetError,
-}
+use uvs_model::sets::{check_elem, check_opts, AddOpts, Entry, SetError, SetOp, MAX_SETS};
 
 /// The director's sets.
 #[derive(Debug, Clone, Default)]
@@ -570,41 +449,9 @@ impl SetStore {
     }
 }
 
-/// Checks an element's family and range against the set.
-fn check_elem(h: &Header, e: &Elem) -> Result<(), SetError> {
-    if h.kind == SetKind::BitmapPort {
-        if e.port < h.range.0 || e.port > h.range.1 {
-            return Err(SetError::OutOfRange);
-        }
-        return Ok(());
-    }
-    let fam_ok = super::Family::of(e.a) == h.family
-        && (!h.kind.has_b() || super::Family::of(e.b) == h.family);
-    if !fam_ok {
-        return Err(match h.family {
-            super::Family::Inet => SetError::WantIpv4,
-            super::Family::Inet6 => SetError::WantIpv6,
-        });
-    }
-    Ok(())
-}
-
 /// The element value an `add` with `opts` stores.
 fn element_value(h: &Header, opts: &AddOpts, now: u32) -> Result<ElemVal, SetError> {
-    if opts.timeout.is_some() && h.timeout.is_none() {
-        return Err(SetError::NoTimeout);
-    }
-    if (opts.packets.is_some() || opts.bytes.is_some()) && !h.counters {
-        return Err(SetError::NoCounters);
-    }
-    if opts.comment.is_some() && !h.comment {
-        return Err(SetError::NoComment);
-    }
-    if opts.nomatch && !h.kind.has_nomatch() && h.kind != SetKind::ListSet {
-        return Err(SetError::Other(
-            "nomatch parameter is not allowed with this set type".into(),
-        ));
-    }
+    check_opts(h, opts)?;
     let timeout = opts.timeout.or(h.timeout).unwrap_or(0);
     let expires = if timeout == 0 {
         NO_EXPIRY
