@@ -251,6 +251,14 @@ pub(super) fn pick_local(
     None
 }
 
+/// Whether `meta`'s TCP segment has options (a data offset above 5): a
+/// SYN without them has no timestamp to strip, and skips the walk.
+#[inline(always)]
+fn has_options(data: &[u8], meta: &PacketMeta) -> bool {
+    data.get(usize::from(meta.l4_offset) + 12)
+        .is_none_or(|b| b >> 4 != 5)
+}
+
 /// Length of the TCP payload of `meta`'s segment (0 if not TCP).
 fn tcp_payload_len(data: &[u8], meta: &PacketMeta) -> usize {
     let l4 = usize::from(meta.l4_offset);
@@ -284,22 +292,22 @@ pub(super) fn xmit_in<B: PacketBuf, E: Egress>(
     let Some((lid, lport)) = c.local() else {
         return drop_counted(counters, LbDrop::Rewrite);
     };
-    let laddr = conns.local_addr(lid).to_ip();
-    let (daddr, dport) = c.real();
-    let daddr = daddr.to_ip();
+    let laddr = conns.local_addr(lid);
+    let (raddr, dport) = c.real();
+    let daddr = raddr.to_ip();
     let mtu = eg.mtu(daddr);
     if let Err(e) = check_mtu(meta, mtu) {
         return refused(counters, buf, meta, e);
     }
     let tcp = meta.protocol == protocol::TCP;
     let toa = tcp && c.service().is_some_and(|s| s.toa.load(Ordering::Relaxed));
-    if tcp && meta.tcp_flags & tcpf::SYN != 0 && meta.tcp_flags & tcpf::ACK == 0 {
+    if tcp && meta.tcp_flags & tcpf::SYN != 0 && meta.tcp_flags & tcpf::ACK == 0 && has_options(buf.data(), meta) {
         // Malformed options only mean there is nothing to strip.
         let _ = strip_timestamps(buf, meta);
     }
     // UDP ignores the adjustment.
     let adj = fnat.seq_adj(id);
-    if let Err(e) = fullnat_inbound_seq(buf, meta, laddr, lport, daddr, dport, adj) {
+    if let Err(e) = fullnat_inbound_seq(buf, meta, (laddr, lport), (raddr, dport), adj) {
         return refused(counters, buf, meta, e);
     }
     if toa && meta.tcp_flags & (tcpf::SYN | tcpf::RST) == 0 && c.flags() & cflags::TOA_DONE == 0 {
@@ -324,9 +332,9 @@ pub(super) fn xmit_out<B: PacketBuf>(
     counters: &LbCounters,
 ) -> Action {
     let c = conns.get(id);
-    let (vaddr, vport) = c.virt();
-    let (caddr, cport) = c.client();
-    let caddr: IpAddr = caddr.to_ip();
+    let virt = c.virt();
+    let client = c.client();
+    let caddr: IpAddr = client.0.to_ip();
     let tcp = meta.protocol == protocol::TCP;
     let toa = tcp && c.service().is_some_and(|s| s.toa.load(Ordering::Relaxed));
     let len = u64::from(meta.ip_len);
@@ -341,7 +349,7 @@ pub(super) fn xmit_out<B: PacketBuf>(
         let _ = clamp_mss(buf, meta, toa_len(&caddr) as u16);
     }
     let adj = fnat.seq_adj(id);
-    match fullnat_outbound_seq(buf, meta, vaddr.to_ip(), vport, caddr, cport, adj) {
+    match fullnat_outbound_seq(buf, meta, virt, client, adj) {
         Ok(()) => {
             if toa && !done && tcp_payload_len(buf.data(), meta) > 0 {
                 conns.set_toa_done(id);

@@ -34,6 +34,7 @@ use std::net::IpAddr;
 use super::{check_forwardable, check_not_later_fragment, decrement_ttl, same_family, XmitError};
 use super::seqadj::SeqAdj;
 use crate::buf::PacketBuf;
+use crate::conn::ConnAddr;
 use crate::wire::ipv4::protocol;
 use crate::wire::{checksum, get16, set16, tcp, udp, Fragment, PacketMeta, ParseError, L3};
 
@@ -113,18 +114,17 @@ pub enum SeqMove {
 /// [`fullnat_inbound`] with the client's sequence number moved by `adj`
 /// (TCP; UDP is rewritten alone): the same bytes as the rewrite followed
 /// by [`SeqAdj::shift_seq`], in one checksum update on the IPv4 fast path.
+/// Addresses as the connection table keeps them (IPv4-mapped for IPv4),
+/// so that the fast path takes them as they are.
 #[inline]
 pub fn fullnat_inbound_seq(
     buf: &mut impl PacketBuf,
     meta: &PacketMeta,
-    laddr: IpAddr,
-    lport: u16,
-    raddr: IpAddr,
-    rport: u16,
+    local: (ConnAddr, u16),
+    real: (ConnAddr, u16),
     adj: SeqAdj,
 ) -> Result<(), XmitError> {
-    let src = (laddr, lport);
-    rewrite_seq(buf.data_mut(), meta, src, (raddr, rport), SeqMove::Shift(adj))
+    rewrite_seq(buf.data_mut(), meta, local, real, SeqMove::Shift(adj))
 }
 
 /// [`fullnat_outbound`] with the reply's acknowledgement and SACK edges
@@ -134,14 +134,18 @@ pub fn fullnat_inbound_seq(
 pub fn fullnat_outbound_seq(
     buf: &mut impl PacketBuf,
     meta: &PacketMeta,
-    vaddr: IpAddr,
-    vport: u16,
-    caddr: IpAddr,
-    cport: u16,
+    virt: (ConnAddr, u16),
+    client: (ConnAddr, u16),
     adj: SeqAdj,
 ) -> Result<(), XmitError> {
-    let src = (vaddr, vport);
-    rewrite_seq(buf.data_mut(), meta, src, (caddr, cport), SeqMove::Unshift(adj))
+    rewrite_seq(buf.data_mut(), meta, virt, client, SeqMove::Unshift(adj))
+}
+
+/// The IPv4 address of a connection table address (`::ffff:a.b.c.d`).
+#[inline(always)]
+fn mapped_v4(a: &ConnAddr) -> Option<u32> {
+    let v = u128::from_be_bytes(a.0);
+    (v >> 32 == 0xffff).then_some(v as u32)
 }
 
 /// The rewrite and the sequence translation `mv`. A segment too short for
@@ -151,13 +155,12 @@ pub fn fullnat_outbound_seq(
 fn rewrite_seq(
     data: &mut [u8],
     meta: &PacketMeta,
-    src: (IpAddr, u16),
-    dst: (IpAddr, u16),
+    src: (ConnAddr, u16),
+    dst: (ConnAddr, u16),
     mv: SeqMove,
 ) -> Result<(), XmitError> {
-    if let (IpAddr::V4(s), IpAddr::V4(d)) = (src.0, dst.0) {
-        let (s, d) = ((u32::from(s), src.1), (u32::from(d), dst.1));
-        if let Some(sack) = rewrite_v4_fast(data, meta, s, d, mv) {
+    if let (Some(s), Some(d)) = (mapped_v4(&src.0), mapped_v4(&dst.0)) {
+        if let Some(sack) = rewrite_v4_fast(data, meta, (s, src.1), (d, dst.1), mv) {
             if let Some((adj, hlen)) = sack {
                 let l4 = usize::from(meta.l4_offset);
                 adj.unshift_sack(&mut data[l4..meta.l3_end()], hlen);
@@ -165,6 +168,7 @@ fn rewrite_seq(
             return Ok(());
         }
     }
+    let (src, dst) = ((src.0.to_ip(), src.1), (dst.0.to_ip(), dst.1));
     rewrite_seq_general(data, meta, src, dst, mv)
 }
 

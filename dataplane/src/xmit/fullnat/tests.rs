@@ -456,8 +456,9 @@ mod fast {
             let adj = SeqAdj::between(0, delta);
             let mv = if inbound { SeqMove::Shift(adj) } else { SeqMove::Unshift(adj) };
             let (src, dst) = ((ip(LIP4), 20001), (ip(RIP4), 8080));
+            let conn = |a: (IpAddr, u16)| (ConnAddr::from(a.0), a.1);
             let mut a = f.clone();
-            let ra = rewrite_seq(&mut a, &m, src, dst, mv);
+            let ra = rewrite_seq(&mut a, &m, conn(src), conn(dst), mv);
             let mut b = f.clone();
             let rb = rewrite_seq_general(&mut b, &m, src, dst, mv);
             prop_assert_eq!(ra.is_ok(), rb.is_ok());
