@@ -301,7 +301,11 @@ pub(super) fn xmit_in<B: PacketBuf, E: Egress>(
     }
     let tcp = meta.protocol == protocol::TCP;
     let toa = tcp && c.service().is_some_and(|s| s.toa.load(Ordering::Relaxed));
-    if tcp && meta.tcp_flags & tcpf::SYN != 0 && meta.tcp_flags & tcpf::ACK == 0 && has_options(buf.data(), meta) {
+    if tcp
+        && meta.tcp_flags & tcpf::SYN != 0
+        && meta.tcp_flags & tcpf::ACK == 0
+        && has_options(buf.data(), meta)
+    {
         // Malformed options only mean there is nothing to strip.
         let _ = strip_timestamps(buf, meta);
     }

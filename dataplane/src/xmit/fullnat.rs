@@ -31,8 +31,8 @@
 
 use std::net::IpAddr;
 
-use super::{check_forwardable, check_not_later_fragment, decrement_ttl, same_family, XmitError};
 use super::seqadj::SeqAdj;
+use super::{check_forwardable, check_not_later_fragment, decrement_ttl, same_family, XmitError};
 use crate::buf::PacketBuf;
 use crate::conn::ConnAddr;
 use crate::wire::ipv4::protocol;

@@ -414,7 +414,10 @@ mod fast {
             Some(a) => t.ack(a),
             None => t.syn(),
         };
-        t.options_raw(options).unwrap().write(&mut out, payload).unwrap();
+        t.options_raw(options)
+            .unwrap()
+            .write(&mut out, payload)
+            .unwrap();
         out
     }
 
