@@ -51,13 +51,13 @@ use crate::conn::{ConnAddr, ConnId, ConnTable};
 use crate::model::{Service, Snapshot};
 use crate::ports::PortPool;
 use crate::rss::Ownership;
-use crate::sched::hash::{siphash, SipKey};
+use crate::sched::hash::{siphash, siphash13_12, SipKey};
 use crate::synproxy::random_word;
 use crate::wire::ipv4::protocol;
 use crate::wire::tcp::flags as tcpf;
 use crate::wire::{IcmpQuote, PacketMeta};
 use crate::xmit::fullnat::{
-    clamp_mss, fullnat_inbound, fullnat_outbound, insert_toa, strip_timestamps, toa_len,
+    clamp_mss, fullnat_inbound_seq, fullnat_outbound_seq, insert_toa, strip_timestamps, toa_len,
 };
 use crate::xmit::icmp_both::{icmp_error_rewrite, IcmpRewrite};
 use crate::xmit::seqadj::SeqAdj;
@@ -149,6 +149,12 @@ impl FullNat {
 /// a keyed hash of the endpoints, so it cannot be guessed from outside,
 /// plus a clock that advances 1 every 64 ns, so a reused 4-tuple starts
 /// above its predecessor (what a real server's TIME_WAIT socket accepts).
+///
+/// The hash is SipHash-1-3 of [`isn_message`]; for IPv4 (12 bytes) it is
+/// computed in straight-line code from the addresses' words
+/// ([`siphash13_12`], checked against the generic SipHash by the property
+/// test `server_isn_equals_the_generic_hash`).
+#[inline]
 pub fn server_isn(
     key: SipKey,
     laddr: ConnAddr,
@@ -157,6 +163,26 @@ pub fn server_isn(
     rport: u16,
     now: u64,
 ) -> u32 {
+    let h = if laddr.is_v4() && raddr.is_v4() {
+        // The message's bytes 0..8 and 8..12 as little-endian words.
+        let l = &laddr.0;
+        let r = &raddr.0;
+        let head = u64::from_le_bytes([l[12], l[13], l[14], l[15], r[12], r[13], r[14], r[15]]);
+        let tail = u32::from(lport.swap_bytes()) | u32::from(rport.swap_bytes()) << 16;
+        siphash13_12(head, tail, key)
+    } else {
+        let (msg, n) = isn_message(laddr, lport, raddr, rport);
+        siphash(&msg[..n], key, 1, 3)
+    };
+    // 1 ms = 15625 ticks of 64 ns.
+    let clock = now.wrapping_mul(15_625) as u32;
+    (h as u32).wrapping_add(clock)
+}
+
+/// The bytes [`server_isn`] hashes, and how many: both addresses, then
+/// both ports in network order (4 + 4 + 2 + 2 for IPv4, 16 + 16 + 2 + 2
+/// otherwise).
+pub fn isn_message(laddr: ConnAddr, lport: u16, raddr: ConnAddr, rport: u16) -> ([u8; 36], usize) {
     let mut msg = [0u8; 36];
     let n = if laddr.is_v4() && raddr.is_v4() {
         msg[..4].copy_from_slice(&laddr.0[12..]);
@@ -171,9 +197,7 @@ pub fn server_isn(
         msg[34..36].copy_from_slice(&rport.to_be_bytes());
         36
     };
-    // 1 ms = 15625 ticks of 64 ns.
-    let clock = now.wrapping_mul(15_625) as u32;
-    (siphash(&msg[..n], key, 1, 3) as u32).wrapping_add(clock)
+    (msg, n)
 }
 
 impl Lb {
@@ -227,6 +251,14 @@ pub(super) fn pick_local(
     None
 }
 
+/// Whether `meta`'s TCP segment has options (a data offset above 5): a
+/// SYN without them has no timestamp to strip, and skips the walk.
+#[inline(always)]
+fn has_options(data: &[u8], meta: &PacketMeta) -> bool {
+    data.get(usize::from(meta.l4_offset) + 12)
+        .is_none_or(|b| b >> 4 != 5)
+}
+
 /// Length of the TCP payload of `meta`'s segment (0 if not TCP).
 fn tcp_payload_len(data: &[u8], meta: &PacketMeta) -> usize {
     let l4 = usize::from(meta.l4_offset);
@@ -260,28 +292,27 @@ pub(super) fn xmit_in<B: PacketBuf, E: Egress>(
     let Some((lid, lport)) = c.local() else {
         return drop_counted(counters, LbDrop::Rewrite);
     };
-    let laddr = conns.local_addr(lid).to_ip();
-    let (daddr, dport) = c.real();
-    let daddr = daddr.to_ip();
+    let laddr = conns.local_addr(lid);
+    let (raddr, dport) = c.real();
+    let daddr = raddr.to_ip();
     let mtu = eg.mtu(daddr);
     if let Err(e) = check_mtu(meta, mtu) {
         return refused(counters, buf, meta, e);
     }
     let tcp = meta.protocol == protocol::TCP;
     let toa = tcp && c.service().is_some_and(|s| s.toa.load(Ordering::Relaxed));
-    if tcp && meta.tcp_flags & tcpf::SYN != 0 && meta.tcp_flags & tcpf::ACK == 0 {
+    if tcp
+        && meta.tcp_flags & tcpf::SYN != 0
+        && meta.tcp_flags & tcpf::ACK == 0
+        && has_options(buf.data(), meta)
+    {
         // Malformed options only mean there is nothing to strip.
         let _ = strip_timestamps(buf, meta);
     }
-    if let Err(e) = fullnat_inbound(buf, meta, laddr, lport, daddr, dport) {
+    // UDP ignores the adjustment.
+    let adj = fnat.seq_adj(id);
+    if let Err(e) = fullnat_inbound_seq(buf, meta, (laddr, lport), (raddr, dport), adj) {
         return refused(counters, buf, meta, e);
-    }
-    if tcp {
-        // The rewrite checked the header lies within the packet.
-        let seg = &mut buf.data_mut()[usize::from(meta.l4_offset)..meta.l3_end()];
-        if fnat.seq_adj(id).shift_seq(seg).is_err() {
-            return drop_counted(counters, LbDrop::Rewrite);
-        }
     }
     if toa && meta.tcp_flags & (tcpf::SYN | tcpf::RST) == 0 && c.flags() & cflags::TOA_DONE == 0 {
         let (caddr, cport) = c.client();
@@ -305,9 +336,9 @@ pub(super) fn xmit_out<B: PacketBuf>(
     counters: &LbCounters,
 ) -> Action {
     let c = conns.get(id);
-    let (vaddr, vport) = c.virt();
-    let (caddr, cport) = c.client();
-    let caddr: IpAddr = caddr.to_ip();
+    let virt = c.virt();
+    let client = c.client();
+    let caddr: IpAddr = client.0.to_ip();
     let tcp = meta.protocol == protocol::TCP;
     let toa = tcp && c.service().is_some_and(|s| s.toa.load(Ordering::Relaxed));
     let len = u64::from(meta.ip_len);
@@ -321,14 +352,9 @@ pub(super) fn xmit_out<B: PacketBuf>(
     if toa && meta.tcp_flags & (tcpf::SYN | tcpf::ACK) == tcpf::SYN | tcpf::ACK {
         let _ = clamp_mss(buf, meta, toa_len(&caddr) as u16);
     }
-    match fullnat_outbound(buf, meta, vaddr.to_ip(), vport, caddr, cport) {
+    let adj = fnat.seq_adj(id);
+    match fullnat_outbound_seq(buf, meta, virt, client, adj) {
         Ok(()) => {
-            if tcp {
-                let seg = &mut buf.data_mut()[usize::from(meta.l4_offset)..meta.l3_end()];
-                if fnat.seq_adj(id).unshift_ack(seg).is_err() {
-                    return drop_counted(counters, LbDrop::Rewrite);
-                }
-            }
             if toa && !done && tcp_payload_len(buf.data(), meta) > 0 {
                 conns.set_toa_done(id);
             }

@@ -310,6 +310,32 @@ fn two_connections_get_unrelated_isns_and_a_reused_port_a_later_one() {
 }
 
 proptest::proptest! {
+    /// The ISN's IPv4 straight-line hash is the generic SipHash-1-3 of
+    /// the documented message (and IPv6 goes through the generic one).
+    #[test]
+    fn server_isn_equals_the_generic_hash(
+        k in proptest::prelude::any::<(u64, u64)>(),
+        l in proptest::prelude::any::<[u8; 16]>(),
+        r in proptest::prelude::any::<[u8; 16]>(),
+        v4 in proptest::prelude::any::<bool>(),
+        ports in proptest::prelude::any::<(u16, u16)>(),
+        now in proptest::prelude::any::<u64>(),
+    ) {
+        let key = crate::sched::hash::SipKey(k.0, k.1);
+        let (l, r) = if v4 {
+            (ConnAddr::from_v4([l[0], l[1], l[2], l[3]]), ConnAddr::from_v4([r[0], r[1], r[2], r[3]]))
+        } else {
+            (ConnAddr::from_v6(l), ConnAddr::from_v6(r))
+        };
+        let (msg, n) = fullnat::isn_message(l, ports.0, r, ports.1);
+        let want = (crate::sched::hash::siphash(&msg[..n], key, 1, 3) as u32)
+            .wrapping_add(now.wrapping_mul(15_625) as u32);
+        proptest::prop_assert_eq!(fullnat::server_isn(key, l, ports.0, r, ports.1, now), want);
+        proptest::prop_assert_eq!(n, if v4 { 12 } else { 36 });
+    }
+}
+
+proptest::proptest! {
     // Each case builds a stage (a connection table of 128 k slots).
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
     /// Whatever the ISNs, the real server reads the client's stream at the

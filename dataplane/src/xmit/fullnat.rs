@@ -31,8 +31,10 @@
 
 use std::net::IpAddr;
 
+use super::seqadj::SeqAdj;
 use super::{check_forwardable, check_not_later_fragment, decrement_ttl, same_family, XmitError};
 use crate::buf::PacketBuf;
+use crate::conn::ConnAddr;
 use crate::wire::ipv4::protocol;
 use crate::wire::{checksum, get16, set16, tcp, udp, Fragment, PacketMeta, ParseError, L3};
 
@@ -94,6 +96,106 @@ pub fn fullnat_outbound(
     rewrite(buf.data_mut(), meta, (vaddr, vport), (caddr, cport))
 }
 
+/// The TCP sequence translation that rides on a FULLNAT rewrite
+/// ([`crate::xmit::seqadj`]): folded into the rewrite's single checksum
+/// update on the IPv4 fast path, applied after it otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqMove {
+    /// Nothing (UDP, or the plain rewrite).
+    None,
+    /// A client's segment toward the real server: its sequence number
+    /// moves forward ([`SeqAdj::shift_seq`]).
+    Shift(SeqAdj),
+    /// A reply toward the client: its acknowledgement and SACK edges move
+    /// back ([`SeqAdj::unshift_ack`]).
+    Unshift(SeqAdj),
+}
+
+/// [`fullnat_inbound`] with the client's sequence number moved by `adj`
+/// (TCP; UDP is rewritten alone): the same bytes as the rewrite followed
+/// by [`SeqAdj::shift_seq`], in one checksum update on the IPv4 fast path.
+/// Addresses as the connection table keeps them (IPv4-mapped for IPv4),
+/// so that the fast path takes them as they are.
+#[inline]
+pub fn fullnat_inbound_seq(
+    buf: &mut impl PacketBuf,
+    meta: &PacketMeta,
+    local: (ConnAddr, u16),
+    real: (ConnAddr, u16),
+    adj: SeqAdj,
+) -> Result<(), XmitError> {
+    rewrite_seq(buf.data_mut(), meta, local, real, SeqMove::Shift(adj))
+}
+
+/// [`fullnat_outbound`] with the reply's acknowledgement and SACK edges
+/// moved back by `adj` (TCP): the same bytes as the rewrite followed by
+/// [`SeqAdj::unshift_ack`].
+#[inline]
+pub fn fullnat_outbound_seq(
+    buf: &mut impl PacketBuf,
+    meta: &PacketMeta,
+    virt: (ConnAddr, u16),
+    client: (ConnAddr, u16),
+    adj: SeqAdj,
+) -> Result<(), XmitError> {
+    rewrite_seq(buf.data_mut(), meta, virt, client, SeqMove::Unshift(adj))
+}
+
+/// The IPv4 address of a connection table address (`::ffff:a.b.c.d`).
+#[inline(always)]
+fn mapped_v4(a: &ConnAddr) -> Option<u32> {
+    let v = u128::from_be_bytes(a.0);
+    (v >> 32 == 0xffff).then_some(v as u32)
+}
+
+/// The rewrite and the sequence translation `mv`. A segment too short for
+/// its own header is refused as malformed (the rewrite may have been
+/// written: the caller drops it).
+#[inline(always)]
+fn rewrite_seq(
+    data: &mut [u8],
+    meta: &PacketMeta,
+    src: (ConnAddr, u16),
+    dst: (ConnAddr, u16),
+    mv: SeqMove,
+) -> Result<(), XmitError> {
+    if let (Some(s), Some(d)) = (mapped_v4(&src.0), mapped_v4(&dst.0)) {
+        if let Some(sack) = rewrite_v4_fast(data, meta, (s, src.1), (d, dst.1), mv) {
+            if let Some((adj, hlen)) = sack {
+                let l4 = usize::from(meta.l4_offset);
+                adj.unshift_sack(&mut data[l4..meta.l3_end()], hlen);
+            }
+            return Ok(());
+        }
+    }
+    let (src, dst) = ((src.0.to_ip(), src.1), (dst.0.to_ip(), dst.1));
+    rewrite_seq_general(data, meta, src, dst, mv)
+}
+
+/// The reference of [`rewrite_seq`]: [`rewrite_general`], then the
+/// sequence adjuster's own update.
+#[inline(never)]
+fn rewrite_seq_general(
+    data: &mut [u8],
+    meta: &PacketMeta,
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+    mv: SeqMove,
+) -> Result<(), XmitError> {
+    rewrite_general(data, meta, src, dst)?;
+    if meta.protocol != protocol::TCP {
+        return Ok(());
+    }
+    // The rewrite checked the header lies within the packet.
+    let seg = &mut data[usize::from(meta.l4_offset)..meta.l3_end()];
+    let r = match mv {
+        SeqMove::None => Ok(()),
+        SeqMove::Shift(adj) => adj.shift_seq(seg),
+        SeqMove::Unshift(adj) => adj.unshift_ack(seg),
+    };
+    r.map_err(|_| XmitError::Malformed(ParseError::Truncated))
+}
+
 /// Sum of `!old + new` over the 16-bit words of two equal-length byte
 /// strings (an address): the RFC 1624 delta [`checksum::adjust`] takes.
 #[inline(always)]
@@ -126,28 +228,73 @@ fn rewrite(
     dst: (IpAddr, u16),
 ) -> Result<(), XmitError> {
     if let (IpAddr::V4(s), IpAddr::V4(d)) = (src.0, dst.0) {
-        if rewrite_v4_fast(data, meta, (u32::from(s), src.1), (u32::from(d), dst.1)) {
+        let (s, d) = ((u32::from(s), src.1), (u32::from(d), dst.1));
+        if rewrite_v4_fast(data, meta, s, d, SeqMove::None).is_some() {
             return Ok(());
         }
     }
     rewrite_general(data, meta, src, dst)
 }
 
+/// What a fast rewrite left to do: the SACK blocks of a reply with
+/// options (`(adjustment, header length)`), or nothing.
+type SackLeft = Option<(SeqAdj, usize)>;
+
 /// The common case, an IPv4 TCP or UDP (with a checksum) packet that is
 /// not a later fragment, in straight-line code over fixed-size views (as
 /// NAT's fast path): `false`, having written nothing, for anything else or
 /// anything [`rewrite_general`] could refuse. The property test
 /// `fast_path_equals_general_path` checks it writes the same bytes.
+///
+/// A TCP segment's sequence translation `mv` joins the same checksum
+/// update: one more `!old + new` term (RFC 1624 sums commute, and the
+/// one's-complement sum has one representation of a non-zero value, so
+/// the result is the two updates' to the bit). Returns, besides, the
+/// SACK blocks still to move when a reply has options.
 #[inline(always)]
-fn rewrite_v4_fast(data: &mut [u8], meta: &PacketMeta, src: (u32, u16), dst: (u32, u16)) -> bool {
-    let Some((ip, l4h, is_udp)) = super::v4_fast_headers(data, meta) else {
-        return false;
-    };
+fn rewrite_v4_fast(
+    data: &mut [u8],
+    meta: &PacketMeta,
+    src: (u32, u16),
+    dst: (u32, u16),
+    mv: SeqMove,
+) -> Option<SackLeft> {
+    let seg_len = meta.l3_end().wrapping_sub(usize::from(meta.l4_offset));
+    let (ip, l4h, is_udp) = super::v4_fast_headers(data, meta)?;
     let csum_at = if is_udp {
         udp::CHECKSUM_OFFSET
     } else {
         tcp::CHECKSUM_OFFSET
     };
+    // The sequence field to move (offset, amount added), the checks of
+    // `SeqAdj` first.
+    let mut seq = None;
+    let mut sack = None;
+    if !is_udp {
+        let adj = match mv {
+            SeqMove::None => None,
+            SeqMove::Shift(a) | SeqMove::Unshift(a) => Some(a),
+        };
+        if let Some(adj) = adj {
+            let hlen = usize::from(l4h[12] >> 4) * 4;
+            if hlen < tcp::HEADER_LEN || hlen > seg_len {
+                return None;
+            }
+            if adj.delta() != 0 {
+                match mv {
+                    SeqMove::Shift(_) => seq = Some((4, adj.delta())),
+                    _ => {
+                        if l4h[13] & tcp::flags::ACK != 0 {
+                            seq = Some((8, adj.delta().wrapping_neg()));
+                        }
+                        if hlen > tcp::HEADER_LEN {
+                            sack = Some((adj, hlen));
+                        }
+                    }
+                }
+            }
+        }
+    }
     let old_s = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
     let old_d = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
     let a_delta = u64::from(!old_s) + u64::from(src.0) + u64::from(!old_d) + u64::from(dst.0);
@@ -160,15 +307,26 @@ fn rewrite_v4_fast(data: &mut [u8], meta: &PacketMeta, src: (u32, u16), dst: (u3
     let old_sp = u16::from_be_bytes([l4h[0], l4h[1]]);
     let old_dp = u16::from_be_bytes([l4h[2], l4h[3]]);
     let p_delta = u64::from(!old_sp) + u64::from(src.1) + u64::from(!old_dp) + u64::from(dst.1);
+    let mut s_delta = 0;
+    if let Some((at, by)) = seq {
+        let old = u32::from_be_bytes([l4h[at], l4h[at + 1], l4h[at + 2], l4h[at + 3]]);
+        let new = old.wrapping_add(by);
+        // Two 16-bit words; `!old` of each half, as `checksum::update32`.
+        s_delta = u64::from(!(old >> 16) as u16)
+            + u64::from(!(old as u16))
+            + u64::from(new >> 16)
+            + u64::from(new & 0xffff);
+        l4h[at..at + 4].copy_from_slice(&new.to_be_bytes());
+    }
     let old_c = u16::from_be_bytes([l4h[csum_at], l4h[csum_at + 1]]);
-    let mut c = checksum::adjust(old_c, a_delta + p_delta);
+    let mut c = checksum::adjust(old_c, a_delta + p_delta + s_delta);
     if is_udp && c == 0 {
         c = 0xffff;
     }
     l4h[0..2].copy_from_slice(&src.1.to_be_bytes());
     l4h[2..4].copy_from_slice(&dst.1.to_be_bytes());
     l4h[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
-    true
+    Some(sack)
 }
 
 /// Every case (IPv6, UDP without checksum, fragments) with all checks

@@ -121,6 +121,18 @@ impl SeqAdj {
             let old = read32(seg, field::ACK);
             patch32(seg, field::ACK, old, self.unmap(old));
         }
+        self.unshift_sack(seg, hlen);
+        Ok(())
+    }
+
+    /// The SACK half of [`SeqAdj::unshift_ack`]: every SACK block edge in
+    /// the options of `seg` (whose header, `hlen` bytes, was checked to lie
+    /// within it) moves back by the offset, the checksum follows. For a
+    /// caller that moved the acknowledgement itself (FULLNAT folds it into
+    /// its rewrite's checksum update) and found options behind the fixed
+    /// header.
+    pub fn unshift_sack(self, seg: &mut [u8], hlen: usize) {
+        let hlen = hlen.min(seg.len());
         let mut at = field::HEADER;
         while at < hlen {
             match seg[at] {
@@ -144,13 +156,12 @@ impl SeqAdj {
                 }
             }
         }
-        Ok(())
     }
 }
 
 /// The segment's header length, checked against its size.
 #[inline(always)]
-fn header_len(seg: &[u8]) -> Result<usize, SeqAdjError> {
+pub(crate) fn header_len(seg: &[u8]) -> Result<usize, SeqAdjError> {
     if seg.len() < field::HEADER {
         return Err(SeqAdjError::Truncated);
     }
