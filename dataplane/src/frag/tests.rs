@@ -252,3 +252,153 @@ fn ipv4_fragments_keep_df_off_and_fit_the_mtu() {
     }
     assert_eq!(offsets, [0, 1480, 2960]);
 }
+
+/// Two workers' load-balancing stages over one NAT service, UDP port 53 on
+/// 198.18.0.100 and 2001:db8::100 to 198.18.1.10 / 2001:db8:1::10.
+fn two_stages() -> Vec<crate::lb::LbStage> {
+    use crate::config::{ConfigOp, ConfigStore};
+    use crate::lb::{ConfigCell, ConnDump, Lb, LbSettings, LbStage, PortRoutes};
+    use crate::model::{DestConfig, ForwardMethod, Protocol, ServiceConfig, ServiceKey};
+    use crate::net::{Interface, L3Config, Prefix};
+    use crate::rss::Ownership;
+    use crate::wire::ethernet::MacAddr;
+    use std::sync::Arc;
+
+    let port = |id: u16, v4: &str, v6: &str| Interface {
+        port: id,
+        mac: MacAddr([2, 0, 0, 0, 0, 1 + id as u8]),
+        addrs: vec![
+            Prefix::new(ip(v4), 24).unwrap(),
+            Prefix::new(ip(v6), 64).unwrap(),
+        ],
+        mtu: 1500,
+        kernel: false,
+    };
+    let cfg = L3Config {
+        interfaces: vec![
+            port(0, "198.18.0.1", "2001:db8::1"),
+            port(1, "198.18.1.1", "2001:db8:1::1"),
+        ],
+        routes: vec![],
+        neighbors: vec![],
+        forwarding: Default::default(),
+    };
+    let mut store = ConfigStore::new();
+    for (vip, rs) in [
+        ("198.18.0.100", "198.18.1.10"),
+        ("2001:db8::100", "2001:db8:1::10"),
+    ] {
+        let key = ServiceKey::Addr {
+            protocol: Protocol::Udp,
+            addr: ip(vip),
+            port: 53,
+        };
+        store
+            .apply(&ConfigOp::AddService(ServiceConfig::new(key)))
+            .unwrap();
+        let d = DestConfig {
+            addr: ip(rs),
+            port: 53,
+            method: ForwardMethod::Masq,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        };
+        store.apply(&ConfigOp::AddDest(key, d)).unwrap();
+    }
+    let owners = Ownership::new(2);
+    (0..2)
+        .map(|me| {
+            let cell = Arc::new(ConfigCell::default());
+            cell.publish(store.snapshot());
+            let mut lb = Lb::new(
+                me,
+                LbSettings {
+                    capacity: 1024,
+                    ..LbSettings::default()
+                },
+                0,
+            );
+            lb.set_snapshot(cell.load());
+            let egress = PortRoutes::new(cfg.route_table().unwrap(), cfg.interfaces.clone());
+            LbStage::new(
+                lb,
+                me,
+                owners.clone(),
+                cell,
+                Arc::new(ConnDump::default()),
+                egress,
+            )
+        })
+        .collect()
+}
+
+/// With two workers, RSS may give the fragments of one datagram to both
+/// (on fragments it hashes addresses only, or nothing): every fragment is
+/// handed to the worker of the source address, which alone reassembles
+/// the datagram and balances it whole; nothing is reassembled, held or
+/// lost on the other.
+#[test]
+fn with_two_workers_fragments_split_by_rss_meet_and_are_reassembled_on_one_worker() {
+    use crate::net::{Stage, StageVerdict};
+    use crate::rss::Ownership;
+
+    let owners = Ownership::new(2);
+    for v6 in [false, true] {
+        let mut stages = two_stages();
+        let whole = datagram(v6, 4000, 7);
+        let pieces = cut(&whole, 1500, 0x0102_0304);
+        assert_eq!(pieces.len(), 3);
+        let src = parse_packet(&whole).unwrap().src;
+        let home = owners.owner(src, 0);
+        let mut datagrams = 0;
+        for (i, p) in pieces.iter().enumerate() {
+            // Alternate arrival workers, as RSS may.
+            let mut at = i % 2;
+            let mut buf = crate::buf::TestBuf::new(p);
+            let m = parse_packet(p).unwrap();
+            loop {
+                match stages[at].process(0, buf, &m, 1) {
+                    StageVerdict::HandOver { buf: b, worker } => {
+                        assert_ne!(at, home, "the home worker keeps its fragments");
+                        assert_eq!(worker, home, "fragment {i} (v6 {v6})");
+                        buf = b;
+                        at = worker;
+                    }
+                    StageVerdict::Drop { counted, .. } => {
+                        assert!(counted);
+                        assert!(i < pieces.len() - 1, "the last fragment completes it");
+                        break;
+                    }
+                    StageVerdict::Datagram { dst, .. } => {
+                        assert_eq!(at, home);
+                        let rs = if v6 { "2001:db8:1::10" } else { "198.18.1.10" };
+                        assert_eq!(dst, ip(rs));
+                        let out = Stage::<crate::buf::TestBuf>::datagram(&stages[at])
+                            .expect("the datagram is held");
+                        let m = parse_packet(out).unwrap();
+                        assert_eq!(m.fragment, Fragment::No);
+                        assert_eq!((m.dst, m.dport), (ip(rs), 53));
+                        // The whole payload, rewritten for the real server.
+                        assert_eq!(out.len(), whole.len());
+                        assert_eq!(out[out.len() - 4000..], whole[whole.len() - 4000..]);
+                        Stage::<crate::buf::TestBuf>::datagram_sent(&mut stages[at]);
+                        datagrams += 1;
+                        break;
+                    }
+                    _ => panic!("fragment {i} (v6 {v6}): neither held, handed nor completed"),
+                }
+            }
+        }
+        assert_eq!(datagrams, 1, "v6 {v6}");
+        use std::sync::atomic::Ordering::Relaxed;
+        let (h, o) = (&stages[home], &stages[1 - home]);
+        let (h, o) = (&h.lb().counters().frag, &o.lb().counters().frag);
+        assert_eq!(h.fragments.load(Relaxed), 3);
+        assert_eq!(h.reassembled.load(Relaxed), 1);
+        assert_eq!(o.fragments.load(Relaxed), 0);
+        for r in FragDrop::ALL {
+            assert_eq!(h.drops(r) + o.drops(r), 0, "{r:?}");
+        }
+    }
+}
