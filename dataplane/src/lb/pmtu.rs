@@ -170,8 +170,8 @@ impl Lb {
 }
 
 /// Whether `dst` is an IPv4 address, as [`PathMtus`] keys are.
-#[inline]
-pub(super) fn v4(dst: IpAddr) -> Option<Ipv4Addr> {
+#[cfg(test)]
+fn v4(dst: IpAddr) -> Option<Ipv4Addr> {
     match dst {
         IpAddr::V4(a) => Some(a),
         IpAddr::V6(_) => None,

@@ -21,7 +21,6 @@
 //!   around the rows is only ever taken on that control path.
 //! * Counters are per worker ([`LbCounters`], statistics slots).
 
-use std::cell::Cell;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,11 +29,11 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use super::filter::Filtered;
-use super::{Action, Egress, Lb, PathMtus};
+use super::{Action, Egress, Lb};
 use crate::buf::PacketBuf;
 use crate::frag::{FragDrop, Insert, Reassembler, ReassemblyLimits};
 use crate::model::{ConnEntry, Snapshot};
-use crate::net::{Interface, RouteTable, Stage, StageVerdict};
+use crate::net::{Interface, RouteCache, Stage, StageVerdict};
 use crate::rss::Ownership;
 use crate::snat::{Postrouting, Snat};
 use crate::wire::ipv4::protocol;
@@ -238,127 +237,6 @@ impl ConnDump {
     }
 }
 
-/// Routing facts for rewrites, from the port configuration: the source
-/// address and the MTU towards a destination (the MTU of the port its route
-/// leaves by, lowered by a path MTU learned for it, see [`PathMtus`]).
-///
-/// Tunnel destinations need the director's source address toward each
-/// real server on every packet: a route lookup, the port's interface and
-/// its addresses. Addresses never change while the daemon runs and routes
-/// only on a reload, which replaces the whole value, so each worker's copy
-/// remembers recent answers in a small direct-mapped cache that never
-/// needs invalidating.
-#[derive(Debug, Clone)]
-pub struct PortRoutes {
-    routes: RouteTable,
-    interfaces: Vec<Interface>,
-    /// The ports' IP MTU when all ports have the same one (NAT and DR
-    /// then need no route lookup for their MTU check).
-    uniform_mtu: Option<u16>,
-    cache: [Cell<Option<RouteHit>>; ROUTE_CACHE],
-    /// Learned path MTUs, shared by every worker's copy.
-    pmtu: Arc<PathMtus>,
-    /// The worker's clock in seconds (wrapping), for the learned MTUs.
-    now_s: Cell<u16>,
-}
-
-/// A remembered answer of [`PortRoutes::route`].
-#[derive(Debug, Clone, Copy)]
-struct RouteHit {
-    dst: IpAddr,
-    src: IpAddr,
-    mtu: u16,
-}
-
-const ROUTE_CACHE: usize = 32;
-
-impl PortRoutes {
-    /// Routing facts from the port table (each interface with its MTU),
-    /// with a fresh table of learned path MTUs.
-    pub fn new(routes: RouteTable, interfaces: Vec<Interface>) -> Self {
-        PortRoutes::with_path_mtus(routes, interfaces, Arc::new(PathMtus::default()))
-    }
-
-    fn with_path_mtus(routes: RouteTable, interfaces: Vec<Interface>, pmtu: Arc<PathMtus>) -> Self {
-        let first = interfaces.first().map(|i| i.mtu);
-        let uniform_mtu = first.filter(|&m| interfaces.iter().all(|i| i.mtu == m));
-        PortRoutes {
-            routes,
-            interfaces,
-            uniform_mtu,
-            cache: std::array::from_fn(|_| Cell::new(None)),
-            pmtu,
-            now_s: Cell::new(0),
-        }
-    }
-
-    /// Whether `a` is one of the ports' own addresses.
-    pub fn is_own(&self, a: &IpAddr) -> bool {
-        self.interfaces
-            .iter()
-            .any(|i| i.addrs.iter().any(|p| p.addr == *a))
-    }
-
-    /// Source address and port MTU towards `dst`.
-    fn lookup(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
-        let (port, _) = self.routes.next_hop(dst)?;
-        let iface = self.interfaces.iter().find(|i| i.port == port)?;
-        let src = match dst {
-            IpAddr::V4(d) => IpAddr::V4(iface.v4_source(d)?),
-            IpAddr::V6(d) => IpAddr::V6(iface.v6_source(d)?),
-        };
-        Some((src, iface.mtu))
-    }
-
-    /// The worker's clock, for the expiry of learned MTUs (between bursts).
-    pub fn set_now(&self, now_ms: u64) {
-        self.now_s.set((now_ms / 1000) as u16);
-    }
-
-    /// `mtu` lowered to the path MTU learned for `dst`, if any.
-    #[inline]
-    fn path(&self, dst: IpAddr, mtu: u16) -> u16 {
-        match super::pmtu::v4(dst).and_then(|d| self.pmtu.get(d, self.now_s.get())) {
-            Some(p) => p.min(mtu),
-            None => mtu,
-        }
-    }
-}
-
-#[inline]
-fn route_slot(dst: IpAddr) -> usize {
-    crate::net::addr_slot(dst, ROUTE_CACHE)
-}
-
-impl Egress for PortRoutes {
-    #[inline]
-    fn route(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
-        let slot = &self.cache[route_slot(dst)];
-        if let Some(h) = slot.get() {
-            if h.dst == dst {
-                return Some((h.src, self.path(dst, h.mtu)));
-            }
-        }
-        let (src, mtu) = self.lookup(dst)?;
-        slot.set(Some(RouteHit { dst, src, mtu }));
-        Some((src, self.path(dst, mtu)))
-    }
-
-    #[inline]
-    fn mtu(&self, dst: IpAddr) -> u16 {
-        match self.uniform_mtu {
-            Some(m) => m,
-            None => self.route(dst).map_or(u16::MAX, |r| r.1),
-        }
-    }
-
-    fn learn_mtu(&self, dst: IpAddr, mtu: u16) {
-        if let Some(d) = super::pmtu::v4(dst) {
-            self.pmtu.learn(d, mtu, self.now_s.get());
-        }
-    }
-}
-
 /// How often a worker expires connections, and how many at most per turn.
 const HOUSEKEEPING_MS: u64 = 10;
 const EXPIRE_BUDGET: usize = 4096;
@@ -372,7 +250,6 @@ pub struct LbStage {
     config: Arc<ConfigCell>,
     taken: Taken,
     dump: Arc<ConnDump>,
-    egress: PortRoutes,
     last_housekeeping: u64,
     /// Datagrams arriving in fragments (to a VIP, or NAT replies from a
     /// real server), reassembled before the load balancer sees them.
@@ -387,7 +264,7 @@ pub struct LbStage {
 /// The routes for a reassembled datagram: no MTU limit, since what leaves
 /// is fragmented to the egress MTU afterwards (the stack's
 /// [`StageVerdict::Datagram`]).
-struct Unlimited<'a>(&'a PortRoutes);
+struct Unlimited<'a>(&'a RouteCache);
 
 impl Egress for Unlimited<'_> {
     fn route(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
@@ -409,12 +286,12 @@ impl LbStage {
         owners: Ownership,
         config: Arc<ConfigCell>,
         dump: Arc<ConnDump>,
-        egress: PortRoutes,
+        interfaces: Vec<Interface>,
     ) -> Self {
         lb.set_ownership(owners.clone());
         let lb_frag = Arc::clone(&lb.counters().frag);
         let taken = config.register();
-        let mut snat = Snat::new(egress.interfaces.clone(), owners.clone(), me, 0);
+        let mut snat = Snat::new(interfaces, owners.clone(), me, 0);
         snat.prepare(&lb.snapshot().nat);
         LbStage {
             lb,
@@ -423,7 +300,6 @@ impl LbStage {
             config,
             taken,
             dump,
-            egress,
             last_housekeeping: 0,
             frags: Reassembler::with_counters(ReassemblyLimits::default(), Arc::clone(&lb_frag)),
             pending: None,
@@ -441,16 +317,20 @@ impl LbStage {
 
     /// Takes a fragment; a completed datagram goes through the load
     /// balancer whole and, if forwarded, to the stack in pieces.
-    fn reassemble<B: PacketBuf>(&mut self, buf: B, meta: &PacketMeta, now: u64) -> StageVerdict<B> {
+    fn reassemble<B: PacketBuf>(
+        &mut self,
+        buf: B,
+        meta: &PacketMeta,
+        now: u64,
+        routes: &RouteCache,
+    ) -> StageVerdict<B> {
         let slot = match self.frags.insert(buf.data(), meta, now) {
             Insert::Complete(slot) => slot,
             Insert::Held | Insert::Dropped(_) => return StageVerdict::Drop { buf, counted: true },
         };
         let mut whole = self.frags.frame(slot);
         let action = match crate::wire::parse_packet(whole.data()) {
-            Ok(m) => self
-                .lb
-                .process(&mut whole, &m, now, &Unlimited(&self.egress)),
+            Ok(m) => self.lb.process(&mut whole, &m, now, &Unlimited(routes)),
             // Counted like any refusal of the load balancer's (it was
             // lost without a count before).
             Err(_) => super::drop_counted(&self.lb.counters, super::LbDrop::Rewrite),
@@ -478,18 +358,6 @@ impl LbStage {
     }
 }
 
-impl PortRoutes {
-    /// The same ports with other routes (a reload); the cache starts
-    /// empty.
-    pub fn with_routes(&self, routes: &RouteTable) -> PortRoutes {
-        PortRoutes::with_path_mtus(
-            routes.clone(),
-            self.interfaces.clone(),
-            Arc::clone(&self.pmtu),
-        )
-    }
-}
-
 #[cfg(test)]
 impl LbStage {
     /// One worker's stage (capacity 1024) over `store`'s snapshot, routing
@@ -510,23 +378,18 @@ impl LbStage {
             0,
         );
         lb.set_snapshot(cell.load());
-        let egress = PortRoutes::new(cfg.route_table().unwrap(), cfg.interfaces.clone());
         LbStage::new(
             lb,
             0,
             Ownership::new(1),
             cell,
             Arc::new(super::ConnDump::default()),
-            egress,
+            cfg.interfaces.clone(),
         )
     }
 }
 
 impl<B: PacketBuf> Stage<B> for LbStage {
-    fn set_routes(&mut self, routes: &RouteTable) {
-        self.egress = self.egress.with_routes(routes);
-    }
-
     #[inline]
     fn process(
         &mut self,
@@ -534,6 +397,7 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         mut buf: B,
         meta: &PacketMeta,
         now: u64,
+        routes: &RouteCache,
     ) -> StageVerdict<B> {
         if self.reassembles(meta) {
             // All fragments of a datagram to one worker: later ones carry
@@ -544,7 +408,7 @@ impl<B: PacketBuf> Stage<B> for LbStage {
                     return StageVerdict::HandOver { buf, worker: owner };
                 }
             }
-            return self.reassemble(buf, meta, now);
+            return self.reassemble(buf, meta, now, routes);
         }
         // Connection ownership (DESIGN.md): the worker chosen by the client
         // endpoint handles both directions; a packet that RSS (or the
@@ -567,19 +431,15 @@ impl<B: PacketBuf> Stage<B> for LbStage {
             }
             crate::snat::Reply::NotOurs => {}
         }
-        let eg = &self.egress;
         let mark = match self
             .lb
-            .filter(&mut buf, meta, rx_port, |a| eg.is_own(a), eg)
+            .filter(&mut buf, meta, rx_port, |a| routes.is_own(a), routes)
         {
             Filtered::Pass(mark) => mark,
             Filtered::Drop => return StageVerdict::Drop { buf, counted: true },
             Filtered::Reply(dst) => return StageVerdict::Route { buf, dst },
         };
-        match self
-            .lb
-            .process_marked(&mut buf, meta, mark, now, &self.egress)
-        {
+        match self.lb.process_marked(&mut buf, meta, mark, now, routes) {
             Action::Forward(dst) => StageVerdict::Route { buf, dst },
             Action::Pass => StageVerdict::Pass { buf },
             Action::Drop(_) => StageVerdict::Drop { buf, counted: true },
@@ -618,7 +478,6 @@ impl<B: PacketBuf> Stage<B> for LbStage {
             self.snat.expire(now, EXPIRE_BUDGET);
         }
         self.dump.serve(&self.lb, now);
-        self.egress.set_now(now);
         self.frags.expire(now);
         self.lb.sync_tick(now);
         changed
@@ -656,84 +515,6 @@ impl<B: PacketBuf> Stage<B> for LbStage {
     fn datagram_sent(&mut self) {
         if let Some(slot) = self.pending.take() {
             self.frags.release(slot);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::net::L3Config;
-    use crate::wire::ethernet::MacAddr;
-
-    /// Port 0: 198.18.0.1/24 and 2001:db8::1/64; port 1: 198.18.1.1/24
-    /// and 198.18.2.1/24, with 198.19.0.0/16 via 198.18.1.254.
-    fn routes() -> PortRoutes {
-        let cfg = L3Config {
-            interfaces: vec![
-                Interface {
-                    port: 0,
-                    mac: MacAddr([2, 0, 0, 0, 0, 1]),
-                    addrs: vec![
-                        "198.18.0.1/24".parse().unwrap(),
-                        "2001:db8::1/64".parse().unwrap(),
-                    ],
-                    mtu: 1500,
-                    kernel: false,
-                },
-                Interface {
-                    port: 1,
-                    mac: MacAddr([2, 0, 0, 0, 0, 2]),
-                    addrs: vec![
-                        "198.18.1.1/24".parse().unwrap(),
-                        "198.18.2.1/24".parse().unwrap(),
-                    ],
-                    mtu: 1500,
-                    kernel: false,
-                },
-            ],
-            routes: vec![(
-                "198.19.0.0/16".parse().unwrap(),
-                "198.18.1.254".parse().unwrap(),
-            )],
-            neighbors: vec![],
-            forwarding: Default::default(),
-        };
-        PortRoutes::new(cfg.route_table().unwrap(), cfg.interfaces.clone())
-    }
-
-    #[test]
-    fn remembered_routes_answer_as_the_lookup_does() {
-        let r = routes();
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(
-            r.route(ip("198.18.2.7")),
-            Some((ip("198.18.2.1"), 1500)),
-            "the address on the destination's own prefix"
-        );
-        assert_eq!(
-            r.route(ip("198.19.3.4")).map(|x| x.0),
-            Some(ip("198.18.1.1"))
-        );
-        assert_eq!(
-            r.route(ip("2001:db8::9")).map(|x| x.0),
-            Some(ip("2001:db8::1"))
-        );
-        assert_eq!(r.route(ip("2001:db8:1::9")), None, "no route");
-        // Many destinations (more than the cache holds, so slots are
-        // shared and replaced), each asked three times: every answer is the
-        // uncached one.
-        let dsts: Vec<IpAddr> = (0..300u32)
-            .map(|i| {
-                let o = (i % 3) as u8;
-                IpAddr::from([198, 18 + u8::from(o == 2), o, (i / 3) as u8])
-            })
-            .collect();
-        for _ in 0..3 {
-            for &d in &dsts {
-                let want = r.lookup(d);
-                assert_eq!(r.route(d), want, "{d}");
-            }
         }
     }
 }
