@@ -241,6 +241,34 @@ impl ConnDump {
 const HOUSEKEEPING_MS: u64 = 10;
 const EXPIRE_BUDGET: usize = 4096;
 
+/// The steps in front of the balancer that the worker's setup and the
+/// installed snapshot leave off, decided between bursts ([`Stage::tick`],
+/// [`LbStage::new`]), never per packet.
+///
+/// Why: most directors run none of them (one worker, no filter rules, no
+/// source NAT), and each costs a test or a call per packet. With all of
+/// them off ([`Switches::plain`]), a whole datagram goes straight to
+/// [`Lb::process_marked`], as it would after passing each of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Switches {
+    /// One worker: no ownership test, nothing handed over.
+    pub one_worker: bool,
+    /// No filter rule (the rules would pass every packet, mark 0).
+    pub no_rules: bool,
+    /// No source-NAT mapping and no nat rule that could make one (no
+    /// packet is a reply to a mapping). With no nat rule mappings only
+    /// expire, so this holds until a snapshot with nat rules comes.
+    pub no_snat: bool,
+}
+
+impl Switches {
+    /// Whether every step is off.
+    #[inline]
+    pub fn plain(self) -> bool {
+        self.one_worker && self.no_rules && self.no_snat
+    }
+}
+
 /// The load balancer plugged into a worker.
 #[derive(Debug)]
 pub struct LbStage {
@@ -259,6 +287,8 @@ pub struct LbStage {
     pending: Option<usize>,
     /// Source NAT of routed traffic ([`crate::snat`]).
     snat: Snat,
+    /// What is off, as of the last tick.
+    switches: Switches,
 }
 
 /// The routes for a reassembled datagram: no MTU limit, since what leaves
@@ -293,7 +323,7 @@ impl LbStage {
         let taken = config.register();
         let mut snat = Snat::new(interfaces, owners.clone(), me, 0);
         snat.prepare(&lb.snapshot().nat);
-        LbStage {
+        let mut stage = LbStage {
             lb,
             me,
             owners,
@@ -304,7 +334,26 @@ impl LbStage {
             frags: Reassembler::with_counters(ReassemblyLimits::default(), Arc::clone(&lb_frag)),
             pending: None,
             snat,
+            switches: Switches::default(),
+        };
+        stage.switches = stage.decide();
+        stage
+    }
+
+    /// The [`Switches`] of the worker's setup, the snapshot in force and
+    /// the source-NAT mappings held now.
+    fn decide(&self) -> Switches {
+        let snap = self.lb.snapshot();
+        Switches {
+            one_worker: self.owners.workers() <= 1,
+            no_rules: snap.rules.is_empty(),
+            no_snat: self.snat.is_empty() && snap.nat.is_empty(),
         }
+    }
+
+    /// What is off now.
+    pub fn switches(&self) -> Switches {
+        self.switches
     }
 
     /// Whether a fragment is the load balancer's to reassemble: TCP or
@@ -399,6 +448,16 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         now: u64,
         routes: &RouteCache,
     ) -> StageVerdict<B> {
+        if self.switches.plain() && meta.fragment == Fragment::No {
+            // Nothing in front of the balancer applies: no reassembly
+            // (a whole datagram), no owner but this worker, no mapping
+            // to reply to, no rule (mark 0).
+            return match self.lb.process_marked(&mut buf, meta, 0, now, routes) {
+                Action::Forward(dst) => StageVerdict::Route { buf, dst },
+                Action::Pass => StageVerdict::Pass { buf },
+                Action::Drop(_) => StageVerdict::Drop { buf, counted: true },
+            };
+        }
         if self.reassembles(meta) {
             // All fragments of a datagram to one worker: later ones carry
             // no ports, so the owner is the source address's.
@@ -480,6 +539,7 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         self.dump.serve(&self.lb, now);
         self.frags.expire(now);
         self.lb.sync_tick(now);
+        self.switches = self.decide();
         changed
     }
 
@@ -516,6 +576,101 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         if let Some(slot) = self.pending.take() {
             self.frags.release(slot);
         }
+    }
+}
+
+#[cfg(test)]
+mod switch_tests {
+    use super::*;
+    use crate::config::ConfigStore;
+    use crate::model::Family;
+    use crate::net::L3Config;
+    use crate::rules::{NoNames, Program, Rule, RuleOp, RuleTables, Table, Target};
+    use crate::snat::NatRules;
+
+    fn l3() -> L3Config {
+        L3Config {
+            interfaces: vec![Interface {
+                port: 0,
+                mac: crate::wire::ethernet::MacAddr([2, 0, 0, 0, 0, 1]),
+                addrs: vec!["198.18.0.1/24".parse().unwrap()],
+                mtu: 1500,
+                kernel: false,
+            }],
+            ..L3Config::default()
+        }
+    }
+
+    /// `chain` of `table` with one rule, `target`.
+    fn one_rule(table: Table, chain: &str, target: Target) -> RuleTables {
+        let mut t = RuleTables::default();
+        let op = RuleOp::Append {
+            chain: chain.into(),
+            rule: Rule {
+                target,
+                ..Rule::default()
+            },
+            counters: None,
+        };
+        t.apply(Family::V4, table, &op).unwrap();
+        t
+    }
+
+    fn stage(store: &ConfigStore) -> LbStage {
+        LbStage::for_tests(&l3(), store)
+    }
+
+    #[test]
+    fn a_director_with_nothing_in_front_of_the_balancer_is_plain_and_each_step_turns_it_off() {
+        let mut store = ConfigStore::new();
+        let s = stage(&store);
+        assert!(s.switches().plain(), "{:?}", s.switches());
+
+        let drop_all = one_rule(Table::Filter, "INPUT", Target::Drop);
+        store.set_rules(Arc::new(Program::compile(
+            &drop_all.v4,
+            &drop_all.v6,
+            &NoNames,
+        )));
+        let s = stage(&store);
+        assert!(!s.switches().no_rules);
+        assert!(!s.switches().plain());
+
+        let mut store = ConfigStore::new();
+        let masq = one_rule(
+            Table::Nat,
+            "POSTROUTING",
+            Target::Masquerade {
+                to_ports: None,
+                random: false,
+                random_fully: false,
+            },
+        );
+        store.set_nat(Arc::new(NatRules::compile(&masq.v4, &masq.v6, &NoNames)));
+        let s = stage(&store);
+        assert!(!s.switches().no_snat, "a nat rule may make mappings");
+        assert!(s.switches().no_rules && !s.switches().plain());
+    }
+
+    #[test]
+    fn a_new_snapshot_is_decided_again_at_the_next_tick() {
+        let store = ConfigStore::new();
+        let mut s = stage(&store);
+        assert!(s.switches().plain());
+        let mut next = ConfigStore::new();
+        let drop_all = one_rule(Table::Filter, "INPUT", Target::Drop);
+        next.set_rules(Arc::new(Program::compile(
+            &drop_all.v4,
+            &drop_all.v6,
+            &NoNames,
+        )));
+        // A later generation than the one the stage holds.
+        let mut snap = (*next.snapshot()).clone();
+        snap.generation = s.lb.generation() + 1;
+        s.config.publish(Arc::new(snap));
+        assert!(s.switches().plain(), "nothing changes inside a burst");
+        Stage::<crate::buf::TestBuf>::tick(&mut s, 1);
+        assert!(!s.switches().no_rules, "{:?}", s.switches());
     }
 }
 
