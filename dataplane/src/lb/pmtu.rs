@@ -26,7 +26,7 @@
 //! raised to it. Only IPv4 destinations, as IPVS handles only errors
 //! about IPv4 tunnel packets.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{bump, Action, Egress, Lb, LbDrop};
@@ -171,16 +171,17 @@ impl Lb {
 
 /// Whether `dst` is an IPv4 address, as [`PathMtus`] keys are.
 #[cfg(test)]
-fn v4(dst: IpAddr) -> Option<Ipv4Addr> {
+fn v4(dst: std::net::IpAddr) -> Option<Ipv4Addr> {
     match dst {
-        IpAddr::V4(a) => Some(a),
-        IpAddr::V6(_) => None,
+        std::net::IpAddr::V4(a) => Some(a),
+        std::net::IpAddr::V6(_) => None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
     use crate::buf::TestBuf;
     use crate::config::{ConfigOp, ConfigStore};
     use crate::lb::LbSettings;
