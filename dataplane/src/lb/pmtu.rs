@@ -181,7 +181,6 @@ fn v4(dst: std::net::IpAddr) -> Option<Ipv4Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::IpAddr;
     use crate::buf::TestBuf;
     use crate::config::{ConfigOp, ConfigStore};
     use crate::lb::LbSettings;
@@ -193,6 +192,7 @@ mod tests {
     use crate::wire::{parse_icmp_quote, parse_packet};
     use crate::xmit::icmp::{icmp_error_reply, IcmpErrorKind};
     use std::cell::Cell;
+    use std::net::IpAddr;
 
     fn a(s: &str) -> Ipv4Addr {
         s.parse().unwrap()

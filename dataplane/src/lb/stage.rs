@@ -308,6 +308,23 @@ impl Egress for Unlimited<'_> {
     }
 }
 
+/// What [`LbStage::front`] decided: go on to the balancer with a mark,
+/// or this.
+enum Front {
+    Mark(u32),
+    Done(Then),
+}
+
+/// A verdict of the steps in front of the balancer, without the buffer.
+enum Then {
+    HandOver(usize),
+    /// A fragment to reassemble.
+    Reassemble,
+    Route(IpAddr),
+    /// Dropped and counted.
+    Drop,
+}
+
 impl LbStage {
     /// The stage of worker `me` of `owners.workers()`.
     pub fn new(
@@ -405,6 +422,60 @@ impl LbStage {
     pub fn lb(&self) -> &Lb {
         &self.lb
     }
+
+    /// The steps in front of the balancer ([`Switches`]): reassembly,
+    /// ownership, the reply to a source-NAT mapping, the filter rules.
+    /// Kept out of [`Stage::process`] so that its plain case stays small.
+    #[inline(never)]
+    fn front<B: PacketBuf>(
+        &mut self,
+        rx_port: u16,
+        buf: &mut B,
+        meta: &PacketMeta,
+        now: u64,
+        routes: &RouteCache,
+    ) -> Front {
+        if self.reassembles(meta) {
+            // All fragments of a datagram to one worker: later ones carry
+            // no ports, so the owner is the source address's.
+            if self.owners.workers() > 1 {
+                let owner = self.owners.owner(meta.src, 0);
+                if owner != self.me {
+                    return Front::Done(Then::HandOver(owner));
+                }
+            }
+            return Front::Done(Then::Reassemble);
+        }
+        // Connection ownership (DESIGN.md): the worker chosen by the client
+        // endpoint handles both directions; a packet that RSS (or the
+        // kernel, for taps) delivered elsewhere is handed to its owner.
+        if self.owners.workers() > 1 {
+            if let Some((addr, port)) = self.lb.client_endpoint(buf.data(), meta) {
+                let owner = self.owners.owner(addr, port);
+                if owner != self.me {
+                    return Front::Done(Then::HandOver(owner));
+                }
+            }
+        }
+        // A reply to a source-NAT mapping: back to the original source
+        // (conntrack's de-NAT, before the rules and the balancer).
+        match self.snat.reply(buf, meta, now) {
+            crate::snat::Reply::Route(dst) => return Front::Done(Then::Route(dst)),
+            crate::snat::Reply::Stray => {
+                self.lb.count_stray_icmp();
+                return Front::Done(Then::Drop);
+            }
+            crate::snat::Reply::NotOurs => {}
+        }
+        match self
+            .lb
+            .filter(buf, meta, rx_port, |a| routes.is_own(a), routes)
+        {
+            Filtered::Pass(mark) => Front::Mark(mark),
+            Filtered::Drop => Front::Done(Then::Drop),
+            Filtered::Reply(dst) => Front::Done(Then::Route(dst)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -448,55 +519,21 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         now: u64,
         routes: &RouteCache,
     ) -> StageVerdict<B> {
-        if self.switches.plain() && meta.fragment == Fragment::No {
-            // Nothing in front of the balancer applies: no reassembly
-            // (a whole datagram), no owner but this worker, no mapping
-            // to reply to, no rule (mark 0).
-            return match self.lb.process_marked(&mut buf, meta, 0, now, routes) {
-                Action::Forward(dst) => StageVerdict::Route { buf, dst },
-                Action::Pass => StageVerdict::Pass { buf },
-                Action::Drop(_) => StageVerdict::Drop { buf, counted: true },
-            };
-        }
-        if self.reassembles(meta) {
-            // All fragments of a datagram to one worker: later ones carry
-            // no ports, so the owner is the source address's.
-            if self.owners.workers() > 1 {
-                let owner = self.owners.owner(meta.src, 0);
-                if owner != self.me {
-                    return StageVerdict::HandOver { buf, worker: owner };
+        // Nothing in front of the balancer applies to a whole datagram
+        // when every step is off (no reassembly, no owner but this worker,
+        // no mapping to reply to, no rule: mark 0).
+        let mark = if self.switches.plain() && meta.fragment == Fragment::No {
+            0
+        } else {
+            match self.front(rx_port, &mut buf, meta, now, routes) {
+                Front::Mark(mark) => mark,
+                Front::Done(Then::HandOver(worker)) => {
+                    return StageVerdict::HandOver { buf, worker }
                 }
+                Front::Done(Then::Reassemble) => return self.reassemble(buf, meta, now, routes),
+                Front::Done(Then::Route(dst)) => return StageVerdict::Route { buf, dst },
+                Front::Done(Then::Drop) => return StageVerdict::Drop { buf, counted: true },
             }
-            return self.reassemble(buf, meta, now, routes);
-        }
-        // Connection ownership (DESIGN.md): the worker chosen by the client
-        // endpoint handles both directions; a packet that RSS (or the
-        // kernel, for taps) delivered elsewhere is handed to its owner.
-        if self.owners.workers() > 1 {
-            if let Some((addr, port)) = self.lb.client_endpoint(buf.data(), meta) {
-                let owner = self.owners.owner(addr, port);
-                if owner != self.me {
-                    return StageVerdict::HandOver { buf, worker: owner };
-                }
-            }
-        }
-        // A reply to a source-NAT mapping: back to the original source
-        // (conntrack's de-NAT, before the rules and the balancer).
-        match self.snat.reply(&mut buf, meta, now) {
-            crate::snat::Reply::Route(dst) => return StageVerdict::Route { buf, dst },
-            crate::snat::Reply::Stray => {
-                self.lb.count_stray_icmp();
-                return StageVerdict::Drop { buf, counted: true };
-            }
-            crate::snat::Reply::NotOurs => {}
-        }
-        let mark = match self
-            .lb
-            .filter(&mut buf, meta, rx_port, |a| routes.is_own(a), routes)
-        {
-            Filtered::Pass(mark) => mark,
-            Filtered::Drop => return StageVerdict::Drop { buf, counted: true },
-            Filtered::Reply(dst) => return StageVerdict::Route { buf, dst },
         };
         match self.lb.process_marked(&mut buf, meta, mark, now, routes) {
             Action::Forward(dst) => StageVerdict::Route { buf, dst },

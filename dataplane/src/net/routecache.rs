@@ -25,7 +25,9 @@
 //!
 //! Entries are `Cell`s: the stage reads the cache through a shared
 //! reference while the stack, which owns it, is in the middle of handling
-//! the same packet.
+//! the same packet. An entry's two parts sit at the same slot of two
+//! arrays, so that the stack's read per packet copies the neighbour part
+//! alone.
 
 use std::cell::Cell;
 use std::net::IpAddr;
@@ -39,7 +41,7 @@ use crate::wire::ethernet::MacAddr;
 /// hops (its real servers and gateways).
 pub const ROUTE_CACHE: usize = 64;
 
-/// One cached destination.
+/// The route part of a cached destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hop {
     pub dst: IpAddr,
@@ -54,12 +56,20 @@ pub struct Hop {
     pub src: Option<IpAddr>,
     /// The port's IP MTU (before any learned path MTU).
     pub mtu: u16,
-    /// The next hop's MAC, valid while [`Hop::generation`] is the
-    /// neighbour table's and the clock is before [`Hop::until`] (0: not
-    /// resolved).
-    pub dst_mac: MacAddr,
-    pub generation: u64,
-    pub until: u64,
+}
+
+/// The neighbour part of a cached destination: all the stack reads for a
+/// packet, kept in an array of its own so that the read copies no more.
+#[derive(Debug, Clone, Copy)]
+struct Near {
+    dst: IpAddr,
+    port: u16,
+    src_mac: MacAddr,
+    /// The next hop's MAC, valid while `generation` is the neighbour
+    /// table's and the clock is before `until`.
+    dst_mac: MacAddr,
+    generation: u64,
+    until: u64,
 }
 
 /// The cache; see the module docs.
@@ -70,7 +80,10 @@ pub struct RouteCache {
     /// The ports' IP MTU when all ports have the same one (NAT and DR then
     /// need no lookup for their MTU check).
     uniform_mtu: Option<u16>,
+    /// The entries' route parts and, in the same slots, their neighbour
+    /// parts.
     slots: Box<[Cell<Option<Hop>>; ROUTE_CACHE]>,
+    near: Box<[Cell<Option<Near>>; ROUTE_CACHE]>,
     /// Learned path MTUs, shared by every worker.
     pmtu: Arc<PathMtus>,
     /// The worker's clock in seconds (wrapping), for the learned MTUs.
@@ -93,6 +106,7 @@ impl RouteCache {
             interfaces,
             uniform_mtu,
             slots: Box::new(std::array::from_fn(|_| Cell::new(None))),
+            near: Box::new(std::array::from_fn(|_| Cell::new(None))),
             pmtu: Arc::new(PathMtus::default()),
             now_s: Cell::new(0),
         }
@@ -116,6 +130,9 @@ impl RouteCache {
     /// Forgets every entry.
     pub fn clear(&mut self) {
         for s in self.slots.iter() {
+            s.set(None);
+        }
+        for s in self.near.iter() {
             s.set(None);
         }
     }
@@ -153,22 +170,26 @@ impl RouteCache {
     /// table's `generation` at `now`: port, source MAC, destination MAC.
     #[inline]
     pub fn hit(&self, dst: IpAddr, generation: u64, now: u64) -> Option<(u16, MacAddr, MacAddr)> {
-        let h = self.slots[slot_of(dst)].get()?;
-        (h.dst == dst && h.generation == generation && now < h.until)
-            .then_some((h.port, h.src_mac, h.dst_mac))
+        let n = self.near[slot_of(dst)].get()?;
+        (n.dst == dst && n.generation == generation && now < n.until)
+            .then_some((n.port, n.src_mac, n.dst_mac))
     }
 
     /// Records the neighbour part of `dst`'s entry (the stack resolved its
     /// next hop to `mac`, valid until `until` under `generation`).
     #[inline]
     pub fn resolved(&self, dst: IpAddr, mac: MacAddr, generation: u64, until: u64) {
-        let slot = &self.slots[slot_of(dst)];
-        if let Some(mut h) = slot.get() {
+        let i = slot_of(dst);
+        if let Some(h) = self.slots[i].get() {
             if h.dst == dst {
-                h.dst_mac = mac;
-                h.generation = generation;
-                h.until = until;
-                slot.set(Some(h));
+                self.near[i].set(Some(Near {
+                    dst,
+                    port: h.port,
+                    src_mac: h.src_mac,
+                    dst_mac: mac,
+                    generation,
+                    until,
+                }));
             }
         }
     }
@@ -188,9 +209,6 @@ impl RouteCache {
             src_mac: iface.mac,
             src,
             mtu: iface.mtu,
-            dst_mac: MacAddr([0; 6]),
-            generation: 0,
-            until: 0,
         })
     }
 
