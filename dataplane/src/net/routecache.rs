@@ -26,8 +26,8 @@
 //! Entries are `Cell`s: the stage reads the cache through a shared
 //! reference while the stack, which owns it, is in the middle of handling
 //! the same packet. An entry's two parts sit at the same slot of two
-//! arrays, so that the stack's read per packet copies the neighbour part
-//! alone.
+//! arrays: the neighbour part, which only the stack writes, is a plain
+//! array that the stack's read per packet compares in place.
 
 use std::cell::Cell;
 use std::net::IpAddr;
@@ -83,7 +83,9 @@ pub struct RouteCache {
     /// The entries' route parts and, in the same slots, their neighbour
     /// parts.
     slots: Box<[Cell<Option<Hop>>; ROUTE_CACHE]>,
-    near: Box<[Cell<Option<Near>>; ROUTE_CACHE]>,
+    /// Written by the stack alone ([`RouteCache::resolved`]), so no `Cell`:
+    /// the read per packet compares in place.
+    near: Box<[Option<Near>; ROUTE_CACHE]>,
     /// Learned path MTUs, shared by every worker.
     pmtu: Arc<PathMtus>,
     /// The worker's clock in seconds (wrapping), for the learned MTUs.
@@ -106,7 +108,7 @@ impl RouteCache {
             interfaces,
             uniform_mtu,
             slots: Box::new(std::array::from_fn(|_| Cell::new(None))),
-            near: Box::new(std::array::from_fn(|_| Cell::new(None))),
+            near: Box::new([None; ROUTE_CACHE]),
             pmtu: Arc::new(PathMtus::default()),
             now_s: Cell::new(0),
         }
@@ -132,9 +134,7 @@ impl RouteCache {
         for s in self.slots.iter() {
             s.set(None);
         }
-        for s in self.near.iter() {
-            s.set(None);
-        }
+        *self.near = [None; ROUTE_CACHE];
     }
 
     /// The worker's clock, for the expiry of learned MTUs (between bursts).
@@ -170,7 +170,7 @@ impl RouteCache {
     /// table's `generation` at `now`: port, source MAC, destination MAC.
     #[inline]
     pub fn hit(&self, dst: IpAddr, generation: u64, now: u64) -> Option<(u16, MacAddr, MacAddr)> {
-        let n = self.near[slot_of(dst)].get()?;
+        let n = self.near[slot_of(dst)].as_ref()?;
         (n.dst == dst && n.generation == generation && now < n.until)
             .then_some((n.port, n.src_mac, n.dst_mac))
     }
@@ -178,18 +178,18 @@ impl RouteCache {
     /// Records the neighbour part of `dst`'s entry (the stack resolved its
     /// next hop to `mac`, valid until `until` under `generation`).
     #[inline]
-    pub fn resolved(&self, dst: IpAddr, mac: MacAddr, generation: u64, until: u64) {
+    pub fn resolved(&mut self, dst: IpAddr, mac: MacAddr, generation: u64, until: u64) {
         let i = slot_of(dst);
         if let Some(h) = self.slots[i].get() {
             if h.dst == dst {
-                self.near[i].set(Some(Near {
+                self.near[i] = Some(Near {
                     dst,
                     port: h.port,
                     src_mac: h.src_mac,
                     dst_mac: mac,
                     generation,
                     until,
-                }));
+                });
             }
         }
     }
@@ -327,7 +327,7 @@ mod tests {
 
     #[test]
     fn the_neighbour_part_holds_for_its_generation_and_lifetime_only() {
-        let r = cache();
+        let mut r = cache();
         let d = ip("198.19.3.4");
         let mac = MacAddr([2, 9, 9, 9, 9, 9]);
         assert_eq!(r.hit(d, 1, 0), None, "nothing cached");

@@ -381,6 +381,15 @@ impl<B: PacketBuf> Stack<B> {
                 return self.tx(io, port, buf);
             }
         }
+        self.send_ip_resolving(buf, dst, now, io)
+    }
+
+    /// [`Stack::send_ip`] without a fresh neighbour part in the route
+    /// cache: the route (cached or looked up), then the neighbour table.
+    /// Apart, so that the per-packet case stays small.
+    #[cold]
+    #[inline(never)]
+    fn send_ip_resolving(&mut self, mut buf: B, dst: IpAddr, now: u64, io: &mut impl Io<B>) {
         let Some(h) = self.hops.hop(dst) else {
             return self.drop_buf(buf, Counter::DropNoRoute);
         };
