@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use dataplane::conn::shared::SharedTemplates;
 use dataplane::dpdk::{lcore, quiesce, signal_name, Eal, Mempool, Port, PortConf, Signals};
-use dataplane::lb::{Lb, LbSettings, LbStage, PortRoutes};
+use dataplane::lb::{Lb, LbSettings, LbStage, PathMtus};
 use dataplane::net::{FloatingCell, L3Cell, L3Config, NetCounters, Stack};
 use dataplane::rss::{Ownership, Reta};
 use dataplane::wire::ethernet::MacAddr;
@@ -323,10 +323,8 @@ fn start_and_serve(
 
     // The control plane: the ipvsadm socket (rules were applied already).
     let control = control_hook::start(&cfg.control, director)?;
-    let egress = PortRoutes::new(
-        l3.route_table().map_err(|e| e.to_string())?,
-        l3.interfaces.clone(),
-    );
+    // Path MTUs learned from ICMP errors, shared by every worker's routes.
+    let pmtu = Arc::new(PathMtus::default());
     let per_ms = (dataplane::dpdk::tsc_hz() / 1000).max(1);
 
     // The rings between workers: hand-overs and shared neighbour answers.
@@ -400,9 +398,10 @@ fn start_and_serve(
             lb.set_sync(s);
         }
         let mut stack = stack;
+        stack.share_path_mtus(Arc::clone(&pmtu));
         stack.set_service_addrs(lb.service_addrs());
         stack.set_floating(floating.clone());
-        let stage = LbStage::new(lb, w, ownership.clone(), cell, dump, egress.clone());
+        let stage = LbStage::new(lb, w, ownership.clone(), cell, dump, l3.interfaces.clone());
         let worker = Worker::new(WorkerParts {
             index: w,
             queues,

@@ -36,8 +36,8 @@ use control::client;
 use control::director::{Dataplane, Director};
 use control::proto::{Request, Response};
 use dataplane::buf::{PacketBuf, TestBuf};
-use dataplane::lb::{ConfigCell, ConnDump, Lb, LbSettings, LbStage, PortRoutes};
-use dataplane::net::{Interface, L3Config, Stage, StageVerdict};
+use dataplane::lb::{ConfigCell, ConnDump, Lb, LbSettings, LbStage};
+use dataplane::net::{Interface, L3Config, RouteCache, Stage, StageVerdict};
 use dataplane::rss::Ownership;
 use dataplane::snapshot::Snapshot;
 use dataplane::wire::ethernet::MacAddr;
@@ -341,6 +341,7 @@ fn flow(n: u32) -> (Ipv4Addr, u16) {
 /// frames are not rewritten, so the same buffers go round).
 struct Worker {
     stage: LbStage,
+    routes: RouteCache,
     bufs: Vec<Option<TestBuf>>,
     clock: Instant,
 }
@@ -363,17 +364,18 @@ impl Worker {
             neighbors: vec![],
             forwarding: Default::default(),
         };
-        let routes = PortRoutes::new(l3.route_table().expect("routes"), l3.interfaces.clone());
+        let routes = RouteCache::new(l3.route_table().expect("routes"), l3.interfaces.clone());
         let stage = LbStage::new(
             Lb::new(0, settings, 0),
             0,
             Ownership::new(1),
             Arc::clone(cell),
             Arc::clone(dump),
-            routes,
+            l3.interfaces.clone(),
         );
         Worker {
             stage,
+            routes,
             bufs: Vec::new(),
             clock: Instant::now(),
         }
@@ -389,7 +391,9 @@ impl Worker {
         for f in frames {
             let now = self.now();
             let meta = parse_packet(&f).expect("frame");
-            let _ = self.stage.process(0, TestBuf::new(&f), &meta, now);
+            let _ = self
+                .stage
+                .process(0, TestBuf::new(&f), &meta, now, &self.routes);
             let _ = Stage::<TestBuf>::tick(&mut self.stage, now);
         }
     }
@@ -408,7 +412,7 @@ impl Worker {
             *at += 1;
             let Some(buf) = slot.take() else { continue };
             let meta = parse_packet(buf.data()).expect("frame");
-            let back = match self.stage.process(0, buf, &meta, now) {
+            let back = match self.stage.process(0, buf, &meta, now, &self.routes) {
                 StageVerdict::Route { buf, .. }
                 | StageVerdict::Pass { buf }
                 | StageVerdict::Drop { buf, .. }

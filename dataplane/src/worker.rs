@@ -430,7 +430,6 @@ impl<S: Stage<Mbuf>> Worker<S> {
         }
         *seen = g;
         let l3 = cell.load();
-        self.stage.set_routes(&l3.routes);
         self.stack.reload(l3.routes.clone(), &l3.neighbors);
     }
 

@@ -45,7 +45,7 @@ use dataplane::conn::shared::SharedTemplates;
 use dataplane::dpdk::{
     ring_port, tsc_cycles, tsc_hz, Burst, Eal, Mempool, Port, PortConf, PortQueue, Ring,
 };
-use dataplane::lb::{ConfigCell, ConnDump, Lb, LbDrop, LbSettings, LbStage, PortRoutes};
+use dataplane::lb::{ConfigCell, ConnDump, Lb, LbDrop, LbSettings, LbStage, PathMtus};
 use dataplane::net::{Counter, Interface, L3Config, NetCounters, Prefix, Stack};
 use dataplane::rss::Ownership;
 use dataplane::wire::ethernet::MacAddr;
@@ -568,10 +568,7 @@ fn run(a: &Args) -> Result<(), String> {
             v6: false,
         },
     };
-    let egress = PortRoutes::new(
-        l3.route_table().map_err(|e| e.to_string())?,
-        l3.interfaces.clone(),
-    );
+    let pmtu = Arc::new(PathMtus::default());
     let cell = Arc::new(ConfigCell::default());
     cell.publish(st.snapshot());
     let per_worker = match a.sched.mode.as_str() {
@@ -618,6 +615,7 @@ fn run(a: &Args) -> Result<(), String> {
         }
         lb.set_snapshot(cell.load());
         let mut stack = Stack::new(&l3, Arc::clone(&c)).map_err(|e| e.to_string())?;
+        stack.share_path_mtus(Arc::clone(&pmtu));
         stack.set_service_addrs(lb.service_addrs());
         let stage = LbStage::new(
             lb,
@@ -625,7 +623,7 @@ fn run(a: &Args) -> Result<(), String> {
             Ownership::new(nq),
             Arc::clone(&cell),
             Arc::new(ConnDump::default()),
-            egress.clone(),
+            l3.interfaces.clone(),
         );
         workers.push(Worker::new(WorkerParts {
             index: w,

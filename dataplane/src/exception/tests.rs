@@ -275,7 +275,14 @@ impl Io<TestBuf> for Capture {
 struct PassAll;
 
 impl Stage<TestBuf> for PassAll {
-    fn process(&mut self, _: u16, buf: TestBuf, _: &PacketMeta, _: u64) -> StageVerdict<TestBuf> {
+    fn process(
+        &mut self,
+        _: u16,
+        buf: TestBuf,
+        _: &PacketMeta,
+        _: u64,
+        _: &crate::net::RouteCache,
+    ) -> StageVerdict<TestBuf> {
         StageVerdict::Pass { buf }
     }
     fn serves(&self, proto: u8, addr: IpAddr, port: u16) -> bool {

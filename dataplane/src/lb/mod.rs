@@ -84,7 +84,7 @@ pub use defense::Defense;
 use defense::DEFENSE_PERIOD_MS;
 pub use index::ServiceIndex;
 pub use pmtu::PathMtus;
-pub use stage::{ConfigCell, ConnDump, LbStage, PortRoutes};
+pub use stage::{ConfigCell, ConnDump, LbStage};
 
 /// What to do with a packet after the load-balancing stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,7 +26,7 @@
 //! raised to it. Only IPv4 destinations, as IPVS handles only errors
 //! about IPv4 tunnel packets.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{bump, Action, Egress, Lb, LbDrop};
@@ -170,11 +170,11 @@ impl Lb {
 }
 
 /// Whether `dst` is an IPv4 address, as [`PathMtus`] keys are.
-#[inline]
-pub(super) fn v4(dst: IpAddr) -> Option<Ipv4Addr> {
+#[cfg(test)]
+fn v4(dst: std::net::IpAddr) -> Option<Ipv4Addr> {
     match dst {
-        IpAddr::V4(a) => Some(a),
-        IpAddr::V6(_) => None,
+        std::net::IpAddr::V4(a) => Some(a),
+        std::net::IpAddr::V6(_) => None,
     }
 }
 
@@ -192,6 +192,7 @@ mod tests {
     use crate::wire::{parse_icmp_quote, parse_packet};
     use crate::xmit::icmp::{icmp_error_reply, IcmpErrorKind};
     use std::cell::Cell;
+    use std::net::IpAddr;
 
     fn a(s: &str) -> Ipv4Addr {
         s.parse().unwrap()

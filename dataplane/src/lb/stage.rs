@@ -21,7 +21,6 @@
 //!   around the rows is only ever taken on that control path.
 //! * Counters are per worker ([`LbCounters`], statistics slots).
 
-use std::cell::Cell;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,11 +29,11 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use super::filter::Filtered;
-use super::{Action, Egress, Lb, PathMtus};
+use super::{Action, Egress, Lb};
 use crate::buf::PacketBuf;
 use crate::frag::{FragDrop, Insert, Reassembler, ReassemblyLimits};
 use crate::model::{ConnEntry, Snapshot};
-use crate::net::{Interface, RouteTable, Stage, StageVerdict};
+use crate::net::{Interface, RouteCache, Stage, StageVerdict};
 use crate::rss::Ownership;
 use crate::snat::{Postrouting, Snat};
 use crate::wire::ipv4::protocol;
@@ -238,130 +237,37 @@ impl ConnDump {
     }
 }
 
-/// Routing facts for rewrites, from the port configuration: the source
-/// address and the MTU towards a destination (the MTU of the port its route
-/// leaves by, lowered by a path MTU learned for it, see [`PathMtus`]).
-///
-/// Tunnel destinations need the director's source address toward each
-/// real server on every packet: a route lookup, the port's interface and
-/// its addresses. Addresses never change while the daemon runs and routes
-/// only on a reload, which replaces the whole value, so each worker's copy
-/// remembers recent answers in a small direct-mapped cache that never
-/// needs invalidating.
-#[derive(Debug, Clone)]
-pub struct PortRoutes {
-    routes: RouteTable,
-    interfaces: Vec<Interface>,
-    /// The ports' IP MTU when all ports have the same one (NAT and DR
-    /// then need no route lookup for their MTU check).
-    uniform_mtu: Option<u16>,
-    cache: [Cell<Option<RouteHit>>; ROUTE_CACHE],
-    /// Learned path MTUs, shared by every worker's copy.
-    pmtu: Arc<PathMtus>,
-    /// The worker's clock in seconds (wrapping), for the learned MTUs.
-    now_s: Cell<u16>,
-}
-
-/// A remembered answer of [`PortRoutes::route`].
-#[derive(Debug, Clone, Copy)]
-struct RouteHit {
-    dst: IpAddr,
-    src: IpAddr,
-    mtu: u16,
-}
-
-const ROUTE_CACHE: usize = 32;
-
-impl PortRoutes {
-    /// Routing facts from the port table (each interface with its MTU),
-    /// with a fresh table of learned path MTUs.
-    pub fn new(routes: RouteTable, interfaces: Vec<Interface>) -> Self {
-        PortRoutes::with_path_mtus(routes, interfaces, Arc::new(PathMtus::default()))
-    }
-
-    fn with_path_mtus(routes: RouteTable, interfaces: Vec<Interface>, pmtu: Arc<PathMtus>) -> Self {
-        let first = interfaces.first().map(|i| i.mtu);
-        let uniform_mtu = first.filter(|&m| interfaces.iter().all(|i| i.mtu == m));
-        PortRoutes {
-            routes,
-            interfaces,
-            uniform_mtu,
-            cache: std::array::from_fn(|_| Cell::new(None)),
-            pmtu,
-            now_s: Cell::new(0),
-        }
-    }
-
-    /// Whether `a` is one of the ports' own addresses.
-    pub fn is_own(&self, a: &IpAddr) -> bool {
-        self.interfaces
-            .iter()
-            .any(|i| i.addrs.iter().any(|p| p.addr == *a))
-    }
-
-    /// Source address and port MTU towards `dst`.
-    fn lookup(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
-        let (port, _) = self.routes.next_hop(dst)?;
-        let iface = self.interfaces.iter().find(|i| i.port == port)?;
-        let src = match dst {
-            IpAddr::V4(d) => IpAddr::V4(iface.v4_source(d)?),
-            IpAddr::V6(d) => IpAddr::V6(iface.v6_source(d)?),
-        };
-        Some((src, iface.mtu))
-    }
-
-    /// The worker's clock, for the expiry of learned MTUs (between bursts).
-    pub fn set_now(&self, now_ms: u64) {
-        self.now_s.set((now_ms / 1000) as u16);
-    }
-
-    /// `mtu` lowered to the path MTU learned for `dst`, if any.
-    #[inline]
-    fn path(&self, dst: IpAddr, mtu: u16) -> u16 {
-        match super::pmtu::v4(dst).and_then(|d| self.pmtu.get(d, self.now_s.get())) {
-            Some(p) => p.min(mtu),
-            None => mtu,
-        }
-    }
-}
-
-#[inline]
-fn route_slot(dst: IpAddr) -> usize {
-    crate::net::addr_slot(dst, ROUTE_CACHE)
-}
-
-impl Egress for PortRoutes {
-    #[inline]
-    fn route(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
-        let slot = &self.cache[route_slot(dst)];
-        if let Some(h) = slot.get() {
-            if h.dst == dst {
-                return Some((h.src, self.path(dst, h.mtu)));
-            }
-        }
-        let (src, mtu) = self.lookup(dst)?;
-        slot.set(Some(RouteHit { dst, src, mtu }));
-        Some((src, self.path(dst, mtu)))
-    }
-
-    #[inline]
-    fn mtu(&self, dst: IpAddr) -> u16 {
-        match self.uniform_mtu {
-            Some(m) => m,
-            None => self.route(dst).map_or(u16::MAX, |r| r.1),
-        }
-    }
-
-    fn learn_mtu(&self, dst: IpAddr, mtu: u16) {
-        if let Some(d) = super::pmtu::v4(dst) {
-            self.pmtu.learn(d, mtu, self.now_s.get());
-        }
-    }
-}
-
 /// How often a worker expires connections, and how many at most per turn.
 const HOUSEKEEPING_MS: u64 = 10;
 const EXPIRE_BUDGET: usize = 4096;
+
+/// The steps in front of the balancer that the worker's setup and the
+/// installed snapshot leave off, decided between bursts ([`Stage::tick`],
+/// [`LbStage::new`]), never per packet.
+///
+/// Why: most directors run none of them (one worker, no filter rules, no
+/// source NAT), and each costs a test or a call per packet. With all of
+/// them off ([`Switches::plain`]), a whole datagram goes straight to
+/// [`Lb::process_marked`], as it would after passing each of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Switches {
+    /// One worker: no ownership test, nothing handed over.
+    pub one_worker: bool,
+    /// No filter rule (the rules would pass every packet, mark 0).
+    pub no_rules: bool,
+    /// No source-NAT mapping and no nat rule that could make one (no
+    /// packet is a reply to a mapping). With no nat rule mappings only
+    /// expire, so this holds until a snapshot with nat rules comes.
+    pub no_snat: bool,
+}
+
+impl Switches {
+    /// Whether every step is off.
+    #[inline]
+    pub fn plain(self) -> bool {
+        self.one_worker && self.no_rules && self.no_snat
+    }
+}
 
 /// The load balancer plugged into a worker.
 #[derive(Debug)]
@@ -372,7 +278,6 @@ pub struct LbStage {
     config: Arc<ConfigCell>,
     taken: Taken,
     dump: Arc<ConnDump>,
-    egress: PortRoutes,
     last_housekeeping: u64,
     /// Datagrams arriving in fragments (to a VIP, or NAT replies from a
     /// real server), reassembled before the load balancer sees them.
@@ -382,12 +287,14 @@ pub struct LbStage {
     pending: Option<usize>,
     /// Source NAT of routed traffic ([`crate::snat`]).
     snat: Snat,
+    /// What is off, as of the last tick.
+    switches: Switches,
 }
 
 /// The routes for a reassembled datagram: no MTU limit, since what leaves
 /// is fragmented to the egress MTU afterwards (the stack's
 /// [`StageVerdict::Datagram`]).
-struct Unlimited<'a>(&'a PortRoutes);
+struct Unlimited<'a>(&'a RouteCache);
 
 impl Egress for Unlimited<'_> {
     fn route(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
@@ -401,6 +308,23 @@ impl Egress for Unlimited<'_> {
     }
 }
 
+/// What [`LbStage::front`] decided: go on to the balancer with a mark,
+/// or this.
+enum Front {
+    Mark(u32),
+    Done(Then),
+}
+
+/// A verdict of the steps in front of the balancer, without the buffer.
+enum Then {
+    HandOver(usize),
+    /// A fragment to reassemble.
+    Reassemble,
+    Route(IpAddr),
+    /// Dropped and counted.
+    Drop,
+}
+
 impl LbStage {
     /// The stage of worker `me` of `owners.workers()`.
     pub fn new(
@@ -409,26 +333,44 @@ impl LbStage {
         owners: Ownership,
         config: Arc<ConfigCell>,
         dump: Arc<ConnDump>,
-        egress: PortRoutes,
+        interfaces: Vec<Interface>,
     ) -> Self {
         lb.set_ownership(owners.clone());
         let lb_frag = Arc::clone(&lb.counters().frag);
         let taken = config.register();
-        let mut snat = Snat::new(egress.interfaces.clone(), owners.clone(), me, 0);
+        let mut snat = Snat::new(interfaces, owners.clone(), me, 0);
         snat.prepare(&lb.snapshot().nat);
-        LbStage {
+        let mut stage = LbStage {
             lb,
             me,
             owners,
             config,
             taken,
             dump,
-            egress,
             last_housekeeping: 0,
             frags: Reassembler::with_counters(ReassemblyLimits::default(), Arc::clone(&lb_frag)),
             pending: None,
             snat,
+            switches: Switches::default(),
+        };
+        stage.switches = stage.decide();
+        stage
+    }
+
+    /// The [`Switches`] of the worker's setup, the snapshot in force and
+    /// the source-NAT mappings held now.
+    fn decide(&self) -> Switches {
+        let snap = self.lb.snapshot();
+        Switches {
+            one_worker: self.owners.workers() <= 1,
+            no_rules: snap.rules.is_empty(),
+            no_snat: self.snat.is_empty() && snap.nat.is_empty(),
         }
+    }
+
+    /// What is off now.
+    pub fn switches(&self) -> Switches {
+        self.switches
     }
 
     /// Whether a fragment is the load balancer's to reassemble: TCP or
@@ -441,16 +383,20 @@ impl LbStage {
 
     /// Takes a fragment; a completed datagram goes through the load
     /// balancer whole and, if forwarded, to the stack in pieces.
-    fn reassemble<B: PacketBuf>(&mut self, buf: B, meta: &PacketMeta, now: u64) -> StageVerdict<B> {
+    fn reassemble<B: PacketBuf>(
+        &mut self,
+        buf: B,
+        meta: &PacketMeta,
+        now: u64,
+        routes: &RouteCache,
+    ) -> StageVerdict<B> {
         let slot = match self.frags.insert(buf.data(), meta, now) {
             Insert::Complete(slot) => slot,
             Insert::Held | Insert::Dropped(_) => return StageVerdict::Drop { buf, counted: true },
         };
         let mut whole = self.frags.frame(slot);
         let action = match crate::wire::parse_packet(whole.data()) {
-            Ok(m) => self
-                .lb
-                .process(&mut whole, &m, now, &Unlimited(&self.egress)),
+            Ok(m) => self.lb.process(&mut whole, &m, now, &Unlimited(routes)),
             // Counted like any refusal of the load balancer's (it was
             // lost without a count before).
             Err(_) => super::drop_counted(&self.lb.counters, super::LbDrop::Rewrite),
@@ -476,17 +422,60 @@ impl LbStage {
     pub fn lb(&self) -> &Lb {
         &self.lb
     }
-}
 
-impl PortRoutes {
-    /// The same ports with other routes (a reload); the cache starts
-    /// empty.
-    pub fn with_routes(&self, routes: &RouteTable) -> PortRoutes {
-        PortRoutes::with_path_mtus(
-            routes.clone(),
-            self.interfaces.clone(),
-            Arc::clone(&self.pmtu),
-        )
+    /// The steps in front of the balancer ([`Switches`]): reassembly,
+    /// ownership, the reply to a source-NAT mapping, the filter rules.
+    /// Inlined: out of line it cost a two-worker director (every packet
+    /// through here) 80 instructions per handed-over packet.
+    #[inline]
+    fn front<B: PacketBuf>(
+        &mut self,
+        rx_port: u16,
+        buf: &mut B,
+        meta: &PacketMeta,
+        now: u64,
+        routes: &RouteCache,
+    ) -> Front {
+        if self.reassembles(meta) {
+            // All fragments of a datagram to one worker: later ones carry
+            // no ports, so the owner is the source address's.
+            if self.owners.workers() > 1 {
+                let owner = self.owners.owner(meta.src, 0);
+                if owner != self.me {
+                    return Front::Done(Then::HandOver(owner));
+                }
+            }
+            return Front::Done(Then::Reassemble);
+        }
+        // Connection ownership (DESIGN.md): the worker chosen by the client
+        // endpoint handles both directions; a packet that RSS (or the
+        // kernel, for taps) delivered elsewhere is handed to its owner.
+        if self.owners.workers() > 1 {
+            if let Some((addr, port)) = self.lb.client_endpoint(buf.data(), meta) {
+                let owner = self.owners.owner(addr, port);
+                if owner != self.me {
+                    return Front::Done(Then::HandOver(owner));
+                }
+            }
+        }
+        // A reply to a source-NAT mapping: back to the original source
+        // (conntrack's de-NAT, before the rules and the balancer).
+        match self.snat.reply(buf, meta, now) {
+            crate::snat::Reply::Route(dst) => return Front::Done(Then::Route(dst)),
+            crate::snat::Reply::Stray => {
+                self.lb.count_stray_icmp();
+                return Front::Done(Then::Drop);
+            }
+            crate::snat::Reply::NotOurs => {}
+        }
+        match self
+            .lb
+            .filter(buf, meta, rx_port, |a| routes.is_own(a), routes)
+        {
+            Filtered::Pass(mark) => Front::Mark(mark),
+            Filtered::Drop => Front::Done(Then::Drop),
+            Filtered::Reply(dst) => Front::Done(Then::Route(dst)),
+        }
     }
 }
 
@@ -510,23 +499,18 @@ impl LbStage {
             0,
         );
         lb.set_snapshot(cell.load());
-        let egress = PortRoutes::new(cfg.route_table().unwrap(), cfg.interfaces.clone());
         LbStage::new(
             lb,
             0,
             Ownership::new(1),
             cell,
             Arc::new(super::ConnDump::default()),
-            egress,
+            cfg.interfaces.clone(),
         )
     }
 }
 
 impl<B: PacketBuf> Stage<B> for LbStage {
-    fn set_routes(&mut self, routes: &RouteTable) {
-        self.egress = self.egress.with_routes(routes);
-    }
-
     #[inline]
     fn process(
         &mut self,
@@ -534,52 +518,25 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         mut buf: B,
         meta: &PacketMeta,
         now: u64,
+        routes: &RouteCache,
     ) -> StageVerdict<B> {
-        if self.reassembles(meta) {
-            // All fragments of a datagram to one worker: later ones carry
-            // no ports, so the owner is the source address's.
-            if self.owners.workers() > 1 {
-                let owner = self.owners.owner(meta.src, 0);
-                if owner != self.me {
-                    return StageVerdict::HandOver { buf, worker: owner };
+        // Nothing in front of the balancer applies to a whole datagram
+        // when every step is off (no reassembly, no owner but this worker,
+        // no mapping to reply to, no rule: mark 0).
+        let mark = if self.switches.plain() && meta.fragment == Fragment::No {
+            0
+        } else {
+            match self.front(rx_port, &mut buf, meta, now, routes) {
+                Front::Mark(mark) => mark,
+                Front::Done(Then::HandOver(worker)) => {
+                    return StageVerdict::HandOver { buf, worker }
                 }
+                Front::Done(Then::Reassemble) => return self.reassemble(buf, meta, now, routes),
+                Front::Done(Then::Route(dst)) => return StageVerdict::Route { buf, dst },
+                Front::Done(Then::Drop) => return StageVerdict::Drop { buf, counted: true },
             }
-            return self.reassemble(buf, meta, now);
-        }
-        // Connection ownership (DESIGN.md): the worker chosen by the client
-        // endpoint handles both directions; a packet that RSS (or the
-        // kernel, for taps) delivered elsewhere is handed to its owner.
-        if self.owners.workers() > 1 {
-            if let Some((addr, port)) = self.lb.client_endpoint(buf.data(), meta) {
-                let owner = self.owners.owner(addr, port);
-                if owner != self.me {
-                    return StageVerdict::HandOver { buf, worker: owner };
-                }
-            }
-        }
-        // A reply to a source-NAT mapping: back to the original source
-        // (conntrack's de-NAT, before the rules and the balancer).
-        match self.snat.reply(&mut buf, meta, now) {
-            crate::snat::Reply::Route(dst) => return StageVerdict::Route { buf, dst },
-            crate::snat::Reply::Stray => {
-                self.lb.count_stray_icmp();
-                return StageVerdict::Drop { buf, counted: true };
-            }
-            crate::snat::Reply::NotOurs => {}
-        }
-        let eg = &self.egress;
-        let mark = match self
-            .lb
-            .filter(&mut buf, meta, rx_port, |a| eg.is_own(a), eg)
-        {
-            Filtered::Pass(mark) => mark,
-            Filtered::Drop => return StageVerdict::Drop { buf, counted: true },
-            Filtered::Reply(dst) => return StageVerdict::Route { buf, dst },
         };
-        match self
-            .lb
-            .process_marked(&mut buf, meta, mark, now, &self.egress)
-        {
+        match self.lb.process_marked(&mut buf, meta, mark, now, routes) {
             Action::Forward(dst) => StageVerdict::Route { buf, dst },
             Action::Pass => StageVerdict::Pass { buf },
             Action::Drop(_) => StageVerdict::Drop { buf, counted: true },
@@ -618,9 +575,9 @@ impl<B: PacketBuf> Stage<B> for LbStage {
             self.snat.expire(now, EXPIRE_BUDGET);
         }
         self.dump.serve(&self.lb, now);
-        self.egress.set_now(now);
         self.frags.expire(now);
         self.lb.sync_tick(now);
+        self.switches = self.decide();
         changed
     }
 
@@ -661,80 +618,97 @@ impl<B: PacketBuf> Stage<B> for LbStage {
 }
 
 #[cfg(test)]
-mod tests {
+mod switch_tests {
     use super::*;
+    use crate::config::ConfigStore;
+    use crate::model::Family;
     use crate::net::L3Config;
-    use crate::wire::ethernet::MacAddr;
+    use crate::rules::{NoNames, Program, Rule, RuleOp, RuleTables, Table, Target};
+    use crate::snat::NatRules;
 
-    /// Port 0: 198.18.0.1/24 and 2001:db8::1/64; port 1: 198.18.1.1/24
-    /// and 198.18.2.1/24, with 198.19.0.0/16 via 198.18.1.254.
-    fn routes() -> PortRoutes {
-        let cfg = L3Config {
-            interfaces: vec![
-                Interface {
-                    port: 0,
-                    mac: MacAddr([2, 0, 0, 0, 0, 1]),
-                    addrs: vec![
-                        "198.18.0.1/24".parse().unwrap(),
-                        "2001:db8::1/64".parse().unwrap(),
-                    ],
-                    mtu: 1500,
-                    kernel: false,
-                },
-                Interface {
-                    port: 1,
-                    mac: MacAddr([2, 0, 0, 0, 0, 2]),
-                    addrs: vec![
-                        "198.18.1.1/24".parse().unwrap(),
-                        "198.18.2.1/24".parse().unwrap(),
-                    ],
-                    mtu: 1500,
-                    kernel: false,
-                },
-            ],
-            routes: vec![(
-                "198.19.0.0/16".parse().unwrap(),
-                "198.18.1.254".parse().unwrap(),
-            )],
-            neighbors: vec![],
-            forwarding: Default::default(),
+    fn l3() -> L3Config {
+        L3Config {
+            interfaces: vec![Interface {
+                port: 0,
+                mac: crate::wire::ethernet::MacAddr([2, 0, 0, 0, 0, 1]),
+                addrs: vec!["198.18.0.1/24".parse().unwrap()],
+                mtu: 1500,
+                kernel: false,
+            }],
+            ..L3Config::default()
+        }
+    }
+
+    /// `chain` of `table` with one rule, `target`.
+    fn one_rule(table: Table, chain: &str, target: Target) -> RuleTables {
+        let mut t = RuleTables::default();
+        let op = RuleOp::Append {
+            chain: chain.into(),
+            rule: Rule {
+                target,
+                ..Rule::default()
+            },
+            counters: None,
         };
-        PortRoutes::new(cfg.route_table().unwrap(), cfg.interfaces.clone())
+        t.apply(Family::V4, table, &op).unwrap();
+        t
+    }
+
+    fn stage(store: &ConfigStore) -> LbStage {
+        LbStage::for_tests(&l3(), store)
     }
 
     #[test]
-    fn remembered_routes_answer_as_the_lookup_does() {
-        let r = routes();
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(
-            r.route(ip("198.18.2.7")),
-            Some((ip("198.18.2.1"), 1500)),
-            "the address on the destination's own prefix"
+    fn a_director_with_nothing_in_front_of_the_balancer_is_plain_and_each_step_turns_it_off() {
+        let mut store = ConfigStore::new();
+        let s = stage(&store);
+        assert!(s.switches().plain(), "{:?}", s.switches());
+
+        let drop_all = one_rule(Table::Filter, "INPUT", Target::Drop);
+        store.set_rules(Arc::new(Program::compile(
+            &drop_all.v4,
+            &drop_all.v6,
+            &NoNames,
+        )));
+        let s = stage(&store);
+        assert!(!s.switches().no_rules);
+        assert!(!s.switches().plain());
+
+        let mut store = ConfigStore::new();
+        let masq = one_rule(
+            Table::Nat,
+            "POSTROUTING",
+            Target::Masquerade {
+                to_ports: None,
+                random: false,
+                random_fully: false,
+            },
         );
-        assert_eq!(
-            r.route(ip("198.19.3.4")).map(|x| x.0),
-            Some(ip("198.18.1.1"))
-        );
-        assert_eq!(
-            r.route(ip("2001:db8::9")).map(|x| x.0),
-            Some(ip("2001:db8::1"))
-        );
-        assert_eq!(r.route(ip("2001:db8:1::9")), None, "no route");
-        // Many destinations (more than the cache holds, so slots are
-        // shared and replaced), each asked three times: every answer is the
-        // uncached one.
-        let dsts: Vec<IpAddr> = (0..300u32)
-            .map(|i| {
-                let o = (i % 3) as u8;
-                IpAddr::from([198, 18 + u8::from(o == 2), o, (i / 3) as u8])
-            })
-            .collect();
-        for _ in 0..3 {
-            for &d in &dsts {
-                let want = r.lookup(d);
-                assert_eq!(r.route(d), want, "{d}");
-            }
-        }
+        store.set_nat(Arc::new(NatRules::compile(&masq.v4, &masq.v6, &NoNames)));
+        let s = stage(&store);
+        assert!(!s.switches().no_snat, "a nat rule may make mappings");
+        assert!(s.switches().no_rules && !s.switches().plain());
+    }
+
+    #[test]
+    fn a_new_snapshot_is_decided_again_at_the_next_tick() {
+        let store = ConfigStore::new();
+        let mut s = stage(&store);
+        assert!(s.switches().plain());
+        let mut next = ConfigStore::new();
+        let drop_all = one_rule(Table::Filter, "INPUT", Target::Drop);
+        next.set_rules(Arc::new(Program::compile(
+            &drop_all.v4,
+            &drop_all.v6,
+            &NoNames,
+        )));
+        // A later generation than the one the stage holds.
+        let mut snap = (*next.snapshot()).clone();
+        snap.generation = s.lb.generation() + 1;
+        s.config.publish(Arc::new(snap));
+        assert!(s.switches().plain(), "nothing changes inside a burst");
+        Stage::<crate::buf::TestBuf>::tick(&mut s, 1);
+        assert!(!s.switches().no_rules, "{:?}", s.switches());
     }
 }
 

@@ -229,6 +229,7 @@ mod tests {
             buf: TestBuf,
             m: &PacketMeta,
             _: u64,
+            _: &crate::net::RouteCache,
         ) -> StageVerdict<TestBuf> {
             StageVerdict::Datagram { buf, dst: m.src }
         }

@@ -30,6 +30,8 @@
 //! * [`Stack::send_ip`]: route and resolve an IP packet (a reply, or what
 //!   the stage forwards): known neighbour -> Ethernet header and tx; unknown
 //!   -> ARP request / neighbour solicitation and a bounded parking queue.
+//!   The route, the next hop's MACs, the source address and the MTU come
+//!   from one per-worker cache ([`RouteCache`]) that the stage reads too.
 //! * [`Stack::tick`]: retries and expiry; call it between bursts.
 
 mod arp;
@@ -44,6 +46,7 @@ pub mod ledger;
 mod ndp;
 pub mod neighbor;
 pub mod route;
+pub mod routecache;
 mod stack;
 pub mod vlan;
 
@@ -51,6 +54,7 @@ pub use counters::{Counter, NetCounters};
 pub use floating::{Floating, FloatingCell};
 pub use neighbor::NeighborTable;
 pub use route::{Route, RouteTable};
+pub use routecache::RouteCache;
 pub use stack::{Io, Stack};
 
 use std::fmt;
@@ -325,8 +329,18 @@ pub enum StageVerdict<B> {
 /// before the stack's own handling (so a VIP may equal a port address), and
 /// [`Pass`](StageVerdict::Pass)es what is not its business.
 pub trait Stage<B: PacketBuf> {
-    /// One packet of the burst, with its classification.
-    fn process(&mut self, rx_port: u16, buf: B, meta: &PacketMeta, now_ms: u64) -> StageVerdict<B>;
+    /// One packet of the burst, with its classification. `routes` is the
+    /// worker's route cache, for the source address and MTU towards where
+    /// the stage sends the packet (the stack then reads the MACs from the
+    /// same entry).
+    fn process(
+        &mut self,
+        rx_port: u16,
+        buf: B,
+        meta: &PacketMeta,
+        now_ms: u64,
+        routes: &RouteCache,
+    ) -> StageVerdict<B>;
     /// Called with a whole received burst before its packets are processed
     /// one by one (batched lookups that overlap cache misses).
     fn warm(&mut self, _metas: &[Result<PacketMeta, ParseError>]) {}
@@ -352,8 +366,6 @@ pub trait Stage<B: PacketBuf> {
     fn service_addrs(&self) -> Vec<IpAddr> {
         Vec::new()
     }
-    /// The routes changed (a reload of the config, between bursts).
-    fn set_routes(&mut self, _routes: &RouteTable) {}
     /// The frame of the datagram a [`StageVerdict::Datagram`] announced.
     fn datagram(&self) -> Option<&[u8]> {
         None
@@ -431,6 +443,7 @@ impl<B: PacketBuf> Stage<B> for NoStage {
         buf: B,
         _meta: &PacketMeta,
         _now_ms: u64,
+        _routes: &RouteCache,
     ) -> StageVerdict<B> {
         StageVerdict::Pass { buf }
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::floating::Floating;
 use super::host::AnswerLimit;
 use super::neighbor::{Lookup, NeighborTable};
+use super::routecache::RouteCache;
 use super::{arp, host, icmp, inbound, ndp, vlan};
 use super::{
     Counter, Forwarding, Interface, L3Config, L3ConfigError, NetCounters, RouteTable, Stage,
@@ -46,7 +47,6 @@ pub trait Io<B> {
 #[derive(Debug)]
 pub struct Stack<B> {
     ifaces: Vec<Interface>,
-    routes: RouteTable,
     neigh: NeighborTable<B>,
     counters: Arc<NetCounters>,
     last_tick: u64,
@@ -55,8 +55,11 @@ pub struct Stack<B> {
     /// Addresses shared with another director under VRRP, and which of
     /// them this one holds (see [`super::floating`]).
     floating: Floating,
-    /// Recent destinations resolved to a port and both MACs.
-    hops: Box<[Option<Hop>; HOP_CACHE]>,
+    /// The routes, and recent destinations resolved to a port, both MACs,
+    /// the source address and the MTU: the one cache the stage (through
+    /// [`Stage::process`]) and [`Stack::send_ip`] share
+    /// ([`super::routecache`]).
+    hops: RouteCache,
     /// The budget of answers the director originates ([`host`]).
     answers: AnswerLimit,
     /// Identification of the IPv6 fragment headers this stack writes.
@@ -65,32 +68,6 @@ pub struct Stack<B> {
     pub(super) forwarding: Forwarding,
     /// Recent routed destinations' egress ([`super::forward`]).
     pub(super) egress: Box<[Option<super::forward::Egress>; super::forward::EGRESS_CACHE]>,
-}
-
-/// A destination resolved through the route table and the neighbour table.
-///
-/// Why: every forwarded packet needs the route lookup (a scan of the
-/// routes), the port's MAC and a neighbour-table lookup (a hash probe); a
-/// director sends to few next hops (its real servers and gateways), so a
-/// small direct-mapped cache answers almost every packet with one compare.
-/// An entry is trusted while the neighbour table's generation is the one
-/// it was made under and the neighbour's own validity has not run out.
-#[derive(Debug, Clone, Copy)]
-struct Hop {
-    dst: IpAddr,
-    port: u16,
-    src_mac: MacAddr,
-    dst_mac: MacAddr,
-    until: u64,
-    generation: u64,
-}
-
-/// Entries of the next-hop cache (a power of two).
-const HOP_CACHE: usize = 64;
-
-#[inline]
-fn hop_slot(dst: IpAddr) -> usize {
-    super::addr_slot(dst, HOP_CACHE)
 }
 
 /// Writes the source MAC and the ethertype of `dst`'s family into the
@@ -120,14 +97,13 @@ impl<B: PacketBuf> Stack<B> {
             }
         }
         Ok(Stack {
+            hops: RouteCache::new(routes, cfg.interfaces.clone()),
             ifaces: cfg.interfaces.clone(),
-            routes,
             neigh,
             counters,
             last_tick: 0,
             service_addrs: Vec::new(),
             floating: Floating::default(),
-            hops: Box::new([None; HOP_CACHE]),
             answers: AnswerLimit::default(),
             frag_ident: 0,
             forwarding: cfg.forwarding,
@@ -142,7 +118,12 @@ impl<B: PacketBuf> Stack<B> {
         &self.neigh
     }
     pub fn routes(&self) -> &RouteTable {
-        &self.routes
+        self.hops.routes()
+    }
+
+    /// Uses `pmtu`, the table of learned path MTUs every worker shares.
+    pub fn share_path_mtus(&mut self, pmtu: Arc<crate::lb::PathMtus>) {
+        self.hops.share_path_mtus(pmtu);
     }
 
     /// Replaces the routes and the static neighbours (a reload of the
@@ -153,9 +134,8 @@ impl<B: PacketBuf> Stack<B> {
             .iter()
             .filter_map(|&(ip, mac)| routes.connected_port(ip).map(|p| (ip, p, mac)))
             .collect();
-        self.routes = routes;
         self.neigh.replace_statics(&statics);
-        *self.hops = [None; HOP_CACHE];
+        self.hops.set_routes(routes);
         *self.egress = [None; super::forward::EGRESS_CACHE];
     }
 
@@ -322,7 +302,7 @@ impl<B: PacketBuf> Stack<B> {
             return self.drop_buf(buf, why);
         }
         self.counters.inc(Counter::Forwarded);
-        let buf = match stage.process(rx_port, buf, meta, now) {
+        let buf = match stage.process(rx_port, buf, meta, now, &self.hops) {
             StageVerdict::Route { buf, dst } => {
                 self.counters.inc(Counter::FromStage);
                 return self.send_ip(buf, dst, now, io);
@@ -393,40 +373,40 @@ impl<B: PacketBuf> Stack<B> {
     /// `dst`: fills the Ethernet header and transmits, or resolves the next
     /// hop first (the packet waits in a bounded queue).
     pub fn send_ip(&mut self, mut buf: B, dst: IpAddr, now: u64, io: &mut impl Io<B>) {
-        let slot = hop_slot(dst);
-        if let Some(h) = &self.hops[slot] {
-            if h.dst == dst
-                && h.generation == self.neigh.generation()
-                && now < h.until
-                && buf.len() >= HEADER_LEN
+        if buf.len() >= HEADER_LEN {
+            if let Some((port, src_mac, dst_mac)) = self.hops.hit(dst, self.neigh.generation(), now)
             {
-                let (port, src_mac, dst_mac) = (h.port, h.src_mac, h.dst_mac);
                 fill_l2(buf.data_mut(), dst, src_mac);
                 buf.data_mut()[0..6].copy_from_slice(&dst_mac.0);
                 return self.tx(io, port, buf);
             }
         }
-        let Some((port, hop)) = self.routes.next_hop(dst) else {
-            return self.drop_buf(buf, Counter::DropNoRoute);
-        };
-        let Some(my_mac) = self.iface(port).map(|i| i.mac) else {
+        self.send_ip_resolving(buf, dst, now, io)
+    }
+
+    /// [`Stack::send_ip`] without a fresh neighbour part in the route
+    /// cache: the route (cached or looked up), then the neighbour table.
+    /// Apart, so that the per-packet case stays small.
+    #[cold]
+    #[inline(never)]
+    fn send_ip_resolving(&mut self, mut buf: B, dst: IpAddr, now: u64, io: &mut impl Io<B>) {
+        let Some(h) = self.hops.hop(dst) else {
             return self.drop_buf(buf, Counter::DropNoRoute);
         };
         if buf.len() < HEADER_LEN {
             return self.drop_buf(buf, Counter::DropMalformed);
         }
-        fill_l2(buf.data_mut(), dst, my_mac);
+        let (port, hop) = (h.port, h.via);
+        fill_l2(buf.data_mut(), dst, h.src_mac);
         match self.neigh.lookup(hop, port, now) {
             Lookup::Mac(mac) => {
                 buf.data_mut()[0..6].copy_from_slice(&mac.0);
-                self.hops[slot] = Some(Hop {
+                self.hops.resolved(
                     dst,
-                    port,
-                    src_mac: my_mac,
-                    dst_mac: mac,
-                    until: self.neigh.valid_until(&hop),
-                    generation: self.neigh.generation(),
-                });
+                    mac,
+                    self.neigh.generation(),
+                    self.neigh.valid_until(&hop),
+                );
                 self.tx(io, port, buf);
             }
             Lookup::Resolve { probe } => {
@@ -497,6 +477,7 @@ impl<B: PacketBuf> Stack<B> {
 
     /// Retries and expiry of pending resolutions; cheap when nothing is due.
     pub fn tick(&mut self, now: u64, io: &mut impl Io<B>) {
+        self.hops.set_now(now);
         if now.saturating_sub(self.last_tick) < TICK_MS {
             return;
         }

@@ -386,6 +386,7 @@ impl Stage<TestBuf> for RouteAll {
         buf: TestBuf,
         meta: &crate::wire::PacketMeta,
         _n: u64,
+        _r: &crate::net::RouteCache,
     ) -> StageVerdict<TestBuf> {
         if meta.dst == IpAddr::from(DIRECTOR) {
             return StageVerdict::Pass { buf };

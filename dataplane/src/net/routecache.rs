@@ -1,0 +1,389 @@
+//! The worker's one route and next-hop cache: destination -> egress port,
+//! gateway, both MACs, the director's source address, the port's MTU, and
+//! whether the neighbour part still holds.
+//!
+//! Why one: every packet the load balancer forwards needs two routing
+//! facts. The rewrite needs the MTU towards the destination (the too-big
+//! check) and, for tunnels and FULLNAT, the director's source address
+//! towards it; the stack then needs the egress port and both MACs to fill
+//! the Ethernet header. Both come from the same route lookup (a scan of
+//! the routes) and the port's interface; the neighbour table adds the
+//! gateway's MAC. Two caches (one in the stage, one in the stack) did that
+//! lookup twice per new destination and held two copies of the answer.
+//! Here the stage asks through [`crate::lb::Egress`] and the stack through
+//! [`RouteCache::hit`], over one direct-mapped array.
+//!
+//! Validity: the route part of an entry (port, gateway, source MAC, source
+//! address, MTU) holds until the routes change (a reload replaces them
+//! and empties the cache; interfaces and their addresses never change
+//! while the daemon runs). The neighbour part (destination MAC) holds
+//! while the neighbour table's generation is the one it was filled under
+//! and the neighbour's own validity has not run out: a stale neighbour
+//! part costs a neighbour lookup, not a route lookup. The path MTU learned
+//! from ICMP errors ([`PathMtus`], shared by every worker) lowers the
+//! port's MTU at each read, so a learned or expired value is seen at once.
+//!
+//! Entries are `Cell`s: the stage reads the cache through a shared
+//! reference while the stack, which owns it, is in the middle of handling
+//! the same packet. An entry's two parts sit at the same slot of two
+//! arrays: the neighbour part, which only the stack writes, is a plain
+//! array that the stack's read per packet compares in place.
+
+use std::cell::Cell;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::{Interface, RouteTable};
+use crate::lb::{Egress, PathMtus};
+use crate::wire::ethernet::MacAddr;
+
+/// Entries of the cache (a power of two). A director sends to few next
+/// hops (its real servers and gateways).
+pub const ROUTE_CACHE: usize = 64;
+
+/// The route part of a cached destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hop {
+    pub dst: IpAddr,
+    /// The egress port (a VLAN interface's port id for a VLAN).
+    pub port: u16,
+    /// The next hop on the link: the gateway, or `dst` itself.
+    pub via: IpAddr,
+    /// The port's MAC.
+    pub src_mac: MacAddr,
+    /// The director's address towards `dst` (`None`: the port has none of
+    /// `dst`'s family).
+    pub src: Option<IpAddr>,
+    /// The port's IP MTU (before any learned path MTU).
+    pub mtu: u16,
+}
+
+/// The neighbour part of a cached destination: all the stack reads for a
+/// packet, kept in an array of its own so that the read copies no more.
+#[derive(Debug, Clone, Copy)]
+struct Near {
+    dst: IpAddr,
+    port: u16,
+    src_mac: MacAddr,
+    /// The next hop's MAC, valid while `generation` is the neighbour
+    /// table's and the clock is before `until`.
+    dst_mac: MacAddr,
+    generation: u64,
+    until: u64,
+}
+
+/// The cache; see the module docs.
+#[derive(Debug)]
+pub struct RouteCache {
+    routes: RouteTable,
+    interfaces: Vec<Interface>,
+    /// The ports' IP MTU when all ports have the same one (NAT and DR then
+    /// need no lookup for their MTU check).
+    uniform_mtu: Option<u16>,
+    /// The entries' route parts and, in the same slots, their neighbour
+    /// parts.
+    slots: Box<[Cell<Option<Hop>>; ROUTE_CACHE]>,
+    /// Written by the stack alone ([`RouteCache::resolved`]), so no `Cell`:
+    /// the read per packet compares in place.
+    near: Box<[Option<Near>; ROUTE_CACHE]>,
+    /// Learned path MTUs, shared by every worker.
+    pmtu: Arc<PathMtus>,
+    /// The worker's clock in seconds (wrapping), for the learned MTUs.
+    now_s: Cell<u16>,
+}
+
+#[inline]
+fn slot_of(dst: IpAddr) -> usize {
+    super::addr_slot(dst, ROUTE_CACHE)
+}
+
+impl RouteCache {
+    /// A cache over `routes` and the ports `interfaces`, with a table of
+    /// learned path MTUs of its own (see [`RouteCache::share_path_mtus`]).
+    pub fn new(routes: RouteTable, interfaces: Vec<Interface>) -> Self {
+        let first = interfaces.first().map(|i| i.mtu);
+        let uniform_mtu = first.filter(|&m| interfaces.iter().all(|i| i.mtu == m));
+        RouteCache {
+            routes,
+            interfaces,
+            uniform_mtu,
+            slots: Box::new(std::array::from_fn(|_| Cell::new(None))),
+            near: Box::new([None; ROUTE_CACHE]),
+            pmtu: Arc::new(PathMtus::default()),
+            now_s: Cell::new(0),
+        }
+    }
+
+    /// Uses `pmtu`, the table every worker shares, for learned path MTUs.
+    pub fn share_path_mtus(&mut self, pmtu: Arc<PathMtus>) {
+        self.pmtu = pmtu;
+    }
+
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    /// Replaces the routes (a reload); every entry is forgotten.
+    pub fn set_routes(&mut self, routes: RouteTable) {
+        self.routes = routes;
+        self.clear();
+    }
+
+    /// Forgets every entry.
+    pub fn clear(&mut self) {
+        for s in self.slots.iter() {
+            s.set(None);
+        }
+        *self.near = [None; ROUTE_CACHE];
+    }
+
+    /// The worker's clock, for the expiry of learned MTUs (between bursts).
+    #[inline]
+    pub fn set_now(&self, now_ms: u64) {
+        self.now_s.set((now_ms / 1000) as u16);
+    }
+
+    /// Whether `a` is one of the ports' own addresses.
+    pub fn is_own(&self, a: &IpAddr) -> bool {
+        self.interfaces
+            .iter()
+            .any(|i| i.addrs.iter().any(|p| p.addr == *a))
+    }
+
+    /// The route part of `dst`'s entry, from the cache or looked up (and
+    /// then cached, with no neighbour part). `None`: no route, or a route
+    /// by a port with no interface.
+    #[inline]
+    pub fn hop(&self, dst: IpAddr) -> Option<Hop> {
+        let slot = &self.slots[slot_of(dst)];
+        if let Some(h) = slot.get() {
+            if h.dst == dst {
+                return Some(h);
+            }
+        }
+        let h = self.lookup(dst)?;
+        slot.set(Some(h));
+        Some(h)
+    }
+
+    /// `dst`'s entry if its neighbour part holds under the neighbour
+    /// table's `generation` at `now`: port, source MAC, destination MAC.
+    #[inline]
+    pub fn hit(&self, dst: IpAddr, generation: u64, now: u64) -> Option<(u16, MacAddr, MacAddr)> {
+        let n = self.near[slot_of(dst)].as_ref()?;
+        (n.dst == dst && n.generation == generation && now < n.until)
+            .then_some((n.port, n.src_mac, n.dst_mac))
+    }
+
+    /// Records the neighbour part of `dst`'s entry (the stack resolved its
+    /// next hop to `mac`, valid until `until` under `generation`).
+    #[inline]
+    pub fn resolved(&mut self, dst: IpAddr, mac: MacAddr, generation: u64, until: u64) {
+        let i = slot_of(dst);
+        if let Some(h) = self.slots[i].get() {
+            if h.dst == dst {
+                self.near[i] = Some(Near {
+                    dst,
+                    port: h.port,
+                    src_mac: h.src_mac,
+                    dst_mac: mac,
+                    generation,
+                    until,
+                });
+            }
+        }
+    }
+
+    /// The uncached route part of `dst`'s entry.
+    fn lookup(&self, dst: IpAddr) -> Option<Hop> {
+        let (port, via) = self.routes.next_hop(dst)?;
+        let iface = self.interfaces.iter().find(|i| i.port == port)?;
+        let src = match dst {
+            IpAddr::V4(d) => iface.v4_source(d).map(IpAddr::V4),
+            IpAddr::V6(d) => iface.v6_source(d).map(IpAddr::V6),
+        };
+        Some(Hop {
+            dst,
+            port,
+            via,
+            src_mac: iface.mac,
+            src,
+            mtu: iface.mtu,
+        })
+    }
+
+    /// `mtu` lowered to the path MTU learned for `dst`, if any.
+    #[inline]
+    fn path(&self, dst: IpAddr, mtu: u16) -> u16 {
+        match dst {
+            IpAddr::V4(d) => match self.pmtu.get(d, self.now_s.get()) {
+                Some(p) => p.min(mtu),
+                None => mtu,
+            },
+            IpAddr::V6(_) => mtu,
+        }
+    }
+}
+
+impl Egress for RouteCache {
+    #[inline]
+    fn route(&self, dst: IpAddr) -> Option<(IpAddr, u16)> {
+        let h = self.hop(dst)?;
+        Some((h.src?, self.path(dst, h.mtu)))
+    }
+
+    #[inline]
+    fn mtu(&self, dst: IpAddr) -> u16 {
+        match self.uniform_mtu {
+            Some(m) => m,
+            None => self.route(dst).map_or(u16::MAX, |r| r.1),
+        }
+    }
+
+    fn learn_mtu(&self, dst: IpAddr, mtu: u16) {
+        if let IpAddr::V4(d) = dst {
+            self.pmtu.learn(d, mtu, self.now_s.get());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::L3Config;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// Port 0: 198.18.0.1/24 and 2001:db8::1/64; port 1: 198.18.1.1/24
+    /// and 198.18.2.1/24, with 198.19.0.0/16 via 198.18.1.254; port 2
+    /// (MTU 9000) has only an IPv6 address but carries 198.20.0.0/16.
+    fn cache() -> RouteCache {
+        let iface = |port: u8, addrs: &[&str], mtu: u16| Interface {
+            port: u16::from(port),
+            mac: MacAddr([2, 0, 0, 0, 0, port + 1]),
+            addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+            mtu,
+            kernel: false,
+        };
+        let cfg = L3Config {
+            interfaces: vec![
+                iface(0, &["198.18.0.1/24", "2001:db8::1/64"], 1500),
+                iface(1, &["198.18.1.1/24", "198.18.2.1/24"], 1500),
+                iface(2, &["2001:db8:2::1/64"], 9000),
+            ],
+            routes: vec![("198.19.0.0/16".parse().unwrap(), ip("198.18.1.254"))],
+            neighbors: vec![],
+            forwarding: Default::default(),
+        };
+        let mut t = cfg.route_table().unwrap();
+        t.add(crate::net::Route {
+            prefix: "198.20.0.0/16".parse().unwrap(),
+            via: None,
+            port: 2,
+        });
+        RouteCache::new(t, cfg.interfaces.clone())
+    }
+
+    #[test]
+    fn cached_answers_are_the_lookups_answers() {
+        let r = cache();
+        assert_eq!(
+            r.route(ip("198.18.2.7")),
+            Some((ip("198.18.2.1"), 1500)),
+            "the address on the destination's own prefix"
+        );
+        assert_eq!(
+            r.route(ip("198.19.3.4")).map(|x| x.0),
+            Some(ip("198.18.1.1"))
+        );
+        assert_eq!(
+            r.hop(ip("198.19.3.4")).map(|h| h.via),
+            Some(ip("198.18.1.254"))
+        );
+        assert_eq!(
+            r.route(ip("2001:db8::9")).map(|x| x.0),
+            Some(ip("2001:db8::1"))
+        );
+        assert_eq!(r.route(ip("2001:db8:1::9")), None, "no route");
+        // Many destinations (more than the cache holds, so slots are
+        // shared and replaced), each asked three times: every answer is the
+        // uncached one.
+        let dsts: Vec<IpAddr> = (0..300u32)
+            .map(|i| {
+                let o = (i % 3) as u8;
+                IpAddr::from([198, 18 + u8::from(o == 2), o, (i / 3) as u8])
+            })
+            .collect();
+        for _ in 0..3 {
+            for &d in &dsts {
+                let want = r.lookup(d);
+                assert_eq!(r.hop(d), want, "{d}");
+                assert_eq!(r.route(d), want.and_then(|h| Some((h.src?, h.mtu))), "{d}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_neighbour_part_holds_for_its_generation_and_lifetime_only() {
+        let mut r = cache();
+        let d = ip("198.19.3.4");
+        let mac = MacAddr([2, 9, 9, 9, 9, 9]);
+        assert_eq!(r.hit(d, 1, 0), None, "nothing cached");
+        r.resolved(d, mac, 1, 100);
+        assert_eq!(
+            r.hit(d, 1, 0),
+            None,
+            "no route part yet: nothing to attach to"
+        );
+        assert!(r.hop(d).is_some());
+        r.resolved(d, mac, 1, 100);
+        assert_eq!(r.hit(d, 1, 99), Some((1, MacAddr([2, 0, 0, 0, 0, 2]), mac)));
+        assert_eq!(r.hit(d, 1, 100), None, "run out");
+        assert_eq!(r.hit(d, 2, 50), None, "the neighbour table moved on");
+        assert_eq!(
+            r.route(d),
+            Some((ip("198.18.1.1"), 1500)),
+            "a stale neighbour part leaves the route part"
+        );
+    }
+
+    #[test]
+    fn mtu_is_the_ports_lowered_by_a_learned_path_mtu_and_a_reload_forgets() {
+        let mut r = cache();
+        let d = ip("198.19.3.4");
+        assert_eq!(r.mtu(d), 1500);
+        r.learn_mtu(d, 1400);
+        assert_eq!(r.route(d).map(|x| x.1), Some(1400));
+        r.set_now(601_000);
+        assert_eq!(r.route(d).map(|x| x.1), Some(1500), "expired");
+        assert_eq!(
+            r.route(ip("198.20.1.1")),
+            None,
+            "a port without an IPv4 address has no source"
+        );
+        assert_eq!(
+            r.mtu(ip("198.20.1.1")),
+            u16::MAX,
+            "ports differ: no route, no limit"
+        );
+        let shared = Arc::new(PathMtus::default());
+        r.share_path_mtus(Arc::clone(&shared));
+        r.learn_mtu(d, 1300);
+        assert_eq!(
+            shared.get(a4(d), 601),
+            Some(1300),
+            "learned into the shared table"
+        );
+        r.set_routes(RouteTable::default());
+        assert_eq!(r.hop(d), None, "the new routes have none");
+    }
+
+    fn a4(d: IpAddr) -> std::net::Ipv4Addr {
+        match d {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => unreachable!(),
+        }
+    }
+}
