@@ -7,12 +7,17 @@
 //! worker's stage knows (receiving port, the director's own addresses,
 //! the route back for REJECT), and a director without rules must pay one
 //! load per packet, which this keeps outside the balancer's own code.
+//!
+//! Established traffic does not walk: a packet of a connection in the
+//! table takes the answer kept with its connection
+//! ([`crate::rules::conncache`]), any other packet with ports the one kept
+//! for its flow ([`crate::rules::cache`]), when the rules allow it.
 
 use std::net::IpAddr;
 
 use super::{drop_counted, Egress, Lb, LbDrop};
 use crate::buf::PacketBuf;
-use crate::conn::{ConnAddr, ConnKey, ConnTable};
+use crate::conn::{ConnAddr, ConnKey, ConnTable, Dir};
 use crate::model::Snapshot;
 use crate::rules::{ctstate, Facts, Packet, Verdict};
 use crate::sets::{Dirs, Match as SetMatch, Packet as SetPacket, SetId};
@@ -137,9 +142,25 @@ impl Lb {
             return Filtered::Pass(0);
         }
         let pkt = packet(meta, rx_port);
-        let (verdict, mark) = match self.flow_cache.hit(rules, &pkt, self.worker) {
-            Some(hit) => hit,
-            None => self.walk(buf.data(), meta, &pkt, &own_addr),
+        let conn = if self.conn_verdicts.is_on() && pkt.has_ports {
+            self.conn_of(meta)
+        } else {
+            None
+        };
+        let (verdict, mark) = match conn {
+            Some((slot, serial, dir)) => {
+                let kept =
+                    self.conn_verdicts
+                        .hit(rules, slot, serial, dir, rx_port, pkt.len, self.worker);
+                match kept {
+                    Some(hit) => hit,
+                    None => self.walk_conn(buf.data(), meta, &pkt, &own_addr, (slot, serial, dir)),
+                }
+            }
+            None => match self.flow_cache.hit(rules, &pkt, self.worker) {
+                Some(hit) => hit,
+                None => self.walk(buf.data(), meta, &pkt, &own_addr),
+            },
         };
         match verdict {
             Verdict::Accept => Filtered::Pass(mark),
@@ -158,6 +179,54 @@ impl Lb {
                 }
             }
         }
+    }
+
+    /// The slot, serial and direction of the connection `meta`'s packet
+    /// (one with ports) belongs to, looked up as `--ctstate` does.
+    #[inline]
+    fn conn_of(&self, meta: &PacketMeta) -> Option<(u32, u32, Dir)> {
+        let key = self.conns.hashed(ConnKey::new(
+            meta.protocol,
+            ConnAddr::from(meta.src),
+            meta.sport,
+            ConnAddr::from(meta.dst),
+            meta.dport,
+        ));
+        let (id, dir) = match self.conns.lookup_in_hashed(&key) {
+            Some(id) => (id, Dir::In),
+            None => (self.conns.lookup_out_hashed(&key)?, Dir::Out),
+        };
+        Some((id.0, self.conns.serial(id), dir))
+    }
+
+    /// The rules walked for a packet of a connection whose kept answer
+    /// did not serve (`conn`: slot, serial, direction).
+    #[inline(never)]
+    fn walk_conn(
+        &mut self,
+        frame: &[u8],
+        meta: &PacketMeta,
+        pkt: &Packet,
+        own_addr: &dyn Fn(&IpAddr) -> bool,
+        (slot, serial, dir): (u32, u32, Dir),
+    ) -> (Verdict, u32) {
+        let facts = StageFacts {
+            snap: &self.snap,
+            conns: &self.conns,
+            frame,
+            meta,
+            own_addr,
+        };
+        self.conn_verdicts.miss(
+            &self.snap.rules,
+            slot,
+            serial,
+            dir,
+            pkt,
+            &facts,
+            || facts.dst_local(),
+            self.worker,
+        )
     }
 
     /// The rules walked for a packet the flow cache did not answer.

@@ -319,6 +319,8 @@ pub struct Lb {
     synproxy: SynProxy,
     /// The packet rules' verdicts per flow ([`crate::rules::cache`]).
     flow_cache: crate::rules::FlowCache,
+    /// The packet rules' verdicts per connection ([`crate::rules::conncache`]).
+    conn_verdicts: crate::rules::ConnVerdicts,
     /// FULLNAT's ownership and local-address cursor ([`fullnat`]).
     fnat: fullnat::FullNat,
 }
@@ -358,6 +360,7 @@ impl Lb {
             sync: None,
             synproxy,
             flow_cache: crate::rules::FlowCache::default(),
+            conn_verdicts: crate::rules::ConnVerdicts::default(),
             fnat: fullnat::FullNat::new(),
         }
     }
@@ -425,6 +428,8 @@ impl Lb {
         }
         self.take_tunables(&snap);
         self.flow_cache.reset(&snap.rules, &snap.sets);
+        self.conn_verdicts
+            .reset(&snap.rules, &snap.sets, self.conns.slots());
         if snap.locals.len() != self.snap.locals.len() {
             self.take_locals(&snap);
         }

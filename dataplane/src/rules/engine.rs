@@ -203,6 +203,8 @@ pub struct Program {
     /// (`--ctstate`): the verdict is a function of the packet's flow key,
     /// the sets and the configuration ([`super::cache`]).
     flow_constant: bool,
+    /// Few enough counters for a [`Path`] to name them (the caches).
+    countable: bool,
     /// The sets the rules test (the flow cache needs them free of
     /// timeouts and counters).
     sets_used: Box<[SetId]>,
@@ -216,6 +218,7 @@ impl Default for Program {
             idle: true,
             counters: Box::default(),
             flow_constant: true,
+            countable: true,
             sets_used: Box::default(),
         }
     }
@@ -698,9 +701,11 @@ impl Program {
             idle: false,
             counters: Box::default(),
             flow_constant: false,
+            countable: false,
             sets_used: Box::default(),
         };
-        p.flow_constant = !col.per_packet && col.counters.len() <= usize::from(u16::MAX);
+        p.countable = col.counters.len() <= usize::from(u16::MAX);
+        p.flow_constant = !col.per_packet && p.countable;
         p.counters = col.counters.into();
         p.sets_used = col.sets.into();
         p.idle = [&p.v4, &p.v6].iter().all(|f| {
@@ -736,6 +741,15 @@ impl Program {
     /// not a `list:set`, whose members may time out).
     pub fn flow_constant(&self, sets: &crate::sets::SetTable) -> bool {
         self.flow_constant && self.sets_used.iter().all(|id| sets.is_static(*id))
+    }
+
+    /// Whether the verdict and mark of a TCP, UDP or SCTP packet of a
+    /// connection in the table depend only on its flow key and receiving
+    /// port for as long as this program and `sets` are current
+    /// ([`super::conncache`]): [`Program::flow_constant`] but for
+    /// `--ctstate`, which reads ESTABLISHED for every such packet.
+    pub fn conn_constant(&self, sets: &crate::sets::SetTable) -> bool {
+        self.countable && self.sets_used.iter().all(|id| sets.is_static(*id))
     }
 
     /// Moves the counters of a replayed walk by one packet of `len` bytes.
