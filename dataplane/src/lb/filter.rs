@@ -67,6 +67,8 @@ struct StageFacts<'a> {
     frame: &'a [u8],
     meta: &'a PacketMeta,
     own_addr: &'a dyn Fn(&IpAddr) -> bool,
+    /// The interface a packet to an address leaves by ([`Egress::out_port`]).
+    out_port: &'a dyn Fn(IpAddr) -> u16,
 }
 
 impl Facts for StageFacts<'_> {
@@ -122,9 +124,24 @@ impl Facts for StageFacts<'_> {
         };
         self.snap.sets.lookup(set, dirs, &pkt)
     }
+
+    fn out_port(&self) -> u16 {
+        (self.out_port)(self.meta.dst)
+    }
 }
 
+/// The stage's answers a walk may ask for: is an address the director's
+/// own, and which interface a packet to an address leaves by.
+type Routing<'a> = (&'a dyn Fn(&IpAddr) -> bool, &'a dyn Fn(IpAddr) -> u16);
+
 impl Lb {
+    /// The routes changed: answers that read them (`-o` in FORWARD) are
+    /// forgotten. Between bursts.
+    pub fn routes_changed(&mut self) {
+        self.flow_cache.forget();
+        self.conn_verdicts.forget();
+    }
+
     /// Runs the packet rules on a packet this worker owns. `own_addr` says
     /// whether an address is one of the director's own (port) addresses;
     /// it is asked only if a rule or the INPUT/FORWARD choice needs it.
@@ -154,12 +171,18 @@ impl Lb {
                         .hit(rules, slot, serial, dir, rx_port, pkt.len, self.worker);
                 match kept {
                     Some(hit) => hit,
-                    None => self.walk_conn(buf.data(), meta, &pkt, &own_addr, (slot, serial, dir)),
+                    None => self.walk_conn(
+                        buf.data(),
+                        meta,
+                        &pkt,
+                        (&own_addr, &|d| eg.out_port(d)),
+                        (slot, serial, dir),
+                    ),
                 }
             }
             None => match self.flow_cache.hit(rules, &pkt, self.worker) {
                 Some(hit) => hit,
-                None => self.walk(buf.data(), meta, &pkt, &own_addr),
+                None => self.walk(buf.data(), meta, &pkt, (&own_addr, &|d| eg.out_port(d))),
             },
         };
         match verdict {
@@ -207,7 +230,7 @@ impl Lb {
         frame: &[u8],
         meta: &PacketMeta,
         pkt: &Packet,
-        own_addr: &dyn Fn(&IpAddr) -> bool,
+        (own_addr, out_port): Routing<'_>,
         (slot, serial, dir): (u32, u32, Dir),
     ) -> (Verdict, u32) {
         let facts = StageFacts {
@@ -216,6 +239,7 @@ impl Lb {
             frame,
             meta,
             own_addr,
+            out_port,
         };
         self.conn_verdicts.miss(
             &self.snap.rules,
@@ -236,7 +260,7 @@ impl Lb {
         frame: &[u8],
         meta: &PacketMeta,
         pkt: &Packet,
-        own_addr: &dyn Fn(&IpAddr) -> bool,
+        (own_addr, out_port): Routing<'_>,
     ) -> (Verdict, u32) {
         let facts = StageFacts {
             snap: &self.snap,
@@ -244,6 +268,7 @@ impl Lb {
             frame,
             meta,
             own_addr,
+            out_port,
         };
         self.flow_cache.miss(
             &self.snap.rules,

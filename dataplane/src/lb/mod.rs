@@ -234,6 +234,12 @@ pub trait Egress {
     /// ([`PathMtus`]); the default (one fixed MTU) forgets it.
     #[inline]
     fn learn_mtu(&self, _dst: IpAddr, _mtu: u16) {}
+    /// The interface a packet to `dst` leaves by (`-o` in the FORWARD
+    /// rules); [`crate::rules::NO_PORT`]: not known.
+    #[inline]
+    fn out_port(&self, _dst: IpAddr) -> u16 {
+        crate::rules::NO_PORT
+    }
 }
 
 /// Start-up settings of a worker's stage.

@@ -357,6 +357,12 @@ impl Egress for PortRoutes {
             self.pmtu.learn(d, mtu, self.now_s.get());
         }
     }
+
+    fn out_port(&self, dst: IpAddr) -> u16 {
+        self.routes
+            .next_hop(dst)
+            .map_or(crate::rules::NO_PORT, |(port, _)| port)
+    }
 }
 
 /// How often a worker expires connections, and how many at most per turn.
@@ -525,6 +531,7 @@ impl LbStage {
 impl<B: PacketBuf> Stage<B> for LbStage {
     fn set_routes(&mut self, routes: &RouteTable) {
         self.egress = self.egress.with_routes(routes);
+        self.lb.routes_changed();
     }
 
     #[inline]

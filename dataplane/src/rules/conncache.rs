@@ -15,7 +15,9 @@
 //! connection exists; every other input of a walk is the flow key
 //! (addresses, ports and protocol, fixed by the connection and the
 //! direction), the receiving port (kept and compared), the configuration
-//! snapshot and the director's own addresses. So it is on when
+//! snapshot, the director's own addresses and, for `-o` in the FORWARD
+//! hooks, the route to the destination ([`ConnVerdicts::forget`] when the
+//! routes change). So it is on when
 //! [`Program::conn_constant`] holds: every set the rules test is free of
 //! timeouts and counters and not a `list:set` (`--ctstate` rules are
 //! allowed, unlike in the flow cache). The mark starts at 0 for every
@@ -102,6 +104,19 @@ impl ConnVerdicts {
         }
         if self.entries.len() < slots {
             self.entries.resize(slots, EMPTY);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.entries.fill(EMPTY);
+            self.epoch = 1;
+        }
+    }
+
+    /// Forgets every answer (the routes changed: `-o` in FORWARD reads
+    /// them). Between bursts.
+    pub fn forget(&mut self) {
+        if !self.on {
+            return;
         }
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {
