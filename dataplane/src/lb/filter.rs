@@ -17,7 +17,8 @@ use std::net::IpAddr;
 
 use super::{drop_counted, Egress, Lb, LbDrop};
 use crate::buf::PacketBuf;
-use crate::conn::{ConnAddr, ConnKey, ConnTable, Dir};
+use crate::conn::table::HashedKey;
+use crate::conn::{ConnAddr, ConnId, ConnKey, ConnTable, Dir};
 use crate::model::Snapshot;
 use crate::rules::{ctstate, Facts, Packet, Verdict};
 use crate::sets::{Dirs, Match as SetMatch, Packet as SetPacket, SetId};
@@ -130,6 +131,16 @@ impl Facts for StageFacts<'_> {
     }
 }
 
+/// A connection lookup made by the packet rules, for the balancer's
+/// [`Lb::process_marked`] to reuse rather than repeat (taken by the next
+/// lookup, and used only for the same key).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Looked {
+    k: ConnKey,
+    key: HashedKey,
+    found: Option<(ConnId, Dir)>,
+}
+
 /// The stage's answers a walk may ask for: is an address the director's
 /// own, and which interface a packet to an address leaves by.
 type Routing<'a> = (&'a dyn Fn(&IpAddr) -> bool, &'a dyn Fn(IpAddr) -> u16);
@@ -154,37 +165,47 @@ impl Lb {
         own_addr: impl Fn(&IpAddr) -> bool,
         eg: &E,
     ) -> Filtered {
-        let rules = &self.snap.rules;
-        if rules.is_empty() || meta.l3 == L3::Arp {
+        if self.snap.rules.is_empty() || meta.l3 == L3::Arp {
             return Filtered::Pass(0);
         }
-        let pkt = packet(meta, rx_port);
-        let conn = if self.conn_verdicts.is_on() && pkt.has_ports {
+        // As `packet()` decides it; the rules' view is built only when
+        // the connection's kept answer does not serve.
+        let has_ports = matches!(meta.protocol, 6 | 17 | 132) && meta.fragment != Fragment::Later;
+        let conn = if self.conn_verdicts.is_on() && has_ports {
             self.conn_of(meta)
         } else {
             None
         };
+        let rules = &self.snap.rules;
+        let len = u32::from(meta.ip_len);
         let (verdict, mark) = match conn {
             Some((slot, serial, dir)) => {
                 let kept =
                     self.conn_verdicts
-                        .hit(rules, slot, serial, dir, rx_port, pkt.len, self.worker);
+                        .hit(rules, slot, serial, dir, rx_port, len, self.worker);
                 match kept {
                     Some(hit) => hit,
                     None => self.walk_conn(
                         buf.data(),
                         meta,
-                        &pkt,
+                        &packet(meta, rx_port),
                         (&own_addr, &|d| eg.out_port(d)),
                         (slot, serial, dir),
                     ),
                 }
             }
-            None => match self.flow_cache.hit(rules, &pkt, self.worker) {
-                Some(hit) => hit,
-                None => self.walk(buf.data(), meta, &pkt, (&own_addr, &|d| eg.out_port(d))),
-            },
+            None => {
+                let pkt = packet(meta, rx_port);
+                match self.flow_cache.hit(rules, &pkt, self.worker) {
+                    Some(hit) => hit,
+                    None => self.walk(buf.data(), meta, &pkt, (&own_addr, &|d| eg.out_port(d))),
+                }
+            }
         };
+        if verdict != Verdict::Accept {
+            // No balancer after this: nothing may reuse the lookup.
+            self.looked = None;
+        }
         match verdict {
             Verdict::Accept => Filtered::Pass(mark),
             Verdict::Drop => {
@@ -205,21 +226,37 @@ impl Lb {
     }
 
     /// The slot, serial and direction of the connection `meta`'s packet
-    /// (one with ports) belongs to, looked up as `--ctstate` does.
+    /// (one with ports) belongs to, looked up as `--ctstate` does. The
+    /// lookup is kept for the balancer ([`Lb::looked_up`]).
     #[inline]
-    fn conn_of(&self, meta: &PacketMeta) -> Option<(u32, u32, Dir)> {
-        let key = self.conns.hashed(ConnKey::new(
+    fn conn_of(&mut self, meta: &PacketMeta) -> Option<(u32, u32, Dir)> {
+        let k = ConnKey::new(
             meta.protocol,
             ConnAddr::from(meta.src),
             meta.sport,
             ConnAddr::from(meta.dst),
             meta.dport,
-        ));
-        let (id, dir) = match self.conns.lookup_in_hashed(&key) {
-            Some(id) => (id, Dir::In),
-            None => (self.conns.lookup_out_hashed(&key)?, Dir::Out),
+        );
+        let key = self.conns.hashed(k);
+        let found = match self.conns.lookup_in_hashed(&key) {
+            Some(id) => Some((id, Dir::In)),
+            None => self.conns.lookup_out_hashed(&key).map(|id| (id, Dir::Out)),
         };
+        self.looked = Some(Looked { k, key, found });
+        let (id, dir) = found?;
         Some((id.0, self.conns.serial(id), dir))
+    }
+
+    /// `k` hashed, and the connection it finds (in, else out) if the
+    /// packet rules looked it up for this packet (`None`: not looked up;
+    /// the table has not changed since, the rules only read it).
+    #[inline]
+    #[allow(clippy::type_complexity)]
+    pub(super) fn looked_up(&mut self, k: ConnKey) -> (HashedKey, Option<Option<(ConnId, Dir)>>) {
+        match self.looked.take() {
+            Some(l) if l.k == k => (l.key, Some(l.found)),
+            _ => (self.conns.hashed(k), None),
+        }
     }
 
     /// The rules walked for a packet of a connection whose kept answer

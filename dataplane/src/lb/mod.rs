@@ -327,6 +327,9 @@ pub struct Lb {
     flow_cache: crate::rules::FlowCache,
     /// The packet rules' verdicts per connection ([`crate::rules::conncache`]).
     conn_verdicts: crate::rules::ConnVerdicts,
+    /// The connection lookup the packet rules made for the packet being
+    /// processed ([`filter`]), for the balancer to reuse.
+    looked: Option<filter::Looked>,
     /// FULLNAT's ownership and local-address cursor ([`fullnat`]).
     fnat: fullnat::FullNat,
 }
@@ -367,6 +370,7 @@ impl Lb {
             synproxy,
             flow_cache: crate::rules::FlowCache::default(),
             conn_verdicts: crate::rules::ConnVerdicts::default(),
+            looked: None,
             fnat: fullnat::FullNat::new(),
         }
     }
@@ -692,10 +696,17 @@ impl Lb {
         let dst = ConnAddr::from(meta.dst);
         // Hashed once: both indexes, and the insertion of a connection this
         // packet creates, use the same bucket.
-        let key = self
-            .conns
-            .hashed(ConnKey::new(proto, src, meta.sport, dst, meta.dport));
-        if let Some(id) = self.conns.lookup_in_hashed(&key) {
+        // The packet rules may have looked it up already ([`filter`]).
+        let (key, known) = self.looked_up(ConnKey::new(proto, src, meta.sport, dst, meta.dport));
+        let found_in = match known {
+            Some(f) => f.and_then(|(id, d)| (d == Dir::In).then_some(id)),
+            None => self.conns.lookup_in_hashed(&key),
+        };
+        let found_out = |lb: &Self| match known {
+            Some(f) => f.map(|(id, _)| id),
+            None => lb.conns.lookup_out_hashed(&key),
+        };
+        if let Some(id) = found_in {
             if self.conns.get(id).flags() & cflags::SYNPROXY != 0 {
                 if let Some(a) = self.proxied_client(id, buf, meta, now, eg) {
                     return a;
@@ -709,7 +720,7 @@ impl Lb {
                 Verdict::Drop => return self.drop(LbDrop::DestUnavailable),
                 Verdict::Expired => {}
             }
-        } else if let Some(id) = self.conns.lookup_out_hashed(&key) {
+        } else if let Some(id) = found_out(self) {
             if self.conns.get(id).flags() & cflags::SYNPROXY != 0 {
                 match self.synproxy.server_packet(id, buf, meta) {
                     ServerVerdict::ToClient => {}
