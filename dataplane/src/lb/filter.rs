@@ -131,6 +131,12 @@ impl Facts for StageFacts<'_> {
     }
 }
 
+/// Connections (a quarter of the flow cache's entries: two flow keys
+/// each, half the cache) below which the flow cache answers first: its
+/// hit costs ~150 instructions, the connection's kept answer ~200
+/// (bench/RULES.md). Both give the same answers.
+const FLOWS_FIT: usize = crate::rules::cache::SLOTS / 4;
+
 /// A connection lookup made by the packet rules, for the balancer's
 /// [`Lb::process_marked`] to reuse rather than repeat (taken by the next
 /// lookup, and used only for the same key).
@@ -171,7 +177,10 @@ impl Lb {
         // As `packet()` decides it; the rules' view is built only when
         // the connection's kept answer does not serve.
         let has_ports = matches!(meta.protocol, 6 | 17 | 132) && meta.fragment != Fragment::Later;
-        let conn = if self.conn_verdicts.is_on() && has_ports {
+        // While the connections fit the flow cache (two flow keys each),
+        // its hit is the cheaper answer; beyond, the connection's.
+        let flows_fit = self.flow_cache.is_on() && self.conns.len() < FLOWS_FIT;
+        let conn = if self.conn_verdicts.is_on() && has_ports && !flows_fit {
             self.conn_of(meta)
         } else {
             None
@@ -314,5 +323,143 @@ impl Lb {
             || facts.dst_local(),
             self.worker,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::TestBuf;
+    use crate::config::{ConfigOp, ConfigStore};
+    use crate::model::{DestConfig, Family, ForwardMethod, Protocol, ServiceConfig, ServiceKey};
+    use crate::rules::{ctstate, Match, NoNames, Program, Rule, RuleOp, RuleTables, Table, Target};
+    use crate::wire::parse_packet;
+    use crate::wire::testutil::{frame, L4};
+    use std::sync::Arc;
+
+    struct Routes;
+    impl Egress for Routes {
+        fn route(&self, _: IpAddr) -> Option<(IpAddr, u16)> {
+            Some(("198.18.1.1".parse().unwrap(), 1500))
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// filter INPUT: `--ctstate ESTABLISHED -j <established>`, then
+    /// `-p udp -j ACCEPT`; policy DROP.
+    fn rules(established: Target) -> (RuleTables, Arc<Program>) {
+        let mut t = RuleTables::default();
+        let ct = Rule {
+            matches: vec![Match::Conntrack {
+                neg: false,
+                states: ctstate::ESTABLISHED,
+            }],
+            target: established,
+            ..Rule::default()
+        };
+        let udp = Rule {
+            proto: Some(crate::rules::Neg { neg: false, v: 17 }),
+            target: Target::Accept,
+            ..Rule::default()
+        };
+        for rule in [ct, udp] {
+            let op = RuleOp::Append {
+                chain: "INPUT".into(),
+                rule,
+                counters: None,
+            };
+            t.apply(Family::V4, Table::Filter, &op).unwrap();
+        }
+        let op = RuleOp::SetPolicy {
+            chain: "INPUT".into(),
+            policy: crate::rules::Policy::Drop,
+            counters: None,
+        };
+        t.apply(Family::V4, Table::Filter, &op).unwrap();
+        let p = Arc::new(Program::compile(&t.v4, &t.v6, &NoNames));
+        (t, p)
+    }
+
+    fn input_packets(t: &RuleTables) -> Vec<u64> {
+        let filter = t.v4.table(Table::Filter);
+        let input = filter.chains.iter().find(|c| c.name == "INPUT").unwrap();
+        input
+            .rules
+            .iter()
+            .map(|e| e.counted.counters.total().0)
+            .collect()
+    }
+
+    /// With `--ctstate` rules (no flow cache), a connection's packets take
+    /// the answer kept with it: ESTABLISHED accepts every packet after the
+    /// first and counts each; a new rule set is asked again.
+    #[test]
+    fn established_packets_take_the_connections_kept_answer() {
+        let key = ServiceKey::Addr {
+            protocol: Protocol::Udp,
+            addr: ip("198.18.0.100"),
+            port: 80,
+        };
+        let mut st = ConfigStore::new();
+        st.apply(&ConfigOp::AddService(ServiceConfig::new(key)))
+            .unwrap();
+        let d = DestConfig {
+            addr: ip("198.18.1.11"),
+            port: 80,
+            method: ForwardMethod::Masq,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        };
+        st.apply(&ConfigOp::AddDest(key, d)).unwrap();
+        let (t, p) = rules(Target::Accept);
+        st.set_rules(p);
+        let mut lb = Lb::new(
+            0,
+            super::super::LbSettings {
+                capacity: 64,
+                ..super::super::LbSettings::default()
+            },
+            0,
+        );
+        lb.set_snapshot(st.snapshot());
+        assert!(lb.conn_verdicts.is_on() && !lb.flow_cache.is_on());
+        let client = frame(
+            ip("198.18.0.2"),
+            ip("198.18.0.100"),
+            L4::Udp,
+            40000,
+            80,
+            None,
+            b"",
+        );
+        let mut send = |lb: &mut Lb| {
+            let mut b = TestBuf::new(&client);
+            let m = parse_packet(b.data()).unwrap();
+            match lb.filter(&mut b, &m, 0, |_| false, &Routes) {
+                Filtered::Pass(mark) => Some(lb.process_marked(&mut b, &m, mark, 1, &Routes)),
+                _ => None,
+            }
+        };
+        for _ in 0..4 {
+            assert_eq!(
+                send(&mut lb),
+                Some(super::super::Action::Forward(ip("198.18.1.11"))),
+                "every packet to the real server"
+            );
+        }
+        assert_eq!(lb.conns().len(), 1);
+        // First packet NEW (the udp rule), then three ESTABLISHED.
+        assert_eq!(input_packets(&t), vec![3, 1]);
+        // ESTABLISHED now dropped: the kept ACCEPT is not reused.
+        let (t2, p2) = rules(Target::Drop);
+        st.set_rules(p2);
+        lb.set_snapshot(st.snapshot());
+        assert_eq!(send(&mut lb), None, "dropped by the new rules");
+        assert_eq!(send(&mut lb), None, "and kept dropped");
+        assert_eq!(input_packets(&t2), vec![2, 0]);
     }
 }
