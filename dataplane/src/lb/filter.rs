@@ -436,7 +436,7 @@ mod tests {
             None,
             b"",
         );
-        let mut send = |lb: &mut Lb| {
+        let send = |lb: &mut Lb| {
             let mut b = TestBuf::new(&client);
             let m = parse_packet(b.data()).unwrap();
             match lb.filter(&mut b, &m, 0, |_| false, &Routes) {
