@@ -8,6 +8,9 @@
 //!   nothing through a filter INPUT rule; the others are served.
 //! * `-i`: a rule names the port clients arrive on (by `+` wildcard) and
 //!   stops them; the same rule naming the server port does not.
+//! * `-o` in filter FORWARD: traffic routed out by the server port is
+//!   dropped and counted; the service, whose replies leave by the client
+//!   port, is not.
 //!
 //! The tests need root and run one at a time (each uvsd polls a core).
 
@@ -188,4 +191,49 @@ fn interface_rules_match_the_port_clients_arrive_on() {
     // The same rule for the server port leaves clients alone.
     iptables(&lab, "-R INPUT 1 -i server -p tcp --dport 80 -j DROP");
     assert!(!lab.who("198.18.0.2", VIP).is_empty());
+}
+
+#[test]
+fn a_forward_rule_names_the_port_routed_traffic_leaves_by() {
+    let _g = lock();
+    let lab = Lab::with_config(
+        "ofw",
+        "nat",
+        1,
+        1,
+        1,
+        None,
+        "[sysctl]\n\"net.ipv4.ip_forward\" = 1\n",
+    );
+    lab.ok(&format!("-A -t {VIP}:80 -s rr"));
+    lab.ok(&format!("-a -t {VIP}:80 -r 198.18.1.11:80 -m"));
+    // The client reaches the real server's own address through the
+    // director, routed (the first packets may wait for neighbours).
+    let ping = |count: &str| {
+        lab.ns("cli", &["ping", "-c", count, "-W", "2", "198.18.1.11"])
+            .is_some()
+    };
+    let direct = "http://198.18.1.11/who";
+    assert!((0..10).any(|_| ping("1")), "routed before the rule");
+    assert!(lab.get("198.18.0.2", direct).is_some(), "routed TCP");
+
+    // iptables refuses -o where no packet has a leaving interface yet.
+    let (code, _, err) = tool(&lab, UVSTABLES, "iptables", "-A INPUT -o server -j DROP");
+    assert_eq!(code, 2);
+    assert!(err.contains("Can't use -o with INPUT"), "{err}");
+
+    iptables(&lab, "-A FORWARD -o server -j DROP");
+    assert!(!ping("2"), "ping leaving by the server port got through");
+    assert!(
+        lab.get("198.18.0.2", direct).is_none(),
+        "TCP leaving by the server port got through"
+    );
+    let listing = iptables(&lab, "-L FORWARD -v -n -x");
+    assert!(rule_packets(&listing, "DROP") > 0, "{listing}");
+    assert!(listing.contains("server"), "{listing}");
+    // The service's replies leave by the client port: still served.
+    assert!(!lab.who("198.18.0.2", VIP).is_empty(), "the service");
+    // Rule gone: routed again.
+    iptables(&lab, "-D FORWARD 1");
+    assert!((0..5).any(|_| ping("1")), "routed after the rule went");
 }

@@ -431,6 +431,7 @@ impl<S: Stage<Mbuf>> Worker<S> {
         *seen = g;
         let l3 = cell.load();
         self.stack.reload(l3.routes.clone(), &l3.neighbors);
+        self.stage.routes_changed();
     }
 
     pub fn index(&self) -> usize {

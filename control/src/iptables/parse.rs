@@ -965,6 +965,22 @@ impl<'a> Parser<'a> {
                 })
         };
         let chain = words.first().cloned();
+        // iptables' own refusal (xshared.c): a packet coming in has no
+        // leaving interface yet, one going out no receiving one.
+        if matches!(
+            cmd,
+            Cmd::Append | Cmd::Check | Cmd::Insert | Cmd::Replace | Cmd::Delete
+        ) {
+            let c = chain.as_deref().unwrap_or_default();
+            let wrong = match c {
+                "PREROUTING" | "INPUT" if rule.out_if.is_some() => Some('o'),
+                "POSTROUTING" | "OUTPUT" if rule.in_if.is_some() => Some('i'),
+                _ => None,
+            };
+            if let Some(letter) = wrong {
+                return Err(fail(format!("Can't use -{letter} with {c}\n")));
+            }
+        }
         let only_cmd = |c: Cmd| -> Result<(), IptError> {
             if rule_given {
                 return Err(fail(format!(

@@ -216,6 +216,22 @@ fn errors_have_iptables_messages_and_exit_codes() {
             2,
             "iptables v1.8.9 (nf_tables): Can't use -A with -L\nTry `iptables -h' or 'iptables --help' for more information.\n",
         ),
+        // iptables' format ends in a newline of its own: a blank line.
+        (
+            "-A INPUT -o eth0 -j DROP",
+            2,
+            "iptables v1.8.9 (nf_tables): Can't use -o with INPUT\n\nTry `iptables -h' or 'iptables --help' for more information.\n",
+        ),
+        (
+            "-t mangle -I PREROUTING -o eth0 -j ACCEPT",
+            2,
+            "iptables v1.8.9 (nf_tables): Can't use -o with PREROUTING\n\nTry `iptables -h' or 'iptables --help' for more information.\n",
+        ),
+        (
+            "-t nat -A POSTROUTING -i eth0 -j MASQUERADE",
+            2,
+            "iptables v1.8.9 (nf_tables): Can't use -i with POSTROUTING\n\nTry `iptables -h' or 'iptables --help' for more information.\n",
+        ),
         (
             "",
             2,

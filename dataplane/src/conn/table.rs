@@ -350,6 +350,8 @@ pub struct ConnTable {
     shared: Option<Arc<SharedTemplates>>,
     /// FULLNAT: this worker's ports of each local address, by number.
     locals: Vec<Option<LocalPool>>,
+    /// Per slot: how many connections it has held ([`ConnTable::serial`]).
+    serials: Vec<u32>,
 }
 
 fn mix(a: u64, b: u64) -> u64 {
@@ -446,6 +448,7 @@ impl ConnTable {
             sysctls: Sysctls::default(),
             shared: None,
             locals: Vec::new(),
+            serials: vec![0; capacity as usize],
         }
     }
 
@@ -547,6 +550,17 @@ impl ConnTable {
         self.ents.capacity() * std::mem::size_of::<Conn>()
             + (self.buckets_in.capacity() + self.buckets_out.capacity()) * 4
             + self.wheel.memory_bytes()
+            + self.serials.capacity() * 4
+    }
+
+    /// Which occupant of its slot connection `id` is: changes whenever
+    /// the slot takes a new entry, so data kept beside the table by slot
+    /// (the packet rules' verdicts, [`crate::rules::conncache`]) can tell
+    /// its connection from an earlier one. Wraps after 2^32 entries in
+    /// one slot.
+    #[inline]
+    pub fn serial(&self, id: ConnId) -> u32 {
+        self.serials.get(id.0 as usize).copied().unwrap_or(0)
     }
 
     /// Maximum number of entries.
@@ -801,6 +815,8 @@ impl ConnTable {
         let i = self.free_head;
         self.free_head = self.ents[i as usize].next_in;
         self.len += 1;
+        let n = &mut self.serials[i as usize];
+        *n = n.wrapping_add(1);
         Ok(i)
     }
 

@@ -255,9 +255,9 @@ fn ipv4_fragments_keep_df_off_and_fit_the_mtu() {
 
 /// Two workers' load-balancing stages over one NAT service, UDP port 53 on
 /// 198.18.0.100 and 2001:db8::100 to 198.18.1.10 / 2001:db8:1::10.
-fn two_stages() -> Vec<crate::lb::LbStage> {
+fn two_stages() -> (Vec<crate::lb::LbStage>, crate::net::RouteCache) {
     use crate::config::{ConfigOp, ConfigStore};
-    use crate::lb::{ConfigCell, ConnDump, Lb, LbSettings, LbStage, PortRoutes};
+    use crate::lb::{ConfigCell, ConnDump, Lb, LbSettings, LbStage};
     use crate::model::{DestConfig, ForwardMethod, Protocol, ServiceConfig, ServiceKey};
     use crate::net::{Interface, L3Config, Prefix};
     use crate::rss::Ownership;
@@ -307,7 +307,8 @@ fn two_stages() -> Vec<crate::lb::LbStage> {
         store.apply(&ConfigOp::AddDest(key, d)).unwrap();
     }
     let owners = Ownership::new(2);
-    (0..2)
+    let routes = crate::net::RouteCache::new(cfg.route_table().unwrap(), cfg.interfaces.clone());
+    let stages = (0..2)
         .map(|me| {
             let cell = Arc::new(ConfigCell::default());
             cell.publish(store.snapshot());
@@ -320,17 +321,17 @@ fn two_stages() -> Vec<crate::lb::LbStage> {
                 0,
             );
             lb.set_snapshot(cell.load());
-            let egress = PortRoutes::new(cfg.route_table().unwrap(), cfg.interfaces.clone());
             LbStage::new(
                 lb,
                 me,
                 owners.clone(),
                 cell,
                 Arc::new(ConnDump::default()),
-                egress,
+                cfg.interfaces.clone(),
             )
         })
-        .collect()
+        .collect();
+    (stages, routes)
 }
 
 /// With two workers, RSS may give the fragments of one datagram to both
@@ -345,7 +346,7 @@ fn with_two_workers_fragments_split_by_rss_meet_and_are_reassembled_on_one_worke
 
     let owners = Ownership::new(2);
     for v6 in [false, true] {
-        let mut stages = two_stages();
+        let (mut stages, routes) = two_stages();
         let whole = datagram(v6, 4000, 7);
         let pieces = cut(&whole, 1500, 0x0102_0304);
         assert_eq!(pieces.len(), 3);
@@ -358,7 +359,7 @@ fn with_two_workers_fragments_split_by_rss_meet_and_are_reassembled_on_one_worke
             let mut buf = crate::buf::TestBuf::new(p);
             let m = parse_packet(p).unwrap();
             loop {
-                match stages[at].process(0, buf, &m, 1) {
+                match stages[at].process(0, buf, &m, 1, &routes) {
                     StageVerdict::HandOver { buf: b, worker } => {
                         assert_ne!(at, home, "the home worker keeps its fragments");
                         assert_eq!(worker, home, "fragment {i} (v6 {v6})");

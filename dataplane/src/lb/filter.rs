@@ -7,12 +7,18 @@
 //! worker's stage knows (receiving port, the director's own addresses,
 //! the route back for REJECT), and a director without rules must pay one
 //! load per packet, which this keeps outside the balancer's own code.
+//!
+//! Established traffic does not walk: a packet of a connection in the
+//! table takes the answer kept with its connection
+//! ([`crate::rules::conncache`]), any other packet with ports the one kept
+//! for its flow ([`crate::rules::cache`]), when the rules allow it.
 
 use std::net::IpAddr;
 
 use super::{drop_counted, Egress, Lb, LbDrop};
 use crate::buf::PacketBuf;
-use crate::conn::{ConnAddr, ConnKey, ConnTable};
+use crate::conn::table::HashedKey;
+use crate::conn::{ConnAddr, ConnId, ConnKey, ConnTable, Dir};
 use crate::model::Snapshot;
 use crate::rules::{ctstate, Facts, Packet, Verdict};
 use crate::sets::{Dirs, Match as SetMatch, Packet as SetPacket, SetId};
@@ -62,6 +68,8 @@ struct StageFacts<'a> {
     frame: &'a [u8],
     meta: &'a PacketMeta,
     own_addr: &'a dyn Fn(&IpAddr) -> bool,
+    /// The interface a packet to an address leaves by ([`Egress::out_port`]).
+    out_port: &'a dyn Fn(IpAddr) -> u16,
 }
 
 impl Facts for StageFacts<'_> {
@@ -117,9 +125,40 @@ impl Facts for StageFacts<'_> {
         };
         self.snap.sets.lookup(set, dirs, &pkt)
     }
+
+    fn out_port(&self) -> u16 {
+        (self.out_port)(self.meta.dst)
+    }
 }
 
+/// Connections (a quarter of the flow cache's entries: two flow keys
+/// each, half the cache) below which the flow cache answers first: its
+/// hit costs ~150 instructions, the connection's kept answer ~200
+/// (bench/RULES.md). Both give the same answers.
+const FLOWS_FIT: usize = crate::rules::cache::SLOTS / 4;
+
+/// A connection lookup made by the packet rules, for the balancer's
+/// [`Lb::process_marked`] to reuse rather than repeat (taken by the next
+/// lookup, and used only for the same key).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Looked {
+    k: ConnKey,
+    key: HashedKey,
+    found: Option<(ConnId, Dir)>,
+}
+
+/// The stage's answers a walk may ask for: is an address the director's
+/// own, and which interface a packet to an address leaves by.
+type Routing<'a> = (&'a dyn Fn(&IpAddr) -> bool, &'a dyn Fn(IpAddr) -> u16);
+
 impl Lb {
+    /// The routes changed: answers that read them (`-o` in FORWARD) are
+    /// forgotten. Between bursts.
+    pub fn routes_changed(&mut self) {
+        self.flow_cache.forget();
+        self.conn_verdicts.forget();
+    }
+
     /// Runs the packet rules on a packet this worker owns. `own_addr` says
     /// whether an address is one of the director's own (port) addresses;
     /// it is asked only if a rule or the INPUT/FORWARD choice needs it.
@@ -132,15 +171,50 @@ impl Lb {
         own_addr: impl Fn(&IpAddr) -> bool,
         eg: &E,
     ) -> Filtered {
-        let rules = &self.snap.rules;
-        if rules.is_empty() || meta.l3 == L3::Arp {
+        if self.snap.rules.is_empty() || meta.l3 == L3::Arp {
             return Filtered::Pass(0);
         }
-        let pkt = packet(meta, rx_port);
-        let (verdict, mark) = match self.flow_cache.hit(rules, &pkt, self.worker) {
-            Some(hit) => hit,
-            None => self.walk(buf.data(), meta, &pkt, &own_addr),
+        // As `packet()` decides it; the rules' view is built only when
+        // the connection's kept answer does not serve.
+        let has_ports = matches!(meta.protocol, 6 | 17 | 132) && meta.fragment != Fragment::Later;
+        // While the connections fit the flow cache (two flow keys each),
+        // its hit is the cheaper answer; beyond, the connection's.
+        let flows_fit = self.flow_cache.is_on() && self.conns.len() < FLOWS_FIT;
+        let conn = if self.conn_verdicts.is_on() && has_ports && !flows_fit {
+            self.conn_of(meta)
+        } else {
+            None
         };
+        let rules = &self.snap.rules;
+        let len = u32::from(meta.ip_len);
+        let (verdict, mark) = match conn {
+            Some((slot, serial, dir)) => {
+                let kept =
+                    self.conn_verdicts
+                        .hit(rules, slot, serial, dir, rx_port, len, self.worker);
+                match kept {
+                    Some(hit) => hit,
+                    None => self.walk_conn(
+                        buf.data(),
+                        meta,
+                        &packet(meta, rx_port),
+                        (&own_addr, &|d| eg.out_port(d)),
+                        (slot, serial, dir),
+                    ),
+                }
+            }
+            None => {
+                let pkt = packet(meta, rx_port);
+                match self.flow_cache.hit(rules, &pkt, self.worker) {
+                    Some(hit) => hit,
+                    None => self.walk(buf.data(), meta, &pkt, (&own_addr, &|d| eg.out_port(d))),
+                }
+            }
+        };
+        if verdict != Verdict::Accept {
+            // No balancer after this: nothing may reuse the lookup.
+            self.looked = None;
+        }
         match verdict {
             Verdict::Accept => Filtered::Pass(mark),
             Verdict::Drop => {
@@ -160,14 +234,50 @@ impl Lb {
         }
     }
 
-    /// The rules walked for a packet the flow cache did not answer.
+    /// The slot, serial and direction of the connection `meta`'s packet
+    /// (one with ports) belongs to, looked up as `--ctstate` does. The
+    /// lookup is kept for the balancer ([`Lb::looked_up`]).
+    #[inline]
+    fn conn_of(&mut self, meta: &PacketMeta) -> Option<(u32, u32, Dir)> {
+        let k = ConnKey::new(
+            meta.protocol,
+            ConnAddr::from(meta.src),
+            meta.sport,
+            ConnAddr::from(meta.dst),
+            meta.dport,
+        );
+        let key = self.conns.hashed(k);
+        let found = match self.conns.lookup_in_hashed(&key) {
+            Some(id) => Some((id, Dir::In)),
+            None => self.conns.lookup_out_hashed(&key).map(|id| (id, Dir::Out)),
+        };
+        self.looked = Some(Looked { k, key, found });
+        let (id, dir) = found?;
+        Some((id.0, self.conns.serial(id), dir))
+    }
+
+    /// `k` hashed, and the connection it finds (in, else out) if the
+    /// packet rules looked it up for this packet (`None`: not looked up;
+    /// the table has not changed since, the rules only read it).
+    #[inline]
+    #[allow(clippy::type_complexity)]
+    pub(super) fn looked_up(&mut self, k: ConnKey) -> (HashedKey, Option<Option<(ConnId, Dir)>>) {
+        match self.looked.take() {
+            Some(l) if l.k == k => (l.key, Some(l.found)),
+            _ => (self.conns.hashed(k), None),
+        }
+    }
+
+    /// The rules walked for a packet of a connection whose kept answer
+    /// did not serve (`conn`: slot, serial, direction).
     #[inline(never)]
-    fn walk(
+    fn walk_conn(
         &mut self,
         frame: &[u8],
         meta: &PacketMeta,
         pkt: &Packet,
-        own_addr: &dyn Fn(&IpAddr) -> bool,
+        (own_addr, out_port): Routing<'_>,
+        (slot, serial, dir): (u32, u32, Dir),
     ) -> (Verdict, u32) {
         let facts = StageFacts {
             snap: &self.snap,
@@ -175,6 +285,36 @@ impl Lb {
             frame,
             meta,
             own_addr,
+            out_port,
+        };
+        self.conn_verdicts.miss(
+            &self.snap.rules,
+            slot,
+            serial,
+            dir,
+            pkt,
+            &facts,
+            || facts.dst_local(),
+            self.worker,
+        )
+    }
+
+    /// The rules walked for a packet the flow cache did not answer.
+    #[inline(never)]
+    fn walk(
+        &mut self,
+        frame: &[u8],
+        meta: &PacketMeta,
+        pkt: &Packet,
+        (own_addr, out_port): Routing<'_>,
+    ) -> (Verdict, u32) {
+        let facts = StageFacts {
+            snap: &self.snap,
+            conns: &self.conns,
+            frame,
+            meta,
+            own_addr,
+            out_port,
         };
         self.flow_cache.miss(
             &self.snap.rules,
@@ -183,5 +323,143 @@ impl Lb {
             || facts.dst_local(),
             self.worker,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::TestBuf;
+    use crate::config::{ConfigOp, ConfigStore};
+    use crate::model::{DestConfig, Family, ForwardMethod, Protocol, ServiceConfig, ServiceKey};
+    use crate::rules::{ctstate, Match, NoNames, Program, Rule, RuleOp, RuleTables, Table, Target};
+    use crate::wire::parse_packet;
+    use crate::wire::testutil::{frame, L4};
+    use std::sync::Arc;
+
+    struct Routes;
+    impl Egress for Routes {
+        fn route(&self, _: IpAddr) -> Option<(IpAddr, u16)> {
+            Some(("198.18.1.1".parse().unwrap(), 1500))
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// filter INPUT: `--ctstate ESTABLISHED -j <established>`, then
+    /// `-p udp -j ACCEPT`; policy DROP.
+    fn rules(established: Target) -> (RuleTables, Arc<Program>) {
+        let mut t = RuleTables::default();
+        let ct = Rule {
+            matches: vec![Match::Conntrack {
+                neg: false,
+                states: ctstate::ESTABLISHED,
+            }],
+            target: established,
+            ..Rule::default()
+        };
+        let udp = Rule {
+            proto: Some(crate::rules::Neg { neg: false, v: 17 }),
+            target: Target::Accept,
+            ..Rule::default()
+        };
+        for rule in [ct, udp] {
+            let op = RuleOp::Append {
+                chain: "INPUT".into(),
+                rule,
+                counters: None,
+            };
+            t.apply(Family::V4, Table::Filter, &op).unwrap();
+        }
+        let op = RuleOp::SetPolicy {
+            chain: "INPUT".into(),
+            policy: crate::rules::Policy::Drop,
+            counters: None,
+        };
+        t.apply(Family::V4, Table::Filter, &op).unwrap();
+        let p = Arc::new(Program::compile(&t.v4, &t.v6, &NoNames));
+        (t, p)
+    }
+
+    fn input_packets(t: &RuleTables) -> Vec<u64> {
+        let filter = t.v4.table(Table::Filter);
+        let input = filter.chains.iter().find(|c| c.name == "INPUT").unwrap();
+        input
+            .rules
+            .iter()
+            .map(|e| e.counted.counters.total().0)
+            .collect()
+    }
+
+    /// With `--ctstate` rules (no flow cache), a connection's packets take
+    /// the answer kept with it: ESTABLISHED accepts every packet after the
+    /// first and counts each; a new rule set is asked again.
+    #[test]
+    fn established_packets_take_the_connections_kept_answer() {
+        let key = ServiceKey::Addr {
+            protocol: Protocol::Udp,
+            addr: ip("198.18.0.100"),
+            port: 80,
+        };
+        let mut st = ConfigStore::new();
+        st.apply(&ConfigOp::AddService(ServiceConfig::new(key)))
+            .unwrap();
+        let d = DestConfig {
+            addr: ip("198.18.1.11"),
+            port: 80,
+            method: ForwardMethod::Masq,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        };
+        st.apply(&ConfigOp::AddDest(key, d)).unwrap();
+        let (t, p) = rules(Target::Accept);
+        st.set_rules(p);
+        let mut lb = Lb::new(
+            0,
+            super::super::LbSettings {
+                capacity: 64,
+                ..super::super::LbSettings::default()
+            },
+            0,
+        );
+        lb.set_snapshot(st.snapshot());
+        assert!(lb.conn_verdicts.is_on() && !lb.flow_cache.is_on());
+        let client = frame(
+            ip("198.18.0.2"),
+            ip("198.18.0.100"),
+            L4::Udp,
+            40000,
+            80,
+            None,
+            b"",
+        );
+        let send = |lb: &mut Lb| {
+            let mut b = TestBuf::new(&client);
+            let m = parse_packet(b.data()).unwrap();
+            match lb.filter(&mut b, &m, 0, |_| false, &Routes) {
+                Filtered::Pass(mark) => Some(lb.process_marked(&mut b, &m, mark, 1, &Routes)),
+                _ => None,
+            }
+        };
+        for _ in 0..4 {
+            assert_eq!(
+                send(&mut lb),
+                Some(super::super::Action::Forward(ip("198.18.1.11"))),
+                "every packet to the real server"
+            );
+        }
+        assert_eq!(lb.conns().len(), 1);
+        // First packet NEW (the udp rule), then three ESTABLISHED.
+        assert_eq!(input_packets(&t), vec![3, 1]);
+        // ESTABLISHED now dropped: the kept ACCEPT is not reused.
+        let (t2, p2) = rules(Target::Drop);
+        st.set_rules(p2);
+        lb.set_snapshot(st.snapshot());
+        assert_eq!(send(&mut lb), None, "dropped by the new rules");
+        assert_eq!(send(&mut lb), None, "and kept dropped");
+        assert_eq!(input_packets(&t2), vec![2, 0]);
     }
 }

@@ -234,6 +234,12 @@ pub trait Egress {
     /// ([`PathMtus`]); the default (one fixed MTU) forgets it.
     #[inline]
     fn learn_mtu(&self, _dst: IpAddr, _mtu: u16) {}
+    /// The interface a packet to `dst` leaves by (`-o` in the FORWARD
+    /// rules); [`crate::rules::NO_PORT`]: not known.
+    #[inline]
+    fn out_port(&self, _dst: IpAddr) -> u16 {
+        crate::rules::NO_PORT
+    }
 }
 
 /// Start-up settings of a worker's stage.
@@ -319,6 +325,11 @@ pub struct Lb {
     synproxy: SynProxy,
     /// The packet rules' verdicts per flow ([`crate::rules::cache`]).
     flow_cache: crate::rules::FlowCache,
+    /// The packet rules' verdicts per connection ([`crate::rules::conncache`]).
+    conn_verdicts: crate::rules::ConnVerdicts,
+    /// The connection lookup the packet rules made for the packet being
+    /// processed ([`filter`]), for the balancer to reuse.
+    looked: Option<filter::Looked>,
     /// FULLNAT's ownership and local-address cursor ([`fullnat`]).
     fnat: fullnat::FullNat,
 }
@@ -358,6 +369,8 @@ impl Lb {
             sync: None,
             synproxy,
             flow_cache: crate::rules::FlowCache::default(),
+            conn_verdicts: crate::rules::ConnVerdicts::default(),
+            looked: None,
             fnat: fullnat::FullNat::new(),
         }
     }
@@ -425,6 +438,8 @@ impl Lb {
         }
         self.take_tunables(&snap);
         self.flow_cache.reset(&snap.rules, &snap.sets);
+        self.conn_verdicts
+            .reset(&snap.rules, &snap.sets, self.conns.slots());
         if snap.locals.len() != self.snap.locals.len() {
             self.take_locals(&snap);
         }
@@ -681,10 +696,17 @@ impl Lb {
         let dst = ConnAddr::from(meta.dst);
         // Hashed once: both indexes, and the insertion of a connection this
         // packet creates, use the same bucket.
-        let key = self
-            .conns
-            .hashed(ConnKey::new(proto, src, meta.sport, dst, meta.dport));
-        if let Some(id) = self.conns.lookup_in_hashed(&key) {
+        // The packet rules may have looked it up already ([`filter`]).
+        let (key, known) = self.looked_up(ConnKey::new(proto, src, meta.sport, dst, meta.dport));
+        let found_in = match known {
+            Some(f) => f.and_then(|(id, d)| (d == Dir::In).then_some(id)),
+            None => self.conns.lookup_in_hashed(&key),
+        };
+        let found_out = |lb: &Self| match known {
+            Some(f) => f.map(|(id, _)| id),
+            None => lb.conns.lookup_out_hashed(&key),
+        };
+        if let Some(id) = found_in {
             if self.conns.get(id).flags() & cflags::SYNPROXY != 0 {
                 if let Some(a) = self.proxied_client(id, buf, meta, now, eg) {
                     return a;
@@ -698,7 +720,7 @@ impl Lb {
                 Verdict::Drop => return self.drop(LbDrop::DestUnavailable),
                 Verdict::Expired => {}
             }
-        } else if let Some(id) = self.conns.lookup_out_hashed(&key) {
+        } else if let Some(id) = found_out(self) {
             if self.conns.get(id).flags() & cflags::SYNPROXY != 0 {
                 match self.synproxy.server_packet(id, buf, meta) {
                     ServerVerdict::ToClient => {}

@@ -511,6 +511,10 @@ impl LbStage {
 }
 
 impl<B: PacketBuf> Stage<B> for LbStage {
+    fn routes_changed(&mut self) {
+        self.lb.routes_changed();
+    }
+
     #[inline]
     fn process(
         &mut self,

@@ -405,3 +405,85 @@ fn masquerade_rewrites_the_source_to_the_egress_port_and_replies_come_back() {
         assert_eq!(s, ip(server), "not masqueraded");
     }
 }
+
+/// A router with the load balancer's stage and `filter FORWARD -o
+/// server -j DROP` (port 1 is "server", port 0 "client").
+fn forward_dropping(out: &str) -> (Stack<TestBuf>, crate::lb::LbStage, crate::rules::RuleTables) {
+    use crate::model::Family;
+    use crate::rules::{Interfaces, Neg, Rule, RuleOp, RuleTables, Table, Target};
+    struct Ports(Interfaces);
+    impl crate::rules::Names for Ports {
+        fn set_id(&self, _: &str) -> Option<crate::sets::SetId> {
+            None
+        }
+        fn ifaces(&self, name: &str) -> Vec<u16> {
+            self.0.ids(name)
+        }
+    }
+    let mut names = Interfaces::default();
+    names.add_port(0, "client", None, &[]);
+    names.add_port(1, "server", None, &[]);
+    let st = router(ON);
+    let cfg = L3Config {
+        interfaces: two_ports(),
+        routes: vec![],
+        neighbors: vec![],
+        forwarding: ON,
+    };
+    let mut t = RuleTables::default();
+    let rule = Rule {
+        out_if: Some(Neg {
+            neg: false,
+            v: out.into(),
+        }),
+        target: Target::Drop,
+        ..Rule::default()
+    };
+    let op = RuleOp::Append {
+        chain: "FORWARD".into(),
+        rule,
+        counters: None,
+    };
+    t.apply(Family::V4, Table::Filter, &op).unwrap();
+    let mut store = crate::config::ConfigStore::new();
+    store.set_rules(Arc::new(crate::rules::Program::compile(
+        &t.v4,
+        &t.v6,
+        &Ports(names),
+    )));
+    (st, crate::lb::LbStage::for_tests(&cfg, &store), t)
+}
+
+/// `-o` in filter FORWARD matches the port the route leaves by: routed
+/// traffic to the server side is dropped and counted, traffic the other
+/// way is forwarded; every packet of a flow (through the flow cache).
+#[test]
+fn a_forward_rule_drops_what_leaves_by_the_named_port() {
+    use crate::rules::Table;
+    let (mut st, mut stage, t) = forward_dropping("server");
+    let rule_packets = |t: &crate::rules::RuleTables| {
+        let filter = t.v4.table(Table::Filter);
+        let fwd = filter.chains.iter().find(|c| c.name == "FORWARD").unwrap();
+        fwd.rules[0].counted.counters.total().0
+    };
+    for n in 0..3u64 {
+        let mut io = TestIo::default();
+        let to_server = tcp_from("198.18.0.2", 40000, "198.18.1.7", 80, CLIENT_MAC, n == 0);
+        st.input(0, TestBuf::new(&to_server), n, &mut io, &mut stage);
+        assert!(io.sent.is_empty(), "leaving by the server port: dropped");
+        assert_eq!(rule_packets(&t), n + 1, "and counted, every packet");
+        let to_client = tcp_from("198.18.1.7", 80, "198.18.0.2", 40000, SERVER_MAC, false);
+        st.input(1, TestBuf::new(&to_client), n, &mut io, &mut stage);
+        assert_eq!(io.sent.len(), 1, "leaving by the client port: routed");
+        assert_eq!(io.sent[0].0, 0);
+    }
+    // The rule naming the client port: the other way round.
+    let (mut st, mut stage, _) = forward_dropping("client");
+    let mut io = TestIo::default();
+    let to_server = tcp_from("198.18.0.2", 40000, "198.18.1.7", 80, CLIENT_MAC, true);
+    st.input(0, TestBuf::new(&to_server), 0, &mut io, &mut stage);
+    assert_eq!(io.sent.len(), 1, "{:?}", st.counters().nonzero());
+    let to_client = tcp_from("198.18.1.7", 80, "198.18.0.2", 40000, SERVER_MAC, false);
+    st.input(1, TestBuf::new(&to_client), 1, &mut io, &mut stage);
+    assert_eq!(io.sent.len(), 1, "dropped leaving by the client port");
+}

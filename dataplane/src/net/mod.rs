@@ -366,6 +366,9 @@ pub trait Stage<B: PacketBuf> {
     fn service_addrs(&self) -> Vec<IpAddr> {
         Vec::new()
     }
+    /// The routes changed (a reload of the config, between bursts): answers
+    /// the stage kept that read them are forgotten.
+    fn routes_changed(&mut self) {}
     /// The frame of the datagram a [`StageVerdict::Datagram`] announced.
     fn datagram(&self) -> Option<&[u8]> {
         None

@@ -245,6 +245,12 @@ impl Egress for RouteCache {
             self.pmtu.learn(d, mtu, self.now_s.get());
         }
     }
+
+    fn out_port(&self, dst: IpAddr) -> u16 {
+        self.routes
+            .next_hop(dst)
+            .map_or(crate::rules::NO_PORT, |(port, _)| port)
+    }
 }
 
 #[cfg(test)]

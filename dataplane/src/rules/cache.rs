@@ -9,7 +9,9 @@
 //! flow key (family, protocol, addresses, ports, receiving port), the
 //! configuration snapshot (rules, sets, virtual addresses for "is local")
 //! and the director's own addresses, which a stage keeps for its life; the
-//! mark starts at 0 for every packet. So two packets with the same key walk
+//! mark starts at 0 for every packet; `-o` in the FORWARD hooks reads the
+//! route to the destination, and a route change empties the cache
+//! ([`FlowCache::forget`]). So two packets with the same key walk
 //! the same rules to the same verdict and mark. A hit replays the counters
 //! the first walk moved (rules that matched, policies), with this packet's
 //! length: `iptables -L -v` reads as if every packet had walked.
@@ -97,6 +99,19 @@ impl FlowCache {
         }
         if self.slots.is_empty() {
             self.slots = vec![EMPTY; SLOTS].into_boxed_slice();
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.slots.fill(EMPTY);
+            self.epoch = 1;
+        }
+    }
+
+    /// Forgets every entry (the routes changed: `-o` in FORWARD reads
+    /// them). Between bursts.
+    pub fn forget(&mut self) {
+        if !self.on {
+            return;
         }
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {

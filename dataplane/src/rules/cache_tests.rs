@@ -11,7 +11,7 @@ use crate::sets::{Dirs, Match as SetMatch, SetId};
 
 /// Answers that depend only on the packet's flow key, as static sets and
 /// the virtual addresses do.
-struct KeyFacts(Packet);
+pub(super) struct KeyFacts(pub(super) Packet);
 
 impl Facts for KeyFacts {
     fn ct_state(&self) -> u8 {
@@ -32,7 +32,7 @@ impl Facts for KeyFacts {
 }
 
 /// Sets `s0`, `s1`; ports `p0`, `p1`.
-struct TestNames;
+pub(super) struct TestNames;
 
 impl Names for TestNames {
     fn set_id(&self, name: &str) -> Option<SetId> {
@@ -48,7 +48,7 @@ impl Names for TestNames {
 }
 
 /// A rule of [`arb_rule`] with, sometimes, a set match and an `-i`.
-fn arb_rule_ext(chains: usize) -> impl Strategy<Value = Rule> {
+pub(super) fn arb_rule_ext(chains: usize) -> impl Strategy<Value = Rule> {
     (
         arb_rule(chains),
         prop::option::of((any::<bool>(), 0u8..3, any::<bool>(), any::<bool>())),
@@ -73,7 +73,13 @@ fn arb_rule_ext(chains: usize) -> impl Strategy<Value = Rule> {
         })
 }
 
-fn tables(pre: &[Rule], input: &[Rule], fwd: &[Rule], c0: &[Rule], c1: &[Rule]) -> RuleTables {
+pub(super) fn tables(
+    pre: &[Rule],
+    input: &[Rule],
+    fwd: &[Rule],
+    c0: &[Rule],
+    c1: &[Rule],
+) -> RuleTables {
     let mut t = RuleTables::default();
     for c in ["c0", "c1"] {
         t.apply(
@@ -113,7 +119,7 @@ fn tables(pre: &[Rule], input: &[Rule], fwd: &[Rule], c0: &[Rule], c1: &[Rule]) 
 }
 
 /// Every rule's and policy's counters, in table and chain order.
-fn counters(t: &RuleTables) -> Vec<(u64, u64)> {
+pub(super) fn counters(t: &RuleTables) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     for table in [Table::Mangle, Table::Filter] {
         for c in t.v4.table(table).chains {
@@ -124,9 +130,9 @@ fn counters(t: &RuleTables) -> Vec<(u64, u64)> {
     out
 }
 
-type Flow = (u8, u8, u16, u16, u32);
+pub(super) type Flow = (u8, u8, u16, u16, u32);
 
-fn packet((a, d, port, in_port, len): Flow) -> Packet {
+pub(super) fn packet((a, d, port, in_port, len): Flow) -> Packet {
     let mut p = tcp(
         &format!("198.18.0.{a}"),
         1000,
@@ -183,7 +189,7 @@ proptest! {
     }
 }
 
-fn drop_all() -> RuleTables {
+pub(super) fn drop_all() -> RuleTables {
     let mut t = RuleTables::default();
     let rule = Rule {
         target: Target::Drop,
@@ -278,6 +284,9 @@ fn sets_with_timeouts_or_counters_turn_the_cache_off() {
         let mut cache = FlowCache::default();
         cache.reset(&p, &sets);
         assert_eq!(cache.is_on(), on, "{name}");
+        let mut kept = ConnVerdicts::default();
+        kept.reset(&p, &sets, 4);
+        assert_eq!(kept.is_on(), on, "{name}, per connection");
     }
 }
 

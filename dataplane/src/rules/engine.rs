@@ -51,7 +51,8 @@ pub struct Packet {
     pub len: u32,
     /// Receiving port (`-i`), by its configured name's number.
     pub in_port: u16,
-    /// Leaving port (`-o`), [`NO_PORT`] where the route is not chosen yet.
+    /// Leaving port (`-o`), [`NO_PORT`] where the route is not chosen yet
+    /// (the FORWARD hooks then ask [`Facts::out_port`]).
     pub out_port: u16,
 }
 
@@ -69,6 +70,12 @@ pub trait Facts {
     fn dst_local(&self) -> bool;
     /// ipset lookup of set `set` with the `--match-set` flags `dirs`.
     fn set_match(&self, set: SetId, dirs: Dirs) -> SetMatch;
+    /// The interface the packet will leave by (the route to its
+    /// destination), for `-o` in the FORWARD hooks when
+    /// [`Packet::out_port`] is not known; [`NO_PORT`]: no route.
+    fn out_port(&self) -> u16 {
+        NO_PORT
+    }
 }
 
 /// Connection state of a packet (what `-m conntrack` sees).
@@ -203,6 +210,8 @@ pub struct Program {
     /// (`--ctstate`): the verdict is a function of the packet's flow key,
     /// the sets and the configuration ([`super::cache`]).
     flow_constant: bool,
+    /// Few enough counters for a [`Path`] to name them (the caches).
+    countable: bool,
     /// The sets the rules test (the flow cache needs them free of
     /// timeouts and counters).
     sets_used: Box<[SetId]>,
@@ -216,6 +225,7 @@ impl Default for Program {
             idle: true,
             counters: Box::default(),
             flow_constant: true,
+            countable: true,
             sets_used: Box::default(),
         }
     }
@@ -380,8 +390,9 @@ fn compile_rule(
             Match::AddrTypeLocal { neg } => c.push(Cond::Local(*neg)),
         }
     }
-    // `-o`: only where the route is chosen (nat POSTROUTING); before it
-    // the packet's leaving port is unknown and the test never matches.
+    // `-o`: where the route is chosen (nat POSTROUTING) or looked up for
+    // the test (the FORWARD hooks, [`Facts::out_port`]); elsewhere (iptables
+    // refuses it in PREROUTING and INPUT) it never matches.
     if let Some(o) = &r.out_if {
         c.push(Cond::OutPort(o.neg, names.ifaces(&o.v).into()));
     }
@@ -560,6 +571,10 @@ struct Walk<'a, F: Facts> {
     local: Option<bool>,
     /// The nat target that ended the walk ([`Action::Nat`]).
     nat: Option<u32>,
+    /// In a FORWARD hook: `-o` asks [`Facts::out_port`] when the packet's
+    /// leaving port is not given (elsewhere it never matches).
+    fwd: bool,
+    out: Option<u16>,
     /// The counters this walk moved, in order (the first [`PATH_MAX`]),
     /// and how many it moved.
     path: Path,
@@ -604,7 +619,14 @@ impl<F: Facts> Walk<'_, F> {
             Cond::Src(neg, a, m) => ((p.src & m) == *a) != *neg,
             Cond::Dst(neg, a, m) => ((p.dst & m) == *a) != *neg,
             Cond::InPort(neg, ids) => p.in_port != NO_PORT && ids.contains(&p.in_port) != *neg,
-            Cond::OutPort(neg, ids) => p.out_port != NO_PORT && ids.contains(&p.out_port) != *neg,
+            Cond::OutPort(neg, ids) => {
+                let o = if p.out_port != NO_PORT || !self.fwd {
+                    p.out_port
+                } else {
+                    *self.out.get_or_insert_with(|| self.facts.out_port())
+                };
+                o != NO_PORT && ids.contains(&o) != *neg
+            }
             Cond::NeedPorts => p.has_ports,
             Cond::Sport(neg, r) => in_range(p.sport, *r) != *neg,
             Cond::Dport(neg, r) => in_range(p.dport, *r) != *neg,
@@ -698,9 +720,11 @@ impl Program {
             idle: false,
             counters: Box::default(),
             flow_constant: false,
+            countable: false,
             sets_used: Box::default(),
         };
-        p.flow_constant = !col.per_packet && col.counters.len() <= usize::from(u16::MAX);
+        p.countable = col.counters.len() <= usize::from(u16::MAX);
+        p.flow_constant = !col.per_packet && p.countable;
         p.counters = col.counters.into();
         p.sets_used = col.sets.into();
         p.idle = [&p.v4, &p.v6].iter().all(|f| {
@@ -736,6 +760,15 @@ impl Program {
     /// not a `list:set`, whose members may time out).
     pub fn flow_constant(&self, sets: &crate::sets::SetTable) -> bool {
         self.flow_constant && self.sets_used.iter().all(|id| sets.is_static(*id))
+    }
+
+    /// Whether the verdict and mark of a TCP, UDP or SCTP packet of a
+    /// connection in the table depend only on its flow key and receiving
+    /// port for as long as this program and `sets` are current
+    /// ([`super::conncache`]): [`Program::flow_constant`] but for
+    /// `--ctstate`, which reads ESTABLISHED for every such packet.
+    pub fn conn_constant(&self, sets: &crate::sets::SetTable) -> bool {
+        self.countable && self.sets_used.iter().all(|id| sets.is_static(*id))
     }
 
     /// Moves the counters of a replayed walk by one packet of `len` bytes.
@@ -780,6 +813,8 @@ impl Program {
             ct: None,
             local: None,
             nat: None,
+            fwd: false,
+            out: None,
             path: Path::default(),
         };
         if let Some(h) = &f.mangle_pre {
@@ -797,6 +832,7 @@ impl Program {
         } else if local() {
             (f.mangle_in.as_ref(), f.filter_in.as_ref())
         } else {
+            w.fwd = true;
             (f.mangle_fwd.as_ref(), f.filter_fwd.as_ref())
         };
         for h in [m, filt].into_iter().flatten() {
@@ -859,6 +895,8 @@ impl NatHook {
             ct: None,
             local: None,
             nat: None,
+            fwd: false,
+            out: None,
             path: Path::default(),
         };
         let v = w.run(&self.0, worker);

@@ -14,7 +14,9 @@
 //!   It comes with the configuration snapshot, so workers pick a new rule
 //!   set up between bursts, as they do services;
 //! * [`cache`]: a worker's verdicts per flow, so established traffic does
-//!   not walk the chains again when the rules cannot tell its packets apart.
+//!   not walk the chains again when the rules cannot tell its packets apart;
+//! * [`conncache`]: the same answers kept per connection, beside the
+//!   connection table, so that it holds however many connections there are.
 //!
 //! Where each hook sits in the packet path (docs/design/rules.md):
 //! `mangle PREROUTING` runs on every IP packet before the service lookup
@@ -27,6 +29,9 @@
 pub mod cache;
 #[cfg(test)]
 mod cache_tests;
+pub mod conncache;
+#[cfg(test)]
+mod conncache_tests;
 pub mod engine;
 pub mod ifaces;
 #[cfg(test)]
@@ -35,6 +40,7 @@ mod nat_tests;
 mod tests;
 
 pub use cache::FlowCache;
+pub use conncache::ConnVerdicts;
 pub use engine::{
     CtState, Facts, Names, NatHook, NatOutcome, NoNames, Packet, Program, Verdict, NO_PORT,
 };

@@ -713,7 +713,8 @@ proptest! {
 }
 
 /// `-i` matches the receiving interface by any of its names, `+` by
-/// prefix, `!` inverted; `-o` never matches before routing.
+/// prefix, `!` inverted; `-o` never matches in INPUT (iptables refuses it
+/// there).
 #[test]
 fn interface_rules_match_the_receiving_interface() {
     struct Lab(Interfaces);
@@ -768,5 +769,114 @@ fn interface_rules_match_the_receiving_interface() {
             "-i {in_if:?} on {port}"
         );
     }
-    assert_eq!(decide(None, true, 0), Accept, "-o never matches");
+    assert_eq!(decide(None, true, 0), Accept, "-o never matches in INPUT");
+}
+
+/// `-o` in the FORWARD hooks matches the interface the route to the
+/// destination leaves by, asked only when a rule reaches the test; a
+/// packet given its leaving port (nat POSTROUTING) is not asked.
+#[test]
+fn out_interface_rules_match_the_route_in_forward() {
+    use std::cell::Cell;
+    struct Routed {
+        port: u16,
+        asked: Cell<u32>,
+    }
+    impl Facts for Routed {
+        fn ct_state(&self) -> u8 {
+            ctstate::NEW
+        }
+        fn dst_local(&self) -> bool {
+            false
+        }
+        fn set_match(&self, _: crate::sets::SetId, _: crate::sets::Dirs) -> crate::sets::Match {
+            crate::sets::Match::Absent
+        }
+        fn out_port(&self) -> u16 {
+            self.asked.set(self.asked.get() + 1);
+            self.port
+        }
+    }
+    struct Lab(Interfaces);
+    impl Names for Lab {
+        fn set_id(&self, _: &str) -> Option<crate::sets::SetId> {
+            None
+        }
+        fn ifaces(&self, name: &str) -> Vec<u16> {
+            self.0.ids(name)
+        }
+    }
+    let mut ifaces = Interfaces::default();
+    ifaces.add_port(0, "client", None, &[]);
+    ifaces.add_port(1, "server", Some("uvs-ks"), &[]);
+    let names = Lab(ifaces);
+    let program = |table: Table, chain: &str, neg: bool, name: &str| {
+        let mut t = RuleTables::default();
+        // Two rules test -o: the route is asked once per walk.
+        let never = Rule {
+            dst: Some(net("203.0.113.0/24")),
+            out_if: Some(Neg {
+                neg: false,
+                v: name.into(),
+            }),
+            target: Target::Accept,
+            ..Rule::default()
+        };
+        append(&mut t, table, chain, never);
+        let rule = Rule {
+            out_if: Some(Neg {
+                neg,
+                v: name.into(),
+            }),
+            target: Target::Drop,
+            ..Rule::default()
+        };
+        append(&mut t, table, chain, rule);
+        Program::compile(&t.v4, &t.v6, &names)
+    };
+    let pkt = tcp("198.18.0.1", 1000, "198.18.1.100", 80);
+    use Verdict::{Accept, Drop};
+    for (table, neg, name, port, want) in [
+        (Table::Filter, false, "server", 1, Drop),
+        (Table::Filter, false, "uvs-ks", 1, Drop),
+        (Table::Filter, false, "server", 0, Accept),
+        (Table::Filter, true, "server", 0, Drop),
+        (Table::Filter, true, "server", 1, Accept),
+        (Table::Filter, false, "serv+", 1, Drop),
+        (Table::Filter, false, "server", NO_PORT, Accept),
+        (Table::Filter, true, "server", NO_PORT, Accept),
+        (Table::Mangle, false, "server", 1, Drop),
+    ] {
+        let p = program(table, "FORWARD", neg, name);
+        let f = Routed {
+            port,
+            asked: Cell::new(0),
+        };
+        let (v, _) = p.run(&pkt, &f, || false, 0);
+        assert_eq!(
+            v,
+            want,
+            "{table:?} FORWARD -o {}{name} leaving by {port}",
+            if neg { "! " } else { "" }
+        );
+        assert_eq!(f.asked.get(), 1, "the route is asked once per walk");
+    }
+    // Not in FORWARD: never asked, never matches.
+    let p = program(Table::Filter, "INPUT", false, "server");
+    let f = Routed {
+        port: 1,
+        asked: Cell::new(0),
+    };
+    assert_eq!(p.run(&pkt, &f, || true, 0).0, Accept);
+    assert_eq!(f.asked.get(), 0);
+    // A packet that knows its leaving port (after routing) is not asked.
+    let p = program(Table::Filter, "FORWARD", false, "server");
+    let mut routed = pkt;
+    routed.out_port = 1;
+    let f = Routed {
+        port: 0,
+        asked: Cell::new(0),
+    };
+    assert_eq!(p.run(&routed, &f, || false, 0).0, Drop);
+    assert_eq!(f.asked.get(), 0);
 }
