@@ -100,23 +100,14 @@ impl FlowCache {
         if self.slots.is_empty() {
             self.slots = vec![EMPTY; SLOTS].into_boxed_slice();
         }
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.slots.fill(EMPTY);
-            self.epoch = 1;
-        }
+        next_epoch(&mut self.epoch, &mut self.slots, EMPTY);
     }
 
     /// Forgets every entry (the routes changed: `-o` in FORWARD reads
     /// them). Between bursts.
     pub fn forget(&mut self) {
-        if !self.on {
-            return;
-        }
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.slots.fill(EMPTY);
-            self.epoch = 1;
+        if self.on {
+            next_epoch(&mut self.epoch, &mut self.slots, EMPTY);
         }
     }
 
@@ -192,5 +183,15 @@ impl FlowCache {
             };
         }
         (verdict, mark)
+    }
+}
+
+/// Moves a cache's epoch on, which makes every entry stale at once; on the
+/// rare wrap to 0 (the value no entry may carry) the entries are emptied.
+pub(super) fn next_epoch<T: Copy>(epoch: &mut u32, entries: &mut [T], empty: T) {
+    *epoch = epoch.wrapping_add(1);
+    if *epoch == 0 {
+        entries.fill(empty);
+        *epoch = 1;
     }
 }

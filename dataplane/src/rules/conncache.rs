@@ -105,23 +105,14 @@ impl ConnVerdicts {
         if self.entries.len() < slots {
             self.entries.resize(slots, EMPTY);
         }
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.entries.fill(EMPTY);
-            self.epoch = 1;
-        }
+        super::cache::next_epoch(&mut self.epoch, &mut self.entries, EMPTY);
     }
 
     /// Forgets every answer (the routes changed: `-o` in FORWARD reads
     /// them). Between bursts.
     pub fn forget(&mut self) {
-        if !self.on {
-            return;
-        }
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.entries.fill(EMPTY);
-            self.epoch = 1;
+        if self.on {
+            super::cache::next_epoch(&mut self.epoch, &mut self.entries, EMPTY);
         }
     }
 
