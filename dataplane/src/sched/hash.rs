@@ -96,8 +96,14 @@ pub fn siphash(msg: &[u8], key: SipKey, c_rounds: usize, d_rounds: usize) -> u64
 /// calls it on the packet path.
 #[inline]
 pub fn hsiphash_u32(v: u32, key: SipKey) -> u32 {
-    let mut s = [key.0 ^ C0, key.1 ^ C1, key.0 ^ C2, key.1 ^ C3];
-    let b = (4u64 << 56) | u64::from(v);
+    let s = [key.0 ^ C0, key.1 ^ C1, key.0 ^ C2, key.1 ^ C3];
+    last_block_1_3(s, (4u64 << 56) | u64::from(v)) as u32
+}
+
+/// SipHash-1-3's last (length) block `b`, one compression round, then the
+/// three finalisation rounds: the common end of the specialised hashes.
+#[inline(always)]
+fn last_block_1_3(mut s: [u64; 4], b: u64) -> u64 {
     s[3] ^= b;
     sip_round(&mut s);
     s[0] ^= b;
@@ -105,7 +111,7 @@ pub fn hsiphash_u32(v: u32, key: SipKey) -> u32 {
     sip_round(&mut s);
     sip_round(&mut s);
     sip_round(&mut s);
-    (s[0] ^ s[1] ^ s[2] ^ s[3]) as u32
+    s[0] ^ s[1] ^ s[2] ^ s[3]
 }
 
 /// SipHash-1-3 of a 12-byte message, given as its first 8 bytes (`head`,
@@ -118,15 +124,7 @@ pub fn siphash13_12(head: u64, tail: u32, key: SipKey) -> u64 {
     s[3] ^= head;
     sip_round(&mut s);
     s[0] ^= head;
-    let b = (12u64 << 56) | u64::from(tail);
-    s[3] ^= b;
-    sip_round(&mut s);
-    s[0] ^= b;
-    s[2] ^= 0xff;
-    sip_round(&mut s);
-    sip_round(&mut s);
-    sip_round(&mut s);
-    s[0] ^ s[1] ^ s[2] ^ s[3]
+    last_block_1_3(s, (12u64 << 56) | u64::from(tail))
 }
 
 /// Greatest common divisor of two positive numbers (the kernel's `gcd`).
