@@ -84,22 +84,6 @@ fn n(v: &serde_json::Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {name} in {v}"))
 }
 
-/// `name=value` from worker `worker`'s `counters` line of the shutdown
-/// report.
-fn logged(report: &str, worker: usize, name: &str) -> u64 {
-    let line = report
-        .lines()
-        .find(|l| {
-            l.starts_with("uvsd: counters ")
-                && l.split_whitespace()
-                    .any(|w| w == format!("worker={worker}"))
-        })
-        .unwrap_or_else(|| panic!("no counters for worker {worker}: {report}"));
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-        .map_or(0, |v| v.parse().unwrap())
-}
-
 fn mkfifo(p: &Path) {
     let st = Command::new("mkfifo").arg(p).status().unwrap();
     assert!(st.success(), "mkfifo {}", p.display());
@@ -296,7 +280,9 @@ fn replay(workers: usize, loops: u64) {
     // Against `tx` at shutdown: a worker may still send after the counters
     // settled (neighbour probes, parked frames), so the last report counts.
     let frames: u64 = out.iter().map(|o| o.frames).sum();
-    let tx_at_exit: u64 = (0..workers).map(|w| logged(&log, w, "tx")).sum();
+    let tx_at_exit: u64 = (0..workers)
+        .map(|w| common::shutdown_counter(&log, w, "tx"))
+        .sum();
     assert!(tx_at_exit >= n(total, "tx"), "{log}");
     assert_eq!(frames, tx_at_exit, "{out:?}: {log}");
     assert!(

@@ -15,21 +15,6 @@ use std::sync::Arc;
 
 use common::lab::{conns_per_server, lock, sha, Lab, VIP};
 
-/// `name=value` from a worker's `counters` event of the shutdown report.
-fn counter(report: &str, worker: usize, name: &str) -> u64 {
-    let line = report
-        .lines()
-        .find(|l| {
-            l.starts_with("uvsd: counters ")
-                && l.split_whitespace()
-                    .any(|w| w == format!("worker={worker}"))
-        })
-        .unwrap_or_else(|| panic!("no counters for worker {worker}: {report}"));
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-        .map_or(0, |v| v.parse().unwrap())
-}
-
 #[test]
 fn two_workers_hand_nat_replies_to_the_connection_owner() {
     let _g = lock();
@@ -65,19 +50,25 @@ fn two_workers_hand_nat_replies_to_the_connection_owner() {
 
     let (status, report) = lab.stop_daemon();
     assert!(status.is_some_and(|s| s.success()), "{report}");
-    let handed: u64 = (0..2).map(|w| counter(&report, w, "handed_over")).sum();
-    let received: u64 = (0..2).map(|w| counter(&report, w, "handed_in")).sum();
+    let handed: u64 = (0..2)
+        .map(|w| common::shutdown_counter(&report, w, "handed_over"))
+        .sum();
+    let received: u64 = (0..2)
+        .map(|w| common::shutdown_counter(&report, w, "handed_in"))
+        .sum();
     assert!(handed > 0, "no packet was handed over: {report}");
     assert!(received >= handed, "hand-overs lost: {report}");
     // The rings also carry copies of neighbour answers; nothing else.
-    let shared: u64 = (0..2).map(|w| counter(&report, w, "neighbor_shared")).sum();
+    let shared: u64 = (0..2)
+        .map(|w| common::shutdown_counter(&report, w, "neighbor_shared"))
+        .sum();
     assert!(
         received <= handed + shared,
         "more taken from the rings than put in: {report}"
     );
     assert_eq!(
         (0..2)
-            .map(|w| counter(&report, w, "drop_handover_full"))
+            .map(|w| common::shutdown_counter(&report, w, "drop_handover_full"))
             .sum::<u64>(),
         0
     );

@@ -14,6 +14,22 @@ use std::time::{Duration, Instant};
 
 pub const UVSD: &str = env!("CARGO_BIN_EXE_uvsd");
 
+/// `name=value` from worker `worker`'s `counters` line of uvsd's shutdown
+/// report (0 when the line does not name the counter).
+pub fn shutdown_counter(report: &str, worker: usize, name: &str) -> u64 {
+    let line = report
+        .lines()
+        .find(|l| {
+            l.starts_with("uvsd: counters ")
+                && l.split_whitespace()
+                    .any(|w| w == format!("worker={worker}"))
+        })
+        .unwrap_or_else(|| panic!("no counters for worker {worker}: {report}"));
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
 /// A name unique to this test process and `tag` (short: tap names are
 /// limited to 15 characters).
 pub fn unique(tag: &str) -> String {
