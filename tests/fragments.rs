@@ -10,6 +10,11 @@
 //! scripts/tun_decap.py, a userspace decapsulator (the real server's
 //! kernel reassembles the fragmented outer packets before it reads them).
 //!
+//! With two workers, the 4,000-byte requests come from 16 client ports
+//! (the connections' owners differ: `owner(client, port)`), so a datagram
+//! is often reassembled on the worker that does not own its connection;
+//! each answer must still come back.
+//!
 //! Overlapping fragments are crafted byte by byte (a raw socket in the
 //! client namespace) and must be dropped and counted by reason.
 //!
@@ -68,6 +73,33 @@ fn request(lab: &Lab, vip: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// From each of `n` client ports from `first` on: 4,000 bytes to VIP:53,
+/// then a few bytes (a later whole datagram of the same flow), up to 3
+/// tries each; prints per port whether both whole answers came back
+/// ("<port> ok") or not ("<port> lost").
+const FROM_PORTS: &str = r#"
+import socket, sys
+vip, first, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+v6 = ":" in vip
+def ask(s, req):
+    for _ in range(3):
+        s.sendto(req, (vip, 53))
+        try:
+            ans = s.recv(65535)
+        except socket.timeout:
+            continue
+        return ans.partition(b" ")[2] == req
+    return False
+big = bytes((i * 7) % 251 for i in range(4000))
+for port in range(first, first + n):
+    s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("::" if v6 else "0.0.0.0", port))
+    s.settimeout(2)
+    ok = ask(s, big) and ask(s, b"small %d" % port)
+    print(port, "ok" if ok else "lost")
+    s.close()
+"#;
+
 fn both_families(kind: &str, opts: &str) {
     let lab = Lab::new(&kind[..1], kind, 1, 1);
     for (vip, rs) in [(VIP, "198.18.1.11"), (VIP6, "[2001:db8:1::11]")] {
@@ -95,6 +127,95 @@ fn both_families(kind: &str, opts: &str) {
 fn udp_4000_bytes_through_nat() {
     let _g = lock();
     both_families("nat", "-m");
+}
+
+/// Two workers on two-queue ports, two real servers: 16 client ports,
+/// IPv4 and IPv6, each a 4,000-byte request through NAT and its 4,000-byte
+/// answer, then a small request and answer of the same flow; every answer
+/// arrives, each service counts one connection per client port (the small
+/// request found the big one's) and whole datagrams, and some datagrams
+/// crossed to their connection's owner to be balanced.
+#[test]
+fn udp_4000_bytes_through_nat_with_two_workers_from_many_client_ports() {
+    const PORTS: u16 = 16;
+    let _g = lock();
+    let mut lab = Lab::with_workers("fw", "nat", 2, 1, 2);
+    for (vip, rss, bytes) in [
+        (VIP, ["198.18.1.11", "198.18.1.12"], 4028),
+        (VIP6, ["[2001:db8:1::11]", "[2001:db8:1::12]"], 4048),
+    ] {
+        let svc = if vip.contains(':') {
+            format!("[{vip}]:53")
+        } else {
+            format!("{vip}:53")
+        };
+        lab.ok(&format!("-A -u {svc} -s rr"));
+        for rs in rss {
+            lab.ok(&format!("-a -u {svc} -r {rs}:53 -m"));
+        }
+        let out = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-cli", lab.p)])
+            .args([
+                "python3",
+                "-c",
+                FROM_PORTS,
+                vip,
+                "42000",
+                &PORTS.to_string(),
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lost: Vec<&str> = text.lines().filter(|l| !l.ends_with(" ok")).collect();
+        assert!(
+            out.status.success() && text.lines().count() == usize::from(PORTS) && lost.is_empty(),
+            "{vip}: answers lost from client ports {lost:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // One connection per client port, whole datagrams in (the service
+        // line reads Conns InPkts OutPkts InBytes OutBytes): 16 of 4,028 /
+        // 4,048 bytes, 16 small ones, and any retry of either.
+        let stats = lab.ok("-L -n --stats --exact");
+        let line = stats
+            .lines()
+            .find(|l| l.starts_with("UDP") && l.contains(&svc))
+            .unwrap_or_else(|| panic!("{svc} in {stats}"));
+        let n: Vec<u64> = line
+            .split_whitespace()
+            .skip(2)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert_eq!(n[0], u64::from(PORTS), "{vip}: connections: {stats}");
+        assert!(n[1] >= 2 * u64::from(PORTS), "{vip}: {stats}");
+        assert!(
+            n[3] >= u64::from(PORTS) * bytes,
+            "{vip}: whole datagrams in: {stats}"
+        );
+        assert!(n[3] < n[1] * bytes, "{vip}: fragments counted: {stats}");
+    }
+    let (status, report) = lab.stop_daemon();
+    assert!(status.is_some_and(|s| s.success()), "{report}");
+    let sum = |name: &str| -> u64 {
+        (0..2)
+            .map(|w| common::shutdown_counter(&report, w, name))
+            .sum()
+    };
+    assert!(
+        sum("datagrams_handed_over") > 0,
+        "no datagram was reassembled off its owner: {report}"
+    );
+    assert_eq!(sum("frag_datagram_not_served"), 0, "{report}");
+    for w in 0..2 {
+        let o = 1 - w;
+        assert_eq!(
+            common::shutdown_counter(&report, w, "handed_in"),
+            common::shutdown_counter(&report, o, "handed_over")
+                - common::shutdown_counter(&report, o, "drop_handover_full")
+                + common::shutdown_counter(&report, o, "neighbor_shared")
+                + common::shutdown_counter(&report, o, "fragments_handed_over"),
+            "worker {w} took from its ring what worker {o} put there: {report}"
+        );
+    }
 }
 
 #[test]

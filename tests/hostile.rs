@@ -22,9 +22,9 @@
 //! consumed, and every drop by reason); every frame the generator wrote
 //! was taken in; with two workers, what one worker took from its hand-over
 //! ring is what the other put there (`handed_in` = `handed_over` -
-//! `drop_handover_full` + `neighbor_shared`); what the workers set out to
-//! send was sent, refused or parked (`Sends`); the frames that came out
-//! are as many as the workers' `tx`.
+//! `drop_handover_full` + `neighbor_shared` + `fragments_handed_over`);
+//! what the workers set out to send was sent, refused or parked
+//! (`Sends`); the frames that came out are as many as the workers' `tx`.
 //!
 //! No timing assumption: the test waits (up to minutes) for every frame
 //! written to be taken in and for the counters to stand still.
@@ -238,13 +238,16 @@ fn replay(workers: usize, loops: u64) {
     }
     if workers == 2 {
         // What each worker took from its ring is what the other put there:
-        // frames handed over and enqueued, and copies of neighbour answers.
+        // frames handed over and enqueued, copies of neighbour answers, and
+        // the fragments of datagrams reassembled off their connection's
+        // owner.
         for w in 0..2 {
             let (me, other) = (per_worker(w), per_worker(1 - w));
             assert_eq!(
                 n(me, "handed_in"),
                 n(other, "handed_over") - n(other, "drop_handover_full")
-                    + n(other, "neighbor_shared"),
+                    + n(other, "neighbor_shared")
+                    + n(other, "fragments_handed_over"),
                 "worker {w} took from the ring what worker {} put there: {v}",
                 1 - w
             );

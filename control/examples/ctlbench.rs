@@ -417,7 +417,8 @@ impl Worker {
                 | StageVerdict::Pass { buf }
                 | StageVerdict::Drop { buf, .. }
                 | StageVerdict::HandOver { buf, .. }
-                | StageVerdict::Datagram { buf, .. } => buf,
+                | StageVerdict::Datagram { buf, .. }
+                | StageVerdict::HandOverDatagram { buf, .. } => buf,
             };
             *slot = Some(back);
         }

@@ -14,9 +14,15 @@
 //! without EAL.
 
 pub mod fragment;
+pub mod owner;
 pub mod reassembly;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_workers;
 
 pub use fragment::{fragment_plan, write_fragment_v4, write_fragment_v6, FragPiece};
-pub use reassembly::{FragCounters, FragDrop, Insert, Reassembler, ReassemblyLimits};
+pub use owner::{fragment_owner, ident_for};
+pub use reassembly::{
+    fragment_ident, FragCounters, FragDrop, Insert, Reassembler, ReassemblyLimits,
+};

@@ -516,6 +516,13 @@ impl Reassembler {
     }
 }
 
+/// The identification of fragment `frame` (`meta.fragment` is not `No`),
+/// or `None` if it cannot be read (reassembly then drops it as
+/// malformed).
+pub fn fragment_ident(frame: &[u8], meta: &PacketMeta) -> Option<u32> {
+    read_piece(frame, meta).map(|p| p.key.ident)
+}
+
 /// Reads the fragment's key, offset, data and header.
 fn read_piece(frame: &[u8], meta: &PacketMeta) -> Option<Piece> {
     if meta.fragment == Fragment::No {

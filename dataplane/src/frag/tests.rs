@@ -14,12 +14,12 @@ use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::testutil::{frame, L4};
 use crate::wire::{parse_packet, Fragment};
 
-fn ip(s: &str) -> IpAddr {
+pub(super) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
 /// A UDP datagram client -> VIP with `len` bytes of payload, as a frame.
-fn datagram(v6: bool, len: usize, seed: u8) -> Vec<u8> {
+pub(super) fn datagram(v6: bool, len: usize, seed: u8) -> Vec<u8> {
     let payload: Vec<u8> = (0..len)
         .map(|i| (i as u8).wrapping_mul(31) ^ seed)
         .collect();
@@ -40,7 +40,7 @@ fn datagram(v6: bool, len: usize, seed: u8) -> Vec<u8> {
 }
 
 /// The datagram of `f` cut into frames of IP size at most `mtu`.
-fn cut(f: &[u8], mtu: usize, ident: u32) -> Vec<Vec<u8>> {
+pub(super) fn cut(f: &[u8], mtu: usize, ident: u32) -> Vec<Vec<u8>> {
     let ip = &f[14..];
     let v6 = ip[0] >> 4 == 6;
     let (hdr, data_len) = if v6 {
@@ -253,16 +253,16 @@ fn ipv4_fragments_keep_df_off_and_fit_the_mtu() {
     assert_eq!(offsets, [0, 1480, 2960]);
 }
 
-/// Two workers' load-balancing stages over one NAT service, UDP port 53 on
-/// 198.18.0.100 and 2001:db8::100 to 198.18.1.10 / 2001:db8:1::10.
-fn two_stages() -> (Vec<crate::lb::LbStage>, crate::net::RouteCache) {
+/// The configuration of [`two_stages`]: two ports (198.18.0.1 and
+/// 2001:db8::1 toward the clients, 198.18.1.1 and 2001:db8:1::1 toward the
+/// real servers), the clients 198.18.0.2 / 2001:db8::2 and the real servers
+/// as static neighbours, and one NAT service, UDP port 53 on 198.18.0.100
+/// and 2001:db8::100 to 198.18.1.10 / 2001:db8:1::10.
+pub(super) fn two_worker_config() -> (crate::net::L3Config, crate::config::ConfigStore) {
     use crate::config::{ConfigOp, ConfigStore};
-    use crate::lb::{ConfigCell, ConnDump, Lb, LbSettings, LbStage};
     use crate::model::{DestConfig, ForwardMethod, Protocol, ServiceConfig, ServiceKey};
     use crate::net::{Interface, L3Config, Prefix};
-    use crate::rss::Ownership;
     use crate::wire::ethernet::MacAddr;
-    use std::sync::Arc;
 
     let port = |id: u16, v4: &str, v6: &str| Interface {
         port: id,
@@ -280,7 +280,10 @@ fn two_stages() -> (Vec<crate::lb::LbStage>, crate::net::RouteCache) {
             port(1, "198.18.1.1", "2001:db8:1::1"),
         ],
         routes: vec![],
-        neighbors: vec![],
+        neighbors: ["198.18.0.2", "2001:db8::2", "198.18.1.10", "2001:db8:1::10"]
+            .iter()
+            .map(|a| (ip(a), MacAddr([2, 0, 0, 0, 0xaa, 1])))
+            .collect(),
         forwarding: Default::default(),
     };
     let mut store = ConfigStore::new();
@@ -306,6 +309,16 @@ fn two_stages() -> (Vec<crate::lb::LbStage>, crate::net::RouteCache) {
         };
         store.apply(&ConfigOp::AddDest(key, d)).unwrap();
     }
+    (cfg, store)
+}
+
+/// Two workers' load-balancing stages over [`two_worker_config`].
+pub(super) fn two_stages() -> (Vec<crate::lb::LbStage>, crate::net::RouteCache) {
+    use crate::lb::{ConfigCell, ConnDump, Lb, LbSettings, LbStage};
+    use crate::rss::Ownership;
+    use std::sync::Arc;
+
+    let (cfg, store) = two_worker_config();
     let owners = Ownership::new(2);
     let routes = crate::net::RouteCache::new(cfg.route_table().unwrap(), cfg.interfaces.clone());
     let stages = (0..2)
@@ -336,9 +349,9 @@ fn two_stages() -> (Vec<crate::lb::LbStage>, crate::net::RouteCache) {
 
 /// With two workers, RSS may give the fragments of one datagram to both
 /// (on fragments it hashes addresses only, or nothing): every fragment is
-/// handed to the worker of the source address, which alone reassembles
-/// the datagram and balances it whole; nothing is reassembled, held or
-/// lost on the other.
+/// handed to the worker of the source address and identification, which
+/// alone reassembles the datagram and balances it whole (its connection's
+/// owner here); nothing is reassembled, held or lost on the other.
 #[test]
 fn with_two_workers_fragments_split_by_rss_meet_and_are_reassembled_on_one_worker() {
     use crate::net::{Stage, StageVerdict};
@@ -347,11 +360,24 @@ fn with_two_workers_fragments_split_by_rss_meet_and_are_reassembled_on_one_worke
     let owners = Ownership::new(2);
     for v6 in [false, true] {
         let (mut stages, routes) = two_stages();
-        let whole = datagram(v6, 4000, 7);
-        let pieces = cut(&whole, 1500, 0x0102_0304);
+        let (src, sport) = if v6 {
+            (ip("2001:db8::2"), 40000)
+        } else {
+            (ip("198.18.0.2"), 40000)
+        };
+        // An identification that leads the fragments to the connection's
+        // owner (the other case: `tests_workers`).
+        let home = owners.owner(src, sport);
+        let ident = if v6 { 0x0102_0304 } else { 0x0304 };
+        let ident = crate::frag::ident_for(&owners, src, ident, home).unwrap();
+        let mut whole = datagram(v6, 4000, 7);
+        if !v6 {
+            whole[18..20].copy_from_slice(&(ident as u16).to_be_bytes());
+            Ipv4Packet::new_unchecked(&mut whole[14..]).fill_checksum();
+        }
+        let pieces = cut(&whole, 1500, ident);
         assert_eq!(pieces.len(), 3);
-        let src = parse_packet(&whole).unwrap().src;
-        let home = owners.owner(src, 0);
+        assert_eq!(parse_packet(&whole).unwrap().src, src);
         let mut datagrams = 0;
         for (i, p) in pieces.iter().enumerate() {
             // Alternate arrival workers, as RSS may.

@@ -31,7 +31,9 @@ use arc_swap::ArcSwap;
 use super::filter::Filtered;
 use super::{Action, Egress, Lb};
 use crate::buf::PacketBuf;
-use crate::frag::{FragDrop, Insert, Reassembler, ReassemblyLimits};
+use crate::frag::{
+    fragment_ident, fragment_owner, ident_for, FragDrop, Insert, Reassembler, ReassemblyLimits,
+};
 use crate::model::{ConnEntry, Snapshot};
 use crate::net::{Interface, RouteCache, Stage, StageVerdict};
 use crate::rss::Ownership;
@@ -395,7 +397,28 @@ impl LbStage {
             Insert::Held | Insert::Dropped(_) => return StageVerdict::Drop { buf, counted: true },
         };
         let mut whole = self.frags.frame(slot);
-        let action = match crate::wire::parse_packet(whole.data()) {
+        let parsed = crate::wire::parse_packet(whole.data());
+        if let (Ok(m), false) = (&parsed, self.switches.one_worker) {
+            // Balanced where its connection is owned, like its whole
+            // packets and the answers to it: another worker's gets it in
+            // fragments that lead there.
+            let owner = self.lb.client_endpoint(whole.data(), m);
+            let owner = owner.map_or(self.me, |(a, p)| self.owners.owner(a, p));
+            if owner != self.me {
+                let ident = fragment_ident(buf.data(), meta).unwrap_or(0);
+                // Not found (a redirection table that hardly names the
+                // owner): balanced here, as with one worker.
+                if let Some(ident) = ident_for(&self.owners, meta.src, ident, owner) {
+                    self.pending = Some(slot);
+                    return StageVerdict::HandOverDatagram {
+                        buf,
+                        worker: owner,
+                        ident,
+                    };
+                }
+            }
+        }
+        let action = match parsed {
             Ok(m) => self.lb.process(&mut whole, &m, now, &Unlimited(routes)),
             // Counted like any refusal of the load balancer's (it was
             // lost without a count before).
@@ -438,9 +461,11 @@ impl LbStage {
     ) -> Front {
         if self.reassembles(meta) {
             // All fragments of a datagram to one worker: later ones carry
-            // no ports, so the owner is the source address's.
+            // no ports, so the worker is chosen by what they all carry
+            // ([`crate::frag::owner`]).
             if self.owners.workers() > 1 {
-                let owner = self.owners.owner(meta.src, 0);
+                let ident = fragment_ident(buf.data(), meta).unwrap_or(0);
+                let owner = fragment_owner(&self.owners, meta.src, ident);
                 if owner != self.me {
                     return Front::Done(Then::HandOver(owner));
                 }

@@ -108,6 +108,13 @@ counters! {
     /// put on the other workers' rings so that they learn the neighbour
     /// too; the receivers count them in `handed_in`, beside the hand-overs.
     NeighborShared => "neighbor_shared",
+    /// Reassembled datagrams handed to the worker owning their connection
+    /// (in fragments, `fragments_handed_over`): balanced there, not here.
+    DatagramsHandedOver => "datagrams_handed_over",
+    /// The fragments of those datagrams put on the owner's ring: not
+    /// frames taken in, so the receiver counts them in `handed_in` beside
+    /// the hand-overs and `neighbor_shared`.
+    FragmentsHandedOver => "fragments_handed_over",
     /// Frames handed to a port's kernel interface (the exception path).
     ToKernel => "to_kernel",
     /// Frames for the kernel lost because the worker's ring to the

@@ -4,6 +4,9 @@
 //! buffer each, as Linux's output path does after IPVS (`ip_fragment`,
 //! `ip6_fragment`).
 //!
+//! A datagram whose connection another worker owns is cut the same way
+//! and handed to that worker instead ([`crate::frag::owner`]).
+//!
 //! Why here: the stage holds the datagram in its reassembly slot, and only
 //! the stack has the buffers ([`Io::alloc`]) and knows the port a
 //! destination leaves by.
@@ -18,6 +21,10 @@ use crate::wire::ethernet::HEADER_LEN;
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::ipv6::ext;
 use crate::wire::{ipv4, ipv6};
+
+/// The piece size when the receiving port is not known (IPv6's minimum
+/// MTU: every port's is at least that).
+const MIN_PIECE_MTU: usize = 1280;
 
 impl<B: PacketBuf> Stack<B> {
     /// Sends the stage's pending datagram toward `dst`; see the module docs.
@@ -111,6 +118,80 @@ impl<B: PacketBuf> Stack<B> {
                 self.counters().inc(Counter::FragmentsSent);
                 self.send_ip(b, dst, now, io);
             }
+        }
+    }
+
+    /// Hands the stage's pending datagram to `worker`, the owner of its
+    /// connection, as fragments of identification `ident` (as received on
+    /// `rx_port`), then tells the stage. Why in fragments: a reassembled
+    /// datagram does not fit one buffer (the pool's are sized for the
+    /// largest port MTU), and the owner takes fragments like any others.
+    pub(super) fn hand_over_datagram(
+        &mut self,
+        rx_port: u16,
+        worker: usize,
+        ident: u32,
+        io: &mut impl Io<B>,
+        stage: &mut impl Stage<B>,
+    ) {
+        if let Some(frame) = stage.datagram() {
+            self.counters().inc(Counter::DatagramsHandedOver);
+            self.hand_over_pieces(frame, rx_port, worker, ident, io);
+        }
+        stage.datagram_sent();
+    }
+
+    /// Cuts `frame` to the MTU of `rx_port` (its fragments arrived there,
+    /// so pieces of that size fit a buffer) and hands each piece over.
+    fn hand_over_pieces(
+        &mut self,
+        frame: &[u8],
+        rx_port: u16,
+        worker: usize,
+        ident: u32,
+        io: &mut impl Io<B>,
+    ) {
+        let mtu = self
+            .iface(rx_port)
+            .map_or(MIN_PIECE_MTU, |i| usize::from(i.mtu));
+        let (Some(eth), Some(ip)) = (frame.get(..HEADER_LEN), frame.get(HEADER_LEN..)) else {
+            self.counters().inc(Counter::DropMalformed);
+            return;
+        };
+        let v6 = ip.first().is_some_and(|v| v >> 4 == 6);
+        // What stays in front of each piece's data: IPv4's header, IPv6's
+        // unfragmentable part (then the fragment header).
+        let kept = if v6 {
+            unfragmentable_len(ip)
+        } else {
+            Ipv4Packet::new_checked(ip).ok().map(|p| p.header_len())
+        };
+        let Some(kept) = kept.filter(|&k| k <= ip.len()) else {
+            self.counters().inc(Counter::DropMalformed);
+            return;
+        };
+        let front = if v6 { kept + 8 } else { kept };
+        for piece in fragment_plan(ip.len() - kept, front, mtu) {
+            let Some(mut b) = self.alloc_frame(io, HEADER_LEN + front + piece.len) else {
+                return;
+            };
+            b.data_mut()[..HEADER_LEN].copy_from_slice(eth);
+            let out = &mut b.data_mut()[HEADER_LEN..];
+            let written = if v6 {
+                write_fragment_v6(ip, kept, ident, piece, out)
+            } else {
+                write_fragment_v4(ip, piece, out).inspect(|&n| {
+                    let mut p = Ipv4Packet::new_unchecked(&mut out[..n]);
+                    p.set_ident(ident as u16);
+                    p.fill_checksum();
+                })
+            };
+            if written.is_none() {
+                self.counters().inc(Counter::DropMalformed);
+                return;
+            }
+            self.counters().inc(Counter::FragmentsHandedOver);
+            io.hand_over(worker, rx_port, b);
         }
     }
 

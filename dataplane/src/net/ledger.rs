@@ -217,7 +217,8 @@ impl Ledger {
 
 /// The sending side's balance: every frame the worker set out to send
 /// (what the stage routed, its own answers and neighbour requests, the
-/// reassembled datagrams it forwarded) was taken by a tx queue, refused
+/// reassembled datagrams it forwarded, not those it handed to another
+/// worker) was taken by a tx queue, refused
 /// by a full one, had no route, found the resolution queue full, or was
 /// parked for resolution (then sent, counted in `tx`, or dropped as
 /// `drop_unresolved`).
@@ -244,9 +245,12 @@ impl Sends {
             return None;
         }
         let c = |c: Counter| get(c.as_str());
+        // A datagram handed to its connection's owner is sent (and
+        // counted reassembled) there.
         let datagrams = get("datagrams_reassembled")
             .wrapping_sub(get(FragDrop::Refused.as_str()))
-            .wrapping_sub(get(FragDrop::NotServed.as_str()));
+            .wrapping_sub(get(FragDrop::NotServed.as_str()))
+            .wrapping_sub(c(Counter::DatagramsHandedOver));
         let attempted = c(Counter::FromStage)
             + c(Counter::Routed)
             + c(Counter::TimeExceededSent)
@@ -324,8 +328,10 @@ mod tests {
             ("from_stage", 10),
             ("icmp_echo_replied", 2),
             ("arp_requested", 1),
-            ("datagrams_reassembled", 3),
+            ("datagrams_reassembled", 4),
             ("frag_datagram_refused", 1),
+            ("datagrams_handed_over", 1),
+            ("fragments_handed_over", 3),
             ("tx", 9),
             ("drop_no_route", 1),
             ("queued_for_resolution", 4),

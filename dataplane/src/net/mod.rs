@@ -322,6 +322,12 @@ pub enum StageVerdict<B> {
     /// tells the stage ([`Stage::datagram_sent`]). `buf` (the fragment
     /// that completed it) is freed.
     Datagram { buf: B, dst: IpAddr },
+    /// A datagram the stage reassembled, held as for `Datagram`, whose
+    /// connection another worker owns: the stack cuts it into fragments of
+    /// identification `ident` (which leads them to `worker`, see
+    /// [`crate::frag::owner`]) and hands them to `worker`, then tells the
+    /// stage. `buf` is freed.
+    HandOverDatagram { buf: B, worker: usize, ident: u32 },
 }
 
 /// The stage between classification and transmit, where the load balancer

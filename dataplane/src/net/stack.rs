@@ -322,6 +322,10 @@ impl<B: PacketBuf> Stack<B> {
                 drop(buf);
                 return self.send_datagram(dst, now, io, stage);
             }
+            StageVerdict::HandOverDatagram { buf, worker, ident } => {
+                drop(buf);
+                return self.hand_over_datagram(rx_port, worker, ident, io, stage);
+            }
         };
         if kernel && self.to_kernel(rx_port, &buf, meta, stage) {
             return self.except(io, rx_port, buf);
