@@ -46,7 +46,7 @@ use std::sync::atomic::Ordering;
 
 use super::{bump, drop_counted, refused, Action, Egress, Lb, LbCounters, LbDrop};
 use crate::buf::PacketBuf;
-use crate::conn::table::cflags;
+use crate::conn::table::{cflags, Conn};
 use crate::conn::{ConnAddr, ConnId, ConnTable};
 use crate::model::{Service, Snapshot};
 use crate::ports::PortPool;
@@ -57,7 +57,8 @@ use crate::wire::ipv4::protocol;
 use crate::wire::tcp::flags as tcpf;
 use crate::wire::{IcmpQuote, PacketMeta};
 use crate::xmit::fullnat::{
-    clamp_mss, fullnat_inbound_seq, fullnat_outbound_seq, insert_toa, strip_timestamps, toa_len,
+    clamp_mss, fullnat_inbound_seq, fullnat_outbound_seq, fullnat_v4_fast, insert_toa, mapped_v4,
+    strip_timestamps, toa_len, SeqMove,
 };
 use crate::xmit::icmp_both::{icmp_error_rewrite, IcmpRewrite};
 use crate::xmit::seqadj::SeqAdj;
@@ -76,10 +77,11 @@ pub(super) struct FullNat {
     /// Round-robin cursor over a service's local addresses.
     rr: u32,
     /// Per connection slot: how the client's sequence numbers move toward
-    /// the real server. Written whenever a FULLNAT connection is created;
-    /// sized to the table when the first local address arrives (slots
-    /// beyond it, if any, are never translated).
-    seq: Vec<SeqAdj>,
+    /// the real server, and the local address's IPv4 word ([`Side`]).
+    /// Written whenever a FULLNAT connection is created; sized to the
+    /// table when the first local address arrives (slots beyond it, if
+    /// any, are never translated and take the general path).
+    side: Vec<Side>,
     /// The ISN hash's key (the kernel's `net_secret`).
     isn_key: SipKey,
 }
@@ -90,33 +92,50 @@ impl FullNat {
             owners: Ownership::new(1),
             seen: 0,
             rr: 0,
-            seq: Vec::new(),
+            side: Vec::new(),
             isn_key: SipKey(random_word(), random_word()),
         }
+    }
+
+    /// What connection `id`'s packets need beside its entry.
+    #[inline(always)]
+    pub(super) fn side(&self, id: ConnId) -> Side {
+        self.side.get(id.0 as usize).copied().unwrap_or_default()
     }
 
     /// Connection `id`'s sequence offset toward the real server.
     #[inline(always)]
     pub(super) fn seq_adj(&self, id: ConnId) -> SeqAdj {
-        self.seq.get(id.0 as usize).copied().unwrap_or_default()
+        self.side(id).adj
     }
 
-    /// Records the sequence offset of FULLNAT connection `id`, just
-    /// created by `meta`'s packet (`data` its frame) at `now` (ms): a new
-    /// ISN toward the real server for a client's SYN, none otherwise.
+    /// Records what FULLNAT connection `id` needs beside its entry, just
+    /// created toward `real` from `local` (the local address's number and
+    /// port) by `meta`'s packet (`data` its frame) at `now` (ms): the local
+    /// address's IPv4 word, and a new ISN toward the real server for a
+    /// client's SYN (none otherwise). The caller passes the endpoints it
+    /// has just written into the entry, so nothing is read back.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn start(
         &mut self,
         conns: &ConnTable,
         id: ConnId,
+        local: (u16, u16),
+        real: (ConnAddr, u16),
         data: &[u8],
         meta: &PacketMeta,
         now: u64,
     ) {
-        let Some(slot) = self.seq.get_mut(id.0 as usize) else {
+        let Some(slot) = self.side.get_mut(id.0 as usize) else {
             return;
         };
-        *slot = SeqAdj::IDENTITY;
+        let laddr = conns.local_addr(local.0);
+        let lip4 = mapped_v4(&laddr).unwrap_or(0);
+        *slot = Side {
+            adj: SeqAdj::IDENTITY,
+            lip4,
+        };
         if meta.protocol != protocol::TCP || meta.tcp_flags & (tcpf::SYN | tcpf::ACK) != tcpf::SYN {
             return;
         }
@@ -125,23 +144,26 @@ impl FullNat {
             return;
         };
         let client_isn = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-        let c = conns.get(id);
-        let Some((lid, lport)) = c.local() else {
-            return;
+        let isn = match (lip4, mapped_v4(&real.0)) {
+            (l, Some(r)) if l != 0 => server_isn_v4(self.isn_key, (l, local.1), (r, real.1), now),
+            _ => server_isn(self.isn_key, laddr, local.1, real.0, real.1, now),
         };
-        let (raddr, rport) = c.real();
-        *slot = SeqAdj::between(
-            client_isn,
-            server_isn(
-                self.isn_key,
-                conns.local_addr(lid),
-                lport,
-                raddr,
-                rport,
-                now,
-            ),
-        );
+        slot.adj = SeqAdj::between(client_isn, isn);
     }
+}
+
+/// What an established FULLNAT packet needs besides its connection entry
+/// (whose two cache lines are full), kept per connection slot in one
+/// 8-byte word so that the packet path reads it with one load: the
+/// sequence offset, and the local address's IPv4 address, so that the
+/// rewrite needs no look-up in the local-address table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Side {
+    /// How the client's sequence numbers move toward the real server.
+    adj: SeqAdj,
+    /// The local address when it is IPv4 (host order); 0 for IPv6 (and
+    /// for a slot not written), which takes the table look-up.
+    lip4: u32,
 }
 
 /// The ISN toward the real server of a connection `laddr:lport ->
@@ -163,17 +185,25 @@ pub fn server_isn(
     rport: u16,
     now: u64,
 ) -> u32 {
-    let h = if laddr.is_v4() && raddr.is_v4() {
-        // The message's bytes 0..8 and 8..12 as little-endian words.
-        let l = &laddr.0;
-        let r = &raddr.0;
-        let head = u64::from_le_bytes([l[12], l[13], l[14], l[15], r[12], r[13], r[14], r[15]]);
-        let tail = u32::from(lport.swap_bytes()) | u32::from(rport.swap_bytes()) << 16;
-        siphash13_12(head, tail, key)
-    } else {
-        let (msg, n) = isn_message(laddr, lport, raddr, rport);
-        siphash(&msg[..n], key, 1, 3)
-    };
+    if let (Some(l), Some(r)) = (mapped_v4(&laddr), mapped_v4(&raddr)) {
+        return server_isn_v4(key, (l, lport), (r, rport), now);
+    }
+    let (msg, n) = isn_message(laddr, lport, raddr, rport);
+    isn_clock(siphash(&msg[..n], key, 1, 3), now)
+}
+
+/// [`server_isn`] of IPv4 endpoints given as words (host order).
+#[inline]
+pub fn server_isn_v4(key: SipKey, local: (u32, u16), real: (u32, u16), now: u64) -> u32 {
+    // The message's bytes 0..8 and 8..12 as little-endian words.
+    let head = u64::from(local.0.swap_bytes()) | u64::from(real.0.swap_bytes()) << 32;
+    let tail = u32::from(local.1.swap_bytes()) | u32::from(real.1.swap_bytes()) << 16;
+    isn_clock(siphash13_12(head, tail, key), now)
+}
+
+/// A hash `h` plus the ISN clock at `now` (ms).
+#[inline(always)]
+fn isn_clock(h: u64, now: u64) -> u32 {
     // 1 ms = 15625 ticks of 64 ns.
     let clock = now.wrapping_mul(15_625) as u32;
     (h as u32).wrapping_add(clock)
@@ -224,8 +254,8 @@ impl Lb {
             let pool = PortPool::new(l.addr, LOCAL_PORTS, &self.fnat.owners, self.worker);
             self.conns.add_local_pool(std::sync::Arc::clone(l), pool);
         }
-        if !snap.locals.is_empty() && self.fnat.seq.len() < self.conns.slots() {
-            self.fnat.seq.resize(self.conns.slots(), SeqAdj::IDENTITY);
+        if !snap.locals.is_empty() && self.fnat.side.len() < self.conns.slots() {
+            self.fnat.side.resize(self.conns.slots(), Side::default());
         }
         self.fnat.seen = snap.locals.len();
     }
@@ -241,10 +271,20 @@ pub(super) fn pick_local(
     svc: &Service,
 ) -> Option<(u16, u16)> {
     let n = svc.locals.len();
-    for k in 0..n.min(16) {
-        let l = &svc.locals[(fnat.rr as usize + k) % n];
+    // The cursor is kept below `n` of the service last served, so the
+    // division happens only when services with fewer addresses alternate.
+    let mut i = fnat.rr as usize;
+    if i >= n {
+        i = i.checked_rem(n)?;
+    }
+    for _ in 0..n.min(16) {
+        let l = &svc.locals[i];
+        i += 1;
+        if i == n {
+            i = 0;
+        }
         if let Some(p) = conns.take_local_port(l.id) {
-            fnat.rr = fnat.rr.wrapping_add(k as u32 + 1);
+            fnat.rr = i as u32;
             return Some((l.id, p));
         }
     }
@@ -267,7 +307,9 @@ fn tcp_payload_len(data: &[u8], meta: &PacketMeta) -> usize {
 }
 
 /// A client packet along FULLNAT connection `id`: `LIP:lport -> RIP:rport`,
-/// TOA where the service asks for it.
+/// TOA where the service asks for it. Counted first (whatever becomes of
+/// the packet, as NAT's), then the established IPv4 case in straight-line
+/// code ([`in_v4_fast`]), everything else in [`xmit_in_general`].
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub(super) fn xmit_in<B: PacketBuf, E: Egress>(
@@ -289,6 +331,67 @@ pub(super) fn xmit_in<B: PacketBuf, E: Egress>(
         s.stats.slot(worker).inbound(len);
     }
     dest.stats.slot(worker).inbound(len);
+    if let Some(a) = in_v4_fast(c, fnat.side(id), buf, meta, eg) {
+        return a;
+    }
+    xmit_in_general(conns, fnat, id, buf, meta, eg, counters)
+}
+
+/// Whether `meta`'s TCP segment is one TOA would go into, on a connection
+/// whose service asks for it: not SYN or RST, and the real server has sent
+/// no data yet.
+#[inline(always)]
+fn wants_toa(c: &Conn, meta: &PacketMeta) -> bool {
+    meta.protocol == protocol::TCP
+        && meta.tcp_flags & (tcpf::SYN | tcpf::RST) == 0
+        && c.flags() & cflags::TOA_DONE == 0
+        && c.service().is_some_and(|s| s.toa.load(Ordering::Relaxed))
+}
+
+/// The client packet of an IPv4 connection (local address known by its
+/// word, `side`) that needs nothing but the rewrite: no TOA to insert, no
+/// timestamp to strip (a SYN with options), within the path MTU, and taken
+/// by [`fullnat_v4_fast`]. `None`, having written nothing, otherwise.
+#[inline(always)]
+fn in_v4_fast<B: PacketBuf, E: Egress>(
+    c: &Conn,
+    side: Side,
+    buf: &mut B,
+    meta: &PacketMeta,
+    eg: &E,
+) -> Option<Action> {
+    let (_, lport) = c.local()?;
+    let (raddr, rport) = c.real();
+    let r = mapped_v4(&raddr)?;
+    if side.lip4 == 0
+        || (meta.protocol == protocol::TCP
+            && meta.tcp_flags & (tcpf::SYN | tcpf::ACK) == tcpf::SYN
+            && has_options(buf.data(), meta))
+        || wants_toa(c, meta)
+    {
+        return None;
+    }
+    let daddr = IpAddr::V4(r.into());
+    if check_mtu(meta, eg.mtu(daddr)).is_err() {
+        return None;
+    }
+    let mv = SeqMove::Shift(side.adj);
+    fullnat_v4_fast(buf, meta, (side.lip4, lport), (r, rport), mv).then_some(Action::Forward(daddr))
+}
+
+/// [`xmit_in`] past the counters, for every case: IPv6, TOA, a SYN's
+/// timestamps, refusals.
+#[inline(never)]
+fn xmit_in_general<B: PacketBuf, E: Egress>(
+    conns: &ConnTable,
+    fnat: &FullNat,
+    id: ConnId,
+    buf: &mut B,
+    meta: &PacketMeta,
+    eg: &E,
+    counters: &LbCounters,
+) -> Action {
+    let c = conns.get(id);
     let Some((lid, lport)) = c.local() else {
         return drop_counted(counters, LbDrop::Rewrite);
     };
@@ -300,7 +403,6 @@ pub(super) fn xmit_in<B: PacketBuf, E: Egress>(
         return refused(counters, buf, meta, e);
     }
     let tcp = meta.protocol == protocol::TCP;
-    let toa = tcp && c.service().is_some_and(|s| s.toa.load(Ordering::Relaxed));
     if tcp
         && meta.tcp_flags & tcpf::SYN != 0
         && meta.tcp_flags & tcpf::ACK == 0
@@ -314,7 +416,7 @@ pub(super) fn xmit_in<B: PacketBuf, E: Egress>(
     if let Err(e) = fullnat_inbound_seq(buf, meta, (laddr, lport), (raddr, dport), adj) {
         return refused(counters, buf, meta, e);
     }
-    if toa && meta.tcp_flags & (tcpf::SYN | tcpf::RST) == 0 && c.flags() & cflags::TOA_DONE == 0 {
+    if wants_toa(c, meta) {
         let (caddr, cport) = c.client();
         if insert_toa(buf, meta, &caddr.to_ip(), cport, mtu).is_err() {
             bump(&counters.toa_skipped);
@@ -324,7 +426,9 @@ pub(super) fn xmit_in<B: PacketBuf, E: Egress>(
 }
 
 /// A real server's reply along FULLNAT connection `id`: back to the
-/// client as `VIP:vport`.
+/// client as `VIP:vport`. Counted first, then the IPv4 case that needs
+/// nothing but the rewrite ([`out_v4_fast`]), everything else in
+/// [`xmit_out_general`].
 #[inline]
 pub(super) fn xmit_out<B: PacketBuf>(
     conns: &mut ConnTable,
@@ -336,11 +440,6 @@ pub(super) fn xmit_out<B: PacketBuf>(
     counters: &LbCounters,
 ) -> Action {
     let c = conns.get(id);
-    let virt = c.virt();
-    let client = c.client();
-    let caddr: IpAddr = client.0.to_ip();
-    let tcp = meta.protocol == protocol::TCP;
-    let toa = tcp && c.service().is_some_and(|s| s.toa.load(Ordering::Relaxed));
     let len = u64::from(meta.ip_len);
     if let Some(s) = c.service() {
         s.stats.slot(worker).outbound(len);
@@ -348,6 +447,54 @@ pub(super) fn xmit_out<B: PacketBuf>(
     if let Some(d) = c.dest() {
         d.stats.slot(worker).outbound(len);
     }
+    if let Some(a) = out_v4_fast(c, fnat.seq_adj(id), buf, meta) {
+        return a;
+    }
+    xmit_out_general(conns, fnat, id, buf, meta, counters)
+}
+
+/// The reply of an IPv4 connection that needs nothing but the rewrite:
+/// TOA off, or done with and not a SYN-ACK (no MSS to clamp, no first
+/// data to note), and taken by [`fullnat_v4_fast`]. `None`, having written
+/// nothing, otherwise.
+#[inline(always)]
+fn out_v4_fast<B: PacketBuf>(
+    c: &Conn,
+    adj: SeqAdj,
+    buf: &mut B,
+    meta: &PacketMeta,
+) -> Option<Action> {
+    let (vaddr, vport) = c.virt();
+    let (caddr, cport) = c.client();
+    let (v, a) = (mapped_v4(&vaddr)?, mapped_v4(&caddr)?);
+    if meta.protocol == protocol::TCP
+        && (c.flags() & cflags::TOA_DONE == 0
+            || meta.tcp_flags & (tcpf::SYN | tcpf::ACK) == tcpf::SYN | tcpf::ACK)
+        && c.service().is_some_and(|s| s.toa.load(Ordering::Relaxed))
+    {
+        return None;
+    }
+    let mv = SeqMove::Unshift(adj);
+    fullnat_v4_fast(buf, meta, (v, vport), (a, cport), mv)
+        .then(|| Action::Forward(IpAddr::V4(a.into())))
+}
+
+/// [`xmit_out`] past the counters, for every case: IPv6, TOA, refusals.
+#[inline(never)]
+fn xmit_out_general<B: PacketBuf>(
+    conns: &mut ConnTable,
+    fnat: &FullNat,
+    id: ConnId,
+    buf: &mut B,
+    meta: &PacketMeta,
+    counters: &LbCounters,
+) -> Action {
+    let c = conns.get(id);
+    let virt = c.virt();
+    let client = c.client();
+    let caddr: IpAddr = client.0.to_ip();
+    let tcp = meta.protocol == protocol::TCP;
+    let toa = tcp && c.service().is_some_and(|s| s.toa.load(Ordering::Relaxed));
     let done = c.flags() & cflags::TOA_DONE != 0;
     if toa && meta.tcp_flags & (tcpf::SYN | tcpf::ACK) == tcpf::SYN | tcpf::ACK {
         let _ = clamp_mss(buf, meta, toa_len(&caddr) as u16);

@@ -973,7 +973,9 @@ impl Lb {
                     svc.shared.stats.slot(worker).conn();
                     dest.stats.slot(worker).conn();
                     bump(&counters.created);
-                    fnat.start(conns, id, buf.data(), meta, now);
+                    if let Some(l) = local {
+                        fnat.start(conns, id, l, (daddr, dport), buf.data(), meta, now);
+                    }
                     return fullnat::xmit_in(conns, fnat, id, buf, meta, eg, worker, counters);
                 }
                 Ok(id) => created = Some(id),

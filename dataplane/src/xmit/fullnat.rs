@@ -141,11 +141,40 @@ pub fn fullnat_outbound_seq(
     rewrite_seq(buf.data_mut(), meta, virt, client, SeqMove::Unshift(adj))
 }
 
-/// The IPv4 address of a connection table address (`::ffff:a.b.c.d`).
+/// The IPv4 fast path alone of [`fullnat_inbound_seq`] and
+/// [`fullnat_outbound_seq`], the new endpoints given as words (host order):
+/// `true` when it rewrote the packet (the same bytes as those functions),
+/// `false`, having written nothing, for anything it does not take (the
+/// caller then goes the general way). For the stage's established path,
+/// which keeps the local address's word with the connection.
 #[inline(always)]
-fn mapped_v4(a: &ConnAddr) -> Option<u32> {
-    let v = u128::from_be_bytes(a.0);
-    (v >> 32 == 0xffff).then_some(v as u32)
+pub fn fullnat_v4_fast(
+    buf: &mut impl PacketBuf,
+    meta: &PacketMeta,
+    src: (u32, u16),
+    dst: (u32, u16),
+    mv: SeqMove,
+) -> bool {
+    let data = buf.data_mut();
+    let Some(sack) = rewrite_v4_fast(data, meta, src, dst, mv) else {
+        return false;
+    };
+    if let Some((adj, hlen)) = sack {
+        // The fast path checked the packet lies within the frame.
+        let l4 = usize::from(meta.l4_offset);
+        adj.unshift_sack(&mut data[l4..meta.l3_end()], hlen);
+    }
+    true
+}
+
+/// The IPv4 address of a connection table address (`::ffff:a.b.c.d`):
+/// two word compares of the first 12 bytes and the last four swapped (the
+/// little-endian reading keeps the compiler from shuffling bytes).
+#[inline(always)]
+pub fn mapped_v4(a: &ConnAddr) -> Option<u32> {
+    let v = u128::from_le_bytes(a.0);
+    let (head, mid) = (v as u64, (v >> 64) as u32);
+    (head == 0 && mid == 0xffff_0000).then_some(((v >> 96) as u32).swap_bytes())
 }
 
 /// The rewrite and the sequence translation `mv`. A segment too short for

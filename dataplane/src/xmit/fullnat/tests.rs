@@ -388,6 +388,27 @@ mod fast {
         }
     }
 
+    proptest! {
+        /// The word compare reads an IPv4-mapped address exactly as the
+        /// table's own conversion does, and nothing else as IPv4.
+        #[test]
+        fn mapped_v4_reads_what_to_ip_reads(
+            bytes in proptest::array::uniform16(any::<u8>()),
+            mapped in any::<bool>(),
+        ) {
+            let mut b = bytes;
+            if mapped {
+                b[..10].fill(0);
+                b[10..12].fill(0xff);
+            }
+            let a = ConnAddr(b);
+            match a.to_ip() {
+                IpAddr::V4(v) => prop_assert_eq!(mapped_v4(&a), Some(u32::from(v))),
+                IpAddr::V6(_) => prop_assert_eq!(mapped_v4(&a), None),
+            }
+        }
+    }
+
     /// A TCP (or UDP) frame `src:sport -> dst:dport` with sequence `seq`,
     /// acknowledgement `ack` when `with_ack`, raw `options`.
     #[allow(clippy::too_many_arguments)]
@@ -468,11 +489,23 @@ mod fast {
             if ra.is_ok() {
                 prop_assert_eq!(&a, &b);
             }
+            // The stage's entry point with the words it keeps: the same
+            // bytes when it takes the packet, nothing written when not.
+            let v4 = |a: &str| u32::from(a.parse::<std::net::Ipv4Addr>().unwrap());
+            let mut d = TestBuf::new(&f);
+            let took = fullnat_v4_fast(&mut d, &m, (v4(LIP4), 20001), (v4(RIP4), 8080), mv);
+            if took {
+                prop_assert!(rb.is_ok());
+                prop_assert_eq!(d.data(), &b[..]);
+            } else {
+                prop_assert_eq!(d.data(), &f[..], "a refusal writes nothing");
+            }
             if f == f0 {
                 let mut c = f.clone();
                 let v4 = |a: &str| u32::from(a.parse::<std::net::Ipv4Addr>().unwrap());
                 let fast = rewrite_v4_fast(&mut c, &m, (v4(LIP4), 20001), (v4(RIP4), 8080), mv);
                 prop_assert!(fast.is_some(), "a valid frame takes the fast path");
+                prop_assert!(took);
                 prop_assert!(ra.is_ok());
                 verified(&a);
             }
