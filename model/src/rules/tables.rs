@@ -24,15 +24,17 @@ use crate::stats::MAX_WORKERS;
 /// worker: each worker writes its own slot only (relaxed load + store).
 #[derive(Debug)]
 pub struct RuleCounters {
-    slots: Box<[[AtomicU64; 2]]>,
+    /// A fixed-size array, not a slice: the clamped worker number then
+    /// needs no bounds check on the packet path.
+    slots: Box<[[AtomicU64; 2]; MAX_WORKERS]>,
 }
 
 impl Default for RuleCounters {
     fn default() -> Self {
         RuleCounters {
-            slots: (0..MAX_WORKERS)
-                .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
-                .collect(),
+            slots: Box::new(std::array::from_fn(|_| {
+                [AtomicU64::new(0), AtomicU64::new(0)]
+            })),
         }
     }
 }
