@@ -223,12 +223,12 @@ impl Lb {
                         .hit(rules, slot, serial, dir, rx_port, len, self.worker);
                 match kept {
                     Some(hit) => hit,
-                    None => self.walk_conn(
+                    None => self.walk(
                         buf.data(),
                         meta,
                         &packet(meta, rx_port),
                         (&own_addr, &|d| eg.out_port(d)),
-                        (slot, serial, dir),
+                        Some((slot, serial, dir)),
                     ),
                 }
             }
@@ -236,7 +236,13 @@ impl Lb {
                 let pkt = packet(meta, rx_port);
                 match self.flow_cache.hit(rules, &pkt, self.worker) {
                     Some(hit) => hit,
-                    None => self.walk(buf.data(), meta, &pkt, (&own_addr, &|d| eg.out_port(d))),
+                    None => self.walk(
+                        buf.data(),
+                        meta,
+                        &pkt,
+                        (&own_addr, &|d| eg.out_port(d)),
+                        None,
+                    ),
                 }
             }
         };
@@ -304,38 +310,9 @@ impl Lb {
         }
     }
 
-    /// The rules walked for a packet of a connection whose kept answer
-    /// did not serve (`conn`: slot, serial, direction).
-    #[inline(never)]
-    fn walk_conn(
-        &mut self,
-        frame: &[u8],
-        meta: &PacketMeta,
-        pkt: &Packet,
-        (own_addr, out_port): Routing<'_>,
-        (slot, serial, dir): (u32, u32, Dir),
-    ) -> (Verdict, u32) {
-        let facts = StageFacts {
-            snap: &self.snap,
-            conns: &self.conns,
-            frame,
-            meta,
-            own_addr,
-            out_port,
-        };
-        self.conn_verdicts.miss(
-            &self.snap.rules,
-            slot,
-            serial,
-            dir,
-            pkt,
-            &facts,
-            || facts.dst_local(),
-            self.worker,
-        )
-    }
-
-    /// The rules walked for a packet the flow cache did not answer.
+    /// The rules walked for a packet that no kept answer served: one of
+    /// connection `conn` (slot, serial, direction; its answer is kept with
+    /// it), else any other (kept in the flow cache).
     #[inline(never)]
     fn walk(
         &mut self,
@@ -343,6 +320,7 @@ impl Lb {
         meta: &PacketMeta,
         pkt: &Packet,
         (own_addr, out_port): Routing<'_>,
+        conn: Option<(u32, u32, Dir)>,
     ) -> (Verdict, u32) {
         let facts = StageFacts {
             snap: &self.snap,
@@ -352,13 +330,14 @@ impl Lb {
             own_addr,
             out_port,
         };
-        self.flow_cache.miss(
-            &self.snap.rules,
-            pkt,
-            &facts,
-            || facts.dst_local(),
-            self.worker,
-        )
+        let (rules, worker) = (&self.snap.rules, self.worker);
+        let local = || facts.dst_local();
+        match conn {
+            Some((slot, serial, dir)) => self
+                .conn_verdicts
+                .miss(rules, slot, serial, dir, pkt, &facts, local, worker),
+            None => self.flow_cache.miss(rules, pkt, &facts, local, worker),
+        }
     }
 }
 
