@@ -111,6 +111,9 @@ impl ConnVerdicts {
     pub fn reset(&mut self, rules: &Program, sets: &SetTable, slots: usize) {
         self.on = !rules.is_empty() && rules.conn_constant(sets);
         if !self.on {
+            // Nothing kept may serve, even if asked ([`ConnVerdicts::hit`]
+            // does not check `on`).
+            super::cache::next_epoch(&mut self.epoch, &mut self.entries, EMPTY);
             return;
         }
         if self.entries.len() < slots {
@@ -149,9 +152,8 @@ impl ConnVerdicts {
         len: u32,
         worker: usize,
     ) -> Option<(Verdict, u32)> {
-        if !self.on {
-            return None;
-        }
+        // No check of `on`: while off nothing is kept under the current
+        // epoch (every reset moves it).
         let e = self.entries.get(slot as usize)?;
         if e.tag != tag(serial, self.epoch) {
             return None;

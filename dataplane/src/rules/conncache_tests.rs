@@ -222,8 +222,14 @@ fn a_new_snapshot_or_a_per_packet_set_forgets() {
         through(&mut kept, &accept, 2, 1, Dir::In, &pkt, &f).0,
         Verdict::Accept
     );
+    assert!(kept.hit(&accept, 2, 1, Dir::In, 0, 60, 0).is_some());
     kept.reset(&Program::default(), &sets, 4);
     assert!(!kept.is_on(), "no rules");
+    assert_eq!(
+        kept.hit(&accept, 2, 1, Dir::In, 0, 60, 0),
+        None,
+        "turned off: nothing kept serves, even if asked"
+    );
 }
 
 /// The receiving port is part of what is kept: the highest port number and
