@@ -326,6 +326,14 @@ pub(crate) struct HashedKey {
     bucket: u32,
 }
 
+impl HashedKey {
+    /// The key that was hashed.
+    #[inline]
+    pub(crate) fn key(&self) -> &ConnKey {
+        &self.key
+    }
+}
+
 /// One worker's connection table. See the module docs of [`super`].
 #[derive(Debug)]
 pub struct ConnTable {

@@ -88,13 +88,7 @@ impl Facts for StageFacts<'_> {
                 ctstate::INVALID
             };
         }
-        let k = ConnKey::new(
-            m.protocol,
-            ConnAddr::from(m.src),
-            m.sport,
-            ConnAddr::from(m.dst),
-            m.dport,
-        );
+        let k = conn_key(m);
         if conns.lookup_in(&k).is_some() || conns.lookup_out(&k).is_some() {
             ctstate::ESTABLISHED
         } else {
@@ -138,13 +132,48 @@ impl Facts for StageFacts<'_> {
 const FLOWS_FIT: usize = crate::rules::cache::SLOTS / 4;
 
 /// A connection lookup made by the packet rules, for the balancer's
-/// [`Lb::process_marked`] to reuse rather than repeat (taken by the next
+/// [`Lb::process_marked`] to reuse rather than repeat (dropped by the next
 /// lookup, and used only for the same key).
+///
+/// Written in place and read by reference: moving it in and out of its
+/// `Option` (`take()`) copied ~100 bytes twice per packet, a quarter of
+/// what the kept answer cost at 20,000 flows (bench/RULES.md). The
+/// balancer tells whether it is for its packet from the packet's own
+/// addresses ([`Looked::is_for`]): cheaper than building the key again
+/// and comparing keys, and exact (the key is made of those fields).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Looked {
-    k: ConnKey,
+    /// The key (its [`HashedKey::key`]) and its bucket.
     key: HashedKey,
+    /// The packet's addresses the key was made from.
+    src: IpAddr,
+    dst: IpAddr,
     found: Option<(ConnId, Dir)>,
+}
+
+impl Looked {
+    /// Whether this lookup is the one of `meta`'s key.
+    #[inline]
+    fn is_for(&self, meta: &PacketMeta) -> bool {
+        let k = self.key.key();
+        k.sport == meta.sport
+            && k.dport == meta.dport
+            && k.proto == meta.protocol
+            && self.src == meta.src
+            && self.dst == meta.dst
+    }
+}
+
+/// `meta`'s connection key ([`ConnKey::new`]).
+#[inline]
+fn conn_key(meta: &PacketMeta) -> ConnKey {
+    ConnKey::new(
+        meta.protocol,
+        ConnAddr::from(meta.src),
+        meta.sport,
+        ConnAddr::from(meta.dst),
+        meta.dport,
+    )
 }
 
 /// The stage's answers a walk may ask for: is an address the director's
@@ -194,12 +223,12 @@ impl Lb {
                         .hit(rules, slot, serial, dir, rx_port, len, self.worker);
                 match kept {
                     Some(hit) => hit,
-                    None => self.walk_conn(
+                    None => self.walk(
                         buf.data(),
                         meta,
                         &packet(meta, rx_port),
                         (&own_addr, &|d| eg.out_port(d)),
-                        (slot, serial, dir),
+                        Some((slot, serial, dir)),
                     ),
                 }
             }
@@ -207,7 +236,13 @@ impl Lb {
                 let pkt = packet(meta, rx_port);
                 match self.flow_cache.hit(rules, &pkt, self.worker) {
                     Some(hit) => hit,
-                    None => self.walk(buf.data(), meta, &pkt, (&own_addr, &|d| eg.out_port(d))),
+                    None => self.walk(
+                        buf.data(),
+                        meta,
+                        &pkt,
+                        (&own_addr, &|d| eg.out_port(d)),
+                        None,
+                    ),
                 }
             }
         };
@@ -239,67 +274,47 @@ impl Lb {
     /// lookup is kept for the balancer ([`Lb::looked_up`]).
     #[inline]
     fn conn_of(&mut self, meta: &PacketMeta) -> Option<(u32, u32, Dir)> {
-        let k = ConnKey::new(
-            meta.protocol,
-            ConnAddr::from(meta.src),
-            meta.sport,
-            ConnAddr::from(meta.dst),
-            meta.dport,
-        );
-        let key = self.conns.hashed(k);
-        let found = match self.conns.lookup_in_hashed(&key) {
+        let conns = &self.conns;
+        let l = self.looked.insert(Looked {
+            key: conns.hashed(conn_key(meta)),
+            src: meta.src,
+            dst: meta.dst,
+            found: None,
+        });
+        l.found = match conns.lookup_in_hashed(&l.key) {
             Some(id) => Some((id, Dir::In)),
-            None => self.conns.lookup_out_hashed(&key).map(|id| (id, Dir::Out)),
+            None => conns.lookup_out_hashed(&l.key).map(|id| (id, Dir::Out)),
         };
-        self.looked = Some(Looked { k, key, found });
-        let (id, dir) = found?;
+        let (id, dir) = l.found?;
         Some((id.0, self.conns.serial(id), dir))
     }
 
-    /// `k` hashed, and the connection it finds (in, else out) if the
-    /// packet rules looked it up for this packet (`None`: not looked up;
-    /// the table has not changed since, the rules only read it).
-    #[inline]
+    /// `meta`'s connection key hashed, and the connection it finds (in,
+    /// else out) if the packet rules looked it up for this packet
+    /// (`None`: not looked up; the table has not changed since, the rules
+    /// only read it). A lookup serves once. Always inlined: the
+    /// balancer's path without rules calls it on every packet, and
+    /// out of line it cost ~10 instructions more per packet.
+    #[inline(always)]
     #[allow(clippy::type_complexity)]
-    pub(super) fn looked_up(&mut self, k: ConnKey) -> (HashedKey, Option<Option<(ConnId, Dir)>>) {
-        match self.looked.take() {
-            Some(l) if l.k == k => (l.key, Some(l.found)),
-            _ => (self.conns.hashed(k), None),
+    pub(super) fn looked_up(
+        &mut self,
+        meta: &PacketMeta,
+    ) -> (HashedKey, Option<Option<(ConnId, Dir)>>) {
+        let kept = match &self.looked {
+            Some(l) if l.is_for(meta) => Some((l.key, l.found)),
+            _ => None,
+        };
+        self.looked = None;
+        match kept {
+            Some((key, found)) => (key, Some(found)),
+            None => (self.conns.hashed(conn_key(meta)), None),
         }
     }
 
-    /// The rules walked for a packet of a connection whose kept answer
-    /// did not serve (`conn`: slot, serial, direction).
-    #[inline(never)]
-    fn walk_conn(
-        &mut self,
-        frame: &[u8],
-        meta: &PacketMeta,
-        pkt: &Packet,
-        (own_addr, out_port): Routing<'_>,
-        (slot, serial, dir): (u32, u32, Dir),
-    ) -> (Verdict, u32) {
-        let facts = StageFacts {
-            snap: &self.snap,
-            conns: &self.conns,
-            frame,
-            meta,
-            own_addr,
-            out_port,
-        };
-        self.conn_verdicts.miss(
-            &self.snap.rules,
-            slot,
-            serial,
-            dir,
-            pkt,
-            &facts,
-            || facts.dst_local(),
-            self.worker,
-        )
-    }
-
-    /// The rules walked for a packet the flow cache did not answer.
+    /// The rules walked for a packet that no kept answer served: one of
+    /// connection `conn` (slot, serial, direction; its answer is kept with
+    /// it), else any other (kept in the flow cache).
     #[inline(never)]
     fn walk(
         &mut self,
@@ -307,6 +322,7 @@ impl Lb {
         meta: &PacketMeta,
         pkt: &Packet,
         (own_addr, out_port): Routing<'_>,
+        conn: Option<(u32, u32, Dir)>,
     ) -> (Verdict, u32) {
         let facts = StageFacts {
             snap: &self.snap,
@@ -316,13 +332,14 @@ impl Lb {
             own_addr,
             out_port,
         };
-        self.flow_cache.miss(
-            &self.snap.rules,
-            pkt,
-            &facts,
-            || facts.dst_local(),
-            self.worker,
-        )
+        let (rules, worker) = (&self.snap.rules, self.worker);
+        let local = || facts.dst_local();
+        match conn {
+            Some((slot, serial, dir)) => self
+                .conn_verdicts
+                .miss(rules, slot, serial, dir, pkt, &facts, local, worker),
+            None => self.flow_cache.miss(rules, pkt, &facts, local, worker),
+        }
     }
 }
 
@@ -391,6 +408,101 @@ mod tests {
             .iter()
             .map(|e| e.counted.counters.total().0)
             .collect()
+    }
+
+    /// A balancer with one UDP NAT service (198.18.0.100:80 to
+    /// 198.18.1.11), running the rules `p`.
+    fn balancer(p: Arc<Program>) -> (ConfigStore, Lb) {
+        let key = ServiceKey::Addr {
+            protocol: Protocol::Udp,
+            addr: ip("198.18.0.100"),
+            port: 80,
+        };
+        let mut st = ConfigStore::new();
+        st.apply(&ConfigOp::AddService(ServiceConfig::new(key)))
+            .unwrap();
+        let d = DestConfig {
+            addr: ip("198.18.1.11"),
+            port: 80,
+            method: ForwardMethod::Masq,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        };
+        st.apply(&ConfigOp::AddDest(key, d)).unwrap();
+        st.set_rules(p);
+        let mut lb = Lb::new(
+            0,
+            super::super::LbSettings {
+                capacity: 64,
+                ..super::super::LbSettings::default()
+            },
+            0,
+        );
+        lb.set_snapshot(st.snapshot());
+        (st, lb)
+    }
+
+    fn client(port: u16) -> Vec<u8> {
+        frame(
+            ip("198.18.0.2"),
+            ip("198.18.0.100"),
+            L4::Udp,
+            port,
+            80,
+            None,
+            b"",
+        )
+    }
+
+    /// The connection lookup the rules made serves the balancer only for
+    /// the packet it was made for: a packet of another flow after it gets
+    /// its own lookup (and its own connection), and a lookup is used once.
+    #[test]
+    fn the_rules_lookup_serves_only_its_own_packet() {
+        let (_t, p) = rules(Target::Accept);
+        let (_st, mut lb) = balancer(p);
+        assert!(lb.conn_verdicts.is_on());
+        let a = client(40000);
+        let b = client(40001);
+        let run = |lb: &mut Lb, f: &[u8], filter: bool| {
+            let mut buf = TestBuf::new(f);
+            let m = parse_packet(buf.data()).unwrap();
+            if filter {
+                assert_eq!(
+                    lb.filter(&mut buf, &m, 0, |_| false, &Routes),
+                    Filtered::Pass(0)
+                );
+            }
+            lb.process_marked(&mut buf, &m, 0, 1, &Routes)
+        };
+        let to_real = super::super::Action::Forward(ip("198.18.1.11"));
+        assert_eq!(run(&mut lb, &a, true), to_real);
+        assert_eq!(lb.conns().len(), 1);
+        // The rules look up `a` (found), then the balancer gets `b`.
+        let mut buf = TestBuf::new(&a);
+        let m = parse_packet(buf.data()).unwrap();
+        assert_eq!(
+            lb.filter(&mut buf, &m, 0, |_| false, &Routes),
+            Filtered::Pass(0)
+        );
+        assert_eq!(run(&mut lb, &b, false), to_real);
+        assert_eq!(lb.conns().len(), 2, "b has a connection of its own");
+        // Used once: the rules find no connection for `b`, the balancer
+        // creates it; `b`'s next packet is looked up again, not given
+        // the stale "not found" (which would create a second one).
+        let mut lb2 = balancer(rules(Target::Accept).1).1;
+        let mut buf = TestBuf::new(&b);
+        let m = parse_packet(buf.data()).unwrap();
+        assert_eq!(
+            lb2.filter(&mut buf, &m, 0, |_| false, &Routes),
+            Filtered::Pass(0)
+        );
+        assert_eq!(lb2.process_marked(&mut buf, &m, 0, 1, &Routes), to_real);
+        assert_eq!(run(&mut lb2, &b, false), to_real);
+        assert_eq!(lb2.conns().len(), 1, "found, not created twice");
+        assert_eq!(run(&mut lb2, &b, true), to_real);
+        assert_eq!(lb2.conns().len(), 1);
     }
 
     /// With `--ctstate` rules (no flow cache), a connection's packets take

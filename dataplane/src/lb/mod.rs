@@ -692,12 +692,10 @@ impl Lb {
             };
         }
         let flags = state_input(buf.data(), meta);
-        let src = ConnAddr::from(meta.src);
-        let dst = ConnAddr::from(meta.dst);
         // Hashed once: both indexes, and the insertion of a connection this
         // packet creates, use the same bucket.
         // The packet rules may have looked it up already ([`filter`]).
-        let (key, known) = self.looked_up(ConnKey::new(proto, src, meta.sport, dst, meta.dport));
+        let (key, known) = self.looked_up(meta);
         let found_in = match known {
             Some(f) => f.and_then(|(id, d)| (d == Dir::In).then_some(id)),
             None => self.conns.lookup_in_hashed(&key),

@@ -40,29 +40,35 @@ use crate::sets::SetTable;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Answer {
     mark: u32,
-    in_port: u16,
+    /// The receiving port plus one ([`from`]); 0: not known. One compare
+    /// on a hit checks both.
+    from: u32,
     verdict: Verdict,
-    known: bool,
     path: Path,
+}
+
+/// [`Answer::from`] of an answer kept for a packet received on `in_port`.
+#[inline]
+fn from(in_port: u16) -> u32 {
+    u32::from(in_port) + 1
 }
 
 /// One connection slot: both directions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C, align(64))]
 struct Entry {
-    /// The connection's [`crate::conn::ConnTable::serial`].
-    serial: u32,
-    /// Valid while equal to [`ConnVerdicts::epoch`] (0: never).
-    epoch: u32,
+    /// The connection's [`crate::conn::ConnTable::serial`] and the
+    /// [`ConnVerdicts::epoch`] it was written under ([`tag`]): valid while
+    /// both are current (epoch 0: never).
+    tag: u64,
     /// By [`Dir`]: client to server, then the replies.
     dirs: [Answer; 2],
 }
 
 const UNKNOWN: Answer = Answer {
     mark: 0,
-    in_port: 0,
+    from: 0,
     verdict: Verdict::Accept,
-    known: false,
     path: Path {
         ids: [0; super::engine::PATH_MAX],
         len: 0,
@@ -70,10 +76,15 @@ const UNKNOWN: Answer = Answer {
 };
 
 const EMPTY: Entry = Entry {
-    serial: 0,
-    epoch: 0,
+    tag: 0,
     dirs: [UNKNOWN; 2],
 };
+
+/// [`Entry::tag`] of connection serial `serial` under epoch `epoch`.
+#[inline]
+fn tag(serial: u32, epoch: u32) -> u64 {
+    u64::from(epoch) << 32 | u64::from(serial)
+}
 
 #[inline]
 fn side(dir: Dir) -> usize {
@@ -100,6 +111,9 @@ impl ConnVerdicts {
     pub fn reset(&mut self, rules: &Program, sets: &SetTable, slots: usize) {
         self.on = !rules.is_empty() && rules.conn_constant(sets);
         if !self.on {
+            // Nothing kept may serve, even if asked ([`ConnVerdicts::hit`]
+            // does not check `on`).
+            super::cache::next_epoch(&mut self.epoch, &mut self.entries, EMPTY);
             return;
         }
         if self.entries.len() < slots {
@@ -138,15 +152,14 @@ impl ConnVerdicts {
         len: u32,
         worker: usize,
     ) -> Option<(Verdict, u32)> {
-        if !self.on {
-            return None;
-        }
+        // No check of `on`: while off nothing is kept under the current
+        // epoch (every reset moves it).
         let e = self.entries.get(slot as usize)?;
-        if e.serial != serial || e.epoch != self.epoch {
+        if e.tag != tag(serial, self.epoch) {
             return None;
         }
         let a = &e.dirs[side(dir)];
-        if !a.known || a.in_port != in_port {
+        if a.from != from(in_port) {
             return None;
         }
         rules.replay(&a.path, len, worker);
@@ -191,22 +204,20 @@ impl ConnVerdicts {
         if !self.on || !path.complete() {
             return;
         }
-        let epoch = self.epoch;
+        let tag = tag(serial, self.epoch);
         let Some(e) = self.entries.get_mut(slot as usize) else {
             return;
         };
-        if e.serial != serial || e.epoch != epoch {
+        if e.tag != tag {
             *e = Entry {
-                serial,
-                epoch,
+                tag,
                 dirs: [UNKNOWN; 2],
             };
         }
         e.dirs[side(dir)] = Answer {
             mark,
-            in_port,
+            from: from(in_port),
             verdict,
-            known: true,
             path,
         };
     }

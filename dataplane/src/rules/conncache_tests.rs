@@ -74,8 +74,12 @@ proptest! {
         c0 in prop::collection::vec(arb_rule_ct(0), 0..4),
         c1 in prop::collection::vec(arb_rule_ct(1), 0..3),
         extra in arb_rule_ct(0),
-        flows in prop::collection::vec((0u8..4, 0u8..3, 1u16..8, 0u16..3, 0u32..100), 1..6),
+        flows in prop::collection::vec(
+            (0u8..4, 0u8..3, 1u16..8, prop::sample::select(vec![0u16, 1, 2, u16::MAX]), 0u32..100),
+            1..6,
+        ),
         order in prop::collection::vec((any::<prop::sample::Index>(), 0u32..3, any::<bool>(), any::<bool>()), 1..40),
+        first_serial in prop::sample::select(vec![0u32, 1, u32::MAX - 2]),
     ) {
         let plain = tables(&pre, &input, &fwd, &c0, &c1);
         let cached = tables(&pre, &input, &fwd, &c0, &c1);
@@ -84,7 +88,8 @@ proptest! {
         // Which flow each (slot, direction) holds now, and each slot's
         // serial (as the connection table numbers its occupants).
         let mut held: Vec<Option<usize>> = vec![None; 6];
-        let mut serials = [0u32; 3];
+        // Serials may wrap: an answer is told apart by serial and epoch.
+        let mut serials = [first_serial; 3];
         let mut run_all = |plain: &RuleTables, cached: &RuleTables, kept: &mut ConnVerdicts| {
             let p = Program::compile(&plain.v4, &plain.v6, &TestNames);
             let q = Program::compile(&cached.v4, &cached.v6, &TestNames);
@@ -98,7 +103,7 @@ proptest! {
                 // reuse, is a new occupant (both directions).
                 let s = *slot as usize;
                 if *reuse || held[at].is_some_and(|f| f != flow) {
-                    serials[s] += 1;
+                    serials[s] = serials[s].wrapping_add(1);
                     held[s * 2] = None;
                     held[s * 2 + 1] = None;
                 }
@@ -217,6 +222,44 @@ fn a_new_snapshot_or_a_per_packet_set_forgets() {
         through(&mut kept, &accept, 2, 1, Dir::In, &pkt, &f).0,
         Verdict::Accept
     );
+    assert!(kept.hit(&accept, 2, 1, Dir::In, 0, 60, 0).is_some());
     kept.reset(&Program::default(), &sets, 4);
     assert!(!kept.is_on(), "no rules");
+    assert_eq!(
+        kept.hit(&accept, 2, 1, Dir::In, 0, 60, 0),
+        None,
+        "turned off: nothing kept serves, even if asked"
+    );
+}
+
+/// The receiving port is part of what is kept: the highest port number and
+/// port 0 are told apart from each other and from "nothing kept".
+#[test]
+fn the_receiving_port_is_kept_at_both_ends_of_its_range() {
+    let (_, p) = stateful();
+    let sets = crate::sets::SetTable::default();
+    let mut kept = ConnVerdicts::default();
+    kept.reset(&p, &sets, 4);
+    let mut pkt = tcp("198.18.0.1", 1000, "198.18.1.2", 80);
+    pkt.in_port = u16::MAX;
+    let f = Established(KeyFacts(pkt));
+    assert_eq!(
+        through(&mut kept, &p, 3, u32::MAX, Dir::Out, &pkt, &f).0,
+        Verdict::Accept
+    );
+    assert_eq!(
+        kept.hit(&p, 3, u32::MAX, Dir::Out, u16::MAX, 60, 0),
+        Some((Verdict::Accept, 0))
+    );
+    assert_eq!(kept.hit(&p, 3, u32::MAX, Dir::Out, 0, 60, 0), None);
+    assert_eq!(
+        kept.hit(&p, 3, u32::MAX, Dir::In, u16::MAX, 60, 0),
+        None,
+        "the other direction: nothing kept"
+    );
+    assert_eq!(
+        kept.hit(&p, 3, 0, Dir::Out, u16::MAX, 60, 0),
+        None,
+        "the serial after it (wrapped)"
+    );
 }

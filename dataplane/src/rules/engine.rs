@@ -774,7 +774,8 @@ impl Program {
     /// Moves the counters of a replayed walk by one packet of `len` bytes.
     #[inline]
     pub(super) fn replay(&self, path: &Path, len: u32, worker: usize) {
-        for id in &path.ids[..usize::from(path.len)] {
+        // Only complete paths are kept: the bound costs no check.
+        for id in &path.ids[..usize::from(path.len).min(PATH_MAX)] {
             self.counters[usize::from(*id)].count(worker, len);
         }
     }

@@ -24,15 +24,16 @@ use crate::stats::MAX_WORKERS;
 /// worker: each worker writes its own slot only (relaxed load + store).
 #[derive(Debug)]
 pub struct RuleCounters {
-    slots: Box<[[AtomicU64; 2]]>,
+    /// A fixed-size array held inline (the counters are behind an `Arc`
+    /// already): counting is one pointer away, and the clamped worker
+    /// number needs no bounds check on the packet path.
+    slots: [[AtomicU64; 2]; MAX_WORKERS],
 }
 
 impl Default for RuleCounters {
     fn default() -> Self {
         RuleCounters {
-            slots: (0..MAX_WORKERS)
-                .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
-                .collect(),
+            slots: std::array::from_fn(|_| [AtomicU64::new(0), AtomicU64::new(0)]),
         }
     }
 }
