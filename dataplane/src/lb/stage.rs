@@ -20,6 +20,12 @@
 //!   through a request counter; the worker answers between bursts. The mutex
 //!   around the rows is only ever taken on that control path.
 //! * Counters are per worker ([`LbCounters`], statistics slots).
+//!
+//! A routed flow that source NAT maps skips the balancer once the balancer
+//! has passed it ([`Clearance`]): for such a packet the balancer's answer
+//! is a connection lookup that misses and a service lookup that misses,
+//! about a fifth of what the packet costs, and the same answer every time
+//! until a connection key is added or a new snapshot comes.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -289,6 +295,39 @@ pub struct LbStage {
     snat: Snat,
     /// What is off, as of the last tick.
     switches: Switches,
+    /// When the balancer's pass of a routed flow still holds.
+    clear: Clearance,
+}
+
+/// The epoch in which the balancer's "pass" of a packet holds for every
+/// later packet of the same flow (same addresses, ports and protocol, mark
+/// 0, TCP or UDP, whole).
+///
+/// Why it holds: for such a packet the balancer passes exactly when no
+/// connection has its key either way, no service (address or mark 0)
+/// matches, and it is no NAT real server's (an ICMP error would answer
+/// it). Connections, services and real servers change only by a key
+/// linked into the connection table ([`crate::conn::ConnTable::links`];
+/// removals only make misses) or by a new snapshot; either starts a new
+/// epoch. A source-NAT mapping carries the epoch in which its flow was
+/// last passed ([`Snat::lookup`]): while it is the current one, the
+/// packet goes on to routing without the balancer.
+#[derive(Debug, Clone, Copy)]
+struct Clearance {
+    generation: u64,
+    links: u64,
+    /// Never 0 once asked (0 marks a mapping never passed).
+    epoch: u64,
+}
+
+impl Default for Clearance {
+    fn default() -> Self {
+        Clearance {
+            generation: u64::MAX,
+            links: u64::MAX,
+            epoch: 0,
+        }
+    }
 }
 
 /// The routes for a reassembled datagram: no MTU limit, since what leaves
@@ -352,6 +391,7 @@ impl LbStage {
             pending: None,
             snat,
             switches: Switches::default(),
+            clear: Clearance::default(),
         };
         stage.switches = stage.decide();
         stage
@@ -421,6 +461,34 @@ impl LbStage {
 
     pub fn lb(&self) -> &Lb {
         &self.lb
+    }
+
+    /// The current clearance epoch (see [`Clearance`]).
+    #[inline]
+    fn clearance(&mut self) -> u64 {
+        let (g, l) = (self.lb.generation(), self.lb.conns.links());
+        if g != self.clear.generation || l != self.clear.links {
+            self.clear = Clearance {
+                generation: g,
+                links: l,
+                epoch: self.clear.epoch.wrapping_add(1).max(1),
+            };
+        }
+        self.clear.epoch
+    }
+
+    /// Whether a packet's source-NAT mapping is looked up before the
+    /// balancer: a whole IPv4 TCP/UDP packet, mark 0, with source NAT on, not
+    /// to a virtual address (whose packets the balancer serves, and which
+    /// should not pay the lookup).
+    #[inline]
+    fn looks_routed(&self, meta: &PacketMeta, mark: u32) -> bool {
+        !self.switches.no_snat
+            && mark == 0
+            && meta.fragment == Fragment::No
+            && matches!(meta.protocol, protocol::TCP | protocol::UDP)
+            && meta.src.is_ipv4()
+            && !self.lb.is_vip(&meta.dst)
     }
 
     /// The steps in front of the balancer ([`Switches`]): reassembly,
@@ -540,9 +608,27 @@ impl<B: PacketBuf> Stage<B> for LbStage {
                 Front::Done(Then::Drop) => return StageVerdict::Drop { buf, counted: true },
             }
         };
+        // A routed flow the balancer passed in this epoch: passed again
+        // without asking it ([`Clearance`]).
+        let epoch = if self.looks_routed(meta, mark) {
+            let e = self.clearance();
+            if self.snat.lookup(meta, e) {
+                // Nothing may reuse the filter's connection lookup.
+                self.lb.looked = None;
+                return StageVerdict::Pass { buf };
+            }
+            e
+        } else {
+            0
+        };
         match self.lb.process_marked(&mut buf, meta, mark, now, routes) {
             Action::Forward(dst) => StageVerdict::Route { buf, dst },
-            Action::Pass => StageVerdict::Pass { buf },
+            Action::Pass => {
+                if epoch != 0 && self.clearance() == epoch {
+                    self.snat.passed(epoch);
+                }
+                StageVerdict::Pass { buf }
+            }
             Action::Drop(_) => StageVerdict::Drop { buf, counted: true },
         }
     }
