@@ -297,6 +297,10 @@ pub struct LbStage {
     switches: Switches,
     /// When the balancer's pass of a routed flow still holds.
     clear: Clearance,
+    /// Tests: never skip the balancer (the reference the skip is checked
+    /// against).
+    #[cfg(test)]
+    no_clearance: bool,
 }
 
 /// The epoch in which the balancer's "pass" of a packet holds for every
@@ -392,6 +396,8 @@ impl LbStage {
             snat,
             switches: Switches::default(),
             clear: Clearance::default(),
+            #[cfg(test)]
+            no_clearance: false,
         };
         stage.switches = stage.decide();
         stage
@@ -483,6 +489,10 @@ impl LbStage {
     /// should not pay the lookup).
     #[inline]
     fn looks_routed(&self, meta: &PacketMeta, mark: u32) -> bool {
+        #[cfg(test)]
+        if self.no_clearance {
+            return false;
+        }
         !self.switches.no_snat
             && mark == 0
             && meta.fragment == Fragment::No
@@ -575,6 +585,20 @@ impl LbStage {
             Arc::new(super::ConnDump::default()),
             cfg.interfaces.clone(),
         )
+    }
+
+    /// This stage never skipping the balancer ([`Clearance`]).
+    pub(crate) fn without_clearance(mut self) -> LbStage {
+        self.no_clearance = true;
+        self
+    }
+
+    /// Publishes `store`'s snapshot as the next generation; the stage
+    /// takes it at its next tick.
+    pub(crate) fn publish_for_tests(&self, store: &crate::config::ConfigStore) {
+        let mut snap = (*store.snapshot()).clone();
+        snap.generation = self.config.generation() + 1;
+        self.config.publish(Arc::new(snap));
     }
 }
 
