@@ -619,10 +619,13 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         // Nothing in front of the balancer applies to a whole datagram
         // when every step is off (no reassembly, no owner but this worker,
         // no mapping to reply to, no rule: mark 0).
-        let mark = if self.switches.plain() && meta.fragment == Fragment::No {
-            0
+        // `epoch`: a routed flow the balancer passed in this epoch is
+        // passed again without asking it ([`Clearance`]); 0 when not
+        // looked up (never with every step off: no source NAT).
+        let (mark, epoch) = if self.switches.plain() && meta.fragment == Fragment::No {
+            (0, 0)
         } else {
-            match self.front(rx_port, &mut buf, meta, now, routes) {
+            let mark = match self.front(rx_port, &mut buf, meta, now, routes) {
                 Front::Mark(mark) => mark,
                 Front::Done(Then::HandOver(worker)) => {
                     return StageVerdict::HandOver { buf, worker }
@@ -630,20 +633,18 @@ impl<B: PacketBuf> Stage<B> for LbStage {
                 Front::Done(Then::Reassemble) => return self.reassemble(buf, meta, now, routes),
                 Front::Done(Then::Route(dst)) => return StageVerdict::Route { buf, dst },
                 Front::Done(Then::Drop) => return StageVerdict::Drop { buf, counted: true },
+            };
+            if !self.looks_routed(meta, mark) {
+                (mark, 0)
+            } else {
+                let e = self.clearance();
+                if self.snat.lookup(meta, e) {
+                    // Nothing may reuse the filter's connection lookup.
+                    self.lb.looked = None;
+                    return StageVerdict::Pass { buf };
+                }
+                (mark, e)
             }
-        };
-        // A routed flow the balancer passed in this epoch: passed again
-        // without asking it ([`Clearance`]).
-        let epoch = if self.looks_routed(meta, mark) {
-            let e = self.clearance();
-            if self.snat.lookup(meta, e) {
-                // Nothing may reuse the filter's connection lookup.
-                self.lb.looked = None;
-                return StageVerdict::Pass { buf };
-            }
-            e
-        } else {
-            0
         };
         match self.lb.process_marked(&mut buf, meta, mark, now, routes) {
             Action::Forward(dst) => StageVerdict::Route { buf, dst },
