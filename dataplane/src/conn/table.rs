@@ -360,6 +360,8 @@ pub struct ConnTable {
     locals: Vec<Option<LocalPool>>,
     /// Per slot: how many connections it has held ([`ConnTable::serial`]).
     serials: Vec<u32>,
+    /// Keys linked into either index so far ([`ConnTable::links`]).
+    links: u64,
 }
 
 fn mix(a: u64, b: u64) -> u64 {
@@ -448,6 +450,7 @@ impl ConnTable {
             wheel: Wheel::new(capacity, tick_of_ms(now)),
             free_head: if capacity > 0 { 0 } else { NIL },
             len: 0,
+            links: 0,
             refused: 0,
             budget,
             timeouts: Timeouts::default(),
@@ -583,6 +586,14 @@ impl ConnTable {
         self.len == 0
     }
     /// Creations refused because the maximum was reached.
+    /// How many keys were linked into the indexes so far (creations,
+    /// synced entries, re-keyed templates): a lookup that missed keeps
+    /// missing while this stays the same (removals only make misses).
+    #[inline]
+    pub fn links(&self) -> u64 {
+        self.links
+    }
+
     pub fn refused(&self) -> u64 {
         self.refused
     }
@@ -754,12 +765,14 @@ impl ConnTable {
     }
 
     fn hash_in_at(&mut self, i: u32, b: usize) {
+        self.links = self.links.wrapping_add(1);
         self.ents[i as usize].next_in = self.buckets_in[b];
         self.buckets_in[b] = i;
     }
 
     fn hash_out(&mut self, i: u32) {
         let b = self.bucket(&self.out_key_of(&self.ents[i as usize]));
+        self.links = self.links.wrapping_add(1);
         self.ents[i as usize].next_out = self.buckets_out[b];
         self.buckets_out[b] = i;
         self.ents[i as usize].flags |= cflags::HASHED_OUT;

@@ -20,6 +20,12 @@
 //!   through a request counter; the worker answers between bursts. The mutex
 //!   around the rows is only ever taken on that control path.
 //! * Counters are per worker ([`LbCounters`], statistics slots).
+//!
+//! A routed flow that source NAT maps skips the balancer once the balancer
+//! has passed it ([`Clearance`]): for such a packet the balancer's answer
+//! is a connection lookup that misses and a service lookup that misses,
+//! about a fifth of what the packet costs, and the same answer every time
+//! until a connection key is added or a new snapshot comes.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -291,6 +297,43 @@ pub struct LbStage {
     snat: Snat,
     /// What is off, as of the last tick.
     switches: Switches,
+    /// When the balancer's pass of a routed flow still holds.
+    clear: Clearance,
+    /// Tests: never skip the balancer (the reference the skip is checked
+    /// against).
+    #[cfg(test)]
+    no_clearance: bool,
+}
+
+/// The epoch in which the balancer's "pass" of a packet holds for every
+/// later packet of the same flow (same addresses, ports and protocol, mark
+/// 0, TCP or UDP, whole).
+///
+/// Why it holds: for such a packet the balancer passes exactly when no
+/// connection has its key either way, no service (address or mark 0)
+/// matches, and it is no NAT real server's (an ICMP error would answer
+/// it). Connections, services and real servers change only by a key
+/// linked into the connection table ([`crate::conn::ConnTable::links`];
+/// removals only make misses) or by a new snapshot; either starts a new
+/// epoch. A source-NAT mapping carries the epoch in which its flow was
+/// last passed ([`Snat::lookup`]): while it is the current one, the
+/// packet goes on to routing without the balancer.
+#[derive(Debug, Clone, Copy)]
+struct Clearance {
+    generation: u64,
+    links: u64,
+    /// Never 0 once asked (0 marks a mapping never passed).
+    epoch: u64,
+}
+
+impl Default for Clearance {
+    fn default() -> Self {
+        Clearance {
+            generation: u64::MAX,
+            links: u64::MAX,
+            epoch: 0,
+        }
+    }
 }
 
 /// The routes for a reassembled datagram: no MTU limit, since what leaves
@@ -354,6 +397,9 @@ impl LbStage {
             pending: None,
             snat,
             switches: Switches::default(),
+            clear: Clearance::default(),
+            #[cfg(test)]
+            no_clearance: false,
         };
         stage.switches = stage.decide();
         stage
@@ -446,6 +492,38 @@ impl LbStage {
         &self.lb
     }
 
+    /// The current clearance epoch (see [`Clearance`]).
+    #[inline]
+    fn clearance(&mut self) -> u64 {
+        let (g, l) = (self.lb.generation(), self.lb.conns.links());
+        if g != self.clear.generation || l != self.clear.links {
+            self.clear = Clearance {
+                generation: g,
+                links: l,
+                epoch: self.clear.epoch.wrapping_add(1).max(1),
+            };
+        }
+        self.clear.epoch
+    }
+
+    /// Whether a packet's source-NAT mapping is looked up before the
+    /// balancer: a whole IPv4 TCP/UDP packet, mark 0, with source NAT on, not
+    /// to a virtual address (whose packets the balancer serves, and which
+    /// should not pay the lookup).
+    #[inline]
+    fn looks_routed(&self, meta: &PacketMeta, mark: u32) -> bool {
+        #[cfg(test)]
+        if self.no_clearance {
+            return false;
+        }
+        !self.switches.no_snat
+            && mark == 0
+            && meta.fragment == Fragment::No
+            && matches!(meta.protocol, protocol::TCP | protocol::UDP)
+            && meta.src.is_ipv4()
+            && !self.lb.is_vip(&meta.dst)
+    }
+
     /// The steps in front of the balancer ([`Switches`]): reassembly,
     /// ownership, the reply to a source-NAT mapping, the filter rules.
     /// Inlined: out of line it cost a two-worker director (every packet
@@ -533,6 +611,20 @@ impl LbStage {
             cfg.interfaces.clone(),
         )
     }
+
+    /// This stage never skipping the balancer ([`Clearance`]).
+    pub(crate) fn without_clearance(mut self) -> LbStage {
+        self.no_clearance = true;
+        self
+    }
+
+    /// Publishes `store`'s snapshot as the next generation; the stage
+    /// takes it at its next tick.
+    pub(crate) fn publish_for_tests(&self, store: &crate::config::ConfigStore) {
+        let mut snap = (*store.snapshot()).clone();
+        snap.generation = self.config.generation() + 1;
+        self.config.publish(Arc::new(snap));
+    }
 }
 
 impl<B: PacketBuf> Stage<B> for LbStage {
@@ -552,10 +644,13 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         // Nothing in front of the balancer applies to a whole datagram
         // when every step is off (no reassembly, no owner but this worker,
         // no mapping to reply to, no rule: mark 0).
-        let mark = if self.switches.plain() && meta.fragment == Fragment::No {
-            0
+        // `epoch`: a routed flow the balancer passed in this epoch is
+        // passed again without asking it ([`Clearance`]); 0 when not
+        // looked up (never with every step off: no source NAT).
+        let (mark, epoch) = if self.switches.plain() && meta.fragment == Fragment::No {
+            (0, 0)
         } else {
-            match self.front(rx_port, &mut buf, meta, now, routes) {
+            let mark = match self.front(rx_port, &mut buf, meta, now, routes) {
                 Front::Mark(mark) => mark,
                 Front::Done(Then::HandOver(worker)) => {
                     return StageVerdict::HandOver { buf, worker }
@@ -563,11 +658,27 @@ impl<B: PacketBuf> Stage<B> for LbStage {
                 Front::Done(Then::Reassemble) => return self.reassemble(buf, meta, now, routes),
                 Front::Done(Then::Route(dst)) => return StageVerdict::Route { buf, dst },
                 Front::Done(Then::Drop) => return StageVerdict::Drop { buf, counted: true },
+            };
+            if !self.looks_routed(meta, mark) {
+                (mark, 0)
+            } else {
+                let e = self.clearance();
+                if self.snat.lookup(meta, e) {
+                    // Nothing may reuse the filter's connection lookup.
+                    self.lb.looked = None;
+                    return StageVerdict::Pass { buf };
+                }
+                (mark, e)
             }
         };
         match self.lb.process_marked(&mut buf, meta, mark, now, routes) {
             Action::Forward(dst) => StageVerdict::Route { buf, dst },
-            Action::Pass => StageVerdict::Pass { buf },
+            Action::Pass => {
+                if epoch != 0 && self.clearance() == epoch {
+                    self.snat.passed(epoch);
+                }
+                StageVerdict::Pass { buf }
+            }
             Action::Drop(_) => StageVerdict::Drop { buf, counted: true },
         }
     }

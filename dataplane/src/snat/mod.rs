@@ -35,6 +35,8 @@ pub mod path;
 pub mod table;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_clearance;
 
 use std::net::IpAddr;
 use std::ops::RangeInclusive;

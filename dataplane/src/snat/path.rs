@@ -9,7 +9,7 @@
 
 use std::net::IpAddr;
 
-use super::table::{Mappings, Refused};
+use super::table::{self, Mappings, Refused};
 use super::{nat_packet, NatFacts, NatRules, ToSource};
 use crate::buf::PacketBuf;
 use crate::conn::{ConnAddr, ConnKey};
@@ -59,6 +59,53 @@ pub struct Snat {
     ifaces: Vec<Interface>,
     /// This worker's number (its slot in the rule counters).
     me: usize,
+    /// The lookup the stage made for the packet it last handled
+    /// ([`Snat::lookup`]), for that packet's `nat POSTROUTING`.
+    pending: Pending,
+}
+
+/// An IPv4 TCP/UDP packet's mapping lookup, made in front of the load
+/// balancer and used again by its `nat POSTROUTING` ([`Snat::outbound`]):
+/// the key is built and hashed once per packet. Small on purpose: it is
+/// written for every such packet.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pending {
+    /// The packet it was made for ([`tuple_v4`]); `ports` 0: none.
+    addrs: u64,
+    ports: u64,
+    hash: u32,
+    /// The mapping's slot, if the flow has one.
+    slot: Option<u32>,
+    /// The clearance epoch to stamp on the mapping (0: none).
+    clear: u64,
+}
+
+/// An IPv4 packet's addresses (source in the high half) and its ports and
+/// protocol (never 0), as [`Pending`] keeps them.
+#[inline]
+fn tuple_v4(meta: &PacketMeta) -> Option<(u64, u64)> {
+    match (meta.src, meta.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Some((
+            u64::from(u32::from(s)) << 32 | u64::from(u32::from(d)),
+            1 << 40
+                | u64::from(meta.sport) << 24
+                | u64::from(meta.dport) << 8
+                | u64::from(meta.protocol),
+        )),
+        _ => None,
+    }
+}
+
+/// The mapping key (`server -> outside`) of a TCP/UDP packet.
+#[inline]
+fn out_key(meta: &PacketMeta) -> ConnKey {
+    ConnKey::new(
+        meta.protocol,
+        ConnAddr::from(meta.src),
+        meta.sport,
+        ConnAddr::from(meta.dst),
+        meta.dport,
+    )
 }
 
 /// The echo identifier of an ICMP / ICMPv6 echo request or reply, and
@@ -90,6 +137,7 @@ impl Snat {
             maps: Mappings::new(CAPACITY, own, me, now),
             ifaces,
             me,
+            pending: Pending::default(),
         }
     }
 
@@ -131,6 +179,40 @@ impl Snat {
         self.maps.is_empty()
     }
 
+    /// Looks up the mapping of an IPv4 TCP/UDP packet (`server ->
+    /// outside`) before the load balancer sees it, and keeps the lookup
+    /// for the packet's `nat POSTROUTING`. Whether its mapping carries the
+    /// clearance `epoch` (never 0): the balancer passed this flow on to
+    /// routing in this epoch, so it would pass this packet too (see
+    /// [`crate::lb::stage`]). Other packets: nothing kept, `false`.
+    #[inline]
+    pub fn lookup(&mut self, meta: &PacketMeta, epoch: u64) -> bool {
+        let Some((addrs, ports)) = tuple_v4(meta) else {
+            self.pending.ports = 0;
+            return false;
+        };
+        let key = out_key(meta);
+        let hash = table::hash(&key);
+        let slot = self.maps.find_out(&key, hash);
+        let cleared = slot.is_some_and(|i| self.maps.cleared(i) == epoch);
+        self.pending = Pending {
+            addrs,
+            ports,
+            hash,
+            slot,
+            clear: if cleared { epoch } else { 0 },
+        };
+        cleared
+    }
+
+    /// The load balancer passed the packet last looked up
+    /// ([`Snat::lookup`]) in clearance `epoch`: its mapping, found or made
+    /// at POSTROUTING, is stamped with it.
+    #[inline]
+    pub fn passed(&mut self, epoch: u64) {
+        self.pending.clear = epoch;
+    }
+
     /// `nat POSTROUTING` for a routed packet leaving by `out_port`, whose
     /// address toward the destination is `out_addr` (MASQUERADE's); the
     /// nat chains (with `sets` for `-m set`) are walked for a flow's first
@@ -148,8 +230,23 @@ impl Snat {
         out_addr: IpAddr,
         now: u64,
     ) -> Postrouting {
+        let p = self.pending;
+        self.pending.ports = 0;
         if rules.is_empty() || meta.fragment == Fragment::Later {
             return Postrouting::Unchanged;
+        }
+        if p.ports != 0 && tuple_v4(meta) == Some((p.addrs, p.ports)) {
+            let (addr, port) = match p.slot {
+                Some(i) => self.maps.outbound_at(i, meta.tcp_flags, p.clear, now),
+                None => match self.map(meta, rules, sets, out_port, out_addr, &p, now) {
+                    Ok(m) => m,
+                    Err(r) => return r,
+                },
+            };
+            return match nat_outbound(buf, meta, addr, port) {
+                Ok(()) => Postrouting::Translated,
+                Err(_) => Postrouting::Refused(Counter::DropMalformed),
+            };
         }
         let (sport, dport) = match meta.protocol {
             protocol::TCP | protocol::UDP => (meta.sport, meta.dport),
@@ -186,6 +283,43 @@ impl Snat {
             Ok(()) => Postrouting::Translated,
             Err(_) => Postrouting::Refused(Counter::DropMalformed),
         }
+    }
+
+    /// A new mapping for the flow of `p` (looked up, not found), if the
+    /// nat chains map it.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn map(
+        &mut self,
+        meta: &PacketMeta,
+        rules: &NatRules,
+        sets: &SetTable,
+        out_port: u16,
+        out_addr: IpAddr,
+        p: &Pending,
+        now: u64,
+    ) -> Result<(IpAddr, u16), Postrouting> {
+        let Some(t) = self.decide(meta, rules, sets, out_port) else {
+            return Err(Postrouting::Unchanged);
+        };
+        let addr = t.addr(out_addr, meta.src, meta.dst);
+        if addr.is_ipv4() != meta.src.is_ipv4() {
+            return Err(Postrouting::Unchanged);
+        }
+        self.maps
+            .create_hashed(
+                &out_key(meta),
+                p.hash,
+                addr,
+                &t.ports,
+                meta.tcp_flags,
+                p.clear,
+                now,
+            )
+            .map_err(|r| match r {
+                Refused::NoPort => Postrouting::Refused(Counter::DropSnatNoPort),
+                Refused::Full => Postrouting::Refused(Counter::DropSnatTableFull),
+            })
     }
 
     /// Both nat chains for a routed flow's first packet.

@@ -77,6 +77,9 @@ struct Entry {
     next_reply: u32,
     expires: u32,
     link: Link,
+    /// The stage's clearance epoch in which the load balancer passed this
+    /// flow's packets on to routing (0: never); see [`Mappings::cleared`].
+    clear: u64,
 }
 
 impl Default for Entry {
@@ -91,6 +94,7 @@ impl Default for Entry {
             next_out: NIL,
             next_reply: NIL,
             expires: 0,
+            clear: 0,
             link: Link {
                 prev: UNLINKED,
                 next: UNLINKED,
@@ -136,7 +140,9 @@ pub struct Mappings {
     me: usize,
 }
 
-fn hash(k: &ConnKey) -> u32 {
+/// The bucket-independent hash of a mapping key (both indexes).
+#[inline]
+pub fn hash(k: &ConnKey) -> u32 {
     let s = u128::from_be_bytes(k.src.0);
     let d = u128::from_be_bytes(k.dst.0);
     let p = u64::from(k.sport) | u64::from(k.dport) << 16 | u64::from(k.proto) << 32;
@@ -231,7 +237,12 @@ impl Mappings {
     }
 
     fn find(&self, heads: &[u32], k: &ConnKey, reply: bool) -> Option<u32> {
-        let mut i = heads[(hash(k) & self.mask) as usize];
+        self.find_hashed(heads, k, hash(k), reply)
+    }
+
+    #[inline]
+    fn find_hashed(&self, heads: &[u32], k: &ConnKey, h: u32, reply: bool) -> Option<u32> {
+        let mut i = heads[(h & self.mask) as usize];
         while i != NIL {
             let e = &self.ents[i as usize];
             if reply {
@@ -259,6 +270,31 @@ impl Mappings {
         Some((e.nat.to_ip(), e.nat_port))
     }
 
+    /// The slot of the mapping of the flow `orig` (server -> outside),
+    /// whose [`hash`] is `h`, without touching it.
+    #[inline]
+    pub fn find_out(&self, orig: &ConnKey, h: u32) -> Option<u32> {
+        self.find_hashed(&self.out_heads, orig, h, false)
+    }
+
+    /// The clearance epoch stamped on mapping `slot` (0: none).
+    #[inline]
+    pub fn cleared(&self, slot: u32) -> u64 {
+        self.ents[slot as usize].clear
+    }
+
+    /// [`Mappings::outbound`] of the mapping found at `slot`
+    /// ([`Mappings::find_out`]); a nonzero `clear` is stamped on it.
+    #[inline]
+    pub fn outbound_at(&mut self, slot: u32, flags: u8, clear: u64, now: u64) -> (IpAddr, u16) {
+        self.touch(slot, flags, false, now);
+        let e = &mut self.ents[slot as usize];
+        if clear != 0 {
+            e.clear = clear;
+        }
+        (e.nat.to_ip(), e.nat_port)
+    }
+
     /// The original source of a reply whose tuple is `reply` (outside ->
     /// translated source), if it belongs to a mapping.
     #[inline]
@@ -278,6 +314,22 @@ impl Mappings {
         addr: IpAddr,
         ports: &RangeInclusive<u16>,
         flags: u8,
+        now: u64,
+    ) -> Result<(IpAddr, u16), Refused> {
+        self.create_hashed(orig, hash(orig), addr, ports, flags, 0, now)
+    }
+
+    /// [`Mappings::create`] of `orig` whose [`hash`] is `h`, stamped with
+    /// the clearance epoch `clear` (0: none).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_hashed(
+        &mut self,
+        orig: &ConnKey,
+        h: u32,
+        addr: IpAddr,
+        ports: &RangeInclusive<u16>,
+        flags: u8,
+        clear: u64,
         now: u64,
     ) -> Result<(IpAddr, u16), Refused> {
         let Some(&slot) = self.free.last() else {
@@ -302,7 +354,8 @@ impl Mappings {
         e.pool = pool;
         e.state = state::NEW;
         e.live = true;
-        let ob = (hash(orig) & self.mask) as usize;
+        e.clear = clear;
+        let ob = (h & self.mask) as usize;
         e.next_out = self.out_heads[ob];
         self.out_heads[ob] = slot;
         let rk = reply_key(e);
@@ -411,6 +464,7 @@ impl Mappings {
         self.unchain(i, true);
         let e = &mut self.ents[i as usize];
         e.live = false;
+        e.clear = 0;
         let (pool, port) = (e.pool, e.nat_port);
         if let Some((p, _)) = self.pools.get_mut(usize::from(pool)) {
             p.put(port);
