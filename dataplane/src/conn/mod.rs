@@ -151,6 +151,18 @@ impl ConnKey {
         }
     }
 
+    /// The key of a TCP/UDP/SCTP packet as it travels (its source first).
+    #[inline]
+    pub fn of_packet(meta: &crate::wire::PacketMeta) -> ConnKey {
+        ConnKey::new(
+            meta.protocol,
+            ConnAddr::from(meta.src),
+            meta.sport,
+            ConnAddr::from(meta.dst),
+            meta.dport,
+        )
+    }
+
     /// The key of the packets answering the one an ICMP error quotes: the
     /// error travels against the quoted packet, so the quote's reverse is
     /// the direction of the error itself.

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use super::{drop_counted, Egress, Lb, LbDrop};
 use crate::buf::PacketBuf;
 use crate::conn::table::HashedKey;
-use crate::conn::{ConnAddr, ConnId, ConnKey, ConnTable, Dir};
+use crate::conn::{ConnId, ConnKey, ConnTable, Dir};
 use crate::model::Snapshot;
 use crate::rules::{ctstate, Facts, Packet, Verdict};
 use crate::sets::{Dirs, Match as SetMatch, Packet as SetPacket, SetId};
@@ -88,7 +88,7 @@ impl Facts for StageFacts<'_> {
                 ctstate::INVALID
             };
         }
-        let k = conn_key(m);
+        let k = ConnKey::of_packet(m);
         if conns.lookup_in(&k).is_some() || conns.lookup_out(&k).is_some() {
             ctstate::ESTABLISHED
         } else {
@@ -162,18 +162,6 @@ impl Looked {
             && self.src == meta.src
             && self.dst == meta.dst
     }
-}
-
-/// `meta`'s connection key ([`ConnKey::new`]).
-#[inline]
-fn conn_key(meta: &PacketMeta) -> ConnKey {
-    ConnKey::new(
-        meta.protocol,
-        ConnAddr::from(meta.src),
-        meta.sport,
-        ConnAddr::from(meta.dst),
-        meta.dport,
-    )
 }
 
 /// The stage's answers a walk may ask for: is an address the director's
@@ -276,7 +264,7 @@ impl Lb {
     fn conn_of(&mut self, meta: &PacketMeta) -> Option<(u32, u32, Dir)> {
         let conns = &self.conns;
         let l = self.looked.insert(Looked {
-            key: conns.hashed(conn_key(meta)),
+            key: conns.hashed(ConnKey::of_packet(meta)),
             src: meta.src,
             dst: meta.dst,
             found: None,
@@ -308,7 +296,7 @@ impl Lb {
         self.looked = None;
         match kept {
             Some((key, found)) => (key, Some(found)),
-            None => (self.conns.hashed(conn_key(meta)), None),
+            None => (self.conns.hashed(ConnKey::of_packet(meta)), None),
         }
     }
 
@@ -510,34 +498,8 @@ mod tests {
     /// first and counts each; a new rule set is asked again.
     #[test]
     fn established_packets_take_the_connections_kept_answer() {
-        let key = ServiceKey::Addr {
-            protocol: Protocol::Udp,
-            addr: ip("198.18.0.100"),
-            port: 80,
-        };
-        let mut st = ConfigStore::new();
-        st.apply(&ConfigOp::AddService(ServiceConfig::new(key)))
-            .unwrap();
-        let d = DestConfig {
-            addr: ip("198.18.1.11"),
-            port: 80,
-            method: ForwardMethod::Masq,
-            weight: 1,
-            u_threshold: 0,
-            l_threshold: 0,
-        };
-        st.apply(&ConfigOp::AddDest(key, d)).unwrap();
         let (t, p) = rules(Target::Accept);
-        st.set_rules(p);
-        let mut lb = Lb::new(
-            0,
-            super::super::LbSettings {
-                capacity: 64,
-                ..super::super::LbSettings::default()
-            },
-            0,
-        );
-        lb.set_snapshot(st.snapshot());
+        let (mut st, mut lb) = balancer(p);
         assert!(lb.conn_verdicts.is_on() && !lb.flow_cache.is_on());
         let client = frame(
             ip("198.18.0.2"),

@@ -96,18 +96,6 @@ fn tuple_v4(meta: &PacketMeta) -> Option<(u64, u64)> {
     }
 }
 
-/// The mapping key (`server -> outside`) of a TCP/UDP packet.
-#[inline]
-fn out_key(meta: &PacketMeta) -> ConnKey {
-    ConnKey::new(
-        meta.protocol,
-        ConnAddr::from(meta.src),
-        meta.sport,
-        ConnAddr::from(meta.dst),
-        meta.dport,
-    )
-}
-
 /// The echo identifier of an ICMP / ICMPv6 echo request or reply, and
 /// whether it is a request; `None` for other messages.
 fn echo(buf: &[u8], meta: &PacketMeta) -> Option<(u16, bool)> {
@@ -191,7 +179,7 @@ impl Snat {
             self.pending.ports = 0;
             return false;
         };
-        let key = out_key(meta);
+        let key = ConnKey::of_packet(meta);
         let hash = table::hash(&key);
         let slot = self.maps.find_out(&key, hash);
         let cleared = slot.is_some_and(|i| self.maps.cleared(i) == epoch);
@@ -308,7 +296,7 @@ impl Snat {
         }
         self.maps
             .create_hashed(
-                &out_key(meta),
+                &ConnKey::of_packet(meta),
                 p.hash,
                 addr,
                 &t.ports,
