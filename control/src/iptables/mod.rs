@@ -533,13 +533,9 @@ fn restore(
             Ok(w) => w,
             Err(m) => return line_error(n, &m),
         };
-        if w.iter().any(|x| x == "-t" || x == "--table") {
-            return line_error(
-                n,
-                "The -t option (seen in this context) cannot be used in iptables-restore.",
-            );
-        }
-        let cmd = match parse::parse(&w, family).and_then(|c| check_sets(&c, sets).map(|()| c)) {
+        let cmd = match parse::parse_restore_line(&w, family, table)
+            .and_then(|c| check_sets(&c, sets).map(|()| c))
+        {
             Ok(c) => c,
             Err(IptError::Usage(m)) => return line_error(n, m.trim_end()),
             Err(IptError::Kernel(RuleError::NoTarget(t))) => {

@@ -252,15 +252,33 @@ const KNOWN_MATCHES: [&str; 9] = [
 
 /// One command line (without the program name) for `family`.
 pub fn parse(argv: &[String], family: Family) -> Result<IptCommand, IptError> {
-    // `--opt=value` as getopt_long splits it.
-    let words: Vec<String> = argv
-        .iter()
+    Parser::new(&split_long_values(argv), family).run()
+}
+
+/// One rule line of an iptables-restore file, whose table is set by the
+/// file's `*table` line: a `-t` option in it is an error (iptables-restore
+/// sets the table itself, so a second one is refused), while a `-t` that is
+/// an option's value (`--comment "-t"`) is not.
+pub fn parse_restore_line(
+    argv: &[String],
+    family: Family,
+    table: Table,
+) -> Result<IptCommand, IptError> {
+    let words = split_long_values(argv);
+    let mut p = Parser::new(&words, family);
+    p.table = Some(table);
+    p.restore = true;
+    p.run()
+}
+
+/// `--opt=value` as getopt_long splits it.
+fn split_long_values(argv: &[String]) -> Vec<String> {
+    argv.iter()
         .flat_map(|a| match a.split_once('=') {
             Some((o, v)) if o.starts_with("--") => vec![o.to_string(), v.to_string()],
             _ => vec![a.clone()],
         })
-        .collect();
-    Parser::new(&words, family).run()
+        .collect()
 }
 
 struct Parser<'a> {
@@ -277,6 +295,8 @@ struct Parser<'a> {
     list: ListOpts,
     counters: Option<(u64, u64)>,
     neg: bool,
+    /// A line of iptables-restore: the table is already set.
+    restore: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -294,6 +314,7 @@ impl<'a> Parser<'a> {
             list: ListOpts::default(),
             counters: None,
             neg: false,
+            restore: false,
         }
     }
 
@@ -452,6 +473,11 @@ impl<'a> Parser<'a> {
             }
             "-t" | "--table" => {
                 self.no_neg(opt)?;
+                if self.restore {
+                    return Err(fail(
+                        "The -t option (seen in this context) cannot be used in iptables-restore.",
+                    ));
+                }
                 let t = self.next_arg(opt)?;
                 if self.table.is_some() {
                     return Err(fail(

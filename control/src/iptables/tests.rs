@@ -302,6 +302,28 @@ fn delete_by_spec_and_number_insert_replace_and_counters() {
     assert!(i.ok("-S INPUT -v").contains("-A INPUT -c 0 0 -j ACCEPT\n"));
 }
 
+/// iptables-restore sets each line's table from the `*table` line, so a
+/// `-t` option on a rule line is refused; a `-t` that is a comment's text is
+/// only text (iptables 1.8.9 checks options, not words).
+#[test]
+fn restore_refuses_a_table_option_but_not_a_comment_reading_dash_t() {
+    let mut i = Ipt::new();
+    let r = i.restore("", "*filter\n-A INPUT -t filter -j ACCEPT\nCOMMIT\n");
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        "iptables-restore v1.8.9 (nf_tables): The -t option (seen in this context) cannot be used in iptables-restore.\nError occurred at line: 2\nTry `iptables-restore -h' or 'iptables-restore --help' for more information.\n"
+    );
+    assert_eq!(i.ok("-S INPUT"), "-P INPUT ACCEPT\n");
+    let text = "*filter\n-A INPUT -m comment --comment \"-t\" -j ACCEPT\n-A INPUT -m comment --comment --table -j DROP\nCOMMIT\n";
+    let r = i.restore("", text);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        i.ok("-S INPUT"),
+        "-P INPUT ACCEPT\n-A INPUT -m comment --comment -t -j ACCEPT\n-A INPUT -m comment --comment --table -j DROP\n"
+    );
+}
+
 #[test]
 fn restore_is_one_transaction_with_counters_and_noflush() {
     let mut i = Ipt::new();
