@@ -48,7 +48,7 @@ use super::{bump, drop_counted, refused, Action, Egress, Lb, LbCounters, LbDrop}
 use crate::buf::PacketBuf;
 use crate::conn::table::{cflags, Conn};
 use crate::conn::{ConnAddr, ConnId, ConnTable};
-use crate::model::{Service, Snapshot};
+use crate::model::{DestShared, Service, ServiceShared, Snapshot};
 use crate::ports::PortPool;
 use crate::rss::Ownership;
 use crate::sched::hash::{siphash, siphash13_12, SipKey};
@@ -57,8 +57,8 @@ use crate::wire::ipv4::protocol;
 use crate::wire::tcp::flags as tcpf;
 use crate::wire::{IcmpQuote, PacketMeta};
 use crate::xmit::fullnat::{
-    clamp_mss, fullnat_inbound_seq, fullnat_outbound_seq, fullnat_v4_fast, insert_toa, mapped_v4,
-    strip_timestamps, toa_len, SeqMove,
+    clamp_mss, fullnat_inbound_seq, fullnat_outbound_seq, fullnat_v4_fast, fullnat_v4_syn,
+    insert_toa, mapped_v4, strip_timestamps, toa_len, SeqMove,
 };
 use crate::xmit::icmp_both::{icmp_error_rewrite, IcmpRewrite};
 use crate::xmit::seqadj::SeqAdj;
@@ -263,13 +263,15 @@ impl Lb {
 
 /// A local address and port for a new connection of `svc`: round robin
 /// over its local addresses, the next one tried when one has no free port
-/// (DPVS tries up to 16). `None`: none has a free port.
+/// (DPVS tries up to 16). Returns the address's number and the port, and
+/// the address's IPv4 word (host order; 0 for IPv6) for [`create_in`], so
+/// that nothing looks the address up again. `None`: none has a free port.
 #[inline]
 pub(super) fn pick_local(
     conns: &mut ConnTable,
     fnat: &mut FullNat,
     svc: &Service,
-) -> Option<(u16, u16)> {
+) -> Option<((u16, u16), u32)> {
     let n = svc.locals.len();
     // The cursor is kept below `n` of the service last served, so the
     // division happens only when services with fewer addresses alternate.
@@ -285,10 +287,125 @@ pub(super) fn pick_local(
         }
         if let Some(p) = conns.take_local_port(l.id) {
             fnat.rr = i as u32;
-            return Some((l.id, p));
+            let word = match l.addr {
+                IpAddr::V4(a) => u32::from(a),
+                IpAddr::V6(_) => 0,
+            };
+            return Some(((l.id, p), word));
         }
     }
     None
+}
+
+/// A FULLNAT connection the creation path has just made, with what it
+/// knows of it: [`create_in`] takes these instead of reading the entry
+/// back.
+pub(super) struct Created<'a> {
+    pub id: ConnId,
+    /// The local address's number and port ([`Conn::local`]).
+    pub local: Option<(u16, u16)>,
+    /// The local address's IPv4 word as [`pick_local`] gave it; 0 when
+    /// not known (IPv6, or a port taken otherwise): looked up then.
+    pub lip4: u32,
+    /// The real server's address and port ([`Conn::real`]).
+    pub real: (ConnAddr, u16),
+    pub svc: &'a ServiceShared,
+    pub dest: &'a DestShared,
+    /// Now (ms), for the ISN's clock.
+    pub now: u64,
+}
+
+/// The client packet that has just created FULLNAT connection `n.id`:
+/// counted (the connection for its service and destination, and the
+/// packet), its [`Side`] recorded and the packet sent on, as
+/// [`FullNat::start`] followed by [`xmit_in`] would, from the endpoints the
+/// creation path holds rather than the entry. The IPv4 case that needs
+/// only the rewrite, a SYN (its ISN hashed from the words and written in
+/// the same checksum update, [`fullnat_v4_syn`]) or a UDP datagram, goes
+/// in straight-line code ([`create_v4_fast`]); everything else takes
+/// `start` and [`xmit_in_general`].
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(super) fn create_in<B: PacketBuf, E: Egress>(
+    conns: &ConnTable,
+    fnat: &mut FullNat,
+    n: &Created,
+    buf: &mut B,
+    meta: &PacketMeta,
+    eg: &E,
+    worker: usize,
+    counters: &LbCounters,
+) -> Action {
+    let len = u64::from(meta.ip_len);
+    let (s, d) = (n.svc.stats.slot(worker), n.dest.stats.slot(worker));
+    s.conn();
+    s.inbound(len);
+    d.conn();
+    d.inbound(len);
+    let Some(local) = n.local else {
+        return xmit_in_general(conns, fnat, n.id, buf, meta, eg, counters);
+    };
+    let lip4 = if n.lip4 != 0 {
+        n.lip4
+    } else {
+        mapped_v4(&conns.local_addr(local.0)).unwrap_or(0)
+    };
+    if let Some(a) = create_v4_fast(fnat, n, (lip4, local.1), buf, meta, eg) {
+        return a;
+    }
+    fnat.start(conns, n.id, local, n.real, buf.data(), meta, n.now);
+    xmit_in_general(conns, fnat, n.id, buf, meta, eg, counters)
+}
+
+/// [`create_in`]'s IPv4 case, from `local` (the local address's word and
+/// port): a client's SYN (its timestamps stripped first when it has
+/// options, as [`xmit_in_general`] does) gets the ISN toward the real
+/// server in the rewrite itself; any other packet, TOA off, the plain
+/// rewrite (its offset is the identity). `None`, the slot not written,
+/// when it does not apply; the packet is then as it came, but for a SYN's
+/// timestamps, which the general path would strip anyway.
+#[inline(always)]
+fn create_v4_fast<B: PacketBuf, E: Egress>(
+    fnat: &mut FullNat,
+    n: &Created,
+    local: (u32, u16),
+    buf: &mut B,
+    meta: &PacketMeta,
+    eg: &E,
+) -> Option<Action> {
+    let r = mapped_v4(&n.real.0)?;
+    let key = fnat.isn_key;
+    let slot = fnat.side.get_mut(n.id.0 as usize)?;
+    if local.0 == 0 {
+        return None;
+    }
+    let daddr = IpAddr::V4(r.into());
+    if check_mtu(meta, eg.mtu(daddr)).is_err() {
+        return None;
+    }
+    let real = (r, n.real.1);
+    let tcp = meta.protocol == protocol::TCP;
+    let adj = if tcp && meta.tcp_flags & (tcpf::SYN | tcpf::ACK) == tcpf::SYN {
+        if has_options(buf.data(), meta) {
+            // Malformed options only mean there is nothing to strip.
+            let _ = strip_timestamps(buf, meta);
+        }
+        let isn = server_isn_v4(key, local, real, n.now);
+        SeqAdj::between(fullnat_v4_syn(buf, meta, local, real, isn)?, isn)
+    } else {
+        // A TCP connection picked up mid-stream may want TOA: the
+        // general path decides.
+        if tcp && n.svc.toa.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mv = SeqMove::Shift(SeqAdj::IDENTITY);
+        if !fullnat_v4_fast(buf, meta, local, real, mv) {
+            return None;
+        }
+        SeqAdj::IDENTITY
+    };
+    *slot = Side { adj, lip4: local.0 };
+    Some(Action::Forward(daddr))
 }
 
 /// Whether `meta`'s TCP segment has options (a data offset above 5): a

@@ -936,6 +936,7 @@ impl Lb {
             method
         };
         let fullnat = method == ForwardMethod::FullNat;
+        let mut lip4 = 0;
         let local = if let Some(lid) = masq {
             match conns.take_local_port(lid) {
                 Some(p) => Some((lid, p)),
@@ -943,7 +944,10 @@ impl Lb {
             }
         } else if fullnat {
             match fullnat::pick_local(conns, fnat, svc) {
-                Some(l) => Some(l),
+                Some((l, word)) => {
+                    lip4 = word;
+                    Some(l)
+                }
                 None => return drop_counted(counters, LbDrop::NoLocalPort),
             }
         } else {
@@ -968,13 +972,17 @@ impl Lb {
             };
             match conns.create_hashed(&n, flags, now, key) {
                 Ok(id) if fullnat => {
-                    svc.shared.stats.slot(worker).conn();
-                    dest.stats.slot(worker).conn();
                     bump(&counters.created);
-                    if let Some(l) = local {
-                        fnat.start(conns, id, l, (daddr, dport), buf.data(), meta, now);
-                    }
-                    return fullnat::xmit_in(conns, fnat, id, buf, meta, eg, worker, counters);
+                    let n = fullnat::Created {
+                        id,
+                        local,
+                        lip4,
+                        real: (daddr, dport),
+                        svc: &svc.shared,
+                        dest,
+                        now,
+                    };
+                    return fullnat::create_in(conns, fnat, &n, buf, meta, eg, worker, counters);
                 }
                 Ok(id) => created = Some(id),
                 Err(_) => {

@@ -296,6 +296,36 @@ fn the_real_server_sees_its_own_isn_for_the_client_and_replies_are_translated_ba
 }
 
 #[test]
+fn a_syn_with_timestamps_loses_them_and_the_server_sees_the_new_isn() {
+    let st = store(false);
+    let mut lb = lb_for(&st);
+    let ts = [2, 4, 5, 0xb4, 1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 0];
+    let (a, syn) = run(&mut lb, &seg(CLIENT, 40000, VIP, 80, 0x02, 1000, 0, &ts));
+    assert_eq!(a, Action::Forward(ip(RIP)));
+    assert!(checksums_ok(&syn));
+    let ((src, _), dst) = ends(&syn);
+    assert_eq!((src, dst), (ip(LIP), (ip(RIP), 8080)));
+    let (s_isn, _) = seq_ack(&syn);
+    assert_ne!(s_isn, 1000, "the client's ISN reached the real server");
+    let m = parse_packet(&syn).unwrap();
+    let l4 = usize::from(m.l4_offset);
+    assert_eq!(
+        syn[l4 + 20..l4 + 36],
+        [2, 4, 5, 0xb4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+        "the MSS stays, the timestamps are NOPs"
+    );
+    let (_, data) = run(&mut lb, &seg(CLIENT, 40000, VIP, 80, 0x18, 1001, 1, &[]));
+    assert!(checksums_ok(&data));
+    assert_eq!(seq_ack(&data).0, s_isn.wrapping_add(1));
+    let t = st.snapshot().services[0].shared.stats.total();
+    assert_eq!(
+        (t.conns, t.inpkts),
+        (1, 2),
+        "one connection, two packets in"
+    );
+}
+
+#[test]
 fn two_connections_get_unrelated_isns_and_a_reused_port_a_later_one() {
     let key = crate::sched::hash::SipKey(1, 2);
     let (l, r) = (ConnAddr::from(ip(LIP)), ConnAddr::from(ip(RIP)));

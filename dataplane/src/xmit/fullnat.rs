@@ -167,6 +167,43 @@ pub fn fullnat_v4_fast(
     true
 }
 
+/// The creation variant of [`fullnat_v4_fast`], for the client's segment
+/// that has just created a connection (a SYN): the rewrite with the
+/// sequence number set to `isn`, the ISN the director picked toward the
+/// real server, instead of moved by an offset not known yet. Returns the
+/// client's own sequence number, having written the same bytes as
+/// [`fullnat_v4_fast`] with `SeqMove::Shift(SeqAdj::between(client, isn))`
+/// (the connection's offset from now on); `None`, having written nothing,
+/// for anything that function does not take, and for UDP. Options are left
+/// as they are (the caller strips a SYN's timestamps first).
+#[inline(always)]
+pub fn fullnat_v4_syn(
+    buf: &mut impl PacketBuf,
+    meta: &PacketMeta,
+    src: (u32, u16),
+    dst: (u32, u16),
+    isn: u32,
+) -> Option<u32> {
+    let data = buf.data_mut();
+    let seg_len = meta.l3_end().wrapping_sub(usize::from(meta.l4_offset));
+    let (ip, l4h, is_udp) = super::v4_fast_headers(data, meta)?;
+    if is_udp {
+        return None;
+    }
+    let hlen = usize::from(l4h[12] >> 4) * 4;
+    if hlen < tcp::HEADER_LEN || hlen > seg_len {
+        return None;
+    }
+    let client = u32::from_be_bytes([l4h[4], l4h[5], l4h[6], l4h[7]]);
+    // An offset of 0 leaves the field and the sum alone, as the
+    // established path does (adding `!x + x` could turn a checksum of
+    // 0x0000 into 0xffff).
+    let by = isn.wrapping_sub(client);
+    let seq = (by != 0).then_some((4, by));
+    write_v4(ip, l4h, tcp::CHECKSUM_OFFSET, false, src, dst, seq);
+    Some(client)
+}
+
 /// The IPv4 address of a connection table address (`::ffff:a.b.c.d`):
 /// two word compares of the first 12 bytes and the last four swapped (the
 /// little-endian reading keeps the compiler from shuffling bytes).
@@ -324,6 +361,23 @@ fn rewrite_v4_fast(
             }
         }
     }
+    write_v4(ip, l4h, csum_at, is_udp, src, dst, seq);
+    Some(sack)
+}
+
+/// The writing half of [`rewrite_v4_fast`] (checks done): the new
+/// endpoints and the TTL, the sequence field at `seq.0` of the L4 header
+/// moved by `seq.1`, one RFC 1624 update of each checksum.
+#[inline(always)]
+fn write_v4(
+    ip: &mut [u8; 20],
+    l4h: &mut [u8],
+    csum_at: usize,
+    is_udp: bool,
+    src: (u32, u16),
+    dst: (u32, u16),
+    seq: Option<(usize, u32)>,
+) {
     let old_s = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
     let old_d = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
     let a_delta = u64::from(!old_s) + u64::from(src.0) + u64::from(!old_d) + u64::from(dst.0);
@@ -355,7 +409,6 @@ fn rewrite_v4_fast(
     l4h[0..2].copy_from_slice(&src.1.to_be_bytes());
     l4h[2..4].copy_from_slice(&dst.1.to_be_bytes());
     l4h[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
-    Some(sack)
 }
 
 /// Every case (IPv6, UDP without checksum, fragments) with all checks

@@ -511,4 +511,66 @@ mod fast {
             }
         }
     }
+
+    proptest! {
+        /// The SYN's creation variant, which sets the sequence number to
+        /// the new ISN, writes exactly what the established fast path and
+        /// the general rewrite followed by the adjuster write with the
+        /// offset between the client's ISN (which it returns) and the new
+        /// one (options or none, the offset 0 or not, mutated frames);
+        /// for TCP it refuses exactly what the established fast path
+        /// refuses, UDP always, writing nothing then; a valid SYN is taken,
+        /// leaves every checksum valid and carries the new ISN.
+        #[test]
+        fn syn_variant_equals_the_shift_by_the_new_offset(
+            udp in proptest::bool::weighted(0.1),
+            client_isn in any::<u32>(),
+            same in proptest::bool::weighted(0.1),
+            isn in any::<u32>(),
+            opts in prop_oneof![
+                Just(Vec::new()),
+                Just(vec![2, 4, 5, 0xb4]),
+                Just(vec![2, 4, 5, 0xb4, 1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0]),
+            ],
+            edits in proptest::collection::vec((0usize..90, any::<u8>()), 0..2),
+            payload in proptest::collection::vec(any::<u8>(), 0..8),
+        ) {
+            let isn = if same { client_isn } else { isn };
+            let f0 = numbered(udp, ip(CLIENT4), ip(VIP4), client_isn, None, &opts, &payload);
+            let mut f = f0.clone();
+            for (pos, val) in &edits {
+                if *pos < f.len() { f[*pos] = *val; }
+            }
+            let Ok(m) = parse_packet(&f) else { return Ok(()) };
+            let v4 = |a: &str| u32::from(a.parse::<std::net::Ipv4Addr>().unwrap());
+            let (src, dst) = ((v4(LIP4), 20001), (v4(RIP4), 8080));
+            let mut a = TestBuf::new(&f);
+            let took = fullnat_v4_syn(&mut a, &m, src, dst, isn);
+            // The client's ISN as the frame carries it (mutations included).
+            let at = usize::from(m.l4_offset) + 4;
+            let seen = f.get(at..at + 4).map(|b| u32::from_be_bytes(b.try_into().unwrap()));
+            let mv = SeqMove::Shift(SeqAdj::between(seen.unwrap_or(0), isn));
+            let mut fast = TestBuf::new(&f);
+            let fast_took = fullnat_v4_fast(&mut fast, &m, src, dst, mv);
+            let Some(client) = took else {
+                prop_assert_eq!(a.data(), &f[..], "a refusal writes nothing");
+                prop_assert!(udp || !fast_took, "TCP refused only where the fast path refuses");
+                prop_assert!(udp || f != f0, "a valid SYN is taken");
+                return Ok(());
+            };
+            prop_assert!(!udp);
+            prop_assert_eq!(Some(client), seen);
+            prop_assert!(fast_took);
+            prop_assert_eq!(a.data(), fast.data());
+            let mut b = f.clone();
+            let rb = rewrite_seq_general(&mut b, &m, (ip(LIP4), 20001), (ip(RIP4), 8080), mv);
+            prop_assert!(rb.is_ok());
+            prop_assert_eq!(a.data(), &b[..]);
+            if f == f0 {
+                let h = verified(a.data());
+                let Some(TransportHeader::Tcp(t)) = h.transport else { unreachable!() };
+                prop_assert_eq!(t.sequence_number, isn);
+            }
+        }
+    }
 }
