@@ -323,8 +323,16 @@ fn a_new_program_is_not_answered_from_the_old_ones_entries() {
     let f = KeyFacts(pkt);
     cache.reset(&drop, &sets);
     for _ in 0..2 {
-        assert_eq!(cache.run(&drop, &pkt, &f, || true, &mut Replays::new(0)).0, Verdict::Drop);
+        assert_eq!(
+            cache.run(&drop, &pkt, &f, || true, &mut Replays::new(0)).0,
+            Verdict::Drop
+        );
     }
     cache.reset(&accept, &sets);
-    assert_eq!(cache.run(&accept, &pkt, &f, || true, &mut Replays::new(0)).0, Verdict::Accept);
+    assert_eq!(
+        cache
+            .run(&accept, &pkt, &f, || true, &mut Replays::new(0))
+            .0,
+        Verdict::Accept
+    );
 }
