@@ -125,43 +125,38 @@ impl Facts for StageFacts<'_> {
     }
 }
 
-/// Connections (a quarter of the flow cache's entries: two flow keys
-/// each, half the cache) below which the flow cache answers first: its
-/// hit costs ~150 instructions, the connection's kept answer ~200
-/// (bench/RULES.md). Both give the same answers.
-const FLOWS_FIT: usize = crate::rules::cache::SLOTS / 4;
-
 /// A connection lookup made by the packet rules, for the balancer's
 /// [`Lb::process_marked`] to reuse rather than repeat (dropped by the next
-/// lookup, and used only for the same key).
+/// lookup, and used only for the same packet).
 ///
 /// Written in place and read by reference: moving it in and out of its
-/// `Option` (`take()`) copied ~100 bytes twice per packet, a quarter of
-/// what the kept answer cost at 20,000 flows (bench/RULES.md). The
-/// balancer tells whether it is for its packet from the packet's own
-/// addresses ([`Looked::is_for`]): cheaper than building the key again
-/// and comparing keys, and exact (the key is made of those fields).
+/// `Option` (`take()`) copied ~100 bytes twice per packet (bench/RULES.md).
+/// The balancer tells whether it is for its packet by the packet's data
+/// address ([`Looked::is_for`]): the stage hands the same buffer to the
+/// rules and then to the balancer, and clears the lookup on every way out
+/// between them, so the address is what tells packets apart; comparing
+/// the packet's addresses and ports cost ~15 instructions per packet.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Looked {
     /// The key (its [`HashedKey::key`]) and its bucket.
     key: HashedKey,
-    /// The packet's addresses the key was made from.
-    src: IpAddr,
-    dst: IpAddr,
+    /// The address of the packet's data when it was looked up.
+    at: usize,
     found: Option<(ConnId, Dir)>,
 }
 
 impl Looked {
-    /// Whether this lookup is the one of `meta`'s key.
+    /// Whether this lookup is the one of the packet whose data is at `at`.
     #[inline]
-    fn is_for(&self, meta: &PacketMeta) -> bool {
-        let k = self.key.key();
-        k.sport == meta.sport
-            && k.dport == meta.dport
-            && k.proto == meta.protocol
-            && self.src == meta.src
-            && self.dst == meta.dst
+    fn is_for(&self, at: usize) -> bool {
+        self.at == at
     }
+}
+
+/// Where a packet's data is ([`Looked::at`]).
+#[inline]
+pub(super) fn data_at<B: PacketBuf>(buf: &B) -> usize {
+    buf.data().as_ptr() as usize
 }
 
 /// The stage's answers a walk may ask for: is an address the director's
@@ -174,6 +169,14 @@ impl Lb {
     pub fn routes_changed(&mut self) {
         self.flow_cache.forget();
         self.conn_verdicts.forget();
+    }
+
+    /// The end of a burst: the counters the kept verdicts moved are
+    /// counted ([`crate::rules::replays`]), so `iptables -L -v` never
+    /// lags behind more than the burst being processed.
+    #[inline]
+    pub fn end_burst(&mut self) {
+        self.replays.flush(&self.snap.rules);
     }
 
     /// Runs the packet rules on a packet this worker owns. `own_addr` says
@@ -194,11 +197,11 @@ impl Lb {
         // As `packet()` decides it; the rules' view is built only when
         // the connection's kept answer does not serve.
         let has_ports = matches!(meta.protocol, 6 | 17 | 132) && meta.fragment != Fragment::Later;
-        // While the connections fit the flow cache (two flow keys each),
-        // its hit is the cheaper answer; beyond, the connection's.
-        let flows_fit = self.flow_cache.is_on() && self.conns.len() < FLOWS_FIT;
-        let conn = if self.conn_verdicts.is_on() && has_ports && !flows_fit {
-            self.conn_of(meta)
+        // The connection's kept answer first, however few connections
+        // there are: its lookup is the balancer's too, which makes it
+        // cheaper than a flow cache hit (bench/RULES.md).
+        let conn = if self.conn_verdicts.is_on() && has_ports {
+            self.conn_of(meta, data_at(buf))
         } else {
             None
         };
@@ -206,9 +209,15 @@ impl Lb {
         let len = u32::from(meta.ip_len);
         let (verdict, mark) = match conn {
             Some((slot, serial, dir)) => {
-                let kept =
-                    self.conn_verdicts
-                        .hit(rules, slot, serial, dir, rx_port, len, self.worker);
+                let kept = self.conn_verdicts.hit(
+                    rules,
+                    slot,
+                    serial,
+                    dir,
+                    rx_port,
+                    len,
+                    &mut self.replays,
+                );
                 match kept {
                     Some(hit) => hit,
                     None => self.walk(
@@ -222,7 +231,7 @@ impl Lb {
             }
             None => {
                 let pkt = packet(meta, rx_port);
-                match self.flow_cache.hit(rules, &pkt, self.worker) {
+                match self.flow_cache.hit(rules, &pkt, &mut self.replays) {
                     Some(hit) => hit,
                     None => self.walk(
                         buf.data(),
@@ -261,12 +270,11 @@ impl Lb {
     /// (one with ports) belongs to, looked up as `--ctstate` does. The
     /// lookup is kept for the balancer ([`Lb::looked_up`]).
     #[inline]
-    fn conn_of(&mut self, meta: &PacketMeta) -> Option<(u32, u32, Dir)> {
+    fn conn_of(&mut self, meta: &PacketMeta, at: usize) -> Option<(u32, u32, Dir)> {
         let conns = &self.conns;
         let l = self.looked.insert(Looked {
             key: conns.hashed(ConnKey::of_packet(meta)),
-            src: meta.src,
-            dst: meta.dst,
+            at,
             found: None,
         });
         l.found = match conns.lookup_in_hashed(&l.key) {
@@ -278,19 +286,24 @@ impl Lb {
     }
 
     /// `meta`'s connection key hashed, and the connection it finds (in,
-    /// else out) if the packet rules looked it up for this packet
-    /// (`None`: not looked up; the table has not changed since, the rules
-    /// only read it). A lookup serves once. Always inlined: the
-    /// balancer's path without rules calls it on every packet, and
-    /// out of line it cost ~10 instructions more per packet.
+    /// else out) if the packet rules looked it up for this packet, whose
+    /// data is at `at` ([`data_at`]) (`None`: not looked up; the table has
+    /// not changed since, the rules only read it). A lookup serves once.
+    /// Always inlined: the balancer's path without rules calls it on every
+    /// packet, and out of line it cost ~10 instructions more per packet.
     #[inline(always)]
     #[allow(clippy::type_complexity)]
     pub(super) fn looked_up(
         &mut self,
         meta: &PacketMeta,
+        at: usize,
     ) -> (HashedKey, Option<Option<(ConnId, Dir)>>) {
         let kept = match &self.looked {
-            Some(l) if l.is_for(meta) => Some((l.key, l.found)),
+            Some(l) if l.is_for(at) => {
+                // The same data: the same key (checked in tests).
+                debug_assert!(*l.key.key() == ConnKey::of_packet(meta));
+                Some((l.key, l.found))
+            }
             _ => None,
         };
         self.looked = None;
@@ -526,7 +539,10 @@ mod tests {
             );
         }
         assert_eq!(lb.conns().len(), 1);
-        // First packet NEW (the udp rule), then three ESTABLISHED.
+        // First packet NEW (the udp rule), then three ESTABLISHED: the
+        // kept answers' counts move at the end of the burst.
+        assert_eq!(input_packets(&t), vec![1, 1]);
+        lb.end_burst();
         assert_eq!(input_packets(&t), vec![3, 1]);
         // ESTABLISHED now dropped: the kept ACCEPT is not reused.
         let (t2, p2) = rules(Target::Drop);
@@ -534,6 +550,7 @@ mod tests {
         lb.set_snapshot(st.snapshot());
         assert_eq!(send(&mut lb), None, "dropped by the new rules");
         assert_eq!(send(&mut lb), None, "and kept dropped");
+        lb.end_burst();
         assert_eq!(input_packets(&t2), vec![2, 0]);
     }
 }

@@ -327,6 +327,9 @@ pub struct Lb {
     flow_cache: crate::rules::FlowCache,
     /// The packet rules' verdicts per connection ([`crate::rules::conncache`]).
     conn_verdicts: crate::rules::ConnVerdicts,
+    /// Counters the kept verdicts moved in this burst, not yet counted
+    /// ([`crate::rules::replays`]; flushed by [`Lb::end_burst`]).
+    replays: crate::rules::Replays,
     /// The connection lookup the packet rules made for the packet being
     /// processed ([`filter`]), for the balancer to reuse.
     looked: Option<filter::Looked>,
@@ -370,6 +373,7 @@ impl Lb {
             synproxy,
             flow_cache: crate::rules::FlowCache::default(),
             conn_verdicts: crate::rules::ConnVerdicts::default(),
+            replays: crate::rules::Replays::new(worker),
             looked: None,
             fnat: fullnat::FullNat::new(),
         }
@@ -437,6 +441,8 @@ impl Lb {
             self.conns.set_timeouts(snap.timeouts);
         }
         self.take_tunables(&snap);
+        // Pending counts name the old program's counters.
+        self.replays.flush(&self.snap.rules);
         self.flow_cache.reset(&snap.rules, &snap.sets);
         self.conn_verdicts
             .reset(&snap.rules, &snap.sets, self.conns.slots());
@@ -695,7 +701,7 @@ impl Lb {
         // Hashed once: both indexes, and the insertion of a connection this
         // packet creates, use the same bucket.
         // The packet rules may have looked it up already ([`filter`]).
-        let (key, known) = self.looked_up(meta);
+        let (key, known) = self.looked_up(meta, filter::data_at(buf));
         let found_in = match known {
             Some(f) => f.and_then(|(id, d)| (d == Dir::In).then_some(id)),
             None => self.conns.lookup_in_hashed(&key),

@@ -689,6 +689,11 @@ impl<B: PacketBuf> Stage<B> for LbStage {
     }
 
     #[inline]
+    fn end_burst(&mut self, _now_ms: u64) {
+        self.lb.end_burst();
+    }
+
+    #[inline]
     fn warms(&self) -> bool {
         self.lb.warms()
     }

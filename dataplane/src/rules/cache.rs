@@ -26,6 +26,7 @@
 //! walk, as without the cache, plus a bucket probe.
 
 use super::engine::{Path, PATH_MAX};
+use super::replays::Replays;
 use super::{Facts, Packet, Program, Verdict};
 use crate::sets::SetTable;
 
@@ -118,10 +119,15 @@ impl FlowCache {
     }
 
     /// The verdict and mark of `pkt`'s flow if cached (its counters then
-    /// moved as a walk would have moved them); `None`: ask
-    /// [`FlowCache::run`].
+    /// moved as a walk would have moved them, through `replays`); `None`:
+    /// ask [`FlowCache::miss`].
     #[inline]
-    pub fn hit(&self, rules: &Program, pkt: &Packet, worker: usize) -> Option<(Verdict, u32)> {
+    pub fn hit(
+        &self,
+        rules: &Program,
+        pkt: &Packet,
+        replays: &mut Replays,
+    ) -> Option<(Verdict, u32)> {
         if !self.on || !pkt.has_ports {
             return None;
         }
@@ -130,12 +136,12 @@ impl FlowCache {
         let s = self.slots[b..b + WAYS].iter().find(|s| {
             s.src == pkt.src && s.dst == pkt.dst && s.rest == rest && s.epoch == self.epoch
         })?;
-        rules.replay(&s.path, pkt.len, worker);
+        replays.add(rules, &s.path, pkt.len);
         Some((s.verdict, s.mark))
     }
 
     /// [`Program::run`] through the cache: the same verdict and mark, the
-    /// same counters moved.
+    /// same counters moved (once `replays` is flushed).
     #[inline]
     pub fn run<F: Facts>(
         &mut self,
@@ -143,11 +149,12 @@ impl FlowCache {
         pkt: &Packet,
         facts: &F,
         local: impl FnOnce() -> bool,
-        worker: usize,
+        replays: &mut Replays,
     ) -> (Verdict, u32) {
-        if let Some(hit) = self.hit(rules, pkt, worker) {
+        if let Some(hit) = self.hit(rules, pkt, replays) {
             return hit;
         }
+        let worker = replays.worker();
         self.miss(rules, pkt, facts, local, worker)
     }
 

@@ -158,7 +158,7 @@ proptest! {
         c1 in prop::collection::vec(arb_rule_ext(1), 0..3),
         extra in arb_rule_ext(0),
         flows in prop::collection::vec((0u8..4, 0u8..3, 1u16..8, 0u16..3, 0u32..100), 1..6),
-        order in prop::collection::vec(any::<prop::sample::Index>(), 1..40),
+        order in prop::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 1..40),
     ) {
         let plain = tables(&pre, &input, &fwd, &c0, &c1);
         let cached = tables(&pre, &input, &fwd, &c0, &c1);
@@ -169,13 +169,20 @@ proptest! {
             let q = Program::compile(&cached.v4, &cached.v6, &TestNames);
             cache.reset(&q, &sets);
             prop_assert_eq!(cache.is_on(), !q.is_empty());
-            for i in &order {
+            // Replayed counters are summed and moved at "burst" ends.
+            let mut replays = Replays::new(0);
+            for (i, end_burst) in &order {
                 let pkt = packet(flows[i.index(flows.len())]);
                 let f = KeyFacts(pkt);
                 let want = p.run(&pkt, &f, || f.dst_local(), 0);
-                let got = cache.run(&q, &pkt, &f, || f.dst_local(), 0);
+                let got = cache.run(&q, &pkt, &f, || f.dst_local(), &mut replays);
                 prop_assert_eq!(got, want, "{:?}", pkt);
+                if *end_burst {
+                    replays.flush(&q);
+                    prop_assert_eq!(counters(cached), counters(plain));
+                }
             }
+            replays.flush(&q);
             prop_assert_eq!(counters(cached), counters(plain));
             Ok(())
         };
@@ -316,8 +323,16 @@ fn a_new_program_is_not_answered_from_the_old_ones_entries() {
     let f = KeyFacts(pkt);
     cache.reset(&drop, &sets);
     for _ in 0..2 {
-        assert_eq!(cache.run(&drop, &pkt, &f, || true, 0).0, Verdict::Drop);
+        assert_eq!(
+            cache.run(&drop, &pkt, &f, || true, &mut Replays::new(0)).0,
+            Verdict::Drop
+        );
     }
     cache.reset(&accept, &sets);
-    assert_eq!(cache.run(&accept, &pkt, &f, || true, 0).0, Verdict::Accept);
+    assert_eq!(
+        cache
+            .run(&accept, &pkt, &f, || true, &mut Replays::new(0))
+            .0,
+        Verdict::Accept
+    );
 }

@@ -32,6 +32,7 @@
 //! per direction, the packet came in on the same port.
 
 use super::engine::Path;
+use super::replays::Replays;
 use super::{Facts, Packet, Program, Verdict};
 use crate::conn::Dir;
 use crate::sets::SetTable;
@@ -139,7 +140,7 @@ impl ConnVerdicts {
     /// The verdict and mark kept for connection slot `slot` (its
     /// `serial`) in direction `dir`, for a packet of `len` bytes received
     /// on `in_port`; the counters then moved as a walk would have moved
-    /// them. `None`: walk, then [`ConnVerdicts::keep`].
+    /// them (through `replays`). `None`: walk ([`ConnVerdicts::miss`]).
     #[inline]
     #[allow(clippy::too_many_arguments)]
     pub fn hit(
@@ -150,7 +151,7 @@ impl ConnVerdicts {
         dir: Dir,
         in_port: u16,
         len: u32,
-        worker: usize,
+        replays: &mut Replays,
     ) -> Option<(Verdict, u32)> {
         // No check of `on`: while off nothing is kept under the current
         // epoch (every reset moves it).
@@ -162,7 +163,7 @@ impl ConnVerdicts {
         if a.from != from(in_port) {
             return None;
         }
-        rules.replay(&a.path, len, worker);
+        replays.add(rules, &a.path, len);
         Some((a.verdict, a.mark))
     }
 

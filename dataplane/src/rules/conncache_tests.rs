@@ -52,8 +52,9 @@ fn through(
     dir: Dir,
     pkt: &Packet,
     f: &Established,
+    replays: &mut Replays,
 ) -> (Verdict, u32) {
-    if let Some(hit) = kept.hit(p, slot, serial, dir, pkt.in_port, pkt.len, 0) {
+    if let Some(hit) = kept.hit(p, slot, serial, dir, pkt.in_port, pkt.len, replays) {
         return hit;
     }
     kept.miss(p, slot, serial, dir, pkt, f, || f.dst_local(), 0)
@@ -78,7 +79,7 @@ proptest! {
             (0u8..4, 0u8..3, 1u16..8, prop::sample::select(vec![0u16, 1, 2, u16::MAX]), 0u32..100),
             1..6,
         ),
-        order in prop::collection::vec((any::<prop::sample::Index>(), 0u32..3, any::<bool>(), any::<bool>()), 1..40),
+        order in prop::collection::vec((any::<prop::sample::Index>(), 0u32..3, any::<bool>(), any::<bool>(), any::<bool>()), 1..40),
         first_serial in prop::sample::select(vec![0u32, 1, u32::MAX - 2]),
     ) {
         let plain = tables(&pre, &input, &fwd, &c0, &c1);
@@ -95,7 +96,9 @@ proptest! {
             let q = Program::compile(&cached.v4, &cached.v6, &TestNames);
             kept.reset(&q, &sets, 3);
             prop_assert_eq!(kept.is_on(), !q.is_empty());
-            for (i, slot, out, reuse) in &order {
+            // Replayed counters are summed and moved at "burst" ends.
+            let mut replays = Replays::new(0);
+            for (i, slot, out, reuse, end_burst) in &order {
                 let dir = if *out { Dir::Out } else { Dir::In };
                 let at = *slot as usize * 2 + usize::from(*out);
                 let flow = i.index(flows.len());
@@ -112,9 +115,14 @@ proptest! {
                 let pkt = packet(flows[flow]);
                 let f = Established(KeyFacts(pkt));
                 let want = p.run(&pkt, &f, || f.dst_local(), 0);
-                let got = through(kept, &q, *slot, serial, dir, &pkt, &f);
+                let got = through(kept, &q, *slot, serial, dir, &pkt, &f, &mut replays);
                 prop_assert_eq!(got, want, "{:?}", pkt);
+                if *end_burst {
+                    replays.flush(&q);
+                    prop_assert_eq!(counters(cached), counters(plain));
+                }
             }
+            replays.flush(&q);
             prop_assert_eq!(counters(cached), counters(plain));
             Ok(())
         };
@@ -161,39 +169,43 @@ fn conntrack_rules_are_kept_per_connection() {
     let mut kept = ConnVerdicts::default();
     kept.reset(&p, &sets, 4);
     assert!(kept.is_on(), "but not between a connection's packets");
+    let mut r = Replays::new(0);
     let pkt = tcp("198.18.0.1", 1000, "198.18.1.2", 80);
     let f = Established(KeyFacts(pkt));
     assert_eq!(
-        kept.hit(&p, 1, 7, Dir::In, 0, 60, 0),
+        kept.hit(&p, 1, 7, Dir::In, 0, 60, &mut r),
         None,
         "nothing kept yet"
     );
     assert_eq!(
-        through(&mut kept, &p, 1, 7, Dir::In, &pkt, &f).0,
+        through(&mut kept, &p, 1, 7, Dir::In, &pkt, &f, &mut r).0,
         Verdict::Accept
     );
     assert_eq!(
-        kept.hit(&p, 1, 7, Dir::In, 0, 60, 0),
+        kept.hit(&p, 1, 7, Dir::In, 0, 60, &mut r),
         Some((Verdict::Accept, 0))
     );
     assert_eq!(
-        kept.hit(&p, 1, 7, Dir::Out, 0, 60, 0),
+        kept.hit(&p, 1, 7, Dir::Out, 0, 60, &mut r),
         None,
         "per direction"
     );
     assert_eq!(
-        kept.hit(&p, 1, 7, Dir::In, 1, 60, 0),
+        kept.hit(&p, 1, 7, Dir::In, 1, 60, &mut r),
         None,
         "per receiving port"
     );
     assert_eq!(
-        kept.hit(&p, 1, 8, Dir::In, 0, 60, 0),
+        kept.hit(&p, 1, 8, Dir::In, 0, 60, &mut r),
         None,
         "another connection in the slot"
     );
-    // Counted on the ACCEPT rule: the walk and the one hit.
+    // Counted on the ACCEPT rule: the walk and the one hit (once the
+    // burst ends).
     let filter = t.v4.table(Table::Filter);
     let input = filter.chains.iter().find(|c| c.name == "INPUT").unwrap();
+    assert_eq!(input.rules[0].counted.counters.total(), (1, 60));
+    r.flush(&p);
     assert_eq!(input.rules[0].counted.counters.total(), (2, 120));
 }
 
@@ -204,29 +216,31 @@ fn a_new_snapshot_or_a_per_packet_set_forgets() {
     let sets = crate::sets::SetTable::default();
     let mut kept = ConnVerdicts::default();
     kept.reset(&drop, &sets, 4);
+    let mut r = Replays::new(0);
     let pkt = tcp("198.18.0.1", 1000, "198.18.1.2", 80);
     let f = Established(KeyFacts(pkt));
     assert_eq!(
-        through(&mut kept, &drop, 2, 1, Dir::In, &pkt, &f).0,
+        through(&mut kept, &drop, 2, 1, Dir::In, &pkt, &f, &mut r).0,
         Verdict::Drop
     );
-    assert!(kept.hit(&drop, 2, 1, Dir::In, 0, 60, 0).is_some());
+    assert!(kept.hit(&drop, 2, 1, Dir::In, 0, 60, &mut r).is_some());
     let (_, accept) = stateful();
+    r.flush(&drop);
     kept.reset(&accept, &sets, 4);
     assert_eq!(
-        kept.hit(&accept, 2, 1, Dir::In, 0, 60, 0),
+        kept.hit(&accept, 2, 1, Dir::In, 0, 60, &mut r),
         None,
         "the old rules' answer is gone"
     );
     assert_eq!(
-        through(&mut kept, &accept, 2, 1, Dir::In, &pkt, &f).0,
+        through(&mut kept, &accept, 2, 1, Dir::In, &pkt, &f, &mut r).0,
         Verdict::Accept
     );
-    assert!(kept.hit(&accept, 2, 1, Dir::In, 0, 60, 0).is_some());
+    assert!(kept.hit(&accept, 2, 1, Dir::In, 0, 60, &mut r).is_some());
     kept.reset(&Program::default(), &sets, 4);
     assert!(!kept.is_on(), "no rules");
     assert_eq!(
-        kept.hit(&accept, 2, 1, Dir::In, 0, 60, 0),
+        kept.hit(&accept, 2, 1, Dir::In, 0, 60, &mut r),
         None,
         "turned off: nothing kept serves, even if asked"
     );
@@ -240,25 +254,26 @@ fn the_receiving_port_is_kept_at_both_ends_of_its_range() {
     let sets = crate::sets::SetTable::default();
     let mut kept = ConnVerdicts::default();
     kept.reset(&p, &sets, 4);
+    let mut r = Replays::new(0);
     let mut pkt = tcp("198.18.0.1", 1000, "198.18.1.2", 80);
     pkt.in_port = u16::MAX;
     let f = Established(KeyFacts(pkt));
     assert_eq!(
-        through(&mut kept, &p, 3, u32::MAX, Dir::Out, &pkt, &f).0,
+        through(&mut kept, &p, 3, u32::MAX, Dir::Out, &pkt, &f, &mut r).0,
         Verdict::Accept
     );
     assert_eq!(
-        kept.hit(&p, 3, u32::MAX, Dir::Out, u16::MAX, 60, 0),
+        kept.hit(&p, 3, u32::MAX, Dir::Out, u16::MAX, 60, &mut r),
         Some((Verdict::Accept, 0))
     );
-    assert_eq!(kept.hit(&p, 3, u32::MAX, Dir::Out, 0, 60, 0), None);
+    assert_eq!(kept.hit(&p, 3, u32::MAX, Dir::Out, 0, 60, &mut r), None);
     assert_eq!(
-        kept.hit(&p, 3, u32::MAX, Dir::In, u16::MAX, 60, 0),
+        kept.hit(&p, 3, u32::MAX, Dir::In, u16::MAX, 60, &mut r),
         None,
         "the other direction: nothing kept"
     );
     assert_eq!(
-        kept.hit(&p, 3, 0, Dir::Out, u16::MAX, 60, 0),
+        kept.hit(&p, 3, 0, Dir::Out, u16::MAX, 60, &mut r),
         None,
         "the serial after it (wrapped)"
     );

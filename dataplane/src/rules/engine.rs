@@ -771,12 +771,15 @@ impl Program {
         self.countable && self.sets_used.iter().all(|id| sets.is_static(*id))
     }
 
-    /// Moves the counters of a replayed walk by one packet of `len` bytes.
+    /// Moves the counters of a replayed walk by `pkts` packets of `bytes`
+    /// bytes in all ([`super::replays`]).
     #[inline]
-    pub(super) fn replay(&self, path: &Path, len: u32, worker: usize) {
+    pub(super) fn replay_many(&self, path: &Path, pkts: u64, bytes: u64, worker: usize) {
         // Only complete paths are kept: the bound costs no check.
         for id in &path.ids[..usize::from(path.len).min(PATH_MAX)] {
-            self.counters[usize::from(*id)].count(worker, len);
+            if let Some(c) = self.counters.get(usize::from(*id)) {
+                c.add(worker, pkts, bytes);
+            }
         }
     }
 

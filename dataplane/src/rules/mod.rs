@@ -16,7 +16,8 @@
 //! * [`cache`]: a worker's verdicts per flow, so established traffic does
 //!   not walk the chains again when the rules cannot tell its packets apart;
 //! * [`conncache`]: the same answers kept per connection, beside the
-//!   connection table, so that it holds however many connections there are.
+//!   connection table, so that it holds however many connections there are;
+//! * [`replays`]: the counters those kept answers move, summed per burst.
 //!
 //! Where each hook sits in the packet path (docs/design/rules.md):
 //! `mangle PREROUTING` runs on every IP packet before the service lookup
@@ -36,6 +37,7 @@ pub mod engine;
 pub mod ifaces;
 #[cfg(test)]
 mod nat_tests;
+pub mod replays;
 #[cfg(test)]
 mod tests;
 
@@ -45,6 +47,7 @@ pub use engine::{
     CtState, Facts, Names, NatHook, NatOutcome, NoNames, Packet, Program, Verdict, NO_PORT,
 };
 pub use ifaces::Interfaces;
+pub use replays::Replays;
 // The configuration (types, tables, operations) is the model's; the
 // engine's modules and the packet path keep naming it from here.
 pub use uvs_model::rules::{

@@ -42,13 +42,19 @@ impl RuleCounters {
     /// Counts one packet of `len` bytes for worker `w`.
     #[inline]
     pub fn count(&self, w: usize, len: u32) {
+        self.add(w, 1, u64::from(len));
+    }
+
+    /// Counts `pkts` packets of `bytes` bytes in all for worker `w`.
+    #[inline]
+    pub fn add(&self, w: usize, pkts: u64, bytes: u64) {
         let s = &self.slots[w.min(MAX_WORKERS - 1)];
         s[0].store(
-            s[0].load(Ordering::Relaxed).wrapping_add(1),
+            s[0].load(Ordering::Relaxed).wrapping_add(pkts),
             Ordering::Relaxed,
         );
         s[1].store(
-            s[1].load(Ordering::Relaxed).wrapping_add(u64::from(len)),
+            s[1].load(Ordering::Relaxed).wrapping_add(bytes),
             Ordering::Relaxed,
         );
     }
