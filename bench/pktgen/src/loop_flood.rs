@@ -42,6 +42,8 @@ pub(crate) struct Flood {
     pub(crate) lb: Arc<LbCounters>,
     /// The worker's connection-table capacity.
     pub(crate) capacity: u32,
+    /// The worker's stack counters.
+    pub(crate) net: Arc<NetCounters>,
 }
 
 /// Everything counted, from the start of the run.
@@ -129,6 +131,7 @@ impl Traffic {
             Vec<(&'static str, u64)>,
             usize,
             Option<uvs_pktgen::sched::Times>,
+            u64,
         )>;
         let mut gen = Burst::new();
         let mut scratch = Burst::new();
@@ -145,6 +148,7 @@ impl Traffic {
                         lb_figures(&f.lb),
                         table_len(pipe),
                         uvs_pktgen::sched::this_thread(),
+                        f.net.get(Counter::DropMartianSource),
                     ));
                 }
                 Some((s, ..)) if now - s >= window => break,
@@ -183,7 +187,7 @@ impl Traffic {
             pipe.poll(&mut scratch);
             self.sink_turn(f, &mut c, &mut scratch, true);
         }
-        let (s, before, lb0, table0, cpu0) = start.expect("the window started");
+        let (s, before, lb0, table0, cpu0, martians0) = start.expect("the window started");
         let end = tsc_cycles();
         let secs = (end - s) as f64 / hz;
         let cpu = uvs_pktgen::sched::this_thread()
@@ -234,6 +238,9 @@ impl Traffic {
             "sink_invalid": c.invalid - before.invalid,
             "frame_fits_mbuf": tpl_len_ok,
             "lb": lb_delta(&lb0, &lb1),
+            // Flood SYNs from the port segment's broadcast address
+            // (198.19.255.255 in 198.18.0.0/15), dropped by the stack.
+            "drop_martian_source": f.net.get(Counter::DropMartianSource) - martians0,
         });
         // The run's totals of the summary: the sums of the rounds'.
         for k in [

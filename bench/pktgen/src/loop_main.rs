@@ -757,6 +757,7 @@ fn run(a: &Args) -> Result<(), String> {
             },
             lb: Arc::clone(&lb_counters[0]),
             capacity,
+            net: Arc::clone(&counters[0]),
         };
         let mut total = json!({});
         for round in 0..a.rounds {

@@ -470,7 +470,11 @@ mod tests {
         let mut r = Reassembler::new(ReassemblyLimits::default());
         let mut done = None;
         for (worker, port, f) in &io.handed {
-            assert_eq!((*worker, *port), (1, vlan), "to the owner, as from the VLAN");
+            assert_eq!(
+                (*worker, *port),
+                (1, vlan),
+                "to the owner, as from the VLAN"
+            );
             assert!(f.len() <= 14 + 1500, "{} bytes", f.len());
             let m = parse_packet(f).unwrap();
             if let Insert::Complete(s) = r.insert(f, &m, 1) {
