@@ -10,10 +10,11 @@
 //! scripts/tun_decap.py, a userspace decapsulator (the real server's
 //! kernel reassembles the fragmented outer packets before it reads them).
 //!
-//! With two workers, the 4,000-byte requests come from 16 client ports
-//! (the connections' owners differ: `owner(client, port)`), so a datagram
-//! is often reassembled on the worker that does not own its connection;
-//! each answer must still come back.
+//! With two and three workers, the 4,000-byte requests come from 16 client
+//! ports (the connections' owners differ: `owner(client, port)`), so a
+//! datagram is often reassembled on a worker that does not own its
+//! connection; each answer must still come back. The three workers are
+//! three lcores sharing one CPU (`--lcores`; the machine has two).
 //!
 //! Overlapping fragments are crafted byte by byte (a raw socket in the
 //! client namespace) and must be dropped and counted by reason.
@@ -137,9 +138,21 @@ fn udp_4000_bytes_through_nat() {
 /// crossed to their connection's owner to be balanced.
 #[test]
 fn udp_4000_bytes_through_nat_with_two_workers_from_many_client_ports() {
-    const PORTS: u16 = 16;
     let _g = lock();
-    let mut lab = Lab::with_workers("fw", "nat", 2, 1, 2);
+    many_client_ports_through_nat("fw", 2);
+}
+
+/// The same with three workers (three lcores sharing the second CPU): a
+/// datagram reassembled off its owner goes to one of two others.
+#[test]
+fn udp_4000_bytes_through_nat_with_three_workers_from_many_client_ports() {
+    let _g = lock();
+    many_client_ports_through_nat("fw3", 3);
+}
+
+fn many_client_ports_through_nat(tag: &str, workers: u32) {
+    const PORTS: u16 = 16;
+    let mut lab = Lab::with_workers(tag, "nat", 2, 1, workers);
     for (vip, rss, bytes) in [
         (VIP, ["198.18.1.11", "198.18.1.12"], 4028),
         (VIP6, ["[2001:db8:1::11]", "[2001:db8:1::12]"], 4048),
@@ -195,8 +208,9 @@ fn udp_4000_bytes_through_nat_with_two_workers_from_many_client_ports() {
     }
     let (status, report) = lab.stop_daemon();
     assert!(status.is_some_and(|s| s.success()), "{report}");
+    let workers = workers as usize;
     let sum = |name: &str| -> u64 {
-        (0..2)
+        (0..workers)
             .map(|w| common::shutdown_counter(&report, w, name))
             .sum()
     };
@@ -205,15 +219,28 @@ fn udp_4000_bytes_through_nat_with_two_workers_from_many_client_ports() {
         "no datagram was reassembled off its owner: {report}"
     );
     assert_eq!(sum("frag_datagram_not_served"), 0, "{report}");
-    for w in 0..2 {
-        let o = 1 - w;
+    // What the workers put on each other's rings, they took: per pair with
+    // two workers; in total with more (the counters are per sender).
+    let put = |o: usize| {
+        common::shutdown_counter(&report, o, "handed_over")
+            - common::shutdown_counter(&report, o, "drop_handover_full")
+            + common::shutdown_counter(&report, o, "neighbor_shared")
+            + common::shutdown_counter(&report, o, "fragments_handed_over")
+    };
+    if workers == 2 {
+        for w in 0..2 {
+            let o = 1 - w;
+            assert_eq!(
+                common::shutdown_counter(&report, w, "handed_in"),
+                put(o),
+                "worker {w} took from its ring what worker {o} put there: {report}"
+            );
+        }
+    } else {
         assert_eq!(
-            common::shutdown_counter(&report, w, "handed_in"),
-            common::shutdown_counter(&report, o, "handed_over")
-                - common::shutdown_counter(&report, o, "drop_handover_full")
-                + common::shutdown_counter(&report, o, "neighbor_shared")
-                + common::shutdown_counter(&report, o, "fragments_handed_over"),
-            "worker {w} took from its ring what worker {o} put there: {report}"
+            sum("handed_in"),
+            (0..workers).map(put).sum::<u64>(),
+            "the workers took from their rings what the others put there: {report}"
         );
     }
 }

@@ -25,11 +25,19 @@
 //! answered with the client's ACK (acknowledging the cookie or the server's
 //! ISN + 1). Flood SYNs are answered by the real servers too (a real server
 //! answers every SYN), but the spoofed sources never complete anything.
+//!
+//! Both generators (`uvs-pktgen` over a port, `uvs-loop` in one process)
+//! interleave the flood with [`FloodMix`], tag what they send with
+//! [`Class`], and decide at the sink with [`FloodSink::see`], so their
+//! figures mean the same thing.
 
 use std::net::Ipv4Addr;
 
+use dataplane::buf::PacketBuf;
+use dataplane::dpdk::Mbuf;
 use dataplane::wire::checksum;
 
+use crate::check::{Checker, Seen};
 use crate::flows::FlowSpace;
 
 /// TCP sequence (and acknowledgement) number of every template frame.
@@ -102,6 +110,168 @@ pub enum FloodSeen {
     FloodForwarded,
     /// A SYN-ACK from the VIP toward a spoofed source.
     FloodSynAck,
+}
+
+/// What the generator sent, by class (index of the per-class counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// An established flow's packet (the template's ACK).
+    Established = 0,
+    /// A real client's SYN: an established flow opening, or a new client.
+    Syn = 1,
+    /// A spoofed SYN.
+    Flood = 2,
+}
+
+/// Number of [`Class`]es.
+pub const CLASSES: usize = 3;
+
+impl Class {
+    /// The class of a real client's packet with TCP `flags`.
+    #[inline(always)]
+    pub fn of_flags(flags: u8) -> Class {
+        if flags == TCP_SYN {
+            Class::Syn
+        } else {
+            Class::Established
+        }
+    }
+}
+
+/// How the flood is interleaved with the real clients' packets: after
+/// each of theirs, `per` spoofed SYNs, while the flood is on.
+#[derive(Debug, Clone)]
+pub struct FloodMix {
+    per: u32,
+    left: u32,
+}
+
+impl FloodMix {
+    /// `per` flood SYNs after each real client's packet (0: no flood).
+    pub fn new(per: u32) -> FloodMix {
+        FloodMix { per, left: 0 }
+    }
+
+    /// Whether the next packet is a flood SYN (never while `on` is false);
+    /// otherwise it is a real client's, and `per` flood SYNs follow it.
+    #[inline(always)]
+    pub fn next_is_flood(&mut self, on: bool) -> bool {
+        if on && self.left > 0 {
+            self.left -= 1;
+            true
+        } else {
+            self.left = self.per;
+            false
+        }
+    }
+}
+
+/// What the sink counted, per class.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SinkCounts {
+    /// Frames the checker accepted (requests and answers).
+    pub valid: u64,
+    /// Answers that came back to their client as expected.
+    pub trips: u64,
+    /// Established data at a real server, correctly rewritten.
+    pub est_rx: u64,
+    /// Real clients' SYNs at a real server.
+    pub syn_rx: u64,
+    /// Flood SYNs at a real server.
+    pub flood_fwd: u64,
+    /// SYN-ACKs from the VIP to a spoofed source (the proxy's cookies, or
+    /// real servers' answers the director forwarded).
+    pub flood_synack: u64,
+    /// SYN-ACKs from the VIP to a real client.
+    pub client_synack: u64,
+}
+
+/// What the sink's caller does with a frame [`FloodSink::see`] counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Turn it into its handshake answer ([`answer_handshake`]) and send
+    /// that back to the director.
+    Answer,
+    /// A valid request (the caller may play the server: `--replies`).
+    Request,
+    /// Counted; nothing more to do.
+    Done,
+    /// Refused by the checker.
+    Invalid,
+}
+
+/// The sink's decision per frame, shared by both generators.
+#[derive(Debug, Clone)]
+pub struct FloodSink {
+    /// Where the spoofed sources are.
+    pub flood: FloodSource,
+    pub vip: Ipv4Addr,
+    pub clients: FlowSpace,
+    /// Tell the flood's frames apart (a flood or `--handshake` is on).
+    pub classes: bool,
+    /// Complete the handshakes (`--handshake`).
+    pub handshake: bool,
+}
+
+impl FloodSink {
+    /// Counts `frame` in `c` and says what to do with it.
+    #[inline]
+    pub fn see(&self, frame: &[u8], checker: &Checker, c: &mut SinkCounts) -> Verdict {
+        if self.classes {
+            match classify(frame, &self.flood, self.vip) {
+                FloodSeen::Other => {}
+                FloodSeen::FloodSynAck => {
+                    c.flood_synack += 1;
+                    return Verdict::Done;
+                }
+                FloodSeen::FloodForwarded => {
+                    c.flood_fwd += 1;
+                    // A real server answers every SYN.
+                    return if self.handshake && is_syn(frame) {
+                        Verdict::Answer
+                    } else {
+                        Verdict::Done
+                    };
+                }
+            }
+        }
+        match checker.classify(frame) {
+            Seen::Request if self.handshake && is_syn(frame) => {
+                c.valid += 1;
+                c.syn_rx += 1;
+                Verdict::Answer
+            }
+            Seen::Reply if self.handshake && is_synack_to_client(frame, &self.clients) => {
+                c.valid += 1;
+                c.client_synack += 1;
+                Verdict::Answer
+            }
+            Seen::Request => {
+                c.valid += 1;
+                if is_established_data(frame) {
+                    c.est_rx += 1;
+                } else if is_syn(frame) {
+                    c.syn_rx += 1;
+                }
+                Verdict::Request
+            }
+            Seen::Reply => {
+                c.valid += 1;
+                c.trips += 1;
+                Verdict::Done
+            }
+            Seen::Invalid => Verdict::Invalid,
+        }
+    }
+}
+
+/// [`answer_handshake`] on an mbuf: the answer, its length set, or `None`
+/// (the mbuf freed) when the frame has none.
+#[inline]
+pub fn answer_mbuf(mut m: Mbuf, director_mac: [u8; 6]) -> Option<Mbuf> {
+    let len = answer_handshake(m.data_mut(), director_mac)?;
+    m.set_len(len);
+    Some(m)
 }
 
 /// TCP header offset and flags of an option-less IPv4 TCP frame.
@@ -330,6 +500,105 @@ mod tests {
         let before = ack.clone();
         assert!(answer_handshake(&mut ack, DIRECTOR).is_none());
         assert_eq!(ack, before);
+    }
+
+    #[test]
+    fn the_mix_puts_per_flood_syns_after_each_clients_packet_only_while_on() {
+        let mut m = FloodMix::new(2);
+        let seq: Vec<bool> = (0..9).map(|_| m.next_is_flood(true)).collect();
+        assert_eq!(
+            seq,
+            [false, true, true, false, true, true, false, true, true]
+        );
+        assert!((0..5).all(|_| !m.next_is_flood(false)));
+        let mut none = FloodMix::new(0);
+        assert!((0..5).all(|_| !none.next_is_flood(true)));
+        assert_eq!(Class::of_flags(TCP_SYN), Class::Syn);
+        assert_eq!(Class::of_flags(TCP_ACK), Class::Established);
+    }
+
+    /// What a NAT director sends: `f` toward real server 198.18.1.11 (its
+    /// MAC 02:00:00:00:01:0b), from the director's MAC.
+    fn to_server(mut f: Vec<u8>) -> Vec<u8> {
+        f[0..6].copy_from_slice(&[2, 0, 0, 0, 1, 11]);
+        f[6..12].copy_from_slice(&DIRECTOR);
+        f[14 + 16..14 + 20].copy_from_slice(&[198, 18, 1, 11]);
+        f[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+        let ip_sum = !checksum::data(&f[14..34]);
+        f[14 + 10..14 + 12].copy_from_slice(&ip_sum.to_be_bytes());
+        f[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&[0, 0]);
+        let len = u16::from_be_bytes([f[16], f[17]]) - 20;
+        let pseudo = checksum::pseudo_header_v4(
+            Ipv4Addr::from(be32(&f[26..])),
+            Ipv4Addr::new(198, 18, 1, 11),
+            6,
+            len,
+        );
+        let c = checksum::finish(pseudo, &f[34..34 + usize::from(len)]);
+        f[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn the_sink_counts_each_class_and_answers_only_handshakes() {
+        let clients = FlowSpace::parse("198.18.128.0/17").unwrap();
+        let checker = Checker {
+            expect: crate::check::Expect::Nat,
+            own_mac: [2, 0, 0, 0, 0, 0x10],
+            peer_mac: DIRECTOR,
+            vip: VIP,
+            vport: 80,
+            proto: 6,
+            clients,
+            servers: std::sync::Arc::new(
+                crate::check::Servers::numbered(Ipv4Addr::new(198, 18, 1, 11), 1).unwrap(),
+            ),
+            tunnel: crate::check::Tunnel::Ipip,
+        };
+        let mut sink = FloodSink {
+            flood: FloodSource::new("198.19.0.0/16", 1).unwrap(),
+            vip: VIP,
+            clients,
+            classes: true,
+            handshake: true,
+        };
+        let mut c = SinkCounts::default();
+        let est = to_server(frame(0xc612_8001, TCP_ACK));
+        assert_eq!(sink.see(&est, &checker, &mut c), Verdict::Request);
+        let syn = to_server(frame(0xc612_8001, TCP_SYN));
+        assert_eq!(sink.see(&syn, &checker, &mut c), Verdict::Answer);
+        let flood_syn = to_server(frame(0xc613_0203, TCP_SYN));
+        assert_eq!(sink.see(&flood_syn, &checker, &mut c), Verdict::Answer);
+        // The director's cookie toward a client, and toward a spoofed source.
+        let mut cookie = frame(0xc612_8001, TCP_SYN);
+        answer_handshake(&mut cookie, [2, 0, 0, 0, 0, 0x10]).unwrap();
+        cookie[6..12].copy_from_slice(&DIRECTOR);
+        assert_eq!(sink.see(&cookie, &checker, &mut c), Verdict::Answer);
+        let mut spoofed = frame(0xc613_0203, TCP_SYN);
+        answer_handshake(&mut spoofed, [2, 0, 0, 0, 0, 0x10]).unwrap();
+        assert_eq!(sink.see(&spoofed, &checker, &mut c), Verdict::Done);
+        // Not forwarded: the client's own frame came back unchanged.
+        assert_eq!(
+            sink.see(&frame(0xc612_8001, TCP_ACK), &checker, &mut c),
+            Verdict::Invalid
+        );
+        assert_eq!(
+            (
+                c.est_rx,
+                c.syn_rx,
+                c.flood_fwd,
+                c.client_synack,
+                c.flood_synack,
+                c.valid
+            ),
+            (1, 1, 1, 1, 1, 3)
+        );
+        // Without --handshake nothing is answered; SYNs still counted.
+        sink.handshake = false;
+        let mut c = SinkCounts::default();
+        assert_eq!(sink.see(&syn, &checker, &mut c), Verdict::Request);
+        assert_eq!(sink.see(&flood_syn, &checker, &mut c), Verdict::Done);
+        assert_eq!((c.syn_rx, c.flood_fwd), (1, 1));
     }
 
     #[test]

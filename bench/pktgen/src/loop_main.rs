@@ -33,6 +33,13 @@
 //! Rounds alternate the empty pipeline and uvsd, so a slow spell of the
 //! machine hits both; each round prints a JSON line, the last line is the
 //! summary (medians).
+//!
+//! With `--flood N` (TCP, NAT, one worker) the run is the SYN-flood
+//! benchmark instead: the uvsd pipeline alone, spoofed SYNs beside the
+//! established flows, counted per class (`loop_flood.rs`).
+
+#[path = "loop_flood.rs"]
+mod loop_flood;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::process::ExitCode;
@@ -53,6 +60,7 @@ use dataplane::worker::{Mesh, Worker, WorkerParts};
 use serde_json::json;
 
 use uvs_pktgen::check::{make_reply, Checker, Expect, Seen, Tunnel};
+use uvs_pktgen::flood::FloodSource;
 use uvs_pktgen::flows::FlowSpace;
 use uvs_pktgen::schedule::{Schedule, ScheduleArgs};
 use uvs_pktgen::service::BenchService;
@@ -137,6 +145,25 @@ struct Args {
     /// Free text copied into the JSON lines.
     #[arg(long, default_value = "")]
     label: String,
+    /// Spoofed SYNs per real client's packet during the windows (TCP, NAT,
+    /// one worker): the SYN-flood benchmark, the uvsd pipeline alone.
+    #[arg(long, default_value_t = 0)]
+    flood: u32,
+    /// Prefix the spoofed SYNs come from (random addresses and ports).
+    #[arg(long, default_value = "198.19.0.0/16")]
+    flood_clients: String,
+    /// The sink completes the real clients' TCP handshakes (the real
+    /// server's SYN-ACK, the client's ACK to a SYN-ACK or a SYN proxy's
+    /// cookie); flood SYNs at a real server get its SYN-ACK too.
+    #[arg(long)]
+    handshake: bool,
+    /// An IPVS tunable for the director, as `sysctl -w` takes it without
+    /// the prefix (`synproxy=1`, `drop_entry=1`); repeatable.
+    #[arg(long)]
+    sysctl: Vec<String>,
+    /// Connection-table entries per worker (default: sized for the run).
+    #[arg(long)]
+    conn_capacity: Option<u32>,
     /// EAL arguments (after `--`; default: one lcore, no huge pages).
     #[arg(last = true)]
     eal: Vec<String>,
@@ -431,6 +458,20 @@ fn run(a: &Args) -> Result<(), String> {
                 .into(),
         );
     }
+    let flood_mode = a.flood > 0 || a.handshake;
+    let flood_source = FloodSource::new(&a.flood_clients, 0x5eed_f100d)?;
+    if flood_mode {
+        if a.proto != "tcp" || a.method != "nat" || a.workers != 1 || a.replies {
+            return Err(
+                "--flood and --handshake need --proto tcp --method nat, one worker, no --replies"
+                    .into(),
+            );
+        }
+        let (c0, _) = clients.flow(0);
+        if flood_source.contains(c0) || flood_source.contains(u32::from(*vip.ip())) {
+            return Err("--flood-clients must not overlap the clients or the VIP".into());
+        }
+    }
     let prefix = format!("--file-prefix=uvs-loop-{}", std::process::id());
     let eal_args: Vec<String> = if a.eal.is_empty() {
         ["-l", "0", "--no-huge", "-m", "512", "--no-pci", &prefix]
@@ -520,6 +561,14 @@ fn run(a: &Args) -> Result<(), String> {
         svc.store()?
     };
     load_sets_and_rules(a, &mut st)?;
+    for text in &a.sysctl {
+        let mut t = uvs_model::tunables::Tunables::default();
+        let which = t
+            .assign(text)
+            .map_err(|e| format!("--sysctl {text}: {e}"))?;
+        st.apply(&uvs_model::ops::ConfigOp::SetTunable(which, t.get(which)))
+            .map_err(|e| format!("--sysctl {text}: {e:?}"))?;
+    }
     let servers = Arc::new(svc.expected_servers(clients)?);
     let checker = |expect| Checker {
         expect,
@@ -545,22 +594,30 @@ fn run(a: &Args) -> Result<(), String> {
             kernel: a.kernel,
         }],
         // With replies the answers go to the clients through the
-        // generator, their gateway.
-        routes: if a.replies {
-            vec![(
+        // generator, their gateway; in the flood mode the SYN-ACKs to the
+        // spoofed sources too.
+        routes: if a.replies || flood_mode {
+            let mut r = vec![(
                 Prefix::new(IpAddr::V4(Ipv4Addr::new(198, 18, 128, 0)), 17).ok_or("bad prefix")?,
                 IpAddr::V4(GEN_GATEWAY),
-            )]
+            )];
+            if flood_mode {
+                let (p, len) = a.flood_clients.split_once('/').ok_or("bad flood prefix")?;
+                let p: Ipv4Addr = p.parse().map_err(|_| "bad flood prefix")?;
+                let len: u8 = len.parse().map_err(|_| "bad flood prefix")?;
+                r.push((
+                    Prefix::new(IpAddr::V4(p), len).ok_or("bad flood prefix")?,
+                    IpAddr::V4(GEN_GATEWAY),
+                ));
+            }
+            r
         } else {
             vec![]
         },
         neighbors: servers
             .iter()
             .map(|(ip, mac)| (IpAddr::V4(ip), MacAddr(mac)))
-            .chain(
-                a.replies
-                    .then_some((IpAddr::V4(GEN_GATEWAY), MacAddr(GEN_MAC))),
-            )
+            .chain((a.replies || flood_mode).then_some((IpAddr::V4(GEN_GATEWAY), MacAddr(GEN_MAC))))
             .chain(snat.then_some((IpAddr::V4(*vip.ip()), MacAddr(GEN_MAC))))
             .collect(),
         forwarding: dataplane::net::Forwarding {
@@ -589,6 +646,7 @@ fn run(a: &Args) -> Result<(), String> {
         }
         _ => (a.sched.flows + a.sched.flows / 8 + 4096).min(u64::from(u32::MAX)) as u32,
     };
+    let per_worker = a.conn_capacity.unwrap_or(per_worker);
     let mesh = Mesh::new(&eal, "loop_ho", nq, 1024).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut counters = vec![];
@@ -608,7 +666,9 @@ fn run(a: &Args) -> Result<(), String> {
                 mem_advice: Some(dataplane::dpdk::advise_huge_pages),
                 ..LbSettings::default()
             },
-            0,
+            // The workers' clock (ms), as the daemon starts it: the SYN
+            // proxy's cookies of the first burst carry this minute.
+            tsc_cycles() / (tsc_hz() / 1000).max(1),
         );
         if let Some(t) = &shared {
             lb.set_shared_templates(Arc::clone(t));
@@ -653,6 +713,10 @@ fn run(a: &Args) -> Result<(), String> {
         }));
         counters.push(c);
     }
+    let lb_counters: Vec<_> = workers.iter().map(|w| w.stage().lb().counters()).collect();
+    let capacity = workers
+        .first()
+        .map_or(0, |w| w.stage().lb().conns().capacity());
     let mut uvsd = Pipeline::Uvsd(workers);
 
     let mut traffic = Traffic {
@@ -680,6 +744,60 @@ fn run(a: &Args) -> Result<(), String> {
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?,
     );
+    if flood_mode {
+        let mut f = loop_flood::Flood {
+            mix: uvs_pktgen::flood::FloodMix::new(a.flood),
+            source: flood_source.clone(),
+            sink: uvs_pktgen::flood::FloodSink {
+                flood: flood_source,
+                vip: *vip.ip(),
+                clients,
+                classes: true,
+                handshake: a.handshake,
+            },
+            lb: Arc::clone(&lb_counters[0]),
+            capacity,
+            net: Arc::clone(&counters[0]),
+        };
+        let mut total = json!({});
+        for round in 0..a.rounds {
+            let line =
+                traffic.flood_round(&mut uvsd, &mut sched_uvsd, a, &mut f, &mut total, round);
+            println!("{line}");
+        }
+        let est = total["established_offered"].as_u64().unwrap_or(0);
+        let fwd = total["established_forwarded"].as_u64().unwrap_or(0);
+        total["tool"] = json!("uvs-loop");
+        total["label"] = json!(a.label);
+        total["summary"] = json!(true);
+        total["established_forwarded_share"] = json!(fwd as f64 / est.max(1) as f64);
+        total["lb_drop_table_full"] = json!(lb_counters[0].drops(LbDrop::TableFull));
+        total["synproxy"] = json!(lb_counters[0]
+            .synproxy
+            .named()
+            .iter()
+            .map(|(n, v)| (n.to_string(), json!(v)))
+            .collect::<serde_json::Map<_, _>>());
+        println!("{total}");
+        eprintln!(
+            "uvs-loop: flood {} per packet, {} flows, {:?}: {fwd} of {est} established packets forwarded ({:.4} %)",
+            a.flood,
+            a.sched.flows,
+            a.sysctl,
+            fwd as f64 * 100.0 / est.max(1) as f64
+        );
+        drop(uvsd);
+        drop(empty);
+        drop(traffic);
+        drop(mesh);
+        drop(port);
+        drop(empty_port);
+        drop(rx);
+        drop(tx);
+        drop(pool);
+        drop(eal);
+        return Ok(());
+    }
     let mut mpps: [Vec<f64>; 2] = [vec![], vec![]];
     let mut trips = vec![];
     let mut cpu: [Vec<Option<f64>>; 2] = [vec![], vec![]];

@@ -43,8 +43,10 @@ use dataplane::buf::PacketBuf;
 use dataplane::dpdk::{tsc_cycles, tsc_hz, Burst, Eal, Mempool, Port, PortConf, BURST_SIZE};
 use serde_json::json;
 
-use uvs_pktgen::check::{make_reply, Checker, Expect, Seen, Tunnel};
-use uvs_pktgen::flood::{self, FloodSeen, FloodSource};
+use uvs_pktgen::check::{make_reply, Checker, Expect, Tunnel};
+use uvs_pktgen::flood::{
+    self, Class, FloodMix, FloodSink, FloodSource, SinkCounts, Verdict, CLASSES,
+};
 use uvs_pktgen::flows::FlowSpace;
 use uvs_pktgen::sched;
 use uvs_pktgen::schedule::ScheduleArgs;
@@ -202,9 +204,6 @@ struct Counts {
     built: u64,
     tx: u64,
     rx: u64,
-    valid: u64,
-    /// Answers that came back to their client as expected.
-    trips: u64,
     /// Answers sent to the device under test, and answers dropped because
     /// the last turn's still waited for the ring.
     replies: u64,
@@ -213,33 +212,26 @@ struct Counts {
     tx_stalls: u64,
     /// Per class (established data, SYN of a real client, flood SYN):
     /// taken by the peer's ring, refused by it (`--drop-refused`).
-    class_tx: [u64; 3],
-    class_refused: [u64; 3],
-    /// At the sink: established data at a real server, real clients' SYNs
-    /// at a real server, flood SYNs at a real server, SYN-ACKs from the VIP
-    /// to a spoofed source, SYN-ACKs to a real client.
-    est_rx: u64,
-    syn_rx: u64,
-    flood_fwd: u64,
-    flood_synack: u64,
-    client_synack: u64,
+    class_tx: [u64; CLASSES],
+    class_refused: [u64; CLASSES],
+    /// At the sink, per class (`flood::FloodSink`).
+    sink: SinkCounts,
     /// Handshake answers queued, and lost because the answer burst was full.
     hs_answers: u64,
     hs_refused: u64,
 }
 
 /// Traffic classes of what the generator sends (indices of `class_tx`).
-const EST: usize = 0;
-const SYN: usize = 1;
-const FLOOD: usize = 2;
+const EST: usize = Class::Established as usize;
+const SYN: usize = Class::Syn as usize;
+const FLOOD: usize = Class::Flood as usize;
 
 /// Queues the handshake answer `m` becomes (`flood::answer_handshake`);
 /// drops `m` when it has none.
-fn answer(mut m: dataplane::dpdk::Mbuf, director: [u8; 6], answers: &mut Burst, c: &mut Counts) {
-    let Some(len) = flood::answer_handshake(m.data_mut(), director) else {
+fn answer(m: dataplane::dpdk::Mbuf, director: [u8; 6], answers: &mut Burst, c: &mut Counts) {
+    let Some(m) = flood::answer_mbuf(m, director) else {
         return;
     };
-    m.set_len(len);
     if answers.push(m).is_err() {
         c.hs_refused += 1;
     } else {
@@ -262,7 +254,7 @@ fn flood_json(
     let sent = |i: usize| end.class_tx[i] - w.class_tx[i];
     let refused = |i: usize| end.class_refused[i] - w.class_refused[i];
     let est_offered = sent(EST) + refused(EST);
-    let est_rx = last.est_rx - w.est_rx;
+    let est_rx = last.sink.est_rx - w.sink.est_rx;
     let flood_offered = sent(FLOOD) + refused(FLOOD);
     json!({
         "per_established_packet": a.flood,
@@ -277,16 +269,16 @@ fn flood_json(
         "established_offered_mpps": est_offered as f64 / window_s / 1e6,
         "syn_offered": sent(SYN) + refused(SYN),
         "syn_refused_by_ring": refused(SYN),
-        "syn_at_servers": last.syn_rx - w.syn_rx,
-        "syn_at_servers_before_window": w.syn_rx,
-        "client_synacks_before_window": w.client_synack,
-        "client_synacks": last.client_synack - w.client_synack,
+        "syn_at_servers": last.sink.syn_rx - w.sink.syn_rx,
+        "syn_at_servers_before_window": w.sink.syn_rx,
+        "client_synacks_before_window": w.sink.client_synack,
+        "client_synacks": last.sink.client_synack - w.sink.client_synack,
         "flood_offered": flood_offered,
         "flood_offered_mpps": flood_offered as f64 / window_s / 1e6,
         "flood_taken": sent(FLOOD),
         "flood_refused_by_ring": refused(FLOOD),
-        "flood_at_servers": last.flood_fwd - w.flood_fwd,
-        "flood_synacks": last.flood_synack - w.flood_synack,
+        "flood_at_servers": last.sink.flood_fwd - w.sink.flood_fwd,
+        "flood_synacks": last.sink.flood_synack - w.sink.flood_synack,
         "handshake_answers": last.hs_answers - w.hs_answers,
         "handshake_answers_refused": last.hs_refused - w.hs_refused,
     })
@@ -322,6 +314,13 @@ fn run(a: &Args) -> Result<(), String> {
         return Err("--handshake needs --expect nat (the answers go through the director)".into());
     }
     let mut flood_src = FloodSource::new(&a.flood_clients, 0x5eed_f100d)?;
+    let sink = FloodSink {
+        flood: flood_src.clone(),
+        vip: *a.vip.ip(),
+        clients,
+        classes: a.flood > 0 || a.handshake,
+        handshake: a.handshake,
+    };
     if a.flood > 0
         && (flood_src.contains(u32::from(*a.vip.ip())) || {
             let (c0, _) = clients.flow(0);
@@ -427,7 +426,7 @@ fn run(a: &Args) -> Result<(), String> {
     // partial transmit left is sent first next turn).
     let mut classes = [0u8; BURST_SIZE];
     let mut cls_next = 0usize;
-    let mut flood_left = 0u32;
+    let mut mix = FloodMix::new(a.flood);
     let secs = |s: f64| (s * hz as f64) as u64;
 
     let mut c = Counts::default();
@@ -503,22 +502,16 @@ fn run(a: &Args) -> Result<(), String> {
                         cls_next = 0;
                         for (m, cls) in txb.as_mut_slice().iter_mut().zip(classes.iter_mut()) {
                             m.set_len(frame_len);
-                            if flooding && flood_left > 0 {
-                                flood_left -= 1;
+                            if mix.next_is_flood(flooding) {
                                 let (src, sport) = flood_src.draw();
                                 tpl.patch(m.data_mut(), src, sport, TCP_SYN);
                                 *cls = FLOOD as u8;
                                 continue;
                             }
-                            flood_left = a.flood;
                             let (f, flags) = sched.next_packet();
                             let (src, sport) = clients.flow(f);
                             tpl.patch(m.data_mut(), src, sport, flags);
-                            *cls = if flags == TCP_SYN {
-                                SYN as u8
-                            } else {
-                                EST as u8
-                            };
+                            *cls = Class::of_flags(flags) as u8;
                         }
                         c.built += want as u64;
                     } else {
@@ -549,42 +542,9 @@ fn run(a: &Args) -> Result<(), String> {
         if n > 0 {
             c.rx += n as u64;
             for mut m in rxb.drain() {
-                let d = m.data();
-                if a.flood > 0 || a.handshake {
-                    match flood::classify(d, &flood_src, *a.vip.ip()) {
-                        FloodSeen::Other => {}
-                        seen => {
-                            if seen == FloodSeen::FloodSynAck {
-                                c.flood_synack += 1;
-                            } else {
-                                c.flood_fwd += 1;
-                                // A real server answers every SYN.
-                                if a.handshake && flood::is_syn(d) {
-                                    answer(m, a.dst_mac, &mut answers, &mut c);
-                                }
-                            }
-                            continue;
-                        }
-                    }
-                }
-                match checker.classify(d) {
-                    Seen::Request if a.handshake && flood::is_syn(d) => {
-                        c.valid += 1;
-                        c.syn_rx += 1;
-                        answer(m, a.dst_mac, &mut answers, &mut c);
-                    }
-                    Seen::Reply if a.handshake && flood::is_synack_to_client(d, &clients) => {
-                        c.valid += 1;
-                        c.client_synack += 1;
-                        answer(m, a.dst_mac, &mut answers, &mut c);
-                    }
-                    Seen::Request => {
-                        c.valid += 1;
-                        if flood::is_established_data(d) {
-                            c.est_rx += 1;
-                        } else if flood::is_syn(d) {
-                            c.syn_rx += 1;
-                        }
+                match sink.see(m.data(), &checker, &mut c.sink) {
+                    Verdict::Answer => answer(m, a.dst_mac, &mut answers, &mut c),
+                    Verdict::Request => {
                         if a.replies
                             && make_reply(m.data_mut(), a.dst_mac)
                             && answers.push(m).is_err()
@@ -594,15 +554,12 @@ fn run(a: &Args) -> Result<(), String> {
                             c.reply_refused += 1;
                         }
                     }
-                    Seen::Reply => {
-                        c.valid += 1;
-                        c.trips += 1;
-                    }
-                    Seen::Invalid if first_invalid_len == 0 => {
+                    Verdict::Invalid if first_invalid_len == 0 => {
+                        let d = m.data();
                         first_invalid_len = d.len().min(64);
                         first_invalid[..first_invalid_len].copy_from_slice(&d[..first_invalid_len]);
                     }
-                    Seen::Invalid => {}
+                    Verdict::Invalid | Verdict::Done => {}
                 }
             }
         }
@@ -613,8 +570,8 @@ fn run(a: &Args) -> Result<(), String> {
     let window_s = (w_end - w_start) as f64 / hz as f64;
     let tx = counts_end.tx - w_counts.tx;
     let rx = counts_end.rx - w_counts.rx;
-    let valid = counts_end.valid - w_counts.valid;
-    let trips = counts_end.trips - w_counts.trips;
+    let valid = counts_end.sink.valid - w_counts.sink.valid;
+    let trips = counts_end.sink.trips - w_counts.sink.trips;
     let mpps = |p: u64| p as f64 / window_s / 1e6;
     // Requests and answers sent, against everything that came back.
     let lost = (c.tx + c.replies).saturating_sub(c.rx);

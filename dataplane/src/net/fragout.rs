@@ -365,6 +365,126 @@ mod tests {
         }
     }
 
+    /// A stage that hands its datagram over to worker 1, and the io that
+    /// records the hand-over.
+    struct HandingOver(Holding);
+    impl Stage<TestBuf> for HandingOver {
+        fn process(
+            &mut self,
+            _: u16,
+            buf: TestBuf,
+            _: &PacketMeta,
+            _: u64,
+            _: &crate::net::RouteCache,
+        ) -> StageVerdict<TestBuf> {
+            StageVerdict::HandOverDatagram {
+                buf,
+                worker: 1,
+                ident: 77,
+            }
+        }
+        fn datagram(&self) -> Option<&[u8]> {
+            Some(&self.0.frame)
+        }
+        fn datagram_sent(&mut self) {
+            self.0.sent = true;
+        }
+    }
+    #[derive(Default)]
+    struct HandOverIo {
+        handed: Vec<(usize, u16, Vec<u8>)>,
+    }
+    impl Io<TestBuf> for HandOverIo {
+        fn alloc(&mut self) -> Option<TestBuf> {
+            Some(TestBuf::new(&[]))
+        }
+        fn tx(&mut self, _port: u16, _buf: TestBuf) {
+            panic!("a handed-over datagram is not sent here");
+        }
+        fn hand_over(&mut self, worker: usize, port: u16, buf: TestBuf) {
+            self.handed.push((worker, port, buf.data().to_vec()));
+        }
+    }
+
+    /// Fragments that arrived on a VLAN are handed to the connection's
+    /// owner in pieces of the VLAN interface's MTU (that of its port), not
+    /// of IPv6's minimum: three pieces of a 4,028-byte datagram at 1,500,
+    /// where 1,280 would make four.
+    #[test]
+    fn a_datagram_received_on_a_vlan_is_handed_over_in_pieces_of_its_mtu() {
+        let vlan = crate::net::vlan::iface_id(0, 10).unwrap();
+        let cfg = L3Config {
+            interfaces: vec![
+                Interface {
+                    port: 0,
+                    mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                    addrs: vec!["198.18.0.1/24".parse().unwrap()],
+                    mtu: 1500,
+                    kernel: false,
+                },
+                Interface {
+                    port: vlan,
+                    mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                    addrs: vec!["198.18.10.1/24".parse().unwrap()],
+                    mtu: 1500,
+                    kernel: false,
+                },
+            ],
+            routes: vec![],
+            neighbors: vec![],
+            forwarding: Default::default(),
+        };
+        let mut st = Stack::new(&cfg, Arc::new(NetCounters::default())).unwrap();
+        let payload: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
+        let mut datagram = frame(
+            ip("198.18.10.2"),
+            ip("198.18.10.100"),
+            L4::Udp,
+            40000,
+            53,
+            None,
+            &payload,
+        );
+        datagram[20] = 0;
+        crate::wire::ipv4::Ipv4Packet::new_unchecked(&mut datagram[14..]).fill_checksum();
+        let mut stage = HandingOver(Holding {
+            frame: datagram.clone(),
+            sent: false,
+        });
+        // Any tagged packet of VLAN 10 makes the stage hand it over.
+        let mut trigger = frame(
+            ip("198.18.10.2"),
+            ip("198.18.10.100"),
+            L4::Udp,
+            40000,
+            53,
+            None,
+            b"x",
+        );
+        trigger[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        trigger.splice(12..12, [0x81, 0x00, 0x00, 10]);
+        let mut io = HandOverIo::default();
+        st.input(0, TestBuf::new(&trigger), 1, &mut io, &mut stage);
+        assert!(stage.0.sent);
+        assert_eq!(io.handed.len(), 3, "4,028 bytes at MTU 1,500");
+        let mut r = Reassembler::new(ReassemblyLimits::default());
+        let mut done = None;
+        for (worker, port, f) in &io.handed {
+            assert_eq!(
+                (*worker, *port),
+                (1, vlan),
+                "to the owner, as from the VLAN"
+            );
+            assert!(f.len() <= 14 + 1500, "{} bytes", f.len());
+            let m = parse_packet(f).unwrap();
+            if let Insert::Complete(s) = r.insert(f, &m, 1) {
+                done = Some(r.frame_of(s).to_vec());
+            }
+        }
+        let whole = done.expect("reassembles");
+        assert_eq!(whole[14 + 20..], datagram[14 + 20..]);
+    }
+
     #[test]
     fn an_ipv4_datagram_with_df_too_large_for_the_port_is_dropped_and_counted() {
         let payload = vec![1u8; 4000];
