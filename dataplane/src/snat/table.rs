@@ -160,6 +160,40 @@ fn reply_key(e: &Entry) -> ConnKey {
     ConnKey::new(e.orig.proto, e.orig.dst, e.orig.dport, e.nat, e.nat_port)
 }
 
+/// The state a packet (TCP flags `flags`; `reply`: from the outside)
+/// leaves mapping `e` in, and the timeout from then on.
+#[inline]
+fn timeout_after(e: &mut Entry, flags: u8, reply: bool) -> u32 {
+    match e.orig.proto {
+        TCP => {
+            if flags & tcp::flags::RST != 0 {
+                e.state = state::CLOSED;
+            } else if flags & tcp::flags::FIN != 0 {
+                e.state = e.state.max(state::FIN);
+            } else if reply && e.state == state::NEW {
+                e.state = state::REPLIED;
+            }
+            match e.state {
+                state::NEW => timeout::TCP_SYN_SENT,
+                state::REPLIED => timeout::TCP_ESTABLISHED,
+                state::FIN => timeout::TCP_FIN,
+                _ => timeout::TCP_CLOSE,
+            }
+        }
+        UDP => {
+            if reply {
+                e.state = state::REPLIED;
+            }
+            if e.state == state::REPLIED {
+                timeout::UDP_STREAM
+            } else {
+                timeout::UDP
+            }
+        }
+        _ => timeout::ICMP,
+    }
+}
+
 fn secs(s: u32) -> u32 {
     s.saturating_mul(TICKS_PER_SEC)
 }
@@ -359,11 +393,12 @@ impl Mappings {
         e.next_out = self.out_heads[ob];
         self.out_heads[ob] = slot;
         let rk = reply_key(e);
+        // A new entry is not on the wheel yet: its expiry is only set.
+        let at = tick_of_ms(now).wrapping_add(secs(timeout_after(e, flags, false)));
+        e.expires = at;
         let rb = (hash(&rk) & self.mask) as usize;
         self.ents[slot as usize].next_reply = self.reply_heads[rb];
         self.reply_heads[rb] = slot;
-        self.touch(slot, flags, false, now);
-        let at = self.ents[slot as usize].expires;
         self.wheel.schedule(&mut self.ents, slot, at);
         Ok((addr, port))
     }
@@ -371,35 +406,7 @@ impl Mappings {
     /// State and expiry after a packet (`reply`: from the outside).
     fn touch(&mut self, i: u32, flags: u8, reply: bool, now: u64) {
         let e = &mut self.ents[i as usize];
-        let t = match e.orig.proto {
-            TCP => {
-                if flags & tcp::flags::RST != 0 {
-                    e.state = state::CLOSED;
-                } else if flags & tcp::flags::FIN != 0 {
-                    e.state = e.state.max(state::FIN);
-                } else if reply && e.state == state::NEW {
-                    e.state = state::REPLIED;
-                }
-                match e.state {
-                    state::NEW => timeout::TCP_SYN_SENT,
-                    state::REPLIED => timeout::TCP_ESTABLISHED,
-                    state::FIN => timeout::TCP_FIN,
-                    _ => timeout::TCP_CLOSE,
-                }
-            }
-            UDP => {
-                if reply {
-                    e.state = state::REPLIED;
-                }
-                if e.state == state::REPLIED {
-                    timeout::UDP_STREAM
-                } else {
-                    timeout::UDP
-                }
-            }
-            _ => timeout::ICMP,
-        };
-        let until = tick_of_ms(now).wrapping_add(secs(t));
+        let until = tick_of_ms(now).wrapping_add(secs(timeout_after(e, flags, reply)));
         e.expires = until;
         // Shorter than the wheel's next look (a FIN or RST of an
         // established flow): look earlier.
