@@ -310,8 +310,10 @@ impl Snat {
             })
     }
 
-    /// Both nat chains for a routed flow's first packet.
-    #[inline(never)]
+    /// Both nat chains for a routed flow's first packet. Inlined into
+    /// [`Self::map`], its one caller (itself out of line): the rules' and
+    /// the sets' views of the packet are then built in place, not copied.
+    #[inline(always)]
     fn decide<'r>(
         &self,
         meta: &PacketMeta,
