@@ -40,6 +40,24 @@ use dataplane::wire::checksum;
 use crate::check::{Checker, Seen};
 use crate::flows::FlowSpace;
 
+/// The flood options both generators take (`#[command(flatten)]`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct FloodArgs {
+    /// Spoofed SYNs per established-flow packet during the measurement
+    /// window (TCP; 0: no flood).
+    #[arg(long, default_value_t = 0)]
+    pub flood: u32,
+    /// Prefix the spoofed SYNs come from (random addresses and ports).
+    #[arg(long, default_value = "198.19.0.0/16")]
+    pub flood_clients: String,
+    /// The sink completes the real clients' TCP handshakes: answers a SYN
+    /// that reached a real server with its SYN-ACK, and a SYN-ACK that
+    /// reached a client (a real server's, or a SYN proxy's cookie) with the
+    /// client's ACK. Flood SYNs get the real server's SYN-ACK too.
+    #[arg(long)]
+    pub handshake: bool,
+}
+
 /// TCP sequence (and acknowledgement) number of every template frame.
 pub const TEMPLATE_SEQ: u32 = 1;
 /// The real servers' ISN in the SYN-ACKs the sink writes.

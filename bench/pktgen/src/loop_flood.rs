@@ -215,7 +215,7 @@ impl Traffic {
         let line = json!({
             "tool": "uvs-loop", "label": a.label, "round": round, "pipeline": "uvsd",
             "mode": a.sched.mode, "flows": a.sched.flows, "new_every": a.sched.new_every,
-            "flood_per_packet": a.flood, "handshake": f.sink.handshake, "sysctl": a.sysctl,
+            "flood_per_packet": a.fl.flood, "handshake": f.sink.handshake, "sysctl": a.sysctl,
             "conn_capacity": f.capacity, "window_s": secs, "cpu_share": cpu,
             "established_offered": est_offered,
             "established_forwarded": est_fwd,

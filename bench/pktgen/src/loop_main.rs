@@ -145,18 +145,8 @@ struct Args {
     /// Free text copied into the JSON lines.
     #[arg(long, default_value = "")]
     label: String,
-    /// Spoofed SYNs per real client's packet during the windows (TCP, NAT,
-    /// one worker): the SYN-flood benchmark, the uvsd pipeline alone.
-    #[arg(long, default_value_t = 0)]
-    flood: u32,
-    /// Prefix the spoofed SYNs come from (random addresses and ports).
-    #[arg(long, default_value = "198.19.0.0/16")]
-    flood_clients: String,
-    /// The sink completes the real clients' TCP handshakes (the real
-    /// server's SYN-ACK, the client's ACK to a SYN-ACK or a SYN proxy's
-    /// cookie); flood SYNs at a real server get its SYN-ACK too.
-    #[arg(long)]
-    handshake: bool,
+    #[command(flatten)]
+    fl: uvs_pktgen::flood::FloodArgs,
     /// An IPVS tunable for the director, as `sysctl -w` takes it without
     /// the prefix (`synproxy=1`, `drop_entry=1`); repeatable.
     #[arg(long)]
@@ -458,8 +448,8 @@ fn run(a: &Args) -> Result<(), String> {
                 .into(),
         );
     }
-    let flood_mode = a.flood > 0 || a.handshake;
-    let flood_source = FloodSource::new(&a.flood_clients, 0x5eed_f100d)?;
+    let flood_mode = a.fl.flood > 0 || a.fl.handshake;
+    let flood_source = FloodSource::new(&a.fl.flood_clients, 0x5eed_f100d)?;
     if flood_mode {
         if a.proto != "tcp" || a.method != "nat" || a.workers != 1 || a.replies {
             return Err(
@@ -602,7 +592,10 @@ fn run(a: &Args) -> Result<(), String> {
                 IpAddr::V4(GEN_GATEWAY),
             )];
             if flood_mode {
-                let (p, len) = a.flood_clients.split_once('/').ok_or("bad flood prefix")?;
+                let (p, len) =
+                    a.fl.flood_clients
+                        .split_once('/')
+                        .ok_or("bad flood prefix")?;
                 let p: Ipv4Addr = p.parse().map_err(|_| "bad flood prefix")?;
                 let len: u8 = len.parse().map_err(|_| "bad flood prefix")?;
                 r.push((
@@ -744,16 +737,32 @@ fn run(a: &Args) -> Result<(), String> {
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?,
     );
+    // Workers and queues before the ports, the ports before the rings and
+    // the pool, all before EAL (both ways out of the runs end so).
+    macro_rules! teardown {
+        () => {
+            drop(uvsd);
+            drop(empty);
+            drop(traffic);
+            drop(mesh);
+            drop(port);
+            drop(empty_port);
+            drop(rx);
+            drop(tx);
+            drop(pool);
+            drop(eal);
+        };
+    }
     if flood_mode {
         let mut f = loop_flood::Flood {
-            mix: uvs_pktgen::flood::FloodMix::new(a.flood),
+            mix: uvs_pktgen::flood::FloodMix::new(a.fl.flood),
             source: flood_source.clone(),
             sink: uvs_pktgen::flood::FloodSink {
                 flood: flood_source,
                 vip: *vip.ip(),
                 clients,
                 classes: true,
-                handshake: a.handshake,
+                handshake: a.fl.handshake,
             },
             lb: Arc::clone(&lb_counters[0]),
             capacity,
@@ -781,21 +790,12 @@ fn run(a: &Args) -> Result<(), String> {
         println!("{total}");
         eprintln!(
             "uvs-loop: flood {} per packet, {} flows, {:?}: {fwd} of {est} established packets forwarded ({:.4} %)",
-            a.flood,
+            a.fl.flood,
             a.sched.flows,
             a.sysctl,
             fwd as f64 * 100.0 / est.max(1) as f64
         );
-        drop(uvsd);
-        drop(empty);
-        drop(traffic);
-        drop(mesh);
-        drop(port);
-        drop(empty_port);
-        drop(rx);
-        drop(tx);
-        drop(pool);
-        drop(eal);
+        teardown!();
         return Ok(());
     }
     let mut mpps: [Vec<f64>; 2] = [vec![], vec![]];
@@ -874,17 +874,6 @@ fn run(a: &Args) -> Result<(), String> {
         "uvs-loop: {} {} {} {} flows, {} worker(s), hand-over {}: empty {:.2} Mpps, uvsd {:.2} Mpps ({:.2}x), uvsd adds {:.1} ns per packet",
         a.method, a.proto, a.sched.mode, a.sched.flows, a.workers, a.handover, e, u, u / e, ns(u) - ns(e)
     );
-    // Workers and queues before the ports, the ports before the rings and
-    // the pool, all before EAL.
-    drop(uvsd);
-    drop(empty);
-    drop(traffic);
-    drop(mesh);
-    drop(port);
-    drop(empty_port);
-    drop(rx);
-    drop(tx);
-    drop(pool);
-    drop(eal);
+    teardown!();
     Ok(())
 }

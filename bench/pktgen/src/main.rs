@@ -45,7 +45,7 @@ use serde_json::json;
 
 use uvs_pktgen::check::{make_reply, Checker, Expect, Tunnel};
 use uvs_pktgen::flood::{
-    self, Class, FloodMix, FloodSink, FloodSource, SinkCounts, Verdict, CLASSES,
+    self, Class, FloodArgs, FloodMix, FloodSink, FloodSource, SinkCounts, Verdict, CLASSES,
 };
 use uvs_pktgen::flows::FlowSpace;
 use uvs_pktgen::sched;
@@ -134,19 +134,8 @@ struct Args {
     /// Seconds to wait for the link (memif peer connected).
     #[arg(long, default_value_t = 10.0)]
     link_wait: f64,
-    /// Spoofed SYNs per established-flow packet during the window (TCP;
-    /// 0: no flood).
-    #[arg(long, default_value_t = 0)]
-    flood: u32,
-    /// Prefix the spoofed SYNs come from (random addresses and ports).
-    #[arg(long, default_value = "198.19.0.0/16")]
-    flood_clients: String,
-    /// The sink completes the real clients' TCP handshakes: answers a SYN
-    /// that reached a real server with its SYN-ACK, and a SYN-ACK that
-    /// reached a client (a real server's, or a SYN proxy's cookie) with the
-    /// client's ACK. Flood SYNs get the real server's SYN-ACK too.
-    #[arg(long)]
-    handshake: bool,
+    #[command(flatten)]
+    fl: FloodArgs,
     /// Drop (and count per class) what the peer's ring refuses during the
     /// window, as a wire into a full receive ring would, instead of
     /// retrying it (before the window everything is retried, so that every
@@ -248,7 +237,7 @@ fn flood_json(
     last: &Counts,
     window_s: f64,
 ) -> serde_json::Value {
-    if a.flood == 0 && !a.handshake {
+    if a.fl.flood == 0 && !a.fl.handshake {
         return serde_json::Value::Null;
     }
     let sent = |i: usize| end.class_tx[i] - w.class_tx[i];
@@ -257,9 +246,9 @@ fn flood_json(
     let est_rx = last.sink.est_rx - w.sink.est_rx;
     let flood_offered = sent(FLOOD) + refused(FLOOD);
     json!({
-        "per_established_packet": a.flood,
-        "clients": a.flood_clients,
-        "handshake": a.handshake,
+        "per_established_packet": a.fl.flood,
+        "clients": a.fl.flood_clients,
+        "handshake": a.fl.handshake,
         "drop_refused": a.drop_refused,
         "established_offered": est_offered,
         "established_taken": sent(EST),
@@ -307,21 +296,21 @@ fn run(a: &Args) -> Result<(), String> {
     if a.replies && a.expect != Expect::Nat {
         return Err("--replies needs --expect nat (DR and TUN answers bypass the director)".into());
     }
-    if (a.flood > 0 || a.handshake) && a.proto != Proto::Tcp {
+    if (a.fl.flood > 0 || a.fl.handshake) && a.proto != Proto::Tcp {
         return Err("--flood and --handshake need --proto tcp".into());
     }
-    if a.handshake && a.expect != Expect::Nat {
+    if a.fl.handshake && a.expect != Expect::Nat {
         return Err("--handshake needs --expect nat (the answers go through the director)".into());
     }
-    let mut flood_src = FloodSource::new(&a.flood_clients, 0x5eed_f100d)?;
+    let mut flood_src = FloodSource::new(&a.fl.flood_clients, 0x5eed_f100d)?;
     let sink = FloodSink {
         flood: flood_src.clone(),
         vip: *a.vip.ip(),
         clients,
-        classes: a.flood > 0 || a.handshake,
-        handshake: a.handshake,
+        classes: a.fl.flood > 0 || a.fl.handshake,
+        handshake: a.fl.handshake,
     };
-    if a.flood > 0
+    if a.fl.flood > 0
         && (flood_src.contains(u32::from(*a.vip.ip())) || {
             let (c0, _) = clients.flow(0);
             flood_src.contains(c0)
@@ -426,7 +415,7 @@ fn run(a: &Args) -> Result<(), String> {
     // partial transmit left is sent first next turn).
     let mut classes = [0u8; BURST_SIZE];
     let mut cls_next = 0usize;
-    let mut mix = FloodMix::new(a.flood);
+    let mut mix = FloodMix::new(a.fl.flood);
     let secs = |s: f64| (s * hz as f64) as u64;
 
     let mut c = Counts::default();
@@ -496,7 +485,7 @@ fn run(a: &Args) -> Result<(), String> {
                     want = allowed.saturating_sub(c.built).min(BURST_SIZE as u64) as usize;
                 }
                 // The flood runs during the window only.
-                let flooding = a.flood > 0 && at_window.is_some();
+                let flooding = a.fl.flood > 0 && at_window.is_some();
                 if want > 0 {
                     if tx_pool.alloc_bulk(&mut txb, want) {
                         cls_next = 0;
