@@ -25,20 +25,20 @@ fn restore(store: &mut ConfigStore, opts: &str, text: &str) -> Response {
 /// without the skbinfo set UVS does not implement.
 const SAMPLE: &str = "\
 create hip hash:ip family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x239da50b
-add hip 10.0.0.1
-add hip 10.0.0.11
+add hip 198.18.0.1
+add hip 198.18.0.11
 create hnet hash:net family inet hashsize 1024 maxelem 65536 counters bucketsize 12 initval 0x53424d13
-add hnet 10.2.3.4 packets 0 bytes 0
-add hnet 192.168.0.0/24 packets 0 bytes 0
-add hnet 192.168.0.0/30 nomatch packets 0 bytes 0
+add hnet 198.18.2.4 packets 0 bytes 0
+add hnet 198.19.168.0/24 packets 0 bytes 0
+add hnet 198.19.168.0/30 nomatch packets 0 bytes 0
 create hipp hash:ip,port family inet hashsize 1024 maxelem 65536 timeout 300 bucketsize 12 initval 0x975508ac
-add hipp 10.0.0.1,tcp:80 timeout 299
-add hipp 10.0.0.1,udp:53 timeout 0
-add hipp 10.0.0.3,icmp:echo-request timeout 299
-add hipp 10.0.0.4,vrrp:0 timeout 299
+add hipp 198.18.0.1,tcp:80 timeout 299
+add hipp 198.18.0.1,udp:53 timeout 0
+add hipp 198.18.0.3,icmp:echo-request timeout 299
+add hipp 198.18.0.4,vrrp:0 timeout 299
 create hnp hash:net,port family inet hashsize 1024 maxelem 65536 comment bucketsize 12 initval 0xbf044962
-add hnp 10.0.0.0/8,tcp:443 comment \"web clients\"
-add hnp 10.9.0.0/16,tcp:443 nomatch
+add hnp 198.18.0.0/15,tcp:443 comment \"web clients\"
+add hnp 198.19.0.0/16,tcp:443 nomatch
 create bp bitmap:port range 0-1024
 add bp 22
 create h6 hash:ip family inet6 hashsize 64 maxelem 100 bucketsize 12 initval 0x70067cbc
@@ -65,7 +65,7 @@ fn save_reproduces_the_observed_format_byte_for_byte() {
 fn list_shows_the_header_and_members() {
     let mut st = ConfigStore::new();
     ipset(&mut st, "create hip hash:ip initval 0x239da50b");
-    ipset(&mut st, "add hip 10.0.0.1");
+    ipset(&mut st, "add hip 198.18.0.1");
     ipset(&mut st, "create ls list:set");
     ipset(&mut st, "add ls hip");
     let out = ipset(&mut st, "list hip").stdout;
@@ -73,7 +73,7 @@ fn list_shows_the_header_and_members() {
 Header: family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x239da50b\nSize in memory: ";
     assert!(out.starts_with(head), "{out}");
     assert!(
-        out.ends_with("References: 1\nNumber of entries: 1\nMembers:\n10.0.0.1\n"),
+        out.ends_with("References: 1\nNumber of entries: 1\nMembers:\n198.18.0.1\n"),
         "{out}"
     );
     assert_eq!(ipset(&mut st, "-n list").stdout, "hip\nls\n");
@@ -89,21 +89,21 @@ Header: family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x239da50b
 fn test_reports_like_ipset_with_its_exit_codes() {
     let mut st = ConfigStore::new();
     ipset(&mut st, "create hnet hash:net");
-    ipset(&mut st, "add hnet 192.168.0.0/24");
-    ipset(&mut st, "add hnet 192.168.0.0/30 nomatch");
-    let r = ipset(&mut st, "test hnet 192.168.0.9");
+    ipset(&mut st, "add hnet 198.19.168.0/24");
+    ipset(&mut st, "add hnet 198.19.168.0/30 nomatch");
+    let r = ipset(&mut st, "test hnet 198.19.168.9");
     assert_eq!(
         (r.code, r.stderr.as_str()),
-        (0, "Warning: 192.168.0.9 is in set hnet.\n")
+        (0, "Warning: 198.19.168.9 is in set hnet.\n")
     );
-    let r = ipset(&mut st, "test hnet 192.168.0.1");
+    let r = ipset(&mut st, "test hnet 198.19.168.1");
     assert_eq!(
         (r.code, r.stderr.as_str()),
-        (1, "192.168.0.1 is NOT in set hnet.\n")
+        (1, "198.19.168.1 is NOT in set hnet.\n")
     );
-    let r = ipset(&mut st, "test hnet 192.168.0.1 nomatch");
+    let r = ipset(&mut st, "test hnet 198.19.168.1 nomatch");
     assert_eq!(r.code, 0);
-    let r = ipset(&mut st, "-q test hnet 10.0.0.1");
+    let r = ipset(&mut st, "-q test hnet 198.18.0.1");
     assert_eq!((r.code, r.stderr.as_str()), (1, ""));
 }
 
@@ -186,7 +186,8 @@ fn errors_use_ipsets_messages_and_exit_codes() {
 #[test]
 fn a_failed_restore_keeps_the_lines_before_it_and_names_the_line() {
     let mut st = ConfigStore::new();
-    let text = "create x hash:ip\n# comment\n\nadd x 10.0.0.1\nadd y 10.0.0.2\nadd x 10.0.0.3\n";
+    let text =
+        "create x hash:ip\n# comment\n\nadd x 198.18.0.1\nadd y 198.18.0.2\nadd x 198.18.0.3\n";
     let r = restore(&mut st, "", text);
     assert_eq!(
         (r.code, r.stderr.as_str()),
@@ -196,9 +197,9 @@ fn a_failed_restore_keeps_the_lines_before_it_and_names_the_line() {
         )
     );
     let saved = ipset(&mut st, "save x").stdout;
-    assert!(saved.ends_with("\nadd x 10.0.0.1\n"), "{saved}");
+    assert!(saved.ends_with("\nadd x 198.18.0.1\n"), "{saved}");
     // -exist makes a repeated restore harmless.
-    let again = "create x hash:ip\nadd x 10.0.0.1\n";
+    let again = "create x hash:ip\nadd x 198.18.0.1\n";
     assert_eq!(restore(&mut st, "", again).code, 1);
     assert_eq!(restore(&mut st, "-exist", again).code, 0);
     let r = restore(&mut st, "", "list\n");
@@ -275,7 +276,7 @@ proptest! {
                 Just("swap"), Just("rename"), Just("flush"), Just("list"), Just("save"),
                 Just("n"), Just("p"), Just("b"), Just("l"), Just("x"), Just("hash:net"),
                 Just("list:set"), Just("bitmap:port"), Just("198.18.0.0/24"),
-                Just("198.18.0.1-198.18.0.9"), Just("10.0.0.1,udp:53,10.1.0.0/16"),
+                Just("198.18.0.1-198.18.0.9"), Just("198.18.0.1,udp:53,198.19.0.0/16"),
                 Just("80"), Just("2000"), Just("nomatch"), Just("timeout"), Just("5"),
                 Just("comment"), Just("\"c\""), Just("-exist"), Just("-q"), Just("before"),
                 Just("range"), Just("0-80"), Just("\n"),

@@ -71,14 +71,14 @@ fn src() -> Dirs {
 fn a_more_specific_nomatch_carves_an_exception_out_of_a_wider_net() {
     let mut st = SetStore::new();
     create(&mut st, "hnet", SetKind::HashNet);
-    add(&mut st, "hnet", net("192.168.0.0/24"), false);
-    add(&mut st, "hnet", net("192.168.0.0/30"), true);
+    add(&mut st, "hnet", net("198.19.168.0/24"), false);
+    add(&mut st, "hnet", net("198.19.168.0/30"), true);
     let t = st.table();
     let id = t.id("hnet").unwrap();
     let m = |a| t.lookup_at(id, src(), &pkt(a, "198.18.0.1", 6, 1, 80), 1);
-    assert_eq!(m("192.168.0.1"), Match::NoMatch);
-    assert_eq!(m("192.168.0.9"), Match::Hit);
-    assert_eq!(m("192.168.1.9"), Match::Absent);
+    assert_eq!(m("198.19.168.1"), Match::NoMatch);
+    assert_eq!(m("198.19.168.9"), Match::Hit);
+    assert_eq!(m("198.19.169.9"), Match::Absent);
     // The -m set truth table (plain / nomatch / absent).
     let row = |rn| {
         [
@@ -90,11 +90,11 @@ fn a_more_specific_nomatch_carves_an_exception_out_of_a_wider_net() {
     assert_eq!(row(false), [true, false, false]);
     assert_eq!(row(true), [false, true, false]);
     // ipset test honours nomatch the same way, unless nomatch is asked.
-    let e = Entry::Elems(vec![net("192.168.0.1")]);
+    let e = Entry::Elems(vec![net("198.19.168.1")]);
     assert!(!st.test("hnet", &e, false, 1).unwrap());
     assert!(st.test("hnet", &e, true, 1).unwrap());
     assert!(st
-        .test("hnet", &Entry::Elems(vec![net("192.168.0.9")]), false, 1)
+        .test("hnet", &Entry::Elems(vec![net("198.19.168.9")]), false, 1)
         .unwrap());
 }
 
@@ -102,15 +102,15 @@ fn a_more_specific_nomatch_carves_an_exception_out_of_a_wider_net() {
 fn the_longest_prefix_wins_whatever_the_insertion_order() {
     let mut st = SetStore::new();
     create(&mut st, "n", SetKind::HashNet);
-    add(&mut st, "n", net("10.1.2.0/24"), true);
-    add(&mut st, "n", net("10.0.0.0/8"), false);
-    add(&mut st, "n", net("10.1.0.0/16"), false);
+    add(&mut st, "n", net("198.19.2.0/24"), true);
+    add(&mut st, "n", net("198.18.0.0/15"), false);
+    add(&mut st, "n", net("198.19.0.0/16"), false);
     let t = st.table();
     let id = t.id("n").unwrap();
     let m = |a| t.lookup_at(id, src(), &pkt(a, "198.18.0.1", 17, 1, 53), 1);
-    assert_eq!(m("10.1.2.3"), Match::NoMatch);
-    assert_eq!(m("10.1.3.3"), Match::Hit);
-    assert_eq!(m("10.9.9.9"), Match::Hit);
+    assert_eq!(m("198.19.2.3"), Match::NoMatch);
+    assert_eq!(m("198.19.3.3"), Match::Hit);
+    assert_eq!(m("198.18.9.9"), Match::Hit);
     assert_eq!(m("11.0.0.1"), Match::Absent);
 }
 
@@ -217,8 +217,8 @@ fn list_set_tries_members_in_order_and_holds_them() {
     create(&mut st, "a", SetKind::HashIp);
     create(&mut st, "b", SetKind::HashNet);
     create(&mut st, "ls", SetKind::ListSet);
-    add(&mut st, "b", net("10.0.0.0/8"), true);
-    add(&mut st, "a", net("10.0.0.1"), false);
+    add(&mut st, "b", net("198.18.0.0/15"), true);
+    add(&mut st, "a", net("198.18.0.1"), false);
     for m in ["b", "a"] {
         st.apply(
             &SetOp::Add {
@@ -238,7 +238,7 @@ fn list_set_tries_members_in_order_and_holds_them() {
     let id = t.id("ls").unwrap();
     // b (nomatch) is first and decides.
     assert_eq!(
-        t.lookup_at(id, src(), &pkt("10.0.0.1", "2.2.2.2", 6, 1, 1), 1),
+        t.lookup_at(id, src(), &pkt("198.18.0.1", "2.2.2.2", 6, 1, 1), 1),
         Match::NoMatch
     );
     assert_eq!(
@@ -271,14 +271,14 @@ fn swap_exchanges_contents_and_keeps_names_on_their_slots() {
     create(&mut st, "live", SetKind::HashNet);
     create(&mut st, "next", SetKind::HashNet);
     create(&mut st, "other", SetKind::HashIp);
-    add(&mut st, "next", net("10.0.0.0/8"), false);
+    add(&mut st, "next", net("198.18.0.0/15"), false);
     let before = st.table();
     let id = before.id("live").unwrap();
     st.apply(&SetOp::Swap("live".into(), "next".into()), false, 1)
         .unwrap();
     let t = st.table();
     assert_eq!(t.id("live"), Some(id));
-    let p = pkt("10.1.1.1", "2.2.2.2", 6, 1, 1);
+    let p = pkt("198.19.1.1", "2.2.2.2", 6, 1, 1);
     assert_eq!(t.lookup_at(id, src(), &p, 1), Match::Hit);
     // The snapshot taken before still sees the old contents.
     assert_eq!(before.lookup_at(id, src(), &p, 1), Match::Absent);
