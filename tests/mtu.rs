@@ -6,8 +6,11 @@
 //!   director's oversized tunnel packets with ICMP fragmentation needed;
 //!   uvsd learns the path MTU and tells the client, whose kernel then sends
 //!   smaller segments. Without that the client's upload is black-holed.
-//! * A port with `mtu = 9000`: the tap's kernel side gets the MTU, and
-//!   jumbo frames travel both ways in one piece.
+//! * A port's `mtu` (1400) is set on the tap's kernel side, and a client
+//!   whose segments are larger gets fragmentation needed with it.
+//! * `mtu = 9000` on net_tap stops uvsd with the range the device takes
+//!   (DPDK 22.11's net_tap receives at most 1,522-byte frames). Jumbo
+//!   frames end to end, over net_pcap ports: tests/jumbo.rs.
 //!
 //! TUN: this kernel has no ipip/gre/fou modules, so the real server runs
 //! scripts/tun_decap.py, a userspace decapsulator that hands the inner

@@ -22,7 +22,7 @@
 //! work.
 
 use std::ffi::{CStr, CString};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{call_err, strerror, Burst, DpdkError, Eal, Mempool, BURST_SIZE};
@@ -194,6 +194,16 @@ pub struct Port {
     driver: String,
     claimed_rx: AtomicU64,
     claimed_tx: AtomicU64,
+    /// The MTU [`Port::set_mtu`] gave a port whose driver has no MTU
+    /// setter (0: none; ethdev's own value holds).
+    mtu_without_setter: AtomicU16,
+    /// The interface a kernel-backed device sends and receives through
+    /// (`if_index` from the driver, else its `iface=` devarg).
+    kernel_if: Option<String>,
+    /// Frames the driver handed over in more than one segment (larger than
+    /// an mbuf's data room), dropped at receive: the packet path handles
+    /// one segment per frame.
+    rx_chained: AtomicU64,
     /// Keeps the pool the rx queues fill from alive as long as the port.
     _pool: Arc<Mempool>,
 }
@@ -499,6 +509,10 @@ impl Port {
             program_rss(id, info.reta_size, &mut key, &mut rss);
         }
         let mac = soft_mac.unwrap_or(a.addr_bytes);
+        let kernel_if = (info.if_index != 0)
+            .then(|| super::tap::if_name(info.if_index))
+            .flatten()
+            .or_else(|| super::tap::iface_devarg(&conf.device).map(str::to_string));
         let mut port = Port {
             id,
             name: conf.name.clone(),
@@ -513,6 +527,9 @@ impl Port {
             driver,
             claimed_rx: AtomicU64::new(0),
             claimed_tx: AtomicU64::new(0),
+            mtu_without_setter: AtomicU16::new(0),
+            kernel_if,
+            rx_chained: AtomicU64::new(0),
             _pool: pool,
         };
         // A TAP's kernel side must not share the port's MAC (tap.rs says
@@ -520,11 +537,7 @@ impl Port {
         // Set after start (starting does not touch it); an error drops, so
         // stops and closes, the port.
         if port.driver == "net_tap" && !conf.tap_shares_mac {
-            let iface = (info.if_index != 0)
-                .then(|| super::tap::if_name(info.if_index))
-                .flatten()
-                .or_else(|| super::tap::iface_devarg(&conf.device).map(str::to_string));
-            if let Some(iface) = iface {
+            if let Some(iface) = port.kernel_if.clone() {
                 let k = super::tap::kernel_side_mac(mac);
                 super::tap::set_kernel_mac(&iface, k).map_err(|e| DpdkError::Call {
                     what: format!("port {} ({})", conf.name, conf.device),
@@ -595,8 +608,13 @@ impl Port {
         })
     }
 
-    /// The port's MTU (1500 when the driver does not say).
+    /// The port's MTU: what [`Port::set_mtu`] gave it, else the driver's
+    /// (1500 when the driver does not say).
     pub fn mtu(&self) -> u16 {
+        let set = self.mtu_without_setter.load(Ordering::Relaxed);
+        if set != 0 {
+            return set;
+        }
         let mut mtu = 0u16;
         // SAFETY: valid port, valid out pointer.
         let rc = unsafe { dpdk_sys::rte_eth_dev_get_mtu(self.id, &mut mtu) };
@@ -608,28 +626,49 @@ impl Port {
     }
 
     /// Sets the port's MTU (for a kernel interface: the MTU of the port it
-    /// stands for).
+    /// stands for). A driver without an MTU setter (net_pcap) takes the
+    /// MTU when the frames it receives may be that large: then the port's
+    /// MTU is what uvsd sends up to, and the kernel interface the device
+    /// works through, if any, gets it too (the kernel drops larger frames
+    /// both ways).
     pub fn set_mtu(&self, mtu: u16) -> Result<(), DpdkError> {
         // SAFETY: valid port; the driver checks the value.
         let rc = unsafe { dpdk_sys::rte_eth_dev_set_mtu(self.id, mtu) };
-        if rc != 0 && rc != -libc::ENOTSUP {
-            let mut info = dpdk_sys::rte_eth_dev_info::default();
-            // SAFETY: valid port; info is a valid out pointer.
-            let known = unsafe { dpdk_sys::rte_eth_dev_info_get(self.id, &mut info) } == 0;
-            // ethdev also wants the frame (MTU + Ethernet header + CRC)
-            // within the largest frame the device receives.
-            let max = u32::from(info.max_mtu).min(info.max_rx_pktlen.saturating_sub(18));
-            let range = if known {
-                format!(" (the device allows {}..={max})", info.min_mtu)
-            } else {
-                String::new()
-            };
-            return Err(call_err(
-                format!("port {}: setting MTU {mtu}{range}", self.name),
-                rc,
-            ));
+        if rc == 0 {
+            return Ok(());
         }
-        Ok(())
+        let mut info = dpdk_sys::rte_eth_dev_info::default();
+        // SAFETY: valid port; info is a valid out pointer.
+        let known = unsafe { dpdk_sys::rte_eth_dev_info_get(self.id, &mut info) } == 0;
+        // ethdev also wants the frame (MTU + Ethernet header + CRC)
+        // within the largest frame the device receives.
+        let max = u32::from(info.max_mtu).min(info.max_rx_pktlen.saturating_sub(18));
+        if rc == -libc::ENOTSUP && known && u32::from(mtu) <= max {
+            if let Some(iface) = &self.kernel_if {
+                super::tap::set_kernel_mtu(iface, mtu).map_err(|e| DpdkError::Call {
+                    what: format!("port {}", self.name),
+                    reason: e.to_string(),
+                })?;
+            }
+            self.mtu_without_setter.store(mtu, Ordering::Relaxed);
+            return Ok(());
+        }
+        let range = if known {
+            format!(" (the device allows {}..={max})", info.min_mtu)
+        } else {
+            String::new()
+        };
+        Err(call_err(
+            format!("port {}: setting MTU {mtu}{range}", self.name),
+            rc,
+        ))
+    }
+
+    /// Frames dropped at receive because the driver handed them over in
+    /// several segments (larger than the port's MTU allows); counted in
+    /// [`PortStats::ierrors`].
+    pub fn rx_chained(&self) -> u64 {
+        self.rx_chained.load(Ordering::Relaxed)
     }
 
     /// Sets the link up or down (a TAP: its interface's IFF_UP). Best
@@ -664,7 +703,9 @@ impl Port {
             ibytes: s.ibytes,
             obytes: s.obytes,
             imissed: s.imissed,
-            ierrors: s.ierrors,
+            // The driver counted them received; uvsd dropped them as
+            // erroneous (rx_burst).
+            ierrors: s.ierrors + self.rx_chained(),
             oerrors: s.oerrors,
             rx_nombuf: s.rx_nombuf,
         }
@@ -709,8 +750,28 @@ impl PortQueue {
         // grows to cover exactly them.
         let got =
             unsafe { dpdk_sys::rte_eth_rx_burst(self.port.id, q, ptrs.add(*len), room) } as usize;
-        *len += got;
-        got
+        // The packet path reads one segment per frame. A driver that
+        // copies from the kernel (net_pcap) chains a frame larger than the
+        // data room, which the port's MTU sizes: such a frame is too big
+        // for this port anyway, and is dropped here.
+        let (start, mut kept) = (*len, *len);
+        for i in start..start + got {
+            // SAFETY: entries start..start+got were just filled with owned,
+            // valid mbufs; each is either freed once or moved down to kept
+            // (kept <= i), so the entries below the new len stay owned.
+            unsafe {
+                let m = *ptrs.add(i);
+                if (*m).nb_segs == 1 {
+                    *ptrs.add(kept) = m;
+                    kept += 1;
+                } else {
+                    dpdk_sys::rte_pktmbuf_free(m);
+                    self.port.rx_chained.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        *len = kept;
+        kept - start
     }
 
     /// Sends what it can of `burst`; unsent mbufs stay in it (the caller

@@ -10,6 +10,10 @@
 //! uvsd. Two ends of one Ethernet link with one address is simply wrong, so
 //! after the port has started the kernel side gets [`kernel_side_mac`] of
 //! the port's MAC. Set-up only; nothing here runs on the packet path.
+//!
+//! The same ioctl sets the MTU of the kernel interface behind a net_pcap
+//! port ([`set_kernel_mtu`]): that driver has no MTU setter, yet the kernel
+//! drops frames larger than the interface's MTU in both directions.
 
 use std::ffi::CStr;
 
@@ -50,19 +54,6 @@ pub fn if_name(if_index: u32) -> Option<String> {
 /// Sets the hardware address of the kernel interface `name`
 /// (`SIOCSIFHWADDR`; TAP devices allow it while up).
 pub fn set_kernel_mac(name: &str, mac: [u8; 6]) -> Result<(), DpdkError> {
-    let what = || format!("setting the MAC of kernel interface {name}");
-    let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() >= libc::IF_NAMESIZE || bytes.contains(&0) {
-        return Err(DpdkError::Call {
-            what: what(),
-            reason: "not an interface name".into(),
-        });
-    }
-    // SAFETY: an all-zero ifreq is a valid value of this plain C struct.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in ifr.ifr_name.iter_mut().zip(bytes) {
-        *d = *s as libc::c_char;
-    }
     let mut hw = libc::sockaddr {
         sa_family: libc::ARPHRD_ETHER,
         sa_data: [0; 14],
@@ -70,26 +61,62 @@ pub fn set_kernel_mac(name: &str, mac: [u8; 6]) -> Result<(), DpdkError> {
     for (d, s) in hw.sa_data.iter_mut().zip(mac) {
         *d = s as libc::c_char;
     }
-    ifr.ifr_ifru.ifru_hwaddr = hw;
+    if_ioctl(
+        name,
+        &format!("setting the MAC of kernel interface {name}"),
+        libc::SIOCSIFHWADDR,
+        |ifr| ifr.ifr_ifru.ifru_hwaddr = hw,
+    )
+}
+
+/// Sets the MTU of the kernel interface `name` (`SIOCSIFMTU`), for a port
+/// whose driver has no MTU setter of its own but sends and receives
+/// through that interface (net_pcap `iface=`): the kernel drops frames
+/// larger than the interface's MTU both ways.
+pub fn set_kernel_mtu(name: &str, mtu: u16) -> Result<(), DpdkError> {
+    if_ioctl(
+        name,
+        &format!("setting MTU {mtu} on kernel interface {name}"),
+        libc::SIOCSIFMTU,
+        |ifr| ifr.ifr_ifru.ifru_mtu = libc::c_int::from(mtu),
+    )
+}
+
+/// One `ioctl` that sets something of interface `name` through an
+/// `ifreq` that `fill` completes.
+fn if_ioctl(
+    name: &str,
+    what: &str,
+    request: libc::c_ulong,
+    fill: impl FnOnce(&mut libc::ifreq),
+) -> Result<(), DpdkError> {
+    let fail = |reason: String| DpdkError::Call {
+        what: what.to_string(),
+        reason,
+    };
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IF_NAMESIZE || bytes.contains(&0) {
+        return Err(fail("not an interface name".into()));
+    }
+    // SAFETY: an all-zero ifreq is a valid value of this plain C struct.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    fill(&mut ifr);
     // SAFETY: plain socket(2) call; the descriptor is closed below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return Err(DpdkError::Call {
-            what: what(),
-            reason: std::io::Error::last_os_error().to_string(),
-        });
+        return Err(fail(std::io::Error::last_os_error().to_string()));
     }
     // SAFETY: fd is an open socket; ifr is a valid, NUL-terminated ifreq
-    // that outlives the call.
-    let rc = unsafe { libc::ioctl(fd, libc::SIOCSIFHWADDR, &ifr) };
+    // that outlives the call, of the kind `request` reads.
+    let rc = unsafe { libc::ioctl(fd, request, &ifr) };
     let e = std::io::Error::last_os_error();
     // SAFETY: fd was opened above and is closed once.
     unsafe { libc::close(fd) };
     if rc < 0 {
-        return Err(DpdkError::Call {
-            what: what(),
-            reason: e.to_string(),
-        });
+        return Err(fail(e.to_string()));
     }
     Ok(())
 }
