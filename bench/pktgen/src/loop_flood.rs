@@ -286,9 +286,15 @@ impl Traffic {
         // Drain: what is in the rings still counts (it was offered in the
         // window); answers are no longer sent.
         for _ in 0..10_000 {
-            let busy = (0..nq).any(|q| {
-                self.rx[q].count() > 0 || !self.pending[q].is_empty() || self.tx[q].count() > 0
-            });
+            // Handed over and not yet taken in by the other worker.
+            let in_mesh = |f: &Flood| {
+                let n = |k: Counter| f.net.iter().map(|n| n.get(k)).sum::<u64>();
+                n(Counter::HandedOver) > n(Counter::HandedIn) + n(Counter::DropHandOverFull)
+            };
+            let busy = in_mesh(f)
+                || (0..nq).any(|q| {
+                    self.rx[q].count() > 0 || !self.pending[q].is_empty() || self.tx[q].count() > 0
+                });
             if !busy {
                 break;
             }
