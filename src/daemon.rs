@@ -705,6 +705,13 @@ fn log_counters(
                     .map(|r| (r.as_str().to_string(), lb.frag.drops(*r)))
                     .filter(|(_, v)| *v != 0),
             );
+            list.extend(
+                lb.defense
+                    .named()
+                    .iter()
+                    .filter(|(_, v)| *v != 0)
+                    .map(|(n, v)| (n.to_string(), *v)),
+            );
         }
         let fields: Vec<(&str, crate::log::Value)> = list
             .iter()

@@ -75,6 +75,8 @@ pub struct WorkerSample {
     pub table_capacity: u64,
     /// The SYN proxy's counters, by name.
     pub synproxy: [(&'static str, u64); 5],
+    /// Connections the `drop_entry` defence removed, by name.
+    pub defense: [(&'static str, u64); 2],
 }
 
 impl WorkerSample {
@@ -100,6 +102,7 @@ impl WorkerSample {
             table_entries: lb.table_entries.load(Ordering::Relaxed),
             table_capacity: u64::from(capacity),
             synproxy: lb.synproxy.named(),
+            defense: lb.defense.named(),
         }
     }
 
@@ -143,6 +146,7 @@ impl WorkerSample {
             v.push((name.to_string(), n));
         }
         v.extend(self.synproxy.iter().map(|(k, n)| (k.to_string(), *n)));
+        v.extend(self.defense.iter().map(|(k, n)| (k.to_string(), *n)));
         v
     }
 

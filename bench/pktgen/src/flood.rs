@@ -202,6 +202,13 @@ pub struct SinkCounts {
     pub flood_synack: u64,
     /// SYN-ACKs from the VIP to a real client.
     pub client_synack: u64,
+    /// Resets from the VIP to a real client answering an established
+    /// flow's data (sequence number [`TEMPLATE_SEQ`]: the segment's
+    /// acknowledgement): the director had no connection for it.
+    pub est_reset: u64,
+    /// Other resets from the VIP to a real client (a handshake's ACK
+    /// without a connection or a valid cookie).
+    pub other_reset: u64,
 }
 
 /// What the sink's caller does with a frame [`FloodSink::see`] counted.
@@ -236,6 +243,14 @@ impl FloodSink {
     #[inline]
     pub fn see(&self, frame: &[u8], checker: &Checker, c: &mut SinkCounts) -> Verdict {
         if self.classes {
+            if let Some(seq) = reset_to_client(frame, &self.clients, self.vip) {
+                if seq == TEMPLATE_SEQ {
+                    c.est_reset += 1;
+                } else {
+                    c.other_reset += 1;
+                }
+                return Verdict::Done;
+            }
             match classify(frame, &self.flood, self.vip) {
                 FloodSeen::Other => {}
                 FloodSeen::FloodSynAck => {
@@ -334,6 +349,18 @@ pub fn is_established_data(frame: &[u8]) -> bool {
     tcp_of(frame).is_some_and(|(l4, flags)| {
         flags & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK && be32(&frame[l4 + 4..]) == TEMPLATE_SEQ
     })
+}
+
+/// The sequence number of `frame` if it is a reset from `vip` to a client
+/// of `clients` (the director's answer to a segment it had no connection
+/// for: Linux's reset carries the segment's acknowledgement).
+#[inline]
+pub fn reset_to_client(frame: &[u8], clients: &FlowSpace, vip: Ipv4Addr) -> Option<u32> {
+    let (l4, flags) = tcp_of(frame)?;
+    (flags & TCP_RST != 0
+        && be32(&frame[ETH + 12..]) == u32::from(vip)
+        && clients.contains(be32(&frame[ETH + 16..])))
+    .then(|| be32(&frame[l4 + 4..]))
 }
 
 /// Whether `frame` is a bare SYN (a handshake's first segment).
@@ -611,6 +638,31 @@ mod tests {
             ),
             (1, 1, 1, 1, 1, 3)
         );
+        // The director's reset to a real client: for an established
+        // flow's data (sequence = the data's acknowledgement, 1), and for
+        // a handshake's ACK (sequence = the cookie + 1).
+        let reset = |seq: u32| {
+            let mut f = frame(0xc612_8001, TCP_ACK);
+            f[14 + 12..14 + 16].copy_from_slice(&VIP.octets());
+            f[14 + 16..14 + 20].copy_from_slice(&[198, 18, 128, 1]);
+            f[14 + 20 + 13] = TCP_RST;
+            f[14 + 20 + 4..14 + 20 + 8].copy_from_slice(&seq.to_be_bytes());
+            f
+        };
+        assert_eq!(
+            reset_to_client(&reset(TEMPLATE_SEQ), &clients, VIP),
+            Some(TEMPLATE_SEQ)
+        );
+        assert_eq!(reset_to_client(&est, &clients, VIP), None);
+        assert_eq!(
+            sink.see(&reset(TEMPLATE_SEQ), &checker, &mut c),
+            Verdict::Done
+        );
+        assert_eq!(
+            sink.see(&reset(0xdead_bef0), &checker, &mut c),
+            Verdict::Done
+        );
+        assert_eq!((c.est_reset, c.other_reset, c.valid), (1, 1, 3));
         // Without --handshake nothing is answered; SYNs still counted.
         sink.handshake = false;
         let mut c = SinkCounts::default();

@@ -34,7 +34,7 @@
 //! machine hits both; each round prints a JSON line, the last line is the
 //! summary (medians).
 //!
-//! With `--flood N` (TCP, NAT, one worker) the run is the SYN-flood
+//! With `--flood N` (TCP, NAT) the run is the SYN-flood
 //! benchmark instead: the uvsd pipeline alone, spoofed SYNs beside the
 //! established flows, counted per class (`loop_flood.rs`).
 
@@ -451,10 +451,9 @@ fn run(a: &Args) -> Result<(), String> {
     let flood_mode = a.fl.flood > 0 || a.fl.handshake;
     let flood_source = FloodSource::new(&a.fl.flood_clients, 0x5eed_f100d)?;
     if flood_mode {
-        if a.proto != "tcp" || a.method != "nat" || a.workers != 1 || a.replies {
+        if a.proto != "tcp" || a.method != "nat" || a.replies {
             return Err(
-                "--flood and --handshake need --proto tcp --method nat, one worker, no --replies"
-                    .into(),
+                "--flood and --handshake need --proto tcp --method nat, no --replies".into(),
             );
         }
         let (c0, _) = clients.flow(0);
@@ -764,9 +763,9 @@ fn run(a: &Args) -> Result<(), String> {
                 classes: true,
                 handshake: a.fl.handshake,
             },
-            lb: Arc::clone(&lb_counters[0]),
+            lb: lb_counters.clone(),
             capacity,
-            net: Arc::clone(&counters[0]),
+            net: counters.clone(),
         };
         let mut total = json!({});
         for round in 0..a.rounds {
@@ -780,13 +779,16 @@ fn run(a: &Args) -> Result<(), String> {
         total["label"] = json!(a.label);
         total["summary"] = json!(true);
         total["established_forwarded_share"] = json!(fwd as f64 / est.max(1) as f64);
-        total["lb_drop_table_full"] = json!(lb_counters[0].drops(LbDrop::TableFull));
-        total["synproxy"] = json!(lb_counters[0]
-            .synproxy
-            .named()
-            .iter()
-            .map(|(n, v)| (n.to_string(), json!(v)))
-            .collect::<serde_json::Map<_, _>>());
+        total["established_unaccounted"] =
+            json!(est as i64 - fwd as i64 - total["established_reset"].as_i64().unwrap_or(0));
+        // The run's counters (every worker's, summed), by name.
+        for (name, v) in loop_flood::lb_figures_sum(&lb_counters) {
+            if name == LbDrop::TableFull.as_str() {
+                total["lb_drop_table_full"] = json!(v);
+            } else if name.starts_with("synproxy") || name.starts_with("defense_dropped") {
+                total[name] = json!(v);
+            }
+        }
         println!("{total}");
         eprintln!(
             "uvs-loop: flood {} per packet, {} flows, {:?}: {fwd} of {est} established packets forwarded ({:.4} %)",

@@ -76,7 +76,7 @@ mod tests_defense;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-pub use table::{Conn, ConnTable, CreateError, NewConn};
+pub use table::{Conn, ConnTable, CreateError, NewConn, RandomDrop};
 
 /// IP protocol number of fwmark templates ("IP" in listings).
 pub const IPPROTO_IP: u8 = 0;

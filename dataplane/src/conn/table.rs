@@ -282,6 +282,16 @@ pub enum CreateError {
     Full,
 }
 
+/// The connections one [`ConnTable::random_drop`] pass freed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RandomDrop {
+    /// Half-open: TCP in SYN_RECV or SYNACK, SCTP in INIT1 or INIT.
+    pub half_open: usize,
+    /// Established TCP or SCTP, or other (UDP), that `todrop_entry` picked:
+    /// idle 60 s or more, with 1..=8 client packets.
+    pub idle: usize,
+}
+
 /// What [`ConnTable::create`] needs for a new connection.
 #[derive(Debug, Clone)]
 pub struct NewConn<'a> {
@@ -1280,22 +1290,23 @@ impl ConnTable {
     /// picks: idle for 60 s or more and with 1..=8 client packets, the i-th
     /// such entry with i packets (one counter per packet count, in
     /// `counters`). A dropped connection's template goes with it when it
-    /// controls nothing else. Between bursts; returns how many it freed.
+    /// controls nothing else. Between bursts; returns how many connections
+    /// it freed, of each kind (their templates not counted).
     pub fn random_drop(
         &mut self,
         n: usize,
         mut pick: impl FnMut() -> u32,
         now: u64,
         counters: &mut [i8; 9],
-    ) -> usize {
+    ) -> RandomDrop {
         use proto_tcp::state::{ESTABLISHED, SYNACK, SYN_RECV};
         let cap = self.ents.len() as u32;
+        let mut freed = RandomDrop::default();
         if cap == 0 {
-            return 0;
+            return freed;
         }
         let now_t = tick_of_ms(now);
         let idle_min = secs_to_ticks(60);
-        let mut freed = 0;
         for _ in 0..n {
             let i = pick() % cap;
             let c = &self.ents[i as usize];
@@ -1318,19 +1329,27 @@ impl ConnTable {
                 counters[p] = p as i8;
                 true
             };
-            let drop = match (c.proto, c.state) {
-                (TCP, SYN_RECV | SYNACK) => true,
-                (TCP, ESTABLISHED) => todrop(c, counters),
-                (TCP, _) => false,
-                (SCTP, proto_sctp::state::INIT1 | proto_sctp::state::INIT) => true,
-                (SCTP, proto_sctp::state::ESTABLISHED) => todrop(c, counters),
-                (SCTP, _) => false,
-                _ => todrop(c, counters),
-            };
-            if drop {
+            let half_open = matches!(
+                (c.proto, c.state),
+                (TCP, SYN_RECV | SYNACK)
+                    | (SCTP, proto_sctp::state::INIT1 | proto_sctp::state::INIT)
+            );
+            let idle = !half_open
+                && match (c.proto, c.state) {
+                    (TCP, ESTABLISHED) => todrop(c, counters),
+                    (TCP, _) => false,
+                    (SCTP, proto_sctp::state::ESTABLISHED) => todrop(c, counters),
+                    (SCTP, _) => false,
+                    _ => todrop(c, counters),
+                };
+            if half_open || idle {
                 let ctl = c.control;
                 self.free(i);
-                freed += 1;
+                if half_open {
+                    freed.half_open += 1;
+                } else {
+                    freed.idle += 1;
+                }
                 if ctl != NIL && self.ents[ctl as usize].n_control == 0 {
                     self.free(ctl);
                 }

@@ -19,13 +19,56 @@
 //!   table each second.
 //! * `secure_tcp`: the stricter TCP state table
 //!   ([`crate::conn::proto_tcp`]) while in force.
+//!
+//! What `drop_entry` removes is counted ([`DefenseCounters`]): a removed
+//! connection's next client segment is not lost silently (the stack
+//! answers it with a reset, `tcp_reset_sent`, as Linux's does), but only
+//! these counters say why the connection was gone.
 
-use crate::conn::Sysctls;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::conn::{RandomDrop, Sysctls};
 use crate::tunables::{Tunable, Tunables};
 
 /// How often the defence is re-evaluated (the kernel's
 /// `DEFENSE_TIMER_PERIOD`).
 pub const DEFENSE_PERIOD_MS: u64 = 1000;
+
+/// Connections the `drop_entry` defence removed, by kind (written by the
+/// worker once a second, read by the control thread).
+#[derive(Debug, Default)]
+pub struct DefenseCounters {
+    /// Half-open ones (TCP SYN_RECV or SYNACK, SCTP INIT1 or INIT): under
+    /// a spoofed flood mostly the flood's, but also real clients caught
+    /// between their SYN and their ACK.
+    pub half_open: AtomicU64,
+    /// Established (or UDP) ones idle 60 s or more with 1..=8 client
+    /// packets.
+    pub idle: AtomicU64,
+}
+
+impl DefenseCounters {
+    /// Adds one pass's removals.
+    pub fn count(&self, d: RandomDrop) {
+        for (c, n) in [(&self.half_open, d.half_open), (&self.idle, d.idle)] {
+            if n > 0 {
+                c.store(
+                    c.load(Ordering::Relaxed).wrapping_add(n as u64),
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+
+    /// Every counter by the name `uvsadm --counters` and telemetry give it.
+    pub fn named(&self) -> [(&'static str, u64); 2] {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("defense_dropped_half_open", g(&self.half_open)),
+            ("defense_dropped_idle", g(&self.idle)),
+        ]
+    }
+}
 
 /// One worker's defence state.
 #[derive(Debug, Clone)]

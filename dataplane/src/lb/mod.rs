@@ -80,8 +80,8 @@ use crate::xmit::icmp::{icmp_error_reply, nat_icmp_inbound, nat_icmp_outbound, I
 use crate::xmit::tunnel::{encapsulate, gue_source_port, TunnelParams};
 use crate::xmit::{check_mtu, dr::dr_xmit, nat, XmitError};
 
-pub use defense::Defense;
 use defense::DEFENSE_PERIOD_MS;
+pub use defense::{Defense, DefenseCounters};
 pub use index::ServiceIndex;
 pub use pmtu::PathMtus;
 pub use stage::{ConfigCell, ConnDump, LbStage};
@@ -206,6 +206,8 @@ pub struct LbCounters {
     pub table_entries: AtomicU64,
     /// The SYN proxy's ([`crate::synproxy`]).
     pub synproxy: Arc<SynProxyCounters>,
+    /// Connections the `drop_entry` defence removed ([`Lb::defend`]).
+    pub defense: DefenseCounters,
 }
 
 #[inline(always)]
@@ -553,7 +555,8 @@ impl Lb {
                 defense,
                 ..
             } = self;
-            conns.random_drop(n, || rng.next_u32(), now, &mut defense.todrop_counters);
+            let freed = conns.random_drop(n, || rng.next_u32(), now, &mut defense.todrop_counters);
+            self.counters.defense.count(freed);
         }
     }
 

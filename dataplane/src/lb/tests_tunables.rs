@@ -306,6 +306,67 @@ fn drop_entry_removes_half_open_connections_not_busy_ones() {
     }
 }
 
+/// What `drop_entry` removes is counted by kind, and a removed
+/// connection's next client segment is not lost silently: as in the
+/// kernel (which drops SYN_RECV entries whatever their age), a real
+/// client caught between its SYN and its ACK loses its entry, and its ACK
+/// goes to the stack, which answers with a reset (`tcp_reset_sent`).
+/// Established connections go only once idle for 60 s.
+#[test]
+fn drop_entry_counts_what_it_removes_and_the_next_segment_gets_a_reset() {
+    let mut st = masq3("rr");
+    let mut lb = Lb::new(
+        0,
+        LbSettings {
+            capacity: 64,
+            ..LbSettings::default()
+        },
+        0,
+    );
+    lb.set_snapshot(st.snapshot());
+    set(&mut st, &mut lb, Tunable::DropEntry, 3);
+    let ack = |p: u16| tcp_frame("198.18.0.2", p, "198.18.0.100", 80, ACK);
+    // 10 half-open (SYN only) and 10 established with two client packets.
+    for p in 0..10 {
+        syn_to(&mut lb, 40000 + p, 0);
+        syn_to(&mut lb, 50000 + p, 0);
+        run(&mut lb, &ack(50000 + p), 0);
+    }
+    let counted = |lb: &Lb| {
+        let d = &lb.counters().defense;
+        (
+            d.half_open.load(Ordering::Relaxed),
+            d.idle.load(Ordering::Relaxed),
+        )
+    };
+    let count_state = |lb: &Lb, state: &str| lb.connections(0).filter(|c| c.state == state).count();
+    // 40 s: half-open ones go (the flood's kind), idle established ones
+    // not yet (idle under 60 s).
+    for s in 0..40u64 {
+        lb.housekeeping(s * 1000, 64);
+    }
+    let half_open_left = count_state(&lb, "SYN_RECV");
+    assert!(half_open_left < 10, "some half-open dropped");
+    assert_eq!(count_state(&lb, "ESTABLISHED"), 10);
+    assert_eq!(counted(&lb), (10 - half_open_left as u64, 0));
+    // A removed half-open connection's ACK: no entry, passed to the stack
+    // (its reset), and no connection created.
+    let gone = (40000..40010)
+        .find(|p| state_of(&lb, *p).is_empty())
+        .unwrap();
+    let before = lb.conns().len();
+    assert_eq!(run(&mut lb, &ack(gone), 40_000).0, Action::Pass);
+    assert_eq!(lb.conns().len(), before);
+    // Idle past 60 s (their timeout is 900 s): established ones go too,
+    // counted apart.
+    for s in 40..200u64 {
+        lb.housekeeping(s * 1000, 64);
+    }
+    let established_left = count_state(&lb, "ESTABLISHED");
+    assert!(established_left < 10, "some idle established dropped");
+    assert_eq!(counted(&lb).1, 10 - established_left as u64);
+}
+
 /// `nat_icmp_send`: a reply from a NAT real server's address and port with
 /// no connection gets ICMP port unreachable back to the server; a reset
 /// does not, and without the tunable the packet is not the balancer's.

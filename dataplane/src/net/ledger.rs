@@ -119,6 +119,8 @@ const LB_OUTSIDE: &[&str] = &[
     "synproxy_cookies_bad",
     "synproxy_server_syns",
     "synproxy_opened",
+    "defense_dropped_half_open",
+    "defense_dropped_idle",
     "conn_table_entries",
     "conn_table_capacity",
 ];
