@@ -353,7 +353,7 @@ pub fn sctp_seeds() -> Vec<(String, Vec<u8>)> {
             sctp_op(f, &[SHUTDOWN_COMPLETE]),
         ];
         seeds.push((format!("{fam}-association"), client.concat()));
-        let server = vec![
+        let server = [
             sctp_op(f | OUT, &[INIT]),
             sctp_op(f, &[INIT_ACK]),
             sctp_op(f | OUT, &[COOKIE_ECHO]),
@@ -363,7 +363,7 @@ pub fn sctp_seeds() -> Vec<(String, Vec<u8>)> {
             sctp_op(f | OUT, &[SHUTDOWN_COMPLETE]),
         ];
         seeds.push((format!("{fam}-server-starts"), server.concat()));
-        let abort = vec![
+        let abort = [
             sctp_op(f, &[INIT]),
             sctp_op(f | OUT, &[ABORT]),
             sctp_op(f, &[INIT]),
