@@ -185,10 +185,28 @@ impl Shape {
     }
 }
 
-/// Byte `p` of the data of the datagram with key `key`.
-fn pattern(key: u8, p: usize) -> u8 {
-    let h = (p as u32 ^ u32::from(key) << 17).wrapping_mul(0x9e37_79b1);
-    (h >> 24) as u8
+/// Room between two keys' data in [`PATTERN`] (a prime, so no two keys'
+/// data line up).
+const KEY_STEP: usize = 1021;
+/// Keys: [`Shape::key`] is 5 bits.
+const KEYS: usize = 32;
+
+/// Pseudo-random bytes the data of every datagram is cut from: the data
+/// of key `k` at byte `p` is `PATTERN[k * KEY_STEP + p]`, so writing a
+/// fragment and checking a datagram are slice copies and compares (a
+/// per-byte function costs a sanitizer check per byte).
+static PATTERN: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+    // Offsets up to 65,528 plus lengths up to 65,535 (beyond what
+    // reassembly takes, which is the point).
+    (0..2 * (MAX_DATAGRAM + 1) + KEYS * KEY_STEP)
+        .map(|p| ((p as u32).wrapping_mul(0x9e37_79b1) >> 24) as u8 ^ (p >> 11) as u8)
+        .collect()
+});
+
+/// Bytes `p..p + n` of the data of the datagram with key `key`.
+fn pattern(key: u8, p: usize, n: usize) -> &'static [u8] {
+    let at = usize::from(key) * KEY_STEP + p;
+    &PATTERN[at..at + n]
 }
 
 /// Writes one fragment of `shape`'s datagram into `out`: data bytes
@@ -229,9 +247,7 @@ fn write_fragment(
                 | if dont_frag { 0x4000 } else { 0 };
             ip[6..8].copy_from_slice(&w.to_be_bytes());
             Ipv4Packet::new_unchecked(&mut ip[..]).fill_checksum();
-            for (i, b) in ip[hl..].iter_mut().enumerate() {
-                *b = pattern(key, offset + i);
-            }
+            ip[hl..].copy_from_slice(pattern(key, offset, len));
             l3 + hl + len
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
@@ -261,9 +277,7 @@ fn write_fragment(
             let w = (offset as u16 & 0xfff8) | u16::from(more);
             f[2..4].copy_from_slice(&w.to_be_bytes());
             f[4..8].copy_from_slice(&shape.ident_v6().to_be_bytes());
-            for (i, b) in ip[hl..].iter_mut().enumerate() {
-                *b = pattern(key, offset + i);
-            }
+            ip[hl..].copy_from_slice(pattern(key, offset, len));
             l3 + hl + len
         }
         _ => unreachable!("one family per shape"),
@@ -402,9 +416,8 @@ fn check_whole(frame: &[u8], exact: bool) -> u64 {
             let src = u8::from(ip[23] == 3);
             1 | (frame[10] & 3) << 1 | src << 3
         };
-        for (p, &b) in ip[hl..].iter().enumerate() {
-            assert_eq!(b, pattern(key, p), "reassembled data at {p}");
-        }
+        let data = &ip[hl..];
+        assert!(data == pattern(key, 0, data.len()), "reassembled data");
     }
     let mut h = ip.len() as u64;
     for &b in ip.iter().step_by(97) {
