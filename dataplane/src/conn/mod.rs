@@ -65,6 +65,7 @@ pub mod persist;
 pub mod proto_sctp;
 pub mod proto_tcp;
 pub mod proto_udp;
+pub mod sctp_fuzz;
 pub mod shared;
 pub mod table;
 pub mod timer;

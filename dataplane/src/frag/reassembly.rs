@@ -35,6 +35,11 @@ use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::ipv6::{ext, Ipv6Packet};
 use crate::wire::{ipv6, Fragment, PacketMeta, L3};
 
+// A child module, so the fuzz body can check the slots' bookkeeping.
+#[path = "reassembly_fuzz.rs"]
+mod fuzz;
+pub use fuzz::{fuzz_frame, fuzz_reassembly, FUZZ_LIMITS};
+
 /// Why a fragment (or a whole datagram being reassembled) was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FragDrop {
@@ -200,6 +205,9 @@ struct Slot {
     /// Where the frame starts (Ethernet header) once the first fragment
     /// arrived: the header is right in front of [`FRONT`] + [`MAX_HEADER`].
     frame_start: Option<usize>,
+    /// The first fragment's link-layer header length (its
+    /// `meta.l3_offset`): later fragments may come with another.
+    link_len: usize,
     /// The frame of a complete datagram (start, end) in `buf`, as the
     /// stage's rewrite left it.
     view: (usize, usize),
@@ -217,6 +225,7 @@ impl Slot {
             ranges: Vec::with_capacity(max_fragments),
             received: 0,
             frame_start: None,
+            link_len: 0,
             view: (0, 0),
             buf: vec![0u8; SLOT_BYTES].into_boxed_slice(),
         }
@@ -344,16 +353,34 @@ impl Reassembler {
                 slot.buf[at + l3 + at_next] = next;
             }
             slot.frame_start = Some(at);
+            slot.link_len = l3;
         }
-        FragCounters::add(&self.counters.fragments, 1);
         if !slot.complete() {
+            FragCounters::add(&self.counters.fragments, 1);
             return Insert::Held;
         }
         // Whole: fix the IP header for the whole datagram.
         let total = slot.total.unwrap_or(0);
-        let l3 = usize::from(meta.l3_offset);
-        let at = slot.frame_start.unwrap_or(0) + l3;
+        // The first fragment's link header leads the frame, not this one's.
+        let at = slot.frame_start.unwrap_or(0) + slot.link_len;
         let hdr = data_at - at;
+        // Each fragment was checked against its own header's length; with
+        // the first fragment's (IPv4 options, IPv6 extension headers) the
+        // datagram may still exceed 65,535 bytes: the kernel drops it
+        // (ip_frag_reasm, ip6_frag_reasm "oversized").
+        let ip_len = match meta.l3 {
+            L3::Ipv6 => hdr - ipv6::HEADER_LEN + total,
+            _ => hdr + total,
+        };
+        if ip_len > MAX_DATAGRAM {
+            slot.ranges.clear();
+            slot.received = 0;
+            slot.total = None;
+            slot.frame_start = None;
+            slot.dead = true;
+            return self.dropped(FragDrop::BadLength);
+        }
+        FragCounters::add(&self.counters.fragments, 1);
         let h = &mut slot.buf[at..data_at + total];
         match meta.l3 {
             L3::Ipv6 => {
@@ -439,14 +466,17 @@ impl Reassembler {
     /// Discards datagrams whose time ran out; returns how many (counted as
     /// [`FragDrop::Timeout`]). Cheap: a pass over the slots.
     pub fn expire(&mut self, now: u64) -> usize {
-        let mut n = 0;
+        let (mut n, mut live) = (0, 0);
         for s in &mut self.slots {
             if s.key.is_some() && now >= s.deadline {
+                // A datagram already discarded was counted then (as the
+                // kernel's ip_expire skips a killed queue).
+                live += u64::from(!s.dead);
                 s.clear();
                 n += 1;
             }
         }
-        FragCounters::add(&self.counters.drops[FragDrop::Timeout as usize], n as u64);
+        FragCounters::add(&self.counters.drops[FragDrop::Timeout as usize], live);
         n
     }
 
@@ -470,8 +500,11 @@ impl Reassembler {
             match s.key {
                 Some(k) if k == *key => {
                     if now >= s.deadline {
-                        // Expired: start over with this fragment.
-                        self.counters.count(FragDrop::Timeout);
+                        // Expired: start over with this fragment (a
+                        // discarded datagram was counted already).
+                        if !s.dead {
+                            self.counters.count(FragDrop::Timeout);
+                        }
                         free = Some(i);
                         break;
                     }
@@ -639,37 +672,4 @@ impl PacketBuf for SlotBuf<'_> {
         v.1 -= n;
         true
     }
-}
-
-/// Feeds `data` to a fresh reassembler as a sequence of frames, each
-/// prefixed by a two-byte length: the body of the `reassembly` fuzz target.
-/// Returns the number of datagrams completed.
-pub fn fuzz_reassembly(data: &[u8]) -> usize {
-    let mut r = Reassembler::new(ReassemblyLimits {
-        slots: 4,
-        max_fragments: 16,
-        ..ReassemblyLimits::default()
-    });
-    let mut done = 0;
-    let mut rest = data;
-    let mut now = 0;
-    while rest.len() >= 2 {
-        let n = usize::from(u16::from_be_bytes([rest[0], rest[1]])).min(rest.len() - 2);
-        let (f, next) = rest[2..].split_at(n);
-        rest = next;
-        now += 1000;
-        if let Ok(m) = crate::wire::parse_packet(f) {
-            if m.fragment == Fragment::No {
-                continue;
-            }
-            if let Insert::Complete(i) = r.insert(f, &m, now) {
-                let whole = r.frame(i);
-                let _ = crate::wire::parse_packet(whole.data());
-                done += 1;
-                r.release(i);
-            }
-        }
-        r.expire(now);
-    }
-    done
 }

@@ -252,12 +252,26 @@ fn rewrite_general(
     // L4 header.
     if meta.protocol == protocol::SCTP {
         if old_port != port {
+            // A packet that arrived corrupt leaves as corrupt (its CRC32c
+            // off by the same error): a fresh CRC over damaged chunks would
+            // pass them off as sound to the receiver, which is the only
+            // one left to drop them (the kernel drops them before the
+            // rewrite, sctp_dnat_handler).
+            let error = {
+                let b = &data[l4..end];
+                SctpPacket::new_checked(b)?.checksum() ^ crate::wire::sctp::packet_crc(b)
+            };
             let mut s = SctpPacket::new_checked(&mut data[l4..end])?;
             match side {
                 Side::Src => s.set_src_port(port),
                 Side::Dst => s.set_dst_port(port),
             }
             s.fill_checksum();
+            if error != 0 {
+                let c = s.checksum() ^ error;
+                data[l4 + crate::wire::sctp::CHECKSUM_OFFSET..][..4]
+                    .copy_from_slice(&c.to_le_bytes());
+            }
         }
         return Ok(());
     }
