@@ -150,6 +150,22 @@ impl WorkerSample {
         v
     }
 
+    /// The load balancer's own events that no other family exports:
+    /// reassembly, path MTUs learned, TOA skipped, the SYN proxy's
+    /// counters and the `drop_entry` defence's removals, by the names
+    /// `uvsadm --counters` gives them.
+    pub fn lb_events(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        [
+            ("fragments_received", self.fragments),
+            ("datagrams_reassembled", self.reassembled),
+            ("path_mtus_learned", self.pmtu_learned),
+            ("toa_skipped", self.toa_skipped),
+        ]
+        .into_iter()
+        .chain(self.synproxy.iter().copied())
+        .chain(self.defense.iter().copied())
+    }
+
     /// A stack counter's value.
     pub fn stack(&self, c: Counter) -> u64 {
         self.stack
@@ -549,6 +565,19 @@ fn render_workers(out: &mut String, ws: &[WorkerSample]) {
                 if matches!(stack_kind(*c), StackKind::Event) {
                     f.sample(&[("worker", &names[w]), ("event", c.as_str())], *v);
                 }
+            }
+        }
+    }
+    {
+        let mut f = family(
+            out,
+            "uvs_lb_events_total",
+            "counter",
+            "What the load balancer reassembled, learned, proxied or removed, by worker",
+        );
+        for (w, s) in ws.iter().enumerate() {
+            for (event, v) in s.lb_events() {
+                f.sample(&[("worker", &names[w]), ("event", event)], v);
             }
         }
     }
@@ -995,6 +1024,40 @@ mod tests {
         assert!(named.len() > Counter::ALL.len());
         let l = dataplane::net::ledger::Ledger::of(named.iter().map(|(k, v)| (k.as_str(), *v)));
         assert!(l.unclassified.is_empty(), "{:?}", l.unclassified);
+    }
+
+    #[test]
+    fn the_syn_proxys_and_drop_entrys_counters_are_series() {
+        let mut s = sample();
+        let lb = LbCounters::default();
+        lb.synproxy.cookies_sent.store(41, Ordering::Relaxed);
+        lb.defense.count(dataplane::conn::RandomDrop {
+            half_open: 7,
+            idle: 2,
+        });
+        lb.frag.reassembled.store(5, Ordering::Relaxed);
+        s.workers[1] = WorkerSample::read(&NetCounters::default(), &lb, 1024);
+        let t = render(&s);
+        let ev = |w: &str, e: &str| {
+            value(
+                &t,
+                &format!(r#"uvs_lb_events_total{{worker="{w}",event="{e}"}}"#),
+            )
+        };
+        assert_eq!(ev("1", "synproxy_cookies_sent"), 41);
+        assert_eq!(ev("1", "defense_dropped_half_open"), 7);
+        assert_eq!(ev("1", "defense_dropped_idle"), 2);
+        assert_eq!(ev("1", "datagrams_reassembled"), 5);
+        assert_eq!(ev("0", "defense_dropped_half_open"), 0);
+        // One series per event and worker, each also in `uvsadm --counters`.
+        let names: Vec<String> = s.workers[1].named().into_iter().map(|(k, _)| k).collect();
+        let events: Vec<&str> = s.workers[1].lb_events().map(|(k, _)| k).collect();
+        assert!(events.iter().all(|e| names.iter().any(|n| n == e)));
+        let series = t
+            .lines()
+            .filter(|l| l.starts_with("uvs_lb_events_total{"))
+            .count();
+        assert_eq!(series, 2 * events.len());
     }
 
     #[test]
