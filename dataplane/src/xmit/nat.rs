@@ -255,8 +255,9 @@ fn rewrite_general(
             // A packet that arrived corrupt leaves as corrupt (its CRC32c
             // off by the same error): a fresh CRC over damaged chunks would
             // pass them off as sound to the receiver, which is the only
-            // one left to drop them (the kernel drops them before the
-            // rewrite, sctp_dnat_handler).
+            // one left to drop them (the kernel's sctp_dnat_handler checks
+            // the CRC only with an application helper and otherwise
+            // recomputes it, blessing them).
             let error = {
                 let b = &data[l4..end];
                 SctpPacket::new_checked(b)?.checksum() ^ crate::wire::sctp::packet_crc(b)
