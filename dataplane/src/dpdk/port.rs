@@ -200,10 +200,6 @@ pub struct Port {
     /// The interface a kernel-backed device sends and receives through
     /// (`if_index` from the driver, else its `iface=` devarg).
     kernel_if: Option<String>,
-    /// Frames the driver handed over in more than one segment (larger than
-    /// an mbuf's data room), dropped at receive: the packet path handles
-    /// one segment per frame.
-    rx_chained: AtomicU64,
     /// Keeps the pool the rx queues fill from alive as long as the port.
     _pool: Arc<Mempool>,
 }
@@ -529,7 +525,6 @@ impl Port {
             claimed_tx: AtomicU64::new(0),
             mtu_without_setter: AtomicU16::new(0),
             kernel_if,
-            rx_chained: AtomicU64::new(0),
             _pool: pool,
         };
         // A TAP's kernel side must not share the port's MAC (tap.rs says
@@ -664,13 +659,6 @@ impl Port {
         ))
     }
 
-    /// Frames dropped at receive because the driver handed them over in
-    /// several segments (larger than the port's MTU allows); counted in
-    /// [`PortStats::ierrors`].
-    pub fn rx_chained(&self) -> u64 {
-        self.rx_chained.load(Ordering::Relaxed)
-    }
-
     /// Sets the link up or down (a TAP: its interface's IFF_UP). Best
     /// effort: drivers that cannot are left as they are.
     pub fn set_link(&self, up: bool) {
@@ -703,9 +691,7 @@ impl Port {
             ibytes: s.ibytes,
             obytes: s.obytes,
             imissed: s.imissed,
-            // The driver counted them received; uvsd dropped them as
-            // erroneous (rx_burst).
-            ierrors: s.ierrors + self.rx_chained(),
+            ierrors: s.ierrors,
             oerrors: s.oerrors,
             rx_nombuf: s.rx_nombuf,
         }
@@ -753,25 +739,27 @@ impl PortQueue {
         // The packet path reads one segment per frame. A driver that
         // copies from the kernel (net_pcap) chains a frame larger than the
         // data room, which the port's MTU sizes: such a frame is too big
-        // for this port anyway, and is dropped here.
-        let (start, mut kept) = (*len, *len);
-        for i in start..start + got {
-            // SAFETY: entries start..start+got were just filled with owned,
-            // valid mbufs; each is either freed once or moved down to kept
-            // (kept <= i), so the entries below the new len stay owned.
+        // for this port. It is cut to its first segment and goes on, so
+        // the worker takes it in and counts its fate like any other frame
+        // (an IP packet longer than what is left is a malformed drop).
+        for i in *len..*len + got {
+            // SAFETY: entries len..len+got were just filled with owned,
+            // valid mbufs; a chained one keeps its first segment, whose
+            // lengths are set to that segment alone, and the rest of the
+            // chain (owned by it, referenced nowhere else) is freed once.
             unsafe {
                 let m = *ptrs.add(i);
-                if (*m).nb_segs == 1 {
-                    *ptrs.add(kept) = m;
-                    kept += 1;
-                } else {
-                    dpdk_sys::rte_pktmbuf_free(m);
-                    self.port.rx_chained.fetch_add(1, Ordering::Relaxed);
+                if (*m).nb_segs > 1 {
+                    let rest = (*m).next;
+                    (*m).next = std::ptr::null_mut();
+                    (*m).nb_segs = 1;
+                    (*m).pkt_len = u32::from((*m).data_len);
+                    dpdk_sys::rte_pktmbuf_free(rest);
                 }
             }
         }
-        *len = kept;
-        kept - start
+        *len += got;
+        got
     }
 
     /// Sends what it can of `burst`; unsent mbufs stay in it (the caller
