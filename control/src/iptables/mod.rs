@@ -358,7 +358,15 @@ fn save(tables: &RuleTables, family: Family, argv: &[String], prog: &str, now: &
     Response::ok(out)
 }
 
-/// Splits a restore line into words as iptables-restore does: spaces
+/// The blanks that separate words for iptables: C's `isspace` in the C
+/// locale. A chain name may not contain one (`iptables -N` refuses it),
+/// and restore input splits on these alone, so a name with any other
+/// character (Unicode spaces included) saves and restores as itself.
+pub(crate) fn is_c_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+}
+
+/// Splits a restore line into words as iptables-restore does: blanks
 /// separate, `"..."` groups (with `\"` inside), quotes are removed.
 fn words(line: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
@@ -377,7 +385,7 @@ fn words(line: &str) -> Result<Vec<String>, String> {
                 quoted = !quoted;
                 has = true;
             }
-            c if c.is_whitespace() && !quoted => {
+            c if is_c_space(c) && !quoted => {
                 if has || !cur.is_empty() {
                     out.push(std::mem::take(&mut cur));
                     has = false;
@@ -474,7 +482,10 @@ fn restore(
             continue;
         }
         if let Some(chain_line) = line.strip_prefix(':') {
-            let w: Vec<&str> = chain_line.split_whitespace().collect();
+            let w: Vec<&str> = chain_line
+                .split(is_c_space)
+                .filter(|w| !w.is_empty())
+                .collect();
             let (Some(name), Some(pol)) = (w.first(), w.get(1)) else {
                 return line_error(n, "no command specified");
             };

@@ -1157,5 +1157,8 @@ fn check_chain_name(c: &str) -> Result<(), IptError> {
     ) {
         return Err(fail("chain name may not clash with target name"));
     }
+    if c.chars().any(super::is_c_space) {
+        return Err(fail(format!("Invalid chain name `{c}'")));
+    }
     Ok(())
 }
