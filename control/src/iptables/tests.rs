@@ -583,3 +583,19 @@ fn a_chain_name_with_a_blank_is_refused_and_others_round_trip() {
     // The fuzz target's input itself.
     fuzz_one(b"\xd4-N\x00\x1a\x8b\x0b3\xf4\x18\xff");
 }
+
+/// A refused command on a table nothing has used yet does not make the
+/// table appear in iptables-save's output (found by the `iptables` fuzz
+/// target: `-t nat -A` to a chain that does not exist left an empty nat
+/// table behind).
+#[test]
+fn a_refused_command_does_not_bring_a_table_into_being() {
+    let mut i = Ipt::new();
+    i.ok("-N web");
+    let before = i.save("");
+    let r = i.run("-t nat -A NOSUCH -m addrtype --dst-type LOCAL -j RETURN");
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(i.save(""), before);
+    assert!(!i.save("").contains("*nat"));
+    fuzz_one(b"\x00-t nat -A PREROUTI\x5eG -m addrtype --dst-type LOCAL -j RETURN");
+}

@@ -370,10 +370,17 @@ impl RuleTables {
     }
 
     /// Executes one operation on `table` of `family`; on error nothing
-    /// changed.
+    /// changed, not even the table's existence: a refused command on a
+    /// table nothing has used yet leaves it out of iptables-save's output,
+    /// as iptables-nft does (it commits nothing of a failed command).
     pub fn apply(&mut self, family: Family, table: Table, op: &RuleOp) -> Result<(), RuleError> {
-        let t = self.family_mut(family).table_mut(table);
-        apply_to(t, op)
+        let f = self.family_mut(family);
+        let existed = f.tables.contains_key(&table);
+        let r = apply_to(f.table_mut(table), op);
+        if r.is_err() && !existed {
+            f.tables.remove(&table);
+        }
+        r
     }
 
     /// Executes all operations or none (a restore's table between `*table`
