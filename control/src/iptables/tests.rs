@@ -31,6 +31,21 @@ impl Ipt {
         self.tool(Tool::Iptables, Family::V4, line, None)
     }
 
+    /// iptables with these words, which may hold blanks of their own.
+    fn run_words(&mut self, argv: &[&str]) -> Response {
+        let argv: Vec<String> = argv.iter().map(|w| w.to_string()).collect();
+        execute(
+            &mut self.t,
+            &NoSets,
+            Tool::Iptables,
+            Family::V4,
+            &argv,
+            None,
+            NOW,
+        )
+        .response
+    }
+
     fn ok(&mut self, line: &str) -> String {
         let r = self.run(line);
         assert_eq!(r.code, 0, "iptables {line}: {}", r.stderr);
@@ -542,17 +557,7 @@ fn a_chain_name_with_a_blank_is_refused_and_others_round_trip() {
     let mut i = Ipt::new();
     let before = i.save("");
     for bad in ["a\u{b}b", "a\tb", "a\u{c}b", "a\rb"] {
-        let argv = vec!["-N".to_string(), bad.to_string()];
-        let r = execute(
-            &mut i.t,
-            &NoSets,
-            Tool::Iptables,
-            Family::V4,
-            &argv,
-            None,
-            NOW,
-        )
-        .response;
+        let r = i.run_words(&["-N", bad]);
         assert_eq!(r.code, 2, "{bad:?}: {}", r.stderr);
         assert!(
             r.stderr.contains("Invalid chain name"),
@@ -562,17 +567,7 @@ fn a_chain_name_with_a_blank_is_refused_and_others_round_trip() {
     }
     assert_eq!(i.save(""), before);
     let odd = "a\u{a0}b\u{2003}\u{1a}";
-    let argv = vec!["-N".to_string(), odd.to_string()];
-    let r = execute(
-        &mut i.t,
-        &NoSets,
-        Tool::Iptables,
-        Family::V4,
-        &argv,
-        None,
-        NOW,
-    )
-    .response;
+    let r = i.run_words(&["-N", odd]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let saved = i.save("");
     assert!(saved.contains(&format!(":{odd} - [0:0]")), "{saved}");
