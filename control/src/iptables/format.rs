@@ -106,7 +106,15 @@ pub fn rule_spec(r: &Rule, family: Family, counters: Option<(u64, u64)>) -> Stri
     for (flag, i) in [("-i", &r.in_if), ("-o", &r.out_if)] {
         if let Some(i) = i {
             neg(&mut o, i.neg);
-            let _ = write!(o, " {flag} {}", i.v);
+            let _ = write!(o, " {flag}");
+            // iptables-save writes the name as it is; one that holds a
+            // restore blank or a quote would not restore so, and is
+            // quoted (iptables accepts such names with a warning).
+            if i.v.contains(|c| super::is_restore_blank(c) || c == '"') {
+                save_string(&mut o, &i.v);
+            } else {
+                let _ = write!(o, " {}", i.v);
+            }
         }
     }
     if let Some(p) = &r.proto {

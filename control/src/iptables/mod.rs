@@ -358,12 +358,18 @@ fn save(tables: &RuleTables, family: Family, argv: &[String], prog: &str, now: &
     Response::ok(out)
 }
 
-/// The blanks that separate words for iptables: C's `isspace` in the C
-/// locale. A chain name may not contain one (`iptables -N` refuses it),
-/// and restore input splits on these alone, so a name with any other
-/// character (Unicode spaces included) saves and restores as itself.
+/// C's `isspace` in the C locale: `iptables -N` refuses a chain name
+/// holding one.
 pub(crate) fn is_c_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+}
+
+/// What separates words in iptables-restore input (its
+/// `add_param_to_argv`, and `strtok` on chain lines): space, tab and
+/// newline, nothing else. A chain name cannot hold one (see
+/// [`is_c_space`]); an interface name that does is quoted when saved.
+pub(crate) fn is_restore_blank(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n')
 }
 
 /// Splits a restore line into words as iptables-restore does: blanks
@@ -385,7 +391,7 @@ fn words(line: &str) -> Result<Vec<String>, String> {
                 quoted = !quoted;
                 has = true;
             }
-            c if is_c_space(c) && !quoted => {
+            c if is_restore_blank(c) && !quoted => {
                 if has || !cur.is_empty() {
                     out.push(std::mem::take(&mut cur));
                     has = false;
@@ -483,7 +489,7 @@ fn restore(
         }
         if let Some(chain_line) = line.strip_prefix(':') {
             let w: Vec<&str> = chain_line
-                .split(is_c_space)
+                .split(is_restore_blank)
                 .filter(|w| !w.is_empty())
                 .collect();
             let (Some(name), Some(pol)) = (w.first(), w.get(1)) else {

@@ -527,6 +527,7 @@ impl<'a> Parser<'a> {
                 if self.rule.in_if.is_some() {
                     return Err(fail("multiple -i flags not allowed"));
                 }
+                check_interface(&v)?;
                 self.rule.in_if = Some(Neg { neg, v });
                 Ok(())
             }
@@ -536,6 +537,7 @@ impl<'a> Parser<'a> {
                 if self.rule.out_if.is_some() {
                     return Err(fail("multiple -o flags not allowed"));
                 }
+                check_interface(&v)?;
                 self.rule.out_if = Some(Neg { neg, v });
                 Ok(())
             }
@@ -1136,6 +1138,17 @@ pub fn match_name(m: &Match) -> &'static str {
         Match::Conntrack { .. } => "conntrack",
         Match::AddrTypeLocal { .. } => "addrtype",
     }
+}
+
+/// iptables' check on an interface name (`xtables_parse_interface`): at
+/// most 15 bytes (IFNAMSIZ less the NUL).
+fn check_interface(name: &str) -> Result<(), IptError> {
+    if name.len() > 15 {
+        return Err(fail(format!(
+            "interface name `{name}' must be shorter than IFNAMSIZ (15)"
+        )));
+    }
+    Ok(())
 }
 
 /// iptables' checks on a new chain name.
