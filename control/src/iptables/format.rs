@@ -49,6 +49,20 @@ fn save_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// A name (chain, interface) as iptables-save writes it: as it is, unless
+/// it holds what iptables-restore would read differently (a blank that
+/// splits it, a quote that opens a quoted string); such a name is quoted
+/// so that it restores as itself (iptables accepts those names and writes
+/// them bare, which its own restore then misreads).
+fn save_name(out: &mut String, s: &str) {
+    if s.contains(|c| super::is_restore_blank(c) || c == '"') {
+        save_string(out, s);
+    } else {
+        out.push(' ');
+        out.push_str(s);
+    }
+}
+
 fn range_colon(r: PortRange) -> String {
     if r.0 == r.1 {
         r.0.to_string()
@@ -107,14 +121,7 @@ pub fn rule_spec(r: &Rule, family: Family, counters: Option<(u64, u64)>) -> Stri
         if let Some(i) = i {
             neg(&mut o, i.neg);
             let _ = write!(o, " {flag}");
-            // iptables-save writes the name as it is; one that holds a
-            // restore blank or a quote would not restore so, and is
-            // quoted (iptables accepts such names with a warning).
-            if i.v.contains(|c| super::is_restore_blank(c) || c == '"') {
-                save_string(&mut o, &i.v);
-            } else {
-                let _ = write!(o, " {}", i.v);
-            }
+            save_name(&mut o, &i.v);
         }
     }
     if let Some(p) = &r.proto {
@@ -234,7 +241,8 @@ pub fn rule_spec(r: &Rule, family: Family, counters: Option<(u64, u64)>) -> Stri
             }
         }
         t => {
-            let _ = write!(o, " -j {}", t.name());
+            o.push_str(" -j");
+            save_name(&mut o, t.name());
         }
     }
     o
@@ -285,7 +293,9 @@ pub fn list_rules(
                 continue;
             }
             let cnt = counters.then(|| r.counted.get());
-            let _ = writeln!(o, "-A {}{}", c.name, rule_spec(&r.rule, family, cnt));
+            o.push_str("-A");
+            save_name(&mut o, &c.name);
+            let _ = writeln!(o, "{}", rule_spec(&r.rule, family, cnt));
         }
     }
     o
@@ -310,7 +320,9 @@ pub fn save_table(t: &TableState, family: Family, counters: bool) -> String {
                 let (p, b) = r.counted.get();
                 let _ = write!(o, "[{p}:{b}] ");
             }
-            let _ = writeln!(o, "-A {}{}", c.name, rule_spec(&r.rule, family, None));
+            o.push_str("-A");
+            save_name(&mut o, &c.name);
+            let _ = writeln!(o, "{}", rule_spec(&r.rule, family, None));
         }
     }
     o.push_str("COMMIT\n");
