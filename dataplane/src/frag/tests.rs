@@ -725,3 +725,15 @@ fn fragments_with_and_without_a_vlan_tag_reassemble_to_a_valid_datagram() {
         }
     }
 }
+
+/// Inputs the `reassembly` fuzz target crashed on, run through its body:
+/// `nested-fragment-header`, an IPv6 fragment whose own fragment header
+/// at offset 0 was followed by a second one; the reassembled datagram
+/// still began with that second header. The parser now refuses a second
+/// fragment header (`wire::ipv6`'s `a_second_fragment_header_is_rejected`).
+#[test]
+fn the_fuzz_targets_former_crashes_pass() {
+    crate::frag::reassembly::fuzz_reassembly(include_bytes!(
+        "fuzz-regressions/nested-fragment-header"
+    ));
+}

@@ -142,7 +142,9 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     /// Walks the extension headers to the upper-layer header.
     ///
     /// Errors: [`ParseError::BadExtHeader`] if a header runs past the
-    /// payload, [`ParseError::TooManyExtHeaders`] after
+    /// payload or a second fragment header follows the first (RFC 8200
+    /// allows one; a datagram fragmented twice would leave a fragment
+    /// header in what reassembly hands on), [`ParseError::TooManyExtHeaders`] after
     /// [`MAX_EXT_HEADERS`]. Headers behind a non-first fragment are not
     /// walked (they are not there); the fragment's own next header is
     /// returned with the offset of the fragment data.
@@ -166,7 +168,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
                     off += len;
                 }
                 ext::FRAGMENT => {
-                    if off + 8 > end {
+                    if off + 8 > end || fragment.is_some() {
                         return Err(ParseError::BadExtHeader);
                     }
                     let w = get16(b, off + 2);
@@ -346,6 +348,21 @@ mod tests {
             .unwrap();
         assert_eq!(u.fragment.unwrap().offset, 1448);
         assert!(!u.fragment.unwrap().more);
+    }
+
+    #[test]
+    fn a_second_fragment_header_is_rejected() {
+        // Two fragment headers at offset 0 (the first an atomic fragment):
+        // found by the reassembly fuzz target, whose reassembled datagram
+        // still began with the second.
+        let b = packet(
+            44,
+            &[
+                44, 0, 0, 0, 0, 0, 0, 0, 17, 0, 0x00, 0x01, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
+        );
+        let p = Ipv6Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(p.upper_layer(), Err(ParseError::BadExtHeader));
     }
 
     #[test]
