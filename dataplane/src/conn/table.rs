@@ -1359,6 +1359,25 @@ impl ConnTable {
     }
 
     /// Rows of `ipvsadm -L -c` for every live entry (control path; allocates).
+    /// Tests: every live entry's slot and fields (state, flags, expiry,
+    /// wheel slot, links, counts; not the shared destination and service),
+    /// for comparing two tables that saw the same packets.
+    #[cfg(test)]
+    pub(crate) fn live_for_tests(&self) -> Vec<String> {
+        self.ents
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.flags & cflags::LIVE != 0)
+            .map(|(i, c)| {
+                format!(
+                    "{i}: {:?}:{} -> {:?}:{} -> {:?}:{} p{} s{} f{:#x} e{} at{} ctl{} in{} l{}/{} {:?}",
+                    c.caddr, c.cport, c.vaddr, c.vport, c.daddr, c.dport, c.proto, c.state,
+                    c.flags, c.expires, c.at, c.control, c.in_pkts, c.local, c.lport, c.method
+                )
+            })
+            .collect()
+    }
+
     pub fn iter_entries(&self, now: u64) -> impl Iterator<Item = ConnEntry> + '_ {
         self.entries_in(0..self.ents.len(), now)
     }

@@ -41,6 +41,7 @@ mod defense;
 mod filter;
 mod fullnat;
 mod index;
+mod lane;
 mod masq;
 mod pmtu;
 mod stage;

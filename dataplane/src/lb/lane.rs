@@ -1,0 +1,68 @@
+//! The balancer's step of the established-flow fast lane
+//! ([`crate::net::Stack::input_lane`]).
+//!
+//! Why: with nothing in front of the balancer ([`super::LbStage`]'s
+//! switches all off), a whole IPv4 TCP or UDP packet goes from the stack
+//! straight to [`Lb::process_marked`] with mark 0. For such a packet most
+//! of what `process_marked` tests first (ARP, ICMP errors, the protocol,
+//! later fragments) cannot apply, and the lookup the packet rules may have
+//! made (`looked`) cannot exist. [`Lb::lane`] is `process_marked` for that
+//! packet alone: the same lookup, the same connection update, the same
+//! rewrite and statistics, in the same order; what it does not handle
+//! itself (a SYN proxy's connection) goes to `process_marked` with the
+//! lookup handed over, so nothing is done twice. Property tests
+//! (`crate::net::lane_tests`) hold the lane equal to the general path.
+
+use super::filter::{data_at, Looked};
+use super::{Action, Egress, Lb, LbDrop};
+use crate::buf::PacketBuf;
+use crate::conn::table::cflags;
+use crate::conn::{ConnKey, Dir, Verdict};
+use crate::wire::ipv4::protocol;
+use crate::wire::PacketMeta;
+
+impl Lb {
+    /// [`Lb::process_marked`] with mark 0 for a whole IPv4 TCP or UDP
+    /// packet (`meta` describes `buf` as it is), with no lookup kept by the
+    /// packet rules (none run).
+    #[inline(always)]
+    pub fn lane<B: PacketBuf, E: Egress>(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        now: u64,
+        eg: &E,
+    ) -> Action {
+        let flags = if meta.protocol == protocol::TCP {
+            meta.tcp_flags
+        } else {
+            0
+        };
+        let key = self.conns.hashed(ConnKey::of_packet(meta));
+        if let Some(id) = self.conns.lookup_in_hashed(&key) {
+            if self.conns.get(id).flags() & cflags::SYNPROXY != 0 {
+                self.looked = Some(Looked::new(key, data_at(buf), Some((id, Dir::In))));
+                return self.process_marked(buf, meta, 0, now, eg);
+            }
+            match self.conns.on_packet(id, Dir::In, flags, now) {
+                Verdict::Forward => {
+                    self.sync_note(id);
+                    return self.xmit_in(id, buf, meta, eg);
+                }
+                Verdict::Drop => return self.drop(LbDrop::DestUnavailable),
+                Verdict::Expired => {}
+            }
+        } else if let Some(id) = self.conns.lookup_out_hashed(&key) {
+            if self.conns.get(id).flags() & cflags::SYNPROXY != 0 {
+                self.looked = Some(Looked::new(key, data_at(buf), Some((id, Dir::Out))));
+                return self.process_marked(buf, meta, 0, now, eg);
+            }
+            return match self.conns.on_packet(id, Dir::Out, flags, now) {
+                Verdict::Forward => self.xmit_out(id, buf, meta, eg),
+                Verdict::Drop => self.drop(LbDrop::DestUnavailable),
+                Verdict::Expired => Action::Pass,
+            };
+        }
+        self.new_connection(buf, meta, 0, now, eg, &key)
+    }
+}
