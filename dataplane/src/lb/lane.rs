@@ -17,7 +17,7 @@ use super::filter::{data_at, Looked};
 use super::{Action, Egress, Lb, LbDrop};
 use crate::buf::PacketBuf;
 use crate::conn::table::cflags;
-use crate::conn::{ConnKey, Dir, Verdict};
+use crate::conn::{proto_tcp, ConnKey, Dir, Verdict};
 use crate::wire::ipv4::protocol;
 use crate::wire::PacketMeta;
 
@@ -38,13 +38,21 @@ impl Lb {
         } else {
             0
         };
+        // A packet that may start a connection takes `on_packet`'s tests
+        // (connection reuse); any other, the steady update.
+        let steady = meta.protocol == protocol::UDP || !proto_tcp::is_new_conn(flags);
         let key = self.conns.hashed(ConnKey::of_packet(meta));
         if let Some(id) = self.conns.lookup_in_hashed(&key) {
             if self.conns.get(id).flags() & cflags::SYNPROXY != 0 {
                 self.looked = Some(Looked::new(key, data_at(buf), Some((id, Dir::In))));
                 return self.process_marked(buf, meta, 0, now, eg);
             }
-            match self.conns.on_packet(id, Dir::In, flags, now) {
+            let v = if steady {
+                self.conns.on_packet_steady(id, Dir::In, flags, now)
+            } else {
+                self.conns.on_packet(id, Dir::In, flags, now)
+            };
+            match v {
                 Verdict::Forward => {
                     self.sync_note(id);
                     return self.xmit_in(id, buf, meta, eg);
@@ -57,7 +65,12 @@ impl Lb {
                 self.looked = Some(Looked::new(key, data_at(buf), Some((id, Dir::Out))));
                 return self.process_marked(buf, meta, 0, now, eg);
             }
-            return match self.conns.on_packet(id, Dir::Out, flags, now) {
+            let v = if steady {
+                self.conns.on_packet_steady(id, Dir::Out, flags, now)
+            } else {
+                self.conns.on_packet(id, Dir::Out, flags, now)
+            };
+            return match v {
                 Verdict::Forward => self.xmit_out(id, buf, meta, eg),
                 Verdict::Drop => self.drop(LbDrop::DestUnavailable),
                 Verdict::Expired => Action::Pass,
