@@ -14,12 +14,14 @@
 //! (`crate::net::lane_tests`) hold the lane equal to the general path.
 
 use super::filter::{data_at, Looked};
-use super::{Action, Egress, Lb, LbDrop};
+use super::{drop_counted, refused, tunnel_in, Action, Egress, Lb, LbDrop};
 use crate::buf::PacketBuf;
 use crate::conn::table::cflags;
 use crate::conn::{proto_tcp, ConnKey, Dir, Verdict};
+use crate::model::ForwardMethod;
 use crate::wire::ipv4::protocol;
 use crate::wire::PacketMeta;
+use crate::xmit::{check_mtu, dr::dr_xmit, nat};
 
 impl Lb {
     /// [`Lb::process_marked`] with mark 0 for a whole IPv4 TCP or UDP
@@ -55,7 +57,7 @@ impl Lb {
             match v {
                 Verdict::Forward => {
                     self.sync_note(id);
-                    return self.xmit_in(id, buf, meta, eg);
+                    return self.lane_xmit_in(id, buf, meta, eg);
                 }
                 Verdict::Drop => return self.drop(LbDrop::DestUnavailable),
                 Verdict::Expired => {}
@@ -77,5 +79,51 @@ impl Lb {
             };
         }
         self.new_connection(buf, meta, 0, now, eg, &key)
+    }
+
+    /// [`Lb::xmit_in`] for NAT, DR and tunnels in the lane, in line: the
+    /// same statistics (counted before the transmit, as `Outbound::send`),
+    /// the same MTU check and rewrite as `rewrite_in` (the tunnel's is the
+    /// same function, `tunnel_in`), the same refusals (`refused`); without
+    /// the general path's calls and its `Outbound`. FULLNAT takes
+    /// `xmit_in` (its own `fullnat::xmit_in`).
+    #[inline(always)]
+    fn lane_xmit_in<B: PacketBuf, E: Egress>(
+        &mut self,
+        id: crate::conn::ConnId,
+        buf: &mut B,
+        meta: &PacketMeta,
+        eg: &E,
+    ) -> Action {
+        let c = self.conns.get(id);
+        let method = match c.method() {
+            ForwardMethod::FullNat => return self.xmit_in(id, buf, meta, eg),
+            m => *m,
+        };
+        let Some(dest) = c.dest() else {
+            return drop_counted(&self.counters, LbDrop::DestUnavailable);
+        };
+        let (daddr, dport) = c.real();
+        let daddr = daddr.to_ip();
+        let len = u64::from(meta.ip_len);
+        if let Some(s) = c.service() {
+            s.stats.slot(self.worker).inbound(len);
+        }
+        dest.stats.slot(self.worker).inbound(len);
+        let r = match method {
+            ForwardMethod::Masq => check_mtu(meta, eg.mtu(daddr))
+                .and_then(|()| nat::nat_inbound(buf, meta, daddr, dport)),
+            ForwardMethod::Route => {
+                check_mtu(meta, eg.mtu(daddr)).and_then(|()| dr_xmit(buf, meta))
+            }
+            ForwardMethod::Tunnel(cfg) => {
+                tunnel_in(buf, meta, &cfg, daddr, eg, &self.settings, &mut self.ip_id)
+            }
+            ForwardMethod::FullNat => Err(crate::xmit::XmitError::UnsupportedProtocol),
+        };
+        match r {
+            Ok(()) => Action::Forward(daddr),
+            Err(e) => refused(&self.counters, buf, meta, e),
+        }
     }
 }
