@@ -14,7 +14,7 @@
 //! (`crate::net::lane_tests`) hold the lane equal to the general path.
 
 use super::filter::{data_at, Looked};
-use super::{drop_counted, refused, tunnel_in, Action, Egress, Lb, LbDrop};
+use super::{drop_counted, fullnat, refused, tunnel_in, Action, Egress, Lb, LbDrop};
 use crate::buf::PacketBuf;
 use crate::conn::table::cflags;
 use crate::conn::{proto_tcp, ConnKey, Dir, Verdict};
@@ -73,6 +73,11 @@ impl Lb {
                 self.conns.on_packet(id, Dir::Out, flags, now)
             };
             return match v {
+                Verdict::Forward if self.conns.get(id).local().is_some() => {
+                    // `xmit_out`'s FULLNAT case, without its call in between.
+                    let (conns, fnat, worker) = (&mut self.conns, &self.fnat, self.worker);
+                    fullnat::xmit_out(conns, fnat, id, buf, meta, worker, &self.counters)
+                }
                 Verdict::Forward => self.xmit_out(id, buf, meta, eg),
                 Verdict::Drop => self.drop(LbDrop::DestUnavailable),
                 Verdict::Expired => Action::Pass,
@@ -85,8 +90,8 @@ impl Lb {
     /// same statistics (counted before the transmit, as `Outbound::send`),
     /// the same MTU check and rewrite as `rewrite_in` (the tunnel's is the
     /// same function, `tunnel_in`), the same refusals (`refused`); without
-    /// the general path's calls and its `Outbound`. FULLNAT takes
-    /// `xmit_in` (its own `fullnat::xmit_in`).
+    /// the general path's calls and its `Outbound`. FULLNAT goes straight
+    /// to `fullnat::xmit_in`, as `xmit_in` sends it.
     #[inline(always)]
     fn lane_xmit_in<B: PacketBuf, E: Egress>(
         &mut self,
@@ -97,7 +102,11 @@ impl Lb {
     ) -> Action {
         let c = self.conns.get(id);
         let method = match c.method() {
-            ForwardMethod::FullNat => return self.xmit_in(id, buf, meta, eg),
+            ForwardMethod::FullNat => {
+                // `xmit_in`'s FULLNAT case, without its call in between.
+                let (conns, fnat, worker) = (&mut self.conns, &self.fnat, self.worker);
+                return fullnat::xmit_in(conns, fnat, id, buf, meta, eg, worker, &self.counters);
+            }
             m => *m,
         };
         let Some(dest) = c.dest() else {
