@@ -9,8 +9,10 @@
 //! made (`looked`) cannot exist. [`Lb::lane`] is `process_marked` for that
 //! packet alone: the same lookup, the same connection update, the same
 //! rewrite and statistics, in the same order; what it does not handle
-//! itself (a SYN proxy's connection) goes to `process_marked` with the
-//! lookup handed over, so nothing is done twice. Property tests
+//! itself (no connection, a client packet whose connection just expired,
+//! a SYN proxy's connection) it leaves untouched to the general path's
+//! stage step, with the lookup handed over (`looked`, as the packet rules
+//! hand theirs), so nothing is done twice. Property tests
 //! (`crate::net::lane_tests`) hold the lane equal to the general path.
 
 use super::filter::{data_at, Looked};
@@ -25,8 +27,14 @@ use crate::xmit::{check_mtu, dr::dr_xmit, nat};
 
 impl Lb {
     /// [`Lb::process_marked`] with mark 0 for a whole IPv4 TCP or UDP
-    /// packet (`meta` describes `buf` as it is), with no lookup kept by the
-    /// packet rules (none run).
+    /// packet (`meta` describes `buf` as it is) of an existing connection,
+    /// with no lookup kept by the packet rules (none run). `None`, with
+    /// `buf` untouched: the packet is the general path's (no connection, a
+    /// client packet whose connection just expired, a SYN proxy's
+    /// connection), and its lookup is kept for `process_marked` (`looked`).
+    /// Why not call `process_marked` or `new_connection` from here: a second
+    /// caller keeps them out of line in the general path too (about 20
+    /// instructions per packet there).
     #[inline(always)]
     pub fn lane<B: PacketBuf, E: Egress>(
         &mut self,
@@ -34,7 +42,7 @@ impl Lb {
         meta: &PacketMeta,
         now: u64,
         eg: &E,
-    ) -> Action {
+    ) -> Option<Action> {
         let flags = if meta.protocol == protocol::TCP {
             meta.tcp_flags
         } else {
@@ -44,46 +52,50 @@ impl Lb {
         // (connection reuse); any other, the steady update.
         let steady = meta.protocol == protocol::UDP || !proto_tcp::is_new_conn(flags);
         let key = self.conns.hashed(ConnKey::of_packet(meta));
-        if let Some(id) = self.conns.lookup_in_hashed(&key) {
-            if self.conns.get(id).flags() & cflags::SYNPROXY != 0 {
-                self.looked = Some(Looked::new(key, data_at(buf), Some((id, Dir::In))));
-                return self.process_marked(buf, meta, 0, now, eg);
-            }
-            let v = if steady {
-                self.conns.on_packet_steady(id, Dir::In, flags, now)
-            } else {
-                self.conns.on_packet(id, Dir::In, flags, now)
-            };
-            match v {
-                Verdict::Forward => {
-                    self.sync_note(id);
-                    return self.lane_xmit_in(id, buf, meta, eg);
+        let found = if let Some(id) = self.conns.lookup_in_hashed(&key) {
+            if self.conns.get(id).flags() & cflags::SYNPROXY == 0 {
+                let v = if steady {
+                    self.conns.on_packet_steady(id, Dir::In, flags, now)
+                } else {
+                    self.conns.on_packet(id, Dir::In, flags, now)
+                };
+                match v {
+                    Verdict::Forward => {
+                        self.sync_note(id);
+                        return Some(self.lane_xmit_in(id, buf, meta, eg));
+                    }
+                    Verdict::Drop => return Some(self.drop(LbDrop::DestUnavailable)),
+                    // Gone: `process_marked` schedules the packet anew, as
+                    // after its own `on_packet`.
+                    Verdict::Expired => None,
                 }
-                Verdict::Drop => return self.drop(LbDrop::DestUnavailable),
-                Verdict::Expired => {}
+            } else {
+                Some((id, Dir::In))
             }
         } else if let Some(id) = self.conns.lookup_out_hashed(&key) {
-            if self.conns.get(id).flags() & cflags::SYNPROXY != 0 {
-                self.looked = Some(Looked::new(key, data_at(buf), Some((id, Dir::Out))));
-                return self.process_marked(buf, meta, 0, now, eg);
+            if self.conns.get(id).flags() & cflags::SYNPROXY == 0 {
+                let v = if steady {
+                    self.conns.on_packet_steady(id, Dir::Out, flags, now)
+                } else {
+                    self.conns.on_packet(id, Dir::Out, flags, now)
+                };
+                return Some(match v {
+                    Verdict::Forward if self.conns.get(id).local().is_some() => {
+                        // `xmit_out`'s FULLNAT case, without its call in between.
+                        let (conns, fnat, worker) = (&mut self.conns, &self.fnat, self.worker);
+                        fullnat::xmit_out(conns, fnat, id, buf, meta, worker, &self.counters)
+                    }
+                    Verdict::Forward => self.xmit_out(id, buf, meta, eg),
+                    Verdict::Drop => self.drop(LbDrop::DestUnavailable),
+                    Verdict::Expired => Action::Pass,
+                });
             }
-            let v = if steady {
-                self.conns.on_packet_steady(id, Dir::Out, flags, now)
-            } else {
-                self.conns.on_packet(id, Dir::Out, flags, now)
-            };
-            return match v {
-                Verdict::Forward if self.conns.get(id).local().is_some() => {
-                    // `xmit_out`'s FULLNAT case, without its call in between.
-                    let (conns, fnat, worker) = (&mut self.conns, &self.fnat, self.worker);
-                    fullnat::xmit_out(conns, fnat, id, buf, meta, worker, &self.counters)
-                }
-                Verdict::Forward => self.xmit_out(id, buf, meta, eg),
-                Verdict::Drop => self.drop(LbDrop::DestUnavailable),
-                Verdict::Expired => Action::Pass,
-            };
-        }
-        self.new_connection(buf, meta, 0, now, eg, &key)
+            Some((id, Dir::Out))
+        } else {
+            None
+        };
+        self.looked = Some(Looked::new(key, data_at(buf), found));
+        None
     }
 
     /// [`Lb::xmit_in`] for NAT, DR and tunnels in the lane, in line: the

@@ -701,9 +701,10 @@ impl<B: PacketBuf> Stage<B> for LbStage {
     #[inline(always)]
     fn lane(&mut self, buf: &mut B, meta: &PacketMeta, now: u64, routes: &RouteCache) -> Lane {
         match self.lb.lane(buf, meta, now, routes) {
-            Action::Forward(dst) => Lane::Route(dst),
-            Action::Pass => Lane::Pass,
-            Action::Drop(_) => Lane::Drop,
+            Some(Action::Forward(dst)) => Lane::Route(dst),
+            Some(Action::Pass) => Lane::Pass,
+            Some(Action::Drop(_)) => Lane::Drop,
+            None => Lane::General,
         }
     }
 

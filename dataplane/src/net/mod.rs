@@ -342,6 +342,10 @@ pub enum Lane {
     /// Dropped, and counted by the stage ([`StageVerdict::Drop`] with
     /// `counted`).
     Drop,
+    /// Not the lane's: the packet, untouched, takes the general path's
+    /// stage step ([`Stage::process`]; the stage may keep what it looked
+    /// up for it, so that nothing is done twice).
+    General,
 }
 
 /// The stage between classification and transmit, where the load balancer

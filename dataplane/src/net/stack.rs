@@ -302,6 +302,26 @@ impl<B: PacketBuf> Stack<B> {
             return self.drop_buf(buf, why);
         }
         self.counters.inc(Counter::Forwarded);
+        self.staged(rx_port, kernel, buf, meta, now, io, stage)
+    }
+
+    /// The stage's step of the general path ([`Stage::process`]) and what
+    /// the stack does with its verdict, for a packet that passed the
+    /// inbound checks. Always inlined: [`Stack::input_parsed`]'s per-packet
+    /// path, and the fast lane's for a packet its stage step leaves to the
+    /// general one ([`Lane::General`]).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn staged(
+        &mut self,
+        rx_port: u16,
+        kernel: bool,
+        buf: B,
+        meta: &PacketMeta,
+        now: u64,
+        io: &mut impl Io<B>,
+        stage: &mut impl Stage<B>,
+    ) {
         let buf = match stage.process(rx_port, buf, meta, now, &self.hops) {
             StageVerdict::Route { buf, dst } => {
                 self.counters.inc(Counter::FromStage);
@@ -388,7 +408,26 @@ impl<B: PacketBuf> Stack<B> {
             }
             Lane::Drop => drop(buf),
             Lane::Pass => self.passed(rx_port, kernel, buf, meta, now, io, stage),
+            Lane::General => self.lane_general(rx_port, kernel, buf, meta, now, io, stage),
         }
+    }
+
+    /// [`Stack::staged`] for a packet the lane leaves to the general path
+    /// ([`Lane::General`]: new connections, mostly). Out of line, so that
+    /// the lane's loop does not carry the general stage step's code.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn lane_general(
+        &mut self,
+        rx_port: u16,
+        kernel: bool,
+        buf: B,
+        meta: &PacketMeta,
+        now: u64,
+        io: &mut impl Io<B>,
+        stage: &mut impl Stage<B>,
+    ) {
+        self.staged(rx_port, kernel, buf, meta, now, io, stage)
     }
 
     /// [`Stack::send_ip`] for the fast lane: the route cache's hit, the
