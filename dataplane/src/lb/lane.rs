@@ -21,6 +21,7 @@ use crate::buf::PacketBuf;
 use crate::conn::table::cflags;
 use crate::conn::{proto_tcp, ConnKey, Dir, Verdict};
 use crate::model::ForwardMethod;
+use crate::net::Lane;
 use crate::wire::ipv4::protocol;
 use crate::wire::PacketMeta;
 use crate::xmit::{check_mtu, dr::dr_xmit, nat};
@@ -28,8 +29,9 @@ use crate::xmit::{check_mtu, dr::dr_xmit, nat};
 impl Lb {
     /// [`Lb::process_marked`] with mark 0 for a whole IPv4 TCP or UDP
     /// packet (`meta` describes `buf` as it is) of an existing connection,
-    /// with no lookup kept by the packet rules (none run). `None`, with
-    /// `buf` untouched: the packet is the general path's (no connection, a
+    /// with no lookup kept by the packet rules (none run), answered as a
+    /// [`Lane`] (no `Action` in between). [`Lane::General`], with `buf`
+    /// untouched: the packet is the general path's (no connection, a
     /// client packet whose connection just expired, a SYN proxy's
     /// connection), and its lookup is kept for `process_marked` (`looked`).
     /// Why not call `process_marked` or `new_connection` from here: a second
@@ -42,7 +44,7 @@ impl Lb {
         meta: &PacketMeta,
         now: u64,
         eg: &E,
-    ) -> Option<Action> {
+    ) -> Lane {
         let flags = if meta.protocol == protocol::TCP {
             meta.tcp_flags
         } else {
@@ -62,9 +64,12 @@ impl Lb {
                 match v {
                     Verdict::Forward => {
                         self.sync_note(id);
-                        return Some(self.lane_xmit_in(id, buf, meta, eg));
+                        return self.lane_xmit_in(id, buf, meta, eg);
                     }
-                    Verdict::Drop => return Some(self.drop(LbDrop::DestUnavailable)),
+                    Verdict::Drop => {
+                        self.drop(LbDrop::DestUnavailable);
+                        return Lane::Drop;
+                    }
                     // Gone: `process_marked` schedules the packet anew, as
                     // after its own `on_packet`.
                     Verdict::Expired => None,
@@ -79,7 +84,7 @@ impl Lb {
                 } else {
                     self.conns.on_packet(id, Dir::Out, flags, now)
                 };
-                return Some(match v {
+                return lane_of(match v {
                     Verdict::Forward if self.conns.get(id).local().is_some() => {
                         // `xmit_out`'s FULLNAT case, without its call in between.
                         let (conns, fnat, worker) = (&mut self.conns, &self.fnat, self.worker);
@@ -95,7 +100,7 @@ impl Lb {
             None
         };
         self.looked = Some(Looked::new(key, data_at(buf), found));
-        None
+        Lane::General
     }
 
     /// [`Lb::xmit_in`] for NAT, DR and tunnels in the lane, in line: the
@@ -111,18 +116,28 @@ impl Lb {
         buf: &mut B,
         meta: &PacketMeta,
         eg: &E,
-    ) -> Action {
+    ) -> Lane {
         let c = self.conns.get(id);
         let method = match c.method() {
             ForwardMethod::FullNat => {
                 // `xmit_in`'s FULLNAT case, without its call in between.
                 let (conns, fnat, worker) = (&mut self.conns, &self.fnat, self.worker);
-                return fullnat::xmit_in(conns, fnat, id, buf, meta, eg, worker, &self.counters);
+                return lane_of(fullnat::xmit_in(
+                    conns,
+                    fnat,
+                    id,
+                    buf,
+                    meta,
+                    eg,
+                    worker,
+                    &self.counters,
+                ));
             }
             m => *m,
         };
         let Some(dest) = c.dest() else {
-            return drop_counted(&self.counters, LbDrop::DestUnavailable);
+            drop_counted(&self.counters, LbDrop::DestUnavailable);
+            return Lane::Drop;
         };
         let (daddr, dport) = c.real();
         let daddr = daddr.to_ip();
@@ -143,8 +158,18 @@ impl Lb {
             ForwardMethod::FullNat => Err(crate::xmit::XmitError::UnsupportedProtocol),
         };
         match r {
-            Ok(()) => Action::Forward(daddr),
-            Err(e) => refused(&self.counters, buf, meta, e),
+            Ok(()) => Lane::Route(daddr),
+            Err(e) => lane_of(refused(&self.counters, buf, meta, e)),
         }
+    }
+}
+
+/// The lane's answer for a balancer's [`Action`].
+#[inline(always)]
+fn lane_of(a: Action) -> Lane {
+    match a {
+        Action::Forward(dst) => Lane::Route(dst),
+        Action::Pass => Lane::Pass,
+        Action::Drop(_) => Lane::Drop,
     }
 }

@@ -700,12 +700,7 @@ impl<B: PacketBuf> Stage<B> for LbStage {
     /// whole IPv4 TCP/UDP packet.
     #[inline(always)]
     fn lane(&mut self, buf: &mut B, meta: &PacketMeta, now: u64, routes: &RouteCache) -> Lane {
-        match self.lb.lane(buf, meta, now, routes) {
-            Some(Action::Forward(dst)) => Lane::Route(dst),
-            Some(Action::Pass) => Lane::Pass,
-            Some(Action::Drop(_)) => Lane::Drop,
-            None => Lane::General,
-        }
+        self.lb.lane(buf, meta, now, routes)
     }
 
     #[inline]
