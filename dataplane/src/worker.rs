@@ -348,6 +348,9 @@ fn input_burst<S: Stage<Mbuf>>(
     now: u64,
     io: &mut WorkerIo<'_>,
 ) {
+    // The fast lane ([`Stack::input_lane`]) while the stage allows it,
+    // decided once per burst.
+    let lane = stage.lane_on();
     if stage.warms() {
         let mut metas = [Err(ParseError::Truncated); dpdk::BURST_SIZE];
         let n = burst.len().min(dpdk::BURST_SIZE);
@@ -357,7 +360,17 @@ fn input_burst<S: Stage<Mbuf>>(
         stage.warm(&metas[..n]);
         for (m, meta) in burst.drain().zip(metas.iter()) {
             let p = port.unwrap_or_else(|| m.port());
-            stack.input_parsed(p, m, meta, now, io, stage);
+            if lane {
+                stack.input_lane(p, m, meta, now, io, stage);
+            } else {
+                stack.input_parsed(p, m, meta, now, io, stage);
+            }
+        }
+    } else if lane {
+        for m in burst.drain() {
+            let p = port.unwrap_or_else(|| m.port());
+            let meta = parse_packet(m.data());
+            stack.input_lane(p, m, &meta, now, io, stage);
         }
     } else {
         for m in burst.drain() {

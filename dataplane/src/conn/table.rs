@@ -1108,6 +1108,37 @@ impl ConnTable {
         Verdict::Forward
     }
 
+    /// [`ConnTable::on_packet`] for a steady packet of the fast lane
+    /// (`crate::lb`'s `Lb::lane`): entry `id` is what a lookup returned
+    /// just now (live: freed entries leave both indexes; a client packet's
+    /// lookup returns no template), and the packet cannot start a
+    /// connection (UDP, or TCP that [`proto_tcp::is_new_conn`] refuses).
+    /// So the tests `on_packet` makes first cannot decide anything and are
+    /// skipped: the destination check of a client packet and the state
+    /// transition with its timer re-arm are the same code, inlined into
+    /// the lane. The same verdict and the same entry afterwards (unit test
+    /// `steady_packets_update_like_on_packet`, and the lane's property
+    /// tests).
+    #[inline(always)]
+    pub fn on_packet_steady(&mut self, id: ConnId, dir: Dir, tcp_flags: u8, now: u64) -> Verdict {
+        let i = id.0;
+        let c = &self.ents[i as usize];
+        debug_assert!(c.flags & cflags::LIVE != 0);
+        debug_assert!(c.proto == UDP || (c.proto == TCP && !proto_tcp::is_new_conn(tcp_flags)));
+        if c.flags & cflags::TEMPLATE != 0 {
+            return Verdict::Forward;
+        }
+        if dir == Dir::In && !c.dest.as_deref().is_some_and(DestShared::is_available) {
+            if self.sysctls.expire_nodest_conn {
+                self.free(i);
+                return Verdict::Expired;
+            }
+            return Verdict::Drop;
+        }
+        self.transition(i, dir, tcp_flags, now);
+        Verdict::Forward
+    }
+
     /// `conn_reuse_mode`: may a new SYN (SCTP: INIT) replace this entry?
     fn reuse_expected(&self, c: &Conn) -> bool {
         use proto_tcp::state::*;
@@ -1359,6 +1390,25 @@ impl ConnTable {
     }
 
     /// Rows of `ipvsadm -L -c` for every live entry (control path; allocates).
+    /// Tests: every live entry's slot and fields (state, flags, expiry,
+    /// wheel slot, links, counts; not the shared destination and service),
+    /// for comparing two tables that saw the same packets.
+    #[cfg(test)]
+    pub(crate) fn live_for_tests(&self) -> Vec<String> {
+        self.ents
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.flags & cflags::LIVE != 0)
+            .map(|(i, c)| {
+                format!(
+                    "{i}: {:?}:{} -> {:?}:{} -> {:?}:{} p{} s{} f{:#x} e{} at{} ctl{} in{} l{}/{} {:?}",
+                    c.caddr, c.cport, c.vaddr, c.vport, c.daddr, c.dport, c.proto, c.state,
+                    c.flags, c.expires, c.at, c.control, c.in_pkts, c.local, c.lport, c.method
+                )
+            })
+            .collect()
+    }
+
     pub fn iter_entries(&self, now: u64) -> impl Iterator<Item = ConnEntry> + '_ {
         self.entries_in(0..self.ents.len(), now)
     }

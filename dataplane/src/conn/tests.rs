@@ -1267,3 +1267,96 @@ fn create_hashed_reuses_only_a_matching_bucket() {
     assert_eq!(t.lookup_in_hashed(&same), None);
     assert_eq!(t.lookup_out(&reply), None);
 }
+
+#[test]
+fn steady_packets_update_like_on_packet() {
+    // Twin tables fed the same connections and packets, one through
+    // `on_packet`, the other through `on_packet_steady` wherever the fast
+    // lane would call it (a packet that cannot start a connection, on what
+    // a lookup returned): the same verdicts and the same entries, through
+    // state changes (FIN, RST), a server that goes away, with and without
+    // expire_nodest_conn, and expiry.
+    let flags = [
+        ACK,
+        ACK | 0x08,
+        FIN | ACK,
+        RST,
+        RST | ACK,
+        FIN,
+        0,
+        SYN | RST,
+    ];
+    for nodest in [false, true] {
+        let (da, db) = (nat("198.18.1.10"), nat("198.18.1.10"));
+        let mut a = ConnTable::new(24, None, 0);
+        let mut b = ConnTable::new(24, None, 0);
+        for t in [&mut a, &mut b] {
+            t.set_sysctls(Sysctls {
+                expire_nodest_conn: nodest,
+                ..Sysctls::default()
+            });
+        }
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut now = 0;
+        for step in 0..4000u32 {
+            let r = next();
+            let proto = if r & 1 == 0 { TCP } else { UDP };
+            let cport = 1000 + (r >> 1) % 16;
+            let k = in_key(proto, "198.18.2.3", cport as u16);
+            if a.lookup_in(&k).is_none() {
+                let ida = a.create(
+                    &new_conn(proto, "198.18.2.3", cport as u16, &da, ForwardMethod::Masq),
+                    SYN,
+                    now,
+                );
+                let idb = b.create(
+                    &new_conn(proto, "198.18.2.3", cport as u16, &db, ForwardMethod::Masq),
+                    SYN,
+                    now,
+                );
+                assert_eq!(ida.is_ok(), idb.is_ok());
+                continue;
+            }
+            let f = if proto == TCP {
+                flags[(r >> 8) as usize % flags.len()]
+            } else {
+                0
+            };
+            let out = (r >> 12) & 1 == 1;
+            let (ia, ib) = if out {
+                let rk = ConnKey::new(proto, da.addr.into(), 80, ip("198.18.2.3"), cport as u16);
+                (a.lookup_out(&rk), b.lookup_out(&rk))
+            } else {
+                (a.lookup_in(&k), b.lookup_in(&k))
+            };
+            let (Some(ia), Some(ib)) = (ia, ib) else {
+                assert_eq!(ia.is_some(), ib.is_some());
+                continue;
+            };
+            let dir = if out { Dir::Out } else { Dir::In };
+            let va = a.on_packet(ia, dir, f, now);
+            let vb = b.on_packet_steady(ib, dir, f, now);
+            assert_eq!(va, vb, "step {step}");
+            assert_eq!(a.live_for_tests(), b.live_for_tests(), "step {step}");
+            now += (r >> 16) % 5000;
+            if step % 500 == 250 {
+                for d in [&da, &db] {
+                    d.flags.fetch_and(!dest_flags::AVAILABLE, Ordering::Relaxed);
+                }
+            } else if step % 500 == 400 {
+                for d in [&da, &db] {
+                    d.flags.fetch_or(dest_flags::AVAILABLE, Ordering::Relaxed);
+                }
+            }
+            assert_eq!(a.expire(now, 64), b.expire(now, 64));
+        }
+        assert_eq!(a.live_for_tests(), b.live_for_tests());
+        assert_eq!(counts(&da), counts(&db));
+    }
+}

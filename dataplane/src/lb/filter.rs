@@ -146,6 +146,13 @@ pub(super) struct Looked {
 }
 
 impl Looked {
+    /// The lookup of `key` for the packet whose data is at `at`, which
+    /// found `found` (the fast lane hands it over, [`super::lane`]).
+    #[inline]
+    pub(super) fn new(key: HashedKey, at: usize, found: Option<(ConnId, Dir)>) -> Looked {
+        Looked { key, at, found }
+    }
+
     /// Whether this lookup is the one of the packet whose data is at `at`.
     #[inline]
     fn is_for(&self, at: usize) -> bool {

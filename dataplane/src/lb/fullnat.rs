@@ -97,6 +97,13 @@ impl FullNat {
         }
     }
 
+    /// Tests: a fixed ISN key, so that two balancers fed the same
+    /// packets write the same sequence numbers.
+    #[cfg(test)]
+    pub(super) fn fix_isn_key(&mut self) {
+        self.isn_key = SipKey(1, 2);
+    }
+
     /// What connection `id`'s packets need beside its entry.
     #[inline(always)]
     pub(super) fn side(&self, id: ConnId) -> Side {

@@ -41,6 +41,7 @@ mod defense;
 mod filter;
 mod fullnat;
 mod index;
+mod lane;
 mod masq;
 mod pmtu;
 mod stage;
@@ -1614,24 +1615,37 @@ fn rewrite_in<B: PacketBuf, E: Egress>(
             check_mtu(meta, eg.mtu(daddr))?;
             dr_xmit(buf, meta)
         }
-        ForwardMethod::Tunnel(cfg) => {
-            let (src, mtu) = eg.route(daddr).ok_or(XmitError::NoRoute)?;
-            *ip_id = ip_id.wrapping_add(1);
-            let flow =
-                (u32::from(meta.sport) << 16 | u32::from(meta.dport)).wrapping_mul(0x9e37_79b1);
-            let p = TunnelParams {
-                config: *cfg,
-                src,
-                dst: daddr,
-                ident: *ip_id,
-                gue_sport: gue_source_port(flow, settings.gue_ports.0, settings.gue_ports.1),
-                mtu,
-                pmtu_disc: settings.pmtu_disc,
-                inner_csum_partial: false,
-            };
-            encapsulate(buf, meta, &p)
-        }
+        ForwardMethod::Tunnel(cfg) => tunnel_in(buf, meta, cfg, daddr, eg, settings, ip_id),
     }
+}
+
+/// [`rewrite_in`] for a tunnel: the encapsulation toward `daddr`, from the
+/// source address and with the MTU of its route. Always inlined: the fast
+/// lane (`lane::lane_xmit_in`) runs the same code in line.
+#[inline(always)]
+fn tunnel_in<B: PacketBuf, E: Egress>(
+    buf: &mut B,
+    meta: &PacketMeta,
+    cfg: &crate::model::TunnelConfig,
+    daddr: IpAddr,
+    eg: &E,
+    settings: &LbSettings,
+    ip_id: &mut u16,
+) -> Result<(), XmitError> {
+    let (src, mtu) = eg.route(daddr).ok_or(XmitError::NoRoute)?;
+    *ip_id = ip_id.wrapping_add(1);
+    let flow = (u32::from(meta.sport) << 16 | u32::from(meta.dport)).wrapping_mul(0x9e37_79b1);
+    let p = TunnelParams {
+        config: *cfg,
+        src,
+        dst: daddr,
+        ident: *ip_id,
+        gue_sport: gue_source_port(flow, settings.gue_ports.0, settings.gue_ports.1),
+        mtu,
+        pmtu_disc: settings.pmtu_disc,
+        inner_csum_partial: false,
+    };
+    encapsulate(buf, meta, &p)
 }
 
 /// A rewrite refused the packet: answer with ICMP where IPVS does

@@ -41,7 +41,7 @@ use crate::frag::{
     fragment_ident, fragment_owner, ident_for, FragDrop, Insert, Reassembler, ReassemblyLimits,
 };
 use crate::model::{ConnEntry, Snapshot};
-use crate::net::{Interface, RouteCache, Stage, StageVerdict};
+use crate::net::{Interface, Lane, RouteCache, Stage, StageVerdict};
 use crate::rss::Ownership;
 use crate::snat::{Postrouting, Snat};
 use crate::wire::ipv4::protocol;
@@ -612,6 +612,13 @@ impl LbStage {
         )
     }
 
+    /// This stage with a fixed FULLNAT ISN key (two stages fed the same
+    /// packets then write the same sequence numbers).
+    pub(crate) fn with_fixed_isn_key(mut self) -> LbStage {
+        self.lb.fnat.fix_isn_key();
+        self
+    }
+
     /// This stage never skipping the balancer ([`Clearance`]).
     pub(crate) fn without_clearance(mut self) -> LbStage {
         self.no_clearance = true;
@@ -681,6 +688,19 @@ impl<B: PacketBuf> Stage<B> for LbStage {
             }
             Action::Drop(_) => StageVerdict::Drop { buf, counted: true },
         }
+    }
+
+    #[inline]
+    fn lane_on(&self) -> bool {
+        self.switches.plain()
+    }
+
+    /// With every switch off, [`Stage::process`] of a whole packet is
+    /// [`Lb::process_marked`] with mark 0; [`Lb::lane`] is that for a
+    /// whole IPv4 TCP/UDP packet.
+    #[inline(always)]
+    fn lane(&mut self, buf: &mut B, meta: &PacketMeta, now: u64, routes: &RouteCache) -> Lane {
+        self.lb.lane(buf, meta, now, routes)
     }
 
     #[inline]

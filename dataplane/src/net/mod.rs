@@ -330,6 +330,24 @@ pub enum StageVerdict<B> {
     HandOverDatagram { buf: B, worker: usize, ident: u32 },
 }
 
+/// What the fast lane's balancer step ([`Stage::lane`]) decided; the
+/// buffer stays with the caller (no verdict carries it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Rewritten: route it toward this address ([`StageVerdict::Route`]).
+    Route(IpAddr),
+    /// Not the balancer's: the stack's own handling follows
+    /// ([`StageVerdict::Pass`]).
+    Pass,
+    /// Dropped, and counted by the stage ([`StageVerdict::Drop`] with
+    /// `counted`).
+    Drop,
+    /// Not the lane's: the packet, untouched, takes the general path's
+    /// stage step ([`Stage::process`]; the stage may keep what it looked
+    /// up for it, so that nothing is done twice).
+    General,
+}
+
 /// The stage between classification and transmit, where the load balancer
 /// plugs in. It sees every IPv4/IPv6 packet except neighbour discovery
 /// before the stack's own handling (so a VIP may equal a port address), and
@@ -347,6 +365,26 @@ pub trait Stage<B: PacketBuf> {
         now_ms: u64,
         routes: &RouteCache,
     ) -> StageVerdict<B>;
+    /// Whether the established-flow fast lane ([`Stack::input_lane`]) may
+    /// run: decided between bursts (for [`crate::lb::LbStage`]: nothing in
+    /// front of the balancer, its `Switches::plain`).
+    /// The default: never.
+    fn lane_on(&self) -> bool {
+        false
+    }
+    /// The fast lane's balancer step for a whole IPv4 TCP/UDP packet that
+    /// passed the inbound checks, called only while [`Stage::lane_on`]
+    /// holds: what [`Stage::process`] would decide, without the buffer
+    /// travelling in a verdict. The default passes every packet back.
+    fn lane(
+        &mut self,
+        _buf: &mut B,
+        _meta: &PacketMeta,
+        _now_ms: u64,
+        _routes: &RouteCache,
+    ) -> Lane {
+        Lane::Pass
+    }
     /// Called with a whole received burst before its packets are processed
     /// one by one (batched lookups that overlap cache misses).
     fn warm(&mut self, _metas: &[Result<PacketMeta, ParseError>]) {}
@@ -538,6 +576,8 @@ mod tests {
 mod forward_tests;
 #[cfg(test)]
 mod host_tests;
+#[cfg(test)]
+mod lane_tests;
 #[cfg(test)]
 mod stack_tests;
 #[cfg(test)]

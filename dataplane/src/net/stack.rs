@@ -10,14 +10,14 @@ use super::neighbor::{Lookup, NeighborTable};
 use super::routecache::RouteCache;
 use super::{arp, host, icmp, inbound, ndp, vlan};
 use super::{
-    Counter, Forwarding, Interface, L3Config, L3ConfigError, NetCounters, RouteTable, Stage,
+    Counter, Forwarding, Interface, L3Config, L3ConfigError, Lane, NetCounters, RouteTable, Stage,
     StageVerdict,
 };
 use crate::buf::PacketBuf;
 use crate::exception::{self, Destination};
 use crate::wire::ethernet::{ethertype, MacAddr, HEADER_LEN};
 use crate::wire::ipv4::protocol;
-use crate::wire::{icmpv6, parse_packet, PacketMeta, ParseError, L3};
+use crate::wire::{icmpv6, parse_packet, Fragment, PacketMeta, ParseError, L3};
 
 /// What the stack needs from its worker: fresh buffers and a transmit.
 pub trait Io<B> {
@@ -302,6 +302,26 @@ impl<B: PacketBuf> Stack<B> {
             return self.drop_buf(buf, why);
         }
         self.counters.inc(Counter::Forwarded);
+        self.staged(rx_port, kernel, buf, meta, now, io, stage)
+    }
+
+    /// The stage's step of the general path ([`Stage::process`]) and what
+    /// the stack does with its verdict, for a packet that passed the
+    /// inbound checks. Always inlined: [`Stack::input_parsed`]'s per-packet
+    /// path, and the fast lane's for a packet its stage step leaves to the
+    /// general one ([`Lane::General`]).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn staged(
+        &mut self,
+        rx_port: u16,
+        kernel: bool,
+        buf: B,
+        meta: &PacketMeta,
+        now: u64,
+        io: &mut impl Io<B>,
+        stage: &mut impl Stage<B>,
+    ) {
         let buf = match stage.process(rx_port, buf, meta, now, &self.hops) {
             StageVerdict::Route { buf, dst } => {
                 self.counters.inc(Counter::FromStage);
@@ -327,6 +347,119 @@ impl<B: PacketBuf> Stack<B> {
                 return self.hand_over_datagram(rx_port, worker, ident, io, stage);
             }
         };
+        self.passed(rx_port, kernel, buf, meta, now, io, stage)
+    }
+
+    /// The fast lane for a received frame (parsed by the caller, as for
+    /// [`Stack::input_parsed`]): a whole IPv4 TCP or UDP packet, untagged,
+    /// while the stage allows it ([`Stage::lane_on`]), goes through the
+    /// stack's checks and the stage's [`Stage::lane`] top-down, with no
+    /// verdict carrying the buffer, and out through the route cache's hit
+    /// ([`Stack::lane_send`]). Every other frame goes to
+    /// [`Stack::input_parsed`]. The lane's checks are the general path's
+    /// for such a packet, in the same order and counted the same (ARP,
+    /// NDP, VLAN and fragments cannot apply to it); property tests
+    /// (`lane_tests`) hold it equal to the general path.
+    #[inline(always)]
+    pub fn input_lane(
+        &mut self,
+        rx_port: u16,
+        mut buf: B,
+        parsed: &Result<PacketMeta, ParseError>,
+        now: u64,
+        io: &mut impl Io<B>,
+        stage: &mut impl Stage<B>,
+    ) {
+        let meta = match parsed {
+            Ok(
+                m @ PacketMeta {
+                    vlan: None,
+                    l3: L3::Ipv4,
+                    fragment: Fragment::No,
+                    src: IpAddr::V4(src),
+                    dst: IpAddr::V4(dst),
+                    ..
+                },
+            ) if matches!(m.protocol, protocol::TCP | protocol::UDP) => (m, *src, *dst),
+            _ => return self.input_parsed(rx_port, buf, parsed, now, io, stage),
+        };
+        let (meta, src, dst) = meta;
+        self.counters.inc(Counter::Rx);
+        let Some(at) = self.ifaces.iter().position(|i| i.port == rx_port) else {
+            return self.drop_buf(buf, Counter::DropUnknownPort);
+        };
+        let iface = &self.ifaces[at];
+        let dst_mac = MacAddr::from_slice(&buf.data()[0..6]).unwrap_or(MacAddr([0; 6]));
+        if !dst_mac.is_multicast() && dst_mac != iface.mac {
+            return self.drop_buf(buf, Counter::DropOtherMac);
+        }
+        if self.floating.is_standby(&meta.dst) {
+            return self.drop_buf(buf, Counter::DropStandby);
+        }
+        if let Err(why) = inbound::check_lane(iface, &mut buf, meta, src, dst, &self.counters) {
+            return self.drop_buf(buf, why);
+        }
+        let kernel = iface.kernel;
+        self.counters.inc(Counter::Forwarded);
+        match stage.lane(&mut buf, meta, now, &self.hops) {
+            Lane::Route(dst) => {
+                self.counters.inc(Counter::FromStage);
+                self.lane_send(buf, dst, now, io)
+            }
+            Lane::Drop => drop(buf),
+            Lane::Pass => self.passed(rx_port, kernel, buf, meta, now, io, stage),
+            Lane::General => self.lane_general(rx_port, kernel, buf, meta, now, io, stage),
+        }
+    }
+
+    /// [`Stack::staged`] for a packet the lane leaves to the general path
+    /// ([`Lane::General`]: new connections, mostly). Out of line, so that
+    /// the lane's loop does not carry the general stage step's code.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn lane_general(
+        &mut self,
+        rx_port: u16,
+        kernel: bool,
+        buf: B,
+        meta: &PacketMeta,
+        now: u64,
+        io: &mut impl Io<B>,
+        stage: &mut impl Stage<B>,
+    ) {
+        self.staged(rx_port, kernel, buf, meta, now, io, stage)
+    }
+
+    /// [`Stack::send_ip`] for the fast lane: the route cache's hit, the
+    /// Ethernet header and the tx push (a VLAN interface's frame is tagged
+    /// as there); a miss resolves the general way.
+    #[inline(always)]
+    fn lane_send(&mut self, mut buf: B, dst: IpAddr, now: u64, io: &mut impl Io<B>) {
+        if buf.len() >= HEADER_LEN {
+            if let Some((port, src_mac, dst_mac)) = self.hops.hit(dst, self.neigh.generation(), now)
+            {
+                fill_l2(buf.data_mut(), dst, src_mac);
+                buf.data_mut()[0..6].copy_from_slice(&dst_mac.0);
+                return self.tx(io, port, buf);
+            }
+        }
+        self.send_ip_resolving(buf, dst, now, io)
+    }
+
+    /// What the stack does with a packet the stage passed back
+    /// ([`StageVerdict::Pass`], [`Lane::Pass`]): the kernel interface,
+    /// local answers, routing on, or a counted drop.
+    #[allow(clippy::too_many_arguments)]
+    fn passed(
+        &mut self,
+        rx_port: u16,
+        kernel: bool,
+        buf: B,
+        meta: &PacketMeta,
+        now: u64,
+        io: &mut impl Io<B>,
+        stage: &mut impl Stage<B>,
+    ) {
         if kernel && self.to_kernel(rx_port, &buf, meta, stage) {
             return self.except(io, rx_port, buf);
         }

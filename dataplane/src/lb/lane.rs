@@ -1,0 +1,175 @@
+//! The balancer's step of the established-flow fast lane
+//! ([`crate::net::Stack::input_lane`]).
+//!
+//! Why: with nothing in front of the balancer ([`super::LbStage`]'s
+//! switches all off), a whole IPv4 TCP or UDP packet goes from the stack
+//! straight to [`Lb::process_marked`] with mark 0. For such a packet most
+//! of what `process_marked` tests first (ARP, ICMP errors, the protocol,
+//! later fragments) cannot apply, and the lookup the packet rules may have
+//! made (`looked`) cannot exist. [`Lb::lane`] is `process_marked` for that
+//! packet alone: the same lookup, the same connection update, the same
+//! rewrite and statistics, in the same order; what it does not handle
+//! itself (no connection, a client packet whose connection just expired,
+//! a SYN proxy's connection) it leaves untouched to the general path's
+//! stage step, with the lookup handed over (`looked`, as the packet rules
+//! hand theirs), so nothing is done twice. Property tests
+//! (`crate::net::lane_tests`) hold the lane equal to the general path.
+
+use super::filter::{data_at, Looked};
+use super::{drop_counted, fullnat, refused, tunnel_in, Action, Egress, Lb, LbDrop};
+use crate::buf::PacketBuf;
+use crate::conn::table::cflags;
+use crate::conn::{proto_tcp, ConnKey, Dir, Verdict};
+use crate::model::ForwardMethod;
+use crate::net::Lane;
+use crate::wire::ipv4::protocol;
+use crate::wire::PacketMeta;
+use crate::xmit::{check_mtu, dr::dr_xmit, nat};
+
+impl Lb {
+    /// [`Lb::process_marked`] with mark 0 for a whole IPv4 TCP or UDP
+    /// packet (`meta` describes `buf` as it is) of an existing connection,
+    /// with no lookup kept by the packet rules (none run), answered as a
+    /// [`Lane`] (no `Action` in between). [`Lane::General`], with `buf`
+    /// untouched: the packet is the general path's (no connection, a
+    /// client packet whose connection just expired, a SYN proxy's
+    /// connection), and its lookup is kept for `process_marked` (`looked`).
+    /// Why not call `process_marked` or `new_connection` from here: a second
+    /// caller keeps them out of line in the general path too (about 20
+    /// instructions per packet there).
+    #[inline(always)]
+    pub fn lane<B: PacketBuf, E: Egress>(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        now: u64,
+        eg: &E,
+    ) -> Lane {
+        let flags = if meta.protocol == protocol::TCP {
+            meta.tcp_flags
+        } else {
+            0
+        };
+        // A packet that may start a connection takes `on_packet`'s tests
+        // (connection reuse); any other, the steady update.
+        let steady = meta.protocol == protocol::UDP || !proto_tcp::is_new_conn(flags);
+        let key = self.conns.hashed(ConnKey::of_packet(meta));
+        let found = if let Some(id) = self.conns.lookup_in_hashed(&key) {
+            if self.conns.get(id).flags() & cflags::SYNPROXY == 0 {
+                let v = if steady {
+                    self.conns.on_packet_steady(id, Dir::In, flags, now)
+                } else {
+                    self.conns.on_packet(id, Dir::In, flags, now)
+                };
+                match v {
+                    Verdict::Forward => {
+                        self.sync_note(id);
+                        return self.lane_xmit_in(id, buf, meta, eg);
+                    }
+                    Verdict::Drop => {
+                        self.drop(LbDrop::DestUnavailable);
+                        return Lane::Drop;
+                    }
+                    // Gone: `process_marked` schedules the packet anew, as
+                    // after its own `on_packet`.
+                    Verdict::Expired => None,
+                }
+            } else {
+                Some((id, Dir::In))
+            }
+        } else if let Some(id) = self.conns.lookup_out_hashed(&key) {
+            if self.conns.get(id).flags() & cflags::SYNPROXY == 0 {
+                let v = if steady {
+                    self.conns.on_packet_steady(id, Dir::Out, flags, now)
+                } else {
+                    self.conns.on_packet(id, Dir::Out, flags, now)
+                };
+                return lane_of(match v {
+                    Verdict::Forward if self.conns.get(id).local().is_some() => {
+                        // `xmit_out`'s FULLNAT case, without its call in between.
+                        let (conns, fnat, worker) = (&mut self.conns, &self.fnat, self.worker);
+                        fullnat::xmit_out(conns, fnat, id, buf, meta, worker, &self.counters)
+                    }
+                    Verdict::Forward => self.xmit_out(id, buf, meta, eg),
+                    Verdict::Drop => self.drop(LbDrop::DestUnavailable),
+                    Verdict::Expired => Action::Pass,
+                });
+            }
+            Some((id, Dir::Out))
+        } else {
+            None
+        };
+        self.looked = Some(Looked::new(key, data_at(buf), found));
+        Lane::General
+    }
+
+    /// [`Lb::xmit_in`] for NAT, DR and tunnels in the lane, in line: the
+    /// same statistics (counted before the transmit, as `Outbound::send`),
+    /// the same MTU check and rewrite as `rewrite_in` (the tunnel's is the
+    /// same function, `tunnel_in`), the same refusals (`refused`); without
+    /// the general path's calls and its `Outbound`. FULLNAT goes straight
+    /// to `fullnat::xmit_in`, as `xmit_in` sends it.
+    #[inline(always)]
+    fn lane_xmit_in<B: PacketBuf, E: Egress>(
+        &mut self,
+        id: crate::conn::ConnId,
+        buf: &mut B,
+        meta: &PacketMeta,
+        eg: &E,
+    ) -> Lane {
+        let c = self.conns.get(id);
+        let method = match c.method() {
+            ForwardMethod::FullNat => {
+                // `xmit_in`'s FULLNAT case, without its call in between.
+                let (conns, fnat, worker) = (&mut self.conns, &self.fnat, self.worker);
+                return lane_of(fullnat::xmit_in(
+                    conns,
+                    fnat,
+                    id,
+                    buf,
+                    meta,
+                    eg,
+                    worker,
+                    &self.counters,
+                ));
+            }
+            m => *m,
+        };
+        let Some(dest) = c.dest() else {
+            drop_counted(&self.counters, LbDrop::DestUnavailable);
+            return Lane::Drop;
+        };
+        let (daddr, dport) = c.real();
+        let daddr = daddr.to_ip();
+        let len = u64::from(meta.ip_len);
+        if let Some(s) = c.service() {
+            s.stats.slot(self.worker).inbound(len);
+        }
+        dest.stats.slot(self.worker).inbound(len);
+        let r = match method {
+            ForwardMethod::Masq => check_mtu(meta, eg.mtu(daddr))
+                .and_then(|()| nat::nat_inbound(buf, meta, daddr, dport)),
+            ForwardMethod::Route => {
+                check_mtu(meta, eg.mtu(daddr)).and_then(|()| dr_xmit(buf, meta))
+            }
+            ForwardMethod::Tunnel(cfg) => {
+                tunnel_in(buf, meta, &cfg, daddr, eg, &self.settings, &mut self.ip_id)
+            }
+            ForwardMethod::FullNat => Err(crate::xmit::XmitError::UnsupportedProtocol),
+        };
+        match r {
+            Ok(()) => Lane::Route(daddr),
+            Err(e) => lane_of(refused(&self.counters, buf, meta, e)),
+        }
+    }
+}
+
+/// The lane's answer for a balancer's [`Action`].
+#[inline(always)]
+fn lane_of(a: Action) -> Lane {
+    match a {
+        Action::Forward(dst) => Lane::Route(dst),
+        Action::Pass => Lane::Pass,
+        Action::Drop(_) => Lane::Drop,
+    }
+}
