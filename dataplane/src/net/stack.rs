@@ -433,6 +433,10 @@ impl<B: PacketBuf> Stack<B> {
     /// [`Stack::send_ip`] for the fast lane: the route cache's hit, the
     /// Ethernet header and the tx push (a VLAN interface's frame is tagged
     /// as there); a miss resolves the general way.
+    ///
+    /// The same lines as `send_ip`, on purpose: `send_ip` written as a
+    /// call of this one cost the general path 20 instructions per packet
+    /// (established SNAT, 1,000 flows: 1195.3 -> 1215.3 in callgrind).
     #[inline(always)]
     fn lane_send(&mut self, mut buf: B, dst: IpAddr, now: u64, io: &mut impl Io<B>) {
         if buf.len() >= HEADER_LEN {
