@@ -56,11 +56,7 @@ impl Lb {
         let key = self.conns.hashed(ConnKey::of_packet(meta));
         let found = if let Some(id) = self.conns.lookup_in_hashed(&key) {
             if self.conns.get(id).flags() & cflags::SYNPROXY == 0 {
-                let v = if steady {
-                    self.conns.on_packet_steady(id, Dir::In, flags, now)
-                } else {
-                    self.conns.on_packet(id, Dir::In, flags, now)
-                };
+                let v = self.lane_update(id, Dir::In, steady, flags, now);
                 match v {
                     Verdict::Forward => {
                         self.sync_note(id);
@@ -79,11 +75,7 @@ impl Lb {
             }
         } else if let Some(id) = self.conns.lookup_out_hashed(&key) {
             if self.conns.get(id).flags() & cflags::SYNPROXY == 0 {
-                let v = if steady {
-                    self.conns.on_packet_steady(id, Dir::Out, flags, now)
-                } else {
-                    self.conns.on_packet(id, Dir::Out, flags, now)
-                };
+                let v = self.lane_update(id, Dir::Out, steady, flags, now);
                 return lane_of(match v {
                     Verdict::Forward if self.conns.get(id).local().is_some() => {
                         // `xmit_out`'s FULLNAT case, without its call in between.
@@ -101,6 +93,24 @@ impl Lb {
         };
         self.looked = Some(Looked::new(key, data_at(buf), found));
         Lane::General
+    }
+
+    /// The connection's update for a packet in the lane: the steady one
+    /// when the packet cannot start a connection, `on_packet` otherwise.
+    #[inline(always)]
+    fn lane_update(
+        &mut self,
+        id: crate::conn::ConnId,
+        dir: Dir,
+        steady: bool,
+        flags: u8,
+        now: u64,
+    ) -> Verdict {
+        if steady {
+            self.conns.on_packet_steady(id, dir, flags, now)
+        } else {
+            self.conns.on_packet(id, dir, flags, now)
+        }
     }
 
     /// [`Lb::xmit_in`] for NAT, DR and tunnels in the lane, in line: the
