@@ -310,18 +310,30 @@ impl Io<Mbuf> for WorkerIo<'_> {
         }
     }
 
-    #[inline]
+    /// Always inlined: every forwarded packet comes through here, and the
+    /// common case (a burst with room) is a compare and a store; a full
+    /// burst is sent out of line ([`WorkerIo::tx_full`]).
+    #[inline(always)]
     fn tx(&mut self, port: u16, buf: Mbuf) {
         let Some(i) = self.queues.iter().position(|q| q.port_id() == port) else {
             self.counters.inc(Counter::DropNoRoute);
             return;
         };
         if let Err(buf) = self.out.tx[i].push(buf) {
-            send(&mut self.queues[i], &mut self.out.tx[i], self.counters);
-            if let Err(buf) = self.out.tx[i].push(buf) {
-                self.counters.inc(Counter::DropTxFull);
-                drop(buf);
-            }
+            self.tx_full(i, buf);
+        }
+    }
+}
+
+impl WorkerIo<'_> {
+    /// [`Io::tx`] when queue `i`'s burst is full: sends it, then queues
+    /// `buf` (or counts `drop_tx_full`).
+    #[inline(never)]
+    fn tx_full(&mut self, i: usize, buf: Mbuf) {
+        send(&mut self.queues[i], &mut self.out.tx[i], self.counters);
+        if let Err(buf) = self.out.tx[i].push(buf) {
+            self.counters.inc(Counter::DropTxFull);
+            drop(buf);
         }
     }
 }

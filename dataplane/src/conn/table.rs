@@ -853,6 +853,7 @@ impl ConnTable {
 
     /// Arms entry `i` to expire `ticks` from `now_t`. O(1); usually only a
     /// store (the wheel is touched only when the expiry moves earlier).
+    #[inline(always)]
     fn arm(&mut self, i: u32, ticks: u32, now_t: u32) {
         let exp = now_t.wrapping_add(ticks.min(MAX_TIMEOUT_TICKS));
         let c = &mut self.ents[i as usize];
@@ -865,6 +866,7 @@ impl ConnTable {
         }
     }
 
+    #[inline(always)]
     fn state_timeout_ticks(&self, c: &Conn) -> u32 {
         match c.proto {
             TCP => match self.tcp_ticks.get(usize::from(c.state)) {

@@ -173,7 +173,7 @@ impl RouteCache {
 
     /// `dst`'s entry if its neighbour part holds under the neighbour
     /// table's `generation` at `now`: port, source MAC, destination MAC.
-    #[inline]
+    #[inline(always)]
     pub fn hit(&self, dst: IpAddr, generation: u64, now: u64) -> Option<(u16, MacAddr, MacAddr)> {
         let n = self.near[slot_of(dst)].as_ref()?;
         (n.dst == dst && n.generation == generation && now < n.until)
@@ -237,7 +237,7 @@ impl Egress for RouteCache {
         Some((h.src?, self.path(dst, h.mtu)))
     }
 
-    #[inline]
+    #[inline(always)]
     fn mtu(&self, dst: IpAddr) -> u16 {
         match self.uniform_mtu {
             Some(m) => m,

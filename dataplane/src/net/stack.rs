@@ -72,7 +72,7 @@ pub struct Stack<B> {
 
 /// Writes the source MAC and the ethertype of `dst`'s family into the
 /// Ethernet header at the front of `d` (at least [`HEADER_LEN`] bytes).
-#[inline]
+#[inline(always)]
 fn fill_l2(d: &mut [u8], dst: IpAddr, src_mac: MacAddr) {
     let et = if dst.is_ipv4() {
         ethertype::IPV4
@@ -230,7 +230,7 @@ impl<B: PacketBuf> Stack<B> {
     /// Queues `buf` on `port`; the worker counts it `tx` once its tx
     /// queue took it (or `drop_tx_full`).
     /// A VLAN interface's frame is tagged here and sent on its port.
-    #[inline]
+    #[inline(always)]
     pub(super) fn tx(&self, io: &mut impl Io<B>, port: u16, mut buf: B) {
         match vlan::tag(port, &mut buf) {
             Some(port) => io.tx(port, buf),
