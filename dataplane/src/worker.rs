@@ -47,7 +47,7 @@ use crate::dpdk::{self, Burst, DpdkError, Eal, Mbuf, Mempool, PortQueue, Ring};
 use crate::net::neighbor::State;
 use crate::net::{Counter, FloatingCell, Io, L3Cell, NetCounters, Stack, Stage};
 use crate::wire::ethernet::MacAddr;
-use crate::wire::{parse_packet, ParseError};
+use crate::wire::{parse_packet, parse_v4_fast, ParseError};
 
 /// What a worker leaves behind when it stops (read by the daemon).
 #[derive(Debug, Default, Clone)]
@@ -381,8 +381,13 @@ fn input_burst<S: Stage<Mbuf>>(
     } else if lane {
         for m in burst.drain() {
             let p = port.unwrap_or_else(|| m.port());
-            let meta = parse_packet(m.data());
-            stack.input_lane(p, m, &meta, now, io, stage);
+            match parse_v4_fast(m.data()) {
+                Some(meta) => stack.input_lane_plain(p, m, &meta, now, io, stage),
+                None => {
+                    let meta = parse_packet(m.data());
+                    stack.input_lane(p, m, &meta, now, io, stage);
+                }
+            }
         }
     } else {
         for m in burst.drain() {

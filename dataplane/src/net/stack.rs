@@ -1,7 +1,7 @@
 //! One worker's L2/L3 stack: dispatch of received frames, routing and
 //! neighbour resolution of what it sends.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use super::floating::Floating;
@@ -364,7 +364,7 @@ impl<B: PacketBuf> Stack<B> {
     pub fn input_lane(
         &mut self,
         rx_port: u16,
-        mut buf: B,
+        buf: B,
         parsed: &Result<PacketMeta, ParseError>,
         now: u64,
         io: &mut impl Io<B>,
@@ -384,6 +384,45 @@ impl<B: PacketBuf> Stack<B> {
             _ => return self.input_parsed(rx_port, buf, parsed, now, io, stage),
         };
         let (meta, src, dst) = meta;
+        self.lane_v4(rx_port, buf, meta, src, dst, now, io, stage)
+    }
+
+    /// [`Stack::input_lane`] for a frame [`crate::wire::parse_v4_fast`]
+    /// accepted (untagged IPv4 TCP or UDP, not a fragment): the lane
+    /// without the tests that parse made already.
+    #[inline(always)]
+    pub fn input_lane_plain(
+        &mut self,
+        rx_port: u16,
+        buf: B,
+        meta: &PacketMeta,
+        now: u64,
+        io: &mut impl Io<B>,
+        stage: &mut impl Stage<B>,
+    ) {
+        match (meta.src, meta.dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                self.lane_v4(rx_port, buf, meta, src, dst, now, io, stage)
+            }
+            _ => self.input_parsed(rx_port, buf, &Ok(*meta), now, io, stage),
+        }
+    }
+
+    /// The fast lane after the parse's tests: `meta` is a whole IPv4 TCP
+    /// or UDP packet from `src` to `dst`, untagged.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn lane_v4(
+        &mut self,
+        rx_port: u16,
+        mut buf: B,
+        meta: &PacketMeta,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        now: u64,
+        io: &mut impl Io<B>,
+        stage: &mut impl Stage<B>,
+    ) {
         self.counters.inc(Counter::Rx);
         let Some(at) = self.ifaces.iter().position(|i| i.port == rx_port) else {
             return self.drop_buf(buf, Counter::DropUnknownPort);
