@@ -49,7 +49,7 @@ use std::net::IpAddr;
 use crate::buf::PacketBuf;
 use crate::wire::ethernet::{EthernetFrame, MacAddr};
 use crate::wire::ipv4::Ipv4Packet;
-use crate::wire::{Fragment, PacketMeta, ParseError, L3};
+use crate::wire::{checksum, Fragment, PacketMeta, ParseError, L3};
 
 /// Why a rewrite refused a packet. The packet is unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -189,7 +189,36 @@ pub(crate) fn check_forwardable(data: &[u8], meta: &PacketMeta) -> Result<(), Xm
 
 /// Decrements TTL / hop limit (IPv4: header checksum patched per RFC 1624).
 /// Callers ran [`check_forwardable`] first.
+///
+/// Always inlined, with the common case (an IPv4 header whose TTL byte is
+/// not 0) in straight-line code: the word holding TTL changes by -0x100,
+/// so RFC 1624's `!old + new` is 0xfeff whatever the word, the same sum
+/// [`checksum::update16`] makes of it (and the NAT rewrite's `patch_v4`
+/// uses). Anything else takes [`decrement_ttl_general`]. Out of line, the
+/// call cost direct routing 41 instructions per packet.
+#[inline(always)]
 pub(crate) fn decrement_ttl(data: &mut [u8], meta: &PacketMeta) {
+    if meta.l3 == L3::Ipv4 {
+        let l3 = usize::from(meta.l3_offset);
+        if let Some(ip) = data
+            .get_mut(l3..l3 + 20)
+            .and_then(|h| <&mut [u8; 20]>::try_from(h).ok())
+        {
+            if ip[8] != 0 {
+                ip[8] -= 1;
+                let c = checksum::adjust(u16::from_be_bytes([ip[10], ip[11]]), 0xfeff);
+                ip[10..12].copy_from_slice(&c.to_be_bytes());
+                return;
+            }
+        }
+    }
+    decrement_ttl_general(data, meta)
+}
+
+/// [`decrement_ttl`] for every case: IPv6, and an IPv4 TTL byte of 0
+/// (left 0, checksum unchanged) or a header cut short.
+#[inline(never)]
+fn decrement_ttl_general(data: &mut [u8], meta: &PacketMeta) {
     let l3 = usize::from(meta.l3_offset);
     match meta.l3 {
         L3::Ipv4 => {
@@ -331,6 +360,40 @@ mod tests {
     }
 
     proptest! {
+        /// The straight-line IPv4 TTL decrement writes what the general
+        /// one (`Ipv4Packet::decrement_ttl`) writes, for any header bytes,
+        /// TTL 0 and 0xffff/0x0000 checksums included.
+        #[test]
+        fn ttl_decrement_fast_case_equals_the_general_one(
+            header in proptest::array::uniform20(any::<u8>()),
+            ttl in prop_oneof![Just(0u8), Just(1u8), Just(255u8), any::<u8>()],
+            csum in prop_oneof![Just(0u16), Just(0xffffu16), any::<u16>()],
+            cut in 0usize..4,
+        ) {
+            let f0 = frame(
+                "198.18.1.10".parse().unwrap(),
+                "198.18.0.100".parse().unwrap(),
+                L4::Udp,
+                1000,
+                80,
+                None,
+                b"data",
+            );
+            let m = parse_packet(&f0).unwrap();
+            let mut f = f0.clone();
+            let l3 = usize::from(m.l3_offset);
+            f[l3..l3 + 20].copy_from_slice(&header);
+            f[l3 + 8] = ttl;
+            f[l3 + 10..l3 + 12].copy_from_slice(&csum.to_be_bytes());
+            // A frame cut inside the header takes the general case too.
+            let len = if cut == 0 { l3 + 19 } else { f.len() };
+            let mut fast = f[..len].to_vec();
+            let mut general = fast.clone();
+            decrement_ttl(&mut fast, &m);
+            decrement_ttl_general(&mut general, &m);
+            prop_assert_eq!(fast, general);
+        }
+
         #[test]
         fn rewrites_never_panic_on_mutated_frames(
             v6 in any::<bool>(),
