@@ -435,7 +435,7 @@ fn tcp_payload_len(data: &[u8], meta: &PacketMeta) -> usize {
 /// the packet, as NAT's), then the established IPv4 case in straight-line
 /// code ([`in_v4_fast`]), everything else in [`xmit_in_general`].
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 pub(super) fn xmit_in<B: PacketBuf, E: Egress>(
     conns: &ConnTable,
     fnat: &FullNat,
@@ -553,7 +553,7 @@ fn xmit_in_general<B: PacketBuf, E: Egress>(
 /// client as `VIP:vport`. Counted first, then the IPv4 case that needs
 /// nothing but the rewrite ([`out_v4_fast`]), everything else in
 /// [`xmit_out_general`].
-#[inline]
+#[inline(always)]
 pub(super) fn xmit_out<B: PacketBuf>(
     conns: &mut ConnTable,
     fnat: &FullNat,
