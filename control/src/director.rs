@@ -152,7 +152,18 @@ impl<D: Dataplane> Director<D> {
         names: Box<dyn Resolver + Send + Sync>,
         hosts: Box<dyn grammar::Resolver + Send + Sync>,
     ) -> Director<D> {
-        let store = ConfigStore::new();
+        Director::with_store(dataplane, names, hosts, ConfigStore::new())
+    }
+
+    /// A director with chosen resolvers that starts from `store` (the
+    /// `control` fuzz target's copy of an empty store: see
+    /// [`ConfigStore::copy_without_workers`]).
+    pub fn with_store(
+        dataplane: D,
+        names: Box<dyn Resolver + Send + Sync>,
+        hosts: Box<dyn grammar::Resolver + Send + Sync>,
+        store: ConfigStore,
+    ) -> Director<D> {
         dataplane.publish(store.snapshot());
         Director {
             store: Mutex::new(store),

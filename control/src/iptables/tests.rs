@@ -647,3 +647,45 @@ fn a_chain_name_with_a_quote_saves_and_restores() {
     assert_eq!(again.save("-c"), saved);
     fuzz_one(b"\x00-E web \xff`\"OY\x91UTPPUTw");
 }
+
+/// `fuzz_one` clones its starting tables, made once per thread: whatever
+/// an input did (zeroing or setting counters, flushing, deleting chains),
+/// the tables the next one starts on save exactly as fresh ones.
+#[test]
+fn the_fuzz_inputs_start_on_the_same_tables() {
+    for family in [Family::V4, Family::V6] {
+        let fresh = FuzzStart::new(family).save;
+        assert!(fresh.contains("-A web -j ACCEPT"), "{fresh}");
+        let mode = if family == Family::V4 { 0u8 } else { 4 };
+        for (m, words) in [
+            (0, &b"-Z"[..]),
+            (0, b"-F"),
+            (0, b"-X web"),
+            (0, b"-E web www"),
+            (0, b"-P INPUT DROP"),
+            (0, b"-R web 1 -j DROP -c 7 700"),
+            (
+                3,
+                b"*filter\n:INPUT DROP [5:500]\n[9:900] -A INPUT -j ACCEPT\nCOMMIT\n",
+            ),
+        ] {
+            let mut data = vec![mode | m];
+            data.extend_from_slice(words);
+            fuzz_one(&data);
+            FUZZ_START.with(|s| {
+                let mut t = s[usize::from(family == Family::V6)].tables.clone();
+                let out = execute(
+                    &mut t,
+                    &NoSets,
+                    Tool::Save,
+                    family,
+                    &["-c".to_string()],
+                    None,
+                    &ctime(0),
+                );
+                assert_eq!(out.response.stdout, fresh, "after {data:?}");
+                assert_eq!(s[usize::from(family == Family::V6)].save, fresh);
+            });
+        }
+    }
+}

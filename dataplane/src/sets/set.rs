@@ -207,8 +207,18 @@ impl<A: Addr> HashBody<A> {
     }
 
     /// Longest-prefix lookup of a packet key (host addresses, `ca`/`cb`
-    /// ignored): the first hit from most to least specific decides.
-    fn lookup(&self, host: Key<A>, kind: SetKind, host_cidr: u8, now: u32, bytes: u32) -> Match {
+    /// ignored): the first hit from most to least specific decides. A
+    /// packet (`bytes` of it) counts on the element it hits; `ipset test`
+    /// (`None`) counts nothing, as the kernel's userspace test does not
+    /// (`ip_set_update_counter` skips an extension of `ULLONG_MAX` packets).
+    fn lookup(
+        &self,
+        host: Key<A>,
+        kind: SetKind,
+        host_cidr: u8,
+        now: u32,
+        bytes: Option<u32>,
+    ) -> Match {
         if !kind.has_nomatch() {
             let k = Key {
                 a: host.a.mask(host_cidr),
@@ -235,10 +245,12 @@ impl<A: Addr> HashBody<A> {
         Match::Absent
     }
 
-    fn hit(&self, k: &Key<A>, now: u32, bytes: u32) -> Match {
+    fn hit(&self, k: &Key<A>, now: u32, bytes: Option<u32>) -> Match {
         match self.map.get(k) {
             Some(v) if !v.expired(now) => {
-                v.count(bytes);
+                if let Some(bytes) = bytes {
+                    v.count(bytes);
+                }
                 if v.nomatch {
                     Match::NoMatch
                 } else {
@@ -394,11 +406,11 @@ impl IpSet {
                 }
             }
             Body::V4(h) => match packet_key::<u32>(kind, dirs, pkt) {
-                Some(k) => h.lookup(k, kind, self.header.host_cidr(), now, pkt.bytes),
+                Some(k) => h.lookup(k, kind, self.header.host_cidr(), now, Some(pkt.bytes)),
                 None => Match::Absent,
             },
             Body::V6(h) => match packet_key::<u128>(kind, dirs, pkt) {
-                Some(k) => h.lookup(k, kind, self.header.host_cidr(), now, pkt.bytes),
+                Some(k) => h.lookup(k, kind, self.header.host_cidr(), now, Some(pkt.bytes)),
                 None => Match::Absent,
             },
             Body::List(_) => Match::Absent,
@@ -541,7 +553,7 @@ fn test_hash<A: Addr>(
         return false;
     };
     if host && kind.has_nomatch() {
-        return match h.lookup(k, kind, host_cidr, now, 0) {
+        return match h.lookup(k, kind, host_cidr, now, None) {
             Match::Hit => !nomatch,
             Match::NoMatch => nomatch,
             Match::Absent => false,
