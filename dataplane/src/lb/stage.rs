@@ -299,6 +299,10 @@ pub struct LbStage {
     switches: Switches,
     /// When the balancer's pass of a routed flow still holds.
     clear: Clearance,
+    /// The clearance epoch of the packet the lane left to the general
+    /// path ([`Lane::General`]), for [`Stage::process_after_lane`]: the
+    /// lane made the steps in front of the balancer already (0: no epoch).
+    lane_epoch: u64,
     /// Tests: never skip the balancer (the reference the skip is checked
     /// against).
     #[cfg(test)]
@@ -360,6 +364,14 @@ enum Front {
     Done(Then),
 }
 
+/// What [`LbStage::routed`] decided for a packet.
+enum Routed {
+    /// A routed flow the balancer passed in this epoch: on to routing.
+    Cleared,
+    /// To the balancer, with this clearance epoch (0: none).
+    Balance(u64),
+}
+
 /// A verdict of the steps in front of the balancer, without the buffer.
 enum Then {
     HandOver(usize),
@@ -398,6 +410,7 @@ impl LbStage {
             snat,
             switches: Switches::default(),
             clear: Clearance::default(),
+            lane_epoch: 0,
             #[cfg(test)]
             no_clearance: false,
         };
@@ -524,6 +537,103 @@ impl LbStage {
             && !self.lb.is_vip(&meta.dst)
     }
 
+    /// The skip of the balancer for a packet whose mark is `mark`, after
+    /// the steps in front of it: whether its routed flow was passed in
+    /// this clearance epoch (then it goes on to routing), or the epoch to
+    /// stamp if the balancer passes it (0: not a routed packet).
+    #[inline(always)]
+    fn routed(&mut self, meta: &PacketMeta, mark: u32) -> Routed {
+        if !self.looks_routed(meta, mark) {
+            return Routed::Balance(0);
+        }
+        let e = self.clearance();
+        if self.snat.lookup(meta, e) {
+            // Nothing may reuse the filter's connection lookup.
+            self.lb.looked = None;
+            return Routed::Cleared;
+        }
+        Routed::Balance(e)
+    }
+
+    /// The balancer's step for a packet of mark `mark` and clearance
+    /// `epoch` ([`LbStage::routed`]), and the epoch's stamp on a pass.
+    #[inline(always)]
+    fn balance<B: PacketBuf>(
+        &mut self,
+        mut buf: B,
+        meta: &PacketMeta,
+        mark: u32,
+        epoch: u64,
+        now: u64,
+        routes: &RouteCache,
+    ) -> StageVerdict<B> {
+        match self.lb.process_marked(&mut buf, meta, mark, now, routes) {
+            Action::Forward(dst) => StageVerdict::Route { buf, dst },
+            Action::Pass => {
+                if epoch != 0 && self.clearance() == epoch {
+                    self.snat.passed(epoch);
+                }
+                StageVerdict::Pass { buf }
+            }
+            Action::Drop(_) => StageVerdict::Drop { buf, counted: true },
+        }
+    }
+
+    /// The lane's stage step ([`Stage::lane`]) for a whole IPv4 TCP/UDP
+    /// packet with one worker, no filter rule and source NAT on: what
+    /// [`Stage::process`] does for it, top-down. Nothing to reassemble or
+    /// hand over and no rule (mark 0), so [`LbStage::front`] is the reply
+    /// to a mapping (translated back and routed); then the skip of a
+    /// cleared routed flow ([`Lane::Pass`]: on to routing, whose `nat
+    /// POSTROUTING` uses the mapping lookup made here); then the
+    /// balancer's lane ([`Lb::lane`]), with the clearance stamp on a pass
+    /// as [`LbStage::balance`] makes it, and the epoch kept for
+    /// [`Stage::process_after_lane`] when the balancer's general step
+    /// follows.
+    #[inline(always)]
+    fn lane_snat<B: PacketBuf>(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        now: u64,
+        routes: &RouteCache,
+    ) -> Lane {
+        match self.snat.reply(buf, meta, now) {
+            crate::snat::Reply::Route(dst) => return Lane::Route(dst),
+            crate::snat::Reply::Stray => {
+                self.lb.count_stray_icmp();
+                return Lane::Drop;
+            }
+            crate::snat::Reply::NotOurs => {}
+        }
+        let epoch = if self.looks_routed(meta, 0) {
+            let e = self.clearance();
+            if self.snat.lookup(meta, e) {
+                // No filter rule ran, so there is no connection lookup of
+                // its for anyone to reuse (`Lb::looked` is set only right
+                // before the balancer's step that takes it).
+                debug_assert!(self.lb.looked.is_none());
+                return Lane::Pass;
+            }
+            e
+        } else {
+            0
+        };
+        match self.lb.lane(buf, meta, now, routes) {
+            Lane::Pass if epoch != 0 => {
+                if self.clearance() == epoch {
+                    self.snat.passed(epoch);
+                }
+                Lane::Pass
+            }
+            Lane::General => {
+                self.lane_epoch = epoch;
+                Lane::General
+            }
+            lane => lane,
+        }
+    }
+
     /// The steps in front of the balancer ([`Switches`]): reassembly,
     /// ownership, the reply to a source-NAT mapping, the filter rules.
     /// Inlined: out of line it cost a two-worker director (every packet
@@ -619,6 +729,11 @@ impl LbStage {
         self
     }
 
+    /// The source-NAT mappings, for tests.
+    pub(crate) fn snat(&self) -> &Snat {
+        &self.snat
+    }
+
     /// This stage never skipping the balancer ([`Clearance`]).
     pub(crate) fn without_clearance(mut self) -> LbStage {
         self.no_clearance = true;
@@ -666,33 +781,39 @@ impl<B: PacketBuf> Stage<B> for LbStage {
                 Front::Done(Then::Route(dst)) => return StageVerdict::Route { buf, dst },
                 Front::Done(Then::Drop) => return StageVerdict::Drop { buf, counted: true },
             };
-            if !self.looks_routed(meta, mark) {
-                (mark, 0)
-            } else {
-                let e = self.clearance();
-                if self.snat.lookup(meta, e) {
-                    // Nothing may reuse the filter's connection lookup.
-                    self.lb.looked = None;
-                    return StageVerdict::Pass { buf };
-                }
-                (mark, e)
+            match self.routed(meta, mark) {
+                Routed::Cleared => return StageVerdict::Pass { buf },
+                Routed::Balance(e) => (mark, e),
             }
         };
-        match self.lb.process_marked(&mut buf, meta, mark, now, routes) {
-            Action::Forward(dst) => StageVerdict::Route { buf, dst },
-            Action::Pass => {
-                if epoch != 0 && self.clearance() == epoch {
-                    self.snat.passed(epoch);
-                }
-                StageVerdict::Pass { buf }
-            }
-            Action::Drop(_) => StageVerdict::Drop { buf, counted: true },
-        }
+        self.balance(buf, meta, mark, epoch, now, routes)
     }
 
+    /// The general path's stage step for a packet the lane left to it
+    /// ([`Lane::General`]): the lane made the steps in front of the
+    /// balancer (mark 0, the clearance epoch kept in `lane_epoch`) and
+    /// the balancer's lookup (kept in `Lb::looked`), so the balancer goes
+    /// on from there.
+    #[inline]
+    fn process_after_lane(
+        &mut self,
+        _rx_port: u16,
+        buf: B,
+        meta: &PacketMeta,
+        now: u64,
+        routes: &RouteCache,
+    ) -> StageVerdict<B> {
+        let epoch = std::mem::take(&mut self.lane_epoch);
+        self.balance(buf, meta, 0, epoch, now, routes)
+    }
+
+    /// One worker and no filter rule: what is left in front of the
+    /// balancer for a whole IPv4 TCP/UDP packet is source NAT's (the
+    /// reply to a mapping, the skip of a cleared routed flow), which the
+    /// lane makes itself ([`LbStage::lane_snat`]).
     #[inline]
     fn lane_on(&self) -> bool {
-        self.switches.plain()
+        self.switches.one_worker && self.switches.no_rules
     }
 
     /// With every switch off, [`Stage::process`] of a whole packet is
@@ -701,6 +822,25 @@ impl<B: PacketBuf> Stage<B> for LbStage {
     #[inline(always)]
     fn lane(&mut self, buf: &mut B, meta: &PacketMeta, now: u64, routes: &RouteCache) -> Lane {
         self.lb.lane(buf, meta, now, routes)
+    }
+
+    /// Source NAT is on: its steps come in front of the balancer's.
+    #[inline(always)]
+    fn lane_fronted(&self) -> bool {
+        !self.switches.no_snat
+    }
+
+    /// With source NAT on (and one worker, no rule), [`Stage::process`]
+    /// of a whole IPv4 TCP/UDP packet is [`LbStage::lane_snat`].
+    #[inline(always)]
+    fn lane_front(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        now: u64,
+        routes: &RouteCache,
+    ) -> Lane {
+        self.lane_snat(buf, meta, now, routes)
     }
 
     #[inline]
@@ -756,7 +896,7 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         self.lb.service_addrs()
     }
 
-    #[inline]
+    #[inline(always)]
     fn postrouting(
         &mut self,
         buf: &mut B,

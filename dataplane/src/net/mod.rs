@@ -365,9 +365,24 @@ pub trait Stage<B: PacketBuf> {
         now_ms: u64,
         routes: &RouteCache,
     ) -> StageVerdict<B>;
+    /// [`Stage::process`] for a packet the fast lane's [`Stage::lane`]
+    /// left to the general path ([`Lane::General`]): the stage goes on
+    /// from where its lane step stopped, with what that step looked up and
+    /// decided kept, so that nothing is done twice. The default: the
+    /// whole of `process` (a stage whose lane step does nothing).
+    fn process_after_lane(
+        &mut self,
+        rx_port: u16,
+        buf: B,
+        meta: &PacketMeta,
+        now_ms: u64,
+        routes: &RouteCache,
+    ) -> StageVerdict<B> {
+        self.process(rx_port, buf, meta, now_ms, routes)
+    }
     /// Whether the established-flow fast lane ([`Stack::input_lane`]) may
-    /// run: decided between bursts (for [`crate::lb::LbStage`]: nothing in
-    /// front of the balancer, its `Switches::plain`).
+    /// run: decided between bursts (for [`crate::lb::LbStage`]: one worker
+    /// and no filter rule; source NAT's steps are the lane's own).
     /// The default: never.
     fn lane_on(&self) -> bool {
         false
@@ -384,6 +399,24 @@ pub trait Stage<B: PacketBuf> {
         _routes: &RouteCache,
     ) -> Lane {
         Lane::Pass
+    }
+    /// Whether the stage's lane step has steps of its own in front of
+    /// [`Stage::lane`]'s for now (for [`crate::lb::LbStage`]: source NAT's),
+    /// decided between bursts: then the stack takes [`Stage::lane_front`]
+    /// instead, out of line. The default: none.
+    fn lane_fronted(&self) -> bool {
+        false
+    }
+    /// [`Stage::lane`] with the stage's steps in front of it, while
+    /// [`Stage::lane_fronted`] holds. The default: [`Stage::lane`].
+    fn lane_front(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        now_ms: u64,
+        routes: &RouteCache,
+    ) -> Lane {
+        self.lane(buf, meta, now_ms, routes)
     }
     /// Called with a whole received burst before its packets are processed
     /// one by one (batched lookups that overlap cache misses).
@@ -576,6 +609,8 @@ mod tests {
 mod forward_tests;
 #[cfg(test)]
 mod host_tests;
+#[cfg(test)]
+mod lane_snat_tests;
 #[cfg(test)]
 mod lane_tests;
 #[cfg(test)]
