@@ -423,7 +423,8 @@ impl Mappings {
     }
 
     /// State and expiry after a packet (`reply`: from the outside).
-    #[inline]
+    /// Always inlined: a mapping's every packet pays it.
+    #[inline(always)]
     fn touch(&mut self, i: u32, flags: u8, reply: bool, now: u64) {
         let e = &mut self.ents[i as usize];
         let until = tick_of_ms(now).wrapping_add(secs(timeout_after(e, flags, reply)));
