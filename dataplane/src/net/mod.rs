@@ -365,21 +365,6 @@ pub trait Stage<B: PacketBuf> {
         now_ms: u64,
         routes: &RouteCache,
     ) -> StageVerdict<B>;
-    /// [`Stage::process`] for a packet the fast lane's [`Stage::lane`]
-    /// left to the general path ([`Lane::General`]): the stage goes on
-    /// from where its lane step stopped, with what that step looked up and
-    /// decided kept, so that nothing is done twice. The default: the
-    /// whole of `process` (a stage whose lane step does nothing).
-    fn process_after_lane(
-        &mut self,
-        rx_port: u16,
-        buf: B,
-        meta: &PacketMeta,
-        now_ms: u64,
-        routes: &RouteCache,
-    ) -> StageVerdict<B> {
-        self.process(rx_port, buf, meta, now_ms, routes)
-    }
     /// Whether the established-flow fast lane ([`Stack::input_lane`]) may
     /// run: decided between bursts (for [`crate::lb::LbStage`]: one worker
     /// and no filter rule; source NAT's steps are the lane's own).

@@ -499,8 +499,8 @@ impl<B: PacketBuf> Stack<B> {
     }
 
     /// [`Stack::staged`] for a packet the lane leaves to the general path
-    /// ([`Lane::General`]: new connections, mostly), where the stage's lane
-    /// step stopped ([`Stage::process_after_lane`]). Out of line, so that
+    /// ([`Lane::General`]: new connections, mostly; the stage goes on from
+    /// where its lane step stopped). Out of line, so that
     /// the lane's loop does not carry the general stage step's code.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
@@ -514,8 +514,7 @@ impl<B: PacketBuf> Stack<B> {
         io: &mut impl Io<B>,
         stage: &mut impl Stage<B>,
     ) {
-        let v = stage.process_after_lane(rx_port, buf, meta, now, &self.hops);
-        self.stage_verdict(rx_port, kernel, v, meta, now, io, stage)
+        self.staged(rx_port, kernel, buf, meta, now, io, stage)
     }
 
     /// [`Stack::passed`] for a packet of the lane (a whole IPv4 TCP or
