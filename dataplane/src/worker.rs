@@ -47,7 +47,7 @@ use crate::dpdk::{self, Burst, DpdkError, Eal, Mbuf, Mempool, PortQueue, Ring};
 use crate::net::neighbor::State;
 use crate::net::{Counter, FloatingCell, Io, L3Cell, NetCounters, Stack, Stage};
 use crate::wire::ethernet::MacAddr;
-use crate::wire::{parse_packet, parse_v4_fast, ParseError};
+use crate::wire::{parse_packet, ParseError};
 
 /// What a worker leaves behind when it stops (read by the daemon).
 #[derive(Debug, Default, Clone)]
@@ -363,6 +363,9 @@ fn input_burst<S: Stage<Mbuf>>(
     // The fast lane ([`Stack::input_lane`]) while the stage allows it,
     // decided once per burst.
     let lane = stage.lane_on();
+    if lane && stage.lane_fronted() {
+        return input_burst_fronted(stack, stage, burst, port, now, io);
+    }
     if stage.warms() {
         let mut metas = [Err(ParseError::Truncated); dpdk::BURST_SIZE];
         let n = burst.len().min(dpdk::BURST_SIZE);
@@ -381,18 +384,48 @@ fn input_burst<S: Stage<Mbuf>>(
     } else if lane {
         for m in burst.drain() {
             let p = port.unwrap_or_else(|| m.port());
-            match parse_v4_fast(m.data()) {
-                Some(meta) => stack.input_lane_plain(p, m, &meta, now, io, stage),
-                None => {
-                    let meta = parse_packet(m.data());
-                    stack.input_lane(p, m, &meta, now, io, stage);
-                }
-            }
+            let meta = parse_packet(m.data());
+            stack.input_lane(p, m, &meta, now, io, stage);
         }
     } else {
         for m in burst.drain() {
             let p = port.unwrap_or_else(|| m.port());
             stack.input(p, m, now, io, stage);
+        }
+    }
+}
+
+/// [`input_burst`] while the stage's lane step has steps in front of it
+/// ([`Stage::lane_fronted`]: source NAT): every frame to
+/// [`Stack::input_lane_fronted`]. A function of its own, called once per
+/// burst: with this loop in `input_burst` the compiler took the lane's
+/// inbound checks out of line there, and the lane without source NAT
+/// paid about 27 instructions per packet (established UDP NAT, measured).
+#[inline(never)]
+fn input_burst_fronted<S: Stage<Mbuf>>(
+    stack: &mut Stack<Mbuf>,
+    stage: &mut S,
+    burst: &mut Burst,
+    port: Option<u16>,
+    now: u64,
+    io: &mut WorkerIo<'_>,
+) {
+    if stage.warms() {
+        let mut metas = [Err(ParseError::Truncated); dpdk::BURST_SIZE];
+        let n = burst.len().min(dpdk::BURST_SIZE);
+        for (meta, m) in metas.iter_mut().zip(burst.as_mut_slice().iter()) {
+            *meta = parse_packet(m.data());
+        }
+        stage.warm(&metas[..n]);
+        for (m, meta) in burst.drain().zip(metas.iter()) {
+            let p = port.unwrap_or_else(|| m.port());
+            stack.input_lane_fronted(p, m, meta, now, io, stage);
+        }
+    } else {
+        for m in burst.drain() {
+            let p = port.unwrap_or_else(|| m.port());
+            let meta = parse_packet(m.data());
+            stack.input_lane_fronted(p, m, &meta, now, io, stage);
         }
     }
 }

@@ -14,6 +14,13 @@
 //! stage step, with the lookup handed over (`looked`, as the packet rules
 //! hand theirs), so nothing is done twice. Property tests
 //! (`crate::net::lane_tests`) hold the lane equal to the general path.
+//!
+//! With source NAT configured (one worker, no filter rule still), the
+//! stage makes source NAT's steps in front of this one in the lane
+//! (`LbStage::lane_snat` in [`super::stage`]: the reply to a mapping, the
+//! skip of a routed flow the balancer already passed), then calls
+//! [`Lb::lane`] as here; `crate::net::lane_snat_tests` holds that equal to
+//! the general path.
 
 use super::filter::{data_at, Looked};
 use super::{drop_counted, fullnat, refused, tunnel_in, Action, Egress, Lb, LbDrop};

@@ -71,8 +71,9 @@ pub(super) struct Egress {
 pub(super) const EGRESS_CACHE: usize = 64;
 
 impl<B: PacketBuf> Stack<B> {
-    /// The egress of `dst`, from the cache or the route table.
-    #[inline]
+    /// The egress of `dst`, from the cache or the route table. Always
+    /// inlined: every routed packet asks.
+    #[inline(always)]
     fn egress_of(&mut self, dst: IpAddr) -> Option<Egress> {
         let slot = super::addr_slot(dst, EGRESS_CACHE);
         if let Some(e) = self.egress[slot] {
@@ -80,6 +81,14 @@ impl<B: PacketBuf> Stack<B> {
                 return Some(e);
             }
         }
+        self.egress_looked_up(dst, slot)
+    }
+
+    /// [`Stack::egress_of`] when the cache misses: the route table, kept
+    /// in `slot`.
+    #[cold]
+    #[inline(never)]
+    fn egress_looked_up(&mut self, dst: IpAddr, slot: usize) -> Option<Egress> {
         let e = self
             .routes()
             .next_hop(dst)
@@ -102,7 +111,10 @@ impl<B: PacketBuf> Stack<B> {
 
     /// Routes `buf`, a packet for neither a service nor the director,
     /// received on `rx_port`; see the module docs. With forwarding off for
-    /// its family it is dropped as `drop_not_local`, as before.
+    /// its family it is dropped as `drop_not_local`, as before. Always
+    /// inlined into its two callers, [`Stack::passed`] and the lane's
+    /// `Stack::lane_passed` (as a call it would cost each routed packet).
+    #[inline(always)]
     pub(super) fn forward(
         &mut self,
         rx_port: u16,

@@ -222,8 +222,13 @@ impl Director {
         let buf = TestBuf::new(f);
         if lane && Stage::<TestBuf>::lane_on(&self.stage) {
             let parsed = parse_packet(buf.data());
-            self.stack
-                .input_lane(0, buf, &parsed, now, &mut io, &mut self.stage);
+            if Stage::<TestBuf>::lane_fronted(&self.stage) {
+                self.stack
+                    .input_lane_fronted(0, buf, &parsed, now, &mut io, &mut self.stage);
+            } else {
+                self.stack
+                    .input_lane(0, buf, &parsed, now, &mut io, &mut self.stage);
+            }
         } else {
             self.stack.input(0, buf, now, &mut io, &mut self.stage);
         }

@@ -366,8 +366,8 @@ pub trait Stage<B: PacketBuf> {
         routes: &RouteCache,
     ) -> StageVerdict<B>;
     /// Whether the established-flow fast lane ([`Stack::input_lane`]) may
-    /// run: decided between bursts (for [`crate::lb::LbStage`]: nothing in
-    /// front of the balancer, its `Switches::plain`).
+    /// run: decided between bursts (for [`crate::lb::LbStage`]: one worker
+    /// and no filter rule; source NAT's steps are the lane's own).
     /// The default: never.
     fn lane_on(&self) -> bool {
         false
@@ -384,6 +384,24 @@ pub trait Stage<B: PacketBuf> {
         _routes: &RouteCache,
     ) -> Lane {
         Lane::Pass
+    }
+    /// Whether the stage's lane step has steps of its own in front of
+    /// [`Stage::lane`]'s for now (for [`crate::lb::LbStage`]: source NAT's),
+    /// decided between bursts: then the stack takes [`Stage::lane_front`]
+    /// instead, out of line. The default: none.
+    fn lane_fronted(&self) -> bool {
+        false
+    }
+    /// [`Stage::lane`] with the stage's steps in front of it, while
+    /// [`Stage::lane_fronted`] holds. The default: [`Stage::lane`].
+    fn lane_front(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        now_ms: u64,
+        routes: &RouteCache,
+    ) -> Lane {
+        self.lane(buf, meta, now_ms, routes)
     }
     /// Called with a whole received burst before its packets are processed
     /// one by one (batched lookups that overlap cache misses).
@@ -576,6 +594,8 @@ mod tests {
 mod forward_tests;
 #[cfg(test)]
 mod host_tests;
+#[cfg(test)]
+mod lane_snat_tests;
 #[cfg(test)]
 mod lane_tests;
 #[cfg(test)]

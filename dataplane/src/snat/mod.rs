@@ -192,11 +192,13 @@ struct NatFamily {
 
 /// The `nat PREROUTING` and `nat POSTROUTING` chains of both families,
 /// compiled, with the SNAT / MASQUERADE targets they reach.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NatRules {
     v4: NatFamily,
     v6: NatFamily,
     targets: Vec<ToSource>,
+    /// No family has a nat rule (kept: every routed packet asks).
+    empty: bool,
 }
 
 /// The SNAT / MASQUERADE target of a nat rule, parsed; `None` for any
@@ -279,6 +281,17 @@ pub fn nat_packet(
     (pkt, set)
 }
 
+impl Default for NatRules {
+    fn default() -> Self {
+        NatRules {
+            v4: NatFamily::default(),
+            v6: NatFamily::default(),
+            targets: Vec::new(),
+            empty: true,
+        }
+    }
+}
+
 impl NatRules {
     /// Compiles `nat PREROUTING` and `nat POSTROUTING` of both families;
     /// set and port names go through `names`.
@@ -304,6 +317,9 @@ impl NatRules {
             }
         }
         out.targets = targets;
+        out.empty = [&out.v4, &out.v6]
+            .iter()
+            .all(|f| f.pre.is_none() && f.post.is_none());
         out
     }
 
@@ -318,9 +334,7 @@ impl NatRules {
     /// Whether no family has a nat rule (one test per routed packet then).
     #[inline]
     pub fn is_empty(&self) -> bool {
-        [&self.v4, &self.v6]
-            .iter()
-            .all(|f| f.pre.is_none() && f.post.is_none())
+        self.empty
     }
 
     /// Whether `nat POSTROUTING` of the family has rules: an IPVS

@@ -156,6 +156,25 @@ pub fn hash(k: &ConnKey) -> u32 {
     (h ^ (h >> 32)) as u32
 }
 
+/// [`hash`] of an IPv4 key given by its addresses (`src`, `dst`, host
+/// order), ports and protocol, without building the key's 16-byte
+/// addresses: an IPv4 [`ConnAddr`] is `::ffff:a.b.c.d`, whose two 64-bit
+/// halves fold to `0xffff_0000_0000 | a`. Equal to `hash` of that key
+/// (test below).
+#[inline(always)]
+pub fn hash_v4(src: u32, dst: u32, sport: u16, dport: u16, proto: u8) -> u32 {
+    const MAPPED: u64 = 0xffff_0000_0000;
+    let p = u64::from(sport) | u64::from(dport) << 16 | u64::from(proto) << 32;
+    let mix = |a: u64, b: u64| {
+        let r = u128::from(a).wrapping_mul(u128::from(b));
+        (r as u64) ^ ((r >> 64) as u64)
+    };
+    let h = mix(MAPPED | u64::from(src), 0x9e37_79b9_7f4a_7c15)
+        ^ mix(MAPPED | u64::from(dst), 0xc2b2_ae3d_27d4_eb4f)
+        ^ mix(p, 0x1656_67b1_9e37_79f9);
+    (h ^ (h >> 32)) as u32
+}
+
 fn reply_key(e: &Entry) -> ConnKey {
     ConnKey::new(e.orig.proto, e.orig.dst, e.orig.dport, e.nat, e.nat_port)
 }
@@ -404,6 +423,8 @@ impl Mappings {
     }
 
     /// State and expiry after a packet (`reply`: from the outside).
+    /// Always inlined: a mapping's every packet pays it.
+    #[inline(always)]
     fn touch(&mut self, i: u32, flags: u8, reply: bool, now: u64) {
         let e = &mut self.ents[i as usize];
         let until = tick_of_ms(now).wrapping_add(secs(timeout_after(e, flags, reply)));
@@ -466,6 +487,31 @@ impl Mappings {
         }
     }
 
+    /// Every live mapping (slot, both tuples, state, expiry, wheel slot,
+    /// clearance stamp) and each pool's free ports: for tests that hold
+    /// two paths to the same table.
+    #[cfg(test)]
+    pub(crate) fn live_for_tests(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .ents
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.live)
+            .map(|(i, e)| {
+                format!(
+                    "{i}: {:?} -> {:?}:{} p{} s{} e{} at{} c{}",
+                    e.orig, e.nat, e.nat_port, e.pool, e.state, e.expires, e.link.at, e.clear
+                )
+            })
+            .collect();
+        out.extend(
+            self.pools
+                .iter()
+                .map(|(p, r)| format!("{:?} {r:?} free {}", p.addr(), p.free())),
+        );
+        out
+    }
+
     fn remove(&mut self, i: u32) {
         self.unchain(i, false);
         self.unchain(i, true);
@@ -477,5 +523,25 @@ impl Mappings {
             p.put(port);
         }
         self.free.push(i);
+    }
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_ipv4_hash_is_the_keys_hash(src: u32, dst: u32, sport: u16, dport: u16, proto: u8) {
+            let k = ConnKey::new(
+                proto,
+                ConnAddr::from_v4(src.to_be_bytes()),
+                sport,
+                ConnAddr::from_v4(dst.to_be_bytes()),
+                dport,
+            );
+            prop_assert_eq!(hash_v4(src, dst, sport, dport, proto), hash(&k));
+        }
     }
 }

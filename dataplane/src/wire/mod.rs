@@ -262,12 +262,8 @@ pub fn parse_packet(frame: &[u8]) -> Result<PacketMeta, ParseError> {
 /// classifies it, with its exact errors. For every frame it accepts, the
 /// result equals [`parse_general`]'s (property test
 /// `fast_parse_equals_general_parse`).
-///
-/// Public for the worker's fast lane, which takes such a frame straight to
-/// [`crate::net::Stack::input_lane_plain`] (a `PacketMeta` moved into a
-/// `Result` and matched again costs about 25 instructions per packet).
 #[inline(always)]
-pub fn parse_v4_fast(frame: &[u8]) -> Option<PacketMeta> {
+fn parse_v4_fast(frame: &[u8]) -> Option<PacketMeta> {
     const AT_L3: usize = ethernet::HEADER_LEN;
     const AT_L4: usize = AT_L3 + ipv4::HEADER_LEN;
     let h: &[u8; AT_L4] = frame.get(..AT_L4)?.try_into().ok()?;
