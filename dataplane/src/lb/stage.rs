@@ -611,18 +611,9 @@ impl LbStage {
             }
             crate::snat::Reply::NotOurs => {}
         }
-        let epoch = if self.looks_routed(meta, 0) {
-            let e = self.clearance();
-            if self.snat.lookup(meta, e) {
-                // No filter rule ran, so there is no connection lookup of
-                // its for anyone to reuse (`Lb::looked` is set only right
-                // before the balancer's step that takes it).
-                debug_assert!(self.lb.looked.is_none());
-                return Lane::Pass;
-            }
-            e
-        } else {
-            0
+        let epoch = match self.routed(meta, 0) {
+            Routed::Cleared => return Lane::Pass,
+            Routed::Balance(e) => e,
         };
         match self.lb.lane(buf, meta, now, routes) {
             Lane::Pass if epoch != 0 => {

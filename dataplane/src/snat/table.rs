@@ -146,12 +146,23 @@ pub fn hash(k: &ConnKey) -> u32 {
     let s = u128::from_be_bytes(k.src.0);
     let d = u128::from_be_bytes(k.dst.0);
     let p = u64::from(k.sport) | u64::from(k.dport) << 16 | u64::from(k.proto) << 32;
+    hash_words(
+        (s as u64) ^ (s >> 64) as u64,
+        (d as u64) ^ (d >> 64) as u64,
+        p,
+    )
+}
+
+/// The rounds of [`hash`] over the key's folded addresses and its ports
+/// and protocol (`p`).
+#[inline(always)]
+fn hash_words(src: u64, dst: u64, p: u64) -> u32 {
     let mix = |a: u64, b: u64| {
         let r = u128::from(a).wrapping_mul(u128::from(b));
         (r as u64) ^ ((r >> 64) as u64)
     };
-    let h = mix((s as u64) ^ (s >> 64) as u64, 0x9e37_79b9_7f4a_7c15)
-        ^ mix((d as u64) ^ (d >> 64) as u64, 0xc2b2_ae3d_27d4_eb4f)
+    let h = mix(src, 0x9e37_79b9_7f4a_7c15)
+        ^ mix(dst, 0xc2b2_ae3d_27d4_eb4f)
         ^ mix(p, 0x1656_67b1_9e37_79f9);
     (h ^ (h >> 32)) as u32
 }
@@ -165,14 +176,7 @@ pub fn hash(k: &ConnKey) -> u32 {
 pub fn hash_v4(src: u32, dst: u32, sport: u16, dport: u16, proto: u8) -> u32 {
     const MAPPED: u64 = 0xffff_0000_0000;
     let p = u64::from(sport) | u64::from(dport) << 16 | u64::from(proto) << 32;
-    let mix = |a: u64, b: u64| {
-        let r = u128::from(a).wrapping_mul(u128::from(b));
-        (r as u64) ^ ((r >> 64) as u64)
-    };
-    let h = mix(MAPPED | u64::from(src), 0x9e37_79b9_7f4a_7c15)
-        ^ mix(MAPPED | u64::from(dst), 0xc2b2_ae3d_27d4_eb4f)
-        ^ mix(p, 0x1656_67b1_9e37_79f9);
-    (h ^ (h >> 32)) as u32
+    hash_words(MAPPED | u64::from(src), MAPPED | u64::from(dst), p)
 }
 
 fn reply_key(e: &Entry) -> ConnKey {
