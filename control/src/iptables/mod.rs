@@ -462,7 +462,9 @@ fn restore(
     for (idx, raw) in text.lines().enumerate() {
         let n = idx + 1;
         last = n;
-        let line = raw.trim();
+        // Only the blanks iptables-restore splits on: `str::trim` would also
+        // take a Unicode blank (U+00A0) that ends a chain name in the line.
+        let line = raw.trim_matches(is_restore_blank);
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
@@ -470,8 +472,9 @@ fn restore(
             if current.is_some() {
                 return failed(n);
             }
-            let Some(t) = Table::from_name(name.trim()) else {
-                return line_error(n, &format!("table '{}' does not exist", name.trim()));
+            let name = name.trim_matches(is_restore_blank);
+            let Some(t) = Table::from_name(name) else {
+                return line_error(n, &format!("table '{name}' does not exist"));
             };
             current = Some(t);
             if !noflush && only.is_none_or(|o| o == t) {

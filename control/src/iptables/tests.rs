@@ -579,6 +579,33 @@ fn a_chain_name_with_a_blank_is_refused_and_others_round_trip() {
     fuzz_one(b"\xd4-N\x00\x1a\x8b\x0b3\xf4\x18\xff");
 }
 
+/// A chain name ending in a Unicode blank (U+00A0), as the last word of a
+/// rule line (`-j NAME`), survives save and restore (found by the
+/// `iptables` fuzz target: restore trimmed the line with `str::trim`,
+/// which takes U+00A0 too, and then found no such target).
+#[test]
+fn a_jump_to_a_chain_name_ending_in_a_unicode_blank_round_trips() {
+    let mut i = Ipt::new();
+    let name = "r''''\u{a0}\u{a0}\u{a0}";
+    for argv in [
+        vec!["-N", "web"],
+        vec!["-A", "web", "-j", "ACCEPT"],
+        vec!["-A", "INPUT", "-p", "tcp", "--dport", "80", "-j", "web"],
+        vec!["-E", "web", name],
+    ] {
+        let r = i.run_words(&argv);
+        assert_eq!(r.code, 0, "{argv:?}: {}", r.stderr);
+    }
+    let saved = i.save("");
+    assert!(saved.contains(&format!("-j {name}\n")), "{saved}");
+    let mut again = Ipt::new();
+    let r = again.restore("", &saved);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(again.save(""), saved);
+    // The fuzz target's input itself.
+    fuzz_one(b"\x00-E web r''''\xc2\xa0\xc2\xa0\xc2\xa0");
+}
+
 /// A refused command on a table nothing has used yet does not make the
 /// table appear in iptables-save's output (found by the `iptables` fuzz
 /// target: `-t nat -A` to a chain that does not exist left an empty nat
