@@ -51,11 +51,12 @@ fn save_string(out: &mut String, s: &str) {
 
 /// A name (chain, interface) as iptables-save writes it: as it is, unless
 /// it holds what iptables-restore would read differently (a blank that
-/// splits it, a quote that opens a quoted string); such a name is quoted
-/// so that it restores as itself (iptables accepts those names and writes
-/// them bare, which its own restore then misreads).
+/// splits it, a quote that opens a quoted string, a carriage return,
+/// which our restore takes from a line's end to accept CRLF input); such
+/// a name is quoted so that it restores as itself (iptables accepts those
+/// names and writes them bare, which its own restore then misreads).
 fn save_name(out: &mut String, s: &str) {
-    if s.contains(|c| super::is_restore_blank(c) || c == '"') {
+    if s.contains(|c| super::is_restore_blank(c) || c == '"' || c == '\r') {
         save_string(out, s);
     } else {
         out.push(' ');
