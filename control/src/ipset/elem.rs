@@ -2,6 +2,7 @@
 //! type (ranges and CIDRs expanded as the kernel expands them) and printing
 //! elements the way `ipset list` and `ipset save` do.
 
+use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use dataplane::sets::{Elem, Family, Header, SetKind};
@@ -103,13 +104,17 @@ fn proto_number(name: &str) -> Option<u8> {
     PROTOCOLS.iter().find(|(_, n)| *n == name).map(|(p, _)| *p)
 }
 
-fn proto_name(p: u8) -> String {
-    match p {
-        58 => "icmpv6".into(),
-        _ => PROTOCOLS
-            .iter()
-            .find(|(n, _)| *n == p)
-            .map_or_else(|| p.to_string(), |(_, s)| (*s).to_string()),
+/// Writes a protocol's name, or its number when it has none.
+fn write_proto_name(out: &mut String, p: u8) {
+    let name = match p {
+        58 => Some("icmpv6"),
+        _ => PROTOCOLS.iter().find(|(n, _)| *n == p).map(|(_, s)| *s),
+    };
+    match name {
+        Some(n) => out.push_str(n),
+        None => {
+            let _ = write!(out, "{p}");
+        }
     }
 }
 
@@ -231,13 +236,16 @@ fn parse_icmp(s: &str, v6: bool) -> Result<u16, Fail> {
     Ok(u16::from(t) << 8 | u16::from(c))
 }
 
-fn icmp_text(v: u16, v6: bool) -> String {
+/// Writes an ICMP type and code by name, or as `TYPE/CODE`.
+fn write_icmp(out: &mut String, v: u16, v6: bool) {
     let (t, c) = ((v >> 8) as u8, v as u8);
     let table = if v6 { ICMPV6 } else { ICMP };
-    table
-        .iter()
-        .find(|(_, tt, cc)| *tt == t && *cc == c)
-        .map_or_else(|| format!("{t}/{c}"), |(n, _, _)| (*n).to_string())
+    match table.iter().find(|(_, tt, cc)| *tt == t && *cc == c) {
+        Some((n, _, _)) => out.push_str(n),
+        None => {
+            let _ = write!(out, "{t}/{c}");
+        }
+    }
 }
 
 /// Splits `a-b` (IPv4) into the fewest CIDR blocks covering it.
@@ -452,39 +460,58 @@ pub fn parse_elems(text: &str, h: &Header, cmd: &str, limit: usize) -> Result<Ve
     Ok(out)
 }
 
-fn addr_text(a: IpAddr, c: u8, host: u8) -> String {
-    if c == host {
-        a.to_string()
+/// Writes an address, with its prefix length unless that is `host`.
+fn write_addr(out: &mut String, a: IpAddr, c: u8, host: u8) {
+    let _ = if c == host {
+        write!(out, "{a}")
     } else {
-        format!("{a}/{c}")
-    }
+        write!(out, "{a}/{c}")
+    };
 }
 
 /// An element as `ipset list`/`save` print it.
 pub fn elem_text(e: &Elem, h: &Header) -> String {
-    let kind = h.kind;
-    if kind == SetKind::BitmapPort {
-        return e.port.to_string();
-    }
-    let bits = h.family.bits();
-    let host = if kind.net_a() { bits } else { e.ca };
-    let mut s = addr_text(e.a, e.ca, host);
-    if kind.has_port() {
-        s.push(',');
-        s.push_str(&port_text(e.proto, e.port));
-    }
-    if kind.has_b() {
-        s.push(',');
-        s.push_str(&addr_text(e.b, e.cb, bits));
-    }
+    let mut s = String::new();
+    write_elem(&mut s, e, h);
     s
 }
 
-fn port_text(proto: u8, port: u16) -> String {
+/// Appends [`elem_text`] to `out` (a listing writes every element into
+/// one buffer).
+pub fn write_elem(out: &mut String, e: &Elem, h: &Header) {
+    let kind = h.kind;
+    if kind == SetKind::BitmapPort {
+        let _ = write!(out, "{}", e.port);
+        return;
+    }
+    let bits = h.family.bits();
+    let host = if kind.net_a() { bits } else { e.ca };
+    write_addr(out, e.a, e.ca, host);
+    if kind.has_port() {
+        out.push(',');
+        write_port(out, e.proto, e.port);
+    }
+    if kind.has_b() {
+        out.push(',');
+        write_addr(out, e.b, e.cb, bits);
+    }
+}
+
+/// Writes a port with its protocol, `proto:port`.
+fn write_port(out: &mut String, proto: u8, port: u16) {
     match proto {
-        1 => format!("icmp:{}", icmp_text(port, false)),
-        58 => format!("icmpv6:{}", icmp_text(port, true)),
-        _ => format!("{}:{port}", proto_name(proto)),
+        1 => {
+            out.push_str("icmp:");
+            write_icmp(out, port, false);
+        }
+        58 => {
+            out.push_str("icmpv6:");
+            write_icmp(out, port, true);
+        }
+        _ => {
+            write_proto_name(out, proto);
+            let _ = write!(out, ":{port}");
+        }
     }
 }
 

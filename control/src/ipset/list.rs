@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use dataplane::sets::{IpSet, Listed, SetKind, SetStore};
 
-use super::elem::elem_text;
+use super::elem::write_elem;
 
 /// The `Header:` (and `create` line) options of a set.
 pub fn header_text(set: &IpSet) -> String {
@@ -51,42 +51,41 @@ pub fn header_text(set: &IpSet) -> String {
     s
 }
 
-/// One member as printed after `add NAME ` or under `Members:`.
-fn member_text(set: &IpSet, m: &Listed, now: u32) -> String {
+/// Appends one member as printed after `add NAME ` or under `Members:`.
+fn write_member(out: &mut String, set: &IpSet, m: &Listed, now: u32) {
     let h = &set.header;
-    let mut s = match &m.member {
-        Some(name) => name.clone(),
-        None => elem_text(&m.elem, h),
-    };
+    match &m.member {
+        Some(name) => out.push_str(name),
+        None => write_elem(out, &m.elem, h),
+    }
     if h.timeout.is_some() {
         let left = if m.val.expires == 0 {
             0
         } else {
             m.val.expires.saturating_sub(now)
         };
-        let _ = write!(s, " timeout {left}");
+        let _ = write!(out, " timeout {left}");
     }
     if m.val.nomatch {
-        s.push_str(" nomatch");
+        out.push_str(" nomatch");
     }
     if h.counters {
         let (p, b) = m.val.counts();
-        let _ = write!(s, " packets {p} bytes {b}");
+        let _ = write!(out, " packets {p} bytes {b}");
     }
     if let Some(c) = &m.comment {
-        let _ = write!(s, " comment \"{c}\"");
+        let _ = write!(out, " comment \"{c}\"");
     }
-    s
 }
 
 /// The members of `set`, sorted if asked (`-sorted`), else in storage
 /// order as the kernel dumps them.
-fn members(store: &SetStore, set: &IpSet, sorted: bool, now: u32) -> Vec<String> {
+fn members(store: &SetStore, set: &IpSet, sorted: bool, now: u32) -> Vec<Listed> {
     let mut elems = store.elements(set, now);
     if sorted && set.header.kind != SetKind::ListSet {
         elems.sort_by_key(|a| a.elem);
     }
-    elems.iter().map(|m| member_text(set, m, now)).collect()
+    elems
 }
 
 /// Sets to print: the named one, or all with list:set sets last (the
@@ -123,7 +122,11 @@ pub fn save(store: &SetStore, sets: &[&IpSet], sorted: bool, now: u32) -> String
             header_text(set)
         );
         for m in members(store, set, sorted, now) {
-            let _ = writeln!(out, "add {} {m}", set.name);
+            out.push_str("add ");
+            out.push_str(&set.name);
+            out.push(' ');
+            write_member(&mut out, set, &m, now);
+            out.push('\n');
         }
     }
     out
@@ -166,8 +169,8 @@ pub fn plain(store: &SetStore, sets: &[&IpSet], detail: Detail, sorted: bool, no
             continue;
         }
         out.push_str("Members:\n");
-        for m in members {
-            out.push_str(&m);
+        for m in &members {
+            write_member(&mut out, set, m, now);
             out.push('\n');
         }
     }

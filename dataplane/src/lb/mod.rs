@@ -1705,9 +1705,10 @@ fn refused<B: PacketBuf>(
 pub fn fuzz_pipeline(data: &[u8]) -> usize {
     use std::cell::RefCell;
 
-    /// Time between two frames. Expiry walks the timer wheel tick by tick
-    /// (10 ms), so the gap sets the cost of housekeeping: at 1 s it was
-    /// most of an input's time. With [`fuzz_config`]'s 1 s timeouts,
+    /// Time between two frames. Expiry used to walk the timer wheel tick
+    /// by tick (10 ms), so the gap set the cost of housekeeping: at 1 s it
+    /// was most of an input's time (the wheel now jumps over empty ticks,
+    /// see `conn::timer`). With [`fuzz_config`]'s 1 s timeouts,
     /// established TCP and UDP entries still expire within an input (after
     /// 10 frames).
     const FRAME_GAP_MS: u64 = 100;
