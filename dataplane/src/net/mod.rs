@@ -599,6 +599,8 @@ mod lane_snat_tests;
 #[cfg(test)]
 mod lane_tests;
 #[cfg(test)]
+mod routecache_tests;
+#[cfg(test)]
 mod stack_tests;
 #[cfg(test)]
 mod vlan_tests;

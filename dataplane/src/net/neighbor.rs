@@ -49,8 +49,9 @@ pub struct Neighbor {
 /// What a lookup found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
-    /// Known: send to this MAC.
-    Mac(MacAddr),
+    /// Known: send to `mac`, an answer that holds until `until` (never
+    /// ending for a static entry) while the generation does not change.
+    Mac { mac: MacAddr, until: u64 },
     /// Unknown or stale: queue the packet; `probe` says a request is due now.
     Resolve { probe: bool },
     /// Table full: cannot even track the resolution.
@@ -91,20 +92,11 @@ impl<B> NeighborTable<B> {
     }
 
     /// Changes whenever a lookup that gave a MAC might now give another
-    /// answer (besides a Reachable entry's own expiry, see [`Self::valid_until`]).
+    /// answer (besides a Reachable entry's own expiry, the `until` of
+    /// [`Lookup::Mac`]).
     #[inline]
     pub fn generation(&self) -> u64 {
         self.generation
-    }
-
-    /// Until when a lookup of `ip` that gave a MAC stays true if the
-    /// generation does not change: never ending for static entries.
-    pub fn valid_until(&self, ip: &IpAddr) -> u64 {
-        match self.map.get(ip).map(|n| n.state) {
-            Some(State::Static) => u64::MAX,
-            Some(State::Reachable { until }) => until,
-            _ => 0,
-        }
     }
 
     /// A static entry (from the config).
@@ -168,8 +160,13 @@ impl<B> NeighborTable<B> {
     pub fn lookup(&mut self, ip: IpAddr, port: u16, now: u64) -> Lookup {
         match self.map.get_mut(&ip) {
             Some(n) => match n.state {
-                State::Static => Lookup::Mac(n.mac),
-                State::Reachable { until } if until > now && n.port == port => Lookup::Mac(n.mac),
+                State::Static => Lookup::Mac {
+                    mac: n.mac,
+                    until: u64::MAX,
+                },
+                State::Reachable { until } if until > now && n.port == port => {
+                    Lookup::Mac { mac: n.mac, until }
+                }
                 State::Reachable { .. } => {
                     self.generation += 1;
                     n.port = port;
@@ -357,7 +354,13 @@ mod tests {
         assert_eq!(t.release(hop, |p, m, b| out.push((p, m, b))), 1);
         assert_eq!(out, vec![(1, MAC1, 7)]);
         assert_eq!(t.pending_len(), 1, "the other hop's packet stays");
-        assert_eq!(t.lookup(hop, 1, 30), Lookup::Mac(MAC1));
+        assert_eq!(
+            t.lookup(hop, 1, 30),
+            Lookup::Mac {
+                mac: MAC1,
+                until: 20 + REACHABLE_MS
+            }
+        );
     }
 
     #[test]
@@ -367,7 +370,10 @@ mod tests {
         t.add_static(ip("198.18.1.11"), 0, MAC1);
         assert_eq!(
             t.lookup(ip("2001:db8::2"), 0, REACHABLE_MS - 1),
-            Lookup::Mac(MAC1)
+            Lookup::Mac {
+                mac: MAC1,
+                until: REACHABLE_MS
+            }
         );
         assert_eq!(
             t.lookup(ip("2001:db8::2"), 0, REACHABLE_MS),
@@ -375,7 +381,10 @@ mod tests {
         );
         assert_eq!(
             t.lookup(ip("198.18.1.11"), 0, u64::MAX / 2),
-            Lookup::Mac(MAC1)
+            Lookup::Mac {
+                mac: MAC1,
+                until: u64::MAX
+            }
         );
         t.learn(ip("198.18.1.11"), 0, MacAddr([2, 9, 9, 9, 9, 9]), 5);
         assert_eq!(t.get(&ip("198.18.1.11")).unwrap().mac, MAC1, "static wins");

@@ -139,6 +139,12 @@ impl<B: PacketBuf> Stack<B> {
         *self.egress = [None; super::forward::EGRESS_CACHE];
     }
 
+    /// The route cache (tests).
+    #[cfg(test)]
+    pub(super) fn route_cache(&mut self) -> &mut RouteCache {
+        &mut self.hops
+    }
+
     pub(super) fn iface(&self, port: u16) -> Option<&Interface> {
         self.ifaces.iter().find(|i| i.port == port)
     }
@@ -651,14 +657,9 @@ impl<B: PacketBuf> Stack<B> {
         let (port, hop) = (h.port, h.via);
         fill_l2(buf.data_mut(), dst, h.src_mac);
         match self.neigh.lookup(hop, port, now) {
-            Lookup::Mac(mac) => {
+            Lookup::Mac { mac, until } => {
                 buf.data_mut()[0..6].copy_from_slice(&mac.0);
-                self.hops.resolved(
-                    dst,
-                    mac,
-                    self.neigh.generation(),
-                    self.neigh.valid_until(&hop),
-                );
+                self.hops.resolved(&h, mac, self.neigh.generation(), until);
                 self.tx(io, port, buf);
             }
             Lookup::Resolve { probe } => {
