@@ -34,7 +34,9 @@
 //! path too, hand-overs included.
 
 use super::filter::{data_at, Looked};
-use super::{drop_counted, fullnat, refused, tunnel_in, Action, Egress, Lb, LbDrop};
+use std::net::Ipv4Addr;
+
+use super::{drop_counted, fullnat, masq, refused, tunnel_in, Action, Egress, Lb, LbDrop};
 use crate::buf::PacketBuf;
 use crate::conn::table::cflags;
 use crate::conn::{proto_tcp, ConnKey, Dir, Verdict};
@@ -111,6 +113,17 @@ impl Lb {
         };
         self.looked = Some(Looked::new(key, data_at(buf), found));
         Lane::General
+    }
+
+    /// [`Lb::client_endpoint`] of a whole IPv4 TCP or UDP packet from
+    /// `src` to `dst` (`meta`'s addresses): no ICMP quote to look into.
+    #[inline(always)]
+    pub fn lane_client(&self, meta: &PacketMeta, src: Ipv4Addr, dst: Ipv4Addr) -> (Ipv4Addr, u16) {
+        if self.snap.index.is_vip(&meta.dst) && !masq::to_local_port(&self.snap, meta) {
+            (src, meta.sport)
+        } else {
+            (dst, meta.dport)
+        }
     }
 
     /// The connection's update for a packet in the lane: the steady one

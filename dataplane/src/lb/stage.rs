@@ -27,7 +27,7 @@
 //! about a fifth of what the packet costs, and the same answer every time
 //! until a connection key is added or a new snapshot comes.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -860,11 +860,11 @@ impl<B: PacketBuf> Stage<B> for LbStage {
     }
 
     /// [`LbStage::front`]'s ownership test for a whole IPv4 TCP/UDP
-    /// packet (nothing to reassemble).
+    /// packet (nothing to reassemble, no ICMP quote).
     #[inline(always)]
-    fn lane_owner(&self, buf: &B, meta: &PacketMeta) -> Option<usize> {
-        let (addr, port) = self.lb.client_endpoint(buf.data(), meta)?;
-        let owner = self.owners.owner(addr, port);
+    fn lane_owner(&self, meta: &PacketMeta, src: Ipv4Addr, dst: Ipv4Addr) -> Option<usize> {
+        let (addr, port) = self.lb.lane_client(meta, src, dst);
+        let owner = self.owners.owner_v4(addr, port);
         (owner != self.me).then_some(owner)
     }
 

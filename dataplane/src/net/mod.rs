@@ -401,10 +401,16 @@ pub trait Stage<B: PacketBuf> {
         false
     }
     /// While [`Stage::lane_owned`] holds: the worker owning the
-    /// connection of a whole IPv4 TCP/UDP packet that passed the inbound
-    /// checks when it is not this one (the packet is handed over to it,
-    /// as [`Stage::process`] would hand it over), else `None`.
-    fn lane_owner(&self, _buf: &B, _meta: &PacketMeta) -> Option<usize> {
+    /// connection of a whole IPv4 TCP/UDP packet from `src` to `dst` that
+    /// passed the inbound checks when it is not this one (the packet is
+    /// handed over to it, as [`Stage::process`] would hand it over), else
+    /// `None`.
+    fn lane_owner(
+        &self,
+        _meta: &PacketMeta,
+        _src: std::net::Ipv4Addr,
+        _dst: std::net::Ipv4Addr,
+    ) -> Option<usize> {
         None
     }
     /// While [`Stage::lane_owned`] holds: [`Stage::lane`] for a packet

@@ -499,7 +499,7 @@ impl<B: PacketBuf> Stack<B> {
             return self.lane_fronted(rx_port, kernel, buf, meta, now, io, stage);
         }
         if FRONT == front::OWNER {
-            if let Some(worker) = stage.lane_owner(&buf, meta) {
+            if let Some(worker) = stage.lane_owner(meta, src, dst) {
                 self.counters.inc(Counter::HandedOver);
                 return io.hand_over(worker, rx_port, buf);
             }
