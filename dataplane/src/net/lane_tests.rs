@@ -12,8 +12,8 @@
 //! The same with two workers: each packet arrives at either worker (as RSS
 //! may deliver it); what one worker hands over is then fed to its owner as
 //! the worker feeds the mesh's frames (the lane's
-//! [`Stack::input_lane_owned`] against the general path's [`Stack::input`]
-//! on both), and the hand-overs, each
+//! [`Stack::input_lane_owned`] and [`Stack::input_lane_handed_in`] against
+//! the general path's [`Stack::input`] on both), and the hand-overs, each
 //! worker's frames, counters, connections and the shared statistics must be
 //! the same. A persistent service's templates are shared by the workers.
 
@@ -276,8 +276,8 @@ impl Director {
     fn input(&mut self, f: &[u8], at: usize, now: u64, lane: bool) -> Left {
         let mut sent = Vec::new();
         let mut handed = Vec::new();
-        let mut todo = vec![(at, 0, TestBuf::new(f))];
-        while let Some((w, port, buf)) = todo.pop() {
+        let mut todo = vec![(at, 0, TestBuf::new(f), false)];
+        while let Some((w, port, buf, handed_in)) = todo.pop() {
             assert!(handed.len() <= 2, "a packet handed over and over");
             let mut io = Sent::default();
             let Worker { stack, stage } = &mut self.workers[w];
@@ -287,6 +287,8 @@ impl Director {
                     stack.input_lane(port, buf, &parsed, now, &mut io, stage);
                 } else if !Stage::<TestBuf>::lane_owned(stage) {
                     stack.input_lane_fronted(port, buf, &parsed, now, &mut io, stage);
+                } else if handed_in {
+                    stack.input_lane_handed_in(port, buf, &parsed, now, &mut io, stage);
                 } else {
                     stack.input_lane_owned(port, buf, &parsed, now, &mut io, stage);
                 }
@@ -297,7 +299,7 @@ impl Director {
             sent.extend(io.tx.into_iter().map(|(p, f)| (w, p, f)));
             for (to, port, buf) in io.handed {
                 handed.push((w, to));
-                todo.push((to, port, buf));
+                todo.push((to, port, buf, true));
             }
         }
         (sent, handed)
