@@ -396,11 +396,15 @@ fn input_burst<S: Stage<Mbuf>>(
 }
 
 /// [`input_burst`] while the stage's lane step has steps in front of it
-/// ([`Stage::lane_fronted`]: source NAT): every frame to
-/// [`Stack::input_lane_fronted`]. A function of its own, called once per
-/// burst: with this loop in `input_burst` the compiler took the lane's
-/// inbound checks out of line there, and the lane without source NAT
-/// paid about 27 instructions per packet (established UDP NAT, measured).
+/// ([`Stage::lane_fronted`]): with source NAT, every frame to
+/// [`Stack::input_lane_fronted`]; with more than one worker
+/// ([`Stage::lane_owned`]), every frame from a port to
+/// [`Stack::input_lane_owned`], its owner first, and every frame from the
+/// mesh to [`Stack::input_lane_handed_in`] (the same, without the inbound
+/// checks the sender made). A function of its own, called once per burst:
+/// with this loop in `input_burst` the compiler took the lane's inbound
+/// checks out of line there, and the lane without source NAT paid about
+/// 27 instructions per packet (established UDP NAT, measured).
 #[inline(never)]
 fn input_burst_fronted<S: Stage<Mbuf>>(
     stack: &mut Stack<Mbuf>,
@@ -409,6 +413,53 @@ fn input_burst_fronted<S: Stage<Mbuf>>(
     port: Option<u16>,
     now: u64,
     io: &mut WorkerIo<'_>,
+) {
+    if stage.lane_owned() {
+        if port.is_some() {
+            lane_loop(stack, stage, burst, port, now, io, Stack::input_lane_owned)
+        } else {
+            lane_loop(
+                stack,
+                stage,
+                burst,
+                port,
+                now,
+                io,
+                Stack::input_lane_handed_in,
+            )
+        }
+    } else {
+        lane_loop(
+            stack,
+            stage,
+            burst,
+            port,
+            now,
+            io,
+            Stack::input_lane_fronted,
+        )
+    }
+}
+
+/// One of the stack's lane entries, `input`, for every frame of the burst
+/// (parsed ahead when the stage warms).
+#[inline(always)]
+fn lane_loop<'a, S: Stage<Mbuf>>(
+    stack: &mut Stack<Mbuf>,
+    stage: &mut S,
+    burst: &mut Burst,
+    port: Option<u16>,
+    now: u64,
+    io: &mut WorkerIo<'a>,
+    input: impl Fn(
+        &mut Stack<Mbuf>,
+        u16,
+        Mbuf,
+        &Result<crate::wire::PacketMeta, ParseError>,
+        u64,
+        &mut WorkerIo<'a>,
+        &mut S,
+    ),
 ) {
     if stage.warms() {
         let mut metas = [Err(ParseError::Truncated); dpdk::BURST_SIZE];
@@ -419,13 +470,13 @@ fn input_burst_fronted<S: Stage<Mbuf>>(
         stage.warm(&metas[..n]);
         for (m, meta) in burst.drain().zip(metas.iter()) {
             let p = port.unwrap_or_else(|| m.port());
-            stack.input_lane_fronted(p, m, meta, now, io, stage);
+            input(stack, p, m, meta, now, io, stage);
         }
     } else {
         for m in burst.drain() {
             let p = port.unwrap_or_else(|| m.port());
             let meta = parse_packet(m.data());
-            stack.input_lane_fronted(p, m, &meta, now, io, stage);
+            input(stack, p, m, &meta, now, io, stage);
         }
     }
 }

@@ -21,9 +21,22 @@
 //! skip of a routed flow the balancer already passed), then calls
 //! [`Lb::lane`] as here; `crate::net::lane_snat_tests` holds that equal to
 //! the general path.
+//!
+//! With more than one worker (no filter rule, no source NAT), the step in
+//! front is the connection's owner (`LbStage`'s `Stage::lane_owner`, the
+//! same test as the general path's `LbStage::front`): a packet another
+//! worker owns is handed over from the lane, and its owner, taking it from
+//! the mesh, runs it through the lane as its own. Nothing the lane does for
+//! an owned connection depends on the other workers: the connection, its
+//! timers, its persistence template and its sync note are the owner's, and
+//! the statistics are counted in the worker's own slots, as in the general
+//! path; `crate::net::lane_tests` holds two workers equal to the general
+//! path too, hand-overs included.
 
 use super::filter::{data_at, Looked};
-use super::{drop_counted, fullnat, refused, tunnel_in, Action, Egress, Lb, LbDrop};
+use std::net::Ipv4Addr;
+
+use super::{drop_counted, fullnat, masq, refused, tunnel_in, Action, Egress, Lb, LbDrop};
 use crate::buf::PacketBuf;
 use crate::conn::table::cflags;
 use crate::conn::{proto_tcp, ConnKey, Dir, Verdict};
@@ -100,6 +113,17 @@ impl Lb {
         };
         self.looked = Some(Looked::new(key, data_at(buf), found));
         Lane::General
+    }
+
+    /// [`Lb::client_endpoint`] of a whole IPv4 TCP or UDP packet from
+    /// `src` to `dst` (`meta`'s addresses): no ICMP quote to look into.
+    #[inline(always)]
+    pub fn lane_client(&self, meta: &PacketMeta, src: Ipv4Addr, dst: Ipv4Addr) -> (Ipv4Addr, u16) {
+        if self.snap.index.is_vip(&meta.dst) && !masq::to_local_port(&self.snap, meta) {
+            (src, meta.sport)
+        } else {
+            (dst, meta.dport)
+        }
     }
 
     /// The connection's update for a packet in the lane: the steady one

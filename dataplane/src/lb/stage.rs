@@ -27,7 +27,7 @@
 //! about a fifth of what the packet costs, and the same answer every time
 //! until a connection key is added or a new snapshot comes.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -301,8 +301,9 @@ pub struct LbStage {
     clear: Clearance,
     /// The lane left the packet [`Stage::process`] gets to the general
     /// path ([`Lane::General`]) after the steps in front of the balancer
-    /// (source NAT's, [`LbStage::lane_snat`]): `process` goes on from
-    /// there, with this clearance epoch (0: none).
+    /// (source NAT's, [`LbStage::lane_snat`]; the owner's,
+    /// [`Stage::lane_owned_step`]): `process` goes on from there, with
+    /// this clearance epoch (0: none).
     lane_left: Option<u64>,
     /// Tests: never skip the balancer (the reference the skip is checked
     /// against).
@@ -718,6 +719,42 @@ impl LbStage {
         )
     }
 
+    /// `n` workers' stages (capacity 1024 each) over `store`'s snapshot,
+    /// routing by `cfg`, sharing the configuration cell and the
+    /// persistence templates as the daemon's workers do.
+    pub(crate) fn workers_for_tests(
+        cfg: &crate::net::L3Config,
+        store: &crate::config::ConfigStore,
+        n: usize,
+    ) -> Vec<LbStage> {
+        let cell = Arc::new(super::ConfigCell::default());
+        cell.publish(store.snapshot());
+        let owners = Ownership::new(n);
+        let shared = Arc::new(crate::conn::shared::SharedTemplates::new(1024));
+        (0..n)
+            .map(|me| {
+                let mut lb = Lb::new(
+                    me,
+                    super::LbSettings {
+                        capacity: 1024,
+                        ..super::LbSettings::default()
+                    },
+                    0,
+                );
+                lb.set_shared_templates(Arc::clone(&shared));
+                lb.set_snapshot(cell.load());
+                LbStage::new(
+                    lb,
+                    me,
+                    owners.clone(),
+                    Arc::clone(&cell),
+                    Arc::new(super::ConnDump::default()),
+                    cfg.interfaces.clone(),
+                )
+            })
+            .collect()
+    }
+
     /// This stage with a fixed FULLNAT ISN key (two stages fed the same
     /// packets then write the same sequence numbers).
     pub(crate) fn with_fixed_isn_key(mut self) -> LbStage {
@@ -768,8 +805,9 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         let (mark, epoch) = if self.switches.plain() && meta.fragment == Fragment::No {
             (0, 0)
         } else if let Some(epoch) = self.lane_left.take() {
-            // The lane made the steps in front (one worker, no rule:
-            // mark 0) and left the balancer's general step to this.
+            // The lane made the steps in front (no rule: mark 0; the
+            // owner is this worker) and left the balancer's general step
+            // to this.
             (0, epoch)
         } else {
             let mark = match self.front(rx_port, &mut buf, meta, now, routes) {
@@ -789,13 +827,15 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         self.balance(buf, meta, mark, epoch, now, routes)
     }
 
-    /// One worker and no filter rule: what is left in front of the
-    /// balancer for a whole IPv4 TCP/UDP packet is source NAT's (the
-    /// reply to a mapping, the skip of a cleared routed flow), which the
-    /// lane makes itself ([`LbStage::lane_snat`]).
+    /// No filter rule, and one worker or no source NAT: what is left in
+    /// front of the balancer for a whole IPv4 TCP/UDP packet is source
+    /// NAT's (the reply to a mapping, the skip of a cleared routed flow:
+    /// [`LbStage::lane_snat`]) or the connection's owner
+    /// ([`Stage::lane_owner`]), which the lane makes itself. Both at once
+    /// (source NAT with more than one worker) take the general path.
     #[inline]
     fn lane_on(&self) -> bool {
-        self.switches.one_worker && self.switches.no_rules
+        self.switches.no_rules && (self.switches.one_worker || self.switches.no_snat)
     }
 
     /// With every switch off, [`Stage::process`] of a whole packet is
@@ -806,10 +846,50 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         self.lb.lane(buf, meta, now, routes)
     }
 
-    /// Source NAT is on: its steps come in front of the balancer's.
+    /// Source NAT is on, or more than one worker: their steps come in
+    /// front of the balancer's.
     #[inline(always)]
     fn lane_fronted(&self) -> bool {
-        !self.switches.no_snat
+        !self.switches.no_snat || !self.switches.one_worker
+    }
+
+    /// More than one worker (and, with [`Stage::lane_on`], no source NAT).
+    #[inline(always)]
+    fn lane_owned(&self) -> bool {
+        !self.switches.one_worker
+    }
+
+    /// [`LbStage::front`]'s ownership test for a whole IPv4 TCP/UDP
+    /// packet (nothing to reassemble, no ICMP quote).
+    #[inline(always)]
+    fn lane_owner(&self, meta: &PacketMeta, src: Ipv4Addr, dst: Ipv4Addr) -> Option<usize> {
+        let (addr, port) = self.lb.lane_client(meta, src, dst);
+        let owner = self.owners.owner_v4(addr, port);
+        (owner != self.me).then_some(owner)
+    }
+
+    /// The lane's step for a packet this worker owns, with more than one
+    /// worker, no filter rule and no source NAT: [`LbStage::front`] has
+    /// nothing left to do (the owner is this worker, no mapping to reply
+    /// to, no rule: mark 0, no routed flow to skip), so this is
+    /// [`Lb::lane`]; a packet it leaves to the general path goes on in
+    /// [`Stage::process`] from the balancer's step (`lane_left`), not
+    /// through the ownership test again.
+    #[inline(always)]
+    fn lane_owned_step(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        now: u64,
+        routes: &RouteCache,
+    ) -> Lane {
+        match self.lb.lane(buf, meta, now, routes) {
+            Lane::General => {
+                self.lane_left = Some(0);
+                Lane::General
+            }
+            lane => lane,
+        }
     }
 
     /// With source NAT on (and one worker, no rule), [`Stage::process`]
@@ -975,6 +1055,33 @@ mod switch_tests {
         let s = stage(&store);
         assert!(!s.switches().no_snat, "a nat rule may make mappings");
         assert!(s.switches().no_rules && !s.switches().plain());
+    }
+
+    #[test]
+    fn two_workers_take_the_lane_with_the_owner_in_front_unless_source_nat_is_on() {
+        use crate::buf::TestBuf;
+        let store = ConfigStore::new();
+        for s in LbStage::workers_for_tests(&l3(), &store, 2) {
+            assert!(!s.switches().one_worker);
+            assert!(Stage::<TestBuf>::lane_on(&s));
+            assert!(Stage::<TestBuf>::lane_fronted(&s) && Stage::<TestBuf>::lane_owned(&s));
+        }
+        let mut store = ConfigStore::new();
+        let masq = one_rule(
+            Table::Nat,
+            "POSTROUTING",
+            Target::Masquerade {
+                to_ports: None,
+                random: false,
+                random_fully: false,
+            },
+        );
+        store.set_nat(Arc::new(NatRules::compile(&masq.v4, &masq.v6, &NoNames)));
+        for s in LbStage::workers_for_tests(&l3(), &store, 2) {
+            assert!(!Stage::<TestBuf>::lane_on(&s), "source NAT and two workers");
+        }
+        let s = stage(&store);
+        assert!(Stage::<TestBuf>::lane_on(&s) && !Stage::<TestBuf>::lane_owned(&s));
     }
 
     #[test]

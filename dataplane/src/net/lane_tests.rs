@@ -8,6 +8,14 @@
 //! them. The frames that leave, the stack's and the balancer's counters,
 //! the services' and destinations' statistics and every live connection
 //! (state, flags, expiry and wheel slot) must be the same.
+//!
+//! The same with two workers: each packet arrives at either worker (as RSS
+//! may deliver it); what one worker hands over is then fed to its owner as
+//! the worker feeds the mesh's frames (the lane's
+//! [`Stack::input_lane_owned`] and [`Stack::input_lane_handed_in`] against
+//! the general path's [`Stack::input`] on both), and the hand-overs, each
+//! worker's frames, counters, connections and the shared statistics must be
+//! the same. A persistent service's templates are shared by the workers.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -119,31 +127,62 @@ fn services() -> Vec<(
             5353,
             ForwardMethod::FullNat,
         ),
+        // Persistent (see `PERSISTENT_VIP`), two real servers.
+        (
+            Protocol::Udp,
+            PERSISTENT_VIP,
+            53,
+            "198.18.1.10",
+            5353,
+            ForwardMethod::Masq,
+        ),
     ]
 }
 
+/// The persistent service's address (300 s; a second real server,
+/// 198.18.1.11:5353).
+const PERSISTENT_VIP: &str = "198.18.0.104";
+
 #[derive(Default)]
-struct Sent(Vec<(u16, Vec<u8>)>);
+struct Sent {
+    tx: Vec<(u16, Vec<u8>)>,
+    /// Hand-overs: to worker, received on port, the frame.
+    handed: Vec<(usize, u16, TestBuf)>,
+}
 
 impl Io<TestBuf> for Sent {
     fn alloc(&mut self) -> Option<TestBuf> {
         Some(TestBuf::new(&[]))
     }
     fn tx(&mut self, port: u16, buf: TestBuf) {
-        self.0.push((port, buf.data().to_vec()));
+        self.tx.push((port, buf.data().to_vec()));
+    }
+    fn hand_over(&mut self, worker: usize, port: u16, buf: TestBuf) {
+        self.handed.push((worker, port, buf));
     }
 }
 
-struct Director {
+/// One worker's stack and stage.
+struct Worker {
     stack: Stack<TestBuf>,
     stage: LbStage,
+}
+
+struct Director {
+    workers: Vec<Worker>,
     store: ConfigStore,
 }
 
+/// What left a director for one received frame: (worker, port, frame)
+/// sent, and the hand-overs (from worker, to worker).
+type Left = (Vec<(usize, u16, Vec<u8>)>, Vec<(usize, usize)>);
+
 impl Director {
-    /// One port, 198.18.0.1/24 (clients) and 198.18.1.1/24 (real
-    /// servers), every neighbour static; `rules`: with a filter rule.
-    fn new(rules: bool) -> Director {
+    /// `n` workers, one port, 198.18.0.1/24 (clients) and 198.18.1.1/24
+    /// (real servers), every neighbour static; `rules`: with a filter
+    /// rule. Workers share the configuration, the statistics and the
+    /// persistence templates, as the daemon's do.
+    fn with_workers(n: usize, rules: bool) -> Director {
         let cfg = L3Config {
             interfaces: vec![Interface {
                 port: 0,
@@ -171,10 +210,11 @@ impl Director {
                 addr: ip(vip),
                 port,
             };
-            if store
-                .apply(&ConfigOp::AddService(ServiceConfig::new(key)))
-                .is_err()
-            {
+            let mut svc = ServiceConfig::new(key);
+            if vip == PERSISTENT_VIP {
+                svc.persistent = Some(300);
+            }
+            if store.apply(&ConfigOp::AddService(svc)).is_err() {
                 continue;
             }
             let d = DestConfig {
@@ -185,7 +225,14 @@ impl Director {
                 u_threshold: 0,
                 l_threshold: 0,
             };
-            store.apply(&ConfigOp::AddDest(key, d)).unwrap();
+            store.apply(&ConfigOp::AddDest(key, d.clone())).unwrap();
+            if vip == PERSISTENT_VIP {
+                let d2 = DestConfig {
+                    addr: ip("198.18.1.11"),
+                    ..d
+                };
+                store.apply(&ConfigOp::AddDest(key, d2)).unwrap();
+            }
             if method == ForwardMethod::FullNat {
                 store.apply(&ConfigOp::AddLocal(key, ip(LOCAL))).unwrap();
             }
@@ -205,57 +252,84 @@ impl Director {
             t.apply(Family::V4, Table::Filter, &op).unwrap();
             store.set_rules(Arc::new(Program::compile(&t.v4, &t.v6, &NoNames)));
         }
-        let stage = LbStage::for_tests(&cfg, &store).with_fixed_isn_key();
-        let mut stack = Stack::new(&cfg, Arc::new(NetCounters::default())).unwrap();
-        stack.set_service_addrs(stage.lb().service_addrs());
-        Director {
-            stack,
-            stage,
-            store,
-        }
+        let stages = if n == 1 {
+            vec![LbStage::for_tests(&cfg, &store)]
+        } else {
+            LbStage::workers_for_tests(&cfg, &store, n)
+        };
+        let workers = stages
+            .into_iter()
+            .map(|stage| {
+                let stage = stage.with_fixed_isn_key();
+                let mut stack = Stack::new(&cfg, Arc::new(NetCounters::default())).unwrap();
+                stack.set_service_addrs(stage.lb().service_addrs());
+                Worker { stack, stage }
+            })
+            .collect();
+        Director { workers, store }
     }
 
-    /// One frame received on port 0, through the lane while the stage
-    /// allows it (as the worker's `input_burst`), else the general path.
-    fn input(&mut self, f: &[u8], now: u64, lane: bool) -> Vec<(u16, Vec<u8>)> {
-        let mut io = Sent::default();
-        let buf = TestBuf::new(f);
-        if lane && Stage::<TestBuf>::lane_on(&self.stage) {
-            let parsed = parse_packet(buf.data());
-            if Stage::<TestBuf>::lane_fronted(&self.stage) {
-                self.stack
-                    .input_lane_fronted(0, buf, &parsed, now, &mut io, &mut self.stage);
+    /// One frame received on port 0 by worker `at`, then what the workers
+    /// hand over fed to its owner as from the mesh: through the lane while
+    /// the stage allows it (the entry the worker's `input_burst` picks),
+    /// else the general path.
+    fn input(&mut self, f: &[u8], at: usize, now: u64, lane: bool) -> Left {
+        let mut sent = Vec::new();
+        let mut handed = Vec::new();
+        let mut todo = vec![(at, 0, TestBuf::new(f), false)];
+        while let Some((w, port, buf, handed_in)) = todo.pop() {
+            assert!(handed.len() <= 2, "a packet handed over and over");
+            let mut io = Sent::default();
+            let Worker { stack, stage } = &mut self.workers[w];
+            if lane && Stage::<TestBuf>::lane_on(stage) {
+                let parsed = parse_packet(buf.data());
+                if !Stage::<TestBuf>::lane_fronted(stage) {
+                    stack.input_lane(port, buf, &parsed, now, &mut io, stage);
+                } else if !Stage::<TestBuf>::lane_owned(stage) {
+                    stack.input_lane_fronted(port, buf, &parsed, now, &mut io, stage);
+                } else if handed_in {
+                    stack.input_lane_handed_in(port, buf, &parsed, now, &mut io, stage);
+                } else {
+                    stack.input_lane_owned(port, buf, &parsed, now, &mut io, stage);
+                }
             } else {
-                self.stack
-                    .input_lane(0, buf, &parsed, now, &mut io, &mut self.stage);
+                stack.input(port, buf, now, &mut io, stage);
             }
-        } else {
-            self.stack.input(0, buf, now, &mut io, &mut self.stage);
+            Stage::<TestBuf>::end_burst(stage, now);
+            sent.extend(io.tx.into_iter().map(|(p, f)| (w, p, f)));
+            for (to, port, buf) in io.handed {
+                handed.push((w, to));
+                todo.push((to, port, buf, true));
+            }
         }
-        Stage::<TestBuf>::end_burst(&mut self.stage, now);
-        io.0
+        (sent, handed)
     }
 
     fn tick(&mut self, now: u64) {
-        let mut io = Sent::default();
-        self.stack.tick(now, &mut io);
-        Stage::<TestBuf>::tick(&mut self.stage, now);
-        Stage::<TestBuf>::acknowledge(&mut self.stage);
+        for Worker { stack, stage } in &mut self.workers {
+            let mut io = Sent::default();
+            stack.tick(now, &mut io);
+            Stage::<TestBuf>::tick(stage, now);
+            Stage::<TestBuf>::acknowledge(stage);
+        }
     }
 
     /// Everything the two paths must agree on besides the frames.
     fn state(&self, now: u64) -> Vec<String> {
-        let lb = self.stage.lb();
-        let mut out = lb.conns().live_for_tests();
-        out.push(format!("{:?}", self.stack.counters().nonzero()));
-        out.push(format!("{:?}", lb.counters()));
+        let mut out = Vec::new();
+        for Worker { stack, stage } in &self.workers {
+            let lb = stage.lb();
+            out.extend(lb.conns().live_for_tests());
+            out.push(format!("{:?}", stack.counters().nonzero()));
+            out.push(format!("{:?}", lb.counters()));
+            out.push(format!("{:?}", lb.connections(now).collect::<Vec<_>>()));
+        }
         for s in self.store.snapshot().services.iter() {
             out.push(format!("{:?} {:?}", s.config.key, s.shared.stats));
             for d in &s.dests {
                 out.push(format!("{:?}", d.shared));
             }
         }
-        out.push(format!("{:?}", lb.connections(now).collect::<Vec<_>>()));
         out
     }
 }
@@ -297,7 +371,8 @@ const FLAGS: [u8; 8] = [0x02, 0x10, 0x18, 0x11, 0x04, 0x12, 0x14, 0x00];
 enum Step {
     /// A client packet to service `svc` from client `client`, source port
     /// `1000 + sport`, TCP flags `FLAGS[flags]`, `len` bytes of payload,
-    /// with a broken header checksum if `bad`.
+    /// with a broken header checksum if `bad`, received by worker `at`
+    /// (modulo the number of workers).
     Client {
         svc: usize,
         client: usize,
@@ -305,38 +380,50 @@ enum Step {
         flags: usize,
         len: usize,
         bad: bool,
+        at: usize,
     },
     /// The answer to the `k`-th frame that left (modulo their number):
-    /// its addresses and ports swapped, TCP flags `FLAGS[flags]`.
-    Answer { k: usize, flags: usize, len: usize },
+    /// its addresses and ports swapped, TCP flags `FLAGS[flags]`,
+    /// received by worker `at`.
+    Answer {
+        k: usize,
+        flags: usize,
+        len: usize,
+        at: usize,
+    },
     /// The clock moves on by this many milliseconds, then housekeeping.
     Wait(u64),
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        4 => (0..9usize, 0..3usize, 0..4u16, 0..8usize, 0..64usize, proptest::bool::weighted(0.05))
-            .prop_map(|(svc, client, sport, flags, len, bad)| Step::Client { svc, client, sport, flags, len, bad }),
-        3 => (0..64usize, 0..8usize, 0..64usize).prop_map(|(k, flags, len)| Step::Answer { k, flags, len }),
+        4 => (0..10usize, 0..3usize, 0..6u16, 0..8usize, 0..64usize, proptest::bool::weighted(0.05), 0..2usize)
+            .prop_map(|(svc, client, sport, flags, len, bad, at)| Step::Client { svc, client, sport, flags, len, bad, at }),
+        3 => (0..64usize, 0..8usize, 0..64usize, 0..2usize).prop_map(|(k, flags, len, at)| Step::Answer { k, flags, len, at }),
         1 => prop_oneof![0..50u64, 1000..400_000u64].prop_map(Step::Wait),
     ]
 }
 
-/// Runs `steps` through a lane director and a general one; panics where
-/// they differ.
-fn agree(steps: &[Step], rules: bool) {
-    let mut lane = Director::new(rules);
-    let mut general = Director::new(rules);
-    assert_eq!(
-        Stage::<TestBuf>::lane_on(&lane.stage),
-        !rules,
-        "the lane steps aside for rules"
-    );
+/// Runs `steps` through a lane director and a general one of `workers`
+/// workers; panics where they differ. Returns how many packets were
+/// handed over.
+fn agree(steps: &[Step], workers: usize, rules: bool) -> usize {
+    let mut lane = Director::with_workers(workers, rules);
+    let mut general = Director::with_workers(workers, rules);
+    for w in &lane.workers {
+        assert_eq!(
+            Stage::<TestBuf>::lane_on(&w.stage),
+            !rules,
+            "the lane steps aside for rules"
+        );
+        assert_eq!(Stage::<TestBuf>::lane_owned(&w.stage), workers > 1);
+    }
     let svcs = services();
     let mut left: Vec<Vec<u8>> = Vec::new();
     let mut now = 1;
+    let mut handed = 0;
     for (i, s) in steps.iter().enumerate() {
-        let f = match *s {
+        let (f, at) = match *s {
             Step::Client {
                 svc,
                 client,
@@ -344,6 +431,7 @@ fn agree(steps: &[Step], rules: bool) {
                 flags,
                 len,
                 bad,
+                at,
             } => {
                 let (proto, vip, port, ..) = svcs[svc];
                 let fl = (proto == Protocol::Tcp).then_some(FLAGS[flags]);
@@ -351,9 +439,9 @@ fn agree(steps: &[Step], rules: bool) {
                 if bad {
                     f[24] ^= 0x40;
                 }
-                f
+                (f, at)
             }
-            Step::Answer { k, flags, len } => {
+            Step::Answer { k, flags, len, at } => {
                 if left.is_empty() {
                     continue;
                 }
@@ -367,7 +455,7 @@ fn agree(steps: &[Step], rules: bool) {
                 if !m.is_ipv4() {
                     continue;
                 }
-                packet(m.dst, m.dport, m.src, m.sport, fl, len)
+                (packet(m.dst, m.dport, m.src, m.sport, fl, len), at)
             }
             Step::Wait(ms) => {
                 now += ms;
@@ -376,14 +464,16 @@ fn agree(steps: &[Step], rules: bool) {
                 continue;
             }
         };
-        let a = lane.input(&f, now, true);
-        let b = general.input(&f, now, false);
+        let a = lane.input(&f, at % workers, now, true);
+        let b = general.input(&f, at % workers, now, false);
         assert_eq!(a, b, "step {i}: {s:?}");
-        left.extend(a.into_iter().map(|(_, f)| f));
+        handed += a.1.len();
+        left.extend(a.0.into_iter().map(|(_, _, f)| f));
         // The clock moves a little between packets.
         now += 1;
     }
     assert_eq!(lane.state(now), general.state(now));
+    handed
 }
 
 proptest! {
@@ -393,40 +483,76 @@ proptest! {
     fn the_lane_and_the_general_path_send_count_and_keep_the_same(
         steps in proptest::collection::vec(step(), 1..80)
     ) {
-        agree(&steps, false);
+        agree(&steps, 1, false);
     }
 
     #[test]
     fn with_a_filter_rule_the_lane_steps_aside_and_nothing_changes(
         steps in proptest::collection::vec(step(), 1..30)
     ) {
-        agree(&steps, true);
+        agree(&steps, 1, true);
+    }
+
+    #[test]
+    fn with_two_workers_the_lane_hands_over_and_keeps_the_same_as_the_general_path(
+        steps in proptest::collection::vec(step(), 1..80)
+    ) {
+        agree(&steps, 2, false);
+    }
+
+    #[test]
+    fn with_two_workers_and_a_filter_rule_the_lane_steps_aside(
+        steps in proptest::collection::vec(step(), 1..30)
+    ) {
+        agree(&steps, 2, true);
     }
 }
 
-#[test]
-fn an_established_flow_of_every_method_goes_through_the_lane_both_ways() {
-    // A handshake and data per TCP service, two datagrams per UDP one,
-    // and the answers of the NAT and FULLNAT real servers.
+/// A handshake and data per TCP service, two datagrams per UDP one, from
+/// client 0 on sources ports `1000 + sports`, each arriving at worker
+/// `at`, and the answers of the NAT and FULLNAT real servers at worker
+/// `back`.
+fn established(at: usize, back: usize, sports: [u16; 2]) -> Vec<Step> {
     let mut steps = Vec::new();
-    for svc in 0..9 {
-        for flags in [0, 1, 2, 2, 3] {
-            steps.push(Step::Client {
-                svc,
-                client: 0,
-                sport: 1,
-                flags,
-                len: 10,
-                bad: false,
-            });
+    for svc in 0..10 {
+        for sport in sports {
+            for flags in [0, 1, 2, 2, 3] {
+                steps.push(Step::Client {
+                    svc,
+                    client: 0,
+                    sport,
+                    flags,
+                    len: 10,
+                    bad: false,
+                    at,
+                });
+            }
         }
     }
-    for k in 0..60 {
+    for k in 0..120 {
         steps.push(Step::Answer {
             k,
             flags: 2,
             len: 20,
+            at: back,
         });
     }
-    agree(&steps, false);
+    steps
+}
+
+#[test]
+fn an_established_flow_of_every_method_goes_through_the_lane_both_ways() {
+    agree(&established(0, 0, [1, 2]), 1, false);
+}
+
+#[test]
+fn with_two_workers_established_flows_of_every_method_agree_wherever_they_arrive() {
+    // Client 0's two source ports are owned by different workers, so each
+    // arrival hands some packets over.
+    let owners = crate::rss::Ownership::new(2);
+    let owner = |sport: u16| owners.owner(ip(CLIENTS[0]), 1000 + sport);
+    let other = (2..64).find(|&s| owner(s) != owner(1)).unwrap();
+    for (at, back) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+        assert!(agree(&established(at, back, [1, other]), 2, false) > 0);
+    }
 }

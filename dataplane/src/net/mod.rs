@@ -386,11 +386,44 @@ pub trait Stage<B: PacketBuf> {
         Lane::Pass
     }
     /// Whether the stage's lane step has steps of its own in front of
-    /// [`Stage::lane`]'s for now (for [`crate::lb::LbStage`]: source NAT's),
-    /// decided between bursts: then the stack takes [`Stage::lane_front`]
-    /// instead, out of line. The default: none.
+    /// [`Stage::lane`]'s for now (for [`crate::lb::LbStage`]: source NAT's,
+    /// or the connection's owner with more than one worker), decided
+    /// between bursts: then the stack takes [`Stage::lane_front`] instead,
+    /// out of line, or, while [`Stage::lane_owned`] holds, the owner's
+    /// steps. The default: none.
     fn lane_fronted(&self) -> bool {
         false
+    }
+    /// Whether the lane's step in front is the connection's owner (more
+    /// than one worker; then [`Stage::lane_fronted`] holds too), decided
+    /// between bursts. The default: never.
+    fn lane_owned(&self) -> bool {
+        false
+    }
+    /// While [`Stage::lane_owned`] holds: the worker owning the
+    /// connection of a whole IPv4 TCP/UDP packet from `src` to `dst` that
+    /// passed the inbound checks when it is not this one (the packet is
+    /// handed over to it, as [`Stage::process`] would hand it over), else
+    /// `None`.
+    fn lane_owner(
+        &self,
+        _meta: &PacketMeta,
+        _src: std::net::Ipv4Addr,
+        _dst: std::net::Ipv4Addr,
+    ) -> Option<usize> {
+        None
+    }
+    /// While [`Stage::lane_owned`] holds: [`Stage::lane`] for a packet
+    /// this worker owns (nothing else is in front of the balancer then).
+    /// The default: [`Stage::lane`].
+    fn lane_owned_step(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        now_ms: u64,
+        routes: &RouteCache,
+    ) -> Lane {
+        self.lane(buf, meta, now_ms, routes)
     }
     /// [`Stage::lane`] with the stage's steps in front of it, while
     /// [`Stage::lane_fronted`] holds. The default: [`Stage::lane`].

@@ -83,6 +83,21 @@ fn fill_l2(d: &mut [u8], dst: IpAddr, src_mac: MacAddr) {
     d[12..14].copy_from_slice(&et.to_be_bytes());
 }
 
+/// What comes in front of the stage's lane step in
+/// [`Stack::input_lane_as`], fixed per call site (a test per packet cost
+/// the lane without it about 15 instructions per packet, measured).
+mod front {
+    /// Nothing: [`super::Stage::lane`].
+    pub const NONE: u8 = 0;
+    /// Source NAT's steps: [`super::Stage::lane_front`].
+    pub const SNAT: u8 = 1;
+    /// The connection's owner, then [`super::Stage::lane_owned_step`].
+    pub const OWNER: u8 = 2;
+    /// [`OWNER`] for a frame another worker handed over: without the
+    /// inbound checks, which that worker made.
+    pub const HANDED_IN: u8 = 3;
+}
+
 /// How often [`Stack::tick`] does work.
 const TICK_MS: u64 = 100;
 
@@ -397,7 +412,7 @@ impl<B: PacketBuf> Stack<B> {
         io: &mut impl Io<B>,
         stage: &mut impl Stage<B>,
     ) {
-        self.input_lane_as::<false>(rx_port, buf, parsed, now, io, stage)
+        self.input_lane_as::<{ front::NONE }>(rx_port, buf, parsed, now, io, stage)
     }
 
     /// [`Stack::input_lane`] while [`Stage::lane_fronted`] holds: the same
@@ -417,13 +432,62 @@ impl<B: PacketBuf> Stack<B> {
         io: &mut impl Io<B>,
         stage: &mut impl Stage<B>,
     ) {
-        self.input_lane_as::<true>(rx_port, buf, parsed, now, io, stage)
+        self.input_lane_as::<{ front::SNAT }>(rx_port, buf, parsed, now, io, stage)
     }
 
-    /// [`Stack::input_lane`] (`FRONTED` false) and
-    /// [`Stack::input_lane_fronted`] (true).
+    /// [`Stack::input_lane`] while [`Stage::lane_owned`] holds (more than
+    /// one worker): the same checks, then the connection's owner
+    /// ([`Stage::lane_owner`]): a packet another worker owns is handed
+    /// over (counted as the general path's [`StageVerdict::HandOver`]),
+    /// one this worker owns goes on through [`Stage::lane_owned_step`].
+    /// A frame another worker handed over ([`Stack::input_lane_handed_in`])
+    /// is tested again, as the general path tests it, since the two
+    /// workers' snapshots may differ for a moment (a VIP added or removed
+    /// changes which endpoint is the client's).
+    /// The stack's lines for the `Lane` answer (`lane_owned`) are those of
+    /// `input_lane`, in a function of their own for the stage's
+    /// [`Stage::lane_owned_step`].
     #[inline(always)]
-    fn input_lane_as<const FRONTED: bool>(
+    pub fn input_lane_owned(
+        &mut self,
+        rx_port: u16,
+        buf: B,
+        parsed: &Result<PacketMeta, ParseError>,
+        now: u64,
+        io: &mut impl Io<B>,
+        stage: &mut impl Stage<B>,
+    ) {
+        self.input_lane_as::<{ front::OWNER }>(rx_port, buf, parsed, now, io, stage)
+    }
+
+    /// [`Stack::input_lane_owned`] for a frame another worker handed over
+    /// (from the mesh; `rx_port` is the port it arrived on): the same
+    /// steps without the inbound checks (`inbound::check_lane`), which
+    /// the worker that handed it over made on the same bytes, the same
+    /// interface (the stacks' interfaces are the same on every worker and
+    /// never change) and the same NIC verdict, and passed: the general
+    /// path makes them again and they pass again, counting nothing (the
+    /// trim was made and counted there). The owner test is made again
+    /// (see `input_lane_owned`).
+    #[inline(always)]
+    pub fn input_lane_handed_in(
+        &mut self,
+        rx_port: u16,
+        buf: B,
+        parsed: &Result<PacketMeta, ParseError>,
+        now: u64,
+        io: &mut impl Io<B>,
+        stage: &mut impl Stage<B>,
+    ) {
+        self.input_lane_as::<{ front::HANDED_IN }>(rx_port, buf, parsed, now, io, stage)
+    }
+
+    /// [`Stack::input_lane`] (`FRONT` [`front::NONE`]),
+    /// [`Stack::input_lane_fronted`] ([`front::SNAT`]),
+    /// [`Stack::input_lane_owned`] ([`front::OWNER`]) and
+    /// [`Stack::input_lane_handed_in`] ([`front::HANDED_IN`]).
+    #[inline(always)]
+    fn input_lane_as<const FRONT: u8>(
         &mut self,
         rx_port: u16,
         mut buf: B,
@@ -458,13 +522,22 @@ impl<B: PacketBuf> Stack<B> {
         if self.floating.is_standby(&meta.dst) {
             return self.drop_buf(buf, Counter::DropStandby);
         }
-        if let Err(why) = inbound::check_lane(iface, &mut buf, meta, src, dst, &self.counters) {
-            return self.drop_buf(buf, why);
+        if FRONT != front::HANDED_IN {
+            if let Err(why) = inbound::check_lane(iface, &mut buf, meta, src, dst, &self.counters) {
+                return self.drop_buf(buf, why);
+            }
         }
         let kernel = iface.kernel;
         self.counters.inc(Counter::Forwarded);
-        if FRONTED {
+        if FRONT == front::SNAT {
             return self.lane_fronted(rx_port, kernel, buf, meta, now, io, stage);
+        }
+        if FRONT == front::OWNER || FRONT == front::HANDED_IN {
+            if let Some(worker) = stage.lane_owner(meta, src, dst) {
+                self.counters.inc(Counter::HandedOver);
+                return io.hand_over(worker, rx_port, buf);
+            }
+            return self.lane_owned(rx_port, kernel, buf, meta, now, io, stage);
         }
         debug_assert!(!stage.lane_fronted(), "the worker calls input_lane_fronted");
         match stage.lane(&mut buf, meta, now, &self.hops) {
@@ -500,6 +573,32 @@ impl<B: PacketBuf> Stack<B> {
             }
             Lane::Drop => drop(buf),
             Lane::Pass => self.lane_passed(rx_port, kernel, buf, meta, now, io, stage),
+            Lane::General => self.lane_general(rx_port, kernel, buf, meta, now, io, stage),
+        }
+    }
+
+    /// The rest of [`Stack::input_lane_owned`] for a packet this worker
+    /// owns: `input_lane`'s answers, with the stage's
+    /// [`Stage::lane_owned_step`].
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn lane_owned(
+        &mut self,
+        rx_port: u16,
+        kernel: bool,
+        mut buf: B,
+        meta: &PacketMeta,
+        now: u64,
+        io: &mut impl Io<B>,
+        stage: &mut impl Stage<B>,
+    ) {
+        match stage.lane_owned_step(&mut buf, meta, now, &self.hops) {
+            Lane::Route(dst) => {
+                self.counters.inc(Counter::FromStage);
+                self.lane_send(buf, dst, now, io)
+            }
+            Lane::Drop => drop(buf),
+            Lane::Pass => self.passed(rx_port, kernel, buf, meta, now, io, stage),
             Lane::General => self.lane_general(rx_port, kernel, buf, meta, now, io, stage),
         }
     }
