@@ -86,7 +86,7 @@ fn fill_l2(d: &mut [u8], dst: IpAddr, src_mac: MacAddr) {
 /// What comes in front of the stage's lane step in
 /// [`Stack::input_lane_as`], fixed per call site (a test per packet cost
 /// the lane without it about 15 instructions per packet, measured).
-mod front {
+pub(crate) mod front {
     /// Nothing: [`super::Stage::lane`].
     pub const NONE: u8 = 0;
     /// Source NAT's steps: [`super::Stage::lane_front`].
@@ -486,6 +486,23 @@ impl<B: PacketBuf> Stack<B> {
     /// [`Stack::input_lane_fronted`] ([`front::SNAT`]),
     /// [`Stack::input_lane_owned`] ([`front::OWNER`]) and
     /// [`Stack::input_lane_handed_in`] ([`front::HANDED_IN`]).
+    /// The lane entry for `FRONT` (a [`front`] constant), for the worker's
+    /// loops: [`Stack::input_lane`], `input_lane_fronted`,
+    /// `input_lane_owned` and `input_lane_handed_in` by their constant.
+    #[inline(always)]
+    pub(crate) fn input_lane_front<const FRONT: u8>(
+        &mut self,
+        rx_port: u16,
+        buf: B,
+        parsed: &Result<PacketMeta, ParseError>,
+        now: u64,
+        io: &mut impl Io<B>,
+        stage: &mut impl Stage<B>,
+    ) {
+        self.input_lane_as::<FRONT>(rx_port, buf, parsed, now, io, stage)
+    }
+
+    /// The lane's steps for `FRONT` (see [`Stack::input_lane_front`]).
     #[inline(always)]
     fn input_lane_as<const FRONT: u8>(
         &mut self,
