@@ -47,7 +47,7 @@ use crate::dpdk::{self, Burst, DpdkError, Eal, Mbuf, Mempool, PortQueue, Ring};
 use crate::net::neighbor::State;
 use crate::net::{front, Counter, FloatingCell, Io, L3Cell, NetCounters, Stack, Stage};
 use crate::wire::ethernet::MacAddr;
-use crate::wire::{parse_packet, ParseError};
+use crate::wire::{parse_packet, PacketMeta, ParseError};
 
 /// What a worker leaves behind when it stops (read by the daemon).
 #[derive(Debug, Default, Clone)]
@@ -362,30 +362,18 @@ fn input_burst<S: Stage<Mbuf>>(
 ) {
     // The fast lane ([`Stack::input_lane`]) while the stage allows it,
     // decided once per burst.
-    let lane = stage.lane_on();
-    if lane && stage.lane_fronted() {
-        return input_burst_fronted(stack, stage, burst, port, now, io);
+    if stage.lane_on() {
+        if stage.lane_fronted() {
+            return input_burst_fronted(stack, stage, burst, port, now, io);
+        }
+        return lane_loop::<_, { front::NONE }>(stack, stage, burst, port, now, io);
     }
     if stage.warms() {
         let mut metas = [Err(ParseError::Truncated); dpdk::BURST_SIZE];
-        let n = burst.len().min(dpdk::BURST_SIZE);
-        for (meta, m) in metas.iter_mut().zip(burst.as_mut_slice().iter()) {
-            *meta = parse_packet(m.data());
-        }
-        stage.warm(&metas[..n]);
+        parse_ahead(stage, burst, &mut metas);
         for (m, meta) in burst.drain().zip(metas.iter()) {
             let p = port.unwrap_or_else(|| m.port());
-            if lane {
-                stack.input_lane(p, m, meta, now, io, stage);
-            } else {
-                stack.input_parsed(p, m, meta, now, io, stage);
-            }
-        }
-    } else if lane {
-        for m in burst.drain() {
-            let p = port.unwrap_or_else(|| m.port());
-            let meta = parse_packet(m.data());
-            stack.input_lane(p, m, &meta, now, io, stage);
+            stack.input_parsed(p, m, meta, now, io, stage);
         }
     } else {
         for m in burst.drain() {
@@ -395,13 +383,28 @@ fn input_burst<S: Stage<Mbuf>>(
     }
 }
 
+/// Parses the burst's frames into `metas` and lets the stage warm its
+/// lookups for them (prefetching the connection table's buckets), for a
+/// stage that says this pays ([`Stage::warms`]: large tables).
+#[inline(always)]
+fn parse_ahead<S: Stage<Mbuf>>(
+    stage: &mut S,
+    burst: &mut Burst,
+    metas: &mut [Result<PacketMeta, ParseError>; dpdk::BURST_SIZE],
+) {
+    let n = burst.len().min(dpdk::BURST_SIZE);
+    for (meta, m) in metas.iter_mut().zip(burst.as_mut_slice().iter()) {
+        *meta = parse_packet(m.data());
+    }
+    stage.warm(&metas[..n]);
+}
+
 /// [`input_burst`] while the stage's lane step has steps in front of it
-/// ([`Stage::lane_fronted`]): with source NAT, every frame to
-/// [`Stack::input_lane_fronted`]; with more than one worker
-/// ([`Stage::lane_owned`]), every frame from a port to
-/// [`Stack::input_lane_owned`], its owner first, and every frame from the
-/// mesh to [`Stack::input_lane_handed_in`] (the same, without the inbound
-/// checks the sender made). A function of its own, called once per burst:
+/// ([`Stage::lane_fronted`]): with source NAT, every frame to the stack's
+/// [`front::SNAT`] entry; with more than one worker ([`Stage::lane_owned`]),
+/// every frame from a port to [`front::OWNER`]'s, its owner first, and
+/// every frame from the mesh to [`front::HANDED_IN`]'s (the same, without
+/// the inbound checks the sender made). A function of its own, called once per burst:
 /// with this loop in `input_burst` the compiler took the lane's inbound
 /// checks out of line there, and the lane without source NAT paid about
 /// 27 instructions per packet (established UDP NAT, measured).
@@ -441,11 +444,7 @@ fn lane_loop<S: Stage<Mbuf>, const FRONT: u8>(
 ) {
     if stage.warms() {
         let mut metas = [Err(ParseError::Truncated); dpdk::BURST_SIZE];
-        let n = burst.len().min(dpdk::BURST_SIZE);
-        for (meta, m) in metas.iter_mut().zip(burst.as_mut_slice().iter()) {
-            *meta = parse_packet(m.data());
-        }
-        stage.warm(&metas[..n]);
+        parse_ahead(stage, burst, &mut metas);
         for (m, meta) in burst.drain().zip(metas.iter()) {
             let p = port.unwrap_or_else(|| m.port());
             stack.input_lane_front::<FRONT>(p, m, meta, now, io, stage);

@@ -118,7 +118,7 @@ fn check_v4<B: PacketBuf>(
 /// 2^40). Equal to it on every header (property test below).
 ///
 /// Always inlined, as [`martian_source_v4`]: with a third caller (the
-/// lane with source NAT, `Stack::input_lane_fronted`) the compiler took
+/// lane with source NAT, `front::SNAT`'s entry) the compiler took
 /// both out of line, and the lane paid about 27 instructions per packet
 /// (established UDP NAT, measured).
 #[inline(always)]

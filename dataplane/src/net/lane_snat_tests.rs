@@ -244,8 +244,14 @@ impl Director {
         if lane && Stage::<TestBuf>::lane_on(&self.stage) {
             let parsed = parse_packet(buf.data());
             if Stage::<TestBuf>::lane_fronted(&self.stage) {
-                self.stack
-                    .input_lane_fronted(port, buf, &parsed, now, &mut io, &mut self.stage);
+                self.stack.input_lane_front::<{ front::SNAT }>(
+                    port,
+                    buf,
+                    &parsed,
+                    now,
+                    &mut io,
+                    &mut self.stage,
+                );
             } else {
                 self.stack
                     .input_lane(port, buf, &parsed, now, &mut io, &mut self.stage);

@@ -12,7 +12,7 @@
 //! The same with two workers: each packet arrives at either worker (as RSS
 //! may deliver it); what one worker hands over is then fed to its owner as
 //! the worker feeds the mesh's frames (the lane's
-//! [`Stack::input_lane_owned`] and [`Stack::input_lane_handed_in`] against
+//! entries [`front::OWNER`] and [`front::HANDED_IN`] against
 //! the general path's [`Stack::input`] on both), and the hand-overs, each
 //! worker's frames, counters, connections and the shared statistics must be
 //! the same. A persistent service's templates are shared by the workers.
@@ -286,11 +286,17 @@ impl Director {
                 if !Stage::<TestBuf>::lane_fronted(stage) {
                     stack.input_lane(port, buf, &parsed, now, &mut io, stage);
                 } else if !Stage::<TestBuf>::lane_owned(stage) {
-                    stack.input_lane_fronted(port, buf, &parsed, now, &mut io, stage);
+                    stack.input_lane_front::<{ front::SNAT }>(
+                        port, buf, &parsed, now, &mut io, stage,
+                    );
                 } else if handed_in {
-                    stack.input_lane_handed_in(port, buf, &parsed, now, &mut io, stage);
+                    stack.input_lane_front::<{ front::HANDED_IN }>(
+                        port, buf, &parsed, now, &mut io, stage,
+                    );
                 } else {
-                    stack.input_lane_owned(port, buf, &parsed, now, &mut io, stage);
+                    stack.input_lane_front::<{ front::OWNER }>(
+                        port, buf, &parsed, now, &mut io, stage,
+                    );
                 }
             } else {
                 stack.input(port, buf, now, &mut io, stage);

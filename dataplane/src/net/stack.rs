@@ -83,18 +83,37 @@ fn fill_l2(d: &mut [u8], dst: IpAddr, src_mac: MacAddr) {
     d[12..14].copy_from_slice(&et.to_be_bytes());
 }
 
-/// What comes in front of the stage's lane step in
-/// [`Stack::input_lane_as`], fixed per call site (a test per packet cost
-/// the lane without it about 15 instructions per packet, measured).
+/// What comes in front of the stage's lane step, for
+/// [`Stack::input_lane_front`]: fixed per call site, by the worker once
+/// per burst (a test per packet cost the lane without it about 15
+/// instructions per packet, established UDP NAT 865 -> 880, measured,
+/// the compiler keeping more of the lane's values on the stack).
 pub(crate) mod front {
-    /// Nothing: [`super::Stage::lane`].
+    /// Nothing: the stage's [`super::Stage::lane`]; the entry
+    /// [`super::Stack::input_lane`] while neither source NAT nor a
+    /// second worker is configured.
     pub const NONE: u8 = 0;
-    /// Source NAT's steps: [`super::Stage::lane_front`].
+    /// Source NAT's steps ([`super::Stage::lane_fronted`] holds): the
+    /// stack's checks, then the stage's [`super::Stage::lane_front`] out
+    /// of line, and a pass (a routed flow, mostly) routed on in line.
     pub const SNAT: u8 = 1;
-    /// The connection's owner, then [`super::Stage::lane_owned_step`].
+    /// More than one worker ([`super::Stage::lane_owned`] holds): the
+    /// stack's checks, then the connection's owner
+    /// ([`super::Stage::lane_owner`]). A packet another worker owns is
+    /// handed over (counted as the general path's
+    /// [`super::StageVerdict::HandOver`]); one this worker owns goes on
+    /// through [`super::Stage::lane_owned_step`], with `NONE`'s answers.
     pub const OWNER: u8 = 2;
-    /// [`OWNER`] for a frame another worker handed over: without the
-    /// inbound checks, which that worker made.
+    /// [`OWNER`] for a frame another worker handed over (from the mesh;
+    /// its rx port is the port it arrived on): without the inbound checks
+    /// (`inbound::check_lane`), which the worker that handed it over made
+    /// on the same bytes, the same interface (the stacks' interfaces are
+    /// the same on every worker and never change) and the same NIC
+    /// verdict, and passed: the general path makes them again and they
+    /// pass again, counting nothing (the trim was made and counted
+    /// there). The owner test is made again, as the general path makes
+    /// it, since the two workers' snapshots may differ for a moment (a
+    /// VIP added or removed changes which endpoint is the client's).
     pub const HANDED_IN: u8 = 3;
 }
 
@@ -399,9 +418,8 @@ impl<B: PacketBuf> Stack<B> {
     /// NDP, VLAN and fragments cannot apply to it); property tests
     /// (`lane_tests`) hold it equal to the general path.
     ///
-    /// For a stage whose lane step has steps in front of it
-    /// ([`Stage::lane_fronted`]: source NAT), the worker calls
-    /// [`Stack::input_lane_fronted`] instead, decided once per burst.
+    /// With source NAT or more than one worker, the worker calls
+    /// [`Stack::input_lane_front`] instead, decided once per burst.
     #[inline(always)]
     pub fn input_lane(
         &mut self,
@@ -412,99 +430,15 @@ impl<B: PacketBuf> Stack<B> {
         io: &mut impl Io<B>,
         stage: &mut impl Stage<B>,
     ) {
-        self.input_lane_as::<{ front::NONE }>(rx_port, buf, parsed, now, io, stage)
+        self.input_lane_front::<{ front::NONE }>(rx_port, buf, parsed, now, io, stage)
     }
 
-    /// [`Stack::input_lane`] while [`Stage::lane_fronted`] holds: the same
-    /// checks, then the stage's [`Stage::lane_front`] out of line
-    /// ([`Stack::lane_fronted`]). Apart from `input_lane`, not a test in
-    /// it: that test, and the call behind it, cost the lane without
-    /// source NAT about 15 instructions per packet (established UDP NAT,
-    /// 865 -> 880, measured), the compiler keeping more of the lane's
-    /// values on the stack.
-    #[inline(always)]
-    pub fn input_lane_fronted(
-        &mut self,
-        rx_port: u16,
-        buf: B,
-        parsed: &Result<PacketMeta, ParseError>,
-        now: u64,
-        io: &mut impl Io<B>,
-        stage: &mut impl Stage<B>,
-    ) {
-        self.input_lane_as::<{ front::SNAT }>(rx_port, buf, parsed, now, io, stage)
-    }
-
-    /// [`Stack::input_lane`] while [`Stage::lane_owned`] holds (more than
-    /// one worker): the same checks, then the connection's owner
-    /// ([`Stage::lane_owner`]): a packet another worker owns is handed
-    /// over (counted as the general path's [`StageVerdict::HandOver`]),
-    /// one this worker owns goes on through [`Stage::lane_owned_step`].
-    /// A frame another worker handed over ([`Stack::input_lane_handed_in`])
-    /// is tested again, as the general path tests it, since the two
-    /// workers' snapshots may differ for a moment (a VIP added or removed
-    /// changes which endpoint is the client's).
-    /// The stack's lines for the `Lane` answer (`lane_owned`) are those of
-    /// `input_lane`, in a function of their own for the stage's
-    /// [`Stage::lane_owned_step`].
-    #[inline(always)]
-    pub fn input_lane_owned(
-        &mut self,
-        rx_port: u16,
-        buf: B,
-        parsed: &Result<PacketMeta, ParseError>,
-        now: u64,
-        io: &mut impl Io<B>,
-        stage: &mut impl Stage<B>,
-    ) {
-        self.input_lane_as::<{ front::OWNER }>(rx_port, buf, parsed, now, io, stage)
-    }
-
-    /// [`Stack::input_lane_owned`] for a frame another worker handed over
-    /// (from the mesh; `rx_port` is the port it arrived on): the same
-    /// steps without the inbound checks (`inbound::check_lane`), which
-    /// the worker that handed it over made on the same bytes, the same
-    /// interface (the stacks' interfaces are the same on every worker and
-    /// never change) and the same NIC verdict, and passed: the general
-    /// path makes them again and they pass again, counting nothing (the
-    /// trim was made and counted there). The owner test is made again
-    /// (see `input_lane_owned`).
-    #[inline(always)]
-    pub fn input_lane_handed_in(
-        &mut self,
-        rx_port: u16,
-        buf: B,
-        parsed: &Result<PacketMeta, ParseError>,
-        now: u64,
-        io: &mut impl Io<B>,
-        stage: &mut impl Stage<B>,
-    ) {
-        self.input_lane_as::<{ front::HANDED_IN }>(rx_port, buf, parsed, now, io, stage)
-    }
-
-    /// [`Stack::input_lane`] (`FRONT` [`front::NONE`]),
-    /// [`Stack::input_lane_fronted`] ([`front::SNAT`]),
-    /// [`Stack::input_lane_owned`] ([`front::OWNER`]) and
-    /// [`Stack::input_lane_handed_in`] ([`front::HANDED_IN`]).
-    /// The lane entry for `FRONT` (a [`front`] constant), for the worker's
-    /// loops: [`Stack::input_lane`], `input_lane_fronted`,
-    /// `input_lane_owned` and `input_lane_handed_in` by their constant.
+    /// [`Stack::input_lane`] with `FRONT` (a [`front`] constant, chosen
+    /// by the worker once per burst) in front of the stage's lane step.
+    /// Property tests (`lane_tests`, `lane_snat_tests`) hold each entry
+    /// equal to the general path.
     #[inline(always)]
     pub(crate) fn input_lane_front<const FRONT: u8>(
-        &mut self,
-        rx_port: u16,
-        buf: B,
-        parsed: &Result<PacketMeta, ParseError>,
-        now: u64,
-        io: &mut impl Io<B>,
-        stage: &mut impl Stage<B>,
-    ) {
-        self.input_lane_as::<FRONT>(rx_port, buf, parsed, now, io, stage)
-    }
-
-    /// The lane's steps for `FRONT` (see [`Stack::input_lane_front`]).
-    #[inline(always)]
-    fn input_lane_as<const FRONT: u8>(
         &mut self,
         rx_port: u16,
         mut buf: B,
@@ -556,7 +490,10 @@ impl<B: PacketBuf> Stack<B> {
             }
             return self.lane_owned(rx_port, kernel, buf, meta, now, io, stage);
         }
-        debug_assert!(!stage.lane_fronted(), "the worker calls input_lane_fronted");
+        debug_assert!(
+            !stage.lane_fronted(),
+            "the worker calls front::SNAT's entry"
+        );
         match stage.lane(&mut buf, meta, now, &self.hops) {
             Lane::Route(dst) => {
                 self.counters.inc(Counter::FromStage);
@@ -568,7 +505,7 @@ impl<B: PacketBuf> Stack<B> {
         }
     }
 
-    /// The rest of [`Stack::input_lane_fronted`]: the same answers as
+    /// The rest of [`front::SNAT`]'s entry: the same answers as
     /// `input_lane`'s, with the stage's [`Stage::lane_front`], and a pass
     /// (a routed flow, mostly) routed on in line ([`Stack::lane_passed`]).
     #[allow(clippy::too_many_arguments)]
@@ -594,7 +531,7 @@ impl<B: PacketBuf> Stack<B> {
         }
     }
 
-    /// The rest of [`Stack::input_lane_owned`] for a packet this worker
+    /// The rest of [`front::OWNER`]'s entry for a packet this worker
     /// owns: `input_lane`'s answers, with the stage's
     /// [`Stage::lane_owned_step`].
     #[allow(clippy::too_many_arguments)]
