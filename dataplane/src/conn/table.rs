@@ -786,6 +786,9 @@ impl ConnTable {
         self.buckets_in[b] = i;
     }
 
+    /// In line: a call per new connection otherwise (its only
+    /// per-packet caller is `create_at`).
+    #[inline(always)]
     fn hash_out(&mut self, i: u32) {
         let b = self.bucket(&self.out_key_of(&self.ents[i as usize]));
         self.links = self.links.wrapping_add(1);

@@ -159,12 +159,17 @@ impl Wheel {
         }
     }
 
+    /// Links entry `i` last before `head`, a sentinel (a slot's or the
+    /// pending list's, [`Wheel::schedule`]'s only): the sentinel's links
+    /// are read and written as such, without `prev_of`'s test.
     fn push_tail<E: HasLink>(&mut self, ents: &mut [E], head: u32, i: u32) {
-        let tail = self.prev_of(ents, head);
+        debug_assert!(head >= self.cap);
+        let h = (head - self.cap) as usize;
+        let tail = self.heads[h].prev;
         ents[i as usize].set_prev(tail);
         ents[i as usize].set_next(head);
         self.set_next(ents, tail, i);
-        self.set_prev(ents, head, i);
+        self.heads[h].prev = i;
     }
 
     /// Links entry `i` (currently unlinked) to be examined at tick `at`.

@@ -158,6 +158,13 @@ impl Looked {
     fn is_for(&self, at: usize) -> bool {
         self.at == at
     }
+
+    /// The key of this lookup if it is the one of the packet whose data is
+    /// at `at` and found no connection either way.
+    #[inline]
+    pub(super) fn missed_for(&self, at: usize) -> Option<HashedKey> {
+        (self.found.is_none() && self.is_for(at)).then_some(self.key)
+    }
 }
 
 /// Where a packet's data is ([`Looked::at`]).

@@ -15,6 +15,17 @@
 //! hand theirs), so nothing is done twice. Property tests
 //! (`crate::net::lane_tests`) hold the lane equal to the general path.
 //!
+//! A packet the lane left because it has no connection either way (or a
+//! client packet whose connection just expired) is the general path's
+//! only in that it is out of the lane's loop: the stack's
+//! `Stack::lane_general` first offers it to [`Lb::lane_new`], which goes
+//! where `process_marked` would go with the handed-over lookup, straight
+//! to `new_connection`, and answers a [`Lane`]; the general path's stage
+//! step, its verdict and `send_ip` in between did nothing for it. Why
+//! not from [`Lb::lane`] itself: a call there, even never taken by an
+//! established packet, changed the loop's code around it (established UDP
+//! NAT 777.5 -> 798.6 instructions per packet).
+//!
 //! With source NAT configured (one worker, no filter rule still), the
 //! stage makes source NAT's steps in front of this one in the lane
 //! (`LbStage::lane_snat` in [`super::stage`]: the reply to a mapping, the
@@ -142,6 +153,32 @@ impl Lb {
         } else {
             self.conns.on_packet(id, dir, flags, now)
         }
+    }
+
+    /// [`Lb::process_marked`] with mark 0 for a packet [`Lb::lane`] left
+    /// to the general path because it found no connection (its lookup
+    /// kept in `looked`, `meta` describing `buf` as it is): its
+    /// `new_connection`, answered as a [`Lane`]. [`Lane::General`], with
+    /// the lookup still kept, for any other packet (a SYN proxy's
+    /// connection): the general path's.
+    ///
+    /// `process_marked` with the lane's lookup goes the same way: the
+    /// lane's packet passed its first tests (not ARP, not an ICMP error,
+    /// TCP or UDP, whole), and a kept lookup that found nothing sends it
+    /// to `new_connection` with the same key.
+    #[inline(always)]
+    pub fn lane_new<B: PacketBuf, E: Egress>(
+        &mut self,
+        buf: &mut B,
+        meta: &PacketMeta,
+        now: u64,
+        eg: &E,
+    ) -> Lane {
+        let Some(key) = self.looked.and_then(|l| l.missed_for(data_at(buf))) else {
+            return Lane::General;
+        };
+        self.looked = None;
+        lane_of(self.new_connection(buf, meta, 0, now, eg, &key))
     }
 
     /// [`Lb::xmit_in`] for NAT, DR and tunnels in the lane, in line: the

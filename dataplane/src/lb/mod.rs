@@ -751,7 +751,12 @@ impl Lb {
         self.new_connection(buf, meta, mark, now, eg, &key)
     }
 
-    /// Schedules a packet without a connection.
+    /// Schedules a packet without a connection. Always inlined into its
+    /// two callers, `process_marked` and the lane's `Lb::lane_new`: the
+    /// general path keeps it in line as with one caller, and the lane's
+    /// copy sits in the stack's out-of-line `lane_general`, away from the
+    /// established packets' loop.
+    #[inline(always)]
     fn new_connection<B: PacketBuf, E: Egress>(
         &mut self,
         buf: &mut B,
@@ -784,11 +789,14 @@ impl Lb {
         } else {
             Family::V4
         };
-        let Some(found) = snap
-            .index
-            .find_mark(mark, family)
-            .or_else(|| snap.index.find(proto, &meta.dst, meta.dport))
-        else {
+        // A match, not `Option::or_else`: its closure stayed out of line
+        // in the lane's copy of this function (45 instructions per new
+        // connection).
+        let found = match snap.index.find_mark(mark, family) {
+            Some(f) => Some(f),
+            None => snap.index.find(proto, &meta.dst, meta.dport),
+        };
+        let Some(found) = found else {
             return self.no_service(buf, meta, eg);
         };
         // A proxied service answers SYNs itself; only an ACK with a valid
@@ -931,21 +939,24 @@ impl Lb {
         let mut created = None;
         // kube-proxy's masquerading: a NAT connection the nat chains
         // masquerade goes as FULLNAT from the director's address (masq).
-        let masq = if method == ForwardMethod::Masq && snap.nat.has_postrouting(meta.is_ipv6()) {
-            let out = eg.route(daddr.to_ip()).map(|r| r.0);
-            match masq::masquerade(snap, meta, mark, daddr.to_ip(), dport, out, worker) {
-                Ok(m) => m,
-                Err(_) => return drop_counted(counters, LbDrop::NoLocalPort),
-            }
-        } else {
-            None
-        };
+        // `matches!`, not `==`: the derived `PartialEq` of a method (a
+        // tunnel's carries its configuration) stayed a call per test.
+        let masq =
+            if matches!(method, ForwardMethod::Masq) && snap.nat.has_postrouting(meta.is_ipv6()) {
+                let out = eg.route(daddr.to_ip()).map(|r| r.0);
+                match masq::masquerade(snap, meta, mark, daddr.to_ip(), dport, out, worker) {
+                    Ok(m) => m,
+                    Err(_) => return drop_counted(counters, LbDrop::NoLocalPort),
+                }
+            } else {
+                None
+            };
         let method = if masq.is_some() {
             ForwardMethod::FullNat
         } else {
             method
         };
-        let fullnat = method == ForwardMethod::FullNat;
+        let fullnat = matches!(method, ForwardMethod::FullNat);
         let mut lip4 = 0;
         let local = if let Some(lid) = masq {
             match conns.take_local_port(lid) {
@@ -1372,6 +1383,9 @@ impl Lb {
 /// The scheduler of the service `found`, brought up to date with it if
 /// the service changed since this worker last scheduled for it: the same
 /// work the kernel does on `-E`/`-a`/`-e`/`-d`, for that service only.
+/// In line, the test that it is up to date (every new connection's);
+/// out of line, the update ([`sched_refresh`], once per service change).
+#[inline(always)]
 fn sched_for<'a>(
     scheds: &'a mut Vec<Option<SvcSched>>,
     found: &index::Indexed,
@@ -1379,15 +1393,34 @@ fn sched_for<'a>(
     share_locality: bool,
 ) -> Option<&'a mut Box<dyn Scheduler>> {
     let slot = found.slot as usize;
+    let current = scheds
+        .get(slot)
+        .and_then(Option::as_ref)
+        .is_some_and(|s| std::ptr::eq(s.of.as_ptr(), Arc::as_ptr(&found.service)));
+    if !current {
+        sched_refresh(scheds, found, cfg, share_locality);
+    }
+    scheds[slot].as_mut().and_then(|s| s.sched.as_mut())
+}
+
+/// [`sched_for`]'s update of the scheduler state of the service `found`
+/// (its slot made if new), which changed since this worker last
+/// scheduled for it.
+#[cold]
+#[inline(never)]
+fn sched_refresh(
+    scheds: &mut Vec<Option<SvcSched>>,
+    found: &index::Indexed,
+    cfg: &SchedConfig,
+    share_locality: bool,
+) {
+    let slot = found.slot as usize;
     if scheds.len() <= slot {
         scheds.resize_with(slot + 1, || None);
     }
     let svc = &found.service;
     let entry = &mut scheds[slot];
-    let current = entry
-        .as_ref()
-        .is_some_and(|s| std::ptr::eq(s.of.as_ptr(), Arc::as_ptr(svc)));
-    if !current {
+    {
         let c = &svc.config;
         let seen: Vec<(usize, DestConfig)> = svc
             .dests
@@ -1429,7 +1462,6 @@ fn sched_for<'a>(
             }
         }
     }
-    entry.as_mut().and_then(|s| s.sched.as_mut())
 }
 
 /// The destination (an index in `dests`) of a new template for `key`, and
@@ -1592,8 +1624,11 @@ impl Outbound<'_> {
 }
 
 /// Rewrites a client packet for `method` towards `daddr:dport`, with the
-/// MTU check of the path (5.4).
+/// MTU check of the path (5.4). Always inlined, as the lane's
+/// `lane_xmit_in` runs it: out of line its call, frame and match cost a
+/// new connection about 40 instructions.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn rewrite_in<B: PacketBuf, E: Egress>(
     buf: &mut B,
     meta: &PacketMeta,

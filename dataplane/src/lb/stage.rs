@@ -846,6 +846,25 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         self.lb.lane(buf, meta, now, routes)
     }
 
+    /// The lane left a packet without a connection: [`Stage::process`]
+    /// would take the balancer's step with mark 0 (every switch off, or
+    /// the steps in front made by the lane: `lane_left`) and the epoch
+    /// `lane_left` kept, whose stamp a pass gets as in
+    /// [`LbStage::balance`]; the balancer's step goes to its
+    /// `new_connection` ([`Lb::lane_new`]).
+    #[inline(always)]
+    fn lane_new(&mut self, buf: &mut B, meta: &PacketMeta, now: u64, routes: &RouteCache) -> Lane {
+        let lane = self.lb.lane_new(buf, meta, now, routes);
+        if lane == Lane::General {
+            return lane;
+        }
+        let epoch = self.lane_left.take().unwrap_or(0);
+        if lane == Lane::Pass && epoch != 0 && self.clearance() == epoch {
+            self.snat.passed(epoch);
+        }
+        lane
+    }
+
     /// Source NAT is on, or more than one worker: their steps come in
     /// front of the balancer's.
     #[inline(always)]

@@ -562,3 +562,35 @@ fn with_two_workers_established_flows_of_every_method_agree_wherever_they_arrive
         assert!(agree(&established(at, back, [1, other]), 2, false) > 0);
     }
 }
+
+/// The first packet of a flow to every service, from every client, with
+/// every TCP flag mix: the lane schedules those it may open a connection
+/// for from its general step (`Stage::lane_new`), and answers the others
+/// (a stray TCP segment, a martian source) as the general path does.
+fn first_packets(at: usize) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for svc in 0..10 {
+        for client in 0..CLIENTS.len() {
+            for flags in 0..FLAGS.len() {
+                steps.push(Step::Client {
+                    svc,
+                    client,
+                    sport: flags as u16,
+                    flags,
+                    len: 10,
+                    bad: false,
+                    at,
+                });
+            }
+        }
+    }
+    steps
+}
+
+#[test]
+fn new_connections_of_every_method_open_from_the_lane_as_in_the_general_path() {
+    agree(&first_packets(0), 1, false);
+    for at in [0, 1] {
+        agree(&first_packets(at), 2, false);
+    }
+}

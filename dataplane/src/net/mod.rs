@@ -386,6 +386,22 @@ pub trait Stage<B: PacketBuf> {
     ) -> Lane {
         Lane::Pass
     }
+    /// The first step of the general path for a packet the lane's stage
+    /// step answered [`Lane::General`] (in [`Stack::lane_general`]): what
+    /// [`Stage::process`] would decide for it when the stage can tell that
+    /// without the general path (for [`crate::lb::LbStage`]: a packet
+    /// without a connection, which it schedules), else [`Lane::General`]
+    /// with `buf` and the stage's state untouched. The default: the
+    /// general path.
+    fn lane_new(
+        &mut self,
+        _buf: &mut B,
+        _meta: &PacketMeta,
+        _now_ms: u64,
+        _routes: &RouteCache,
+    ) -> Lane {
+        Lane::General
+    }
     /// Whether the stage's lane step has steps of its own in front of
     /// [`Stage::lane`]'s for now (for [`crate::lb::LbStage`]: source NAT's,
     /// or the connection's owner with more than one worker), decided

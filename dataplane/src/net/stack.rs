@@ -561,19 +561,34 @@ impl<B: PacketBuf> Stack<B> {
     /// ([`Lane::General`]: new connections, mostly; the stage goes on from
     /// where its lane step stopped). Out of line, so that
     /// the lane's loop does not carry the general stage step's code.
+    ///
+    /// The stage's [`Stage::lane_new`] first: a packet it decides (a new
+    /// connection) is answered as the lane answers, without the general
+    /// stage step, its verdict and `send_ip`; what the stack does with
+    /// each answer is what [`Stack::stage_verdict`] does with the
+    /// verdict (a pass: [`Stack::passed`]; a route: counted from the
+    /// stage, and sent through the route cache as `send_ip` sends).
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn lane_general(
         &mut self,
         rx_port: u16,
         kernel: bool,
-        buf: B,
+        mut buf: B,
         meta: &PacketMeta,
         now: u64,
         io: &mut impl Io<B>,
         stage: &mut impl Stage<B>,
     ) {
-        self.staged(rx_port, kernel, buf, meta, now, io, stage)
+        match stage.lane_new(&mut buf, meta, now, &self.hops) {
+            Lane::Route(dst) => {
+                self.counters.inc(Counter::FromStage);
+                self.lane_send(buf, dst, now, io)
+            }
+            Lane::Drop => drop(buf),
+            Lane::Pass => self.passed(rx_port, kernel, buf, meta, now, io, stage),
+            Lane::General => self.staged(rx_port, kernel, buf, meta, now, io, stage),
+        }
     }
 
     /// [`Stack::passed`] for a packet of the lane (a whole IPv4 TCP or
