@@ -16,7 +16,10 @@
 # LOOP_DURATIONS="A B" (default "1 3") sets the two runs' lengths in
 # seconds, e.g. "0.3 0.7" for --mode new with --method snat, where a longer
 # run would use up the worker's 64,512 ports of the address and measure
-# refusals instead of new mappings.
+# refusals instead of new mappings. Use "0.4 1.2" for every --mode new
+# case: past 65,536 connections the worker turns on its batched warm-up
+# lookups, so with the default lengths how many packets a run got would
+# decide which path is measured.
 #
 # UVS_LOOP=path counts that binary instead of building the worktree's (to
 # compare a saved "before" build with the current one). CG_KEEP=path keeps
