@@ -69,10 +69,13 @@ const IN_PKTS_MAX: u16 = 9;
 
 /// One connection or template.
 ///
-/// Laid out by hand in two cache lines: everything an inbound packet reads
-/// or writes (key, state, flags, chain link, expiry, wheel slot tick,
-/// destination) is in the first 64 bytes, so an established flow's packet
-/// touches one bucket word and one line of its entry.
+/// Laid out by hand in two cache lines: what the lookup and the state
+/// update read or write (key, state, flags, chain link, expiry, wheel slot
+/// tick, destination) is in the first 64 bytes; the second holds the reply
+/// direction and what the transmit reads (real server, service, method).
+/// An established flow's packet touches one bucket word and both lines of
+/// its entry (warming the first line alone measured the same as warming
+/// both at a million flows: the second comes with it).
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub struct Conn {
@@ -326,6 +329,9 @@ struct LocalPool {
 /// address and length in bytes (see [`ConnTable::with_advice`]).
 pub type MemAdvice = fn(*mut u8, usize);
 
+/// The most buckets [`ConnTable::warm_chains`] takes at once (a burst).
+pub(crate) const WARM_BURST: usize = 32;
+
 /// A lookup key with its bucket in one table, hashed once
 /// ([`ConnTable::hashed`]) for the inbound lookup, the NAT-reply lookup
 /// and, for a connection created under the same key, its insertion (both
@@ -337,6 +343,12 @@ pub(crate) struct HashedKey {
 }
 
 impl HashedKey {
+    /// The bucket it was hashed to.
+    #[cfg(test)]
+    pub(crate) fn bucket(&self) -> u32 {
+        self.bucket
+    }
+
     /// The key that was hashed.
     #[inline]
     pub(crate) fn key(&self) -> &ConnKey {
@@ -671,6 +683,59 @@ impl ConnTable {
         match self.buckets_out.get(h.bucket as usize) {
             Some(&head) => self.walk_out(head, &h.key),
             None => self.lookup_out(&h.key),
+        }
+    }
+
+    /// The bucket of `k` in this table (both indexes use the one hash), for
+    /// [`ConnTable::warm_chains`].
+    #[inline(always)]
+    pub(crate) fn bucket_of(&self, k: &ConnKey) -> u32 {
+        self.bucket(k) as u32
+    }
+
+    /// Starts the cache misses of a burst's lookups in the `dir` index, for
+    /// the buckets [`ConnTable::bucket_of`] gave: every bucket word first,
+    /// then the first entry of every chain, then the second entry of every
+    /// chain that has one; nothing is compared or returned, the lookups
+    /// that follow find the lines on their way or there.
+    ///
+    /// Why in passes over the whole burst, and without the keys: at
+    /// millions of entries each lookup is two or three dependent misses
+    /// (bucket word, entry, the next entry of its chain). A pass issues one
+    /// level of them for every packet of the burst, with nothing between
+    /// the loads, so the CPU keeps them in flight together instead of a
+    /// few at a time; [`ConnTable::lookup_in_batch`], which hashes, loads
+    /// and compares in its passes, left about a third of the time per
+    /// packet it could have hidden at a million flows, and its compares
+    /// were repeated by the lookups that followed. Buckets past the index
+    /// are ignored; at most [`WARM_BURST`] are taken.
+    pub(crate) fn warm_chains(&self, buckets: &[u32], dir: Dir) {
+        let index = if dir == Dir::In {
+            &self.buckets_in
+        } else {
+            &self.buckets_out
+        };
+        let n = buckets.len().min(WARM_BURST);
+        let mut heads = [NIL; WARM_BURST];
+        for (h, &b) in heads.iter_mut().zip(&buckets[..n]) {
+            *h = index.get(b as usize).copied().unwrap_or(NIL);
+        }
+        for &h in &heads[..n] {
+            if let Some(c) = self.ents.get(h as usize) {
+                std::hint::black_box(c.cport);
+            }
+        }
+        for &h in &heads[..n] {
+            if let Some(c) = self.ents.get(h as usize) {
+                let next = if dir == Dir::In {
+                    c.next_in
+                } else {
+                    c.next_out
+                };
+                if let Some(c) = self.ents.get(next as usize) {
+                    std::hint::black_box(c.cport);
+                }
+            }
         }
     }
 

@@ -1103,6 +1103,43 @@ fn batched_lookup_matches_single_lookups() {
 }
 
 #[test]
+fn warming_a_burst_hashes_as_the_lookups_and_changes_none() {
+    let d = nat("198.18.1.10");
+    // 100 connections in a small index: chains of two and more.
+    let mut t = ConnTable::new(128, None, 0);
+    for p in 0..100 {
+        t.create(
+            &new_conn(TCP, "198.18.2.3", p, &d, ForwardMethod::Masq),
+            SYN,
+            0,
+        )
+        .unwrap();
+    }
+    let keys: Vec<ConnKey> = (60..140).map(|p| in_key(TCP, "198.18.2.3", p)).collect();
+    let okeys: Vec<ConnKey> = (60..140)
+        .map(|p| ConnKey::new(TCP, ip("198.18.1.10"), 80, ip("198.18.2.3"), p))
+        .collect();
+    let found = |t: &ConnTable| -> Vec<_> {
+        let ins = keys.iter().map(|k| t.lookup_in(k));
+        ins.chain(okeys.iter().map(|k| t.lookup_out(k))).collect()
+    };
+    let before = found(&t);
+    let buckets: Vec<u32> = keys.iter().map(|k| t.bucket_of(k)).collect();
+    for (k, &b) in keys.iter().zip(&buckets) {
+        assert_eq!(t.hashed(*k).bucket(), b, "the bucket the lookups walk");
+    }
+    // More than a burst, and a bucket past the index (taken as empty).
+    let mut odd = buckets.clone();
+    odd.insert(0, u32::MAX);
+    t.warm_chains(&odd, Dir::In);
+    let obuckets: Vec<u32> = okeys.iter().map(|k| t.bucket_of(k)).collect();
+    t.warm_chains(&obuckets, Dir::Out);
+    t.warm_chains(&[], Dir::In);
+    assert_eq!(found(&t), before);
+    assert_eq!(before.iter().filter(|o| o.is_some()).count(), 80);
+}
+
+#[test]
 fn secure_tcp_switch_uses_the_secure_table() {
     let g = dr("198.18.1.11");
     let mut t = ConnTable::new(4, None, 0);

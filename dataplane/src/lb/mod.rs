@@ -596,11 +596,13 @@ impl Lb {
         drop_counted(&self.counters, r)
     }
 
-    /// Looks a whole rx burst up in the connection table ahead of
+    /// Warms the connection table for a whole rx burst ahead of
     /// [`Lb::process`], when the table is too large for the caches: the
-    /// batched lookup issues every bucket and entry load of the burst before
-    /// waiting for any, so the per-packet lookups that follow find them in
-    /// cache (bench/ENGINE.md). Smaller tables skip it (nothing to gain).
+    /// bucket words of the burst's packets, then the first entry of each
+    /// chain, then the second, each level loaded for every packet before
+    /// the next ([`crate::conn::ConnTable::warm_chains`]), so the per-packet lookups that
+    /// follow find their lines there or on their way (bench/ENGINE.md).
+    /// Smaller tables skip it (nothing to gain).
     pub fn warm(&self, frames: &[&[u8]]) {
         if self.conns.len() < WARM_MIN_CONNS {
             return;
@@ -619,17 +621,18 @@ impl Lb {
     }
 
     /// [`Lb::warm`] for frames the caller parsed already (the worker parses
-    /// each burst once, for this and for the stack).
+    /// each burst once, for this and for the stack). Each packet's bucket
+    /// is the one its lookup will walk: the inbound index's for a packet to
+    /// a virtual address, the reply index's for any other.
     pub fn warm_parsed(&self, metas: &[Result<PacketMeta, crate::wire::ParseError>]) {
-        const B: usize = 32;
+        use crate::conn::table::WARM_BURST;
         if self.conns.len() < WARM_MIN_CONNS {
             return;
         }
-        let blank = ConnKey::new(0, ConnAddr::default(), 0, ConnAddr::default(), 0);
-        let mut keys_in = [blank; B];
-        let mut keys_out = [blank; B];
+        let mut buckets_in = [0u32; WARM_BURST];
+        let mut buckets_out = [0u32; WARM_BURST];
         let (mut n_in, mut n_out) = (0, 0);
-        for m in metas.iter().take(B) {
+        for m in metas.iter().take(WARM_BURST) {
             let Ok(m) = m else {
                 continue;
             };
@@ -638,24 +641,17 @@ impl Lb {
             {
                 continue;
             }
-            let k = ConnKey::new(
-                m.protocol,
-                ConnAddr::from(m.src),
-                m.sport,
-                ConnAddr::from(m.dst),
-                m.dport,
-            );
+            let b = self.conns.bucket_of(&ConnKey::of_packet(m));
             if self.snap.index.is_vip(&m.dst) {
-                keys_in[n_in] = k;
+                buckets_in[n_in] = b;
                 n_in += 1;
             } else {
-                keys_out[n_out] = k;
+                buckets_out[n_out] = b;
                 n_out += 1;
             }
         }
-        let mut out = [None; B];
-        self.conns.lookup_in_batch(&keys_in[..n_in], &mut out);
-        self.conns.lookup_out_batch(&keys_out[..n_out], &mut out);
+        self.conns.warm_chains(&buckets_in[..n_in], Dir::In);
+        self.conns.warm_chains(&buckets_out[..n_out], Dir::Out);
     }
 
     /// The load-balancing decision for one parsed packet; see the module
