@@ -27,9 +27,11 @@
 //!   [`ConnTable::lookup_out`]`(&ConnKey::new(proto, daddr, dport, client,
 //!   cport))` for NAT replies. ICMP errors look up the embedded header the
 //!   same way and do not call `on_packet` (ICMP never has entries).
-//!   Prefer [`ConnTable::lookup_in_batch`] / [`ConnTable::lookup_out_batch`]
-//!   over a whole rx burst: at millions of entries a lookup is memory
-//!   latency, and the batch overlaps the misses (see `bench/CONNTRACK.md`).
+//!   At millions of entries a lookup is memory latency: the worker warms a
+//!   whole rx burst first (`ConnTable::warm_chains`, from
+//!   `Lb::warm_parsed`), so the misses overlap; a caller that wants the
+//!   answers of a batch has [`ConnTable::lookup_in_batch`] /
+//!   [`ConnTable::lookup_out_batch`] (see `bench/CONNTRACK.md`).
 //! * [`ConnTable::on_packet`]`(id, dir, tcp_flags, now) -> Verdict` (SCTP:
 //!   the packet's [`proto_sctp::event`] in place of the flags): applies
 //!   `conn_reuse_mode` and deleted-destination rules, runs the state machine,

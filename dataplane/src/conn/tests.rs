@@ -1075,8 +1075,9 @@ mod props {
     }
 }
 
-#[test]
-fn batched_lookup_matches_single_lookups() {
+/// A table of 128 entries holding 100 NAT connections from 198.18.2.3,
+/// ports 0..100, to 198.18.1.10: a small index, so chains of two and more.
+fn hundred_nat_conns() -> ConnTable {
     let d = nat("198.18.1.10");
     let mut t = ConnTable::new(128, None, 0);
     for p in 0..100 {
@@ -1087,6 +1088,12 @@ fn batched_lookup_matches_single_lookups() {
         )
         .unwrap();
     }
+    t
+}
+
+#[test]
+fn batched_lookup_matches_single_lookups() {
+    let t = hundred_nat_conns();
     let keys: Vec<ConnKey> = (90..140).map(|p| in_key(TCP, "198.18.2.3", p)).collect();
     let mut out = vec![Some(ConnId(u32::MAX)); keys.len()];
     t.lookup_in_batch(&keys, &mut out);
@@ -1104,17 +1111,7 @@ fn batched_lookup_matches_single_lookups() {
 
 #[test]
 fn warming_a_burst_hashes_as_the_lookups_and_changes_none() {
-    let d = nat("198.18.1.10");
-    // 100 connections in a small index: chains of two and more.
-    let mut t = ConnTable::new(128, None, 0);
-    for p in 0..100 {
-        t.create(
-            &new_conn(TCP, "198.18.2.3", p, &d, ForwardMethod::Masq),
-            SYN,
-            0,
-        )
-        .unwrap();
-    }
+    let t = hundred_nat_conns();
     let keys: Vec<ConnKey> = (60..140).map(|p| in_key(TCP, "198.18.2.3", p)).collect();
     let okeys: Vec<ConnKey> = (60..140)
         .map(|p| ConnKey::new(TCP, ip("198.18.1.10"), 80, ip("198.18.2.3"), p))

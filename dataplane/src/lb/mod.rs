@@ -600,7 +600,7 @@ impl Lb {
     /// [`Lb::process`], when the table is too large for the caches: the
     /// bucket words of the burst's packets, then the first entry of each
     /// chain, then the second, each level loaded for every packet before
-    /// the next ([`crate::conn::ConnTable::warm_chains`]), so the per-packet lookups that
+    /// the next (`ConnTable::warm_chains`), so the per-packet lookups that
     /// follow find their lines there or on their way (bench/ENGINE.md).
     /// Smaller tables skip it (nothing to gain).
     pub fn warm(&self, frames: &[&[u8]]) {
