@@ -363,6 +363,10 @@ impl Ownership {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reta {
     entries: Vec<u16>,
+    /// `entries.len() - 1` when the length is a power of two (as NICs'
+    /// tables are): the index is then a mask, not a division (a `div` of
+    /// 20 to 40 cycles on every ownership test otherwise).
+    mask: Option<u32>,
 }
 
 impl Reta {
@@ -370,11 +374,18 @@ impl Reta {
     /// queue `i % queues`.
     pub fn round_robin(size: usize, queues: u16) -> Reta {
         let q = queues.max(1);
-        Reta {
-            entries: (0..size.max(1))
+        Reta::of(
+            (0..size.max(1))
                 .map(|i| (i % usize::from(q)) as u16)
                 .collect(),
-        }
+        )
+    }
+
+    /// A table of `entries` (not empty).
+    fn of(entries: Vec<u16>) -> Reta {
+        let mask = (entries.len().is_power_of_two() && entries.len() <= 1 << 31)
+            .then(|| (entries.len() - 1) as u32);
+        Reta { entries, mask }
     }
 
     /// A table read back from a port.
@@ -382,7 +393,7 @@ impl Reta {
         if entries.is_empty() {
             return Reta::round_robin(1, 1);
         }
-        Reta { entries }
+        Reta::of(entries)
     }
 
     /// The entries, index order.
@@ -396,9 +407,13 @@ impl Reta {
     }
 
     /// The queue for `hash` (the low bits index the table, as NICs do).
-    #[inline]
+    #[inline(always)]
     pub fn queue(&self, hash: u32) -> u16 {
-        self.entries[hash as usize % self.entries.len()]
+        let i = match self.mask {
+            Some(m) => (hash & m) as usize,
+            None => hash as usize % self.entries.len(),
+        };
+        self.entries.get(i).copied().unwrap_or(0)
     }
 }
 
@@ -461,6 +476,22 @@ mod tests {
         assert_eq!(r.queue(129), 1);
         let one = Reta::round_robin(64, 1);
         assert!((0..1000).all(|h| one.queue(h) == 0));
+    }
+
+    #[test]
+    fn a_table_of_any_length_is_indexed_by_the_hash_modulo_its_length() {
+        // Powers of two take a mask, other lengths a division: the same
+        // entry either way.
+        for entries in [
+            vec![3u16, 1, 2, 0],
+            vec![0, 1, 2],
+            (0..128).map(|i| i % 5).collect(),
+        ] {
+            let r = Reta::from_entries(entries.clone());
+            for h in (0..2000u32).chain([u32::MAX, u32::MAX - 1, 1 << 31]) {
+                assert_eq!(r.queue(h), entries[h as usize % entries.len()], "hash {h}");
+            }
+        }
     }
 
     /// The queue a NIC picks for `input`: Toeplitz with the programmed key,

@@ -639,7 +639,7 @@ impl ConnTable {
         &self.ents[id.0 as usize]
     }
 
-    #[inline]
+    #[inline(always)]
     fn bucket(&self, k: &ConnKey) -> usize {
         let (s0, s1) = k.src.words();
         let (d0, d1) = k.dst.words();

@@ -133,7 +133,7 @@ impl Lb {
     /// `src` to `dst` (`meta`'s addresses): no ICMP quote to look into.
     #[inline(always)]
     pub fn lane_client(&self, meta: &PacketMeta, src: Ipv4Addr, dst: Ipv4Addr) -> (Ipv4Addr, u16) {
-        if self.snap.index.is_vip(&meta.dst) && !masq::to_local_port(&self.snap, meta) {
+        if self.snap.index.is_vip_v4(dst) && !masq::to_local_port(&self.snap, meta) {
             (src, meta.sport)
         } else {
             (dst, meta.dport)
