@@ -757,6 +757,30 @@ impl ConnTable {
         }
     }
 
+    /// Prefetches the reply index's words at `buckets` (buckets of
+    /// [`ConnTable::bucket_of`]): where the lookup of a packet to a virtual
+    /// address goes after it missed in the inbound index (a new
+    /// connection). A prefetch, not a load: nothing waits for it.
+    pub(crate) fn prefetch_reply_buckets(&self, buckets: &[u32]) {
+        for &b in buckets {
+            if let Some(w) = self.buckets_out.get(b as usize) {
+                crate::dpdk::prefetch(w);
+            }
+        }
+    }
+
+    /// Prefetches the first entry of the reply index's chains at
+    /// `buckets`, after [`ConnTable::prefetch_reply_buckets`] (whose words
+    /// this reads).
+    pub(crate) fn prefetch_reply_chains(&self, buckets: &[u32]) {
+        for &b in buckets {
+            let h = self.buckets_out.get(b as usize).copied().unwrap_or(NIL);
+            if let Some(c) = self.ents.get(h as usize) {
+                crate::dpdk::prefetch(c);
+            }
+        }
+    }
+
     /// Inbound lookup of a burst: `out[j] = lookup_in(&keys[j])`.
     ///
     /// Why: at millions of entries each lookup is two dependent cache

@@ -1177,6 +1177,8 @@ fn warming_a_burst_hashes_as_the_lookups_and_changes_none() {
     let obuckets: Vec<u32> = okeys.iter().map(|k| t.bucket_of(k)).collect();
     t.warm_chains(&obuckets, Dir::Out);
     t.warm_chains(&[], Dir::In);
+    t.prefetch_reply_buckets(&odd);
+    t.prefetch_reply_chains(&odd);
     assert_eq!(found(&t), before);
     assert_eq!(before.iter().filter(|o| o.is_some()).count(), 80);
 }
