@@ -384,6 +384,11 @@ pub struct ConnTable {
     serials: Vec<u32>,
     /// Keys linked into either index so far ([`ConnTable::links`]).
     links: u64,
+    /// The newest connection's reply key, not linked into `buckets_out`
+    /// yet (NIL: none): see [`ConnTable::link_pending_out`].
+    pending_out: u32,
+    /// Its bucket in `buckets_out`.
+    pending_out_bucket: u32,
 }
 
 fn mix(a: u64, b: u64) -> u64 {
@@ -473,6 +478,8 @@ impl ConnTable {
             free_head: if capacity > 0 { 0 } else { NIL },
             len: 0,
             links: 0,
+            pending_out: NIL,
+            pending_out_bucket: 0,
             refused: 0,
             budget,
             timeouts: Timeouts::default(),
@@ -737,6 +744,41 @@ impl ConnTable {
                 }
             }
         }
+        if dir == Dir::In {
+            // A packet to a virtual address that finds no connection asks
+            // the reply index next, at the same bucket (a new connection, a
+            // miss each otherwise); prefetched, not loaded, so that it
+            // holds nothing up for the packets that find theirs.
+            for &b in &buckets[..n] {
+                if let Some(w) = self.buckets_out.get(b as usize) {
+                    crate::dpdk::prefetch(w);
+                }
+            }
+        }
+    }
+
+    /// Prefetches the reply index's words at `buckets` (buckets of
+    /// [`ConnTable::bucket_of`]): where the lookup of a packet to a virtual
+    /// address goes after it missed in the inbound index (a new
+    /// connection). A prefetch, not a load: nothing waits for it.
+    pub(crate) fn prefetch_reply_buckets(&self, buckets: &[u32]) {
+        for &b in buckets {
+            if let Some(w) = self.buckets_out.get(b as usize) {
+                crate::dpdk::prefetch(w);
+            }
+        }
+    }
+
+    /// Prefetches the first entry of the reply index's chains at
+    /// `buckets`, after [`ConnTable::prefetch_reply_buckets`] (whose words
+    /// this reads).
+    pub(crate) fn prefetch_reply_chains(&self, buckets: &[u32]) {
+        for &b in buckets {
+            let h = self.buckets_out.get(b as usize).copied().unwrap_or(NIL);
+            if let Some(c) = self.ents.get(h as usize) {
+                crate::dpdk::prefetch(c);
+            }
+        }
     }
 
     /// Inbound lookup of a burst: `out[j] = lookup_in(&keys[j])`.
@@ -802,24 +844,37 @@ impl ConnTable {
         None
     }
 
+    /// The reply index's chain from `i`, the connection not linked yet
+    /// (`pending_out`) first: it is the newest, which a linked entry would
+    /// be at the head of its chain.
     fn walk_out(&self, mut i: u32, k: &ConnKey) -> Option<ConnId> {
+        if let Some(c) = self.ents.get(self.pending_out as usize) {
+            if self.out_hit(c, k) {
+                return Some(ConnId(self.pending_out));
+            }
+        }
         while i != NIL {
             let c = &self.ents[i as usize];
-            let hit = if c.flags & cflags::FULLNAT == 0 {
-                c.out_key_eq(k)
-            } else {
-                c.dport == k.sport
-                    && c.lport == k.dport
-                    && c.proto == k.proto
-                    && c.daddr == k.src
-                    && self.local_addr(c.local) == k.dst
-            };
-            if hit {
+            if self.out_hit(c, k) {
                 return Some(ConnId(i));
             }
             i = c.next_out;
         }
         None
+    }
+
+    /// Whether `c`'s reply key is `k`.
+    #[inline(always)]
+    fn out_hit(&self, c: &Conn, k: &ConnKey) -> bool {
+        if c.flags & cflags::FULLNAT == 0 {
+            c.out_key_eq(k)
+        } else {
+            c.dport == k.sport
+                && c.lport == k.dport
+                && c.proto == k.proto
+                && c.daddr == k.src
+                && self.local_addr(c.local) == k.dst
+        }
     }
 
     /// NAT-reply lookup: `(proto, daddr, dport, client, cport)`.
@@ -862,6 +917,43 @@ impl ConnTable {
         self.ents[i as usize].flags |= cflags::HASHED_OUT;
     }
 
+    /// [`ConnTable::hash_out`] for a connection just created: its reply
+    /// key's bucket is prefetched now and linked at the next creation or
+    /// at the end of the burst ([`ConnTable::link_pending_out`]), and
+    /// until then the reply lookups find it first (`walk_out`). Why: the
+    /// bucket is a random word of a large array, known only once the
+    /// connection has its real server, so at millions of connections
+    /// linking it at once waited for a cache miss on every new connection.
+    /// Nothing can look for the reply of a request before that request
+    /// has left, after this burst.
+    #[inline(always)]
+    fn hash_out_deferred(&mut self, i: u32) {
+        self.link_pending_out();
+        let b = self.bucket(&self.out_key_of(&self.ents[i as usize]));
+        if let Some(w) = self.buckets_out.get(b) {
+            crate::dpdk::prefetch(w);
+        }
+        self.links = self.links.wrapping_add(1);
+        self.pending_out = i;
+        self.pending_out_bucket = b as u32;
+        self.ents[i as usize].flags |= cflags::HASHED_OUT;
+    }
+
+    /// Links the connection [`ConnTable::hash_out_deferred`] left
+    /// pending into the reply index (its `links` were counted then).
+    /// The worker calls this at the end of every burst.
+    #[inline]
+    pub fn link_pending_out(&mut self) {
+        let i = self.pending_out;
+        if i == NIL {
+            return;
+        }
+        self.pending_out = NIL;
+        let b = self.pending_out_bucket as usize;
+        self.ents[i as usize].next_out = self.buckets_out[b];
+        self.buckets_out[b] = i;
+    }
+
     pub(super) fn unhash_in(&mut self, i: u32) {
         let b = self.bucket(&self.ents[i as usize].in_key());
         let next = self.ents[i as usize].next_in;
@@ -883,6 +975,12 @@ impl ConnTable {
 
     fn unhash_out(&mut self, i: u32) {
         if self.ents[i as usize].flags & cflags::HASHED_OUT == 0 {
+            return;
+        }
+        if i == self.pending_out {
+            self.pending_out = NIL;
+            let c = &mut self.ents[i as usize];
+            c.flags &= !cflags::HASHED_OUT;
             return;
         }
         let b = self.bucket(&self.out_key_of(&self.ents[i as usize]));
@@ -1033,7 +1131,7 @@ impl ConnTable {
             Some(b) => self.hash_in_at(i, b),
             None => self.hash_in(i),
         }
-        self.hash_out(i);
+        self.hash_out_deferred(i);
         if control != NIL {
             self.ents[control as usize].n_control += 1;
             let t = self.ents[control as usize].timeout;

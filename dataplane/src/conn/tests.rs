@@ -995,6 +995,51 @@ mod props {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+        /// A new connection's reply key is linked into the reply index at
+        /// the next creation or the end of the burst: until then the
+        /// reply lookups find it all the same, newest first (two virtual
+        /// addresses send one client port to one real server: two
+        /// connections with one reply key), and expiring it first leaves
+        /// nothing behind. A table linked after every creation is the
+        /// reference.
+        #[test]
+        fn replies_find_a_connection_before_its_reply_key_is_linked(
+            ops in proptest::collection::vec((0u8..4, 1u16..6, any::<bool>()), 1..80)
+        ) {
+            let d = nat("198.18.1.10");
+            let mut linked = ConnTable::new(32, None, 0);
+            let mut lazy = ConnTable::new(32, None, 0);
+            let mut now = 0u64;
+            for (op, cport, second_vip) in ops {
+                match op {
+                    0 | 1 => {
+                        let mut n = new_conn(UDP, "198.18.2.3", cport, &d, ForwardMethod::Masq);
+                        if second_vip {
+                            n.vaddr = ip("198.18.0.2");
+                        }
+                        let k = ConnKey::new(UDP, n.client, cport, n.vaddr, 80);
+                        if linked.lookup_in(&k).is_none() {
+                            let a = linked.create(&n, 0, now).ok();
+                            linked.link_pending_out();
+                            prop_assert_eq!(a, lazy.create(&n, 0, now).ok());
+                        }
+                    }
+                    2 => {
+                        now += 120 * S;
+                        while linked.expire(now, 7) == 7 {}
+                        while lazy.expire(now, 7) == 7 {}
+                    }
+                    _ => lazy.link_pending_out(),
+                }
+                for p in 1..6 {
+                    let k = ConnKey::new(UDP, ip("198.18.1.10"), 80, ip("198.18.2.3"), p);
+                    prop_assert_eq!(linked.lookup_out(&k), lazy.lookup_out(&k), "port {}", p);
+                }
+                prop_assert_eq!(linked.len(), lazy.len());
+                prop_assert_eq!(linked.links(), lazy.links());
+            }
+        }
+
         #[test]
         fn counters_stay_consistent(ops in proptest::collection::vec(op(), 1..120)) {
             let dests: Vec<_> = [ForwardMethod::Masq, ForwardMethod::Route, ForwardMethod::Masq]
@@ -1132,6 +1177,8 @@ fn warming_a_burst_hashes_as_the_lookups_and_changes_none() {
     let obuckets: Vec<u32> = okeys.iter().map(|k| t.bucket_of(k)).collect();
     t.warm_chains(&obuckets, Dir::Out);
     t.warm_chains(&[], Dir::In);
+    t.prefetch_reply_buckets(&odd);
+    t.prefetch_reply_chains(&odd);
     assert_eq!(found(&t), before);
     assert_eq!(before.iter().filter(|o| o.is_some()).count(), 80);
 }

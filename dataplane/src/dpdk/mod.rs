@@ -36,7 +36,7 @@ mod signals;
 pub mod tap;
 pub mod telemetry;
 
-pub use mem::advise_huge_pages;
+pub use mem::{advise_huge_pages, prefetch};
 
 pub use eal::Eal;
 pub use mbuf::{Burst, Drain, Mbuf, BURST_SIZE};

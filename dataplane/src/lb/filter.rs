@@ -191,6 +191,7 @@ impl Lb {
     #[inline]
     pub fn end_burst(&mut self) {
         self.replays.flush(&self.snap.rules);
+        self.conns.link_pending_out();
     }
 
     /// Runs the packet rules on a packet this worker owns. `own_addr` says
