@@ -391,6 +391,17 @@ pub struct ConnTable {
     pending_out_bucket: u32,
 }
 
+/// `dpdk::prefetch` where the engine is built with DPDK; nothing without
+/// (the fuzz targets and the control plane's build, which take the pure
+/// logic only): a prefetch is a hint, so the table behaves the same.
+#[inline(always)]
+fn prefetch<T>(r: &T) {
+    #[cfg(feature = "dpdk")]
+    crate::dpdk::prefetch(r);
+    #[cfg(not(feature = "dpdk"))]
+    let _ = r;
+}
+
 fn mix(a: u64, b: u64) -> u64 {
     let r = u128::from(a).wrapping_mul(u128::from(b));
     (r as u64) ^ ((r >> 64) as u64)
@@ -751,7 +762,7 @@ impl ConnTable {
             // holds nothing up for the packets that find theirs.
             for &b in &buckets[..n] {
                 if let Some(w) = self.buckets_out.get(b as usize) {
-                    crate::dpdk::prefetch(w);
+                    prefetch(w);
                 }
             }
         }
@@ -764,7 +775,7 @@ impl ConnTable {
     pub(crate) fn prefetch_reply_buckets(&self, buckets: &[u32]) {
         for &b in buckets {
             if let Some(w) = self.buckets_out.get(b as usize) {
-                crate::dpdk::prefetch(w);
+                prefetch(w);
             }
         }
     }
@@ -776,7 +787,7 @@ impl ConnTable {
         for &b in buckets {
             let h = self.buckets_out.get(b as usize).copied().unwrap_or(NIL);
             if let Some(c) = self.ents.get(h as usize) {
-                crate::dpdk::prefetch(c);
+                prefetch(c);
             }
         }
     }
@@ -931,7 +942,7 @@ impl ConnTable {
         self.link_pending_out();
         let b = self.bucket(&self.out_key_of(&self.ents[i as usize]));
         if let Some(w) = self.buckets_out.get(b) {
-            crate::dpdk::prefetch(w);
+            prefetch(w);
         }
         self.links = self.links.wrapping_add(1);
         self.pending_out = i;

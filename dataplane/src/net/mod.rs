@@ -55,6 +55,7 @@ pub use floating::{Floating, FloatingCell};
 pub use neighbor::NeighborTable;
 pub use route::{Route, RouteTable};
 pub use routecache::RouteCache;
+#[cfg(feature = "dpdk")]
 pub(crate) use stack::front;
 pub use stack::{Io, Stack};
 
