@@ -755,23 +755,14 @@ impl ConnTable {
                 }
             }
         }
-        if dir == Dir::In {
-            // A packet to a virtual address that finds no connection asks
-            // the reply index next, at the same bucket (a new connection, a
-            // miss each otherwise); prefetched, not loaded, so that it
-            // holds nothing up for the packets that find theirs.
-            for &b in &buckets[..n] {
-                if let Some(w) = self.buckets_out.get(b as usize) {
-                    prefetch(w);
-                }
-            }
-        }
     }
 
     /// Prefetches the reply index's words at `buckets` (buckets of
     /// [`ConnTable::bucket_of`]): where the lookup of a packet to a virtual
     /// address goes after it missed in the inbound index (a new
-    /// connection). A prefetch, not a load: nothing waits for it.
+    /// connection), at the same bucket. A prefetch, not a load: nothing
+    /// waits for it, and the packets that find their connection lose
+    /// little to it.
     pub(crate) fn prefetch_reply_buckets(&self, buckets: &[u32]) {
         for &b in buckets {
             if let Some(w) = self.buckets_out.get(b as usize) {
