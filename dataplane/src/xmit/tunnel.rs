@@ -128,7 +128,7 @@ fn encapsulate_other(
     meta: &PacketMeta,
     p: &TunnelParams,
 ) -> Result<(), XmitError> {
-    if p.config.kind != TunnelType::Ipip && gre_gue_v4_fast(buf, meta, p) {
+    if gre_gue_v4_fast(buf, meta, p) {
         return Ok(());
     }
     encapsulate_general(buf, meta, p)
@@ -197,6 +197,7 @@ fn v4_fast<const EXTRA: usize, const HEADERS: usize>(
 ) -> bool {
     const L2: usize = 14;
     const IP: usize = ipv4::HEADER_LEN;
+    const { assert!(HEADERS == 2 * IP + EXTRA) };
     let overhead = IP + EXTRA;
     let (IpAddr::V4(src), IpAddr::V4(dst)) = (p.src, p.dst) else {
         return false;
@@ -249,7 +250,7 @@ fn v4_fast<const EXTRA: usize, const HEADERS: usize>(
         <&mut [u8; EXTRA]>::try_from(ext),
         inner.get_mut(..IP).map(<&mut [u8; IP]>::try_from),
     ) else {
-        return false; // not reached: HEADERS is 2 * IP + EXTRA
+        return false; // not reached: HEADERS is 2 * IP + EXTRA (asserted)
     };
     // Inner TTL: the word at offset 8 loses 0x100 (`!old + old - 0x100`
     // is 0xfeff whatever the word).
