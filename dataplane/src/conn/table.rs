@@ -695,6 +695,33 @@ impl ConnTable {
         }
     }
 
+    /// [`ConnTable::lookup_in_hashed`] of `k` hashed to `bucket` by
+    /// [`ConnTable::bucket_of`], for a caller that builds the
+    /// [`HashedKey`] only when it keeps it ([`ConnTable::hashed_at`]).
+    #[inline(always)]
+    pub(crate) fn lookup_in_at(&self, bucket: u32, k: &ConnKey) -> Option<ConnId> {
+        match self.buckets_in.get(bucket as usize) {
+            Some(&head) => self.walk_in(head, k),
+            None => self.lookup_in(k),
+        }
+    }
+
+    /// [`ConnTable::lookup_out_hashed`] of `k` hashed to `bucket`.
+    #[inline]
+    pub(crate) fn lookup_out_at(&self, bucket: u32, k: &ConnKey) -> Option<ConnId> {
+        match self.buckets_out.get(bucket as usize) {
+            Some(&head) => self.walk_out(head, k),
+            None => self.lookup_out(k),
+        }
+    }
+
+    /// `k` with `bucket`, the one [`ConnTable::bucket_of`] gave for it.
+    #[inline(always)]
+    pub(crate) fn hashed_at(&self, k: ConnKey, bucket: u32) -> HashedKey {
+        debug_assert_eq!(bucket, self.bucket_of(&k));
+        HashedKey { key: k, bucket }
+    }
+
     /// [`ConnTable::lookup_out`] of a key hashed by this table.
     #[inline]
     pub(crate) fn lookup_out_hashed(&self, h: &HashedKey) -> Option<ConnId> {

@@ -1,7 +1,7 @@
 //! One worker's L2/L3 stack: dispatch of received frames, routing and
 //! neighbour resolution of what it sends.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use super::floating::Floating;
@@ -47,6 +47,11 @@ pub trait Io<B> {
 #[derive(Debug)]
 pub struct Stack<B> {
     ifaces: Vec<Interface>,
+    /// For each of the first [`PORT_INDEX`] port ids, the position in
+    /// `ifaces` of the port's interface ([`NO_IFACE`]: none, or beyond a
+    /// byte): the receive path's lookup ([`Stack::rx_iface`]) in one load
+    /// instead of a scan of the interfaces for every frame.
+    iface_by_port: [u8; PORT_INDEX],
     neigh: NeighborTable<B>,
     counters: Arc<NetCounters>,
     last_tick: u64,
@@ -120,6 +125,38 @@ pub(crate) mod front {
 /// How often [`Stack::tick`] does work.
 const TICK_MS: u64 = 100;
 
+/// Port ids [`Stack::rx_iface`] finds by table: DPDK's default
+/// `RTE_MAX_ETHPORTS`.
+const PORT_INDEX: usize = 32;
+/// No interface at this port id in `iface_by_port`.
+const NO_IFACE: u8 = u8::MAX;
+
+/// `Stack::iface_by_port` for `ifaces`: each port's first interface, as
+/// the scan finds it.
+pub(super) fn iface_by_port(ifaces: &[Interface]) -> [u8; PORT_INDEX] {
+    let mut t = [NO_IFACE; PORT_INDEX];
+    for (port, at) in t.iter_mut().enumerate() {
+        if let Some(i) = ifaces.iter().position(|i| usize::from(i.port) == port) {
+            *at = u8::try_from(i).unwrap_or(NO_IFACE);
+        }
+    }
+    t
+}
+
+/// The interface at `port` among `ifaces`, by `by_port` (their
+/// [`iface_by_port`]) where it has an entry, else by the scan.
+#[inline(always)]
+pub(super) fn rx_iface_in<'a>(
+    ifaces: &'a [Interface],
+    by_port: &[u8; PORT_INDEX],
+    port: u16,
+) -> Option<&'a Interface> {
+    match by_port.get(usize::from(port)) {
+        Some(&at) if at != NO_IFACE => ifaces.get(usize::from(at)),
+        _ => ifaces.iter().find(|i| i.port == port),
+    }
+}
+
 impl<B: PacketBuf> Stack<B> {
     /// A stack for `cfg` (validated here), counting into `counters`.
     pub fn new(cfg: &L3Config, counters: Arc<NetCounters>) -> Result<Self, L3ConfigError> {
@@ -132,6 +169,7 @@ impl<B: PacketBuf> Stack<B> {
         }
         Ok(Stack {
             hops: RouteCache::new(routes, cfg.interfaces.clone()),
+            iface_by_port: iface_by_port(&cfg.interfaces),
             ifaces: cfg.interfaces.clone(),
             neigh,
             counters,
@@ -181,6 +219,13 @@ impl<B: PacketBuf> Stack<B> {
 
     pub(super) fn iface(&self, port: u16) -> Option<&Interface> {
         self.ifaces.iter().find(|i| i.port == port)
+    }
+
+    /// [`Stack::iface`] for a received frame: by `iface_by_port` for the
+    /// ports it covers, else by the scan.
+    #[inline(always)]
+    fn rx_iface(&self, port: u16) -> Option<&Interface> {
+        rx_iface_in(&self.ifaces, &self.iface_by_port, port)
     }
 
     /// Sets the virtual service addresses to answer ARP/NDP for (between
@@ -307,11 +352,11 @@ impl<B: PacketBuf> Stack<B> {
             return vlan::input(self, rx_port, buf, now, io, stage);
         }
         self.counters.inc(Counter::Rx);
-        let Some(at) = self.ifaces.iter().position(|i| i.port == rx_port) else {
+        let Some(iface) = self.rx_iface(rx_port) else {
             return self.drop_buf(buf, Counter::DropUnknownPort);
         };
-        let my_mac = self.ifaces[at].mac;
-        let kernel = self.ifaces[at].kernel;
+        let my_mac = iface.mac;
+        let kernel = iface.kernel;
         let meta = match parsed {
             Ok(m) => m,
             Err(e) => {
@@ -338,7 +383,7 @@ impl<B: PacketBuf> Stack<B> {
         if self.floating.is_standby(&meta.dst) {
             return self.drop_buf(buf, Counter::DropStandby);
         }
-        if let Err(why) = inbound::check(&self.ifaces[at], &mut buf, meta, &self.counters) {
+        if let Err(why) = inbound::check(iface, &mut buf, meta, &self.counters) {
             return self.drop_buf(buf, why);
         }
         self.counters.inc(Counter::Forwarded);
@@ -462,10 +507,9 @@ impl<B: PacketBuf> Stack<B> {
         };
         let (meta, src, dst) = meta;
         self.counters.inc(Counter::Rx);
-        let Some(at) = self.ifaces.iter().position(|i| i.port == rx_port) else {
+        let Some(iface) = self.rx_iface(rx_port) else {
             return self.drop_buf(buf, Counter::DropUnknownPort);
         };
-        let iface = &self.ifaces[at];
         let dst_mac = MacAddr::from_slice(&buf.data()[0..6]).unwrap_or(MacAddr([0; 6]));
         if !dst_mac.is_multicast() && dst_mac != iface.mac {
             return self.drop_buf(buf, Counter::DropOtherMac);
@@ -499,6 +543,10 @@ impl<B: PacketBuf> Stack<B> {
                 self.counters.inc(Counter::FromStage);
                 self.lane_send(buf, dst, now, io)
             }
+            Lane::Route4(dst) => {
+                self.counters.inc(Counter::FromStage);
+                self.lane_send_v4(buf, dst, now, io)
+            }
             Lane::Drop => drop(buf),
             Lane::Pass => self.passed(rx_port, kernel, buf, meta, now, io, stage),
             Lane::General => self.lane_general(rx_port, kernel, buf, meta, now, io, stage),
@@ -525,6 +573,10 @@ impl<B: PacketBuf> Stack<B> {
                 self.counters.inc(Counter::FromStage);
                 self.lane_send(buf, dst, now, io)
             }
+            Lane::Route4(dst) => {
+                self.counters.inc(Counter::FromStage);
+                self.lane_send_v4(buf, dst, now, io)
+            }
             Lane::Drop => drop(buf),
             Lane::Pass => self.lane_passed(rx_port, kernel, buf, meta, now, io, stage),
             Lane::General => self.lane_general(rx_port, kernel, buf, meta, now, io, stage),
@@ -550,6 +602,10 @@ impl<B: PacketBuf> Stack<B> {
             Lane::Route(dst) => {
                 self.counters.inc(Counter::FromStage);
                 self.lane_send(buf, dst, now, io)
+            }
+            Lane::Route4(dst) => {
+                self.counters.inc(Counter::FromStage);
+                self.lane_send_v4(buf, dst, now, io)
             }
             Lane::Drop => drop(buf),
             Lane::Pass => self.passed(rx_port, kernel, buf, meta, now, io, stage),
@@ -585,6 +641,10 @@ impl<B: PacketBuf> Stack<B> {
                 self.counters.inc(Counter::FromStage);
                 self.lane_send(buf, dst, now, io)
             }
+            Lane::Route4(dst) => {
+                self.counters.inc(Counter::FromStage);
+                self.lane_send_v4(buf, dst, now, io)
+            }
             Lane::Drop => drop(buf),
             Lane::Pass => self.passed(rx_port, kernel, buf, meta, now, io, stage),
             Lane::General => self.staged(rx_port, kernel, buf, meta, now, io, stage),
@@ -613,6 +673,23 @@ impl<B: PacketBuf> Stack<B> {
             return self.passed(rx_port, kernel, buf, meta, now, io, stage);
         }
         self.forward(rx_port, buf, meta, now, io, stage)
+    }
+
+    /// [`Stack::lane_send`] toward an IPv4 address ([`Lane::Route4`]).
+    #[inline(always)]
+    fn lane_send_v4(&mut self, mut buf: B, dst: Ipv4Addr, now: u64, io: &mut impl Io<B>) {
+        if buf.len() >= HEADER_LEN {
+            if let Some((port, src_mac, dst_mac)) =
+                self.hops.hit_v4(dst, self.neigh.generation(), now)
+            {
+                let d = buf.data_mut();
+                d[0..6].copy_from_slice(&dst_mac.0);
+                d[6..12].copy_from_slice(&src_mac.0);
+                d[12..14].copy_from_slice(&ethertype::IPV4.to_be_bytes());
+                return self.tx(io, port, buf);
+            }
+        }
+        self.send_ip_resolving(buf, IpAddr::V4(dst), now, io)
     }
 
     /// [`Stack::send_ip`] for the fast lane: the route cache's hit, the
