@@ -45,6 +45,7 @@ mod inbound;
 pub mod ledger;
 mod ndp;
 pub mod neighbor;
+pub mod portindex;
 pub mod route;
 pub mod routecache;
 mod stack;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::floating::Floating;
 use super::host::AnswerLimit;
 use super::neighbor::{Lookup, NeighborTable};
+use super::portindex::PortIndex;
 use super::routecache::RouteCache;
 use super::{arp, host, icmp, inbound, ndp, vlan};
 use super::{
@@ -47,11 +48,8 @@ pub trait Io<B> {
 #[derive(Debug)]
 pub struct Stack<B> {
     ifaces: Vec<Interface>,
-    /// For each of the first [`PORT_INDEX`] port ids, the position in
-    /// `ifaces` of the port's interface ([`NO_IFACE`]: none, or beyond a
-    /// byte): the receive path's lookup ([`Stack::rx_iface`]) in one load
-    /// instead of a scan of the interfaces for every frame.
-    iface_by_port: [u8; PORT_INDEX],
+    /// `ifaces` by port, for the receive path ([`Stack::rx_iface`]).
+    iface_by_port: PortIndex,
     neigh: NeighborTable<B>,
     counters: Arc<NetCounters>,
     last_tick: u64,
@@ -125,38 +123,6 @@ pub(crate) mod front {
 /// How often [`Stack::tick`] does work.
 const TICK_MS: u64 = 100;
 
-/// Port ids [`Stack::rx_iface`] finds by table: DPDK's default
-/// `RTE_MAX_ETHPORTS`.
-const PORT_INDEX: usize = 32;
-/// No interface at this port id in `iface_by_port`.
-const NO_IFACE: u8 = u8::MAX;
-
-/// `Stack::iface_by_port` for `ifaces`: each port's first interface, as
-/// the scan finds it.
-pub(super) fn iface_by_port(ifaces: &[Interface]) -> [u8; PORT_INDEX] {
-    let mut t = [NO_IFACE; PORT_INDEX];
-    for (port, at) in t.iter_mut().enumerate() {
-        if let Some(i) = ifaces.iter().position(|i| usize::from(i.port) == port) {
-            *at = u8::try_from(i).unwrap_or(NO_IFACE);
-        }
-    }
-    t
-}
-
-/// The interface at `port` among `ifaces`, by `by_port` (their
-/// [`iface_by_port`]) where it has an entry, else by the scan.
-#[inline(always)]
-pub(super) fn rx_iface_in<'a>(
-    ifaces: &'a [Interface],
-    by_port: &[u8; PORT_INDEX],
-    port: u16,
-) -> Option<&'a Interface> {
-    match by_port.get(usize::from(port)) {
-        Some(&at) if at != NO_IFACE => ifaces.get(usize::from(at)),
-        _ => ifaces.iter().find(|i| i.port == port),
-    }
-}
-
 impl<B: PacketBuf> Stack<B> {
     /// A stack for `cfg` (validated here), counting into `counters`.
     pub fn new(cfg: &L3Config, counters: Arc<NetCounters>) -> Result<Self, L3ConfigError> {
@@ -169,7 +135,7 @@ impl<B: PacketBuf> Stack<B> {
         }
         Ok(Stack {
             hops: RouteCache::new(routes, cfg.interfaces.clone()),
-            iface_by_port: iface_by_port(&cfg.interfaces),
+            iface_by_port: PortIndex::new(cfg.interfaces.iter().map(|i| i.port)),
             ifaces: cfg.interfaces.clone(),
             neigh,
             counters,
@@ -221,11 +187,11 @@ impl<B: PacketBuf> Stack<B> {
         self.ifaces.iter().find(|i| i.port == port)
     }
 
-    /// [`Stack::iface`] for a received frame: by `iface_by_port` for the
-    /// ports it covers, else by the scan.
+    /// [`Stack::iface`] for a received frame, by `iface_by_port`.
     #[inline(always)]
     fn rx_iface(&self, port: u16) -> Option<&Interface> {
-        rx_iface_in(&self.ifaces, &self.iface_by_port, port)
+        let scan = || self.ifaces.iter().position(|i| i.port == port);
+        self.ifaces.get(self.iface_by_port.find(port, scan)?)
     }
 
     /// Sets the virtual service addresses to answer ARP/NDP for (between

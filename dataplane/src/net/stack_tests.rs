@@ -680,23 +680,3 @@ fn taking_an_ipv6_floating_address_sends_an_unsolicited_advertisement() {
         .unwrap();
     assert_eq!(sum, icmp.checksum());
 }
-
-proptest::proptest! {
-    /// The receive path's interface by port table finds what the scan of
-    /// the interfaces finds, for any list (port ids beyond the table,
-    /// several interfaces on one port, more than a byte of them).
-    #[test]
-    fn the_rx_interface_table_finds_what_the_scan_finds(
-        ports in proptest::collection::vec(0u16..48, 0..300),
-        asked in 0u16..64,
-    ) {
-        let ifaces: Vec<Interface> = ports
-            .iter()
-            .map(|&port| Interface { port, ..two_ports()[0].clone() })
-            .collect();
-        let table = super::stack::iface_by_port(&ifaces);
-        let by_table = super::stack::rx_iface_in(&ifaces, &table, asked).map(|i| i as *const Interface);
-        let by_scan = ifaces.iter().find(|i| i.port == asked).map(|i| i as *const Interface);
-        proptest::prop_assert_eq!(by_table, by_scan);
-    }
-}
