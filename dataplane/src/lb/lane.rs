@@ -93,8 +93,8 @@ impl Lb {
         // packet).
         let key = ConnKey::of_packet(meta);
         let bucket = self.conns.bucket_of(&key);
-        let found = if let Some(id) = self.conns.lookup_in_at(bucket, &key) {
-            if self.conns.get(id).flags() & cflags::SYNPROXY == 0 {
+        let found = if let Some((id, cf)) = self.conns.lookup_in_at(bucket, &key) {
+            if cf & cflags::SYNPROXY == 0 {
                 let v = self.lane_update(id, Dir::In, steady, flags, now);
                 match v {
                     Verdict::Forward => {

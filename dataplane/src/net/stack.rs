@@ -504,7 +504,14 @@ impl<B: PacketBuf> Stack<B> {
             !stage.lane_fronted(),
             "the worker calls front::SNAT's entry"
         );
-        match stage.lane(&mut buf, meta, now, &self.hops) {
+        let lane = stage.lane(&mut buf, meta, now, &self.hops);
+        // The common answer first, by a branch of its own (in the match, a
+        // jump through a table).
+        if let Lane::Route4(dst) = lane {
+            self.counters.inc(Counter::FromStage);
+            return self.lane_send_v4(buf, dst, now, io);
+        }
+        match lane {
             Lane::Route(dst) => {
                 self.counters.inc(Counter::FromStage);
                 self.lane_send(buf, dst, now, io)
