@@ -235,7 +235,7 @@ impl Lb {
         dest.stats.slot(self.worker).inbound(len);
         let r = match method {
             ForwardMethod::Masq => check_mtu(meta, eg.mtu(daddr))
-                .and_then(|()| nat::nat_inbound(buf, meta, daddr, dport)),
+                .and_then(|()| nat::nat_inbound_parsed(buf, meta, daddr, dport)),
             ForwardMethod::Route => {
                 check_mtu(meta, eg.mtu(daddr)).and_then(|()| dr_xmit(buf, meta))
             }
