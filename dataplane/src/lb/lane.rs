@@ -55,7 +55,7 @@ use crate::model::ForwardMethod;
 use crate::net::Lane;
 use crate::wire::ipv4::protocol;
 use crate::wire::PacketMeta;
-use crate::xmit::{check_mtu, dr::dr_xmit, nat};
+use crate::xmit::{check_mtu, dr::dr_xmit_parsed, nat};
 
 impl Lb {
     /// [`Lb::process_marked`] with mark 0 for a whole IPv4 TCP or UDP
@@ -237,7 +237,7 @@ impl Lb {
             ForwardMethod::Masq => check_mtu(meta, eg.mtu(daddr))
                 .and_then(|()| nat::nat_inbound_parsed(buf, meta, daddr, dport)),
             ForwardMethod::Route => {
-                check_mtu(meta, eg.mtu(daddr)).and_then(|()| dr_xmit(buf, meta))
+                check_mtu(meta, eg.mtu(daddr)).and_then(|()| dr_xmit_parsed(buf, meta))
             }
             ForwardMethod::Tunnel(cfg) => {
                 tunnel_in(buf, meta, &cfg, daddr, eg, &self.settings, &mut self.ip_id)
