@@ -695,6 +695,34 @@ impl ConnTable {
         }
     }
 
+    /// [`ConnTable::lookup_in_hashed`] of `k` hashed to `bucket` by
+    /// [`ConnTable::bucket_of`], for a caller that builds the
+    /// [`HashedKey`] only when it keeps it ([`ConnTable::hashed_at`]),
+    /// with the connection's flags.
+    #[inline(always)]
+    pub(crate) fn lookup_in_at(&self, bucket: u32, k: &ConnKey) -> Option<(ConnId, u16)> {
+        match self.buckets_in.get(bucket as usize) {
+            Some(&head) => self.walk_in_flags(head, k),
+            None => self.lookup_in(k).map(|id| (id, self.get(id).flags())),
+        }
+    }
+
+    /// [`ConnTable::lookup_out_hashed`] of `k` hashed to `bucket`.
+    #[inline]
+    pub(crate) fn lookup_out_at(&self, bucket: u32, k: &ConnKey) -> Option<ConnId> {
+        match self.buckets_out.get(bucket as usize) {
+            Some(&head) => self.walk_out(head, k),
+            None => self.lookup_out(k),
+        }
+    }
+
+    /// `k` with `bucket`, the one [`ConnTable::bucket_of`] gave for it.
+    #[inline(always)]
+    pub(crate) fn hashed_at(&self, k: ConnKey, bucket: u32) -> HashedKey {
+        debug_assert_eq!(bucket, self.bucket_of(&k));
+        HashedKey { key: k, bucket }
+    }
+
     /// [`ConnTable::lookup_out`] of a key hashed by this table.
     #[inline]
     pub(crate) fn lookup_out_hashed(&self, h: &HashedKey) -> Option<ConnId> {
@@ -835,11 +863,19 @@ impl ConnTable {
     /// two-worker lane's among them) the compiler kept it out of line, a
     /// call per established packet (DR 707 -> 730 instructions).
     #[inline(always)]
-    fn walk_in(&self, mut i: u32, k: &ConnKey) -> Option<ConnId> {
+    fn walk_in(&self, i: u32, k: &ConnKey) -> Option<ConnId> {
+        self.walk_in_flags(i, k).map(|(id, _)| id)
+    }
+
+    /// [`ConnTable::walk_in`] with the flags of the connection found, read
+    /// with its key: the lane tests one of them next, and a second read
+    /// through the id costs the entry's bounds check again.
+    #[inline(always)]
+    fn walk_in_flags(&self, mut i: u32, k: &ConnKey) -> Option<(ConnId, u16)> {
         while i != NIL {
             let c = &self.ents[i as usize];
             if c.in_key_eq(k) && c.flags & cflags::TEMPLATE == 0 {
-                return Some(ConnId(i));
+                return Some((ConnId(i), c.flags));
             }
             i = c.next_in;
         }
@@ -1029,7 +1065,16 @@ impl ConnTable {
     /// store (the wheel is touched only when the expiry moves earlier).
     #[inline(always)]
     fn arm(&mut self, i: u32, ticks: u32, now_t: u32) {
-        let exp = now_t.wrapping_add(ticks.min(MAX_TIMEOUT_TICKS));
+        self.arm_bounded(i, ticks.min(MAX_TIMEOUT_TICKS), now_t);
+    }
+
+    /// [`ConnTable::arm`] with `ticks` at most [`MAX_TIMEOUT_TICKS`]
+    /// already: [`ConnTable::state_timeout_ticks`]'s answers, which
+    /// `secs_to_ticks` bounded (the re-arm of every packet).
+    #[inline(always)]
+    fn arm_bounded(&mut self, i: u32, ticks: u32, now_t: u32) {
+        debug_assert!(ticks <= MAX_TIMEOUT_TICKS);
+        let exp = now_t.wrapping_add(ticks);
         let c = &mut self.ents[i as usize];
         c.expires = exp;
         let (linked, at) = (c.is_linked(), c.at);
@@ -1040,6 +1085,7 @@ impl ConnTable {
         }
     }
 
+    /// At most [`MAX_TIMEOUT_TICKS`] (`secs_to_ticks`).
     #[inline(always)]
     fn state_timeout_ticks(&self, c: &Conn) -> u32 {
         match c.proto {
@@ -1379,7 +1425,7 @@ impl ConnTable {
             self.ents[ctl as usize].flags |= cflags::ASSURED;
         }
         let t = self.state_timeout_ticks(&self.ents[i as usize]);
-        self.arm(i, t, tick_of_ms(now));
+        self.arm_bounded(i, t, tick_of_ms(now));
     }
 
     /// Frees entry `i`: unlinks it everywhere, releases its destination

@@ -1310,6 +1310,38 @@ fn conn_addr_maps_v4_and_keeps_v6() {
     }
 }
 
+proptest::proptest! {
+    /// The word-wise IPv4 test and conversion equal the definition (the
+    /// address as a number in network order, `::ffff:0:0/96`), for drawn
+    /// addresses that are mapped, nearly mapped or anything.
+    #[test]
+    fn conn_addr_v4_test_is_the_mapped_prefix(
+        tail in proptest::array::uniform4(proptest::num::u8::ANY),
+        at in 0usize..13,
+        to in proptest::num::u8::ANY,
+        any in proptest::array::uniform16(proptest::num::u8::ANY),
+        mapped in proptest::bool::ANY,
+    ) {
+        let mut b = any;
+        if mapped {
+            b = ConnAddr::from_v4(tail).0;
+            if let Some(x) = b.get_mut(at) {
+                *x = to;
+            }
+        }
+        let c = ConnAddr(b);
+        let v = u128::from_be_bytes(b);
+        let want = v >> 32 == 0xffff;
+        proptest::prop_assert_eq!(c.is_v4(), want);
+        let ip = if want {
+            IpAddr::V4(std::net::Ipv4Addr::from(v as u32))
+        } else {
+            IpAddr::V6(std::net::Ipv6Addr::from(b))
+        };
+        proptest::prop_assert_eq!(c.to_ip(), ip);
+    }
+}
+
 /// The bucket computed for the lookup is reused for the insertion only when
 /// it is the new connection's key; either way the entry is found by both
 /// lookups, and freed cleanly at expiry.

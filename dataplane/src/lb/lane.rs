@@ -55,7 +55,7 @@ use crate::model::ForwardMethod;
 use crate::net::Lane;
 use crate::wire::ipv4::protocol;
 use crate::wire::PacketMeta;
-use crate::xmit::{check_mtu, dr::dr_xmit, nat};
+use crate::xmit::{check_mtu, dr::dr_xmit_parsed, nat};
 
 impl Lb {
     /// [`Lb::process_marked`] with mark 0 for a whole IPv4 TCP or UDP
@@ -87,9 +87,14 @@ impl Lb {
         // A packet that may start a connection takes `on_packet`'s tests
         // (connection reuse); any other, the steady update.
         let steady = meta.protocol == protocol::UDP || !proto_tcp::is_new_conn(flags);
-        let key = self.conns.hashed(ConnKey::of_packet(meta));
-        let found = if let Some(id) = self.conns.lookup_in_hashed(&key) {
-            if self.conns.get(id).flags() & cflags::SYNPROXY == 0 {
+        // The bucket alone, and the key by itself: the `HashedKey` that
+        // the general path keeps is built only when the lane leaves the
+        // packet to it (built first, it was stored to the stack for every
+        // packet).
+        let key = ConnKey::of_packet(meta);
+        let bucket = self.conns.bucket_of(&key);
+        let found = if let Some((id, cf)) = self.conns.lookup_in_at(bucket, &key) {
+            if cf & cflags::SYNPROXY == 0 {
                 let v = self.lane_update(id, Dir::In, steady, flags, now);
                 match v {
                     Verdict::Forward => {
@@ -107,7 +112,7 @@ impl Lb {
             } else {
                 Some((id, Dir::In))
             }
-        } else if let Some(id) = self.conns.lookup_out_hashed(&key) {
+        } else if let Some(id) = self.conns.lookup_out_at(bucket, &key) {
             if self.conns.get(id).flags() & cflags::SYNPROXY == 0 {
                 let v = self.lane_update(id, Dir::Out, steady, flags, now);
                 return lane_of(match v {
@@ -125,6 +130,7 @@ impl Lb {
         } else {
             None
         };
+        let key = self.conns.hashed_at(key, bucket);
         self.looked = Some(Looked::new(key, data_at(buf), found));
         Lane::General
     }
@@ -229,9 +235,9 @@ impl Lb {
         dest.stats.slot(self.worker).inbound(len);
         let r = match method {
             ForwardMethod::Masq => check_mtu(meta, eg.mtu(daddr))
-                .and_then(|()| nat::nat_inbound(buf, meta, daddr, dport)),
+                .and_then(|()| nat::nat_inbound_parsed(buf, meta, daddr, dport)),
             ForwardMethod::Route => {
-                check_mtu(meta, eg.mtu(daddr)).and_then(|()| dr_xmit(buf, meta))
+                check_mtu(meta, eg.mtu(daddr)).and_then(|()| dr_xmit_parsed(buf, meta))
             }
             ForwardMethod::Tunnel(cfg) => {
                 tunnel_in(buf, meta, &cfg, daddr, eg, &self.settings, &mut self.ip_id)
@@ -239,7 +245,7 @@ impl Lb {
             ForwardMethod::FullNat => Err(crate::xmit::XmitError::UnsupportedProtocol),
         };
         match r {
-            Ok(()) => Lane::Route(daddr),
+            Ok(()) => Lane::route(daddr),
             Err(e) => lane_of(refused(&self.counters, buf, meta, e)),
         }
     }
@@ -249,7 +255,7 @@ impl Lb {
 #[inline(always)]
 fn lane_of(a: Action) -> Lane {
     match a {
-        Action::Forward(dst) => Lane::Route(dst),
+        Action::Forward(dst) => Lane::route(dst),
         Action::Pass => Lane::Pass,
         Action::Drop(_) => Lane::Drop,
     }

@@ -646,7 +646,13 @@ impl Lb {
                 continue;
             }
             let b = self.conns.bucket_of(&ConnKey::of_packet(m));
-            if self.snap.index.is_vip(&m.dst) {
+            // `is_vip_v4` by name: through `is_vip` the compiler kept the
+            // test out of line here, a call per packet.
+            let vip = match m.dst {
+                IpAddr::V4(d) => self.snap.index.is_vip_v4(d),
+                IpAddr::V6(_) => self.snap.index.is_vip(&m.dst),
+            };
+            if vip {
                 buckets_in[n_in] = b;
                 n_in += 1;
             } else {

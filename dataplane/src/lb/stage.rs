@@ -605,7 +605,7 @@ impl LbStage {
         routes: &RouteCache,
     ) -> Lane {
         match self.snat.reply(buf, meta, now) {
-            crate::snat::Reply::Route(dst) => return Lane::Route(dst),
+            crate::snat::Reply::Route(dst) => return Lane::route(dst),
             crate::snat::Reply::Stray => {
                 self.lb.count_stray_icmp();
                 return Lane::Drop;

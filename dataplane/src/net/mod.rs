@@ -45,6 +45,7 @@ mod inbound;
 pub mod ledger;
 mod ndp;
 pub mod neighbor;
+pub mod portindex;
 pub mod route;
 pub mod routecache;
 mod stack;
@@ -156,6 +157,17 @@ pub fn addr_slot(addr: IpAddr, slots: usize) -> usize {
                 ^ u32::from_be_bytes([o[8], o[9], o[10], o[11]])
         }
     };
+    slot_of_word(k, slots)
+}
+
+/// [`addr_slot`] of an IPv4 address.
+#[inline(always)]
+pub fn addr_slot_v4(addr: Ipv4Addr, slots: usize) -> usize {
+    slot_of_word(u32::from(addr), slots)
+}
+
+#[inline(always)]
+fn slot_of_word(k: u32, slots: usize) -> usize {
     // The top bits of the product are the best mixed.
     let bits = slots.trailing_zeros().clamp(1, 31);
     (k.wrapping_mul(0x9E37_79B9) >> (32 - bits)) as usize & (slots - 1)
@@ -338,6 +350,11 @@ pub enum StageVerdict<B> {
 pub enum Lane {
     /// Rewritten: route it toward this address ([`StageVerdict::Route`]).
     Route(IpAddr),
+    /// [`Lane::Route`] toward an IPv4 address, the lane's common answer:
+    /// four bytes a register holds, where the `IpAddr` went through the
+    /// stack's frame, and the route cache's IPv4 lookup
+    /// ([`RouteCache::hit_v4`]) without the family's tests.
+    Route4(std::net::Ipv4Addr),
     /// Not the balancer's: the stack's own handling follows
     /// ([`StageVerdict::Pass`]).
     Pass,
@@ -348,6 +365,17 @@ pub enum Lane {
     /// stage step ([`Stage::process`]; the stage may keep what it looked
     /// up for it, so that nothing is done twice).
     General,
+}
+
+impl Lane {
+    /// Route toward `dst`: [`Lane::Route4`] for an IPv4 address.
+    #[inline(always)]
+    pub fn route(dst: IpAddr) -> Lane {
+        match dst {
+            IpAddr::V4(a) => Lane::Route4(a),
+            IpAddr::V6(_) => Lane::Route(dst),
+        }
+    }
 }
 
 /// The stage between classification and transmit, where the load balancer

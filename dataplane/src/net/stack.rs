@@ -1,12 +1,13 @@
 //! One worker's L2/L3 stack: dispatch of received frames, routing and
 //! neighbour resolution of what it sends.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use super::floating::Floating;
 use super::host::AnswerLimit;
 use super::neighbor::{Lookup, NeighborTable};
+use super::portindex::PortIndex;
 use super::routecache::RouteCache;
 use super::{arp, host, icmp, inbound, ndp, vlan};
 use super::{
@@ -47,6 +48,8 @@ pub trait Io<B> {
 #[derive(Debug)]
 pub struct Stack<B> {
     ifaces: Vec<Interface>,
+    /// `ifaces` by port, for the receive path ([`Stack::rx_iface`]).
+    iface_by_port: PortIndex,
     neigh: NeighborTable<B>,
     counters: Arc<NetCounters>,
     last_tick: u64,
@@ -132,6 +135,7 @@ impl<B: PacketBuf> Stack<B> {
         }
         Ok(Stack {
             hops: RouteCache::new(routes, cfg.interfaces.clone()),
+            iface_by_port: PortIndex::new(cfg.interfaces.iter().map(|i| i.port)),
             ifaces: cfg.interfaces.clone(),
             neigh,
             counters,
@@ -181,6 +185,13 @@ impl<B: PacketBuf> Stack<B> {
 
     pub(super) fn iface(&self, port: u16) -> Option<&Interface> {
         self.ifaces.iter().find(|i| i.port == port)
+    }
+
+    /// [`Stack::iface`] for a received frame, by `iface_by_port`.
+    #[inline(always)]
+    fn rx_iface(&self, port: u16) -> Option<&Interface> {
+        let scan = || self.ifaces.iter().position(|i| i.port == port);
+        self.ifaces.get(self.iface_by_port.find(port, scan)?)
     }
 
     /// Sets the virtual service addresses to answer ARP/NDP for (between
@@ -307,11 +318,11 @@ impl<B: PacketBuf> Stack<B> {
             return vlan::input(self, rx_port, buf, now, io, stage);
         }
         self.counters.inc(Counter::Rx);
-        let Some(at) = self.ifaces.iter().position(|i| i.port == rx_port) else {
+        let Some(iface) = self.rx_iface(rx_port) else {
             return self.drop_buf(buf, Counter::DropUnknownPort);
         };
-        let my_mac = self.ifaces[at].mac;
-        let kernel = self.ifaces[at].kernel;
+        let my_mac = iface.mac;
+        let kernel = iface.kernel;
         let meta = match parsed {
             Ok(m) => m,
             Err(e) => {
@@ -338,7 +349,7 @@ impl<B: PacketBuf> Stack<B> {
         if self.floating.is_standby(&meta.dst) {
             return self.drop_buf(buf, Counter::DropStandby);
         }
-        if let Err(why) = inbound::check(&self.ifaces[at], &mut buf, meta, &self.counters) {
+        if let Err(why) = inbound::check(iface, &mut buf, meta, &self.counters) {
             return self.drop_buf(buf, why);
         }
         self.counters.inc(Counter::Forwarded);
@@ -462,10 +473,9 @@ impl<B: PacketBuf> Stack<B> {
         };
         let (meta, src, dst) = meta;
         self.counters.inc(Counter::Rx);
-        let Some(at) = self.ifaces.iter().position(|i| i.port == rx_port) else {
+        let Some(iface) = self.rx_iface(rx_port) else {
             return self.drop_buf(buf, Counter::DropUnknownPort);
         };
-        let iface = &self.ifaces[at];
         let dst_mac = MacAddr::from_slice(&buf.data()[0..6]).unwrap_or(MacAddr([0; 6]));
         if !dst_mac.is_multicast() && dst_mac != iface.mac {
             return self.drop_buf(buf, Counter::DropOtherMac);
@@ -494,10 +504,21 @@ impl<B: PacketBuf> Stack<B> {
             !stage.lane_fronted(),
             "the worker calls front::SNAT's entry"
         );
-        match stage.lane(&mut buf, meta, now, &self.hops) {
+        let lane = stage.lane(&mut buf, meta, now, &self.hops);
+        // The common answer first, by a branch of its own (in the match, a
+        // jump through a table).
+        if let Lane::Route4(dst) = lane {
+            self.counters.inc(Counter::FromStage);
+            return self.lane_send_v4(buf, dst, now, io);
+        }
+        match lane {
             Lane::Route(dst) => {
                 self.counters.inc(Counter::FromStage);
                 self.lane_send(buf, dst, now, io)
+            }
+            Lane::Route4(dst) => {
+                self.counters.inc(Counter::FromStage);
+                self.lane_send_v4(buf, dst, now, io)
             }
             Lane::Drop => drop(buf),
             Lane::Pass => self.passed(rx_port, kernel, buf, meta, now, io, stage),
@@ -525,6 +546,10 @@ impl<B: PacketBuf> Stack<B> {
                 self.counters.inc(Counter::FromStage);
                 self.lane_send(buf, dst, now, io)
             }
+            Lane::Route4(dst) => {
+                self.counters.inc(Counter::FromStage);
+                self.lane_send_v4(buf, dst, now, io)
+            }
             Lane::Drop => drop(buf),
             Lane::Pass => self.lane_passed(rx_port, kernel, buf, meta, now, io, stage),
             Lane::General => self.lane_general(rx_port, kernel, buf, meta, now, io, stage),
@@ -550,6 +575,10 @@ impl<B: PacketBuf> Stack<B> {
             Lane::Route(dst) => {
                 self.counters.inc(Counter::FromStage);
                 self.lane_send(buf, dst, now, io)
+            }
+            Lane::Route4(dst) => {
+                self.counters.inc(Counter::FromStage);
+                self.lane_send_v4(buf, dst, now, io)
             }
             Lane::Drop => drop(buf),
             Lane::Pass => self.passed(rx_port, kernel, buf, meta, now, io, stage),
@@ -585,6 +614,10 @@ impl<B: PacketBuf> Stack<B> {
                 self.counters.inc(Counter::FromStage);
                 self.lane_send(buf, dst, now, io)
             }
+            Lane::Route4(dst) => {
+                self.counters.inc(Counter::FromStage);
+                self.lane_send_v4(buf, dst, now, io)
+            }
             Lane::Drop => drop(buf),
             Lane::Pass => self.passed(rx_port, kernel, buf, meta, now, io, stage),
             Lane::General => self.staged(rx_port, kernel, buf, meta, now, io, stage),
@@ -613,6 +646,23 @@ impl<B: PacketBuf> Stack<B> {
             return self.passed(rx_port, kernel, buf, meta, now, io, stage);
         }
         self.forward(rx_port, buf, meta, now, io, stage)
+    }
+
+    /// [`Stack::lane_send`] toward an IPv4 address ([`Lane::Route4`]).
+    #[inline(always)]
+    fn lane_send_v4(&mut self, mut buf: B, dst: Ipv4Addr, now: u64, io: &mut impl Io<B>) {
+        if buf.len() >= HEADER_LEN {
+            if let Some((port, src_mac, dst_mac)) =
+                self.hops.hit_v4(dst, self.neigh.generation(), now)
+            {
+                let d = buf.data_mut();
+                d[0..6].copy_from_slice(&dst_mac.0);
+                d[6..12].copy_from_slice(&src_mac.0);
+                d[12..14].copy_from_slice(&ethertype::IPV4.to_be_bytes());
+                return self.tx(io, port, buf);
+            }
+        }
+        self.send_ip_resolving(buf, IpAddr::V4(dst), now, io)
     }
 
     /// [`Stack::send_ip`] for the fast lane: the route cache's hit, the

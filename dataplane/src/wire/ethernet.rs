@@ -8,8 +8,29 @@
 use super::ParseError;
 
 /// A 48-bit MAC address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Eq, Default, PartialOrd, Ord)]
 pub struct MacAddr(pub [u8; 6]);
+
+/// The bytes' hash, as derived (equal addresses have equal bytes).
+impl std::hash::Hash for MacAddr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+/// Byte equality, compared as a 4-byte and a 2-byte word: the derived
+/// `[u8; 6]` comparison compiles to a 48-bit value assembled from both
+/// sides with shifts (15 instructions per compare, measured in the lane's
+/// destination MAC test); this is two loads and two compares a side.
+impl PartialEq for MacAddr {
+    #[inline(always)]
+    fn eq(&self, other: &MacAddr) -> bool {
+        let [a0, a1, a2, a3, a4, a5] = self.0;
+        let [b0, b1, b2, b3, b4, b5] = other.0;
+        u32::from_ne_bytes([a0, a1, a2, a3]) == u32::from_ne_bytes([b0, b1, b2, b3])
+            && u16::from_ne_bytes([a4, a5]) == u16::from_ne_bytes([b4, b5])
+    }
+}
 
 impl MacAddr {
     pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
@@ -279,5 +300,22 @@ mod tests {
         let mut out = [0u8; 18];
         r.emit(&mut out).unwrap();
         assert_eq!(out, TAGGED_VLAN100_IPV6);
+    }
+
+    proptest::proptest! {
+        /// The word-wise comparison is byte equality: drawn pairs differ in
+        /// one byte or not at all, so both answers are drawn often.
+        #[test]
+        fn mac_equality_is_byte_equality(
+            a in proptest::array::uniform6(proptest::num::u8::ANY),
+            at in 0usize..7,
+            to in proptest::num::u8::ANY,
+        ) {
+            let mut b = a;
+            if let Some(x) = b.get_mut(at) {
+                *x = to;
+            }
+            proptest::prop_assert_eq!(MacAddr(a) == MacAddr(b), a == b);
+        }
     }
 }

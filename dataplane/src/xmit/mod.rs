@@ -134,7 +134,27 @@ pub(crate) fn v4_fast_headers<'a>(
     data: &'a mut [u8],
     meta: &PacketMeta,
 ) -> Option<(&'a mut [u8; 20], &'a mut [u8], bool)> {
-    if meta.l3 != L3::Ipv4 || meta.fragment == Fragment::Later || meta.ttl <= 1 {
+    v4_fast_headers_of::<false>(data, meta)
+}
+
+/// [`v4_fast_headers`]; with `PARSED`, for a `meta` that is
+/// [`crate::wire::parse_packet`]'s answer for `data` (link padding
+/// trimmed or not) about a whole IPv4 TCP or UDP datagram, as the fast
+/// lane's packets are: the tests the parser made on the same bytes are not
+/// made again (the family, the fragment, the header lengths, the UDP
+/// length, the TTL byte against `meta`'s). The property test
+/// `parsed_fast_path_equals_general_path` holds it to the general path.
+/// Out of its precondition it still never panics: every slice is checked.
+#[inline(always)]
+pub(crate) fn v4_fast_headers_of<'a, const PARSED: bool>(
+    data: &'a mut [u8],
+    meta: &PacketMeta,
+) -> Option<(&'a mut [u8; 20], &'a mut [u8], bool)> {
+    debug_assert!(!PARSED || (meta.l3 == L3::Ipv4 && meta.fragment == Fragment::No));
+    if !PARSED && (meta.l3 != L3::Ipv4 || meta.fragment == Fragment::Later) {
+        return None;
+    }
+    if meta.ttl <= 1 {
         return None;
     }
     let is_udp = match meta.protocol {
@@ -145,20 +165,21 @@ pub(crate) fn v4_fast_headers<'a>(
     let l3 = usize::from(meta.l3_offset);
     let l4 = usize::from(meta.l4_offset);
     let end = meta.l3_end();
-    if end > data.len() || l4 > end || l4 < l3 + 20 {
+    if !PARSED && (end > data.len() || l4 > end || l4 < l3 + 20) {
         return None;
     }
-    let (head, tail) = data.split_at_mut(l4);
+    let (head, seg) = data.get_mut(..end)?.split_at_mut_checked(l4)?;
     let ip = <&mut [u8; 20]>::try_from(head.get_mut(l3..l3 + 20)?).ok()?;
-    if ip[8] == 0 {
+    if !PARSED && ip[8] == 0 {
         // The bytes disagree with `meta.ttl`: the general path saturates.
         return None;
     }
-    let seg = &mut tail[..end - l4];
     let hdr = if is_udp {
         let u = seg.get(..crate::wire::udp::HEADER_LEN)?;
         let ulen = usize::from(u16::from_be_bytes([u[4], u[5]]));
-        if meta.fragment == Fragment::No && (ulen < crate::wire::udp::HEADER_LEN || ulen > end - l4)
+        if !PARSED
+            && meta.fragment == Fragment::No
+            && (ulen < crate::wire::udp::HEADER_LEN || ulen > end - l4)
         {
             return None;
         }

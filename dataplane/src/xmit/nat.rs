@@ -45,6 +45,20 @@ pub fn nat_inbound(
     rewrite(buf.data_mut(), meta, Side::Dst, real_addr, real_port)
 }
 
+/// [`nat_inbound`] for a `meta` that is the parser's answer for `buf`
+/// about a whole IPv4 TCP or UDP datagram (the fast lane's packets): the
+/// fast path skips the tests the parser made (see
+/// [`super::v4_fast_headers_of`]).
+#[inline(always)]
+pub fn nat_inbound_parsed(
+    buf: &mut impl PacketBuf,
+    meta: &PacketMeta,
+    real_addr: IpAddr,
+    real_port: u16,
+) -> Result<(), XmitError> {
+    rewrite_of::<true>(buf.data_mut(), meta, Side::Dst, real_addr, real_port)
+}
+
 /// Real server -> client: source becomes `virt_addr:virt_port`, TTL
 /// decremented. Always inlined, as [`nat_inbound`].
 #[inline(always)]
@@ -111,8 +125,20 @@ fn rewrite(
     addr: IpAddr,
     port: u16,
 ) -> Result<(), XmitError> {
+    rewrite_of::<false>(data, meta, side, addr, port)
+}
+
+/// [`rewrite`], with `PARSED` as [`super::v4_fast_headers_of`]'s.
+#[inline(always)]
+fn rewrite_of<const PARSED: bool>(
+    data: &mut [u8],
+    meta: &PacketMeta,
+    side: Side,
+    addr: IpAddr,
+    port: u16,
+) -> Result<(), XmitError> {
     if let IpAddr::V4(a) = addr {
-        if rewrite_v4_fast(data, meta, side, u32::from(a), port) {
+        if rewrite_v4_fast::<PARSED>(data, meta, side, u32::from(a), port) {
             return Ok(());
         }
     }
@@ -131,8 +157,14 @@ fn rewrite(
 /// same bytes (the property test `fast_path_equals_general_path` checks
 /// this byte for byte).
 #[inline(always)]
-fn rewrite_v4_fast(data: &mut [u8], meta: &PacketMeta, side: Side, new_a: u32, port: u16) -> bool {
-    let Some((ip, l4h, is_udp)) = super::v4_fast_headers(data, meta) else {
+fn rewrite_v4_fast<const PARSED: bool>(
+    data: &mut [u8],
+    meta: &PacketMeta,
+    side: Side,
+    new_a: u32,
+    port: u16,
+) -> bool {
+    let Some((ip, l4h, is_udp)) = super::v4_fast_headers_of::<PARSED>(data, meta) else {
         return false;
     };
     if is_udp {
@@ -477,7 +509,7 @@ mod tests {
                 IpAddr::V6(_) => unreachable!(),
             };
             let mut fast = f.clone();
-            let took = rewrite_v4_fast(&mut fast, &m, side, a, ports.2);
+            let took = rewrite_v4_fast::<false>(&mut fast, &m, side, a, ports.2);
             if took {
                 let mut general = f.clone();
                 let r = rewrite_general(&mut general, &m, side, mk(r), ports.2);
@@ -485,6 +517,62 @@ mod tests {
                 prop_assert_eq!(fast, general);
             } else {
                 prop_assert_eq!(fast, f);
+            }
+        }
+
+        /// The fast path for a parsed packet (the lane's), which skips the
+        /// parser's tests, equals the general path: the bytes are edited
+        /// before the parse (so lengths, TTL, flags and protocol are drawn
+        /// too), link padding is left or trimmed, and whatever the parser
+        /// accepts as a whole IPv4 TCP or UDP datagram is rewritten by both.
+        #[test]
+        fn parsed_fast_path_equals_general_path(
+            kind in prop_oneof![Just(L4::Tcp), Just(L4::Udp), Just(L4::UdpNoCsum)],
+            (c, v, r) in (any::<[u8; 4]>(), any::<[u8; 4]>(), any::<[u8; 4]>()),
+            ports in any::<(u16, u16, u16)>(),
+            vlan in proptest::option::of(1u16..4094),
+            payload in proptest::collection::vec(any::<u8>(), 0..40),
+            padding in proptest::collection::vec(any::<u8>(), 0..8),
+            src_side in any::<bool>(),
+            ttl in 0u8..4,
+            edits in proptest::collection::vec((0usize..80, any::<u8>()), 0..3),
+        ) {
+            let mk = |x: [u8; 4]| IpAddr::from([198, 18 + (x[0] & 1), x[1], x[2]]);
+            let mut f = frame(mk(c), mk(v), kind, ports.0, ports.1, vlan, &payload);
+            f.extend_from_slice(&padding);
+            if ttl > 0 {
+                let l3 = usize::from(parse_packet(&f).unwrap().l3_offset);
+                f[l3 + 8] = ttl;
+            }
+            let unedited = edits.is_empty();
+            for (pos, val) in edits {
+                if pos < f.len() {
+                    f[pos] = val;
+                }
+            }
+            let Ok(m) = parse_packet(&f) else { return Ok(()) };
+            if m.l3 != L3::Ipv4 || m.fragment != Fragment::No {
+                return Ok(());
+            }
+            let side = if src_side { Side::Src } else { Side::Dst };
+            let a = match mk(r) {
+                IpAddr::V4(a) => u32::from(a),
+                IpAddr::V6(_) => unreachable!(),
+            };
+            let mut fast = f.clone();
+            let took = rewrite_v4_fast::<true>(&mut fast, &m, side, a, ports.2);
+            let mut general = f.clone();
+            let r = rewrite_general(&mut general, &m, side, mk(r), ports.2);
+            if took {
+                prop_assert_eq!(r, Ok(()));
+                prop_assert_eq!(fast, general);
+            } else {
+                prop_assert_eq!(fast, f);
+            }
+            // The common case is taken: an unedited TCP datagram, or UDP
+            // with its checksum, with TTL left.
+            if unedited && kind != L4::UdpNoCsum && m.ttl > 1 {
+                prop_assert!(took);
             }
         }
 
