@@ -47,7 +47,7 @@ use crate::dpdk::{self, Burst, DpdkError, Eal, Mbuf, Mempool, PortQueue, Ring};
 use crate::net::neighbor::State;
 use crate::net::{front, Counter, FloatingCell, Io, L3Cell, NetCounters, Stack, Stage};
 use crate::wire::ethernet::MacAddr;
-use crate::wire::{parse_packet, PacketMeta, ParseError};
+use crate::wire::{parse_packet, parse_packet_into, PacketMeta, ParseError};
 
 /// What a worker leaves behind when it stops (read by the daemon).
 #[derive(Debug, Default, Clone)]
@@ -394,7 +394,7 @@ fn parse_ahead<S: Stage<Mbuf>>(
 ) {
     let n = burst.len().min(dpdk::BURST_SIZE);
     for (meta, m) in metas.iter_mut().zip(burst.as_mut_slice().iter()) {
-        *meta = parse_packet(m.data());
+        parse_packet_into(m.data(), meta);
     }
     stage.warm(&metas[..n]);
 }
