@@ -417,6 +417,44 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// The IPv4 lookup of the neighbour part finds what the general
+        /// one finds: destinations of both families resolved in turn (so
+        /// sets are shared and ways replaced), then every IPv4 one asked
+        /// at drawn times and generations.
+        #[test]
+        fn the_ipv4_hit_is_the_hit(
+            dsts in proptest::collection::vec((0u8..4, proptest::num::u8::ANY), 1..40),
+            asks in proptest::collection::vec((0u64..3, 0u64..200), 1..10),
+        ) {
+            let mut r = cache();
+            let addr = |(net, lo): (u8, u8)| match net {
+                0 => IpAddr::from([198, 18, 0, lo]),
+                1 => IpAddr::from([198, 19, 0, lo]),
+                2 => IpAddr::from([198, 18, 1, lo]),
+                _ => IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(lo)]),
+            };
+            for (i, &d) in dsts.iter().enumerate() {
+                if let Some(h) = r.hop(addr(d)) {
+                    r.resolved(&h, MacAddr([2, 9, 0, 0, 0, i as u8]), 1, 100 + i as u64);
+                }
+            }
+            for &d in &dsts {
+                let IpAddr::V4(v4) = addr(d) else { continue };
+                proptest::prop_assert_eq!(
+                    crate::net::addr_slot_v4(v4, ROUTE_CACHE_SETS),
+                    crate::net::addr_slot(IpAddr::V4(v4), ROUTE_CACHE_SETS)
+                );
+                for &(generation, now) in &asks {
+                    proptest::prop_assert_eq!(
+                        r.hit_v4(v4, generation, now),
+                        r.hit(IpAddr::V4(v4), generation, now)
+                    );
+                }
+            }
+        }
+    }
+
     /// Destinations of one set (found by the hash), as many as `n`.
     fn same_set(n: usize) -> Vec<IpAddr> {
         let first = ip("198.19.0.1");
