@@ -1170,15 +1170,33 @@ fn warming_a_burst_hashes_as_the_lookups_and_changes_none() {
     for (k, &b) in keys.iter().zip(&buckets) {
         assert_eq!(t.hashed(*k).bucket(), b, "the bucket the lookups walk");
     }
-    // More than a burst, and a bucket past the index (taken as empty).
-    let mut odd = buckets.clone();
-    odd.insert(0, u32::MAX);
-    t.warm_chains(&odd, Dir::In);
+    // Each step for every key of either index, and a bucket past the
+    // index (taken as empty); the heads are the chains' first entries.
     let obuckets: Vec<u32> = okeys.iter().map(|k| t.bucket_of(k)).collect();
-    t.warm_chains(&obuckets, Dir::Out);
-    t.warm_chains(&[], Dir::In);
-    t.prefetch_reply_buckets(&odd);
-    t.prefetch_reply_chains(&odd);
+    for (bs, dir) in [(&buckets, Dir::In), (&obuckets, Dir::Out)] {
+        for &b in bs.iter().chain(&[u32::MAX]) {
+            t.prefetch_bucket(b, dir);
+            let head = t.warm_head(b, dir);
+            t.warm_second(head, dir);
+        }
+    }
+    assert_eq!(
+        t.warm_head(u32::MAX, Dir::In),
+        u32::MAX,
+        "past the index: no head"
+    );
+    for (_, &b) in keys
+        .iter()
+        .zip(&buckets)
+        .filter(|(k, _)| t.lookup_in(k).is_some())
+    {
+        let head = t.warm_head(b, Dir::In);
+        assert!(head != u32::MAX, "a bucket holding a key has a head");
+        let c = t.get(ConnId(head));
+        let (client, virt) = (c.client(), c.virt());
+        let k = ConnKey::new(c.proto(), client.0, client.1, virt.0, virt.1);
+        assert_eq!(t.bucket_of(&k), b, "the head is the chain's at that bucket");
+    }
     assert_eq!(found(&t), before);
     assert_eq!(before.iter().filter(|o| o.is_some()).count(), 80);
 }
