@@ -369,22 +369,37 @@ fn input_burst<S: Stage<Mbuf>>(
         return lane_loop::<_, { front::NONE }>(stack, stage, burst, port, now, io);
     }
     if stage.warms() {
-        let mut metas = [Err(ParseError::Truncated); dpdk::BURST_SIZE];
-        parse_ahead(stage, burst, &mut metas);
-        for (m, meta) in burst.drain().zip(metas.iter()) {
-            let p = port.unwrap_or_else(|| m.port());
-            stack.input_parsed(p, m, meta, now, io, stage);
-        }
-    } else {
-        for m in burst.drain() {
-            let p = port.unwrap_or_else(|| m.port());
-            stack.input(p, m, now, io, stage);
-        }
+        return input_burst_warmed(stack, stage, burst, port, now, io);
+    }
+    for m in burst.drain() {
+        let p = port.unwrap_or_else(|| m.port());
+        stack.input(p, m, now, io, stage);
     }
 }
 
-/// Parses the burst's frames into `metas` and lets the stage warm its
-/// lookups for them (prefetching the connection table's buckets), for a
+/// [`input_burst`]'s general path while the stage warms its lookups:
+/// out of line for the reason [`lane_loop_warmed`] is.
+#[inline(never)]
+fn input_burst_warmed<S: Stage<Mbuf>>(
+    stack: &mut Stack<Mbuf>,
+    stage: &mut S,
+    burst: &mut Burst,
+    port: Option<u16>,
+    now: u64,
+    io: &mut WorkerIo<'_>,
+) {
+    let mut metas = [Err(ParseError::Truncated); dpdk::BURST_SIZE];
+    parse_ahead(stage, burst, &mut metas);
+    for (i, (m, meta)) in burst.drain().zip(metas.iter()).enumerate() {
+        stage.warm_next(i);
+        let p = port.unwrap_or_else(|| m.port());
+        stack.input_parsed(p, m, meta, now, io, stage);
+    }
+}
+
+/// Parses the burst's frames into `metas` and lets the stage start warming
+/// its lookups for them (prefetching the connection table's buckets; the
+/// loop that follows carries it on with [`Stage::warm_next`]), for a
 /// stage that says this pays ([`Stage::warms`]: large tables).
 #[inline(always)]
 fn parse_ahead<S: Stage<Mbuf>>(
@@ -443,18 +458,36 @@ fn lane_loop<S: Stage<Mbuf>, const FRONT: u8>(
     io: &mut WorkerIo<'_>,
 ) {
     if stage.warms() {
-        let mut metas = [Err(ParseError::Truncated); dpdk::BURST_SIZE];
-        parse_ahead(stage, burst, &mut metas);
-        for (m, meta) in burst.drain().zip(metas.iter()) {
-            let p = port.unwrap_or_else(|| m.port());
-            stack.input_lane_front::<FRONT>(p, m, meta, now, io, stage);
-        }
-    } else {
-        for m in burst.drain() {
-            let p = port.unwrap_or_else(|| m.port());
-            let meta = parse_packet(m.data());
-            stack.input_lane_front::<FRONT>(p, m, &meta, now, io, stage);
-        }
+        return lane_loop_warmed::<_, FRONT>(stack, stage, burst, port, now, io);
+    }
+    for m in burst.drain() {
+        let p = port.unwrap_or_else(|| m.port());
+        let meta = parse_packet(m.data());
+        stack.input_lane_front::<FRONT>(p, m, &meta, now, io, stage);
+    }
+}
+
+/// [`lane_loop`] while the stage warms its lookups (large tables): the
+/// burst parsed ahead, the warm-up carried on before each packet
+/// ([`Stage::warm_next`]). Out of line, called once per burst: in line,
+/// its loop changed the code of the loop beside it, which small tables
+/// take (established UDP NAT at 1 k flows 686.8 -> 696.0 instructions
+/// per packet, DR 619.8 -> 628.8).
+#[inline(never)]
+fn lane_loop_warmed<S: Stage<Mbuf>, const FRONT: u8>(
+    stack: &mut Stack<Mbuf>,
+    stage: &mut S,
+    burst: &mut Burst,
+    port: Option<u16>,
+    now: u64,
+    io: &mut WorkerIo<'_>,
+) {
+    let mut metas = [Err(ParseError::Truncated); dpdk::BURST_SIZE];
+    parse_ahead(stage, burst, &mut metas);
+    for (i, (m, meta)) in burst.drain().zip(metas.iter()).enumerate() {
+        stage.warm_next(i);
+        let p = port.unwrap_or_else(|| m.port());
+        stack.input_lane_front::<FRONT>(p, m, meta, now, io, stage);
     }
 }
 

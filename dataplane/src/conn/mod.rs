@@ -27,9 +27,11 @@
 //!   [`ConnTable::lookup_out`]`(&ConnKey::new(proto, daddr, dport, client,
 //!   cport))` for NAT replies. ICMP errors look up the embedded header the
 //!   same way and do not call `on_packet` (ICMP never has entries).
-//!   At millions of entries a lookup is memory latency: the worker warms a
-//!   whole rx burst first (`ConnTable::warm_chains`, from
-//!   `Lb::warm_parsed`), so the misses overlap; a caller that wants the
+//!   At millions of entries a lookup is memory latency: the worker warms
+//!   each packet's lookup a few packets ahead of it
+//!   (`ConnTable::prefetch_bucket`, `warm_head`, `warm_second`, from
+//!   `Lb::warm_parsed` and `Lb::warm_next`), so the misses overlap the
+//!   work on the packets before it; a caller that wants the
 //!   answers of a batch has [`ConnTable::lookup_in_batch`] /
 //!   [`ConnTable::lookup_out_batch`] (see `bench/CONNTRACK.md`).
 //! * [`ConnTable::on_packet`]`(id, dir, tcp_flags, now) -> Verdict` (SCTP:

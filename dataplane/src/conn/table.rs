@@ -75,8 +75,7 @@ const IN_PKTS_MAX: u16 = 9;
 /// direction and what the transmit reads (real server, service, method).
 /// An established flow's packet touches one bucket word and both lines of
 /// its entry (the re-arm reads the timer's link, `next_t`, in the second);
-/// the warm-up of large tables loads the first and prefetches the second
-/// ([`ConnTable::warm_chains`]).
+/// the warm-up of large tables prefetches both ([`ConnTable::warm_head`]).
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub struct Conn {
@@ -330,7 +329,7 @@ struct LocalPool {
 /// address and length in bytes (see [`ConnTable::with_advice`]).
 pub type MemAdvice = fn(*mut u8, usize);
 
-/// The most buckets [`ConnTable::warm_chains`] takes at once (a burst).
+/// The most packets of a burst `Lb::warm_parsed` warms.
 pub(crate) const WARM_BURST: usize = 32;
 
 /// A lookup key with its bucket in one table, hashed once
@@ -402,6 +401,12 @@ fn prefetch<T>(r: &T) {
     #[cfg(not(feature = "dpdk"))]
     let _ = r;
 }
+
+/// The second word of a mapped IPv4 address ([`ConnAddr::words`], in
+/// memory order): the prefix's `00 00 ff ff` in the half `MAPPED_MASK`
+/// keeps, the IPv4 address in the other.
+const MAPPED_MASK: u64 = u64::from_ne_bytes([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+const MAPPED_BITS: u64 = u64::from_ne_bytes([0, 0, 0xff, 0xff, 0, 0, 0, 0]);
 
 fn mix(a: u64, b: u64) -> u64 {
     let r = u128::from(a).wrapping_mul(u128::from(b));
@@ -658,14 +663,34 @@ impl ConnTable {
         &self.ents[id.0 as usize]
     }
 
+    /// The bucket of `k`: a keyed hash of the whole key, folded to the
+    /// index. A key of two IPv4 addresses (nearly every packet) is hashed
+    /// as its 12 bytes that vary, two words in one multiply, the way
+    /// wyhash hashes a short input; any other key as three products of its
+    /// five fields. The two kinds of key never meet (an IPv4 key's
+    /// addresses are mapped, `::ffff:a.b.c.d`, an IPv6 address is not one
+    /// of those in practice and hashes the long way if it is), so each key
+    /// has one bucket whichever caller asks.
+    ///
+    /// Why: the three products cost an established IPv4 packet about 25
+    /// instructions more than the one (measured with loop-instructions.sh),
+    /// and a new connection hashes two or three keys.
     #[inline(always)]
     fn bucket(&self, k: &ConnKey) -> usize {
         let (s0, s1) = k.src.words();
         let (d0, d1) = k.dst.words();
         let p = u64::from(k.sport) | u64::from(k.dport) << 16 | u64::from(k.proto) << 32;
-        let h = mix(s0 ^ self.seed[0], s1 ^ 0x9e37_79b9_7f4a_7c15)
-            ^ mix(d0 ^ self.seed[1], d1 ^ 0xc2b2_ae3d_27d4_eb4f)
-            ^ mix(p ^ self.seed[2], 0x1656_67b1_9e37_79f9);
+        let h =
+            if s0 | d0 == 0 && s1 & MAPPED_MASK == MAPPED_BITS && d1 & MAPPED_MASK == MAPPED_BITS {
+                // `s1` is the mapped prefix's last word and the IPv4 source in
+                // one half, `d1` the same for the destination: rotated, the
+                // destination's address lies where the source's prefix does.
+                mix(s1 ^ d1.rotate_left(32) ^ self.seed[0], p ^ self.seed[2])
+            } else {
+                mix(s0 ^ self.seed[0], s1 ^ 0x9e37_79b9_7f4a_7c15)
+                    ^ mix(d0 ^ self.seed[1], d1 ^ 0xc2b2_ae3d_27d4_eb4f)
+                    ^ mix(p ^ self.seed[2], 0x1656_67b1_9e37_79f9)
+            };
         ((h ^ (h >> 32)) as u32 & self.mask) as usize
     }
 
@@ -734,90 +759,60 @@ impl ConnTable {
     }
 
     /// The bucket of `k` in this table (both indexes use the one hash), for
-    /// [`ConnTable::warm_chains`].
+    /// the warm-up ([`ConnTable::prefetch_bucket`]).
     #[inline(always)]
     pub(crate) fn bucket_of(&self, k: &ConnKey) -> u32 {
         self.bucket(k) as u32
     }
 
-    /// Starts the cache misses of a burst's lookups in the `dir` index, for
-    /// the buckets [`ConnTable::bucket_of`] gave: every bucket word first,
-    /// then the first entry of every chain (its first line loaded, its
-    /// second prefetched), then a prefetch of the second entry of every
-    /// chain that has one; nothing is compared or returned, the lookups
-    /// that follow find the lines on their way or there.
-    ///
-    /// Why in passes over the whole burst, and without the keys: at
-    /// millions of entries each lookup is two or three dependent misses
-    /// (bucket word, entry, the next entry of its chain). A pass issues one
-    /// level of them for every packet of the burst, with nothing between
-    /// the loads, so the CPU keeps them in flight together instead of a
-    /// few at a time; [`ConnTable::lookup_in_batch`], which hashes, loads
-    /// and compares in its passes, left about a third of the time per
-    /// packet it could have hidden at a million flows, and its compares
-    /// were repeated by the lookups that followed. Buckets past the index
-    /// are ignored; at most [`WARM_BURST`] are taken.
-    pub(crate) fn warm_chains(&self, buckets: &[u32], dir: Dir) {
-        let index = if dir == Dir::In {
+    /// The first step of warming one lookup (`Lb::warm_parsed`, a burst's
+    /// packets each a few packets ahead of the one being processed):
+    /// prefetches the word of `bucket` in the `dir` index. Buckets past
+    /// the index are ignored.
+    #[inline(always)]
+    pub(crate) fn prefetch_bucket(&self, bucket: u32, dir: Dir) {
+        if let Some(w) = self.index(dir).get(bucket as usize) {
+            prefetch(w);
+        }
+    }
+
+    /// The second step, once the word has had time to arrive: reads the
+    /// chain's head at `bucket` and prefetches both lines of its entry
+    /// (the key, and the second line that the re-arm and the transmit
+    /// read). Returns the head (NIL: none), for [`ConnTable::warm_second`].
+    #[inline(always)]
+    pub(crate) fn warm_head(&self, bucket: u32, dir: Dir) -> u32 {
+        let h = self.index(dir).get(bucket as usize).copied().unwrap_or(NIL);
+        if let Some(c) = self.ents.get(h as usize) {
+            prefetch(c);
+        }
+        h
+    }
+
+    /// The third step, once the head entry has had time to arrive:
+    /// prefetches the entry after `head` in its `dir` chain, which only a
+    /// key behind the head needs (about one packet in four at a million
+    /// flows in 2^21 buckets).
+    #[inline(always)]
+    pub(crate) fn warm_second(&self, head: u32, dir: Dir) {
+        if let Some(c) = self.ents.get(head as usize) {
+            let next = if dir == Dir::In {
+                c.next_in
+            } else {
+                c.next_out
+            };
+            if let Some(c) = self.ents.get(next as usize) {
+                prefetch(c);
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn index(&self, dir: Dir) -> &[u32] {
+        if dir == Dir::In {
             &self.buckets_in
         } else {
             &self.buckets_out
-        };
-        let n = buckets.len().min(WARM_BURST);
-        let mut heads = [NIL; WARM_BURST];
-        for (h, &b) in heads.iter_mut().zip(&buckets[..n]) {
-            *h = index.get(b as usize).copied().unwrap_or(NIL);
-        }
-        for &h in &heads[..n] {
-            if let Some(c) = self.ents.get(h as usize) {
-                std::hint::black_box(c.cport);
-                // The entry's second line, which the re-arm (the timer's
-                // link) and the transmit read: perf put the lane's largest
-                // stall on its first read there.
-                prefetch(&c.daddr);
-            }
-        }
-        // The chain's second entry, which only a key behind the head needs
-        // (about one packet in four at a million flows in 2^21 buckets): a
-        // prefetch, which nothing waits for. As a load, this pass took as
-        // long as the one before (perf).
-        for &h in &heads[..n] {
-            if let Some(c) = self.ents.get(h as usize) {
-                let next = if dir == Dir::In {
-                    c.next_in
-                } else {
-                    c.next_out
-                };
-                if let Some(c) = self.ents.get(next as usize) {
-                    prefetch(c);
-                }
-            }
-        }
-    }
-
-    /// Prefetches the reply index's words at `buckets` (buckets of
-    /// [`ConnTable::bucket_of`]): where the lookup of a packet to a virtual
-    /// address goes after it missed in the inbound index (a new
-    /// connection), at the same bucket. A prefetch, not a load: nothing
-    /// waits for it, and the packets that find their connection lose
-    /// little to it.
-    pub(crate) fn prefetch_reply_buckets(&self, buckets: &[u32]) {
-        for &b in buckets {
-            if let Some(w) = self.buckets_out.get(b as usize) {
-                prefetch(w);
-            }
-        }
-    }
-
-    /// Prefetches the first entry of the reply index's chains at
-    /// `buckets`, after [`ConnTable::prefetch_reply_buckets`] (whose words
-    /// this reads).
-    pub(crate) fn prefetch_reply_chains(&self, buckets: &[u32]) {
-        for &b in buckets {
-            let h = self.buckets_out.get(b as usize).copied().unwrap_or(NIL);
-            if let Some(c) = self.ents.get(h as usize) {
-                prefetch(c);
-            }
         }
     }
 

@@ -64,7 +64,7 @@ use std::sync::{Arc, Weak};
 
 use crate::buf::PacketBuf;
 use crate::conn::shared::{SharedRef, SharedTemplates};
-use crate::conn::table::{cflags, HashedKey};
+use crate::conn::table::{cflags, HashedKey, WARM_BURST};
 use crate::conn::{
     persist, proto_sctp, proto_tcp, ConnAddr, ConnId, ConnKey, ConnTable, Dir, NewConn, Sysctls,
     Verdict,
@@ -341,6 +341,55 @@ pub struct Lb {
     /// `conns.links()` at the last warm-up: how many connections the
     /// burst before created ([`Lb::warm_parsed`]).
     warm_links: std::cell::Cell<u64>,
+    /// The burst being warmed ([`Lb::warm_parsed`], [`Lb::warm_next`]).
+    warming: Warming,
+}
+
+/// How many packets ahead of the one being processed [`Lb::warm_next`]
+/// prefetches a bucket word. Not the whole burst's at once: perf showed
+/// the chain heads read a few packets later still missing, as if most of
+/// 32 prefetches issued together had been dropped.
+pub const WARM_BUCKET: usize = 16;
+/// How many packets ahead of the one being processed [`Lb::warm_next`]
+/// reads a chain's head (whose word [`Lb::warm_parsed`] prefetched) and
+/// prefetches its entry.
+pub const WARM_AHEAD: usize = 8;
+/// How many packets ahead [`Lb::warm_next`] prefetches the second entry
+/// of a chain (whose head was prefetched `WARM_AHEAD - WARM_SECOND`
+/// packets before).
+pub const WARM_SECOND: usize = 4;
+
+/// A burst's lookups as [`Lb::warm_parsed`] found them, by position.
+#[derive(Debug, Clone)]
+struct Warming {
+    /// Each packet's bucket, in the index `index` names.
+    bucket: [u32; WARM_BURST],
+    /// [`Warming::IN`], [`Warming::OUT`] or [`Warming::NONE`] (no lookup).
+    index: [u8; WARM_BURST],
+    /// The chain's head, once [`Lb::warm_next`] read it.
+    head: [u32; WARM_BURST],
+    /// How many packets are being warmed (0: none).
+    n: usize,
+    /// Whether the reply index is warmed for packets to virtual addresses.
+    creating: bool,
+}
+
+impl Warming {
+    const NONE: u8 = 0;
+    const IN: u8 = 1;
+    const OUT: u8 = 2;
+}
+
+impl Default for Warming {
+    fn default() -> Self {
+        Warming {
+            bucket: [0; WARM_BURST],
+            index: [Warming::NONE; WARM_BURST],
+            head: [u32::MAX; WARM_BURST],
+            n: 0,
+            creating: false,
+        }
+    }
 }
 
 impl std::fmt::Debug for Lb {
@@ -383,6 +432,7 @@ impl Lb {
             looked: None,
             fnat: fullnat::FullNat::new(),
             warm_links: std::cell::Cell::new(0),
+            warming: Warming::default(),
         }
     }
 
@@ -600,22 +650,25 @@ impl Lb {
         drop_counted(&self.counters, r)
     }
 
-    /// Warms the connection table for a whole rx burst ahead of
-    /// [`Lb::process`], when the table is too large for the caches: the
-    /// bucket words of the burst's packets, then the first entry of each
-    /// chain, then the second, each level loaded for every packet before
-    /// the next (`ConnTable::warm_chains`), so the per-packet lookups that
-    /// follow find their lines there or on their way (bench/ENGINE.md).
-    /// Smaller tables skip it (nothing to gain).
-    pub fn warm(&self, frames: &[&[u8]]) {
+    /// Warms the connection table for a whole burst ahead of
+    /// [`Lb::process`], when the table is too large for the caches: every
+    /// packet's lookup ([`Lb::warm_parsed`], then [`Lb::warm_next`] for
+    /// each). For a caller that processes the burst afterwards, not a
+    /// packet at a time behind the warm-up (tests, benchmarks); smaller
+    /// tables skip it (nothing to gain).
+    pub fn warm(&mut self, frames: &[&[u8]]) {
         if self.conns.len() < WARM_MIN_CONNS {
             return;
         }
-        let mut metas = [Err(crate::wire::ParseError::Truncated); 32];
+        let mut metas = [Err(crate::wire::ParseError::Truncated); WARM_BURST];
         for (m, f) in metas.iter_mut().zip(frames) {
             *m = crate::wire::parse_packet(f);
         }
-        self.warm_parsed(&metas[..frames.len().min(32)]);
+        let n = frames.len().min(WARM_BURST);
+        self.warm_parsed(&metas[..n]);
+        for i in 0..n {
+            self.warm_next(i);
+        }
     }
 
     /// Whether the table is large enough for [`Lb::warm`] to pay off.
@@ -624,41 +677,50 @@ impl Lb {
         self.conns.len() >= WARM_MIN_CONNS
     }
 
-    /// [`Lb::warm`] for frames the caller parsed already (the worker parses
-    /// each burst once, for this and for the stack). Each packet's bucket
-    /// is the one its lookup will walk: the inbound index's for a packet to
-    /// a virtual address, the reply index's for any other.
-    pub fn warm_parsed(&self, metas: &[Result<PacketMeta, crate::wire::ParseError>]) {
-        use crate::conn::table::WARM_BURST;
+    /// Starts warming the lookups of a burst the caller parsed already
+    /// (the worker parses each burst once, for this and for the stack),
+    /// when the table is too large for the caches; [`Lb::warm_next`]
+    /// carries it on as the packets are processed. Each packet's bucket is
+    /// the one its lookup will walk: the inbound index's for a packet to a
+    /// virtual address, the reply index's for any other.
+    ///
+    /// At millions of entries a lookup is three dependent cache misses
+    /// (bucket word, entry, the chain's next entry for one packet in
+    /// four). Here every packet's bucket word is prefetched; then each
+    /// level is taken a fixed number of packets ahead of the packet being
+    /// processed ([`WARM_AHEAD`], [`WARM_SECOND`]), so the misses of later
+    /// packets overlap the work on earlier ones. Why not level by level
+    /// over the whole burst before any packet, as before: each level then
+    /// waited for its slowest miss with nothing else to do, and perf put a
+    /// third of the worker's time at a million flows in those waits.
+    #[inline]
+    pub fn warm_parsed(&mut self, metas: &[Result<PacketMeta, crate::wire::ParseError>]) {
+        self.warming.n = 0;
         if self.conns.len() < WARM_MIN_CONNS {
             return;
         }
-        let mut buckets_in = [0u32; WARM_BURST];
-        let mut buckets_out = [0u32; WARM_BURST];
-        let (mut n_in, mut n_out) = (0, 0);
-        for m in metas.iter().take(WARM_BURST) {
-            let Ok(m) = m else {
-                continue;
+        let n = metas.len().min(WARM_BURST);
+        let mut lookups = 0u64;
+        for (i, m) in metas[..n].iter().enumerate() {
+            let (bucket, index) = match m {
+                Ok(m)
+                    if matches!(m.protocol, protocol::TCP | protocol::UDP | protocol::SCTP)
+                        && m.l3 != L3::Arp =>
+                {
+                    let b = self.conns.bucket_of(&ConnKey::of_packet(m));
+                    // `is_vip_v4` by name: through `is_vip` the compiler
+                    // kept the test out of line here, a call per packet.
+                    let vip = match m.dst {
+                        IpAddr::V4(d) => self.snap.index.is_vip_v4(d),
+                        IpAddr::V6(_) => self.snap.index.is_vip(&m.dst),
+                    };
+                    lookups += 1;
+                    (b, if vip { Warming::IN } else { Warming::OUT })
+                }
+                _ => (0, Warming::NONE),
             };
-            if !matches!(m.protocol, protocol::TCP | protocol::UDP | protocol::SCTP)
-                || m.l3 == L3::Arp
-            {
-                continue;
-            }
-            let b = self.conns.bucket_of(&ConnKey::of_packet(m));
-            // `is_vip_v4` by name: through `is_vip` the compiler kept the
-            // test out of line here, a call per packet.
-            let vip = match m.dst {
-                IpAddr::V4(d) => self.snap.index.is_vip_v4(d),
-                IpAddr::V6(_) => self.snap.index.is_vip(&m.dst),
-            };
-            if vip {
-                buckets_in[n_in] = b;
-                n_in += 1;
-            } else {
-                buckets_out[n_out] = b;
-                n_out += 1;
-            }
+            self.warming.bucket[i] = bucket;
+            self.warming.index[i] = index;
         }
         // While a quarter of the packets or more open connections (the
         // last burst's count), a packet to a virtual address is likely to
@@ -668,15 +730,98 @@ impl Lb {
         // (1 M flows: 113-117 -> 130-135 ns per packet).
         let links = self.conns.links();
         let created = links.wrapping_sub(self.warm_links.replace(links));
-        let creating = created.saturating_mul(4) >= (n_in + n_out) as u64 && created > 0;
+        let creating = created.saturating_mul(4) >= lookups && created > 0;
+        self.warming.creating = creating;
         if creating {
-            self.conns.prefetch_reply_buckets(&buckets_in[..n_in]);
+            // Each level for the whole burst at once, and nothing left for
+            // `warm_next`: while connections are being opened, taken a
+            // few packets ahead the lines came too late (new UDP
+            // connections 265 -> 304 ns per packet in uvs-loop, measured).
+            for j in 0..n {
+                self.prefetch_bucket_of(j);
+            }
+            for j in 0..n {
+                self.warm_head_of(j);
+            }
+            for j in 0..n {
+                self.warm_second_of(j);
+            }
+            return;
         }
-        self.conns.warm_chains(&buckets_in[..n_in], Dir::In);
-        if creating {
-            self.conns.prefetch_reply_chains(&buckets_in[..n_in]);
+        self.warming.n = n;
+        for j in 0..WARM_BUCKET.min(n) {
+            self.prefetch_bucket_of(j);
         }
-        self.conns.warm_chains(&buckets_out[..n_out], Dir::Out);
+        for j in 0..WARM_AHEAD.min(n) {
+            self.warm_head_of(j);
+        }
+    }
+
+    /// The bucket word of the burst's packet `j` prefetched (for a packet
+    /// to a virtual address while connections are being opened, the reply
+    /// index's word at the same bucket as well).
+    #[inline(always)]
+    fn prefetch_bucket_of(&self, j: usize) {
+        let b = self.warming.bucket[j];
+        match self.warming.index[j] {
+            Warming::IN => {
+                self.conns.prefetch_bucket(b, Dir::In);
+                if self.warming.creating {
+                    self.conns.prefetch_bucket(b, Dir::Out);
+                }
+            }
+            Warming::OUT => self.conns.prefetch_bucket(b, Dir::Out),
+            _ => {}
+        }
+    }
+
+    /// Carries the warm-up [`Lb::warm_parsed`] started on, as the burst's
+    /// packet `i` is about to be processed: the chain's head for the
+    /// packet [`WARM_AHEAD`] further on, the chain's second entry for the
+    /// one [`WARM_SECOND`] further on. Nothing is compared or returned:
+    /// the lookups that follow find the lines there or on their way.
+    #[inline(always)]
+    pub fn warm_next(&mut self, i: usize) {
+        let n = self.warming.n;
+        if i + WARM_BUCKET < n {
+            self.prefetch_bucket_of(i + WARM_BUCKET);
+        }
+        if i + WARM_AHEAD < n {
+            self.warm_head_of(i + WARM_AHEAD);
+        }
+        if i + WARM_SECOND < n {
+            self.warm_second_of(i + WARM_SECOND);
+        }
+    }
+
+    /// The second entry of the chain of the burst's packet `j` prefetched
+    /// (its head was read and prefetched before).
+    #[inline(always)]
+    fn warm_second_of(&self, j: usize) {
+        match self.warming.index[j] {
+            Warming::IN => self.conns.warm_second(self.warming.head[j], Dir::In),
+            Warming::OUT => self.conns.warm_second(self.warming.head[j], Dir::Out),
+            _ => {}
+        }
+    }
+
+    /// The chain head of the burst's packet `j` (its bucket word was
+    /// prefetched), its entry prefetched; for a packet to a virtual
+    /// address while connections are being opened, the reply index's
+    /// first entry at the same bucket as well.
+    #[inline(always)]
+    fn warm_head_of(&mut self, j: usize) {
+        let b = self.warming.bucket[j];
+        self.warming.head[j] = match self.warming.index[j] {
+            Warming::IN => {
+                if self.warming.creating {
+                    self.conns.warm_head(b, Dir::Out);
+                }
+                self.conns.warm_head(b, Dir::In)
+            }
+            Warming::OUT => self.conns.warm_head(b, Dir::Out),
+            _ => return,
+        };
     }
 
     /// The load-balancing decision for one parsed packet; see the module

@@ -929,6 +929,11 @@ impl<B: PacketBuf> Stage<B> for LbStage {
         self.lb.warm_parsed(metas);
     }
 
+    #[inline(always)]
+    fn warm_next(&mut self, i: usize) {
+        self.lb.warm_next(i);
+    }
+
     #[inline]
     fn end_burst(&mut self, _now_ms: u64) {
         self.lb.end_burst();

@@ -975,6 +975,27 @@ fn warming_a_burst_changes_no_decision() {
             assert_eq!(a, Action::Forward(*rs));
         }
     }
+    // As the worker warms: the burst started, then carried on before each
+    // packet, with frames that look nothing up among them (too short to
+    // parse) and bursts longer than the warm-up takes.
+    let mut burst: Vec<(Vec<u8>, Option<IpAddr>)> = Vec::new();
+    for (f, (_, rs)) in frames.iter().zip(&owner) {
+        burst.push((f.clone(), Some(*rs)));
+        if burst.len() % 7 == 3 {
+            burst.push((vec![0u8; 9], None));
+        }
+    }
+    for chunk in burst.chunks(40) {
+        let metas: Vec<_> = chunk.iter().map(|(f, _)| parse_packet(f)).collect();
+        lb.warm_parsed(&metas);
+        for (i, (f, rs)) in chunk.iter().enumerate() {
+            lb.warm_next(i);
+            if let Some(rs) = rs {
+                let (a, _) = run(&mut lb, f, 2);
+                assert_eq!(a, Action::Forward(*rs));
+            }
+        }
+    }
 }
 
 #[test]

@@ -485,6 +485,10 @@ pub trait Stage<B: PacketBuf> {
     /// Called with a whole received burst before its packets are processed
     /// one by one (batched lookups that overlap cache misses).
     fn warm(&mut self, _metas: &[Result<PacketMeta, ParseError>]) {}
+    /// Called before the burst's packet `i` (of those [`Stage::warm`] was
+    /// given) is processed: the warm-up carried on a few packets ahead.
+    #[inline(always)]
+    fn warm_next(&mut self, _i: usize) {}
     /// Whether [`Stage::warm`] would do anything now (if not, the worker
     /// does not parse the burst ahead).
     fn warms(&self) -> bool {

@@ -224,7 +224,10 @@ fn v4_fast<const EXTRA: usize, const HEADERS: usize>(
     if !buf.prepend(overhead) {
         return false;
     }
-    buf.trim(padding);
+    if padding > 0 {
+        // A call per packet otherwise (the trim is out of line here).
+        buf.trim(padding);
+    }
     let data = buf.data_mut();
     // The Ethernet header forward, through a fixed-size copy: the two
     // ranges do not overlap (the tunnel headers are longer than it), and
