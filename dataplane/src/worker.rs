@@ -369,31 +369,11 @@ fn input_burst<S: Stage<Mbuf>>(
         return lane_loop::<_, { front::NONE }>(stack, stage, burst, port, now, io);
     }
     if stage.warms() {
-        return input_burst_warmed(stack, stage, burst, port, now, io);
+        return warmed_loop::<_, GENERAL>(stack, stage, burst, port, now, io);
     }
     for m in burst.drain() {
         let p = port.unwrap_or_else(|| m.port());
         stack.input(p, m, now, io, stage);
-    }
-}
-
-/// [`input_burst`]'s general path while the stage warms its lookups:
-/// out of line for the reason [`lane_loop_warmed`] is.
-#[inline(never)]
-fn input_burst_warmed<S: Stage<Mbuf>>(
-    stack: &mut Stack<Mbuf>,
-    stage: &mut S,
-    burst: &mut Burst,
-    port: Option<u16>,
-    now: u64,
-    io: &mut WorkerIo<'_>,
-) {
-    let mut metas = [Err(ParseError::Truncated); dpdk::BURST_SIZE];
-    parse_ahead(stage, burst, &mut metas);
-    for (i, (m, meta)) in burst.drain().zip(metas.iter()).enumerate() {
-        stage.warm_next(i);
-        let p = port.unwrap_or_else(|| m.port());
-        stack.input_parsed(p, m, meta, now, io, stage);
     }
 }
 
@@ -458,7 +438,7 @@ fn lane_loop<S: Stage<Mbuf>, const FRONT: u8>(
     io: &mut WorkerIo<'_>,
 ) {
     if stage.warms() {
-        return lane_loop_warmed::<_, FRONT>(stack, stage, burst, port, now, io);
+        return warmed_loop::<_, FRONT>(stack, stage, burst, port, now, io);
     }
     for m in burst.drain() {
         let p = port.unwrap_or_else(|| m.port());
@@ -467,14 +447,19 @@ fn lane_loop<S: Stage<Mbuf>, const FRONT: u8>(
     }
 }
 
-/// [`lane_loop`] while the stage warms its lookups (large tables): the
-/// burst parsed ahead, the warm-up carried on before each packet
-/// ([`Stage::warm_next`]). Out of line, called once per burst: in line,
-/// its loop changed the code of the loop beside it, which small tables
-/// take (established UDP NAT at 1 k flows 686.8 -> 696.0 instructions
-/// per packet, DR 619.8 -> 628.8).
+/// [`warmed_loop`]'s `FRONT` for the general path ([`Stack::input_parsed`]
+/// for every frame) rather than one of the lane's entries.
+const GENERAL: u8 = u8::MAX;
+
+/// The loop of [`input_burst`] (`FRONT` = [`GENERAL`]) or of
+/// [`lane_loop`] (a [`front`] entry) while the stage warms its lookups
+/// (large tables): the burst parsed ahead, the warm-up carried on before
+/// each packet ([`Stage::warm_next`]). Out of line, called once per
+/// burst: in line, its loop changed the code of the loop beside it,
+/// which small tables take (established UDP NAT at 1 k flows 686.8 ->
+/// 696.0 instructions per packet, DR 619.8 -> 628.8).
 #[inline(never)]
-fn lane_loop_warmed<S: Stage<Mbuf>, const FRONT: u8>(
+fn warmed_loop<S: Stage<Mbuf>, const FRONT: u8>(
     stack: &mut Stack<Mbuf>,
     stage: &mut S,
     burst: &mut Burst,
@@ -487,7 +472,11 @@ fn lane_loop_warmed<S: Stage<Mbuf>, const FRONT: u8>(
     for (i, (m, meta)) in burst.drain().zip(metas.iter()).enumerate() {
         stage.warm_next(i);
         let p = port.unwrap_or_else(|| m.port());
-        stack.input_lane_front::<FRONT>(p, m, meta, now, io, stage);
+        if FRONT == GENERAL {
+            stack.input_parsed(p, m, meta, now, io, stage);
+        } else {
+            stack.input_lane_front::<FRONT>(p, m, meta, now, io, stage);
+        }
     }
 }
 
