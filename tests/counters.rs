@@ -172,6 +172,10 @@ fn the_directors_own_answers_and_its_drops_read_back_while_running() {
     assert!(grew("poll_cycles") > 0, "{after}");
     assert!(grew("busy_cycles") > 0, "{after}");
     assert!(
+        grew("busy_turns") > 0 && grew("busy_turns") <= grew("rx"),
+        "{after}"
+    );
+    assert!(
         n(&after, "busy_cycles") <= n(&after, "poll_cycles"),
         "{after}"
     );

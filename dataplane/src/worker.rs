@@ -644,6 +644,7 @@ impl<S: Stage<Mbuf>> Worker<S> {
         self.counters.add(Counter::PollCycles, spent);
         if taken > 0 {
             self.counters.add(Counter::BusyCycles, spent);
+            self.counters.inc(Counter::BusyTurns);
         }
         taken
     }

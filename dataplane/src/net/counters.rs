@@ -129,6 +129,9 @@ counters! {
     /// `poll_cycles`, the share of the worker's time spent on traffic (a
     /// worker that is the bottleneck of a benchmark is near 1).
     BusyCycles => "busy_cycles",
+    /// Turns that took packets in: `rx` over this is the mean burst a
+    /// busy turn found (near the burst size: the queues never ran dry).
+    BusyTurns => "busy_turns",
     /// Packets to a floating address this director does not hold (the
     /// VRRP BACKUP's VIPs), dropped before the load balancer.
     DropStandby => "drop_vip_standby",
