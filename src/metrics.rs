@@ -448,6 +448,9 @@ enum StackKind {
     Tx,
     HandedOver,
     HandedIn,
+    /// `poll_cycles`, `busy_cycles`, `busy_turns`: the worker's time, not
+    /// events.
+    Cycles,
     /// `drop_<reason>`: the reason.
     Drop(&'static str),
     Event,
@@ -459,6 +462,7 @@ fn stack_kind(c: Counter) -> StackKind {
         Counter::Tx => StackKind::Tx,
         Counter::HandedOver => StackKind::HandedOver,
         Counter::HandedIn => StackKind::HandedIn,
+        Counter::PollCycles | Counter::BusyCycles | Counter::BusyTurns => StackKind::Cycles,
         c => match c.as_str().strip_prefix("drop_") {
             Some(r) => StackKind::Drop(r),
             None => StackKind::Event,
@@ -487,6 +491,27 @@ fn render_workers(out: &mut String, ws: &[WorkerSample]) {
         "counter",
         "Frames a worker handed to its tx queues",
         &|s| s.stack(Counter::Tx),
+    );
+    per_worker(
+        out,
+        "uvs_worker_poll_cycles_total",
+        "counter",
+        "TSC cycles a worker spent in its polling turns",
+        &|s| s.stack(Counter::PollCycles),
+    );
+    per_worker(
+        out,
+        "uvs_worker_busy_cycles_total",
+        "counter",
+        "TSC cycles of a worker's turns that took packets in (against uvs_worker_poll_cycles_total: how busy it is)",
+        &|s| s.stack(Counter::BusyCycles),
+    );
+    per_worker(
+        out,
+        "uvs_worker_busy_turns_total",
+        "counter",
+        "A worker's polling turns that took packets in",
+        &|s| s.stack(Counter::BusyTurns),
     );
     per_worker(
         out,

@@ -167,6 +167,18 @@ fn the_directors_own_answers_and_its_drops_read_back_while_running() {
     assert_eq!(grew("drop_bad_checksum"), 3, "{after}");
     assert!(grew("trimmed_behind_ip_length") >= 3, "{after}");
     assert_eq!(grew("drop_rate_limited"), 0, "{after}");
+    // The worker's turns are timed, and those that took the frames above
+    // are a part of them.
+    assert!(grew("poll_cycles") > 0, "{after}");
+    assert!(grew("busy_cycles") > 0, "{after}");
+    assert!(
+        grew("busy_turns") > 0 && grew("busy_turns") <= grew("rx"),
+        "{after}"
+    );
+    assert!(
+        n(&after, "busy_cycles") <= n(&after, "poll_cycles"),
+        "{after}"
+    );
     // Every drop reason of the stack and the load balancer is listed.
     for name in [
         "drop_tx_full",

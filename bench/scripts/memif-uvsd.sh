@@ -162,15 +162,28 @@ if ! bench_wait_line "$BENCH_WORK/uvsd.log" "uvsd: ready" 120; then
 fi
 ready_s=$(python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 2))" "$t0" "$(date +%s.%N)")
 sleep 0.5
+# uvsd's busy share over the generator's run (warm-up included): its
+# worker's `busy_cycles` against `poll_cycles` (README, "Counters"), read
+# before and after; "dut_busy_share" in the JSON line, and "dut_mean_burst"
+# (received packets over busy turns: near 32 when the queue never ran dry),
+# null without uvsadm.
+UVSADM=${UVSADM:-$BENCH_ROOT/target/release/uvsadm}
+dut_counters() { "$UVSADM" --socket "$BENCH_WORK/uvsadm.sock" --counters --json 2>/dev/null || echo null; }
+before=$(dut_counters)
 out=$(bench_run_pktgen --dst-mac 02:00:00:00:00:01 --expect "${BENCH_EXPECT:-$method}" --label "uvsd-$method" \
     --servers "$servers" --scheduler "$scheduler" --tunnel "$tunnel" "$@") || {
     tail -20 "$BENCH_WORK/uvsd.log" >&2
     exit 1
 }
+after=$(dut_counters)
 counters=null
 if [[ -n $flood ]]; then
-    UVSADM=${UVSADM:-$BENCH_ROOT/target/release/uvsadm}
-    counters=$("$UVSADM" --socket "$BENCH_WORK/uvsadm.sock" --counters --json) || counters=null
+    counters=$after
 fi
-python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["dut"]=sys.argv[2]; r["mem"]=sys.argv[3]; r["dut_ready_wait_s"]=float(sys.argv[4]); r["dut_counters"]=json.loads(sys.argv[5]); r["sysctl"]=sys.argv[6]; r["conn_capacity"]=int(sys.argv[7]); print(json.dumps(r))' \
-    "$out" "uvsd-$method" "$(bench_mem_mode)" "$ready_s" "$counters" "${BENCH_SYSCTL:-}" "${UVS_CONN_CAPACITY:-16777216}"
+python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["dut"]=sys.argv[2]; r["mem"]=sys.argv[3]; r["dut_ready_wait_s"]=float(sys.argv[4]); r["dut_counters"]=json.loads(sys.argv[5]); r["sysctl"]=sys.argv[6]; r["conn_capacity"]=int(sys.argv[7])
+b, a = json.loads(sys.argv[8]), json.loads(sys.argv[9])
+d = lambda k: a["total"][k] - b["total"][k]
+r["dut_busy_share"] = round(d("busy_cycles") / d("poll_cycles"), 4) if a and b and d("poll_cycles") > 0 else None
+r["dut_mean_burst"] = round(d("rx") / d("busy_turns"), 2) if a and b and d("busy_turns") > 0 else None
+print(json.dumps(r))' \
+    "$out" "uvsd-$method" "$(bench_mem_mode)" "$ready_s" "$counters" "${BENCH_SYSCTL:-}" "${UVS_CONN_CAPACITY:-16777216}" "$before" "$after"

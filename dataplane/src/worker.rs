@@ -561,7 +561,8 @@ impl<S: Stage<Mbuf>> Worker<S> {
     /// callgrind (bench/scripts/loop-instructions.sh) can then name it.
     #[inline(never)]
     pub fn poll(&mut self) -> usize {
-        let now = dpdk::tsc_cycles() / self.per_ms;
+        let start = dpdk::tsc_cycles();
+        let now = start / self.per_ms;
         let b = &mut *self.bursts;
         let mut taken = 0;
         // One view of the tx side for the whole turn; rx goes through it
@@ -638,6 +639,13 @@ impl<S: Stage<Mbuf>> Worker<S> {
             self.stack.set_service_addrs(self.stage.service_addrs());
         }
         self.stage.acknowledge();
+        // The turn's time, once per turn: busy or not.
+        let spent = dpdk::tsc_cycles().wrapping_sub(start);
+        self.counters.add(Counter::PollCycles, spent);
+        if taken > 0 {
+            self.counters.add(Counter::BusyCycles, spent);
+            self.counters.inc(Counter::BusyTurns);
+        }
         taken
     }
 

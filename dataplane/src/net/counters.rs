@@ -122,6 +122,16 @@ counters! {
     DropKernelFull => "drop_kernel_full",
     /// Frames from a kernel interface sent out of their port.
     FromKernel => "from_kernel",
+    /// TSC cycles the worker spent in its turns (every rx queue, the
+    /// rings, the timers), whether they found packets or not.
+    PollCycles => "poll_cycles",
+    /// TSC cycles of the turns that took packets in: against
+    /// `poll_cycles`, the share of the worker's time spent on traffic (a
+    /// worker that is the bottleneck of a benchmark is near 1).
+    BusyCycles => "busy_cycles",
+    /// Turns that took packets in: `rx` over this is the mean burst a
+    /// busy turn found (near the burst size: the queues never ran dry).
+    BusyTurns => "busy_turns",
     /// Packets to a floating address this director does not hold (the
     /// VRRP BACKUP's VIPs), dropped before the load balancer.
     DropStandby => "drop_vip_standby",
