@@ -686,13 +686,16 @@ impl Lb {
     ///
     /// At millions of entries a lookup is three dependent cache misses
     /// (bucket word, entry, the chain's next entry for one packet in
-    /// four). Here every packet's bucket word is prefetched; then each
-    /// level is taken a fixed number of packets ahead of the packet being
-    /// processed ([`WARM_AHEAD`], [`WARM_SECOND`]), so the misses of later
-    /// packets overlap the work on earlier ones. Why not level by level
-    /// over the whole burst before any packet, as before: each level then
-    /// waited for its slowest miss with nothing else to do, and perf put a
-    /// third of the worker's time at a million flows in those waits.
+    /// four). Each level is taken a fixed number of packets ahead of the
+    /// packet being processed ([`WARM_BUCKET`], [`WARM_AHEAD`],
+    /// [`WARM_SECOND`]), so the misses of later packets overlap the work on
+    /// earlier ones. Why not level by level over the whole burst before
+    /// any packet: each level then waits for its slowest miss with nothing
+    /// else to do (perf put a third of the worker's time at a million flows
+    /// in those waits). Except while connections are being opened: a new
+    /// connection's packet is several times an established one's work, and
+    /// taken ahead its lines came too late (measured), so such a burst is
+    /// warmed level by level here and [`Lb::warm_next`] has nothing to do.
     #[inline]
     pub fn warm_parsed(&mut self, metas: &[Result<PacketMeta, crate::wire::ParseError>]) {
         self.warming.n = 0;
