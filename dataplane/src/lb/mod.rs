@@ -340,7 +340,7 @@ pub struct Lb {
     fnat: fullnat::FullNat,
     /// `conns.links()` at the last warm-up: how many connections the
     /// burst before created ([`Lb::warm_parsed`]).
-    warm_links: std::cell::Cell<u64>,
+    warm_links: u64,
     /// The burst being warmed ([`Lb::warm_parsed`], [`Lb::warm_next`]).
     warming: Warming,
 }
@@ -365,6 +365,8 @@ struct Warming {
     /// Each packet's bucket, in the index `index` names.
     bucket: [u32; WARM_BURST],
     /// [`Warming::IN`], [`Warming::OUT`] or [`Warming::NONE`] (no lookup).
+    /// Codes rather than `Option<Dir>`: with the `Option`, the matches
+    /// took a million-flow packet 17 instructions more (905.3 -> 922.5).
     index: [u8; WARM_BURST],
     /// The chain's head, once [`Lb::warm_next`] read it.
     head: [u32; WARM_BURST],
@@ -431,7 +433,7 @@ impl Lb {
             replays: crate::rules::Replays::new(worker),
             looked: None,
             fnat: fullnat::FullNat::new(),
-            warm_links: std::cell::Cell::new(0),
+            warm_links: 0,
             warming: Warming::default(),
         }
     }
@@ -732,7 +734,7 @@ impl Lb {
         // established traffic, whose packets would pay for the lines
         // (1 M flows: 113-117 -> 130-135 ns per packet).
         let links = self.conns.links();
-        let created = links.wrapping_sub(self.warm_links.replace(links));
+        let created = links.wrapping_sub(std::mem::replace(&mut self.warm_links, links));
         let creating = created.saturating_mul(4) >= lookups && created > 0;
         self.warming.creating = creating;
         if creating {
